@@ -1,0 +1,128 @@
+//! Which points a search may return.
+
+use crate::PointOffset;
+
+/// A predicate over point offsets, passed to a search to restrict its results.
+///
+/// Indexes also ask for a cardinality estimate to choose their strategy: when few points pass,
+/// an exact scan of them beats walking a graph or probing lists (Qdrant's
+/// `full_scan_threshold`).
+pub trait PointFilter: Sync {
+    /// Whether the point may be returned.
+    fn allows(&self, offset: PointOffset) -> bool;
+
+    /// An estimate of how many points pass, when known cheaply.
+    fn cardinality_estimate(&self) -> Option<usize> {
+        None
+    }
+
+    /// The passing offsets in increasing order, when the filter can list them cheaply (a
+    /// bitset can; an arbitrary predicate cannot).
+    fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
+        None
+    }
+}
+
+impl<F: Fn(PointOffset) -> bool + Sync> PointFilter for F {
+    fn allows(&self, offset: PointOffset) -> bool {
+        self(offset)
+    }
+}
+
+/// A set of allowed offsets as a bitset: what payload indexes produce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedSet {
+    words: Vec<u64>,
+    count: usize,
+}
+
+impl AllowedSet {
+    /// An empty set able to hold offsets below `capacity` without growing.
+    pub fn with_capacity(capacity: usize) -> AllowedSet {
+        AllowedSet {
+            words: vec![0; capacity.div_ceil(64)],
+            count: 0,
+        }
+    }
+
+    /// Adds an offset; returns whether it was new.
+    pub fn insert(&mut self, offset: PointOffset) -> bool {
+        let (w, b) = (offset as usize / 64, offset % 64);
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        let new = self.words[w] & (1 << b) == 0;
+        self.words[w] |= 1 << b;
+        self.count += new as usize;
+        new
+    }
+
+    /// Removes an offset; returns whether it was present.
+    pub fn remove(&mut self, offset: PointOffset) -> bool {
+        let (w, b) = (offset as usize / 64, offset % 64);
+        let Some(word) = self.words.get_mut(w) else {
+            return false;
+        };
+        let present = *word & (1 << b) != 0;
+        *word &= !(1 << b);
+        self.count -= present as usize;
+        present
+    }
+
+    /// Whether the offset is in the set.
+    #[inline]
+    pub fn contains(&self, offset: PointOffset) -> bool {
+        self.words
+            .get(offset as usize / 64)
+            .is_some_and(|w| w >> (offset % 64) & 1 == 1)
+    }
+
+    /// Number of offsets in the set.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The offsets, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = PointOffset> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some((w * 64) as PointOffset + b)
+            })
+        })
+    }
+}
+
+impl FromIterator<PointOffset> for AllowedSet {
+    fn from_iter<I: IntoIterator<Item = PointOffset>>(iter: I) -> Self {
+        let mut set = AllowedSet::default();
+        iter.into_iter().for_each(|o| {
+            set.insert(o);
+        });
+        set
+    }
+}
+
+impl PointFilter for AllowedSet {
+    fn allows(&self, offset: PointOffset) -> bool {
+        self.contains(offset)
+    }
+
+    fn cardinality_estimate(&self) -> Option<usize> {
+        Some(self.count)
+    }
+
+    fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
+        Some(Box::new(self.iter()))
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of `index-core`: one binary, a module per concern.
+
+mod filter;
+mod flat;
+mod ids;
+mod result;

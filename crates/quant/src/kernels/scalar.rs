@@ -1,0 +1,134 @@
+//! Portable kernels: the reference every SIMD path is tested against, and the fallback on CPUs
+//! with none of the instruction sets we target.
+//!
+//! Plain sequential loops on purpose: they are the specification, so they are written to be
+//! obviously right, not fast.
+
+use super::{check_bits_len, check_len, check_table_len, PQ_KSUB};
+use half::f16;
+
+/// See [`super::Kernels::dot_f32`].
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// See [`super::Kernels::l2sq_f32`].
+pub fn l2sq_f32(a: &[f32], b: &[f32]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// See [`super::Kernels::l1_f32`].
+pub fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
+}
+
+/// See [`super::Kernels::dot_f32_f16`].
+pub fn dot_f32_f16(a: &[f32], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
+}
+
+/// See [`super::Kernels::l2sq_f32_f16`].
+pub fn l2sq_f32_f16(a: &[f32], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y.to_f32()) * (x - y.to_f32()))
+        .sum()
+}
+
+/// See [`super::Kernels::l1_f32_f16`].
+pub fn l1_f32_f16(a: &[f32], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y.to_f32()).abs()).sum()
+}
+
+/// See [`super::Kernels::dot_f16`].
+pub fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
+}
+
+/// See [`super::Kernels::l2sq_f16`].
+pub fn l2sq_f16(a: &[f16], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = x.to_f32() - y.to_f32();
+            d * d
+        })
+        .sum()
+}
+
+/// See [`super::Kernels::l1_f16`].
+pub fn l1_f16(a: &[f16], b: &[f16]) -> f32 {
+    check_len(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x.to_f32() - y.to_f32()).abs())
+        .sum()
+}
+
+/// See [`super::Kernels::dot_f32_u8`].
+pub fn dot_f32_u8(a: &[f32], codes: &[u8]) -> f32 {
+    check_len(a.len(), codes.len());
+    a.iter().zip(codes).map(|(x, &c)| x * c as f32).sum()
+}
+
+/// See [`super::Kernels::l1_f32_u8_affine`].
+pub fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
+    check_len(a.len(), codes.len());
+    check_len(a.len(), scale.len());
+    a.iter()
+        .zip(scale)
+        .zip(codes)
+        .map(|((x, s), &c)| (x - s * c as f32).abs())
+        .sum()
+}
+
+/// See [`super::Kernels::dot_i8_u8`].
+pub fn dot_i8_u8(query: &[i8], codes: &[u8]) -> i32 {
+    check_len(query.len(), codes.len());
+    query
+        .iter()
+        .zip(codes)
+        .map(|(&q, &c)| q as i32 * c as i32)
+        .sum()
+}
+
+/// See [`super::Kernels::sad_u8`].
+pub fn sad_u8(a: &[u8], b: &[u8]) -> u32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y) as u32).sum()
+}
+
+/// See [`super::Kernels::hamming`].
+pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    check_len(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// See [`super::Kernels::masked_sum`].
+pub fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
+    check_bits_len(weights.len(), bits.len());
+    weights
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits[i / 64] >> (i % 64) & 1 == 1)
+        .map(|(_, w)| w)
+        .sum()
+}
+
+/// See [`super::Kernels::pq_adc`].
+pub fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
+    check_table_len(table.len(), codes.len());
+    codes
+        .iter()
+        .enumerate()
+        .map(|(m, &c)| table[m * PQ_KSUB + c as usize])
+        .sum()
+}

@@ -1,0 +1,417 @@
+//! AVX2 + FMA + F16C + POPCNT kernels (Haswell, Zen 1 and later).
+//!
+//! Float kernels keep four 8-lane accumulators (32 values an iteration) to hide the latency of
+//! the fused multiply-add, then finish the tail with scalar code. Integer kernels widen to 16
+//! bits and use `vpmaddwd`, which cannot saturate, unlike `vpmaddubsw`.
+
+use super::{check_bits_len, check_len, check_table_len, Isa, Kernels, PQ_KSUB};
+use half::f16;
+use std::arch::x86_64::*;
+
+/// The AVX2 table.
+///
+/// Only [`Kernels::for_isa`] calls this, after it has checked that the CPU supports
+/// [`Isa::Avx2`]; the safe wrappers below rely on that.
+pub(super) fn table() -> Kernels {
+    Kernels {
+        isa: Isa::Avx2,
+        dot_f32,
+        l2sq_f32,
+        l1_f32,
+        dot_f32_f16,
+        l2sq_f32_f16,
+        l1_f32_f16,
+        dot_f16,
+        l2sq_f16,
+        l1_f16,
+        dot_f32_u8,
+        l1_f32_u8_affine,
+        dot_i8_u8,
+        sad_u8,
+        hamming,
+        masked_sum,
+        pq_adc,
+    }
+}
+
+/// Generates a safe wrapper for an `unsafe` AVX2 kernel that takes two equal-length slices.
+macro_rules! safe_pair {
+    ($name:ident, $ta:ty, $tb:ty, $out:ty) => {
+        fn $name(a: &[$ta], b: &[$tb]) -> $out {
+            check_len(a.len(), b.len());
+            // SAFETY: reachable only through `table`, which `Kernels::for_isa` calls after
+            // checking that the CPU supports AVX2, FMA, F16C and POPCNT; the slices have equal
+            // lengths (checked above), which is all the kernel needs to stay in bounds.
+            unsafe { imp::$name(a, b) }
+        }
+    };
+}
+
+safe_pair!(dot_f32, f32, f32, f32);
+safe_pair!(l2sq_f32, f32, f32, f32);
+safe_pair!(l1_f32, f32, f32, f32);
+safe_pair!(dot_f32_f16, f32, f16, f32);
+safe_pair!(l2sq_f32_f16, f32, f16, f32);
+safe_pair!(l1_f32_f16, f32, f16, f32);
+safe_pair!(dot_f16, f16, f16, f32);
+safe_pair!(l2sq_f16, f16, f16, f32);
+safe_pair!(l1_f16, f16, f16, f32);
+safe_pair!(dot_f32_u8, f32, u8, f32);
+safe_pair!(dot_i8_u8, i8, u8, i32);
+safe_pair!(sad_u8, u8, u8, u32);
+safe_pair!(hamming, u64, u64, u32);
+
+fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
+    check_len(a.len(), codes.len());
+    check_len(a.len(), scale.len());
+    // SAFETY: as in `safe_pair`: the CPU was checked, and the three slices have equal lengths.
+    unsafe { imp::l1_f32_u8_affine(a, scale, codes) }
+}
+
+fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
+    check_bits_len(weights.len(), bits.len());
+    // SAFETY: the CPU was checked; `bits` has one word per 64 weights (checked above).
+    unsafe { imp::masked_sum(weights, bits) }
+}
+
+fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
+    check_table_len(table.len(), codes.len());
+    // SAFETY: the CPU was checked; `table` has 256 entries per code (checked above), so every
+    // gathered index `m·256 + code` is inside it.
+    unsafe { imp::pq_adc(table, codes) }
+}
+
+/// The kernels themselves.
+///
+/// # Safety (every function)
+/// The caller guarantees that the CPU supports AVX2, FMA, F16C and POPCNT, and that the slices
+/// passed have the lengths the wrapper checks. Every pointer read is at an index below the
+/// length of the slice it came from: full-width loads only while `i + WIDTH <= n`, then scalar
+/// code for the tail.
+mod imp {
+    use super::*;
+
+    /// Widens elements of one storage type to `f32`, eight at a time or one at a time.
+    trait Lanes: Copy {
+        /// Loads 8 elements from `p` as 8 `f32` lanes.
+        unsafe fn load8(p: *const Self) -> __m256;
+        fn to_f32(self) -> f32;
+    }
+
+    impl Lanes for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            load8_f32(p)
+        }
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            self
+        }
+    }
+
+    impl Lanes for f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            load8_f16(p)
+        }
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            f16::to_f32(self)
+        }
+    }
+
+    impl Lanes for u8 {
+        #[inline(always)]
+        unsafe fn load8(p: *const u8) -> __m256 {
+            load8_u8(p)
+        }
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            self as f32
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_f16(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_u8(p: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum_ps(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum_epi32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// How one pair of 8-lane vectors adds into an accumulator.
+    #[derive(Clone, Copy)]
+    enum Op {
+        Dot,
+        L2sq,
+        L1,
+    }
+
+    #[inline(always)]
+    unsafe fn step(op: Op, x: __m256, y: __m256, acc: __m256) -> __m256 {
+        match op {
+            Op::Dot => fmadd(x, y, acc),
+            Op::L2sq => {
+                let d = sub(x, y);
+                fmadd(d, d, acc)
+            }
+            Op::L1 => add(acc, abs(sub(x, y))),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fmadd(x: __m256, y: __m256, acc: __m256) -> __m256 {
+        _mm256_fmadd_ps(x, y, acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sub(x: __m256, y: __m256) -> __m256 {
+        _mm256_sub_ps(x, y)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn add(x: __m256, y: __m256) -> __m256 {
+        _mm256_add_ps(x, y)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn abs(x: __m256) -> __m256 {
+        _mm256_andnot_ps(_mm256_set1_ps(-0.0), x)
+    }
+
+    #[inline(always)]
+    fn step_scalar(op: Op, x: f32, y: f32) -> f32 {
+        match op {
+            Op::Dot => x * y,
+            Op::L2sq => (x - y) * (x - y),
+            Op::L1 => (x - y).abs(),
+        }
+    }
+
+    /// The one body of every float kernel; `op` is a constant at each call site, so the
+    /// `match` inside `step` folds away.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn reduce<A: Lanes, B: Lanes>(op: Op, a: &[A], b: &[B]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let o = i + 8 * j;
+                *acc = step(op, A::load8(pa.add(o)), B::load8(pb.add(o)), *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = step(op, A::load8(pa.add(i)), B::load8(pb.add(i)), acc[0]);
+            i += 8;
+        }
+        let mut sum = hsum_ps(add(add(acc[0], acc[1]), add(acc[2], acc[3])));
+        while i < n {
+            sum += step_scalar(op, a[i].to_f32(), b[i].to_f32());
+            i += 1;
+        }
+        sum
+    }
+
+    macro_rules! float_kernel {
+        ($name:ident, $op:expr, $ta:ty, $tb:ty) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) unsafe fn $name(a: &[$ta], b: &[$tb]) -> f32 {
+                reduce($op, a, b)
+            }
+        };
+    }
+
+    float_kernel!(dot_f32, Op::Dot, f32, f32);
+    float_kernel!(l2sq_f32, Op::L2sq, f32, f32);
+    float_kernel!(l1_f32, Op::L1, f32, f32);
+    float_kernel!(dot_f32_f16, Op::Dot, f32, f16);
+    float_kernel!(l2sq_f32_f16, Op::L2sq, f32, f16);
+    float_kernel!(l1_f32_f16, Op::L1, f32, f16);
+    float_kernel!(dot_f16, Op::Dot, f16, f16);
+    float_kernel!(l2sq_f16, Op::L2sq, f16, f16);
+    float_kernel!(l1_f16, Op::L1, f16, f16);
+    float_kernel!(dot_f32_u8, Op::Dot, f32, u8);
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
+        let n = a.len();
+        let (pa, ps, pc) = (a.as_ptr(), scale.as_ptr(), codes.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let o = i + 8 * j;
+                // a − s·c, then its absolute value.
+                let d = _mm256_fnmadd_ps(
+                    load8_f32(ps.add(o)),
+                    load8_u8(pc.add(o)),
+                    load8_f32(pa.add(o)),
+                );
+                *acc = add(*acc, abs(d));
+            }
+            i += 16;
+        }
+        let mut sum = hsum_ps(add(acc[0], acc[1]));
+        while i < n {
+            sum += (a[i] - scale[i] * codes[i] as f32).abs();
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_i8_u8(query: &[i8], codes: &[u8]) -> i32 {
+        let n = query.len();
+        let (pq, pc) = (query.as_ptr(), codes.as_ptr());
+        let mut acc = [_mm256_setzero_si256(); 2];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let o = i + 16 * j;
+                let q = _mm256_cvtepi8_epi16(_mm_loadu_si128(pq.add(o) as *const __m128i));
+                let c = _mm256_cvtepu8_epi16(_mm_loadu_si128(pc.add(o) as *const __m128i));
+                // Pairs of 16-bit products summed into 32 bits: |q·c| ≤ 128·255, no saturation.
+                *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(q, c));
+            }
+            i += 32;
+        }
+        let mut sum = hsum_epi32(_mm256_add_epi32(acc[0], acc[1]));
+        while i < n {
+            sum += query[i] as i32 * codes[i] as i32;
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn sad_u8(a: &[u8], b: &[u8]) -> u32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 32 <= n {
+            let x = _mm256_loadu_si256(pa.add(i) as *const __m256i);
+            let y = _mm256_loadu_si256(pb.add(i) as *const __m256i);
+            acc = _mm256_add_epi64(acc, _mm256_sad_epu8(x, y));
+            i += 32;
+        }
+        let mut lanes = [0u64; 4];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+        let mut sum = lanes.iter().sum::<u64>() as u32;
+        while i < n {
+            sum += a[i].abs_diff(b[i]) as u32;
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,popcnt")]
+    pub(super) unsafe fn hamming(a: &[u64], b: &[u64]) -> u32 {
+        // With `popcnt` enabled, `count_ones` is one instruction; four sums keep it busy.
+        let mut acc = [0u32; 4];
+        let mut chunks_a = a.chunks_exact(4);
+        let mut chunks_b = b.chunks_exact(4);
+        for (x, y) in (&mut chunks_a).zip(&mut chunks_b) {
+            for j in 0..4 {
+                acc[j] += (x[j] ^ y[j]).count_ones();
+            }
+        }
+        let tail: u32 = chunks_a
+            .remainder()
+            .iter()
+            .zip(chunks_b.remainder())
+            .map(|(x, y)| (x ^ y).count_ones())
+            .sum();
+        acc.iter().sum::<u32>() + tail
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
+        let n = weights.len();
+        let pw = weights.as_ptr();
+        // Lane j keeps its weight when bit j of the current byte is set.
+        let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let o = i + 8 * j;
+                let byte = (bits[o / 64] >> (o % 64)) as i32 & 0xFF;
+                let sel = _mm256_and_si256(_mm256_set1_epi32(byte), lane_bits);
+                let mask = _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, lane_bits));
+                *acc = add(*acc, _mm256_and_ps(load8_f32(pw.add(o)), mask));
+            }
+            i += 16;
+        }
+        let mut sum = hsum_ps(add(acc[0], acc[1]));
+        while i < n {
+            if bits[i / 64] >> (i % 64) & 1 == 1 {
+                sum += weights[i];
+            }
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
+        let m_total = codes.len();
+        let (pt, pc) = (table.as_ptr(), codes.as_ptr());
+        let k = PQ_KSUB as i32;
+        let row_offsets = _mm256_setr_epi32(0, k, 2 * k, 3 * k, 4 * k, 5 * k, 6 * k, 7 * k);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut m = 0;
+        while m + 16 <= m_total {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let o = m + 8 * j;
+                let c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(pc.add(o) as *const __m128i));
+                let base = _mm256_set1_epi32((o * PQ_KSUB) as i32);
+                let idx = _mm256_add_epi32(c, _mm256_add_epi32(base, row_offsets));
+                *acc = add(*acc, _mm256_i32gather_ps::<4>(pt, idx));
+            }
+            m += 16;
+        }
+        let mut sum = hsum_ps(add(acc[0], acc[1]));
+        while m < m_total {
+            sum += table[m * PQ_KSUB + codes[m] as usize];
+            m += 1;
+        }
+        sum
+    }
+}

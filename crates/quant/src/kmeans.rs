@@ -1,0 +1,439 @@
+//! The one k-means of the project: k-means++ seeding, Lloyd iterations, parallel over points.
+//!
+//! Product quantization trains its sub-space codebooks with it, and the IVF index its coarse
+//! quantizer. Training runs on a sample (at most `max_points_per_centroid · k` points, 256 by
+//! default, as FAISS does), in the calling thread's rayon pool, so a caller bounds the threads
+//! with `ThreadPool::install`.
+
+use crate::error::check_vectors;
+use crate::kernels::{kernels, Kernels};
+use crate::{Error, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// How the first centroids are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMeansInit {
+    /// k-means++ (Arthur and Vassilvitskii, 2007): each next seed drawn with probability
+    /// proportional to its squared distance from the seeds so far.
+    PlusPlus,
+    /// `k` distinct training points drawn uniformly.
+    Random,
+}
+
+/// Training parameters.
+#[derive(Debug, Clone)]
+pub struct KMeansConfig {
+    /// Number of centroids, `k`. No default: the caller decides.
+    pub k: usize,
+    /// Maximum Lloyd iterations. Default 25.
+    pub max_iterations: usize,
+    /// Stop when the relative decrease of the inertia falls below this. Default `1e-4`.
+    pub tolerance: f64,
+    /// The training sample holds at most `k ·` this many points. Default 256.
+    pub max_points_per_centroid: usize,
+    /// k-means++ draws its seeds from at most `k ·` this many sample points. Default 32.
+    pub seeding_points_per_centroid: usize,
+    /// Seeding method. Default [`KMeansInit::PlusPlus`].
+    pub init: KMeansInit,
+    /// Normalise centroids to unit length after each update (spherical k-means, for inner
+    /// product and cosine data). Default `false`.
+    pub spherical: bool,
+    /// Seed of every random choice; the same seed and data give the same centroids.
+    pub seed: u64,
+}
+
+impl KMeansConfig {
+    /// The defaults, for `k` centroids.
+    pub fn new(k: usize) -> KMeansConfig {
+        KMeansConfig {
+            k,
+            max_iterations: 25,
+            tolerance: 1e-4,
+            max_points_per_centroid: 256,
+            seeding_points_per_centroid: 32,
+            init: KMeansInit::PlusPlus,
+            spherical: false,
+            seed: 0x5eed,
+        }
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |name, reason: &str| {
+            Err(Error::InvalidParameter {
+                name,
+                reason: reason.into(),
+            })
+        };
+        if self.k == 0 {
+            return invalid("k", "must be at least 1");
+        }
+        if self.max_iterations == 0 {
+            return invalid("max_iterations", "must be at least 1");
+        }
+        if self.tolerance.is_nan() || self.tolerance < 0.0 {
+            return invalid("tolerance", "must be a non-negative number");
+        }
+        if self.max_points_per_centroid == 0 || self.seeding_points_per_centroid == 0 {
+            return invalid("max_points_per_centroid", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A trained set of centroids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeans {
+    dim: usize,
+    centroids: Vec<f32>,
+    inertia: f64,
+    iterations: usize,
+}
+
+impl KMeans {
+    /// Trains `config.k` centroids on `data`, a flat buffer of `dim`-dimensional vectors.
+    ///
+    /// Errors: an invalid dimension or ragged buffer, NaN or infinity in the data, an empty
+    /// training set, or more centroids than points.
+    pub fn train(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<KMeans> {
+        config.validate()?;
+        let n = check_vectors(data, dim)?;
+        if n == 0 {
+            return Err(Error::EmptyTrainingSet);
+        }
+        if config.k > n {
+            return Err(Error::TooFewPoints { k: config.k, n });
+        }
+        let k = config.k;
+        let kern = kernels();
+        let mut rng = StdRng::seed_from_u64(config.seed);
+
+        let sample = sample_rows(
+            data,
+            dim,
+            n,
+            k.saturating_mul(config.max_points_per_centroid),
+            &mut rng,
+        );
+        let ns = sample.len() / dim;
+
+        let mut centroids = match config.init {
+            KMeansInit::Random => {
+                let picks = rand::seq::index::sample(&mut rng, ns, k);
+                let mut c = Vec::with_capacity(k * dim);
+                for i in picks.iter() {
+                    c.extend_from_slice(&sample[i * dim..(i + 1) * dim]);
+                }
+                c
+            }
+            KMeansInit::PlusPlus => {
+                let pool = sample_rows(
+                    &sample,
+                    dim,
+                    ns,
+                    k.saturating_mul(config.seeding_points_per_centroid),
+                    &mut rng,
+                );
+                plus_plus(kern, &pool, dim, k, &mut rng)
+            }
+        };
+        if config.spherical {
+            centroids
+                .chunks_exact_mut(dim)
+                .for_each(crate::metric::normalize);
+        }
+
+        let mut assignment = vec![0u32; ns];
+        let mut prev_inertia = f64::INFINITY;
+        let mut inertia = f64::INFINITY;
+        let mut iterations = 0;
+        for _ in 0..config.max_iterations {
+            iterations += 1;
+            inertia = assign_into(kern, &centroids, dim, &sample, &mut assignment);
+            let counts = update_centroids(&sample, dim, k, &assignment, &mut centroids);
+            repair_empty(&sample, dim, &assignment, &counts, &mut centroids, &mut rng);
+            if config.spherical {
+                centroids
+                    .chunks_exact_mut(dim)
+                    .for_each(crate::metric::normalize);
+            }
+            if prev_inertia.is_finite() && prev_inertia - inertia <= config.tolerance * prev_inertia
+            {
+                break;
+            }
+            prev_inertia = inertia;
+        }
+        Ok(KMeans {
+            dim,
+            centroids,
+            inertia,
+            iterations,
+        })
+    }
+
+    /// Wraps existing centroids (e.g. loaded from elsewhere); checks them like training data.
+    pub fn from_centroids(centroids: Vec<f32>, dim: usize) -> Result<KMeans> {
+        let k = check_vectors(&centroids, dim)?;
+        if k == 0 {
+            return Err(Error::EmptyTrainingSet);
+        }
+        Ok(KMeans {
+            dim,
+            centroids,
+            inertia: f64::NAN,
+            iterations: 0,
+        })
+    }
+
+    /// Number of centroids.
+    pub fn k(&self) -> usize {
+        self.centroids.len() / self.dim
+    }
+
+    /// Dimension of the centroids.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// All centroids, row after row.
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+
+    /// Centroid `i`.
+    pub fn centroid(&self, i: usize) -> &[f32] {
+        &self.centroids[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Sum of squared distances of the training sample to its centroids after the last
+    /// assignment (NaN for centroids not trained here).
+    pub fn inertia(&self) -> f64 {
+        self.inertia
+    }
+
+    /// Lloyd iterations run.
+    pub fn iterations(&self) -> usize {
+        self.iterations
+    }
+
+    /// The nearest centroid of `v` and its squared L2 distance.
+    pub fn nearest(&self, v: &[f32]) -> Result<(usize, f32)> {
+        if v.len() != self.dim {
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: v.len(),
+            });
+        }
+        Ok(nearest(kernels(), &self.centroids, self.dim, v))
+    }
+
+    /// The nearest centroid of every vector of `data`, in parallel.
+    pub fn assign(&self, data: &[f32]) -> Result<Vec<u32>> {
+        if !data.len().is_multiple_of(self.dim) {
+            return Err(Error::RaggedBuffer {
+                len: data.len(),
+                dim: self.dim,
+            });
+        }
+        let mut out = vec![0u32; data.len() / self.dim];
+        assign_into(kernels(), &self.centroids, self.dim, data, &mut out);
+        Ok(out)
+    }
+
+    fn encode_payload(&self, enc: &mut crate::codec::Encoder) {
+        enc.u64(self.dim as u64);
+        enc.u64(self.iterations as u64);
+        enc.u64(self.inertia.to_bits());
+        enc.f32s(&self.centroids);
+    }
+
+    fn decode_payload(dec: &mut crate::codec::Decoder) -> Result<KMeans> {
+        let dim = dec.usize()?;
+        let iterations = dec.usize()?;
+        let inertia = f64::from_bits(dec.u64()?);
+        let centroids = dec.f32s()?;
+        let mut km =
+            KMeans::from_centroids(centroids, dim).map_err(|e| dec.malformed(&e.to_string()))?;
+        km.iterations = iterations;
+        km.inertia = inertia;
+        Ok(km)
+    }
+}
+
+crate::codec::impl_persist!(KMeans, crate::codec::Kind::KMeans);
+
+/// Up to `max` distinct rows of `data` drawn uniformly (all rows, in order, when `n <= max`).
+fn sample_rows(data: &[f32], dim: usize, n: usize, max: usize, rng: &mut StdRng) -> Vec<f32> {
+    if n <= max {
+        return data[..n * dim].to_vec();
+    }
+    let mut picks = rand::seq::index::sample(rng, n, max).into_vec();
+    // Sorted, so the copy walks memory forwards.
+    picks.sort_unstable();
+    let mut out = Vec::with_capacity(max * dim);
+    for i in picks {
+        out.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+    }
+    out
+}
+
+/// k-means++ seeding over `pool`.
+fn plus_plus(kern: &Kernels, pool: &[f32], dim: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
+    let n = pool.len() / dim;
+    let mut centroids = Vec::with_capacity(k * dim);
+    let first = rng.random_range(0..n);
+    centroids.extend_from_slice(&pool[first * dim..(first + 1) * dim]);
+    let mut best: Vec<f32> = vec![f32::INFINITY; n];
+    for c in 1..k {
+        let last = &centroids[(c - 1) * dim..c * dim];
+        best.par_iter_mut()
+            .zip(pool.par_chunks_exact(dim))
+            .for_each(|(b, x)| {
+                let d = kern.l2sq_f32(x, last);
+                if d < *b {
+                    *b = d;
+                }
+            });
+        let total: f64 = best.iter().map(|&d| d as f64).sum();
+        let pick = if total > 0.0 && total.is_finite() {
+            let mut target = rng.random::<f64>() * total;
+            let mut pick = n - 1;
+            for (i, &d) in best.iter().enumerate() {
+                target -= d as f64;
+                if target <= 0.0 && d > 0.0 {
+                    pick = i;
+                    break;
+                }
+            }
+            pick
+        } else {
+            // Every point already coincides with a seed (duplicates): any point will do.
+            rng.random_range(0..n)
+        };
+        centroids.extend_from_slice(&pool[pick * dim..(pick + 1) * dim]);
+    }
+    centroids
+}
+
+#[inline]
+fn nearest(kern: &Kernels, centroids: &[f32], dim: usize, v: &[f32]) -> (usize, f32) {
+    let mut best = (0usize, f32::INFINITY);
+    for (j, c) in centroids.chunks_exact(dim).enumerate() {
+        let d = kern.l2sq_f32(v, c);
+        if d < best.1 {
+            best = (j, d);
+        }
+    }
+    best
+}
+
+/// Assigns every row of `data` to its nearest centroid; returns the inertia.
+fn assign_into(
+    kern: &Kernels,
+    centroids: &[f32],
+    dim: usize,
+    data: &[f32],
+    out: &mut [u32],
+) -> f64 {
+    out.par_iter_mut()
+        .zip(data.par_chunks_exact(dim))
+        .with_min_len(256)
+        .map(|(slot, v)| {
+            let (j, d) = nearest(kern, centroids, dim, v);
+            *slot = j as u32;
+            d as f64
+        })
+        .sum()
+}
+
+/// Moves each centroid to the mean of its points; returns the count per centroid.
+/// A centroid with no points keeps its place (and is repaired by `repair_empty`).
+fn update_centroids(
+    data: &[f32],
+    dim: usize,
+    k: usize,
+    assignment: &[u32],
+    centroids: &mut [f32],
+) -> Vec<usize> {
+    let chunk = assignment
+        .len()
+        .div_ceil(rayon::current_num_threads() * 4)
+        .max(1024);
+    let (sums, counts) = assignment
+        .par_chunks(chunk)
+        .zip(data.par_chunks(chunk * dim))
+        .map(|(assign, rows)| {
+            let mut sums = vec![0f64; k * dim];
+            let mut counts = vec![0usize; k];
+            for (&j, v) in assign.iter().zip(rows.chunks_exact(dim)) {
+                let j = j as usize;
+                counts[j] += 1;
+                sums[j * dim..(j + 1) * dim]
+                    .iter_mut()
+                    .zip(v)
+                    .for_each(|(s, &x)| *s += x as f64);
+            }
+            (sums, counts)
+        })
+        .reduce(
+            || (vec![0f64; k * dim], vec![0usize; k]),
+            |(mut s1, mut c1), (s2, c2)| {
+                s1.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
+                c1.iter_mut().zip(&c2).for_each(|(a, b)| *a += b);
+                (s1, c1)
+            },
+        );
+    for j in 0..k {
+        if counts[j] > 0 {
+            let inv = 1.0 / counts[j] as f64;
+            for (c, s) in centroids[j * dim..(j + 1) * dim]
+                .iter_mut()
+                .zip(&sums[j * dim..(j + 1) * dim])
+            {
+                *c = (s * inv) as f32;
+            }
+        }
+    }
+    counts
+}
+
+/// Gives every empty centroid a point of the largest cluster, so that no centroid is wasted.
+fn repair_empty(
+    data: &[f32],
+    dim: usize,
+    assignment: &[u32],
+    counts: &[usize],
+    centroids: &mut [f32],
+    rng: &mut StdRng,
+) {
+    let mut counts = counts.to_vec();
+    for j in 0..counts.len() {
+        if counts[j] != 0 {
+            continue;
+        }
+        let (big, &big_count) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, &c)| c)
+            .expect("k >= 1");
+        if big_count < 2 {
+            break;
+        }
+        // A random member of the largest cluster becomes the new centroid; the next
+        // assignment splits that cluster between the two.
+        let target = rng.random_range(0..big_count);
+        let member = assignment
+            .iter()
+            .enumerate()
+            .filter(|(_, &a)| a as usize == big)
+            .nth(target)
+            .map(|(i, _)| i);
+        if let Some(i) = member {
+            centroids[j * dim..(j + 1) * dim].copy_from_slice(&data[i * dim..(i + 1) * dim]);
+            counts[big] -= big_count / 2;
+            counts[j] = big_count / 2;
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Distance metrics and the project's one convention for "closer".
+//!
+//! Inside the project a **distance** is always "smaller is closer", and results sort by
+//! distance, then by id:
+//!
+//! | metric | distance inside | score Qdrant returns ([`Metric::score`]) |
+//! |---|---|---|
+//! | [`Metric::Euclidean`] | squared L2, `Σ (aᵢ − bᵢ)²` | `sqrt` of it (smaller is better) |
+//! | [`Metric::InnerProduct`] | `−(a · b)` | `a · b` (larger is better) |
+//! | [`Metric::Cosine`] | `−(a · b)` of unit vectors | `a · b` (larger is better) |
+//! | [`Metric::Manhattan`] | `Σ |aᵢ − bᵢ|` | the same (smaller is better) |
+//!
+//! Cosine vectors are normalised once, when they are inserted ([`Metric::prepare`]), so the
+//! search never divides by a norm. The squared L2 keeps the same order as L2 and saves a root.
+
+use crate::kernels::Kernels;
+
+/// How closeness of two vectors is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Euclidean (L2) distance; internally squared.
+    Euclidean,
+    /// Inner (dot) product; internally negated.
+    InnerProduct,
+    /// Cosine similarity; vectors are normalised at insert, then treated as inner product.
+    Cosine,
+    /// Manhattan (L1) distance.
+    Manhattan,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 4] = [
+        Metric::Euclidean,
+        Metric::InnerProduct,
+        Metric::Cosine,
+        Metric::Manhattan,
+    ];
+
+    /// Normalises `v` in place when the metric needs unit vectors (cosine); a no-op otherwise.
+    ///
+    /// A zero vector stays zero (as in Qdrant): it is equally far from everything.
+    pub fn prepare(self, v: &mut [f32]) {
+        if self == Metric::Cosine {
+            normalize(v);
+        }
+    }
+
+    /// The internal distance between two prepared vectors (smaller is closer).
+    #[inline]
+    pub fn distance(self, kernels: &Kernels, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Euclidean => kernels.l2sq_f32(a, b),
+            Metric::InnerProduct | Metric::Cosine => -kernels.dot_f32(a, b),
+            Metric::Manhattan => kernels.l1_f32(a, b),
+        }
+    }
+
+    /// The internal distance between a prepared `f32` query and an `f16` stored vector.
+    #[inline]
+    pub fn distance_f16(self, kernels: &Kernels, a: &[f32], b: &[half::f16]) -> f32 {
+        match self {
+            Metric::Euclidean => kernels.l2sq_f32_f16(a, b),
+            Metric::InnerProduct | Metric::Cosine => -kernels.dot_f32_f16(a, b),
+            Metric::Manhattan => kernels.l1_f32_f16(a, b),
+        }
+    }
+
+    /// The internal distance between two `f16` stored vectors.
+    #[inline]
+    pub fn distance_f16_f16(self, kernels: &Kernels, a: &[half::f16], b: &[half::f16]) -> f32 {
+        match self {
+            Metric::Euclidean => kernels.l2sq_f16(a, b),
+            Metric::InnerProduct | Metric::Cosine => -kernels.dot_f16(a, b),
+            Metric::Manhattan => kernels.l1_f16(a, b),
+        }
+    }
+
+    /// Converts an internal distance into the score Qdrant's API returns for this metric.
+    #[inline]
+    pub fn score(self, distance: f32) -> f32 {
+        match self {
+            Metric::Euclidean => distance.max(0.0).sqrt(),
+            Metric::InnerProduct | Metric::Cosine => -distance,
+            Metric::Manhattan => distance,
+        }
+    }
+
+    /// Converts a Qdrant score (e.g. a `score_threshold`) into an internal distance bound.
+    #[inline]
+    pub fn distance_from_score(self, score: f32) -> f32 {
+        match self {
+            Metric::Euclidean => {
+                if score <= 0.0 {
+                    0.0
+                } else {
+                    score * score
+                }
+            }
+            Metric::InnerProduct | Metric::Cosine => -score,
+            Metric::Manhattan => score,
+        }
+    }
+
+    /// Whether a larger Qdrant score means closer (dot and cosine) or farther (distances).
+    pub fn higher_score_is_closer(self) -> bool {
+        matches!(self, Metric::InnerProduct | Metric::Cosine)
+    }
+}
+
+/// Scales `v` to unit L2 norm; leaves a zero vector as it is.
+pub fn normalize(v: &mut [f32]) {
+    let norm_sq = crate::kernels::kernels().dot_f32(v, v);
+    if norm_sq > 0.0 && norm_sq.is_finite() {
+        let inv = 1.0 / norm_sq.sqrt();
+        v.iter_mut().for_each(|x| *x *= inv);
+    }
+}
