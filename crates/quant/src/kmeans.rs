@@ -317,11 +317,44 @@ fn plus_plus(kern: &Kernels, pool: &[f32], dim: usize, k: usize, rng: &mut StdRn
     centroids
 }
 
+/// The nearest of the centroids (rows of `dim` values) to `v`, and its squared L2 distance.
+///
+/// Product-quantization sub-spaces are narrow (often 2 to 8 dimensions), where a kernel call
+/// per centroid costs more than the arithmetic; those widths get a loop the compiler unrolls.
 #[inline]
-fn nearest(kern: &Kernels, centroids: &[f32], dim: usize, v: &[f32]) -> (usize, f32) {
+pub(crate) fn nearest(kern: &Kernels, centroids: &[f32], dim: usize, v: &[f32]) -> (usize, f32) {
+    match dim {
+        1 => nearest_fixed::<1>(centroids, v),
+        2 => nearest_fixed::<2>(centroids, v),
+        3 => nearest_fixed::<3>(centroids, v),
+        4 => nearest_fixed::<4>(centroids, v),
+        5 => nearest_fixed::<5>(centroids, v),
+        6 => nearest_fixed::<6>(centroids, v),
+        7 => nearest_fixed::<7>(centroids, v),
+        8 => nearest_fixed::<8>(centroids, v),
+        _ => {
+            let mut best = (0usize, f32::INFINITY);
+            for (j, c) in centroids.chunks_exact(dim).enumerate() {
+                let d = kern.l2sq_f32(v, c);
+                if d < best.1 {
+                    best = (j, d);
+                }
+            }
+            best
+        }
+    }
+}
+
+#[inline]
+fn nearest_fixed<const D: usize>(centroids: &[f32], v: &[f32]) -> (usize, f32) {
+    let v: &[f32; D] = v.try_into().expect("caller passes a D-dimensional vector");
     let mut best = (0usize, f32::INFINITY);
-    for (j, c) in centroids.chunks_exact(dim).enumerate() {
-        let d = kern.l2sq_f32(v, c);
+    for (j, c) in centroids.chunks_exact(D).enumerate() {
+        let mut d = 0.0;
+        for i in 0..D {
+            let t = v[i] - c[i];
+            d += t * t;
+        }
         if d < best.1 {
             best = (j, d);
         }

@@ -169,15 +169,9 @@ impl ProductQuantizer {
         let kern = kernels();
         for (m, code) in out.iter_mut().enumerate() {
             let range = self.subspace(m);
-            let x = &v[range];
-            let mut best = (0usize, f32::INFINITY);
-            for k in 0..PQ_KSUB {
-                let d = kern.l2sq_f32(x, self.centroid(m, k));
-                if d < best.1 {
-                    best = (k, d);
-                }
-            }
-            *code = best.0 as u8;
+            let width = range.len();
+            let book = &self.codebooks[PQ_KSUB * range.start..PQ_KSUB * (range.start + width)];
+            *code = crate::kmeans::nearest(kern, book, width, &v[range]).0 as u8;
         }
         Ok(())
     }

@@ -317,6 +317,29 @@ impl Kernels {
     }
 }
 
+/// Asks the CPU to start loading the cache lines of `len` bytes from `ptr` (at most 512), so
+/// that a graph walk can fetch the next vectors while it measures the current one.
+///
+/// Safe for any pointer: a prefetch is a hint that never faults, reads nothing the program can
+/// observe and changes no memory. A no-op on targets without a prefetch hint.
+#[inline(always)]
+pub fn prefetch(ptr: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut line = 0;
+        while line < len.min(512) {
+            // SAFETY: `_mm_prefetch` never faults, even on an invalid address, and has no
+            // effect on program semantics; `wrapping_add` computes the address without any
+            // in-bounds requirement.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(line) as *const i8) };
+            line += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
+}
+
 /// Panics unless the two lengths are equal: SIMD code relies on it to stay inside both slices.
 #[inline(always)]
 #[track_caller]

@@ -299,9 +299,9 @@ mod imp {
     pub(super) unsafe fn dot_i8_u8(query: &[i8], codes: &[u8]) -> i32 {
         let n = query.len();
         let (pq, pc) = (query.as_ptr(), codes.as_ptr());
-        let mut acc = [_mm256_setzero_si256(); 2];
+        let mut acc = [_mm256_setzero_si256(); 4];
         let mut i = 0;
-        while i + 32 <= n {
+        while i + 64 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
                 let o = i + 16 * j;
                 let q = _mm256_cvtepi8_epi16(_mm_loadu_si128(pq.add(o) as *const __m128i));
@@ -309,9 +309,19 @@ mod imp {
                 // Pairs of 16-bit products summed into 32 bits: |q·c| ≤ 128·255, no saturation.
                 *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(q, c));
             }
-            i += 32;
+            i += 64;
         }
-        let mut sum = hsum_epi32(_mm256_add_epi32(acc[0], acc[1]));
+        while i + 16 <= n {
+            let q = _mm256_cvtepi8_epi16(_mm_loadu_si128(pq.add(i) as *const __m128i));
+            let c = _mm256_cvtepu8_epi16(_mm_loadu_si128(pc.add(i) as *const __m128i));
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(q, c));
+            i += 16;
+        }
+        let sums = _mm256_add_epi32(
+            _mm256_add_epi32(acc[0], acc[1]),
+            _mm256_add_epi32(acc[2], acc[3]),
+        );
+        let mut sum = hsum_epi32(sums);
         while i < n {
             sum += query[i] as i32 * codes[i] as i32;
             i += 1;
@@ -343,22 +353,39 @@ mod imp {
 
     #[target_feature(enable = "avx2,fma,f16c,popcnt")]
     pub(super) unsafe fn hamming(a: &[u64], b: &[u64]) -> u32 {
-        // With `popcnt` enabled, `count_ones` is one instruction; four sums keep it busy.
-        let mut acc = [0u32; 4];
-        let mut chunks_a = a.chunks_exact(4);
-        let mut chunks_b = b.chunks_exact(4);
-        for (x, y) in (&mut chunks_a).zip(&mut chunks_b) {
-            for j in 0..4 {
-                acc[j] += (x[j] ^ y[j]).count_ones();
-            }
+        // Four words at a time: a nibble lookup table in registers (`vpshufb`) counts the bits
+        // of 32 bytes at once and `vpsadbw` sums the byte counts into 64-bit lanes (Muła,
+        // Kurz and Lemire, "Faster population counts using AVX2 instructions").
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let lut = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 4 <= n {
+            let x = _mm256_xor_si256(
+                _mm256_loadu_si256(pa.add(i) as *const __m256i),
+                _mm256_loadu_si256(pb.add(i) as *const __m256i),
+            );
+            let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
+            let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(x), low));
+            acc = _mm256_add_epi64(
+                acc,
+                _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256()),
+            );
+            i += 4;
         }
-        let tail: u32 = chunks_a
-            .remainder()
-            .iter()
-            .zip(chunks_b.remainder())
-            .map(|(x, y)| (x ^ y).count_ones())
-            .sum();
-        acc.iter().sum::<u32>() + tail
+        let mut lanes = [0u64; 4];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+        let mut sum = lanes.iter().sum::<u64>();
+        while i < n {
+            sum += (a[i] ^ b[i]).count_ones() as u64;
+            i += 1;
+        }
+        sum as u32
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -378,6 +405,13 @@ mod imp {
                 *acc = add(*acc, _mm256_and_ps(load8_f32(pw.add(o)), mask));
             }
             i += 16;
+        }
+        if i + 8 <= n {
+            let byte = (bits[i / 64] >> (i % 64)) as i32 & 0xFF;
+            let sel = _mm256_and_si256(_mm256_set1_epi32(byte), lane_bits);
+            let mask = _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, lane_bits));
+            acc[0] = add(acc[0], _mm256_and_ps(load8_f32(pw.add(i)), mask));
+            i += 8;
         }
         let mut sum = hsum_ps(add(acc[0], acc[1]));
         while i < n {

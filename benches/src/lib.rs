@@ -1,0 +1,161 @@
+//! Shared pieces of vector-router's benchmarks and measurement examples: seeded synthetic
+//! data, dataset loading with a synthetic fallback, recall arithmetic and timing.
+//!
+//! The criterion benches live in `benches/`, one file per concern, each group holding our
+//! dispatched kernel, our portable fallback and the peer crate side by side. The examples in
+//! `examples/` measure whole components on a real dataset (`glove-50-angular`, made by
+//! `../shared/datasets/prepare.sh`) or, when it is absent, on generated data.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use quant::{kernels, Metric};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// Uniform random vectors in `[-1, 1)`, flat.
+pub fn uniform(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// A standard normal sample (Box–Muller).
+fn gaussian(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(1e-300);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// `n` vectors around `clusters` centers in `[-1, 1]^dim`, spread `sigma`, flat.
+pub fn clustered(n: usize, dim: usize, clusters: usize, sigma: f32, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centers: Vec<f32> = (0..clusters * dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = rng.random_range(0..clusters);
+        for d in 0..dim {
+            out.push(centers[c * dim + d] + sigma * gaussian(&mut rng));
+        }
+    }
+    out
+}
+
+/// A dataset for a measurement: base vectors, queries, exact top-`k` ids per query.
+pub struct Workload {
+    /// Where it came from, for the report.
+    pub name: String,
+    /// Dimension.
+    pub dim: usize,
+    /// Metric of the ground truth.
+    pub metric: Metric,
+    /// Base vectors, flat.
+    pub base: Vec<f32>,
+    /// Query vectors, flat.
+    pub queries: Vec<f32>,
+    /// Exact neighbour ids, `k` per query, closest first.
+    pub truth: Vec<Vec<u32>>,
+}
+
+impl Workload {
+    /// Number of base vectors.
+    pub fn len(&self) -> usize {
+        self.base.len() / self.dim
+    }
+
+    /// Whether there are no base vectors.
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty()
+    }
+
+    /// Number of queries.
+    pub fn num_queries(&self) -> usize {
+        self.queries.len() / self.dim
+    }
+
+    /// Query `i`.
+    pub fn query(&self, i: usize) -> &[f32] {
+        &self.queries[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Loads a TexMex directory (`base.fvecs`, `query.fvecs`, `groundtruth.ivecs`), as made by
+    /// `../shared/datasets/prepare.sh`, keeping at most `max_queries` queries. The ground
+    /// truth there is by inner product on unit vectors, i.e. cosine.
+    pub fn load(dir: &Path, max_queries: usize) -> Result<Workload, dataset::Error> {
+        let base = dataset::read_f32(dir.join("base.fvecs"))?;
+        let queries = dataset::read_f32_limit(dir.join("query.fvecs"), Some(max_queries))?;
+        let truth = dataset::read_i32_limit(dir.join("groundtruth.ivecs"), Some(max_queries))?;
+        Ok(Workload {
+            name: dir.display().to_string(),
+            dim: base.dim(),
+            metric: Metric::Cosine,
+            truth: truth
+                .iter()
+                .map(|row| row.iter().map(|&i| i as u32).collect())
+                .collect(),
+            base: base.into_vec(),
+            queries: queries.into_vec(),
+        })
+    }
+
+    /// A generated clustered workload with exact ground truth computed here, in parallel.
+    pub fn synthetic(
+        n: usize,
+        num_queries: usize,
+        dim: usize,
+        metric: Metric,
+        k: usize,
+    ) -> Workload {
+        let prepare = |mut v: Vec<f32>| {
+            v.chunks_exact_mut(dim).for_each(|x| metric.prepare(x));
+            v
+        };
+        let base = prepare(clustered(n, dim, 100, 0.4, 1));
+        let queries = prepare(clustered(num_queries, dim, 100, 0.4, 2));
+        let truth = exact_top_k(&base, &queries, dim, metric, k);
+        Workload {
+            name: format!("synthetic clustered {n} x {dim}"),
+            dim,
+            metric,
+            base,
+            queries,
+            truth,
+        }
+    }
+}
+
+/// Exact top-`k` ids of every query by brute force, in parallel over queries.
+pub fn exact_top_k(
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    k: usize,
+) -> Vec<Vec<u32>> {
+    let kern = kernels();
+    queries
+        .par_chunks_exact(dim)
+        .map(|q| {
+            let mut top = index_core::TopK::new(k);
+            for (i, v) in base.chunks_exact(dim).enumerate() {
+                top.push(index_core::ScoredOffset::new(
+                    i as u32,
+                    metric.distance(kern, q, v),
+                ));
+            }
+            top.into_sorted_vec()
+                .into_iter()
+                .map(|s| s.offset)
+                .collect()
+        })
+        .collect()
+}
+
+/// recall@k: |found ∩ truth[..k]| / k.
+pub fn recall_at(found: &[u32], truth: &[u32], k: usize) -> f64 {
+    let truth = &truth[..k.min(truth.len())];
+    found.iter().take(k).filter(|i| truth.contains(i)).count() as f64 / k as f64
+}
