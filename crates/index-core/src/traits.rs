@@ -154,7 +154,10 @@ pub trait VectorIndex: Send + Sync {
 /// The write side of an index. Methods take `&self`: indexes lock internally and finely, so a
 /// bulk build inserts from all cores while searches go on.
 pub trait VectorIndexWrite: VectorIndex {
-    /// Inserts the point at `offset`, or replaces its vector if it is live.
+    /// Inserts the point at `offset`. Whether an offset already used may be given again
+    /// depends on the index: [`crate::FlatIndex`] replaces the vector, graph indexes refuse
+    /// (their offsets are written once, since searches may be reading the record); storage
+    /// gives every new version of a point a fresh offset either way.
     fn insert(&self, offset: PointOffset, vector: &[f32]) -> Result<()>;
 
     /// Deletes the point at `offset`; returns whether it was live. A deleted point never

@@ -1,0 +1,156 @@
+//! Builds an HNSW index on a TexMex dataset and sweeps `ef`: recall@10, single-thread QPS,
+//! build time and bytes per vector, as one row per `ef` (the layout of
+//! `../shared/bench/peers.py`, so both can be read side by side).
+//!
+//! ```sh
+//! cargo run --release -p vr-benches --example hnsw -- --data data/glove-50-angular
+//! cargo run --release -p vr-benches --example hnsw -- --storage sq8 --ef 32,64,128,256
+//! cargo run --release -p vr-benches --example hnsw -- --index data/glove.hnsw   # build once, then reuse
+//! ```
+
+use index_core::{SearchParams, VectorIndex};
+use index_hnsw::{HnswConfig, HnswIndex, LoadOptions, StorageKind};
+use std::path::PathBuf;
+use std::time::Instant;
+use vr_benches::{recall_at, Workload};
+
+fn main() {
+    let mut data = PathBuf::from("data/glove-50-angular");
+    let mut storage = StorageKind::F32;
+    let mut efs = vec![16, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+    let mut m = 16;
+    let mut ef_construct = 200;
+    let mut queries = 10_000;
+    let mut threads = 2;
+    let mut oversampling = 3.0f32;
+    let mut reload: Option<PathBuf> = None;
+    let mut cache: Option<PathBuf> = None;
+    let mut it = std::env::args().skip(1);
+    let fail = |msg: String| -> ! {
+        eprintln!("error: {msg}");
+        std::process::exit(2)
+    };
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| fail(format!("{flag} needs a value")));
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .unwrap_or_else(|e| fail(format!("{flag}: {e}")))
+        };
+        match flag.as_str() {
+            "--data" => data = PathBuf::from(value),
+            "--storage" => {
+                storage = match value.as_str() {
+                    "f32" => StorageKind::F32,
+                    "f16" => StorageKind::F16,
+                    "sq8" => StorageKind::Sq8,
+                    "binary" => StorageKind::Binary,
+                    other => fail(format!("unknown storage {other}")),
+                }
+            }
+            "--ef" => efs = value.split(',').map(num).collect(),
+            "--m" => m = num(&value),
+            "--ef-construct" => ef_construct = num(&value),
+            "--queries" => queries = num(&value),
+            "--threads" => threads = num(&value),
+            "--oversampling" => {
+                oversampling = value
+                    .parse()
+                    .unwrap_or_else(|e| fail(format!("{flag}: {e}")))
+            }
+            "--save-and-reload" => reload = Some(PathBuf::from(value)),
+            "--index" => cache = Some(PathBuf::from(value)),
+            other => fail(format!("unknown argument {other}")),
+        }
+    }
+    let w = Workload::load(&data, queries)
+        .unwrap_or_else(|e| fail(format!("cannot load {}: {e}", data.display())));
+    let config = HnswConfig {
+        m,
+        ef_construct,
+        storage,
+        oversampling,
+        ..HnswConfig::default()
+    };
+    println!(
+        "dataset {} ({} x {}, {} queries); m={m} ef_construct={ef_construct} storage={storage:?}; kernels {}",
+        w.name,
+        w.len(),
+        w.dim,
+        w.num_queries(),
+        quant::kernels().isa().name()
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let t = Instant::now();
+    let mut index = match &cache {
+        Some(path) if path.exists() => {
+            println!(
+                "loaded the index from {} (build time not measured)",
+                path.display()
+            );
+            HnswIndex::load(path, LoadOptions::default())
+                .unwrap_or_else(|e| fail(format!("load: {e}")))
+        }
+        _ => pool
+            .install(|| HnswIndex::build(w.dim, w.metric, config, &w.base))
+            .unwrap_or_else(|e| fail(format!("build: {e}"))),
+    };
+    let build_s = t.elapsed().as_secs_f64();
+    if let Some(path) = cache.as_ref().filter(|p| !p.exists()) {
+        index
+            .save(path)
+            .unwrap_or_else(|e| fail(format!("save: {e}")));
+    }
+    if let Some(path) = reload {
+        index
+            .save(&path)
+            .unwrap_or_else(|e| fail(format!("save: {e}")));
+        index = HnswIndex::load(
+            &path,
+            LoadOptions {
+                vectors_on_disk: true,
+            },
+        )
+        .unwrap_or_else(|e| fail(format!("load: {e}")));
+        println!(
+            "saved to and reloaded from {} with vectors on disk",
+            path.display()
+        );
+    }
+    let mem = index.memory_usage();
+    println!(
+        "build {build_s:.1} s on {threads} threads; RAM {:.0} bytes/vector (vectors {:.0}, graph {:.0}); on disk {:.0} bytes/vector",
+        mem.bytes_per_vector(),
+        mem.vector_bytes as f64 / mem.points as f64,
+        mem.index_bytes as f64 / mem.points as f64,
+        mem.vector_bytes_on_disk as f64 / mem.points as f64,
+    );
+    println!("\n| ef | recall@10 | QPS (1 thread) | mean latency us |");
+    println!("|---|---|---|---|");
+    for &ef in &efs {
+        let params = SearchParams {
+            hnsw_ef: Some(ef),
+            ..SearchParams::top(10)
+        };
+        // Best of three timed passes over all queries, one thread, as peers.py does.
+        let mut best = f64::INFINITY;
+        let mut recall = 0.0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut total = 0.0;
+            for i in 0..w.num_queries() {
+                let found = index.search(w.query(i), &params, None).expect("search");
+                let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
+                total += recall_at(&ids, &w.truth[i], 10);
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+            recall = total / w.num_queries() as f64;
+        }
+        let qps = w.num_queries() as f64 / best;
+        println!("| {ef} | {recall:.4} | {qps:.0} | {:.1} |", 1e6 / qps);
+    }
+}

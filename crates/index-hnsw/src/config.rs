@@ -1,0 +1,125 @@
+//! Build and search parameters.
+
+use index_core::{IndexError, Result};
+
+/// How vectors are stored for the graph walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Full precision, 4 bytes a dimension.
+    F32,
+    /// Half precision, 2 bytes a dimension; distances in `f32`.
+    F16,
+    /// 8-bit scalar codes (1 byte a dimension plus 4), walked with the integer kernel; full
+    /// vectors kept for rescoring.
+    Sq8,
+    /// One bit a dimension, walked with the asymmetric estimate; full vectors kept for
+    /// rescoring.
+    Binary,
+}
+
+impl StorageKind {
+    /// Whether full-precision vectors are kept beside the walked codes for rescoring.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, StorageKind::Sq8 | StorageKind::Binary)
+    }
+
+    pub(crate) fn tag(self) -> u32 {
+        match self {
+            StorageKind::F32 => 1,
+            StorageKind::F16 => 2,
+            StorageKind::Sq8 => 3,
+            StorageKind::Binary => 4,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u32) -> Option<StorageKind> {
+        [
+            StorageKind::F32,
+            StorageKind::F16,
+            StorageKind::Sq8,
+            StorageKind::Binary,
+        ]
+        .into_iter()
+        .find(|k| k.tag() == tag)
+    }
+}
+
+/// Parameters of an HNSW index (Malkov and Yashunin, 2018). Names follow Qdrant's
+/// `hnsw_config` where it has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HnswConfig {
+    /// `M`: links per node on the upper layers; layer 0 keeps `2·M`. Default 16.
+    pub m: usize,
+    /// `efConstruction`: candidate list size while inserting. Default 200.
+    pub ef_construct: usize,
+    /// `ef` used when a search does not give one. Default 64.
+    pub ef_search: usize,
+    /// Below this many allowed points a filtered search scans them exactly instead of walking
+    /// the graph (Qdrant's `full_scan_threshold`, here in points). Default 10,000.
+    pub full_scan_threshold: usize,
+    /// How vectors are stored for the walk. Default [`StorageKind::F32`].
+    pub storage: StorageKind,
+    /// Candidates rescored with full vectors, as a multiple of `limit`, when a search does not
+    /// say (quantized storages only). Default 3.
+    pub oversampling: f32,
+    /// [`StorageKind::Sq8`]: the central fraction of each dimension's values the 8-bit bounds
+    /// keep (Qdrant's `quantile`). Default 1.0, the full range: on real embeddings (GloVe)
+    /// clipping even 1% per dimension cost 6 points of recall before rescoring, see
+    /// `docs/benchmarks.md`.
+    pub quantile: f32,
+    /// Seed of the level generator; a node's level depends only on the seed and its offset,
+    /// so the same inserts give the same graph shape whatever the thread schedule.
+    pub seed: u64,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construct: 200,
+            ef_search: 64,
+            full_scan_threshold: 10_000,
+            storage: StorageKind::F32,
+            oversampling: 3.0,
+            quantile: 1.0,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl HnswConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |name, reason: String| Err(IndexError::InvalidParameter { name, reason });
+        if !(2..=256).contains(&self.m) {
+            return invalid("m", format!("{} is not between 2 and 256", self.m));
+        }
+        if self.ef_construct == 0 || self.ef_construct > 10_000 {
+            return invalid(
+                "ef_construct",
+                format!("{} is not between 1 and 10000", self.ef_construct),
+            );
+        }
+        if self.ef_search == 0 || self.ef_search > 100_000 {
+            return invalid(
+                "ef_search",
+                format!("{} is not between 1 and 100000", self.ef_search),
+            );
+        }
+        if !(self.oversampling.is_finite() && self.oversampling >= 1.0) {
+            return invalid(
+                "oversampling",
+                format!("{} is not a number of at least 1", self.oversampling),
+            );
+        }
+        if !(self.quantile > 0.0 && self.quantile <= 1.0) {
+            return invalid("quantile", format!("{} is not in (0, 1]", self.quantile));
+        }
+        Ok(())
+    }
+
+    /// Links kept per node on layer 0.
+    pub fn m0(&self) -> usize {
+        2 * self.m
+    }
+}

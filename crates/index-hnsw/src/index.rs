@@ -1,0 +1,1072 @@
+//! The graph: insert, search, delete, repair.
+
+use crate::arena::{Arena, SlotState};
+use crate::config::{HnswConfig, StorageKind};
+use crate::visited::with_visited;
+use half::f16;
+use index_core::{
+    IndexError, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset, SearchParams, TopK,
+    VectorIndex, VectorIndexWrite,
+};
+use quant::{
+    kernels, BinaryQuantizer, BinaryQuantizerConfig, Kernels, Metric, ScalarQuantizer,
+    ScalarQuantizerConfig,
+};
+use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// Stripes of the locks that serialise writers of one node's links.
+const LINK_LOCK_STRIPES: usize = 4096;
+/// The highest level a node may get (a level needs `M^level` nodes to be likely at all).
+const MAX_LEVEL: usize = 16;
+/// Deleted nodes a repair walks through, per link list, looking for live replacements.
+const REPAIR_EXPANSION: usize = 64;
+/// How many nodes ahead of the one being measured a walk prefetches.
+const PREFETCH_AHEAD: usize = 4;
+/// `entry` when the graph is empty.
+const NO_ENTRY: u64 = u64::MAX;
+
+/// How payloads are encoded and measured: the quantizer of a quantized storage.
+#[derive(Debug, Clone)]
+pub(crate) enum Codec {
+    F32,
+    F16,
+    Sq8(ScalarQuantizer),
+    Binary(BinaryQuantizer),
+}
+
+impl Codec {
+    pub(crate) fn kind(&self) -> StorageKind {
+        match self {
+            Codec::F32 => StorageKind::F32,
+            Codec::F16 => StorageKind::F16,
+            Codec::Sq8(_) => StorageKind::Sq8,
+            Codec::Binary(_) => StorageKind::Binary,
+        }
+    }
+
+    pub(crate) fn payload_bytes(&self, dim: usize) -> usize {
+        match self {
+            Codec::F32 => dim * 4,
+            Codec::F16 => dim * 2,
+            Codec::Sq8(_) => 4 + dim,
+            Codec::Binary(_) => dim.div_ceil(64) * 8,
+        }
+    }
+
+    /// Encodes a prepared vector into `out` (sized `payload_bytes`).
+    fn encode(&self, v: &[f32], out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        match self {
+            Codec::F32 => out.extend_from_slice(bytemuck::cast_slice(v)),
+            Codec::F16 => v
+                .iter()
+                .for_each(|&x| out.extend_from_slice(&f16::from_f32(x).to_le_bytes())),
+            Codec::Sq8(sq) => {
+                let (codes, correction) = sq.encode(v)?;
+                out.extend_from_slice(&correction.to_le_bytes());
+                out.extend_from_slice(&codes);
+            }
+            Codec::Binary(bq) => out.extend_from_slice(bytemuck::cast_slice(&bq.encode(v)?)),
+        }
+        Ok(())
+    }
+}
+
+/// A hierarchical navigable small-world graph over vectors addressed by [`PointOffset`].
+///
+/// See the crate documentation for the design; every method takes `&self`, so inserts,
+/// deletes and searches run from any number of threads at once.
+pub struct HnswIndex {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) config: HnswConfig,
+    pub(crate) codec: Codec,
+    pub(crate) arena: Arena,
+    /// Links of the levels above 0, for the few nodes that have them: level `l ≥ 1` of a node
+    /// is words `(l − 1)·(1 + M) ..` of its entry, a count then ids.
+    pub(crate) upper: RwLock<HashMap<u32, Box<[AtomicU32]>>>,
+    /// Entry point and top level, packed `level << 32 | offset` ([`NO_ENTRY`] when empty).
+    pub(crate) entry: AtomicU64,
+    entry_lock: Mutex<()>,
+    link_locks: Box<[Mutex<()>]>,
+    pub(crate) live: AtomicUsize,
+    /// One past the highest offset ever claimed.
+    pub(crate) end: AtomicU32,
+    kernels: &'static Kernels,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.dim)
+            .field("metric", &self.metric)
+            .field("config", &self.config)
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A candidate: distance then offset, the order of [`ScoredOffset`].
+type Candidate = ScoredOffset;
+
+/// Buffers a walk reuses from one search to the next on the same thread.
+#[derive(Default)]
+struct SearchHeaps {
+    candidates: BinaryHeap<Reverse<Candidate>>,
+    results: BinaryHeap<Candidate>,
+    buf: Vec<u32>,
+}
+
+thread_local! {
+    static SEARCH_HEAPS: std::cell::RefCell<SearchHeaps> = std::cell::RefCell::new(SearchHeaps::default());
+}
+
+impl HnswIndex {
+    /// An empty index with `f32` or `f16` storage. Quantized storages need training data:
+    /// use [`HnswIndex::with_training`] or [`HnswIndex::build`].
+    pub fn new(dim: usize, metric: Metric, config: HnswConfig) -> Result<HnswIndex> {
+        if config.storage.is_quantized() {
+            return Err(IndexError::InvalidParameter {
+                name: "storage",
+                reason: format!(
+                    "{:?} storage needs training vectors: use with_training or build",
+                    config.storage
+                ),
+            });
+        }
+        let codec = match config.storage {
+            StorageKind::F16 => Codec::F16,
+            _ => Codec::F32,
+        };
+        Self::with_codec(dim, metric, config, codec)
+    }
+
+    /// An empty index whose quantizer (for [`StorageKind::Sq8`] and [`StorageKind::Binary`])
+    /// is trained on `sample`, a flat buffer of vectors as users send them.
+    pub fn with_training(
+        dim: usize,
+        metric: Metric,
+        config: HnswConfig,
+        sample: &[f32],
+    ) -> Result<HnswIndex> {
+        let mut prepared = sample.to_vec();
+        if dim > 0 {
+            prepared
+                .chunks_exact_mut(dim)
+                .for_each(|v| metric.prepare(v));
+        }
+        let codec = match config.storage {
+            StorageKind::F32 => Codec::F32,
+            StorageKind::F16 => Codec::F16,
+            StorageKind::Sq8 => {
+                let sq_config = ScalarQuantizerConfig {
+                    quantile: config.quantile,
+                    ..ScalarQuantizerConfig::default()
+                };
+                Codec::Sq8(ScalarQuantizer::train(&prepared, dim, &sq_config)?)
+            }
+            StorageKind::Binary => Codec::Binary(BinaryQuantizer::train(
+                &prepared,
+                dim,
+                &BinaryQuantizerConfig::default(),
+            )?),
+        };
+        Self::with_codec(dim, metric, config, codec)
+    }
+
+    pub(crate) fn with_codec(
+        dim: usize,
+        metric: Metric,
+        config: HnswConfig,
+        codec: Codec,
+    ) -> Result<HnswIndex> {
+        config.validate()?;
+        if dim == 0 || dim > quant::MAX_DIMENSION {
+            return Err(IndexError::InvalidParameter {
+                name: "dim",
+                reason: format!("{dim} is not between 1 and {}", quant::MAX_DIMENSION),
+            });
+        }
+        let secondary = if config.storage.is_quantized() {
+            dim * 4
+        } else {
+            0
+        };
+        let arena = Arena::new(1 + config.m0(), codec.payload_bytes(dim), secondary);
+        Ok(HnswIndex {
+            dim,
+            metric,
+            config,
+            codec,
+            arena,
+            upper: RwLock::new(HashMap::new()),
+            entry: AtomicU64::new(NO_ENTRY),
+            entry_lock: Mutex::new(()),
+            link_locks: (0..LINK_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            live: AtomicUsize::new(0),
+            end: AtomicU32::new(0),
+            kernels: kernels(),
+        })
+    }
+
+    /// Builds an index over `data` (a flat buffer of `n` vectors, which get offsets
+    /// `0 .. n`), inserting from every thread of the current rayon pool. Quantizers are
+    /// trained on `data`.
+    pub fn build(
+        dim: usize,
+        metric: Metric,
+        config: HnswConfig,
+        data: &[f32],
+    ) -> Result<HnswIndex> {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
+            return Err(IndexError::InvalidParameter {
+                name: "data",
+                reason: format!(
+                    "{} values are not whole vectors of dimension {dim}",
+                    data.len()
+                ),
+            });
+        }
+        let index = if config.storage.is_quantized() {
+            HnswIndex::with_training(dim, metric, config, data)?
+        } else {
+            HnswIndex::new(dim, metric, config)?
+        };
+        index.insert_all(0, data)?;
+        Ok(index)
+    }
+
+    /// Inserts the vectors of `data` at offsets `first, first + 1, ...`, in parallel.
+    pub fn insert_all(&self, first: PointOffset, data: &[f32]) -> Result<()> {
+        let n = data.len() / self.dim;
+        if (first as u64 + n as u64) >= u32::MAX as u64 {
+            return Err(IndexError::OffsetOutOfRange {
+                offset: first,
+                limit: u32::MAX as usize,
+            });
+        }
+        data.par_chunks_exact(self.dim)
+            .enumerate()
+            .try_for_each(|(i, v)| self.insert(first + i as u32, v))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HnswConfig {
+        &self.config
+    }
+
+    fn lock_links(&self, node: u32) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is the node's atomics, which stay consistent whatever a panicking
+        // holder did, so a poisoned stripe is still usable.
+        self.link_locks[node as usize % LINK_LOCK_STRIPES]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The level of a node: depends only on the seed and the offset.
+    fn level_for(&self, offset: u32) -> usize {
+        let mut x = self.config.seed ^ (offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        let uniform = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // in (0, 1]
+        let ml = 1.0 / (self.config.m as f64).ln();
+        ((-uniform.ln() * ml) as usize).min(MAX_LEVEL)
+    }
+
+    fn entry(&self) -> Option<(u32, usize)> {
+        let e = self.entry.load(Ordering::Acquire);
+        (e != NO_ENTRY).then_some((e as u32, (e >> 32) as usize))
+    }
+
+    /// Neighbours of `node` at `level`, copied out.
+    #[inline]
+    fn neighbours(&self, node: u32, level: usize, out: &mut Vec<u32>) {
+        out.clear();
+        if level == 0 {
+            let words = self.arena.links(node);
+            if words.is_empty() {
+                return;
+            }
+            let count = (words[0].load(Ordering::Acquire) as usize).min(words.len() - 1);
+            out.extend(
+                words[1..1 + count]
+                    .iter()
+                    .map(|w| w.load(Ordering::Relaxed)),
+            );
+        } else {
+            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(words) = upper.get(&node) {
+                let stride = 1 + self.config.m;
+                let start = (level - 1) * stride;
+                if start + stride <= words.len() {
+                    let count = (words[start].load(Ordering::Acquire) as usize).min(self.config.m);
+                    out.extend(
+                        words[start + 1..start + 1 + count]
+                            .iter()
+                            .map(|w| w.load(Ordering::Relaxed)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Replaces the neighbours of `node` at `level`. The caller holds the node's link lock.
+    fn set_neighbours(&self, node: u32, level: usize, ids: &[u32]) {
+        let write = |words: &[AtomicU32]| {
+            let n = ids.len().min(words.len() - 1);
+            for (w, &id) in words[1..].iter().zip(&ids[..n]) {
+                w.store(id, Ordering::Relaxed);
+            }
+            words[0].store(n as u32, Ordering::Release);
+        };
+        if level == 0 {
+            write(self.arena.links(node));
+        } else {
+            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(words) = upper.get(&node) {
+                let stride = 1 + self.config.m;
+                let start = (level - 1) * stride;
+                if start + stride <= words.len() {
+                    write(&words[start..start + stride]);
+                }
+            }
+        }
+    }
+
+    fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.config.m0()
+        } else {
+            self.config.m
+        }
+    }
+
+    /// The full-precision (prepared) vector of a published node, where one is stored.
+    #[inline]
+    fn full_vector(&self, node: u32) -> Option<&[f32]> {
+        match &self.codec {
+            Codec::F32 => self
+                .arena
+                .payload(node)
+                .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
+            Codec::Sq8(_) | Codec::Binary(_) => self
+                .arena
+                .secondary(node)
+                .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
+            Codec::F16 => None,
+        }
+    }
+
+    #[inline]
+    fn half_vector(&self, node: u32) -> Option<&[f16]> {
+        self.arena
+            .payload(node)
+            .map(|p| &bytemuck::cast_slice(p)[..self.dim])
+    }
+
+    /// Exact distance between two published nodes (what the link heuristic uses).
+    fn node_distance(&self, a: u32, b: u32) -> f32 {
+        match &self.codec {
+            Codec::F16 => match (self.half_vector(a), self.half_vector(b)) {
+                (Some(x), Some(y)) => self.metric.distance_f16_f16(self.kernels, x, y),
+                _ => f32::INFINITY,
+            },
+            _ => match (self.full_vector(a), self.full_vector(b)) {
+                (Some(x), Some(y)) => self.metric.distance(self.kernels, x, y),
+                _ => f32::INFINITY,
+            },
+        }
+    }
+
+    /// Exact distance from a prepared query to a node (full precision, or `f16`).
+    #[inline]
+    fn exact_distance(&self, query: &[f32], node: u32) -> f32 {
+        match &self.codec {
+            Codec::F16 => self.half_vector(node).map_or(f32::INFINITY, |v| {
+                self.metric.distance_f16(self.kernels, query, v)
+            }),
+            _ => self.full_vector(node).map_or(f32::INFINITY, |v| {
+                self.metric.distance(self.kernels, query, v)
+            }),
+        }
+    }
+
+    /// Exact distance from a prepared query to a published node, and whether it is live: one
+    /// record lookup for what an insert's walk needs.
+    #[inline]
+    fn measure_exact(&self, query: &[f32], node: u32) -> Option<(f32, bool)> {
+        let (p, live) = self.arena.payload_and_liveness(node)?;
+        let d = match &self.codec {
+            Codec::F32 => {
+                self.metric
+                    .distance(self.kernels, query, &bytemuck::cast_slice(p)[..self.dim])
+            }
+            Codec::F16 => {
+                self.metric
+                    .distance_f16(self.kernels, query, &bytemuck::cast_slice(p)[..self.dim])
+            }
+            Codec::Sq8(_) | Codec::Binary(_) => {
+                let full = self.arena.secondary(node)?;
+                self.metric
+                    .distance(self.kernels, query, &bytemuck::cast_slice(full)[..self.dim])
+            }
+        };
+        Some((d, live))
+    }
+
+    /// A greedy walk on one upper level: the closest node reachable from `start`.
+    fn greedy<M: Fn(u32) -> Option<(f32, bool)>>(
+        &self,
+        measure: &M,
+        mut best: Candidate,
+        level: usize,
+        buf: &mut Vec<u32>,
+    ) -> Candidate {
+        loop {
+            let mut improved = false;
+            self.neighbours(best.offset, level, buf);
+            for &n in buf.iter() {
+                if let Some((d, _)) = measure(n) {
+                    let c = Candidate::new(n, d);
+                    if c < best {
+                        best = c;
+                        improved = true;
+                    }
+                }
+            }
+            if !improved {
+                return best;
+            }
+        }
+    }
+
+    /// Best-first search of one level (Algorithm 2 of the paper): up to `ef` closest nodes.
+    ///
+    /// `measure` gives a node's distance and whether it may be a result (live, allowed by the
+    /// filter), or `None` for a node not yet published. The walk goes through every node, so a
+    /// restrictive filter or deleted nodes do not cut the graph apart.
+    fn search_level<M: Fn(u32) -> Option<(f32, bool)>>(
+        &self,
+        measure: &M,
+        entries: &[u32],
+        ef: usize,
+        level: usize,
+    ) -> Vec<Candidate> {
+        with_visited(self.end.load(Ordering::Acquire) as usize, |visited| {
+            SEARCH_HEAPS.with(|heaps| {
+                let mut heaps = heaps.borrow_mut();
+                let SearchHeaps {
+                    candidates,
+                    results,
+                    buf,
+                } = &mut *heaps;
+                candidates.clear();
+                results.clear();
+                for &e in entries {
+                    if visited.insert(e) {
+                        if let Some((d, ok)) = measure(e) {
+                            candidates.push(Reverse(Candidate::new(e, d)));
+                            if ok {
+                                results.push(Candidate::new(e, d));
+                            }
+                        }
+                    }
+                }
+                while results.len() > ef {
+                    results.pop();
+                }
+                while let Some(Reverse(c)) = candidates.pop() {
+                    if results.len() >= ef
+                        && results.peek().is_some_and(|w| c.distance > w.distance)
+                    {
+                        break;
+                    }
+                    self.neighbours(c.offset, level, buf);
+                    buf.retain(|&n| visited.insert(n));
+                    // Prefetch a few nodes ahead of the one being measured: enough to hide the
+                    // memory latency, few enough not to overflow the CPU's miss buffers.
+                    for &n in buf.iter().take(PREFETCH_AHEAD) {
+                        self.arena.prefetch(n);
+                    }
+                    for (k, &n) in buf.iter().enumerate() {
+                        if let Some(&ahead) = buf.get(k + PREFETCH_AHEAD) {
+                            self.arena.prefetch(ahead);
+                        }
+                        let Some((d, ok)) = measure(n) else { continue };
+                        let full = results.len() >= ef;
+                        if !full || results.peek().is_some_and(|w| d < w.distance) {
+                            let cand = Candidate::new(n, d);
+                            candidates.push(Reverse(cand));
+                            if ok {
+                                results.push(cand);
+                                if results.len() > ef {
+                                    results.pop();
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut out: Vec<Candidate> = results.drain().collect();
+                out.sort();
+                out
+            })
+        })
+    }
+
+    /// The neighbour-selection heuristic (Algorithm 4 of the paper): keep a candidate only if it
+    /// is closer to the base than to every neighbour kept so far, so links point in diverse
+    /// directions. `candidates` are sorted closest first.
+    fn select_neighbours(&self, candidates: &[Candidate], max: usize) -> Vec<u32> {
+        let mut kept: Vec<u32> = Vec::with_capacity(max);
+        for c in candidates {
+            if kept.len() >= max {
+                break;
+            }
+            if kept
+                .iter()
+                .all(|&k| self.node_distance(c.offset, k) > c.distance)
+            {
+                kept.push(c.offset);
+            }
+        }
+        kept
+    }
+
+    /// Adds `new` to the links of `node` at `level`, pruning with the heuristic when full.
+    fn connect(&self, node: u32, new: u32, level: usize) {
+        let _guard = self.lock_links(node);
+        let mut current = Vec::new();
+        self.neighbours(node, level, &mut current);
+        if current.contains(&new) {
+            return;
+        }
+        let max = self.max_links(level);
+        if current.len() < max {
+            current.push(new);
+            self.set_neighbours(node, level, &current);
+            return;
+        }
+        current.push(new);
+        let mut scored: Vec<Candidate> = current
+            .iter()
+            .map(|&n| Candidate::new(n, self.node_distance(node, n)))
+            .collect();
+        scored.sort();
+        let kept = self.select_neighbours(&scored, max);
+        self.set_neighbours(node, level, &kept);
+    }
+
+    /// Greedy descent through the upper levels, from the entry at level `top` to level
+    /// `down_to + 1`; returns the closest node found.
+    fn descend<M: Fn(u32) -> Option<(f32, bool)>>(
+        &self,
+        measure: &M,
+        entry: u32,
+        top: usize,
+        down_to: usize,
+    ) -> Candidate {
+        let mut best = Candidate::new(entry, measure(entry).map_or(f32::INFINITY, |(d, _)| d));
+        let mut buf = Vec::new();
+        for level in (down_to + 1..=top).rev() {
+            best = self.greedy(measure, best, level, &mut buf);
+        }
+        best
+    }
+
+    fn insert_prepared(&self, offset: PointOffset, v: &[f32]) -> Result<()> {
+        let level = self.level_for(offset);
+        let mut payload = Vec::with_capacity(self.codec.payload_bytes(self.dim));
+        self.codec.encode(v, &mut payload)?;
+        let Some(mut writer) = self.arena.claim(offset)? else {
+            return Err(IndexError::InvalidParameter {
+                name: "offset",
+                reason: format!("offset {offset} is already in use (offsets are written once)"),
+            });
+        };
+        writer.write_payload(&payload);
+        if self.codec.kind().is_quantized() {
+            writer.write_secondary(bytemuck::cast_slice(v));
+        }
+        if level > 0 {
+            let words = (0..level * (1 + self.config.m))
+                .map(|_| AtomicU32::new(0))
+                .collect();
+            self.upper
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(offset, words);
+        }
+        writer.publish();
+        self.end.fetch_max(offset + 1, Ordering::AcqRel);
+        self.live.fetch_add(1, Ordering::AcqRel);
+
+        // An insert that may raise the top level holds the entry lock throughout, so that two
+        // such inserts cannot each link only the levels they saw and then both claim the top
+        // (hnswlib does the same); every other insert runs in parallel.
+        let mut entry_guard = Some(self.entry_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        let (entry, top) = match self.entry() {
+            None => {
+                self.entry
+                    .store((level as u64) << 32 | offset as u64, Ordering::Release);
+                return Ok(());
+            }
+            Some(e) => e,
+        };
+        if level <= top {
+            entry_guard = None;
+        }
+
+        let measure = |n: u32| self.measure_exact(v, n);
+        let mut entries = vec![self.descend(&measure, entry, top, level).offset];
+        for l in (0..=level.min(top)).rev() {
+            let found = self.search_level(&measure, &entries, self.config.ef_construct, l);
+            let found: Vec<Candidate> = found.into_iter().filter(|c| c.offset != offset).collect();
+            let selected = self.select_neighbours(&found, self.max_links(l));
+            {
+                // Another insert may already have linked itself to this node (it can reach the
+                // node through a level above): keep those links rather than overwrite them.
+                let _guard = self.lock_links(offset);
+                let mut existing = Vec::new();
+                self.neighbours(offset, l, &mut existing);
+                if existing.is_empty() {
+                    self.set_neighbours(offset, l, &selected);
+                } else {
+                    existing.extend(selected.iter().copied());
+                    existing.sort_unstable();
+                    existing.dedup();
+                    let mut scored: Vec<Candidate> = existing
+                        .iter()
+                        .map(|&n| Candidate::new(n, self.node_distance(offset, n)))
+                        .collect();
+                    scored.sort();
+                    let kept = self.select_neighbours(&scored, self.max_links(l));
+                    self.set_neighbours(offset, l, &kept);
+                }
+            }
+            for &n in &selected {
+                self.connect(n, offset, l);
+            }
+            if !found.is_empty() {
+                entries = found.iter().map(|c| c.offset).collect();
+            }
+        }
+        if level > top {
+            self.entry
+                .store((level as u64) << 32 | offset as u64, Ordering::Release);
+        }
+        drop(entry_guard);
+        Ok(())
+    }
+
+    /// Exact search over every live node that passes `accept`.
+    fn scan<A: Fn(u32) -> bool>(
+        &self,
+        query: &[f32],
+        accept: &A,
+        offsets: Option<&mut dyn Iterator<Item = u32>>,
+        limit: usize,
+    ) -> Vec<Candidate> {
+        let mut top = TopK::new(limit);
+        let mut offer = |n: u32| {
+            if self.arena.state(n) == SlotState::Live && accept(n) {
+                top.push(Candidate::new(n, self.exact_distance(query, n)));
+            }
+        };
+        match offsets {
+            Some(it) => it.for_each(&mut offer),
+            None => (0..self.end.load(Ordering::Acquire)).for_each(&mut offer),
+        }
+        top.into_sorted_vec()
+    }
+
+    /// Repairs the links of live nodes that point at deleted ones: each such list is rebuilt
+    /// from its live neighbours and the live neighbours of its deleted ones, so the graph stays
+    /// navigable without the deleted nodes. Moves the entry point off a deleted node. Returns
+    /// the number of lists rebuilt. Safe to run while searches and inserts go on.
+    pub fn repair(&self) -> usize {
+        let end = self.end.load(Ordering::Acquire);
+        let rebuilt = AtomicUsize::new(0);
+        (0..end)
+            .into_par_iter()
+            .for_each_init(Vec::new, |buf, node| {
+                if self.arena.state(node) != SlotState::Live {
+                    return;
+                }
+                let levels = self.node_levels(node);
+                for level in 0..=levels {
+                    self.neighbours(node, level, buf);
+                    if buf.iter().all(|&n| self.arena.state(n) == SlotState::Live) {
+                        continue;
+                    }
+                    // Candidates: live neighbours, and the live nodes reachable through chains of
+                    // deleted ones (breadth-first, a bounded number of deleted nodes), so that
+                    // whatever the deleted nodes connected stays connected even when most of a
+                    // neighbourhood is gone.
+                    let mut pool: Vec<u32> = Vec::new();
+                    let mut seen: std::collections::HashSet<u32> =
+                        std::collections::HashSet::from([node]);
+                    let mut queue: std::collections::VecDeque<u32> = buf.iter().copied().collect();
+                    let mut expanded = 0;
+                    let mut next = Vec::new();
+                    while let Some(n) = queue.pop_front() {
+                        if !seen.insert(n) {
+                            continue;
+                        }
+                        match self.arena.state(n) {
+                            SlotState::Live => pool.push(n),
+                            SlotState::Deleted if expanded < REPAIR_EXPANSION => {
+                                expanded += 1;
+                                self.neighbours(n, level, &mut next);
+                                queue.extend(next.iter().copied());
+                            }
+                            _ => {}
+                        }
+                    }
+                    let mut scored: Vec<Candidate> = pool
+                        .iter()
+                        .map(|&n| Candidate::new(n, self.node_distance(node, n)))
+                        .collect();
+                    scored.sort();
+                    let kept = self.select_neighbours(&scored, self.max_links(level));
+                    let _guard = self.lock_links(node);
+                    self.set_neighbours(node, level, &kept);
+                    rebuilt.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        if let Some((entry, _)) = self.entry() {
+            if self.arena.state(entry) != SlotState::Live {
+                self.choose_live_entry();
+            }
+        }
+        self.link_orphans(end);
+        rebuilt.into_inner()
+    }
+
+    /// Gives every live node without an incoming level-0 link one from its closest live
+    /// neighbour (replacing that neighbour's farthest link when its list is full), so no live
+    /// node is unreachable after the heuristic pruned its last incoming link.
+    fn link_orphans(&self, end: u32) {
+        let incoming: Vec<AtomicU32> = (0..end).map(|_| AtomicU32::new(0)).collect();
+        (0..end)
+            .into_par_iter()
+            .for_each_init(Vec::new, |buf, node| {
+                if self.arena.state(node) == SlotState::Live {
+                    self.neighbours(node, 0, buf);
+                    for &n in buf.iter() {
+                        if let Some(c) = incoming.get(n as usize) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        let entry = self.entry().map(|(e, _)| e);
+        let mut own = Vec::new();
+        let mut theirs = Vec::new();
+        for node in 0..end {
+            if incoming[node as usize].load(Ordering::Relaxed) > 0
+                || Some(node) == entry
+                || self.arena.state(node) != SlotState::Live
+            {
+                continue;
+            }
+            self.neighbours(node, 0, &mut own);
+            let Some(&closest) = own
+                .iter()
+                .filter(|&&n| self.arena.state(n) == SlotState::Live)
+                .min_by(|&&a, &&b| {
+                    self.node_distance(node, a)
+                        .total_cmp(&self.node_distance(node, b))
+                })
+            else {
+                continue;
+            };
+            let _guard = self.lock_links(closest);
+            self.neighbours(closest, 0, &mut theirs);
+            if theirs.len() >= self.config.m0() {
+                let farthest = (0..theirs.len())
+                    .max_by(|&a, &b| {
+                        self.node_distance(closest, theirs[a])
+                            .total_cmp(&self.node_distance(closest, theirs[b]))
+                    })
+                    .expect("a full list is not empty");
+                theirs[farthest] = node;
+            } else {
+                theirs.push(node);
+            }
+            self.set_neighbours(closest, 0, &theirs);
+        }
+    }
+
+    fn node_levels(&self, node: u32) -> usize {
+        let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+        upper
+            .get(&node)
+            .map_or(0, |w| w.len() / (1 + self.config.m))
+    }
+
+    /// Makes the live node with the highest level the entry point (or empties the entry).
+    fn choose_live_entry(&self) {
+        let _guard = self.entry_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let best_upper = {
+            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+            upper
+                .iter()
+                .filter(|(&n, _)| self.arena.state(n) == SlotState::Live)
+                .map(|(&n, w)| (w.len() / (1 + self.config.m), n))
+                .max()
+        };
+        let choice = best_upper.or_else(|| {
+            (0..self.end.load(Ordering::Acquire))
+                .find(|&n| self.arena.state(n) == SlotState::Live)
+                .map(|n| (0, n))
+        });
+        match choice {
+            Some((level, n)) => self
+                .entry
+                .store((level as u64) << 32 | n as u64, Ordering::Release),
+            None => self.entry.store(NO_ENTRY, Ordering::Release),
+        }
+    }
+
+    /// Searches with an already prepared query.
+    fn search_prepared(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+    ) -> Vec<Candidate> {
+        let limit = params.limit;
+        let allowed = |n: u32| filter.is_none_or(|f| f.allows(n));
+        let small_filter = filter
+            .and_then(|f| f.cardinality_estimate())
+            .is_some_and(|c| c < self.config.full_scan_threshold);
+        let Some((entry, top)) = self.entry() else {
+            return Vec::new();
+        };
+        if params.exact || small_filter {
+            let mut listed = filter
+                .filter(|_| small_filter)
+                .and_then(|f| f.allowed_offsets());
+            return self.scan(
+                q,
+                &allowed,
+                listed
+                    .as_mut()
+                    .map(|it| it as &mut dyn Iterator<Item = u32>),
+                limit,
+            );
+        }
+        let ef = params.hnsw_ef.unwrap_or(self.config.ef_search).max(limit);
+        // A generic function, not a closure over `&dyn Fn`: each storage's `measure` is inlined
+        // into the walk instead of being called indirectly per node.
+        fn walk<M: Fn(u32) -> Option<(f32, bool)>>(
+            index: &HnswIndex,
+            measure: &M,
+            entry: u32,
+            top: usize,
+            ef: usize,
+        ) -> Vec<Candidate> {
+            let start = index.descend(measure, entry, top, 0);
+            index.search_level(measure, &[start.offset], ef, 0)
+        }
+        let dim = self.dim;
+        match &self.codec {
+            Codec::F32 => {
+                let kernel = self.kernels;
+                let metric = self.metric;
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    let v: &[f32] = &bytemuck::cast_slice(p)[..dim];
+                    Some((metric.distance(kernel, q, v), live && allowed(n)))
+                };
+                let mut found = walk(self, &measure, entry, top, ef);
+                found.truncate(limit);
+                found
+            }
+            Codec::F16 => {
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    let v: &[f16] = &bytemuck::cast_slice(p)[..dim];
+                    Some((
+                        self.metric.distance_f16(self.kernels, q, v),
+                        live && allowed(n),
+                    ))
+                };
+                let mut found = walk(self, &measure, entry, top, ef);
+                found.truncate(limit);
+                found
+            }
+            Codec::Sq8(sq) => {
+                let oversampled = self.oversampled(params);
+                let found = if self.metric == Metric::Manhattan && !sq.bounds().is_global() {
+                    let scorer = sq.query(q, self.metric).expect("query checked");
+                    let measure = |n: u32| {
+                        let (p, live) = self.arena.payload_and_liveness(n)?;
+                        let (correction, codes) = sq8_record(p, dim);
+                        Some((scorer.distance(codes, correction), live && allowed(n)))
+                    };
+                    walk(self, &measure, entry, top, ef.max(oversampled))
+                } else {
+                    let scorer = sq.query_int(q, self.metric).expect("query checked");
+                    let measure = |n: u32| {
+                        let (p, live) = self.arena.payload_and_liveness(n)?;
+                        let (correction, codes) = sq8_record(p, dim);
+                        Some((scorer.distance(codes, correction), live && allowed(n)))
+                    };
+                    walk(self, &measure, entry, top, ef.max(oversampled))
+                };
+                self.rescore(q, found, params, oversampled)
+            }
+            Codec::Binary(bq) => {
+                let oversampled = self.oversampled(params);
+                let scorer = bq.query(q, self.metric).expect("query checked");
+                let words = dim.div_ceil(64);
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    Some((
+                        scorer.distance(&bytemuck::cast_slice(p)[..words]),
+                        live && allowed(n),
+                    ))
+                };
+                let found = walk(self, &measure, entry, top, ef.max(oversampled));
+                self.rescore(q, found, params, oversampled)
+            }
+        }
+    }
+
+    fn oversampled(&self, params: &SearchParams) -> usize {
+        let factor = params.oversampling.unwrap_or(self.config.oversampling);
+        ((params.limit as f64 * factor as f64).ceil() as usize).max(params.limit)
+    }
+
+    /// Re-ranks the first `keep` candidates of a quantized walk by full-precision distance.
+    fn rescore(
+        &self,
+        q: &[f32],
+        mut found: Vec<Candidate>,
+        params: &SearchParams,
+        keep: usize,
+    ) -> Vec<Candidate> {
+        if params.rescore == Some(false) {
+            found.truncate(params.limit);
+            return found;
+        }
+        found.truncate(keep);
+        for c in found.iter_mut() {
+            c.distance = self.exact_distance(q, c.offset);
+        }
+        found.sort();
+        found.truncate(params.limit);
+        found
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    fn len(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn contains(&self, offset: PointOffset) -> bool {
+        self.arena.state(offset) == SlotState::Live
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+    ) -> Result<Vec<ScoredOffset>> {
+        params.validate()?;
+        check_vector(query, self.dim)?;
+        let mut q = query.to_vec();
+        self.metric.prepare(&mut q);
+        let mut found = self.search_prepared(&q, params, filter);
+        if let Some(max) = params.max_distance {
+            found.retain(|c| c.distance <= max);
+        }
+        Ok(found)
+    }
+
+    fn memory_usage(&self) -> MemoryUsage {
+        let end = self.end.load(Ordering::Acquire) as usize;
+        let (primary, secondary) = self.arena.ram_bytes(end);
+        let payload = end * self.codec.payload_bytes(self.dim);
+        let upper_words: usize = self
+            .upper
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|w| w.len())
+            .sum();
+        MemoryUsage {
+            points: self.len(),
+            vector_bytes: payload + secondary,
+            vector_bytes_on_disk: self.arena.disk_secondary_bytes(),
+            index_bytes: primary - payload + upper_words * 4,
+            other_bytes: std::mem::size_of_val(&*self.link_locks)
+                + self.upper.read().map_or(0, |u| u.len() * 32),
+        }
+    }
+}
+
+impl VectorIndexWrite for HnswIndex {
+    /// Inserts a point at a fresh offset. Offsets are written once: an offset that is live or
+    /// was deleted is refused, because searches may be reading its record.
+    fn insert(&self, offset: PointOffset, vector: &[f32]) -> Result<()> {
+        check_vector(vector, self.dim)?;
+        if offset == u32::MAX {
+            return Err(IndexError::OffsetOutOfRange {
+                offset,
+                limit: u32::MAX as usize,
+            });
+        }
+        let mut v = vector.to_vec();
+        self.metric.prepare(&mut v);
+        self.insert_prepared(offset, &v)
+    }
+
+    fn delete(&self, offset: PointOffset) -> Result<bool> {
+        let deleted = self.arena.delete(offset);
+        if deleted {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            if self.entry().is_some_and(|(e, _)| e == offset) {
+                self.choose_live_entry();
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Splits an 8-bit payload into its correction and codes.
+#[inline]
+fn sq8_record(p: &[u8], dim: usize) -> (f32, &[u8]) {
+    (f32::from_le_bytes([p[0], p[1], p[2], p[3]]), &p[4..4 + dim])
+}
+
+pub(crate) fn check_vector(v: &[f32], dim: usize) -> Result<()> {
+    if v.len() != dim {
+        return Err(IndexError::DimensionMismatch {
+            expected: dim,
+            found: v.len(),
+        });
+    }
+    if let Some(component) = v.iter().position(|x| !x.is_finite()) {
+        return Err(IndexError::NonFinite { component });
+    }
+    Ok(())
+}

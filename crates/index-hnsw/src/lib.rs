@@ -1,0 +1,44 @@
+//! A hierarchical navigable small-world (HNSW) graph index (Malkov and Yashunin, 2018): the
+//! default index of vector-router.
+//!
+//! * **Build** with the usual parameters ([`HnswConfig`]: `m`, layer 0 keeping `2·m` links,
+//!   `ef_construct`), seeded levels, and the paper's neighbour-selection heuristic.
+//! * **Concurrent**: every method takes `&self`. Inserts from many threads (a bulk
+//!   [`HnswIndex::build`] runs on the rayon pool) while searches go on. Node records are
+//!   written once and published with release/acquire ordering; link lists are atomics updated
+//!   under striped locks; the record store grows in buckets that never move.
+//! * **Storage** ([`StorageKind`]): `f32`, `f16`, 8-bit scalar codes or bits for the walk;
+//!   quantized walks rescore `limit · oversampling` candidates with full vectors, which can
+//!   stay on disk after a load while codes stay in memory.
+//! * **Filters**: a predicate or bitset of allowed offsets. Few allowed points (below
+//!   `full_scan_threshold`) are scanned exactly; otherwise the walk passes through disallowed
+//!   nodes and keeps only allowed ones, so connectivity is not lost.
+//! * **Delete** marks a node; [`HnswIndex::repair`] relinks its neighbours so the graph stays
+//!   navigable without it.
+//! * **Persist**: [`HnswIndex::save`] and [`HnswIndex::load`], versioned and checksummed.
+//!
+//! ```
+//! use index_hnsw::{HnswConfig, HnswIndex};
+//! use index_core::{SearchParams, VectorIndex};
+//! use quant::Metric;
+//!
+//! let data: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+//! let index = HnswIndex::build(4, Metric::Euclidean, HnswConfig::default(), &data).unwrap();
+//! let hits = index.search(&data[40..44], &SearchParams::top(3), None).unwrap();
+//! assert_eq!(hits[0].offset, 10);
+//! ```
+
+// Unsafe code is confined to the memory maps of the record store.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[allow(unsafe_code)]
+mod arena;
+mod config;
+mod index;
+mod persist;
+mod visited;
+
+pub use config::{HnswConfig, StorageKind};
+pub use index::HnswIndex;
+pub use persist::LoadOptions;

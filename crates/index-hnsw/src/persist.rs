@@ -1,0 +1,335 @@
+//! Saving an index to one file and loading it back.
+//!
+//! Layout (little-endian):
+//!
+//! | field | size |
+//! |---|---|
+//! | magic `b"VRHNSW\0\0"` | 8 |
+//! | format version ([`FORMAT_VERSION`]) | 4 |
+//! | dim, metric tag, storage tag, m, ef_construct, ef_search | 6 × 4 |
+//! | full_scan_threshold | 8 |
+//! | oversampling, quantile (`f32`) | 4 + 4 |
+//! | seed | 8 |
+//! | end (slots saved), live count | 4 + 8 |
+//! | entry (`level << 32 | offset`, or all ones) | 8 |
+//! | primary record bytes, secondary record bytes | 8 + 8 |
+//! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`) | 8 + n |
+//! | upper links: node count, then per node `offset`, word count, words | 8 + … |
+//! | primary records, `end × primary bytes`: state, payload, level-0 links | … |
+//! | secondary records (full vectors of quantized storages), `end × secondary bytes` | … |
+//! | CRC-32 (IEEE) of everything above | 4 |
+//!
+//! The loader maps the file, checks the magic, version and checksum before it trusts a single
+//! field, then rebuilds the record store. With [`LoadOptions::vectors_on_disk`], the secondary
+//! records stay in the file map and are read from there (the page cache), so only codes and
+//! links take RAM.
+
+use crate::arena::{map_file, SlotState};
+use crate::config::{HnswConfig, StorageKind};
+use crate::index::{Codec, HnswIndex};
+use index_core::{IndexError, Result};
+use quant::{BinaryQuantizer, Metric, ScalarQuantizer};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The magic bytes that open an index file.
+pub const MAGIC: [u8; 8] = *b"VRHNSW\0\0";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How [`HnswIndex::load`] places what it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Keep the full-precision vectors of a quantized index in the file map instead of RAM.
+    pub vectors_on_disk: bool,
+}
+
+fn metric_tag(m: Metric) -> u32 {
+    match m {
+        Metric::Euclidean => 1,
+        Metric::InnerProduct => 2,
+        Metric::Cosine => 3,
+        Metric::Manhattan => 4,
+    }
+}
+
+fn metric_from_tag(t: u32) -> Option<Metric> {
+    Metric::ALL.into_iter().find(|&m| metric_tag(m) == t)
+}
+
+/// A writer that keeps a CRC-32 of everything written through it.
+struct Checksummed<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl HnswIndex {
+    /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
+    /// so a crash leaves either the old file or the new one). Inserts running during the save
+    /// may or may not be included.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp)?;
+        let mut out = Checksummed {
+            inner: std::io::BufWriter::new(file),
+            crc: crc32fast::Hasher::new(),
+        };
+        let c = &self.config;
+        let end = self.end.load(Ordering::Acquire);
+        out.write_all(&MAGIC)?;
+        for v in [
+            FORMAT_VERSION,
+            self.dim as u32,
+            metric_tag(self.metric),
+            c.storage.tag(),
+            c.m as u32,
+            c.ef_construct as u32,
+            c.ef_search as u32,
+        ] {
+            out.write_all(&v.to_le_bytes())?;
+        }
+        out.write_all(&(c.full_scan_threshold as u64).to_le_bytes())?;
+        out.write_all(&c.oversampling.to_le_bytes())?;
+        out.write_all(&c.quantile.to_le_bytes())?;
+        out.write_all(&c.seed.to_le_bytes())?;
+        out.write_all(&end.to_le_bytes())?;
+        out.write_all(&(self.live.load(Ordering::Acquire) as u64).to_le_bytes())?;
+        out.write_all(&self.entry.load(Ordering::Acquire).to_le_bytes())?;
+        out.write_all(&(self.arena.primary_bytes() as u64).to_le_bytes())?;
+        out.write_all(&(self.arena.secondary_bytes() as u64).to_le_bytes())?;
+        let mut codec = Vec::new();
+        match &self.codec {
+            Codec::F32 | Codec::F16 => {}
+            Codec::Sq8(sq) => sq.write_to(&mut codec)?,
+            Codec::Binary(bq) => bq.write_to(&mut codec)?,
+        }
+        out.write_all(&(codec.len() as u64).to_le_bytes())?;
+        out.write_all(&codec)?;
+        {
+            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+            let mut nodes: Vec<(&u32, &Box<[AtomicU32]>)> =
+                upper.iter().filter(|(&n, _)| n < end).collect();
+            nodes.sort_by_key(|(&n, _)| n);
+            out.write_all(&(nodes.len() as u64).to_le_bytes())?;
+            for (&n, words) in nodes {
+                out.write_all(&n.to_le_bytes())?;
+                out.write_all(&(words.len() as u32).to_le_bytes())?;
+                for w in words.iter() {
+                    out.write_all(&w.load(Ordering::Acquire).to_le_bytes())?;
+                }
+            }
+        }
+        let mut record = Vec::with_capacity(self.arena.primary_bytes());
+        for slot in 0..end {
+            record.clear();
+            self.arena.copy_primary(slot, &mut record);
+            out.write_all(&record)?;
+        }
+        let zeros = vec![0u8; self.arena.secondary_bytes()];
+        for slot in 0..end {
+            match self.arena.secondary(slot) {
+                Some(s) => out.write_all(s)?,
+                None => out.write_all(&zeros)?,
+            }
+        }
+        let crc = out.crc.clone().finalize();
+        let mut inner = out.inner;
+        inner.write_all(&crc.to_le_bytes())?;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Loads an index saved by [`HnswIndex::save`]; a damaged, foreign or other-version file is
+    /// refused with [`IndexError::Corrupt`] naming it.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<HnswIndex> {
+        let path = path.as_ref();
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file = std::fs::File::open(path)?;
+        let map = map_file(&file)?;
+        if map.len() < MAGIC.len() + 8 || map[..8] != MAGIC {
+            return Err(corrupt("not an HNSW index file (bad magic)".into()));
+        }
+        let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let body = &map[..map.len() - 4];
+        let stored = u32::from_le_bytes(map[map.len() - 4..].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(corrupt(format!(
+                "checksum {stored:#010x} does not match the contents ({computed:#010x})"
+            )));
+        }
+        let mut r = Reader {
+            buf: body,
+            pos: 12,
+            path,
+        };
+        let dim = r.u32()? as usize;
+        let metric = metric_from_tag(r.u32()?).ok_or_else(|| corrupt("unknown metric".into()))?;
+        let storage = StorageKind::from_tag(r.u32()?)
+            .ok_or_else(|| corrupt("unknown storage kind".into()))?;
+        let config = HnswConfig {
+            m: r.u32()? as usize,
+            ef_construct: r.u32()? as usize,
+            ef_search: r.u32()? as usize,
+            full_scan_threshold: r.u64()? as usize,
+            oversampling: f32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes")),
+            quantile: f32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes")),
+            seed: r.u64()?,
+            storage,
+        };
+        let end = r.u32()?;
+        let live = r.u64()? as usize;
+        let entry = r.u64()?;
+        let primary_bytes = r.u64()? as usize;
+        let secondary_bytes = r.u64()? as usize;
+        let codec_len = r.u64()? as usize;
+        let mut codec_bytes = r.bytes(codec_len)?;
+        let codec = match storage {
+            StorageKind::F32 => Codec::F32,
+            StorageKind::F16 => Codec::F16,
+            StorageKind::Sq8 => Codec::Sq8(ScalarQuantizer::read_from(&mut codec_bytes)?),
+            StorageKind::Binary => Codec::Binary(BinaryQuantizer::read_from(&mut codec_bytes)?),
+        };
+        let mut index = HnswIndex::with_codec(dim, metric, config, codec)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if index.arena.primary_bytes() != primary_bytes
+            || index.arena.secondary_bytes() != secondary_bytes
+        {
+            return Err(corrupt(
+                "record sizes do not match the configuration".into(),
+            ));
+        }
+        let upper_count = r.u64()? as usize;
+        let mut upper = std::collections::HashMap::with_capacity(upper_count.min(end as usize));
+        for _ in 0..upper_count {
+            let node = r.u32()?;
+            let words = r.u32()? as usize;
+            if node >= end || !words.is_multiple_of(1 + index.config.m) {
+                return Err(corrupt(format!("bad upper links for node {node}")));
+            }
+            let raw = r.bytes(words * 4)?;
+            let words: Box<[AtomicU32]> = raw
+                .chunks_exact(4)
+                .map(|c| AtomicU32::new(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                .collect();
+            upper.insert(node, words);
+        }
+        let records_start = r.pos;
+        let secondary_start = records_start + end as usize * primary_bytes;
+        if secondary_start + end as usize * secondary_bytes != body.len() {
+            return Err(corrupt(
+                "file length does not match the record counts".into(),
+            ));
+        }
+        let secondary_on_disk = options.vectors_on_disk && secondary_bytes > 0;
+        let payload_bytes = index.codec.payload_bytes(dim);
+        let link_words = 1 + index.config.m0();
+        let mut published = 0usize;
+        for slot in 0..end {
+            let rec = &body[records_start + slot as usize * primary_bytes..][..primary_bytes];
+            let state = u32::from_le_bytes(rec[..4].try_into().expect("4 bytes"));
+            if state < SlotState::Live as u32 {
+                continue;
+            }
+            let Some(mut writer) = index.arena.claim(slot)? else {
+                return Err(corrupt(format!("slot {slot} appears twice")));
+            };
+            writer.write_payload(&rec[index.arena.payload_offset()..][..payload_bytes]);
+            if secondary_bytes > 0 && !secondary_on_disk {
+                writer.write_secondary(
+                    &body[secondary_start + slot as usize * secondary_bytes..][..secondary_bytes],
+                );
+            }
+            writer.publish();
+            let links = index.arena.links_offset();
+            let words: Vec<u32> = rec[links..links + 4 * link_words]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            let count = words[0] as usize;
+            if count > link_words - 1 || words[1..1 + count].iter().any(|&n| n >= end) {
+                return Err(corrupt(format!("bad links for slot {slot}")));
+            }
+            index.arena.restore_links(slot, &words);
+            if state == SlotState::Deleted as u32 {
+                index.arena.delete(slot);
+            } else {
+                published += 1;
+            }
+        }
+        if published != live {
+            return Err(corrupt(format!(
+                "{published} live records, the header says {live}"
+            )));
+        }
+        if entry != u64::MAX && (entry as u32 >= end) {
+            return Err(corrupt("entry point out of range".into()));
+        }
+        if secondary_on_disk {
+            drop(file);
+            index
+                .arena
+                .freeze_secondary(map, secondary_start, end as usize);
+        }
+        *index.upper.get_mut().unwrap_or_else(|e| e.into_inner()) = upper;
+        index.entry.store(entry, Ordering::Release);
+        index.live.store(live, Ordering::Release);
+        index.end.store(end, Ordering::Release);
+        Ok(index)
+    }
+}
+
+/// Reads fields from the checked body of a file.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.buf.len() - self.pos < n {
+            return Err(IndexError::Corrupt {
+                path: self.path.display().to_string(),
+                reason: "file ends early".into(),
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.bytes(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.bytes(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `index-hnsw`: one binary, a module per concern.
+
+mod common;
+mod concurrency;
+mod delete;
+mod errors;
+mod filter;
+mod persist;
+mod recall;
