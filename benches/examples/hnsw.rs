@@ -17,7 +17,9 @@ use vr_benches::{recall_at, Workload};
 fn main() {
     let mut data = PathBuf::from("data/glove-50-angular");
     let mut storage = StorageKind::F32;
-    let mut efs = vec![16, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+    // The grid of ../shared/bench/peers.py, so that "best QPS at recall >= level" compares
+    // like with like.
+    let mut efs = vec![10, 16, 20, 32, 40, 64, 80, 128, 160, 256, 512];
     let mut m = 16;
     let mut ef_construct = 200;
     let mut queries = 10_000;
@@ -131,6 +133,7 @@ fn main() {
     );
     println!("\n| ef | recall@10 | QPS (1 thread) | mean latency us |");
     println!("|---|---|---|---|");
+    let mut rows: Vec<(usize, f64, f64)> = Vec::new();
     for &ef in &efs {
         let params = SearchParams {
             hnsw_ef: Some(ef),
@@ -152,5 +155,18 @@ fn main() {
         }
         let qps = w.num_queries() as f64 / best;
         println!("| {ef} | {recall:.4} | {qps:.0} | {:.1} |", 1e6 / qps);
+        rows.push((ef, recall, qps));
     }
+    print!("\nbest QPS at recall@10 >=");
+    for level in [0.90, 0.95, 0.99] {
+        match rows
+            .iter()
+            .filter(|r| r.1 >= level)
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+        {
+            Some((ef, _, qps)) => print!(" {level:.2}: {qps:.0} (ef {ef});"),
+            None => print!(" {level:.2}: -;"),
+        }
+    }
+    println!();
 }

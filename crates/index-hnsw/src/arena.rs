@@ -154,6 +154,8 @@ impl Arena {
         let primary_base = primary.as_mut_ptr();
         let secondary = if self.secondary_bytes > 0 {
             let mut map = MmapMut::map_anon(len * self.secondary_bytes)?;
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
             let base = map.as_mut_ptr();
             Some((map, base))
         } else {
@@ -255,6 +257,20 @@ impl Arena {
                 bucket.primary_base.wrapping_add(i * self.primary_bytes),
                 self.links_offset,
             );
+        }
+    }
+
+    /// Hints the CPU to load the slot's secondary record (a full vector being rescored or
+    /// measured by an insert).
+    #[inline]
+    pub fn prefetch_secondary(&self, slot: u32) {
+        if let Some((bucket, i)) = self.bucket(slot) {
+            if let Some((_, base)) = &bucket.secondary {
+                quant::kernels::prefetch(
+                    base.wrapping_add(i * self.secondary_bytes),
+                    self.secondary_bytes,
+                );
+            }
         }
     }
 

@@ -113,6 +113,13 @@ impl std::fmt::Debug for HnswIndex {
 /// A candidate: distance then offset, the order of [`ScoredOffset`].
 type Candidate = ScoredOffset;
 
+/// A node's vector as the link heuristic reads it.
+#[derive(Clone, Copy)]
+enum NodeVector<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
 /// Buffers a walk reuses from one search to the next on the same thread.
 #[derive(Default)]
 struct SearchHeaps {
@@ -373,16 +380,7 @@ impl HnswIndex {
 
     /// Exact distance between two published nodes (what the link heuristic uses).
     fn node_distance(&self, a: u32, b: u32) -> f32 {
-        match &self.codec {
-            Codec::F16 => match (self.half_vector(a), self.half_vector(b)) {
-                (Some(x), Some(y)) => self.metric.distance_f16_f16(self.kernels, x, y),
-                _ => f32::INFINITY,
-            },
-            _ => match (self.full_vector(a), self.full_vector(b)) {
-                (Some(x), Some(y)) => self.metric.distance(self.kernels, x, y),
-                _ => f32::INFINITY,
-            },
-        }
+        self.pair_distance(self.node_vector(a), self.node_vector(b))
     }
 
     /// Exact distance from a prepared query to a node (full precision, or `f16`).
@@ -458,6 +456,7 @@ impl HnswIndex {
         entries: &[u32],
         ef: usize,
         level: usize,
+        full_vectors: bool,
     ) -> Vec<Candidate> {
         with_visited(self.end.load(Ordering::Acquire) as usize, |visited| {
             SEARCH_HEAPS.with(|heaps| {
@@ -492,12 +491,18 @@ impl HnswIndex {
                     buf.retain(|&n| visited.insert(n));
                     // Prefetch a few nodes ahead of the one being measured: enough to hide the
                     // memory latency, few enough not to overflow the CPU's miss buffers.
-                    for &n in buf.iter().take(PREFETCH_AHEAD) {
+                    let prefetch = |n: u32| {
                         self.arena.prefetch(n);
+                        if full_vectors {
+                            self.arena.prefetch_secondary(n);
+                        }
+                    };
+                    for &n in buf.iter().take(PREFETCH_AHEAD) {
+                        prefetch(n);
                     }
                     for (k, &n) in buf.iter().enumerate() {
                         if let Some(&ahead) = buf.get(k + PREFETCH_AHEAD) {
-                            self.arena.prefetch(ahead);
+                            prefetch(ahead);
                         }
                         let Some((d, ok)) = measure(n) else { continue };
                         let full = results.len() >= ef;
@@ -524,19 +529,44 @@ impl HnswIndex {
     /// is closer to the base than to every neighbour kept so far, so links point in diverse
     /// directions. `candidates` are sorted closest first.
     fn select_neighbours(&self, candidates: &[Candidate], max: usize) -> Vec<u32> {
-        let mut kept: Vec<u32> = Vec::with_capacity(max);
+        // Look each candidate's vector up once: the pairwise checks below would otherwise
+        // repeat the record lookup for every pair.
+        let mut kept: Vec<(u32, Option<NodeVector<'_>>)> = Vec::with_capacity(max);
         for c in candidates {
             if kept.len() >= max {
                 break;
             }
-            if kept
+            let v = self.node_vector(c.offset);
+            let diverse = kept
                 .iter()
-                .all(|&k| self.node_distance(c.offset, k) > c.distance)
-            {
-                kept.push(c.offset);
+                .all(|(_, k)| self.pair_distance(v, *k) > c.distance);
+            if diverse {
+                kept.push((c.offset, v));
             }
         }
-        kept
+        kept.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// The vector the link heuristic measures a node by: full precision, or `f16`.
+    #[inline]
+    fn node_vector(&self, node: u32) -> Option<NodeVector<'_>> {
+        match &self.codec {
+            Codec::F16 => self.half_vector(node).map(NodeVector::F16),
+            _ => self.full_vector(node).map(NodeVector::F32),
+        }
+    }
+
+    #[inline]
+    fn pair_distance(&self, a: Option<NodeVector<'_>>, b: Option<NodeVector<'_>>) -> f32 {
+        match (a, b) {
+            (Some(NodeVector::F32(x)), Some(NodeVector::F32(y))) => {
+                self.metric.distance(self.kernels, x, y)
+            }
+            (Some(NodeVector::F16(x)), Some(NodeVector::F16(y))) => {
+                self.metric.distance_f16_f16(self.kernels, x, y)
+            }
+            _ => f32::INFINITY,
+        }
     }
 
     /// Adds `new` to the links of `node` at `level`, pruning with the heuristic when full.
@@ -554,9 +584,10 @@ impl HnswIndex {
             return;
         }
         current.push(new);
+        let base = self.node_vector(node);
         let mut scored: Vec<Candidate> = current
             .iter()
-            .map(|&n| Candidate::new(n, self.node_distance(node, n)))
+            .map(|&n| Candidate::new(n, self.pair_distance(base, self.node_vector(n))))
             .collect();
         scored.sort();
         let kept = self.select_neighbours(&scored, max);
@@ -626,7 +657,10 @@ impl HnswIndex {
         let measure = |n: u32| self.measure_exact(v, n);
         let mut entries = vec![self.descend(&measure, entry, top, level).offset];
         for l in (0..=level.min(top)).rev() {
-            let found = self.search_level(&measure, &entries, self.config.ef_construct, l);
+            // Inserts measure quantized storages by their full vectors, kept apart from the
+            // codes: prefetch those too.
+            let full = self.codec.kind().is_quantized();
+            let found = self.search_level(&measure, &entries, self.config.ef_construct, l, full);
             let found: Vec<Candidate> = found.into_iter().filter(|c| c.offset != offset).collect();
             let selected = self.select_neighbours(&found, self.max_links(l));
             {
@@ -874,7 +908,7 @@ impl HnswIndex {
             ef: usize,
         ) -> Vec<Candidate> {
             let start = index.descend(measure, entry, top, 0);
-            index.search_level(measure, &[start.offset], ef, 0)
+            index.search_level(measure, &[start.offset], ef, 0, false)
         }
         let dim = self.dim;
         match &self.codec {
