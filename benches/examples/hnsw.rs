@@ -87,6 +87,7 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("thread pool");
+    let rss_before = rss_bytes();
     let t = Instant::now();
     let mut index = match &cache {
         Some(path) if path.exists() => {
@@ -102,6 +103,7 @@ fn main() {
             .unwrap_or_else(|e| fail(format!("build: {e}"))),
     };
     let build_s = t.elapsed().as_secs_f64();
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
     if let Some(path) = cache.as_ref().filter(|p| !p.exists()) {
         index
             .save(path)
@@ -124,6 +126,11 @@ fn main() {
         );
     }
     let mem = index.memory_usage();
+    println!(
+        "RSS growth over the build: {:.0} MB ({:.0} bytes/vector; peers.py measures the same way)",
+        rss_growth as f64 / 1e6,
+        rss_growth as f64 / w.len() as f64
+    );
     println!(
         "build {build_s:.1} s on {threads} threads; RAM {:.0} bytes/vector (vectors {:.0}, graph {:.0}); on disk {:.0} bytes/vector",
         mem.bytes_per_vector(),
@@ -169,4 +176,17 @@ fn main() {
         }
     }
     println!();
+}
+
+/// Resident set size of this process, from /proc (0 where it cannot be read).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

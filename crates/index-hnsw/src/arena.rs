@@ -260,6 +260,17 @@ impl Arena {
         }
     }
 
+    /// Hints the CPU to load the slot's level-0 links (before the walk expands it).
+    #[inline]
+    pub fn prefetch_links(&self, slot: u32) {
+        if let Some((bucket, i)) = self.bucket(slot) {
+            let start = bucket
+                .primary_base
+                .wrapping_add(i * self.primary_bytes + self.links_offset);
+            quant::kernels::prefetch(start, self.link_words * 4);
+        }
+    }
+
     /// Hints the CPU to load the slot's secondary record (a full vector being rescored or
     /// measured by an insert).
     #[inline]

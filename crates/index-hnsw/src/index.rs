@@ -244,6 +244,10 @@ impl HnswIndex {
             HnswIndex::new(dim, metric, config)?
         };
         index.insert_all(0, data)?;
+        // The link heuristic (and, rarely, concurrent inserts pruning each other's lists) can
+        // leave a node with no incoming link: unreachable for every search. Give each such node
+        // one, as `repair` does.
+        index.link_orphans(index.end.load(Ordering::Acquire));
         Ok(index)
     }
 
@@ -517,6 +521,13 @@ impl HnswIndex {
                             }
                         }
                     }
+                    // The closest candidate is most likely expanded next: start loading its
+                    // links while the heap is popped.
+                    if level == 0 {
+                        if let Some(Reverse(next)) = candidates.peek() {
+                            self.arena.prefetch_links(next.offset);
+                        }
+                    }
                 }
                 let mut out: Vec<Candidate> = results.drain().collect();
                 out.sort();
@@ -783,58 +794,88 @@ impl HnswIndex {
         rebuilt.into_inner()
     }
 
-    /// Gives every live node without an incoming level-0 link one from its closest live
-    /// neighbour (replacing that neighbour's farthest link when its list is full), so no live
-    /// node is unreachable after the heuristic pruned its last incoming link.
-    fn link_orphans(&self, end: u32) {
-        let incoming: Vec<AtomicU32> = (0..end).map(|_| AtomicU32::new(0)).collect();
-        (0..end)
-            .into_par_iter()
-            .for_each_init(Vec::new, |buf, node| {
-                if self.arena.state(node) == SlotState::Live {
-                    self.neighbours(node, 0, buf);
-                    for &n in buf.iter() {
-                        if let Some(c) = incoming.get(n as usize) {
-                            c.fetch_add(1, Ordering::Relaxed);
+    /// Makes every live node reachable from the entry point on level 0.
+    ///
+    /// The link heuristic can leave a node, or a small group of nodes linking only to each
+    /// other, with no path from the rest of the graph (more so for inner product, which is not
+    /// a metric). A breadth-first pass from the entry finds them; each gets a link from the
+    /// closest reachable live node (replacing that node's farthest link when its list is
+    /// full), and the pass repeats, a few rounds at most, since a replaced link can itself cut
+    /// a node off.
+    pub(crate) fn link_orphans(&self, end: u32) {
+        for _round in 0..4 {
+            let Some((entry, _)) = self.entry() else {
+                return;
+            };
+            let mut reached = vec![false; end as usize];
+            let mut stack = vec![entry];
+            let mut buf = Vec::new();
+            let mut mark = |start: u32, reached: &mut Vec<bool>, stack: &mut Vec<u32>| {
+                stack.clear();
+                stack.push(start);
+                while let Some(n) = stack.pop() {
+                    let Some(slot) = reached.get_mut(n as usize) else {
+                        continue;
+                    };
+                    if *slot {
+                        continue;
+                    }
+                    *slot = true;
+                    self.neighbours(n, 0, &mut buf);
+                    stack.extend(buf.iter().copied());
+                }
+            };
+            mark(entry, &mut reached, &mut stack);
+            let unreached: Vec<u32> = (0..end)
+                .filter(|&n| !reached[n as usize] && self.arena.state(n) == SlotState::Live)
+                .collect();
+            if unreached.is_empty() {
+                return;
+            }
+            for node in unreached {
+                if reached[node as usize] {
+                    continue;
+                }
+                let base = self.node_vector(node);
+                if base.is_none() {
+                    continue;
+                }
+                let measure = |n: u32| {
+                    let live = self.arena.state(n) == SlotState::Live;
+                    let d = self.pair_distance(base, self.node_vector(n));
+                    d.is_finite()
+                        .then_some((d, live && reached[n as usize] && n != node))
+                };
+                let found =
+                    self.search_level(&measure, &[entry], self.config.ef_construct, 0, false);
+                let Some(host) = found.first().map(|c| c.offset) else {
+                    continue;
+                };
+                {
+                    let _guard = self.lock_links(host);
+                    let mut theirs = Vec::new();
+                    self.neighbours(host, 0, &mut theirs);
+                    if !theirs.contains(&node) {
+                        if theirs.len() >= self.config.m0() {
+                            let host_vector = self.node_vector(host);
+                            let farthest = (0..theirs.len())
+                                .max_by(|&a, &b| {
+                                    let da = self
+                                        .pair_distance(host_vector, self.node_vector(theirs[a]));
+                                    let db = self
+                                        .pair_distance(host_vector, self.node_vector(theirs[b]));
+                                    da.total_cmp(&db)
+                                })
+                                .expect("a full list is not empty");
+                            theirs[farthest] = node;
+                        } else {
+                            theirs.push(node);
                         }
+                        self.set_neighbours(host, 0, &theirs);
                     }
                 }
-            });
-        let entry = self.entry().map(|(e, _)| e);
-        let mut own = Vec::new();
-        let mut theirs = Vec::new();
-        for node in 0..end {
-            if incoming[node as usize].load(Ordering::Relaxed) > 0
-                || Some(node) == entry
-                || self.arena.state(node) != SlotState::Live
-            {
-                continue;
+                mark(node, &mut reached, &mut stack);
             }
-            self.neighbours(node, 0, &mut own);
-            let Some(&closest) = own
-                .iter()
-                .filter(|&&n| self.arena.state(n) == SlotState::Live)
-                .min_by(|&&a, &&b| {
-                    self.node_distance(node, a)
-                        .total_cmp(&self.node_distance(node, b))
-                })
-            else {
-                continue;
-            };
-            let _guard = self.lock_links(closest);
-            self.neighbours(closest, 0, &mut theirs);
-            if theirs.len() >= self.config.m0() {
-                let farthest = (0..theirs.len())
-                    .max_by(|&a, &b| {
-                        self.node_distance(closest, theirs[a])
-                            .total_cmp(&self.node_distance(closest, theirs[b]))
-                    })
-                    .expect("a full list is not empty");
-                theirs[farthest] = node;
-            } else {
-                theirs.push(node);
-            }
-            self.set_neighbours(closest, 0, &theirs);
         }
     }
 

@@ -22,10 +22,11 @@
 //! use index_core::{SearchParams, VectorIndex};
 //! use quant::Metric;
 //!
-//! let data: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+//! // 500 distinct 4-dimensional vectors (7919 and 2003 are coprime: no value repeats).
+//! let data: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 2003) as f32 / 2003.0).collect();
 //! let index = HnswIndex::build(4, Metric::Euclidean, HnswConfig::default(), &data).unwrap();
 //! let hits = index.search(&data[40..44], &SearchParams::top(3), None).unwrap();
-//! assert_eq!(hits[0].offset, 10);
+//! assert_eq!((hits[0].offset, hits[0].distance), (10, 0.0));
 //! ```
 
 // Unsafe code is confined to the memory maps of the record store.
