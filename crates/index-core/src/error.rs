@@ -88,8 +88,9 @@ impl IndexError {
 /// Result with [`IndexError`].
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
-/// Checks a vector's dimension and values.
-pub(crate) fn check_vector(v: &[f32], dim: usize) -> Result<()> {
+/// Checks a vector's dimension and values: what every index does before it stores or searches
+/// with a vector it was given.
+pub fn check_vector(v: &[f32], dim: usize) -> Result<()> {
     if v.len() != dim {
         return Err(IndexError::DimensionMismatch {
             expected: dim,

@@ -5,8 +5,8 @@ use crate::config::{HnswConfig, StorageKind};
 use crate::visited::with_visited;
 use half::f16;
 use index_core::{
-    IndexError, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset, SearchParams, TopK,
-    VectorIndex, VectorIndexWrite,
+    check_vector, IndexError, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset,
+    SearchParams, TopK, VectorIndex, VectorIndexWrite,
 };
 use quant::{
     kernels, BinaryQuantizer, BinaryQuantizerConfig, Kernels, Metric, ScalarQuantizer,
@@ -1131,17 +1131,4 @@ impl VectorIndexWrite for HnswIndex {
 #[inline]
 fn sq8_record(p: &[u8], dim: usize) -> (f32, &[u8]) {
     (f32::from_le_bytes([p[0], p[1], p[2], p[3]]), &p[4..4 + dim])
-}
-
-pub(crate) fn check_vector(v: &[f32], dim: usize) -> Result<()> {
-    if v.len() != dim {
-        return Err(IndexError::DimensionMismatch {
-            expected: dim,
-            found: v.len(),
-        });
-    }
-    if let Some(component) = v.iter().position(|x| !x.is_finite()) {
-        return Err(IndexError::NonFinite { component });
-    }
-    Ok(())
 }
