@@ -275,6 +275,16 @@ impl Arena {
     /// measured by an insert).
     #[inline]
     pub fn prefetch_secondary(&self, slot: u32) {
+        if let Some(frozen) = &self.frozen_secondary {
+            if (slot as usize) < frozen.count {
+                let start = frozen.offset + slot as usize * self.secondary_bytes;
+                quant::kernels::prefetch(
+                    frozen.map.as_ptr().wrapping_add(start),
+                    self.secondary_bytes,
+                );
+                return;
+            }
+        }
         if let Some((bucket, i)) = self.bucket(slot) {
             if let Some((_, base)) = &bucket.secondary {
                 quant::kernels::prefetch(

@@ -731,10 +731,12 @@ impl HnswIndex {
         top.into_sorted_vec()
     }
 
-    /// Repairs the links of live nodes that point at deleted ones: each such list is rebuilt
-    /// from its live neighbours and the live neighbours of its deleted ones, so the graph stays
-    /// navigable without the deleted nodes. Moves the entry point off a deleted node. Returns
-    /// the number of lists rebuilt. Safe to run while searches and inserts go on.
+    /// Repairs the links of live nodes that point at deleted ones: each such list is rebuilt,
+    /// with the link heuristic, from its live neighbours and the live nodes reachable through
+    /// chains of deleted ones, so the graph stays navigable without the deleted nodes. Then
+    /// moves the entry point off a deleted node and links every live node that became
+    /// unreachable. Returns the number of lists rebuilt. Safe to run while searches and
+    /// inserts go on.
     pub fn repair(&self) -> usize {
         let end = self.end.load(Ordering::Acquire);
         let rebuilt = AtomicUsize::new(0);
@@ -1034,6 +1036,10 @@ impl HnswIndex {
             return found;
         }
         found.truncate(keep);
+        // The full vectors live apart from the codes: start every load before the first use.
+        for c in &found {
+            self.arena.prefetch_secondary(c.offset);
+        }
         for c in found.iter_mut() {
             c.distance = self.exact_distance(q, c.offset);
         }
