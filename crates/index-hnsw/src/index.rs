@@ -982,22 +982,29 @@ impl HnswIndex {
             }
             Codec::Sq8(sq) => {
                 let oversampled = self.oversampled(params);
+                // Measures nodes by their codes with either scorer (generic, so each is inlined).
+                fn sq8_walk<S: Fn(&[u8], f32) -> f32, A: Fn(u32) -> bool>(
+                    index: &HnswIndex,
+                    score: S,
+                    allowed: &A,
+                    entry: u32,
+                    top: usize,
+                    ef: usize,
+                ) -> Vec<Candidate> {
+                    let measure = |n: u32| {
+                        let (p, live) = index.arena.payload_and_liveness(n)?;
+                        let (correction, codes) = sq8_record(p, index.dim);
+                        Some((score(codes, correction), live && allowed(n)))
+                    };
+                    walk(index, &measure, entry, top, ef)
+                }
+                let ef = ef.max(oversampled);
                 let found = if self.metric == Metric::Manhattan && !sq.bounds().is_global() {
                     let scorer = sq.query(q, self.metric).expect("query checked");
-                    let measure = |n: u32| {
-                        let (p, live) = self.arena.payload_and_liveness(n)?;
-                        let (correction, codes) = sq8_record(p, dim);
-                        Some((scorer.distance(codes, correction), live && allowed(n)))
-                    };
-                    walk(self, &measure, entry, top, ef.max(oversampled))
+                    sq8_walk(self, |c, k| scorer.distance(c, k), &allowed, entry, top, ef)
                 } else {
                     let scorer = sq.query_int(q, self.metric).expect("query checked");
-                    let measure = |n: u32| {
-                        let (p, live) = self.arena.payload_and_liveness(n)?;
-                        let (correction, codes) = sq8_record(p, dim);
-                        Some((scorer.distance(codes, correction), live && allowed(n)))
-                    };
-                    walk(self, &measure, entry, top, ef.max(oversampled))
+                    sq8_walk(self, |c, k| scorer.distance(c, k), &allowed, entry, top, ef)
                 };
                 self.rescore(q, found, params, oversampled)
             }
