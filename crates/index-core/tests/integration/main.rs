@@ -3,4 +3,4 @@
 mod filter;
 mod flat;
 mod ids;
-mod result;
+mod scored_results;
