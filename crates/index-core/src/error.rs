@@ -102,3 +102,13 @@ pub fn check_vector(v: &[f32], dim: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks a vector (as [`check_vector`]) and returns a copy prepared for the metric
+/// ([`quant::Metric::prepare`]: normalised for cosine): what every index does with a query or
+/// a new point before it measures anything.
+pub fn prepared_vector(v: &[f32], dim: usize, metric: quant::Metric) -> Result<Vec<f32>> {
+    check_vector(v, dim)?;
+    let mut out = v.to_vec();
+    metric.prepare(&mut out);
+    Ok(out)
+}

@@ -1,6 +1,6 @@
 //! Exact search by scanning every live vector.
 
-use crate::error::check_vector;
+use crate::error::{check_vector, prepared_vector};
 use crate::{
     AllowedSet, DenseVectors, MemoryUsage, PointFilter, PointOffset, QueryScorer, Result,
     ScoredOffset, SearchParams, TopK, VectorIndex, VectorIndexWrite, VectorStorage,
@@ -70,9 +70,7 @@ impl VectorIndex for FlatIndex {
     ) -> Result<Vec<ScoredOffset>> {
         params.validate()?;
         let inner = self.read();
-        check_vector(query, inner.vectors.dim())?;
-        let mut prepared = query.to_vec();
-        inner.vectors.metric().prepare(&mut prepared);
+        let prepared = prepared_vector(query, inner.vectors.dim(), inner.vectors.metric())?;
         let scorer = inner.vectors.scorer(&prepared);
         let mut top = TopK::new(params.limit);
         let max_distance = params.max_distance.unwrap_or(f32::INFINITY);

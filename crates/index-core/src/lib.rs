@@ -39,7 +39,7 @@ mod result;
 mod storage;
 mod traits;
 
-pub use error::{check_vector, IndexError, IndexErrorKind, Result};
+pub use error::{check_vector, prepared_vector, IndexError, IndexErrorKind, Result};
 pub use filter::{AllowedSet, PointFilter};
 pub use flat::FlatIndex;
 pub use ids::{PointId, PointOffset};

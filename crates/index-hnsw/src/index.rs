@@ -5,7 +5,7 @@ use crate::config::{HnswConfig, StorageKind};
 use crate::visited::with_visited;
 use half::f16;
 use index_core::{
-    check_vector, IndexError, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset,
+    prepared_vector, IndexError, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset,
     SearchParams, TopK, VectorIndex, VectorIndexWrite,
 };
 use quant::{
@@ -296,59 +296,48 @@ impl HnswIndex {
         (e != NO_ENTRY).then_some((e as u32, (e >> 32) as usize))
     }
 
+    /// Runs `f` on the link words of `node` at `level` (`[count, id, id, ...]`), if the node
+    /// has that level: level 0 lives in the node's record, the levels above in `upper`.
+    #[inline]
+    fn with_link_words<R>(
+        &self,
+        node: u32,
+        level: usize,
+        f: impl FnOnce(&[AtomicU32]) -> R,
+    ) -> Option<R> {
+        if level == 0 {
+            let words = self.arena.links(node);
+            return (!words.is_empty()).then(|| f(words));
+        }
+        let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
+        let stride = 1 + self.config.m;
+        let start = (level - 1) * stride;
+        upper.get(&node)?.get(start..start + stride).map(f)
+    }
+
     /// Neighbours of `node` at `level`, copied out.
     #[inline]
     fn neighbours(&self, node: u32, level: usize, out: &mut Vec<u32>) {
         out.clear();
-        if level == 0 {
-            let words = self.arena.links(node);
-            if words.is_empty() {
-                return;
-            }
+        self.with_link_words(node, level, |words| {
             let count = (words[0].load(Ordering::Acquire) as usize).min(words.len() - 1);
             out.extend(
                 words[1..1 + count]
                     .iter()
                     .map(|w| w.load(Ordering::Relaxed)),
             );
-        } else {
-            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(words) = upper.get(&node) {
-                let stride = 1 + self.config.m;
-                let start = (level - 1) * stride;
-                if start + stride <= words.len() {
-                    let count = (words[start].load(Ordering::Acquire) as usize).min(self.config.m);
-                    out.extend(
-                        words[start + 1..start + 1 + count]
-                            .iter()
-                            .map(|w| w.load(Ordering::Relaxed)),
-                    );
-                }
-            }
-        }
+        });
     }
 
     /// Replaces the neighbours of `node` at `level`. The caller holds the node's link lock.
     fn set_neighbours(&self, node: u32, level: usize, ids: &[u32]) {
-        let write = |words: &[AtomicU32]| {
+        self.with_link_words(node, level, |words| {
             let n = ids.len().min(words.len() - 1);
             for (w, &id) in words[1..].iter().zip(&ids[..n]) {
                 w.store(id, Ordering::Relaxed);
             }
             words[0].store(n as u32, Ordering::Release);
-        };
-        if level == 0 {
-            write(self.arena.links(node));
-        } else {
-            let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(words) = upper.get(&node) {
-                let stride = 1 + self.config.m;
-                let start = (level - 1) * stride;
-                if start + stride <= words.len() {
-                    write(&words[start..start + stride]);
-                }
-            }
-        }
+        });
     }
 
     fn max_links(&self, level: usize) -> usize {
@@ -1080,9 +1069,7 @@ impl VectorIndex for HnswIndex {
         filter: Option<&dyn PointFilter>,
     ) -> Result<Vec<ScoredOffset>> {
         params.validate()?;
-        check_vector(query, self.dim)?;
-        let mut q = query.to_vec();
-        self.metric.prepare(&mut q);
+        let q = prepared_vector(query, self.dim, self.metric)?;
         let mut found = self.search_prepared(&q, params, filter);
         if let Some(max) = params.max_distance {
             found.retain(|c| c.distance <= max);
@@ -1116,15 +1103,13 @@ impl VectorIndexWrite for HnswIndex {
     /// Inserts a point at a fresh offset. Offsets are written once: an offset that is live or
     /// was deleted is refused, because searches may be reading its record.
     fn insert(&self, offset: PointOffset, vector: &[f32]) -> Result<()> {
-        check_vector(vector, self.dim)?;
+        let v = prepared_vector(vector, self.dim, self.metric)?;
         if offset == u32::MAX {
             return Err(IndexError::OffsetOutOfRange {
                 offset,
                 limit: u32::MAX as usize,
             });
         }
-        let mut v = vector.to_vec();
-        self.metric.prepare(&mut v);
         self.insert_prepared(offset, &v)
     }
 
