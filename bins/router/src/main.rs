@@ -1,0 +1,2 @@
+//! TODO(skeleton)
+fn main() {}

@@ -1,0 +1,1 @@
+//! TODO(crate skeleton): being written.
