@@ -1,1 +1,7 @@
-//! TODO(crate skeleton): being written.
+//! Durable collections (being written).
+
+mod error;
+pub mod archive;
+pub mod wal;
+
+pub use error::{Result, StorageError, StorageErrorKind};
