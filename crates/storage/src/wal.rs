@@ -940,7 +940,12 @@ fn create_segment(dir: &Path, first_seq: u64, fsyncs: &AtomicU64) -> Result<Acti
         .map_err(|e| StorageError::io(&temporary, e))?;
     fsyncs.fetch_add(1, Ordering::Relaxed);
     fs::rename(&temporary, &path).map_err(|e| StorageError::io(&path, e))?;
-    sync_directory(dir, fsyncs)?;
+    if let Err(error) = sync_directory(dir, fsyncs) {
+        // Undo the rename so a retried rotation does not find the name taken; best effort,
+        // the fsync error is the one to report.
+        let _ = fs::remove_file(&path);
+        return Err(error);
+    }
     Ok(ActiveSegment {
         path,
         file: Arc::new(file),
