@@ -1,0 +1,225 @@
+use metrics::{
+    CacheCounters, CollectionStats, Metrics, ProcessStats, Snapshot, CONTENT_TYPE,
+    LATENCY_BUCKETS_SECONDS,
+};
+
+use crate::exposition::Exposition;
+
+fn busy_metrics() -> Metrics {
+    let metrics = Metrics::new();
+    metrics.observe_request("/collections/{name}/points/query", "POST", 200, 0.002);
+    metrics.observe_request("/collections/{name}/points/query", "POST", 404, 0.000_1);
+    metrics.observe_request("/collections", "GET", 200, 0.000_02);
+    metrics.observe_search("books", 0.001_5);
+    metrics.observe_shard_search("books", 0, 0.001);
+    metrics.observe_shard_search("books", 1, 0.03);
+    metrics
+}
+
+fn full_snapshot() -> Snapshot {
+    Snapshot {
+        collections: vec![
+            CollectionStats {
+                name: "books".into(),
+                points: 1_000,
+                segments: 3,
+                optimizer_queue: 1,
+                wal_bytes: 4096,
+                indexed_vectors: 900,
+            },
+            CollectionStats {
+                name: "films \"quoted\" \\ back\nslash".into(),
+                points: 5,
+                ..Default::default()
+            },
+        ],
+        cache: Some(CacheCounters {
+            hits: 10,
+            misses: 4,
+            evictions: 2,
+            entries: 8,
+            weighted_bytes: 12_345,
+        }),
+        process: Some(ProcessStats::current(std::time::Instant::now())),
+    }
+}
+
+#[test]
+fn every_line_of_a_full_scrape_follows_the_exposition_format() {
+    let text = busy_metrics().render(&full_snapshot());
+    let exposition = Exposition::parse(&text);
+    for name in exposition.families.keys() {
+        assert!(
+            name.starts_with("vector_router_"),
+            "{name} lacks the prefix"
+        );
+    }
+    let expected_kinds = [
+        ("vector_router_http_requests_total", "counter"),
+        ("vector_router_http_request_duration_seconds", "histogram"),
+        ("vector_router_search_duration_seconds", "histogram"),
+        ("vector_router_shard_search_duration_seconds", "histogram"),
+        ("vector_router_collections", "gauge"),
+        ("vector_router_collection_points", "gauge"),
+        ("vector_router_collection_segments", "gauge"),
+        ("vector_router_collection_optimizer_queue_length", "gauge"),
+        ("vector_router_collection_indexed_vectors", "gauge"),
+        ("vector_router_wal_bytes", "gauge"),
+        ("vector_router_cache_hits_total", "counter"),
+        ("vector_router_cache_misses_total", "counter"),
+        ("vector_router_cache_evictions_total", "counter"),
+        ("vector_router_cache_entries", "gauge"),
+        ("vector_router_cache_size_bytes", "gauge"),
+        ("vector_router_process_uptime_seconds", "gauge"),
+    ];
+    for (name, kind) in expected_kinds {
+        assert_eq!(exposition.kind(name), Some(kind), "family {name}");
+        assert!(
+            !exposition.families[name].help.is_empty(),
+            "{name} has no help"
+        );
+    }
+    assert!(text.ends_with('\n'));
+    assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
+}
+
+#[test]
+fn snapshot_figures_appear_as_given_and_label_values_are_escaped() {
+    let exposition = Exposition::parse(&Metrics::new().render(&full_snapshot()));
+    let books = [("collection", "books")];
+    assert_eq!(
+        exposition.value("vector_router_collections", &[]),
+        Some(2.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_collection_points", &books),
+        Some(1000.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_collection_segments", &books),
+        Some(3.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_collection_optimizer_queue_length", &books),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_wal_bytes", &books),
+        Some(4096.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_collection_indexed_vectors", &books),
+        Some(900.0)
+    );
+    // The odd name survives escaping and reads back intact.
+    assert_eq!(
+        exposition.value(
+            "vector_router_collection_points",
+            &[("collection", "films \"quoted\" \\ back\nslash")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cache_hits_total", &[]),
+        Some(10.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cache_misses_total", &[]),
+        Some(4.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cache_evictions_total", &[]),
+        Some(2.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cache_entries", &[]),
+        Some(8.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cache_size_bytes", &[]),
+        Some(12_345.0)
+    );
+}
+
+#[test]
+fn histograms_use_the_latency_buckets_from_fifty_microseconds_to_ten_seconds() {
+    let exposition = Exposition::parse(&busy_metrics().render(&Snapshot::default()));
+    let mut bounds: Vec<f64> = exposition.families["vector_router_search_duration_seconds"]
+        .samples
+        .iter()
+        .filter(|sample| sample.name.ends_with("_bucket"))
+        .map(|sample| sample.labels["le"].parse::<f64>().unwrap_or(f64::INFINITY))
+        .collect();
+    assert_eq!(bounds.pop(), Some(f64::INFINITY));
+    assert_eq!(bounds, LATENCY_BUCKETS_SECONDS);
+    assert_eq!(bounds.first(), Some(&0.000_05));
+    assert_eq!(bounds.last(), Some(&10.0));
+    // 1.5 ms falls in the 2.5 ms bucket, not the 1 ms one.
+    let books = |le: &str| {
+        exposition.value(
+            "vector_router_search_duration_seconds_bucket",
+            &[("collection", "books"), ("le", le)],
+        )
+    };
+    assert_eq!(books("0.001"), Some(0.0));
+    assert_eq!(books("0.0025"), Some(1.0));
+}
+
+#[test]
+fn an_empty_snapshot_leaves_out_what_it_does_not_know() {
+    let exposition = Exposition::parse(&Metrics::new().render(&Snapshot::default()));
+    // Only the collection count: no samples were recorded, no cache, no process.
+    assert_eq!(
+        exposition.families.keys().collect::<Vec<_>>(),
+        ["vector_router_collections"]
+    );
+    assert_eq!(
+        exposition.value("vector_router_collections", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn process_figures_that_are_unknown_are_left_out() {
+    let snapshot = Snapshot {
+        process: Some(ProcessStats {
+            uptime_seconds: 12.5,
+            resident_memory_bytes: Some(1 << 20),
+            open_fds: None,
+            threads: None,
+        }),
+        ..Snapshot::default()
+    };
+    let exposition = Exposition::parse(&Metrics::new().render(&snapshot));
+    assert_eq!(
+        exposition.value("vector_router_process_uptime_seconds", &[]),
+        Some(12.5)
+    );
+    assert_eq!(
+        exposition.value("vector_router_process_resident_memory_bytes", &[]),
+        Some(1048576.0)
+    );
+    assert!(!exposition
+        .families
+        .contains_key("vector_router_process_open_fds"));
+    assert!(!exposition
+        .families
+        .contains_key("vector_router_process_threads"));
+}
+
+#[test]
+fn other_collectors_in_the_registry_are_rendered_too() {
+    let metrics = Metrics::new();
+    let extra = prometheus::IntGauge::new(
+        "vector_router_test_extra",
+        "A collector of another component.",
+    )
+    .expect("valid gauge");
+    extra.set(7);
+    metrics
+        .registry()
+        .register(Box::new(extra))
+        .expect("registers");
+    let exposition = Exposition::parse(&metrics.render(&Snapshot::default()));
+    assert_eq!(exposition.value("vector_router_test_extra", &[]), Some(7.0));
+}
