@@ -265,6 +265,43 @@ impl HnswIndex {
             .try_for_each(|(i, v)| self.insert(first + i as u32, v))
     }
 
+    /// The stored full-precision vector of a live or deleted node, as prepared at insert
+    /// (normalised for cosine), converted from `f16` where that is the storage; `None` for an
+    /// offset never inserted or a quantized index whose full vectors were not kept.
+    pub fn vector(&self, offset: PointOffset) -> Option<Vec<f32>> {
+        if offset >= self.end.load(Ordering::Acquire) {
+            return None;
+        }
+        match &self.codec {
+            Codec::F16 => self
+                .half_vector(offset)
+                .map(|v| v.iter().map(|h| h.to_f32()).collect()),
+            _ => self.full_vector(offset).map(<[f32]>::to_vec),
+        }
+    }
+
+    /// Exact distance from `query` (as users send it; prepared here) to each of `offsets`,
+    /// closest first, skipping offsets that hold no vector: the exact path storage takes when
+    /// a payload index leaves few candidates.
+    pub fn exact_search(&self, query: &[f32], offsets: &[PointOffset], limit: usize) -> Result<Vec<ScoredOffset>> {
+        let q = prepared_vector(query, self.dim, self.metric)?;
+        let end = self.end.load(Ordering::Acquire);
+        let mut top = TopK::new(limit);
+        for &o in offsets {
+            if o < end && self.arena.state(o) == SlotState::Live {
+                top.push(ScoredOffset::new(o, self.exact_distance(&q, o)));
+            }
+        }
+        Ok(top.into_sorted_vec())
+    }
+
+    /// Gives every live node that no search can reach a link from the reachable graph; call
+    /// after a batch of [`VectorIndexWrite::insert`]s (a bulk [`HnswIndex::build`] does it
+    /// itself).
+    pub fn link_unreachable(&self) {
+        self.link_orphans(self.end.load(Ordering::Acquire));
+    }
+
     /// The configuration.
     pub fn config(&self) -> &HnswConfig {
         &self.config

@@ -55,7 +55,9 @@ impl StorageError {
     /// The kind of error, for status mapping.
     pub fn kind(&self) -> StorageErrorKind {
         match self {
-            StorageError::InvalidInput(_) | StorageError::Payload(_) => StorageErrorKind::InvalidInput,
+            StorageError::InvalidInput(_) | StorageError::Payload(_) => {
+                StorageErrorKind::InvalidInput
+            }
             StorageError::NotFound(_) => StorageErrorKind::NotFound,
             StorageError::AlreadyExists(_) => StorageErrorKind::Conflict,
             StorageError::Corrupt { .. } | StorageError::Io { .. } => StorageErrorKind::Internal,
@@ -68,12 +70,18 @@ impl StorageError {
 
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> StorageError {
-        StorageError::Io { path: path.into(), source }
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Corruption in `path`.
     pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> StorageError {
-        StorageError::Corrupt { path: path.into(), reason: reason.into() }
+        StorageError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 

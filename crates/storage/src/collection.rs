@@ -1,0 +1,798 @@
+//! A durable collection: its config, its write-ahead log, its local shards and the
+//! background thread that indexes, checkpoints and syncs.
+//!
+//! # Write path
+//! Under the collection's write lock an update is validated, its filter (if any) resolved to
+//! ids, given the next sequence number, appended to the log and applied to every shard (the
+//! shards not concerned only advance their sequence number). The lock is then released and,
+//! unless the collection syncs on an interval or the caller does not wait, the caller waits
+//! for the log to reach the disk: concurrent writers share one fsync. An update is
+//! acknowledged only after that, and a crash before it loses only unacknowledged updates.
+//!
+//! One log for all of a collection's shards makes a batch atomic across shards: after a
+//! crash it is replayed whole or, if its record is torn, not at all.
+//!
+//! # Files
+//! ```text
+//! <dir>/config.json           the CreateCollection body, as sent (JSON)
+//! <dir>/payload_indexes.json  [[field, schema], ...]
+//! <dir>/wal/                  the log (see `wal`)
+//! <dir>/shard-<k>/            each shard's checkpoint and graph files (see `shard`)
+//! ```
+
+use crate::config::CollectionConfig;
+use crate::ops::{Operation, PointWrite};
+use crate::shard::{sync_dir, write_atomically};
+use crate::shard::{
+    LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
+};
+use crate::wal::{Wal, WalOptions};
+use crate::{Result, StorageError};
+use index_core::{merge_top_k, PointId};
+use parking_lot::{Condvar, Mutex, RwLock};
+use payload::{Filter, KeyPath, Payload, PayloadSelector};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// The largest payload one point may carry, serialised.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Which points an update touches.
+#[derive(Debug, Clone)]
+pub enum PointSelector {
+    /// These ids.
+    Ids(Vec<PointId>),
+    /// The points matching a filter when the update is applied.
+    Filter(Arc<Filter>),
+}
+
+/// An update, as the API asks for it.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Insert or replace points. Vectors are checked and prepared here.
+    Upsert(Vec<PointWrite>),
+    /// Delete points.
+    Delete(PointSelector),
+    /// Merge keys into payloads (or into the object at `key`).
+    SetPayload {
+        /// Keys to set.
+        payload: Payload,
+        /// Points.
+        selector: PointSelector,
+        /// Nested path.
+        key: Option<String>,
+    },
+    /// Replace payloads.
+    OverwritePayload {
+        /// The payload.
+        payload: Payload,
+        /// Points.
+        selector: PointSelector,
+    },
+    /// Delete payload keys.
+    DeletePayload {
+        /// Key paths.
+        keys: Vec<String>,
+        /// Points.
+        selector: PointSelector,
+    },
+    /// Remove payloads.
+    ClearPayload(PointSelector),
+}
+
+/// What `GET /collections/{name}` reports, besides the config.
+#[derive(Debug, Clone)]
+pub struct CollectionStats {
+    /// Live points.
+    pub points: usize,
+    /// Points whose vectors are in an index.
+    pub indexed_points: usize,
+    /// Segments over all shards.
+    pub segments: usize,
+    /// Whether the optimizer has work waiting or running.
+    pub optimizing: bool,
+    /// The optimizer's last error, if its last run failed.
+    pub optimizer_error: Option<String>,
+    /// Bytes of log on disk.
+    pub wal_bytes: u64,
+}
+
+struct Background {
+    stop: bool,
+    /// Work may be waiting (a segment was sealed).
+    kick: bool,
+}
+
+/// A durable collection.
+pub struct Collection {
+    name: String,
+    dir: PathBuf,
+    config: RwLock<CollectionConfig>,
+    wal: Wal,
+    shards: Vec<Arc<LocalShard>>,
+    write_lock: Mutex<()>,
+    index_defs: Mutex<Vec<(String, Value)>>,
+    signal: Arc<(Mutex<Background>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pool: rayon::ThreadPool,
+    optimizing: AtomicBool,
+    optimizer_error: Mutex<Option<String>>,
+    /// Highest sequence number written but maybe not yet fsynced.
+    unsynced: AtomicU64,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// Stable shard choice for an id: a point always lives in the same shard.
+pub fn shard_of(id: &PointId, shards: usize) -> usize {
+    let x = match *id {
+        PointId::Num(n) => n,
+        PointId::Uuid(u) => (u as u64) ^ ((u >> 64) as u64).rotate_left(17),
+    };
+    // splitmix64 finaliser: spreads sequential ids evenly.
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % shards as u64) as usize
+}
+
+impl Collection {
+    /// Creates a collection in `dir` (which must not exist).
+    pub fn create(dir: &Path, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+        config.validate()?;
+        if dir.exists() {
+            return Err(StorageError::AlreadyExists(format!(
+                "Collection `{name}` already exists!"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serialises");
+        write_atomically(&dir.join("config.json"), &json)?;
+        write_atomically(&dir.join("payload_indexes.json"), b"[]")?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Collection::open(dir, name)
+    }
+
+    /// Opens the collection in `dir`: loads each shard's checkpoint and replays the log past
+    /// it. A damaged file stops the open with an error naming it.
+    pub fn open(dir: &Path, name: &str) -> Result<Arc<Collection>> {
+        let config_path = dir.join("config.json");
+        let bytes = std::fs::read(&config_path).map_err(|e| StorageError::io(&config_path, e))?;
+        let config: CollectionConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::corrupt(&config_path, e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| StorageError::corrupt(&config_path, e.to_string()))?;
+        let defs_path = dir.join("payload_indexes.json");
+        let index_defs: Vec<(String, Value)> = match std::fs::read(&defs_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StorageError::corrupt(&defs_path, e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StorageError::io(&defs_path, e)),
+        };
+        let settings = ShardSettings {
+            vectors: config.effective_vectors(),
+            indexing_threshold: config.indexing_threshold_points(),
+            max_segment_points: config.max_segment_points(),
+            vacuum: config.vacuum_thresholds(),
+        };
+        let shards = (0..config.shards())
+            .map(|k| {
+                LocalShard::open(
+                    k,
+                    &dir.join(format!("shard-{k}")),
+                    settings.clone(),
+                    &index_defs,
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wal = Wal::open(
+            &dir.join("wal"),
+            WalOptions {
+                segment_bytes: config.wal_segment_bytes(),
+            },
+        )?;
+        let from = shards.iter().map(|s| s.applied_seq()).min().unwrap_or(0);
+        let n = shards.len();
+        wal.replay(from, |seq, body| {
+            let op = Operation::decode(body)?;
+            for (k, shard) in shards.iter().enumerate() {
+                shard.apply(seq, op.restricted(|id| shard_of(id, n) == k).as_ref());
+            }
+            Ok(())
+        })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.optimizer_threads())
+            .thread_name(|i| format!("optimizer-{i}"))
+            .build()
+            .map_err(|e| StorageError::InvalidInput(format!("optimizer threads: {e}")))?;
+        let collection = Arc::new(Collection {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            wal,
+            shards,
+            write_lock: Mutex::new(()),
+            index_defs: Mutex::new(index_defs),
+            signal: Arc::new((
+                Mutex::new(Background {
+                    stop: false,
+                    kick: true,
+                }),
+                Condvar::new(),
+            )),
+            thread: Mutex::new(None),
+            pool,
+            optimizing: AtomicBool::new(false),
+            optimizer_error: Mutex::new(None),
+            unsynced: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&collection);
+        let signal = collection.signal.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("bg-{name}"))
+            .spawn(move || background(weak, signal))
+            .map_err(|e| StorageError::io(dir, e))?;
+        *collection.thread.lock() = Some(handle);
+        Ok(collection)
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its config, as created (and updated).
+    pub fn config(&self) -> CollectionConfig {
+        self.config.read().clone()
+    }
+
+    /// Its shards.
+    pub fn shards(&self) -> &[Arc<LocalShard>] {
+        &self.shards
+    }
+
+    /// Checks, prepares and applies an update; returns its sequence number once it is as
+    /// durable as asked (`wait`: on disk, unless the collection syncs on an interval).
+    pub fn update(&self, update: Update, wait: bool) -> Result<u64> {
+        let update = self.prepare(update)?;
+        let seq = {
+            let _w = self.write_lock.lock();
+            let op = self.resolve(update);
+            let body = op.encode();
+            let seq = self.wal.append(&body)?;
+            let n = self.shards.len();
+            let mut sealed = false;
+            for (k, shard) in self.shards.iter().enumerate() {
+                let part = if n == 1 {
+                    Some(op.clone())
+                } else {
+                    op.restricted(|id| shard_of(id, n) == k)
+                };
+                sealed |= shard.apply(seq, part.as_ref());
+            }
+            self.unsynced.fetch_max(seq, Ordering::AcqRel);
+            if sealed {
+                self.kick();
+            }
+            seq
+        };
+        if wait && self.config.read().fsync_interval().is_none() {
+            self.wal.sync(seq)?;
+        }
+        Ok(seq)
+    }
+
+    /// Validates an update before anything is logged: vector names, dimensions, finiteness,
+    /// payload sizes and key paths. Vectors are normalised for cosine here, so the log holds
+    /// what is stored.
+    fn prepare(&self, update: Update) -> Result<Update> {
+        let config = self.config.read();
+        let check_payload = |p: &Payload| -> Result<()> {
+            let size = serde_json::to_vec(p).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size > MAX_PAYLOAD_BYTES {
+                return Err(StorageError::InvalidInput(format!(
+                    "payload of {size} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}"
+                )));
+            }
+            Ok(())
+        };
+        let check_selector = |s: &PointSelector| -> Result<()> {
+            if let PointSelector::Ids(ids) = s {
+                if ids.len() > crate::ops::MAX_POINTS_PER_OPERATION {
+                    return Err(StorageError::InvalidInput(format!(
+                        "{} points in one request; the limit is {}",
+                        ids.len(),
+                        crate::ops::MAX_POINTS_PER_OPERATION
+                    )));
+                }
+            }
+            Ok(())
+        };
+        match update {
+            Update::Upsert(mut points) => {
+                if points.len() > crate::ops::MAX_POINTS_PER_OPERATION {
+                    return Err(StorageError::InvalidInput(format!(
+                        "{} points in one request; the limit is {}",
+                        points.len(),
+                        crate::ops::MAX_POINTS_PER_OPERATION
+                    )));
+                }
+                for p in &mut points {
+                    for (name, v) in &mut p.vectors {
+                        let Some(params) = config.vectors.get(name) else {
+                            return Err(StorageError::InvalidInput(if name.is_empty() {
+                                "Wrong input: Vector with name `` is not configured in this collection (it has named vectors)".into()
+                            } else {
+                                format!("Wrong input: Not existing vector name error: {name}")
+                            }));
+                        };
+                        if v.len() != params.size {
+                            return Err(StorageError::InvalidInput(format!(
+                                "Wrong input: Vector dimension error: expected dim: {}, got {} (point {}{})",
+                                params.size,
+                                v.len(),
+                                p.id,
+                                if name.is_empty() { String::new() } else { format!(", vector `{name}`") }
+                            )));
+                        }
+                        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                            return Err(StorageError::InvalidInput(format!(
+                                "vector of point {} has a non-finite value at position {i}",
+                                p.id
+                            )));
+                        }
+                        params.distance.metric().prepare(v);
+                    }
+                    check_payload(&p.payload)?;
+                }
+                Ok(Update::Upsert(points))
+            }
+            Update::SetPayload {
+                payload,
+                selector,
+                key,
+            } => {
+                check_payload(&payload)?;
+                check_selector(&selector)?;
+                if let Some(k) = &key {
+                    KeyPath::parse(k)?;
+                }
+                Ok(Update::SetPayload {
+                    payload,
+                    selector,
+                    key,
+                })
+            }
+            Update::OverwritePayload { payload, selector } => {
+                check_payload(&payload)?;
+                check_selector(&selector)?;
+                Ok(Update::OverwritePayload { payload, selector })
+            }
+            Update::DeletePayload { keys, selector } => {
+                check_selector(&selector)?;
+                for k in &keys {
+                    KeyPath::parse(k)?;
+                }
+                Ok(Update::DeletePayload { keys, selector })
+            }
+            Update::Delete(s) => {
+                check_selector(&s)?;
+                Ok(Update::Delete(s))
+            }
+            Update::ClearPayload(s) => {
+                check_selector(&s)?;
+                Ok(Update::ClearPayload(s))
+            }
+        }
+    }
+
+    /// Turns selectors into explicit ids (the caller holds the write lock).
+    fn resolve(&self, update: Update) -> Operation {
+        let ids = |s: PointSelector, existing_only: bool| -> Vec<PointId> {
+            match s {
+                PointSelector::Ids(ids) if !existing_only => ids,
+                PointSelector::Ids(ids) => {
+                    let n = self.shards.len();
+                    ids.into_iter()
+                        .filter(|id| !self.shards[shard_of(id, n)].existing(&[*id]).is_empty())
+                        .collect()
+                }
+                PointSelector::Filter(f) => {
+                    let mut all: Vec<PointId> = self
+                        .shards
+                        .iter()
+                        .flat_map(|s| s.matching_ids(Some(&f)))
+                        .collect();
+                    all.sort();
+                    all
+                }
+            }
+        };
+        match update {
+            Update::Upsert(points) => Operation::Upsert(points),
+            Update::Delete(s) => Operation::Delete(ids(s, true)),
+            Update::SetPayload {
+                payload,
+                selector,
+                key,
+            } => Operation::SetPayload {
+                ids: ids(selector, true),
+                payload,
+                key,
+            },
+            Update::OverwritePayload { payload, selector } => Operation::OverwritePayload {
+                ids: ids(selector, true),
+                payload,
+            },
+            Update::DeletePayload { keys, selector } => Operation::DeletePayload {
+                ids: ids(selector, true),
+                keys,
+            },
+            Update::ClearPayload(s) => Operation::ClearPayload(ids(s, true)),
+        }
+    }
+
+    fn kick(&self) {
+        let (lock, cv) = &*self.signal;
+        lock.lock().kick = true;
+        cv.notify_all();
+    }
+
+    /// Searches every shard (in parallel) and merges: the closest `params.limit` points.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        use rayon::prelude::*;
+        let lists: Vec<Vec<ScoredPoint>> = self
+            .shards
+            .par_iter()
+            .map(|s| s.search(req))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(merge_top_k(
+            &lists,
+            req.params.limit,
+            |h| h.distance,
+            |h| h.record.id,
+        ))
+    }
+
+    /// The points with these ids that exist, in the order asked (each once).
+    pub fn retrieve(
+        &self,
+        ids: &[PointId],
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> Vec<Record> {
+        let n = self.shards.len();
+        let mut seen = std::collections::HashSet::new();
+        ids.iter()
+            .filter(|id| seen.insert(**id))
+            .filter_map(|id| {
+                self.shards[shard_of(id, n)]
+                    .retrieve(&[*id], with_payload, with_vector)
+                    .pop()
+            })
+            .collect()
+    }
+
+    /// A page of points in id order from `from` on, matching `filter`.
+    pub fn scroll(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> ScrollPage {
+        let pages: Vec<ScrollPage> = self
+            .shards
+            .iter()
+            .map(|s| s.scroll(from, limit, filter, with_payload, with_vector))
+            .collect();
+        let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
+        let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
+        points.sort_by_key(|r| r.id);
+        if points.len() > limit {
+            next_candidates.push(points[limit].id);
+            points.truncate(limit);
+        }
+        ScrollPage {
+            points,
+            next: next_candidates.into_iter().min(),
+        }
+    }
+
+    /// Points matching `filter` (exact).
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        self.shards.iter().map(|s| s.count(filter)).sum()
+    }
+
+    /// The stored vector `name` of a point, wherever it lives.
+    pub fn vector_of(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>> {
+        self.shards[shard_of(&id, self.shards.len())].vector_of(id, name)
+    }
+
+    /// Creates (or replaces) a payload index and records it.
+    pub fn create_payload_index(&self, field: &str, schema: Value) -> Result<()> {
+        payload::FieldSchema::from_json(&schema)?;
+        KeyPath::parse(field)?;
+        let _w = self.write_lock.lock();
+        for s in &self.shards {
+            s.create_payload_index(field, &schema)?;
+        }
+        let mut defs = self.index_defs.lock();
+        defs.retain(|(f, _)| f != field);
+        defs.push((field.to_string(), schema));
+        write_atomically(
+            &self.dir.join("payload_indexes.json"),
+            &serde_json::to_vec(&*defs).expect("json"),
+        )
+    }
+
+    /// Drops a payload index; whether it existed.
+    pub fn delete_payload_index(&self, field: &str) -> Result<bool> {
+        let _w = self.write_lock.lock();
+        let mut existed = false;
+        for s in &self.shards {
+            existed |= s.delete_payload_index(field);
+        }
+        let mut defs = self.index_defs.lock();
+        defs.retain(|(f, _)| f != field);
+        write_atomically(
+            &self.dir.join("payload_indexes.json"),
+            &serde_json::to_vec(&*defs).expect("json"),
+        )?;
+        Ok(existed)
+    }
+
+    /// Qdrant's `payload_schema`: each indexed field with its type and point count.
+    pub fn payload_schema(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for s in &self.shards {
+            if let Value::Object(m) = s.payload_schema() {
+                for (field, info) in m {
+                    match out.get_mut(&field) {
+                        Some(Value::Object(existing)) => {
+                            let add = info.get("points").and_then(Value::as_u64).unwrap_or(0);
+                            let have = existing.get("points").and_then(Value::as_u64).unwrap_or(0);
+                            existing.insert("points".into(), (have + add).into());
+                        }
+                        _ => {
+                            out.insert(field, info);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// Counters for the info endpoint and metrics.
+    pub fn stats(&self) -> CollectionStats {
+        let busy = self.optimizing.load(Ordering::Acquire)
+            || self.shards.iter().any(|s| s.needs_optimization());
+        CollectionStats {
+            points: self.shards.iter().map(|s| s.len()).sum(),
+            indexed_points: self.shards.iter().map(|s| s.indexed_points()).sum(),
+            segments: self.shards.iter().map(|s| s.segment_count()).sum(),
+            optimizing: busy,
+            optimizer_error: self.optimizer_error.lock().clone(),
+            wal_bytes: self.wal.size_bytes(),
+        }
+    }
+
+    /// Replaces the stored optimizer, HNSW and other mutable settings (PATCH); they apply to
+    /// segments built from now on and, fully, after a restart.
+    pub fn update_config(&self, f: impl FnOnce(&mut CollectionConfig) -> Result<()>) -> Result<()> {
+        let _w = self.write_lock.lock();
+        let mut next = self.config.read().clone();
+        f(&mut next)?;
+        next.validate()?;
+        write_atomically(
+            &self.dir.join("config.json"),
+            &serde_json::to_vec_pretty(&next).expect("json"),
+        )?;
+        *self.config.write() = next;
+        Ok(())
+    }
+
+    /// Runs the optimizer until no shard has work (what the background thread does); for
+    /// tests and tools that want a fully indexed collection now.
+    pub fn optimize_now(&self) -> Result<()> {
+        while self.optimize_once()? {}
+        Ok(())
+    }
+
+    fn optimize_once(&self) -> Result<bool> {
+        self.optimizing.store(true, Ordering::Release);
+        let mut worked = false;
+        let mut result = Ok(());
+        for s in &self.shards {
+            match s.optimize(&self.pool) {
+                Ok(w) => worked |= w,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.optimizing.store(false, Ordering::Release);
+        match result {
+            Ok(()) => {
+                *self.optimizer_error.lock() = None;
+                if worked {
+                    self.truncate_log()?;
+                }
+                Ok(worked)
+            }
+            Err(e) => {
+                *self.optimizer_error.lock() = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Fsyncs the log and checkpoints every shard, then drops the log records they cover.
+    pub fn flush(&self) -> Result<()> {
+        self.sync_log()?;
+        for s in &self.shards {
+            s.checkpoint()?;
+        }
+        self.truncate_log()
+    }
+
+    fn sync_log(&self) -> Result<()> {
+        let upto = self.unsynced.load(Ordering::Acquire);
+        if upto > 0 {
+            self.wal.sync(upto)?;
+        }
+        Ok(())
+    }
+
+    fn truncate_log(&self) -> Result<()> {
+        let covered = self
+            .shards
+            .iter()
+            .map(|s| s.checkpointed_seq())
+            .min()
+            .unwrap_or(0);
+        if covered > 0 {
+            self.wal.truncate_through(covered)?;
+        }
+        Ok(())
+    }
+
+    /// Holds writes while `f` runs over a fresh checkpoint of every shard: what a snapshot
+    /// needs for a consistent set of files. `f` gets the files (absolute paths) with their
+    /// names relative to the collection directory.
+    pub fn with_checkpoint<T>(
+        &self,
+        f: impl FnOnce(Vec<(String, PathBuf)>) -> Result<T>,
+    ) -> Result<T> {
+        let _w = self.write_lock.lock();
+        self.flush()?;
+        let mut files = vec![
+            ("config.json".to_string(), self.dir.join("config.json")),
+            (
+                "payload_indexes.json".to_string(),
+                self.dir.join("payload_indexes.json"),
+            ),
+        ];
+        for s in &self.shards {
+            for path in s.checkpoint_files()? {
+                let name = format!(
+                    "shard-{}/{}",
+                    s.id(),
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                );
+                files.push((name, path));
+            }
+        }
+        f(files)
+    }
+
+    /// Stops the background thread and writes a final checkpoint.
+    pub fn close(&self) -> Result<()> {
+        {
+            let (lock, cv) = &*self.signal;
+            lock.lock().stop = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.thread.lock().take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        let _w = self.write_lock.lock();
+        self.flush()
+    }
+
+    /// Zeroes every shard's sequence numbers: the collection was restored from a snapshot
+    /// and gets a fresh log.
+    pub(crate) fn reset_sequences(dir: &Path) -> Result<()> {
+        let c = Collection::open(dir, "restoring")?;
+        {
+            let (lock, cv) = &*c.signal;
+            lock.lock().stop = true;
+            cv.notify_all();
+        }
+        if let Some(h) = c.thread.lock().take() {
+            let _ = h.join();
+        }
+        for s in &c.shards {
+            s.reset_sequence()?;
+        }
+        Ok(())
+    }
+}
+
+/// The background loop: index sealed segments, fsync on the interval policy, checkpoint on
+/// the flush interval. Holds only a weak reference, so dropping the collection ends it.
+fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>) {
+    let mut last_flush = Instant::now();
+    loop {
+        let (flush_every, sync_every) = match weak.upgrade() {
+            Some(c) => {
+                let cfg = c.config.read();
+                (
+                    cfg.flush_interval(),
+                    cfg.fsync_interval().unwrap_or(Duration::from_secs(1)),
+                )
+            }
+            None => return,
+        };
+        {
+            let (lock, cv) = &*signal;
+            let mut st = lock.lock();
+            if !st.kick && !st.stop {
+                cv.wait_for(&mut st, sync_every.min(flush_every));
+            }
+            if st.stop {
+                return;
+            }
+            st.kick = false;
+        }
+        let Some(c) = weak.upgrade() else { return };
+        loop {
+            match c.optimize_once() {
+                Ok(true) => {
+                    if signal.0.lock().stop {
+                        return;
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(collection = %c.name, error = %e, "optimizer failed");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = c.sync_log() {
+            tracing::error!(collection = %c.name, error = %e, "log sync failed");
+        }
+        if last_flush.elapsed() >= flush_every {
+            last_flush = Instant::now();
+            if let Err(e) = c.flush() {
+                tracing::error!(collection = %c.name, error = %e, "checkpoint failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! Collection configuration, with Qdrant's names and defaults.
+//!
+//! The structs mirror Qdrant's `CreateCollection` body field for field, with every optional
+//! field kept optional: `GET /collections/{name}` must echo exactly what was set, and clients
+//! compare it for equality. The effective values (defaults filled in, units converted) come
+//! from methods, never from rewriting the stored fields.
+
+use crate::{Result, StorageError};
+use index_hnsw::{HnswConfig, StorageKind};
+use quant::Metric;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The largest dimension a vector may have.
+pub const MAX_VECTOR_SIZE: usize = 65_536;
+/// The most named vectors a collection may have.
+pub const MAX_NAMED_VECTORS: usize = 64;
+/// The most shards a collection may have.
+pub const MAX_SHARDS: u32 = 64;
+/// Points indexed per shard by default: below this a shard is searched exactly.
+pub const DEFAULT_INDEXING_THRESHOLD_POINTS: usize = 20_000;
+
+/// Qdrant's distance names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Distance {
+    /// Cosine similarity; vectors are normalised when stored.
+    Cosine,
+    /// Euclidean distance (the score is the distance itself, not squared).
+    Euclid,
+    /// Dot product.
+    Dot,
+    /// Manhattan (L1) distance.
+    Manhattan,
+}
+
+impl Distance {
+    /// The internal metric.
+    pub fn metric(self) -> Metric {
+        match self {
+            Distance::Cosine => Metric::Cosine,
+            Distance::Euclid => Metric::Euclidean,
+            Distance::Dot => Metric::InnerProduct,
+            Distance::Manhattan => Metric::Manhattan,
+        }
+    }
+}
+
+/// Qdrant's `HnswConfigDiff`: every field optional, unset fields take the collection's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HnswConfigDiff {
+    /// Links per node, `M` (default 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m: Option<usize>,
+    /// Candidate list size while building, `efConstruction` (default 100 in Qdrant, 200 here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ef_construct: Option<usize>,
+    /// In KB of vectors: filtered searches expected to match fewer points scan exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_scan_threshold: Option<usize>,
+    /// Threads used to build (0 or unset: the optimizer's own count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_indexing_threads: Option<usize>,
+    /// Keep the graph on disk (accepted; graphs stay in memory here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_disk: Option<bool>,
+    /// Links per node for payload-aware subgraphs (accepted, not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_m: Option<usize>,
+    /// Qdrant 1.19's memory tier (accepted, not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
+    /// Qdrant 1.16's inline storage (accepted, not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline_storage: Option<bool>,
+}
+
+impl HnswConfigDiff {
+    /// `self` with unset fields taken from `base`.
+    pub fn over(&self, base: &HnswConfigDiff) -> HnswConfigDiff {
+        HnswConfigDiff {
+            m: self.m.or(base.m),
+            ef_construct: self.ef_construct.or(base.ef_construct),
+            full_scan_threshold: self.full_scan_threshold.or(base.full_scan_threshold),
+            max_indexing_threads: self.max_indexing_threads.or(base.max_indexing_threads),
+            on_disk: self.on_disk.or(base.on_disk),
+            payload_m: self.payload_m.or(base.payload_m),
+            memory: self.memory.clone().or(base.memory.clone()),
+            inline_storage: self.inline_storage.or(base.inline_storage),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(m) = self.m {
+            if !(2..=256).contains(&m) {
+                return Err(invalid(format!(
+                    "hnsw_config.m: {m} is not between 2 and 256"
+                )));
+            }
+        }
+        if let Some(ef) = self.ef_construct {
+            if !(4..=10_000).contains(&ef) {
+                return Err(invalid(format!(
+                    "hnsw_config.ef_construct: {ef} is not between 4 and 10000"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Qdrant's scalar quantization settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalarQuantization {
+    /// Only `int8` exists.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Fraction of values inside the quantization bounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f32>,
+    /// Keep codes in RAM (they always are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_ram: Option<bool>,
+}
+
+/// Qdrant's binary quantization settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryQuantization {
+    /// Keep codes in RAM (they always are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_ram: Option<bool>,
+    /// Qdrant's encoding choice (only one bit per dimension is supported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<serde_json::Value>,
+    /// Qdrant's query encoding (the query stays full precision here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_encoding: Option<serde_json::Value>,
+}
+
+/// Qdrant's quantization config: one of scalar, product or binary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum QuantizationConfig {
+    /// 8-bit scalar quantization.
+    Scalar(ScalarQuantization),
+    /// Product quantization (not supported by the HNSW segments yet: refused at create).
+    Product(serde_json::Value),
+    /// One bit per dimension.
+    Binary(BinaryQuantization),
+}
+
+impl QuantizationConfig {
+    fn validate(&self) -> Result<()> {
+        match self {
+            QuantizationConfig::Scalar(s) => {
+                if s.kind != "int8" {
+                    return Err(invalid(format!(
+                        "quantization_config.scalar.type: `{}` is not `int8`",
+                        s.kind
+                    )));
+                }
+                if let Some(q) = s.quantile {
+                    if !(0.5..=1.0).contains(&q) {
+                        return Err(invalid(format!(
+                            "quantization_config.scalar.quantile: {q} is not between 0.5 and 1"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            QuantizationConfig::Product(_) => Err(invalid(
+                "quantization_config.product: product quantization is not supported by this server's HNSW segments; use scalar or binary".into(),
+            )),
+            QuantizationConfig::Binary(_) => Ok(()),
+        }
+    }
+}
+
+/// One vector's parameters (Qdrant's `VectorParams`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorParams {
+    /// Dimension.
+    pub size: usize,
+    /// Distance function.
+    pub distance: Distance,
+    /// Keep full-precision vectors on disk (memory-mapped) once indexed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_disk: Option<bool>,
+    /// Per-vector HNSW settings over the collection's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hnsw_config: Option<HnswConfigDiff>,
+    /// Per-vector quantization over the collection's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization_config: Option<QuantizationConfig>,
+    /// Element type: `float32` (default) or `float16` (stored at half width).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datatype: Option<String>,
+    /// Multivectors are not supported: refused when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multivector_config: Option<serde_json::Value>,
+    /// Qdrant 1.19's memory tier (accepted, not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<serde_json::Value>,
+}
+
+impl VectorParams {
+    fn validate(&self, name: &str) -> Result<()> {
+        let label = if name.is_empty() {
+            "vectors".to_string()
+        } else {
+            format!("vectors.{name}")
+        };
+        if self.size == 0 || self.size > MAX_VECTOR_SIZE {
+            return Err(invalid(format!(
+                "{label}.size: {} is not between 1 and {MAX_VECTOR_SIZE}",
+                self.size
+            )));
+        }
+        if let Some(h) = &self.hnsw_config {
+            h.validate()?;
+        }
+        if let Some(q) = &self.quantization_config {
+            q.validate()?;
+        }
+        match self.datatype.as_deref() {
+            None | Some("float32") | Some("float16") => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "{label}.datatype: `{other}` is not supported (float32 or float16)"
+                )))
+            }
+        }
+        if self.multivector_config.is_some() {
+            return Err(invalid(format!(
+                "{label}.multivector_config: multivectors are not supported"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Qdrant's `vectors` field: one unnamed vector, or named ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VectorsConfig {
+    /// One vector per point, addressed as `""`.
+    Single(Box<VectorParams>),
+    /// Named vectors.
+    Multi(BTreeMap<String, VectorParams>),
+}
+
+impl VectorsConfig {
+    /// Every vector's name (`""` for the unnamed one) and parameters, by name.
+    pub fn params(&self) -> Vec<(String, &VectorParams)> {
+        match self {
+            VectorsConfig::Single(p) => vec![(String::new(), p)],
+            VectorsConfig::Multi(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        }
+    }
+
+    /// The parameters of the vector called `name`.
+    pub fn get(&self, name: &str) -> Option<&VectorParams> {
+        match self {
+            VectorsConfig::Single(p) => name.is_empty().then_some(p),
+            VectorsConfig::Multi(m) => m.get(name),
+        }
+    }
+
+    /// Whether vectors are named.
+    pub fn is_named(&self) -> bool {
+        matches!(self, VectorsConfig::Multi(_))
+    }
+}
+
+/// Qdrant's `OptimizersConfigDiff`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizersConfigDiff {
+    /// Fraction of deleted points in an indexed segment that triggers its rebuild (0.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_threshold: Option<f64>,
+    /// Fewest deleted points worth a rebuild (1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuum_min_vector_number: Option<usize>,
+    /// Qdrant's target segment count (accepted; each shard keeps one growing indexed segment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_segment_number: Option<usize>,
+    /// In KB of vectors: an indexed segment past this starts a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_segment_size: Option<usize>,
+    /// Accepted for compatibility (memory maps follow `on_disk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memmap_threshold: Option<usize>,
+    /// In KB of vectors (as Qdrant): an appendable segment past this is sealed and indexed;
+    /// 0 disables indexing. Unset: 20,000 points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexing_threshold: Option<usize>,
+    /// Seconds between checkpoints of changed shards (5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval_sec: Option<u64>,
+    /// Threads the optimizer builds with: a number or `"auto"` (all cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_optimization_threads: Option<serde_json::Value>,
+    /// Qdrant 1.19 flag (accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prevent_unoptimized: Option<bool>,
+}
+
+/// Qdrant's `WalConfigDiff`, plus our fsync policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfigDiff {
+    /// Size of one log file in MB (32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_capacity_mb: Option<u64>,
+    /// Accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_segments_ahead: Option<u64>,
+    /// Accepted for compatibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_retain_closed: Option<u64>,
+    /// Extension: fsync on this interval instead of before every acknowledgement (unset or 0:
+    /// before every acknowledgement, concurrent writers sharing one fsync).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync_interval_ms: Option<u64>,
+}
+
+/// Qdrant's `CreateCollection` body: what a collection is made with, kept as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Vectors.
+    pub vectors: VectorsConfig,
+    /// Local shards (1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_number: Option<u32>,
+    /// Accepted and echoed (one node: one replica).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
+    /// Accepted and echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_consistency_factor: Option<u32>,
+    /// Accepted and echoed (payloads stay in memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_disk_payload: Option<bool>,
+    /// Collection-wide HNSW settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hnsw_config: Option<HnswConfigDiff>,
+    /// Optimizer settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizers_config: Option<OptimizersConfigDiff>,
+    /// Log settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_config: Option<WalConfigDiff>,
+    /// Collection-wide quantization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization_config: Option<QuantizationConfig>,
+    /// Sparse vectors are not supported: refused unless empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_vectors: Option<serde_json::Value>,
+    /// Only `auto` sharding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharding_method: Option<String>,
+    /// Accepted and echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict_mode_config: Option<serde_json::Value>,
+    /// Free-form metadata, echoed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// Qdrant 1.19 payload storage options (accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Creation-time `init_from` (not supported: refused when present).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<serde_json::Value>,
+}
+
+/// The effective settings of one named vector, after defaults.
+#[derive(Debug, Clone)]
+pub struct EffectiveVector {
+    /// Name (`""` for the unnamed one).
+    pub name: String,
+    /// Dimension.
+    pub dim: usize,
+    /// Distance.
+    pub distance: Distance,
+    /// Index settings.
+    pub hnsw: HnswConfig,
+    /// Keep full vectors in the file map after load.
+    pub on_disk: bool,
+}
+
+impl CollectionConfig {
+    /// Parses a `CreateCollection` body.
+    pub fn from_json(v: &serde_json::Value) -> Result<CollectionConfig> {
+        let c: CollectionConfig = serde_json::from_value(v.clone())
+            .map_err(|e| invalid(format!("collection config: {e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        let params = self.vectors.params();
+        if params.is_empty() {
+            return Err(invalid("vectors: at least one vector is needed".into()));
+        }
+        if params.len() > MAX_NAMED_VECTORS {
+            return Err(invalid(format!(
+                "vectors: more than {MAX_NAMED_VECTORS} named vectors"
+            )));
+        }
+        for (name, p) in &params {
+            if self.vectors.is_named() && (name.is_empty() || name.len() > 256) {
+                return Err(invalid(format!(
+                    "vectors: name `{name}` must be 1 to 256 bytes"
+                )));
+            }
+            p.validate(name)?;
+        }
+        let shards = self.shard_number.unwrap_or(1);
+        if shards == 0 || shards > MAX_SHARDS {
+            return Err(invalid(format!(
+                "shard_number: {shards} is not between 1 and {MAX_SHARDS}"
+            )));
+        }
+        if let Some(h) = &self.hnsw_config {
+            h.validate()?;
+        }
+        if let Some(q) = &self.quantization_config {
+            q.validate()?;
+        }
+        if let Some(o) = &self.optimizers_config {
+            if let Some(t) = o.deleted_threshold {
+                if !(0.0..=1.0).contains(&t) {
+                    return Err(invalid(format!(
+                        "optimizers_config.deleted_threshold: {t} is not between 0 and 1"
+                    )));
+                }
+            }
+            if let Some(t) = &o.max_optimization_threads {
+                if !(t.is_u64() || t.as_str() == Some("auto") || t.is_null()) {
+                    return Err(invalid(
+                        "optimizers_config.max_optimization_threads: a number or \"auto\"".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &self.wal_config {
+            if w.wal_capacity_mb == Some(0) {
+                return Err(invalid(
+                    "wal_config.wal_capacity_mb: must be at least 1".into(),
+                ));
+            }
+        }
+        if let Some(s) = &self.sparse_vectors {
+            if !(s.is_null() || s.as_object().is_some_and(|m| m.is_empty())) {
+                return Err(invalid(
+                    "sparse_vectors: sparse vectors are not supported".into(),
+                ));
+            }
+        }
+        if let Some(m) = &self.sharding_method {
+            if m != "auto" {
+                return Err(invalid(format!(
+                    "sharding_method: `{m}` is not supported (auto)"
+                )));
+            }
+        }
+        if self.init_from.is_some() {
+            return Err(invalid("init_from: not supported".into()));
+        }
+        Ok(())
+    }
+
+    /// Number of local shards.
+    pub fn shards(&self) -> u32 {
+        self.shard_number.unwrap_or(1)
+    }
+
+    /// The effective settings of every vector.
+    pub fn effective_vectors(&self) -> Vec<EffectiveVector> {
+        let base = self.hnsw_config.clone().unwrap_or_default();
+        self.vectors
+            .params()
+            .into_iter()
+            .map(|(name, p)| {
+                let h = p.hnsw_config.clone().unwrap_or_default().over(&base);
+                let quant = p
+                    .quantization_config
+                    .as_ref()
+                    .or(self.quantization_config.as_ref());
+                let defaults = HnswConfig::default();
+                let storage = match quant {
+                    Some(QuantizationConfig::Scalar(_)) => StorageKind::Sq8,
+                    Some(QuantizationConfig::Binary(_)) => StorageKind::Binary,
+                    _ if p.datatype.as_deref() == Some("float16") => StorageKind::F16,
+                    _ => StorageKind::F32,
+                };
+                let quantile = match quant {
+                    Some(QuantizationConfig::Scalar(s)) => s.quantile.unwrap_or(defaults.quantile),
+                    _ => defaults.quantile,
+                };
+                let full_scan_points = h
+                    .full_scan_threshold
+                    .map(|kb| kb_to_points(kb, p.size))
+                    .unwrap_or(defaults.full_scan_threshold);
+                EffectiveVector {
+                    dim: p.size,
+                    distance: p.distance,
+                    on_disk: p.on_disk.unwrap_or(false),
+                    hnsw: HnswConfig {
+                        m: h.m.unwrap_or(defaults.m),
+                        ef_construct: h.ef_construct.unwrap_or(defaults.ef_construct),
+                        full_scan_threshold: full_scan_points,
+                        storage,
+                        quantile,
+                        ..defaults
+                    },
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes of full vectors per point, summed over named vectors.
+    pub fn vector_bytes_per_point(&self) -> usize {
+        self.vectors.params().iter().map(|(_, p)| p.size * 4).sum()
+    }
+
+    /// Points per shard past which an appendable segment is sealed and indexed; `None`
+    /// when indexing is disabled.
+    pub fn indexing_threshold_points(&self) -> Option<usize> {
+        match self
+            .optimizers_config
+            .as_ref()
+            .and_then(|o| o.indexing_threshold)
+        {
+            None => Some(DEFAULT_INDEXING_THRESHOLD_POINTS),
+            Some(0) => None,
+            Some(kb) => Some((kb * 1024 / self.vector_bytes_per_point().max(1)).max(1)),
+        }
+    }
+
+    /// Points past which an indexed segment stops growing and a new one starts.
+    pub fn max_segment_points(&self) -> usize {
+        match self
+            .optimizers_config
+            .as_ref()
+            .and_then(|o| o.max_segment_size)
+        {
+            None => 50_000_000,
+            Some(kb) => (kb.saturating_mul(1024) / self.vector_bytes_per_point().max(1)).max(1),
+        }
+    }
+
+    /// Threads the optimizer builds with.
+    pub fn optimizer_threads(&self) -> usize {
+        let auto = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self
+            .optimizers_config
+            .as_ref()
+            .and_then(|o| o.max_optimization_threads.as_ref())
+            .and_then(|t| t.as_u64())
+        {
+            Some(n) if n > 0 => (n as usize).min(auto.max(1) * 4),
+            _ => auto,
+        }
+    }
+
+    /// Fraction of deleted points that triggers a rebuild, and the fewest worth one.
+    pub fn vacuum_thresholds(&self) -> (f64, usize) {
+        let o = self.optimizers_config.clone().unwrap_or_default();
+        (
+            o.deleted_threshold.unwrap_or(0.2),
+            o.vacuum_min_vector_number.unwrap_or(1000),
+        )
+    }
+
+    /// Seconds between checkpoints.
+    pub fn flush_interval(&self) -> std::time::Duration {
+        let s = self
+            .optimizers_config
+            .as_ref()
+            .and_then(|o| o.flush_interval_sec)
+            .unwrap_or(5);
+        std::time::Duration::from_secs(s.clamp(1, 3600))
+    }
+
+    /// The fsync interval, when writes are not synced before acknowledgement.
+    pub fn fsync_interval(&self) -> Option<std::time::Duration> {
+        match self.wal_config.as_ref().and_then(|w| w.fsync_interval_ms) {
+            None | Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms.min(60_000))),
+        }
+    }
+
+    /// Bytes of one log file.
+    pub fn wal_segment_bytes(&self) -> u64 {
+        self.wal_config
+            .as_ref()
+            .and_then(|w| w.wal_capacity_mb)
+            .unwrap_or(32)
+            .clamp(1, 1024)
+            << 20
+    }
+}
+
+/// Converts Qdrant's KB-of-vectors thresholds into points of dimension `dim`.
+fn kb_to_points(kb: usize, dim: usize) -> usize {
+    kb.saturating_mul(1024) / (dim * 4).max(1)
+}
+
+fn invalid(msg: String) -> StorageError {
+    StorageError::InvalidInput(msg)
+}

@@ -1,0 +1,318 @@
+//! Segments: the units a shard's points live in.
+//!
+//! * An **appendable** segment takes new points as rows of plain `f32` vectors and is searched
+//!   exactly. When it reaches the indexing threshold it is sealed (no more rows) and the
+//!   optimizer moves its points into an indexed segment.
+//! * An **indexed** segment holds one HNSW graph per named vector; row `r` is offset `r` of
+//!   every graph (a point lacking a vector simply has no node in that graph). The optimizer
+//!   appends rows to it through the graph's concurrent insert while searches go on.
+//!
+//! Which row of which segment holds the current version of a point is decided by the shard's
+//! point map alone; a segment's `live` bits mirror it so that searches can test a row without
+//! touching the map. Both change only under the shard's write lock, so a reader holding the
+//! read lock sees each point live in exactly one place.
+
+use crate::config::EffectiveVector;
+use crate::Result;
+use index_core::{
+    PointFilter, PointId, PointOffset, ScoredOffset, SearchParams, TopK, VectorIndex,
+};
+use index_hnsw::HnswIndex;
+use parking_lot::RwLock;
+use quant::{kernels, Metric};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A growable bitset over rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowBits {
+    words: Vec<u64>,
+    count: usize,
+}
+
+impl RowBits {
+    pub(crate) fn get(&self, row: u32) -> bool {
+        self.words
+            .get(row as usize / 64)
+            .is_some_and(|w| w >> (row % 64) & 1 == 1)
+    }
+
+    pub(crate) fn set(&mut self, row: u32, on: bool) {
+        let i = row as usize / 64;
+        if i >= self.words.len() {
+            if !on {
+                return;
+            }
+            self.words.resize(i + 1, 0);
+        }
+        let mask = 1u64 << (row % 64);
+        let was = self.words[i] & mask != 0;
+        if on && !was {
+            self.words[i] |= mask;
+            self.count += 1;
+        } else if !on && was {
+            self.words[i] &= !mask;
+            self.count -= 1;
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Which rows exist and which are current, and whose they are.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    /// Row → point id (rows never reused).
+    pub(crate) ids: Vec<PointId>,
+    /// Rows holding the current version of their point.
+    pub(crate) live: RowBits,
+}
+
+/// The vectors of an appendable segment: one flat buffer per named vector.
+#[derive(Debug)]
+pub(crate) struct PlainColumn {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    /// `rows × dim` values; rows without this vector hold zeros.
+    pub(crate) data: Vec<f32>,
+    pub(crate) present: RowBits,
+}
+
+/// What a segment stores its vectors in.
+pub(crate) enum SegmentVectors {
+    /// Plain rows, searched exactly.
+    Plain(RwLock<Vec<PlainColumn>>),
+    /// One graph per named vector.
+    Indexed {
+        graphs: Vec<HnswIndex>,
+        /// Bumped each time the graphs' files are rewritten.
+        generation: AtomicU64,
+    },
+}
+
+/// One segment.
+pub(crate) struct Segment {
+    pub(crate) id: u64,
+    pub(crate) rows: RwLock<Rows>,
+    pub(crate) vectors: SegmentVectors,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &self.id)
+            .field("indexed", &self.is_indexed())
+            .finish()
+    }
+}
+
+/// A filter over rows: liveness, then the caller's predicate on the point id.
+struct RowFilter<'a, P: Fn(PointId) -> bool + Sync> {
+    rows: &'a Rows,
+    predicate: Option<&'a P>,
+    /// When set, only these rows (sorted), e.g. from a payload index.
+    only: Option<&'a [PointOffset]>,
+}
+
+impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
+    fn allows(&self, offset: PointOffset) -> bool {
+        if !self.rows.live.get(offset) {
+            return false;
+        }
+        if let Some(only) = self.only {
+            if only.binary_search(&offset).is_err() {
+                return false;
+            }
+        }
+        match self.predicate {
+            Some(p) => p(self.rows.ids[offset as usize]),
+            None => true,
+        }
+    }
+
+    fn cardinality_estimate(&self) -> Option<usize> {
+        self.only.map(<[PointOffset]>::len)
+    }
+
+    fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
+        self.only
+            .map(|o| Box::new(o.iter().copied()) as Box<dyn Iterator<Item = PointOffset>>)
+    }
+}
+
+impl Segment {
+    /// An empty appendable segment.
+    pub(crate) fn appendable(id: u64, vectors: &[EffectiveVector]) -> Segment {
+        let columns = vectors
+            .iter()
+            .map(|v| PlainColumn {
+                dim: v.dim,
+                metric: v.distance.metric(),
+                data: Vec::new(),
+                present: RowBits::default(),
+            })
+            .collect();
+        Segment {
+            id,
+            rows: RwLock::new(Rows::default()),
+            vectors: SegmentVectors::Plain(RwLock::new(columns)),
+        }
+    }
+
+    /// An indexed segment over `graphs` (one per named vector, in config order).
+    pub(crate) fn indexed(id: u64, graphs: Vec<HnswIndex>, generation: u64, rows: Rows) -> Segment {
+        Segment {
+            id,
+            rows: RwLock::new(rows),
+            vectors: SegmentVectors::Indexed {
+                graphs,
+                generation: AtomicU64::new(generation),
+            },
+        }
+    }
+
+    pub(crate) fn is_indexed(&self) -> bool {
+        matches!(self.vectors, SegmentVectors::Indexed { .. })
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        match &self.vectors {
+            SegmentVectors::Indexed { generation, .. } => generation.load(Ordering::Acquire),
+            SegmentVectors::Plain(_) => 0,
+        }
+    }
+
+    pub(crate) fn set_generation(&self, g: u64) {
+        if let SegmentVectors::Indexed { generation, .. } = &self.vectors {
+            generation.store(g, Ordering::Release);
+        }
+    }
+
+    /// Number of rows ever written.
+    pub(crate) fn row_count(&self) -> usize {
+        self.rows.read().ids.len()
+    }
+
+    pub(crate) fn live_count(&self) -> usize {
+        self.rows.read().live.count()
+    }
+
+    /// Appends a row to an appendable segment (caller holds the shard's write lock) and
+    /// marks it live. `vectors` are by column index, already prepared.
+    pub(crate) fn push_row(&self, id: PointId, vectors: &[(usize, &[f32])]) -> u32 {
+        let SegmentVectors::Plain(columns) = &self.vectors else {
+            unreachable!("rows are pushed only to appendable segments");
+        };
+        let mut rows = self.rows.write();
+        let row = rows.ids.len() as u32;
+        rows.ids.push(id);
+        rows.live.set(row, true);
+        let mut columns = columns.write();
+        for c in columns.iter_mut() {
+            let len = c.data.len();
+            c.data.resize(len + c.dim, 0.0);
+        }
+        for &(col, v) in vectors {
+            let c = &mut columns[col];
+            let start = row as usize * c.dim;
+            c.data[start..start + c.dim].copy_from_slice(v);
+            c.present.set(row, true);
+        }
+        row
+    }
+
+    pub(crate) fn set_live(&self, row: u32, on: bool) {
+        self.rows.write().live.set(row, on);
+    }
+
+    /// Whether the row has a vector in column `col`.
+    pub(crate) fn has_vector(&self, col: usize, row: u32) -> bool {
+        match &self.vectors {
+            SegmentVectors::Plain(columns) => columns.read()[col].present.get(row),
+            SegmentVectors::Indexed { graphs, .. } => graphs[col].contains(row),
+        }
+    }
+
+    /// The stored (prepared) vector of a row in column `col`.
+    pub(crate) fn vector(&self, col: usize, row: u32) -> Option<Vec<f32>> {
+        match &self.vectors {
+            SegmentVectors::Plain(columns) => {
+                let columns = columns.read();
+                let c = &columns[col];
+                c.present
+                    .get(row)
+                    .then(|| c.data[row as usize * c.dim..(row as usize + 1) * c.dim].to_vec())
+            }
+            SegmentVectors::Indexed { graphs, .. } => {
+                if graphs[col].contains(row) {
+                    graphs[col].vector(row)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The `params.limit` closest live rows in column `col` that pass `predicate`, as
+    /// (point id, internal distance). `query` is prepared. `only`, when given, lists the
+    /// candidate rows (sorted), from a payload index.
+    pub(crate) fn search<P: Fn(PointId) -> bool + Sync>(
+        &self,
+        col: usize,
+        query: &[f32],
+        params: &SearchParams,
+        predicate: Option<&P>,
+        only: Option<&[PointOffset]>,
+    ) -> Result<Vec<(PointId, f32)>> {
+        let rows = self.rows.read();
+        let filter = RowFilter {
+            rows: &rows,
+            predicate,
+            only,
+        };
+        let found: Vec<ScoredOffset> = match &self.vectors {
+            SegmentVectors::Plain(columns) => {
+                let columns = columns.read();
+                let c = &columns[col];
+                let k = kernels();
+                let mut top = TopK::new(params.limit);
+                let mut consider = |r: u32| {
+                    if c.present.get(r) && filter.allows(r) {
+                        let v = &c.data[r as usize * c.dim..(r as usize + 1) * c.dim];
+                        let d = c.metric.distance(k, query, v);
+                        if params.max_distance.is_none_or(|m| d <= m) {
+                            top.push(ScoredOffset::new(r, d));
+                        }
+                    }
+                };
+                match only {
+                    Some(only) => only.iter().copied().for_each(&mut consider),
+                    None => (0..rows.ids.len() as u32).for_each(&mut consider),
+                }
+                top.into_sorted_vec()
+            }
+            SegmentVectors::Indexed { graphs, .. } => {
+                let g = &graphs[col];
+                match only {
+                    // Few candidates: exact distances to them, as Qdrant does below its
+                    // full-scan threshold.
+                    Some(o) if o.len() <= g.config().full_scan_threshold.max(params.limit) => {
+                        let allowed: Vec<PointOffset> =
+                            o.iter().copied().filter(|&r| filter.allows(r)).collect();
+                        let mut found = g.exact_search(query, &allowed, params.limit)?;
+                        if let Some(m) = params.max_distance {
+                            found.retain(|c| c.distance <= m);
+                        }
+                        found
+                    }
+                    _ => g.search(query, params, Some(&filter))?,
+                }
+            }
+        };
+        Ok(found
+            .into_iter()
+            .map(|s| (rows.ids[s.offset as usize], s.distance))
+            .collect())
+    }
+}

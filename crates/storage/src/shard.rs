@@ -1,0 +1,1101 @@
+//! A local shard: its points, payloads, payload indexes and segments, searched together.
+//!
+//! # Concurrency
+//! One `RwLock` guards the shard's state: the point map (id → segment, row, payload), the
+//! segment list and the payload indexes. Writes (applied in log order by the collection)
+//! take it for writing, briefly; searches, retrievals, scrolls and checkpoints take it for
+//! reading. The optimizer does its slow part (graph inserts, file writes) without it, then
+//! moves points with one short write-locked swap, so a point is live in exactly one segment
+//! at every instant a reader can observe.
+//!
+//! # Checkpoint file (`state.bin`), version 1
+//! ```text
+//! [magic "VRSHARD\0"][version u32 LE = 1][body_len u64 LE][crc32 of body u32 LE][body]
+//! body = [header_len u32 LE][header: JSON][f32 LE values]
+//! header = {"applied_seq", "next_segment_id",
+//!           "indexed": [{"id", "generation", "rows"}],
+//!           "points": [[id, location, payload]]}
+//! location = {"s": segment id, "r": row}      a row of an indexed segment
+//!          | {"v": [[column, len], ...]}      vectors inline, in the f32 block, in order
+//! ```
+//! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
+//! index crate's own versioned, checksummed format); a graph file is written once and only
+//! deleted when no checkpoint refers to it any more. The file is replaced atomically
+//! (temporary file, fsync, rename, directory fsync).
+
+use crate::config::EffectiveVector;
+use crate::ops::{Operation, PointWrite};
+use crate::segment::{Rows, Segment, SegmentVectors};
+use crate::{Result, StorageError};
+use index_core::{
+    merge_top_k, prepared_vector, PointId, PointOffset, SearchParams, VectorIndexWrite,
+};
+use index_hnsw::{HnswConfig, HnswIndex, LoadOptions, StorageKind};
+use parking_lot::{Mutex, RwLock};
+use payload::{Filter, KeyPath, Payload, PayloadIndexes, PayloadSelector, PointView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
+const STATE_VERSION: u32 = 1;
+const STATE_FILE: &str = "state.bin";
+
+/// Which stored vectors to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorSelector {
+    /// None.
+    Nothing,
+    /// All of them.
+    All,
+    /// Only these names.
+    Only(Vec<String>),
+}
+
+impl VectorSelector {
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            VectorSelector::Nothing => false,
+            VectorSelector::All => true,
+            VectorSelector::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// A point as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Its id.
+    pub id: PointId,
+    /// Its payload, as selected (`None` when not asked for).
+    pub payload: Option<Payload>,
+    /// Its vectors by name, as selected (`None` when not asked for).
+    pub vectors: Option<Vec<(String, Vec<f32>)>>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    /// The point.
+    pub record: Record,
+    /// Internal distance (smaller is closer).
+    pub distance: f32,
+    /// Qdrant's score for the metric.
+    pub score: f32,
+}
+
+/// A nearest-neighbour search over one named vector.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Which vector (`""` for the unnamed one).
+    pub vector_name: String,
+    /// The query, as the user sent it.
+    pub vector: Vec<f32>,
+    /// Payload filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Limit (offset included), ef, exactness, score bound.
+    pub params: SearchParams,
+    /// Payload to return.
+    pub with_payload: PayloadSelector,
+    /// Vectors to return.
+    pub with_vector: VectorSelector,
+}
+
+/// One page of a scroll.
+#[derive(Debug, Clone)]
+pub struct ScrollPage {
+    /// Points in id order.
+    pub points: Vec<Record>,
+    /// The first id not returned, if any.
+    pub next: Option<PointId>,
+}
+
+pub(crate) struct PointEntry {
+    seg: Arc<Segment>,
+    row: u32,
+    payload: Payload,
+}
+
+struct State {
+    points: BTreeMap<PointId, PointEntry>,
+    /// Indexed segments, sealed appendables waiting for the optimizer, then `active`.
+    segments: Vec<Arc<Segment>>,
+    active: Arc<Segment>,
+    indexes: PayloadIndexes,
+    applied_seq: u64,
+    checkpointed_seq: u64,
+    next_segment_id: u64,
+}
+
+/// How the shard sees its collection's settings.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    /// Every named vector, in config order.
+    pub vectors: Vec<EffectiveVector>,
+    /// Rows after which an appendable segment is sealed; `None`: never index.
+    pub indexing_threshold: Option<usize>,
+    /// Rows an indexed segment grows to before a new one starts.
+    pub max_segment_points: usize,
+    /// (fraction, minimum) of deleted rows that triggers a rebuild.
+    pub vacuum: (f64, usize),
+}
+
+/// A local shard.
+pub struct LocalShard {
+    id: u32,
+    dir: PathBuf,
+    settings: ShardSettings,
+    columns: HashMap<String, usize>,
+    state: RwLock<State>,
+    /// One optimizer step at a time.
+    optimizing: Mutex<()>,
+    /// Serialises checkpoints with the optimizer's file writes.
+    files: Mutex<()>,
+}
+
+struct View<'a> {
+    id: PointId,
+    entry: &'a PointEntry,
+    columns: &'a HashMap<String, usize>,
+}
+
+impl PointView for View<'_> {
+    fn id(&self) -> PointId {
+        self.id
+    }
+    fn payload(&self) -> Option<&Payload> {
+        Some(&self.entry.payload)
+    }
+    fn has_vector(&self, name: &str) -> bool {
+        self.columns
+            .get(name)
+            .is_some_and(|&c| self.entry.seg.has_vector(c, self.entry.row))
+    }
+}
+
+impl LocalShard {
+    /// Opens the shard in `dir`, loading its last checkpoint if there is one.
+    pub fn open(
+        id: u32,
+        dir: &Path,
+        settings: ShardSettings,
+        index_defs: &[(String, Value)],
+    ) -> Result<LocalShard> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let columns = settings
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let active = Arc::new(Segment::appendable(0, &settings.vectors));
+        let shard = LocalShard {
+            id,
+            dir: dir.to_path_buf(),
+            columns,
+            state: RwLock::new(State {
+                points: BTreeMap::new(),
+                segments: vec![active.clone()],
+                active,
+                indexes: PayloadIndexes::new(),
+                applied_seq: 0,
+                checkpointed_seq: 0,
+                next_segment_id: 1,
+            }),
+            settings,
+            optimizing: Mutex::new(()),
+            files: Mutex::new(()),
+        };
+        let path = dir.join(STATE_FILE);
+        if path.exists() {
+            shard.load(&path)?;
+        }
+        {
+            let mut st = shard.state.write();
+            for (field, schema) in index_defs {
+                let schema = payload::FieldSchema::from_json(schema)?;
+                let State {
+                    indexes, points, ..
+                } = &mut *st;
+                indexes.create(
+                    field,
+                    schema,
+                    points.iter().map(|(id, e)| (*id, &e.payload)),
+                )?;
+            }
+        }
+        Ok(shard)
+    }
+
+    /// The shard's number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The last operation applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.state.read().applied_seq
+    }
+
+    /// The last operation persisted by a checkpoint.
+    pub fn checkpointed_seq(&self) -> u64 {
+        self.state.read().checkpointed_seq
+    }
+
+    /// Live points.
+    pub fn len(&self) -> usize {
+        self.state.read().points.len()
+    }
+
+    /// Whether the shard holds no points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.state.read().segments.len()
+    }
+
+    /// Points whose current version sits in an indexed segment.
+    pub fn indexed_points(&self) -> usize {
+        self.state
+            .read()
+            .segments
+            .iter()
+            .filter(|s| s.is_indexed())
+            .map(|s| s.live_count())
+            .sum()
+    }
+
+    /// Whether the optimizer has work waiting (sealed segments or a due vacuum).
+    pub fn needs_optimization(&self) -> bool {
+        let st = self.state.read();
+        st.segments
+            .iter()
+            .any(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
+            || self.vacuum_candidate(&st).is_some()
+    }
+
+    fn column(&self, name: &str) -> Result<usize> {
+        self.columns.get(name).copied().ok_or_else(|| {
+            StorageError::InvalidInput(if name.is_empty() {
+                "Vector with name `` (the unnamed default vector) is not configured in this collection".into()
+            } else {
+                format!("Not existing vector name error: {name}")
+            })
+        })
+    }
+
+    /// Applies a logged operation (`None`: the operation concerns other shards; only the
+    /// sequence number advances, so the log can be truncated past it). Operations at or below
+    /// the applied sequence number are skipped, so replaying the log is idempotent. Returns
+    /// whether a segment was sealed.
+    pub fn apply(&self, seq: u64, op: Option<&Operation>) -> bool {
+        let mut st = self.state.write();
+        if seq <= st.applied_seq {
+            return false;
+        }
+        let State {
+            points,
+            active,
+            indexes,
+            ..
+        } = &mut *st;
+        let Some(op) = op else {
+            st.applied_seq = seq;
+            return false;
+        };
+        match op {
+            Operation::Upsert(writes) => {
+                for w in writes {
+                    self.upsert_one(points, active, indexes, w);
+                }
+            }
+            Operation::Delete(ids) => {
+                for id in ids {
+                    if let Some(e) = points.remove(id) {
+                        e.seg.set_live(e.row, false);
+                        indexes.update(*id, Some(&e.payload), None);
+                    }
+                }
+            }
+            Operation::SetPayload { ids, payload, key } => {
+                let key = key.as_deref().and_then(|k| KeyPath::parse(k).ok());
+                self.edit_payloads(points, indexes, ids, |p| {
+                    let _ = payload::set_payload(p, payload, key.as_ref());
+                });
+            }
+            Operation::OverwritePayload { ids, payload } => {
+                self.edit_payloads(points, indexes, ids, |p| *p = payload.clone());
+            }
+            Operation::DeletePayload { ids, keys } => {
+                let keys: Vec<KeyPath> =
+                    keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
+                self.edit_payloads(points, indexes, ids, |p| payload::delete_keys(p, &keys));
+            }
+            Operation::ClearPayload(ids) => {
+                self.edit_payloads(points, indexes, ids, |p| p.clear());
+            }
+        }
+        st.applied_seq = seq;
+        self.seal_if_full(&mut st)
+    }
+
+    fn upsert_one(
+        &self,
+        points: &mut BTreeMap<PointId, PointEntry>,
+        active: &Arc<Segment>,
+        indexes: &mut PayloadIndexes,
+        w: &PointWrite,
+    ) {
+        let cols: Vec<(usize, &[f32])> = w
+            .vectors
+            .iter()
+            .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
+            .collect();
+        let row = active.push_row(w.id, &cols);
+        let entry = PointEntry {
+            seg: active.clone(),
+            row,
+            payload: w.payload.clone(),
+        };
+        if let Some(old) = points.insert(w.id, entry) {
+            old.seg.set_live(old.row, false);
+            indexes.update(w.id, Some(&old.payload), Some(&w.payload));
+        } else {
+            indexes.update(w.id, None, Some(&w.payload));
+        }
+    }
+
+    fn edit_payloads(
+        &self,
+        points: &mut BTreeMap<PointId, PointEntry>,
+        indexes: &mut PayloadIndexes,
+        ids: &[PointId],
+        edit: impl Fn(&mut Payload),
+    ) {
+        for id in ids {
+            if let Some(e) = points.get_mut(id) {
+                let old = e.payload.clone();
+                edit(&mut e.payload);
+                indexes.update(*id, Some(&old), Some(&e.payload));
+            }
+        }
+    }
+
+    fn seal_if_full(&self, st: &mut State) -> bool {
+        let Some(threshold) = self.settings.indexing_threshold else {
+            return false;
+        };
+        if st.active.row_count() < threshold {
+            return false;
+        }
+        let seg = Arc::new(Segment::appendable(
+            st.next_segment_id,
+            &self.settings.vectors,
+        ));
+        st.next_segment_id += 1;
+        st.segments.push(seg.clone());
+        st.active = seg;
+        true
+    }
+
+    /// Creates a payload index over the shard's current points.
+    pub fn create_payload_index(&self, field: &str, schema: &Value) -> Result<()> {
+        let schema = payload::FieldSchema::from_json(schema)?;
+        let mut st = self.state.write();
+        let State {
+            indexes, points, ..
+        } = &mut *st;
+        indexes.create(
+            field,
+            schema,
+            points.iter().map(|(id, e)| (*id, &e.payload)),
+        )?;
+        Ok(())
+    }
+
+    /// Drops a payload index.
+    pub fn delete_payload_index(&self, field: &str) -> bool {
+        self.state.write().indexes.drop_field(field)
+    }
+
+    /// Qdrant's `payload_schema` for this shard.
+    pub fn payload_schema(&self) -> Value {
+        self.state.read().indexes.schema()
+    }
+
+    /// The ids of the points matching `filter` (all points when `None`).
+    pub fn matching_ids(&self, filter: Option<&Filter>) -> Vec<PointId> {
+        let st = self.state.read();
+        self.matching(&st, filter).collect()
+    }
+
+    fn matching<'a>(
+        &'a self,
+        st: &'a State,
+        filter: Option<&'a Filter>,
+    ) -> Box<dyn Iterator<Item = PointId> + 'a> {
+        match filter {
+            None => Box::new(st.points.keys().copied()),
+            Some(f) => {
+                if let Some(cands) = f.indexed_candidates(&st.indexes) {
+                    let mut ids: Vec<PointId> = cands.into_iter().collect();
+                    ids.sort();
+                    Box::new(ids.into_iter().filter(move |id| {
+                        st.points.get(id).is_some_and(|e| {
+                            f.matches(&View {
+                                id: *id,
+                                entry: e,
+                                columns: &self.columns,
+                            })
+                        })
+                    }))
+                } else {
+                    Box::new(
+                        st.points
+                            .iter()
+                            .filter(move |(id, e)| {
+                                f.matches(&View {
+                                    id: **id,
+                                    entry: e,
+                                    columns: &self.columns,
+                                })
+                            })
+                            .map(|(id, _)| *id),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Number of points matching `filter`.
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let st = self.state.read();
+        match filter {
+            None => st.points.len(),
+            Some(_) => self.matching(&st, filter).count(),
+        }
+    }
+
+    /// Which of `ids` exist.
+    pub fn existing(&self, ids: &[PointId]) -> Vec<PointId> {
+        let st = self.state.read();
+        ids.iter()
+            .copied()
+            .filter(|id| st.points.contains_key(id))
+            .collect()
+    }
+
+    fn record(
+        &self,
+        id: PointId,
+        e: &PointEntry,
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> Record {
+        let vectors = (*with_vector != VectorSelector::Nothing).then(|| {
+            self.settings
+                .vectors
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| with_vector.wants(&v.name))
+                .filter_map(|(c, v)| e.seg.vector(c, e.row).map(|x| (v.name.clone(), x)))
+                .collect()
+        });
+        Record {
+            id,
+            payload: with_payload.apply(&e.payload),
+            vectors,
+        }
+    }
+
+    /// The points with these ids that exist, in the order asked.
+    pub fn retrieve(
+        &self,
+        ids: &[PointId],
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> Vec<Record> {
+        let st = self.state.read();
+        ids.iter()
+            .filter_map(|id| {
+                st.points
+                    .get(id)
+                    .map(|e| self.record(*id, e, with_payload, with_vector))
+            })
+            .collect()
+    }
+
+    /// The stored vector `name` of point `id`, if any.
+    pub fn vector_of(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>> {
+        let col = self.column(name)?;
+        let st = self.state.read();
+        Ok(st.points.get(&id).and_then(|e| e.seg.vector(col, e.row)))
+    }
+
+    /// Up to `limit` points from `from` on (inclusive), in id order, that match `filter`.
+    pub fn scroll(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> ScrollPage {
+        let st = self.state.read();
+        let start = from.map_or(Bound::Unbounded, Bound::Included);
+        let mut it = st
+            .points
+            .range((start, Bound::Unbounded))
+            .filter(|(id, e)| {
+                filter.is_none_or(|f| {
+                    f.matches(&View {
+                        id: **id,
+                        entry: e,
+                        columns: &self.columns,
+                    })
+                })
+            });
+        let points: Vec<Record> = it
+            .by_ref()
+            .take(limit)
+            .map(|(id, e)| self.record(*id, e, with_payload, with_vector))
+            .collect();
+        let next = it.next().map(|(id, _)| *id);
+        ScrollPage { points, next }
+    }
+
+    /// The closest points to the query, closest first, at most `params.limit`.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        req.params.validate()?;
+        let col = self.column(&req.vector_name)?;
+        let v = &self.settings.vectors[col];
+        let metric = v.distance.metric();
+        let query = prepared_vector(&req.vector, v.dim, metric)?;
+        let st = self.state.read();
+        let filter = req.filter.as_deref();
+        let predicate = filter.map(|f| {
+            let st = &st;
+            move |id: PointId| {
+                st.points.get(&id).is_some_and(|e| {
+                    f.matches(&View {
+                        id,
+                        entry: e,
+                        columns: &self.columns,
+                    })
+                })
+            }
+        });
+        // Rows of each segment a payload index leaves, when one applies.
+        let candidates: Option<HashMap<u64, Vec<PointOffset>>> = filter
+            .and_then(|f| f.indexed_candidates(&st.indexes))
+            .map(|ids: HashSet<PointId>| {
+                let mut by_segment: HashMap<u64, Vec<PointOffset>> = HashMap::new();
+                for id in ids {
+                    if let Some(e) = st.points.get(&id) {
+                        by_segment.entry(e.seg.id).or_default().push(e.row);
+                    }
+                }
+                by_segment
+                    .values_mut()
+                    .for_each(|rows| rows.sort_unstable());
+                by_segment
+            });
+        let mut lists = Vec::with_capacity(st.segments.len());
+        for seg in &st.segments {
+            let only = match &candidates {
+                Some(c) => match c.get(&seg.id) {
+                    Some(rows) => Some(rows.as_slice()),
+                    None => continue,
+                },
+                None => None,
+            };
+            lists.push(seg.search(col, &query, &req.params, predicate.as_ref(), only)?);
+        }
+        let merged = merge_top_k(&lists, req.params.limit, |h| h.1, |h| h.0);
+        Ok(merged
+            .into_iter()
+            .filter_map(|(id, distance)| {
+                st.points.get(&id).map(|e| ScoredPoint {
+                    record: self.record(id, e, &req.with_payload, &req.with_vector),
+                    distance,
+                    score: metric.score(distance),
+                })
+            })
+            .collect())
+    }
+
+    fn vacuum_candidate(&self, st: &State) -> Option<Arc<Segment>> {
+        let (fraction, min) = self.settings.vacuum;
+        st.segments
+            .iter()
+            .filter(|s| s.is_indexed())
+            .find(|s| {
+                let rows = s.row_count();
+                let dead = rows - s.live_count();
+                dead >= min.max(1) && dead as f64 > fraction * rows as f64
+            })
+            .cloned()
+    }
+
+    /// Runs one optimizer step on `pool`: indexes the oldest sealed segment, or rebuilds an
+    /// indexed segment with too many deleted rows. Returns whether there was work.
+    pub fn optimize(&self, pool: &rayon::ThreadPool) -> Result<bool> {
+        let _one = self.optimizing.lock();
+        let (src, target, fresh_id) = {
+            let mut st = self.state.write();
+            let sealed = st
+                .segments
+                .iter()
+                .find(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
+                .cloned();
+            match sealed {
+                Some(src) => {
+                    let target = st
+                        .segments
+                        .iter()
+                        .filter(|s| s.is_indexed())
+                        .rfind(|s| s.row_count() < self.settings.max_segment_points)
+                        .cloned();
+                    let fresh = target.is_none().then(|| {
+                        st.next_segment_id += 1;
+                        st.next_segment_id - 1
+                    });
+                    (src, target, fresh)
+                }
+                None => match self.vacuum_candidate(&st) {
+                    Some(src) => {
+                        st.next_segment_id += 1;
+                        (src, None, Some(st.next_segment_id - 1))
+                    }
+                    None => return Ok(false),
+                },
+            }
+        };
+        // Copy out the live rows and their vectors; the source takes no new rows, and rows
+        // that die meanwhile are skipped at the swap.
+        let (moving, vectors): (Vec<(u32, PointId)>, Vec<ColumnCopy>) = {
+            let rows = src.rows.read();
+            let moving: Vec<(u32, PointId)> = (0..rows.ids.len() as u32)
+                .filter(|&r| rows.live.get(r))
+                .map(|r| (r, rows.ids[r as usize]))
+                .collect();
+            drop(rows);
+            let vectors = (0..self.settings.vectors.len())
+                .map(|c| moving.iter().map(|&(r, _)| src.vector(c, r)).collect())
+                .collect();
+            (moving, vectors)
+        };
+        let target = match (target, fresh_id) {
+            (Some(t), _) => t,
+            (None, Some(id)) => Arc::new(Segment::indexed(
+                id,
+                self.new_graphs(&vectors)?,
+                0,
+                Rows::default(),
+            )),
+            (None, None) => unreachable!("either a target or a fresh id"),
+        };
+        let SegmentVectors::Indexed { graphs, .. } = &target.vectors else {
+            unreachable!("targets are indexed");
+        };
+        let base = {
+            let mut rows = target.rows.write();
+            let base = rows.ids.len() as u32;
+            rows.ids.extend(moving.iter().map(|&(_, id)| id));
+            base
+        };
+        pool.install(|| -> Result<()> {
+            use rayon::prelude::*;
+            for (c, graph) in graphs.iter().enumerate() {
+                vectors[c]
+                    .par_iter()
+                    .enumerate()
+                    .try_for_each(|(i, v)| match v {
+                        Some(v) => graph.insert(base + i as u32, v).map_err(StorageError::from),
+                        None => Ok(()),
+                    })?;
+                graph.link_unreachable();
+            }
+            Ok(())
+        })?;
+        let _files = self.files.lock();
+        let generation = target.generation() + 1;
+        for (c, graph) in graphs.iter().enumerate() {
+            graph.save(self.graph_path(target.id, generation, c))?;
+        }
+        {
+            let mut st = self.state.write();
+            let mut moved = 0usize;
+            for (i, &(row, id)) in moving.iter().enumerate() {
+                let Some(e) = st.points.get_mut(&id) else {
+                    continue;
+                };
+                if Arc::ptr_eq(&e.seg, &src) && e.row == row {
+                    e.seg = target.clone();
+                    e.row = base + i as u32;
+                    target.set_live(base + i as u32, true);
+                    src.set_live(row, false);
+                    moved += 1;
+                }
+            }
+            target.set_generation(generation);
+            st.segments.retain(|s| !Arc::ptr_eq(s, &src));
+            if !st.segments.iter().any(|s| Arc::ptr_eq(s, &target)) {
+                // Indexed segments go first: sealed and active appendables stay at the end.
+                let at = st
+                    .segments
+                    .iter()
+                    .position(|s| !s.is_indexed())
+                    .unwrap_or(st.segments.len());
+                st.segments.insert(at, target.clone());
+            }
+            tracing::debug!(
+                shard = self.id,
+                moved,
+                segment = target.id,
+                "optimizer moved points"
+            );
+        }
+        drop(_files);
+        self.checkpoint()?;
+        Ok(true)
+    }
+
+    fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<HnswIndex>> {
+        self.settings
+            .vectors
+            .iter()
+            .zip(vectors)
+            .map(|(v, column)| {
+                let metric = v.distance.metric();
+                let config = HnswConfig {
+                    seed: 0x5eed ^ self.id as u64,
+                    ..v.hnsw.clone()
+                };
+                if config.storage.is_quantized() {
+                    let sample: Vec<f32> = column
+                        .iter()
+                        .flatten()
+                        .take(100_000)
+                        .flatten()
+                        .copied()
+                        .collect();
+                    if !sample.is_empty() {
+                        return Ok(HnswIndex::with_training(v.dim, metric, config, &sample)?);
+                    }
+                    // Nothing to train on yet: full precision until a rebuild.
+                    return Ok(HnswIndex::new(
+                        v.dim,
+                        metric,
+                        HnswConfig {
+                            storage: StorageKind::F32,
+                            ..config
+                        },
+                    )?);
+                }
+                Ok(HnswIndex::new(v.dim, metric, config)?)
+            })
+            .collect()
+    }
+
+    fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
+        self.dir
+            .join(format!("seg-{segment}-{generation}-{column}.hnsw"))
+    }
+
+    /// Writes a checkpoint if anything changed since the last one. Returns the sequence
+    /// number it covers.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let _files = self.files.lock();
+        let (bytes, seq, referenced) = {
+            let st = self.state.read();
+            if st.applied_seq == st.checkpointed_seq && self.dir.join(STATE_FILE).exists() {
+                return Ok(st.checkpointed_seq);
+            }
+            self.encode_state(&st)
+        };
+        let path = self.dir.join(STATE_FILE);
+        write_atomically(&path, &bytes)?;
+        self.state.write().checkpointed_seq = seq;
+        // Graph files no checkpoint refers to any more.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("seg-")
+                    && name.ends_with(".hnsw")
+                    && !referenced.contains(&name)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// The files of the last checkpoint (state file first), for snapshots.
+    pub fn checkpoint_files(&self) -> Result<Vec<PathBuf>> {
+        let _files = self.files.lock();
+        let path = self.dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        let header = decode_state(&path, &bytes)?.0;
+        let mut out = vec![path];
+        for seg in &header.indexed {
+            for c in 0..self.settings.vectors.len() {
+                out.push(self.graph_path(seg.id, seg.generation, c));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the applied sequence numbers (used when a snapshot is restored next to a fresh
+    /// log that numbers from 1 again), and checkpoints.
+    pub fn reset_sequence(&self) -> Result<()> {
+        {
+            let mut st = self.state.write();
+            st.applied_seq = 0;
+            st.checkpointed_seq = u64::MAX;
+        }
+        let _ = std::fs::remove_file(self.dir.join(STATE_FILE));
+        self.checkpoint().map(|_| ())
+    }
+
+    fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {
+        let mut floats: Vec<f32> = Vec::new();
+        let mut referenced = HashSet::new();
+        let indexed: Vec<IndexedHeader> = st
+            .segments
+            .iter()
+            .filter(|s| s.is_indexed())
+            .map(|s| {
+                for c in 0..self.settings.vectors.len() {
+                    referenced.insert(format!("seg-{}-{}-{c}.hnsw", s.id, s.generation()));
+                }
+                IndexedHeader {
+                    id: s.id,
+                    generation: s.generation(),
+                    rows: s.row_count() as u64,
+                }
+            })
+            .collect();
+        let points = st
+            .points
+            .iter()
+            .map(|(id, e)| {
+                let loc = if e.seg.is_indexed() {
+                    Location::Indexed {
+                        s: e.seg.id,
+                        r: e.row,
+                    }
+                } else {
+                    let mut v = Vec::new();
+                    for c in 0..self.settings.vectors.len() {
+                        if let Some(x) = e.seg.vector(c, e.row) {
+                            v.push((c, x.len()));
+                            floats.extend_from_slice(&x);
+                        }
+                    }
+                    Location::Inline { v }
+                };
+                (payload::point_id_to_json(*id), loc, e.payload.clone())
+            })
+            .collect();
+        let header = StateHeader {
+            applied_seq: st.applied_seq,
+            next_segment_id: st.next_segment_id,
+            indexed,
+            points,
+        };
+        let json = serde_json::to_vec(&header).expect("state serialises");
+        let mut body = Vec::with_capacity(4 + json.len() + floats.len() * 4);
+        body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        body.extend_from_slice(&json);
+        for f in floats {
+            body.extend_from_slice(&f.to_le_bytes());
+        }
+        let mut out = Vec::with_capacity(24 + body.len());
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&STATE_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        (out, st.applied_seq, referenced)
+    }
+
+    fn load(&self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
+        let (header, floats) = decode_state(path, &bytes)?;
+        let mut segments: HashMap<u64, Arc<Segment>> = HashMap::new();
+        for seg in &header.indexed {
+            let mut graphs = Vec::new();
+            for (c, v) in self.settings.vectors.iter().enumerate() {
+                let file = self.graph_path(seg.id, seg.generation, c);
+                if !file.exists() {
+                    return Err(StorageError::corrupt(
+                        &file,
+                        "graph file named by the checkpoint is missing",
+                    ));
+                }
+                graphs.push(
+                    HnswIndex::load(
+                        &file,
+                        LoadOptions {
+                            vectors_on_disk: v.on_disk,
+                        },
+                    )
+                    .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
+                );
+            }
+            let rows = Rows {
+                ids: vec![PointId::Num(u64::MAX); seg.rows as usize],
+                live: Default::default(),
+            };
+            segments.insert(
+                seg.id,
+                Arc::new(Segment::indexed(seg.id, graphs, seg.generation, rows)),
+            );
+        }
+        let mut st = self.state.write();
+        let mut at = 0usize;
+        for (id, loc, payload) in header.points {
+            let id = payload::point_id_from_json(&id)
+                .map_err(|e| StorageError::corrupt(path, e.to_string()))?;
+            let (seg, row) = match loc {
+                Location::Indexed { s, r } => {
+                    let seg = segments
+                        .get(&s)
+                        .ok_or_else(|| {
+                            StorageError::corrupt(
+                                path,
+                                format!("point {id} names unknown segment {s}"),
+                            )
+                        })?
+                        .clone();
+                    {
+                        let mut rows = seg.rows.write();
+                        if r as usize >= rows.ids.len() {
+                            return Err(StorageError::corrupt(
+                                path,
+                                format!("point {id}: row {r} out of range"),
+                            ));
+                        }
+                        rows.ids[r as usize] = id;
+                        rows.live.set(r, true);
+                    }
+                    (seg, r)
+                }
+                Location::Inline { v } => {
+                    let mut cols = Vec::with_capacity(v.len());
+                    for (c, len) in v {
+                        let end = at + len;
+                        if end > floats.len() || c >= self.settings.vectors.len() {
+                            return Err(StorageError::corrupt(path, "vector block too short"));
+                        }
+                        cols.push((c, at, end));
+                        at = end;
+                    }
+                    let views: Vec<(usize, &[f32])> =
+                        cols.iter().map(|&(c, s, e)| (c, &floats[s..e])).collect();
+                    let row = st.active.push_row(id, &views);
+                    let seg = st.active.clone();
+                    (seg, row)
+                }
+            };
+            st.points.insert(id, PointEntry { seg, row, payload });
+        }
+        let mut indexed: Vec<Arc<Segment>> = segments.into_values().collect();
+        indexed.sort_by_key(|s| s.id);
+        indexed.push(st.active.clone());
+        st.segments = indexed;
+        st.applied_seq = header.applied_seq;
+        st.checkpointed_seq = header.applied_seq;
+        st.next_segment_id = header.next_segment_id.max(1);
+        self.seal_if_full(&mut st);
+        Ok(())
+    }
+}
+
+/// One named vector's values for the rows being moved (`None` where a row lacks it).
+type ColumnCopy = Vec<Option<Vec<f32>>>;
+
+#[derive(Serialize, Deserialize)]
+struct IndexedHeader {
+    id: u64,
+    generation: u64,
+    rows: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Location {
+    Indexed { s: u64, r: u32 },
+    Inline { v: Vec<(usize, usize)> },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateHeader {
+    applied_seq: u64,
+    next_segment_id: u64,
+    indexed: Vec<IndexedHeader>,
+    points: Vec<(Value, Location, Payload)>,
+}
+
+fn decode_state(path: &Path, bytes: &[u8]) -> Result<(StateHeader, Vec<f32>)> {
+    let corrupt = |why: String| StorageError::corrupt(path, why);
+    if bytes.len() < 24 || &bytes[..8] != STATE_MAGIC {
+        return Err(corrupt("not a shard checkpoint (bad magic)".into()));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    if version != STATE_VERSION {
+        return Err(corrupt(format!("unsupported checkpoint version {version}")));
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
+    let body = bytes
+        .get(24..24 + len)
+        .ok_or_else(|| corrupt("truncated".into()))?;
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let hlen = u32::from_le_bytes(
+        body.get(..4)
+            .ok_or_else(|| corrupt("short body".into()))?
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let json = body
+        .get(4..4 + hlen)
+        .ok_or_else(|| corrupt("short header".into()))?;
+    let header: StateHeader = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+    let floats = body[4 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    Ok((header, floats))
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the
+/// directory, so a crash leaves either the old file or the new one.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| StorageError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| StorageError::io(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Fsyncs a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(dir, e))
+}

@@ -1,0 +1,350 @@
+//! The set of collections under one storage directory, and their snapshots.
+//!
+//! ```text
+//! <storage>/collections/<name>/   one collection (see `collection`)
+//! <snapshots>/<name>/<name>-<unix ms>.snapshot          an archive (see `archive`)
+//! <snapshots>/<name>/<name>-<unix ms>.snapshot.sha256   its checksum, as Qdrant lists it
+//! ```
+
+use crate::archive::{unpack_archive, write_archive};
+use crate::collection::Collection;
+use crate::config::CollectionConfig;
+use crate::{Result, StorageError};
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The most collections one server holds.
+pub const MAX_COLLECTIONS: usize = 1_000;
+
+/// A snapshot file, as Qdrant describes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SnapshotDescription {
+    /// File name.
+    pub name: String,
+    /// Creation time, RFC 3339 without zone (as Qdrant).
+    pub creation_time: Option<String>,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub checksum: Option<String>,
+}
+
+/// Every collection of a server.
+pub struct Storage {
+    collections_dir: PathBuf,
+    snapshots_dir: PathBuf,
+    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Serialises creates, deletes and restores.
+    admin: Mutex<()>,
+}
+
+/// Checks a collection name: what Qdrant accepts, minus what cannot be a directory name.
+pub fn validate_collection_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.starts_with('.')
+        || name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '\0') || c.is_control());
+    if bad {
+        return Err(StorageError::InvalidInput(format!(
+            "Validation error in path parameters: [name: collection name `{name}` must be 1 to 255 characters, without `/`, `\\`, control characters or a leading `.`]"
+        )));
+    }
+    Ok(())
+}
+
+impl Storage {
+    /// Opens (creating if needed) the storage and every collection in it. A damaged
+    /// collection stops start-up with an error naming the file.
+    pub fn open(storage_path: &Path, snapshots_path: &Path) -> Result<Storage> {
+        let collections_dir = storage_path.join("collections");
+        std::fs::create_dir_all(&collections_dir)
+            .map_err(|e| StorageError::io(&collections_dir, e))?;
+        std::fs::create_dir_all(snapshots_path).map_err(|e| StorageError::io(snapshots_path, e))?;
+        let mut collections = BTreeMap::new();
+        let entries = std::fs::read_dir(&collections_dir)
+            .map_err(|e| StorageError::io(&collections_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io(&collections_dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with('.') {
+                // A delete or restore that a crash interrupted: finish it.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            if !path.join("config.json").exists() {
+                // A create that a crash interrupted before its config was written.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            let c = Collection::open(&path, &name)?;
+            collections.insert(name, c);
+        }
+        Ok(Storage {
+            collections_dir,
+            snapshots_dir: snapshots_path.to_path_buf(),
+            collections: RwLock::new(collections),
+            admin: Mutex::new(()),
+        })
+    }
+
+    /// Collection names, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.collections.read().keys().cloned().collect()
+    }
+
+    /// A collection by name.
+    pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StorageError::NotFound(format!("Collection `{name}` doesn't exist!")))
+    }
+
+    /// Whether it exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.collections.read().contains_key(name)
+    }
+
+    /// Every collection.
+    pub fn all(&self) -> Vec<Arc<Collection>> {
+        self.collections.read().values().cloned().collect()
+    }
+
+    /// Creates a collection.
+    pub fn create(&self, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+        validate_collection_name(name)?;
+        config.validate()?;
+        let _a = self.admin.lock();
+        if self.exists(name) {
+            return Err(StorageError::AlreadyExists(format!(
+                "Collection `{name}` already exists!"
+            )));
+        }
+        if self.collections.read().len() >= MAX_COLLECTIONS {
+            return Err(StorageError::InvalidInput(format!(
+                "at most {MAX_COLLECTIONS} collections"
+            )));
+        }
+        let dir = self.collections_dir.join(name);
+        if dir.exists() {
+            // Left by a crash mid-create (no config): safe to clear.
+            std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        }
+        let c = Collection::create(&dir, name, config)?;
+        self.collections.write().insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Deletes a collection; whether it existed.
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        let _a = self.admin.lock();
+        let Some(c) = self.collections.write().remove(name) else {
+            return Ok(false);
+        };
+        stop(&c);
+        self.remove_dir(&self.collections_dir.join(name))?;
+        Ok(true)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> Result<()> {
+        // Rename first so that a crash mid-delete leaves a dot-directory that start-up
+        // removes, never half a collection.
+        let trash = self.collections_dir.join(format!(".deleted-{}", unique()));
+        std::fs::rename(dir, &trash).map_err(|e| StorageError::io(dir, e))?;
+        crate::shard::sync_dir(&self.collections_dir)?;
+        std::fs::remove_dir_all(&trash).map_err(|e| StorageError::io(&trash, e))
+    }
+
+    /// Flushes every collection (on shutdown) and stops their background threads.
+    pub fn close(&self) -> Result<()> {
+        let mut first_err = None;
+        for c in self.all() {
+            if let Err(e) = c.close() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn snapshot_dir(&self, name: &str) -> PathBuf {
+        self.snapshots_dir.join(name)
+    }
+
+    /// Creates a snapshot of a collection while writes continue (they wait only while the
+    /// checkpoint files are linked aside).
+    pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription> {
+        let c = self.get(name)?;
+        let dir = self.snapshot_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        let staging = dir.join(format!(".staging-{}", unique()));
+        std::fs::create_dir_all(&staging).map_err(|e| StorageError::io(&staging, e))?;
+        let result = (|| {
+            // Hard links (or copies across devices) pin this checkpoint's files: later
+            // checkpoints replace or delete the originals.
+            let files = c.with_checkpoint(|files| {
+                let mut staged = Vec::with_capacity(files.len());
+                for (i, (rel, path)) in files.into_iter().enumerate() {
+                    let target = staging.join(format!("{i}"));
+                    if std::fs::hard_link(&path, &target).is_err() {
+                        std::fs::copy(&path, &target).map_err(|e| StorageError::io(&path, e))?;
+                    }
+                    staged.push((rel, target));
+                }
+                Ok(staged)
+            })?;
+            let file_name = format!("{name}-{}.snapshot", unix_millis());
+            let out = dir.join(&file_name);
+            let (checksum, size) = write_archive(&out, &files)?;
+            std::fs::write(dir.join(format!("{file_name}.sha256")), &checksum)
+                .map_err(|e| StorageError::io(&dir, e))?;
+            Ok(SnapshotDescription {
+                name: file_name.clone(),
+                creation_time: creation_time(&out),
+                size,
+                checksum: Some(checksum),
+            })
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+
+    /// A collection's snapshots, newest last.
+    pub fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotDescription>> {
+        self.get(name)?;
+        let dir = self.snapshot_dir(name);
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if !file.ends_with(".snapshot") {
+                continue;
+            }
+            let path = e.path();
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            let checksum = std::fs::read_to_string(dir.join(format!("{file}.sha256"))).ok();
+            out.push(SnapshotDescription {
+                name: file,
+                creation_time: creation_time(&path),
+                size,
+                checksum,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The file of a snapshot, for download.
+    pub fn snapshot_path(&self, name: &str, snapshot: &str) -> Result<PathBuf> {
+        self.get(name)?;
+        if snapshot.contains('/')
+            || snapshot.contains('\\')
+            || snapshot.starts_with('.')
+            || !snapshot.ends_with(".snapshot")
+        {
+            return Err(StorageError::NotFound(format!(
+                "Snapshot {snapshot} not found"
+            )));
+        }
+        let path = self.snapshot_dir(name).join(snapshot);
+        if !path.is_file() {
+            return Err(StorageError::NotFound(format!(
+                "Snapshot {snapshot} not found"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Deletes a snapshot.
+    pub fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<()> {
+        let path = self.snapshot_path(name, snapshot)?;
+        std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+        let _ = std::fs::remove_file(path.with_extension("snapshot.sha256"));
+        Ok(())
+    }
+
+    /// Where downloaded or uploaded snapshot files may be put before recovery.
+    pub fn snapshots_dir(&self) -> &Path {
+        &self.snapshots_dir
+    }
+
+    /// Restores collection `name` from a snapshot file, replacing it if it exists. The archive
+    /// is verified whole before anything changes; `checksum`, when given, must match.
+    pub fn recover(&self, name: &str, archive: &Path, checksum: Option<&str>) -> Result<()> {
+        validate_collection_name(name)?;
+        if let Some(expected) = checksum {
+            let actual = crate::archive::sha256_file(archive)?;
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(StorageError::InvalidInput(format!(
+                    "snapshot checksum mismatch: expected {expected}, got {actual}"
+                )));
+            }
+        }
+        let _a = self.admin.lock();
+        let staging = self.collections_dir.join(format!(".restore-{}", unique()));
+        unpack_archive(archive, &staging)?;
+        let prepared = (|| {
+            if !staging.join("config.json").exists() {
+                return Err(StorageError::corrupt(
+                    archive,
+                    "snapshot holds no collection config",
+                ));
+            }
+            // The restored shards get a fresh, empty log: their sequence numbers restart.
+            Collection::reset_sequences(&staging)
+        })();
+        if let Err(e) = prepared {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let dir = self.collections_dir.join(name);
+        if let Some(old) = self.collections.write().remove(name) {
+            stop(&old);
+        }
+        if dir.exists() {
+            self.remove_dir(&dir)?;
+        }
+        std::fs::rename(&staging, &dir).map_err(|e| StorageError::io(&dir, e))?;
+        crate::shard::sync_dir(&self.collections_dir)?;
+        let c = Collection::open(&dir, name)?;
+        self.collections.write().insert(name.to_string(), c);
+        Ok(())
+    }
+}
+
+fn stop(c: &Arc<Collection>) {
+    if let Err(e) = c.close() {
+        tracing::warn!(collection = c.name(), error = %e, "final flush failed");
+    }
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn unique() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        unix_millis(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn creation_time(path: &Path) -> Option<String> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let dt: chrono::DateTime<chrono::Utc> = modified.into();
+    Some(dt.format("%Y-%m-%dT%H:%M:%S").to_string())
+}

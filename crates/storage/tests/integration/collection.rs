@@ -1,0 +1,611 @@
+//! Collections end to end on real disk: segments, the optimizer, restarts, filters,
+//! payload updates, snapshots and bad input.
+
+use index_core::{PointId, SearchParams};
+use payload::{Filter, Payload, PayloadSelector};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use storage::{
+    Collection, CollectionConfig, PointSelector, PointWrite, SearchRequest, Storage,
+    StorageErrorKind, Update, VectorSelector,
+};
+
+const DIM: usize = 8;
+
+fn open(dir: &Path) -> Storage {
+    Storage::open(&dir.join("storage"), &dir.join("snapshots")).unwrap()
+}
+
+/// Opens again after a drop: the background thread may hold the collection (and its log's
+/// lock) for a moment longer.
+fn reopen(dir: &Path) -> Storage {
+    for _ in 0..100 {
+        match Storage::open(&dir.join("storage"), &dir.join("snapshots")) {
+            Ok(s) => return s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    open(dir)
+}
+
+/// A collection whose appendable segments seal every `threshold_points` points.
+fn config(distance: &str, shards: u32, threshold_points: usize) -> CollectionConfig {
+    // Qdrant's indexing_threshold is in KB of vectors.
+    let kb = (threshold_points * DIM * 4).div_ceil(1024);
+    CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": distance},
+        "shard_number": shards,
+        "hnsw_config": {"m": 16, "ef_construct": 64, "full_scan_threshold": 1},
+        "optimizers_config": {"indexing_threshold": kb, "flush_interval_sec": 1},
+    }))
+    .unwrap()
+}
+
+const COLORS: [&str; 4] = ["red", "green", "blue", "black"];
+
+fn random_point(rng: &mut StdRng, id: u64) -> PointWrite {
+    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut payload = Payload::new();
+    payload.insert("color".into(), json!(COLORS[rng.random_range(0..4)]));
+    payload.insert("n".into(), json!(rng.random_range(0..100)));
+    if rng.random_bool(0.3) {
+        payload.insert(
+            "tags".into(),
+            json!(["a", if rng.random_bool(0.5) { "b" } else { "c" }]),
+        );
+    }
+    PointWrite {
+        id: PointId::Num(id),
+        vectors: vec![(String::new(), v)],
+        payload,
+    }
+}
+
+/// What the collection should hold: id → (vector as stored, payload).
+type Model = BTreeMap<PointId, (Vec<f32>, Payload)>;
+
+fn model_upsert(model: &mut Model, points: &[PointWrite], distance: quant::Metric) {
+    for p in points {
+        let mut v = p.vectors[0].1.clone();
+        distance.prepare(&mut v);
+        model.insert(p.id, (v, p.payload.clone()));
+    }
+}
+
+fn brute_force(
+    model: &Model,
+    metric: quant::Metric,
+    q: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+) -> Vec<PointId> {
+    let mut q = q.to_vec();
+    metric.prepare(&mut q);
+    let kernels = quant::kernels();
+    let mut all: Vec<(f32, PointId)> = model
+        .iter()
+        .filter(|(id, (_, p))| {
+            filter.is_none_or(|f| {
+                f.matches(&payload::PlainPoint {
+                    id: **id,
+                    payload: Some(p.clone()),
+                    vectors: vec![String::new()],
+                })
+            })
+        })
+        .map(|(id, (v, _))| (metric.distance(kernels, &q, v), *id))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>) -> SearchRequest {
+    let mut params = SearchParams::top(k);
+    params.exact = exact;
+    params.hnsw_ef = Some(128);
+    SearchRequest {
+        vector_name: String::new(),
+        vector: q,
+        filter: filter.map(Arc::new),
+        params,
+        with_payload: PayloadSelector::All,
+        with_vector: VectorSelector::Nothing,
+    }
+}
+
+fn ids(hits: &[storage::ScoredPoint]) -> Vec<PointId> {
+    hits.iter().map(|h| h.record.id).collect()
+}
+
+fn fill(c: &Collection, rng: &mut StdRng, model: &mut Model, from: u64, n: u64, batch: u64) {
+    let metric = c.config().vectors.get("").unwrap().distance.metric();
+    let mut id = from;
+    while id < from + n {
+        let points: Vec<PointWrite> = (id..(id + batch).min(from + n))
+            .map(|i| random_point(rng, i))
+            .collect();
+        model_upsert(model, &points, metric);
+        c.update(Update::Upsert(points), true).unwrap();
+        id += batch;
+    }
+}
+
+#[test]
+fn exact_search_over_appendable_sealed_and_indexed_segments_equals_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Cosine", 2, 300)).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 1500, 100);
+    c.optimize_now().unwrap();
+    // More points after indexing: some replace indexed ones, some are new, some deleted.
+    fill(&c, &mut rng, &mut model, 1200, 600, 50);
+    let gone: Vec<PointId> = (0..1800).step_by(7).map(PointId::Num).collect();
+    c.update(Update::Delete(PointSelector::Ids(gone.clone())), true)
+        .unwrap();
+    gone.iter().for_each(|id| {
+        model.remove(id);
+    });
+    let stats = c.stats();
+    assert!(
+        stats.indexed_points > 0,
+        "some points must be indexed: {stats:?}"
+    );
+    assert!(
+        stats.segments > 2,
+        "points must be spread over several segments: {stats:?}"
+    );
+    assert_eq!(c.count(None), model.len());
+    let mut recall_hits = 0;
+    let mut recall_total = 0;
+    for qi in 0..50 {
+        let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let truth = brute_force(&model, quant::Metric::Cosine, &q, 10, None);
+        let exact = c.search(&request(q.clone(), 10, true, None)).unwrap();
+        assert_eq!(
+            ids(&exact),
+            truth,
+            "exact search differs from brute force (query {qi}, seed 7)"
+        );
+        let approx = c.search(&request(q, 10, false, None)).unwrap();
+        let got: HashSet<PointId> = ids(&approx).into_iter().collect();
+        assert_eq!(got.len(), approx.len(), "a point returned twice");
+        recall_hits += truth.iter().filter(|id| got.contains(id)).count();
+        recall_total += truth.len();
+    }
+    let recall = recall_hits as f64 / recall_total as f64;
+    assert!(recall >= 0.95, "recall@10 {recall} below 0.95 (seed 7)");
+    store.close().unwrap();
+}
+
+#[test]
+fn searches_during_optimization_never_miss_or_repeat_a_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Euclid", 1, 200)).unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 2000, 200);
+    let queries: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let truths: Vec<Vec<PointId>> = queries
+        .iter()
+        .map(|q| brute_force(&model, quant::Metric::Euclidean, q, 10, None))
+        .collect();
+    std::thread::scope(|s| {
+        let optimizer = s.spawn(|| c.optimize_now().unwrap());
+        let mut rounds = 0;
+        while !optimizer.is_finished() || rounds < 3 {
+            for (q, truth) in queries.iter().zip(&truths) {
+                let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
+                assert_eq!(
+                    &ids(&hits),
+                    truth,
+                    "a search during optimization saw a point missing or twice"
+                );
+                assert_eq!(c.count(None), 2000);
+            }
+            rounds += 1;
+        }
+    });
+    assert!(!c.stats().optimizing);
+    store.close().unwrap();
+}
+
+#[test]
+fn restart_replays_the_log_and_loads_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut model = Model::new();
+    let queries: Vec<Vec<f32>> = (0..10)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    {
+        let store = open(dir.path());
+        let c = store.create("c", config("Cosine", 3, 250)).unwrap();
+        fill(&c, &mut rng, &mut model, 0, 1000, 100);
+        c.optimize_now().unwrap();
+        fill(&c, &mut rng, &mut model, 900, 300, 30);
+        c.update(
+            Update::SetPayload {
+                payload: json!({"extra": true}).as_object().unwrap().clone(),
+                selector: PointSelector::Ids(vec![PointId::Num(5), PointId::Num(950)]),
+                key: None,
+            },
+            true,
+        )
+        .unwrap();
+        for id in [5u64, 950] {
+            model
+                .get_mut(&PointId::Num(id))
+                .unwrap()
+                .1
+                .insert("extra".into(), json!(true));
+        }
+        // No close: the store is dropped with part of the state only in the log, as if the
+        // process had died (the SIGKILL test in crash.rs does it for real).
+        drop(c);
+        drop(store);
+    }
+    let store = reopen(dir.path());
+    let c = store.get("c").unwrap();
+    assert_eq!(c.count(None), model.len());
+    for q in &queries {
+        let truth = brute_force(&model, quant::Metric::Cosine, q, 10, None);
+        assert_eq!(
+            ids(&c.search(&request(q.clone(), 10, true, None)).unwrap()),
+            truth
+        );
+    }
+    let all: Vec<PointId> = model.keys().copied().collect();
+    let got = c.retrieve(&all, &PayloadSelector::All, &VectorSelector::All);
+    assert_eq!(got.len(), model.len());
+    for r in got {
+        let (v, p) = &model[&r.id];
+        assert_eq!(r.payload.as_ref(), Some(p), "payload of {}", r.id);
+        let stored = &r.vectors.as_ref().unwrap()[0].1;
+        assert!(
+            stored.iter().zip(v).all(|(a, b)| (a - b).abs() < 1e-6),
+            "vector of {}",
+            r.id
+        );
+    }
+    store.close().unwrap();
+}
+
+fn random_filter(rng: &mut StdRng) -> Value {
+    let cond = |rng: &mut StdRng| match rng.random_range(0..5) {
+        0 => json!({"key": "color", "match": {"value": COLORS[rng.random_range(0..4)]}}),
+        1 => {
+            json!({"key": "color", "match": {"any": [COLORS[rng.random_range(0..4)], COLORS[rng.random_range(0..4)]]}})
+        }
+        2 => {
+            json!({"key": "n", "range": {"gte": rng.random_range(0..60), "lt": rng.random_range(40..100)}})
+        }
+        3 => json!({"key": "tags", "match": {"value": "b"}}),
+        _ => json!({"is_empty": {"key": "tags"}}),
+    };
+    match rng.random_range(0..3) {
+        0 => json!({"must": [cond(rng), cond(rng)]}),
+        1 => json!({"should": [cond(rng), cond(rng)], "must_not": [cond(rng)]}),
+        _ => json!({"must": cond(rng)}),
+    }
+}
+
+#[test]
+fn filtered_search_and_count_equal_brute_force_with_and_without_payload_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Cosine", 2, 400)).unwrap();
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 1500, 150);
+    c.optimize_now().unwrap();
+    fill(&c, &mut rng, &mut model, 1500, 200, 100);
+    for round in 0..2 {
+        if round == 1 {
+            c.create_payload_index("color", json!("keyword")).unwrap();
+            c.create_payload_index("n", json!("integer")).unwrap();
+            assert_eq!(c.payload_schema()["color"]["data_type"], json!("keyword"));
+        }
+        for i in 0..40 {
+            let fj = random_filter(&mut rng);
+            let f = Filter::from_json(&fj).unwrap();
+            let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let truth = brute_force(&model, quant::Metric::Cosine, &q, 10, Some(&f));
+            let hits = c.search(&request(q, 10, true, Some(f.clone()))).unwrap();
+            assert_eq!(ids(&hits), truth, "round {round} filter {i} {fj}");
+            let expected = model
+                .iter()
+                .filter(|(id, (_, p))| {
+                    f.matches(&payload::PlainPoint {
+                        id: **id,
+                        payload: Some(p.clone()),
+                        vectors: vec![String::new()],
+                    })
+                })
+                .count();
+            assert_eq!(c.count(Some(&f)), expected, "count, filter {fj}");
+        }
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn payload_updates_by_ids_and_by_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Dot", 1, 1000)).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 100, 50);
+    let red = Arc::new(
+        Filter::from_json(&json!({"must": {"key": "color", "match": {"value": "red"}}})).unwrap(),
+    );
+    let reds = c.count(Some(&red));
+    c.update(
+        Update::SetPayload {
+            payload: json!({"flag": 1}).as_object().unwrap().clone(),
+            selector: PointSelector::Filter(red.clone()),
+            key: None,
+        },
+        true,
+    )
+    .unwrap();
+    let flagged =
+        Filter::from_json(&json!({"must": {"key": "flag", "match": {"value": 1}}})).unwrap();
+    assert_eq!(c.count(Some(&flagged)), reds);
+    c.update(
+        Update::OverwritePayload {
+            payload: json!({"only": "this"}).as_object().unwrap().clone(),
+            selector: PointSelector::Ids(vec![PointId::Num(1)]),
+        },
+        true,
+    )
+    .unwrap();
+    let r = c.retrieve(
+        &[PointId::Num(1)],
+        &PayloadSelector::All,
+        &VectorSelector::Nothing,
+    );
+    assert_eq!(
+        Value::Object(r[0].payload.clone().unwrap()),
+        json!({"only": "this"})
+    );
+    c.update(
+        Update::DeletePayload {
+            keys: vec!["color".into()],
+            selector: PointSelector::Ids(vec![PointId::Num(2)]),
+        },
+        true,
+    )
+    .unwrap();
+    let r = c.retrieve(
+        &[PointId::Num(2)],
+        &PayloadSelector::All,
+        &VectorSelector::Nothing,
+    );
+    assert!(!r[0].payload.as_ref().unwrap().contains_key("color"));
+    c.update(Update::ClearPayload(PointSelector::Filter(red)), true)
+        .unwrap();
+    assert_eq!(c.count(Some(&flagged)), 0);
+    c.update(
+        Update::Delete(PointSelector::Filter(Arc::new(
+            Filter::from_json(&json!({"must": {"key": "n", "range": {"lt": 50}}})).unwrap(),
+        ))),
+        true,
+    )
+    .unwrap();
+    let below = Filter::from_json(&json!({"must": {"key": "n", "range": {"lt": 50}}})).unwrap();
+    assert_eq!(c.count(Some(&below)), 0);
+    // Scroll walks ids in order with a cursor and sees every remaining point once.
+    let mut seen = Vec::new();
+    let mut from = None;
+    loop {
+        let page = c.scroll(
+            from,
+            7,
+            None,
+            &PayloadSelector::Nothing,
+            &VectorSelector::Nothing,
+        );
+        seen.extend(page.points.iter().map(|r| r.id));
+        match page.next {
+            Some(n) => from = Some(n),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted);
+    assert_eq!(seen.len(), c.count(None));
+    store.close().unwrap();
+}
+
+#[test]
+fn snapshot_restore_gives_identical_points_and_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Manhattan", 2, 300)).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 900, 100);
+    c.optimize_now().unwrap();
+    fill(&c, &mut rng, &mut model, 800, 200, 100);
+    c.create_payload_index("color", json!("keyword")).unwrap();
+    let snap = store.create_snapshot("c").unwrap();
+    assert!(snap.size > 0 && snap.checksum.as_ref().is_some_and(|s| s.len() == 64));
+    assert_eq!(store.list_snapshots("c").unwrap(), vec![snap.clone()]);
+    // Writes after the snapshot must not be in the restored collection.
+    c.update(
+        Update::Delete(PointSelector::Ids(vec![PointId::Num(1), PointId::Num(2)])),
+        true,
+    )
+    .unwrap();
+    let path = store.snapshot_path("c", &snap.name).unwrap();
+    store
+        .recover("restored", &path, snap.checksum.as_deref())
+        .unwrap();
+    let r = store.get("restored").unwrap();
+    let all: Vec<PointId> = model.keys().copied().collect();
+    let got = r.retrieve(&all, &PayloadSelector::All, &VectorSelector::All);
+    assert_eq!(got.len(), model.len());
+    for rec in &got {
+        assert_eq!(rec.payload.as_ref(), Some(&model[&rec.id].1));
+        assert_eq!(rec.vectors.as_ref().unwrap()[0].1, model[&rec.id].0);
+    }
+    assert_eq!(r.payload_schema()["color"]["data_type"], json!("keyword"));
+    // The restored collection takes writes and survives a restart.
+    r.update(
+        Update::Delete(PointSelector::Ids(vec![PointId::Num(3)])),
+        true,
+    )
+    .unwrap();
+    store.close().unwrap();
+    drop((c, r, store));
+    let store = reopen(dir.path());
+    assert_eq!(store.get("restored").unwrap().count(None), model.len() - 1);
+    // A damaged snapshot is refused whole and changes nothing.
+    let bytes = std::fs::read(&path).unwrap();
+    let mut damaged = bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x40;
+    let bad_path = dir.path().join("snapshots/damaged.snapshot");
+    std::fs::write(&bad_path, damaged).unwrap();
+    assert!(store.recover("restored", &bad_path, None).is_err());
+    assert_eq!(store.get("restored").unwrap().count(None), model.len() - 1);
+    store.delete_snapshot("c", &snap.name).unwrap();
+    assert!(store.list_snapshots("c").unwrap().is_empty());
+    store.close().unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_whole_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Cosine", 2, 1000)).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 10, 10);
+    let good = random_point(&mut rng, 100);
+    let mut wrong_dim = random_point(&mut rng, 101);
+    wrong_dim.vectors[0].1.pop();
+    let mut nan = random_point(&mut rng, 102);
+    nan.vectors[0].1[3] = f32::NAN;
+    let mut unknown = random_point(&mut rng, 103);
+    unknown.vectors[0].0 = "nope".into();
+    let mut huge = random_point(&mut rng, 104);
+    huge.payload.insert(
+        "blob".into(),
+        json!("x".repeat(storage::MAX_PAYLOAD_BYTES + 1)),
+    );
+    for bad in [wrong_dim, nan, unknown, huge] {
+        let err = c
+            .update(Update::Upsert(vec![good.clone(), bad]), true)
+            .unwrap_err();
+        assert_eq!(err.kind(), StorageErrorKind::InvalidInput, "{err}");
+        assert_eq!(
+            c.count(None),
+            10,
+            "nothing of a refused batch may be applied"
+        );
+    }
+    assert_eq!(
+        store.get("missing").unwrap_err().kind(),
+        StorageErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .create("c", config("Cosine", 1, 10))
+            .unwrap_err()
+            .kind(),
+        StorageErrorKind::Conflict
+    );
+    assert_eq!(
+        store
+            .create("../x", config("Cosine", 1, 10))
+            .unwrap_err()
+            .kind(),
+        StorageErrorKind::InvalidInput
+    );
+    let bad_key = Update::SetPayload {
+        payload: Payload::new(),
+        selector: PointSelector::Ids(vec![PointId::Num(1)]),
+        key: Some("a[".into()),
+    };
+    assert_eq!(
+        c.update(bad_key, true).unwrap_err().kind(),
+        StorageErrorKind::InvalidInput
+    );
+    let wrong_query = c
+        .search(&request(vec![0.0; DIM + 1], 10, false, None))
+        .unwrap_err();
+    assert_eq!(wrong_query.kind(), StorageErrorKind::InvalidInput);
+    for bad in [
+        json!({"vectors": {"size": 0, "distance": "Cosine"}}),
+        json!({"vectors": {"size": 4, "distance": "Hamming"}}),
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 0}),
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "unknown": 1}),
+    ] {
+        assert!(CollectionConfig::from_json(&bad).is_err(), "{bad}");
+    }
+    assert!(store.delete("c").unwrap());
+    assert!(!store.delete("c").unwrap());
+    store.close().unwrap();
+}
+
+#[test]
+fn named_vectors_and_missing_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let config = CollectionConfig::from_json(&json!({
+        "vectors": {"a": {"size": 2, "distance": "Dot"}, "b": {"size": 3, "distance": "Euclid"}},
+        "optimizers_config": {"indexing_threshold": 1},
+    }))
+    .unwrap();
+    let c = store.create("c", config).unwrap();
+    let p = |id: u64, a: Option<Vec<f32>>, b: Option<Vec<f32>>| PointWrite {
+        id: PointId::Num(id),
+        vectors: a
+            .map(|v| ("a".to_string(), v))
+            .into_iter()
+            .chain(b.map(|v| ("b".to_string(), v)))
+            .collect(),
+        payload: Payload::new(),
+    };
+    let points: Vec<PointWrite> = (0..300u64)
+        .map(|i| {
+            let x = i as f32;
+            p(
+                i,
+                (i % 3 != 0).then(|| vec![x, 1.0]),
+                (i % 2 == 0).then(|| vec![x, 0.0, 0.0]),
+            )
+        })
+        .collect();
+    c.update(Update::Upsert(points), true).unwrap();
+    c.optimize_now().unwrap();
+    let mut req = request(vec![1.0, 0.0], 5, true, None);
+    req.vector_name = "a".into();
+    let hits = c.search(&req).unwrap();
+    assert_eq!(ids(&hits), [299, 298, 296, 295, 293].map(PointId::Num));
+    let mut req = request(vec![10.2, 0.0, 0.0], 3, false, None);
+    req.vector_name = "b".into();
+    let hits = c.search(&req).unwrap();
+    assert_eq!(ids(&hits), [10, 12, 8].map(PointId::Num));
+    assert!(
+        (hits[0].score - 0.2).abs() < 1e-5,
+        "Euclid score is the distance: {}",
+        hits[0].score
+    );
+    let has_a = Filter::from_json(&json!({"must": {"has_vector": "a"}})).unwrap();
+    assert_eq!(c.count(Some(&has_a)), 200);
+    store.close().unwrap();
+}
