@@ -51,7 +51,36 @@ fn log_range(values: impl Iterator<Item = f64>) -> Option<std::ops::Range<f64>> 
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-    (hi > 0.0).then(|| (lo / 1.5).max(1e-4)..hi * 1.5)
+    (hi > 0.0).then(|| (lo / 1.3).max(1e-4)..hi * 1.3)
+}
+
+/// Tick values for a log axis over `range`: 1-2-5 steps per decade, or 1-2-3-5-7 when the
+/// range is too narrow for three of those (plotters' own log ticks are powers of ten only).
+fn log_ticks(range: &std::ops::Range<f64>) -> Vec<f64> {
+    let ticks = |mantissas: &[f64]| -> Vec<f64> {
+        let first = range.start.log10().floor() as i32;
+        let last = range.end.log10().ceil() as i32;
+        (first..=last)
+            .flat_map(|d| mantissas.iter().map(move |m| m * 10f64.powi(d)))
+            .filter(|v| range.contains(v))
+            .collect()
+    };
+    let coarse = ticks(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        coarse
+    } else {
+        ticks(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0])
+    }
+}
+
+/// Milliseconds with as many decimals as their size needs.
+fn format_ms(ms: &f64) -> String {
+    match *ms {
+        v if v >= 10.0 => format!("{v:.0}"),
+        v if v >= 1.0 => format!("{v:.1}"),
+        v if v >= 0.1 => format!("{v:.2}"),
+        v => format!("{v:.3}"),
+    }
 }
 
 /// Recall (x) against throughput (y), one point per run labelled by its parameter value:
@@ -66,7 +95,8 @@ pub fn recall_vs_qps(runs: &[RunReport], k: usize) -> Result<Option<String>> {
     }
     let min_recall = points.iter().map(|p| p.0).fold(1.0f64, f64::min);
     let x_lo = ((min_recall - 0.05) * 20.0).floor() / 20.0;
-    let x_range = x_lo.max(0.0)..1.0 + 1e-9;
+    // A little room right of 1.0 so that the last point's label is not cut off.
+    let x_range = x_lo.max(0.0)..1.0 + (1.0 - x_lo.max(0.0)) * 0.08;
     let y_max = points.iter().map(|p| p.1).fold(0.0f64, f64::max) * 1.15 + 1.0;
     draw_svg("recall versus QPS", |root| {
         let mut chart = ChartBuilder::on(root)
@@ -80,7 +110,13 @@ pub fn recall_vs_qps(runs: &[RunReport], k: usize) -> Result<Option<String>> {
             .configure_mesh()
             .x_desc(format!("recall@{k}"))
             .y_desc("queries per second")
-            .x_label_formatter(&|x| format!("{x:.2}"))
+            .x_label_formatter(&|x| {
+                if *x <= 1.0 {
+                    format!("{x:.2}")
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -123,7 +159,13 @@ pub fn latency_percentiles(runs: &[RunReport]) -> Result<Option<String>> {
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..NAMES.len() - 1).into_segmented(), y_range.log_scale())
+            .build_cartesian_2d(
+                (0..NAMES.len() - 1).into_segmented(),
+                y_range
+                    .clone()
+                    .log_scale()
+                    .with_key_points(log_ticks(&y_range)),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -134,7 +176,7 @@ pub fn latency_percentiles(runs: &[RunReport]) -> Result<Option<String>> {
                 }
                 SegmentValue::Last => String::new(),
             })
-            .y_label_formatter(&|y| format!("{y:.3}"))
+            .y_label_formatter(&format_ms)
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (label, values)) in series.iter().enumerate() {
@@ -198,13 +240,19 @@ pub fn latency_over_time(runs: &[RunReport]) -> Result<Option<String>> {
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0.0..t_max, y_range.log_scale())
+            .build_cartesian_2d(
+                0.0..t_max,
+                y_range
+                    .clone()
+                    .log_scale()
+                    .with_key_points(log_ticks(&y_range)),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("seconds since the run began")
             .y_desc("milliseconds (log)")
-            .y_label_formatter(&|y| format!("{y:.3}"))
+            .y_label_formatter(&format_ms)
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (label, points)) in all.iter().enumerate() {
@@ -239,4 +287,16 @@ pub fn latency_over_time(runs: &[RunReport]) -> Result<Option<String>> {
         Ok(())
     })
     .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_fall_inside_the_range() {
+        assert_eq!(log_ticks(&(0.3..30.0)), [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
+        // Too narrow for 1-2-5: finer steps.
+        assert_eq!(log_ticks(&(26.0..60.0)), [30.0, 40.0, 50.0]);
+    }
 }
