@@ -1,2 +1,357 @@
-//! TODO(skeleton)
-fn main() {}
+//! vector-router: a Qdrant-compatible REST service over durable, sharded collections.
+//!
+//! `router` with no flags serves REST on 127.0.0.1:6333 with data under `./storage`. See
+//! `router --help` and `config.rs` for every setting; `api.rs` holds the routes.
+//!
+//! Layers, from the outside in: request id, tracing, metrics, compression, error mapping,
+//! load shedding, concurrency limit, timeout, authentication; bodies are limited in the
+//! extractor. Searches run on a bounded pool, off the reactor; writes run on the blocking
+//! pool. Shutdown (SIGTERM, Ctrl-C) stops accepting, lets requests in flight finish within a
+//! grace period, flushes every collection and exits 0.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod config;
+mod convert;
+mod error;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use clap::Parser;
+use error::ApiError;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+
+/// Reported as `commit` by `GET /` (Qdrant always sends 40 hex digits).
+pub const COMMIT: &str = "0000000000000000000000000000000000000000";
+
+/// What every handler shares.
+pub struct AppState {
+    pub storage: Arc<storage::Storage>,
+    pub cache: cache::ResultCache<serde_json::Value>,
+    pub metrics: metrics::Metrics,
+    pub pool: shard_router::SearchPool,
+    pub timeout: Duration,
+    pub ready: AtomicBool,
+    pub started: Instant,
+    api_key: Option<String>,
+    read_only_api_key: Option<String>,
+}
+
+impl AppState {
+    pub fn shard_handles(&self, c: &storage::Collection) -> Vec<Arc<dyn shard_router::Shard>> {
+        api::shard_handles(&self.pool, c)
+    }
+
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let collections = self
+            .storage
+            .all()
+            .iter()
+            .map(|c| {
+                let s = c.stats();
+                metrics::CollectionStats {
+                    name: c.name().to_string(),
+                    points: s.points as u64,
+                    segments: s.segments as u64,
+                    optimizer_queue: u64::from(s.optimizing),
+                    wal_bytes: s.wal_bytes,
+                    indexed_vectors: s.indexed_points as u64,
+                }
+            })
+            .collect();
+        let c = self.cache.stats();
+        metrics::Snapshot {
+            collections,
+            cache: Some(metrics::CacheCounters {
+                hits: c.hits,
+                misses: c.misses,
+                evictions: c.evictions.total(),
+                entries: c.entries,
+                weighted_bytes: c.weighted_size,
+            }),
+            process: Some(metrics::ProcessStats::current(self.started)),
+        }
+    }
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a key matched.
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+}
+
+/// Requests a read-only key may make: reads, and POSTs that only read.
+fn is_read_only(method: &Method, path: &str) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return true;
+    }
+    method == Method::POST
+        && [
+            "/points/scroll",
+            "/points/count",
+            "/points/query",
+            "/points/query/batch",
+            "/points/search",
+            "/points/search/batch",
+        ]
+        .iter()
+        .any(|s| path.ends_with(s))
+        || (method == Method::POST
+            && path.ends_with("/points")
+            && path.starts_with("/collections/"))
+}
+
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(full) = &state.api_key else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/livez" | "/readyz") {
+        return next.run(req).await;
+    }
+    let ok = match presented_key(req.headers()) {
+        Some(k) if same_key(k, full) => true,
+        Some(k)
+            if state
+                .read_only_api_key
+                .as_deref()
+                .is_some_and(|ro| same_key(k, ro)) =>
+        {
+            is_read_only(req.method(), path)
+        }
+        Some(_) => {
+            return ApiError::new(StatusCode::FORBIDDEN, "Forbidden: this key cannot do that")
+                .into_response();
+        }
+        None => false,
+    };
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: a valid api-key is required",
+        )
+        .into_response()
+    }
+}
+
+async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let seconds = start.elapsed().as_secs_f64();
+    state.metrics.observe_request(
+        &endpoint,
+        method.as_str(),
+        response.status().as_u16(),
+        seconds,
+    );
+    tracing::info!(target: "access", %method, endpoint, status = response.status().as_u16(), ms = seconds * 1e3);
+    response
+}
+
+async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Bad request: the request body is larger than the limit of {limit} bytes"),
+        )
+        .into_response(),
+    }
+}
+
+async fn map_layer_error(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout: the request took longer than the server's limit",
+        )
+        .into_response()
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable: too many requests in flight, retry later",
+        )
+        .into_response()
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {err}"),
+        )
+        .into_response()
+    }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn main() -> std::process::ExitCode {
+    let settings = match config::Settings::resolve(config::Args::parse()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("router: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log_level, settings.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("router: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("router: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: config::Settings) -> Result<(), String> {
+    if let Some(p) = settings.grpc_port {
+        tracing::warn!(grpc_port = p, "gRPC is not served yet; only REST");
+    }
+    let (sp, snp) = (
+        settings.storage_path.clone(),
+        settings.snapshots_path.clone(),
+    );
+    let storage = tokio::task::spawn_blocking(move || storage::Storage::open(&sp, &snp))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open storage: {e}"))?;
+    let state = Arc::new(AppState {
+        storage: Arc::new(storage),
+        cache: cache::ResultCache::new(&settings.cache),
+        metrics: metrics::Metrics::new(),
+        pool: shard_router::SearchPool::new(settings.search_threads).map_err(|e| e.to_string())?,
+        timeout: settings.request_timeout,
+        ready: AtomicBool::new(true),
+        started: Instant::now(),
+        api_key: settings.api_key.clone(),
+        read_only_api_key: settings.read_only_api_key.clone(),
+    });
+    let app = api::routes(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.max_body_bytes,
+            limit_body,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(map_layer_error))
+                .load_shed()
+                .concurrency_limit(settings.max_concurrent_requests)
+                .timeout(settings.request_timeout),
+        )
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ));
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", settings.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, storage = %settings.storage_path.display(), "vector-router serving");
+    let grace = settings.shutdown_grace;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = tx.send(());
+    });
+    let forced = async move {
+        let _ = rx.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| e.to_string())?,
+        _ = forced => tracing::warn!("grace period over; closing with requests still in flight"),
+    }
+    state
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.storage.close())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("flush on shutdown: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

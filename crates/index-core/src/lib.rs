@@ -45,4 +45,4 @@ pub use flat::FlatIndex;
 pub use ids::{PointId, PointOffset};
 pub use result::{merge_top_k, ScoredOffset, TopK};
 pub use storage::{DenseScorer, DenseVectors, QueryScorer, VectorStorage};
-pub use traits::{MemoryUsage, SearchParams, VectorIndex, VectorIndexWrite};
+pub use traits::{MemoryUsage, SearchParams, VectorIndex, VectorIndexWrite, MAX_LIMIT};

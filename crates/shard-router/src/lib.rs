@@ -1,1 +1,319 @@
-//! TODO(crate skeleton): being written.
+//! Shards behind one async trait, and the fan-out that searches them all.
+//!
+//! A [`Shard`] answers searches, counts, scrolls and retrievals asynchronously and gives up at
+//! a deadline. [`LocalShardHandle`] runs a [`storage::LocalShard`] on a bounded thread pool,
+//! off the async reactor; remote shards (our own nodes, or a Qdrant cluster) implement the
+//! same trait later without touching [`search`], which sends a query to every shard at
+//! once, merges their sorted answers with a k-way heap ([`merge_shard_results`], a pure
+//! function) and cuts to the limit.
+//!
+//! Re-ranking: each local shard already returns full-precision distances (its quantized
+//! segments rescore their `limit · oversampling` candidates with the original vectors), so
+//! the merge is exact. A shard whose scores are approximate says so
+//! ([`ShardAnswer::exact`] false), and [`search`] then re-ranks the merged candidates with
+//! [`Shard::vectors`] before cutting.
+//!
+//! Writes do not go through this trait: a collection's single write-ahead log
+//! (`storage::Collection::update`) orders them and makes batches atomic across its local
+//! shards.
+//!
+//! ```
+//! use shard_router::{search, LocalShardHandle, SearchPool, Shard};
+//! use std::sync::Arc;
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = storage::Storage::open(&dir.path().join("s"), &dir.path().join("p")).unwrap();
+//! let config = storage::CollectionConfig::from_json(&serde_json::json!({
+//!     "vectors": {"size": 1, "distance": "Dot"}, "shard_number": 2
+//! })).unwrap();
+//! let c = store.create("c", config).unwrap();
+//! let points = (0..10u64).map(|i| storage::PointWrite {
+//!     id: index_core::PointId::Num(i), vectors: vec![(String::new(), vec![i as f32])], payload: Default::default(),
+//! }).collect();
+//! c.update(storage::Update::Upsert(points), true).unwrap();
+//! let pool = SearchPool::new(2).unwrap();
+//! let shards: Vec<Arc<dyn Shard>> = c.shards().iter()
+//!     .map(|s| Arc::new(LocalShardHandle::new(s.clone(), pool.clone())) as Arc<dyn Shard>).collect();
+//! let req = storage::SearchRequest {
+//!     vector_name: String::new(), vector: vec![1.0], filter: None,
+//!     params: index_core::SearchParams::top(3),
+//!     with_payload: payload::PayloadSelector::Nothing, with_vector: storage::VectorSelector::Nothing,
+//! };
+//! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+//! let hits = search(&shards, Arc::new(req), quant::Metric::InnerProduct, deadline).await.unwrap();
+//! let ids: Vec<_> = hits.iter().map(|h| h.record.id).collect();
+//! assert_eq!(ids, vec![index_core::PointId::Num(9), index_core::PointId::Num(8), index_core::PointId::Num(7)]);
+//! # });
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use futures::future::BoxFuture;
+use index_core::{merge_top_k, PointId};
+use payload::Filter;
+use quant::Metric;
+use std::sync::Arc;
+use std::time::Instant;
+use storage::{LocalShard, ScoredPoint, SearchRequest, StorageError};
+
+/// What can go wrong talking to a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The shard did not answer before the deadline.
+    #[error("Timeout: shard {shard} did not answer in time")]
+    Timeout {
+        /// Which shard.
+        shard: u32,
+    },
+    /// The shard cannot be reached or its worker died.
+    #[error("Service unavailable: shard {shard}: {reason}")]
+    Unavailable {
+        /// Which shard.
+        shard: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The shard refused or failed the request.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Kinds the router maps to statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardErrorKind {
+    /// 408.
+    Timeout,
+    /// 503.
+    Unavailable,
+    /// What storage says.
+    Storage(storage::StorageErrorKind),
+}
+
+impl ShardError {
+    /// The kind.
+    pub fn kind(&self) -> ShardErrorKind {
+        match self {
+            ShardError::Timeout { .. } => ShardErrorKind::Timeout,
+            ShardError::Unavailable { .. } => ShardErrorKind::Unavailable,
+            ShardError::Storage(e) => ShardErrorKind::Storage(e.kind()),
+        }
+    }
+}
+
+/// A shard's answer to a search.
+#[derive(Debug, Clone)]
+pub struct ShardAnswer {
+    /// Hits, closest first.
+    pub hits: Vec<ScoredPoint>,
+    /// Whether the distances are exact (full precision).
+    pub exact: bool,
+}
+
+/// One shard of a collection, local or remote.
+pub trait Shard: Send + Sync {
+    /// Its number within the collection.
+    fn id(&self) -> u32;
+    /// The closest points, at most `req.params.limit`.
+    fn search(
+        &self,
+        req: Arc<SearchRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ShardAnswer, ShardError>>;
+    /// Points matching a filter.
+    fn count(
+        &self,
+        filter: Option<Arc<Filter>>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<usize, ShardError>>;
+    /// Full-precision vectors of some points, for re-ranking.
+    fn vectors(
+        &self,
+        ids: Vec<PointId>,
+        name: String,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>>;
+}
+
+/// The bounded pool local shards search on.
+#[derive(Clone)]
+pub struct SearchPool(Arc<rayon::ThreadPool>);
+
+impl SearchPool {
+    /// A pool of `threads` workers.
+    pub fn new(threads: usize) -> Result<SearchPool, ShardError> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("search-{i}"))
+            .build()
+            .map(|p| SearchPool(Arc::new(p)))
+            .map_err(|e| ShardError::Unavailable {
+                shard: 0,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Runs `f` on the pool; the answer comes back through a channel, so the reactor never
+    /// blocks. Gives up at the deadline (the work itself runs to completion).
+    async fn run<T: Send + 'static>(
+        &self,
+        shard: u32,
+        deadline: Instant,
+        f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, ShardError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.spawn(move || {
+            if Instant::now() >= deadline {
+                let _ = tx.send(Err(ShardError::Timeout { shard }));
+                return;
+            }
+            let _ = tx.send(f().map_err(ShardError::from));
+        });
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ShardError::Unavailable {
+                shard,
+                reason: "search worker stopped".into(),
+            }),
+            Err(_) => Err(ShardError::Timeout { shard }),
+        }
+    }
+}
+
+/// A local shard behind the [`Shard`] trait.
+pub struct LocalShardHandle {
+    shard: Arc<LocalShard>,
+    pool: SearchPool,
+}
+
+impl LocalShardHandle {
+    /// Wraps a local shard, searching on `pool`.
+    pub fn new(shard: Arc<LocalShard>, pool: SearchPool) -> LocalShardHandle {
+        LocalShardHandle { shard, pool }
+    }
+}
+
+impl Shard for LocalShardHandle {
+    fn id(&self) -> u32 {
+        self.shard.id()
+    }
+
+    fn search(
+        &self,
+        req: Arc<SearchRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ShardAnswer, ShardError>> {
+        let shard = self.shard.clone();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let id = shard.id();
+            let hits = pool.run(id, deadline, move || shard.search(&req)).await?;
+            Ok(ShardAnswer { hits, exact: true })
+        })
+    }
+
+    fn count(
+        &self,
+        filter: Option<Arc<Filter>>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<usize, ShardError>> {
+        let shard = self.shard.clone();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let id = shard.id();
+            pool.run(id, deadline, move || Ok(shard.count(filter.as_deref())))
+                .await
+        })
+    }
+
+    fn vectors(
+        &self,
+        ids: Vec<PointId>,
+        name: String,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>> {
+        let shard = self.shard.clone();
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let id = shard.id();
+            pool.run(id, deadline, move || {
+                ids.iter().map(|&i| shard.vector_of(i, &name)).collect()
+            })
+            .await
+        })
+    }
+}
+
+/// Merges shards' answers, each sorted closest first, into the `limit` closest (a point
+/// appearing twice keeps its closest hit).
+pub fn merge_shard_results(lists: &[Vec<ScoredPoint>], limit: usize) -> Vec<ScoredPoint> {
+    merge_top_k(lists, limit, |h| h.distance, |h| h.record.id)
+}
+
+/// Searches every shard at once and merges: the closest `req.params.limit` points over the
+/// collection, closest first. Approximate answers are re-ranked exactly, under `metric`,
+/// before the cut.
+pub async fn search(
+    shards: &[Arc<dyn Shard>],
+    req: Arc<SearchRequest>,
+    metric: Metric,
+    deadline: Instant,
+) -> Result<Vec<ScoredPoint>, ShardError> {
+    let answers =
+        futures::future::try_join_all(shards.iter().map(|s| s.search(req.clone(), deadline)))
+            .await?;
+    if answers.iter().all(|a| a.exact) {
+        let lists: Vec<Vec<ScoredPoint>> = answers.into_iter().map(|a| a.hits).collect();
+        return Ok(merge_shard_results(&lists, req.params.limit));
+    }
+    // Re-rank every candidate with its full-precision vector, then cut.
+    let mut all: Vec<(usize, ScoredPoint)> = Vec::new();
+    for (k, a) in answers.into_iter().enumerate() {
+        all.extend(a.hits.into_iter().map(|h| (k, h)));
+    }
+    let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); shards.len()];
+    for (k, h) in &all {
+        by_shard[*k].push(h.record.id);
+    }
+    let fetched = futures::future::try_join_all(
+        by_shard
+            .into_iter()
+            .enumerate()
+            .map(|(k, ids)| shards[k].vectors(ids, req.vector_name.clone(), deadline)),
+    )
+    .await?;
+    let mut cursor = vec![0usize; shards.len()];
+    let kernels = quant::kernels();
+    let mut reranked: Vec<ScoredPoint> = Vec::with_capacity(all.len());
+    for (k, mut h) in all {
+        let v = fetched[k].get(cursor[k]).cloned().flatten();
+        cursor[k] += 1;
+        if let Some(v) = v {
+            let mut q = req.vector.clone();
+            metric.prepare(&mut q);
+            h.distance = metric.distance(kernels, &q, &v);
+            h.score = metric.score(h.distance);
+        }
+        reranked.push(h);
+    }
+    reranked.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then(a.record.id.cmp(&b.record.id))
+    });
+    reranked.truncate(req.params.limit);
+    Ok(reranked)
+}
+
+/// Counts over every shard.
+pub async fn count(
+    shards: &[Arc<dyn Shard>],
+    filter: Option<Arc<Filter>>,
+    deadline: Instant,
+) -> Result<usize, ShardError> {
+    let counts =
+        futures::future::try_join_all(shards.iter().map(|s| s.count(filter.clone(), deadline)))
+            .await?;
+    Ok(counts.into_iter().sum())
+}

@@ -1,0 +1,253 @@
+//! Configuration: defaults, then a TOML file, then environment variables (Qdrant's names
+//! where Qdrant has them), then command-line flags. Checked before anything binds.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// vector-router: a Qdrant-compatible vector search service over durable, sharded
+/// collections. Run with no flags it serves REST on 127.0.0.1:6333 with data under
+/// ./storage.
+#[derive(Debug, Parser)]
+#[command(name = "router", version)]
+pub struct Args {
+    /// TOML config file (sections `[service]`, `[storage]`, `[cache]`, `[log]`; keys as the flags, with `_`).
+    #[arg(long, env = "VR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to bind (Qdrant: service.host). Beyond loopback an API key is required.
+    #[arg(long, env = "QDRANT__SERVICE__HOST")]
+    pub host: Option<String>,
+    /// REST port; 0 picks a free one (Qdrant: service.http_port). Default 6333.
+    #[arg(long, env = "QDRANT__SERVICE__HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// gRPC port (Qdrant: service.grpc_port). gRPC is not served yet: accepted and logged.
+    #[arg(long, env = "QDRANT__SERVICE__GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+    /// API key giving full access, sent as `api-key` or `Authorization: Bearer` (Qdrant: service.api_key).
+    #[arg(long, env = "QDRANT__SERVICE__API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// API key giving read-only access (Qdrant: service.read_only_api_key).
+    #[arg(
+        long,
+        env = "QDRANT__SERVICE__READ_ONLY_API_KEY",
+        hide_env_values = true
+    )]
+    pub read_only_api_key: Option<String>,
+    /// Where collections live (Qdrant: storage.storage_path). Default ./storage.
+    #[arg(long, env = "QDRANT__STORAGE__STORAGE_PATH")]
+    pub storage_path: Option<PathBuf>,
+    /// Where snapshots are written (Qdrant: storage.snapshots_path). Default ./snapshots.
+    #[arg(long, env = "QDRANT__STORAGE__SNAPSHOTS_PATH")]
+    pub snapshots_path: Option<PathBuf>,
+    /// Largest request body in MB (Qdrant: service.max_request_size_mb). Default 32.
+    #[arg(long, env = "QDRANT__SERVICE__MAX_REQUEST_SIZE_MB")]
+    pub max_request_size_mb: Option<u64>,
+    /// Requests served at once; past it requests are shed with 503 and Retry-After. Default 512.
+    #[arg(long, env = "VR_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Per-request timeout in seconds. Default 60.
+    #[arg(long, env = "VR_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Threads searches run on. Default: one per core.
+    #[arg(long, env = "VR_SEARCH_THREADS")]
+    pub search_threads: Option<usize>,
+    /// Result cache time to live in seconds; 0 disables the cache. Default 60.
+    #[arg(long, env = "VR_CACHE_TTL_SECS")]
+    pub cache_ttl_secs: Option<f64>,
+    /// Result cache budget in MB. Default 64.
+    #[arg(long, env = "VR_CACHE_MAX_MB")]
+    pub cache_max_mb: Option<u64>,
+    /// Log level filter (tracing's syntax). Default info.
+    #[arg(long, env = "VR_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "VR_LOG_JSON")]
+    pub log_json: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C. Default 30.
+    #[arg(long, env = "VR_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    service: FileService,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default)]
+    cache: FileCache,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileService {
+    host: Option<String>,
+    http_port: Option<u16>,
+    grpc_port: Option<u16>,
+    api_key: Option<String>,
+    read_only_api_key: Option<String>,
+    max_request_size_mb: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    search_threads: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    storage_path: Option<PathBuf>,
+    snapshots_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCache {
+    ttl_secs: Option<f64>,
+    max_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    level: Option<String>,
+    json: Option<bool>,
+}
+
+/// The effective settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub grpc_port: Option<u16>,
+    pub api_key: Option<String>,
+    pub read_only_api_key: Option<String>,
+    pub storage_path: PathBuf,
+    pub snapshots_path: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+    pub search_threads: usize,
+    pub cache: cache::CacheConfig,
+    pub log_level: String,
+    pub log_json: bool,
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Merges flags/env over the file over defaults, and checks the result.
+    pub fn resolve(args: Args) -> Result<Settings, String> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let host = args
+            .host
+            .or(file.service.host)
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| format!("host `{host}` is not an IP address"))?;
+        let port = args.http_port.or(file.service.http_port).unwrap_or(6333);
+        let api_key = args
+            .api_key
+            .or(file.service.api_key)
+            .filter(|k| !k.is_empty());
+        let read_only_api_key = args
+            .read_only_api_key
+            .or(file.service.read_only_api_key)
+            .filter(|k| !k.is_empty());
+        if !ip.is_loopback() && api_key.is_none() {
+            return Err(format!(
+                "refusing to bind {ip} (beyond loopback) without an API key: set --api-key or QDRANT__SERVICE__API_KEY"
+            ));
+        }
+        if read_only_api_key.is_some() && api_key.is_none() {
+            return Err("a read-only API key needs a full API key as well".into());
+        }
+        let max_mb = args
+            .max_request_size_mb
+            .or(file.service.max_request_size_mb)
+            .unwrap_or(32);
+        if max_mb == 0 || max_mb > 1024 {
+            return Err(format!(
+                "max_request_size_mb {max_mb} is not between 1 and 1024"
+            ));
+        }
+        let concurrency = args
+            .max_concurrent_requests
+            .or(file.service.max_concurrent_requests)
+            .unwrap_or(512);
+        if concurrency == 0 {
+            return Err("max_concurrent_requests must be at least 1".into());
+        }
+        let timeout = args
+            .request_timeout_secs
+            .or(file.service.request_timeout_secs)
+            .unwrap_or(60);
+        if timeout == 0 || timeout > 3600 {
+            return Err(format!(
+                "request_timeout_secs {timeout} is not between 1 and 3600"
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let search_threads = args
+            .search_threads
+            .or(file.service.search_threads)
+            .unwrap_or(cores);
+        if search_threads == 0 || search_threads > 1024 {
+            return Err(format!(
+                "search_threads {search_threads} is not between 1 and 1024"
+            ));
+        }
+        let ttl = args.cache_ttl_secs.or(file.cache.ttl_secs).unwrap_or(60.0);
+        if !(ttl.is_finite() && ttl >= 0.0) {
+            return Err(format!("cache ttl {ttl} is not a number of seconds"));
+        }
+        let cache = cache::CacheConfig {
+            enabled: ttl > 0.0,
+            ttl: Duration::from_secs_f64(ttl.max(0.001)),
+            max_bytes: args.cache_max_mb.or(file.cache.max_mb).unwrap_or(64) << 20,
+        };
+        if cache.enabled {
+            cache.validate().map_err(|e| format!("cache: {e}"))?;
+        }
+        Ok(Settings {
+            addr: SocketAddr::new(ip, port),
+            grpc_port: args.grpc_port.or(file.service.grpc_port),
+            api_key,
+            read_only_api_key,
+            storage_path: args
+                .storage_path
+                .or(file.storage.storage_path)
+                .unwrap_or_else(|| "./storage".into()),
+            snapshots_path: args
+                .snapshots_path
+                .or(file.storage.snapshots_path)
+                .unwrap_or_else(|| "./snapshots".into()),
+            max_body_bytes: (max_mb << 20) as usize,
+            max_concurrent_requests: concurrency,
+            request_timeout: Duration::from_secs(timeout),
+            search_threads,
+            cache,
+            log_level: args
+                .log_level
+                .or(file.log.level)
+                .unwrap_or_else(|| "info".into()),
+            log_json: args.log_json || file.log.json.unwrap_or(false),
+            shutdown_grace: Duration::from_secs(
+                args.shutdown_grace_secs
+                    .or(file.service.shutdown_grace_secs)
+                    .unwrap_or(30),
+            ),
+        })
+    }
+}
