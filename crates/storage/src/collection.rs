@@ -722,7 +722,11 @@ impl Collection {
             }
         }
         let _w = self.write_lock.lock();
-        self.flush()
+        self.sync_log()?;
+        for s in &self.shards {
+            s.save_all()?;
+        }
+        self.truncate_log()
     }
 
     /// Zeroes every shard's sequence numbers: the collection was restored from a snapshot

@@ -20,7 +20,7 @@ use index_core::{
 use index_hnsw::HnswIndex;
 use parking_lot::RwLock;
 use quant::{kernels, Metric};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A growable bitset over rows.
 #[derive(Debug, Clone, Default)]
@@ -86,8 +86,10 @@ pub(crate) enum SegmentVectors {
     /// One graph per named vector.
     Indexed {
         graphs: Vec<HnswIndex>,
-        /// Bumped each time the graphs' files are rewritten.
+        /// Bumped each time the graphs' files are rewritten; 0: never written.
         generation: AtomicU64,
+        /// Rows the files of the current generation hold.
+        saved_rows: AtomicUsize,
     },
 }
 
@@ -168,6 +170,7 @@ impl Segment {
             vectors: SegmentVectors::Indexed {
                 graphs,
                 generation: AtomicU64::new(generation),
+                saved_rows: AtomicUsize::new(0),
             },
         }
     }
@@ -180,6 +183,20 @@ impl Segment {
         match &self.vectors {
             SegmentVectors::Indexed { generation, .. } => generation.load(Ordering::Acquire),
             SegmentVectors::Plain(_) => 0,
+        }
+    }
+
+    /// Rows the current generation's files hold.
+    pub(crate) fn saved_rows(&self) -> usize {
+        match &self.vectors {
+            SegmentVectors::Indexed { saved_rows, .. } => saved_rows.load(Ordering::Acquire),
+            SegmentVectors::Plain(_) => 0,
+        }
+    }
+
+    pub(crate) fn set_saved_rows(&self, rows: usize) {
+        if let SegmentVectors::Indexed { saved_rows, .. } = &self.vectors {
+            saved_rows.store(rows, Ordering::Release);
         }
     }
 

@@ -11,17 +11,20 @@
 //! # Checkpoint file (`state.bin`), version 1
 //! ```text
 //! [magic "VRSHARD\0"][version u32 LE = 1][body_len u64 LE][crc32 of body u32 LE][body]
-//! body = [header_len u32 LE][header: JSON][f32 LE values]
-//! header = {"applied_seq", "next_segment_id",
-//!           "indexed": [{"id", "generation", "rows"}],
-//!           "points": [[id, location, payload]]}
-//! location = {"s": segment id, "r": row}      a row of an indexed segment
-//!          | {"v": [[column, len], ...]}      vectors inline, in the f32 block, in order
+//! body   = [header_len u32 LE][header: JSON][points: points_bytes][f32 LE values]
+//! header = {"applied_seq", "next_segment_id", "point_count", "points_bytes",
+//!           "indexed": [{"id", "generation", "rows"}]}     graphs on disk and the rows they hold
+//! point  = [id: 0 u8, u64 | 1 u8, u128 (UUID)]
+//!          [location: 0 u8, segment u64, row u32            a row of an on-disk graph
+//!                   | 1 u8, n u8, n × (column u16, len u32)] vectors inline, in the f32 block]
+//!          [payload_len u32][payload: JSON]
 //! ```
 //! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
-//! index crate's own versioned, checksummed format); a graph file is written once and only
-//! deleted when no checkpoint refers to it any more. The file is replaced atomically
-//! (temporary file, fsync, rename, directory fsync).
+//! index crate's own versioned, checksummed format). A growing graph is rewritten only when
+//! the rows added since its last file reach half of what that file holds (and on close):
+//! rows past the file are checkpointed inline meanwhile, so the bytes written stay linear in
+//! the collection size. A graph file is deleted only once no checkpoint refers to it. The
+//! state file is replaced atomically (temporary file, fsync, rename, directory fsync).
 
 use crate::config::EffectiveVector;
 use crate::ops::{Operation, PointWrite};
@@ -725,11 +728,6 @@ impl LocalShard {
             }
             Ok(())
         })?;
-        let _files = self.files.lock();
-        let generation = target.generation() + 1;
-        for (c, graph) in graphs.iter().enumerate() {
-            graph.save(self.graph_path(target.id, generation, c))?;
-        }
         {
             let mut st = self.state.write();
             let mut moved = 0usize;
@@ -745,7 +743,6 @@ impl LocalShard {
                     moved += 1;
                 }
             }
-            target.set_generation(generation);
             st.segments.retain(|s| !Arc::ptr_eq(s, &src));
             if !st.segments.iter().any(|s| Arc::ptr_eq(s, &target)) {
                 // Indexed segments go first: sealed and active appendables stay at the end.
@@ -763,9 +760,44 @@ impl LocalShard {
                 "optimizer moved points"
             );
         }
-        drop(_files);
+        // Rewrite the graph files only once the rows added since the last write reach half of
+        // what it holds: the checkpoint carries the others inline until then.
+        let unsaved = target.row_count() - target.saved_rows();
+        if unsaved * 2 >= target.saved_rows().max(1) {
+            self.save_graphs(&target)?;
+        }
         self.checkpoint()?;
         Ok(true)
+    }
+
+    /// Writes a segment's graphs as a new generation of files.
+    fn save_graphs(&self, segment: &Segment) -> Result<()> {
+        let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {
+            return Ok(());
+        };
+        let _files = self.files.lock();
+        let rows = segment.row_count();
+        let generation = segment.generation() + 1;
+        for (c, graph) in graphs.iter().enumerate() {
+            graph.save(self.graph_path(segment.id, generation, c))?;
+        }
+        segment.set_saved_rows(rows);
+        segment.set_generation(generation);
+        Ok(())
+    }
+
+    /// Writes every graph with rows not yet in its files, then a checkpoint: what a clean
+    /// shutdown does, so the next start loads graphs instead of re-indexing inline rows.
+    pub fn save_all(&self) -> Result<()> {
+        let _one = self.optimizing.lock();
+        let segments: Vec<Arc<Segment>> = self.state.read().segments.clone();
+        for s in segments
+            .iter()
+            .filter(|s| s.is_indexed() && s.row_count() > s.saved_rows())
+        {
+            self.save_graphs(s)?;
+        }
+        self.write_checkpoint(true).map(|_| ())
     }
 
     fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<HnswIndex>> {
@@ -813,10 +845,15 @@ impl LocalShard {
     /// Writes a checkpoint if anything changed since the last one. Returns the sequence
     /// number it covers.
     pub fn checkpoint(&self) -> Result<u64> {
+        self.write_checkpoint(false)
+    }
+
+    fn write_checkpoint(&self, force: bool) -> Result<u64> {
         let _files = self.files.lock();
         let (bytes, seq, referenced) = {
             let st = self.state.read();
-            if st.applied_seq == st.checkpointed_seq && self.dir.join(STATE_FILE).exists() {
+            if !force && st.applied_seq == st.checkpointed_seq && self.dir.join(STATE_FILE).exists()
+            {
                 return Ok(st.checkpointed_seq);
             }
             self.encode_state(&st)
@@ -860,65 +897,79 @@ impl LocalShard {
         {
             let mut st = self.state.write();
             st.applied_seq = 0;
-            st.checkpointed_seq = u64::MAX;
+            st.checkpointed_seq = 0;
         }
-        let _ = std::fs::remove_file(self.dir.join(STATE_FILE));
-        self.checkpoint().map(|_| ())
+        self.write_checkpoint(true).map(|_| ())
     }
 
     fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {
-        let mut floats: Vec<f32> = Vec::new();
+        let columns = self.settings.vectors.len();
         let mut referenced = HashSet::new();
+        // Indexed segments whose graphs are on disk; rows past what a file holds (added since
+        // it was written) are checkpointed inline, like appendable rows.
+        let mut saved: HashMap<u64, u32> = HashMap::new();
         let indexed: Vec<IndexedHeader> = st
             .segments
             .iter()
-            .filter(|s| s.is_indexed())
+            .filter(|s| s.is_indexed() && s.generation() > 0)
             .map(|s| {
-                for c in 0..self.settings.vectors.len() {
+                for c in 0..columns {
                     referenced.insert(format!("seg-{}-{}-{c}.hnsw", s.id, s.generation()));
                 }
+                saved.insert(s.id, s.saved_rows() as u32);
                 IndexedHeader {
                     id: s.id,
                     generation: s.generation(),
-                    rows: s.row_count() as u64,
+                    rows: s.saved_rows() as u64,
                 }
             })
             .collect();
-        let points = st
-            .points
-            .iter()
-            .map(|(id, e)| {
-                let loc = if e.seg.is_indexed() {
-                    Location::Indexed {
-                        s: e.seg.id,
-                        r: e.row,
-                    }
-                } else {
-                    let mut v = Vec::new();
-                    for c in 0..self.settings.vectors.len() {
-                        if let Some(x) = e.seg.vector(c, e.row) {
-                            v.push((c, x.len()));
-                            floats.extend_from_slice(&x);
-                        }
-                    }
-                    Location::Inline { v }
-                };
-                (payload::point_id_to_json(*id), loc, e.payload.clone())
-            })
-            .collect();
+        let mut points = Vec::with_capacity(st.points.len() * 24);
+        let mut floats: Vec<f32> = Vec::new();
+        for (id, e) in &st.points {
+            match *id {
+                PointId::Num(n) => {
+                    points.push(0u8);
+                    points.extend_from_slice(&n.to_le_bytes());
+                }
+                PointId::Uuid(u) => {
+                    points.push(1u8);
+                    points.extend_from_slice(&u.to_le_bytes());
+                }
+            }
+            if saved.get(&e.seg.id).is_some_and(|&rows| e.row < rows) {
+                points.push(0u8);
+                points.extend_from_slice(&e.seg.id.to_le_bytes());
+                points.extend_from_slice(&e.row.to_le_bytes());
+            } else {
+                points.push(1u8);
+                let present: Vec<(usize, Vec<f32>)> = (0..columns)
+                    .filter_map(|c| e.seg.vector(c, e.row).map(|v| (c, v)))
+                    .collect();
+                points.push(present.len() as u8);
+                for (c, v) in present {
+                    points.extend_from_slice(&(c as u16).to_le_bytes());
+                    points.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    floats.extend_from_slice(&v);
+                }
+            }
+            let json = serde_json::to_vec(&e.payload).expect("payload serialises");
+            points.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            points.extend_from_slice(&json);
+        }
         let header = StateHeader {
             applied_seq: st.applied_seq,
             next_segment_id: st.next_segment_id,
             indexed,
-            points,
+            point_count: st.points.len() as u64,
+            points_bytes: points.len() as u64,
         };
         let json = serde_json::to_vec(&header).expect("state serialises");
-        let mut body = Vec::with_capacity(4 + json.len() + floats.len() * 4);
+        let mut body = Vec::with_capacity(4 + json.len() + points.len() + floats.len() * 4);
         body.extend_from_slice(&(json.len() as u32).to_le_bytes());
         body.extend_from_slice(&json);
-        for f in floats {
-            body.extend_from_slice(&f.to_le_bytes());
-        }
+        body.extend_from_slice(&points);
+        body.extend_from_slice(bytemuck_f32(&floats));
         let mut out = Vec::with_capacity(24 + body.len());
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&STATE_VERSION.to_le_bytes());
@@ -930,7 +981,8 @@ impl LocalShard {
 
     fn load(&self, path: &Path) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
-        let (header, floats) = decode_state(path, &bytes)?;
+        let (header, points, floats) = decode_state(path, &bytes)?;
+        let corrupt = |why: String| StorageError::corrupt(path, why);
         let mut segments: HashMap<u64, Arc<Segment>> = HashMap::new();
         for seg in &header.indexed {
             let mut graphs = Vec::new();
@@ -956,46 +1008,55 @@ impl LocalShard {
                 ids: vec![PointId::Num(u64::MAX); seg.rows as usize],
                 live: Default::default(),
             };
-            segments.insert(
-                seg.id,
-                Arc::new(Segment::indexed(seg.id, graphs, seg.generation, rows)),
-            );
+            let segment = Segment::indexed(seg.id, graphs, seg.generation, rows);
+            segment.set_saved_rows(seg.rows as usize);
+            segments.insert(seg.id, Arc::new(segment));
         }
         let mut st = self.state.write();
+        let mut r = Reader {
+            bytes: points,
+            at: 0,
+        };
         let mut at = 0usize;
-        for (id, loc, payload) in header.points {
-            let id = payload::point_id_from_json(&id)
-                .map_err(|e| StorageError::corrupt(path, e.to_string()))?;
-            let (seg, row) = match loc {
-                Location::Indexed { s, r } => {
+        for _ in 0..header.point_count {
+            let id = match r.u8().ok_or_else(|| corrupt("short point list".into()))? {
+                0 => PointId::Num(r.u64().ok_or_else(|| corrupt("short point id".into()))?),
+                1 => PointId::Uuid(r.u128().ok_or_else(|| corrupt("short point id".into()))?),
+                t => return Err(corrupt(format!("bad id tag {t}"))),
+            };
+            let (seg, row) = match r.u8().ok_or_else(|| corrupt("short location".into()))? {
+                0 => {
+                    let s = r.u64().ok_or_else(|| corrupt("short location".into()))?;
+                    let row = r.u32().ok_or_else(|| corrupt("short location".into()))?;
                     let seg = segments
                         .get(&s)
-                        .ok_or_else(|| {
-                            StorageError::corrupt(
-                                path,
-                                format!("point {id} names unknown segment {s}"),
-                            )
-                        })?
+                        .ok_or_else(|| corrupt(format!("point {id} names unknown segment {s}")))?
                         .clone();
                     {
                         let mut rows = seg.rows.write();
-                        if r as usize >= rows.ids.len() {
-                            return Err(StorageError::corrupt(
-                                path,
-                                format!("point {id}: row {r} out of range"),
-                            ));
+                        if row as usize >= rows.ids.len() {
+                            return Err(corrupt(format!("point {id}: row {row} out of range")));
                         }
-                        rows.ids[r as usize] = id;
-                        rows.live.set(r, true);
+                        rows.ids[row as usize] = id;
+                        rows.live.set(row, true);
                     }
-                    (seg, r)
+                    (seg, row)
                 }
-                Location::Inline { v } => {
-                    let mut cols = Vec::with_capacity(v.len());
-                    for (c, len) in v {
+                1 => {
+                    let n = r.u8().ok_or_else(|| corrupt("short location".into()))?;
+                    let mut cols = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        let c = r
+                            .u16()
+                            .ok_or_else(|| corrupt("short vector entry".into()))?
+                            as usize;
+                        let len = r
+                            .u32()
+                            .ok_or_else(|| corrupt("short vector entry".into()))?
+                            as usize;
                         let end = at + len;
                         if end > floats.len() || c >= self.settings.vectors.len() {
-                            return Err(StorageError::corrupt(path, "vector block too short"));
+                            return Err(corrupt("vector block too short".into()));
                         }
                         cols.push((c, at, end));
                         at = end;
@@ -1003,10 +1064,14 @@ impl LocalShard {
                     let views: Vec<(usize, &[f32])> =
                         cols.iter().map(|&(c, s, e)| (c, &floats[s..e])).collect();
                     let row = st.active.push_row(id, &views);
-                    let seg = st.active.clone();
-                    (seg, row)
+                    (st.active.clone(), row)
                 }
+                t => return Err(corrupt(format!("bad location tag {t}"))),
             };
+            let len = r.u32().ok_or_else(|| corrupt("short payload".into()))? as usize;
+            let json = r.take(len).ok_or_else(|| corrupt("short payload".into()))?;
+            let payload: Payload = serde_json::from_slice(json)
+                .map_err(|e| corrupt(format!("payload of {id}: {e}")))?;
             st.points.insert(id, PointEntry { seg, row, payload });
         }
         let mut indexed: Vec<Arc<Segment>> = segments.into_values().collect();
@@ -1024,18 +1089,49 @@ impl LocalShard {
 /// One named vector's values for the rows being moved (`None` where a row lacks it).
 type ColumnCopy = Vec<Option<Vec<f32>>>;
 
+fn bytemuck_f32(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+/// A cursor over the binary point list.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2)
+            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u128(&mut self) -> Option<u128> {
+        self.take(16)
+            .map(|b| u128::from_le_bytes(b.try_into().unwrap()))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct IndexedHeader {
     id: u64,
     generation: u64,
+    /// Rows the graph file holds.
     rows: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum Location {
-    Indexed { s: u64, r: u32 },
-    Inline { v: Vec<(usize, usize)> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1043,10 +1139,11 @@ struct StateHeader {
     applied_seq: u64,
     next_segment_id: u64,
     indexed: Vec<IndexedHeader>,
-    points: Vec<(Value, Location, Payload)>,
+    point_count: u64,
+    points_bytes: u64,
 }
 
-fn decode_state(path: &Path, bytes: &[u8]) -> Result<(StateHeader, Vec<f32>)> {
+fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u8], Vec<f32>)> {
     let corrupt = |why: String| StorageError::corrupt(path, why);
     if bytes.len() < 24 || &bytes[..8] != STATE_MAGIC {
         return Err(corrupt("not a shard checkpoint (bad magic)".into()));
@@ -1058,7 +1155,7 @@ fn decode_state(path: &Path, bytes: &[u8]) -> Result<(StateHeader, Vec<f32>)> {
     let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
     let body = bytes
-        .get(24..24 + len)
+        .get(24..24usize.saturating_add(len))
         .ok_or_else(|| corrupt("truncated".into()))?;
     if crc32fast::hash(body) != crc {
         return Err(corrupt("checksum mismatch".into()));
@@ -1073,11 +1170,19 @@ fn decode_state(path: &Path, bytes: &[u8]) -> Result<(StateHeader, Vec<f32>)> {
         .get(4..4 + hlen)
         .ok_or_else(|| corrupt("short header".into()))?;
     let header: StateHeader = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-    let floats = body[4 + hlen..]
+    let points_end = (4 + hlen).saturating_add(header.points_bytes as usize);
+    let points = body
+        .get(4 + hlen..points_end)
+        .ok_or_else(|| corrupt("short point list".into()))?;
+    let rest = &body[points_end..];
+    if rest.len() % 4 != 0 {
+        return Err(corrupt("vector block is not whole floats".into()));
+    }
+    let floats = rest
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    Ok((header, floats))
+    Ok((header, points, floats))
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the
