@@ -101,6 +101,24 @@ class Gen:
             point["lat"] = True
         return point
 
+    def datetime(self):
+        """A datetime string from the list, or composed of random parts, valid or not."""
+        r = self.r
+        if r.random() < 0.5:
+            return r.choice(DATETIMES)
+        digits = lambda lo, hi, width: str(r.randint(lo, hi)).zfill(r.choice([1, width, width]))
+        out = r.choice(["", "", " "]) + r.choice(["2021", "2020", "1999", "0000", "999"]) + "-"
+        out += digits(0, 13, 2) + "-" + digits(0, 32, 2)
+        if r.random() < 0.8:
+            out += r.choice(["T", "T", "t", " ", "  ", "_"]) + digits(0, 24, 2) + ":" + digits(0, 60, 2)
+            if r.random() < 0.8:
+                out += ":" + digits(0, 61, 2)
+                if r.random() < 0.4:
+                    out += "." + "".join(r.choice("0123456789") for _ in range(r.randint(0, 9)))
+        out += r.choice(["", "", "Z", "z", "+01:00", "-0530", "+01", "-11", " +02:00", " UTC", "+24:00",
+                         "+01:0030", "+05:30:15", "+0100:30", " ", "x"])
+        return out
+
     def scalar(self):
         r = self.r
         return r.choice([
@@ -108,7 +126,7 @@ class Gen:
             lambda: self.string(),
             lambda: r.choice([True, False]),
             lambda: None,
-            lambda: r.choice(DATETIMES),
+            lambda: self.datetime(),
             lambda: r.choice(UUIDS).upper() if r.random() < 0.3 else r.choice(UUIDS),
         ])()
 
@@ -160,7 +178,7 @@ class Gen:
             "s": lambda: self.some(self.string),
             "t": lambda: self.some(lambda: " ".join(r.choice(WORDS) for _ in range(r.randint(0, 5)))),
             "g": lambda: self.some(self.geo, list_p=0.3, max_len=3),
-            "d": lambda: self.some(lambda: r.choice(DATETIMES), list_p=0.3),
+            "d": lambda: self.some(self.datetime, list_p=0.3),
             "obj": lambda: {"x": self.some(self.number_or_string), "y": self.value(1),
                             "z": {"w": self.some(self.scalar)}} if r.random() < 0.85 else self.value(),
             "arr": lambda: [self.element(0) if r.random() < 0.9 else self.value(2)
