@@ -313,7 +313,18 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
                 .concurrency_limit(settings.max_concurrent_requests)
                 .timeout(settings.request_timeout),
         )
-        .layer(tower_http::compression::CompressionLayer::new())
+        // Snapshot downloads are streamed files: gzip over that stream cut the body short
+        // (the client saw an incomplete chunked read), and an archive gains little from it.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                tower_http::compression::Predicate::and(
+                    tower_http::compression::predicate::DefaultPredicate::new(),
+                    tower_http::compression::predicate::NotForContentType::const_new(
+                        "application/octet-stream",
+                    ),
+                ),
+            ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
