@@ -681,6 +681,20 @@ struct PlannedSearch {
     exclude: Option<PointId>,
 }
 
+/// The variants of Qdrant's `Query` (openapi `components/schemas/Query`).
+const QUERY_KINDS: &[&str] = &[
+    "nearest",
+    "recommend",
+    "discover",
+    "context",
+    "order_by",
+    "fusion",
+    "rrf",
+    "formula",
+    "sample",
+    "relevance_feedback",
+];
+
 fn plan_query(c: &Collection, body: &Value) -> Result<Option<PlannedSearch>, ApiError> {
     let f = Fields::new(
         body,
@@ -715,10 +729,20 @@ fn plan_query(c: &Collection, body: &Value) -> Result<Option<PlannedSearch>, Api
             qf.unsupported("mmr")?;
             qf.get("nearest").cloned().unwrap_or(Value::Null)
         }
+        // A raw sparse vector is a `VectorInput`: plan_search answers it.
+        Value::Object(m) if m.contains_key("indices") => query.clone(),
         Value::Object(m) => {
             let kind = m.keys().next().cloned().unwrap_or_default();
-            return Err(ApiError::not_implemented(format!(
-                "query `{kind}` is not supported (nearest only)"
+            // Qdrant's other query kinds are valid requests we do not serve (501); anything
+            // else, such as a `{"text": [..]}` map, is not a query at all (400).
+            if QUERY_KINDS.contains(&kind.as_str()) {
+                return Err(ApiError::not_implemented(format!(
+                    "query `{kind}` is not supported (nearest only)"
+                )));
+            }
+            return Err(bad(format!(
+                "Format error in JSON body: query must be a vector, a point id or one of {}, got `{kind}`",
+                QUERY_KINDS.join(", ")
             )));
         }
         other => other.clone(),
@@ -735,13 +759,14 @@ fn plan_search(
     offset: usize,
     payload_default_off: bool,
 ) -> Result<Option<PlannedSearch>, ApiError> {
-    let config = c.config();
-    let params_cfg = config.vectors.get(&using).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Wrong input: Not existing vector name error: {using}"
-        ))
-    })?;
-    let metric = params_cfg.distance.metric();
+    let (size, distance) = c
+        .with_config(|cfg| cfg.vectors.get(&using).map(|p| (p.size, p.distance)))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Wrong input: Not existing vector name error: {using}"
+            ))
+        })?;
+    let metric = distance.metric();
     let (vector, exclude) = match input {
         Value::Array(a) if a.first().is_some_and(Value::is_array) => {
             return Err(ApiError::not_implemented(
@@ -767,10 +792,10 @@ fn plan_search(
             )))
         }
     };
-    if vector.len() != params_cfg.size {
+    if vector.len() != size {
         return Err(bad(format!(
             "Wrong input: Vector dimension error: expected dim: {}, got {}",
-            params_cfg.size,
+            size,
             vector.len()
         )));
     }
@@ -799,12 +824,12 @@ fn plan_search(
 async fn run_search(
     state: &Arc<AppState>,
     c: &Arc<Collection>,
-    key: Vec<u8>,
+    key: Option<Vec<u8>>,
     plan: PlannedSearch,
 ) -> Result<Arc<Value>, ApiError> {
-    let name = c.name().to_string();
-    let epoch = state.cache.epoch(&name);
-    if let Some(hit) = state.cache.get(&name, &key) {
+    let name = c.name();
+    let epoch = state.cache.epoch(name);
+    if let Some(hit) = key.as_ref().and_then(|k| state.cache.get(name, k)) {
         return Ok(hit);
     }
     let started = Instant::now();
@@ -819,8 +844,8 @@ async fn run_search(
     .await?;
     state
         .metrics
-        .observe_search(&name, started.elapsed().as_secs_f64());
-    let named = c.config().vectors.is_named();
+        .observe_search(name, started.elapsed().as_secs_f64());
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
     let points: Vec<Value> = hits
         .iter()
         .filter(|h| Some(h.record.id) != plan.exclude)
@@ -829,10 +854,20 @@ async fn run_search(
         .map(|h| convert::scored_json(named, h))
         .collect();
     let value = Arc::new(Value::Array(points));
-    let weight =
-        serde_json::to_vec(&*value).map_or(u32::MAX, |v| v.len().min(u32::MAX as usize) as u32);
-    state.cache.insert(&name, epoch, key, value.clone(), weight);
+    if let Some(key) = key {
+        let weight =
+            serde_json::to_vec(&*value).map_or(u32::MAX, |v| v.len().min(u32::MAX as usize) as u32);
+        state.cache.insert(name, epoch, key, value.clone(), weight);
+    }
     Ok(value)
+}
+
+/// The cache key of a request, or `None` when the cache is off (no key is built then).
+fn cached_key(state: &AppState, kind: &str, name: &str, body: &Value) -> Option<Vec<u8>> {
+    state
+        .cache
+        .is_enabled()
+        .then(|| cache_key(kind, name, body))
 }
 
 fn cache_key(kind: &str, name: &str, body: &Value) -> Vec<u8> {
@@ -889,13 +924,12 @@ async fn one_query(
     c: &Arc<Collection>,
     body: &Value,
 ) -> Result<Value, ApiError> {
-    let c2 = c.clone();
-    let b2 = body.clone();
-    let plan = blocking(move || plan_query(&c2, &b2)).await?;
-    match plan {
+    // Planning reads the config and, for a query by id, one stored vector: cheap enough to
+    // stay on the reactor.
+    match plan_query(c, body)? {
         None => query_without_vector(c, body).await,
         Some(plan) => {
-            let key = cache_key("query", c.name(), body);
+            let key = cached_key(state, "query", c.name(), body);
             Ok((*run_search(state, c, key, plan).await?).clone())
         }
     }
@@ -997,10 +1031,8 @@ async fn one_legacy(
     c: &Arc<Collection>,
     body: &Value,
 ) -> Result<Value, ApiError> {
-    let c2 = c.clone();
-    let b2 = body.clone();
-    let plan = blocking(move || plan_legacy(&c2, &b2)).await?;
-    let key = cache_key("search", c.name(), body);
+    let plan = plan_legacy(c, body)?;
+    let key = cached_key(state, "search", c.name(), body);
     Ok((*run_search(state, c, key, plan).await?).clone())
 }
 
