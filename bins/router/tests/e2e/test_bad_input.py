@@ -1,0 +1,216 @@
+"""Bad input on every endpoint gets a 4xx in Qdrant's error shape, and the server keeps
+serving afterwards. Raw HTTP, so the bodies are exactly what is meant."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+C = "bad_input"
+GOOD_POINT = {"id": 1, "vector": [0.1, 0.2, 0.3, 0.4], "payload": {"a": {"b": 1}}}
+VEC = [0.1, 0.2, 0.3, 0.4]
+
+
+@pytest.fixture(scope="module")
+def http(router_url, schema_checker):
+    def hook(response):
+        response.read()
+        schema_checker.check(response.request.method, response.request.url.path,
+                             response.status_code, response.headers.get("content-type", ""),
+                             response.content)
+    with httpx.Client(base_url=router_url, timeout=30,
+                      event_hooks={"response": [hook]}) as client:
+        client.delete(f"/collections/{C}")
+        r = client.put(f"/collections/{C}", json={"vectors": {"size": 4, "distance": "Dot"}})
+        assert r.status_code == 200, r.text
+        r = client.put(f"/collections/{C}/points?wait=true", json={"points": [GOOD_POINT]})
+        assert r.status_code == 200, r.text
+        yield client
+        client.delete(f"/collections/{C}")
+
+
+# (name, method, path, body: dict or raw bytes, expected status or None for any 4xx)
+ENDPOINTS_WITH_BODY = [
+    ("PUT", f"/collections/{C}/points?wait=true"),
+    ("POST", f"/collections/{C}/points"),
+    ("POST", f"/collections/{C}/points/delete?wait=true"),
+    ("POST", f"/collections/{C}/points/payload?wait=true"),
+    ("PUT", f"/collections/{C}/points/payload?wait=true"),
+    ("POST", f"/collections/{C}/points/payload/delete?wait=true"),
+    ("POST", f"/collections/{C}/points/payload/clear?wait=true"),
+    ("POST", f"/collections/{C}/points/query"),
+    ("POST", f"/collections/{C}/points/query/batch"),
+    ("POST", f"/collections/{C}/points/scroll"),
+    ("POST", f"/collections/{C}/points/count"),
+    ("PUT", f"/collections/{C}/index?wait=true"),
+    ("PUT", f"/collections/{C}/snapshots/recover"),
+    ("PUT", "/collections/bad_input_new"),
+]
+
+BAD_FILTERS = [
+    {"must": [{"key": "a", "match": {"nonsense": 1}}]},
+    {"must": 5},
+    {"must": [{"key": "a", "range": {"gt": "high"}}]},
+    {"must": [{"key": "a"}]},
+    {"should": [{"key": "a[", "match": {"value": 1}}]},
+    {"must": [{"key": "loc", "geo_radius": {"center": {"lat": 1}, "radius": 5}}]},
+    {"must": [{"has_id": [{"x": 1}]}]},
+    {"must": [{"nested": {"key": "x"}}]},
+    {"mustt": []},
+]
+
+CASES = [
+    # wrong dimension
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 2, "vector": [0.1, 0.2]}]}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"batch": {"ids": [2], "vectors": [[1.0] * 5]}}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"nearest": [0.1, 0.2]}}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": [0.1, 0.2, 0.3, 0.4, 0.5]}, 400),
+    ("POST", f"/collections/{C}/points/query/batch", {"searches": [{"query": [1.0]}]}, 400),
+    # NaN / infinity arrive as null
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 2, "vector": [0.1, None, 0.3, 0.4]}]}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"nearest": [0.1, None, 0.3, 0.4]}}, 400),
+    # limits
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "limit": -1}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "limit": 10**15}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "offset": -3}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "limit": 2.5}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"limit": -5}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"limit": 10**15}, 400),
+    # ids
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": -1, "vector": VEC}]}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": "not-a-uuid", "vector": VEC}]}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 1.5, "vector": VEC}]}, 400),
+    ("POST", f"/collections/{C}/points", {"ids": [{"id": 1}]}, 400),
+    ("GET", f"/collections/{C}/points/not-an-id", None, 400),
+    ("GET", f"/collections/{C}/points/424242", None, 404),
+    # vectors of the wrong kind
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 2, "vector": {"nope": VEC}}]}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 2, "vector": "text"}]}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 2}]}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"text": [1.0, 2.0]}}, None),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "using": "nope"}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": 424242}, 404),
+    # unknown fields
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "bogus": 1}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [dict(GOOD_POINT, vectorz=VEC)]}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "limitt": 3}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"filterr": {}}, 400),
+    ("POST", f"/collections/{C}/points/count", {"exact": True, "x": 1}, 400),
+    ("PUT", "/collections/bad_input_new", {"vectors": {"size": 4, "distance": "Dot"}, "shards": 2}, 400),
+    ("PUT", "/collections/bad_input_new", {"vectors": {"size": 4, "distance": "Dott"}}, 400),
+    ("PUT", "/collections/bad_input_new", {"vectors": {"size": 0, "distance": "Dot"}}, 400),
+    ("PUT", "/collections/bad_input_new", {"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 0}, 400),
+    # payload calls
+    ("POST", f"/collections/{C}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1], "key": "a[."}, 400),
+    ("POST", f"/collections/{C}/points/payload?wait=true", {"payload": [1], "points": [1]}, 400),
+    ("POST", f"/collections/{C}/points/payload?wait=true", {"payload": {"x": 1}}, 400),
+    ("POST", f"/collections/{C}/points/payload/delete?wait=true", {"keys": "x", "points": [1]}, 400),
+    ("POST", f"/collections/{C}/points/delete?wait=true", {}, 400),
+    ("PUT", f"/collections/{C}/index?wait=true", {"field_name": "a", "field_schema": "nonsense"}, 400),
+    ("PUT", f"/collections/{C}/index?wait=true", {"field_schema": "keyword"}, 400),
+    # snapshots
+    ("PUT", f"/collections/{C}/snapshots/recover", {"location": "file:///etc/passwd"}, None),
+    ("PUT", f"/collections/{C}/snapshots/recover", {"location": "file:///nonexistent/x.snapshot"}, None),
+    ("DELETE", f"/collections/{C}/snapshots/none.snapshot", None, 404),
+    ("GET", f"/collections/{C}/snapshots/none.snapshot", None, 404),
+    ("GET", f"/collections/{C}/snapshots/..%2F..%2Fetc%2Fpasswd", None, None),
+    # query parameters
+    ("PUT", f"/collections/{C}/points?wait=maybe", {"points": [GOOD_POINT]}, 400),
+    # an existing collection
+    ("PUT", f"/collections/{C}", {"vectors": {"size": 4, "distance": "Dot"}}, 409),
+] + [
+    ("POST", f"/collections/{C}/points/{ep}", {"filter": flt, **extra}, 400)
+    for flt in BAD_FILTERS
+    for ep, extra in [("count", {}), ("scroll", {}), ("query", {"query": VEC}),
+                      ("delete?wait=true", {})]
+]
+
+MISSING = "no_such_collection"
+UNKNOWN_COLLECTION = [
+    ("GET", f"/collections/{MISSING}", None),
+    ("PUT", f"/collections/{MISSING}/points?wait=true", {"points": [GOOD_POINT]}),
+    ("POST", f"/collections/{MISSING}/points", {"ids": [1]}),
+    ("GET", f"/collections/{MISSING}/points/1", None),
+    ("POST", f"/collections/{MISSING}/points/delete?wait=true", {"points": [1]}),
+    ("POST", f"/collections/{MISSING}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1]}),
+    ("PUT", f"/collections/{MISSING}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1]}),
+    ("POST", f"/collections/{MISSING}/points/payload/delete?wait=true", {"keys": ["x"], "points": [1]}),
+    ("POST", f"/collections/{MISSING}/points/payload/clear?wait=true", {"points": [1]}),
+    ("POST", f"/collections/{MISSING}/points/query", {"query": VEC}),
+    ("POST", f"/collections/{MISSING}/points/query/batch", {"searches": [{"query": VEC}]}),
+    ("POST", f"/collections/{MISSING}/points/scroll", {}),
+    ("POST", f"/collections/{MISSING}/points/count", {}),
+    ("PUT", f"/collections/{MISSING}/index?wait=true", {"field_name": "a", "field_schema": "keyword"}),
+    ("POST", f"/collections/{MISSING}/snapshots", None),
+    ("GET", f"/collections/{MISSING}/snapshots", None),
+    ("DELETE", f"/collections/{MISSING}/snapshots/x.snapshot", None),
+]
+
+
+def assert_error(r: httpx.Response, status: int | None, what: str):
+    assert 400 <= r.status_code < 500, f"{what}: status {r.status_code}, 4xx expected: {r.text[:300]}"
+    if status is not None:
+        assert r.status_code == status, f"{what}: status {r.status_code}, {status} expected: {r.text[:300]}"
+    try:
+        body = r.json()
+    except ValueError:
+        raise AssertionError(f"{what}: error body is not JSON: {r.text[:300]!r}")
+    assert isinstance(body, dict) and set(body) >= {"status", "time"}, f"{what}: {body}"
+    assert isinstance(body["status"], dict) and isinstance(body["status"].get("error"), str) \
+        and body["status"]["error"], f"{what}: {body}"
+    assert isinstance(body["time"], (int, float)), f"{what}: {body}"
+
+
+def still_serving(http: httpx.Client):
+    r = http.post(f"/collections/{C}/points", json={"ids": [1], "with_vector": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"][0]["vector"] == pytest.approx(GOOD_POINT["vector"])
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS_WITH_BODY)
+def test_malformed_json(http, method, path):
+    for raw in [b"{", b"{\"points\": [1,]}", b"\xff\xfe", b"[1, 2]", b"\"str\"", b"nan"]:
+        r = http.request(method, path, content=raw, headers={"content-type": "application/json"})
+        assert_error(r, 400, f"{method} {path} body {raw!r}")
+    still_serving(http)
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_bad_request(http, case):
+    method, path, body, status = CASES[case]
+    r = http.request(method, path, json=body) if body is not None else http.request(method, path)
+    assert_error(r, status, f"{method} {path} {json.dumps(body)[:200]}")
+    still_serving(http)
+
+
+@pytest.mark.parametrize("method,path,body", UNKNOWN_COLLECTION)
+def test_unknown_collection(http, method, path, body):
+    r = http.request(method, path, json=body) if body is not None else http.request(method, path)
+    assert_error(r, 404, f"{method} {path}")
+    still_serving(http)
+
+
+def test_unknown_collection_delete_is_false(http):
+    r = http.delete(f"/collections/{MISSING}")
+    assert r.status_code == 200 and r.json()["result"] is False, r.text
+
+
+def test_oversized_body(http):
+    """The router runs with --max-request-size-mb 1."""
+    big = {"points": [{"id": i, "vector": VEC, "payload": {"pad": "x" * 1000}} for i in range(1500)]}
+    for method, path in [("PUT", f"/collections/{C}/points?wait=true"),
+                         ("POST", f"/collections/{C}/points/query")]:
+        r = http.request(method, path, json=big)
+        assert_error(r, 413, f"{method} {path} with a {len(json.dumps(big))} byte body")
+    still_serving(http)
+    r = http.post(f"/collections/{C}/points/count", json={})
+    assert r.json()["result"]["count"] == 1
+
+
+def test_unknown_path_and_method(http):
+    assert_error(http.get("/no/such/path"), 404, "GET /no/such/path")
+    r = http.patch(f"/collections/{C}/points/scroll", json={})
+    assert 400 <= r.status_code < 500, r.status_code
+    still_serving(http)

@@ -1,0 +1,88 @@
+"""Writes after the first upsert: set, overwrite, delete and clear payload (by ids and by
+filter, and into a nested `key`), re-upserts, deletes by ids and by filter. After each write
+the whole collection is scrolled and compared with the oracle."""
+
+from __future__ import annotations
+
+import random
+
+from qdrant_client import models
+
+import data
+from pair import Pair
+
+
+def test_payload_and_delete_operations(remote, oracle):
+    seed = 77
+    rng = random.Random(seed)
+    pair = Pair(remote, oracle, "updates")
+    pair.create({"v": models.VectorParams(size=4, distance=models.Distance.DOT)}, shard_number=3)
+    pts = data.points(rng, 250, {"v": 4})
+    pair.upsert(pts, rng)
+    ids = [p.id for p in pts]
+
+    def check(step: str):
+        pair.scroll_all(f"seed {seed} after {step}", with_payload=True, with_vectors=True)
+        pair.count(f"seed {seed} after {step}")
+        flt = data.random_filter(rng, ids)
+        pair.count(f"seed {seed} after {step} filtered", flt)
+        pair.query(f"seed {seed} after {step}", query=data.vector(rng, 4), using="v",
+                   limit=10, with_payload=True)
+
+    def ok(result):
+        assert result.status == models.UpdateStatus.COMPLETED, result
+
+    some = rng.sample(ids, 30)
+    ok(pair.both("set_payload", payload={"city": "Atlantis", "extra": {"k": [1, 2]}},
+                 points=some, wait=True)[0])
+    check("set_payload by ids")
+
+    flt = models.Filter(must=[models.FieldCondition(key="count", range=models.Range(gte=60))])
+    ok(pair.both("set_payload", payload={"hot": True}, points=flt, wait=True)[0])
+    check("set_payload by filter")
+
+    ok(pair.both("set_payload", payload={"y": 5, "x": 99}, points=some[:10],
+                 key="nested.deep", wait=True)[0])
+    check("set_payload key=nested.deep")
+
+    ok(pair.both("set_payload", payload={"z": "new"}, points=some[10:15],
+                 key="fresh.path", wait=True)[0])
+    check("set_payload key=fresh.path (absent)")
+
+    ok(pair.both("overwrite_payload", payload={"only": "this", "nested": {"name": "beta"}},
+                 points=some[5:20], wait=True)[0])
+    check("overwrite_payload")
+
+    ok(pair.both("delete_payload", keys=["price", "nested.name", "items"],
+                 points=rng.sample(ids, 60), wait=True)[0])
+    check("delete_payload incl. nested key")
+
+    ok(pair.both("delete_payload", keys=["tags"], points=models.Filter(
+        must=[models.FieldCondition(key="flag", match=models.MatchValue(value=True))]),
+        wait=True)[0])
+    check("delete_payload by filter")
+
+    ok(pair.both("clear_payload", points_selector=some[20:30], wait=True)[0])
+    check("clear_payload by ids")
+
+    ok(pair.both("clear_payload", points_selector=models.FilterSelector(filter=models.Filter(
+        must=[models.FieldCondition(key="city", match=models.MatchValue(value="Oslo"))])),
+        wait=True)[0])
+    check("clear_payload by filter")
+
+    # Re-upsert existing ids: vectors and payloads are replaced, not merged.
+    again = data.points(random.Random(seed + 1), 40, {"v": 4})
+    for p, pid in zip(again, rng.sample(ids, len(again))):
+        p.id = pid
+    pair.upsert(again, rng)
+    check("re-upsert")
+
+    gone = rng.sample(ids, 25) + [987654321]
+    ok(pair.both("delete", points_selector=models.PointIdsList(points=gone), wait=True)[0])
+    check("delete by ids")
+
+    ok(pair.both("delete", points_selector=models.FilterSelector(filter=models.Filter(
+        must=[models.FieldCondition(key="count", range=models.Range(lt=0))])), wait=True)[0])
+    check("delete by filter")
+    assert remote.get_collection(pair.name).points_count == pair.count("final")
+    pair.drop()

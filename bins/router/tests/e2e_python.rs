@@ -1,0 +1,244 @@
+//! Runs the Python end-to-end suite (`tests/e2e/`) against the real router binary, with the
+//! Python `qdrant-client==1.20.0` in REST mode as the client and its in-memory mode as the
+//! oracle.
+//!
+//! The venv lives at `$VR_E2E_VENV` or `<repo>/data/e2e-venv`; it is created and the pinned
+//! packages installed only when they are missing. The router started here runs with
+//! `--max-request-size-mb 1` (the suite sends an oversized body), is handed to pytest through
+//! `VR_E2E_URL`, and must exit 0 on SIGTERM afterwards. pytest's output is the failure
+//! message.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the suite imports, pinned so the oracle cannot change under the tests.
+const REQUIREMENTS: &[&str] = &[
+    "qdrant-client==1.20.0",
+    "pytest==8.3.4",
+    "jsonschema==4.23.0",
+];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
+    venv.join("bin").join("python")
+}
+
+/// True when the venv's python imports the pinned packages at the pinned versions.
+fn venv_ready(venv: &Path) -> bool {
+    let python = venv_python(venv);
+    if !python.exists() {
+        return false;
+    }
+    let check = "import importlib.metadata as m, sys\n\
+        want = dict(r.split('==') for r in sys.argv[1:])\n\
+        sys.exit(0 if all(m.version(k) == v for k, v in want.items()) else 1)";
+    Command::new(&python)
+        .arg("-c")
+        .arg(check)
+        .args(REQUIREMENTS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ensure_venv(venv: &Path) {
+    if venv_ready(venv) {
+        return;
+    }
+    if !venv_python(venv).exists() {
+        run_checked(
+            Command::new("python3").arg("-m").arg("venv").arg(venv),
+            "python3 -m venv",
+        );
+    }
+    run_checked(
+        Command::new(venv_python(venv))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(REQUIREMENTS),
+        "pip install",
+    );
+    assert!(
+        venv_ready(venv),
+        "{} still lacks {REQUIREMENTS:?}",
+        venv.display()
+    );
+}
+
+/// The router under test; SIGTERMed (and reaped) when dropped, so a failing test leaves no
+/// process behind.
+struct Router {
+    child: Child,
+    url: String,
+    stopped: bool,
+}
+
+impl Router {
+    fn start(storage: &Path, snapshots: &Path, log: &Path) -> Router {
+        let log_file = std::fs::File::create(log).expect("router log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
+            .arg("--http-port")
+            .arg("0")
+            .arg("--storage-path")
+            .arg(storage)
+            .arg("--snapshots-path")
+            .arg(snapshots)
+            .args(["--max-request-size-mb", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start the router");
+        let stdout = child.stdout.take().expect("router stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the router's stdout");
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "router did not start (first line {line:?}); log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        };
+        Router {
+            url: url.to_string(),
+            child,
+            stopped: false,
+        }
+    }
+
+    /// SIGTERM, then the exit status, waiting at most `grace`.
+    fn stop(&mut self, grace: Duration) -> Option<i32> {
+        self.stopped = true;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+#[test]
+fn python_client_against_router_matches_in_memory_oracle() {
+    let root = repo_root();
+    let venv = std::env::var_os("VR_E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
+    ensure_venv(&venv);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, snapshots) = (dir.path().join("storage"), dir.path().join("snapshots"));
+    let log = dir.path().join("router.log");
+    let mut router = Router::start(&storage, &snapshots, &log);
+
+    let suite = root.join("bins/router/tests/e2e");
+    let openapi = root.join("../shared/qdrant-api/openapi.json");
+    let mut pytest = Command::new(venv_python(&venv))
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfE",
+            "--tb=short",
+        ])
+        .arg("--basetemp")
+        .arg(dir.path().join("pytest"))
+        .arg(&suite)
+        .current_dir(&suite)
+        .env("VR_E2E_URL", &router.url)
+        .env("VR_E2E_ROUTER_BIN", env!("CARGO_BIN_EXE_router"))
+        .env("VR_E2E_SNAPSHOTS_DIR", &snapshots)
+        .env("VR_E2E_OPENAPI", &openapi)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pytest");
+    let mut stderr = pytest.stderr.take().expect("pytest stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut output = String::new();
+    pytest
+        .stdout
+        .take()
+        .expect("pytest stdout")
+        .read_to_string(&mut output)
+        .expect("read pytest output");
+    let status = pytest.wait().expect("pytest exit");
+    output.push_str(&err_reader.join().unwrap_or_default());
+    // Shown with --nocapture, and kept in the log of a passing run: the OpenAPI report.
+    println!("{output}");
+
+    let code = router.stop(Duration::from_secs(60));
+    let router_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the Python end-to-end suite failed ({status}):\n{output}\nrouter log (tail):\n{}",
+        tail(&router_log, 4000)
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "router exit status after SIGTERM; log tail:\n{}",
+        tail(&router_log, 4000)
+    );
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
