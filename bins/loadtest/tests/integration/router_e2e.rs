@@ -25,17 +25,31 @@ fn router_binary() -> PathBuf {
     profile_dir.join(format!("router{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// A router process, killed when dropped.
+/// A router process, killed when dropped; its log is shown if the test failed.
 struct Router {
     child: Child,
     addr: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Router {
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data.path().join("router.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
 }
 
 impl Drop for Router {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of the router's log ---\n{}",
+                self.log_tail()
+            );
+        }
     }
 }
 
@@ -48,6 +62,7 @@ fn start_router() -> Router {
         binary.display()
     );
     let data = tempfile::tempdir().expect("temp dir");
+    let log = std::fs::File::create(data.path().join("router.log")).expect("log file");
     let mut child = Command::new(&binary)
         .args(["--host", "127.0.0.1", "--http-port", "0"])
         .arg("--storage-path")
@@ -55,7 +70,7 @@ fn start_router() -> Router {
         .arg("--snapshots-path")
         .arg(data.path().join("snapshots"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     // The router prints `listening on http://HOST:PORT` once it listens; keep draining its
@@ -74,24 +89,21 @@ fn start_router() -> Router {
         Err(_) => {
             let status = child.try_wait().ok().flatten();
             let _ = child.kill();
+            let log = std::fs::read_to_string(data.path().join("router.log")).unwrap_or_default();
             panic!(
-                "{} printed no `listening on http://HOST:PORT` line within 60 s (exit status: {status:?})",
+                "{} printed no `listening on http://HOST:PORT` line within 60 s (exit status: {status:?}); its log:\n{log}",
                 binary.display()
             );
         }
     };
-    let mut router = Router {
-        child,
-        addr,
-        _data: data,
-    };
+    let router = Router { child, addr, data };
     // It listens; wait until it answers `GET /` as Qdrant does.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match http(&router.addr, "GET", "/", None) {
             Ok((200, _)) => break,
             other if Instant::now() >= deadline => {
-                let _ = router.child.kill();
+                // Dropping `router` (while panicking) kills it and prints its log.
                 panic!(
                     "router at {} does not answer GET / with 200: {other:?}",
                     router.addr
@@ -178,6 +190,7 @@ fn loadtest_recall_against_the_router_matches_an_independent_count() {
         assert_eq!(run["ok"], 200, "{run:#}");
         assert_eq!(run["errors"], json!({}));
         let reported = run["recall"]["mean"].as_f64().expect("recall");
+        eprintln!("hnsw_ef {ef}: loadtest recall {reported}, independent {independent}");
         // Two brute forces (f32 kernels inside loadtest, f64 here) may order exact ties
         // differently: allow two swaps in 200 × 10.
         assert!(

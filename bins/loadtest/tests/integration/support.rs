@@ -452,8 +452,10 @@ pub struct Files {
 impl Files {
     pub fn new(points: usize, queries: usize, dim: usize, seed: u64) -> Files {
         let dir = tempfile::tempdir().expect("temp dir");
-        let base = vectors(points, dim, seed);
-        let queries = vectors(queries, dim, seed ^ 0xABCD);
+        // Queries come from the same clusters as the base (one draw, split), as real queries
+        // come from the same distribution as the data.
+        let mut base = vectors(points + queries, dim, seed);
+        let queries = base.split_off(points);
         write_fvecs(&dir.path().join("base.fvecs"), &base);
         write_fvecs(&dir.path().join("query.fvecs"), &queries);
         Files { dir, base, queries }
