@@ -392,3 +392,61 @@ fn bad_input_exits_with_a_usage_code_and_an_unreachable_server_with_its_own() {
     );
     assert!(refused.report.is_none());
 }
+
+#[test]
+fn npy_datasets_and_ground_truth_files_are_used_when_they_fit() {
+    use crate::support::{vectors, write_ivecs, write_npy};
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = vectors(600, 12, 3);
+    let queries = base.split_off(500);
+    write_npy(&dir.path().join("base.npy"), &base);
+    write_npy(&dir.path().join("query.npy"), &queries);
+    let truth = brute_force_cosine(&base, &queries, 10);
+    write_ivecs(&dir.path().join("groundtruth.ivecs"), &truth);
+    let mock = MockServer::start(MockConfig::default());
+    let run = |extra: &[&str]| {
+        let mut list = args(&["--url", &mock.url(), "--recreate", "--warmup", "0"]);
+        list.extend(args(&["--dataset", &dir.path().display().to_string()]));
+        list.extend(args(extra));
+        run_loadtest(&list)
+    };
+
+    // The file is deep enough for recall@10: it is used, and the exact mock scores 1.
+    let whole = run(&[]);
+    let report = whole.report();
+    assert_eq!(report["dataset"]["ground_truth"], "file");
+    assert_eq!(
+        (
+            report["dataset"]["points"].as_u64(),
+            report["dataset"]["dim"].as_u64()
+        ),
+        (Some(500), Some(12))
+    );
+    assert_eq!(report["dataset"]["queries"], 100);
+    assert_eq!(run_labelled(report, "default")["recall"]["mean"], 1.0);
+
+    // Deeper than the file: recomputed, still exact.
+    let deep = run(&["--limit", "20"]);
+    assert_eq!(deep.report()["dataset"]["ground_truth"], "computed");
+    assert_eq!(
+        run_labelled(deep.report(), "default")["recall"]["mean"],
+        1.0
+    );
+
+    // A cut base makes the file meaningless: recomputed on the 300 rows that are uploaded.
+    let cut = run(&["--max-points", "300", "--max-query-rows", "40"]);
+    let report = cut.report();
+    assert_eq!(report["dataset"]["ground_truth"], "computed");
+    assert_eq!(report["load"]["points"], 300);
+    assert_eq!(report["dataset"]["queries"], 40);
+    assert_eq!(run_labelled(report, "default")["recall"]["mean"], 1.0);
+
+    // A ground truth naming rows the base does not have is refused before anything is sent.
+    write_ivecs(
+        &dir.path().join("groundtruth.ivecs"),
+        &vec![vec![9999; 10]; 100],
+    );
+    let broken = run(&[]);
+    assert_eq!(broken.code, Some(64), "{}", broken.stderr);
+    assert!(broken.stderr.contains("9999"), "{}", broken.stderr);
+}

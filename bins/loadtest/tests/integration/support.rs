@@ -475,3 +475,40 @@ pub fn run_labelled<'a>(report: &'a Value, label: &str) -> &'a Value {
         .find(|r| r["label"] == label)
         .unwrap_or_else(|| panic!("no run `{label}` in {report:#}"))
 }
+
+/// Writes rows as a 2-D little-endian `float32` `.npy` file (format version 1.0).
+pub fn write_npy(path: &Path, rows: &[Vec<f32>]) {
+    let dim = rows.first().map_or(0, Vec::len);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        rows.len(),
+        dim
+    );
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64
+    // and ended by a newline.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for row in rows {
+        for x in row {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).expect("write npy");
+}
+
+/// Writes neighbour ids as TexMex `.ivecs`.
+pub fn write_ivecs(path: &Path, rows: &[Vec<u64>]) {
+    let mut bytes = Vec::new();
+    for row in rows {
+        bytes.extend_from_slice(&(row.len() as i32).to_le_bytes());
+        for id in row {
+            bytes.extend_from_slice(&(*id as i32).to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).expect("write ivecs");
+}
