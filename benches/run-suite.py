@@ -17,7 +17,8 @@ the exact commands, the date, and a side-by-side "best QPS at recall >= level" t
 Run from the repository root. Steps run one after another (never in parallel), so that each
 has the machine to itself; compare ratios within one sitting, not figures across days. A step
 that fails is reported in suite.md with its error and the others still run; the exit status
-is then 1. Nothing is appended to docs/benchmarks.md unless --append-to names it.
+is then 1. Nothing is appended to docs/benchmarks.md unless --append-to names it. Over HTTP
+the collection `suite` (--collection) is replaced if it exists and deleted at the end.
 """
 import argparse
 import datetime
@@ -198,6 +199,8 @@ def main():
     ap.add_argument("--python", default="data/peers-venv/bin/python", help="peers' venv python")
     ap.add_argument("--peers-script", default="../shared/bench/peers.py")
     ap.add_argument("--qdrant-url", default=None, help="also measure this Qdrant server")
+    ap.add_argument("--collection", default="suite",
+                    help="collection loadtest creates (replaced if it exists, deleted after)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")
     ap.add_argument("--skip-peers", action="store_true")
@@ -259,7 +262,7 @@ def main():
             report_dir = os.path.join(out, "http-" + re.sub(r"\W+", "-", label).strip("-"))
             s = step(f"http {label}", [
                 "target/release/loadtest", "--url", url, "--dataset", a.data,
-                "--collection", "suite", "--recreate", "--drop-after",
+                "--collection", a.collection, "--recreate", "--drop-after",
                 "--m", a.m, "--ef-construct", a.ef_construct,
                 "--sweep", f"hnsw_ef={ef_list}", "--clients", a.clients,
                 "--duration", "120", "--quiet", "--out", report_dir] + max_queries)
