@@ -185,7 +185,7 @@ def loadtest_rows(report_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/glove-50-angular")
     ap.add_argument("--out", default=None, help="default target/suite-<UTC time>")
