@@ -116,9 +116,11 @@ pub struct ScalarQuantization {
     /// Only `int8` exists.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Fraction of values inside the quantization bounds.
+    /// Fraction of values inside the quantization bounds. Kept as the f64 the client sent,
+    /// so `GET /collections/{name}` echoes `0.99`, not `0.9900000095367432`: clients compare
+    /// the config they read with the one they sent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantile: Option<f32>,
+    pub quantile: Option<f64>,
     /// Keep codes in RAM (they always are here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub always_ram: Option<bool>,
@@ -501,7 +503,9 @@ impl CollectionConfig {
                     _ => StorageKind::F32,
                 };
                 let quantile = match quant {
-                    Some(QuantizationConfig::Scalar(s)) => s.quantile.unwrap_or(defaults.quantile),
+                    Some(QuantizationConfig::Scalar(s)) => {
+                        s.quantile.map_or(defaults.quantile, |q| q as f32)
+                    }
                     _ => defaults.quantile,
                 };
                 let full_scan_points = h
