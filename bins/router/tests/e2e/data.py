@@ -17,7 +17,9 @@ BASE_TIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
 def point_id(rng: random.Random, i: int, uuid_share: float):
     """Integer ids spread out (not 0..n), or a UUID in a random spelling."""
     if rng.random() < uuid_share:
-        return str(uuid.UUID(int=rng.getrandbits(128)))
+        u = uuid.UUID(int=rng.getrandbits(128))
+        # Any spelling is accepted; answers carry the lowercase hyphenated one.
+        return rng.choice([str(u), str(u), str(u).upper(), u.hex, "{" + str(u) + "}"])
     return i * 7 + rng.randrange(7)
 
 
@@ -27,10 +29,16 @@ def payload(rng: random.Random, i: int) -> dict:
         "count": rng.randrange(-50, 100),
         "price": round(rng.uniform(0, 1000), 3),
         "flag": rng.random() < 0.5,
-        "text": " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 6))),
+        "text": rng.choice(["", "!", " ", ", "]).join(
+            rng.choice([w, w.upper(), w.capitalize()]) for w in
+            (rng.choice(WORDS) for _ in range(rng.randrange(1, 6)))),
         "loc": {"lat": round(rng.uniform(-60, 60), 5), "lon": round(rng.uniform(-170, 170), 5)},
-        "ts": (BASE_TIME + timedelta(minutes=rng.randrange(0, 60 * 24 * 365))).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"),
+        "ts": timestamp(rng),
+        "locs": [{"lat": round(rng.uniform(-60, 60), 4), "lon": round(rng.uniform(-170, 170), 4)}
+                 for _ in range(rng.randrange(0, 3))],
+        "big": rng.choice([2**62 + rng.randrange(1000), -(2**40), 0]),
+        "uni": rng.choice(["žluťoučký kůň", "🐍 snake", "日本語", "a\"quote\\", ""]),
+        "empty": rng.choice([{}, [], [{}]]),
         "nested": {"id": i, "name": rng.choice(NAMES), "deep": {"x": rng.randrange(0, 20)}},
         "items": [{"a": rng.randrange(0, 10), "b": rng.choice(NAMES)}
                   for _ in range(rng.randrange(0, 4))],
@@ -51,6 +59,22 @@ def payload(rng: random.Random, i: int) -> dict:
     if rng.random() < 0.2:
         del p["city"]
     return p
+
+
+def timestamp(rng: random.Random) -> str:
+    """RFC 3339 in the spellings clients send: Z, an offset, fractions, a space, a date."""
+    t = BASE_TIME + timedelta(seconds=rng.randrange(0, 3600 * 24 * 365))
+    form = rng.randrange(5)
+    if form == 0:
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if form == 1:
+        tz = timezone(timedelta(hours=rng.choice([-7, 3, 5])))
+        return t.astimezone(tz).isoformat()
+    if form == 2:
+        return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{rng.randrange(1000):03d}Z"
+    if form == 3:
+        return t.strftime("%Y-%m-%d %H:%M:%S")
+    return t.strftime("%Y-%m-%d")
 
 
 def vector(rng: random.Random, dim: int) -> list[float]:
@@ -130,7 +154,8 @@ def field_condition(rng: random.Random, ids: list) -> models.Condition:
     if kind == 6:
         return FC(key="text", match=models.MatchTextAny(text_any=" ".join(rng.sample(WORDS, 2))))
     if kind == 7:
-        return FC(key=rng.choice(["count", "nested.deep.x", "nums", "nums[]", "items[].a"]),
+        return FC(key=rng.choice(["count", "nested.deep.x", "nums", "nums[]", "items[].a",
+                                  "nums[0]", "items[1].a", "big"]),
                   range=_range(rng, -10, 60))
     if kind == 8:
         return FC(key="price", range=_range(rng, 0, 1000, integer=False))
@@ -138,11 +163,11 @@ def field_condition(rng: random.Random, ids: list) -> models.Condition:
         return FC(key="ts", range=_datetime_range(rng))
     if kind == 10:
         a, b = _geo_point(rng), _geo_point(rng)
-        return FC(key="loc", geo_bounding_box=models.GeoBoundingBox(
+        return FC(key=rng.choice(["loc", "locs", "locs[]"]), geo_bounding_box=models.GeoBoundingBox(
             top_left=models.GeoPoint(lat=max(a.lat, b.lat), lon=min(a.lon, b.lon)),
             bottom_right=models.GeoPoint(lat=min(a.lat, b.lat), lon=max(a.lon, b.lon))))
     if kind == 11:
-        return FC(key="loc", geo_radius=models.GeoRadius(
+        return FC(key=rng.choice(["loc", "locs"]), geo_radius=models.GeoRadius(
             center=_geo_point(rng), radius=rng.uniform(100_000, 4_000_000)))
     if kind == 12:
         c, r = _geo_point(rng), rng.uniform(5, 19)
@@ -161,19 +186,23 @@ def field_condition(rng: random.Random, ids: list) -> models.Condition:
             **{k: rng.randrange(0, 5) for k in rng.sample(["lt", "lte", "gt", "gte"], rng.randrange(1, 3))}))
     if kind == 14:
         return models.IsEmptyCondition(is_empty=models.PayloadField(
-            key=rng.choice(["maybe", "tags", "city", "nums", "absent"])))
+            key=rng.choice(["maybe", "tags", "city", "nums", "absent", "empty", "items[].a",
+                            "nested.absent", "locs"])))
     if kind == 15:
         return models.IsNullCondition(is_null=models.PayloadField(
-            key=rng.choice(["maybe", "tags", "city", "absent"])))
+            key=rng.choice(["maybe", "tags", "city", "absent", "maybe[]", "empty"])))
     if kind == 16:
-        return models.HasIdCondition(has_id=rng.sample(ids, min(len(ids), rng.randrange(1, 30))))
+        chosen = rng.sample(ids, min(len(ids), rng.randrange(1, 30)))
+        return models.HasIdCondition(has_id=[
+            i.upper() if isinstance(i, str) and rng.random() < 0.3 else i for i in chosen])
     if kind == 17:
         return models.NestedCondition(nested=models.Nested(
             key=rng.choice(["items", "items[]"]), filter=models.Filter(must=[
                 FC(key="a", range=_range(rng, 0, 10)),
                 FC(key="b", match=models.MatchValue(value=rng.choice(NAMES)))][:rng.randrange(1, 3)])))
     if kind == 18:
-        return FC(key="items[].b", match=models.MatchValue(value=rng.choice(NAMES)))
+        return FC(key=rng.choice(["items[].b", "items[0].b"]),
+                  match=models.MatchValue(value=rng.choice(NAMES)))
     if kind == 19:
         return FC(key="nested.deep.x", match=models.MatchAny(any=rng.sample(range(20), 5)))
     if kind == 20:

@@ -11,7 +11,8 @@ import pytest
 from qdrant_client import models
 
 import data
-from pair import Pair
+from compare import check_scored
+from pair import SPARE, Pair
 
 DISTANCES = [models.Distance.COSINE, models.Distance.EUCLID, models.Distance.DOT,
              models.Distance.MANHATTAN]
@@ -86,6 +87,21 @@ def test_query_matches_oracle(remote, oracle, distance, named, shards):
                     pair.query(ctx + f" score_threshold={t}", query=query, using=using,
                            query_filter=flt, limit=limit, score_threshold=t, with_payload=True)
 
+    # A batch of queries: one answer per request, in order.
+    requests = []
+    for _ in range(6):
+        using = rng.choice(names)
+        requests.append(models.QueryRequest(
+            query=data.vector(rng, config[using].size if named else 8), using=using,
+            filter=data.random_filter(rng, ids) if rng.random() < 0.5 else None,
+            limit=rng.randrange(1, 15), with_payload=True))
+    got = remote.query_batch_points(pair.name, requests=requests)
+    want = oracle.query_batch_points(pair.name, requests=[
+        r.model_copy(update={"limit": r.limit + SPARE}) for r in requests])
+    assert len(got) == len(requests)
+    for k, (g, w, r) in enumerate(zip(got, want, requests)):
+        check_scored(g.points, w.points, 0, r.limit, f"seed {seed} batch {k}")
+
     # Query without a vector: points in id order.
     pair.query(f"seed {seed} no query", limit=25, with_payload=True)
     pair.retrieve(f"seed {seed} retrieve", rng.sample(ids, 20) + [123456789],
@@ -125,6 +141,9 @@ def test_random_filters(remote, oracle):
             o_points, o_next = oracle.scroll(pair.name, scroll_filter=flt, limit=15)
             assert [p.id for p in r_points] == [p.id for p in o_points], ctx
             assert r_next == o_next, ctx
+            if i % 10 == 0:
+                pair.scroll_all(ctx, page=rng.randrange(1, 40), scroll_filter=flt,
+                                with_payload=["city", "count", "nested.deep"])
 
     run(220, "unindexed")
     for field, schema in [("city", models.PayloadSchemaType.KEYWORD),
