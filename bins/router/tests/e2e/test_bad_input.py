@@ -214,3 +214,44 @@ def test_unknown_path_and_method(http):
     r = http.patch(f"/collections/{C}/points/scroll", json={})
     assert 400 <= r.status_code < 500, r.status_code
     still_serving(http)
+
+
+# Valid Qdrant requests this server does not serve: a clear refusal in Qdrant's error shape
+# (docs/compatibility.md lists them), never a silent wrong answer.
+UNSUPPORTED = [
+    ("POST", f"/collections/{C}/points/query", {"prefetch": [{"query": VEC}], "query": {"fusion": "rrf"}}),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "lookup_from": {"collection": C}}),
+    ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [1]}}}),
+    ("POST", f"/collections/{C}/points/query", {"query": {"nearest": VEC, "mmr": {"diversity": 0.5}}}),
+    ("POST", f"/collections/{C}/points/query", {"query": {"order_by": "a"}}),
+    ("POST", f"/collections/{C}/points/query", {"query": {"indices": [1], "values": [0.5]}}),
+    ("POST", f"/collections/{C}/points/query", {"query": [VEC, VEC]}),
+    ("POST", f"/collections/{C}/points/query", {"query": VEC, "shard_key": "x"}),
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": "a"}),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 3, "vector": [VEC, VEC]}]}),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "update_filter": {"must": []}}),
+    ("PUT", f"/collections/{C}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1], "key": "a"}),
+]
+
+UNSUPPORTED_CREATE = [
+    {"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {}}},
+    {"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}},
+    {"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
+]
+
+
+@pytest.mark.parametrize("case", range(len(UNSUPPORTED)))
+def test_unsupported_is_refused_clearly(http, case):
+    method, path, body = UNSUPPORTED[case]
+    r = http.request(method, path, json=body)
+    assert r.status_code in (400, 501), f"{method} {path} {body}: {r.status_code} {r.text[:300]}"
+    body_json = r.json()
+    assert isinstance(body_json["status"]["error"], str) and "time" in body_json
+    still_serving(http)
+
+
+@pytest.mark.parametrize("case", range(len(UNSUPPORTED_CREATE)))
+def test_unsupported_collection_options_are_refused(http, case):
+    r = http.put("/collections/bad_input_unsupported", json=UNSUPPORTED_CREATE[case])
+    assert_error(r, 400, f"create {UNSUPPORTED_CREATE[case]}")
+    assert http.get("/collections/bad_input_unsupported/exists").json()["result"]["exists"] is False

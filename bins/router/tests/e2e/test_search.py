@@ -154,7 +154,8 @@ def test_random_filters(remote, oracle):
                           ("ts", models.PayloadSchemaType.DATETIME),
                           ("tags", models.PayloadSchemaType.KEYWORD),
                           ("nested.deep.x", models.PayloadSchemaType.INTEGER),
-                          ("nums", models.PayloadSchemaType.INTEGER)]:
+                          ("nums", models.PayloadSchemaType.INTEGER),
+                          ("text", models.PayloadSchemaType.TEXT)]:
         r = remote.create_payload_index(pair.name, field, field_schema=schema, wait=True)
         assert r.status == models.UpdateStatus.COMPLETED
         oracle.create_payload_index(pair.name, field, field_schema=schema)
