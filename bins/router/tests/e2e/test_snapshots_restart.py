@@ -98,6 +98,25 @@ def test_restart_keeps_everything(oracle, schema_checker, tmp_path):
                       "b": models.VectorParams(size=2, distance=models.Distance.DOT)})
         named.upsert(data.points(rng, 120, {"a": 3, "b": 2}), rng)
 
+        # Sealed, HNSW-indexed segments must come back too.
+        indexed = Pair(remote, oracle, "restart_indexed")
+        remote.create_collection(indexed.name, vectors_config=models.VectorParams(
+            size=8, distance=models.Distance.DOT), optimizers_config=models.OptimizersConfigDiff(
+            indexing_threshold=1))
+        oracle.create_collection(indexed.name, vectors_config=models.VectorParams(
+            size=8, distance=models.Distance.DOT))
+        indexed.upsert(data.points(rng, 400, 8), rng, batch_size=40)
+
+        # Acknowledged without waiting (upload's default), then SIGTERM at once: the graceful
+        # shutdown must flush them.
+        late = data.points(random.Random(7), 150, 8, uuid_share=0.5)
+        for p in late:
+            p.id = p.id + 50_000_000 if isinstance(p.id, int) else p.id
+        remote.upload_points(plain.name, points=late, batch_size=16, wait=False)
+        oracle.upload_points(plain.name, points=late, wait=True)
+        expected_count = oracle.count(plain.name).count
+
+        indexed_before = snapshot_state(indexed, 4)
         before = snapshot_state(plain, 3)
         named_before = named.scroll_all("named", with_payload=True, with_vectors=True)
         info_before = remote.get_collection(plain.name)
@@ -107,9 +126,12 @@ def test_restart_keeps_everything(oracle, schema_checker, tmp_path):
         proc.start()
         remote = checked_client(proc.url, schema_checker)
         plain.remote = named.remote = remote
+        indexed.remote = remote
         assert sorted(c.name for c in remote.get_collections().collections) == [
-            "restart_named", "restart_plain"]
+            "restart_indexed", "restart_named", "restart_plain"]
+        assert remote.count(plain.name).count == expected_count
         assert snapshot_state(plain, 3) == before
+        assert snapshot_state(indexed, 4) == indexed_before
         assert named.scroll_all("named", with_payload=True, with_vectors=True) == named_before
         info_after = remote.get_collection(plain.name)
         assert info_after.config == info_before.config

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from qdrant_client import models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 import data
 from pair import Pair
@@ -21,7 +23,26 @@ def test_payload_and_delete_operations(remote, oracle):
     pair.upsert(pts, rng)
     ids = [p.id for p in pts]
 
+    # The same requests after every write: a cached answer from before a write must never
+    # be served after it.
+    fixed_vector = data.vector(rng, 4)
+    fixed_filter = models.Filter(must=[models.FieldCondition(key="city", match=models.MatchAny(
+        any=["Atlantis", "Oslo", "Rome"]))])
+    fixed_point = next(i for i in ids if i not in ids[:60])
+
     def check(step: str):
+        pair.query(f"seed {seed} after {step}: fixed query", query=fixed_vector, using="v",
+                   limit=15, with_payload=True, query_filter=fixed_filter)
+        pair.query(f"seed {seed} after {step}: fixed query, no filter", query=fixed_vector,
+                   using="v", limit=15, with_payload=True, with_vectors=True)
+        if oracle.retrieve(pair.name, [fixed_point]):
+            pair.query(f"seed {seed} after {step}: fixed query by id", query=fixed_point,
+                       using="v", limit=15, with_payload=True)
+        else:
+            with pytest.raises(UnexpectedResponse) as e:
+                remote.query_points(pair.name, query=fixed_point, using="v", limit=15)
+            assert e.value.status_code == 404, e.value
+
         pair.scroll_all(f"seed {seed} after {step}", with_payload=True, with_vectors=True)
         pair.count(f"seed {seed} after {step}")
         flt = data.random_filter(rng, ids)
@@ -72,7 +93,8 @@ def test_payload_and_delete_operations(remote, oracle):
 
     # Re-upsert existing ids: vectors and payloads are replaced, not merged.
     again = data.points(random.Random(seed + 1), 40, {"v": 4})
-    for p, pid in zip(again, rng.sample(ids, len(again))):
+    for p, pid in zip(again, [fixed_point] + rng.sample(
+            [i for i in ids if i != fixed_point], len(again) - 1)):
         p.id = pid
     pair.upsert(again, rng)
     check("re-upsert")
