@@ -22,6 +22,12 @@ def test_payload_and_delete_operations(remote, oracle):
     pts = data.points(rng, 250, {"v": 4})
     pair.upsert(pts, rng)
     ids = [p.id for p in pts]
+    # Indexes first, so every payload write below must keep them in step.
+    for field, schema in [("city", "keyword"), ("count", "integer"), ("flag", "bool"),
+                          ("tags", "keyword"), ("nested.name", "keyword"), ("price", "float"),
+                          ("hot", "bool"), ("loc", "geo"), ("ts", "datetime")]:
+        assert remote.create_payload_index(pair.name, field, field_schema=schema,
+                                           wait=True).status == models.UpdateStatus.COMPLETED
 
     # The same requests after every write: a cached answer from before a write must never
     # be served after it.
@@ -45,8 +51,14 @@ def test_payload_and_delete_operations(remote, oracle):
 
         pair.scroll_all(f"seed {seed} after {step}", with_payload=True, with_vectors=True)
         pair.count(f"seed {seed} after {step}")
-        flt = data.random_filter(rng, ids)
-        pair.count(f"seed {seed} after {step} filtered", flt)
+        for k in range(8):
+            flt = data.random_filter(rng, ids)
+            pair.count(f"seed {seed} after {step} filtered {k}: "
+                       f"{flt.model_dump_json(exclude_none=True)}", flt)
+        for key in ["city", "tags", "nested.name", "hot", "price"]:
+            for cond in [models.IsEmptyCondition(is_empty=models.PayloadField(key=key)),
+                         models.IsNullCondition(is_null=models.PayloadField(key=key))]:
+                pair.count(f"seed {seed} after {step}: {cond}", models.Filter(must=[cond]))
         pair.query(f"seed {seed} after {step}", query=data.vector(rng, 4), using="v",
                    limit=10, with_payload=True)
 
