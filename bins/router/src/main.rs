@@ -185,11 +185,20 @@ async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Res
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(_) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Bad request: the request body is larger than the limit of {limit} bytes"),
-        )
-        .into_response(),
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Bad request: the request body is larger than the limit of {limit} bytes"),
+            )
+            .into_response();
+            // The rest of the body is left unread, so the server closes the connection after
+            // this answer; saying so keeps clients from sending their next request on it.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
     }
 }
 
@@ -302,6 +311,9 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
             state.clone(),
             authenticate,
         ))
+        // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
+        // would also apply axum's own 2 MB default and refuse bodies the settings allow.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             settings.max_body_bytes,
             limit_body,
