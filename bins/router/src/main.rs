@@ -132,28 +132,29 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     if matches!(path, "/healthz" | "/livez" | "/readyz") {
         return next.run(req).await;
     }
-    let ok = match presented_key(req.headers()) {
-        Some(k) if same_key(k, full) => true,
-        Some(k)
-            if state
-                .read_only_api_key
-                .as_deref()
-                .is_some_and(|ro| same_key(k, ro)) =>
-        {
-            is_read_only(req.method(), path)
-        }
-        Some(_) => {
-            return ApiError::new(StatusCode::FORBIDDEN, "Forbidden: this key cannot do that")
-                .into_response();
-        }
-        None => false,
+    // As Qdrant: no key or an unknown one is 401; a read-only key asking to write is 403.
+    let unauthorized = |message: &str| {
+        ApiError::new(StatusCode::UNAUTHORIZED, format!("Unauthorized: {message}")).into_response()
     };
-    if ok {
+    let Some(key) = presented_key(req.headers()) else {
+        return unauthorized("an api-key or an Authorization bearer token is required");
+    };
+    if same_key(key, full) {
+        return next.run(req).await;
+    }
+    let read_only = state
+        .read_only_api_key
+        .as_deref()
+        .is_some_and(|ro| same_key(key, ro));
+    if !read_only {
+        return unauthorized("invalid api-key");
+    }
+    if is_read_only(req.method(), path) {
         next.run(req).await
     } else {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized: a valid api-key is required",
+            StatusCode::FORBIDDEN,
+            "Forbidden: write access denied to the read-only api-key",
         )
         .into_response()
     }
