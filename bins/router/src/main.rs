@@ -323,7 +323,11 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
             ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(map_layer_error))
                 .load_shed()
-                .concurrency_limit(settings.max_concurrent_requests)
+                // Global: axum applies a layer to each route separately, and a plain
+                // concurrency limit would then allow this many requests per route.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    settings.max_concurrent_requests,
+                ))
                 .timeout(settings.request_timeout),
         )
         // Snapshot downloads are streamed files: gzip over that stream cut the body short
