@@ -1,0 +1,14 @@
+//! End-to-end tests of the `router` binary over real sockets: each test starts the real
+//! process on a free port with its own temporary directories and speaks Qdrant's REST API to
+//! it, checking answers against brute force computed here.
+
+mod cache;
+mod common;
+mod config;
+mod durability;
+mod flow;
+mod indexing;
+mod limits;
+mod records;
+mod security;
+mod snapshots;
