@@ -28,6 +28,8 @@ def payload(rng: random.Random, i: int) -> dict:
         "city": rng.choice(CITIES),
         "count": rng.randrange(-50, 100),
         "price": round(rng.uniform(0, 1000), 3),
+        # full precision over the whole exponent range: must come back bit for bit
+        "f": rng.choice([-1, 1]) * rng.random() * 10.0 ** rng.randrange(-300, 300),
         "flag": rng.random() < 0.5,
         "text": rng.choice(["", "!", " ", ", "]).join(
             rng.choice([w, w.upper(), w.capitalize()]) for w in
@@ -158,7 +160,7 @@ def field_condition(rng: random.Random, ids: list) -> models.Condition:
                                   "nums[0]", "items[1].a", "big"]),
                   range=_range(rng, -10, 60))
     if kind == 8:
-        return FC(key="price", range=_range(rng, 0, 1000, integer=False))
+        return FC(key=rng.choice(["price", "f"]), range=_range(rng, 0, 1000, integer=False))
     if kind == 9:
         return FC(key="ts", range=_datetime_range(rng))
     if kind == 10:
