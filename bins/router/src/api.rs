@@ -15,7 +15,7 @@ use shard_router::{LocalShardHandle, Shard};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use storage::{Collection, CollectionConfig, SearchRequest, Update, VectorSelector};
+use storage::{Collection, CollectionConfig, PointSelector, SearchRequest, Update, VectorSelector};
 
 type Params = Query<HashMap<String, String>>;
 type ApiResult = Result<Response, ApiError>;
@@ -365,15 +365,53 @@ async fn apply_update(state: &Arc<AppState>, name: &str, update: Update, wait: b
     let st = state.clone();
     let name = name.to_string();
     let seq = blocking(move || {
+        let missing = missing_point(&c, &update);
         let r = c.update(update, wait);
         st.cache.invalidate(&name);
-        Ok(r?)
+        let seq = r?;
+        match missing {
+            Some(id) => Err(ApiError::not_found(format!("No point with id {id} found"))),
+            None => Ok(seq),
+        }
     })
     .await?;
     Ok(ok(
         start,
         json!({"operation_id": seq, "status": if wait { "completed" } else { "acknowledged" }}),
     ))
+}
+
+/// The first id a payload write names that is not stored. Qdrant applies such a write to the
+/// points that exist, then answers 404 `No point with id … found` (storage alone would skip
+/// the id and report success); the Python client's in-memory mode does the same. Deletes by
+/// id stay lenient, as in Qdrant.
+fn missing_point(c: &Collection, update: &Update) -> Option<PointId> {
+    let ids = match update {
+        Update::SetPayload {
+            selector: PointSelector::Ids(ids),
+            ..
+        }
+        | Update::OverwritePayload {
+            selector: PointSelector::Ids(ids),
+            ..
+        }
+        | Update::DeletePayload {
+            selector: PointSelector::Ids(ids),
+            ..
+        }
+        | Update::ClearPayload(PointSelector::Ids(ids)) => ids,
+        _ => return None,
+    };
+    let found: std::collections::HashSet<PointId> = c
+        .retrieve(
+            ids,
+            &payload::PayloadSelector::Nothing,
+            &VectorSelector::Nothing,
+        )
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.iter().find(|id| !found.contains(id)).copied()
 }
 
 async fn upsert(
