@@ -120,3 +120,33 @@ def test_payload_and_delete_operations(remote, oracle):
     check("delete by filter")
     assert remote.get_collection(pair.name).points_count == pair.count("final")
     pair.drop()
+
+
+def test_payload_writes_on_missing_points_are_404(remote, oracle):
+    """Qdrant applies a payload write to the named points that exist, then answers 404 for
+    the first missing one, and so does the in-memory client; a delete by id of a missing
+    point is fine in both."""
+    rng = random.Random(78)
+    pair = Pair(remote, oracle, "missing_points")
+    pair.create(models.VectorParams(size=4, distance=models.Distance.DOT))
+    pts = data.points(rng, 30, 4, uuid_share=0)
+    pair.upsert(pts, rng)
+    ids = [p.id for p in pts]
+    absent = [ids[0], 987654321]
+    calls = [
+        ("set_payload", {"payload": {"x": 1}, "points": absent}),
+        ("overwrite_payload", {"payload": {"x": 1}, "points": absent}),
+        ("delete_payload", {"keys": ["city"], "points": absent}),
+        ("clear_payload", {"points_selector": absent}),
+    ]
+    for method, kw in calls:
+        with pytest.raises(UnexpectedResponse) as e:
+            getattr(remote, method)(pair.name, wait=True, **kw)
+        assert e.value.status_code == 404, (method, e.value)
+        assert b"987654321" in e.value.content, e.value.content
+        with pytest.raises(Exception):
+            getattr(oracle, method)(pair.name, wait=True, **kw)
+    pair.scroll_all("after payload writes naming a missing point", with_payload=True)
+    pair.both("delete", points_selector=models.PointIdsList(points=absent), wait=True)
+    pair.scroll_all("after deleting a missing id", with_payload=True)
+    pair.drop()
