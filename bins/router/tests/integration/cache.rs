@@ -216,3 +216,36 @@ async fn ttl_zero_disables_the_cache() {
     .await;
     assert_eq!(r.query("c", query).await[0]["id"], json!(7));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_collection_never_sees_the_old_answers() {
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    let query = json!({"query": [1.0, 0.0], "limit": 3});
+    for round in 0..5u64 {
+        r.create("re", json!({"vectors": {"size": 2, "distance": "Dot"}}))
+            .await;
+        let id = 100 + round;
+        r.upsert("re", json!({"points": [{"id": id, "vector": [1.0, 0.0]}]}))
+            .await;
+        for _ in 0..2 {
+            assert_eq!(ids(&r.query("re", query.clone()).await), vec![json!(id)]);
+        }
+        assert_eq!(
+            r.ok(reqwest::Method::DELETE, "/collections/re", None).await,
+            json!(true)
+        );
+        let (status, _) = r
+            .call(
+                reqwest::Method::POST,
+                "/collections/re/points/query",
+                Some(&query),
+            )
+            .await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::NOT_FOUND,
+            "deleted, yet answered"
+        );
+    }
+}

@@ -286,6 +286,25 @@ async fn check_distance(r: &Router, distance: Distance, shards: u64, seed: u64) 
             .is_some_and(|e| e.contains("dimension")),
         "{body}"
     );
+
+    // NaN arrives as null: a 400, in queries and in upserts.
+    let nan = json!([0.1, null, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let (status, body) = r
+        .call(
+            Method::POST,
+            &format!("{base}/points/query"),
+            Some(&json!({"query": {"nearest": nan}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = r
+        .call(
+            Method::PUT,
+            &format!("{base}/points?wait=true"),
+            Some(&json!({"points": [{"id": 1, "vector": nan}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
