@@ -79,8 +79,28 @@ pub fn routes(state: Arc<AppState>) -> Router {
 }
 
 fn ok(start: Instant, result: Value) -> Response {
-    Json(json!({"result": result, "status": "ok", "time": start.elapsed().as_secs_f64()}))
-        .into_response()
+    let mut body = Vec::with_capacity(128);
+    serde_json::to_writer(&mut body, &result).expect("a Value serialises");
+    ok_raw(start, &[&body])
+}
+
+/// The success envelope around a result already serialised (in parts, concatenated): search
+/// answers are written once as bytes and never go through `Value` again.
+fn ok_raw(start: Instant, result: &[&[u8]]) -> Response {
+    let len: usize = result.iter().map(|p| p.len()).sum();
+    let mut body = Vec::with_capacity(len + 64);
+    body.extend_from_slice(b"{\"result\":");
+    for part in result {
+        body.extend_from_slice(part);
+    }
+    body.extend_from_slice(b",\"status\":\"ok\",\"time\":");
+    body.extend_from_slice(ryu_f64(start.elapsed().as_secs_f64()).as_bytes());
+    body.push(b'}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ryu_f64(x: f64) -> String {
+    serde_json::Number::from_f64(x).map_or_else(|| "0.0".to_string(), |n| n.to_string())
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -858,13 +878,16 @@ fn plan_search(
     }))
 }
 
+/// A search answer: the JSON array of scored points, serialised once (and cached as bytes).
+type Answer = Arc<Vec<u8>>;
+
 /// Runs a planned search through the cache and the shard fan-out.
 async fn run_search(
     state: &Arc<AppState>,
     c: &Arc<Collection>,
     key: Option<Vec<u8>>,
     plan: PlannedSearch,
-) -> Result<Arc<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let name = c.name();
     let epoch = state.cache.epoch(name);
     if let Some(hit) = key.as_ref().and_then(|k| state.cache.get(name, k)) {
@@ -884,20 +907,27 @@ async fn run_search(
         .metrics
         .observe_search(name, started.elapsed().as_secs_f64());
     let named = c.with_config(|cfg| cfg.vectors.is_named());
-    let points: Vec<Value> = hits
+    let mut out = Vec::with_capacity(64 + limit * 96);
+    out.push(b'[');
+    for (i, h) in hits
         .iter()
         .filter(|h| Some(h.record.id) != plan.exclude)
         .skip(plan.offset)
         .take(limit)
-        .map(|h| convert::scored_json(named, h))
-        .collect();
-    let value = Arc::new(Value::Array(points));
-    if let Some(key) = key {
-        let weight =
-            serde_json::to_vec(&*value).map_or(u32::MAX, |v| v.len().min(u32::MAX as usize) as u32);
-        state.cache.insert(name, epoch, key, value.clone(), weight);
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(b',');
+        }
+        convert::write_scored(&mut out, named, h);
     }
-    Ok(value)
+    out.push(b']');
+    let answer = Arc::new(out);
+    if let Some(key) = key {
+        let weight = answer.len().min(u32::MAX as usize) as u32;
+        state.cache.insert(name, epoch, key, answer.clone(), weight);
+    }
+    Ok(answer)
 }
 
 /// The cache key of a request, or `None` when the cache is off (no key is built then).
@@ -961,14 +991,19 @@ async fn one_query(
     state: &Arc<AppState>,
     c: &Arc<Collection>,
     body: &Value,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     // Planning reads the config and, for a query by id, one stored vector: cheap enough to
     // stay on the reactor.
     match plan_query(c, body)? {
-        None => query_without_vector(c, body).await,
+        None => {
+            let points = query_without_vector(c, body).await?;
+            Ok(Arc::new(
+                serde_json::to_vec(&points).expect("a Value serialises"),
+            ))
+        }
         Some(plan) => {
             let key = cached_key(state, "query", c.name(), body);
-            Ok((*run_search(state, c, key, plan).await?).clone())
+            run_search(state, c, key, plan).await
         }
     }
 }
@@ -983,7 +1018,7 @@ async fn query(
     let c = collection(&state, &name)?;
     let body = object_body(&body)?;
     let points = one_query(&state, &c, &body).await?;
-    Ok(ok(start, json!({"points": points})))
+    Ok(ok_raw(start, &[b"{\"points\":", &points, b"}"]))
 }
 
 fn batch_list<'a>(body: &'a Value, context: &'static str) -> Result<&'a Vec<Value>, ApiError> {
@@ -1013,10 +1048,19 @@ async fn query_batch(
     let list = batch_list(&body, "query batch")?;
     let answers =
         futures::future::try_join_all(list.iter().map(|q| one_query(&state, &c, q))).await?;
-    Ok(ok(
-        start,
-        Value::Array(answers.into_iter().map(|p| json!({"points": p})).collect()),
-    ))
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(answers.len() * 3 + 2);
+    parts.push(b"[");
+    for (i, a) in answers.iter().enumerate() {
+        parts.push(if i == 0 {
+            b"{\"points\":"
+        } else {
+            b",{\"points\":"
+        });
+        parts.push(a);
+        parts.push(b"}");
+    }
+    parts.push(b"]");
+    Ok(ok_raw(start, &parts))
 }
 
 fn plan_legacy(c: &Collection, body: &Value) -> Result<PlannedSearch, ApiError> {
@@ -1068,10 +1112,10 @@ async fn one_legacy(
     state: &Arc<AppState>,
     c: &Arc<Collection>,
     body: &Value,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let plan = plan_legacy(c, body)?;
     let key = cached_key(state, "search", c.name(), body);
-    Ok((*run_search(state, c, key, plan).await?).clone())
+    run_search(state, c, key, plan).await
 }
 
 async fn search(
@@ -1083,7 +1127,7 @@ async fn search(
     let start = Instant::now();
     let c = collection(&state, &name)?;
     let body = object_body(&body)?;
-    Ok(ok(start, one_legacy(&state, &c, &body).await?))
+    Ok(ok_raw(start, &[&one_legacy(&state, &c, &body).await?]))
 }
 
 async fn search_batch(
@@ -1098,7 +1142,16 @@ async fn search_batch(
     let list = batch_list(&body, "search batch")?;
     let answers =
         futures::future::try_join_all(list.iter().map(|q| one_legacy(&state, &c, q))).await?;
-    Ok(ok(start, Value::Array(answers)))
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(answers.len() * 2 + 2);
+    parts.push(b"[");
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            parts.push(b",");
+        }
+        parts.push(a);
+    }
+    parts.push(b"]");
+    Ok(ok_raw(start, &parts))
 }
 
 async fn create_snapshot(

@@ -488,12 +488,36 @@ pub fn record_json(named: bool, r: &Record) -> Value {
     Value::Object(m)
 }
 
-pub fn scored_json(named: bool, p: &ScoredPoint) -> Value {
-    let mut v = record_json(named, &p.record);
-    let m = v.as_object_mut().expect("object");
-    m.insert("version".into(), json!(0));
-    m.insert("score".into(), json!(p.score));
-    v
+/// Writes a scored point as Qdrant's `ScoredPoint` JSON (`id`, `version`, `score`,
+/// `payload`, `vector`), straight to bytes: search answers never go through `Value`.
+pub fn write_scored(out: &mut Vec<u8>, named: bool, p: &ScoredPoint) {
+    out.extend_from_slice(b"{\"id\":");
+    match p.record.id {
+        PointId::Num(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        id @ PointId::Uuid(_) => {
+            out.push(b'"');
+            out.extend_from_slice(id.to_string().as_bytes());
+            out.push(b'"');
+        }
+    }
+    out.extend_from_slice(b",\"version\":0,\"score\":");
+    match serde_json::Number::from_f64(f64::from(p.score)) {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"payload\":");
+    match &p.record.payload {
+        Some(m) => serde_json::to_writer(&mut *out, m).expect("payload serialises"),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"vector\":");
+    match &p.record.vectors {
+        Some(v) => {
+            serde_json::to_writer(&mut *out, &vectors_json(named, v)).expect("vectors serialise")
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
 }
 
 /// `config` of `GET /collections/{name}`: what was set, with Qdrant's defaults filled in

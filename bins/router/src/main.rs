@@ -34,7 +34,7 @@ pub const COMMIT: &str = "0000000000000000000000000000000000000000";
 /// What every handler shares.
 pub struct AppState {
     pub storage: Arc<storage::Storage>,
-    pub cache: cache::ResultCache<serde_json::Value>,
+    pub cache: cache::ResultCache<Vec<u8>>,
     pub metrics: metrics::Metrics,
     pub pool: shard_router::SearchPool,
     pub timeout: Duration,

@@ -121,6 +121,15 @@ pub trait Shard: Send + Sync {
         req: Arc<SearchRequest>,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ShardAnswer, ShardError>>;
+    /// Answers on the calling thread, now, when the search is quick enough not to hold up
+    /// the async reactor (a local shard walking its graph); `None` means "use [`Shard::search`]".
+    ///
+    /// Handing a short search to another thread and back costs about as much CPU as the
+    /// search itself on a small machine (two wake-ups through the kernel), so the fan-out
+    /// runs the last shard's quick search in place while the others work on the pool.
+    fn search_now(&self, _req: &SearchRequest) -> Option<Result<ShardAnswer, ShardError>> {
+        None
+    }
     /// Points matching a filter.
     fn count(
         &self,
@@ -138,45 +147,80 @@ pub trait Shard: Send + Sync {
 
 /// The bounded pool local shards search on.
 #[derive(Clone)]
-pub struct SearchPool(Arc<rayon::ThreadPool>);
+pub struct SearchPool(Arc<PoolInner>);
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+struct PoolInner {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
 
 impl SearchPool {
     /// A pool of `threads` workers.
+    ///
+    /// Plain threads blocked on a channel, not a work-stealing pool: an idle rayon worker
+    /// spins looking for work after each job, and on a small machine that spinning costs
+    /// more CPU than a short search itself.
     pub fn new(threads: usize) -> Result<SearchPool, ShardError> {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("search-{i}"))
-            .build()
-            .map(|p| SearchPool(Arc::new(p)))
-            .map_err(|e| ShardError::Unavailable {
-                shard: 0,
-                reason: e.to_string(),
-            })
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("search-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| ShardError::Unavailable {
+                    shard: 0,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(SearchPool(Arc::new(PoolInner { jobs: tx })))
     }
 
-    /// Runs `f` on the pool; the answer comes back through a channel, so the reactor never
-    /// blocks. Gives up at the deadline (the work itself runs to completion).
-    async fn run<T: Send + 'static>(
+    /// Hands `f` to the pool now and returns a future of its answer, which comes back through
+    /// a channel, so the reactor never blocks. Gives up at the deadline (the work itself runs
+    /// to completion). The job is queued before the future is first polled, so several can
+    /// be started and then awaited together.
+    fn submit<T: Send + 'static>(
         &self,
         shard: u32,
         deadline: Instant,
         f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, ShardError> {
+    ) -> impl std::future::Future<Output = Result<T, ShardError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.0.spawn(move || {
+        let job: Job = Box::new(move || {
             if Instant::now() >= deadline {
                 let _ = tx.send(Err(ShardError::Timeout { shard }));
                 return;
             }
             let _ = tx.send(f().map_err(ShardError::from));
         });
-        match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ShardError::Unavailable {
-                shard,
-                reason: "search worker stopped".into(),
-            }),
-            Err(_) => Err(ShardError::Timeout { shard }),
+        let queued = self.0.jobs.send(job).is_ok();
+        async move {
+            if !queued {
+                return Err(ShardError::Unavailable {
+                    shard,
+                    reason: "search pool stopped".into(),
+                });
+            }
+            match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(ShardError::Unavailable {
+                    shard,
+                    reason: "search worker stopped".into(),
+                }),
+                Err(_) => Err(ShardError::Timeout { shard }),
+            }
         }
     }
 }
@@ -205,11 +249,23 @@ impl Shard for LocalShardHandle {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ShardAnswer, ShardError>> {
         let shard = self.shard.clone();
-        let pool = self.pool.clone();
+        let answer = self
+            .pool
+            .submit(self.shard.id(), deadline, move || shard.search(&req));
         Box::pin(async move {
-            let id = shard.id();
-            let hits = pool.run(id, deadline, move || shard.search(&req)).await?;
-            Ok(ShardAnswer { hits, exact: true })
+            Ok(ShardAnswer {
+                hits: answer.await?,
+                exact: true,
+            })
+        })
+    }
+
+    fn search_now(&self, req: &SearchRequest) -> Option<Result<ShardAnswer, ShardError>> {
+        self.shard.is_quick(req).then(|| {
+            self.shard
+                .search(req)
+                .map(|hits| ShardAnswer { hits, exact: true })
+                .map_err(ShardError::from)
         })
     }
 
@@ -219,12 +275,9 @@ impl Shard for LocalShardHandle {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<usize, ShardError>> {
         let shard = self.shard.clone();
-        let pool = self.pool.clone();
-        Box::pin(async move {
-            let id = shard.id();
-            pool.run(id, deadline, move || Ok(shard.count(filter.as_deref())))
-                .await
-        })
+        Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
+            Ok(shard.count(filter.as_deref()))
+        }))
     }
 
     fn vectors(
@@ -234,14 +287,9 @@ impl Shard for LocalShardHandle {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>> {
         let shard = self.shard.clone();
-        let pool = self.pool.clone();
-        Box::pin(async move {
-            let id = shard.id();
-            pool.run(id, deadline, move || {
-                ids.iter().map(|&i| shard.vector_of(i, &name)).collect()
-            })
-            .await
-        })
+        Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
+            ids.iter().map(|&i| shard.vector_of(i, &name)).collect()
+        }))
     }
 }
 
@@ -260,9 +308,21 @@ pub async fn search(
     metric: Metric,
     deadline: Instant,
 ) -> Result<Vec<ScoredPoint>, ShardError> {
-    let answers =
-        futures::future::try_join_all(shards.iter().map(|s| s.search(req.clone(), deadline)))
-            .await?;
+    let Some((last, rest)) = shards.split_last() else {
+        return Ok(Vec::new());
+    };
+    // Local shards queue their work as soon as `search` is called: start the others, then
+    // answer the last one here if it is quick, then collect.
+    let pending: Vec<_> = rest
+        .iter()
+        .map(|s| s.search(req.clone(), deadline))
+        .collect();
+    let last_answer = match last.search_now(&req) {
+        Some(answer) => answer?,
+        None => last.search(req.clone(), deadline).await?,
+    };
+    let mut answers = futures::future::try_join_all(pending).await?;
+    answers.push(last_answer);
     if answers.iter().all(|a| a.exact) {
         let lists: Vec<Vec<ScoredPoint>> = answers.into_iter().map(|a| a.hits).collect();
         return Ok(merge_shard_results(&lists, req.params.limit));

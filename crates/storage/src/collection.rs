@@ -266,6 +266,11 @@ impl Collection {
         self.config.read().clone()
     }
 
+    /// Reads its config without copying it (what the request path does).
+    pub fn with_config<T>(&self, f: impl FnOnce(&CollectionConfig) -> T) -> T {
+        f(&self.config.read())
+    }
+
     /// Its shards.
     pub fn shards(&self) -> &[Arc<LocalShard>] {
         &self.shards

@@ -323,6 +323,11 @@ impl Segment {
                         }
                         found
                     }
+                    // Every row live and nothing to check: the unfiltered walk, which skips a
+                    // test per visited node.
+                    None if predicate.is_none() && rows.live.count() == rows.ids.len() => {
+                        g.search(query, params, None)?
+                    }
                     _ => g.search(query, params, Some(&filter))?,
                 }
             }

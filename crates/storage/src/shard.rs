@@ -574,6 +574,27 @@ impl LocalShard {
         ScrollPage { points, next }
     }
 
+    /// Whether a search is quick and bounded enough to run on an async reactor thread: an
+    /// unfiltered graph walk with a moderate `ef` and limit, over a shard whose unindexed
+    /// (exactly scanned) rows are few. Anything else belongs on a worker pool.
+    pub fn is_quick(&self, req: &SearchRequest) -> bool {
+        const QUICK_PLAIN_ROWS: usize = 20_000;
+        if req.params.exact
+            || req.filter.is_some()
+            || req.params.limit > 1_000
+            || req.params.hnsw_ef.unwrap_or(0) > 1_000
+        {
+            return false;
+        }
+        let st = self.state.read();
+        st.segments
+            .iter()
+            .filter(|s| !s.is_indexed())
+            .map(|s| s.row_count())
+            .sum::<usize>()
+            <= QUICK_PLAIN_ROWS
+    }
+
     /// The closest points to the query, closest first, at most `params.limit`.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         req.params.validate()?;
@@ -766,7 +787,8 @@ impl LocalShard {
         if unsaved * 2 >= target.saved_rows().max(1) {
             self.save_graphs(&target)?;
         }
-        self.checkpoint()?;
+        // The move changed the state without a new operation: checkpoint regardless.
+        self.write_checkpoint(true)?;
         Ok(true)
     }
 
