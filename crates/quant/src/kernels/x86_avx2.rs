@@ -4,7 +4,10 @@
 //! the fused multiply-add, then finish the tail with scalar code. Integer kernels widen to 16
 //! bits and use `vpmaddwd`, which cannot saturate, unlike `vpmaddubsw`.
 
-use super::{check_bits_len, check_len, check_table_len, Isa, Kernels, PQ_KSUB};
+use super::{
+    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
+    PQ_KSUB,
+};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -31,6 +34,8 @@ pub(super) fn table() -> Kernels {
         hamming,
         masked_sum,
         pq_adc,
+        dot_panel16,
+        pq4_block,
     }
 }
 
@@ -81,6 +86,20 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
     unsafe { imp::pq_adc(table, codes) }
 }
 
+fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+    check_panel(rows.len(), panel.len(), out.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
+    // of that dimension and `out` 16 values per row (checked above).
+    unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+    check_pq4(lut.len(), codes.len(), out.len());
+    // SAFETY: the CPU was checked; `lut` and `codes` have the same length, a multiple of 32
+    // bytes, and `out` holds 32 values (checked above).
+    unsafe { imp::pq4_block(lut, codes, threshold, out) }
+}
+
 /// The kernels themselves.
 ///
 /// # Safety (every function)
@@ -88,7 +107,7 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
 /// passed have the lengths the wrapper checks. Every pointer read is at an index below the
 /// length of the slice it came from: full-width loads only while `i + WIDTH <= n`, then scalar
 /// code for the tail.
-mod imp {
+pub(super) mod imp {
     use super::*;
 
     /// Widens elements of one storage type to `f32`, eight at a time or one at a time.
@@ -447,5 +466,122 @@ mod imp {
             m += 1;
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp, po) = (rows.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        let mut r = 0;
+        // Four rows at a time: each panel row (two registers) is loaded once for four rows,
+        // eight accumulators in flight hide the multiply-add latency.
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..dim {
+                let p0 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH));
+                let p1 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8));
+                for i in 0..4 {
+                    let x = _mm256_set1_ps(*pr.add((r + i) * dim + j));
+                    acc[2 * i] = _mm256_fmadd_ps(x, p0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(x, p1, acc[2 * i + 1]);
+                }
+            }
+            for i in 0..4 {
+                _mm256_storeu_ps(po.add((r + i) * PANEL_WIDTH), acc[2 * i]);
+                _mm256_storeu_ps(po.add((r + i) * PANEL_WIDTH + 8), acc[2 * i + 1]);
+            }
+            r += 4;
+        }
+        while r < n {
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..dim {
+                let x = _mm256_set1_ps(*pr.add(r * dim + j));
+                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH)), a0);
+                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8)), a1);
+            }
+            _mm256_storeu_ps(po.add(r * PANEL_WIDTH), a0);
+            _mm256_storeu_ps(po.add(r * PANEL_WIDTH + 8), a1);
+            r += 1;
+        }
+    }
+
+    /// Adds the bytes of `lookups` into 16-bit accumulators: even bytes (vectors 0, 2, ...)
+    /// into `even`, odd bytes into `odd`. Widening this way costs two instructions and cannot
+    /// overflow a byte.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn widen_add(
+        lookups: __m256i,
+        even: &mut __m256i,
+        odd: &mut __m256i,
+    ) {
+        *even = _mm256_add_epi16(*even, _mm256_and_si256(lookups, _mm256_set1_epi16(0xff)));
+        *odd = _mm256_add_epi16(*odd, _mm256_srli_epi16::<8>(lookups));
+    }
+
+    /// Finishes a 4-bit block from its four accumulators (each: the sums of 8 vectors in
+    /// each 128-bit half, over different sub-spaces): adds the halves, puts the 32 sums in
+    /// vector order into `out`, returns the mask of sums below `threshold`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn pq4_finish(
+        acc: [__m256i; 4],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let fold =
+            |a: __m256i| _mm_add_epi16(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+        let (lo_even, lo_odd, hi_even, hi_odd) =
+            (fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
+        let parts = [
+            _mm_unpacklo_epi16(lo_even, lo_odd),
+            _mm_unpackhi_epi16(lo_even, lo_odd),
+            _mm_unpacklo_epi16(hi_even, hi_odd),
+            _mm_unpackhi_epi16(hi_even, hi_odd),
+        ];
+        let po = out.as_mut_ptr() as *mut __m128i;
+        for (i, p) in parts.iter().enumerate() {
+            _mm_storeu_si128(po.add(i), *p);
+        }
+        if threshold == 0 {
+            return 0;
+        }
+        // x < t  <=>  min(x, t − 1) == x, in unsigned 16-bit arithmetic.
+        let limit = _mm_set1_epi16((threshold - 1) as i16);
+        let below = |x: __m128i| _mm_cmpeq_epi16(_mm_min_epu16(x, limit), x);
+        let low = _mm_movemask_epi8(_mm_packs_epi16(below(parts[0]), below(parts[1]))) as u32;
+        let high = _mm_movemask_epi8(_mm_packs_epi16(below(parts[2]), below(parts[3]))) as u32;
+        low | high << 16
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pq4_block(
+        lut: &[u8],
+        codes: &[u8],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let (pl, pc) = (lut.as_ptr(), codes.as_ptr());
+        let nibble = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        // Two sub-spaces per iteration: their tables fill the two 128-bit halves of one
+        // register, their 16 code bytes the halves of another, and `vpshufb` looks up 32
+        // entries in registers at once.
+        let mut i = 0;
+        while i + 32 <= lut.len() {
+            let table = _mm256_loadu_si256(pl.add(i) as *const __m256i);
+            let bytes = _mm256_loadu_si256(pc.add(i) as *const __m256i);
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(bytes, nibble));
+            let hi = _mm256_shuffle_epi8(
+                table,
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), nibble),
+            );
+            let [a0, a1, a2, a3] = &mut acc;
+            widen_add(lo, a0, a1);
+            widen_add(hi, a2, a3);
+            i += 32;
+        }
+        pq4_finish(acc, threshold, out)
     }
 }

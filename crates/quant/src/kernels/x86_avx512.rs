@@ -4,7 +4,10 @@
 //! costs one masked iteration rather than a scalar loop. The integer dot product uses VNNI's
 //! `vpdpbusd` (unsigned × signed bytes into 32-bit sums, without saturation).
 
-use super::{check_bits_len, check_len, check_table_len, Isa, Kernels, PQ_KSUB};
+use super::{
+    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
+    PQ_KSUB,
+};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -31,6 +34,8 @@ pub(super) fn table() -> Kernels {
         hamming,
         masked_sum,
         pq_adc,
+        dot_panel16,
+        pq4_block,
     }
 }
 
@@ -79,6 +84,21 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
     // SAFETY: the CPU was checked; `table` has 256 entries per code (checked above), so every
     // gathered index `m·256 + code` is inside it.
     unsafe { imp::pq_adc(table, codes) }
+}
+
+fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+    check_panel(rows.len(), panel.len(), out.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
+    // of that dimension and `out` 16 values per row (checked above).
+    unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+    check_pq4(lut.len(), codes.len(), out.len());
+    // SAFETY: the CPU was checked (AVX-512 implies the AVX2 set the finishing step uses);
+    // `lut` and `codes` have the same length, a multiple of 32 bytes, and `out` holds 32
+    // values (checked above).
+    unsafe { imp::pq4_block(lut, codes, threshold, out) }
 }
 
 /// The kernels themselves.
@@ -408,5 +428,87 @@ mod imp {
             m += 1;
         }
         sum
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    pub(super) unsafe fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp, po) = (rows.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        let mut r = 0;
+        // Eight rows at a time: one panel row is one register, loaded once for eight rows;
+        // eight accumulators in flight hide the multiply-add latency.
+        while r + 8 <= n {
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for j in 0..dim {
+                let p = _mm512_loadu_ps(pp.add(j * PANEL_WIDTH));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*pr.add((r + i) * dim + j));
+                    *acc = _mm512_fmadd_ps(x, p, *acc);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(po.add((r + i) * PANEL_WIDTH), *acc);
+            }
+            r += 8;
+        }
+        while r < n {
+            let mut acc = _mm512_setzero_ps();
+            for j in 0..dim {
+                let x = _mm512_set1_ps(*pr.add(r * dim + j));
+                acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc);
+            }
+            _mm512_storeu_ps(po.add(r * PANEL_WIDTH), acc);
+            r += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    pub(super) unsafe fn pq4_block(
+        lut: &[u8],
+        codes: &[u8],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let (pl, pc) = (lut.as_ptr(), codes.as_ptr());
+        let nibble = _mm512_set1_epi8(0x0f);
+        let low_bytes = _mm512_set1_epi16(0xff);
+        let mut acc = [_mm512_setzero_si512(); 4];
+        // Four sub-spaces per iteration, one per 128-bit lane (`vpshufb` looks up within lanes).
+        let mut i = 0;
+        while i + 64 <= lut.len() {
+            let table = _mm512_loadu_si512(pl.add(i) as *const __m512i);
+            let bytes = _mm512_loadu_si512(pc.add(i) as *const __m512i);
+            let lo = _mm512_shuffle_epi8(table, _mm512_and_si512(bytes, nibble));
+            let hi = _mm512_shuffle_epi8(
+                table,
+                _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), nibble),
+            );
+            acc[0] = _mm512_add_epi16(acc[0], _mm512_and_si512(lo, low_bytes));
+            acc[1] = _mm512_add_epi16(acc[1], _mm512_srli_epi16::<8>(lo));
+            acc[2] = _mm512_add_epi16(acc[2], _mm512_and_si512(hi, low_bytes));
+            acc[3] = _mm512_add_epi16(acc[3], _mm512_srli_epi16::<8>(hi));
+            i += 64;
+        }
+        // Fold to 256 bits (sub-space order does not matter to a sum), then finish a last
+        // pair of sub-spaces and the block as the AVX2 kernel does.
+        let fold = |a: __m512i| {
+            _mm256_add_epi16(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a))
+        };
+        let mut acc = [fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3])];
+        if i < lut.len() {
+            let nibble = _mm256_set1_epi8(0x0f);
+            let table = _mm256_loadu_si256(pl.add(i) as *const __m256i);
+            let bytes = _mm256_loadu_si256(pc.add(i) as *const __m256i);
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(bytes, nibble));
+            let hi = _mm256_shuffle_epi8(
+                table,
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), nibble),
+            );
+            let [a0, a1, a2, a3] = &mut acc;
+            super::super::x86_avx2::imp::widen_add(lo, a0, a1);
+            super::super::x86_avx2::imp::widen_add(hi, a2, a3);
+        }
+        super::super::x86_avx2::imp::pq4_finish(acc, threshold, out)
     }
 }
