@@ -1,0 +1,115 @@
+//! List encodings and the inverted lists that hold them.
+
+use crate::fastscan::{get_code, put_code, Pq4};
+use quant::{ProductQuantizer, ScalarQuantizer};
+
+/// How list entries are encoded: the trained quantizer of a lossy encoding.
+#[derive(Debug, Clone)]
+pub(crate) enum Codec {
+    Flat,
+    Sq8(ScalarQuantizer),
+    Pq(ProductQuantizer),
+    Pq4(Pq4),
+}
+
+impl Codec {
+    /// Bytes of one entry's code as [`Codec::encode`] writes it (before the fast-scan
+    /// layout packs two 4-bit codes a byte).
+    pub(crate) fn code_len(&self, dim: usize) -> usize {
+        match self {
+            Codec::Flat => 0,
+            Codec::Sq8(_) => dim,
+            Codec::Pq(pq) => pq.m(),
+            Codec::Pq4(pq) => pq.m(),
+        }
+    }
+
+    /// `f32` values stored per entry: the vector itself (flat) or the 8-bit code's norm.
+    pub(crate) fn float_len(&self, dim: usize) -> usize {
+        match self {
+            Codec::Flat => dim,
+            Codec::Sq8(_) => 1,
+            Codec::Pq(_) | Codec::Pq4(_) => 0,
+        }
+    }
+
+    /// Whether entries are coded relative to their list's centroid.
+    pub(crate) fn is_residual(&self) -> bool {
+        !matches!(self, Codec::Flat)
+    }
+
+    /// Encodes `v` (the prepared vector for flat lists, its residual to the list's centroid
+    /// otherwise) into `code` and `floats`.
+    pub(crate) fn encode(&self, v: &[f32], code: &mut [u8], floats: &mut [f32]) {
+        match self {
+            Codec::Flat => floats.copy_from_slice(v),
+            Codec::Sq8(sq) => {
+                floats[0] = sq
+                    .encode_into(v, code)
+                    .expect("the caller checked the dimension and values");
+            }
+            Codec::Pq(pq) => pq
+                .encode_into(v, code)
+                .expect("the caller checked the dimension and values"),
+            Codec::Pq4(pq) => pq.encode(v, code),
+        }
+    }
+}
+
+/// One inverted list: the offsets of its entries and their codes, entry `i` at position `i`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct InvertedList {
+    pub(crate) ids: Vec<u32>,
+    /// Codes: `code_len` bytes an entry, or 32-entry blocks in the fast-scan layout.
+    pub(crate) codes: Vec<u8>,
+    /// Flat vectors, or one norm per 8-bit code.
+    pub(crate) floats: Vec<f32>,
+}
+
+impl InvertedList {
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub(crate) fn push(&mut self, codec: &Codec, id: u32, code: &[u8], floats: &[f32]) {
+        match codec {
+            Codec::Pq4(pq) => put_code(&mut self.codes, pq.block_bytes(), self.ids.len(), code),
+            _ => self.codes.extend_from_slice(code),
+        }
+        self.floats.extend_from_slice(floats);
+        self.ids.push(id);
+    }
+
+    /// Drops the entries whose offset `keep` refuses; returns how many went.
+    pub(crate) fn retain(
+        &mut self,
+        codec: &Codec,
+        dim: usize,
+        keep: impl Fn(u32) -> bool,
+    ) -> usize {
+        if self.ids.iter().all(|&id| keep(id)) {
+            return 0;
+        }
+        let (code_len, float_len) = (codec.code_len(dim), codec.float_len(dim));
+        let mut out = InvertedList::default();
+        let mut code = vec![0u8; code_len];
+        for (i, &id) in self.ids.iter().enumerate() {
+            if !keep(id) {
+                continue;
+            }
+            match codec {
+                Codec::Pq4(pq) => get_code(&self.codes, pq.block_bytes(), i, &mut code),
+                _ => code.copy_from_slice(&self.codes[i * code_len..(i + 1) * code_len]),
+            }
+            out.push(
+                codec,
+                id,
+                &code,
+                &self.floats[i * float_len..(i + 1) * float_len],
+            );
+        }
+        let removed = self.ids.len() - out.ids.len();
+        *self = out;
+        removed
+    }
+}
