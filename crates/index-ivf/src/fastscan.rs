@@ -68,9 +68,10 @@ impl Pq4 {
                 let sub: Vec<f32> = (0..n)
                     .flat_map(|r| data[r * dim + start..r * dim + end].iter().copied())
                     .collect();
+                // The default sample rule (256 points a centroid, 4,096 a sub-space), as FAISS
+                // trains its product quantizers: 16 centroids need no more.
                 let mut config = KMeansConfig::new(PQ4_KSUB);
                 config.max_iterations = iterations;
-                config.max_points_per_centroid = usize::MAX / PQ4_KSUB;
                 config.seed = seed.wrapping_add(s as u64);
                 Ok(KMeans::train(&sub, end - start, &config)?
                     .centroids()
@@ -124,14 +125,16 @@ impl Pq4 {
     }
 
     /// The code of `v` (one byte per sub-space, each below 16).
+    ///
+    /// Sub-spaces are a few dimensions wide, where a kernel call per centroid costs more than
+    /// the arithmetic: a plain loop the compiler unrolls.
     pub(crate) fn encode(&self, v: &[f32], out: &mut [u8]) {
-        let kern = kernels();
         for (s, code) in out.iter_mut().enumerate().take(self.m()) {
             let (book, width) = self.book(s);
             let x = &v[self.bounds[s]..self.bounds[s + 1]];
             let mut best = (0u8, f32::INFINITY);
             for (k, c) in book.chunks_exact(width).enumerate() {
-                let d = kern.l2sq_f32(x, c);
+                let d: f32 = x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum();
                 if d < best.1 {
                     best = (k as u8, d);
                 }

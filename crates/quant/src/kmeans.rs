@@ -522,26 +522,32 @@ impl CentroidPanels {
                 && distance.len() >= n,
             "at most PANEL_ROWS whole rows, with room for their answers"
         );
-        let mut best = [(f32::INFINITY, 0u32); PANEL_ROWS];
-        let mut dots = [0f32; PANEL_ROWS * PANEL_WIDTH];
-        let bias = match measure {
-            PanelMeasure::SquaredL2 => &self.norms,
-            PanelMeasure::NegativeDot => &self.padding,
-        };
-        let scale = match measure {
-            PanelMeasure::SquaredL2 => -2.0,
-            PanelMeasure::NegativeDot => -1.0,
+        // Per row, the best distance and panel seen so far in each of the 16 columns, kept
+        // by the fused kernel; the 16 columns are reduced once at the end.
+        let mut best_d = [[f32::INFINITY; PANEL_WIDTH]; PANEL_ROWS];
+        let mut best_g = [[0u32; PANEL_WIDTH]; PANEL_ROWS];
+        let (bias, scale) = match measure {
+            PanelMeasure::SquaredL2 => (&self.norms, -2.0),
+            PanelMeasure::NegativeDot => (&self.padding, -1.0),
         };
         for (g, panel) in self.panels.chunks_exact(PANEL_WIDTH * self.dim).enumerate() {
-            let dots = &mut dots[..n * PANEL_WIDTH];
-            kern.dot_panel16(rows, panel, dots);
-            let bias = &bias[g * PANEL_WIDTH..(g + 1) * PANEL_WIDTH];
-            for (b, row_dots) in best.iter_mut().zip(dots.chunks_exact(PANEL_WIDTH)) {
-                for (c, (&dot, &add)) in row_dots.iter().zip(bias).enumerate() {
-                    let d = scale * dot + add;
-                    if d < b.0 {
-                        *b = (d, (g * PANEL_WIDTH + c) as u32);
-                    }
+            kern.min_panel16(
+                rows,
+                panel,
+                scale,
+                &bias[g * PANEL_WIDTH..(g + 1) * PANEL_WIDTH],
+                g as u32,
+                best_d[..n].as_flattened_mut(),
+                best_g[..n].as_flattened_mut(),
+            );
+        }
+        let mut best = [(f32::INFINITY, 0u32); PANEL_ROWS];
+        for (b, (bd, bg)) in best.iter_mut().zip(best_d.iter().zip(&best_g)).take(n) {
+            for c in 0..PANEL_WIDTH {
+                let j = bg[c] * PANEL_WIDTH as u32 + c as u32;
+                // Ties go to the lower centroid index, as a sequential scan would.
+                if bd[c] < b.0 || (bd[c] == b.0 && j < b.1) {
+                    *b = (bd[c], j);
                 }
             }
         }

@@ -41,6 +41,9 @@ pub const PQ4_KSUB: usize = 16;
 /// Vectors per block of the 4-bit "fast scan" layout that [`Kernels::pq4_block`] reads.
 pub const PQ4_BLOCK: usize = 32;
 
+/// The signature of [`Kernels::min_panel16`].
+pub(crate) type MinPanelFn = fn(&[f32], &[f32], f32, &[f32], u32, &mut [f32], &mut [u32]);
+
 /// An instruction-set level that a kernel table is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
@@ -157,6 +160,7 @@ pub struct Kernels {
     masked_sum: fn(&[f32], &[u64]) -> f32,
     pq_adc: fn(&[f32], &[u8]) -> f32,
     dot_panel16: fn(&[f32], &[f32], &mut [f32]),
+    min_panel16: MinPanelFn,
     pq4_block: fn(&[u8], &[u8], u16, &mut [u16]) -> u32,
 }
 
@@ -205,6 +209,7 @@ impl Kernels {
             masked_sum: scalar::masked_sum,
             pq_adc: scalar::pq_adc,
             dot_panel16: scalar::dot_panel16,
+            min_panel16: scalar::min_panel16,
             pq4_block: scalar::pq4_block,
         };
         Some(match isa {
@@ -346,6 +351,37 @@ impl Kernels {
     pub fn dot_panel16(&self, rows: &[f32], panel: &[f32], out: &mut [f32]) {
         check_panel(rows.len(), panel.len(), out.len());
         (self.dot_panel16)(rows, panel, out)
+    }
+
+    /// [`Kernels::dot_panel16`] fused with a running minimum, for nearest-centroid search:
+    /// for each row `r` and column `c`, `d = scale · (rows[r] · panel_c) + bias[c]`, and where
+    /// `d < best[r·16 + c]` the minimum becomes `d` and `best_group[r·16 + c]` becomes `group`.
+    ///
+    /// With `scale = −2` and `bias` the centroids' squared norms, `d + ‖x‖²` is the squared L2
+    /// distance; with `scale = −1` and a zero bias, the negated inner product. Padding columns
+    /// get an infinite bias, so they never win. Keeping the minimum in registers saves
+    /// writing every distance out and comparing it again in scalar code.
+    ///
+    /// Panics unless the shapes agree as for [`Kernels::dot_panel16`], `bias` holds 16 values
+    /// and `best` and `best_group` 16 per row.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn min_panel16(
+        &self,
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        check_panel(rows.len(), panel.len(), best.len());
+        assert!(
+            bias.len() == PANEL_WIDTH && best_group.len() == best.len(),
+            "bias or best groups of the wrong size"
+        );
+        (self.min_panel16)(rows, panel, scale, bias, group, best, best_group)
     }
 
     /// Sums of 4-bit table lookups for one block of 32 codes in the "fast scan" layout (André,

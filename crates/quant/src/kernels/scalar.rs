@@ -166,3 +166,24 @@ pub fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u
         .filter(|(_, &s)| s < threshold)
         .fold(0u32, |mask, (v, _)| mask | 1 << v)
 }
+
+/// See [`super::Kernels::min_panel16`].
+pub fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    let mut dots = vec![0f32; best.len()];
+    dot_panel16(rows, panel, &mut dots);
+    for (i, dot) in dots.iter().enumerate() {
+        let d = scale * dot + bias[i % PANEL_WIDTH];
+        if d < best[i] {
+            best[i] = d;
+            best_group[i] = group;
+        }
+    }
+}

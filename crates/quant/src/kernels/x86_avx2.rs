@@ -35,6 +35,7 @@ pub(super) fn table() -> Kernels {
         masked_sum,
         pq_adc,
         dot_panel16,
+        min_panel16,
         pq4_block,
     }
 }
@@ -91,6 +92,22 @@ fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
     // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
     // of that dimension and `out` 16 values per row (checked above).
     unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    check_panel(rows.len(), panel.len(), best.len());
+    assert!(bias.len() == PANEL_WIDTH && best_group.len() == best.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows,
+    // `bias` 16 values, `best` and `best_group` 16 per row (checked above).
+    unsafe { imp::min_panel16(rows, panel, scale, bias, group, best, best_group) }
 }
 
 fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
@@ -583,5 +600,79 @@ pub(super) mod imp {
             i += 32;
         }
         pq4_finish(acc, threshold, out)
+    }
+
+    /// Running minimum of `scale · acc + bias` into 8 lanes of `best` / `best_group`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn min_store(
+        acc: __m256,
+        scale: __m256,
+        bias: __m256,
+        group: __m256,
+        best: *mut f32,
+        best_group: *mut u32,
+    ) {
+        let d = _mm256_fmadd_ps(acc, scale, bias);
+        let cur = _mm256_loadu_ps(best);
+        let better = _mm256_cmp_ps::<_CMP_LT_OQ>(d, cur);
+        _mm256_storeu_ps(best, _mm256_blendv_ps(cur, d, better));
+        let g = _mm256_loadu_ps(best_group as *const f32);
+        _mm256_storeu_ps(best_group as *mut f32, _mm256_blendv_ps(g, group, better));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn min_panel16(
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp) = (rows.as_ptr(), panel.as_ptr());
+        let (pb, pg) = (best.as_mut_ptr(), best_group.as_mut_ptr());
+        let vs = _mm256_set1_ps(scale);
+        let (b0, b1) = (
+            _mm256_loadu_ps(bias.as_ptr()),
+            _mm256_loadu_ps(bias.as_ptr().add(8)),
+        );
+        // The group id travels as the bits of a float lane: blends move bits unchanged.
+        let vg = _mm256_castsi256_ps(_mm256_set1_epi32(group as i32));
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..dim {
+                let p0 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH));
+                let p1 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8));
+                for i in 0..4 {
+                    let x = _mm256_set1_ps(*pr.add((r + i) * dim + j));
+                    acc[2 * i] = _mm256_fmadd_ps(x, p0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(x, p1, acc[2 * i + 1]);
+                }
+            }
+            for i in 0..4 {
+                let o = (r + i) * PANEL_WIDTH;
+                min_store(acc[2 * i], vs, b0, vg, pb.add(o), pg.add(o));
+                min_store(acc[2 * i + 1], vs, b1, vg, pb.add(o + 8), pg.add(o + 8));
+            }
+            r += 4;
+        }
+        while r < n {
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..dim {
+                let x = _mm256_set1_ps(*pr.add(r * dim + j));
+                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH)), a0);
+                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8)), a1);
+            }
+            let o = r * PANEL_WIDTH;
+            min_store(a0, vs, b0, vg, pb.add(o), pg.add(o));
+            min_store(a1, vs, b1, vg, pb.add(o + 8), pg.add(o + 8));
+            r += 1;
+        }
     }
 }

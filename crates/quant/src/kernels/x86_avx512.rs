@@ -35,6 +35,7 @@ pub(super) fn table() -> Kernels {
         masked_sum,
         pq_adc,
         dot_panel16,
+        min_panel16,
         pq4_block,
     }
 }
@@ -91,6 +92,22 @@ fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
     // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
     // of that dimension and `out` 16 values per row (checked above).
     unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    check_panel(rows.len(), panel.len(), best.len());
+    assert!(bias.len() == PANEL_WIDTH && best_group.len() == best.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows,
+    // `bias` 16 values, `best` and `best_group` 16 per row (checked above).
+    unsafe { imp::min_panel16(rows, panel, scale, bias, group, best, best_group) }
 }
 
 fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
@@ -510,5 +527,75 @@ mod imp {
             super::super::x86_avx2::imp::widen_add(hi, a2, a3);
         }
         super::super::x86_avx2::imp::pq4_finish(acc, threshold, out)
+    }
+
+    /// Running minimum of `scale · acc + bias` into row `r` of `best` / `best_group`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    unsafe fn min_store(
+        acc: __m512,
+        scale: __m512,
+        bias: __m512,
+        group: __m512i,
+        best: *mut f32,
+        best_group: *mut u32,
+    ) {
+        let d = _mm512_fmadd_ps(acc, scale, bias);
+        let cur = _mm512_loadu_ps(best);
+        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, cur);
+        _mm512_storeu_ps(best, _mm512_mask_blend_ps(better, cur, d));
+        let g = _mm512_loadu_si512(best_group as *const __m512i);
+        _mm512_storeu_si512(
+            best_group as *mut __m512i,
+            _mm512_mask_blend_epi32(better, g, group),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    pub(super) unsafe fn min_panel16(
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp) = (rows.as_ptr(), panel.as_ptr());
+        let (pb, pg) = (best.as_mut_ptr(), best_group.as_mut_ptr());
+        let (vs, vb, vg) = (
+            _mm512_set1_ps(scale),
+            _mm512_loadu_ps(bias.as_ptr()),
+            _mm512_set1_epi32(group as i32),
+        );
+        let mut r = 0;
+        while r + 8 <= n {
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for j in 0..dim {
+                let p = _mm512_loadu_ps(pp.add(j * PANEL_WIDTH));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*pr.add((r + i) * dim + j));
+                    *acc = _mm512_fmadd_ps(x, p, *acc);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let o = (r + i) * PANEL_WIDTH;
+                min_store(*acc, vs, vb, vg, pb.add(o), pg.add(o));
+            }
+            r += 8;
+        }
+        while r < n {
+            let mut acc = _mm512_setzero_ps();
+            for j in 0..dim {
+                let x = _mm512_set1_ps(*pr.add(r * dim + j));
+                acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc);
+            }
+            let o = r * PANEL_WIDTH;
+            min_store(acc, vs, vb, vg, pb.add(o), pg.add(o));
+            r += 1;
+        }
     }
 }

@@ -469,3 +469,49 @@ fn pq4_block_refuses_an_odd_number_of_sub_spaces() {
     let mut out = [0u16; 32];
     quant::kernels().pq4_block(&[0; 16], &[0; 16], 1, &mut out);
 }
+
+#[test]
+fn min_panel16_keeps_the_running_minimum_like_scalar() {
+    use quant::kernels::PANEL_WIDTH;
+    let mut rng = StdRng::seed_from_u64(18);
+    let scalar = Kernels::for_isa(Isa::Scalar).unwrap();
+    for k in tables() {
+        for dim in [1usize, 7, 16, 50, 129] {
+            for rows in [1usize, 4, 5, 8, 13, 32] {
+                let x: Vec<f32> = (0..rows * dim)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let mut best = vec![f32::INFINITY; rows * PANEL_WIDTH];
+                let mut group = vec![u32::MAX; rows * PANEL_WIDTH];
+                let (mut sbest, mut sgroup) = (best.clone(), group.clone());
+                for g in 0..5u32 {
+                    let panel: Vec<f32> = (0..dim * PANEL_WIDTH)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect();
+                    let mut bias: Vec<f32> = (0..PANEL_WIDTH)
+                        .map(|_| rng.random_range(0.0..2.0))
+                        .collect();
+                    bias[15] = f32::INFINITY;
+                    k.min_panel16(&x, &panel, -2.0, &bias, g, &mut best, &mut group);
+                    scalar.min_panel16(&x, &panel, -2.0, &bias, g, &mut sbest, &mut sgroup);
+                }
+                for i in 0..best.len() {
+                    let tol = 1e-4 * (1.0 + sbest[i].abs());
+                    assert!(
+                        (best[i] - sbest[i]).abs() <= tol
+                            || (best[i].is_infinite() && sbest[i].is_infinite()),
+                        "{:?} dim {dim}: {} vs {}",
+                        k.isa(),
+                        best[i],
+                        sbest[i]
+                    );
+                    // Groups agree unless two panels' values differ by rounding only.
+                    assert!(group[i] == sgroup[i] || (best[i] - sbest[i]).abs() <= tol);
+                    if i % PANEL_WIDTH == 15 {
+                        assert_eq!(group[i], u32::MAX, "a padding column never wins");
+                    }
+                }
+            }
+        }
+    }
+}
