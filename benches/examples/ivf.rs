@@ -7,6 +7,7 @@
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50             # PQ50x4fs + re-rank
 //! cargo run --release -p vr-benches --example ivf -- --encoding pq:25 --oversampling 10
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --save-and-reload data/g.ivf
+//! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --index data/g.ivf   # build once, then reuse
 //! ```
 
 use index_core::{SearchParams, VectorIndex};
@@ -27,6 +28,7 @@ fn main() {
     let mut refine = true;
     let mut passes = 3;
     let mut reload: Option<PathBuf> = None;
+    let mut cache: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -63,6 +65,7 @@ fn main() {
             }
             "--refine" => refine = value == "true",
             "--save-and-reload" => reload = Some(PathBuf::from(value)),
+            "--index" => cache = Some(PathBuf::from(value)),
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -89,24 +92,38 @@ fn main() {
         .expect("thread pool");
     let rss_before = rss_bytes();
     let t = Instant::now();
-    let mut index = pool.install(|| {
-        let mut index = IvfIndex::new(w.dim, w.metric, config.clone())
-            .unwrap_or_else(|e| fail(format!("config: {e}")));
-        index
-            .train(&w.base)
-            .unwrap_or_else(|e| fail(format!("train: {e}")));
-        let train_s = t.elapsed().as_secs_f64();
-        index
-            .add(0, &w.base)
-            .unwrap_or_else(|e| fail(format!("add: {e}")));
-        index.shrink_to_fit();
+    let cached = cache.as_ref().filter(|p| p.exists()).map(|path| {
         println!(
-            "train {train_s:.2} s, add {:.2} s on {threads} threads",
-            t.elapsed().as_secs_f64() - train_s
+            "loaded the index from {} (build not measured)",
+            path.display()
         );
-        index
+        IvfIndex::load(path, LoadOptions::default()).unwrap_or_else(|e| fail(format!("load: {e}")))
+    });
+    let mut index = cached.unwrap_or_else(|| {
+        pool.install(|| {
+            let mut index = IvfIndex::new(w.dim, w.metric, config.clone())
+                .unwrap_or_else(|e| fail(format!("config: {e}")));
+            index
+                .train(&w.base)
+                .unwrap_or_else(|e| fail(format!("train: {e}")));
+            let train_s = t.elapsed().as_secs_f64();
+            index
+                .add(0, &w.base)
+                .unwrap_or_else(|e| fail(format!("add: {e}")));
+            index.shrink_to_fit();
+            println!(
+                "train {train_s:.2} s, add {:.2} s on {threads} threads",
+                t.elapsed().as_secs_f64() - train_s
+            );
+            index
+        })
     });
     let build_s = t.elapsed().as_secs_f64();
+    if let Some(path) = cache.as_ref().filter(|p| !p.exists()) {
+        index
+            .save(path)
+            .unwrap_or_else(|e| fail(format!("save: {e}")));
+    }
     let rss_growth = rss_bytes().saturating_sub(rss_before);
     if let Some(path) = reload {
         index

@@ -1,6 +1,7 @@
 //! The coarse quantizer: `nlist` centroids, the assignment of a vector to its list and the
 //! choice of the lists a query probes.
 
+use index_core::{ScoredOffset, TopK};
 use quant::kmeans::PANEL_ROWS;
 use quant::{kernels, CentroidPanels, Kernels, Metric, PanelMeasure};
 use rayon::prelude::*;
@@ -77,15 +78,21 @@ impl Coarse {
         let nlist = self.nlist();
         scratch.resize(nlist, 0.0);
         self.panels.distances(kern, query, self.measure, scratch);
-        out.clear();
-        out.extend(scratch.iter().enumerate().map(|(i, &d)| (d, i as u32)));
-        let by_distance = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if nprobe < nlist {
-            out.select_nth_unstable_by(nprobe - 1, by_distance);
-            out.truncate(nprobe);
+        // A bounded heap: one comparison per list against the worst kept, cheaper than a
+        // selection over all of them when `nprobe` is a small part of `nlist`.
+        let mut top = TopK::new(nprobe);
+        for (i, &d) in scratch.iter().enumerate() {
+            if d <= top.threshold() {
+                top.push(ScoredOffset::new(i as u32, d));
+            }
         }
         // Closest first: the first lists fill the top-k, so later lists are pruned by a
         // tight threshold.
-        out.sort_unstable_by(by_distance);
+        out.clear();
+        out.extend(
+            top.into_sorted_vec()
+                .into_iter()
+                .map(|s| (s.distance, s.offset)),
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! low nibble and of vector `j + 16` in its high nibble. A block takes `16 · M'` bytes.
 
 use quant::kernels::{PQ4_BLOCK, PQ4_KSUB};
-use quant::{kernels, KMeans, KMeansConfig, Metric};
+use quant::{KMeans, KMeansConfig, Metric};
 use rayon::prelude::*;
 
 /// Trained 4-bit codebooks.
@@ -145,16 +145,22 @@ impl Pq4 {
 
     /// The float table of `x` (a query, or a query's residual to a centroid): entry
     /// `[m][k]` is the metric's distance between `x`'s sub-vector `m` and centroid `k`.
+    ///
+    /// Sub-spaces are narrow: plain loops, not a kernel call per entry.
     fn float_table(&self, x: &[f32], metric: Metric, out: &mut Vec<f32>) {
-        let kern = kernels();
         out.clear();
         for s in 0..self.m() {
             let (book, width) = self.book(s);
             let q = &x[self.bounds[s]..self.bounds[s + 1]];
-            out.extend(book.chunks_exact(width).map(|c| match metric {
-                Metric::Euclidean => kern.l2sq_f32(q, c),
-                Metric::InnerProduct | Metric::Cosine => -kern.dot_f32(q, c),
-                Metric::Manhattan => kern.l1_f32(q, c),
+            out.extend(book.chunks_exact(width).map(|c| {
+                let pairs = q.iter().zip(c);
+                match metric {
+                    Metric::Euclidean => pairs.map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+                    Metric::InnerProduct | Metric::Cosine => {
+                        -pairs.map(|(a, b)| a * b).sum::<f32>()
+                    }
+                    Metric::Manhattan => pairs.map(|(a, b)| (a - b).abs()).sum::<f32>(),
+                }
             }));
         }
     }
@@ -185,10 +191,11 @@ impl Pq4 {
         }
         let top = (65_534 / self.m_padded()).min(255) as f32;
         let scale = if span > 0.0 { top / span } else { 1.0 };
+        // `v · scale ≥ 0`: adding one half and truncating rounds it, without a libm call.
         table.bytes.clear();
         table
             .bytes
-            .extend(floats.iter().map(|&v| (v * scale).round().min(top) as u8));
+            .extend(floats.iter().map(|&v| (v * scale + 0.5).min(top) as u8));
         table.bytes.resize(self.block_bytes(), 0);
         table.bias = bias;
         table.scale = scale;

@@ -618,12 +618,13 @@ impl IvfIndex {
                         let limit = if threshold == f32::INFINITY {
                             u16::MAX
                         } else {
-                            let units = ((threshold - bias) * scale).floor() + 1.0;
-                            if units <= 0.0 {
+                            let units = (threshold - bias) * scale;
+                            if units < 0.0 {
                                 // Sums are never negative: nothing left in this list can pass.
                                 break;
                             }
-                            units.min(u16::MAX as f32) as u16
+                            // `floor(units) + 1` (truncation is the floor here), saturated.
+                            (units as u32 + 1).min(u16::MAX as u32) as u16
                         };
                         let mut mask = kern.pq4_block(&table.bytes, block, limit, &mut sums);
                         let valid = list.ids.len() - b * PQ4_BLOCK;

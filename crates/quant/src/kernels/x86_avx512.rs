@@ -489,7 +489,6 @@ mod imp {
     ) -> u32 {
         let (pl, pc) = (lut.as_ptr(), codes.as_ptr());
         let nibble = _mm512_set1_epi8(0x0f);
-        let low_bytes = _mm512_set1_epi16(0xff);
         let mut acc = [_mm512_setzero_si512(); 4];
         // Four sub-spaces per iteration, one per 128-bit lane (`vpshufb` looks up within lanes).
         let mut i = 0;
@@ -501,12 +500,18 @@ mod imp {
                 table,
                 _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), nibble),
             );
-            acc[0] = _mm512_add_epi16(acc[0], _mm512_and_si512(lo, low_bytes));
+            // FAISS's trick: add the looked-up bytes as 16-bit lanes whole (`even + 256·odd`)
+            // and the odd bytes apart; the even sums are recovered once at the end, which
+            // saves a mask per lookup.
+            acc[0] = _mm512_add_epi16(acc[0], lo);
             acc[1] = _mm512_add_epi16(acc[1], _mm512_srli_epi16::<8>(lo));
-            acc[2] = _mm512_add_epi16(acc[2], _mm512_and_si512(hi, low_bytes));
+            acc[2] = _mm512_add_epi16(acc[2], hi);
             acc[3] = _mm512_add_epi16(acc[3], _mm512_srli_epi16::<8>(hi));
             i += 64;
         }
+        // even = whole − 256·odd, exact in wrapping 16-bit arithmetic.
+        acc[0] = _mm512_sub_epi16(acc[0], _mm512_slli_epi16::<8>(acc[1]));
+        acc[2] = _mm512_sub_epi16(acc[2], _mm512_slli_epi16::<8>(acc[3]));
         // Fold to 256 bits (sub-space order does not matter to a sum), then finish a last
         // pair of sub-spaces and the block as the AVX2 kernel does.
         let fold = |a: __m512i| {
