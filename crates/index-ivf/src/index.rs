@@ -9,7 +9,7 @@ use index_core::{
     check_vector, prepared_vector, AllowedSet, IndexError, MemoryUsage, PointFilter, PointOffset,
     Result, ScoredOffset, SearchParams, TopK, VectorIndex, VectorIndexWrite,
 };
-use quant::kernels::PQ4_BLOCK;
+use quant::kernels::{PANEL_WIDTH, PQ4_BLOCK};
 use quant::{
     kernels, KMeans, KMeansConfig, Kernels, Metric, ProductQuantizer, ProductQuantizerConfig,
     ScalarQuantizer, ScalarQuantizerConfig,
@@ -198,7 +198,7 @@ impl IvfIndex {
         };
         let seed = self.config.seed;
         Ok(match self.config.encoding {
-            ListEncoding::Flat => Codec::Flat,
+            ListEncoding::Flat => Codec::flat(self.metric),
             ListEncoding::Sq8 => {
                 // The full range: on real embeddings clipping the tails costs more recall
                 // than the finer step gains (see index-hnsw's `quantile`).
@@ -330,8 +330,6 @@ impl IvfIndex {
                 (codes, floats)
             })
             .collect();
-        let codes: Vec<u8> = parts.iter().flat_map(|p| p.0.iter().copied()).collect();
-        let floats: Vec<f32> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
         let mut state = self.write();
         let end = state.end;
         if first as usize > end + MAX_OFFSET_GAP {
@@ -350,16 +348,19 @@ impl IvfIndex {
             });
         }
         let state = &mut *state;
-        for i in 0..n {
-            let offset = first + i as u32;
-            state.lists[lists[i] as usize].push(
-                codec,
-                offset,
-                &codes[i * code_len..(i + 1) * code_len],
-                &floats[i * float_len..(i + 1) * float_len],
-            );
-            state.live.insert(offset);
-            state.present.insert(offset);
+        for (chunk, (codes, floats)) in parts.iter().enumerate() {
+            for j in 0..(n - chunk * CHUNK).min(CHUNK) {
+                let i = chunk * CHUNK + j;
+                let offset = first + i as u32;
+                state.lists[lists[i] as usize].push(
+                    codec,
+                    offset,
+                    &codes[j * code_len..(j + 1) * code_len],
+                    &floats[j * float_len..(j + 1) * float_len],
+                );
+                state.live.insert(offset);
+                state.present.insert(offset);
+            }
         }
         state.end = state.end.max(first as usize + n);
         state.full.store(first as usize, &prepared, dim);
@@ -523,6 +524,25 @@ impl IvfIndex {
         } = s;
         let centroid = |list: u32| model.coarse.centroid(list as usize);
         match &model.codec {
+            Codec::FlatPanels => {
+                let mut dots = [0f32; PANEL_WIDTH];
+                for &(_, l) in probes.iter() {
+                    let list = &state.lists[l as usize];
+                    for (panel, ids) in list
+                        .floats
+                        .chunks_exact(PANEL_WIDTH * dim)
+                        .zip(list.ids.chunks(PANEL_WIDTH))
+                    {
+                        kern.dot_panel16(q, panel, &mut dots);
+                        for (&dot, &o) in dots.iter().zip(ids) {
+                            let d = -dot;
+                            if d <= top.threshold() && accept(o) {
+                                top.push(ScoredOffset::new(o, d));
+                            }
+                        }
+                    }
+                }
+            }
             Codec::Flat => {
                 for &(_, l) in probes.iter() {
                     let list = &state.lists[l as usize];

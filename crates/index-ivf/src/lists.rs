@@ -1,23 +1,44 @@
 //! List encodings and the inverted lists that hold them.
 
 use crate::fastscan::{get_code, put_code, Pq4};
-use quant::{ProductQuantizer, ScalarQuantizer};
+use quant::kernels::PANEL_WIDTH;
+use quant::{Metric, ProductQuantizer, ScalarQuantizer};
 
 /// How list entries are encoded: the trained quantizer of a lossy encoding.
 #[derive(Debug, Clone)]
 pub(crate) enum Codec {
+    /// Full vectors, row after row (Euclidean and Manhattan: measured by the exact kernels).
     Flat,
+    /// Full vectors in panels of 16, stored transposed (inner product and cosine): one
+    /// [`quant::Kernels::dot_panel16`] call measures 16 entries, with no horizontal sums.
+    FlatPanels,
     Sq8(ScalarQuantizer),
     Pq(ProductQuantizer),
     Pq4(Pq4),
 }
 
 impl Codec {
+    /// The full-precision codec for `metric`.
+    pub(crate) fn flat(metric: Metric) -> Codec {
+        match metric {
+            Metric::InnerProduct | Metric::Cosine => Codec::FlatPanels,
+            Metric::Euclidean | Metric::Manhattan => Codec::Flat,
+        }
+    }
+
+    /// `f32` values a list of `n` entries holds.
+    pub(crate) fn floats_for(&self, n: usize, dim: usize) -> usize {
+        match self {
+            Codec::FlatPanels => n.div_ceil(PANEL_WIDTH) * PANEL_WIDTH * dim,
+            _ => n * self.float_len(dim),
+        }
+    }
+
     /// Bytes of one entry's code as [`Codec::encode`] writes it (before the fast-scan
     /// layout packs two 4-bit codes a byte).
     pub(crate) fn code_len(&self, dim: usize) -> usize {
         match self {
-            Codec::Flat => 0,
+            Codec::Flat | Codec::FlatPanels => 0,
             Codec::Sq8(_) => dim,
             Codec::Pq(pq) => pq.m(),
             Codec::Pq4(pq) => pq.m(),
@@ -27,7 +48,7 @@ impl Codec {
     /// `f32` values stored per entry: the vector itself (flat) or the 8-bit code's norm.
     pub(crate) fn float_len(&self, dim: usize) -> usize {
         match self {
-            Codec::Flat => dim,
+            Codec::Flat | Codec::FlatPanels => dim,
             Codec::Sq8(_) => 1,
             Codec::Pq(_) | Codec::Pq4(_) => 0,
         }
@@ -35,14 +56,14 @@ impl Codec {
 
     /// Whether entries are coded relative to their list's centroid.
     pub(crate) fn is_residual(&self) -> bool {
-        !matches!(self, Codec::Flat)
+        !matches!(self, Codec::Flat | Codec::FlatPanels)
     }
 
     /// Encodes `v` (the prepared vector for flat lists, its residual to the list's centroid
     /// otherwise) into `code` and `floats`.
     pub(crate) fn encode(&self, v: &[f32], code: &mut [u8], floats: &mut [f32]) {
         match self {
-            Codec::Flat => floats.copy_from_slice(v),
+            Codec::Flat | Codec::FlatPanels => floats.copy_from_slice(v),
             Codec::Sq8(sq) => {
                 floats[0] = sq
                     .encode_into(v, code)
@@ -76,7 +97,20 @@ impl InvertedList {
             Codec::Pq4(pq) => put_code(&mut self.codes, pq.block_bytes(), self.ids.len(), code),
             _ => self.codes.extend_from_slice(code),
         }
-        self.floats.extend_from_slice(floats);
+        match codec {
+            Codec::FlatPanels => {
+                let (i, dim) = (self.ids.len(), floats.len());
+                let (block, col) = (i / PANEL_WIDTH, i % PANEL_WIDTH);
+                if col == 0 {
+                    self.floats.resize((block + 1) * PANEL_WIDTH * dim, 0.0);
+                }
+                let panel = &mut self.floats[block * PANEL_WIDTH * dim..];
+                for (j, &x) in floats.iter().enumerate() {
+                    panel[j * PANEL_WIDTH + col] = x;
+                }
+            }
+            _ => self.floats.extend_from_slice(floats),
+        }
         self.ids.push(id);
     }
 
@@ -93,6 +127,7 @@ impl InvertedList {
         let (code_len, float_len) = (codec.code_len(dim), codec.float_len(dim));
         let mut out = InvertedList::default();
         let mut code = vec![0u8; code_len];
+        let mut vector = vec![0f32; float_len];
         for (i, &id) in self.ids.iter().enumerate() {
             if !keep(id) {
                 continue;
@@ -101,12 +136,16 @@ impl InvertedList {
                 Codec::Pq4(pq) => get_code(&self.codes, pq.block_bytes(), i, &mut code),
                 _ => code.copy_from_slice(&self.codes[i * code_len..(i + 1) * code_len]),
             }
-            out.push(
-                codec,
-                id,
-                &code,
-                &self.floats[i * float_len..(i + 1) * float_len],
-            );
+            match codec {
+                Codec::FlatPanels => {
+                    let panel = &self.floats[(i / PANEL_WIDTH) * PANEL_WIDTH * dim..];
+                    for (j, x) in vector.iter_mut().enumerate() {
+                        *x = panel[j * PANEL_WIDTH + i % PANEL_WIDTH];
+                    }
+                }
+                _ => vector.copy_from_slice(&self.floats[i * float_len..(i + 1) * float_len]),
+            }
+            out.push(codec, id, &code, &vector);
         }
         let removed = self.ids.len() - out.ids.len();
         *self = out;

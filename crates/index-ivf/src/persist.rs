@@ -18,6 +18,9 @@
 //! | full vectors: slot count, zero padding to a multiple of 64 bytes, `slots · dim` `f32` | … |
 //! | CRC-32 (IEEE) of everything above | 4 |
 //!
+//! List floats are the flat vectors (row after row; for inner product and cosine in panels of
+//! 16 stored transposed, the last zero-padded) or the norms of 8-bit codes.
+//!
 //! The loader maps the file and checks the magic, version and checksum before it trusts a
 //! single field, then every count against what is left. With
 //! [`LoadOptions::vectors_on_disk`] the full vectors stay in the map (the 64-byte alignment
@@ -122,7 +125,7 @@ impl IvfIndex {
             out.f32s(&model.coarse.centroids)?;
             let mut blob = Vec::new();
             match &model.codec {
-                Codec::Flat => {}
+                Codec::Flat | Codec::FlatPanels => {}
                 Codec::Sq8(sq) => sq.write_to(&mut blob)?,
                 Codec::Pq(pq) => pq.write_to(&mut blob)?,
                 Codec::Pq4(pq) => {
@@ -214,7 +217,7 @@ impl IvfIndex {
                 let blob_len = r.len(1).ok_or_else(ends)?;
                 let mut blob = r.bytes(blob_len).expect("checked");
                 let codec = match index.config.encoding {
-                    ListEncoding::Flat => Codec::Flat,
+                    ListEncoding::Flat => Codec::flat(metric),
                     ListEncoding::Sq8 => Codec::Sq8(ScalarQuantizer::read_from(&mut blob)?),
                     ListEncoding::Pq { m } => {
                         let pq = ProductQuantizer::read_from(&mut blob)?;
@@ -277,7 +280,7 @@ impl IvfIndex {
                 _ => n * codec.code_len(dim),
             };
             if codes.len() != want_codes
-                || floats.len() != n * codec.float_len(dim)
+                || floats.len() != codec.floats_for(n, dim)
                 || ids.iter().any(|&o| !present.contains(o))
             {
                 return Err(bad("a list does not match its entry count"));

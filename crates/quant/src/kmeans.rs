@@ -4,6 +4,13 @@
 //! quantizer. Training runs on a sample (at most `max_points_per_centroid · k` points, 256 by
 //! default, as FAISS does), in the calling thread's rayon pool, so a caller bounds the threads
 //! with `ThreadPool::install`.
+//!
+//! The assignment step is the cost of k-means (`n · k · dim` multiply-adds an iteration). For
+//! wide vectors and many centroids it runs blocked, as a matrix product would:
+//! [`CentroidPanels`] stores the centroids 16 at a time, transposed, and
+//! [`crate::Kernels::min_panel16`] computes a block of rows against a panel with the identity
+//! `‖x − c‖² = ‖x‖² − 2 x·c + ‖c‖²`, keeping the running minimum in registers. Narrow
+//! product-quantization sub-spaces keep an exact unrolled loop.
 
 use crate::error::check_vectors;
 use crate::kernels::{kernels, Kernels, PANEL_WIDTH};

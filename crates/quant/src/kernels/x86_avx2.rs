@@ -511,16 +511,37 @@ pub(super) mod imp {
             r += 4;
         }
         while r < n {
-            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for j in 0..dim {
-                let x = _mm256_set1_ps(*pr.add(r * dim + j));
-                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH)), a0);
-                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8)), a1);
-            }
+            let (a0, a1) = one_row(pr.add(r * dim), pp, dim);
             _mm256_storeu_ps(po.add(r * PANEL_WIDTH), a0);
             _mm256_storeu_ps(po.add(r * PANEL_WIDTH + 8), a1);
             r += 1;
         }
+    }
+
+    /// One row against a panel (both halves). Two accumulators a half over alternating
+    /// dimensions: a single chain of multiply-adds would wait on each one's latency (a
+    /// query's coarse search is exactly this case).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn one_row(row: *const f32, pp: *const f32, dim: usize) -> (__m256, __m256) {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut j = 0;
+        while j + 2 <= dim {
+            for k in 0..2 {
+                let x = _mm256_set1_ps(*row.add(j + k));
+                let p = pp.add((j + k) * PANEL_WIDTH);
+                acc[2 * k] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p), acc[2 * k]);
+                acc[2 * k + 1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(8)), acc[2 * k + 1]);
+            }
+            j += 2;
+        }
+        if j < dim {
+            let x = _mm256_set1_ps(*row.add(j));
+            let p = pp.add(j * PANEL_WIDTH);
+            acc[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p), acc[0]);
+            acc[1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(8)), acc[1]);
+        }
+        (_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
     }
 
     /// Adds the bytes of `lookups` into 16-bit accumulators: even bytes (vectors 0, 2, ...)
@@ -670,12 +691,7 @@ pub(super) mod imp {
             r += 4;
         }
         while r < n {
-            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for j in 0..dim {
-                let x = _mm256_set1_ps(*pr.add(r * dim + j));
-                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH)), a0);
-                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8)), a1);
-            }
+            let (a0, a1) = one_row(pr.add(r * dim), pp, dim);
             let o = r * PANEL_WIDTH;
             min_store(a0, vs, b0, vg, pb.add(o), pg.add(o));
             min_store(a1, vs, b1, vg, pb.add(o + 8), pg.add(o + 8));

@@ -470,14 +470,33 @@ mod imp {
             r += 8;
         }
         while r < n {
-            let mut acc = _mm512_setzero_ps();
-            for j in 0..dim {
-                let x = _mm512_set1_ps(*pr.add(r * dim + j));
-                acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc);
-            }
+            let acc = one_row(pr.add(r * dim), pp, dim);
             _mm512_storeu_ps(po.add(r * PANEL_WIDTH), acc);
             r += 1;
         }
+    }
+
+    /// One row against a panel. Four accumulators over alternating dimensions: a single
+    /// chain of multiply-adds would wait on each one's latency (a query's coarse search is
+    /// exactly this case).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    unsafe fn one_row(row: *const f32, pp: *const f32, dim: usize) -> __m512 {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut j = 0;
+        while j + 4 <= dim {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*row.add(j + k));
+                *acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add((j + k) * PANEL_WIDTH)), *acc);
+            }
+            j += 4;
+        }
+        while j < dim {
+            let x = _mm512_set1_ps(*row.add(j));
+            acc[0] = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc[0]);
+            j += 1;
+        }
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
@@ -593,11 +612,7 @@ mod imp {
             r += 8;
         }
         while r < n {
-            let mut acc = _mm512_setzero_ps();
-            for j in 0..dim {
-                let x = _mm512_set1_ps(*pr.add(r * dim + j));
-                acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc);
-            }
+            let acc = one_row(pr.add(r * dim), pp, dim);
             let o = r * PANEL_WIDTH;
             min_store(acc, vs, vb, vg, pb.add(o), pg.add(o));
             r += 1;
