@@ -34,6 +34,14 @@ impl Codec {
         }
     }
 
+    /// Code bytes a list of `n` entries holds.
+    pub(crate) fn codes_for(&self, n: usize, dim: usize) -> usize {
+        match self {
+            Codec::Pq4(pq) => n.div_ceil(quant::kernels::PQ4_BLOCK) * pq.block_bytes(),
+            _ => n * self.code_len(dim),
+        }
+    }
+
     /// Bytes of one entry's code as [`Codec::encode`] writes it (before the fast-scan
     /// layout packs two 4-bit codes a byte).
     pub(crate) fn code_len(&self, dim: usize) -> usize {

@@ -33,7 +33,7 @@ use crate::index::{IvfIndex, Model, State};
 use crate::lists::{Codec, InvertedList};
 use crate::mapped::{map_file, FullVectors};
 use index_core::{AllowedSet, IndexError, Result};
-use quant::kernels::{PQ4_BLOCK, PQ4_KSUB};
+use quant::kernels::PQ4_KSUB;
 use quant::{Metric, ProductQuantizer, ScalarQuantizer};
 use std::io::Write;
 use std::path::Path;
@@ -275,11 +275,7 @@ impl IvfIndex {
             let codes = r.bytes(code_bytes).expect("checked").to_vec();
             let float_count = r.len(4).ok_or_else(ends)?;
             let floats = r.f32s(float_count).expect("checked");
-            let want_codes = match codec {
-                Codec::Pq4(pq) => n.div_ceil(PQ4_BLOCK) * pq.block_bytes(),
-                _ => n * codec.code_len(dim),
-            };
-            if codes.len() != want_codes
+            if codes.len() != codec.codes_for(n, dim)
                 || floats.len() != codec.floats_for(n, dim)
                 || ids.iter().any(|&o| !present.contains(o))
             {
