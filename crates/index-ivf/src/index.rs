@@ -208,7 +208,10 @@ impl IvfIndex {
                     sample_size: take,
                     seed,
                 };
-                Codec::Sq8(ScalarQuantizer::train(&residuals(), dim, &config)?)
+                Codec::Sq8 {
+                    sq: ScalarQuantizer::train(&residuals(), dim, &config)?,
+                    norms: self.metric == Metric::Euclidean,
+                }
             }
             ListEncoding::Pq { m } => {
                 let config = ProductQuantizerConfig {
@@ -542,10 +545,11 @@ impl IvfIndex {
                 let mut dots = [0f32; PANEL_WIDTH];
                 for &(_, l) in probes.iter() {
                     let list = &state.lists[l as usize];
-                    for (panel, ids) in list
-                        .floats
+                    let paneled = list.len() / PANEL_WIDTH * PANEL_WIDTH;
+                    let (panels, tail) = list.floats.split_at(paneled * dim);
+                    for (panel, ids) in panels
                         .chunks_exact(PANEL_WIDTH * dim)
-                        .zip(list.ids.chunks(PANEL_WIDTH))
+                        .zip(list.ids.chunks_exact(PANEL_WIDTH))
                     {
                         kern.dot_panel16(q, panel, &mut dots);
                         for (&dot, &o) in dots.iter().zip(ids) {
@@ -553,6 +557,12 @@ impl IvfIndex {
                             if d <= top.threshold() && accept(o) {
                                 top.push(ScoredOffset::new(o, d));
                             }
+                        }
+                    }
+                    for (v, &o) in tail.chunks_exact(dim).zip(&list.ids[paneled..]) {
+                        let d = -kern.dot_f32(q, v);
+                        if d <= top.threshold() && accept(o) {
+                            top.push(ScoredOffset::new(o, d));
                         }
                     }
                 }
@@ -568,17 +578,15 @@ impl IvfIndex {
                     }
                 }
             }
-            Codec::Sq8(sq) => {
+            Codec::Sq8 { sq, norms } => {
                 let shared = dot_like.then(|| sq.query_int(q, code_metric).expect("checked"));
                 for &(coarse, l) in probes.iter() {
                     let list = &state.lists[l as usize];
                     let scan = |score: &dyn Fn(&[u8], f32) -> f32, bias: f32, top: &mut TopK| {
-                        for ((code, &norm), &o) in list
-                            .codes
-                            .chunks_exact(dim)
-                            .zip(&list.floats)
-                            .zip(&list.ids)
+                        for (i, (code, &o)) in
+                            list.codes.chunks_exact(dim).zip(&list.ids).enumerate()
                         {
+                            let norm = if *norms { list.floats[i] } else { 0.0 };
                             let d = bias + score(code, norm);
                             if d <= top.threshold() && accept(o) {
                                 top.push(ScoredOffset::new(o, d));

@@ -10,9 +10,14 @@ pub(crate) enum Codec {
     /// Full vectors, row after row (Euclidean and Manhattan: measured by the exact kernels).
     Flat,
     /// Full vectors in panels of 16, stored transposed (inner product and cosine): one
-    /// [`quant::Kernels::dot_panel16`] call measures 16 entries, with no horizontal sums.
+    /// [`quant::Kernels::dot_panel16`] call measures 16 entries, with no horizontal sums. The
+    /// last `n % 16` entries wait row after row until a panel is full, so nothing is padded.
     FlatPanels,
-    Sq8(ScalarQuantizer),
+    /// 8-bit codes; `norms` keeps each code's `‖x'‖²`, which only Euclidean distance needs.
+    Sq8 {
+        sq: ScalarQuantizer,
+        norms: bool,
+    },
     Pq(ProductQuantizer),
     Pq4(Pq4),
 }
@@ -28,10 +33,7 @@ impl Codec {
 
     /// `f32` values a list of `n` entries holds.
     pub(crate) fn floats_for(&self, n: usize, dim: usize) -> usize {
-        match self {
-            Codec::FlatPanels => n.div_ceil(PANEL_WIDTH) * PANEL_WIDTH * dim,
-            _ => n * self.float_len(dim),
-        }
+        n * self.float_len(dim)
     }
 
     /// Code bytes a list of `n` entries holds.
@@ -47,7 +49,7 @@ impl Codec {
     pub(crate) fn code_len(&self, dim: usize) -> usize {
         match self {
             Codec::Flat | Codec::FlatPanels => 0,
-            Codec::Sq8(_) => dim,
+            Codec::Sq8 { .. } => dim,
             Codec::Pq(pq) => pq.m(),
             Codec::Pq4(pq) => pq.m(),
         }
@@ -57,7 +59,7 @@ impl Codec {
     pub(crate) fn float_len(&self, dim: usize) -> usize {
         match self {
             Codec::Flat | Codec::FlatPanels => dim,
-            Codec::Sq8(_) => 1,
+            Codec::Sq8 { norms, .. } => usize::from(*norms),
             Codec::Pq(_) | Codec::Pq4(_) => 0,
         }
     }
@@ -72,10 +74,13 @@ impl Codec {
     pub(crate) fn encode(&self, v: &[f32], code: &mut [u8], floats: &mut [f32]) {
         match self {
             Codec::Flat | Codec::FlatPanels => floats.copy_from_slice(v),
-            Codec::Sq8(sq) => {
-                floats[0] = sq
+            Codec::Sq8 { sq, norms } => {
+                let norm = sq
                     .encode_into(v, code)
                     .expect("the caller checked the dimension and values");
+                if *norms {
+                    floats[0] = norm;
+                }
             }
             Codec::Pq(pq) => pq
                 .encode_into(v, code)
@@ -107,14 +112,17 @@ impl InvertedList {
         }
         match codec {
             Codec::FlatPanels => {
-                let (i, dim) = (self.ids.len(), floats.len());
-                let (block, col) = (i / PANEL_WIDTH, i % PANEL_WIDTH);
-                if col == 0 {
-                    self.floats.resize((block + 1) * PANEL_WIDTH * dim, 0.0);
-                }
-                let panel = &mut self.floats[block * PANEL_WIDTH * dim..];
-                for (j, &x) in floats.iter().enumerate() {
-                    panel[j * PANEL_WIDTH + col] = x;
+                self.floats.extend_from_slice(floats);
+                let (n, dim) = (self.ids.len() + 1, floats.len());
+                if n.is_multiple_of(PANEL_WIDTH) {
+                    // The waiting rows make a full panel: transpose them in place.
+                    let start = self.floats.len() - PANEL_WIDTH * dim;
+                    let rows = self.floats[start..].to_vec();
+                    for (c, row) in rows.chunks_exact(dim).enumerate() {
+                        for (j, &x) in row.iter().enumerate() {
+                            self.floats[start + j * PANEL_WIDTH + c] = x;
+                        }
+                    }
                 }
             }
             _ => self.floats.extend_from_slice(floats),
@@ -144,8 +152,9 @@ impl InvertedList {
                 Codec::Pq4(pq) => get_code(&self.codes, pq.block_bytes(), i, &mut code),
                 _ => code.copy_from_slice(&self.codes[i * code_len..(i + 1) * code_len]),
             }
+            let paneled = self.ids.len() / PANEL_WIDTH * PANEL_WIDTH;
             match codec {
-                Codec::FlatPanels => {
+                Codec::FlatPanels if i < paneled => {
                     let panel = &self.floats[(i / PANEL_WIDTH) * PANEL_WIDTH * dim..];
                     for (j, x) in vector.iter_mut().enumerate() {
                         *x = panel[j * PANEL_WIDTH + i % PANEL_WIDTH];

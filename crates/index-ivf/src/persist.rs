@@ -19,7 +19,8 @@
 //! | CRC-32 (IEEE) of everything above | 4 |
 //!
 //! List floats are the flat vectors (row after row; for inner product and cosine in panels of
-//! 16 stored transposed, the last zero-padded) or the norms of 8-bit codes.
+//! 16 stored transposed, then the last `n % 16` row after row) or, for Euclidean, the norms of
+//! 8-bit codes.
 //!
 //! The loader maps the file and checks the magic, version and checksum before it trusts a
 //! single field, then every count against what is left. With
@@ -126,7 +127,7 @@ impl IvfIndex {
             let mut blob = Vec::new();
             match &model.codec {
                 Codec::Flat | Codec::FlatPanels => {}
-                Codec::Sq8(sq) => sq.write_to(&mut blob)?,
+                Codec::Sq8 { sq, .. } => sq.write_to(&mut blob)?,
                 Codec::Pq(pq) => pq.write_to(&mut blob)?,
                 Codec::Pq4(pq) => {
                     blob.extend_from_slice(&(pq.m() as u64).to_le_bytes());
@@ -218,7 +219,10 @@ impl IvfIndex {
                 let mut blob = r.bytes(blob_len).expect("checked");
                 let codec = match index.config.encoding {
                     ListEncoding::Flat => Codec::flat(metric),
-                    ListEncoding::Sq8 => Codec::Sq8(ScalarQuantizer::read_from(&mut blob)?),
+                    ListEncoding::Sq8 => Codec::Sq8 {
+                        sq: ScalarQuantizer::read_from(&mut blob)?,
+                        norms: metric == Metric::Euclidean,
+                    },
                     ListEncoding::Pq { m } => {
                         let pq = ProductQuantizer::read_from(&mut blob)?;
                         if pq.m() != m || pq.dim() != dim {

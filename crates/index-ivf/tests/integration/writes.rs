@@ -38,8 +38,13 @@ fn points_added_after_training_are_found() {
 fn deleted_points_never_come_back_and_compaction_frees_them() {
     let dim = 16;
     let data = clustered(3_000, dim, 0.3, 41);
-    for encoding in encodings(dim) {
-        let index = IvfIndex::build(dim, Metric::Euclidean, config(16, encoding), &data).unwrap();
+    // Euclidean keeps flat vectors row after row, cosine in transposed panels: compaction
+    // must rebuild both.
+    for (metric, encoding) in [Metric::Euclidean, Metric::Cosine]
+        .into_iter()
+        .flat_map(|m| encodings(dim).map(|e| (m, e)))
+    {
+        let index = IvfIndex::build(dim, metric, config(16, encoding), &data).unwrap();
         let params = SearchParams {
             ivf_nprobe: Some(16),
             ..SearchParams::top(20)
