@@ -4,9 +4,16 @@
 //! quantizer. Training runs on a sample (at most `max_points_per_centroid · k` points, 256 by
 //! default, as FAISS does), in the calling thread's rayon pool, so a caller bounds the threads
 //! with `ThreadPool::install`.
+//!
+//! The assignment step is the cost of k-means (`n · k · dim` multiply-adds an iteration). For
+//! wide vectors and many centroids it runs blocked, as a matrix product would:
+//! [`CentroidPanels`] stores the centroids 16 at a time, transposed, and
+//! [`crate::Kernels::min_panel16`] computes a block of rows against a panel with the identity
+//! `‖x − c‖² = ‖x‖² − 2 x·c + ‖c‖²`, keeping the running minimum in registers. Narrow
+//! product-quantization sub-spaces keep an exact unrolled loop.
 
 use crate::error::check_vectors;
-use crate::kernels::{kernels, Kernels};
+use crate::kernels::{kernels, Kernels, PANEL_WIDTH};
 use crate::{Error, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -363,6 +370,11 @@ fn nearest_fixed<const D: usize>(centroids: &[f32], v: &[f32]) -> (usize, f32) {
 }
 
 /// Assigns every row of `data` to its nearest centroid; returns the inertia.
+///
+/// Wide vectors against many centroids go through [`CentroidPanels`] (blocked inner products
+/// and the norms identity), which is what makes a coarse quantizer of a thousand lists on
+/// hundreds of thousands of points affordable; narrow product-quantization sub-spaces keep
+/// the unrolled exact loop of [`nearest`].
 fn assign_into(
     kern: &Kernels,
     centroids: &[f32],
@@ -370,6 +382,19 @@ fn assign_into(
     data: &[f32],
     out: &mut [u32],
 ) -> f64 {
+    let k = centroids.len() / dim;
+    if dim > 8 && k >= PANEL_WIDTH {
+        let panels = CentroidPanels::new(centroids, dim);
+        return out
+            .par_chunks_mut(PANEL_ROWS)
+            .zip(data.par_chunks(PANEL_ROWS * dim))
+            .map(|(slots, rows)| {
+                let mut dist = [0f32; PANEL_ROWS];
+                panels.nearest(kern, rows, PanelMeasure::SquaredL2, slots, &mut dist);
+                dist[..slots.len()].iter().map(|&d| d as f64).sum::<f64>()
+            })
+            .sum();
+    }
     out.par_iter_mut()
         .zip(data.par_chunks_exact(dim))
         .with_min_len(256)
@@ -379,6 +404,168 @@ fn assign_into(
             d as f64
         })
         .sum()
+}
+
+/// Rows measured per call of [`CentroidPanels::nearest`]: a block small enough to stay in the
+/// first-level cache while every panel of centroids streams past it.
+pub const PANEL_ROWS: usize = 32;
+
+/// What [`CentroidPanels`] minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelMeasure {
+    /// Squared Euclidean distance, `‖x‖² − 2 x·c + ‖c‖²`.
+    SquaredL2,
+    /// Negated inner product, `−x·c` (the project's distance for inner product and cosine).
+    NegativeDot,
+}
+
+/// Centroids laid out for blocked distance computation: groups of 16 stored transposed
+/// (see [`Kernels::dot_panel16`]) with their squared norms, so that the distances of a block of
+/// rows to 16 centroids cost one pass of multiply-adds, as in a matrix product.
+///
+/// Squared L2 uses `‖x − c‖² = ‖x‖² − 2 x·c + ‖c‖²`: one inner product per pair instead of
+/// a difference and a square, at the price of rounding when `x` and `c` nearly coincide
+/// (distances are clamped at zero).
+#[derive(Debug, Clone)]
+pub struct CentroidPanels {
+    dim: usize,
+    k: usize,
+    /// `ceil(k / 16)` panels of `16 · dim` values.
+    panels: Vec<f32>,
+    /// `‖c‖²` per centroid, `+∞` for the padding columns of the last panel.
+    norms: Vec<f32>,
+    /// 0 per centroid, `+∞` for the padding columns.
+    padding: Vec<f32>,
+}
+
+impl CentroidPanels {
+    /// Lays out `centroids` (rows of `dim` values). `dim` must be non-zero and divide the
+    /// buffer (the caller has validated the centroids).
+    pub fn new(centroids: &[f32], dim: usize) -> CentroidPanels {
+        assert!(
+            dim > 0 && centroids.len().is_multiple_of(dim),
+            "ragged centroids"
+        );
+        let k = centroids.len() / dim;
+        let groups = k.div_ceil(PANEL_WIDTH);
+        let mut panels = vec![0f32; groups * PANEL_WIDTH * dim];
+        let mut norms = vec![f32::INFINITY; groups * PANEL_WIDTH];
+        let mut padding = vec![f32::INFINITY; groups * PANEL_WIDTH];
+        let kern = kernels();
+        for (c, v) in centroids.chunks_exact(dim).enumerate() {
+            let (g, col) = (c / PANEL_WIDTH, c % PANEL_WIDTH);
+            let panel = &mut panels[g * PANEL_WIDTH * dim..(g + 1) * PANEL_WIDTH * dim];
+            for (j, &x) in v.iter().enumerate() {
+                panel[j * PANEL_WIDTH + col] = x;
+            }
+            norms[c] = kern.dot_f32(v, v);
+            padding[c] = 0.0;
+        }
+        CentroidPanels {
+            dim,
+            k,
+            panels,
+            norms,
+            padding,
+        }
+    }
+
+    /// Number of centroids.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Dimension of the centroids.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        (self.panels.capacity() + self.norms.capacity() + self.padding.capacity()) * 4
+    }
+
+    /// The distance of `row` to every centroid, by `measure`, into `out` (`k` values).
+    pub fn distances(&self, kern: &Kernels, row: &[f32], measure: PanelMeasure, out: &mut [f32]) {
+        assert!(
+            row.len() == self.dim && out.len() == self.k,
+            "row or output of the wrong size"
+        );
+        let row_norm = match measure {
+            PanelMeasure::SquaredL2 => kern.dot_f32(row, row),
+            PanelMeasure::NegativeDot => 0.0,
+        };
+        let mut dots = [0f32; PANEL_WIDTH];
+        for (g, panel) in self.panels.chunks_exact(PANEL_WIDTH * self.dim).enumerate() {
+            kern.dot_panel16(row, panel, &mut dots);
+            let base = g * PANEL_WIDTH;
+            let cols = (self.k - base).min(PANEL_WIDTH);
+            for (c, o) in out[base..base + cols].iter_mut().enumerate() {
+                *o = match measure {
+                    PanelMeasure::SquaredL2 => {
+                        (row_norm - 2.0 * dots[c] + self.norms[base + c]).max(0.0)
+                    }
+                    PanelMeasure::NegativeDot => -dots[c],
+                };
+            }
+        }
+    }
+
+    /// The nearest centroid of each of at most [`PANEL_ROWS`] rows (flat, `dim` values each),
+    /// by `measure`: its index into `index` and its distance into `distance`.
+    pub fn nearest(
+        &self,
+        kern: &Kernels,
+        rows: &[f32],
+        measure: PanelMeasure,
+        index: &mut [u32],
+        distance: &mut [f32],
+    ) {
+        let n = rows.len() / self.dim;
+        assert!(
+            n <= PANEL_ROWS
+                && rows.len().is_multiple_of(self.dim)
+                && index.len() >= n
+                && distance.len() >= n,
+            "at most PANEL_ROWS whole rows, with room for their answers"
+        );
+        // Per row, the best distance and panel seen so far in each of the 16 columns, kept
+        // by the fused kernel; the 16 columns are reduced once at the end.
+        let mut best_d = [[f32::INFINITY; PANEL_WIDTH]; PANEL_ROWS];
+        let mut best_g = [[0u32; PANEL_WIDTH]; PANEL_ROWS];
+        let (bias, scale) = match measure {
+            PanelMeasure::SquaredL2 => (&self.norms, -2.0),
+            PanelMeasure::NegativeDot => (&self.padding, -1.0),
+        };
+        for (g, panel) in self.panels.chunks_exact(PANEL_WIDTH * self.dim).enumerate() {
+            kern.min_panel16(
+                rows,
+                panel,
+                scale,
+                &bias[g * PANEL_WIDTH..(g + 1) * PANEL_WIDTH],
+                g as u32,
+                best_d[..n].as_flattened_mut(),
+                best_g[..n].as_flattened_mut(),
+            );
+        }
+        let mut best = [(f32::INFINITY, 0u32); PANEL_ROWS];
+        for (b, (bd, bg)) in best.iter_mut().zip(best_d.iter().zip(&best_g)).take(n) {
+            for c in 0..PANEL_WIDTH {
+                let j = bg[c] * PANEL_WIDTH as u32 + c as u32;
+                // Ties go to the lower centroid index, as a sequential scan would.
+                if bd[c] < b.0 || (bd[c] == b.0 && j < b.1) {
+                    *b = (bd[c], j);
+                }
+            }
+        }
+        for (i, row) in rows.chunks_exact(self.dim).enumerate() {
+            index[i] = best[i].1;
+            distance[i] = match measure {
+                PanelMeasure::SquaredL2 => (best[i].0 + kern.dot_f32(row, row)).max(0.0),
+                PanelMeasure::NegativeDot => best[i].0,
+            };
+        }
+    }
 }
 
 /// Moves each centroid to the mean of its points; returns the count per centroid.

@@ -31,6 +31,19 @@ mod x86_avx512;
 /// Number of centroids per sub-space that [`Kernels::pq_adc`] tables hold (8-bit codes).
 pub const PQ_KSUB: usize = 256;
 
+/// Columns of a panel for [`Kernels::dot_panel16`]: 16 vectors stored transposed, so one
+/// AVX-512 register (two AVX2 registers) holds one dimension of all of them.
+pub const PANEL_WIDTH: usize = 16;
+
+/// Entries of a 4-bit lookup table, and centroids per sub-space of 4-bit product codes.
+pub const PQ4_KSUB: usize = 16;
+
+/// Vectors per block of the 4-bit "fast scan" layout that [`Kernels::pq4_block`] reads.
+pub const PQ4_BLOCK: usize = 32;
+
+/// The signature of [`Kernels::min_panel16`].
+pub(crate) type MinPanelFn = fn(&[f32], &[f32], f32, &[f32], u32, &mut [f32], &mut [u32]);
+
 /// An instruction-set level that a kernel table is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
@@ -146,6 +159,9 @@ pub struct Kernels {
     hamming: fn(&[u64], &[u64]) -> u32,
     masked_sum: fn(&[f32], &[u64]) -> f32,
     pq_adc: fn(&[f32], &[u8]) -> f32,
+    dot_panel16: fn(&[f32], &[f32], &mut [f32]),
+    min_panel16: MinPanelFn,
+    pq4_block: fn(&[u8], &[u8], u16, &mut [u16]) -> u32,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -192,6 +208,9 @@ impl Kernels {
             hamming: scalar::hamming,
             masked_sum: scalar::masked_sum,
             pq_adc: scalar::pq_adc,
+            dot_panel16: scalar::dot_panel16,
+            min_panel16: scalar::min_panel16,
+            pq4_block: scalar::pq4_block,
         };
         Some(match isa {
             Isa::Scalar => scalar,
@@ -315,6 +334,99 @@ impl Kernels {
     pub fn pq_adc(&self, table: &[f32], codes: &[u8]) -> f32 {
         (self.pq_adc)(table, codes)
     }
+}
+
+impl Kernels {
+    /// Inner products of `rows` (whole vectors of dimension `d`, one after the other) with the
+    /// 16 vectors of `panel`, stored transposed (`panel[j·16 + c]` is dimension `j` of vector
+    /// `c`, so `panel.len() == 16·d`): `out[r·16 + c] = rows[r] · panel_c`.
+    ///
+    /// The blocked form of many dot products at once (as a matrix product would): every load of
+    /// a panel row serves several query rows, so k-means assignment and the coarse search of an
+    /// IVF index run at the speed of the multiply-adds rather than of the loads.
+    ///
+    /// Panics unless `panel.len()` is a non-zero multiple of 16, `rows.len()` a multiple of
+    /// `d = panel.len() / 16`, and `out.len() == 16 · rows.len() / d`.
+    #[inline]
+    pub fn dot_panel16(&self, rows: &[f32], panel: &[f32], out: &mut [f32]) {
+        check_panel(rows.len(), panel.len(), out.len());
+        (self.dot_panel16)(rows, panel, out)
+    }
+
+    /// [`Kernels::dot_panel16`] fused with a running minimum, for nearest-centroid search:
+    /// for each row `r` and column `c`, `d = scale · (rows[r] · panel_c) + bias[c]`, and where
+    /// `d < best[r·16 + c]` the minimum becomes `d` and `best_group[r·16 + c]` becomes `group`.
+    ///
+    /// With `scale = −2` and `bias` the centroids' squared norms, `d + ‖x‖²` is the squared L2
+    /// distance; with `scale = −1` and a zero bias, the negated inner product. Padding columns
+    /// get an infinite bias, so they never win. Keeping the minimum in registers saves
+    /// writing every distance out and comparing it again in scalar code.
+    ///
+    /// Panics unless the shapes agree as for [`Kernels::dot_panel16`], `bias` holds 16 values
+    /// and `best` and `best_group` 16 per row.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn min_panel16(
+        &self,
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        check_panel(rows.len(), panel.len(), best.len());
+        assert!(
+            bias.len() == PANEL_WIDTH && best_group.len() == best.len(),
+            "bias or best groups of the wrong size"
+        );
+        (self.min_panel16)(rows, panel, scale, bias, group, best, best_group)
+    }
+
+    /// Sums of 4-bit table lookups for one block of 32 codes in the "fast scan" layout (André,
+    /// Kermarrec and Le Scouarnec, 2015; FAISS's `PQ4` fast scan), and which sums are below
+    /// `threshold`.
+    ///
+    /// `lut` holds one 16-entry `u8` table per sub-space (`lut[m·16 + k]`), `codes` 16 bytes per
+    /// sub-space: byte `j` of sub-space `m` has the code of vector `j` in its low nibble and of
+    /// vector `j + 16` in its high nibble. The number of sub-spaces must be even (pad with a
+    /// zero table). Writes `out[v] = Σₘ lut[m·16 + code(v, m)]` for the 32 vectors, summed in
+    /// wrapping `u16` arithmetic (the caller scales its tables so the sums cannot overflow),
+    /// and returns a mask whose bit `v` is set when `out[v] < threshold`.
+    ///
+    /// Panics unless `lut` and `codes` have the same length, a multiple of 32, and `out`
+    /// holds 32 sums.
+    #[inline]
+    pub fn pq4_block(&self, lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+        check_pq4(lut.len(), codes.len(), out.len());
+        (self.pq4_block)(lut, codes, threshold, out)
+    }
+}
+
+/// Panics unless the shapes of a [`Kernels::dot_panel16`] call agree.
+#[inline(always)]
+#[track_caller]
+pub(crate) fn check_panel(rows: usize, panel: usize, out: usize) {
+    assert!(
+        panel > 0 && panel.is_multiple_of(PANEL_WIDTH),
+        "panel of the wrong size"
+    );
+    let dim = panel / PANEL_WIDTH;
+    assert!(
+        rows.is_multiple_of(dim) && out == rows / dim * PANEL_WIDTH,
+        "panel rows or output of the wrong size"
+    );
+}
+
+/// Panics unless the shapes of a [`Kernels::pq4_block`] call agree.
+#[inline(always)]
+#[track_caller]
+pub(crate) fn check_pq4(lut: usize, codes: usize, out: usize) {
+    assert!(
+        lut == codes && lut.is_multiple_of(2 * PQ4_KSUB) && out == PQ4_BLOCK,
+        "4-bit table, codes or output of the wrong size"
+    );
 }
 
 /// Asks the CPU to start loading the cache lines of `len` bytes from `ptr` (at most 512), so

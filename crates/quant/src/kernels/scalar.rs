@@ -4,7 +4,10 @@
 //! Plain sequential loops on purpose: they are the specification, so they are written to be
 //! obviously right, not fast.
 
-use super::{check_bits_len, check_len, check_table_len, PQ_KSUB};
+use super::{
+    check_bits_len, check_len, check_panel, check_pq4, check_table_len, PANEL_WIDTH, PQ4_BLOCK,
+    PQ4_KSUB, PQ_KSUB,
+};
 use half::f16;
 
 /// See [`super::Kernels::dot_f32`].
@@ -131,4 +134,56 @@ pub fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
         .enumerate()
         .map(|(m, &c)| table[m * PQ_KSUB + c as usize])
         .sum()
+}
+
+/// See [`super::Kernels::dot_panel16`].
+pub fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+    check_panel(rows.len(), panel.len(), out.len());
+    let dim = panel.len() / PANEL_WIDTH;
+    for (row, out) in rows
+        .chunks_exact(dim)
+        .zip(out.chunks_exact_mut(PANEL_WIDTH))
+    {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = (0..dim).map(|j| row[j] * panel[j * PANEL_WIDTH + c]).sum();
+        }
+    }
+}
+
+/// See [`super::Kernels::pq4_block`].
+pub fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+    check_pq4(lut.len(), codes.len(), out.len());
+    const HALF: usize = PQ4_BLOCK / 2;
+    out.fill(0);
+    for (table, bytes) in lut.chunks_exact(PQ4_KSUB).zip(codes.chunks_exact(HALF)) {
+        for (j, &byte) in bytes.iter().enumerate() {
+            out[j] = out[j].wrapping_add(table[(byte & 0x0f) as usize] as u16);
+            out[j + HALF] = out[j + HALF].wrapping_add(table[(byte >> 4) as usize] as u16);
+        }
+    }
+    out.iter()
+        .enumerate()
+        .filter(|(_, &s)| s < threshold)
+        .fold(0u32, |mask, (v, _)| mask | 1 << v)
+}
+
+/// See [`super::Kernels::min_panel16`].
+pub fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    let mut dots = vec![0f32; best.len()];
+    dot_panel16(rows, panel, &mut dots);
+    for (i, dot) in dots.iter().enumerate() {
+        let d = scale * dot + bias[i % PANEL_WIDTH];
+        if d < best[i] {
+            best[i] = d;
+            best_group[i] = group;
+        }
+    }
 }

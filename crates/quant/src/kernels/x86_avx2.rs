@@ -4,7 +4,10 @@
 //! the fused multiply-add, then finish the tail with scalar code. Integer kernels widen to 16
 //! bits and use `vpmaddwd`, which cannot saturate, unlike `vpmaddubsw`.
 
-use super::{check_bits_len, check_len, check_table_len, Isa, Kernels, PQ_KSUB};
+use super::{
+    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
+    PQ_KSUB,
+};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -31,6 +34,9 @@ pub(super) fn table() -> Kernels {
         hamming,
         masked_sum,
         pq_adc,
+        dot_panel16,
+        min_panel16,
+        pq4_block,
     }
 }
 
@@ -81,6 +87,36 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
     unsafe { imp::pq_adc(table, codes) }
 }
 
+fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+    check_panel(rows.len(), panel.len(), out.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
+    // of that dimension and `out` 16 values per row (checked above).
+    unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    check_panel(rows.len(), panel.len(), best.len());
+    assert!(bias.len() == PANEL_WIDTH && best_group.len() == best.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows,
+    // `bias` 16 values, `best` and `best_group` 16 per row (checked above).
+    unsafe { imp::min_panel16(rows, panel, scale, bias, group, best, best_group) }
+}
+
+fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+    check_pq4(lut.len(), codes.len(), out.len());
+    // SAFETY: the CPU was checked; `lut` and `codes` have the same length, a multiple of 32
+    // bytes, and `out` holds 32 values (checked above).
+    unsafe { imp::pq4_block(lut, codes, threshold, out) }
+}
+
 /// The kernels themselves.
 ///
 /// # Safety (every function)
@@ -88,7 +124,7 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
 /// passed have the lengths the wrapper checks. Every pointer read is at an index below the
 /// length of the slice it came from: full-width loads only while `i + WIDTH <= n`, then scalar
 /// code for the tail.
-mod imp {
+pub(super) mod imp {
     use super::*;
 
     /// Widens elements of one storage type to `f32`, eight at a time or one at a time.
@@ -447,5 +483,219 @@ mod imp {
             m += 1;
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp, po) = (rows.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        let mut r = 0;
+        // Four rows at a time: each panel row (two registers) is loaded once for four rows,
+        // eight accumulators in flight hide the multiply-add latency.
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..dim {
+                let p0 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH));
+                let p1 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8));
+                for i in 0..4 {
+                    let x = _mm256_set1_ps(*pr.add((r + i) * dim + j));
+                    acc[2 * i] = _mm256_fmadd_ps(x, p0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(x, p1, acc[2 * i + 1]);
+                }
+            }
+            for i in 0..4 {
+                _mm256_storeu_ps(po.add((r + i) * PANEL_WIDTH), acc[2 * i]);
+                _mm256_storeu_ps(po.add((r + i) * PANEL_WIDTH + 8), acc[2 * i + 1]);
+            }
+            r += 4;
+        }
+        while r < n {
+            let (a0, a1) = one_row(pr.add(r * dim), pp, dim);
+            _mm256_storeu_ps(po.add(r * PANEL_WIDTH), a0);
+            _mm256_storeu_ps(po.add(r * PANEL_WIDTH + 8), a1);
+            r += 1;
+        }
+    }
+
+    /// One row against a panel (both halves). Two accumulators a half over alternating
+    /// dimensions: a single chain of multiply-adds would wait on each one's latency (a
+    /// query's coarse search is exactly this case).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn one_row(row: *const f32, pp: *const f32, dim: usize) -> (__m256, __m256) {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut j = 0;
+        while j + 2 <= dim {
+            for k in 0..2 {
+                let x = _mm256_set1_ps(*row.add(j + k));
+                let p = pp.add((j + k) * PANEL_WIDTH);
+                acc[2 * k] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p), acc[2 * k]);
+                acc[2 * k + 1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(8)), acc[2 * k + 1]);
+            }
+            j += 2;
+        }
+        if j < dim {
+            let x = _mm256_set1_ps(*row.add(j));
+            let p = pp.add(j * PANEL_WIDTH);
+            acc[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p), acc[0]);
+            acc[1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(8)), acc[1]);
+        }
+        (_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
+    }
+
+    /// Adds the bytes of `lookups` into 16-bit accumulators: even bytes (vectors 0, 2, ...)
+    /// into `even`, odd bytes into `odd`. Widening this way costs two instructions and cannot
+    /// overflow a byte.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn widen_add(
+        lookups: __m256i,
+        even: &mut __m256i,
+        odd: &mut __m256i,
+    ) {
+        *even = _mm256_add_epi16(*even, _mm256_and_si256(lookups, _mm256_set1_epi16(0xff)));
+        *odd = _mm256_add_epi16(*odd, _mm256_srli_epi16::<8>(lookups));
+    }
+
+    /// Finishes a 4-bit block from its four accumulators (each: the sums of 8 vectors in
+    /// each 128-bit half, over different sub-spaces): adds the halves, puts the 32 sums in
+    /// vector order into `out`, returns the mask of sums below `threshold`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::kernels) unsafe fn pq4_finish(
+        acc: [__m256i; 4],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let fold =
+            |a: __m256i| _mm_add_epi16(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+        let (lo_even, lo_odd, hi_even, hi_odd) =
+            (fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
+        let parts = [
+            _mm_unpacklo_epi16(lo_even, lo_odd),
+            _mm_unpackhi_epi16(lo_even, lo_odd),
+            _mm_unpacklo_epi16(hi_even, hi_odd),
+            _mm_unpackhi_epi16(hi_even, hi_odd),
+        ];
+        let po = out.as_mut_ptr() as *mut __m128i;
+        for (i, p) in parts.iter().enumerate() {
+            _mm_storeu_si128(po.add(i), *p);
+        }
+        if threshold == 0 {
+            return 0;
+        }
+        // x < t  <=>  min(x, t − 1) == x, in unsigned 16-bit arithmetic.
+        let limit = _mm_set1_epi16((threshold - 1) as i16);
+        let below = |x: __m128i| _mm_cmpeq_epi16(_mm_min_epu16(x, limit), x);
+        let low = _mm_movemask_epi8(_mm_packs_epi16(below(parts[0]), below(parts[1]))) as u32;
+        let high = _mm_movemask_epi8(_mm_packs_epi16(below(parts[2]), below(parts[3]))) as u32;
+        low | high << 16
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pq4_block(
+        lut: &[u8],
+        codes: &[u8],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let (pl, pc) = (lut.as_ptr(), codes.as_ptr());
+        let nibble = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        // Two sub-spaces per iteration: their tables fill the two 128-bit halves of one
+        // register, their 16 code bytes the halves of another, and `vpshufb` looks up 32
+        // entries in registers at once.
+        let mut i = 0;
+        while i + 32 <= lut.len() {
+            let table = _mm256_loadu_si256(pl.add(i) as *const __m256i);
+            let bytes = _mm256_loadu_si256(pc.add(i) as *const __m256i);
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(bytes, nibble));
+            let hi = _mm256_shuffle_epi8(
+                table,
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), nibble),
+            );
+            // Bytes added as 16-bit lanes whole (`even + 256·odd`) and odd bytes apart; the
+            // even sums are recovered once after the loop (FAISS's trick, one mask fewer
+            // per lookup).
+            acc[0] = _mm256_add_epi16(acc[0], lo);
+            acc[1] = _mm256_add_epi16(acc[1], _mm256_srli_epi16::<8>(lo));
+            acc[2] = _mm256_add_epi16(acc[2], hi);
+            acc[3] = _mm256_add_epi16(acc[3], _mm256_srli_epi16::<8>(hi));
+            i += 32;
+        }
+        // even = whole − 256·odd, exact in wrapping 16-bit arithmetic.
+        acc[0] = _mm256_sub_epi16(acc[0], _mm256_slli_epi16::<8>(acc[1]));
+        acc[2] = _mm256_sub_epi16(acc[2], _mm256_slli_epi16::<8>(acc[3]));
+        pq4_finish(acc, threshold, out)
+    }
+
+    /// Running minimum of `scale · acc + bias` into 8 lanes of `best` / `best_group`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn min_store(
+        acc: __m256,
+        scale: __m256,
+        bias: __m256,
+        group: __m256,
+        best: *mut f32,
+        best_group: *mut u32,
+    ) {
+        let d = _mm256_fmadd_ps(acc, scale, bias);
+        let cur = _mm256_loadu_ps(best);
+        let better = _mm256_cmp_ps::<_CMP_LT_OQ>(d, cur);
+        _mm256_storeu_ps(best, _mm256_blendv_ps(cur, d, better));
+        let g = _mm256_loadu_ps(best_group as *const f32);
+        _mm256_storeu_ps(best_group as *mut f32, _mm256_blendv_ps(g, group, better));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn min_panel16(
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp) = (rows.as_ptr(), panel.as_ptr());
+        let (pb, pg) = (best.as_mut_ptr(), best_group.as_mut_ptr());
+        let vs = _mm256_set1_ps(scale);
+        let (b0, b1) = (
+            _mm256_loadu_ps(bias.as_ptr()),
+            _mm256_loadu_ps(bias.as_ptr().add(8)),
+        );
+        // The group id travels as the bits of a float lane: blends move bits unchanged.
+        let vg = _mm256_castsi256_ps(_mm256_set1_epi32(group as i32));
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in 0..dim {
+                let p0 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH));
+                let p1 = _mm256_loadu_ps(pp.add(j * PANEL_WIDTH + 8));
+                for i in 0..4 {
+                    let x = _mm256_set1_ps(*pr.add((r + i) * dim + j));
+                    acc[2 * i] = _mm256_fmadd_ps(x, p0, acc[2 * i]);
+                    acc[2 * i + 1] = _mm256_fmadd_ps(x, p1, acc[2 * i + 1]);
+                }
+            }
+            for i in 0..4 {
+                let o = (r + i) * PANEL_WIDTH;
+                min_store(acc[2 * i], vs, b0, vg, pb.add(o), pg.add(o));
+                min_store(acc[2 * i + 1], vs, b1, vg, pb.add(o + 8), pg.add(o + 8));
+            }
+            r += 4;
+        }
+        while r < n {
+            let (a0, a1) = one_row(pr.add(r * dim), pp, dim);
+            let o = r * PANEL_WIDTH;
+            min_store(a0, vs, b0, vg, pb.add(o), pg.add(o));
+            min_store(a1, vs, b1, vg, pb.add(o + 8), pg.add(o + 8));
+            r += 1;
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! costs one masked iteration rather than a scalar loop. The integer dot product uses VNNI's
 //! `vpdpbusd` (unsigned × signed bytes into 32-bit sums, without saturation).
 
-use super::{check_bits_len, check_len, check_table_len, Isa, Kernels, PQ_KSUB};
+use super::{
+    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
+    PQ_KSUB,
+};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -31,6 +34,9 @@ pub(super) fn table() -> Kernels {
         hamming,
         masked_sum,
         pq_adc,
+        dot_panel16,
+        min_panel16,
+        pq4_block,
     }
 }
 
@@ -79,6 +85,37 @@ fn pq_adc(table: &[f32], codes: &[u8]) -> f32 {
     // SAFETY: the CPU was checked; `table` has 256 entries per code (checked above), so every
     // gathered index `m·256 + code` is inside it.
     unsafe { imp::pq_adc(table, codes) }
+}
+
+fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+    check_panel(rows.len(), panel.len(), out.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows
+    // of that dimension and `out` 16 values per row (checked above).
+    unsafe { imp::dot_panel16(rows, panel, out) }
+}
+
+fn min_panel16(
+    rows: &[f32],
+    panel: &[f32],
+    scale: f32,
+    bias: &[f32],
+    group: u32,
+    best: &mut [f32],
+    best_group: &mut [u32],
+) {
+    check_panel(rows.len(), panel.len(), best.len());
+    assert!(bias.len() == PANEL_WIDTH && best_group.len() == best.len());
+    // SAFETY: the CPU was checked; `panel` holds 16 values per dimension, `rows` whole rows,
+    // `bias` 16 values, `best` and `best_group` 16 per row (checked above).
+    unsafe { imp::min_panel16(rows, panel, scale, bias, group, best, best_group) }
+}
+
+fn pq4_block(lut: &[u8], codes: &[u8], threshold: u16, out: &mut [u16]) -> u32 {
+    check_pq4(lut.len(), codes.len(), out.len());
+    // SAFETY: the CPU was checked (AVX-512 implies the AVX2 set the finishing step uses);
+    // `lut` and `codes` have the same length, a multiple of 32 bytes, and `out` holds 32
+    // values (checked above).
+    unsafe { imp::pq4_block(lut, codes, threshold, out) }
 }
 
 /// The kernels themselves.
@@ -408,5 +445,177 @@ mod imp {
             m += 1;
         }
         sum
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    pub(super) unsafe fn dot_panel16(rows: &[f32], panel: &[f32], out: &mut [f32]) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp, po) = (rows.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+        let mut r = 0;
+        // Eight rows at a time: one panel row is one register, loaded once for eight rows;
+        // eight accumulators in flight hide the multiply-add latency.
+        while r + 8 <= n {
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for j in 0..dim {
+                let p = _mm512_loadu_ps(pp.add(j * PANEL_WIDTH));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*pr.add((r + i) * dim + j));
+                    *acc = _mm512_fmadd_ps(x, p, *acc);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(po.add((r + i) * PANEL_WIDTH), *acc);
+            }
+            r += 8;
+        }
+        while r < n {
+            let acc = one_row(pr.add(r * dim), pp, dim);
+            _mm512_storeu_ps(po.add(r * PANEL_WIDTH), acc);
+            r += 1;
+        }
+    }
+
+    /// One row against a panel. Four accumulators over alternating dimensions: a single
+    /// chain of multiply-adds would wait on each one's latency (a query's coarse search is
+    /// exactly this case).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    unsafe fn one_row(row: *const f32, pp: *const f32, dim: usize) -> __m512 {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut j = 0;
+        while j + 4 <= dim {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*row.add(j + k));
+                *acc = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add((j + k) * PANEL_WIDTH)), *acc);
+            }
+            j += 4;
+        }
+        while j < dim {
+            let x = _mm512_set1_ps(*row.add(j));
+            acc[0] = _mm512_fmadd_ps(x, _mm512_loadu_ps(pp.add(j * PANEL_WIDTH)), acc[0]);
+            j += 1;
+        }
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    pub(super) unsafe fn pq4_block(
+        lut: &[u8],
+        codes: &[u8],
+        threshold: u16,
+        out: &mut [u16],
+    ) -> u32 {
+        let (pl, pc) = (lut.as_ptr(), codes.as_ptr());
+        let nibble = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_si512(); 4];
+        // Four sub-spaces per iteration, one per 128-bit lane (`vpshufb` looks up within lanes).
+        let mut i = 0;
+        while i + 64 <= lut.len() {
+            let table = _mm512_loadu_si512(pl.add(i) as *const __m512i);
+            let bytes = _mm512_loadu_si512(pc.add(i) as *const __m512i);
+            let lo = _mm512_shuffle_epi8(table, _mm512_and_si512(bytes, nibble));
+            let hi = _mm512_shuffle_epi8(
+                table,
+                _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), nibble),
+            );
+            // FAISS's trick: add the looked-up bytes as 16-bit lanes whole (`even + 256·odd`)
+            // and the odd bytes apart; the even sums are recovered once at the end, which
+            // saves a mask per lookup.
+            acc[0] = _mm512_add_epi16(acc[0], lo);
+            acc[1] = _mm512_add_epi16(acc[1], _mm512_srli_epi16::<8>(lo));
+            acc[2] = _mm512_add_epi16(acc[2], hi);
+            acc[3] = _mm512_add_epi16(acc[3], _mm512_srli_epi16::<8>(hi));
+            i += 64;
+        }
+        // even = whole − 256·odd, exact in wrapping 16-bit arithmetic.
+        acc[0] = _mm512_sub_epi16(acc[0], _mm512_slli_epi16::<8>(acc[1]));
+        acc[2] = _mm512_sub_epi16(acc[2], _mm512_slli_epi16::<8>(acc[3]));
+        // Fold to 256 bits (sub-space order does not matter to a sum), then finish a last
+        // pair of sub-spaces and the block as the AVX2 kernel does.
+        let fold = |a: __m512i| {
+            _mm256_add_epi16(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a))
+        };
+        let mut acc = [fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3])];
+        if i < lut.len() {
+            let nibble = _mm256_set1_epi8(0x0f);
+            let table = _mm256_loadu_si256(pl.add(i) as *const __m256i);
+            let bytes = _mm256_loadu_si256(pc.add(i) as *const __m256i);
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(bytes, nibble));
+            let hi = _mm256_shuffle_epi8(
+                table,
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), nibble),
+            );
+            let [a0, a1, a2, a3] = &mut acc;
+            super::super::x86_avx2::imp::widen_add(lo, a0, a1);
+            super::super::x86_avx2::imp::widen_add(hi, a2, a3);
+        }
+        super::super::x86_avx2::imp::pq4_finish(acc, threshold, out)
+    }
+
+    /// Running minimum of `scale · acc + bias` into row `r` of `best` / `best_group`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    unsafe fn min_store(
+        acc: __m512,
+        scale: __m512,
+        bias: __m512,
+        group: __m512i,
+        best: *mut f32,
+        best_group: *mut u32,
+    ) {
+        let d = _mm512_fmadd_ps(acc, scale, bias);
+        let cur = _mm512_loadu_ps(best);
+        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, cur);
+        _mm512_storeu_ps(best, _mm512_mask_blend_ps(better, cur, d));
+        let g = _mm512_loadu_si512(best_group as *const __m512i);
+        _mm512_storeu_si512(
+            best_group as *mut __m512i,
+            _mm512_mask_blend_epi32(better, g, group),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,f16c,fma")]
+    pub(super) unsafe fn min_panel16(
+        rows: &[f32],
+        panel: &[f32],
+        scale: f32,
+        bias: &[f32],
+        group: u32,
+        best: &mut [f32],
+        best_group: &mut [u32],
+    ) {
+        let dim = panel.len() / PANEL_WIDTH;
+        let n = rows.len() / dim;
+        let (pr, pp) = (rows.as_ptr(), panel.as_ptr());
+        let (pb, pg) = (best.as_mut_ptr(), best_group.as_mut_ptr());
+        let (vs, vb, vg) = (
+            _mm512_set1_ps(scale),
+            _mm512_loadu_ps(bias.as_ptr()),
+            _mm512_set1_epi32(group as i32),
+        );
+        let mut r = 0;
+        while r + 8 <= n {
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for j in 0..dim {
+                let p = _mm512_loadu_ps(pp.add(j * PANEL_WIDTH));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*pr.add((r + i) * dim + j));
+                    *acc = _mm512_fmadd_ps(x, p, *acc);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let o = (r + i) * PANEL_WIDTH;
+                min_store(*acc, vs, vb, vg, pb.add(o), pg.add(o));
+            }
+            r += 8;
+        }
+        while r < n {
+            let acc = one_row(pr.add(r * dim), pp, dim);
+            let o = r * PANEL_WIDTH;
+            min_store(acc, vs, vb, vg, pb.add(o), pg.add(o));
+            r += 1;
+        }
     }
 }

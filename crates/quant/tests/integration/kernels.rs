@@ -367,3 +367,151 @@ fn isa_names_round_trip() {
     // The process-wide table is one of the supported levels.
     assert!(Isa::supported().contains(&quant::kernels().isa()));
 }
+
+#[test]
+fn dot_panel16_matches_reference() {
+    use quant::kernels::PANEL_WIDTH;
+    let mut rng = StdRng::seed_from_u64(16);
+    for k in tables() {
+        for dim in (1..=70).chain([128, 384]) {
+            for rows in [1usize, 3, 4, 5, 8, 9, 17] {
+                let x: Vec<f32> = (0..rows * dim)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect();
+                let panel: Vec<f32> = (0..dim * PANEL_WIDTH)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect();
+                let mut out = vec![f32::NAN; rows * PANEL_WIDTH];
+                k.dot_panel16(&x, &panel, &mut out);
+                for r in 0..rows {
+                    for c in 0..PANEL_WIDTH {
+                        let (want, mag) = dot64(
+                            (0..dim).map(|j| x[r * dim + j] as f64),
+                            (0..dim).map(|j| panel[j * PANEL_WIDTH + c] as f64),
+                        );
+                        close(
+                            out[r * PANEL_WIDTH + c],
+                            want,
+                            mag,
+                            "dot_panel16",
+                            k.isa(),
+                            dim,
+                            r,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The 4-bit lookup read straight from its definition: vector `v`'s code in sub-space `m` is
+/// a nibble of byte `v % 16` of that sub-space's 16 bytes.
+fn pq4_reference(lut: &[u8], codes: &[u8]) -> Vec<u32> {
+    (0..32)
+        .map(|v| {
+            (0..lut.len() / 16)
+                .map(|m| {
+                    let byte = codes[m * 16 + v % 16];
+                    let code = if v < 16 { byte & 15 } else { byte >> 4 };
+                    lut[m * 16 + code as usize] as u32
+                })
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn pq4_block_matches_reference_and_scalar() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let scalar = Kernels::for_isa(Isa::Scalar).unwrap();
+    for k in tables() {
+        for m in (2..=130).step_by(2) {
+            for trial in 0..4 {
+                // Entries small enough that no sum overflows 16 bits, as callers scale them;
+                // trial 3 uses the full byte range where it still fits.
+                let max = if trial == 3 {
+                    (65_535 / m).min(255)
+                } else {
+                    40
+                };
+                let lut: Vec<u8> = (0..m * 16)
+                    .map(|_| rng.random_range(0..=max) as u8)
+                    .collect();
+                let codes: Vec<u8> = (0..m * 16).map(|_| rng.random()).collect();
+                let want = pq4_reference(&lut, &codes);
+                let threshold = match trial {
+                    0 => 0,
+                    1 => u16::MAX,
+                    _ => want[rng.random_range(0..32)] as u16,
+                };
+                let mut out = [0u16; 32];
+                let mask = k.pq4_block(&lut, &codes, threshold, &mut out);
+                let mut scalar_out = [0u16; 32];
+                let scalar_mask = scalar.pq4_block(&lut, &codes, threshold, &mut scalar_out);
+                let want_mask = want
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| s < threshold as u32)
+                    .fold(0u32, |acc, (v, _)| acc | 1 << v);
+                let got: Vec<u32> = out.iter().map(|&x| x as u32).collect();
+                assert_eq!(got, want, "pq4_block sums on {:?}, m {m}", k.isa());
+                assert_eq!(mask, want_mask, "pq4_block mask on {:?}, m {m}", k.isa());
+                assert_eq!((scalar_out, scalar_mask), (out, mask), "scalar, m {m}");
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "4-bit table")]
+fn pq4_block_refuses_an_odd_number_of_sub_spaces() {
+    let mut out = [0u16; 32];
+    quant::kernels().pq4_block(&[0; 16], &[0; 16], 1, &mut out);
+}
+
+#[test]
+fn min_panel16_keeps_the_running_minimum_like_scalar() {
+    use quant::kernels::PANEL_WIDTH;
+    let mut rng = StdRng::seed_from_u64(18);
+    let scalar = Kernels::for_isa(Isa::Scalar).unwrap();
+    for k in tables() {
+        for dim in [1usize, 7, 16, 50, 129] {
+            for rows in [1usize, 4, 5, 8, 13, 32] {
+                let x: Vec<f32> = (0..rows * dim)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let mut best = vec![f32::INFINITY; rows * PANEL_WIDTH];
+                let mut group = vec![u32::MAX; rows * PANEL_WIDTH];
+                let (mut sbest, mut sgroup) = (best.clone(), group.clone());
+                for g in 0..5u32 {
+                    let panel: Vec<f32> = (0..dim * PANEL_WIDTH)
+                        .map(|_| rng.random_range(-1.0..1.0))
+                        .collect();
+                    let mut bias: Vec<f32> = (0..PANEL_WIDTH)
+                        .map(|_| rng.random_range(0.0..2.0))
+                        .collect();
+                    bias[15] = f32::INFINITY;
+                    k.min_panel16(&x, &panel, -2.0, &bias, g, &mut best, &mut group);
+                    scalar.min_panel16(&x, &panel, -2.0, &bias, g, &mut sbest, &mut sgroup);
+                }
+                for i in 0..best.len() {
+                    let tol = 1e-4 * (1.0 + sbest[i].abs());
+                    assert!(
+                        (best[i] - sbest[i]).abs() <= tol
+                            || (best[i].is_infinite() && sbest[i].is_infinite()),
+                        "{:?} dim {dim}: {} vs {}",
+                        k.isa(),
+                        best[i],
+                        sbest[i]
+                    );
+                    // Groups agree unless two panels' values differ by rounding only.
+                    assert!(group[i] == sgroup[i] || (best[i] - sbest[i]).abs() <= tol);
+                    if i % PANEL_WIDTH == 15 {
+                        assert_eq!(group[i], u32::MAX, "a padding column never wins");
+                    }
+                }
+            }
+        }
+    }
+}

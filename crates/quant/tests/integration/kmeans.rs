@@ -89,3 +89,53 @@ fn assignment_is_the_nearest_centroid() {
         assert_eq!(assignment[i] as usize, best);
     }
 }
+
+#[test]
+fn centroid_panels_agree_with_brute_force() {
+    use quant::{kernels, CentroidPanels, PanelMeasure};
+    let kern = kernels();
+    for (dim, k) in [(9usize, 16usize), (50, 100), (33, 1), (128, 47)] {
+        let centroids = clustered(k, dim, 7, 0.5, dim as u64);
+        let rows = clustered(75, dim, 7, 0.5, 1000 + dim as u64);
+        let panels = CentroidPanels::new(&centroids, dim);
+        assert_eq!((panels.k(), panels.dim()), (k, dim));
+        for chunk in rows.chunks(quant::kmeans::PANEL_ROWS * dim) {
+            let n = chunk.len() / dim;
+            for measure in [PanelMeasure::SquaredL2, PanelMeasure::NegativeDot] {
+                let mut index = vec![0u32; n];
+                let mut dist = vec![0f32; n];
+                panels.nearest(kern, chunk, measure, &mut index, &mut dist);
+                for (i, row) in chunk.chunks_exact(dim).enumerate() {
+                    let exact = |c: usize| {
+                        let v = &centroids[c * dim..(c + 1) * dim];
+                        match measure {
+                            PanelMeasure::SquaredL2 => kern.l2sq_f32(row, v),
+                            PanelMeasure::NegativeDot => -kern.dot_f32(row, v),
+                        }
+                    };
+                    let best = (0..k).map(exact).fold(f32::INFINITY, f32::min);
+                    let tol = 1e-4 * (1.0 + best.abs());
+                    assert!(
+                        (exact(index[i] as usize) - best).abs() <= tol,
+                        "{measure:?} dim {dim} k {k}: picked {} at {}, best {best}",
+                        index[i],
+                        exact(index[i] as usize)
+                    );
+                    assert!(
+                        (dist[i] - best).abs() <= tol,
+                        "{measure:?}: {} vs {best}",
+                        dist[i]
+                    );
+                    let mut all = vec![0f32; k];
+                    panels.distances(kern, row, measure, &mut all);
+                    for (c, &d) in all.iter().enumerate() {
+                        assert!(
+                            (d - exact(c)).abs() <= 1e-4 * (1.0 + d.abs()),
+                            "{measure:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

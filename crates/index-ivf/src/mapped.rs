@@ -1,0 +1,111 @@
+//! The full-precision vectors kept for re-ranking: in RAM, or left in the memory map of a
+//! saved index so that only the codes take memory.
+
+use memmap2::Mmap;
+
+/// Full-precision (prepared) vectors, `dim` values per offset.
+#[derive(Debug)]
+pub(crate) enum FullVectors {
+    /// Not kept (flat lists, or `refine: false`).
+    None,
+    /// In RAM, offset after offset.
+    Ram(Vec<f32>),
+    /// In the map of a saved index file: `slots` vectors from byte `start`.
+    Mapped {
+        map: Mmap,
+        start: usize,
+        slots: usize,
+    },
+}
+
+/// Maps a file read-only.
+pub(crate) fn map_file(file: &std::fs::File) -> std::io::Result<Mmap> {
+    // SAFETY: the map is read-only and private to this process. A file changed under the map
+    // by another process would change what we read (never memory safety of our own data
+    // structures beyond the values read); index files are written to a temporary name and
+    // renamed, never rewritten in place, so a file we map is not modified by this project.
+    #[allow(unsafe_code)]
+    unsafe {
+        Mmap::map(file)
+    }
+}
+
+impl FullVectors {
+    pub(crate) fn is_some(&self) -> bool {
+        !matches!(self, FullVectors::None)
+    }
+
+    /// The vector at `offset`, if one is stored there.
+    #[inline]
+    pub(crate) fn get(&self, offset: u32, dim: usize) -> Option<&[f32]> {
+        let start = offset as usize * dim;
+        match self {
+            FullVectors::None => None,
+            FullVectors::Ram(v) => v.get(start..start + dim),
+            FullVectors::Mapped {
+                map,
+                start: base,
+                slots,
+            } => {
+                if offset as usize >= *slots {
+                    return None;
+                }
+                let bytes = &map[base + start * 4..base + (start + dim) * 4];
+                // The section starts 64-byte aligned in the file and the map is page
+                // aligned, so the cast cannot fail on alignment.
+                Some(bytemuck::cast_slice(bytes))
+            }
+        }
+    }
+
+    /// Starts loading the vector at `offset`, so that a re-rank's loads overlap.
+    #[inline]
+    pub(crate) fn prefetch(&self, offset: u32, dim: usize) {
+        if let Some(v) = self.get(offset, dim) {
+            quant::kernels::prefetch(v.as_ptr() as *const u8, dim * 4);
+        }
+    }
+
+    /// Stores `data` (flat, prepared) at offsets `first ..`; a mapped store is first copied
+    /// into RAM, since the map is read-only.
+    pub(crate) fn store(&mut self, first: usize, data: &[f32], dim: usize) {
+        if let FullVectors::Mapped { .. } = self {
+            let slots = match self {
+                FullVectors::Mapped { slots, .. } => *slots,
+                _ => 0,
+            };
+            let mut ram = Vec::with_capacity(slots * dim);
+            for o in 0..slots {
+                ram.extend_from_slice(self.get(o as u32, dim).expect("below slots"));
+            }
+            *self = FullVectors::Ram(ram);
+        }
+        if let FullVectors::Ram(v) = self {
+            let end = (first * dim) + data.len();
+            if v.len() < end {
+                v.resize(end, 0.0);
+            }
+            v[first * dim..end].copy_from_slice(data);
+        }
+    }
+
+    /// The vectors as one slice of `slots · dim` values (what a save writes).
+    pub(crate) fn as_slice(&self, dim: usize) -> &[f32] {
+        match self {
+            FullVectors::None => &[],
+            FullVectors::Ram(v) => v,
+            FullVectors::Mapped { map, start, slots } => {
+                bytemuck::cast_slice(&map[*start..*start + slots * dim * 4])
+            }
+        }
+    }
+
+    /// Bytes held in RAM and bytes left on disk.
+    pub(crate) fn bytes(&self) -> (usize, usize) {
+        match self {
+            FullVectors::None => (0, 0),
+            FullVectors::Ram(v) => (v.capacity() * 4, 0),
+            FullVectors::Mapped { map, start, .. } => (0, map.len() - start),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Saving an index to one file and loading it back.
+//!
+//! Layout (little-endian):
+//!
+//! | field | size |
+//! |---|---|
+//! | magic `b"VRIVF\0\0\0"` | 8 |
+//! | format version ([`FORMAT_VERSION`]) | 4 |
+//! | dim, metric tag | 4 + 4 |
+//! | configuration as JSON: length, bytes | 8 + n |
+//! | trained (0 or 1) | 4 |
+//! | if trained: nlist, centroids (`nlist · dim` `f32`) | 8 + 4·nlist·dim |
+//! | if trained: encoding tag, quantizer length, quantizer (`quant`'s framed format for SQ8 and PQ; `m` then codebooks for fast scan) | 4 + 8 + n |
+//! | end (one past the highest offset held) | 8 |
+//! | live offsets: count, `u32` each | 8 + 4·n |
+//! | offsets present in lists: count, `u32` each | 8 + 4·n |
+//! | per list: entry count, ids (`u32`), code length and bytes, float count and `f32`s | … |
+//! | full vectors: slot count, zero padding to a multiple of 64 bytes, `slots · dim` `f32` | … |
+//! | CRC-32 (IEEE) of everything above | 4 |
+//!
+//! List floats are the flat vectors (row after row; for inner product and cosine in panels of
+//! 16 stored transposed, then the last `n % 16` row after row) or, for Euclidean, the norms of
+//! 8-bit codes.
+//!
+//! The loader maps the file and checks the magic, version and checksum before it trusts a
+//! single field, then every count against what is left. With
+//! [`LoadOptions::vectors_on_disk`] the full vectors stay in the map (the 64-byte alignment
+//! lets them be read in place), so only codes, ids and centroids take RAM.
+
+use crate::coarse::Coarse;
+use crate::config::{IvfConfig, ListEncoding};
+use crate::fastscan::Pq4;
+use crate::index::{IvfIndex, Model, State};
+use crate::lists::{Codec, InvertedList};
+use crate::mapped::{map_file, FullVectors};
+use index_core::{AllowedSet, IndexError, Result};
+use quant::kernels::PQ4_KSUB;
+use quant::{Metric, ProductQuantizer, ScalarQuantizer};
+use std::io::Write;
+use std::path::Path;
+
+/// The magic bytes that open an index file.
+pub const MAGIC: [u8; 8] = *b"VRIVF\0\0\0";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How [`IvfIndex::load`] places what it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Leave the full-precision vectors kept for re-ranking in the file map instead of RAM.
+    pub vectors_on_disk: bool,
+}
+
+fn metric_tag(m: Metric) -> u32 {
+    match m {
+        Metric::Euclidean => 1,
+        Metric::InnerProduct => 2,
+        Metric::Cosine => 3,
+        Metric::Manhattan => 4,
+    }
+}
+
+/// A writer that keeps a CRC-32 of, and counts, everything written through it.
+struct Checksummed<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Checksummed<W> {
+    fn u32(&mut self, v: u32) -> std::io::Result<()> {
+        self.write_all(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> std::io::Result<()> {
+        self.write_all(&v.to_le_bytes())
+    }
+    fn f32s(&mut self, v: &[f32]) -> std::io::Result<()> {
+        for chunk in v.chunks(4096) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+    fn u32s(&mut self, v: impl Iterator<Item = u32>) -> std::io::Result<()> {
+        let v: Vec<u8> = v.flat_map(|x| x.to_le_bytes()).collect();
+        self.u64(v.len() as u64 / 4)?;
+        self.write_all(&v)
+    }
+}
+
+impl IvfIndex {
+    /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
+    /// so a crash leaves either the old file or the new one). Writes wait for the save.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp)?;
+        let mut out = Checksummed {
+            inner: std::io::BufWriter::new(file),
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+        };
+        let state = self.read();
+        out.write_all(&MAGIC)?;
+        out.u32(FORMAT_VERSION)?;
+        out.u32(self.dim as u32)?;
+        out.u32(metric_tag(self.metric))?;
+        let config = serde_json::to_vec(&self.config).map_err(std::io::Error::other)?;
+        out.u64(config.len() as u64)?;
+        out.write_all(&config)?;
+        out.u32(self.model.is_some() as u32)?;
+        if let Some(model) = &self.model {
+            out.u64(model.coarse.nlist() as u64)?;
+            out.f32s(&model.coarse.centroids)?;
+            let mut blob = Vec::new();
+            match &model.codec {
+                Codec::Flat | Codec::FlatPanels => {}
+                Codec::Sq8 { sq, .. } => sq.write_to(&mut blob)?,
+                Codec::Pq(pq) => pq.write_to(&mut blob)?,
+                Codec::Pq4(pq) => {
+                    blob.extend_from_slice(&(pq.m() as u64).to_le_bytes());
+                    blob.extend(pq.codebooks().iter().flat_map(|x| x.to_le_bytes()));
+                }
+            }
+            out.u32(self.config.encoding.tag())?;
+            out.u64(blob.len() as u64)?;
+            out.write_all(&blob)?;
+        }
+        out.u64(state.end as u64)?;
+        out.u32s(state.live.iter())?;
+        out.u32s(state.present.iter())?;
+        for list in &state.lists {
+            out.u32s(list.ids.iter().copied())?;
+            out.u64(list.codes.len() as u64)?;
+            out.write_all(&list.codes)?;
+            out.u64(list.floats.len() as u64)?;
+            out.f32s(&list.floats)?;
+        }
+        let full = state.full.as_slice(self.dim);
+        out.u64((full.len() / self.dim) as u64)?;
+        let pad = (64 - out.written % 64) % 64;
+        out.write_all(&vec![0u8; pad as usize])?;
+        out.f32s(full)?;
+        let crc = out.crc.clone().finalize();
+        let mut inner = out.inner;
+        inner.write_all(&crc.to_le_bytes())?;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Loads an index saved by [`IvfIndex::save`]; a damaged, foreign or other-version file is
+    /// refused with [`IndexError::Corrupt`] naming it.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<IvfIndex> {
+        let path = path.as_ref();
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file = std::fs::File::open(path)?;
+        let map = map_file(&file)?;
+        if map.len() < MAGIC.len() + 8 || map[..8] != MAGIC {
+            return Err(corrupt("not an IVF index file (bad magic)".into()));
+        }
+        let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let body = &map[..map.len() - 4];
+        let stored = u32::from_le_bytes(map[map.len() - 4..].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(corrupt(format!(
+                "checksum {stored:#010x} does not match the contents ({computed:#010x})"
+            )));
+        }
+        let mut r = Reader { buf: body, pos: 12 };
+        let bad = |what: &str| corrupt(what.to_string());
+        let dim = r.u32().ok_or_else(|| bad("file ends early"))? as usize;
+        let tag = r.u32().ok_or_else(|| bad("file ends early"))?;
+        let metric = Metric::ALL
+            .into_iter()
+            .find(|&m| metric_tag(m) == tag)
+            .ok_or_else(|| bad("unknown metric"))?;
+        let config_len = r.len(1).ok_or_else(|| bad("bad configuration length"))?;
+        let config: IvfConfig = serde_json::from_slice(r.bytes(config_len).expect("checked"))
+            .map_err(|e| corrupt(format!("configuration: {e}")))?;
+        let mut index = IvfIndex::new(dim, metric, config).map_err(|e| corrupt(e.to_string()))?;
+        let ends = || bad("file ends early");
+        let model = match r.u32().ok_or_else(ends)? {
+            0 => None,
+            1 => {
+                let nlist = r.len(4 * dim).ok_or_else(ends)?;
+                let centroids = r.f32s(nlist * dim).ok_or_else(ends)?;
+                if nlist == 0 || centroids.iter().any(|x| !x.is_finite()) {
+                    return Err(bad("bad centroids"));
+                }
+                let tag = r.u32().ok_or_else(ends)?;
+                if tag != index.config.encoding.tag() {
+                    return Err(bad("encoding does not match the configuration"));
+                }
+                let blob_len = r.len(1).ok_or_else(ends)?;
+                let mut blob = r.bytes(blob_len).expect("checked");
+                let codec = match index.config.encoding {
+                    ListEncoding::Flat => Codec::flat(metric),
+                    ListEncoding::Sq8 => Codec::Sq8 {
+                        sq: ScalarQuantizer::read_from(&mut blob)?,
+                        norms: metric == Metric::Euclidean,
+                    },
+                    ListEncoding::Pq { m } => {
+                        let pq = ProductQuantizer::read_from(&mut blob)?;
+                        if pq.m() != m || pq.dim() != dim {
+                            return Err(bad("product quantizer does not match"));
+                        }
+                        Codec::Pq(pq)
+                    }
+                    ListEncoding::PqFastScan { m } => {
+                        let mut b = Reader { buf: blob, pos: 0 };
+                        let stored_m = b.u64().ok_or_else(ends)? as usize;
+                        let books = b.f32s(dim * PQ4_KSUB).ok_or_else(ends)?;
+                        let pq = Pq4::from_parts(dim, stored_m, books)
+                            .filter(|p| p.m() == m)
+                            .ok_or_else(|| bad("4-bit codebooks do not match"))?;
+                        Codec::Pq4(pq)
+                    }
+                };
+                Some(Model {
+                    coarse: Coarse::new(centroids, dim, metric),
+                    codec,
+                })
+            }
+            _ => return Err(bad("bad trained flag")),
+        };
+        let end = r.u64().ok_or_else(ends)? as usize;
+        if end > u32::MAX as usize {
+            return Err(bad("end offset out of range"));
+        }
+        let offsets = |r: &mut Reader| -> Result<AllowedSet> {
+            let n = r.len(4).ok_or_else(ends)?;
+            let mut set = AllowedSet::with_capacity(end);
+            for _ in 0..n {
+                let o = r.u32().expect("length checked");
+                if o as usize >= end {
+                    return Err(bad("offset beyond the end"));
+                }
+                set.insert(o);
+            }
+            Ok(set)
+        };
+        let live = offsets(&mut r)?;
+        let present = offsets(&mut r)?;
+        if live.iter().any(|o| !present.contains(o)) {
+            return Err(bad("a live offset is in no list"));
+        }
+        let nlist = model.as_ref().map_or(0, |m| m.coarse.nlist());
+        let mut lists = Vec::with_capacity(nlist);
+        let mut entries = 0usize;
+        for _ in 0..nlist {
+            let codec = &model.as_ref().expect("nlist > 0 only when trained").codec;
+            let n = r.len(4).ok_or_else(ends)?;
+            let ids: Vec<u32> = (0..n).map(|_| r.u32().expect("checked")).collect();
+            let code_bytes = r.len(1).ok_or_else(ends)?;
+            let codes = r.bytes(code_bytes).expect("checked").to_vec();
+            let float_count = r.len(4).ok_or_else(ends)?;
+            let floats = r.f32s(float_count).expect("checked");
+            if codes.len() != codec.codes_for(n, dim)
+                || floats.len() != codec.floats_for(n, dim)
+                || ids.iter().any(|&o| !present.contains(o))
+            {
+                return Err(bad("a list does not match its entry count"));
+            }
+            entries += n;
+            lists.push(InvertedList { ids, codes, floats });
+        }
+        if entries != present.len() {
+            return Err(bad("list entries do not match the offsets present"));
+        }
+        let slots = r.len(4 * dim).ok_or_else(ends)?;
+        r.pos = r.pos.next_multiple_of(64);
+        let start = r.pos;
+        if start + slots * dim * 4 != body.len() {
+            return Err(bad("file length does not match the vector count"));
+        }
+        let keeps = index.config.keeps_full_vectors() && model.is_some();
+        // A kept store grows to cover every offset added, so it holds exactly `end` slots.
+        if slots != if keeps { end } else { 0 } {
+            return Err(bad("full vectors present where none are kept, or missing"));
+        }
+        let full = if !keeps {
+            FullVectors::None
+        } else if options.vectors_on_disk && slots > 0 {
+            drop(file);
+            FullVectors::Mapped { map, start, slots }
+        } else {
+            let mut reader = Reader {
+                buf: body,
+                pos: start,
+            };
+            FullVectors::Ram(reader.f32s(slots * dim).expect("length checked"))
+        };
+        index.model = model;
+        *index.write() = State {
+            lists,
+            live,
+            present,
+            end,
+            full,
+        };
+        Ok(index)
+    }
+}
+
+/// Reads fields from the checked body of a file; `None` when it ends early.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
+    }
+    /// A count of items of `item` bytes each, checked against what is left.
+    fn len(&mut self, item: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n.checked_mul(item)? <= self.buf.len() - self.pos).then_some(n)
+    }
+    fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
+        let b = self.bytes(n.checked_mul(4)?)?;
+        Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        )
+    }
+}
