@@ -112,3 +112,44 @@ def test_payload_key_paths(remote, oracle):
         pair.scroll_all(f"set_payload {what} (router error: {r_err}, oracle error: {o_err})",
                         with_payload=True)
     pair.drop()
+
+
+def test_named_vector_subsets_empty_collections_and_names(remote, oracle):
+    rng = random.Random(12)
+    pair = Pair(remote, oracle, "my-coll.v1_2")
+    config = {"a": models.VectorParams(size=3, distance=models.Distance.COSINE),
+              "b": models.VectorParams(size=2, distance=models.Distance.EUCLID)}
+    pair.create(config, shard_number=3)
+
+    # An empty collection answers every read with nothing.
+    pair.count("empty")
+    pair.scroll_all("empty", with_payload=True)
+    pair.query("empty query", query=[0.1, 0.2, 0.3], using="a", limit=5)
+    pair.query("empty, no query", limit=5)
+    pair.both("delete", points_selector=models.FilterSelector(filter=models.Filter(
+        must=[models.FieldCondition(key="nothing", match=models.MatchValue(value=1))])), wait=True)
+
+    pts = data.points(rng, 60, {"a": 3, "b": 2}, missing_named_share=0.5)
+    pair.upsert(pts, rng)
+    # Re-upserting a point replaces it whole: a vector it no longer carries is gone.
+    swapped = []
+    for p in pts[:20]:
+        if set(p.vector) == {"a"}:
+            v = {"b": data.vector(rng, 2)}
+        elif set(p.vector) == {"b"}:
+            v = {"a": data.vector(rng, 3)}
+        else:
+            v = {"a": p.vector["a"]}
+        swapped.append(models.PointStruct(id=p.id, vector=v, payload={"swapped": True}))
+    pair.both("upsert", points=swapped, wait=True)
+    pair.scroll_all("after swapping vectors", with_payload=True, with_vectors=True)
+    for name in ("a", "b"):
+        flt = models.Filter(must=[models.HasVectorCondition(has_vector=name)])
+        pair.count(f"has_vector {name}", flt)
+        pair.query(f"using {name}", query=data.vector(rng, config[name].size), using=name,
+                   limit=70, with_vectors=True)
+    # A payload write into a nested key, by filter.
+    pair.both("set_payload", payload={"k": 1}, key="deep.er",
+              points=models.Filter(must=[models.HasVectorCondition(has_vector="b")]), wait=True)
+    pair.scroll_all("after set_payload key by filter", with_payload=True)
+    pair.drop()
