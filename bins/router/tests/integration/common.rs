@@ -230,10 +230,13 @@ impl Router {
     }
 
     pub async fn create(&self, name: &str, config: Value) {
-        assert_eq!(
-            self.put(&format!("/collections/{name}"), config).await,
-            json!(true)
-        );
+        self.create_at(&format!("/collections/{name}"), config)
+            .await;
+    }
+
+    /// Creates a collection by its full path (which may carry a query string).
+    pub async fn create_at(&self, path: &str, config: Value) {
+        assert_eq!(self.put(path, config).await, json!(true), "PUT {path}");
     }
 
     /// Upserts with `wait=true` and checks the acknowledgement.

@@ -448,3 +448,67 @@ async fn named_vectors() {
     assert!(status.is_client_error(), "{status} {body}");
     assert_eq!(r.info("named").await["points_count"], json!(80));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_parameters_are_accepted() {
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    r.create_at(
+        "/collections/qs?timeout=60",
+        json!({"vectors": {"size": 2, "distance": "Dot"}}),
+    )
+    .await;
+    // wait=false: acknowledged, and visible to the next read all the same.
+    let ack = r
+        .put(
+            "/collections/qs/points?wait=false&ordering=strong&timeout=10",
+            json!({"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [0.0, 1.0]}]}),
+        )
+        .await;
+    assert_eq!(ack["status"], "acknowledged", "{ack}");
+    let got = r
+        .post(
+            "/collections/qs/points/query?consistency=majority&timeout=5",
+            json!({"query": [1.0, 0.0], "limit": 1}),
+        )
+        .await;
+    assert_eq!(got["points"][0]["id"], json!(1));
+    let count = r
+        .post(
+            "/collections/qs/points/count?consistency=all",
+            json!({"exact": true}),
+        )
+        .await;
+    assert_eq!(count["count"], json!(2));
+    let done = r
+        .post(
+            "/collections/qs/points/delete?wait=true&ordering=weak",
+            json!({"points": [2]}),
+        )
+        .await;
+    assert_eq!(done["status"], "completed");
+    let scrolled = r
+        .post("/collections/qs/points/scroll?consistency=1", json!({}))
+        .await;
+    assert_eq!(ids(scrolled["points"].as_array().unwrap()), vec![json!(1)]);
+
+    // An asynchronous snapshot: 202 without a result, then listed.
+    let response = r
+        .request(Method::POST, "/collections/qs/snapshots?wait=false")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "accepted", "{body}");
+    assert!(body.get("result").is_none(), "{body}");
+    crate::common::eventually(
+        "the snapshot",
+        std::time::Duration::from_secs(10),
+        || async {
+            let list = r.get("/collections/qs/snapshots").await;
+            (list.as_array().map(Vec::len) == Some(1)).then_some(())
+        },
+    )
+    .await;
+}
