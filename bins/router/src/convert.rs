@@ -405,8 +405,27 @@ pub fn search_params(v: Option<&Value>, limit: usize) -> Result<SearchParams, Ap
     let f = Fields::new(
         v,
         "params",
-        &["hnsw_ef", "exact", "quantization", "indexed_only", "acorn"],
+        // `nprobe` is our extension for collections indexed with IVF.
+        &[
+            "hnsw_ef",
+            "exact",
+            "quantization",
+            "indexed_only",
+            "acorn",
+            "nprobe",
+        ],
     )?;
+    if let Some(n) = f.get("nprobe") {
+        let n = n
+            .as_u64()
+            .filter(|&n| n > 0 && n <= 1 << 22)
+            .ok_or_else(|| {
+                bad(format!(
+                    "Validation error in JSON body: params.nprobe {n} must be a positive integer"
+                ))
+            })?;
+        p.ivf_nprobe = Some(n as usize);
+    }
     if let Some(ef) = f.get("hnsw_ef") {
         let ef = ef
             .as_u64()

@@ -53,6 +53,11 @@ pub struct IvfConfig {
     /// Keep the full-precision vectors beside lossy codes and re-rank candidates with them
     /// (FAISS's `RFlat` refine). Ignored for [`ListEncoding::Flat`]. Default `true`.
     pub refine: bool,
+    /// Keep every full-precision vector by offset, whatever the encoding, so that
+    /// [`crate::IvfIndex::stored_vector`] can read it back (a database returns stored vectors;
+    /// IVF-Flat lists alone cannot be read by offset). Costs 4 bytes a dimension. Default
+    /// `false`.
+    pub keep_vectors: bool,
     /// `nprobe` used when a search does not give one (at most `nlist`). Default 32.
     pub nprobe: usize,
     /// Candidates re-ranked exactly, as a multiple of the search `limit`, when a search does
@@ -82,6 +87,7 @@ impl Default for IvfConfig {
             nlist: None,
             encoding: ListEncoding::Flat,
             refine: true,
+            keep_vectors: false,
             nprobe: 32,
             oversampling: 4.0,
             kmeans_iterations: 10,
@@ -148,8 +154,9 @@ impl IvfConfig {
             .unwrap_or_else(|| ((4.0 * (n as f64).sqrt()).round() as usize).clamp(1, n.max(1)))
     }
 
-    /// Whether full-precision vectors are kept beside the lists for re-ranking.
+    /// Whether full-precision vectors are kept beside the lists: for re-ranking lossy codes,
+    /// or because [`IvfConfig::keep_vectors`] asks for them.
     pub fn keeps_full_vectors(&self) -> bool {
-        self.refine && self.encoding.is_lossy()
+        (self.refine && self.encoding.is_lossy()) || self.keep_vectors
     }
 }

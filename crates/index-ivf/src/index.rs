@@ -265,6 +265,16 @@ impl IvfIndex {
         self.model.is_some()
     }
 
+    /// The stored full-precision vector of a live point (as prepared at insert: normalised
+    /// for cosine), when the index keeps vectors ([`IvfConfig::keeps_full_vectors`]).
+    pub fn stored_vector(&self, offset: PointOffset) -> Option<Vec<f32>> {
+        let state = self.read();
+        if !state.live.contains(offset) {
+            return None;
+        }
+        state.full.get(offset, self.dim).map(<[f32]>::to_vec)
+    }
+
     /// Number of lists (0 before training).
     pub fn nlist(&self) -> usize {
         self.model.as_ref().map_or(0, |m| m.coarse.nlist())
@@ -432,7 +442,8 @@ impl IvfIndex {
     ) -> Vec<ScoredOffset> {
         let limit = params.limit;
         let has_full = state.full.is_some();
-        let refine = has_full && params.rescore != Some(false);
+        // Kept vectors re-rank lossy codes only: flat lists already give exact distances.
+        let refine = has_full && self.config.encoding.is_lossy() && params.rescore != Some(false);
         let oversampling = params.oversampling.unwrap_or(self.config.oversampling);
         let gathered = if refine {
             ((limit as f64 * oversampling as f64).ceil() as usize).max(limit)

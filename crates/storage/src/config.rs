@@ -109,6 +109,19 @@ impl HnswConfigDiff {
     }
 }
 
+/// Which index indexed segments build: an extension of Qdrant's API (Qdrant always builds
+/// HNSW), set collection-wide or per vector as `"index": {"type": "hnsw"}` or
+/// `"index": {"type": "ivf", "encoding": {"kind": "sq8"}, "nprobe": 32, ...}` (the fields of
+/// `index_ivf::IvfConfig`, FAISS's names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum IndexConfig {
+    /// HNSW graphs, set up by `hnsw_config` and `quantization_config`.
+    Hnsw,
+    /// Inverted lists.
+    Ivf(index_ivf::IvfConfig),
+}
+
 /// Qdrant's scalar quantization settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +219,9 @@ pub struct VectorParams {
     /// Qdrant 1.19's memory tier (accepted, not used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<serde_json::Value>,
+    /// Extension: this vector's index kind over the collection's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexConfig>,
 }
 
 impl VectorParams {
@@ -234,6 +250,10 @@ impl VectorParams {
                     "{label}.datatype: `{other}` is not supported (float32 or float16)"
                 )))
             }
+        }
+        if let Some(IndexConfig::Ivf(c)) = &self.index {
+            c.validate(self.size)
+                .map_err(|e| invalid(format!("{label}.index: {e}")))?;
         }
         if self.multivector_config.is_some() {
             return Err(invalid(format!(
@@ -375,6 +395,9 @@ pub struct CollectionConfig {
     /// Qdrant 1.19 payload storage options (accepted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// Extension: the index kind of every vector (HNSW when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexConfig>,
     /// Creation-time `init_from` (not supported: refused when present).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<serde_json::Value>,
@@ -393,6 +416,8 @@ pub struct EffectiveVector {
     pub hnsw: HnswConfig,
     /// Keep full vectors in the file map after load.
     pub on_disk: bool,
+    /// IVF instead of HNSW, with this configuration (full vectors always kept).
+    pub ivf: Option<index_ivf::IvfConfig>,
 }
 
 impl CollectionConfig {
@@ -422,6 +447,16 @@ impl CollectionConfig {
                 )));
             }
             p.validate(name)?;
+            if let Some(IndexConfig::Ivf(c)) = p.index.as_ref().or(self.index.as_ref()) {
+                c.validate(p.size)
+                    .map_err(|e| invalid(format!("index: {e}")))?;
+                if p.quantization_config.is_some() || self.quantization_config.is_some() {
+                    return Err(invalid(
+                        "quantization_config applies to HNSW; an IVF index sets its own list encoding"
+                            .into(),
+                    ));
+                }
+            }
         }
         let shards = self.shard_number.unwrap_or(1);
         if shards == 0 || shards > MAX_SHARDS {
@@ -512,7 +547,15 @@ impl CollectionConfig {
                     .full_scan_threshold
                     .map(|kb| kb_to_points(kb, p.size))
                     .unwrap_or(defaults.full_scan_threshold);
+                let ivf = match p.index.as_ref().or(self.index.as_ref()) {
+                    Some(IndexConfig::Ivf(c)) => Some(index_ivf::IvfConfig {
+                        keep_vectors: true,
+                        ..c.clone()
+                    }),
+                    _ => None,
+                };
                 EffectiveVector {
+                    ivf,
                     dim: p.size,
                     distance: p.distance,
                     on_disk: p.on_disk.unwrap_or(false),

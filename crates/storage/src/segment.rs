@@ -14,12 +14,15 @@
 
 use crate::config::EffectiveVector;
 use crate::Result;
+use index_core::{AllowedSet, VectorIndexWrite};
 use index_core::{
     PointFilter, PointId, PointOffset, ScoredOffset, SearchParams, TopK, VectorIndex,
 };
 use index_hnsw::HnswIndex;
+use index_ivf::IvfIndex;
 use parking_lot::RwLock;
 use quant::{kernels, Metric};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A growable bitset over rows.
@@ -85,12 +88,126 @@ pub(crate) enum SegmentVectors {
     Plain(RwLock<Vec<PlainColumn>>),
     /// One graph per named vector.
     Indexed {
-        graphs: Vec<HnswIndex>,
+        graphs: Vec<SegmentIndex>,
         /// Bumped each time the graphs' files are rewritten; 0: never written.
         generation: AtomicU64,
         /// Rows the files of the current generation hold.
         saved_rows: AtomicUsize,
     },
+}
+
+/// The index over one named vector of an indexed segment: a graph or inverted lists.
+pub(crate) enum SegmentIndex {
+    /// HNSW (the default, as Qdrant).
+    Hnsw(HnswIndex),
+    /// IVF (configured with `"index": {"type": "ivf", ...}`); always keeps the full vectors, so
+    /// that stored vectors can be returned.
+    Ivf(IvfIndex),
+}
+
+impl SegmentIndex {
+    /// File extension of the saved form.
+    pub(crate) fn extension(ivf: bool) -> &'static str {
+        if ivf {
+            "ivf"
+        } else {
+            "hnsw"
+        }
+    }
+
+    fn contains(&self, offset: PointOffset) -> bool {
+        match self {
+            SegmentIndex::Hnsw(g) => g.contains(offset),
+            SegmentIndex::Ivf(i) => i.contains(offset),
+        }
+    }
+
+    fn vector(&self, offset: PointOffset) -> Option<Vec<f32>> {
+        match self {
+            SegmentIndex::Hnsw(g) => g.vector(offset),
+            SegmentIndex::Ivf(i) => i.stored_vector(offset),
+        }
+    }
+
+    fn full_scan_threshold(&self) -> usize {
+        match self {
+            SegmentIndex::Hnsw(g) => g.config().full_scan_threshold,
+            SegmentIndex::Ivf(i) => i.config().full_scan_threshold,
+        }
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+    ) -> Result<Vec<ScoredOffset>> {
+        Ok(match self {
+            SegmentIndex::Hnsw(g) => g.search(query, params, filter)?,
+            SegmentIndex::Ivf(i) => i.search(query, params, filter)?,
+        })
+    }
+
+    /// Exact distances to the listed offsets, closest `limit` first.
+    fn exact_search(
+        &self,
+        query: &[f32],
+        offsets: &[PointOffset],
+        limit: usize,
+    ) -> Result<Vec<ScoredOffset>> {
+        match self {
+            SegmentIndex::Hnsw(g) => Ok(g.exact_search(query, offsets, limit)?),
+            SegmentIndex::Ivf(i) => {
+                let mut set =
+                    AllowedSet::with_capacity(offsets.iter().max().map_or(0, |&m| m as usize + 1));
+                offsets.iter().for_each(|&o| {
+                    set.insert(o);
+                });
+                let mut params = SearchParams::top(limit);
+                params.exact = true;
+                Ok(i.search(query, &params, Some(&set))?)
+            }
+        }
+    }
+
+    pub(crate) fn insert(&self, offset: PointOffset, vector: &[f32]) -> index_core::Result<()> {
+        match self {
+            SegmentIndex::Hnsw(g) => g.insert(offset, vector),
+            SegmentIndex::Ivf(i) => i.insert(offset, vector),
+        }
+    }
+
+    /// Work after a batch of inserts (HNSW: link any node no search could reach).
+    pub(crate) fn finish_batch(&self) {
+        if let SegmentIndex::Hnsw(g) = self {
+            g.link_unreachable();
+        }
+    }
+
+    pub(crate) fn save(&self, path: &Path) -> index_core::Result<()> {
+        match self {
+            SegmentIndex::Hnsw(g) => g.save(path),
+            SegmentIndex::Ivf(i) => i.save(path),
+        }
+    }
+
+    pub(crate) fn load(
+        path: &Path,
+        ivf: bool,
+        vectors_on_disk: bool,
+    ) -> index_core::Result<SegmentIndex> {
+        Ok(if ivf {
+            SegmentIndex::Ivf(IvfIndex::load(
+                path,
+                index_ivf::LoadOptions { vectors_on_disk },
+            )?)
+        } else {
+            SegmentIndex::Hnsw(HnswIndex::load(
+                path,
+                index_hnsw::LoadOptions { vectors_on_disk },
+            )?)
+        })
+    }
 }
 
 /// One segment.
@@ -163,7 +280,12 @@ impl Segment {
     }
 
     /// An indexed segment over `graphs` (one per named vector, in config order).
-    pub(crate) fn indexed(id: u64, graphs: Vec<HnswIndex>, generation: u64, rows: Rows) -> Segment {
+    pub(crate) fn indexed(
+        id: u64,
+        graphs: Vec<SegmentIndex>,
+        generation: u64,
+        rows: Rows,
+    ) -> Segment {
         Segment {
             id,
             rows: RwLock::new(rows),
@@ -314,7 +436,7 @@ impl Segment {
                 match only {
                     // Few candidates: exact distances to them, as Qdrant does below its
                     // full-scan threshold.
-                    Some(o) if o.len() <= g.config().full_scan_threshold.max(params.limit) => {
+                    Some(o) if o.len() <= g.full_scan_threshold().max(params.limit) => {
                         let allowed: Vec<PointOffset> =
                             o.iter().copied().filter(|&r| filter.allows(r)).collect();
                         let mut found = g.exact_search(query, &allowed, params.limit)?;

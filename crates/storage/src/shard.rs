@@ -28,12 +28,12 @@
 
 use crate::config::EffectiveVector;
 use crate::ops::{Operation, PointWrite};
+use crate::segment::SegmentIndex;
 use crate::segment::{Rows, Segment, SegmentVectors};
 use crate::{Result, StorageError};
-use index_core::{
-    merge_top_k, prepared_vector, PointId, PointOffset, SearchParams, VectorIndexWrite,
-};
-use index_hnsw::{HnswConfig, HnswIndex, LoadOptions, StorageKind};
+use index_core::{merge_top_k, prepared_vector, PointId, PointOffset, SearchParams};
+use index_hnsw::{HnswConfig, HnswIndex, StorageKind};
+use index_ivf::IvfIndex;
 use parking_lot::{Mutex, RwLock};
 use payload::{Filter, KeyPath, Payload, PayloadIndexes, PayloadSelector, PointView};
 use serde::{Deserialize, Serialize};
@@ -745,7 +745,7 @@ impl LocalShard {
                         Some(v) => graph.insert(base + i as u32, v).map_err(StorageError::from),
                         None => Ok(()),
                     })?;
-                graph.link_unreachable();
+                graph.finish_batch();
             }
             Ok(())
         })?;
@@ -801,7 +801,7 @@ impl LocalShard {
         let rows = segment.row_count();
         let generation = segment.generation() + 1;
         for (c, graph) in graphs.iter().enumerate() {
-            graph.save(self.graph_path(segment.id, generation, c))?;
+            graph.save(&self.graph_path(segment.id, generation, c))?;
         }
         segment.set_saved_rows(rows);
         segment.set_generation(generation);
@@ -822,46 +822,62 @@ impl LocalShard {
         self.write_checkpoint(true).map(|_| ())
     }
 
-    fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<HnswIndex>> {
+    fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {
         self.settings
             .vectors
             .iter()
             .zip(vectors)
             .map(|(v, column)| {
                 let metric = v.distance.metric();
-                let config = HnswConfig {
-                    seed: 0x5eed ^ self.id as u64,
-                    ..v.hnsw.clone()
-                };
-                if config.storage.is_quantized() {
-                    let sample: Vec<f32> = column
+                let sample = || -> Vec<f32> {
+                    column
                         .iter()
                         .flatten()
                         .take(100_000)
                         .flatten()
                         .copied()
-                        .collect();
+                        .collect()
+                };
+                if let Some(ivf) = &v.ivf {
+                    let mut index = IvfIndex::new(v.dim, metric, ivf.clone())?;
+                    index.train(&sample())?;
+                    return Ok(SegmentIndex::Ivf(index));
+                }
+                let config = HnswConfig {
+                    seed: 0x5eed ^ self.id as u64,
+                    ..v.hnsw.clone()
+                };
+                if config.storage.is_quantized() {
+                    let sample = sample();
                     if !sample.is_empty() {
-                        return Ok(HnswIndex::with_training(v.dim, metric, config, &sample)?);
+                        return Ok(SegmentIndex::Hnsw(HnswIndex::with_training(
+                            v.dim, metric, config, &sample,
+                        )?));
                     }
                     // Nothing to train on yet: full precision until a rebuild.
-                    return Ok(HnswIndex::new(
+                    return Ok(SegmentIndex::Hnsw(HnswIndex::new(
                         v.dim,
                         metric,
                         HnswConfig {
                             storage: StorageKind::F32,
                             ..config
                         },
-                    )?);
+                    )?));
                 }
-                Ok(HnswIndex::new(v.dim, metric, config)?)
+                Ok(SegmentIndex::Hnsw(HnswIndex::new(v.dim, metric, config)?))
             })
             .collect()
     }
 
+    fn extension(&self, column: usize) -> &'static str {
+        SegmentIndex::extension(self.settings.vectors[column].ivf.is_some())
+    }
+
     fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
-        self.dir
-            .join(format!("seg-{segment}-{generation}-{column}.hnsw"))
+        self.dir.join(format!(
+            "seg-{segment}-{generation}-{column}.{}",
+            self.extension(column)
+        ))
     }
 
     /// Writes a checkpoint if anything changed since the last one. Returns the sequence
@@ -888,7 +904,7 @@ impl LocalShard {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with("seg-")
-                    && name.ends_with(".hnsw")
+                    && (name.ends_with(".hnsw") || name.ends_with(".ivf"))
                     && !referenced.contains(&name)
                 {
                     let _ = std::fs::remove_file(e.path());
@@ -936,7 +952,12 @@ impl LocalShard {
             .filter(|s| s.is_indexed() && s.generation() > 0)
             .map(|s| {
                 for c in 0..columns {
-                    referenced.insert(format!("seg-{}-{}-{c}.hnsw", s.id, s.generation()));
+                    referenced.insert(format!(
+                        "seg-{}-{}-{c}.{}",
+                        s.id,
+                        s.generation(),
+                        self.extension(c)
+                    ));
                 }
                 saved.insert(s.id, s.saved_rows() as u32);
                 IndexedHeader {
@@ -1017,13 +1038,8 @@ impl LocalShard {
                     ));
                 }
                 graphs.push(
-                    HnswIndex::load(
-                        &file,
-                        LoadOptions {
-                            vectors_on_disk: v.on_disk,
-                        },
-                    )
-                    .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
+                    SegmentIndex::load(&file, v.ivf.is_some(), v.on_disk)
+                        .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
                 );
             }
             let rows = Rows {

@@ -609,3 +609,84 @@ fn named_vectors_and_missing_vectors() {
     assert_eq!(c.count(Some(&has_a)), 200);
     store.close().unwrap();
 }
+
+#[test]
+fn ivf_collections_index_search_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut model = Model::new();
+    let queries: Vec<Vec<f32>> = (0..30)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    for encoding in [
+        json!({"kind": "flat"}),
+        json!({"kind": "sq8"}),
+        json!({"kind": "pq_fast_scan", "m": 8}),
+    ] {
+        let name = format!("ivf-{}", encoding["kind"].as_str().unwrap());
+        let store = reopen(dir.path());
+        let config = CollectionConfig::from_json(&json!({
+            "vectors": {"size": DIM, "distance": "Cosine"},
+            "index": {"type": "ivf", "encoding": encoding, "nprobe": 40, "oversampling": 8},
+            "optimizers_config": {"indexing_threshold": (1000 * DIM * 4) / 1024},
+        }))
+        .unwrap();
+        let c = store.create(&name, config).unwrap();
+        model.clear();
+        fill(&c, &mut rng, &mut model, 0, 3000, 500);
+        c.optimize_now().unwrap();
+        assert!(c.stats().indexed_points >= 2000, "{name}: {:?}", c.stats());
+        let check = |c: &Collection, when: &str| {
+            let mut hits = 0;
+            for q in &queries {
+                let truth = brute_force(&model, quant::Metric::Cosine, q, 10, None);
+                assert_eq!(
+                    ids(&c.search(&request(q.clone(), 10, true, None)).unwrap()),
+                    truth,
+                    "{name} exact {when}"
+                );
+                let got: HashSet<PointId> =
+                    ids(&c.search(&request(q.clone(), 10, false, None)).unwrap())
+                        .into_iter()
+                        .collect();
+                hits += truth.iter().filter(|id| got.contains(id)).count();
+            }
+            let recall = hits as f64 / (10 * queries.len()) as f64;
+            assert!(recall >= 0.95, "{name} recall@10 {recall} {when} (seed 17)");
+        };
+        check(&c, "before restart");
+        let r = c.retrieve(
+            &[PointId::Num(2999)],
+            &PayloadSelector::Nothing,
+            &VectorSelector::All,
+        );
+        let stored = &r[0].vectors.as_ref().unwrap()[0].1;
+        let want = &model[&PointId::Num(2999)].0;
+        assert!(
+            stored.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{name}: stored vector {stored:?} vs {want:?}"
+        );
+        store.close().unwrap();
+        drop((c, store));
+        let store = reopen(dir.path());
+        check(&store.get(&name).unwrap(), "after restart");
+        store.close().unwrap();
+    }
+    for bad_index in [
+        json!({"type": "ivf", "nprobe": 0}),
+        json!({"type": "ivf", "bogus": 1}),
+        json!({"type": "annoy"}),
+        json!({"type": "ivf", "encoding": {"kind": "pq", "m": 99}}),
+    ] {
+        let bad = CollectionConfig::from_json(
+            &json!({"vectors": {"size": DIM, "distance": "Cosine"}, "index": bad_index}),
+        );
+        assert!(bad.is_err(), "{bad_index} must be refused: {bad:?}");
+    }
+    let with_quant = CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": "Cosine"},
+        "index": {"type": "ivf"},
+        "quantization_config": {"scalar": {"type": "int8"}},
+    }));
+    assert!(with_quant.is_err());
+}
