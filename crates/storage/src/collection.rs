@@ -122,6 +122,9 @@ pub struct Collection {
     optimizer_error: Mutex<Option<String>>,
     /// Highest sequence number written but maybe not yet fsynced.
     unsynced: AtomicU64,
+    /// When the last update was applied, in milliseconds since `opened`.
+    last_write_ms: AtomicU64,
+    opened: Instant,
 }
 
 impl std::fmt::Debug for Collection {
@@ -240,6 +243,8 @@ impl Collection {
             optimizing: AtomicBool::new(false),
             optimizer_error: Mutex::new(None),
             unsynced: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
+            opened: Instant::now(),
         });
         let weak = Arc::downgrade(&collection);
         let signal = collection.signal.clone();
@@ -296,6 +301,8 @@ impl Collection {
                 sealed |= shard.apply(seq, part.as_ref());
             }
             self.unsynced.fetch_max(seq, Ordering::AcqRel);
+            self.last_write_ms
+                .store(self.opened.elapsed().as_millis() as u64, Ordering::Release);
             if sealed {
                 self.kick();
             }
@@ -753,6 +760,11 @@ impl Collection {
     }
 }
 
+/// How long writes must pause before the appendable tail of an indexed shard is sealed.
+const IDLE_SEAL_AFTER: Duration = Duration::from_secs(2);
+/// The fewest rows worth sealing early: below this an exact scan costs less than a graph walk.
+const IDLE_SEAL_MIN_ROWS: usize = 1_000;
+
 /// The background loop: index sealed segments, fsync on the interval policy, checkpoint on
 /// the flush interval. Holds only a weak reference, so dropping the collection ends it.
 fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>) {
@@ -793,6 +805,17 @@ fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>)
                     break;
                 }
             }
+        }
+        // Writes have paused: index the tail of a bulk load rather than scan it exactly.
+        let idle_ms = (c.opened.elapsed().as_millis() as u64)
+            .saturating_sub(c.last_write_ms.load(Ordering::Acquire));
+        if idle_ms >= IDLE_SEAL_AFTER.as_millis() as u64
+            && c.shards
+                .iter()
+                .fold(false, |any, s| s.seal_idle_tail(IDLE_SEAL_MIN_ROWS) | any)
+        {
+            let (lock, _) = &*signal;
+            lock.lock().kick = true;
         }
         if let Err(e) = c.sync_log() {
             tracing::error!(collection = %c.name, error = %e, "log sync failed");

@@ -408,6 +408,32 @@ impl LocalShard {
         true
     }
 
+    /// Seals the appendable segment early when the shard already has an indexed segment and
+    /// the appendable one holds at least `min_rows` rows: called when writes have paused, so
+    /// that the tail of a bulk load below the indexing threshold is indexed instead of
+    /// scanned exactly by every search. A shard with no indexed segment stays exact (small
+    /// collections give exactly the brute-force answer, as in Qdrant). Returns whether it
+    /// sealed.
+    pub fn seal_idle_tail(&self, min_rows: usize) -> bool {
+        if self.settings.indexing_threshold.is_none() {
+            return false;
+        }
+        let mut st = self.state.write();
+        let has_index = st.segments.iter().any(|s| s.is_indexed());
+        let rows = st.active.row_count();
+        if !has_index || rows < min_rows.max(1) {
+            return false;
+        }
+        let seg = Arc::new(Segment::appendable(
+            st.next_segment_id,
+            &self.settings.vectors,
+        ));
+        st.next_segment_id += 1;
+        st.segments.push(seg.clone());
+        st.active = seg;
+        true
+    }
+
     /// Creates a payload index over the shard's current points.
     pub fn create_payload_index(&self, field: &str, schema: &Value) -> Result<()> {
         let schema = payload::FieldSchema::from_json(schema)?;
