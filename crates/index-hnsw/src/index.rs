@@ -283,7 +283,12 @@ impl HnswIndex {
     /// Exact distance from `query` (as users send it; prepared here) to each of `offsets`,
     /// closest first, skipping offsets that hold no vector: the exact path storage takes when
     /// a payload index leaves few candidates.
-    pub fn exact_search(&self, query: &[f32], offsets: &[PointOffset], limit: usize) -> Result<Vec<ScoredOffset>> {
+    pub fn exact_search(
+        &self,
+        query: &[f32],
+        offsets: &[PointOffset],
+        limit: usize,
+    ) -> Result<Vec<ScoredOffset>> {
         let q = prepared_vector(query, self.dim, self.metric)?;
         let end = self.end.load(Ordering::Acquire);
         let mut top = TopK::new(limit);
