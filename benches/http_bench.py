@@ -163,10 +163,12 @@ def main():
     ap.add_argument("--queries", type=int, default=10000)
     ap.add_argument("--efs", default="16,32,48,64,96,128,192,256")
     ap.add_argument("--skip-load", action="store_true", help="reuse an existing, indexed collection")
+    ap.add_argument("--upload-only", action="store_true", help="measure the upload, then stop")
+    ap.add_argument("--limit-points", type=int, default=None, help="load only the first N base vectors")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     a = ap.parse_args()
 
-    base = read_vecs(find(a.data, "base.fvecs"), "f")
+    base = read_vecs(find(a.data, "base.fvecs"), "f", a.limit_points)
     queries = read_vecs(find(a.data, "query.fvecs"), "f", a.queries)
     truth = read_vecs(find(a.data, "groundtruth.ivecs"), "i", a.queries)
     c = Conn(a.url)
@@ -194,6 +196,11 @@ def main():
         out["upload_s"] = upload_s
         out["upload_points_per_s"] = n / upload_s
         print(f"uploaded {n} points in {upload_s:.1f} s ({n / upload_s:,.0f} points/s, batch {a.batch}, wait={a.wait})", flush=True)
+        if a.upload_only:
+            if a.out:
+                with open(a.out, "w") as f:
+                    json.dump(out, f, indent=1)
+            return
         # QPS while the optimizer indexes (a fixed ef, a short window).
         info = c.call("GET", f"/collections/{a.collection}")["result"]
         if info["status"] != "green":

@@ -730,6 +730,22 @@ async fn delete_index(
     ))
 }
 
+/// The fields of Qdrant's `QueryRequest`.
+const QUERY_FIELDS: &[&str] = &[
+    "query",
+    "using",
+    "filter",
+    "params",
+    "score_threshold",
+    "limit",
+    "offset",
+    "with_payload",
+    "with_vector",
+    "prefetch",
+    "lookup_from",
+    "shard_key",
+];
+
 /// One parsed search: the request for the shards, plus what the response needs.
 struct PlannedSearch {
     request: SearchRequest,
@@ -754,24 +770,7 @@ const QUERY_KINDS: &[&str] = &[
 ];
 
 fn plan_query(c: &Collection, body: &Value) -> Result<Option<PlannedSearch>, ApiError> {
-    let f = Fields::new(
-        body,
-        "query",
-        &[
-            "query",
-            "using",
-            "filter",
-            "params",
-            "score_threshold",
-            "limit",
-            "offset",
-            "with_payload",
-            "with_vector",
-            "prefetch",
-            "lookup_from",
-            "shard_key",
-        ],
-    )?;
+    let f = Fields::new(body, "query", QUERY_FIELDS)?;
     f.unsupported("prefetch")?;
     f.unsupported("lookup_from")?;
     f.unsupported("shard_key")?;
@@ -946,24 +945,7 @@ fn cache_key(kind: &str, name: &str, body: &Value) -> Vec<u8> {
 
 /// A query without a vector: points in id order, as Qdrant does.
 async fn query_without_vector(c: &Arc<Collection>, body: &Value) -> Result<Value, ApiError> {
-    let f = Fields::new(
-        body,
-        "query",
-        &[
-            "query",
-            "using",
-            "filter",
-            "params",
-            "score_threshold",
-            "limit",
-            "offset",
-            "with_payload",
-            "with_vector",
-            "prefetch",
-            "lookup_from",
-            "shard_key",
-        ],
-    )?;
+    let f = Fields::new(body, "query", QUERY_FIELDS)?;
     let limit = convert::limit(&f, "limit", 10)?;
     let offset = f.usize("offset", 0, index_core::MAX_LIMIT)?;
     let filter = convert::filter(f.get("filter"))?;

@@ -398,6 +398,12 @@ impl LocalShard {
         if st.active.row_count() < threshold {
             return false;
         }
+        self.start_appendable(st);
+        true
+    }
+
+    /// Seals the active appendable segment (the optimizer picks it up) and starts a new one.
+    fn start_appendable(&self, st: &mut State) {
         let seg = Arc::new(Segment::appendable(
             st.next_segment_id,
             &self.settings.vectors,
@@ -405,7 +411,6 @@ impl LocalShard {
         st.next_segment_id += 1;
         st.segments.push(seg.clone());
         st.active = seg;
-        true
     }
 
     /// Seals the appendable segment early when the shard already has an indexed segment and
@@ -424,13 +429,7 @@ impl LocalShard {
         if !has_index || rows < min_rows.max(1) {
             return false;
         }
-        let seg = Arc::new(Segment::appendable(
-            st.next_segment_id,
-            &self.settings.vectors,
-        ));
-        st.next_segment_id += 1;
-        st.segments.push(seg.clone());
-        st.active = seg;
+        self.start_appendable(&mut st);
         true
     }
 
