@@ -700,6 +700,9 @@ impl Collection {
         f: impl FnOnce(Vec<(String, PathBuf)>) -> Result<T>,
     ) -> Result<T> {
         let _w = self.write_lock.lock();
+        // The optimizer rewrites graph files and deletes the ones no checkpoint names: keep it
+        // between steps until the caller has the files.
+        let _paused: Vec<_> = self.shards.iter().map(|s| s.pause_optimizer()).collect();
         self.flush()?;
         let mut files = vec![
             ("config.json".to_string(), self.dir.join("config.json")),

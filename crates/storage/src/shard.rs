@@ -817,6 +817,12 @@ impl LocalShard {
         Ok(true)
     }
 
+    /// Holds the optimizer between steps while the guard lives: a snapshot needs the files of
+    /// a checkpoint to stay put until it has linked them aside.
+    pub fn pause_optimizer(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.optimizing.lock()
+    }
+
     /// Writes a segment's graphs as a new generation of files.
     fn save_graphs(&self, segment: &Segment) -> Result<()> {
         let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {

@@ -690,3 +690,32 @@ fn ivf_collections_index_search_and_restart() {
     }));
     assert!(with_quant.is_err());
 }
+
+#[test]
+fn snapshots_taken_while_the_optimizer_runs_are_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Cosine", 2, 200)).unwrap();
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 3000, 300);
+    let snaps = std::thread::scope(|s| {
+        let optimizer = s.spawn(|| c.optimize_now().unwrap());
+        let mut snaps = Vec::new();
+        while !optimizer.is_finished() || snaps.len() < 2 {
+            snaps.push(store.create_snapshot("c").unwrap());
+        }
+        snaps
+    });
+    for (i, snap) in snaps.iter().enumerate() {
+        let path = store.snapshot_path("c", &snap.name).unwrap();
+        let name = format!("restored-{i}");
+        store.recover(&name, &path, snap.checksum.as_deref()).unwrap();
+        let r = store.get(&name).unwrap();
+        assert_eq!(r.count(None), model.len(), "snapshot {i} of {}", snaps.len());
+        let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let truth = brute_force(&model, quant::Metric::Cosine, &q, 10, None);
+        assert_eq!(ids(&r.search(&request(q, 10, true, None)).unwrap()), truth, "snapshot {i}");
+    }
+    store.close().unwrap();
+}
