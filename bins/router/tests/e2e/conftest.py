@@ -31,7 +31,7 @@ _CHECKERS: list[SchemaChecker] = []
 @pytest.fixture(scope="session")
 def schema_checker() -> SchemaChecker:
     checker = SchemaChecker(pathlib.Path(os.environ.get(
-        "VR_E2E_OPENAPI", str(REPO.parent / "shared" / "qdrant-api" / "openapi.json"))))
+        "VR_E2E_OPENAPI", str(pathlib.Path(__file__).parent / "openapi.json"))))
     _CHECKERS.append(checker)
     return checker
 
