@@ -710,12 +710,23 @@ fn snapshots_taken_while_the_optimizer_runs_are_complete() {
     for (i, snap) in snaps.iter().enumerate() {
         let path = store.snapshot_path("c", &snap.name).unwrap();
         let name = format!("restored-{i}");
-        store.recover(&name, &path, snap.checksum.as_deref()).unwrap();
+        store
+            .recover(&name, &path, snap.checksum.as_deref())
+            .unwrap();
         let r = store.get(&name).unwrap();
-        assert_eq!(r.count(None), model.len(), "snapshot {i} of {}", snaps.len());
+        assert_eq!(
+            r.count(None),
+            model.len(),
+            "snapshot {i} of {}",
+            snaps.len()
+        );
         let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
         let truth = brute_force(&model, quant::Metric::Cosine, &q, 10, None);
-        assert_eq!(ids(&r.search(&request(q, 10, true, None)).unwrap()), truth, "snapshot {i}");
+        assert_eq!(
+            ids(&r.search(&request(q, 10, true, None)).unwrap()),
+            truth,
+            "snapshot {i}"
+        );
     }
     store.close().unwrap();
 }
