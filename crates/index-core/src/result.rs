@@ -130,20 +130,46 @@ pub fn merge_top_k<T: Clone, K: Eq + std::hash::Hash>(
             Some(self.cmp(other))
         }
     }
+    // Duplicates are found by a scan of what is kept while that is short (the usual top 10:
+    // a few comparisons), by a hash set beyond: building the set cost more than the merge.
+    const SCAN_UP_TO: usize = 32;
+    let mut seen = std::collections::HashSet::new();
+    let mut is_new = |out: &[T], item: &T| {
+        if k <= SCAN_UP_TO {
+            let id = key(item);
+            !out.iter().any(|o| key(o) == id)
+        } else {
+            seen.insert(key(item))
+        }
+    };
+    // One non-empty list (one shard, or one segment with results): nothing to merge, the
+    // common case.
+    let mut non_empty = lists.iter().filter(|l| !l.is_empty());
+    if let (Some(only), None) = (non_empty.next(), non_empty.next()) {
+        let mut out = Vec::with_capacity(k.min(only.len()));
+        for item in only {
+            if out.len() == k {
+                break;
+            }
+            if is_new(&out, item) {
+                out.push(item.clone());
+            }
+        }
+        return out;
+    }
     let mut heap: BinaryHeap<Head> = lists
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
         .map(|(i, l)| Head(distance(&l[0]), i, 0))
         .collect();
-    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(k.min(lists.iter().map(Vec::len).sum()));
     while out.len() < k {
         let Some(Head(_, list, pos)) = heap.pop() else {
             break;
         };
         let item = &lists[list][pos];
-        if seen.insert(key(item)) {
+        if is_new(&out, item) {
             out.push(item.clone());
         }
         if let Some(next) = lists[list].get(pos + 1) {
