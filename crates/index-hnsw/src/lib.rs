@@ -25,7 +25,15 @@
 //! // 500 distinct 4-dimensional vectors (7919 and 2003 are coprime: no value repeats).
 //! let data: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 2003) as f32 / 2003.0).collect();
 //! let index = HnswIndex::build(4, Metric::Euclidean, HnswConfig::default(), &data).unwrap();
+//! // The graph walk: approximate, so only its shape is asserted (on this lattice-like data a
+//! // concurrent build can, rarely, leave a point that a short walk reaches only through a
+//! // neighbour a micro-distance away).
 //! let hits = index.search(&data[40..44], &SearchParams::top(3), None).unwrap();
+//! assert_eq!(hits.len(), 3);
+//! assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+//! // An exact scan finds the point itself.
+//! let exact = SearchParams { exact: true, ..SearchParams::top(3) };
+//! let hits = index.search(&data[40..44], &exact, None).unwrap();
 //! assert_eq!((hits[0].offset, hits[0].distance), (10, 0.0));
 //! ```
 
