@@ -87,7 +87,7 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    let rss_before = rss_bytes();
+    let rss_before = vr_benches::rss_bytes();
     let t = Instant::now();
     let mut index = match &cache {
         Some(path) if path.exists() => {
@@ -103,7 +103,7 @@ fn main() {
             .unwrap_or_else(|e| fail(format!("build: {e}"))),
     };
     let build_s = t.elapsed().as_secs_f64();
-    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    let rss_growth = vr_benches::rss_bytes().saturating_sub(rss_before);
     if let Some(path) = cache.as_ref().filter(|p| !p.exists()) {
         index
             .save(path)
@@ -164,29 +164,5 @@ fn main() {
         println!("| {ef} | {recall:.4} | {qps:.0} | {:.1} |", 1e6 / qps);
         rows.push((ef, recall, qps));
     }
-    print!("\nbest QPS at recall@10 >=");
-    for level in [0.90, 0.95, 0.99] {
-        match rows
-            .iter()
-            .filter(|r| r.1 >= level)
-            .max_by(|a, b| a.2.total_cmp(&b.2))
-        {
-            Some((ef, _, qps)) => print!(" {level:.2}: {qps:.0} (ef {ef});"),
-            None => print!(" {level:.2}: -;"),
-        }
-    }
-    println!();
-}
-
-/// Resident set size of this process, from /proc (0 where it cannot be read).
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    vr_benches::print_best_qps("ef", &rows);
 }

@@ -90,7 +90,7 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    let rss_before = rss_bytes();
+    let rss_before = vr_benches::rss_bytes();
     let t = Instant::now();
     let cached = cache.as_ref().filter(|p| p.exists()).map(|path| {
         println!(
@@ -124,7 +124,7 @@ fn main() {
             .save(path)
             .unwrap_or_else(|e| fail(format!("save: {e}")));
     }
-    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    let rss_growth = vr_benches::rss_bytes().saturating_sub(rss_before);
     if let Some(path) = reload {
         index
             .save(&path)
@@ -180,29 +180,5 @@ fn main() {
         println!("| {nprobe} | {recall:.4} | {qps:.0} | {:.1} |", 1e6 / qps);
         rows.push((nprobe, recall, qps));
     }
-    print!("\nbest QPS at recall@10 >=");
-    for level in [0.90, 0.95, 0.99] {
-        match rows
-            .iter()
-            .filter(|r| r.1 >= level)
-            .max_by(|a, b| a.2.total_cmp(&b.2))
-        {
-            Some((nprobe, _, qps)) => print!(" {level:.2}: {qps:.0} (nprobe {nprobe});"),
-            None => print!(" {level:.2}: -;"),
-        }
-    }
-    println!();
-}
-
-/// Resident set size of this process, from /proc (0 where it cannot be read).
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    vr_benches::print_best_qps("nprobe", &rows);
 }

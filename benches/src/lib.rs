@@ -159,3 +159,33 @@ pub fn recall_at(found: &[u32], truth: &[u32], k: usize) -> f64 {
     let truth = &truth[..k.min(truth.len())];
     found.iter().take(k).filter(|i| truth.contains(i)).count() as f64 / k as f64
 }
+
+/// Resident set size of this process, from /proc (0 where it cannot be read).
+pub fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Prints the best QPS at recall@10 of 0.90, 0.95 and 0.99 from a sweep of
+/// `(knob value, recall, QPS)` rows, naming the knob (`ef`, `nprobe`).
+pub fn print_best_qps(knob: &str, rows: &[(usize, f64, f64)]) {
+    print!("\nbest QPS at recall@10 >=");
+    for level in [0.90, 0.95, 0.99] {
+        match rows
+            .iter()
+            .filter(|r| r.1 >= level)
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+        {
+            Some((value, _, qps)) => print!(" {level:.2}: {qps:.0} ({knob} {value});"),
+            None => print!(" {level:.2}: -;"),
+        }
+    }
+    println!();
+}
