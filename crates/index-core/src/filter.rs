@@ -21,6 +21,12 @@ pub trait PointFilter: Sync {
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
         None
     }
+
+    /// The filter as a bitset, when it is exactly one (`allows(o) == bits.contains(o)` for
+    /// every offset), so that an index can test it inline instead of through a call.
+    fn as_bitset(&self) -> Option<&AllowedSet> {
+        None
+    }
 }
 
 impl<F: Fn(PointOffset) -> bool + Sync> PointFilter for F {
@@ -87,6 +93,23 @@ impl AllowedSet {
         self.count == 0
     }
 
+    /// The offsets in both this set and the bitset `words` (bit `o % 64` of word `o / 64`).
+    pub fn intersect_words(&self, words: &[u64]) -> AllowedSet {
+        let words: Vec<u64> = self
+            .words
+            .iter()
+            .zip(words.iter().chain(std::iter::repeat(&0)))
+            .map(|(a, b)| a & b)
+            .collect();
+        let count = words.iter().map(|w| w.count_ones() as usize).sum();
+        AllowedSet { words, count }
+    }
+
+    /// Bytes the set's words occupy.
+    pub fn capacity_bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
     /// The offsets, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = PointOffset> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &word)| {
@@ -124,5 +147,9 @@ impl PointFilter for AllowedSet {
 
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
         Some(Box::new(self.iter()))
+    }
+
+    fn as_bitset(&self) -> Option<&AllowedSet> {
+        Some(self)
     }
 }
