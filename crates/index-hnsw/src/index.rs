@@ -26,8 +26,31 @@ const MAX_LEVEL: usize = 16;
 const REPAIR_EXPANSION: usize = 64;
 /// How many nodes ahead of the one being measured a walk prefetches.
 const PREFETCH_AHEAD: usize = 4;
+/// How many disallowed neighbours' link lists a filter-first expansion prefetches: about as
+/// many as it looks through when a tenth of the points pass.
+const LOOK_THROUGH_PREFETCH: usize = 16;
+/// How many listed offsets ahead of the one being measured an exact scan prefetches.
+const SCAN_PREFETCH_AHEAD: usize = 8;
 /// `entry` when the graph is empty.
 const NO_ENTRY: u64 = u64::MAX;
+/// Offsets a filter that cannot count itself is tried on to estimate how many points pass.
+const FILTER_SAMPLE: usize = 256;
+/// Below this share of points passing a filter, the walk moves only through allowed nodes,
+/// reaching past disallowed neighbours to theirs (two hops), instead of walking every node
+/// and keeping the allowed ones: the plain walk's stopping rule waits for `ef` allowed
+/// results, so with few of them it crawls through most of the graph.
+const FILTER_FIRST_BELOW: f64 = 0.5;
+
+/// How a filtered search runs; see [`HnswIndex::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterPlan {
+    /// Exact distances to every allowed point.
+    Scan,
+    /// The walk over allowed nodes only, with two-hop expansion past disallowed ones.
+    FilterFirst,
+    /// The ordinary walk through every node, keeping allowed ones as results.
+    PassThrough,
+}
 
 /// How payloads are encoded and measured: the quantizer of a quantized storage.
 #[derive(Debug, Clone)]
@@ -567,6 +590,111 @@ impl HnswIndex {
         })
     }
 
+    /// Best-first search of level 0 that moves only through nodes `allowed` lets through
+    /// (the idea of ACORN-1, Patel et al., SIGMOD 2024): a disallowed neighbour is not
+    /// measured but looked through, its own allowed neighbours taken in its place, up to the
+    /// layer's link count per expansion. Distances are computed for allowed nodes only, and
+    /// the stopping rule sees only allowed candidates, so a filter that passes a few percent
+    /// of the points neither cuts the walk off nor lets it crawl the whole graph. The start
+    /// node may be disallowed: it is expanded, never returned.
+    fn search_level_filter_first<M, A>(
+        &self,
+        measure: &M,
+        allowed: &A,
+        start: u32,
+        ef: usize,
+    ) -> Vec<Candidate>
+    where
+        M: Fn(u32) -> Option<(f32, bool)>,
+        A: Fn(u32) -> bool,
+    {
+        let fan_out = self.config.m0();
+        with_visited(self.end.load(Ordering::Acquire) as usize, |visited| {
+            SEARCH_HEAPS.with(|heaps| {
+                let mut heaps = heaps.borrow_mut();
+                let SearchHeaps {
+                    candidates,
+                    results,
+                    buf,
+                } = &mut *heaps;
+                candidates.clear();
+                results.clear();
+                let mut hop = Vec::with_capacity(fan_out);
+                let mut next: Vec<u32> = Vec::with_capacity(fan_out);
+                let mut through: Vec<u32> = Vec::with_capacity(fan_out);
+                visited.insert(start);
+                if let Some((d, ok)) = measure(start) {
+                    candidates.push(Reverse(Candidate::new(start, d)));
+                    if ok {
+                        results.push(Candidate::new(start, d));
+                    }
+                }
+                while let Some(Reverse(c)) = candidates.pop() {
+                    if results.len() >= ef
+                        && results.peek().is_some_and(|w| c.distance > w.distance)
+                    {
+                        break;
+                    }
+                    self.neighbours(c.offset, 0, buf);
+                    next.clear();
+                    through.clear();
+                    // Allowed neighbours first; the disallowed ones are looked through only
+                    // while the expansion has fewer than `fan_out` allowed nodes.
+                    for &n in buf.iter() {
+                        if !visited.insert(n) {
+                            continue;
+                        }
+                        if allowed(n) {
+                            next.push(n);
+                            self.arena.prefetch(n);
+                        } else {
+                            // Only the first few are likely to be looked through; prefetching
+                            // every one would overflow the CPU's miss buffers.
+                            if through.len() < LOOK_THROUGH_PREFETCH {
+                                self.arena.prefetch_links(n);
+                            }
+                            through.push(n);
+                        }
+                    }
+                    for &n in through.iter() {
+                        if next.len() >= fan_out {
+                            break;
+                        }
+                        self.neighbours(n, 0, &mut hop);
+                        for &h in &hop {
+                            if next.len() >= fan_out {
+                                break;
+                            }
+                            if allowed(h) && visited.insert(h) {
+                                next.push(h);
+                                self.arena.prefetch(h);
+                            }
+                        }
+                    }
+                    for &n in &next {
+                        let Some((d, ok)) = measure(n) else { continue };
+                        if results.len() < ef || results.peek().is_some_and(|w| d < w.distance) {
+                            let cand = Candidate::new(n, d);
+                            candidates.push(Reverse(cand));
+                            if ok {
+                                results.push(cand);
+                                if results.len() > ef {
+                                    results.pop();
+                                }
+                            }
+                        }
+                    }
+                    if let Some(Reverse(next)) = candidates.peek() {
+                        self.arena.prefetch_links(next.offset);
+                    }
+                }
+                let mut out: Vec<Candidate> = results.drain().collect();
+                out.sort();
+                out
+            })
+        })
+    }
+
     /// The neighbour-selection heuristic (Algorithm 4 of the paper): keep a candidate only if it
     /// is closer to the base than to every neighbour kept so far, so links point in diverse
     /// directions. `candidates` are sorted closest first.
@@ -741,7 +869,7 @@ impl HnswIndex {
         Ok(())
     }
 
-    /// Exact search over every live node that passes `accept`.
+    /// Exact search over every live node that passes `accept` (among `offsets`, when given).
     fn scan<A: Fn(u32) -> bool>(
         &self,
         query: &[f32],
@@ -750,14 +878,29 @@ impl HnswIndex {
         limit: usize,
     ) -> Vec<Candidate> {
         let mut top = TopK::new(limit);
-        let mut offer = |n: u32| {
-            if self.arena.state(n) == SlotState::Live && accept(n) {
-                top.push(Candidate::new(n, self.exact_distance(query, n)));
-            }
-        };
         match offsets {
-            Some(it) => it.for_each(&mut offer),
-            None => (0..self.end.load(Ordering::Acquire)).for_each(&mut offer),
+            Some(it) => {
+                // Listed offsets are scattered over the records: load a few ahead of the one
+                // being measured, as the walk does, so that the misses overlap.
+                let quantized = self.codec.kind().is_quantized();
+                let listed: Vec<u32> = it.filter(|&n| accept(n)).collect();
+                for (k, &n) in listed.iter().enumerate() {
+                    if let Some(&ahead) = listed.get(k + SCAN_PREFETCH_AHEAD) {
+                        self.arena.prefetch(ahead);
+                        if quantized {
+                            self.arena.prefetch_secondary(ahead);
+                        }
+                    }
+                    if let Some((d, true)) = self.measure_exact(query, n) {
+                        top.push(Candidate::new(n, d));
+                    }
+                }
+            }
+            None => (0..self.end.load(Ordering::Acquire)).for_each(|n| {
+                if self.arena.state(n) == SlotState::Live && accept(n) {
+                    top.push(Candidate::new(n, self.exact_distance(query, n)));
+                }
+            }),
         }
         top.into_sorted_vec()
     }
@@ -943,6 +1086,51 @@ impl HnswIndex {
         }
     }
 
+    /// How many live points `filter` lets through: its own count when it has one (a bitset),
+    /// otherwise an estimate from a fixed pseudo-random sample of offsets, as Qdrant's planner
+    /// samples a condition no payload index can count.
+    fn estimate_allowed(&self, filter: &dyn PointFilter) -> usize {
+        if let Some(count) = filter.cardinality_estimate() {
+            return count;
+        }
+        let end = self.end.load(Ordering::Acquire);
+        if end == 0 {
+            return 0;
+        }
+        let (mut live, mut passed) = (0usize, 0usize);
+        for i in 0..FILTER_SAMPLE as u64 {
+            // A multiplicative hash spreads the sample over the whole range, so a filter that
+            // follows the offsets periodically (every 10th point, say) is not over- or
+            // under-counted the way a fixed stride would.
+            let n =
+                ((i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % end as u64) as u32;
+            if self.arena.state(n) == SlotState::Live {
+                live += 1;
+                passed += filter.allows(n) as usize;
+            }
+        }
+        if live == 0 {
+            return 0;
+        }
+        (self.live.load(Ordering::Acquire) as f64 * passed as f64 / live as f64).round() as usize
+    }
+
+    /// Chooses how a filtered search runs (the planner): an exact scan of the allowed points
+    /// when they are few (`full_scan_threshold`), the filter-first walk when a minority of the
+    /// points pass, and the plain walk that keeps only allowed results when most do.
+    fn plan(&self, filter: &dyn PointFilter) -> FilterPlan {
+        let allowed = self.estimate_allowed(filter);
+        if allowed < self.config.full_scan_threshold {
+            return FilterPlan::Scan;
+        }
+        let live = self.live.load(Ordering::Acquire).max(1);
+        if (allowed as f64) < FILTER_FIRST_BELOW * live as f64 {
+            FilterPlan::FilterFirst
+        } else {
+            FilterPlan::PassThrough
+        }
+    }
+
     /// Searches with an already prepared query.
     fn search_prepared(
         &self,
@@ -950,39 +1138,65 @@ impl HnswIndex {
         params: &SearchParams,
         filter: Option<&dyn PointFilter>,
     ) -> Vec<Candidate> {
+        let plan = match filter {
+            _ if params.exact => FilterPlan::Scan,
+            Some(f) => self.plan(f),
+            None => FilterPlan::PassThrough,
+        };
+        // A filter that is a plain bitset is tested inline, one bit per node; any other
+        // through its trait object.
+        match filter.and_then(|f| f.as_bitset()) {
+            Some(bits) => self.search_planned(q, params, filter, &|n| bits.contains(n), plan),
+            None => {
+                let allowed = |n: u32| filter.is_none_or(|f| f.allows(n));
+                self.search_planned(q, params, filter, &allowed, plan)
+            }
+        }
+    }
+
+    /// Runs a search as `plan` says; `allowed` is `filter` as a closure.
+    fn search_planned<A: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+        allowed: &A,
+        plan: FilterPlan,
+    ) -> Vec<Candidate> {
         let limit = params.limit;
-        let allowed = |n: u32| filter.is_none_or(|f| f.allows(n));
-        let small_filter = filter
-            .and_then(|f| f.cardinality_estimate())
-            .is_some_and(|c| c < self.config.full_scan_threshold);
         let Some((entry, top)) = self.entry() else {
             return Vec::new();
         };
-        if params.exact || small_filter {
-            let mut listed = filter
-                .filter(|_| small_filter)
-                .and_then(|f| f.allowed_offsets());
+        if plan == FilterPlan::Scan {
+            let mut listed = filter.and_then(|f| f.allowed_offsets());
             return self.scan(
                 q,
-                &allowed,
+                allowed,
                 listed
                     .as_mut()
                     .map(|it| it as &mut dyn Iterator<Item = u32>),
                 limit,
             );
         }
+        let filter_first = (plan == FilterPlan::FilterFirst).then_some(allowed);
         let ef = params.hnsw_ef.unwrap_or(self.config.ef_search).max(limit);
         // A generic function, not a closure over `&dyn Fn`: each storage's `measure` is inlined
         // into the walk instead of being called indirectly per node.
-        fn walk<M: Fn(u32) -> Option<(f32, bool)>>(
+        fn walk<M: Fn(u32) -> Option<(f32, bool)>, A: Fn(u32) -> bool>(
             index: &HnswIndex,
             measure: &M,
             entry: u32,
             top: usize,
             ef: usize,
+            filter_first: Option<&A>,
         ) -> Vec<Candidate> {
             let start = index.descend(measure, entry, top, 0);
-            index.search_level(measure, &[start.offset], ef, 0, false)
+            match filter_first {
+                Some(allowed) => {
+                    index.search_level_filter_first(measure, allowed, start.offset, ef)
+                }
+                None => index.search_level(measure, &[start.offset], ef, 0, false),
+            }
         }
         let dim = self.dim;
         match &self.codec {
@@ -994,7 +1208,7 @@ impl HnswIndex {
                     let v: &[f32] = &bytemuck::cast_slice(p)[..dim];
                     Some((metric.distance(kernel, q, v), live && allowed(n)))
                 };
-                let mut found = walk(self, &measure, entry, top, ef);
+                let mut found = walk(self, &measure, entry, top, ef, filter_first);
                 found.truncate(limit);
                 found
             }
@@ -1007,7 +1221,7 @@ impl HnswIndex {
                         live && allowed(n),
                     ))
                 };
-                let mut found = walk(self, &measure, entry, top, ef);
+                let mut found = walk(self, &measure, entry, top, ef, filter_first);
                 found.truncate(limit);
                 found
             }
@@ -1021,21 +1235,46 @@ impl HnswIndex {
                     entry: u32,
                     top: usize,
                     ef: usize,
+                    filter_first: bool,
                 ) -> Vec<Candidate> {
                     let measure = |n: u32| {
                         let (p, live) = index.arena.payload_and_liveness(n)?;
                         let (correction, codes) = sq8_record(p, index.dim);
                         Some((score(codes, correction), live && allowed(n)))
                     };
-                    walk(index, &measure, entry, top, ef)
+                    walk(
+                        index,
+                        &measure,
+                        entry,
+                        top,
+                        ef,
+                        filter_first.then_some(allowed),
+                    )
                 }
                 let ef = ef.max(oversampled);
+                let first = filter_first.is_some();
                 let found = if self.metric == Metric::Manhattan && !sq.bounds().is_global() {
                     let scorer = sq.query(q, self.metric).expect("query checked");
-                    sq8_walk(self, |c, k| scorer.distance(c, k), &allowed, entry, top, ef)
+                    sq8_walk(
+                        self,
+                        |c, k| scorer.distance(c, k),
+                        allowed,
+                        entry,
+                        top,
+                        ef,
+                        first,
+                    )
                 } else {
                     let scorer = sq.query_int(q, self.metric).expect("query checked");
-                    sq8_walk(self, |c, k| scorer.distance(c, k), &allowed, entry, top, ef)
+                    sq8_walk(
+                        self,
+                        |c, k| scorer.distance(c, k),
+                        allowed,
+                        entry,
+                        top,
+                        ef,
+                        first,
+                    )
                 };
                 self.rescore(q, found, params, oversampled)
             }
@@ -1050,7 +1289,14 @@ impl HnswIndex {
                         live && allowed(n),
                     ))
                 };
-                let found = walk(self, &measure, entry, top, ef.max(oversampled));
+                let found = walk(
+                    self,
+                    &measure,
+                    entry,
+                    top,
+                    ef.max(oversampled),
+                    filter_first,
+                );
                 self.rescore(q, found, params, oversampled)
             }
         }

@@ -10,9 +10,13 @@
 //! * **Storage** ([`StorageKind`]): `f32`, `f16`, 8-bit scalar codes or bits for the walk;
 //!   quantized walks rescore `limit · oversampling` candidates with full vectors, which can
 //!   stay on disk after a load while codes stay in memory.
-//! * **Filters**: a predicate or bitset of allowed offsets. Few allowed points (below
-//!   `full_scan_threshold`) are scanned exactly; otherwise the walk passes through disallowed
-//!   nodes and keeps only allowed ones, so connectivity is not lost.
+//! * **Filters**: a predicate or bitset of allowed offsets, and a planner that chooses per
+//!   search from the filter's count (a bitset's own, or a sample of a predicate): few allowed
+//!   points (below `full_scan_threshold`) are scanned exactly; when under half of the points
+//!   pass, the walk moves through allowed nodes only, looking through disallowed neighbours
+//!   to theirs (two hops, as ACORN-1 does), so a narrow filter neither cuts the walk off nor
+//!   makes it crawl the graph; when most pass, the walk goes through every node and keeps the
+//!   allowed ones. A bitset filter is tested inline.
 //! * **Delete** marks a node; [`HnswIndex::repair`] relinks its neighbours so the graph stays
 //!   navigable without it.
 //! * **Persist**: [`HnswIndex::save`] and [`HnswIndex::load`], versioned and checksummed.
