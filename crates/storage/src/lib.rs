@@ -47,6 +47,7 @@ pub mod archive;
 mod collection;
 mod config;
 mod error;
+mod filter_cache;
 mod ops;
 mod segment;
 mod shard;

@@ -129,13 +129,6 @@ impl SegmentIndex {
         }
     }
 
-    fn full_scan_threshold(&self) -> usize {
-        match self {
-            SegmentIndex::Hnsw(g) => g.config().full_scan_threshold,
-            SegmentIndex::Ivf(i) => i.config().full_scan_threshold,
-        }
-    }
-
     fn search(
         &self,
         query: &[f32],
@@ -146,28 +139,6 @@ impl SegmentIndex {
             SegmentIndex::Hnsw(g) => g.search(query, params, filter)?,
             SegmentIndex::Ivf(i) => i.search(query, params, filter)?,
         })
-    }
-
-    /// Exact distances to the listed offsets, closest `limit` first.
-    fn exact_search(
-        &self,
-        query: &[f32],
-        offsets: &[PointOffset],
-        limit: usize,
-    ) -> Result<Vec<ScoredOffset>> {
-        match self {
-            SegmentIndex::Hnsw(g) => Ok(g.exact_search(query, offsets, limit)?),
-            SegmentIndex::Ivf(i) => {
-                let mut set =
-                    AllowedSet::with_capacity(offsets.iter().max().map_or(0, |&m| m as usize + 1));
-                offsets.iter().for_each(|&o| {
-                    set.insert(o);
-                });
-                let mut params = SearchParams::top(limit);
-                params.exact = true;
-                Ok(i.search(query, &params, Some(&set))?)
-            }
-        }
     }
 
     pub(crate) fn insert(&self, offset: PointOffset, vector: &[f32]) -> index_core::Result<()> {
@@ -226,21 +197,26 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-/// A filter over rows: liveness, then the caller's predicate on the point id.
+/// A filter over rows: liveness, then the rows a materialised filter lets through or the
+/// caller's predicate on the point id.
 struct RowFilter<'a, P: Fn(PointId) -> bool + Sync> {
     rows: &'a Rows,
     predicate: Option<&'a P>,
-    /// When set, only these rows (sorted), e.g. from a payload index.
-    only: Option<&'a [PointOffset]>,
+    /// When set, only these rows pass (a materialised filter; see `filter_cache`).
+    allowed: Option<&'a AllowedSet>,
+    /// `allowed` and the live rows in one bitset, when there is no predicate: the whole
+    /// filter, which the index can then test inline.
+    exact: Option<&'a AllowedSet>,
 }
 
 impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
+    #[inline]
     fn allows(&self, offset: PointOffset) -> bool {
         if !self.rows.live.get(offset) {
             return false;
         }
-        if let Some(only) = self.only {
-            if only.binary_search(&offset).is_err() {
+        if let Some(allowed) = self.allowed {
+            if !allowed.contains(offset) {
                 return false;
             }
         }
@@ -251,12 +227,18 @@ impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
     }
 
     fn cardinality_estimate(&self) -> Option<usize> {
-        self.only.map(<[PointOffset]>::len)
+        // Rows whose payload passes, some of them replaced or deleted since: an upper bound
+        // close enough for choosing a plan.
+        self.allowed.map(AllowedSet::len)
     }
 
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
-        self.only
-            .map(|o| Box::new(o.iter().copied()) as Box<dyn Iterator<Item = PointOffset>>)
+        self.allowed
+            .map(|a| Box::new(a.iter()) as Box<dyn Iterator<Item = PointOffset>>)
+    }
+
+    fn as_bitset(&self) -> Option<&AllowedSet> {
+        self.exact
     }
 }
 
@@ -394,21 +376,32 @@ impl Segment {
     }
 
     /// The `params.limit` closest live rows in column `col` that pass `predicate`, as
-    /// (point id, internal distance). `query` is prepared. `only`, when given, lists the
-    /// candidate rows (sorted), from a payload index.
+    /// (point id, internal distance). `query` is prepared. `allowed`, when given, is the set
+    /// of rows a materialised filter lets through (the predicate is then `None`).
     pub(crate) fn search<P: Fn(PointId) -> bool + Sync>(
         &self,
         col: usize,
         query: &[f32],
         params: &SearchParams,
         predicate: Option<&P>,
-        only: Option<&[PointOffset]>,
+        allowed: Option<&AllowedSet>,
     ) -> Result<Vec<(PointId, f32)>> {
         let rows = self.rows.read();
+        // Without a predicate the filter is `allowed` and the live rows: one bitset (a copy
+        // only when some rows are dead: a word operation per 64 rows).
+        let all_live = rows.live.count() == rows.ids.len();
+        let combined = allowed
+            .filter(|_| predicate.is_none() && !all_live)
+            .map(|a| a.intersect_words(&rows.live.words));
         let filter = RowFilter {
             rows: &rows,
             predicate,
-            only,
+            allowed,
+            exact: match (&combined, predicate) {
+                (Some(c), _) => Some(c),
+                (None, None) if all_live => allowed,
+                _ => None,
+            },
         };
         let found: Vec<ScoredOffset> = match &self.vectors {
             SegmentVectors::Plain(columns) => {
@@ -425,32 +418,21 @@ impl Segment {
                         }
                     }
                 };
-                match only {
-                    Some(only) => only.iter().copied().for_each(&mut consider),
+                match allowed {
+                    Some(allowed) => allowed.iter().for_each(&mut consider),
                     None => (0..rows.ids.len() as u32).for_each(&mut consider),
                 }
                 top.into_sorted_vec()
             }
             SegmentVectors::Indexed { graphs, .. } => {
                 let g = &graphs[col];
-                match only {
-                    // Few candidates: exact distances to them, as Qdrant does below its
-                    // full-scan threshold.
-                    Some(o) if o.len() <= g.full_scan_threshold().max(params.limit) => {
-                        let allowed: Vec<PointOffset> =
-                            o.iter().copied().filter(|&r| filter.allows(r)).collect();
-                        let mut found = g.exact_search(query, &allowed, params.limit)?;
-                        if let Some(m) = params.max_distance {
-                            found.retain(|c| c.distance <= m);
-                        }
-                        found
-                    }
-                    // Every row live and nothing to check: the unfiltered walk, which skips a
-                    // test per visited node.
-                    None if predicate.is_none() && rows.live.count() == rows.ids.len() => {
-                        g.search(query, params, None)?
-                    }
-                    _ => g.search(query, params, Some(&filter))?,
+                // Every row live and nothing to check: the unfiltered walk, which skips a test
+                // per visited node. Otherwise the index plans the filtered search itself (an
+                // exact scan of few allowed rows, or a walk), from the filter's count.
+                if predicate.is_none() && allowed.is_none() && all_live {
+                    g.search(query, params, None)?
+                } else {
+                    g.search(query, params, Some(&filter))?
                 }
             }
         };

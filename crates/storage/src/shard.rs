@@ -27,11 +27,12 @@
 //! state file is replaced atomically (temporary file, fsync, rename, directory fsync).
 
 use crate::config::EffectiveVector;
+use crate::filter_cache::{FilterCache, FilterRows};
 use crate::ops::{Operation, PointWrite};
 use crate::segment::SegmentIndex;
 use crate::segment::{Rows, Segment, SegmentVectors};
 use crate::{Result, StorageError};
-use index_core::{merge_top_k, prepared_vector, PointId, PointOffset, SearchParams};
+use index_core::{merge_top_k, prepared_vector, PointId, SearchParams};
 use index_hnsw::{HnswConfig, HnswIndex, StorageKind};
 use index_ivf::IvfIndex;
 use parking_lot::{Mutex, RwLock};
@@ -129,6 +130,9 @@ struct State {
     segments: Vec<Arc<Segment>>,
     active: Arc<Segment>,
     indexes: PayloadIndexes,
+    /// Filters materialised as row bitsets, kept current by every write (`filter_cache`).
+    /// Behind its own lock so that searches, which hold the state's read lock, can fill it.
+    filters: Mutex<FilterCache>,
     applied_seq: u64,
     checkpointed_seq: u64,
     next_segment_id: u64,
@@ -205,6 +209,7 @@ impl LocalShard {
                 segments: vec![active.clone()],
                 active,
                 indexes: PayloadIndexes::new(),
+                filters: Mutex::new(FilterCache::default()),
                 applied_seq: 0,
                 checkpointed_seq: 0,
                 next_segment_id: 1,
@@ -307,16 +312,19 @@ impl LocalShard {
             points,
             active,
             indexes,
+            filters,
             ..
         } = &mut *st;
         let Some(op) = op else {
             st.applied_seq = seq;
             return false;
         };
+        let filters = filters.get_mut();
         match op {
             Operation::Upsert(writes) => {
                 for w in writes {
                     self.upsert_one(points, active, indexes, w);
+                    self.refresh_filters(filters, points, w.id);
                 }
             }
             Operation::Delete(ids) => {
@@ -332,17 +340,25 @@ impl LocalShard {
                 self.edit_payloads(points, indexes, ids, |p| {
                     let _ = payload::set_payload(p, payload, key.as_ref());
                 });
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
             }
             Operation::OverwritePayload { ids, payload } => {
                 self.edit_payloads(points, indexes, ids, |p| *p = payload.clone());
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
             }
             Operation::DeletePayload { ids, keys } => {
                 let keys: Vec<KeyPath> =
                     keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
                 self.edit_payloads(points, indexes, ids, |p| payload::delete_keys(p, &keys));
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
             }
             Operation::ClearPayload(ids) => {
                 self.edit_payloads(points, indexes, ids, |p| p.clear());
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
             }
         }
         st.applied_seq = seq;
@@ -373,6 +389,24 @@ impl LocalShard {
         } else {
             indexes.update(w.id, None, Some(&w.payload));
         }
+    }
+
+    /// Re-evaluates the materialised filters on point `id` after a write to it.
+    fn refresh_filters(
+        &self,
+        filters: &mut FilterCache,
+        points: &BTreeMap<PointId, PointEntry>,
+        id: PointId,
+    ) {
+        let Some(e) = points.get(&id) else {
+            return;
+        };
+        let view = View {
+            id,
+            entry: e,
+            columns: &self.columns,
+        };
+        filters.point_written(e.seg.id, e.row, |f| f.matches(&view));
     }
 
     fn edit_payloads(
@@ -628,7 +662,13 @@ impl LocalShard {
         let metric = v.distance.metric();
         let query = prepared_vector(&req.vector, v.dim, metric)?;
         let st = self.state.read();
-        let filter = req.filter.as_deref();
+        // The filter as row bitsets when it is (or should now be) materialised; otherwise it
+        // is tested point by point as the walk meets them.
+        let passing = req
+            .filter
+            .as_ref()
+            .and_then(|f| self.materialised_filter(&st, f));
+        let filter = req.filter.as_deref().filter(|_| passing.is_none());
         let predicate = filter.map(|f| {
             let st = &st;
             move |id: PointId| {
@@ -641,31 +681,16 @@ impl LocalShard {
                 })
             }
         });
-        // Rows of each segment a payload index leaves, when one applies.
-        let candidates: Option<HashMap<u64, Vec<PointOffset>>> = filter
-            .and_then(|f| f.indexed_candidates(&st.indexes))
-            .map(|ids: HashSet<PointId>| {
-                let mut by_segment: HashMap<u64, Vec<PointOffset>> = HashMap::new();
-                for id in ids {
-                    if let Some(e) = st.points.get(&id) {
-                        by_segment.entry(e.seg.id).or_default().push(e.row);
-                    }
-                }
-                by_segment
-                    .values_mut()
-                    .for_each(|rows| rows.sort_unstable());
-                by_segment
-            });
         let mut lists = Vec::with_capacity(st.segments.len());
         for seg in &st.segments {
-            let only = match &candidates {
-                Some(c) => match c.get(&seg.id) {
-                    Some(rows) => Some(rows.as_slice()),
+            let allowed = match &passing {
+                Some(rows) => match rows.segment(seg.id) {
+                    Some(allowed) => Some(allowed),
                     None => continue,
                 },
                 None => None,
             };
-            lists.push(seg.search(col, &query, &req.params, predicate.as_ref(), only)?);
+            lists.push(seg.search(col, &query, &req.params, predicate.as_ref(), allowed)?);
         }
         let merged = merge_top_k(&lists, req.params.limit, |h| h.1, |h| h.0);
         Ok(merged
@@ -678,6 +703,92 @@ impl LocalShard {
                 })
             })
             .collect())
+    }
+
+    /// The rows `filter` lets through, per segment, from the cache; or computed now when a
+    /// payload index narrows the filter, a sample says that fewer than half of the points
+    /// pass, or the filter was seen before (`filter_cache` explains why). `None`: test the
+    /// filter point by point.
+    fn materialised_filter(&self, st: &State, filter: &Arc<Filter>) -> Option<Arc<FilterRows>> {
+        /// Below this share of points passing, a filter is materialised the first time.
+        const NARROW_BELOW: f64 = 0.5;
+        if let Some(rows) = st.filters.lock().get(filter) {
+            return Some(rows);
+        }
+        let candidates = filter.indexed_candidates(&st.indexes);
+        let narrow = candidates.is_some() || self.sampled_share(st, filter) < NARROW_BELOW;
+        if !st.filters.lock().should_materialise(filter, narrow) {
+            return None;
+        }
+        // Computed without the cache's lock: searches with other filters go on meanwhile.
+        // The state's read lock keeps writers out, so the result is current when cached.
+        let mut rows = FilterRows::default();
+        let mut test = |id: PointId, e: &PointEntry| {
+            let view = View {
+                id,
+                entry: e,
+                columns: &self.columns,
+            };
+            if filter.matches(&view) {
+                rows.set(e.seg.id, e.row, true);
+            }
+        };
+        match candidates {
+            Some(ids) => ids.into_iter().for_each(|id| {
+                if let Some(e) = st.points.get(&id) {
+                    test(id, e);
+                }
+            }),
+            None => st.points.iter().for_each(|(id, e)| test(*id, e)),
+        }
+        let rows = Arc::new(rows);
+        st.filters.lock().insert(filter.clone(), rows.clone());
+        Some(rows)
+    }
+
+    /// The share of the shard's points that pass `filter`, from a fixed pseudo-random sample
+    /// of rows (Qdrant's planner samples the same way when no payload index can count a
+    /// condition).
+    fn sampled_share(&self, st: &State, filter: &Filter) -> f64 {
+        const SAMPLE: u64 = 128;
+        let sizes: Vec<usize> = st.segments.iter().map(|s| s.row_count()).collect();
+        let total: usize = sizes.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let (mut tried, mut passed) = (0usize, 0usize);
+        for i in 0..SAMPLE {
+            let mut at = ((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % total;
+            let Some(k) = sizes.iter().position(|&n| {
+                let here = at < n;
+                if !here {
+                    at -= n;
+                }
+                here
+            }) else {
+                continue;
+            };
+            let seg = &st.segments[k];
+            let id = {
+                let rows = seg.rows.read();
+                if !rows.live.get(at as u32) {
+                    continue;
+                }
+                rows.ids[at]
+            };
+            if let Some(e) = st.points.get(&id) {
+                tried += 1;
+                passed += filter.matches(&View {
+                    id,
+                    entry: e,
+                    columns: &self.columns,
+                }) as usize;
+            }
+        }
+        if tried == 0 {
+            return 0.0;
+        }
+        passed as f64 / tried as f64
     }
 
     fn vacuum_candidate(&self, st: &State) -> Option<Arc<Segment>> {
@@ -776,7 +887,7 @@ impl LocalShard {
         })?;
         {
             let mut st = self.state.write();
-            let mut moved = 0usize;
+            let mut moved = Vec::with_capacity(moving.len());
             for (i, &(row, id)) in moving.iter().enumerate() {
                 let Some(e) = st.points.get_mut(&id) else {
                     continue;
@@ -786,9 +897,13 @@ impl LocalShard {
                     e.row = base + i as u32;
                     target.set_live(base + i as u32, true);
                     src.set_live(row, false);
-                    moved += 1;
+                    moved.push((row, base + i as u32));
                 }
             }
+            st.filters
+                .get_mut()
+                .rows_moved(src.id, target.id, &moved, true);
+            let moved = moved.len();
             st.segments.retain(|s| !Arc::ptr_eq(s, &src));
             if !st.segments.iter().any(|s| Arc::ptr_eq(s, &target)) {
                 // Indexed segments go first: sealed and active appendables stay at the end.

@@ -14,9 +14,9 @@ use storage::{
     StorageErrorKind, Update, VectorSelector,
 };
 
-const DIM: usize = 8;
+pub(crate) const DIM: usize = 8;
 
-fn open(dir: &Path) -> Storage {
+pub(crate) fn open(dir: &Path) -> Storage {
     Storage::open(&dir.join("storage"), &dir.join("snapshots")).unwrap()
 }
 
@@ -33,7 +33,7 @@ fn reopen(dir: &Path) -> Storage {
 }
 
 /// A collection whose appendable segments seal every `threshold_points` points.
-fn config(distance: &str, shards: u32, threshold_points: usize) -> CollectionConfig {
+pub(crate) fn config(distance: &str, shards: u32, threshold_points: usize) -> CollectionConfig {
     // Qdrant's indexing_threshold is in KB of vectors.
     let kb = (threshold_points * DIM * 4).div_ceil(1024);
     CollectionConfig::from_json(&json!({
@@ -47,7 +47,7 @@ fn config(distance: &str, shards: u32, threshold_points: usize) -> CollectionCon
 
 const COLORS: [&str; 4] = ["red", "green", "blue", "black"];
 
-fn random_point(rng: &mut StdRng, id: u64) -> PointWrite {
+pub(crate) fn random_point(rng: &mut StdRng, id: u64) -> PointWrite {
     let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
     let mut payload = Payload::new();
     payload.insert("color".into(), json!(COLORS[rng.random_range(0..4)]));
@@ -66,7 +66,7 @@ fn random_point(rng: &mut StdRng, id: u64) -> PointWrite {
 }
 
 /// What the collection should hold: id → (vector as stored, payload).
-type Model = BTreeMap<PointId, (Vec<f32>, Payload)>;
+pub(crate) type Model = BTreeMap<PointId, (Vec<f32>, Payload)>;
 
 fn model_upsert(model: &mut Model, points: &[PointWrite], distance: quant::Metric) {
     for p in points {
@@ -76,7 +76,7 @@ fn model_upsert(model: &mut Model, points: &[PointWrite], distance: quant::Metri
     }
 }
 
-fn brute_force(
+pub(crate) fn brute_force(
     model: &Model,
     metric: quant::Metric,
     q: &[f32],
@@ -103,7 +103,7 @@ fn brute_force(
     all.into_iter().take(k).map(|(_, id)| id).collect()
 }
 
-fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>) -> SearchRequest {
+pub(crate) fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>) -> SearchRequest {
     let mut params = SearchParams::top(k);
     params.exact = exact;
     params.hnsw_ef = Some(128);
@@ -117,11 +117,18 @@ fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>) -> Search
     }
 }
 
-fn ids(hits: &[storage::ScoredPoint]) -> Vec<PointId> {
+pub(crate) fn ids(hits: &[storage::ScoredPoint]) -> Vec<PointId> {
     hits.iter().map(|h| h.record.id).collect()
 }
 
-fn fill(c: &Collection, rng: &mut StdRng, model: &mut Model, from: u64, n: u64, batch: u64) {
+pub(crate) fn fill(
+    c: &Collection,
+    rng: &mut StdRng,
+    model: &mut Model,
+    from: u64,
+    n: u64,
+    batch: u64,
+) {
     let metric = c.config().vectors.get("").unwrap().distance.metric();
     let mut id = from;
     while id < from + n {

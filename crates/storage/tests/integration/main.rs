@@ -1,3 +1,4 @@
 mod archive;
 mod collection;
+mod filter_cache;
 mod wal;
