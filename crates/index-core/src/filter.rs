@@ -17,7 +17,9 @@ pub trait PointFilter: Sync {
     }
 
     /// The passing offsets in increasing order, when the filter can list them cheaply (a
-    /// bitset can; an arbitrary predicate cannot).
+    /// bitset can; an arbitrary predicate cannot). A superset is allowed (callers still test
+    /// [`PointFilter::allows`]), except when [`PointFilter::as_bitset`] is `Some`: then they
+    /// are exactly that bitset's offsets, and callers may skip the test.
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
         None
     }
@@ -111,18 +113,40 @@ impl AllowedSet {
     }
 
     /// The offsets, in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = PointOffset> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                Some((w * 64) as PointOffset + b)
-            })
-        })
+    pub fn iter(&self) -> AllowedIter<'_> {
+        AllowedIter {
+            words: &self.words,
+            next_word: 0,
+            base: 0,
+            bits: 0,
+        }
+    }
+}
+
+/// The offsets of an [`AllowedSet`], in increasing order: one word at a time, skipping empty
+/// words in a tight loop (a narrow filter's set is mostly empty words).
+#[derive(Debug, Clone)]
+pub struct AllowedIter<'a> {
+    words: &'a [u64],
+    next_word: usize,
+    base: PointOffset,
+    bits: u64,
+}
+
+impl Iterator for AllowedIter<'_> {
+    type Item = PointOffset;
+
+    #[inline]
+    fn next(&mut self) -> Option<PointOffset> {
+        while self.bits == 0 {
+            let &word = self.words.get(self.next_word)?;
+            self.bits = word;
+            self.base = (self.next_word * 64) as PointOffset;
+            self.next_word += 1;
+        }
+        let b = self.bits.trailing_zeros();
+        self.bits &= self.bits - 1;
+        Some(self.base + b)
     }
 }
 

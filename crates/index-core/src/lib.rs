@@ -40,7 +40,7 @@ mod storage;
 mod traits;
 
 pub use error::{check_vector, prepared_vector, IndexError, IndexErrorKind, Result};
-pub use filter::{AllowedSet, PointFilter};
+pub use filter::{AllowedIter, AllowedSet, PointFilter};
 pub use flat::FlatIndex;
 pub use ids::{PointId, PointOffset};
 pub use result::{merge_top_k, ScoredOffset, TopK};

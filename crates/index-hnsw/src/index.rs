@@ -869,12 +869,15 @@ impl HnswIndex {
         Ok(())
     }
 
-    /// Exact search over every live node that passes `accept` (among `offsets`, when given).
+    /// Exact search over every live node that passes `accept` (among `offsets`, when given;
+    /// `listed_pass`: every listed offset is known to pass, as when they come from the bitset
+    /// that is the whole filter).
     fn scan<A: Fn(u32) -> bool>(
         &self,
         query: &[f32],
         accept: &A,
         offsets: Option<&mut dyn Iterator<Item = u32>>,
+        listed_pass: bool,
         limit: usize,
     ) -> Vec<Candidate> {
         let mut top = TopK::new(limit);
@@ -883,7 +886,11 @@ impl HnswIndex {
                 // Listed offsets are scattered over the records: load a few ahead of the one
                 // being measured, as the walk does, so that the misses overlap.
                 let quantized = self.codec.kind().is_quantized();
-                let listed: Vec<u32> = it.filter(|&n| accept(n)).collect();
+                let listed: Vec<u32> = if listed_pass {
+                    it.collect()
+                } else {
+                    it.filter(|&n| accept(n)).collect()
+                };
                 for (k, &n) in listed.iter().enumerate() {
                     if let Some(&ahead) = listed.get(k + SCAN_PREFETCH_AHEAD) {
                         self.arena.prefetch(ahead);
@@ -1169,12 +1176,14 @@ impl HnswIndex {
         };
         if plan == FilterPlan::Scan {
             let mut listed = filter.and_then(|f| f.allowed_offsets());
+            let listed_pass = filter.is_some_and(|f| f.as_bitset().is_some());
             return self.scan(
                 q,
                 allowed,
                 listed
                     .as_mut()
                     .map(|it| it as &mut dyn Iterator<Item = u32>),
+                listed_pass,
                 limit,
             );
         }

@@ -233,7 +233,10 @@ impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
     }
 
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
-        self.allowed
+        // The combined set when there is one: its offsets pass as they are (an index may skip
+        // testing them, see `as_bitset`).
+        self.exact
+            .or(self.allowed)
             .map(|a| Box::new(a.iter()) as Box<dyn Iterator<Item = PointOffset>>)
     }
 
