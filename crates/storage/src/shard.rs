@@ -633,19 +633,22 @@ impl LocalShard {
         ScrollPage { points, next }
     }
 
-    /// Whether a search is quick and bounded enough to run on an async reactor thread: an
-    /// unfiltered graph walk with a moderate `ef` and limit, over a shard whose unindexed
-    /// (exactly scanned) rows are few. Anything else belongs on a worker pool.
+    /// Whether a search is quick and bounded enough to run on an async reactor thread: a
+    /// graph walk with a moderate `ef` and limit, unfiltered or with a filter already
+    /// materialised (which the index then plans like an unfiltered walk, or scans a few rows
+    /// of), over a shard whose unindexed (exactly scanned) rows are few. Anything else, a
+    /// filter still to be evaluated over the payloads among it, belongs on a worker pool.
     pub fn is_quick(&self, req: &SearchRequest) -> bool {
         const QUICK_PLAIN_ROWS: usize = 20_000;
-        if req.params.exact
-            || req.filter.is_some()
-            || req.params.limit > 1_000
-            || req.params.hnsw_ef.unwrap_or(0) > 1_000
-        {
+        if req.params.exact || req.params.limit > 1_000 || req.params.hnsw_ef.unwrap_or(0) > 1_000 {
             return false;
         }
         let st = self.state.read();
+        if let Some(filter) = &req.filter {
+            if st.filters.lock().get(filter).is_none() {
+                return false;
+            }
+        }
         st.segments
             .iter()
             .filter(|s| !s.is_indexed())
