@@ -511,8 +511,9 @@ impl IvfIndex {
             .filter(|_| small_filter)
             .and_then(|f| f.allowed_offsets());
         match listed {
+            // Listed offsets may be a superset of the passing ones (`allowed_offsets`).
             Some(offsets) => offsets
-                .filter(|&o| state.live.contains(o))
+                .filter(|&o| state.live.contains(o) && filter.is_none_or(|f| f.allows(o)))
                 .for_each(&mut offer),
             None => state
                 .live
