@@ -57,23 +57,7 @@ import urllib.parse
 
 import numpy as np
 
-K = 10
-# Selectivities in hundredths of a percent, and their field names (index = field index f).
-FIELDS = [(5000, "s5000"), (1000, "s1000"), (100, "s100"), (10, "s10")]
-
-
-def read_fvecs(path, limit=None):
-    """Rows of an .fvecs file as a float32 (n, dim) array."""
-    raw = np.fromfile(path, dtype=np.int32)
-    if raw.size == 0:
-        sys.exit(f"error: {path} is empty")
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)
-    if not (rows[:, 0] == dim).all():
-        sys.exit(f"error: {path}: rows of mixed dimension")
-    if limit is not None:
-        rows = rows[:limit]
-    return np.ascontiguousarray(rows[:, 1:]).view(np.float32)
+from filtered_workload import FIELDS, K, exact_topk, pass_masks, read_fvecs
 
 
 def find(data_dir, suffix):
@@ -81,45 +65,6 @@ def find(data_dir, suffix):
         if name.endswith(suffix):
             return os.path.join(data_dir, name)
     sys.exit(f"no *{suffix} in {data_dir}")
-
-
-def splitmix64(x):
-    """Vectorised splitmix64 over a numpy uint64 array (wrapping arithmetic)."""
-    x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-assert int(splitmix64(np.array([0], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
-
-
-def pass_masks(n):
-    """Boolean (4, n): whether point i has the value "in" in field f."""
-    i = np.arange(n, dtype=np.uint64)
-    masks = np.empty((len(FIELDS), n), dtype=bool)
-    for f, (threshold, _) in enumerate(FIELDS):
-        masks[f] = splitmix64(i * np.uint64(4) + np.uint64(f)) % np.uint64(10_000) < np.uint64(threshold)
-    return masks
-
-
-def exact_topk(base_n, queries_n, allowed):
-    """Exact top-K ids by dot product (vectors normalised) over the allowed base rows."""
-    ids = np.flatnonzero(allowed)
-    if len(ids) == 0:
-        return [[] for _ in range(len(queries_n))]
-    sub = base_n[ids]
-    k = min(K, len(ids))
-    out = []
-    for s in range(0, len(queries_n), 100):
-        scores = queries_n[s:s + 100] @ sub.T
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        ps = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-ps, axis=1, kind="stable")
-        out.extend(ids[np.take_along_axis(part, order, axis=1)].tolist())
-    return out
 
 
 class Conn:
