@@ -146,13 +146,73 @@ enum NodeVector<'a> {
 /// Buffers a walk reuses from one search to the next on the same thread.
 #[derive(Default)]
 struct SearchHeaps {
+    frontier: Frontier,
+    buf: Vec<u32>,
+}
+
+/// The two heaps of a best-first walk: nodes to expand, closest first, and the `ef` best
+/// results, farthest on top.
+#[derive(Default)]
+struct Frontier {
     candidates: BinaryHeap<Reverse<Candidate>>,
     results: BinaryHeap<Candidate>,
-    buf: Vec<u32>,
+}
+
+impl Frontier {
+    /// Takes a measured node: a candidate to expand when the results are not full or it is
+    /// closer than the farthest of them, and a result too when `ok` (it may be returned).
+    #[inline]
+    fn offer(&mut self, node: u32, distance: f32, ok: bool, ef: usize) {
+        if self.results.len() < ef || self.results.peek().is_some_and(|w| distance < w.distance) {
+            let cand = Candidate::new(node, distance);
+            self.candidates.push(Reverse(cand));
+            if ok {
+                self.results.push(cand);
+                if self.results.len() > ef {
+                    self.results.pop();
+                }
+            }
+        }
+    }
+
+    /// The next node to expand, or `None` when the walk is done: nothing is left, or the
+    /// closest candidate is farther than the farthest of `ef` results.
+    #[inline]
+    fn next(&mut self, ef: usize) -> Option<Candidate> {
+        let Reverse(c) = self.candidates.pop()?;
+        let done = self.results.len() >= ef
+            && self.results.peek().is_some_and(|w| c.distance > w.distance);
+        (!done).then_some(c)
+    }
+
+    /// The results, closest first; the heaps are left empty.
+    fn take_sorted(&mut self) -> Vec<Candidate> {
+        self.candidates.clear();
+        let mut out: Vec<Candidate> = self.results.drain().collect();
+        out.sort();
+        out
+    }
 }
 
 thread_local! {
     static SEARCH_HEAPS: std::cell::RefCell<SearchHeaps> = std::cell::RefCell::new(SearchHeaps::default());
+}
+
+/// Runs `f` with this thread's visited set (sized for `capacity` nodes) and walk buffers,
+/// all emptied.
+fn with_walk_state<R>(
+    capacity: usize,
+    f: impl FnOnce(&mut crate::visited::Visited, &mut Frontier, &mut Vec<u32>) -> R,
+) -> R {
+    with_visited(capacity, |visited| {
+        SEARCH_HEAPS.with(|heaps| {
+            let mut heaps = heaps.borrow_mut();
+            let SearchHeaps { frontier, buf } = &mut *heaps;
+            frontier.candidates.clear();
+            frontier.results.clear();
+            f(visited, frontier, buf)
+        })
+    })
 }
 
 impl HnswIndex {
@@ -516,35 +576,23 @@ impl HnswIndex {
         level: usize,
         full_vectors: bool,
     ) -> Vec<Candidate> {
-        with_visited(self.end.load(Ordering::Acquire) as usize, |visited| {
-            SEARCH_HEAPS.with(|heaps| {
-                let mut heaps = heaps.borrow_mut();
-                let SearchHeaps {
-                    candidates,
-                    results,
-                    buf,
-                } = &mut *heaps;
-                candidates.clear();
-                results.clear();
+        with_walk_state(
+            self.end.load(Ordering::Acquire) as usize,
+            |visited, frontier, buf| {
                 for &e in entries {
                     if visited.insert(e) {
                         if let Some((d, ok)) = measure(e) {
-                            candidates.push(Reverse(Candidate::new(e, d)));
+                            frontier.candidates.push(Reverse(Candidate::new(e, d)));
                             if ok {
-                                results.push(Candidate::new(e, d));
+                                frontier.results.push(Candidate::new(e, d));
                             }
                         }
                     }
                 }
-                while results.len() > ef {
-                    results.pop();
+                while frontier.results.len() > ef {
+                    frontier.results.pop();
                 }
-                while let Some(Reverse(c)) = candidates.pop() {
-                    if results.len() >= ef
-                        && results.peek().is_some_and(|w| c.distance > w.distance)
-                    {
-                        break;
-                    }
+                while let Some(c) = frontier.next(ef) {
                     self.neighbours(c.offset, level, buf);
                     buf.retain(|&n| visited.insert(n));
                     // Prefetch a few nodes ahead of the one being measured: enough to hide the
@@ -562,32 +610,21 @@ impl HnswIndex {
                         if let Some(&ahead) = buf.get(k + PREFETCH_AHEAD) {
                             prefetch(ahead);
                         }
-                        let Some((d, ok)) = measure(n) else { continue };
-                        let full = results.len() >= ef;
-                        if !full || results.peek().is_some_and(|w| d < w.distance) {
-                            let cand = Candidate::new(n, d);
-                            candidates.push(Reverse(cand));
-                            if ok {
-                                results.push(cand);
-                                if results.len() > ef {
-                                    results.pop();
-                                }
-                            }
+                        if let Some((d, ok)) = measure(n) {
+                            frontier.offer(n, d, ok, ef);
                         }
                     }
                     // The closest candidate is most likely expanded next: start loading its
                     // links while the heap is popped.
                     if level == 0 {
-                        if let Some(Reverse(next)) = candidates.peek() {
+                        if let Some(Reverse(next)) = frontier.candidates.peek() {
                             self.arena.prefetch_links(next.offset);
                         }
                     }
                 }
-                let mut out: Vec<Candidate> = results.drain().collect();
-                out.sort();
-                out
-            })
-        })
+                frontier.take_sorted()
+            },
+        )
     }
 
     /// Best-first search of level 0 that moves only through nodes `allowed` lets through
@@ -609,32 +646,20 @@ impl HnswIndex {
         A: Fn(u32) -> bool,
     {
         let fan_out = self.config.m0();
-        with_visited(self.end.load(Ordering::Acquire) as usize, |visited| {
-            SEARCH_HEAPS.with(|heaps| {
-                let mut heaps = heaps.borrow_mut();
-                let SearchHeaps {
-                    candidates,
-                    results,
-                    buf,
-                } = &mut *heaps;
-                candidates.clear();
-                results.clear();
+        with_walk_state(
+            self.end.load(Ordering::Acquire) as usize,
+            |visited, frontier, buf| {
                 let mut hop = Vec::with_capacity(fan_out);
                 let mut next: Vec<u32> = Vec::with_capacity(fan_out);
                 let mut through: Vec<u32> = Vec::with_capacity(fan_out);
                 visited.insert(start);
                 if let Some((d, ok)) = measure(start) {
-                    candidates.push(Reverse(Candidate::new(start, d)));
+                    frontier.candidates.push(Reverse(Candidate::new(start, d)));
                     if ok {
-                        results.push(Candidate::new(start, d));
+                        frontier.results.push(Candidate::new(start, d));
                     }
                 }
-                while let Some(Reverse(c)) = candidates.pop() {
-                    if results.len() >= ef
-                        && results.peek().is_some_and(|w| c.distance > w.distance)
-                    {
-                        break;
-                    }
+                while let Some(c) = frontier.next(ef) {
                     self.neighbours(c.offset, 0, buf);
                     next.clear();
                     through.clear();
@@ -672,27 +697,17 @@ impl HnswIndex {
                         }
                     }
                     for &n in &next {
-                        let Some((d, ok)) = measure(n) else { continue };
-                        if results.len() < ef || results.peek().is_some_and(|w| d < w.distance) {
-                            let cand = Candidate::new(n, d);
-                            candidates.push(Reverse(cand));
-                            if ok {
-                                results.push(cand);
-                                if results.len() > ef {
-                                    results.pop();
-                                }
-                            }
+                        if let Some((d, ok)) = measure(n) {
+                            frontier.offer(n, d, ok, ef);
                         }
                     }
-                    if let Some(Reverse(next)) = candidates.peek() {
+                    if let Some(Reverse(next)) = frontier.candidates.peek() {
                         self.arena.prefetch_links(next.offset);
                     }
                 }
-                let mut out: Vec<Candidate> = results.drain().collect();
-                out.sort();
-                out
-            })
-        })
+                frontier.take_sorted()
+            },
+        )
     }
 
     /// The neighbour-selection heuristic (Algorithm 4 of the paper): keep a candidate only if it
