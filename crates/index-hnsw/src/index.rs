@@ -664,12 +664,14 @@ impl HnswIndex {
                     next.clear();
                     through.clear();
                     // Allowed neighbours first; the disallowed ones are looked through only
-                    // while the expansion has fewer than `fan_out` allowed nodes.
+                    // while the expansion has fewer than `fan_out` allowed nodes, and marked
+                    // visited only when they are (a later expansion may look through the rest).
                     for &n in buf.iter() {
-                        if !visited.insert(n) {
+                        if visited.contains(n) {
                             continue;
                         }
                         if allowed(n) {
+                            visited.insert(n);
                             next.push(n);
                             self.arena.prefetch(n);
                         } else {
@@ -685,12 +687,17 @@ impl HnswIndex {
                         if next.len() >= fan_out {
                             break;
                         }
+                        if !visited.insert(n) {
+                            continue;
+                        }
                         self.neighbours(n, 0, &mut hop);
                         for &h in &hop {
                             if next.len() >= fan_out {
                                 break;
                             }
-                            if allowed(h) && visited.insert(h) {
+                            // The visited test first: it is one bit, a predicate may not be.
+                            if !visited.contains(h) && allowed(h) {
+                                visited.insert(h);
                                 next.push(h);
                                 self.arena.prefetch(h);
                             }

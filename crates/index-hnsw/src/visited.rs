@@ -13,6 +13,14 @@ pub(crate) struct Visited {
 }
 
 impl Visited {
+    /// Whether `node` is marked in this walk.
+    #[inline]
+    pub fn contains(&self, node: u32) -> bool {
+        self.bits
+            .get(node as usize / 64)
+            .is_some_and(|w| w >> (node % 64) & 1 == 1)
+    }
+
     /// Marks `node`; returns whether it was not marked before in this walk.
     #[inline]
     pub fn insert(&mut self, node: u32) -> bool {

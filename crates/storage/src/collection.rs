@@ -634,10 +634,16 @@ impl Collection {
     }
 
     fn optimize_once(&self) -> Result<bool> {
-        self.optimizing.store(true, Ordering::Release);
         let mut worked = false;
         let mut result = Ok(());
         for s in &self.shards {
+            // The flag says a step with work is running: raised for every wake of the
+            // background thread, it made a collection with nothing to index report "yellow"
+            // to whoever asked at that moment (a router test caught it under load).
+            if !s.needs_optimization() {
+                continue;
+            }
+            self.optimizing.store(true, Ordering::Release);
             match s.optimize(&self.pool) {
                 Ok(w) => worked |= w,
                 Err(e) => {

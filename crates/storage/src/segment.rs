@@ -227,9 +227,9 @@ impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
     }
 
     fn cardinality_estimate(&self) -> Option<usize> {
-        // Rows whose payload passes, some of them replaced or deleted since: an upper bound
-        // close enough for choosing a plan.
-        self.allowed.map(AllowedSet::len)
+        // The live passing rows (the combined bitset) when there is one; otherwise the rows
+        // whose payload passes, some replaced or deleted since: an upper bound.
+        self.exact.or(self.allowed).map(AllowedSet::len)
     }
 
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
