@@ -95,18 +95,6 @@ impl AllowedSet {
         self.count == 0
     }
 
-    /// The offsets in both this set and the bitset `words` (bit `o % 64` of word `o / 64`).
-    pub fn intersect_words(&self, words: &[u64]) -> AllowedSet {
-        let words: Vec<u64> = self
-            .words
-            .iter()
-            .zip(words.iter().chain(std::iter::repeat(&0)))
-            .map(|(a, b)| a & b)
-            .collect();
-        let count = words.iter().map(|w| w.count_ones() as usize).sum();
-        AllowedSet { words, count }
-    }
-
     /// Bytes the set's words occupy.
     pub fn capacity_bytes(&self) -> usize {
         self.words.len() * 8

@@ -11,10 +11,10 @@
 //! between an exact scan and a walk) and tests a node with one bit.
 //!
 //! **Freshness.** Entries are never stale: every write the shard applies updates them under
-//! the shard's write lock ([`FilterCache::point_written`]); the optimizer's move of rows into
-//! an indexed segment carries their bits along ([`FilterCache::rows_moved`]). A row's bit says
-//! whether its payload passes; whether the row is current is the segment's `live` bits, which
-//! searches test anyway, so deletes touch nothing here.
+//! the shard's write lock ([`FilterCache::point_written`]): a written point's row is
+//! re-tested, and the row a delete or a re-upsert kills is cleared; the optimizer's move of
+//! rows into an indexed segment carries their bits along ([`FilterCache::rows_moved`]). So an
+//! entry holds live rows only, and is by itself the whole filter for a search.
 //!
 //! **When a filter is materialised** ([`FilterCache::should_materialise`]): at once when a
 //! payload index narrows it or a sample says few points pass (the walk would pay for it
@@ -39,7 +39,7 @@ const MAX_SEEN: usize = 256;
 /// The rows of each segment whose payload passes one filter.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FilterRows {
-    /// Segment id → rows (live or not) whose payload passes.
+    /// Segment id → live rows whose payload passes.
     pub(crate) by_segment: HashMap<u64, AllowedSet>,
 }
 
@@ -145,8 +145,8 @@ impl FilterCache {
         }
     }
 
-    /// A point's payload at `(segment, row)` was written (a new row, or a payload edit):
-    /// re-evaluates every cached filter on it with `passes`.
+    /// The point at `(segment, row)` was written (a new row, or a payload edit) or its row
+    /// died (`passes` then says no): re-evaluates every cached filter on it with `passes`.
     pub(crate) fn point_written(
         &mut self,
         segment: u64,

@@ -202,23 +202,19 @@ impl std::fmt::Debug for Segment {
 struct RowFilter<'a, P: Fn(PointId) -> bool + Sync> {
     rows: &'a Rows,
     predicate: Option<&'a P>,
-    /// When set, only these rows pass (a materialised filter; see `filter_cache`).
+    /// When set, only these rows pass: a materialised filter, which holds live rows only
+    /// (see `filter_cache`), and is then the whole filter.
     allowed: Option<&'a AllowedSet>,
-    /// `allowed` and the live rows in one bitset, when there is no predicate: the whole
-    /// filter, which the index can then test inline.
-    exact: Option<&'a AllowedSet>,
 }
 
 impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
     #[inline]
     fn allows(&self, offset: PointOffset) -> bool {
+        if let Some(allowed) = self.allowed {
+            return allowed.contains(offset);
+        }
         if !self.rows.live.get(offset) {
             return false;
-        }
-        if let Some(allowed) = self.allowed {
-            if !allowed.contains(offset) {
-                return false;
-            }
         }
         match self.predicate {
             Some(p) => p(self.rows.ids[offset as usize]),
@@ -227,21 +223,16 @@ impl<P: Fn(PointId) -> bool + Sync> PointFilter for RowFilter<'_, P> {
     }
 
     fn cardinality_estimate(&self) -> Option<usize> {
-        // The live passing rows (the combined bitset) when there is one; otherwise the rows
-        // whose payload passes, some replaced or deleted since: an upper bound.
-        self.exact.or(self.allowed).map(AllowedSet::len)
+        self.allowed.map(AllowedSet::len)
     }
 
     fn allowed_offsets(&self) -> Option<Box<dyn Iterator<Item = PointOffset> + '_>> {
-        // The combined set when there is one: its offsets pass as they are (an index may skip
-        // testing them, see `as_bitset`).
-        self.exact
-            .or(self.allowed)
+        self.allowed
             .map(|a| Box::new(a.iter()) as Box<dyn Iterator<Item = PointOffset>>)
     }
 
     fn as_bitset(&self) -> Option<&AllowedSet> {
-        self.exact
+        self.allowed
     }
 }
 
@@ -390,21 +381,11 @@ impl Segment {
         allowed: Option<&AllowedSet>,
     ) -> Result<Vec<(PointId, f32)>> {
         let rows = self.rows.read();
-        // Without a predicate the filter is `allowed` and the live rows: one bitset (a copy
-        // only when some rows are dead: a word operation per 64 rows).
         let all_live = rows.live.count() == rows.ids.len();
-        let combined = allowed
-            .filter(|_| predicate.is_none() && !all_live)
-            .map(|a| a.intersect_words(&rows.live.words));
         let filter = RowFilter {
             rows: &rows,
             predicate,
             allowed,
-            exact: match (&combined, predicate) {
-                (Some(c), _) => Some(c),
-                (None, None) if all_live => allowed,
-                _ => None,
-            },
         };
         let found: Vec<ScoredOffset> = match &self.vectors {
             SegmentVectors::Plain(columns) => {

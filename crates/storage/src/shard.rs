@@ -323,6 +323,11 @@ impl LocalShard {
         match op {
             Operation::Upsert(writes) => {
                 for w in writes {
+                    // The row a re-upsert replaces dies: its bits go (materialised filters hold
+                    // live rows only, so a search needs no liveness test on top of them).
+                    if let Some(old) = points.get(&w.id) {
+                        filters.point_written(old.seg.id, old.row, |_| false);
+                    }
                     self.upsert_one(points, active, indexes, w);
                     self.refresh_filters(filters, points, w.id);
                 }
@@ -331,6 +336,7 @@ impl LocalShard {
                 for id in ids {
                     if let Some(e) = points.remove(id) {
                         e.seg.set_live(e.row, false);
+                        filters.point_written(e.seg.id, e.row, |_| false);
                         indexes.update(*id, Some(&e.payload), None);
                     }
                 }
