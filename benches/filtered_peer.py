@@ -36,7 +36,7 @@ import time
 import numpy as np
 import qdrant_edge as q
 
-from filtered_workload import FIELDS, K, exact_topk, pass_masks, read_fvecs
+from filtered_workload import FIELDS, K, cases, pass_masks, read_fvecs
 
 # Qdrant's default HNSW full_scan_threshold (KB of vector data); qdrant_edge requires a value.
 FULL_SCAN_THRESHOLD_KB = 10_000
@@ -119,13 +119,7 @@ def main():
         print()
         print("| filter | passing | first query ms | ef | recall@10 | QPS |")
         print("|---|---|---|---|---|---|")
-        for case in [None] + list(range(len(FIELDS))):
-            allowed = np.ones(n, dtype=bool) if case is None else masks[case]
-            passing = int(allowed.sum())
-            label = "none" if case is None else f"{FIELDS[case][0] / 100:g}%"
-            truth = exact_topk(base_n, queries_n, allowed)
-            truth_sets = [set(t) for t in truth]
-            expected = sum(len(t) for t in truth)
+        for case, allowed, label, passing, truth_sets, expected in cases(masks, base_n, queries_n):
             flt = None if case is None else q.Filter(must=[q.FieldCondition(
                 key=FIELDS[case][1], match=q.MatchValue("in"))])
 

@@ -49,6 +49,17 @@ def pass_masks(n):
     return masks
 
 
+def cases(masks, base_n, queries_n):
+    """Each filter case, unfiltered first: (field index or None, allowed mask, label, number
+    passing, exact top-K id sets per query, total ids in them)."""
+    n = masks.shape[1]
+    for case in [None] + list(range(len(FIELDS))):
+        allowed = np.ones(n, dtype=bool) if case is None else masks[case]
+        label = "none" if case is None else f"{FIELDS[case][0] / 100:g}%"
+        truth = exact_topk(base_n, queries_n, allowed)
+        yield case, allowed, label, int(allowed.sum()), [set(t) for t in truth], sum(len(t) for t in truth)
+
+
 def exact_topk(base_n, queries_n, allowed):
     """Exact top-K ids by dot product (vectors normalised) over the allowed base rows."""
     ids = np.flatnonzero(allowed)

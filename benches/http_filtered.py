@@ -57,14 +57,8 @@ import urllib.parse
 
 import numpy as np
 
-from filtered_workload import FIELDS, K, exact_topk, pass_masks, read_fvecs
-
-
-def find(data_dir, suffix):
-    for name in sorted(os.listdir(data_dir)):
-        if name.endswith(suffix):
-            return os.path.join(data_dir, name)
-    sys.exit(f"no *{suffix} in {data_dir}")
+from filtered_workload import FIELDS, K, cases, pass_masks, read_fvecs
+from http_bench import find
 
 
 class Conn:
@@ -258,13 +252,7 @@ def main():
     print()
     print("| filter | passing | first query ms | ef | recall@10 | QPS | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|")
-    for case in [None] + list(range(len(FIELDS))):
-        allowed = np.ones(n, dtype=bool) if case is None else masks[case]
-        passing = int(allowed.sum())
-        label = "none" if case is None else f"{FIELDS[case][0] / 100:g}%"
-        truth = exact_topk(base_n, queries_n, allowed)
-        truth_sets = [set(t) for t in truth]
-        expected = sum(len(t) for t in truth)
+    for case, allowed, label, passing, truth_sets, expected in cases(masks, base_n, queries_n):
         flt = None if case is None else {"must": [{"key": FIELDS[case][1], "match": {"value": "in"}}]}
 
         # The first request of a filter is timed alone; the next nine warm up.
