@@ -31,6 +31,9 @@ const PREFETCH_AHEAD: usize = 4;
 const LOOK_THROUGH_PREFETCH: usize = 16;
 /// How many listed offsets ahead of the one being measured an exact scan prefetches.
 const SCAN_PREFETCH_AHEAD: usize = 8;
+/// Rounds of [`HnswIndex::link_unfindable`] at most (each after the first checks only the
+/// nodes the one before changed, a handful).
+const UNFINDABLE_ROUNDS: usize = 8;
 /// `entry` when the graph is empty.
 const NO_ENTRY: u64 = u64::MAX;
 /// Offsets a filter that cannot count itself is tried on to estimate how many points pass.
@@ -119,6 +122,8 @@ pub struct HnswIndex {
     pub(crate) live: AtomicUsize,
     /// One past the highest offset ever claimed.
     pub(crate) end: AtomicU32,
+    /// Nodes below this offset were checked by [`HnswIndex::link_unfindable`].
+    pub(crate) checked_findable: AtomicU32,
     kernels: &'static Kernels,
 }
 
@@ -299,6 +304,7 @@ impl HnswIndex {
             link_locks: (0..LINK_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             live: AtomicUsize::new(0),
             end: AtomicU32::new(0),
+            checked_findable: AtomicU32::new(0),
             kernels: kernels(),
         })
     }
@@ -330,7 +336,7 @@ impl HnswIndex {
         // The link heuristic (and, rarely, concurrent inserts pruning each other's lists) can
         // leave a node with no incoming link: unreachable for every search. Give each such node
         // one, as `repair` does.
-        index.link_orphans(index.end.load(Ordering::Acquire));
+        index.link_unreachable();
         Ok(index)
     }
 
@@ -383,11 +389,18 @@ impl HnswIndex {
         Ok(top.into_sorted_vec())
     }
 
-    /// Gives every live node that no search can reach a link from the reachable graph; call
-    /// after a batch of [`VectorIndexWrite::insert`]s (a bulk [`HnswIndex::build`] does it
-    /// itself).
+    /// Gives every live node that no search can reach a link from the reachable graph, and
+    /// every node inserted since the last call that a search for its own vector does not find
+    /// a link from where that search ends; call after a batch of
+    /// [`VectorIndexWrite::insert`]s (a bulk [`HnswIndex::build`] does it itself).
     pub fn link_unreachable(&self) {
-        self.link_orphans(self.end.load(Ordering::Acquire));
+        let end = self.end.load(Ordering::Acquire);
+        self.link_orphans(end);
+        let from = self
+            .checked_findable
+            .fetch_max(end, Ordering::AcqRel)
+            .min(end);
+        self.link_unfindable(from, end);
     }
 
     /// The configuration.
@@ -848,39 +861,51 @@ impl HnswIndex {
 
         let measure = |n: u32| self.measure_exact(v, n);
         let mut entries = vec![self.descend(&measure, entry, top, level).offset];
+        // The node's lists on every level are chosen and set before any other node links to
+        // it. Linked level by level instead, the node became reachable through its backlinks
+        // on an upper level while its lists below were still empty; a concurrent insert that
+        // descended onto it stopped there, found only it at level 0, and linked to it alone:
+        // islands of nodes far from their true neighbours, which no walk could find (the
+        // unreachable points of concurrent builds). hnswlib avoids this by making readers wait
+        // on the node's lock for the whole insert; ordering the writes keeps reads lock-free.
+        let mut chosen: Vec<(usize, Vec<u32>)> = Vec::with_capacity(level.min(top) + 1);
         for l in (0..=level.min(top)).rev() {
             // Inserts measure quantized storages by their full vectors, kept apart from the
             // codes: prefetch those too.
             let full = self.codec.kind().is_quantized();
             let found = self.search_level(&measure, &entries, self.config.ef_construct, l, full);
             let found: Vec<Candidate> = found.into_iter().filter(|c| c.offset != offset).collect();
-            let selected = self.select_neighbours(&found, self.max_links(l));
-            {
-                // Another insert may already have linked itself to this node (it can reach the
-                // node through a level above): keep those links rather than overwrite them.
-                let _guard = self.lock_links(offset);
-                let mut existing = Vec::new();
-                self.neighbours(offset, l, &mut existing);
-                if existing.is_empty() {
-                    self.set_neighbours(offset, l, &selected);
-                } else {
-                    existing.extend(selected.iter().copied());
-                    existing.sort_unstable();
-                    existing.dedup();
-                    let mut scored: Vec<Candidate> = existing
-                        .iter()
-                        .map(|&n| Candidate::new(n, self.node_distance(offset, n)))
-                        .collect();
-                    scored.sort();
-                    let kept = self.select_neighbours(&scored, self.max_links(l));
-                    self.set_neighbours(offset, l, &kept);
-                }
-            }
-            for &n in &selected {
-                self.connect(n, offset, l);
-            }
+            chosen.push((l, self.select_neighbours(&found, self.max_links(l))));
             if !found.is_empty() {
                 entries = found.iter().map(|c| c.offset).collect();
+            }
+        }
+        for (l, selected) in &chosen {
+            // Another insert may already have linked itself to this node (it can reach the
+            // node through an upper level once its backlinks there exist; not before):
+            // keep those links rather than overwrite them.
+            let l = *l;
+            let _guard = self.lock_links(offset);
+            let mut existing = Vec::new();
+            self.neighbours(offset, l, &mut existing);
+            if existing.is_empty() {
+                self.set_neighbours(offset, l, selected);
+            } else {
+                existing.extend(selected.iter().copied());
+                existing.sort_unstable();
+                existing.dedup();
+                let mut scored: Vec<Candidate> = existing
+                    .iter()
+                    .map(|&n| Candidate::new(n, self.node_distance(offset, n)))
+                    .collect();
+                scored.sort();
+                let kept = self.select_neighbours(&scored, self.max_links(l));
+                self.set_neighbours(offset, l, &kept);
+            }
+        }
+        for (l, selected) in &chosen {
+            for &n in selected {
+                self.connect(n, offset, *l);
             }
         }
         if level > top {
@@ -996,7 +1021,124 @@ impl HnswIndex {
             }
         }
         self.link_orphans(end);
+        self.link_unfindable(0, end);
         rebuilt.into_inner()
+    }
+
+    /// Makes every live node findable by a walk for its own vector with the default `ef`.
+    ///
+    /// The link heuristic keeps a candidate only if no kept neighbour is closer to it. A node
+    /// alone in its neighbourhood (an outlier of real embeddings: its nearest neighbours are
+    /// far and in different directions) keeps links to them, but a walk for it can settle on
+    /// another node nearby that it never linked to, with nothing better in reach: the node is
+    /// reachable, yet not found. This happens on one thread as on many (glove-50: 15 to 24 of
+    /// 390,000 points). The repair searches for every node with its own vector; when the walk
+    /// ends elsewhere, the closest node it found gets a link to the node (in place of its
+    /// farthest link when its list is full), so the same walk now finds it. A greedy walk on
+    /// level 0 is tried first and spares the full walk when it reaches the node (two thirds
+    /// of them on glove). Later rounds search again for every node relinked or displaced in the
+    /// round before, since the repairs of one round run in parallel and change each other's
+    /// walks; they stop when a round finds every node it checks.
+    pub(crate) fn link_unfindable(&self, from: u32, end: u32) -> usize {
+        let mut relinked = 0;
+        let mut check: Vec<u32> = (from..end).collect();
+        let mut screen = true;
+        for _round in 0..UNFINDABLE_ROUNDS {
+            let touched = Mutex::new(Vec::new());
+            relinked += check
+                .par_iter()
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(mine, theirs), &node| {
+                        self.relink_if_unfindable(node, screen, mine, theirs, &touched)
+                    },
+                )
+                .filter(|&r| r)
+                .count();
+            check = touched.into_inner().unwrap_or_else(|e| e.into_inner());
+            if check.is_empty() {
+                break;
+            }
+            check.sort_unstable();
+            check.dedup();
+            screen = false;
+        }
+        relinked
+    }
+
+    /// One node of [`HnswIndex::link_unfindable`]: `screen` skips the full walk when the
+    /// greedy one reaches the node. Returns whether a link was added; then the node,
+    /// and a node that lost a link to make room, are pushed to `touched`.
+    fn relink_if_unfindable(
+        &self,
+        node: u32,
+        screen: bool,
+        mine: &mut Vec<u32>,
+        theirs: &mut Vec<u32>,
+        touched: &Mutex<Vec<u32>>,
+    ) -> bool {
+        if self.arena.state(node) != SlotState::Live {
+            return false;
+        }
+        let (Some(v), Some((entry, top))) = (self.full_vector_or_half(node), self.entry()) else {
+            return false;
+        };
+        let measure = |n: u32| self.measure_exact(&v, n);
+        let start = self.descend(&measure, entry, top, 0);
+        if screen {
+            // A greedy walk on level 0 that reaches the node is the first part of what the
+            // full walk does, at a fraction of its cost: most nodes stop here.
+            let reached = self.greedy(&measure, start, 0, mine);
+            if reached.offset == node {
+                return false;
+            }
+        }
+        let found = self.search_level(&measure, &[start.offset], self.config.ef_search, 0, false);
+        let Some(first) = found.first() else {
+            return false;
+        };
+        // Found when first or tied with the first (an exact duplicate may come first).
+        if found
+            .iter()
+            .take_while(|c| c.distance <= first.distance)
+            .any(|c| c.offset == node)
+        {
+            return false;
+        }
+        let host = first.offset;
+        let _guard = self.lock_links(host);
+        self.neighbours(host, 0, theirs);
+        if theirs.contains(&node) {
+            return false;
+        }
+        let mut touched = touched.lock().unwrap_or_else(|e| e.into_inner());
+        touched.push(node);
+        if theirs.len() < self.config.m0() {
+            theirs.push(node);
+        } else {
+            let base = self.node_vector(host);
+            let farthest = (0..theirs.len())
+                .max_by(|&a, &b| {
+                    let da = self.pair_distance(base, self.node_vector(theirs[a]));
+                    let db = self.pair_distance(base, self.node_vector(theirs[b]));
+                    da.total_cmp(&db)
+                })
+                .expect("a full list is not empty");
+            touched.push(theirs[farthest]);
+            theirs[farthest] = node;
+        }
+        self.set_neighbours(host, 0, theirs);
+        true
+    }
+
+    /// A node's stored vector as `f32` (converted from `f16` where that is the storage).
+    fn full_vector_or_half(&self, node: u32) -> Option<Vec<f32>> {
+        match &self.codec {
+            Codec::F16 => self
+                .half_vector(node)
+                .map(|v| v.iter().map(|h| h.to_f32()).collect()),
+            _ => self.full_vector(node).map(<[f32]>::to_vec),
+        }
     }
 
     /// Makes every live node reachable from the entry point on level 0.

@@ -299,6 +299,9 @@ impl HnswIndex {
         index.entry.store(entry, Ordering::Release);
         index.live.store(live, Ordering::Release);
         index.end.store(end, Ordering::Release);
+        // Every node was checked before the save (or by the build of an older version, which
+        // did not check: a later `link_unreachable` does not go back over them).
+        index.checked_findable.store(end, Ordering::Release);
         Ok(index)
     }
 }

@@ -6,4 +6,5 @@ mod delete;
 mod errors;
 mod filter;
 mod persist;
+mod reachability;
 mod recall;
