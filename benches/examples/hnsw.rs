@@ -27,6 +27,7 @@ fn main() {
     let mut oversampling = 3.0f32;
     let mut reload: Option<PathBuf> = None;
     let mut cache: Option<PathBuf> = None;
+    let mut self_check = false;
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -63,6 +64,7 @@ fn main() {
             }
             "--save-and-reload" => reload = Some(PathBuf::from(value)),
             "--index" => cache = Some(PathBuf::from(value)),
+            "--self-check" => self_check = value == "yes",
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -138,6 +140,31 @@ fn main() {
         mem.index_bytes as f64 / mem.points as f64,
         mem.vector_bytes_on_disk as f64 / mem.points as f64,
     );
+    if self_check {
+        // Every base point searched for with its own vector and the default `ef`: the points
+        // that do not come back are the ones a search cannot find.
+        let t = Instant::now();
+        let params = SearchParams::top(10);
+        let lost: Vec<u32> = pool.install(|| {
+            use rayon::prelude::*;
+            (0..w.len() as u32)
+                .into_par_iter()
+                .filter(|&i| {
+                    let v = &w.base[i as usize * w.dim..(i as usize + 1) * w.dim];
+                    let found = index.search(v, &params, None).expect("search");
+                    !found.iter().any(|s| s.offset == i)
+                })
+                .collect()
+        });
+        println!(
+            "self-check: {} of {} points not found by a search for their own vector (ef {}, {:.1} s){}",
+            lost.len(),
+            w.len(),
+            index.config().ef_search,
+            t.elapsed().as_secs_f64(),
+            if lost.is_empty() { String::new() } else { format!(", first {:?}", &lost[..lost.len().min(10)]) }
+        );
+    }
     println!("\n| ef | recall@10 | QPS (1 thread) | mean latency us |");
     println!("|---|---|---|---|");
     let mut rows: Vec<(usize, f64, f64)> = Vec::new();
