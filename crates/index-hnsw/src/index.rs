@@ -31,6 +31,9 @@ const PREFETCH_AHEAD: usize = 4;
 const LOOK_THROUGH_PREFETCH: usize = 16;
 /// How many listed offsets ahead of the one being measured an exact scan prefetches.
 const SCAN_PREFETCH_AHEAD: usize = 8;
+/// Batches of [`HnswIndex::insert_all`] from this many vectors walk 8-bit codes of them: below,
+/// training and encoding would cost about what they save.
+const BATCH_CODES_MIN: usize = 1_000;
 /// Rounds of [`HnswIndex::link_unfindable`] at most (each after the first checks only the
 /// nodes the one before changed, a handful).
 const UNFINDABLE_ROUNDS: usize = 8;
@@ -146,6 +149,86 @@ type Candidate = ScoredOffset;
 enum NodeVector<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
+}
+
+/// 8-bit codes of a batch of vectors, which its inserts walk instead of the full vectors. An
+/// insert's walks are most of a build, and the profile shows them waiting on the loads of the
+/// vectors they measure: a 50-dimensional `f32` vector spans four cache lines, its code one.
+/// The candidates a walk finds are measured again exactly before the heuristic chooses among
+/// them, so links are still chosen by exact distances; only the set of candidates may differ
+/// slightly. The codes live in an anonymous map, so that the memory goes back to the system
+/// when the batch ends (a heap allocation of this size can stay in the process).
+pub(crate) struct BuildCodes {
+    sq: ScalarQuantizer,
+    /// `n · dim` code bytes, then `n` corrections (`f32`, little-endian) from `corrections_at`.
+    map: memmap2::MmapMut,
+    dim: usize,
+    n: usize,
+    corrections_at: usize,
+    /// Offset of the first code's vector.
+    first: u32,
+}
+
+impl BuildCodes {
+    /// Codes of `data` (vectors as users send them; prepared here), at offsets from `first`.
+    /// `None` where codes do not apply: quantized storages (their inserts measure the full
+    /// vectors kept apart) and Manhattan (whose 8-bit walk takes another scorer).
+    fn new(index: &HnswIndex, first: u32, data: &[f32]) -> Result<Option<BuildCodes>> {
+        let dim = index.dim;
+        let n = data.len() / dim;
+        if index.config.storage.is_quantized() || index.metric == Metric::Manhattan || n < 2 {
+            return Ok(None);
+        }
+        let prepare = |rows: &[f32], out: &mut Vec<f32>| {
+            out.clear();
+            out.extend_from_slice(rows);
+            out.chunks_exact_mut(dim)
+                .for_each(|v| index.metric.prepare(v));
+        };
+        // Trained on a prefix of at most 20,000 vectors (bounds for a walk whose candidates
+        // are measured again exactly need no more), encoded in blocks through one buffer.
+        let mut buf = Vec::with_capacity(n.min(20_000) * dim);
+        prepare(&data[..n.min(20_000) * dim], &mut buf);
+        let sq = ScalarQuantizer::train(
+            &buf,
+            dim,
+            &ScalarQuantizerConfig {
+                quantile: 1.0,
+                ..ScalarQuantizerConfig::default()
+            },
+        )?;
+        let corrections_at = (n * dim).next_multiple_of(4);
+        let mut map = memmap2::MmapMut::map_anon(corrections_at + n * 4)?;
+        let (codes, corrections) = map.split_at_mut(corrections_at);
+        for (b, block) in data.chunks(1024 * dim).enumerate() {
+            prepare(block, &mut buf);
+            for (i, v) in buf.chunks_exact(dim).enumerate() {
+                let row = b * 1024 + i;
+                let correction = sq.encode_into(v, &mut codes[row * dim..(row + 1) * dim])?;
+                corrections[row * 4..row * 4 + 4].copy_from_slice(&correction.to_le_bytes());
+            }
+        }
+        Ok(Some(BuildCodes {
+            sq,
+            map,
+            dim,
+            n,
+            corrections_at,
+            first,
+        }))
+    }
+
+    /// The code and correction of the node at `offset`, if it is one of the batch.
+    #[inline]
+    fn get(&self, offset: u32) -> Option<(&[u8], f32)> {
+        let i = offset.checked_sub(self.first)? as usize;
+        if i >= self.n {
+            return None;
+        }
+        let c = self.corrections_at + i * 4;
+        let correction = f32::from_le_bytes(self.map[c..c + 4].try_into().expect("4 bytes"));
+        Some((&self.map[i * self.dim..(i + 1) * self.dim], correction))
+    }
 }
 
 /// Buffers a walk reuses from one search to the next on the same thread.
@@ -333,16 +416,22 @@ impl HnswIndex {
             HnswIndex::new(dim, metric, config)?
         };
         index.insert_all(0, data)?;
-        // The link heuristic (and, rarely, concurrent inserts pruning each other's lists) can
-        // leave a node with no incoming link: unreachable for every search. Give each such node
-        // one, as `repair` does.
+        // Make every node reachable and findable by a search for its own vector.
         index.link_unreachable();
         Ok(index)
     }
 
-    /// Inserts the vectors of `data` at offsets `first, first + 1, ...`, in parallel.
+    /// Inserts the vectors of `data` at offsets `first, first + 1, ...`, in parallel. A batch
+    /// of at least 1,000 vectors is walked through 8-bit codes of its own
+    /// vectors (see `BuildCodes`), the links still chosen by exact distances; call
+    /// [`HnswIndex::link_unreachable`] after it.
     pub fn insert_all(&self, first: PointOffset, data: &[f32]) -> Result<()> {
         let n = data.len() / self.dim;
+        let codes = if n >= BATCH_CODES_MIN {
+            BuildCodes::new(self, first, data)?
+        } else {
+            None
+        };
         if (first as u64 + n as u64) >= u32::MAX as u64 {
             return Err(IndexError::OffsetOutOfRange {
                 offset: first,
@@ -351,7 +440,11 @@ impl HnswIndex {
         }
         data.par_chunks_exact(self.dim)
             .enumerate()
-            .try_for_each(|(i, v)| self.insert(first + i as u32, v))
+            .try_for_each(|(i, v)| {
+                let offset = first + i as u32;
+                let v = prepared_vector(v, self.dim, self.metric)?;
+                self.insert_prepared(offset, &v, codes.as_ref())
+            })
     }
 
     /// The stored full-precision vector of a live or deleted node, as prepared at insert
@@ -581,13 +674,13 @@ impl HnswIndex {
     /// `measure` gives a node's distance and whether it may be a result (live, allowed by the
     /// filter), or `None` for a node not yet published. The walk goes through every node, so a
     /// restrictive filter or deleted nodes do not cut the graph apart.
-    fn search_level<M: Fn(u32) -> Option<(f32, bool)>>(
+    fn search_level<M: Fn(u32) -> Option<(f32, bool)>, P: Fn(u32)>(
         &self,
         measure: &M,
+        prefetch: &P,
         entries: &[u32],
         ef: usize,
         level: usize,
-        full_vectors: bool,
     ) -> Vec<Candidate> {
         with_walk_state(
             self.end.load(Ordering::Acquire) as usize,
@@ -608,14 +701,9 @@ impl HnswIndex {
                 while let Some(c) = frontier.next(ef) {
                     self.neighbours(c.offset, level, buf);
                     buf.retain(|&n| visited.insert(n));
-                    // Prefetch a few nodes ahead of the one being measured: enough to hide the
-                    // memory latency, few enough not to overflow the CPU's miss buffers.
-                    let prefetch = |n: u32| {
-                        self.arena.prefetch(n);
-                        if full_vectors {
-                            self.arena.prefetch_secondary(n);
-                        }
-                    };
+                    // Prefetch a few nodes ahead of the one being measured (what `measure`
+                    // reads): enough to hide the memory latency, few enough not to overflow the
+                    // CPU's miss buffers.
                     for &n in buf.iter().take(PREFETCH_AHEAD) {
                         prefetch(n);
                     }
@@ -816,7 +904,60 @@ impl HnswIndex {
         best
     }
 
-    fn insert_prepared(&self, offset: PointOffset, v: &[f32]) -> Result<()> {
+    /// The links an insert of `offset` (prepared vector `v`, top level `level`) gets on each of
+    /// its levels, top first: a walk per level from the entry down, then the heuristic. With
+    /// `rescore`, `measure` is approximate (8-bit codes) and the candidates a walk found are
+    /// measured again exactly before the heuristic picks among them.
+    #[allow(clippy::too_many_arguments)]
+    fn choose_links<M: Fn(u32) -> Option<(f32, bool)>, P: Fn(u32)>(
+        &self,
+        offset: PointOffset,
+        v: &[f32],
+        level: usize,
+        entry: u32,
+        top: usize,
+        measure: &M,
+        prefetch: &P,
+        rescore: bool,
+    ) -> Vec<(usize, Vec<u32>)> {
+        let mut entries = vec![self.descend(measure, entry, top, level).offset];
+        let mut chosen = Vec::with_capacity(level.min(top) + 1);
+        for l in (0..=level.min(top)).rev() {
+            let mut found =
+                self.search_level(measure, prefetch, &entries, self.config.ef_construct, l);
+            found.retain(|c| c.offset != offset);
+            if rescore {
+                for c in found.iter().take(PREFETCH_AHEAD) {
+                    self.arena.prefetch(c.offset);
+                }
+                let mut exact: Vec<Candidate> = Vec::with_capacity(found.len());
+                for (k, c) in found.iter().enumerate() {
+                    if let Some(ahead) = found.get(k + PREFETCH_AHEAD) {
+                        self.arena.prefetch(ahead.offset);
+                    }
+                    // The codes do not know deletes: a node deleted during the walk is dropped
+                    // here, as the exact walk would not have kept it.
+                    if let Some((d, true)) = self.measure_exact(v, c.offset) {
+                        exact.push(Candidate::new(c.offset, d));
+                    }
+                }
+                exact.sort();
+                found = exact;
+            }
+            chosen.push((l, self.select_neighbours(&found, self.max_links(l))));
+            if !found.is_empty() {
+                entries = found.iter().map(|c| c.offset).collect();
+            }
+        }
+        chosen
+    }
+
+    fn insert_prepared(
+        &self,
+        offset: PointOffset,
+        v: &[f32],
+        codes: Option<&BuildCodes>,
+    ) -> Result<()> {
         let level = self.level_for(offset);
         let mut payload = Vec::with_capacity(self.codec.payload_bytes(self.dim));
         self.codec.encode(v, &mut payload)?;
@@ -859,8 +1000,6 @@ impl HnswIndex {
             entry_guard = None;
         }
 
-        let measure = |n: u32| self.measure_exact(v, n);
-        let mut entries = vec![self.descend(&measure, entry, top, level).offset];
         // The node's lists on every level are chosen and set before any other node links to
         // it. Linked level by level instead, the node became reachable through its backlinks
         // on an upper level while its lists below were still empty; a concurrent insert that
@@ -868,18 +1007,38 @@ impl HnswIndex {
         // islands of nodes far from their true neighbours, which no walk could find (the
         // unreachable points of concurrent builds). hnswlib avoids this by making readers wait
         // on the node's lock for the whole insert; ordering the writes keeps reads lock-free.
-        let mut chosen: Vec<(usize, Vec<u32>)> = Vec::with_capacity(level.min(top) + 1);
-        for l in (0..=level.min(top)).rev() {
-            // Inserts measure quantized storages by their full vectors, kept apart from the
-            // codes: prefetch those too.
-            let full = self.codec.kind().is_quantized();
-            let found = self.search_level(&measure, &entries, self.config.ef_construct, l, full);
-            let found: Vec<Candidate> = found.into_iter().filter(|c| c.offset != offset).collect();
-            chosen.push((l, self.select_neighbours(&found, self.max_links(l))));
-            if !found.is_empty() {
-                entries = found.iter().map(|c| c.offset).collect();
+        let chosen = match codes.and_then(|c| Some((c, c.sq.query_int(v, self.metric).ok()?))) {
+            Some((codes, query)) => {
+                // Nodes of the batch have codes; any other (inserted before it) is measured
+                // exactly. Every node a link leads to is published, so the codes need no
+                // liveness check, and the walk does not touch the node's record at all.
+                let measure = |n: u32| match codes.get(n) {
+                    Some((code, correction)) => Some((query.distance(code, correction), true)),
+                    None => self.measure_exact(v, n),
+                };
+                let prefetch = |n: u32| match codes.get(n) {
+                    Some((code, _)) => {
+                        quant::kernels::prefetch(code.as_ptr(), 1);
+                        quant::kernels::prefetch(code.as_ptr().wrapping_add(code.len() - 1), 1);
+                    }
+                    None => self.arena.prefetch(n),
+                };
+                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, true)
             }
-        }
+            None => {
+                let measure = |n: u32| self.measure_exact(v, n);
+                // Inserts measure quantized storages by their full vectors, kept apart from
+                // the codes: prefetch those too.
+                let quantized = self.codec.kind().is_quantized();
+                let prefetch = |n: u32| {
+                    self.arena.prefetch(n);
+                    if quantized {
+                        self.arena.prefetch_secondary(n);
+                    }
+                };
+                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, false)
+            }
+        };
         for (l, selected) in &chosen {
             // Another insert may already have linked itself to this node (it can reach the
             // node through an upper level once its backlinks there exist; not before):
@@ -1093,7 +1252,13 @@ impl HnswIndex {
                 return false;
             }
         }
-        let found = self.search_level(&measure, &[start.offset], self.config.ef_search, 0, false);
+        let found = self.search_level(
+            &measure,
+            &|n| self.arena.prefetch(n),
+            &[start.offset],
+            self.config.ef_search,
+            0,
+        );
         let Some(first) = found.first() else {
             return false;
         };
@@ -1193,8 +1358,13 @@ impl HnswIndex {
                     d.is_finite()
                         .then_some((d, live && reached[n as usize] && n != node))
                 };
-                let found =
-                    self.search_level(&measure, &[entry], self.config.ef_construct, 0, false);
+                let found = self.search_level(
+                    &measure,
+                    &|n| self.arena.prefetch(n),
+                    &[entry],
+                    self.config.ef_construct,
+                    0,
+                );
                 let Some(host) = found.first().map(|c| c.offset) else {
                     continue;
                 };
@@ -1368,7 +1538,13 @@ impl HnswIndex {
                 Some(allowed) => {
                     index.search_level_filter_first(measure, allowed, start.offset, ef)
                 }
-                None => index.search_level(measure, &[start.offset], ef, 0, false),
+                None => index.search_level(
+                    measure,
+                    &|n| index.arena.prefetch(n),
+                    &[start.offset],
+                    ef,
+                    0,
+                ),
             }
         }
         let dim = self.dim;
@@ -1571,7 +1747,7 @@ impl VectorIndexWrite for HnswIndex {
                 limit: u32::MAX as usize,
             });
         }
-        self.insert_prepared(offset, &v)
+        self.insert_prepared(offset, &v, None)
     }
 
     fn delete(&self, offset: PointOffset) -> Result<bool> {

@@ -148,6 +148,30 @@ impl SegmentIndex {
         }
     }
 
+    /// Inserts `vectors` at offsets `first, first + 1, ...` in parallel, skipping the rows that
+    /// have none. HNSW takes a whole batch at once (it walks a large one through 8-bit codes of
+    /// the batch, see `HnswIndex::insert_all`) when every row has a vector.
+    pub(crate) fn insert_batch(
+        &self,
+        first: PointOffset,
+        vectors: &[Option<Vec<f32>>],
+    ) -> index_core::Result<()> {
+        use rayon::prelude::*;
+        if let SegmentIndex::Hnsw(g) = self {
+            if vectors.iter().all(Option::is_some) {
+                let flat: Vec<f32> = vectors.iter().flatten().flatten().copied().collect();
+                return g.insert_all(first, &flat);
+            }
+        }
+        vectors
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(i, v)| match v {
+                Some(v) => self.insert(first + i as u32, v),
+                None => Ok(()),
+            })
+    }
+
     /// Work after a batch of inserts (HNSW: link any node no search could reach).
     pub(crate) fn finish_batch(&self) {
         if let SegmentIndex::Hnsw(g) = self {

@@ -881,15 +881,8 @@ impl LocalShard {
             base
         };
         pool.install(|| -> Result<()> {
-            use rayon::prelude::*;
             for (c, graph) in graphs.iter().enumerate() {
-                vectors[c]
-                    .par_iter()
-                    .enumerate()
-                    .try_for_each(|(i, v)| match v {
-                        Some(v) => graph.insert(base + i as u32, v).map_err(StorageError::from),
-                        None => Ok(()),
-                    })?;
+                graph.insert_batch(base, &vectors[c])?;
                 graph.finish_batch();
             }
             Ok(())
