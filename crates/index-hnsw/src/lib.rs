@@ -2,7 +2,9 @@
 //! default index of vector-router.
 //!
 //! * **Build** with the usual parameters ([`HnswConfig`]: `m`, layer 0 keeping `2·m` links,
-//!   `ef_construct`), seeded levels, and the paper's neighbour-selection heuristic.
+//!   `ef_construct`), seeded levels, and the paper's neighbour-selection heuristic. A batch
+//!   of 1,000 vectors or more ([`HnswIndex::build`], [`HnswIndex::insert_all`]) walks 8-bit
+//!   codes of its vectors and measures each walk's candidates exactly before choosing links.
 //! * **Concurrent**: every method takes `&self`. Inserts from many threads (a bulk
 //!   [`HnswIndex::build`] runs on the rayon pool) while searches go on. Node records are
 //!   written once and published with release/acquire ordering; link lists are atomics updated
