@@ -185,10 +185,19 @@ impl BuildCodes {
             out.chunks_exact_mut(dim)
                 .for_each(|v| index.metric.prepare(v));
         };
-        // Trained on a prefix of at most 20,000 vectors (bounds for a walk whose candidates
-        // are measured again exactly need no more), encoded in blocks through one buffer.
-        let mut buf = Vec::with_capacity(n.min(20_000) * dim);
-        prepare(&data[..n.min(20_000) * dim], &mut buf);
+        // Trained on at most 20,000 vectors spread evenly over the batch (bounds for a walk
+        // whose candidates are measured again exactly need no more; a prefix of a batch in
+        // time or category order would clamp the rest), encoded in blocks through one buffer.
+        let stride = n.div_ceil(20_000);
+        let sample: Vec<f32> = data
+            .chunks_exact(dim)
+            .step_by(stride)
+            .flatten()
+            .copied()
+            .collect();
+        let mut buf = Vec::with_capacity(sample.len().max(1024 * dim));
+        prepare(&sample, &mut buf);
+        drop(sample);
         let sq = ScalarQuantizer::train(
             &buf,
             dim,
@@ -493,7 +502,10 @@ impl HnswIndex {
             .checked_findable
             .fetch_max(end, Ordering::AcqRel)
             .min(end);
-        self.link_unfindable(from, end);
+        if self.link_unfindable(from, end) > 0 {
+            // A link given in place of another can leave the node that lost it with none.
+            self.link_orphans(end);
+        }
     }
 
     /// The configuration.
@@ -1010,8 +1022,9 @@ impl HnswIndex {
         let chosen = match codes.and_then(|c| Some((c, c.sq.query_int(v, self.metric).ok()?))) {
             Some((codes, query)) => {
                 // Nodes of the batch have codes; any other (inserted before it) is measured
-                // exactly. Every node a link leads to is published, so the codes need no
-                // liveness check, and the walk does not touch the node's record at all.
+                // exactly. Every node a link leads to is published, so a code is always there
+                // to read and the walk does not touch the node's record at all; the codes do
+                // not know deletes, which the exact pass over the candidates drops.
                 let measure = |n: u32| match codes.get(n) {
                     Some((code, correction)) => Some((query.distance(code, correction), true)),
                     None => self.measure_exact(v, n),
@@ -1180,7 +1193,9 @@ impl HnswIndex {
             }
         }
         self.link_orphans(end);
-        self.link_unfindable(0, end);
+        if self.link_unfindable(0, end) > 0 {
+            self.link_orphans(end);
+        }
         rebuilt.into_inner()
     }
 
@@ -1236,7 +1251,8 @@ impl HnswIndex {
         theirs: &mut Vec<u32>,
         touched: &Mutex<Vec<u32>>,
     ) -> bool {
-        if self.arena.state(node) != SlotState::Live {
+        // A node whose insert is still choosing its links has none yet: its insert links it.
+        if self.arena.state(node) != SlotState::Live || !self.is_linked(node) {
             return false;
         }
         let (Some(v), Some((entry, top))) = (self.full_vector_or_half(node), self.entry()) else {
@@ -1339,7 +1355,12 @@ impl HnswIndex {
             };
             mark(entry, &mut reached, &mut stack);
             let unreached: Vec<u32> = (0..end)
-                .filter(|&n| !reached[n as usize] && self.arena.state(n) == SlotState::Live)
+                .filter(|&n| {
+                    // A node whose insert is still running is linked by that insert.
+                    !reached[n as usize]
+                        && self.arena.state(n) == SlotState::Live
+                        && self.is_linked(n)
+                })
                 .collect();
             if unreached.is_empty() {
                 return;
@@ -1403,22 +1424,40 @@ impl HnswIndex {
             .map_or(0, |w| w.len() / (1 + self.config.m))
     }
 
-    /// Makes the live node with the highest level the entry point (or empties the entry).
+    /// Whether a node has its level-0 links: every node but a lone first one has some once its
+    /// insert wrote its lists, and none before (an insert still running is not a safe entry,
+    /// nor a node to check or to link from).
+    fn is_linked(&self, node: u32) -> bool {
+        self.arena
+            .links(node)
+            .first()
+            .is_some_and(|count| count.load(Ordering::Acquire) > 0)
+    }
+
+    /// Makes the live node with the highest level the entry point (or empties the entry),
+    /// among nodes whose inserts have written their links (a lone node otherwise).
     fn choose_live_entry(&self) {
         let _guard = self.entry_lock.lock().unwrap_or_else(|e| e.into_inner());
         let best_upper = {
             let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
             upper
                 .iter()
-                .filter(|(&n, _)| self.arena.state(n) == SlotState::Live)
+                .filter(|(&n, _)| self.arena.state(n) == SlotState::Live && self.is_linked(n))
                 .map(|(&n, w)| (w.len() / (1 + self.config.m), n))
                 .max()
         };
-        let choice = best_upper.or_else(|| {
-            (0..self.end.load(Ordering::Acquire))
-                .find(|&n| self.arena.state(n) == SlotState::Live)
-                .map(|n| (0, n))
-        });
+        let end = self.end.load(Ordering::Acquire);
+        let choice = best_upper
+            .or_else(|| {
+                (0..end)
+                    .find(|&n| self.arena.state(n) == SlotState::Live && self.is_linked(n))
+                    .map(|n| (0, n))
+            })
+            .or_else(|| {
+                (0..end)
+                    .find(|&n| self.arena.state(n) == SlotState::Live)
+                    .map(|n| (0, n))
+            });
         match choice {
             Some((level, n)) => self
                 .entry

@@ -22,7 +22,9 @@
 //! * **Every point findable**: an insert writes its own lists on every level before any node
 //!   links to it, so a concurrent insert never descends onto a node with empty lists; after a
 //!   build (or a batch, [`HnswIndex::link_unreachable`]) every node is searched for with its
-//!   own vector, and one the walk misses gets a link from where the walk ends.
+//!   own vector, and one the walk misses gets a link from where the walk ends. The check walks
+//!   the stored vectors (`f32`, or `f16`) with the default `ef`; quantized storages walk their
+//!   codes at search time, so for them it holds for the graph, not for every code walk.
 //! * **Delete** marks a node; [`HnswIndex::repair`] relinks its neighbours so the graph stays
 //!   navigable without it.
 //! * **Persist**: [`HnswIndex::save`] and [`HnswIndex::load`], versioned and checksummed.

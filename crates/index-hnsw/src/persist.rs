@@ -299,8 +299,9 @@ impl HnswIndex {
         index.entry.store(entry, Ordering::Release);
         index.live.store(live, Ordering::Release);
         index.end.store(end, Ordering::Release);
-        // Every node was checked before the save (or by the build of an older version, which
-        // did not check: a later `link_unreachable` does not go back over them).
+        // The loaded nodes count as checked: a build or batch checks its nodes before the
+        // index is saved, but nodes inserted one by one since the last `link_unreachable`
+        // (or by an older version, which did not check) are not gone back over.
         index.checked_findable.store(end, Ordering::Release);
         Ok(index)
     }

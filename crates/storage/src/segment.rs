@@ -158,7 +158,12 @@ impl SegmentIndex {
     ) -> index_core::Result<()> {
         use rayon::prelude::*;
         if let SegmentIndex::Hnsw(g) = self {
-            if vectors.iter().all(Option::is_some) {
+            // Whole rows only: a row of another length would shift every row after it.
+            let dim = g.dim();
+            if vectors
+                .iter()
+                .all(|v| v.as_ref().is_some_and(|v| v.len() == dim))
+            {
                 let flat: Vec<f32> = vectors.iter().flatten().flatten().copied().collect();
                 return g.insert_all(first, &flat);
             }
