@@ -1251,8 +1251,7 @@ impl HnswIndex {
         theirs: &mut Vec<u32>,
         touched: &Mutex<Vec<u32>>,
     ) -> bool {
-        // A node whose insert is still choosing its links has none yet: its insert links it.
-        if self.arena.state(node) != SlotState::Live || !self.is_linked(node) {
+        if self.arena.state(node) != SlotState::Live {
             return false;
         }
         let (Some(v), Some((entry, top))) = (self.full_vector_or_half(node), self.entry()) else {
@@ -1355,12 +1354,7 @@ impl HnswIndex {
             };
             mark(entry, &mut reached, &mut stack);
             let unreached: Vec<u32> = (0..end)
-                .filter(|&n| {
-                    // A node whose insert is still running is linked by that insert.
-                    !reached[n as usize]
-                        && self.arena.state(n) == SlotState::Live
-                        && self.is_linked(n)
-                })
+                .filter(|&n| !reached[n as usize] && self.arena.state(n) == SlotState::Live)
                 .collect();
             if unreached.is_empty() {
                 return;
@@ -1424,9 +1418,10 @@ impl HnswIndex {
             .map_or(0, |w| w.len() / (1 + self.config.m))
     }
 
-    /// Whether a node has its level-0 links: every node but a lone first one has some once its
-    /// insert wrote its lists, and none before (an insert still running is not a safe entry,
-    /// nor a node to check or to link from).
+    /// Whether a node has level-0 links: every node but a lone first one has some once its
+    /// insert wrote its lists, and none before. An insert still running is not a safe entry
+    /// (a walk from it would stop at once); the repairs may still link to such a node, which
+    /// costs a walk nothing (it measures the node and goes on), and its insert links it.
     fn is_linked(&self, node: u32) -> bool {
         self.arena
             .links(node)
