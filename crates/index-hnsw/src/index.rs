@@ -614,11 +614,6 @@ impl HnswIndex {
             .map(|p| &bytemuck::cast_slice(p)[..self.dim])
     }
 
-    /// Exact distance between two published nodes (what the link heuristic uses).
-    fn node_distance(&self, a: u32, b: u32) -> f32 {
-        self.pair_distance(self.node_vector(a), self.node_vector(b))
-    }
-
     /// Exact distance from a prepared query to a node (full precision, or `f16`).
     #[inline]
     fn exact_distance(&self, query: &[f32], node: u32) -> f32 {
@@ -874,6 +869,43 @@ impl HnswIndex {
         }
     }
 
+    /// The heuristic's choice for `node`'s list at `level` among `ids`, measured from `node`.
+    fn select_among(&self, node: u32, ids: &[u32], level: usize) -> Vec<u32> {
+        let base = self.node_vector(node);
+        let mut scored: Vec<Candidate> = ids
+            .iter()
+            .map(|&n| Candidate::new(n, self.pair_distance(base, self.node_vector(n))))
+            .collect();
+        scored.sort();
+        self.select_neighbours(&scored, self.max_links(level))
+    }
+
+    /// Gives `host` a level-0 link to `node`, in place of its farthest link when its list is
+    /// full. `None` when it had one already, else the node that lost its link, if any.
+    fn link_from(&self, host: u32, node: u32, buf: &mut Vec<u32>) -> Option<Option<u32>> {
+        let _guard = self.lock_links(host);
+        self.neighbours(host, 0, buf);
+        if buf.contains(&node) {
+            return None;
+        }
+        let displaced = if buf.len() < self.config.m0() {
+            buf.push(node);
+            None
+        } else {
+            let base = self.node_vector(host);
+            let farthest = buf
+                .iter()
+                .map(|&n| self.pair_distance(base, self.node_vector(n)))
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| i)
+                .expect("a full list is not empty");
+            Some(std::mem::replace(&mut buf[farthest], node))
+        };
+        self.set_neighbours(host, 0, buf);
+        Some(displaced)
+    }
+
     /// Adds `new` to the links of `node` at `level`, pruning with the heuristic when full.
     fn connect(&self, node: u32, new: u32, level: usize) {
         let _guard = self.lock_links(node);
@@ -889,13 +921,7 @@ impl HnswIndex {
             return;
         }
         current.push(new);
-        let base = self.node_vector(node);
-        let mut scored: Vec<Candidate> = current
-            .iter()
-            .map(|&n| Candidate::new(n, self.pair_distance(base, self.node_vector(n))))
-            .collect();
-        scored.sort();
-        let kept = self.select_neighbours(&scored, max);
+        let kept = self.select_among(node, &current, level);
         self.set_neighbours(node, level, &kept);
     }
 
@@ -1066,12 +1092,7 @@ impl HnswIndex {
                 existing.extend(selected.iter().copied());
                 existing.sort_unstable();
                 existing.dedup();
-                let mut scored: Vec<Candidate> = existing
-                    .iter()
-                    .map(|&n| Candidate::new(n, self.node_distance(offset, n)))
-                    .collect();
-                scored.sort();
-                let kept = self.select_neighbours(&scored, self.max_links(l));
+                let kept = self.select_among(offset, &existing, l);
                 self.set_neighbours(offset, l, &kept);
             }
         }
@@ -1176,12 +1197,7 @@ impl HnswIndex {
                             _ => {}
                         }
                     }
-                    let mut scored: Vec<Candidate> = pool
-                        .iter()
-                        .map(|&n| Candidate::new(n, self.node_distance(node, n)))
-                        .collect();
-                    scored.sort();
-                    let kept = self.select_neighbours(&scored, self.max_links(level));
+                    let kept = self.select_among(node, &pool, level);
                     let _guard = self.lock_links(node);
                     self.set_neighbours(node, level, &kept);
                     rebuilt.fetch_add(1, Ordering::Relaxed);
@@ -1285,29 +1301,12 @@ impl HnswIndex {
         {
             return false;
         }
-        let host = first.offset;
-        let _guard = self.lock_links(host);
-        self.neighbours(host, 0, theirs);
-        if theirs.contains(&node) {
+        let Some(displaced) = self.link_from(first.offset, node, theirs) else {
             return false;
-        }
+        };
         let mut touched = touched.lock().unwrap_or_else(|e| e.into_inner());
         touched.push(node);
-        if theirs.len() < self.config.m0() {
-            theirs.push(node);
-        } else {
-            let base = self.node_vector(host);
-            let farthest = (0..theirs.len())
-                .max_by(|&a, &b| {
-                    let da = self.pair_distance(base, self.node_vector(theirs[a]));
-                    let db = self.pair_distance(base, self.node_vector(theirs[b]));
-                    da.total_cmp(&db)
-                })
-                .expect("a full list is not empty");
-            touched.push(theirs[farthest]);
-            theirs[farthest] = node;
-        }
-        self.set_neighbours(host, 0, theirs);
+        touched.extend(displaced);
         true
     }
 
@@ -1337,6 +1336,7 @@ impl HnswIndex {
             let mut reached = vec![false; end as usize];
             let mut stack = vec![entry];
             let mut buf = Vec::new();
+            let mut theirs = Vec::new();
             let mut mark = |start: u32, reached: &mut Vec<bool>, stack: &mut Vec<u32>| {
                 stack.clear();
                 stack.push(start);
@@ -1383,29 +1383,7 @@ impl HnswIndex {
                 let Some(host) = found.first().map(|c| c.offset) else {
                     continue;
                 };
-                {
-                    let _guard = self.lock_links(host);
-                    let mut theirs = Vec::new();
-                    self.neighbours(host, 0, &mut theirs);
-                    if !theirs.contains(&node) {
-                        if theirs.len() >= self.config.m0() {
-                            let host_vector = self.node_vector(host);
-                            let farthest = (0..theirs.len())
-                                .max_by(|&a, &b| {
-                                    let da = self
-                                        .pair_distance(host_vector, self.node_vector(theirs[a]));
-                                    let db = self
-                                        .pair_distance(host_vector, self.node_vector(theirs[b]));
-                                    da.total_cmp(&db)
-                                })
-                                .expect("a full list is not empty");
-                            theirs[farthest] = node;
-                        } else {
-                            theirs.push(node);
-                        }
-                        self.set_neighbours(host, 0, &theirs);
-                    }
-                }
+                self.link_from(host, node, &mut theirs);
                 mark(node, &mut reached, &mut stack);
             }
         }
