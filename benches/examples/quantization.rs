@@ -127,7 +127,7 @@ fn main() {
     );
 
     let kern = kernels();
-    let mut methods: Vec<Method> = Vec::new();
+    let mut methods: Vec<Method<'_>> = Vec::new();
     methods.push(Method {
         name: "f32 (exact)".into(),
         build_s: 0.0,

@@ -44,6 +44,11 @@ impl StorageKind {
     }
 }
 
+/// The links per node (`m`) an index may have.
+pub const M_RANGE: std::ops::RangeInclusive<usize> = 2..=256;
+/// The build candidate list sizes (`ef_construct`) an index may have (Qdrant's bounds).
+pub const EF_CONSTRUCT_RANGE: std::ops::RangeInclusive<usize> = 4..=10_000;
+
 /// Parameters of an HNSW index (Malkov and Yashunin, 2018). Names follow Qdrant's
 /// `hnsw_config` where it has them.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,13 +96,26 @@ impl HnswConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let invalid = |name, reason: String| Err(IndexError::InvalidParameter { name, reason });
-        if !(2..=256).contains(&self.m) {
-            return invalid("m", format!("{} is not between 2 and 256", self.m));
+        if !M_RANGE.contains(&self.m) {
+            return invalid(
+                "m",
+                format!(
+                    "{} is not between {} and {}",
+                    self.m,
+                    M_RANGE.start(),
+                    M_RANGE.end()
+                ),
+            );
         }
-        if self.ef_construct == 0 || self.ef_construct > 10_000 {
+        if !EF_CONSTRUCT_RANGE.contains(&self.ef_construct) {
             return invalid(
                 "ef_construct",
-                format!("{} is not between 1 and 10000", self.ef_construct),
+                format!(
+                    "{} is not between {} and {}",
+                    self.ef_construct,
+                    EF_CONSTRUCT_RANGE.start(),
+                    EF_CONSTRUCT_RANGE.end()
+                ),
             );
         }
         if self.ef_search == 0 || self.ef_search > 100_000 {

@@ -58,6 +58,6 @@ mod index;
 mod persist;
 mod visited;
 
-pub use config::{HnswConfig, StorageKind};
+pub use config::{HnswConfig, StorageKind, EF_CONSTRUCT_RANGE, M_RANGE};
 pub use index::HnswIndex;
 pub use persist::LoadOptions;

@@ -58,35 +58,18 @@ fn metric_from_tag(t: u32) -> Option<Metric> {
     Metric::ALL.into_iter().find(|&m| metric_tag(m) == t)
 }
 
-/// A writer that keeps a CRC-32 of everything written through it.
-struct Checksummed<W: Write> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Checksummed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl HnswIndex {
     /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
     /// so a crash leaves either the old file or the new one). Inserts running during the save
     /// may or may not be included.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = Checksummed {
-            inner: std::io::BufWriter::new(file),
-            crc: crc32fast::Hasher::new(),
-        };
+        persist::replace_file(path.as_ref(), |file| self.write_to(file))?;
+        Ok(())
+    }
+
+    /// Writes the file's bytes (see the module doc), the checksum last.
+    fn write_to(&self, file: &mut impl Write) -> std::io::Result<()> {
+        let mut out = persist::ChecksumWriter::new(file);
         let c = &self.config;
         let end = self.end.load(Ordering::Acquire);
         out.write_all(&MAGIC)?;
@@ -113,8 +96,8 @@ impl HnswIndex {
         let mut codec = Vec::new();
         match &self.codec {
             Codec::F32 | Codec::F16 => {}
-            Codec::Sq8(sq) => sq.write_to(&mut codec)?,
-            Codec::Binary(bq) => bq.write_to(&mut codec)?,
+            Codec::Sq8(sq) => sq.write_to(&mut codec).map_err(std::io::Error::other)?,
+            Codec::Binary(bq) => bq.write_to(&mut codec).map_err(std::io::Error::other)?,
         }
         out.write_all(&(codec.len() as u64).to_le_bytes())?;
         out.write_all(&codec)?;
@@ -145,13 +128,7 @@ impl HnswIndex {
                 None => out.write_all(&zeros)?,
             }
         }
-        let crc = out.crc.clone().finalize();
-        let mut inner = out.inner;
-        inner.write_all(&crc.to_le_bytes())?;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
+        out.finish()?;
         Ok(())
     }
 
@@ -165,26 +142,12 @@ impl HnswIndex {
         };
         let file = std::fs::File::open(path)?;
         let map = map_file(&file)?;
-        if map.len() < MAGIC.len() + 8 || map[..8] != MAGIC {
-            return Err(corrupt("not an HNSW index file (bad magic)".into()));
-        }
-        let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
-            )));
-        }
-        let body = &map[..map.len() - 4];
-        let stored = u32::from_le_bytes(map[map.len() - 4..].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(corrupt(format!(
-                "checksum {stored:#010x} does not match the contents ({computed:#010x})"
-            )));
-        }
+        let body = persist::check_frame(&map, &MAGIC, FORMAT_VERSION).map_err(|e| match e {
+            persist::FrameError::BadMagic => corrupt("not an HNSW index file (bad magic)".into()),
+            e => corrupt(e.to_string()),
+        })?;
         let mut r = Reader {
-            buf: body,
-            pos: 12,
+            cursor: persist::Cursor::new(body, 12),
             path,
         };
         let dim = r.u32()? as usize;
@@ -196,8 +159,8 @@ impl HnswIndex {
             ef_construct: r.u32()? as usize,
             ef_search: r.u32()? as usize,
             full_scan_threshold: r.u64()? as usize,
-            oversampling: f32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes")),
-            quantile: f32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes")),
+            oversampling: r.f32()?,
+            quantile: r.f32()?,
             seed: r.u64()?,
             storage,
         };
@@ -238,7 +201,7 @@ impl HnswIndex {
                 .collect();
             upper.insert(node, words);
         }
-        let records_start = r.pos;
+        let records_start = r.cursor.position();
         let secondary_start = records_start + end as usize * primary_bytes;
         if secondary_start + end as usize * secondary_bytes != body.len() {
             return Err(corrupt(
@@ -307,33 +270,29 @@ impl HnswIndex {
     }
 }
 
-/// Reads fields from the checked body of a file.
+/// Fields of the checked body of a file; ending early is corruption of `path`.
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    cursor: persist::Cursor<'a>,
     path: &'a Path,
 }
 
 impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.buf.len() - self.pos < n {
-            return Err(IndexError::Corrupt {
-                path: self.path.display().to_string(),
-                reason: "file ends early".into(),
-            });
+    fn ends_early(&self) -> IndexError {
+        IndexError::Corrupt {
+            path: self.path.display().to_string(),
+            reason: "file ends early".into(),
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        self.cursor.bytes(n).ok_or_else(|| self.ends_early())
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.bytes(4)?.try_into().expect("4 bytes"),
-        ))
+        self.cursor.u32().ok_or_else(|| self.ends_early())
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.bytes(8)?.try_into().expect("8 bytes"),
-        ))
+        self.cursor.u64().ok_or_else(|| self.ends_early())
+    }
+    fn f32(&mut self) -> Result<f32> {
+        self.cursor.f32().ok_or_else(|| self.ends_early())
     }
 }

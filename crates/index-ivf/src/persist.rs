@@ -34,6 +34,7 @@ use crate::index::{IvfIndex, Model, State};
 use crate::lists::{Codec, InvertedList};
 use crate::mapped::{map_file, FullVectors};
 use index_core::{AllowedSet, IndexError, Result};
+use persist::Cursor;
 use quant::kernels::PQ4_KSUB;
 use quant::{Metric, ProductQuantizer, ScalarQuantizer};
 use std::io::Write;
@@ -60,58 +61,17 @@ fn metric_tag(m: Metric) -> u32 {
     }
 }
 
-/// A writer that keeps a CRC-32 of, and counts, everything written through it.
-struct Checksummed<W: Write> {
-    inner: W,
-    crc: crc32fast::Hasher,
-    written: u64,
-}
-
-impl<W: Write> Write for Checksummed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> Checksummed<W> {
-    fn u32(&mut self, v: u32) -> std::io::Result<()> {
-        self.write_all(&v.to_le_bytes())
-    }
-    fn u64(&mut self, v: u64) -> std::io::Result<()> {
-        self.write_all(&v.to_le_bytes())
-    }
-    fn f32s(&mut self, v: &[f32]) -> std::io::Result<()> {
-        for chunk in v.chunks(4096) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
-            self.write_all(&bytes)?;
-        }
-        Ok(())
-    }
-    fn u32s(&mut self, v: impl Iterator<Item = u32>) -> std::io::Result<()> {
-        let v: Vec<u8> = v.flat_map(|x| x.to_le_bytes()).collect();
-        self.u64(v.len() as u64 / 4)?;
-        self.write_all(&v)
-    }
-}
-
 impl IvfIndex {
     /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
     /// so a crash leaves either the old file or the new one). Writes wait for the save.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = Checksummed {
-            inner: std::io::BufWriter::new(file),
-            crc: crc32fast::Hasher::new(),
-            written: 0,
-        };
+        persist::replace_file(path.as_ref(), |file| self.write_to(file))?;
+        Ok(())
+    }
+
+    /// Writes the file's bytes (see the module doc), the checksum last.
+    fn write_to(&self, file: &mut impl Write) -> std::io::Result<()> {
+        let mut out = persist::ChecksumWriter::new(file);
         let state = self.read();
         out.write_all(&MAGIC)?;
         out.u32(FORMAT_VERSION)?;
@@ -127,8 +87,8 @@ impl IvfIndex {
             let mut blob = Vec::new();
             match &model.codec {
                 Codec::Flat | Codec::FlatPanels => {}
-                Codec::Sq8 { sq, .. } => sq.write_to(&mut blob)?,
-                Codec::Pq(pq) => pq.write_to(&mut blob)?,
+                Codec::Sq8 { sq, .. } => sq.write_to(&mut blob).map_err(std::io::Error::other)?,
+                Codec::Pq(pq) => pq.write_to(&mut blob).map_err(std::io::Error::other)?,
                 Codec::Pq4(pq) => {
                     blob.extend_from_slice(&(pq.m() as u64).to_le_bytes());
                     blob.extend(pq.codebooks().iter().flat_map(|x| x.to_le_bytes()));
@@ -139,10 +99,10 @@ impl IvfIndex {
             out.write_all(&blob)?;
         }
         out.u64(state.end as u64)?;
-        out.u32s(state.live.iter())?;
-        out.u32s(state.present.iter())?;
+        out.counted_u32s(state.live.iter())?;
+        out.counted_u32s(state.present.iter())?;
         for list in &state.lists {
-            out.u32s(list.ids.iter().copied())?;
+            out.counted_u32s(list.ids.iter().copied())?;
             out.u64(list.codes.len() as u64)?;
             out.write_all(&list.codes)?;
             out.u64(list.floats.len() as u64)?;
@@ -150,16 +110,10 @@ impl IvfIndex {
         }
         let full = state.full.as_slice(self.dim);
         out.u64((full.len() / self.dim) as u64)?;
-        let pad = (64 - out.written % 64) % 64;
+        let pad = (64 - out.written() % 64) % 64;
         out.write_all(&vec![0u8; pad as usize])?;
         out.f32s(full)?;
-        let crc = out.crc.clone().finalize();
-        let mut inner = out.inner;
-        inner.write_all(&crc.to_le_bytes())?;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
+        out.finish()?;
         Ok(())
     }
 
@@ -173,24 +127,11 @@ impl IvfIndex {
         };
         let file = std::fs::File::open(path)?;
         let map = map_file(&file)?;
-        if map.len() < MAGIC.len() + 8 || map[..8] != MAGIC {
-            return Err(corrupt("not an IVF index file (bad magic)".into()));
-        }
-        let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
-            )));
-        }
-        let body = &map[..map.len() - 4];
-        let stored = u32::from_le_bytes(map[map.len() - 4..].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(corrupt(format!(
-                "checksum {stored:#010x} does not match the contents ({computed:#010x})"
-            )));
-        }
-        let mut r = Reader { buf: body, pos: 12 };
+        let body = persist::check_frame(&map, &MAGIC, FORMAT_VERSION).map_err(|e| match e {
+            persist::FrameError::BadMagic => corrupt("not an IVF index file (bad magic)".into()),
+            e => corrupt(e.to_string()),
+        })?;
+        let mut r = Cursor::new(body, 12);
         let bad = |what: &str| corrupt(what.to_string());
         let dim = r.u32().ok_or_else(|| bad("file ends early"))? as usize;
         let tag = r.u32().ok_or_else(|| bad("file ends early"))?;
@@ -231,7 +172,7 @@ impl IvfIndex {
                         Codec::Pq(pq)
                     }
                     ListEncoding::PqFastScan { m } => {
-                        let mut b = Reader { buf: blob, pos: 0 };
+                        let mut b = Cursor::new(blob, 0);
                         let stored_m = b.u64().ok_or_else(ends)? as usize;
                         let books = b.f32s(dim * PQ4_KSUB).ok_or_else(ends)?;
                         let pq = Pq4::from_parts(dim, stored_m, books)
@@ -251,7 +192,7 @@ impl IvfIndex {
         if end > u32::MAX as usize {
             return Err(bad("end offset out of range"));
         }
-        let offsets = |r: &mut Reader| -> Result<AllowedSet> {
+        let offsets = |r: &mut Cursor<'_>| -> Result<AllowedSet> {
             let n = r.len(4).ok_or_else(ends)?;
             let mut set = AllowedSet::with_capacity(end);
             for _ in 0..n {
@@ -292,8 +233,8 @@ impl IvfIndex {
             return Err(bad("list entries do not match the offsets present"));
         }
         let slots = r.len(4 * dim).ok_or_else(ends)?;
-        r.pos = r.pos.next_multiple_of(64);
-        let start = r.pos;
+        let start = r.position().next_multiple_of(64);
+        r.seek(start);
         if start + slots * dim * 4 != body.len() {
             return Err(bad("file length does not match the vector count"));
         }
@@ -308,10 +249,7 @@ impl IvfIndex {
             drop(file);
             FullVectors::Mapped { map, start, slots }
         } else {
-            let mut reader = Reader {
-                buf: body,
-                pos: start,
-            };
+            let mut reader = Cursor::new(body, start);
             FullVectors::Ram(reader.f32s(slots * dim).expect("length checked"))
         };
         index.model = model;
@@ -323,38 +261,5 @@ impl IvfIndex {
             full,
         };
         Ok(index)
-    }
-}
-
-/// Reads fields from the checked body of a file; `None` when it ends early.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
-    }
-    /// A count of items of `item` bytes each, checked against what is left.
-    fn len(&mut self, item: usize) -> Option<usize> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        (n.checked_mul(item)? <= self.buf.len() - self.pos).then_some(n)
-    }
-    fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
-        let b = self.bytes(n.checked_mul(4)?)?;
-        Some(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect(),
-        )
     }
 }

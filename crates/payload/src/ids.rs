@@ -20,6 +20,12 @@ pub fn point_id_from_json(v: &Value) -> Result<PointId> {
     })
 }
 
+/// Reads a point id written as a string: a UUID in any spelling Qdrant takes (see
+/// [`point_id_from_json`]). Path segments and typed request bodies use it.
+pub fn point_id_from_str(s: &str) -> Option<PointId> {
+    parse_uuid_spelling(s)
+}
+
 /// Writes a point id as Qdrant returns it: a number, or a lowercase hyphenated UUID string.
 pub fn point_id_to_json(id: PointId) -> Value {
     match id {

@@ -96,12 +96,10 @@ impl Encoder {
         head[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         head[12..16].copy_from_slice(&(kind as u32).to_le_bytes());
         head[16..24].copy_from_slice(&(self.buf.len() as u64).to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&head);
-        crc.update(&self.buf);
+        let mut out = persist::ChecksumWriter::new(out);
         out.write_all(&head)?;
         out.write_all(&self.buf)?;
-        out.write_all(&crc.finalize().to_le_bytes())?;
+        out.finish()?;
         Ok(())
     }
 }
@@ -284,13 +282,12 @@ macro_rules! impl_persist {
                 Ok(value)
             }
 
-            /// Saves to a file (created or truncated), flushed and synced.
+            /// Saves to a file, replaced atomically (a temporary file beside it, synced,
+            /// renamed over it, the directory synced): a crash leaves the old file or the new.
             pub fn save(&self, path: impl AsRef<std::path::Path>) -> $crate::Result<()> {
-                let file = std::fs::File::create(path)?;
-                let mut out = std::io::BufWriter::new(file);
-                self.write_to(&mut out)?;
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
+                persist::replace_file(path.as_ref(), |out| {
+                    self.write_to(out).map_err(std::io::Error::other)
+                })?;
                 Ok(())
             }
 

@@ -50,13 +50,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod pool;
+
+pub use pool::SearchPool;
+
 use futures::future::BoxFuture;
 use index_core::{merge_top_k, PointId};
 use payload::Filter;
 use quant::Metric;
 use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Instant;
-use storage::{LocalShard, ScoredPoint, SearchRequest, StorageError};
+use storage::{Collection, LocalShard, ScoredPoint, SearchRequest, StorageError};
 
 /// What can go wrong talking to a shard.
 #[derive(Debug, thiserror::Error)]
@@ -145,86 +150,6 @@ pub trait Shard: Send + Sync {
     ) -> BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>>;
 }
 
-/// The bounded pool local shards search on.
-#[derive(Clone)]
-pub struct SearchPool(Arc<PoolInner>);
-
-type Job = Box<dyn FnOnce() + Send + 'static>;
-
-struct PoolInner {
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-impl SearchPool {
-    /// A pool of `threads` workers.
-    ///
-    /// Plain threads blocked on a channel, not a work-stealing pool: an idle rayon worker
-    /// spins looking for work after each job, and on a small machine that spinning costs
-    /// more CPU than a short search itself.
-    pub fn new(threads: usize) -> Result<SearchPool, ShardError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("search-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while waiting for the next job.
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                })
-                .map_err(|e| ShardError::Unavailable {
-                    shard: 0,
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(SearchPool(Arc::new(PoolInner { jobs: tx })))
-    }
-
-    /// Hands `f` to the pool now and returns a future of its answer, which comes back through
-    /// a channel, so the reactor never blocks. Gives up at the deadline (the work itself runs
-    /// to completion). The job is queued before the future is first polled, so several can
-    /// be started and then awaited together.
-    fn submit<T: Send + 'static>(
-        &self,
-        shard: u32,
-        deadline: Instant,
-        f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<T, ShardError>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            if Instant::now() >= deadline {
-                let _ = tx.send(Err(ShardError::Timeout { shard }));
-                return;
-            }
-            let _ = tx.send(f().map_err(ShardError::from));
-        });
-        let queued = self.0.jobs.send(job).is_ok();
-        async move {
-            if !queued {
-                return Err(ShardError::Unavailable {
-                    shard,
-                    reason: "search pool stopped".into(),
-                });
-            }
-            match tokio::time::timeout_at(deadline.into(), rx).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(ShardError::Unavailable {
-                    shard,
-                    reason: "search worker stopped".into(),
-                }),
-                Err(_) => Err(ShardError::Timeout { shard }),
-            }
-        }
-    }
-}
-
 /// A local shard behind the [`Shard`] trait.
 pub struct LocalShardHandle {
     shard: Arc<LocalShard>,
@@ -293,6 +218,54 @@ impl Shard for LocalShardHandle {
     }
 }
 
+/// Each collection's shards as [`Shard`] handles, built once per collection and reused by
+/// every request. A collection deleted and created again under the same name is a new
+/// collection: its handles are built anew (the entry remembers which collection it was built
+/// for, without keeping it alive).
+pub struct ShardHandles {
+    pool: SearchPool,
+    built: std::sync::Mutex<HandleMap>,
+}
+
+type HandleMap = std::collections::HashMap<String, (Weak<Collection>, Arc<[Arc<dyn Shard>]>)>;
+
+impl ShardHandles {
+    /// Handles whose local shards search on `pool`.
+    pub fn new(pool: SearchPool) -> ShardHandles {
+        ShardHandles {
+            pool,
+            built: std::sync::Mutex::new(HandleMap::new()),
+        }
+    }
+
+    /// The shards of `c`, built on first use.
+    pub fn of(&self, c: &Arc<Collection>) -> Arc<[Arc<dyn Shard>]> {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((owner, shards)) = built.get(c.name()) {
+            if owner.as_ptr() == Arc::as_ptr(c) {
+                return shards.clone();
+            }
+        }
+        let shards: Arc<[Arc<dyn Shard>]> = c
+            .shards()
+            .iter()
+            .map(|s| {
+                Arc::new(LocalShardHandle::new(s.clone(), self.pool.clone())) as Arc<dyn Shard>
+            })
+            .collect();
+        built.insert(c.name().to_string(), (Arc::downgrade(c), shards.clone()));
+        shards
+    }
+
+    /// Drops the handles of a collection (deleted, or replaced by a recovery).
+    pub fn forget(&self, name: &str) {
+        self.built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
+
 /// Merges shards' answers, each sorted closest first, into the `limit` closest (a point
 /// appearing twice keeps its closest hit).
 pub fn merge_shard_results(lists: &[Vec<ScoredPoint>], limit: usize) -> Vec<ScoredPoint> {
@@ -345,25 +318,34 @@ pub async fn search(
     .await?;
     let mut cursor = vec![0usize; shards.len()];
     let kernels = quant::kernels();
+    let mut query = req.vector.clone();
+    metric.prepare(&mut query);
     let mut reranked: Vec<ScoredPoint> = Vec::with_capacity(all.len());
     for (k, mut h) in all {
         let v = fetched[k].get(cursor[k]).cloned().flatten();
         cursor[k] += 1;
         if let Some(v) = v {
-            let mut q = req.vector.clone();
-            metric.prepare(&mut q);
-            h.distance = metric.distance(kernels, &q, &v);
+            h.distance = metric.distance(kernels, &query, &v);
             h.score = metric.score(h.distance);
         }
         reranked.push(h);
     }
-    reranked.sort_by(|a, b| {
+    Ok(rank_and_cut(reranked, req.params.limit))
+}
+
+/// Sorts re-ranked hits closest first (ties by id), keeps each point's closest hit (a point
+/// two shards both return, as during a resharding, counts once, as in the exact merge), and
+/// cuts to `limit`.
+fn rank_and_cut(mut hits: Vec<ScoredPoint>, limit: usize) -> Vec<ScoredPoint> {
+    hits.sort_by(|a, b| {
         a.distance
             .total_cmp(&b.distance)
             .then(a.record.id.cmp(&b.record.id))
     });
-    reranked.truncate(req.params.limit);
-    Ok(reranked)
+    let mut seen = std::collections::HashSet::with_capacity(hits.len());
+    hits.retain(|h| seen.insert(h.record.id));
+    hits.truncate(limit);
+    hits
 }
 
 /// Counts over every shard.

@@ -542,12 +542,7 @@ fn parent_directory(path: &Path) -> &Path {
 
 /// Makes the creations and renames in `dir` durable (where a directory can be fsynced: Unix).
 fn sync_directory(dir: &Path) -> Result<()> {
-    if cfg!(unix) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StorageError::io(dir, e))?;
-    }
-    Ok(())
+    persist::sync_dir(dir).map_err(|e| StorageError::io(dir, e))
 }
 
 /// Process id and a counter: temporary names that neither another process nor a concurrent

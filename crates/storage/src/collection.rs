@@ -155,9 +155,9 @@ impl Collection {
     pub fn create(dir: &Path, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
         config.validate()?;
         if dir.exists() {
-            return Err(StorageError::AlreadyExists(format!(
-                "Collection `{name}` already exists!"
-            )));
+            return Err(StorageError::CollectionExists {
+                name: name.to_string(),
+            });
         }
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let json = serde_json::to_vec_pretty(&config).expect("config serialises");
@@ -283,11 +283,15 @@ impl Collection {
 
     /// Checks, prepares and applies an update; returns its sequence number once it is as
     /// durable as asked (`wait`: on disk, unless the collection syncs on an interval).
+    ///
+    /// A payload write that names ids not stored is applied to the ids that are, then answers
+    /// [`StorageError::PointNotFound`] with the first missing id, as Qdrant does; which ids
+    /// exist is decided under the write lock, with the write. Deletes by id stay lenient.
     pub fn update(&self, update: Update, wait: bool) -> Result<u64> {
         let update = self.prepare(update)?;
-        let seq = {
+        let (seq, missing) = {
             let _w = self.write_lock.lock();
-            let op = self.resolve(update);
+            let (op, missing) = self.resolve(update);
             let body = op.encode();
             let seq = self.wal.append(&body)?;
             let n = self.shards.len();
@@ -306,12 +310,15 @@ impl Collection {
             if sealed {
                 self.kick();
             }
-            seq
+            (seq, missing)
         };
         if wait && self.config.read().fsync_interval().is_none() {
             self.wal.sync(seq)?;
         }
-        Ok(seq)
+        match missing {
+            Some(id) => Err(StorageError::PointNotFound { id }),
+            None => Ok(seq),
+        }
     }
 
     /// Validates an update before anything is logged: vector names, dimensions, finiteness,
@@ -322,20 +329,20 @@ impl Collection {
         let check_payload = |p: &Payload| -> Result<()> {
             let size = serde_json::to_vec(p).map(|v| v.len()).unwrap_or(usize::MAX);
             if size > MAX_PAYLOAD_BYTES {
-                return Err(StorageError::InvalidInput(format!(
-                    "payload of {size} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}"
-                )));
+                return Err(StorageError::PayloadTooLarge {
+                    bytes: size,
+                    limit: MAX_PAYLOAD_BYTES,
+                });
             }
             Ok(())
         };
         let check_selector = |s: &PointSelector| -> Result<()> {
             if let PointSelector::Ids(ids) = s {
                 if ids.len() > crate::ops::MAX_POINTS_PER_OPERATION {
-                    return Err(StorageError::InvalidInput(format!(
-                        "{} points in one request; the limit is {}",
-                        ids.len(),
-                        crate::ops::MAX_POINTS_PER_OPERATION
-                    )));
+                    return Err(StorageError::TooManyPoints {
+                        count: ids.len(),
+                        limit: crate::ops::MAX_POINTS_PER_OPERATION,
+                    });
                 }
             }
             Ok(())
@@ -343,35 +350,29 @@ impl Collection {
         match update {
             Update::Upsert(mut points) => {
                 if points.len() > crate::ops::MAX_POINTS_PER_OPERATION {
-                    return Err(StorageError::InvalidInput(format!(
-                        "{} points in one request; the limit is {}",
-                        points.len(),
-                        crate::ops::MAX_POINTS_PER_OPERATION
-                    )));
+                    return Err(StorageError::TooManyPoints {
+                        count: points.len(),
+                        limit: crate::ops::MAX_POINTS_PER_OPERATION,
+                    });
                 }
                 for p in &mut points {
                     for (name, v) in &mut p.vectors {
                         let Some(params) = config.vectors.get(name) else {
-                            return Err(StorageError::InvalidInput(if name.is_empty() {
-                                "Wrong input: Vector with name `` is not configured in this collection (it has named vectors)".into()
-                            } else {
-                                format!("Wrong input: Not existing vector name error: {name}")
-                            }));
+                            return Err(StorageError::UnknownVector { name: name.clone() });
                         };
                         if v.len() != params.size {
-                            return Err(StorageError::InvalidInput(format!(
-                                "Wrong input: Vector dimension error: expected dim: {}, got {} (point {}{})",
-                                params.size,
-                                v.len(),
-                                p.id,
-                                if name.is_empty() { String::new() } else { format!(", vector `{name}`") }
-                            )));
+                            return Err(StorageError::DimensionMismatch {
+                                expected: params.size,
+                                got: v.len(),
+                                point: Some(p.id),
+                                vector: name.clone(),
+                            });
                         }
                         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                            return Err(StorageError::InvalidInput(format!(
-                                "vector of point {} has a non-finite value at position {i}",
-                                p.id
-                            )));
+                            return Err(StorageError::NonFiniteVector {
+                                point: p.id,
+                                position: i,
+                            });
                         }
                         params.distance.metric().prepare(v);
                     }
@@ -418,17 +419,23 @@ impl Collection {
         }
     }
 
-    /// Turns selectors into explicit ids (the caller holds the write lock).
-    fn resolve(&self, update: Update) -> Operation {
-        let ids = |s: PointSelector, existing_only: bool| -> Vec<PointId> {
+    /// Turns selectors into explicit ids (the caller holds the write lock), keeping only ids
+    /// that exist; also the first id a payload write named that does not.
+    fn resolve(&self, update: Update) -> (Operation, Option<PointId>) {
+        let n = self.shards.len();
+        let mut missing = None;
+        let mut ids = |s: PointSelector, report_missing: bool| -> Vec<PointId> {
             match s {
-                PointSelector::Ids(ids) if !existing_only => ids,
-                PointSelector::Ids(ids) => {
-                    let n = self.shards.len();
-                    ids.into_iter()
-                        .filter(|id| !self.shards[shard_of(id, n)].existing(&[*id]).is_empty())
-                        .collect()
-                }
+                PointSelector::Ids(ids) => ids
+                    .into_iter()
+                    .filter(|id| {
+                        let exists = !self.shards[shard_of(id, n)].existing(&[*id]).is_empty();
+                        if !exists && report_missing && missing.is_none() {
+                            missing = Some(*id);
+                        }
+                        exists
+                    })
+                    .collect(),
                 PointSelector::Filter(f) => {
                     let mut all: Vec<PointId> = self
                         .shards
@@ -440,9 +447,9 @@ impl Collection {
                 }
             }
         };
-        match update {
+        let op = match update {
             Update::Upsert(points) => Operation::Upsert(points),
-            Update::Delete(s) => Operation::Delete(ids(s, true)),
+            Update::Delete(s) => Operation::Delete(ids(s, false)),
             Update::SetPayload {
                 payload,
                 selector,
@@ -461,7 +468,8 @@ impl Collection {
                 keys,
             },
             Update::ClearPayload(s) => Operation::ClearPayload(ids(s, true)),
-        }
+        };
+        (op, missing)
     }
 
     fn kick(&self) {

@@ -19,6 +19,17 @@ pub const MAX_NAMED_VECTORS: usize = 64;
 pub const MAX_SHARDS: u32 = 64;
 /// Points indexed per shard by default: below this a shard is searched exactly.
 pub const DEFAULT_INDEXING_THRESHOLD_POINTS: usize = 20_000;
+/// `optimizers_config.deleted_threshold` when unset.
+pub const DEFAULT_DELETED_THRESHOLD: f64 = 0.2;
+/// `optimizers_config.vacuum_min_vector_number` when unset.
+pub const DEFAULT_VACUUM_MIN_VECTOR_NUMBER: usize = 1000;
+/// `optimizers_config.flush_interval_sec` when unset.
+pub const DEFAULT_FLUSH_INTERVAL_SEC: u64 = 5;
+/// `wal_config.wal_capacity_mb` when unset.
+pub const DEFAULT_WAL_CAPACITY_MB: u64 = 32;
+/// `hnsw_config.full_scan_threshold` reported when unset (Qdrant's default, in KB). The
+/// filtered search's effective threshold when unset is `index_hnsw::HnswConfig`'s, in points.
+pub const DEFAULT_FULL_SCAN_THRESHOLD_KB: usize = 10_000;
 
 /// Qdrant's distance names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,16 +103,20 @@ impl HnswConfigDiff {
 
     fn validate(&self) -> Result<()> {
         if let Some(m) = self.m {
-            if !(2..=256).contains(&m) {
+            if !index_hnsw::M_RANGE.contains(&m) {
                 return Err(invalid(format!(
-                    "hnsw_config.m: {m} is not between 2 and 256"
+                    "hnsw_config.m: {m} is not between {} and {}",
+                    index_hnsw::M_RANGE.start(),
+                    index_hnsw::M_RANGE.end()
                 )));
             }
         }
         if let Some(ef) = self.ef_construct {
-            if !(4..=10_000).contains(&ef) {
+            if !index_hnsw::EF_CONSTRUCT_RANGE.contains(&ef) {
                 return Err(invalid(format!(
-                    "hnsw_config.ef_construct: {ef} is not between 4 and 10000"
+                    "hnsw_config.ef_construct: {ef} is not between {} and {}",
+                    index_hnsw::EF_CONSTRUCT_RANGE.start(),
+                    index_hnsw::EF_CONSTRUCT_RANGE.end()
                 )));
             }
         }
@@ -329,6 +344,28 @@ pub struct OptimizersConfigDiff {
     /// Qdrant 1.19 flag (accepted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prevent_unoptimized: Option<bool>,
+}
+
+impl OptimizersConfigDiff {
+    /// `self` with unset fields taken from `base`.
+    pub fn over(&self, base: &OptimizersConfigDiff) -> OptimizersConfigDiff {
+        OptimizersConfigDiff {
+            deleted_threshold: self.deleted_threshold.or(base.deleted_threshold),
+            vacuum_min_vector_number: self
+                .vacuum_min_vector_number
+                .or(base.vacuum_min_vector_number),
+            default_segment_number: self.default_segment_number.or(base.default_segment_number),
+            max_segment_size: self.max_segment_size.or(base.max_segment_size),
+            memmap_threshold: self.memmap_threshold.or(base.memmap_threshold),
+            indexing_threshold: self.indexing_threshold.or(base.indexing_threshold),
+            flush_interval_sec: self.flush_interval_sec.or(base.flush_interval_sec),
+            max_optimization_threads: self
+                .max_optimization_threads
+                .clone()
+                .or_else(|| base.max_optimization_threads.clone()),
+            prevent_unoptimized: self.prevent_unoptimized.or(base.prevent_unoptimized),
+        }
+    }
 }
 
 /// Qdrant's `WalConfigDiff`, plus our fsync policy.
@@ -622,19 +659,33 @@ impl CollectionConfig {
     pub fn vacuum_thresholds(&self) -> (f64, usize) {
         let o = self.optimizers_config.clone().unwrap_or_default();
         (
-            o.deleted_threshold.unwrap_or(0.2),
-            o.vacuum_min_vector_number.unwrap_or(1000),
+            o.deleted_threshold.unwrap_or(DEFAULT_DELETED_THRESHOLD),
+            o.vacuum_min_vector_number
+                .unwrap_or(DEFAULT_VACUUM_MIN_VECTOR_NUMBER),
         )
+    }
+
+    /// `optimizers_config.flush_interval_sec` as set, or its default (what the collection
+    /// info reports; [`Self::flush_interval`] is the clamped interval in use).
+    pub fn flush_interval_sec(&self) -> u64 {
+        self.optimizers_config
+            .as_ref()
+            .and_then(|o| o.flush_interval_sec)
+            .unwrap_or(DEFAULT_FLUSH_INTERVAL_SEC)
+    }
+
+    /// `wal_config.wal_capacity_mb` as set, or its default (what the collection info
+    /// reports; [`Self::wal_segment_bytes`] is the clamped size in use).
+    pub fn wal_capacity_mb(&self) -> u64 {
+        self.wal_config
+            .as_ref()
+            .and_then(|w| w.wal_capacity_mb)
+            .unwrap_or(DEFAULT_WAL_CAPACITY_MB)
     }
 
     /// Seconds between checkpoints.
     pub fn flush_interval(&self) -> std::time::Duration {
-        let s = self
-            .optimizers_config
-            .as_ref()
-            .and_then(|o| o.flush_interval_sec)
-            .unwrap_or(5);
-        std::time::Duration::from_secs(s.clamp(1, 3600))
+        std::time::Duration::from_secs(self.flush_interval_sec().clamp(1, 3600))
     }
 
     /// The fsync interval, when writes are not synced before acknowledgement.
@@ -647,12 +698,7 @@ impl CollectionConfig {
 
     /// Bytes of one log file.
     pub fn wal_segment_bytes(&self) -> u64 {
-        self.wal_config
-            .as_ref()
-            .and_then(|w| w.wal_capacity_mb)
-            .unwrap_or(32)
-            .clamp(1, 1024)
-            << 20
+        self.wal_capacity_mb().clamp(1, 1024) << 20
     }
 }
 
@@ -662,5 +708,5 @@ fn kb_to_points(kb: usize, dim: usize) -> usize {
 }
 
 fn invalid(msg: String) -> StorageError {
-    StorageError::InvalidInput(msg)
+    StorageError::InvalidConfig(msg)
 }

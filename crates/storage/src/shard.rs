@@ -290,13 +290,12 @@ impl LocalShard {
     }
 
     fn column(&self, name: &str) -> Result<usize> {
-        self.columns.get(name).copied().ok_or_else(|| {
-            StorageError::InvalidInput(if name.is_empty() {
-                "Vector with name `` (the unnamed default vector) is not configured in this collection".into()
-            } else {
-                format!("Not existing vector name error: {name}")
+        self.columns
+            .get(name)
+            .copied()
+            .ok_or_else(|| StorageError::UnknownVector {
+                name: name.to_string(),
             })
-        })
     }
 
     /// Applies a logged operation (`None`: the operation concerns other shards; only the
@@ -642,10 +641,11 @@ impl LocalShard {
     /// Whether a search is quick and bounded enough to run on an async reactor thread: a
     /// graph walk with a moderate `ef` and limit, unfiltered or with a filter already
     /// materialised (which the index then plans like an unfiltered walk, or scans a few rows
-    /// of), over a shard whose unindexed (exactly scanned) rows are few. Anything else, a
-    /// filter still to be evaluated over the payloads among it, belongs on a worker pool.
+    /// of), over a shard with no unindexed rows: a scan of plain rows costs in proportion
+    /// to the rows and their dimension, unbounded, so it never runs on the reactor. Anything
+    /// else, a filter still to be evaluated over the payloads among it, belongs on a worker
+    /// pool.
     pub fn is_quick(&self, req: &SearchRequest) -> bool {
-        const QUICK_PLAIN_ROWS: usize = 20_000;
         if req.params.exact || req.params.limit > 1_000 || req.params.hnsw_ef.unwrap_or(0) > 1_000 {
             return false;
         }
@@ -657,10 +657,7 @@ impl LocalShard {
         }
         st.segments
             .iter()
-            .filter(|s| !s.is_indexed())
-            .map(|s| s.row_count())
-            .sum::<usize>()
-            <= QUICK_PLAIN_ROWS
+            .all(|s| s.is_indexed() || s.row_count() == 0)
     }
 
     /// The closest points to the query, closest first, at most `params.limit`.
@@ -1165,7 +1162,7 @@ impl LocalShard {
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&STATE_VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&persist::crc32(&body).to_le_bytes());
         out.extend_from_slice(&body);
         (out, st.applied_seq, referenced)
     }
@@ -1199,10 +1196,7 @@ impl LocalShard {
             segments.insert(seg.id, Arc::new(segment));
         }
         let mut st = self.state.write();
-        let mut r = Reader {
-            bytes: points,
-            at: 0,
-        };
+        let mut r = persist::Cursor::new(points, 0);
         let mut at = 0usize;
         for _ in 0..header.point_count {
             let id = match r.u8().ok_or_else(|| corrupt("short point list".into()))? {
@@ -1255,7 +1249,9 @@ impl LocalShard {
                 t => return Err(corrupt(format!("bad location tag {t}"))),
             };
             let len = r.u32().ok_or_else(|| corrupt("short payload".into()))? as usize;
-            let json = r.take(len).ok_or_else(|| corrupt("short payload".into()))?;
+            let json = r
+                .bytes(len)
+                .ok_or_else(|| corrupt("short payload".into()))?;
             let payload: Payload = serde_json::from_slice(json)
                 .map_err(|e| corrupt(format!("payload of {id}: {e}")))?;
             st.points.insert(id, PointEntry { seg, row, payload });
@@ -1279,39 +1275,6 @@ fn bytemuck_f32(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
 
-/// A cursor over the binary point list.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2)
-            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u128(&mut self) -> Option<u128> {
-        self.take(16)
-            .map(|b| u128::from_le_bytes(b.try_into().unwrap()))
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct IndexedHeader {
     id: u64,
@@ -1331,62 +1294,47 @@ struct StateHeader {
 
 fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u8], Vec<f32>)> {
     let corrupt = |why: String| StorageError::corrupt(path, why);
-    if bytes.len() < 24 || &bytes[..8] != STATE_MAGIC {
+    let mut r = persist::Cursor::new(bytes, 0);
+    if bytes.len() < 24 || r.bytes(8) != Some(&STATE_MAGIC[..]) {
         return Err(corrupt("not a shard checkpoint (bad magic)".into()));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let version = r.u32().expect("length checked");
     if version != STATE_VERSION {
         return Err(corrupt(format!("unsupported checkpoint version {version}")));
     }
-    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
-    let crc = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
-    let body = bytes
-        .get(24..24usize.saturating_add(len))
+    let len = r.u64().expect("length checked");
+    let crc = r.u32().expect("length checked");
+    let body = usize::try_from(len)
+        .ok()
+        .and_then(|len| r.bytes(len))
         .ok_or_else(|| corrupt("truncated".into()))?;
-    if crc32fast::hash(body) != crc {
+    if persist::crc32(body) != crc {
         return Err(corrupt("checksum mismatch".into()));
     }
-    let hlen = u32::from_le_bytes(
-        body.get(..4)
-            .ok_or_else(|| corrupt("short body".into()))?
-            .try_into()
-            .unwrap(),
-    ) as usize;
-    let json = body
-        .get(4..4 + hlen)
+    let mut r = persist::Cursor::new(body, 0);
+    let hlen = r.u32().ok_or_else(|| corrupt("short body".into()))? as usize;
+    let json = r
+        .bytes(hlen)
         .ok_or_else(|| corrupt("short header".into()))?;
     let header: StateHeader = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-    let points_end = (4 + hlen).saturating_add(header.points_bytes as usize);
-    let points = body
-        .get(4 + hlen..points_end)
+    let points = usize::try_from(header.points_bytes)
+        .ok()
+        .and_then(|n| r.bytes(n))
         .ok_or_else(|| corrupt("short point list".into()))?;
-    let rest = &body[points_end..];
-    if rest.len() % 4 != 0 {
+    if !r.remaining().is_multiple_of(4) {
         return Err(corrupt("vector block is not whole floats".into()));
     }
-    let floats = rest
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let floats = r.f32s(r.remaining() / 4).expect("length checked");
     Ok((header, points, floats))
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the
 /// directory, so a crash leaves either the old file or the new one.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| StorageError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| StorageError::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| StorageError::io(path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    persist::replace_file(path, |out| out.write_all(bytes)).map_err(|e| StorageError::io(path, e))
 }
 
 /// Fsyncs a directory, making renames and creations in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io(dir, e))
+    persist::sync_dir(dir).map_err(|e| StorageError::io(dir, e))
 }

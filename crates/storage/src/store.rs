@@ -52,9 +52,9 @@ pub fn validate_collection_name(name: &str) -> Result<()> {
             .chars()
             .any(|c| matches!(c, '/' | '\\' | '\0') || c.is_control());
     if bad {
-        return Err(StorageError::InvalidInput(format!(
-            "Validation error in path parameters: [name: collection name `{name}` must be 1 to 255 characters, without `/`, `\\`, control characters or a leading `.`]"
-        )));
+        return Err(StorageError::InvalidCollectionName {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -106,7 +106,9 @@ impl Storage {
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| StorageError::NotFound(format!("Collection `{name}` doesn't exist!")))
+            .ok_or_else(|| StorageError::CollectionNotFound {
+                name: name.to_string(),
+            })
     }
 
     /// Whether it exists.
@@ -125,14 +127,14 @@ impl Storage {
         config.validate()?;
         let _a = self.admin.lock();
         if self.exists(name) {
-            return Err(StorageError::AlreadyExists(format!(
-                "Collection `{name}` already exists!"
-            )));
+            return Err(StorageError::CollectionExists {
+                name: name.to_string(),
+            });
         }
         if self.collections.read().len() >= MAX_COLLECTIONS {
-            return Err(StorageError::InvalidInput(format!(
-                "at most {MAX_COLLECTIONS} collections"
-            )));
+            return Err(StorageError::TooManyCollections {
+                limit: MAX_COLLECTIONS,
+            });
         }
         let dir = self.collections_dir.join(name);
         if dir.exists() {
@@ -252,15 +254,15 @@ impl Storage {
             || snapshot.starts_with('.')
             || !snapshot.ends_with(".snapshot")
         {
-            return Err(StorageError::NotFound(format!(
-                "Snapshot {snapshot} not found"
-            )));
+            return Err(StorageError::SnapshotNotFound {
+                name: snapshot.to_string(),
+            });
         }
         let path = self.snapshot_dir(name).join(snapshot);
         if !path.is_file() {
-            return Err(StorageError::NotFound(format!(
-                "Snapshot {snapshot} not found"
-            )));
+            return Err(StorageError::SnapshotNotFound {
+                name: snapshot.to_string(),
+            });
         }
         Ok(path)
     }
@@ -285,9 +287,10 @@ impl Storage {
         if let Some(expected) = checksum {
             let actual = crate::archive::sha256_file(archive)?;
             if !actual.eq_ignore_ascii_case(expected) {
-                return Err(StorageError::InvalidInput(format!(
-                    "snapshot checksum mismatch: expected {expected}, got {actual}"
-                )));
+                return Err(StorageError::ChecksumMismatch {
+                    expected: expected.to_string(),
+                    actual,
+                });
             }
         }
         let _a = self.admin.lock();

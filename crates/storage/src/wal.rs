@@ -956,12 +956,8 @@ fn create_segment(dir: &Path, first_seq: u64, fsyncs: &AtomicU64) -> Result<Acti
 
 /// Makes file creations, renames and deletions in `dir` durable.
 fn sync_directory(dir: &Path, fsyncs: &AtomicU64) -> Result<()> {
-    // Directories cannot be opened for fsync on every platform; where they can (Unix), a
-    // rename is not durable without it.
+    persist::sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
     if cfg!(unix) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StorageError::io(dir, e))?;
         fsyncs.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())

@@ -1,4 +1,5 @@
 mod archive;
 mod collection;
 mod filter_cache;
+mod fixtures;
 mod wal;
