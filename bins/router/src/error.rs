@@ -51,26 +51,78 @@ impl ApiError {
 }
 
 impl From<StorageError> for ApiError {
+    /// Storage's errors in Qdrant's words; the status follows the variant.
     fn from(e: StorageError) -> ApiError {
-        match e.kind() {
-            StorageErrorKind::InvalidInput => {
-                let m = e.to_string();
-                let m = m
-                    .strip_prefix("Wrong input: Wrong input: ")
-                    .map(|s| format!("Wrong input: {s}"))
-                    .unwrap_or(m);
-                ApiError::new(StatusCode::BAD_REQUEST, m)
+        use StorageError as E;
+        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+        match e {
+            E::DimensionMismatch {
+                expected,
+                got,
+                point,
+                vector,
+            } => {
+                let mut m = format!(
+                    "Wrong input: Vector dimension error: expected dim: {expected}, got {got}"
+                );
+                match (point, vector.is_empty()) {
+                    (Some(p), true) => m.push_str(&format!(" (point {p})")),
+                    (Some(p), false) => m.push_str(&format!(" (point {p}, vector `{vector}`)")),
+                    (None, _) => {}
+                }
+                bad(m)
             }
-            StorageErrorKind::NotFound => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            StorageErrorKind::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            StorageErrorKind::Internal => {
-                tracing::error!(error = %e, "storage failure");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("Service internal error: {e}"),
-                )
+            E::UnknownVector { name } if name.is_empty() => bad(
+                "Wrong input: Vector with name `` (the unnamed default vector) is not configured in this collection"
+                    .to_string(),
+            ),
+            E::UnknownVector { name } => {
+                bad(format!("Wrong input: Not existing vector name error: {name}"))
             }
+            E::InvalidCollectionName { name } => bad(format!(
+                "Validation error in path parameters: [name: collection name `{name}` must be 1 to 255 characters, without `/`, `\\`, control characters or a leading `.`]"
+            )),
+            E::CollectionNotFound { name } => {
+                ApiError::not_found(format!("Collection `{name}` doesn't exist!"))
+            }
+            E::CollectionExists { name } => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Wrong input: Collection `{name}` already exists!"),
+            ),
+            E::PointNotFound { id } => ApiError::not_found(format!("No point with id {id} found")),
+            E::SnapshotNotFound { name } => {
+                ApiError::not_found(format!("Snapshot {name} not found"))
+            }
+            e @ (E::NonFiniteVector { .. }
+            | E::PayloadTooLarge { .. }
+            | E::TooManyPoints { .. }
+            | E::TooManyCollections { .. }
+            | E::ChecksumMismatch { .. }
+            | E::InvalidConfig(_)) => bad(format!("Wrong input: {e}")),
+            // These carry their own prefix in their message.
+            e @ (E::InvalidInput(_) | E::Payload(_) | E::AlreadyExists(_) | E::NotFound(_)) => {
+                ApiError::new(status_of(e.kind()), e.to_string())
+            }
+            e => match e.kind() {
+                StorageErrorKind::Internal => {
+                    tracing::error!(error = %e, "storage failure");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("Service internal error: {e}"),
+                    )
+                }
+                kind => ApiError::new(status_of(kind), format!("Wrong input: {e}")),
+            },
         }
+    }
+}
+
+fn status_of(kind: StorageErrorKind) -> StatusCode {
+    match kind {
+        StorageErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        StorageErrorKind::NotFound => StatusCode::NOT_FOUND,
+        StorageErrorKind::Conflict => StatusCode::CONFLICT,
+        StorageErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

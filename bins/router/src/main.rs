@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod convert;
 mod error;
+mod model;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -27,6 +28,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+
+/// Responses at least this large are compressed for clients that accept it.
+const COMPRESS_ABOVE_BYTES: u16 = 4096;
 
 /// Reported as `commit` by `GET /` (Qdrant always sends 40 hex digits).
 pub const COMMIT: &str = "0000000000000000000000000000000000000000";
@@ -36,7 +41,7 @@ pub struct AppState {
     pub storage: Arc<storage::Storage>,
     pub cache: cache::ResultCache<Vec<u8>>,
     pub metrics: metrics::Metrics,
-    pub pool: shard_router::SearchPool,
+    pub shards: shard_router::ShardHandles,
     pub timeout: Duration,
     pub ready: AtomicBool,
     pub started: Instant,
@@ -45,8 +50,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn shard_handles(&self, c: &storage::Collection) -> Vec<Arc<dyn shard_router::Shard>> {
-        api::shard_handles(&self.pool, c)
+    /// The collection's shards, built once per collection.
+    pub fn shard_handles(
+        &self,
+        c: &Arc<storage::Collection>,
+    ) -> Arc<[Arc<dyn shard_router::Shard>]> {
+        self.shards.of(c)
     }
 
     pub fn metrics_snapshot(&self) -> metrics::Snapshot {
@@ -81,14 +90,11 @@ impl AppState {
     }
 }
 
-/// Constant-time comparison, so response timing does not reveal how much of a key matched.
+/// Constant-time comparison, so response timing does not reveal how much of a key matched
+/// (only the length of the configured key, which `subtle` compares first).
 fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -203,6 +209,45 @@ async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Res
     }
 }
 
+/// `x-request-id` for requests that come without one: a per-process random prefix and a
+/// counter. Unique within a process and across restarts (the prefix), and free of the
+/// `getrandom` system call a random UUID costs per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        RequestIds {
+            prefix: h.finish(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:016x}-{n:016x}", self.prefix);
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
 async fn map_layer_error(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
         ApiError::new(
@@ -228,8 +273,11 @@ async fn map_layer_error(err: tower::BoxError) -> Response {
 fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: a log file or journal gets plain lines, and each
+    // access line costs less to format.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -300,7 +348,9 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         storage: Arc::new(storage),
         cache: cache::ResultCache::new(&settings.cache),
         metrics: metrics::Metrics::new(),
-        pool: shard_router::SearchPool::new(settings.search_threads).map_err(|e| e.to_string())?,
+        shards: shard_router::ShardHandles::new(
+            shard_router::SearchPool::new(settings.search_threads).map_err(|e| e.to_string())?,
+        ),
         timeout: settings.request_timeout,
         ready: AtomicBool::new(true),
         started: Instant::now(),
@@ -308,16 +358,18 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         read_only_api_key: settings.read_only_api_key.clone(),
     });
     let app = api::routes(state.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ))
         // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
         // would also apply axum's own 2 MB default and refuse bodies the settings allow.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             settings.max_body_bytes,
             limit_body,
+        ))
+        // Outside the body limit: a request without a valid key is refused before its body
+        // is read, so an unauthenticated client cannot make the server buffer one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
         ))
         .layer(
             ServiceBuilder::new()
@@ -332,14 +384,14 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         )
         // Snapshot downloads are streamed files: gzip over that stream cut the body short
         // (the client saw an incomplete chunked read), and an archive gains little from it.
+        // Only bodies past `COMPRESS_ABOVE_BYTES`: a search answer of a few hundred bytes costs
+        // more CPU to gzip (the compressor's set-up alone) than it saves on any network.
         .layer(
             tower_http::compression::CompressionLayer::new().compress_when(
-                tower_http::compression::Predicate::and(
-                    tower_http::compression::predicate::DefaultPredicate::new(),
-                    tower_http::compression::predicate::NotForContentType::const_new(
-                        "application/octet-stream",
-                    ),
-                ),
+                SizeAbove::new(COMPRESS_ABOVE_BYTES)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::SSE)
+                    .and(NotForContentType::const_new("application/octet-stream")),
             ),
         )
         .layer(axum::middleware::from_fn_with_state(
@@ -349,7 +401,7 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-            tower_http::request_id::MakeRequestUuid,
+            RequestIds::new(),
         ));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await

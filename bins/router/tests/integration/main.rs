@@ -2,6 +2,7 @@
 //! process on a free port with its own temporary directories and speaks Qdrant's REST API to
 //! it, checking answers against brute force computed here.
 
+mod api_model;
 mod cache;
 mod common;
 mod config;

@@ -1,0 +1,200 @@
+//! Collections: create, read, update, delete, list, exists; payload indexes.
+
+use super::{blocking, collection, ok, ApiResult, Body, Params};
+use crate::convert;
+use crate::model::response::{
+    CollectionDescription, CollectionExistence, CollectionInfo, CollectionStatus,
+    CollectionsResponse, OptimizersStatus, UpdateResult, UpdateStatus,
+};
+use crate::model::{self, CreateFieldIndex, ManageParams, UpdateCollection, WriteParams};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult {
+    let start = Instant::now();
+    let collections = state
+        .storage
+        .list()
+        .into_iter()
+        .map(|name| CollectionDescription { name })
+        .collect();
+    Ok(ok(start, &CollectionsResponse { collections }))
+}
+
+pub async fn exists(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
+    let start = Instant::now();
+    let exists = state.storage.exists(&name);
+    Ok(ok(start, &CollectionExistence { exists }))
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+    body: Bytes,
+) -> ApiResult {
+    let start = Instant::now();
+    // The create body is storage's own config type: it is stored and echoed as sent.
+    let config: storage::CollectionConfig = model::parse(&body)?;
+    config.validate()?;
+    let st = state.clone();
+    blocking(move || {
+        st.storage.create(&name, config)?;
+        st.cache.invalidate(&name);
+        Ok(())
+    })
+    .await?;
+    Ok(ok(start, &true))
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+    Body(body): Body<UpdateCollection>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    convert::refuse_if_set(&body.vectors, "vectors", "update collection")?;
+    convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
+    convert::refuse_if_set(
+        &body.quantization_config,
+        "quantization_config",
+        "update collection",
+    )?;
+    blocking(move || {
+        c.update_config(|cfg| {
+            if let Some(o) = body.optimizers_config {
+                let base = cfg.optimizers_config.clone().unwrap_or_default();
+                cfg.optimizers_config = Some(o.over(&base));
+            }
+            if let Some(h) = body.hnsw_config {
+                cfg.hnsw_config = Some(h.over(&cfg.hnsw_config.clone().unwrap_or_default()));
+            }
+            if let Some(p) = body.params {
+                if let Some(r) = p.replication_factor {
+                    cfg.replication_factor = Some(r);
+                }
+                if let Some(w) = p.write_consistency_factor {
+                    cfg.write_consistency_factor = Some(w);
+                }
+                if let Some(d) = p.on_disk_payload {
+                    cfg.on_disk_payload = Some(d);
+                }
+            }
+            if let Some(s) = body.strict_mode_config {
+                cfg.strict_mode_config = Some(s);
+            }
+            if let Some(m) = body.metadata {
+                cfg.metadata = Some(m);
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })
+    .await?;
+    Ok(ok(start, &true))
+}
+
+pub async fn info(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    let info = blocking(move || {
+        let stats = c.stats();
+        let config = c.config();
+        let status = if stats.optimizer_error.is_some() {
+            CollectionStatus::Red
+        } else if stats.optimizing {
+            CollectionStatus::Yellow
+        } else {
+            CollectionStatus::Green
+        };
+        Ok(CollectionInfo {
+            status,
+            optimizer_status: stats
+                .optimizer_error
+                .map_or(OptimizersStatus::Ok, OptimizersStatus::Error),
+            indexed_vectors_count: stats.indexed_points * config.vectors.params().len(),
+            points_count: stats.points,
+            segments_count: stats.segments,
+            config: convert::collection_config(&config),
+            payload_schema: c.payload_schema(),
+        })
+    })
+    .await?;
+    Ok(ok(start, &info))
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+) -> ApiResult {
+    let start = Instant::now();
+    let st = state.clone();
+    let existed = blocking(move || {
+        let existed = st.storage.delete(&name)?;
+        st.cache.invalidate(&name);
+        st.shards.forget(&name);
+        st.metrics.forget_collection(&name);
+        Ok(existed)
+    })
+    .await?;
+    Ok(ok(start, &existed))
+}
+
+pub async fn create_index(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<CreateFieldIndex>,
+) -> ApiResult {
+    let start = Instant::now();
+    let wait = model::Flag::or(params.wait, false);
+    let c = collection(&state, &name)?;
+    let schema = body
+        .field_schema
+        .or(body.field_type)
+        .ok_or_else(|| convert::bad("Format error in JSON body: field_schema is required"))?;
+    let field = body.field_name;
+    let st = state.clone();
+    blocking(move || {
+        c.create_payload_index(&field, schema)?;
+        st.cache.invalidate(c.name());
+        Ok(())
+    })
+    .await?;
+    Ok(index_changed(start, wait))
+}
+
+pub async fn delete_index(
+    State(state): State<Arc<AppState>>,
+    Path((name, field)): Path<(String, String)>,
+    Params(params): Params<WriteParams>,
+) -> ApiResult {
+    let start = Instant::now();
+    let wait = model::Flag::or(params.wait, false);
+    let c = collection(&state, &name)?;
+    let st = state.clone();
+    blocking(move || {
+        c.delete_payload_index(&field)?;
+        st.cache.invalidate(c.name());
+        Ok(())
+    })
+    .await?;
+    Ok(index_changed(start, wait))
+}
+
+/// The answer to a payload index change (applied at once: no operation number).
+fn index_changed(start: Instant, wait: bool) -> axum::response::Response {
+    ok(
+        start,
+        &UpdateResult {
+            operation_id: 0,
+            status: UpdateStatus::waited(wait),
+        },
+    )
+}

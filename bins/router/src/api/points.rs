@@ -1,0 +1,204 @@
+//! Points: upsert, delete, payload writes, retrieve, scroll, count.
+
+use super::{blocking, collection, ok, ApiResult, Body, Params};
+use crate::convert::{self, bad};
+use crate::error::ApiError;
+use crate::model::response::{CountResult, Id, Record, ScrollResult, UpdateResult, UpdateStatus};
+use crate::model::{
+    self, CountRequest, DeletePayload, PointInsertOperations, PointRequest, PointsSelector,
+    ReadParams, ScrollRequest, SetPayload, WriteParams,
+};
+use crate::AppState;
+use axum::extract::{Path, State};
+use index_core::PointId;
+use std::sync::Arc;
+use std::time::Instant;
+use storage::{Update, VectorSelector};
+
+/// Applies an update, then makes every cached answer of the collection unreachable before
+/// acknowledging (also when storage applied it and then reported a missing point).
+async fn apply_update(
+    state: &Arc<AppState>,
+    name: &str,
+    update: Update,
+    params: &WriteParams,
+) -> ApiResult {
+    let start = Instant::now();
+    let wait = model::Flag::or(params.wait, false);
+    let c = collection(state, name)?;
+    let st = state.clone();
+    let name = name.to_string();
+    let seq = blocking(move || {
+        let r = c.update(update, wait);
+        st.cache.invalidate(&name);
+        Ok(r?)
+    })
+    .await?;
+    Ok(ok(
+        start,
+        &UpdateResult {
+            operation_id: seq,
+            status: UpdateStatus::waited(wait),
+        },
+    ))
+}
+
+pub async fn upsert(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<PointInsertOperations>,
+) -> ApiResult {
+    let points = convert::upsert_points(body)?;
+    apply_update(&state, &name, Update::Upsert(points), &params).await
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<PointsSelector>,
+) -> ApiResult {
+    let selector = convert::selector(body.points, body.filter, &body.shard_key, "delete")?;
+    apply_update(&state, &name, Update::Delete(selector), &params).await
+}
+
+pub async fn set_payload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<SetPayload>,
+) -> ApiResult {
+    let selector = convert::selector(body.points, body.filter, &body.shard_key, "set payload")?;
+    let update = Update::SetPayload {
+        payload: body.payload,
+        selector,
+        key: body.key,
+    };
+    apply_update(&state, &name, update, &params).await
+}
+
+pub async fn overwrite_payload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<SetPayload>,
+) -> ApiResult {
+    convert::refuse_if_set(&body.key, "key", "overwrite payload")?;
+    let selector = convert::selector(
+        body.points,
+        body.filter,
+        &body.shard_key,
+        "overwrite payload",
+    )?;
+    let update = Update::OverwritePayload {
+        payload: body.payload,
+        selector,
+    };
+    apply_update(&state, &name, update, &params).await
+}
+
+pub async fn delete_payload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<DeletePayload>,
+) -> ApiResult {
+    let selector = convert::selector(body.points, body.filter, &body.shard_key, "delete payload")?;
+    let update = Update::DeletePayload {
+        keys: body.keys,
+        selector,
+    };
+    apply_update(&state, &name, update, &params).await
+}
+
+pub async fn clear_payload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<PointsSelector>,
+) -> ApiResult {
+    let selector = convert::selector(body.points, body.filter, &body.shard_key, "clear payload")?;
+    apply_update(&state, &name, Update::ClearPayload(selector), &params).await
+}
+
+pub async fn retrieve(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ReadParams>,
+    Body(body): Body<PointRequest>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    convert::refuse_if_set(&body.shard_key, "shard_key", "retrieve")?;
+    let ids = convert::point_ids(body.ids, "ids")?;
+    let wp = convert::payload_selector(body.with_payload, true);
+    let wv = convert::vector_selector(body.with_vector);
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let records = blocking(move || Ok(c.retrieve(&ids, &wp, &wv))).await?;
+    let out: Vec<Record<'_>> = records.iter().map(|r| Record::of(named, r)).collect();
+    Ok(ok(start, &out))
+}
+
+pub async fn get_point(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    let id = match id.parse::<u64>() {
+        Ok(n) => PointId::Num(n),
+        Err(_) => payload::point_id_from_str(&id)
+            .ok_or_else(|| bad(format!("Format error in path: `{id}` is not a point id")))?,
+    };
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let record = blocking(move || {
+        Ok(c.retrieve(&[id], &payload::PayloadSelector::All, &VectorSelector::All))
+    })
+    .await?;
+    match record.first() {
+        Some(r) => Ok(ok(start, &Record::of(named, r))),
+        None => Err(ApiError::not_found(format!("No point with id {id} found"))),
+    }
+}
+
+pub async fn scroll(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ReadParams>,
+    Body(body): Body<ScrollRequest>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    convert::refuse_if_set(&body.order_by, "order_by", "scroll")?;
+    convert::refuse_if_set(&body.shard_key, "shard_key", "scroll")?;
+    let from = body.offset.map(|id| id.0);
+    let limit = convert::limit(body.limit, "limit", 10)?;
+    let filter = body.filter.map(|f| f.0);
+    let wp = convert::payload_selector(body.with_payload, true);
+    let wv = convert::vector_selector(body.with_vector);
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let page = blocking(move || Ok(c.scroll(from, limit, filter.as_deref(), &wp, &wv))).await?;
+    Ok(ok(
+        start,
+        &ScrollResult {
+            points: page.points.iter().map(|r| Record::of(named, r)).collect(),
+            next_page_offset: page.next.map(Id),
+        },
+    ))
+}
+
+pub async fn count(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    Body(body): Body<CountRequest>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    convert::refuse_if_set(&body.shard_key, "shard_key", "count")?;
+    let shards = state.shard_handles(&c);
+    let filter = body.filter.map(|f| f.0);
+    let count = shard_router::count(&shards, filter, params.deadline(state.timeout)).await?;
+    Ok(ok(start, &CountResult { count }))
+}

@@ -1,0 +1,443 @@
+//! Qdrant's REST bodies as Rust types, named after the schemas of
+//! `../shared/qdrant-api/openapi.json`.
+//!
+//! A request body is read once, by serde, into these types ([`parse`]); a rejected body
+//! answers 400 in Qdrant's error shape naming the JSON path of the bad field
+//! (`points[2].vector[7]: ...`). Every object refuses fields it does not know, as Qdrant's
+//! does, and treats `null` as absent, as clients send it for unset fields. What this server
+//! does not serve is still read here (a sparse vector, a `recommend` query, `shard_key`) so
+//! that the conversion to internal requests (`crate::convert`) can answer 501 and name it,
+//! rather than the body failing to parse. Ranges and limits are checked in the conversion,
+//! where the defaults live.
+//!
+//! The polymorphic parts (vectors, ids, queries) are in [`vectors`]; responses in
+//! [`response`].
+
+pub mod response;
+pub mod vectors;
+
+use crate::error::ApiError;
+use payload::Payload;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+pub use vectors::{
+    BatchVectorStruct, ExtendedPointId, FilterInput, NamedVectorStruct, QueryInterface,
+    VectorInput, VectorStruct, WithPayload, WithVector,
+};
+
+/// Reads a request body into `T`. An empty body reads as `{}` (clients send none where every
+/// field is optional).
+pub fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+    let body: &'de [u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(format_error)?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// Reads one element of a batch (`searches[i]`) into `T`; errors name the path from the
+/// body's top, `prefix` first.
+pub fn parse_at<T: DeserializeOwned>(item: &[u8], prefix: &str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(item);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("Format error in JSON body: {prefix}: {inner}"))
+        } else {
+            ApiError::bad_request(format!(
+                "Format error in JSON body: {prefix}.{path}: {inner}"
+            ))
+        }
+    })
+}
+
+/// `Format error in JSON body: <path>: <what>` (the path left out at the top level).
+fn format_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if path == "." || path.is_empty() {
+        ApiError::bad_request(format!("Format error in JSON body: {inner}"))
+    } else {
+        ApiError::bad_request(format!("Format error in JSON body: {path}: {inner}"))
+    }
+}
+
+/// A shard key selector: read so that it can be refused by name (custom sharding is not
+/// served).
+pub type ShardKeySelector = Value;
+
+/// `PointStruct`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointStruct {
+    /// The id.
+    pub id: ExtendedPointId,
+    /// Its vectors.
+    pub vector: VectorStruct,
+    /// Its payload.
+    pub payload: Option<Payload>,
+}
+
+/// `Batch`: columns of ids, vectors and payloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Ids.
+    pub ids: Vec<ExtendedPointId>,
+    /// One vector (or one per name) per id.
+    pub vectors: BatchVectorStruct,
+    /// One payload per id.
+    pub payloads: Option<Vec<Option<Payload>>>,
+}
+
+/// `PointInsertOperations` as sent: `PointsList` (`points`) or `PointsBatch` (`batch`).
+/// Read as one object so an error inside a point keeps its path; the conversion checks that
+/// exactly one of the two is there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointInsertOperations {
+    /// `PointsList`.
+    pub points: Option<Vec<PointStruct>>,
+    /// `PointsBatch`.
+    pub batch: Option<Batch>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+    /// Conditional update (not served).
+    pub update_filter: Option<Value>,
+    /// `upsert` only.
+    pub update_mode: Option<String>,
+}
+
+/// `PointsSelector`: `{points: [...]}` or `{filter: ...}` (delete, clear payload).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsSelector {
+    /// By id.
+    pub points: Option<Vec<ExtendedPointId>>,
+    /// By filter.
+    pub filter: Option<FilterInput>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `SetPayload` (and the body of overwrite payload).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPayload {
+    /// Keys to set.
+    pub payload: Payload,
+    /// By id.
+    pub points: Option<Vec<ExtendedPointId>>,
+    /// By filter.
+    pub filter: Option<FilterInput>,
+    /// Nested path to set under.
+    pub key: Option<String>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `DeletePayload`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePayload {
+    /// Key paths to delete.
+    pub keys: Vec<String>,
+    /// By id.
+    pub points: Option<Vec<ExtendedPointId>>,
+    /// By filter.
+    pub filter: Option<FilterInput>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `PointRequest` (retrieve by ids).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointRequest {
+    /// Ids.
+    pub ids: Vec<ExtendedPointId>,
+    /// Payload to return (default: all).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `ScrollRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollRequest {
+    /// The first id of the page.
+    pub offset: Option<ExtendedPointId>,
+    /// Page size (10).
+    pub limit: Option<u64>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Payload to return (default: all).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Ordering by a payload field (not served).
+    pub order_by: Option<Value>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `CountRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountRequest {
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Exact count (always exact here).
+    #[allow(dead_code)] // type-checked, then every count is exact
+    pub exact: Option<bool>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `QuantizationSearchParams`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizationSearchParams {
+    /// Walk full vectors only.
+    pub ignore: Option<bool>,
+    /// Rescore candidates with full vectors.
+    pub rescore: Option<bool>,
+    /// Candidates rescored, as a multiple of the limit.
+    pub oversampling: Option<f64>,
+}
+
+/// `SearchParams`, plus `nprobe` for collections indexed with IVF (our extension).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Candidate list size of the graph walk.
+    pub hnsw_ef: Option<u64>,
+    /// Exact scan.
+    pub exact: Option<bool>,
+    /// Quantization settings.
+    pub quantization: Option<QuantizationSearchParams>,
+    /// Search only indexed segments (accepted; every segment is searched).
+    #[allow(dead_code)] // type-checked, not used
+    pub indexed_only: Option<bool>,
+    /// ACORN filtered walk (accepted; the filtered walk here is always filter-aware).
+    #[allow(dead_code)] // accepted, not used
+    pub acorn: Option<Value>,
+    /// Inverted lists probed (IVF collections).
+    pub nprobe: Option<u64>,
+}
+
+/// `QueryRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// What to search for; absent: points in id order.
+    pub query: Option<QueryInterface>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Lowest score (or highest distance) returned.
+    pub score_threshold: Option<f64>,
+    /// Results (10).
+    pub limit: Option<u64>,
+    /// Results skipped.
+    pub offset: Option<u64>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Sub-queries (not served).
+    pub prefetch: Option<Value>,
+    /// Vectors from another collection (not served).
+    pub lookup_from: Option<Value>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `QueryRequestBatch` and `SearchRequestBatch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBatch<T> {
+    /// The requests.
+    pub searches: Vec<T>,
+}
+
+/// `SearchRequest` (the legacy search).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The query vector.
+    pub vector: NamedVectorStruct,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Results (required).
+    pub limit: u64,
+    /// Results skipped.
+    pub offset: Option<u64>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Lowest score (or highest distance) returned.
+    pub score_threshold: Option<f64>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `CreateFieldIndex`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFieldIndex {
+    /// The payload key.
+    pub field_name: String,
+    /// Its schema: a type name or a parameter object (read by `payload`).
+    pub field_schema: Option<Value>,
+    /// Older clients' name for `field_schema`.
+    pub field_type: Option<Value>,
+}
+
+/// `UpdateCollection` (`PATCH /collections/{name}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// Optimizer settings over the current ones.
+    pub optimizers_config: Option<storage::OptimizersConfigDiff>,
+    /// Collection parameters over the current ones.
+    pub params: Option<CollectionParamsDiff>,
+    /// HNSW settings over the current ones.
+    pub hnsw_config: Option<storage::HnswConfigDiff>,
+    /// Quantization (changing it is not served).
+    pub quantization_config: Option<Value>,
+    /// Per-vector changes (not served).
+    pub vectors: Option<Value>,
+    /// Sparse vectors (not served).
+    pub sparse_vectors: Option<Value>,
+    /// Strict mode, echoed.
+    pub strict_mode_config: Option<Value>,
+    /// Free-form metadata, echoed.
+    pub metadata: Option<Value>,
+}
+
+/// `CollectionParamsDiff`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionParamsDiff {
+    /// Replicas per shard (echoed: one node).
+    pub replication_factor: Option<u32>,
+    /// Replicas that must acknowledge a write (echoed).
+    pub write_consistency_factor: Option<u32>,
+    /// Payloads on disk (echoed).
+    pub on_disk_payload: Option<bool>,
+    /// Extra replicas read (accepted).
+    #[allow(dead_code)] // one replica: nothing to fan out to
+    pub read_fan_out_factor: Option<u32>,
+}
+
+/// `SnapshotRecover`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRecover {
+    /// `file://` path, path, or this server's own download URL.
+    pub location: String,
+    /// Which side wins (accepted).
+    #[allow(dead_code)] // one node: the snapshot's data wins
+    pub priority: Option<String>,
+    /// The archive's SHA-256, checked before recovering.
+    pub checksum: Option<String>,
+    /// Key for a remote location (accepted; remote locations are not fetched).
+    #[allow(dead_code)] // remote locations are not fetched
+    pub api_key: Option<String>,
+}
+
+/// Query-string parameters (unknown ones are ignored, as Qdrant does) of the write endpoints (`?wait=true&ordering=weak`).
+#[derive(Debug, Default, Deserialize)]
+pub struct WriteParams {
+    /// Answer after the write is applied (`true`) or once it is logged (`false`).
+    pub wait: Option<Flag>,
+    /// Write ordering guarantee (one node: every ordering is strong).
+    #[allow(dead_code)] // type-checked; one node orders every write
+    pub ordering: Option<WriteOrdering>,
+    /// Seconds the operation may take.
+    #[allow(dead_code)] // a write is logged and applied as one step; it is not abandoned
+    pub timeout: Option<u64>,
+}
+
+/// Query-string parameters of the read endpoints (`?consistency=...&timeout=...`).
+#[derive(Debug, Default, Deserialize)]
+pub struct ReadParams {
+    /// Read consistency (one replica: every level reads the same data).
+    #[allow(dead_code)] // one replica: every level reads the same data
+    pub consistency: Option<String>,
+    /// Seconds the request may take (at most the server's request timeout).
+    pub timeout: Option<u64>,
+}
+
+impl ReadParams {
+    /// When the shards must have answered: `timeout` seconds from now, at most `limit`.
+    pub fn deadline(&self, limit: std::time::Duration) -> std::time::Instant {
+        let asked = self
+            .timeout
+            .map_or(limit, |s| std::time::Duration::from_secs(s).min(limit));
+        std::time::Instant::now() + asked
+    }
+}
+
+/// Query-string parameters of collection and snapshot management.
+#[derive(Debug, Default, Deserialize)]
+pub struct ManageParams {
+    /// Wait for the operation (snapshots, index changes).
+    pub wait: Option<Flag>,
+    /// Seconds the operation may take.
+    #[allow(dead_code)] // management operations run to their end
+    pub timeout: Option<u64>,
+}
+
+/// `WriteOrdering`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOrdering {
+    /// Any replica.
+    Weak,
+    /// Through the shard leader.
+    Medium,
+    /// Through the consensus.
+    Strong,
+}
+
+/// A boolean in a query string: `true`, `false`, `1` or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        match &*s {
+            "true" | "1" => Ok(Flag(true)),
+            "false" | "0" => Ok(Flag(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a boolean"
+            ))),
+        }
+    }
+}
+
+impl Flag {
+    /// The value, or `default` when the parameter was absent.
+    pub fn or(flag: Option<Flag>, default: bool) -> bool {
+        flag.map_or(default, |f| f.0)
+    }
+}

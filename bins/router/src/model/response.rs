@@ -1,0 +1,355 @@
+//! Response bodies, named after Qdrant's schemas, serialised straight from borrowed storage
+//! records: a search answer goes from the shard's hits to bytes with no intermediate tree.
+//!
+//! Floats (scores, vector values) are written as the `f64` of the stored `f32`, as every
+//! version of this server has: clients parse them into doubles either way.
+
+use index_core::PointId;
+use payload::Payload;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use storage::{Record as StoredRecord, ScoredPoint as StoredScoredPoint};
+
+/// A point id as Qdrant writes it: a number, or a hyphenated lowercase UUID string.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub PointId);
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            PointId::Num(n) => s.serialize_u64(n),
+            id @ PointId::Uuid(_) => s.collect_str(&id),
+        }
+    }
+}
+
+/// An `f32` written as its `f64` value.
+#[derive(Debug, Clone, Copy)]
+pub struct Float(pub f32);
+
+impl Serialize for Float {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(f64::from(self.0))
+    }
+}
+
+/// A dense vector.
+pub struct Floats<'a>(pub &'a [f32]);
+
+impl Serialize for Floats<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(&Float(*x))?;
+        }
+        seq.end()
+    }
+}
+
+/// A point's vectors (`VectorStructOutput`) in the shape the collection was configured: a
+/// list for the unnamed vector, a map for named ones; `null` when none was asked for.
+pub struct Vectors<'a> {
+    /// Named vectors configured.
+    pub named: bool,
+    /// What the record holds.
+    pub vectors: Option<&'a [(String, Vec<f32>)]>,
+}
+
+impl Serialize for Vectors<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(vectors) = self.vectors else {
+            return s.serialize_none();
+        };
+        if !self.named {
+            return match vectors.iter().find(|(n, _)| n.is_empty()) {
+                Some((_, v)) => Floats(v).serialize(s),
+                None => s.serialize_none(),
+            };
+        }
+        let mut map = s.serialize_map(Some(vectors.len()))?;
+        for (name, v) in vectors {
+            map.serialize_entry(name, &Floats(v))?;
+        }
+        map.end()
+    }
+}
+
+/// `Record`.
+#[derive(Serialize)]
+pub struct Record<'a> {
+    /// Id.
+    pub id: Id,
+    /// Payload, or `null` when not asked for.
+    pub payload: Option<&'a Payload>,
+    /// Vectors, or `null` when not asked for.
+    pub vector: Vectors<'a>,
+}
+
+impl<'a> Record<'a> {
+    /// The response form of a stored record.
+    pub fn of(named: bool, r: &'a StoredRecord) -> Record<'a> {
+        Record {
+            id: Id(r.id),
+            payload: r.payload.as_ref(),
+            vector: Vectors {
+                named,
+                vectors: r.vectors.as_deref(),
+            },
+        }
+    }
+}
+
+/// `ScoredPoint`.
+#[derive(Serialize)]
+pub struct ScoredPoint<'a> {
+    /// Id.
+    pub id: Id,
+    /// Point version (this server does not version points: 0).
+    pub version: u64,
+    /// Score.
+    pub score: Float,
+    /// Payload, or `null` when not asked for.
+    pub payload: Option<&'a Payload>,
+    /// Vectors, or `null` when not asked for.
+    pub vector: Vectors<'a>,
+}
+
+impl<'a> ScoredPoint<'a> {
+    /// The response form of a hit.
+    pub fn of(named: bool, p: &'a StoredScoredPoint) -> ScoredPoint<'a> {
+        ScoredPoint::scored(named, &p.record, p.score)
+    }
+
+    /// A record with a score (queries without a vector score every point 1).
+    pub fn scored(named: bool, r: &'a StoredRecord, score: f32) -> ScoredPoint<'a> {
+        ScoredPoint {
+            id: Id(r.id),
+            version: 0,
+            score: Float(score),
+            payload: r.payload.as_ref(),
+            vector: Vectors {
+                named,
+                vectors: r.vectors.as_deref(),
+            },
+        }
+    }
+}
+
+/// `ScrollResult`.
+#[derive(Serialize)]
+pub struct ScrollResult<'a> {
+    /// The page.
+    pub points: Vec<Record<'a>>,
+    /// The first id of the next page.
+    pub next_page_offset: Option<Id>,
+}
+
+/// `CountResult`.
+#[derive(Serialize)]
+pub struct CountResult {
+    /// Points matching.
+    pub count: usize,
+}
+
+/// `UpdateStatus`.
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateStatus {
+    /// Logged, applied later.
+    Acknowledged,
+    /// Applied.
+    Completed,
+}
+
+impl UpdateStatus {
+    /// `completed` when the client waited.
+    pub fn waited(wait: bool) -> UpdateStatus {
+        if wait {
+            UpdateStatus::Completed
+        } else {
+            UpdateStatus::Acknowledged
+        }
+    }
+}
+
+/// `UpdateResult`.
+#[derive(Serialize)]
+pub struct UpdateResult {
+    /// Sequence number of the operation.
+    pub operation_id: u64,
+    /// Whether it was applied.
+    pub status: UpdateStatus,
+}
+
+/// `CollectionDescription`.
+#[derive(Serialize)]
+pub struct CollectionDescription {
+    /// Name.
+    pub name: String,
+}
+
+/// `CollectionsResponse`.
+#[derive(Serialize)]
+pub struct CollectionsResponse {
+    /// Every collection.
+    pub collections: Vec<CollectionDescription>,
+}
+
+/// `CollectionExistence`.
+#[derive(Serialize)]
+pub struct CollectionExistence {
+    /// Whether it exists.
+    pub exists: bool,
+}
+
+/// `CollectionStatus`.
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionStatus {
+    /// Every point indexed.
+    Green,
+    /// Optimizing.
+    Yellow,
+    /// The optimizer failed.
+    Red,
+}
+
+/// `OptimizersStatus`: `"ok"` or `{"error": "..."}`.
+pub enum OptimizersStatus {
+    /// Fine.
+    Ok,
+    /// The last optimization failed.
+    Error(String),
+}
+
+impl Serialize for OptimizersStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OptimizersStatus::Ok => s.serialize_str("ok"),
+            OptimizersStatus::Error(e) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("error", e)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// `CollectionInfo`.
+#[derive(Serialize)]
+pub struct CollectionInfo {
+    /// Status.
+    pub status: CollectionStatus,
+    /// Optimizer status.
+    pub optimizer_status: OptimizersStatus,
+    /// Vectors in indexed segments.
+    pub indexed_vectors_count: usize,
+    /// Points.
+    pub points_count: usize,
+    /// Segments.
+    pub segments_count: usize,
+    /// The configuration, defaults filled in.
+    pub config: CollectionConfig,
+    /// Payload indexes.
+    pub payload_schema: serde_json::Value,
+}
+
+/// `CollectionParams`.
+#[derive(Serialize)]
+pub struct CollectionParams {
+    /// Vectors, as configured.
+    pub vectors: storage::VectorsConfig,
+    /// Shards.
+    pub shard_number: u32,
+    /// Replicas per shard.
+    pub replication_factor: u32,
+    /// Replicas acknowledging a write.
+    pub write_consistency_factor: u32,
+    /// Payloads on disk.
+    pub on_disk_payload: bool,
+    /// Sharding method, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharding_method: Option<String>,
+}
+
+/// `HnswConfig` (effective values).
+#[derive(Serialize)]
+pub struct HnswConfig {
+    /// Links per node.
+    pub m: usize,
+    /// Build candidate list size.
+    pub ef_construct: usize,
+    /// KB of vectors below which a filtered search scans.
+    pub full_scan_threshold: usize,
+    /// Build threads (0: the optimizer's).
+    pub max_indexing_threads: usize,
+    /// Graph on disk.
+    pub on_disk: bool,
+    /// Extra links per indexed payload value, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_m: Option<usize>,
+}
+
+/// `OptimizersConfig` (effective values).
+#[derive(Serialize)]
+pub struct OptimizersConfig {
+    /// Deleted fraction that triggers a rebuild.
+    pub deleted_threshold: f64,
+    /// Fewest deleted points worth a rebuild.
+    pub vacuum_min_vector_number: usize,
+    /// Target segment count.
+    pub default_segment_number: usize,
+    /// Largest indexed segment, KB, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_segment_size: Option<usize>,
+    /// Memory map threshold, KB, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memmap_threshold: Option<usize>,
+    /// Indexing threshold, KB, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexing_threshold: Option<usize>,
+    /// Seconds between checkpoints.
+    pub flush_interval_sec: u64,
+    /// Build threads, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_optimization_threads: Option<serde_json::Value>,
+}
+
+/// `WalConfig` (effective values).
+#[derive(Serialize)]
+pub struct WalConfig {
+    /// One log file, MB.
+    pub wal_capacity_mb: u64,
+    /// Files created ahead.
+    pub wal_segments_ahead: u64,
+}
+
+/// `CollectionConfig` as `GET /collections/{name}` answers it.
+#[derive(Serialize)]
+pub struct CollectionConfig {
+    /// Parameters.
+    pub params: CollectionParams,
+    /// HNSW.
+    pub hnsw_config: HnswConfig,
+    /// Optimizer.
+    pub optimizer_config: OptimizersConfig,
+    /// Log.
+    pub wal_config: WalConfig,
+    /// Quantization, or `null`.
+    pub quantization_config: Option<storage::QuantizationConfig>,
+    /// Strict mode, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict_mode_config: Option<serde_json::Value>,
+    /// Metadata, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `{"status": "accepted", "time": ...}`, the answer to an operation not waited for.
+#[derive(Serialize)]
+pub struct Accepted {
+    /// `accepted`.
+    pub status: &'static str,
+    /// Seconds.
+    pub time: f64,
+}
