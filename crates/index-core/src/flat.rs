@@ -2,8 +2,8 @@
 
 use crate::error::{check_vector, prepared_vector};
 use crate::{
-    AllowedSet, DenseVectors, MemoryUsage, PointFilter, PointOffset, QueryScorer, Result,
-    ScoredOffset, SearchParams, TopK, VectorIndex, VectorIndexWrite, VectorStorage,
+    AllowedSet, DenseVectors, MemoryUsage, PointFilter, PointOffset, Result, ScoredOffset,
+    SearchParams, TopK, VectorIndex, VectorIndexWrite,
 };
 use quant::Metric;
 use std::sync::RwLock;
@@ -71,11 +71,10 @@ impl VectorIndex for FlatIndex {
         params.validate()?;
         let inner = self.read();
         let prepared = prepared_vector(query, inner.vectors.dim(), inner.vectors.metric())?;
-        let scorer = inner.vectors.scorer(&prepared);
         let mut top = TopK::new(params.limit);
         let max_distance = params.max_distance.unwrap_or(f32::INFINITY);
         let mut offer = |offset: PointOffset| {
-            let d = scorer.distance(offset);
+            let d = inner.vectors.distance(&prepared, offset);
             if d <= max_distance {
                 top.push(ScoredOffset::new(offset, d));
             }

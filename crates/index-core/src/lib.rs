@@ -10,9 +10,8 @@
 //!   sorted lists (shards, segments).
 //! * Filters: [`PointFilter`], a predicate over offsets with a cardinality hint, and
 //!   [`AllowedSet`], the bitset that payload filters produce.
-//! * Traits: [`VectorIndex`] (read), [`VectorIndexWrite`] (insert and delete, from many threads
-//!   at once), [`QueryScorer`] (a distance bound to one query, with a batch method) and
-//!   [`VectorStorage`] (where vectors live, handing out scorers).
+//! * Traits: [`VectorIndex`] (read) and [`VectorIndexWrite`] (insert and delete, from many
+//!   threads at once).
 //! * [`FlatIndex`]: exact search over [`DenseVectors`]: the reference every index is tested
 //!   against, and the exact path for small or heavily filtered collections.
 //!
@@ -44,5 +43,5 @@ pub use filter::{AllowedIter, AllowedSet, PointFilter};
 pub use flat::FlatIndex;
 pub use ids::{PointId, PointOffset};
 pub use result::{merge_top_k, ScoredOffset, TopK};
-pub use storage::{DenseScorer, DenseVectors, QueryScorer, VectorStorage};
+pub use storage::DenseVectors;
 pub use traits::{MemoryUsage, SearchParams, VectorIndex, VectorIndexWrite, MAX_LIMIT};

@@ -246,6 +246,9 @@ impl ShardHandles {
                 return shards.clone();
             }
         }
+        // Entries of collections gone meanwhile (a request that held one across its delete
+        // can build it again after `forget`) are dropped here, not kept until the name returns.
+        built.retain(|_, (owner, _)| owner.strong_count() > 0);
         let shards: Arc<[Arc<dyn Shard>]> = c
             .shards()
             .iter()

@@ -27,7 +27,9 @@ impl SearchPool {
                 .name(format!("search-{i}"))
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
-                        job();
+                        // A job that panics drops its answer channel (its caller sees the
+                        // worker stop) but must not take the worker with it.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 })
                 .map_err(|e| ShardError::Unavailable {

@@ -71,7 +71,7 @@ pub async fn set_payload(
 ) -> ApiResult {
     let selector = convert::selector(body.points, body.filter, &body.shard_key, "set payload")?;
     let update = Update::SetPayload {
-        payload: body.payload,
+        payload: body.payload.unwrap_or_default(),
         selector,
         key: body.key,
     };
@@ -92,7 +92,7 @@ pub async fn overwrite_payload(
         "overwrite payload",
     )?;
     let update = Update::OverwritePayload {
-        payload: body.payload,
+        payload: body.payload.unwrap_or_default(),
         selector,
     };
     apply_update(&state, &name, update, &params).await

@@ -204,7 +204,13 @@ async fn run_search(
     }
     let started = Instant::now();
     let shards = state.shard_handles(c);
-    let limit = plan.request.params.limit - plan.offset - usize::from(plan.exclude.is_some());
+    // `limit + offset` was capped at the most a search returns: what is left after the
+    // offset may be nothing.
+    let limit = plan
+        .request
+        .params
+        .limit
+        .saturating_sub(plan.offset + usize::from(plan.exclude.is_some()));
     let hits = shard_router::search(&shards, Arc::new(plan.request), plan.metric, deadline).await?;
     state
         .metrics

@@ -26,14 +26,15 @@ pub use vectors::{
     VectorInput, VectorStruct, WithPayload, WithVector,
 };
 
-/// Reads a request body into `T`. An empty body reads as `{}` (clients send none where every
-/// field is optional).
+/// Reads a request body into `T`. An empty body, or `null`, reads as `{}` (clients send none
+/// where every field is optional).
 pub fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
-    let body: &'de [u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
+    let body: &'de [u8] =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            b"{}"
+        } else {
+            body
+        };
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(format_error)?;
     de.end()
@@ -131,8 +132,8 @@ pub struct PointsSelector {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetPayload {
-    /// Keys to set.
-    pub payload: Payload,
+    /// Keys to set (absent: none).
+    pub payload: Option<Payload>,
     /// By id.
     pub points: Option<Vec<ExtendedPointId>>,
     /// By filter.
@@ -382,8 +383,24 @@ pub struct ReadParams {
     /// Read consistency (one replica: every level reads the same data).
     #[allow(dead_code)] // one replica: every level reads the same data
     pub consistency: Option<String>,
-    /// Seconds the request may take (at most the server's request timeout).
-    pub timeout: Option<u64>,
+    /// Seconds the request may take (at least 1, at most the server's request timeout).
+    pub timeout: Option<Timeout>,
+}
+
+/// A `timeout` of at least one second (Qdrant's minimum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub u64);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        match s.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(Timeout(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "timeout `{s}` is not a whole number of seconds of at least 1"
+            ))),
+        }
+    }
 }
 
 impl ReadParams {
@@ -391,7 +408,7 @@ impl ReadParams {
     pub fn deadline(&self, limit: std::time::Duration) -> std::time::Instant {
         let asked = self
             .timeout
-            .map_or(limit, |s| std::time::Duration::from_secs(s).min(limit));
+            .map_or(limit, |s| std::time::Duration::from_secs(s.0).min(limit));
         std::time::Instant::now() + asked
     }
 }

@@ -393,19 +393,17 @@ impl<'de> Deserialize<'de> for NamedVectorStruct {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of numbers or {name, vector}")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(4096));
-                read_floats(&mut seq, &mut out)?;
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 Ok(NamedVectorStruct {
                     name: String::new(),
-                    vector: VectorInput::Dense(out),
+                    vector: VectorInputVisitor.visit_seq(seq)?,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut name, mut vector) = (None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "name" => name = Some(map.next_value::<String>()?),
+                        "name" => name = map.next_value::<Option<String>>()?,
                         "vector" => vector = Some(map.next_value::<VectorInput>()?),
                         other => return Err(de::Error::unknown_field(other, &["name", "vector"])),
                     }
@@ -416,8 +414,9 @@ impl<'de> Deserialize<'de> for NamedVectorStruct {
                         "vector must be a list of numbers or a sparse vector",
                     ));
                 }
+                // No name: the unnamed vector, as the list form.
                 Ok(NamedVectorStruct {
-                    name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+                    name: name.unwrap_or_default(),
                     vector,
                 })
             }
@@ -488,10 +487,8 @@ impl<'de> Deserialize<'de> for QueryInterface {
                         while let Some(k) = key {
                             match k.as_str() {
                                 "nearest" => nearest = Some(map.next_value::<VectorInput>()?),
-                                "mmr" => {
-                                    map.next_value::<IgnoredAny>()?;
-                                    mmr = true;
-                                }
+                                // `null` is absent, as everywhere in a body.
+                                "mmr" => mmr = map.next_value::<Option<IgnoredAny>>()?.is_some(),
                                 other => {
                                     return Err(de::Error::unknown_field(
                                         other,

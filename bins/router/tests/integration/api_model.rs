@@ -208,3 +208,60 @@ async fn only_large_answers_are_compressed() {
         Some(&b"gzip"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nulls_and_optional_fields_read_as_absent() {
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    r.create("c", json!({"vectors": {"size": 2, "distance": "Dot"}}))
+        .await;
+    r.upsert(
+        "c",
+        json!({"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [0.0, 1.0]}]}),
+    )
+    .await;
+    // `"mmr": null` is no diversity request; a legacy search without a name is the unnamed
+    // vector; a `null` body is an empty one.
+    let hits = r
+        .post(
+            "/collections/c/points/query",
+            json!({"query": {"nearest": [1.0, 0.2], "mmr": null}, "limit": 1}),
+        )
+        .await;
+    assert_eq!(hits["points"][0]["id"], 1);
+    let hits = r
+        .post(
+            "/collections/c/points/search",
+            json!({"vector": {"vector": [0.2, 1.0]}, "limit": 1}),
+        )
+        .await;
+    assert_eq!(hits[0]["id"], 2);
+    let count = r.post("/collections/c/points/count", Value::Null).await;
+    assert_eq!(count["count"], 2);
+    // A legacy multivector search is valid Qdrant this server does not serve: 501.
+    let (status, _) = r
+        .call(
+            Method::POST,
+            "/collections/c/points/search",
+            Some(&json!({"vector": [[1.0, 0.0]], "limit": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    // A query by id with the largest offset: nothing left, no failure.
+    let hits = r
+        .post(
+            "/collections/c/points/query",
+            json!({"query": 1, "offset": 100_000, "limit": 5}),
+        )
+        .await;
+    assert_eq!(hits["points"], json!([]));
+    // A timeout of 0 seconds is refused (Qdrant's minimum is 1).
+    let error = rejection(
+        &r,
+        Method::POST,
+        "/collections/c/points/query?timeout=0",
+        json!({"query": [1.0, 0.0]}),
+    )
+    .await;
+    assert!(error.contains("timeout"), "{error}");
+}
