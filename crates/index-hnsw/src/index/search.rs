@@ -1,0 +1,303 @@
+//! Searching: the filter plan (exact scan, filter-first walk, plain walk), the exact scan
+//! of allowed points, and rescoring of quantized candidates.
+
+use super::*;
+
+impl HnswIndex {
+    /// Exact search over every live node that passes `accept` (among `offsets`, when given;
+    /// `listed_pass`: every listed offset is known to pass, as when they come from the bitset
+    /// that is the whole filter).
+    pub(super) fn scan<A: Fn(u32) -> bool>(
+        &self,
+        query: &[f32],
+        accept: &A,
+        offsets: Option<&mut dyn Iterator<Item = u32>>,
+        listed_pass: bool,
+        limit: usize,
+    ) -> Vec<Candidate> {
+        let mut top = TopK::new(limit);
+        match offsets {
+            Some(it) => {
+                // Listed offsets are scattered over the records: load a few ahead of the one
+                // being measured, as the walk does, so that the misses overlap.
+                let quantized = self.codec.kind().is_quantized();
+                let listed: Vec<u32> = if listed_pass {
+                    it.collect()
+                } else {
+                    it.filter(|&n| accept(n)).collect()
+                };
+                for (k, &n) in listed.iter().enumerate() {
+                    if let Some(&ahead) = listed.get(k + SCAN_PREFETCH_AHEAD) {
+                        self.arena.prefetch(ahead);
+                        if quantized {
+                            self.arena.prefetch_secondary(ahead);
+                        }
+                    }
+                    if let Some((d, true)) = self.measure_exact(query, n) {
+                        top.push(Candidate::new(n, d));
+                    }
+                }
+            }
+            None => (0..self.end.load(Ordering::Acquire)).for_each(|n| {
+                if self.arena.state(n) == SlotState::Live && accept(n) {
+                    top.push(Candidate::new(n, self.exact_distance(query, n)));
+                }
+            }),
+        }
+        top.into_sorted_vec()
+    }
+
+    /// How many live points `filter` lets through: its own count when it has one (a bitset),
+    /// otherwise an estimate from a fixed pseudo-random sample of offsets, as Qdrant's planner
+    /// samples a condition no payload index can count.
+    pub(super) fn estimate_allowed(&self, filter: &dyn PointFilter) -> usize {
+        if let Some(count) = filter.cardinality_estimate() {
+            return count;
+        }
+        let end = self.end.load(Ordering::Acquire);
+        if end == 0 {
+            return 0;
+        }
+        let (mut live, mut passed) = (0usize, 0usize);
+        for i in 0..FILTER_SAMPLE as u64 {
+            // A multiplicative hash spreads the sample over the whole range, so a filter that
+            // follows the offsets periodically (every 10th point, say) is not over- or
+            // under-counted the way a fixed stride would.
+            let n =
+                ((i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % end as u64) as u32;
+            if self.arena.state(n) == SlotState::Live {
+                live += 1;
+                passed += filter.allows(n) as usize;
+            }
+        }
+        if live == 0 {
+            return 0;
+        }
+        (self.live.load(Ordering::Acquire) as f64 * passed as f64 / live as f64).round() as usize
+    }
+
+    /// Chooses how a filtered search runs (the planner): an exact scan of the allowed points
+    /// when they are few (`full_scan_threshold`), the filter-first walk when a minority of the
+    /// points pass, and the plain walk that keeps only allowed results when most do.
+    pub(super) fn plan(&self, filter: &dyn PointFilter) -> FilterPlan {
+        let allowed = self.estimate_allowed(filter);
+        if allowed < self.config.full_scan_threshold {
+            return FilterPlan::Scan;
+        }
+        let live = self.live.load(Ordering::Acquire).max(1);
+        if (allowed as f64) < FILTER_FIRST_BELOW * live as f64 {
+            FilterPlan::FilterFirst
+        } else {
+            FilterPlan::PassThrough
+        }
+    }
+
+    /// Searches with an already prepared query.
+    pub(super) fn search_prepared(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+    ) -> Vec<Candidate> {
+        let plan = match filter {
+            _ if params.exact => FilterPlan::Scan,
+            Some(f) => self.plan(f),
+            None => FilterPlan::PassThrough,
+        };
+        // A filter that is a plain bitset is tested inline, one bit per node; any other
+        // through its trait object.
+        match filter.and_then(|f| f.as_bitset()) {
+            Some(bits) => self.search_planned(q, params, filter, &|n| bits.contains(n), plan),
+            None => {
+                let allowed = |n: u32| filter.is_none_or(|f| f.allows(n));
+                self.search_planned(q, params, filter, &allowed, plan)
+            }
+        }
+    }
+
+    /// Runs a search as `plan` says; `allowed` is `filter` as a closure.
+    pub(super) fn search_planned<A: Fn(u32) -> bool>(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        filter: Option<&dyn PointFilter>,
+        allowed: &A,
+        plan: FilterPlan,
+    ) -> Vec<Candidate> {
+        let limit = params.limit;
+        let Some((entry, top)) = self.entry() else {
+            return Vec::new();
+        };
+        if plan == FilterPlan::Scan {
+            let mut listed = filter.and_then(|f| f.allowed_offsets());
+            let listed_pass = filter.is_some_and(|f| f.as_bitset().is_some());
+            return self.scan(
+                q,
+                allowed,
+                listed
+                    .as_mut()
+                    .map(|it| it as &mut dyn Iterator<Item = u32>),
+                listed_pass,
+                limit,
+            );
+        }
+        let filter_first = (plan == FilterPlan::FilterFirst).then_some(allowed);
+        let ef = params.hnsw_ef.unwrap_or(self.config.ef_search).max(limit);
+        // A generic function, not a closure over `&dyn Fn`: each storage's `measure` is inlined
+        // into the walk instead of being called indirectly per node.
+        fn walk<M: Fn(u32) -> Option<(f32, bool)>, A: Fn(u32) -> bool>(
+            index: &HnswIndex,
+            measure: &M,
+            entry: u32,
+            top: usize,
+            ef: usize,
+            filter_first: Option<&A>,
+        ) -> Vec<Candidate> {
+            let start = index.descend(measure, entry, top, 0);
+            match filter_first {
+                Some(allowed) => {
+                    index.search_level_filter_first(measure, allowed, start.offset, ef)
+                }
+                None => index.search_level(
+                    measure,
+                    &|n| index.arena.prefetch(n),
+                    &[start.offset],
+                    ef,
+                    0,
+                ),
+            }
+        }
+        let dim = self.dim;
+        match &self.codec {
+            Codec::F32 => {
+                let kernel = self.kernels;
+                let metric = self.metric;
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    let v: &[f32] = &bytemuck::cast_slice(p)[..dim];
+                    Some((metric.distance(kernel, q, v), live && allowed(n)))
+                };
+                let mut found = walk(self, &measure, entry, top, ef, filter_first);
+                found.truncate(limit);
+                found
+            }
+            Codec::F16 => {
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    let v: &[f16] = &bytemuck::cast_slice(p)[..dim];
+                    Some((
+                        self.metric.distance_f16(self.kernels, q, v),
+                        live && allowed(n),
+                    ))
+                };
+                let mut found = walk(self, &measure, entry, top, ef, filter_first);
+                found.truncate(limit);
+                found
+            }
+            Codec::Sq8(sq) => {
+                let oversampled = self.oversampled(params);
+                // Measures nodes by their codes with either scorer (generic, so each is inlined).
+                fn sq8_walk<S: Fn(&[u8], f32) -> f32, A: Fn(u32) -> bool>(
+                    index: &HnswIndex,
+                    score: S,
+                    allowed: &A,
+                    entry: u32,
+                    top: usize,
+                    ef: usize,
+                    filter_first: bool,
+                ) -> Vec<Candidate> {
+                    let measure = |n: u32| {
+                        let (p, live) = index.arena.payload_and_liveness(n)?;
+                        let (correction, codes) = sq8_record(p, index.dim);
+                        Some((score(codes, correction), live && allowed(n)))
+                    };
+                    walk(
+                        index,
+                        &measure,
+                        entry,
+                        top,
+                        ef,
+                        filter_first.then_some(allowed),
+                    )
+                }
+                let ef = ef.max(oversampled);
+                let first = filter_first.is_some();
+                let found = if self.metric == Metric::Manhattan && !sq.bounds().is_global() {
+                    let scorer = sq.query(q, self.metric).expect("query checked");
+                    sq8_walk(
+                        self,
+                        |c, k| scorer.distance(c, k),
+                        allowed,
+                        entry,
+                        top,
+                        ef,
+                        first,
+                    )
+                } else {
+                    let scorer = sq.query_int(q, self.metric).expect("query checked");
+                    sq8_walk(
+                        self,
+                        |c, k| scorer.distance(c, k),
+                        allowed,
+                        entry,
+                        top,
+                        ef,
+                        first,
+                    )
+                };
+                self.rescore(q, found, params, oversampled)
+            }
+            Codec::Binary(bq) => {
+                let oversampled = self.oversampled(params);
+                let scorer = bq.query(q, self.metric).expect("query checked");
+                let words = dim.div_ceil(64);
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    Some((
+                        scorer.distance(&bytemuck::cast_slice(p)[..words]),
+                        live && allowed(n),
+                    ))
+                };
+                let found = walk(
+                    self,
+                    &measure,
+                    entry,
+                    top,
+                    ef.max(oversampled),
+                    filter_first,
+                );
+                self.rescore(q, found, params, oversampled)
+            }
+        }
+    }
+
+    pub(super) fn oversampled(&self, params: &SearchParams) -> usize {
+        let factor = params.oversampling.unwrap_or(self.config.oversampling);
+        ((params.limit as f64 * factor as f64).ceil() as usize).max(params.limit)
+    }
+
+    /// Re-ranks the first `keep` candidates of a quantized walk by full-precision distance.
+    pub(super) fn rescore(
+        &self,
+        q: &[f32],
+        mut found: Vec<Candidate>,
+        params: &SearchParams,
+        keep: usize,
+    ) -> Vec<Candidate> {
+        if params.rescore == Some(false) {
+            found.truncate(params.limit);
+            return found;
+        }
+        found.truncate(keep);
+        // The full vectors live apart from the codes: start every load before the first use.
+        for c in &found {
+            self.arena.prefetch_secondary(c.offset);
+        }
+        for c in found.iter_mut() {
+            c.distance = self.exact_distance(q, c.offset);
+        }
+        found.sort();
+        found.truncate(params.limit);
+        found
+    }
+}

@@ -1,0 +1,333 @@
+//! Checkpoints of a shard (`state.bin`) and loading one at open.
+//!
+//! # Checkpoint file (`state.bin`), version 1
+//! ```text
+//! [magic "VRSHARD\0"][version u32 LE = 1][body_len u64 LE][crc32 of body u32 LE][body]
+//! body   = [header_len u32 LE][header: JSON][points: points_bytes][f32 LE values]
+//! header = {"applied_seq", "next_segment_id", "point_count", "points_bytes",
+//!           "indexed": [{"id", "generation", "rows"}]}     graphs on disk and the rows they hold
+//! point  = [id: 0 u8, u64 | 1 u8, u128 (UUID)]
+//!          [location: 0 u8, segment u64, row u32            a row of an on-disk graph
+//!                   | 1 u8, n u8, n × (column u16, len u32)] vectors inline, in the f32 block]
+//!          [payload_len u32][payload: JSON]
+//! ```
+//! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
+//! index crate's own versioned, checksummed format). A growing graph is rewritten only when
+//! the rows added since its last file reach half of what that file holds (and on close):
+//! rows past the file are checkpointed inline meanwhile, so the bytes written stay linear in
+//! the collection size. A graph file is deleted only once no checkpoint refers to it. The
+//! state file is replaced atomically (temporary file, fsync, rename, directory fsync).
+
+use super::*;
+
+impl LocalShard {
+    /// Writes a checkpoint if anything changed since the last one. Returns the sequence
+    /// number it covers.
+    pub fn checkpoint(&self) -> Result<u64> {
+        self.write_checkpoint(false)
+    }
+
+    pub(super) fn write_checkpoint(&self, force: bool) -> Result<u64> {
+        let _files = self.files.lock();
+        let (bytes, seq, referenced) = {
+            let st = self.state.read();
+            if !force && st.applied_seq == st.checkpointed_seq && self.dir.join(STATE_FILE).exists()
+            {
+                return Ok(st.checkpointed_seq);
+            }
+            self.encode_state(&st)
+        };
+        let path = self.dir.join(STATE_FILE);
+        write_atomically(&path, &bytes)?;
+        self.state.write().checkpointed_seq = seq;
+        // Graph files no checkpoint refers to any more.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("seg-")
+                    && (name.ends_with(".hnsw") || name.ends_with(".ivf"))
+                    && !referenced.contains(&name)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// The files of the last checkpoint (state file first), for snapshots.
+    pub fn checkpoint_files(&self) -> Result<Vec<PathBuf>> {
+        let _files = self.files.lock();
+        let path = self.dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        let header = decode_state(&path, &bytes)?.0;
+        let mut out = vec![path];
+        for seg in &header.indexed {
+            for c in 0..self.settings.vectors.len() {
+                out.push(self.graph_path(seg.id, seg.generation, c));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the applied sequence numbers (used when a snapshot is restored next to a fresh
+    /// log that numbers from 1 again), and checkpoints.
+    pub fn reset_sequence(&self) -> Result<()> {
+        {
+            let mut st = self.state.write();
+            st.applied_seq = 0;
+            st.checkpointed_seq = 0;
+        }
+        self.write_checkpoint(true).map(|_| ())
+    }
+
+    pub(super) fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {
+        let columns = self.settings.vectors.len();
+        let mut referenced = HashSet::new();
+        // Indexed segments whose graphs are on disk; rows past what a file holds (added since
+        // it was written) are checkpointed inline, like appendable rows.
+        let mut saved: HashMap<u64, u32> = HashMap::new();
+        let indexed: Vec<IndexedHeader> = st
+            .segments
+            .iter()
+            .filter(|s| s.is_indexed() && s.generation() > 0)
+            .map(|s| {
+                for c in 0..columns {
+                    referenced.insert(format!(
+                        "seg-{}-{}-{c}.{}",
+                        s.id,
+                        s.generation(),
+                        self.extension(c)
+                    ));
+                }
+                saved.insert(s.id, s.saved_rows() as u32);
+                IndexedHeader {
+                    id: s.id,
+                    generation: s.generation(),
+                    rows: s.saved_rows() as u64,
+                }
+            })
+            .collect();
+        let mut points = Vec::with_capacity(st.points.len() * 24);
+        let mut floats: Vec<f32> = Vec::new();
+        for (id, e) in &st.points {
+            match *id {
+                PointId::Num(n) => {
+                    points.push(0u8);
+                    points.extend_from_slice(&n.to_le_bytes());
+                }
+                PointId::Uuid(u) => {
+                    points.push(1u8);
+                    points.extend_from_slice(&u.to_le_bytes());
+                }
+            }
+            if saved.get(&e.seg.id).is_some_and(|&rows| e.row < rows) {
+                points.push(0u8);
+                points.extend_from_slice(&e.seg.id.to_le_bytes());
+                points.extend_from_slice(&e.row.to_le_bytes());
+            } else {
+                points.push(1u8);
+                let present: Vec<(usize, Vec<f32>)> = (0..columns)
+                    .filter_map(|c| e.seg.vector(c, e.row).map(|v| (c, v)))
+                    .collect();
+                points.push(present.len() as u8);
+                for (c, v) in present {
+                    points.extend_from_slice(&(c as u16).to_le_bytes());
+                    points.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    floats.extend_from_slice(&v);
+                }
+            }
+            let json = serde_json::to_vec(&e.payload).expect("payload serialises");
+            points.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            points.extend_from_slice(&json);
+        }
+        let header = StateHeader {
+            applied_seq: st.applied_seq,
+            next_segment_id: st.next_segment_id,
+            indexed,
+            point_count: st.points.len() as u64,
+            points_bytes: points.len() as u64,
+        };
+        let json = serde_json::to_vec(&header).expect("state serialises");
+        let mut body = Vec::with_capacity(4 + json.len() + points.len() + floats.len() * 4);
+        body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        body.extend_from_slice(&json);
+        body.extend_from_slice(&points);
+        body.extend_from_slice(bytemuck_f32(&floats));
+        let mut out = Vec::with_capacity(24 + body.len());
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&STATE_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&persist::crc32(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        (out, st.applied_seq, referenced)
+    }
+
+    pub(super) fn load(&self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
+        let (header, points, floats) = decode_state(path, &bytes)?;
+        let corrupt = |why: String| StorageError::corrupt(path, why);
+        let mut segments: HashMap<u64, Arc<Segment>> = HashMap::new();
+        for seg in &header.indexed {
+            let mut graphs = Vec::new();
+            for (c, v) in self.settings.vectors.iter().enumerate() {
+                let file = self.graph_path(seg.id, seg.generation, c);
+                if !file.exists() {
+                    return Err(StorageError::corrupt(
+                        &file,
+                        "graph file named by the checkpoint is missing",
+                    ));
+                }
+                graphs.push(
+                    SegmentIndex::load(&file, v.ivf.is_some(), v.on_disk)
+                        .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
+                );
+            }
+            let rows = Rows {
+                ids: vec![PointId::Num(u64::MAX); seg.rows as usize],
+                live: Default::default(),
+            };
+            let segment = Segment::indexed(seg.id, graphs, seg.generation, rows);
+            segment.set_saved_rows(seg.rows as usize);
+            segments.insert(seg.id, Arc::new(segment));
+        }
+        let mut st = self.state.write();
+        let mut r = persist::Cursor::new(points, 0);
+        let mut at = 0usize;
+        for _ in 0..header.point_count {
+            let id = match r.u8().ok_or_else(|| corrupt("short point list".into()))? {
+                0 => PointId::Num(r.u64().ok_or_else(|| corrupt("short point id".into()))?),
+                1 => PointId::Uuid(r.u128().ok_or_else(|| corrupt("short point id".into()))?),
+                t => return Err(corrupt(format!("bad id tag {t}"))),
+            };
+            let (seg, row) = match r.u8().ok_or_else(|| corrupt("short location".into()))? {
+                0 => {
+                    let s = r.u64().ok_or_else(|| corrupt("short location".into()))?;
+                    let row = r.u32().ok_or_else(|| corrupt("short location".into()))?;
+                    let seg = segments
+                        .get(&s)
+                        .ok_or_else(|| corrupt(format!("point {id} names unknown segment {s}")))?
+                        .clone();
+                    {
+                        let mut rows = seg.rows.write();
+                        if row as usize >= rows.ids.len() {
+                            return Err(corrupt(format!("point {id}: row {row} out of range")));
+                        }
+                        rows.ids[row as usize] = id;
+                        rows.live.set(row, true);
+                    }
+                    (seg, row)
+                }
+                1 => {
+                    let n = r.u8().ok_or_else(|| corrupt("short location".into()))?;
+                    let mut cols = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        let c = r
+                            .u16()
+                            .ok_or_else(|| corrupt("short vector entry".into()))?
+                            as usize;
+                        let len = r
+                            .u32()
+                            .ok_or_else(|| corrupt("short vector entry".into()))?
+                            as usize;
+                        let end = at + len;
+                        if end > floats.len() || c >= self.settings.vectors.len() {
+                            return Err(corrupt("vector block too short".into()));
+                        }
+                        cols.push((c, at, end));
+                        at = end;
+                    }
+                    let views: Vec<(usize, &[f32])> =
+                        cols.iter().map(|&(c, s, e)| (c, &floats[s..e])).collect();
+                    let row = st.active.push_row(id, &views);
+                    (st.active.clone(), row)
+                }
+                t => return Err(corrupt(format!("bad location tag {t}"))),
+            };
+            let len = r.u32().ok_or_else(|| corrupt("short payload".into()))? as usize;
+            let json = r
+                .bytes(len)
+                .ok_or_else(|| corrupt("short payload".into()))?;
+            let payload: Payload = serde_json::from_slice(json)
+                .map_err(|e| corrupt(format!("payload of {id}: {e}")))?;
+            st.points.insert(id, PointEntry { seg, row, payload });
+        }
+        let mut indexed: Vec<Arc<Segment>> = segments.into_values().collect();
+        indexed.sort_by_key(|s| s.id);
+        indexed.push(st.active.clone());
+        st.segments = indexed;
+        st.applied_seq = header.applied_seq;
+        st.checkpointed_seq = header.applied_seq;
+        st.next_segment_id = header.next_segment_id.max(1);
+        self.seal_if_full(&mut st);
+        Ok(())
+    }
+}
+
+fn bytemuck_f32(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+#[derive(Serialize, Deserialize)]
+struct IndexedHeader {
+    id: u64,
+    generation: u64,
+    /// Rows the graph file holds.
+    rows: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateHeader {
+    applied_seq: u64,
+    next_segment_id: u64,
+    indexed: Vec<IndexedHeader>,
+    point_count: u64,
+    points_bytes: u64,
+}
+
+fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u8], Vec<f32>)> {
+    let corrupt = |why: String| StorageError::corrupt(path, why);
+    let mut r = persist::Cursor::new(bytes, 0);
+    if bytes.len() < 24 || r.bytes(8) != Some(&STATE_MAGIC[..]) {
+        return Err(corrupt("not a shard checkpoint (bad magic)".into()));
+    }
+    let version = r.u32().expect("length checked");
+    if version != STATE_VERSION {
+        return Err(corrupt(format!("unsupported checkpoint version {version}")));
+    }
+    let len = r.u64().expect("length checked");
+    let crc = r.u32().expect("length checked");
+    let body = usize::try_from(len)
+        .ok()
+        .and_then(|len| r.bytes(len))
+        .ok_or_else(|| corrupt("truncated".into()))?;
+    if persist::crc32(body) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let mut r = persist::Cursor::new(body, 0);
+    let hlen = r.u32().ok_or_else(|| corrupt("short body".into()))? as usize;
+    let json = r
+        .bytes(hlen)
+        .ok_or_else(|| corrupt("short header".into()))?;
+    let header: StateHeader = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+    let points = usize::try_from(header.points_bytes)
+        .ok()
+        .and_then(|n| r.bytes(n))
+        .ok_or_else(|| corrupt("short point list".into()))?;
+    if !r.remaining().is_multiple_of(4) {
+        return Err(corrupt("vector block is not whole floats".into()));
+    }
+    let floats = r.f32s(r.remaining() / 4).expect("length checked");
+    Ok((header, points, floats))
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the
+/// directory, so a crash leaves either the old file or the new one.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist::replace_file(path, |out| out.write_all(bytes)).map_err(|e| StorageError::io(path, e))
+}
+
+/// Fsyncs a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    persist::sync_dir(dir).map_err(|e| StorageError::io(dir, e))
+}

@@ -1,0 +1,490 @@
+//! A local shard: its points, payloads, payload indexes and segments, searched together.
+//!
+//! # Concurrency
+//! One `RwLock` guards the shard's state: the point map (id → segment, row, payload), the
+//! segment list and the payload indexes. Writes (applied in log order by the collection)
+//! take it for writing, briefly; searches, retrievals, scrolls and checkpoints take it for
+//! reading. The optimizer does its slow part (graph inserts, file writes) without it, then
+//! moves points with one short write-locked swap, so a point is live in exactly one segment
+//! at every instant a reader can observe.
+//!
+//!
+//! The impl of [`LocalShard`] is split by concern: reads and searches (`read`), the
+//! optimizer (`optimize`), checkpoints and loading (`checkpoint`); this file holds the types,
+//! opening and the write path.
+
+mod checkpoint;
+mod optimize;
+mod read;
+
+use crate::config::EffectiveVector;
+use crate::filter_cache::{FilterCache, FilterRows};
+use crate::ops::{Operation, PointWrite};
+use crate::segment::SegmentIndex;
+use crate::segment::{Rows, Segment, SegmentVectors};
+use crate::{Result, StorageError};
+use index_core::{merge_top_k, prepared_vector, PointId, SearchParams};
+use index_hnsw::{HnswConfig, HnswIndex, StorageKind};
+use index_ivf::IvfIndex;
+use parking_lot::{Mutex, RwLock};
+use payload::{Filter, KeyPath, Payload, PayloadIndexes, PayloadSelector, PointView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
+const STATE_VERSION: u32 = 1;
+const STATE_FILE: &str = "state.bin";
+
+/// Which stored vectors to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorSelector {
+    /// None.
+    Nothing,
+    /// All of them.
+    All,
+    /// Only these names.
+    Only(Vec<String>),
+}
+
+impl VectorSelector {
+    fn wants(&self, name: &str) -> bool {
+        match self {
+            VectorSelector::Nothing => false,
+            VectorSelector::All => true,
+            VectorSelector::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// A point as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Its id.
+    pub id: PointId,
+    /// Its payload, as selected (`None` when not asked for).
+    pub payload: Option<Payload>,
+    /// Its vectors by name, as selected (`None` when not asked for).
+    pub vectors: Option<Vec<(String, Vec<f32>)>>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    /// The point.
+    pub record: Record,
+    /// Internal distance (smaller is closer).
+    pub distance: f32,
+    /// Qdrant's score for the metric.
+    pub score: f32,
+}
+
+/// A nearest-neighbour search over one named vector.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Which vector (`""` for the unnamed one).
+    pub vector_name: String,
+    /// The query, as the user sent it.
+    pub vector: Vec<f32>,
+    /// Payload filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Limit (offset included), ef, exactness, score bound.
+    pub params: SearchParams,
+    /// Payload to return.
+    pub with_payload: PayloadSelector,
+    /// Vectors to return.
+    pub with_vector: VectorSelector,
+}
+
+/// One page of a scroll.
+#[derive(Debug, Clone)]
+pub struct ScrollPage {
+    /// Points in id order.
+    pub points: Vec<Record>,
+    /// The first id not returned, if any.
+    pub next: Option<PointId>,
+}
+
+pub(crate) struct PointEntry {
+    seg: Arc<Segment>,
+    row: u32,
+    payload: Payload,
+}
+
+struct State {
+    points: BTreeMap<PointId, PointEntry>,
+    /// Indexed segments, sealed appendables waiting for the optimizer, then `active`.
+    segments: Vec<Arc<Segment>>,
+    active: Arc<Segment>,
+    indexes: PayloadIndexes,
+    /// Filters materialised as row bitsets, kept current by every write (`filter_cache`).
+    /// Behind its own lock so that searches, which hold the state's read lock, can fill it.
+    filters: Mutex<FilterCache>,
+    applied_seq: u64,
+    checkpointed_seq: u64,
+    next_segment_id: u64,
+}
+
+/// How the shard sees its collection's settings.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    /// Every named vector, in config order.
+    pub vectors: Vec<EffectiveVector>,
+    /// Rows after which an appendable segment is sealed; `None`: never index.
+    pub indexing_threshold: Option<usize>,
+    /// Rows an indexed segment grows to before a new one starts.
+    pub max_segment_points: usize,
+    /// (fraction, minimum) of deleted rows that triggers a rebuild.
+    pub vacuum: (f64, usize),
+}
+
+/// A local shard.
+pub struct LocalShard {
+    id: u32,
+    dir: PathBuf,
+    settings: ShardSettings,
+    columns: HashMap<String, usize>,
+    state: RwLock<State>,
+    /// One optimizer step at a time.
+    optimizing: Mutex<()>,
+    /// Serialises checkpoints with the optimizer's file writes.
+    files: Mutex<()>,
+}
+
+struct View<'a> {
+    id: PointId,
+    entry: &'a PointEntry,
+    columns: &'a HashMap<String, usize>,
+}
+
+impl PointView for View<'_> {
+    fn id(&self) -> PointId {
+        self.id
+    }
+    fn payload(&self) -> Option<&Payload> {
+        Some(&self.entry.payload)
+    }
+    fn has_vector(&self, name: &str) -> bool {
+        self.columns
+            .get(name)
+            .is_some_and(|&c| self.entry.seg.has_vector(c, self.entry.row))
+    }
+}
+
+impl LocalShard {
+    /// Opens the shard in `dir`, loading its last checkpoint if there is one.
+    pub fn open(
+        id: u32,
+        dir: &Path,
+        settings: ShardSettings,
+        index_defs: &[(String, Value)],
+    ) -> Result<LocalShard> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let columns = settings
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let active = Arc::new(Segment::appendable(0, &settings.vectors));
+        let shard = LocalShard {
+            id,
+            dir: dir.to_path_buf(),
+            columns,
+            state: RwLock::new(State {
+                points: BTreeMap::new(),
+                segments: vec![active.clone()],
+                active,
+                indexes: PayloadIndexes::new(),
+                filters: Mutex::new(FilterCache::default()),
+                applied_seq: 0,
+                checkpointed_seq: 0,
+                next_segment_id: 1,
+            }),
+            settings,
+            optimizing: Mutex::new(()),
+            files: Mutex::new(()),
+        };
+        let path = dir.join(STATE_FILE);
+        if path.exists() {
+            shard.load(&path)?;
+        }
+        {
+            let mut st = shard.state.write();
+            for (field, schema) in index_defs {
+                let schema = payload::FieldSchema::from_json(schema)?;
+                let State {
+                    indexes, points, ..
+                } = &mut *st;
+                indexes.create(
+                    field,
+                    schema,
+                    points.iter().map(|(id, e)| (*id, &e.payload)),
+                )?;
+            }
+        }
+        Ok(shard)
+    }
+
+    /// The shard's number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The last operation applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.state.read().applied_seq
+    }
+
+    /// The last operation persisted by a checkpoint.
+    pub fn checkpointed_seq(&self) -> u64 {
+        self.state.read().checkpointed_seq
+    }
+
+    /// Live points.
+    pub fn len(&self) -> usize {
+        self.state.read().points.len()
+    }
+
+    /// Whether the shard holds no points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.state.read().segments.len()
+    }
+
+    /// Points whose current version sits in an indexed segment.
+    pub fn indexed_points(&self) -> usize {
+        self.state
+            .read()
+            .segments
+            .iter()
+            .filter(|s| s.is_indexed())
+            .map(|s| s.live_count())
+            .sum()
+    }
+
+    /// Whether the optimizer has work waiting (sealed segments or a due vacuum).
+    pub fn needs_optimization(&self) -> bool {
+        let st = self.state.read();
+        st.segments
+            .iter()
+            .any(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
+            || self.vacuum_candidate(&st).is_some()
+    }
+
+    fn column(&self, name: &str) -> Result<usize> {
+        self.columns
+            .get(name)
+            .copied()
+            .ok_or_else(|| StorageError::UnknownVector {
+                name: name.to_string(),
+            })
+    }
+
+    /// Applies a logged operation (`None`: the operation concerns other shards; only the
+    /// sequence number advances, so the log can be truncated past it). Operations at or below
+    /// the applied sequence number are skipped, so replaying the log is idempotent. Returns
+    /// whether a segment was sealed.
+    pub fn apply(&self, seq: u64, op: Option<&Operation>) -> bool {
+        let mut st = self.state.write();
+        if seq <= st.applied_seq {
+            return false;
+        }
+        let State {
+            points,
+            active,
+            indexes,
+            filters,
+            ..
+        } = &mut *st;
+        let Some(op) = op else {
+            st.applied_seq = seq;
+            return false;
+        };
+        let filters = filters.get_mut();
+        match op {
+            Operation::Upsert(writes) => {
+                for w in writes {
+                    // The row a re-upsert replaces dies: its bits go (materialised filters hold
+                    // live rows only, so a search needs no liveness test on top of them).
+                    if let Some(old) = points.get(&w.id) {
+                        filters.point_written(old.seg.id, old.row, |_| false);
+                    }
+                    self.upsert_one(points, active, indexes, w);
+                    self.refresh_filters(filters, points, w.id);
+                }
+            }
+            Operation::Delete(ids) => {
+                for id in ids {
+                    if let Some(e) = points.remove(id) {
+                        e.seg.set_live(e.row, false);
+                        filters.point_written(e.seg.id, e.row, |_| false);
+                        indexes.update(*id, Some(&e.payload), None);
+                    }
+                }
+            }
+            Operation::SetPayload { ids, payload, key } => {
+                let key = key.as_deref().and_then(|k| KeyPath::parse(k).ok());
+                self.edit_payloads(points, indexes, ids, |p| {
+                    let _ = payload::set_payload(p, payload, key.as_ref());
+                });
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
+            }
+            Operation::OverwritePayload { ids, payload } => {
+                self.edit_payloads(points, indexes, ids, |p| *p = payload.clone());
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
+            }
+            Operation::DeletePayload { ids, keys } => {
+                let keys: Vec<KeyPath> =
+                    keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
+                self.edit_payloads(points, indexes, ids, |p| payload::delete_keys(p, &keys));
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
+            }
+            Operation::ClearPayload(ids) => {
+                self.edit_payloads(points, indexes, ids, |p| p.clear());
+                ids.iter()
+                    .for_each(|id| self.refresh_filters(filters, points, *id));
+            }
+        }
+        st.applied_seq = seq;
+        self.seal_if_full(&mut st)
+    }
+
+    fn upsert_one(
+        &self,
+        points: &mut BTreeMap<PointId, PointEntry>,
+        active: &Arc<Segment>,
+        indexes: &mut PayloadIndexes,
+        w: &PointWrite,
+    ) {
+        let cols: Vec<(usize, &[f32])> = w
+            .vectors
+            .iter()
+            .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
+            .collect();
+        let row = active.push_row(w.id, &cols);
+        let entry = PointEntry {
+            seg: active.clone(),
+            row,
+            payload: w.payload.clone(),
+        };
+        if let Some(old) = points.insert(w.id, entry) {
+            old.seg.set_live(old.row, false);
+            indexes.update(w.id, Some(&old.payload), Some(&w.payload));
+        } else {
+            indexes.update(w.id, None, Some(&w.payload));
+        }
+    }
+
+    /// Re-evaluates the materialised filters on point `id` after a write to it.
+    fn refresh_filters(
+        &self,
+        filters: &mut FilterCache,
+        points: &BTreeMap<PointId, PointEntry>,
+        id: PointId,
+    ) {
+        let Some(e) = points.get(&id) else {
+            return;
+        };
+        let view = View {
+            id,
+            entry: e,
+            columns: &self.columns,
+        };
+        filters.point_written(e.seg.id, e.row, |f| f.matches(&view));
+    }
+
+    fn edit_payloads(
+        &self,
+        points: &mut BTreeMap<PointId, PointEntry>,
+        indexes: &mut PayloadIndexes,
+        ids: &[PointId],
+        edit: impl Fn(&mut Payload),
+    ) {
+        for id in ids {
+            if let Some(e) = points.get_mut(id) {
+                let old = e.payload.clone();
+                edit(&mut e.payload);
+                indexes.update(*id, Some(&old), Some(&e.payload));
+            }
+        }
+    }
+
+    fn seal_if_full(&self, st: &mut State) -> bool {
+        let Some(threshold) = self.settings.indexing_threshold else {
+            return false;
+        };
+        if st.active.row_count() < threshold {
+            return false;
+        }
+        self.start_appendable(st);
+        true
+    }
+
+    /// Seals the active appendable segment (the optimizer picks it up) and starts a new one.
+    fn start_appendable(&self, st: &mut State) {
+        let seg = Arc::new(Segment::appendable(
+            st.next_segment_id,
+            &self.settings.vectors,
+        ));
+        st.next_segment_id += 1;
+        st.segments.push(seg.clone());
+        st.active = seg;
+    }
+
+    /// Seals the appendable segment early when the shard already has an indexed segment and
+    /// the appendable one holds at least `min_rows` rows: called when writes have paused, so
+    /// that the tail of a bulk load below the indexing threshold is indexed instead of
+    /// scanned exactly by every search. A shard with no indexed segment stays exact (small
+    /// collections give exactly the brute-force answer, as in Qdrant). Returns whether it
+    /// sealed.
+    pub fn seal_idle_tail(&self, min_rows: usize) -> bool {
+        if self.settings.indexing_threshold.is_none() {
+            return false;
+        }
+        let mut st = self.state.write();
+        let has_index = st.segments.iter().any(|s| s.is_indexed());
+        let rows = st.active.row_count();
+        if !has_index || rows < min_rows.max(1) {
+            return false;
+        }
+        self.start_appendable(&mut st);
+        true
+    }
+
+    /// Creates a payload index over the shard's current points.
+    pub fn create_payload_index(&self, field: &str, schema: &Value) -> Result<()> {
+        let schema = payload::FieldSchema::from_json(schema)?;
+        let mut st = self.state.write();
+        let State {
+            indexes, points, ..
+        } = &mut *st;
+        indexes.create(
+            field,
+            schema,
+            points.iter().map(|(id, e)| (*id, &e.payload)),
+        )?;
+        Ok(())
+    }
+
+    /// Drops a payload index.
+    pub fn delete_payload_index(&self, field: &str) -> bool {
+        self.state.write().indexes.drop_field(field)
+    }
+}
+
+pub(crate) use checkpoint::{sync_dir, write_atomically};
+
+/// One named vector's values for the rows being moved (`None` where a row lacks it).
+type ColumnCopy = Vec<Option<Vec<f32>>>;

@@ -1,0 +1,233 @@
+//! The optimizer's work on a shard: vacuum, sealing into indexed segments, graph files.
+
+use super::*;
+
+impl LocalShard {
+    pub(super) fn vacuum_candidate(&self, st: &State) -> Option<Arc<Segment>> {
+        let (fraction, min) = self.settings.vacuum;
+        st.segments
+            .iter()
+            .filter(|s| s.is_indexed())
+            .find(|s| {
+                let rows = s.row_count();
+                let dead = rows - s.live_count();
+                dead >= min.max(1) && dead as f64 > fraction * rows as f64
+            })
+            .cloned()
+    }
+
+    /// Runs one optimizer step on `pool`: indexes the oldest sealed segment, or rebuilds an
+    /// indexed segment with too many deleted rows. Returns whether there was work.
+    pub fn optimize(&self, pool: &rayon::ThreadPool) -> Result<bool> {
+        let _one = self.optimizing.lock();
+        let (src, target, fresh_id) = {
+            let mut st = self.state.write();
+            let sealed = st
+                .segments
+                .iter()
+                .find(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
+                .cloned();
+            match sealed {
+                Some(src) => {
+                    let target = st
+                        .segments
+                        .iter()
+                        .filter(|s| s.is_indexed())
+                        .rfind(|s| s.row_count() < self.settings.max_segment_points)
+                        .cloned();
+                    let fresh = target.is_none().then(|| {
+                        st.next_segment_id += 1;
+                        st.next_segment_id - 1
+                    });
+                    (src, target, fresh)
+                }
+                None => match self.vacuum_candidate(&st) {
+                    Some(src) => {
+                        st.next_segment_id += 1;
+                        (src, None, Some(st.next_segment_id - 1))
+                    }
+                    None => return Ok(false),
+                },
+            }
+        };
+        // Copy out the live rows and their vectors; the source takes no new rows, and rows
+        // that die meanwhile are skipped at the swap.
+        let (moving, vectors): (Vec<(u32, PointId)>, Vec<ColumnCopy>) = {
+            let rows = src.rows.read();
+            let moving: Vec<(u32, PointId)> = (0..rows.ids.len() as u32)
+                .filter(|&r| rows.live.get(r))
+                .map(|r| (r, rows.ids[r as usize]))
+                .collect();
+            drop(rows);
+            let vectors = (0..self.settings.vectors.len())
+                .map(|c| moving.iter().map(|&(r, _)| src.vector(c, r)).collect())
+                .collect();
+            (moving, vectors)
+        };
+        let target = match (target, fresh_id) {
+            (Some(t), _) => t,
+            (None, Some(id)) => Arc::new(Segment::indexed(
+                id,
+                self.new_graphs(&vectors)?,
+                0,
+                Rows::default(),
+            )),
+            (None, None) => unreachable!("either a target or a fresh id"),
+        };
+        let SegmentVectors::Indexed { graphs, .. } = &target.vectors else {
+            unreachable!("targets are indexed");
+        };
+        let base = {
+            let mut rows = target.rows.write();
+            let base = rows.ids.len() as u32;
+            rows.ids.extend(moving.iter().map(|&(_, id)| id));
+            base
+        };
+        pool.install(|| -> Result<()> {
+            for (c, graph) in graphs.iter().enumerate() {
+                graph.insert_batch(base, &vectors[c])?;
+                graph.finish_batch();
+            }
+            Ok(())
+        })?;
+        {
+            let mut st = self.state.write();
+            let mut moved = Vec::with_capacity(moving.len());
+            for (i, &(row, id)) in moving.iter().enumerate() {
+                let Some(e) = st.points.get_mut(&id) else {
+                    continue;
+                };
+                if Arc::ptr_eq(&e.seg, &src) && e.row == row {
+                    e.seg = target.clone();
+                    e.row = base + i as u32;
+                    target.set_live(base + i as u32, true);
+                    src.set_live(row, false);
+                    moved.push((row, base + i as u32));
+                }
+            }
+            st.filters
+                .get_mut()
+                .rows_moved(src.id, target.id, &moved, true);
+            let moved = moved.len();
+            st.segments.retain(|s| !Arc::ptr_eq(s, &src));
+            if !st.segments.iter().any(|s| Arc::ptr_eq(s, &target)) {
+                // Indexed segments go first: sealed and active appendables stay at the end.
+                let at = st
+                    .segments
+                    .iter()
+                    .position(|s| !s.is_indexed())
+                    .unwrap_or(st.segments.len());
+                st.segments.insert(at, target.clone());
+            }
+            tracing::debug!(
+                shard = self.id,
+                moved,
+                segment = target.id,
+                "optimizer moved points"
+            );
+        }
+        // Rewrite the graph files only once the rows added since the last write reach half of
+        // what it holds: the checkpoint carries the others inline until then.
+        let unsaved = target.row_count() - target.saved_rows();
+        if unsaved * 2 >= target.saved_rows().max(1) {
+            self.save_graphs(&target)?;
+        }
+        // The move changed the state without a new operation: checkpoint regardless.
+        self.write_checkpoint(true)?;
+        Ok(true)
+    }
+
+    /// Holds the optimizer between steps while the guard lives: a snapshot needs the files of
+    /// a checkpoint to stay put until it has linked them aside.
+    pub fn pause_optimizer(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.optimizing.lock()
+    }
+
+    /// Writes a segment's graphs as a new generation of files.
+    pub(super) fn save_graphs(&self, segment: &Segment) -> Result<()> {
+        let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {
+            return Ok(());
+        };
+        let _files = self.files.lock();
+        let rows = segment.row_count();
+        let generation = segment.generation() + 1;
+        for (c, graph) in graphs.iter().enumerate() {
+            graph.save(&self.graph_path(segment.id, generation, c))?;
+        }
+        segment.set_saved_rows(rows);
+        segment.set_generation(generation);
+        Ok(())
+    }
+
+    /// Writes every graph with rows not yet in its files, then a checkpoint: what a clean
+    /// shutdown does, so the next start loads graphs instead of re-indexing inline rows.
+    pub fn save_all(&self) -> Result<()> {
+        let _one = self.optimizing.lock();
+        let segments: Vec<Arc<Segment>> = self.state.read().segments.clone();
+        for s in segments
+            .iter()
+            .filter(|s| s.is_indexed() && s.row_count() > s.saved_rows())
+        {
+            self.save_graphs(s)?;
+        }
+        self.write_checkpoint(true).map(|_| ())
+    }
+
+    pub(super) fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {
+        self.settings
+            .vectors
+            .iter()
+            .zip(vectors)
+            .map(|(v, column)| {
+                let metric = v.distance.metric();
+                let sample = || -> Vec<f32> {
+                    column
+                        .iter()
+                        .flatten()
+                        .take(100_000)
+                        .flatten()
+                        .copied()
+                        .collect()
+                };
+                if let Some(ivf) = &v.ivf {
+                    let mut index = IvfIndex::new(v.dim, metric, ivf.clone())?;
+                    index.train(&sample())?;
+                    return Ok(SegmentIndex::Ivf(index));
+                }
+                let config = HnswConfig {
+                    seed: 0x5eed ^ self.id as u64,
+                    ..v.hnsw.clone()
+                };
+                if config.storage.is_quantized() {
+                    let sample = sample();
+                    if !sample.is_empty() {
+                        return Ok(SegmentIndex::Hnsw(HnswIndex::with_training(
+                            v.dim, metric, config, &sample,
+                        )?));
+                    }
+                    // Nothing to train on yet: full precision until a rebuild.
+                    return Ok(SegmentIndex::Hnsw(HnswIndex::new(
+                        v.dim,
+                        metric,
+                        HnswConfig {
+                            storage: StorageKind::F32,
+                            ..config
+                        },
+                    )?));
+                }
+                Ok(SegmentIndex::Hnsw(HnswIndex::new(v.dim, metric, config)?))
+            })
+            .collect()
+    }
+
+    pub(super) fn extension(&self, column: usize) -> &'static str {
+        SegmentIndex::extension(self.settings.vectors[column].ivf.is_some())
+    }
+
+    pub(super) fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
+        self.dir.join(format!(
+            "seg-{segment}-{generation}-{column}.{}",
+            self.extension(column)
+        ))
+    }
+}
