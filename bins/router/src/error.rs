@@ -133,6 +133,10 @@ impl From<ShardError> for ApiError {
             ShardErrorKind::Unavailable => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            ShardErrorKind::Failed => {
+                tracing::error!(error = %e, "shard failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
             ShardErrorKind::Storage(_) => match e {
                 ShardError::Storage(s) => s.into(),
                 other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

@@ -47,6 +47,7 @@ pub struct AppState {
     pub started: Instant,
     api_key: Option<String>,
     read_only_api_key: Option<String>,
+    max_body_bytes: usize,
 }
 
 impl AppState {
@@ -139,31 +140,54 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         return next.run(req).await;
     }
     // As Qdrant: no key or an unknown one is 401; a read-only key asking to write is 403.
-    let unauthorized = |message: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, format!("Unauthorized: {message}")).into_response()
+    let refusal = match presented_key(req.headers()) {
+        None => Some((
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: an api-key or an Authorization bearer token is required",
+        )),
+        Some(key) if same_key(key, full) => None,
+        Some(key)
+            if state
+                .read_only_api_key
+                .as_deref()
+                .is_some_and(|ro| same_key(key, ro)) =>
+        {
+            (!is_read_only(req.method(), path)).then_some((
+                StatusCode::FORBIDDEN,
+                "Forbidden: write access denied to the read-only api-key",
+            ))
+        }
+        Some(_) => Some((StatusCode::UNAUTHORIZED, "Unauthorized: invalid api-key")),
     };
-    let Some(key) = presented_key(req.headers()) else {
-        return unauthorized("an api-key or an Authorization bearer token is required");
-    };
-    if same_key(key, full) {
+    let Some((status, message)) = refusal else {
         return next.run(req).await;
-    }
-    let read_only = state
-        .read_only_api_key
-        .as_deref()
-        .is_some_and(|ro| same_key(key, ro));
-    if !read_only {
-        return unauthorized("invalid api-key");
-    }
-    if is_read_only(req.method(), path) {
-        next.run(req).await
-    } else {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden: write access denied to the read-only api-key",
-        )
-        .into_response()
-    }
+    };
+    // The body is not buffered, but it is drained (read and dropped, up to the body limit,
+    // for a few seconds) while the answer goes out: a server that closes a connection with
+    // unread data resets it, and the client, still sending, would see a broken pipe instead
+    // of this answer.
+    let limit = state.max_body_bytes;
+    let body = req.into_body();
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let mut read = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    });
+    let mut response = ApiError::new(status, message).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -356,6 +380,7 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         started: Instant::now(),
         api_key: settings.api_key.clone(),
         read_only_api_key: settings.read_only_api_key.clone(),
+        max_body_bytes: settings.max_body_bytes,
     });
     let app = api::routes(state.clone())
         // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor

@@ -56,12 +56,15 @@ pub use pool::SearchPool;
 
 use futures::future::BoxFuture;
 use index_core::{merge_top_k, PointId};
-use payload::Filter;
+use payload::{Filter, PayloadSelector};
 use quant::Metric;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::time::Instant;
-use storage::{Collection, LocalShard, ScoredPoint, SearchRequest, StorageError};
+use storage::{
+    Collection, LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, StorageError,
+    VectorSelector,
+};
 
 /// What can go wrong talking to a shard.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,14 @@ pub enum ShardError {
         /// Why.
         reason: String,
     },
+    /// The shard's work on this request failed (a panic in a worker).
+    #[error("Service internal error: shard {shard}: {reason}")]
+    Failed {
+        /// Which shard.
+        shard: u32,
+        /// Why.
+        reason: String,
+    },
     /// The shard refused or failed the request.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -92,6 +103,8 @@ pub enum ShardErrorKind {
     Timeout,
     /// 503.
     Unavailable,
+    /// 500.
+    Failed,
     /// What storage says.
     Storage(storage::StorageErrorKind),
 }
@@ -102,6 +115,7 @@ impl ShardError {
         match self {
             ShardError::Timeout { .. } => ShardErrorKind::Timeout,
             ShardError::Unavailable { .. } => ShardErrorKind::Unavailable,
+            ShardError::Failed { .. } => ShardErrorKind::Failed,
             ShardError::Storage(e) => ShardErrorKind::Storage(e.kind()),
         }
     }
@@ -148,6 +162,43 @@ pub trait Shard: Send + Sync {
         name: String,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>>;
+    /// A page of this shard's points in id order (see [`scroll`]).
+    fn scroll(
+        &self,
+        req: Arc<ScrollRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ScrollPage, ShardError>>;
+    /// The points of `ids` this shard holds, in the order asked.
+    fn retrieve(
+        &self,
+        ids: Vec<PointId>,
+        req: Arc<RetrieveRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<Record>, ShardError>>;
+}
+
+/// A page of points in id order: from `from` on, at most `limit`, matching `filter`.
+#[derive(Debug, Clone)]
+pub struct ScrollRequest {
+    /// The first id of the page.
+    pub from: Option<PointId>,
+    /// Page size.
+    pub limit: usize,
+    /// Filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Payload to return.
+    pub with_payload: PayloadSelector,
+    /// Vectors to return.
+    pub with_vector: VectorSelector,
+}
+
+/// What a retrieval by id returns of each point.
+#[derive(Debug, Clone)]
+pub struct RetrieveRequest {
+    /// Payload to return.
+    pub with_payload: PayloadSelector,
+    /// Vectors to return.
+    pub with_vector: VectorSelector,
 }
 
 /// A local shard behind the [`Shard`] trait.
@@ -214,6 +265,35 @@ impl Shard for LocalShardHandle {
         let shard = self.shard.clone();
         Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
             ids.iter().map(|&i| shard.vector_of(i, &name)).collect()
+        }))
+    }
+
+    fn scroll(
+        &self,
+        req: Arc<ScrollRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<ScrollPage, ShardError>> {
+        let shard = self.shard.clone();
+        Box::pin(pool::run_blocking(self.shard.id(), deadline, move || {
+            Ok(shard.scroll(
+                req.from,
+                req.limit,
+                req.filter.as_deref(),
+                &req.with_payload,
+                &req.with_vector,
+            ))
+        }))
+    }
+
+    fn retrieve(
+        &self,
+        ids: Vec<PointId>,
+        req: Arc<RetrieveRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<Record>, ShardError>> {
+        let shard = self.shard.clone();
+        Box::pin(pool::run_blocking(self.shard.id(), deadline, move || {
+            Ok(shard.retrieve(&ids, &req.with_payload, &req.with_vector))
         }))
     }
 }
@@ -361,4 +441,65 @@ pub async fn count(
         futures::future::try_join_all(shards.iter().map(|s| s.count(filter.clone(), deadline)))
             .await?;
     Ok(counts.into_iter().sum())
+}
+
+/// A page of points in id order over every shard: each shard's page from `req.from`, merged,
+/// cut to `req.limit`; the next page starts at the first id not returned.
+pub async fn scroll(
+    shards: &[Arc<dyn Shard>],
+    req: Arc<ScrollRequest>,
+    deadline: Instant,
+) -> Result<ScrollPage, ShardError> {
+    let pages =
+        futures::future::try_join_all(shards.iter().map(|s| s.scroll(req.clone(), deadline)))
+            .await?;
+    Ok(merge_scroll_pages(pages, req.limit))
+}
+
+/// Merges shards' pages, each in id order from the same start, into the first `limit` points
+/// and the id the next page starts at (a pure function).
+pub fn merge_scroll_pages(pages: Vec<ScrollPage>, limit: usize) -> ScrollPage {
+    let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
+    let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
+    points.sort_by_key(|r| r.id);
+    if points.len() > limit {
+        next_candidates.push(points[limit].id);
+        points.truncate(limit);
+    }
+    ScrollPage {
+        points,
+        next: next_candidates.into_iter().min(),
+    }
+}
+
+/// The points of `ids` over every shard, each asked of the shard that holds it
+/// ([`storage::shard_of`], the rule writes are placed by), in the order asked, each id once;
+/// ids not stored are left out.
+pub async fn retrieve(
+    shards: &[Arc<dyn Shard>],
+    ids: &[PointId],
+    req: Arc<RetrieveRequest>,
+    deadline: Instant,
+) -> Result<Vec<Record>, ShardError> {
+    let n = shards.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let order: Vec<PointId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+    let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
+    for id in &order {
+        by_shard[storage::shard_of(id, n)].push(*id);
+    }
+    let found = futures::future::try_join_all(
+        by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(k, ids)| shards[k].retrieve(ids, req.clone(), deadline)),
+    )
+    .await?;
+    let mut by_id: std::collections::HashMap<PointId, Record> =
+        found.into_iter().flatten().map(|r| (r.id, r)).collect();
+    Ok(order.iter().filter_map(|id| by_id.remove(id)).collect())
 }

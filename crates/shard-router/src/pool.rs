@@ -68,12 +68,80 @@ impl SearchPool {
             }
             match tokio::time::timeout_at(deadline.into(), rx).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(ShardError::Unavailable {
+                // The job panicked: a failure of this request, not an overloaded server.
+                Ok(Err(_)) => Err(ShardError::Failed {
                     shard,
-                    reason: "search worker stopped".into(),
+                    reason: "the search failed (a worker panicked)".into(),
                 }),
                 Err(_) => Err(ShardError::Timeout { shard }),
             }
         }
+    }
+}
+
+/// Runs `f` on tokio's blocking threads, not the search pool: scrolls and retrievals read
+/// up to a whole page of records, and must not hold up the short searches queued on the
+/// pool. Gives up waiting at the deadline (the work runs to completion).
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    shard: u32,
+    deadline: Instant,
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, ShardError> {
+    if Instant::now() >= deadline {
+        return Err(ShardError::Timeout { shard });
+    }
+    let task = tokio::task::spawn_blocking(f);
+    match tokio::time::timeout_at(deadline.into(), task).await {
+        Ok(Ok(r)) => r.map_err(ShardError::from),
+        Ok(Err(e)) => Err(ShardError::Failed {
+            shard,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ShardError::Timeout { shard }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_its_request_and_the_worker_goes_on() {
+        let pool = SearchPool::new(1).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let failed = pool
+            .submit(3, deadline, || -> Result<u32, StorageError> {
+                panic!("a bug")
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(ShardError::Failed { shard: 3, .. })),
+            "{failed:?}"
+        );
+        // The only worker survived and takes the next job.
+        assert_eq!(pool.submit(3, deadline, || Ok(7u32)).await.unwrap(), 7);
+        let late = pool
+            .submit(3, Instant::now() - Duration::from_millis(1), || Ok(1u32))
+            .await;
+        assert!(
+            matches!(late, Err(ShardError::Timeout { shard: 3 })),
+            "{late:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn blocking_reads_keep_the_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(run_blocking(1, deadline, || Ok(5u32)).await.unwrap(), 5);
+        let slow = run_blocking(1, Instant::now() + Duration::from_millis(20), || {
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(0u32)
+        })
+        .await;
+        assert!(
+            matches!(slow, Err(ShardError::Timeout { shard: 1 })),
+            "{slow:?}"
+        );
     }
 }

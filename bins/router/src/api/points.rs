@@ -11,6 +11,7 @@ use crate::model::{
 use crate::AppState;
 use axum::extract::{Path, State};
 use index_core::PointId;
+use shard_router::RetrieveRequest;
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{Update, VectorSelector};
@@ -125,17 +126,21 @@ pub async fn clear_payload(
 pub async fn retrieve(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    _params: Params<ReadParams>,
+    Params(params): Params<ReadParams>,
     Body(body): Body<PointRequest>,
 ) -> ApiResult {
     let start = Instant::now();
     let c = collection(&state, &name)?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "retrieve")?;
     let ids = convert::point_ids(body.ids, "ids")?;
-    let wp = convert::payload_selector(body.with_payload, true);
-    let wv = convert::vector_selector(body.with_vector);
+    let req = Arc::new(RetrieveRequest {
+        with_payload: convert::payload_selector(body.with_payload, true),
+        with_vector: convert::vector_selector(body.with_vector),
+    });
     let named = c.with_config(|cfg| cfg.vectors.is_named());
-    let records = blocking(move || Ok(c.retrieve(&ids, &wp, &wv))).await?;
+    let shards = state.shard_handles(&c);
+    let records =
+        shard_router::retrieve(&shards, &ids, req, params.deadline(state.timeout)).await?;
     let out: Vec<Record<'_>> = records.iter().map(|r| Record::of(named, r)).collect();
     Ok(ok(start, &out))
 }
@@ -152,10 +157,13 @@ pub async fn get_point(
             .ok_or_else(|| bad(format!("Format error in path: `{id}` is not a point id")))?,
     };
     let named = c.with_config(|cfg| cfg.vectors.is_named());
-    let record = blocking(move || {
-        Ok(c.retrieve(&[id], &payload::PayloadSelector::All, &VectorSelector::All))
-    })
-    .await?;
+    let req = Arc::new(RetrieveRequest {
+        with_payload: payload::PayloadSelector::All,
+        with_vector: VectorSelector::All,
+    });
+    let shards = state.shard_handles(&c);
+    let record =
+        shard_router::retrieve(&shards, &[id], req, Instant::now() + state.timeout).await?;
     match record.first() {
         Some(r) => Ok(ok(start, &Record::of(named, r))),
         None => Err(ApiError::not_found(format!("No point with id {id} found"))),
@@ -165,20 +173,23 @@ pub async fn get_point(
 pub async fn scroll(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    _params: Params<ReadParams>,
+    Params(params): Params<ReadParams>,
     Body(body): Body<ScrollRequest>,
 ) -> ApiResult {
     let start = Instant::now();
     let c = collection(&state, &name)?;
     convert::refuse_if_set(&body.order_by, "order_by", "scroll")?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "scroll")?;
-    let from = body.offset.map(|id| id.0);
-    let limit = convert::limit(body.limit, "limit", 10)?;
-    let filter = body.filter.map(|f| f.0);
-    let wp = convert::payload_selector(body.with_payload, true);
-    let wv = convert::vector_selector(body.with_vector);
+    let req = Arc::new(shard_router::ScrollRequest {
+        from: body.offset.map(|id| id.0),
+        limit: convert::limit(body.limit, "limit", 10)?,
+        filter: body.filter.map(|f| f.0),
+        with_payload: convert::payload_selector(body.with_payload, true),
+        with_vector: convert::vector_selector(body.with_vector),
+    });
     let named = c.with_config(|cfg| cfg.vectors.is_named());
-    let page = blocking(move || Ok(c.scroll(from, limit, filter.as_deref(), &wp, &wv))).await?;
+    let shards = state.shard_handles(&c);
+    let page = shard_router::scroll(&shards, req, params.deadline(state.timeout)).await?;
     Ok(ok(
         start,
         &ScrollResult {

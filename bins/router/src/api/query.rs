@@ -6,7 +6,7 @@
 //! bytes; the cache key is the request's own bytes (two spellings of one request miss each
 //! other, never share a wrong answer).
 
-use super::{blocking, collection, ok_raw, ApiResult, Params};
+use super::{collection, ok_raw, ApiResult, Params};
 use crate::convert::{self, bad};
 use crate::error::ApiError;
 use crate::model::response::ScoredPoint;
@@ -245,16 +245,24 @@ fn cached_key(state: &AppState, kind: &str, name: &str, body: &[u8]) -> Option<V
 }
 
 /// A query without a vector: points in id order, as Qdrant does.
-async fn query_without_vector(c: &Arc<Collection>, req: QueryRequest) -> Result<Answer, ApiError> {
+async fn query_without_vector(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    req: QueryRequest,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
-    let filter = req.filter.map(|f| f.0);
-    let wp = convert::payload_selector(req.with_payload, false);
-    let wv = convert::vector_selector(req.with_vector);
-    let c2 = c.clone();
+    let scroll = Arc::new(shard_router::ScrollRequest {
+        from: None,
+        limit: limit + offset,
+        filter: req.filter.map(|f| f.0),
+        with_payload: convert::payload_selector(req.with_payload, false),
+        with_vector: convert::vector_selector(req.with_vector),
+    });
     let named = c.with_config(|cfg| cfg.vectors.is_named());
-    let page =
-        blocking(move || Ok(c2.scroll(None, limit + offset, filter.as_deref(), &wp, &wv))).await?;
+    let shards = state.shard_handles(c);
+    let page = shard_router::scroll(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .points
         .iter()
@@ -275,7 +283,7 @@ async fn one_query(
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
     match plan_query(c, req)? {
-        Plan::Scroll(req) => query_without_vector(c, req).await,
+        Plan::Scroll(req) => query_without_vector(state, c, req, deadline).await,
         Plan::Search(plan) => {
             let key = cached_key(state, "query", c.name(), body);
             run_search(state, c, key, plan, deadline).await

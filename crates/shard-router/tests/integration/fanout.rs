@@ -3,7 +3,10 @@
 
 use index_core::{PointId, SearchParams};
 use payload::{Filter, PayloadSelector};
-use shard_router::{count, search, LocalShardHandle, SearchPool, Shard, ShardError};
+use shard_router::{
+    count, retrieve, scroll, search, LocalShardHandle, RetrieveRequest, ScrollRequest, SearchPool,
+    Shard, ShardError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{CollectionConfig, PointWrite, SearchRequest, Storage, Update, VectorSelector};
@@ -207,4 +210,72 @@ async fn handles_are_built_once_per_collection() {
         !Arc::ptr_eq(&second, &handles.of(&again)),
         "forget kept the handles"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scroll_and_retrieve_over_shards_give_the_collections_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, c) = collection(dir.path(), "Euclid", true);
+    let pool = SearchPool::new(2).unwrap();
+    let shards = handles(&c, &pool);
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let odd = Arc::new(
+        Filter::from_json(
+            &serde_json::json!({"must": {"key": "bucket", "match": {"any": [1, 3, 5]}}}),
+        )
+        .unwrap(),
+    );
+    // Every page of a full scroll, filtered and not, equals the collection's.
+    for filter in [None, Some(odd)] {
+        let mut from = None;
+        let mut pages = 0;
+        loop {
+            let req = ScrollRequest {
+                from,
+                limit: 128,
+                filter: filter.clone(),
+                with_payload: PayloadSelector::All,
+                with_vector: VectorSelector::All,
+            };
+            let got = scroll(&shards, Arc::new(req.clone()), deadline())
+                .await
+                .unwrap();
+            let want = c.scroll(
+                from,
+                128,
+                filter.as_deref(),
+                &req.with_payload,
+                &req.with_vector,
+            );
+            let ids = |p: &storage::ScrollPage| p.points.iter().map(|r| r.id).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&want), "page {pages}");
+            assert_eq!(got.next, want.next, "page {pages}");
+            for (g, w) in got.points.iter().zip(&want.points) {
+                assert_eq!(g.payload, w.payload);
+                assert_eq!(g.vectors, w.vectors);
+            }
+            pages += 1;
+            match got.next {
+                Some(next) => from = Some(next),
+                None => break,
+            }
+        }
+        assert!(pages > 3, "a scroll of {pages} pages tests no merge");
+    }
+    // Retrieval keeps the order asked, each id once, and leaves out ids not stored.
+    let ids: Vec<PointId> = [2999u64, 5, 7777, 5, 1234, 0, 1].map(PointId::Num).to_vec();
+    let req = Arc::new(RetrieveRequest {
+        with_payload: PayloadSelector::All,
+        with_vector: VectorSelector::Nothing,
+    });
+    let got = retrieve(&shards, &ids, req.clone(), deadline())
+        .await
+        .unwrap();
+    let got_ids: Vec<PointId> = got.iter().map(|r| r.id).collect();
+    assert_eq!(got_ids, [2999u64, 5, 1234, 0, 1].map(PointId::Num));
+    let want = c.retrieve(&ids, &req.with_payload, &req.with_vector);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.id, &g.payload), (w.id, &w.payload));
+    }
 }

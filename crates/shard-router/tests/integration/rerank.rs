@@ -5,10 +5,12 @@ use futures::future::BoxFuture;
 use index_core::{PointId, SearchParams};
 use payload::{Filter, PayloadSelector};
 use quant::Metric;
-use shard_router::{merge_shard_results, search, Shard, ShardAnswer, ShardError};
+use shard_router::{
+    merge_shard_results, search, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::{Record, ScoredPoint, SearchRequest, VectorSelector};
+use storage::{Record, ScoredPoint, ScrollPage, SearchRequest, VectorSelector};
 
 /// A shard that scores with vectors rounded to one decimal (as a coarse quantization would)
 /// and says its scores are approximate; `vectors` gives the exact ones.
@@ -86,6 +88,23 @@ impl Shard for ApproxShard {
             })
             .collect();
         Box::pin(async move { Ok(out) })
+    }
+
+    fn scroll(
+        &self,
+        _req: Arc<ScrollRequest>,
+        _deadline: Instant,
+    ) -> BoxFuture<'static, Result<ScrollPage, ShardError>> {
+        Box::pin(async { unreachable!("the re-rank tests do not scroll") })
+    }
+
+    fn retrieve(
+        &self,
+        _ids: Vec<PointId>,
+        _req: Arc<RetrieveRequest>,
+        _deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<Record>, ShardError>> {
+        Box::pin(async { unreachable!("the re-rank tests do not retrieve") })
     }
 }
 
