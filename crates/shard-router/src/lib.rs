@@ -53,6 +53,7 @@
 mod pool;
 
 pub use pool::SearchPool;
+pub use storage::merge_scroll_pages;
 
 use futures::future::BoxFuture;
 use index_core::{merge_top_k, PointId};
@@ -454,22 +455,6 @@ pub async fn scroll(
         futures::future::try_join_all(shards.iter().map(|s| s.scroll(req.clone(), deadline)))
             .await?;
     Ok(merge_scroll_pages(pages, req.limit))
-}
-
-/// Merges shards' pages, each in id order from the same start, into the first `limit` points
-/// and the id the next page starts at (a pure function).
-pub fn merge_scroll_pages(pages: Vec<ScrollPage>, limit: usize) -> ScrollPage {
-    let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
-    let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
-    points.sort_by_key(|r| r.id);
-    if points.len() > limit {
-        next_candidates.push(points[limit].id);
-        points.truncate(limit);
-    }
-    ScrollPage {
-        points,
-        next: next_candidates.into_iter().min(),
-    }
 }
 
 /// The points of `ids` over every shard, each asked of the shard that holds it

@@ -150,6 +150,23 @@ pub fn shard_of(id: &PointId, shards: usize) -> usize {
     (z % shards as u64) as usize
 }
 
+/// Merges shards' pages, each in id order from the same start, into the first `limit` points
+/// and the id the next page starts at: the smallest id some shard did not return (a pure
+/// function, used here and by `shard-router`'s fan-out).
+pub fn merge_scroll_pages(pages: Vec<ScrollPage>, limit: usize) -> ScrollPage {
+    let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
+    let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
+    points.sort_by_key(|r| r.id);
+    if points.len() > limit {
+        next_candidates.push(points[limit].id);
+        points.truncate(limit);
+    }
+    ScrollPage {
+        points,
+        next: next_candidates.into_iter().min(),
+    }
+}
+
 impl Collection {
     /// Creates a collection in `dir` (which must not exist).
     pub fn create(dir: &Path, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
@@ -527,17 +544,7 @@ impl Collection {
             .iter()
             .map(|s| s.scroll(from, limit, filter, with_payload, with_vector))
             .collect();
-        let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
-        let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
-        points.sort_by_key(|r| r.id);
-        if points.len() > limit {
-            next_candidates.push(points[limit].id);
-            points.truncate(limit);
-        }
-        ScrollPage {
-            points,
-            next: next_candidates.into_iter().min(),
-        }
+        merge_scroll_pages(pages, limit)
     }
 
     /// Points matching `filter` (exact).

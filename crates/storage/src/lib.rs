@@ -55,7 +55,8 @@ mod store;
 pub mod wal;
 
 pub use collection::{
-    shard_of, Collection, CollectionStats, PointSelector, Update, MAX_PAYLOAD_BYTES,
+    merge_scroll_pages, shard_of, Collection, CollectionStats, PointSelector, Update,
+    MAX_PAYLOAD_BYTES,
 };
 pub use config::{
     BinaryQuantization, CollectionConfig, Distance, EffectiveVector, HnswConfigDiff,
