@@ -162,26 +162,8 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     let Some((status, message)) = refusal else {
         return next.run(req).await;
     };
-    // The body is not buffered, but it is drained (read and dropped, up to the body limit,
-    // for a few seconds) while the answer goes out: a server that closes a connection with
-    // unread data resets it, and the client, still sending, would see a broken pipe instead
-    // of this answer.
-    let limit = state.max_body_bytes;
-    let body = req.into_body();
-    tokio::spawn(async move {
-        use http_body_util::BodyExt;
-        let mut body = body;
-        let mut read = 0usize;
-        let drain = async {
-            while let Some(Ok(frame)) = body.frame().await {
-                read += frame.data_ref().map_or(0, |d| d.len());
-                if read > limit {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-    });
+    // The body is not buffered, only drained while the answer goes out (`drain_unread`).
+    drain_unread(req.into_body(), state.max_body_bytes);
     let mut response = ApiError::new(status, message).into_response();
     response.headers_mut().insert(
         axum::http::header::CONNECTION,
@@ -210,27 +192,67 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
 }
 
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Err(_) => {
-            let mut response = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Bad request: the request body is larger than the limit of {limit} bytes"),
-            )
-            .into_response();
-            // The rest of the body is left unread, so the server closes the connection after
-            // this answer; saying so keeps clients from sending their next request on it.
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            response
+    use http_body_util::BodyExt;
+    let (parts, mut body) = req.into_parts();
+    let mut bytes = Vec::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Bad request: cannot read the request body: {e}"),
+                )
+                .into_response()
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if bytes.len() + data.len() > limit {
+                    // The rest is drained, not read into memory (see `drain_unread`).
+                    drain_unread(body, limit);
+                    let mut response = ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "Bad request: the request body is larger than the limit of {limit} bytes"
+                        ),
+                    )
+                    .into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    return response;
+                }
+                bytes.extend_from_slice(&data);
+            }
         }
     }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Reads and drops what is left of a refused request's body (up to twice `limit` and at least
+/// 16 MiB more, for 5 s at most) while the answer goes out. A server that closes a connection with unread
+/// data makes the kernel reset it, and a client still sending the body sees a broken pipe
+/// instead of the answer; draining lets it read the answer, and nothing is kept in memory.
+fn drain_unread(body: Body, limit: usize) {
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let cap = limit.saturating_mul(2).max(16 << 20);
+        let mut read = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > cap {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    });
 }
 
 /// `x-request-id` for requests that come without one: a per-process random prefix and a
