@@ -194,7 +194,9 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
     use http_body_util::BodyExt;
     let (parts, mut body) = req.into_parts();
-    let mut bytes = Vec::new();
+    // Sized once from the declared length (bounded by the limit), not grown by doubling.
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(limit).min(limit));
     loop {
         match body.frame().await {
             None => break,
