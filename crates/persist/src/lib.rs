@@ -9,7 +9,10 @@
 //! - [`Cursor`]: little-endian fields read from a checked byte slice, every count bounded
 //!   by what is left, so a damaged length cannot allocate or read past the end;
 //! - [`replace_file`] and [`sync_dir`]: a file replaced atomically (temporary file, fsync,
-//!   rename, directory fsync), so a crash leaves the old file or the new one, never a mix.
+//!   rename, directory fsync), so a crash leaves the old file or the new one, never a mix;
+//! - [`sync_file`], [`sync_file_data`], [`sync_dir`] and [`create_dir_durable`]: every fsync
+//!   of the workspace goes through these, so that the power-loss simulation of the tests
+//!   ([`power_loss`], cargo feature `power-loss`) sees each one.
 //!
 //! ```
 //! use persist::{check_frame, ChecksumWriter, Cursor};
@@ -34,6 +37,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+
+#[cfg(all(feature = "power-loss", target_os = "linux"))]
+pub mod power_loss;
 
 /// The CRC-32 (IEEE) of `bytes`, the checksum of every format here.
 pub fn crc32(bytes: &[u8]) -> u32 {
@@ -285,7 +291,68 @@ impl<'a> Cursor<'a> {
 /// for fsync on Unix, where a rename is not durable without it; elsewhere this does nothing.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     if cfg!(unix) {
-        File::open(dir)?.sync_all()?;
+        let handle = File::open(dir)?;
+        fsync_observed(SyncTarget::Dir(dir), || handle.sync_all())?;
+    }
+    Ok(())
+}
+
+/// Makes `file`'s bytes and metadata durable (`fsync`).
+pub fn sync_file(file: &File) -> std::io::Result<()> {
+    fsync_observed(SyncTarget::File(file), || file.sync_all())
+}
+
+/// Makes `file`'s bytes durable, and its metadata as far as reading them back needs
+/// (`fdatasync`: the length, not the times).
+pub fn sync_file_data(file: &File) -> std::io::Result<()> {
+    fsync_observed(SyncTarget::File(file), || file.sync_data())
+}
+
+/// What an fsync is called on, for the power-loss simulation.
+#[cfg_attr(
+    not(all(feature = "power-loss", target_os = "linux")),
+    allow(dead_code)
+)]
+enum SyncTarget<'a> {
+    File(&'a File),
+    Dir(&'a Path),
+}
+
+/// Runs `fsync`; with the `power-loss` feature, also records what it made durable.
+fn fsync_observed(
+    target: SyncTarget<'_>,
+    fsync: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    #[cfg(all(feature = "power-loss", target_os = "linux"))]
+    {
+        power_loss::observe(target, fsync)
+    }
+    #[cfg(not(all(feature = "power-loss", target_os = "linux")))]
+    {
+        let _ = target;
+        fsync()
+    }
+}
+
+/// Creates `dir` and its missing parents, each made durable in its parent directory: a
+/// directory whose entry was never fsynced can vanish, with everything in it, at a power cut.
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for made in missing.iter().rev() {
+        let parent = made
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        sync_dir(parent)?;
     }
     Ok(())
 }
@@ -302,7 +369,7 @@ pub fn replace_file(
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        sync_file(&file)?;
         drop(file);
         std::fs::rename(&tmp, path)
     })();
