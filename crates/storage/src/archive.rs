@@ -183,7 +183,7 @@ fn write_archive_file(path: &Path, files: &[(String, PathBuf)]) -> Result<(Strin
     let trailer = sha.clone().finalize();
     file.write_all(&trailer).map_err(io_error)?;
     sha.update(trailer);
-    file.sync_all().map_err(io_error)?;
+    persist::sync_file(&file).map_err(io_error)?;
     Ok((to_hex(&sha.finalize()), offset + TRAILER_LEN))
 }
 
@@ -221,7 +221,7 @@ pub fn unpack_archive(archive: &Path, dest: &Path) -> Result<Vec<ArchiveEntry>> 
             StorageError::InvalidInput(format!("{} does not name a directory", dest.display()))
         })?;
     let parent = parent_directory(dest);
-    fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, e))?;
+    persist::create_dir_durable(parent).map_err(|e| StorageError::io(parent, e))?;
     let temporary = parent.join(format!(".{dest_name}.unpack-{}", unique_suffix()));
     let unpacked = unpack_verified(archive, &scanned, &temporary).and_then(|()| {
         fs::rename(&temporary, dest).map_err(|e| StorageError::io(dest, e))?;
@@ -418,7 +418,7 @@ fn unpack_verified(archive: &Path, entries: &[ScannedEntry], root: &Path) -> Res
                 ),
             ));
         }
-        out.sync_all().map_err(|e| StorageError::io(&target, e))?;
+        persist::sync_file(&out).map_err(|e| StorageError::io(&target, e))?;
     }
     // Children before parents, so each directory entry is durable before the one naming it.
     directories.sort();

@@ -117,6 +117,9 @@ pub struct Collection {
     index_defs: Mutex<Vec<(String, Value)>>,
     signal: Arc<(Mutex<Background>, Condvar)>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Fsyncs the log on the `fsync_interval_ms` policy, on a thread of its own so that an
+    /// optimizer step of minutes does not stretch the interval.
+    sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pool: rayon::ThreadPool,
     optimizing: AtomicBool,
     optimizer_error: Mutex<Option<String>>,
@@ -226,6 +229,7 @@ impl Collection {
                 segment_bytes: config.wal_segment_bytes(),
             },
         )?;
+        check_log_covers(dir, &shards, &wal)?;
         let from = shards.iter().map(|s| s.applied_seq()).min().unwrap_or(0);
         let n = shards.len();
         wal.replay(from, |seq, body| {
@@ -256,6 +260,7 @@ impl Collection {
                 Condvar::new(),
             )),
             thread: Mutex::new(None),
+            sync_thread: Mutex::new(None),
             pool,
             optimizing: AtomicBool::new(false),
             optimizer_error: Mutex::new(None),
@@ -270,6 +275,13 @@ impl Collection {
             .spawn(move || background(weak, signal))
             .map_err(|e| StorageError::io(dir, e))?;
         *collection.thread.lock() = Some(handle);
+        let weak = Arc::downgrade(&collection);
+        let signal = collection.signal.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sync-{name}"))
+            .spawn(move || sync_on_interval(weak, signal))
+            .map_err(|e| StorageError::io(dir, e))?;
+        *collection.sync_thread.lock() = Some(handle);
         Ok(collection)
     }
 
@@ -659,7 +671,7 @@ impl Collection {
                 continue;
             }
             self.optimizing.store(true, Ordering::Release);
-            match s.optimize(&self.pool) {
+            match s.optimize(&self.pool, &self.wal) {
                 Ok(w) => worked |= w,
                 Err(e) => {
                     result = Err(e);
@@ -683,11 +695,17 @@ impl Collection {
         }
     }
 
+    /// Every update up to this sequence number is on disk (see [`Collection::update`]'s
+    /// result); under the `fsync_interval_ms` policy it trails the acknowledged ones.
+    pub fn durable_seq(&self) -> u64 {
+        self.wal.durable_seq()
+    }
+
     /// Fsyncs the log and checkpoints every shard, then drops the log records they cover.
     pub fn flush(&self) -> Result<()> {
         self.sync_log()?;
         for s in &self.shards {
-            s.checkpoint()?;
+            s.checkpoint(&self.wal)?;
         }
         self.truncate_log()
     }
@@ -752,15 +770,17 @@ impl Collection {
             lock.lock().stop = true;
             cv.notify_all();
         }
-        if let Some(h) = self.thread.lock().take() {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
+        for thread in [&self.thread, &self.sync_thread] {
+            if let Some(h) = thread.lock().take() {
+                if h.thread().id() != std::thread::current().id() {
+                    let _ = h.join();
+                }
             }
         }
         let _w = self.write_lock.lock();
         self.sync_log()?;
         for s in &self.shards {
-            s.save_all()?;
+            s.save_all(&self.wal)?;
         }
         self.truncate_log()
     }
@@ -774,14 +794,55 @@ impl Collection {
             lock.lock().stop = true;
             cv.notify_all();
         }
-        if let Some(h) = c.thread.lock().take() {
-            let _ = h.join();
+        for thread in [&c.thread, &c.sync_thread] {
+            if let Some(h) = thread.lock().take() {
+                let _ = h.join();
+            }
         }
         for s in &c.shards {
-            s.reset_sequence()?;
+            s.reset_sequence(&c.wal)?;
         }
         Ok(())
     }
+}
+
+/// Checks at open that the log reaches every shard's checkpoint. A checkpoint is written only
+/// after the log holds what it covers durably (see `shard::checkpoint`), so a log behind a
+/// checkpoint means the disk lost data the log had made durable, or the log directory was
+/// removed, or the files were written by a build before that rule (issue 20).
+///
+/// When every shard is at the same operation, nothing is missing: the shards hold it all, and
+/// the log restarts its numbering after it, so that new writes are not skipped as applied.
+/// When they differ, the operations between are lost for the shards behind: the open fails
+/// rather than serve a collection whose shards disagree.
+fn check_log_covers(dir: &Path, shards: &[Arc<LocalShard>], wal: &Wal) -> Result<()> {
+    let last = wal.last_seq();
+    let applied: Vec<u64> = shards.iter().map(|s| s.applied_seq()).collect();
+    let (Some(&lowest), Some(&highest)) = (applied.iter().min(), applied.iter().max()) else {
+        return Ok(());
+    };
+    if highest <= last {
+        return Ok(());
+    }
+    if lowest == highest {
+        tracing::warn!(
+            collection = %dir.display(),
+            log_ends_at = last,
+            checkpoints_at = highest,
+            "the write-ahead log ends before the shards' checkpoints; numbering new writes after them"
+        );
+        return wal.restart_after(highest);
+    }
+    let behind = applied.iter().position(|&a| a == lowest).unwrap_or(0);
+    Err(StorageError::corrupt(
+        dir.join(format!("shard-{behind}")),
+        format!(
+            "shard {behind} is checkpointed at operation {lowest}, another shard at {highest}, \
+             and the write-ahead log ends at {last}: operations {} to {highest} are lost for \
+             shard {behind}",
+            lowest.max(last) + 1
+        ),
+    ))
 }
 
 /// How long writes must pause before the appendable tail of an indexed shard is sealed.
@@ -789,26 +850,22 @@ const IDLE_SEAL_AFTER: Duration = Duration::from_secs(2);
 /// The fewest rows worth sealing early: below this an exact scan costs less than a graph walk.
 const IDLE_SEAL_MIN_ROWS: usize = 1_000;
 
-/// The background loop: index sealed segments, fsync on the interval policy, checkpoint on
-/// the flush interval. Holds only a weak reference, so dropping the collection ends it.
+/// The background loop: index sealed segments, checkpoint on the flush interval. Holds only
+/// a weak reference, so dropping the collection ends it.
 fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>) {
     let mut last_flush = Instant::now();
     loop {
-        let (flush_every, sync_every) = match weak.upgrade() {
-            Some(c) => {
-                let cfg = c.config.read();
-                (
-                    cfg.flush_interval(),
-                    cfg.fsync_interval().unwrap_or(Duration::from_secs(1)),
-                )
-            }
+        let flush_every = match weak.upgrade() {
+            Some(c) => c.config.read().flush_interval(),
             None => return,
         };
         {
             let (lock, cv) = &*signal;
             let mut st = lock.lock();
             if !st.kick && !st.stop {
-                cv.wait_for(&mut st, sync_every.min(flush_every));
+                // At least once a second: the idle-tail check below needs the clock too.
+                let flush_due = flush_every.saturating_sub(last_flush.elapsed());
+                cv.wait_for(&mut st, flush_due.min(Duration::from_secs(1)));
             }
             if st.stop {
                 return;
@@ -841,14 +898,43 @@ fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>)
             let (lock, _) = &*signal;
             lock.lock().kick = true;
         }
-        if let Err(e) = c.sync_log() {
-            tracing::error!(collection = %c.name, error = %e, "log sync failed");
-        }
         if last_flush.elapsed() >= flush_every {
             last_flush = Instant::now();
             if let Err(e) = c.flush() {
                 tracing::error!(collection = %c.name, error = %e, "checkpoint failed");
             }
+        }
+    }
+}
+
+/// Fsyncs the log every `fsync_interval_ms` (every second without that policy, for writes
+/// sent without waiting), whatever the optimizer is doing: a write acknowledged under the
+/// interval policy is on disk one interval (and one fsync) later at most. Holds only a weak
+/// reference, so dropping the collection ends it.
+fn sync_on_interval(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>) {
+    loop {
+        let every = match weak.upgrade() {
+            Some(c) => c
+                .config
+                .read()
+                .fsync_interval()
+                .unwrap_or(Duration::from_secs(1)),
+            None => return,
+        };
+        {
+            let (lock, cv) = &*signal;
+            let mut st = lock.lock();
+            if st.stop {
+                return;
+            }
+            cv.wait_for(&mut st, every);
+            if st.stop {
+                return;
+            }
+        }
+        let Some(c) = weak.upgrade() else { return };
+        if let Err(e) = c.sync_log() {
+            tracing::error!(collection = %c.name, error = %e, "log sync failed");
         }
     }
 }

@@ -64,9 +64,10 @@ impl Storage {
     /// collection stops start-up with an error naming the file.
     pub fn open(storage_path: &Path, snapshots_path: &Path) -> Result<Storage> {
         let collections_dir = storage_path.join("collections");
-        std::fs::create_dir_all(&collections_dir)
+        persist::create_dir_durable(&collections_dir)
             .map_err(|e| StorageError::io(&collections_dir, e))?;
-        std::fs::create_dir_all(snapshots_path).map_err(|e| StorageError::io(snapshots_path, e))?;
+        persist::create_dir_durable(snapshots_path)
+            .map_err(|e| StorageError::io(snapshots_path, e))?;
         let mut collections = BTreeMap::new();
         let entries = std::fs::read_dir(&collections_dir)
             .map_err(|e| StorageError::io(&collections_dir, e))?;
@@ -186,7 +187,7 @@ impl Storage {
     pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription> {
         let c = self.get(name)?;
         let dir = self.snapshot_dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        persist::create_dir_durable(&dir).map_err(|e| StorageError::io(&dir, e))?;
         let staging = dir.join(format!(".staging-{}", unique()));
         std::fs::create_dir_all(&staging).map_err(|e| StorageError::io(&staging, e))?;
         let result = (|| {

@@ -200,7 +200,7 @@ impl Wal {
     /// [`StorageError::Corrupt`] naming the file and the offset.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal> {
         options.validate()?;
-        fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        persist::create_dir_durable(dir).map_err(|e| StorageError::io(dir, e))?;
         let lock = lock_directory(dir)?;
         let fsyncs = AtomicU64::new(0);
 
@@ -277,7 +277,7 @@ impl Wal {
                 );
                 file.set_len(damage.offset)
                     .map_err(|e| StorageError::io(&path, e))?;
-                file.sync_all().map_err(|e| StorageError::io(&path, e))?;
+                persist::sync_file(&file).map_err(|e| StorageError::io(&path, e))?;
                 fsyncs.fetch_add(1, Ordering::Relaxed);
                 len = damage.offset;
             }
@@ -528,7 +528,7 @@ impl Wal {
                 inner.active.path.clone(),
             )
         };
-        match file.sync_data() {
+        match persist::sync_file_data(&file) {
             Ok(()) => {
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 Ok(through)
@@ -545,7 +545,7 @@ impl Wal {
     fn rotate(&self, inner: &mut Inner) -> Result<()> {
         // The sealed segment must be durable before its successor exists: recovery forgives a
         // torn record only at the end of the last segment.
-        if let Err(error) = inner.active.file.sync_data() {
+        if let Err(error) = persist::sync_file_data(&inner.active.file) {
             let path = inner.active.path.clone();
             inner.failure = Some(format!("fsync of {} failed: {error}", path.display()));
             return Err(StorageError::io(path, error));
@@ -594,6 +594,50 @@ impl Wal {
     /// The sequence number of the last record appended (0 when none ever was).
     pub fn last_seq(&self) -> u64 {
         self.inner.lock().next_seq - 1
+    }
+
+    /// Every record up to this one is known to be on stable storage (this handle fsynced
+    /// it; 0 right after opening, before the first [`Wal::sync`]).
+    pub fn durable_seq(&self) -> u64 {
+        self.durability.lock().durable_seq
+    }
+
+    /// Drops every record and numbers the next one `seq + 1`: for a log found behind the
+    /// state it feeds (every record through `seq` is already applied elsewhere, but the disk
+    /// lost the log's copy of the last ones), so that new records never reuse a number that
+    /// was applied. `seq` below [`Wal::last_seq`] is [`StorageError::InvalidInput`].
+    ///
+    /// The old segments are removed (and the directory fsynced) before the new one is made:
+    /// a crash in between leaves an empty log, which the caller's check at open finds behind
+    /// again, never a log with a gap.
+    pub fn restart_after(&self, seq: u64) -> Result<()> {
+        let mut inner = self.inner.lock();
+        inner.check_healthy()?;
+        if seq < inner.next_seq - 1 {
+            return Err(StorageError::InvalidInput(format!(
+                "cannot restart the log after record {seq}: it holds records up to {}",
+                inner.next_seq - 1
+            )));
+        }
+        let old: Vec<PathBuf> = inner
+            .sealed
+            .iter()
+            .map(|s| s.path.clone())
+            .chain(std::iter::once(inner.active.path.clone()))
+            .collect();
+        for path in &old {
+            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+        }
+        sync_directory(&self.dir, &self.fsyncs)?;
+        let active = create_segment(&self.dir, seq + 1, &self.fsyncs)?;
+        inner.sealed.clear();
+        inner.total_bytes = active.len;
+        inner.active = active;
+        inner.next_seq = seq + 1;
+        let mut durability = self.durability.lock();
+        durability.durable_seq = durability.durable_seq.max(seq);
+        self.durability_changed.notify_all();
+        Ok(())
     }
 
     /// The smallest sequence number still on disk, `None` when the log holds no record.
@@ -936,7 +980,7 @@ fn create_segment(dir: &Path, first_seq: u64, fsyncs: &AtomicU64) -> Result<Acti
         .open(&temporary)
         .map_err(|e| StorageError::io(&temporary, e))?;
     file.write_all(&encode_segment_header(first_seq))
-        .and_then(|()| file.sync_all())
+        .and_then(|()| persist::sync_file(&file))
         .map_err(|e| StorageError::io(&temporary, e))?;
     fsyncs.fetch_add(1, Ordering::Relaxed);
     fs::rename(&temporary, &path).map_err(|e| StorageError::io(&path, e))?;

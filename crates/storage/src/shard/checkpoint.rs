@@ -17,17 +17,26 @@
 //! rows past the file are checkpointed inline meanwhile, so the bytes written stay linear in
 //! the collection size. A graph file is deleted only once no checkpoint refers to it. The
 //! state file is replaced atomically (temporary file, fsync, rename, directory fsync).
+//!
+//! # Log first
+//! A checkpoint records the last operation it contains, and after a restart the log is
+//! replayed past it. So the log must hold that operation durably **before** the checkpoint
+//! does: otherwise a power cut could leave a checkpoint ahead of the log, the log would number
+//! new writes from where its disk copy ends, and the shard would skip them as already applied
+//! (acknowledged writes lost). Every checkpoint therefore fsyncs the log through the
+//! operation it covers first ([`Wal::sync`], shared with concurrent writers' group commit).
 
 use super::*;
 
 impl LocalShard {
-    /// Writes a checkpoint if anything changed since the last one. Returns the sequence
-    /// number it covers.
-    pub fn checkpoint(&self) -> Result<u64> {
-        self.write_checkpoint(false)
+    /// Writes a checkpoint if anything changed since the last one, after making `log`
+    /// durable through what it covers (see "Log first" above). Returns the sequence number it
+    /// covers.
+    pub fn checkpoint(&self, log: &Wal) -> Result<u64> {
+        self.write_checkpoint(false, log)
     }
 
-    pub(super) fn write_checkpoint(&self, force: bool) -> Result<u64> {
+    pub(super) fn write_checkpoint(&self, force: bool, log: &Wal) -> Result<u64> {
         let _files = self.files.lock();
         let (bytes, seq, referenced) = {
             let st = self.state.read();
@@ -37,6 +46,7 @@ impl LocalShard {
             }
             self.encode_state(&st)
         };
+        log.sync(seq)?;
         let path = self.dir.join(STATE_FILE);
         write_atomically(&path, &bytes)?;
         self.state.write().checkpointed_seq = seq;
@@ -72,13 +82,13 @@ impl LocalShard {
 
     /// Forgets the applied sequence numbers (used when a snapshot is restored next to a fresh
     /// log that numbers from 1 again), and checkpoints.
-    pub fn reset_sequence(&self) -> Result<()> {
+    pub fn reset_sequence(&self, log: &Wal) -> Result<()> {
         {
             let mut st = self.state.write();
             st.applied_seq = 0;
             st.checkpointed_seq = 0;
         }
-        self.write_checkpoint(true).map(|_| ())
+        self.write_checkpoint(true, log).map(|_| ())
     }
 
     pub(super) fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {

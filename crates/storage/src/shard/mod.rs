@@ -22,6 +22,7 @@ use crate::filter_cache::{FilterCache, FilterRows};
 use crate::ops::{Operation, PointWrite};
 use crate::segment::SegmentIndex;
 use crate::segment::{Rows, Segment, SegmentVectors};
+use crate::wal::Wal;
 use crate::{Result, StorageError};
 use index_core::{merge_top_k, prepared_vector, PointId, SearchParams};
 use index_hnsw::{HnswConfig, HnswIndex, StorageKind};
@@ -183,7 +184,7 @@ impl LocalShard {
         settings: ShardSettings,
         index_defs: &[(String, Value)],
     ) -> Result<LocalShard> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        persist::create_dir_durable(dir).map_err(|e| StorageError::io(dir, e))?;
         let columns = settings
             .vectors
             .iter()

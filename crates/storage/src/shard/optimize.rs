@@ -17,8 +17,9 @@ impl LocalShard {
     }
 
     /// Runs one optimizer step on `pool`: indexes the oldest sealed segment, or rebuilds an
-    /// indexed segment with too many deleted rows. Returns whether there was work.
-    pub fn optimize(&self, pool: &rayon::ThreadPool) -> Result<bool> {
+    /// indexed segment with too many deleted rows, and checkpoints (`log` first). Returns
+    /// whether there was work.
+    pub fn optimize(&self, pool: &rayon::ThreadPool, log: &Wal) -> Result<bool> {
         let _one = self.optimizing.lock();
         let (src, target, fresh_id) = {
             let mut st = self.state.write();
@@ -133,7 +134,7 @@ impl LocalShard {
             self.save_graphs(&target)?;
         }
         // The move changed the state without a new operation: checkpoint regardless.
-        self.write_checkpoint(true)?;
+        self.write_checkpoint(true, log)?;
         Ok(true)
     }
 
@@ -161,7 +162,7 @@ impl LocalShard {
 
     /// Writes every graph with rows not yet in its files, then a checkpoint: what a clean
     /// shutdown does, so the next start loads graphs instead of re-indexing inline rows.
-    pub fn save_all(&self) -> Result<()> {
+    pub fn save_all(&self, log: &Wal) -> Result<()> {
         let _one = self.optimizing.lock();
         let segments: Vec<Arc<Segment>> = self.state.read().segments.clone();
         for s in segments
@@ -170,7 +171,7 @@ impl LocalShard {
         {
             self.save_graphs(s)?;
         }
-        self.write_checkpoint(true).map(|_| ())
+        self.write_checkpoint(true, log).map(|_| ())
     }
 
     pub(super) fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {

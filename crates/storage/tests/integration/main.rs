@@ -2,4 +2,5 @@ mod archive;
 mod collection;
 mod filter_cache;
 mod fixtures;
+mod power_loss;
 mod wal;

@@ -172,6 +172,30 @@ fn reopening_continues_the_numbering() {
 }
 
 #[test]
+fn a_restarted_log_numbers_after_the_given_record_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = 12;
+    {
+        let wal = Wal::open(dir.path(), small_segments()).unwrap();
+        append_bodies(&wal, seed, 30);
+        assert!(segment_files(dir.path()).len() > 1);
+        // Behind what it feeds: records through 100 were applied elsewhere.
+        wal.restart_after(100).unwrap();
+        assert_eq!((wal.last_seq(), wal.first_seq()), (100, None));
+        assert_eq!(wal.durable_seq(), 100);
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        assert_eq!(wal.append(b"next").unwrap(), 101);
+        wal.sync(101).unwrap();
+        // Never backwards.
+        let err = wal.restart_after(50).unwrap_err();
+        assert_eq!(err.kind(), StorageErrorKind::InvalidInput, "{err}");
+    }
+    let wal = Wal::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(wal.last_seq(), 101);
+    assert_eq!(replay_all(&wal, 0), vec![(101, b"next".to_vec())]);
+}
+
+#[test]
 fn an_empty_log_reopens_empty() {
     let dir = tempfile::tempdir().unwrap();
     drop(Wal::open(dir.path(), WalOptions::default()).unwrap());
