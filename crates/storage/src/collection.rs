@@ -120,6 +120,8 @@ pub struct Collection {
     /// Fsyncs the log on the `fsync_interval_ms` policy, on a thread of its own so that an
     /// optimizer step of minutes does not stretch the interval.
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Stops the sync thread (its own, so that kicks for the optimizer do not wake it).
+    sync_stop: Arc<(Mutex<bool>, Condvar)>,
     pool: rayon::ThreadPool,
     optimizing: AtomicBool,
     optimizer_error: Mutex<Option<String>>,
@@ -261,6 +263,7 @@ impl Collection {
             )),
             thread: Mutex::new(None),
             sync_thread: Mutex::new(None),
+            sync_stop: Arc::new((Mutex::new(false), Condvar::new())),
             pool,
             optimizing: AtomicBool::new(false),
             optimizer_error: Mutex::new(None),
@@ -276,10 +279,10 @@ impl Collection {
             .map_err(|e| StorageError::io(dir, e))?;
         *collection.thread.lock() = Some(handle);
         let weak = Arc::downgrade(&collection);
-        let signal = collection.signal.clone();
+        let stop = collection.sync_stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("sync-{name}"))
-            .spawn(move || sync_on_interval(weak, signal))
+            .spawn(move || sync_on_interval(weak, stop))
             .map_err(|e| StorageError::io(dir, e))?;
         *collection.sync_thread.lock() = Some(handle);
         Ok(collection)
@@ -763,13 +766,19 @@ impl Collection {
         f(files)
     }
 
+    /// Tells the background and sync threads to stop.
+    fn stop_threads_signal(&self) {
+        let (lock, cv) = &*self.signal;
+        lock.lock().stop = true;
+        cv.notify_all();
+        let (lock, cv) = &*self.sync_stop;
+        *lock.lock() = true;
+        cv.notify_all();
+    }
+
     /// Stops the background thread and writes a final checkpoint.
     pub fn close(&self) -> Result<()> {
-        {
-            let (lock, cv) = &*self.signal;
-            lock.lock().stop = true;
-            cv.notify_all();
-        }
+        self.stop_threads_signal();
         for thread in [&self.thread, &self.sync_thread] {
             if let Some(h) = thread.lock().take() {
                 if h.thread().id() != std::thread::current().id() {
@@ -789,11 +798,7 @@ impl Collection {
     /// and gets a fresh log.
     pub(crate) fn reset_sequences(dir: &Path) -> Result<()> {
         let c = Collection::open(dir, "restoring")?;
-        {
-            let (lock, cv) = &*c.signal;
-            lock.lock().stop = true;
-            cv.notify_all();
-        }
+        c.stop_threads_signal();
         for thread in [&c.thread, &c.sync_thread] {
             if let Some(h) = thread.lock().take() {
                 let _ = h.join();
@@ -821,6 +826,22 @@ fn check_log_covers(dir: &Path, shards: &[Arc<LocalShard>], wal: &Wal) -> Result
     let (Some(&lowest), Some(&highest)) = (applied.iter().min(), applied.iter().max()) else {
         return Ok(());
     };
+    // The log must also start early enough for the shard furthest behind.
+    if lowest < last {
+        let first = wal.first_seq().unwrap_or(last + 1);
+        if first > lowest + 1 {
+            let behind = applied.iter().position(|&a| a == lowest).unwrap_or(0);
+            return Err(StorageError::corrupt(
+                wal.dir(),
+                format!(
+                    "the write-ahead log starts at operation {first} but shard {behind} is \
+                     checkpointed at {lowest}: operations {} to {} are lost for it",
+                    lowest + 1,
+                    first - 1
+                ),
+            ));
+        }
+    }
     if highest <= last {
         return Ok(());
     }
@@ -911,7 +932,7 @@ fn background(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>)
 /// sent without waiting), whatever the optimizer is doing: a write acknowledged under the
 /// interval policy is on disk one interval (and one fsync) later at most. Holds only a weak
 /// reference, so dropping the collection ends it.
-fn sync_on_interval(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Condvar)>) {
+fn sync_on_interval(weak: Weak<Collection>, stop: Arc<(Mutex<bool>, Condvar)>) {
     loop {
         let every = match weak.upgrade() {
             Some(c) => c
@@ -922,13 +943,13 @@ fn sync_on_interval(weak: Weak<Collection>, signal: Arc<(Mutex<Background>, Cond
             None => return,
         };
         {
-            let (lock, cv) = &*signal;
-            let mut st = lock.lock();
-            if st.stop {
+            let (lock, cv) = &*stop;
+            let mut stopped = lock.lock();
+            if *stopped {
                 return;
             }
-            cv.wait_for(&mut st, every);
-            if st.stop {
+            cv.wait_for(&mut stopped, every);
+            if *stopped {
                 return;
             }
         }

@@ -574,8 +574,9 @@ impl Wal {
     /// The active segment is kept even when it is fully covered, so numbering continues.
     pub fn truncate_through(&self, seq: u64) -> Result<()> {
         let mut inner = self.inner.lock();
-        let mut removed_any = false;
-        // Oldest first, so a crash part-way leaves a contiguous log.
+        // Oldest first, each removal made durable before the next: a power cut keeps any
+        // subset of the unsynced removals of a directory, and only a suffix of the log is a
+        // log without a gap.
         while let Some(oldest) = inner.sealed.front() {
             if oldest.last_seq > seq {
                 break;
@@ -583,9 +584,6 @@ impl Wal {
             fs::remove_file(&oldest.path).map_err(|e| StorageError::io(&oldest.path, e))?;
             inner.total_bytes -= oldest.len;
             inner.sealed.pop_front();
-            removed_any = true;
-        }
-        if removed_any {
             sync_directory(&self.dir, &self.fsyncs)?;
         }
         Ok(())
@@ -607,9 +605,9 @@ impl Wal {
     /// lost the log's copy of the last ones), so that new records never reuse a number that
     /// was applied. `seq` below [`Wal::last_seq`] is [`StorageError::InvalidInput`].
     ///
-    /// The old segments are removed (and the directory fsynced) before the new one is made:
-    /// a crash in between leaves an empty log, which the caller's check at open finds behind
-    /// again, never a log with a gap.
+    /// The old segments are removed newest first, each removal made durable before the next,
+    /// and only then is the new one made: a crash part-way leaves a shorter log without a gap
+    /// (or an empty one), which the caller's check at open finds behind again.
     pub fn restart_after(&self, seq: u64) -> Result<()> {
         let mut inner = self.inner.lock();
         inner.check_healthy()?;
@@ -619,17 +617,25 @@ impl Wal {
                 inner.next_seq - 1
             )));
         }
-        let old: Vec<PathBuf> = inner
-            .sealed
-            .iter()
-            .map(|s| s.path.clone())
-            .chain(std::iter::once(inner.active.path.clone()))
+        let old: Vec<PathBuf> = std::iter::once(inner.active.path.clone())
+            .chain(inner.sealed.iter().rev().map(|s| s.path.clone()))
             .collect();
-        for path in &old {
-            fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
-        }
-        sync_directory(&self.dir, &self.fsyncs)?;
-        let active = create_segment(&self.dir, seq + 1, &self.fsyncs)?;
+        // Past the first removal the handle no longer matches the files: refuse further work
+        // if anything fails from here on.
+        let restarted = (|| {
+            for path in &old {
+                fs::remove_file(path).map_err(|e| StorageError::io(path, e))?;
+                sync_directory(&self.dir, &self.fsyncs)?;
+            }
+            create_segment(&self.dir, seq + 1, &self.fsyncs)
+        })();
+        let active = match restarted {
+            Ok(active) => active,
+            Err(e) => {
+                inner.failure = Some(format!("restarting the log failed: {e}"));
+                return Err(e);
+            }
+        };
         inner.sealed.clear();
         inner.total_bytes = active.len;
         inner.active = active;

@@ -81,7 +81,7 @@ impl LocalShard {
     }
 
     /// Forgets the applied sequence numbers (used when a snapshot is restored next to a fresh
-    /// log that numbers from 1 again), and checkpoints.
+    /// log, whose numbering then only has to move forward), and checkpoints.
     pub fn reset_sequence(&self, log: &Wal) -> Result<()> {
         {
             let mut st = self.state.write();

@@ -139,14 +139,20 @@ fn a_checkpoint_never_runs_ahead_of_the_durable_log() {
         let root = tempfile::tempdir().unwrap();
         let recorder = Recorder::arm(root.path(), None).unwrap();
         let dir = root.path().join("c");
-        let c = Collection::create(&dir, "c", config(2, 40, None)).unwrap();
+        // An interval of a minute: no fsync of the log comes on its own during the test.
+        let c = Collection::create(&dir, "c", config(2, 40, Some(60_000))).unwrap();
         // Not waited for: in the log's page cache only, until something syncs it.
         let batches: Vec<Vec<PointWrite>> = (0..20)
             .map(|b| (0..BATCH).map(|i| point(b * BATCH + i, 1)).collect())
             .collect();
+        let mut last = 0;
         for b in &batches {
-            upsert(&c, b, false);
+            last = upsert(&c, b, false);
         }
+        assert!(
+            c.durable_seq() < last,
+            "the log is synced already: nothing to test"
+        );
         // Seals and indexes segments, checkpointing each shard.
         c.optimize_now().unwrap();
         let image = root.path().join("image");
