@@ -794,18 +794,16 @@ impl Collection {
         self.truncate_log()
     }
 
-    /// Zeroes every shard's sequence numbers: the collection was restored from a snapshot
-    /// and gets a fresh log.
-    pub(crate) fn reset_sequences(dir: &Path) -> Result<()> {
+    /// Opens, once, a collection unpacked from a snapshot (its shards' checkpoints, taken
+    /// under the write lock so they agree, and no log): the fresh log then numbers new writes
+    /// after the checkpoints (see `check_log_covers`).
+    pub(crate) fn prepare_restored(dir: &Path) -> Result<()> {
         let c = Collection::open(dir, "restoring")?;
         c.stop_threads_signal();
         for thread in [&c.thread, &c.sync_thread] {
             if let Some(h) = thread.lock().take() {
                 let _ = h.join();
             }
-        }
-        for s in &c.shards {
-            s.reset_sequence(&c.wal)?;
         }
         Ok(())
     }

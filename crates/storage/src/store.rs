@@ -304,8 +304,8 @@ impl Storage {
                     "snapshot holds no collection config",
                 ));
             }
-            // The restored shards get a fresh, empty log: their sequence numbers restart.
-            Collection::reset_sequences(&staging)
+            // The restored shards get a fresh, empty log, numbering after them.
+            Collection::prepare_restored(&staging)
         })();
         if let Err(e) = prepared {
             let _ = std::fs::remove_dir_all(&staging);

@@ -80,17 +80,6 @@ impl LocalShard {
         Ok(out)
     }
 
-    /// Forgets the applied sequence numbers (used when a snapshot is restored next to a fresh
-    /// log, whose numbering then only has to move forward), and checkpoints.
-    pub fn reset_sequence(&self, log: &Wal) -> Result<()> {
-        {
-            let mut st = self.state.write();
-            st.applied_seq = 0;
-            st.checkpointed_seq = 0;
-        }
-        self.write_checkpoint(true, log).map(|_| ())
-    }
-
     pub(super) fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {
         let columns = self.settings.vectors.len();
         let mut referenced = HashSet::new();
