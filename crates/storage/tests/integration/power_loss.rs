@@ -5,8 +5,8 @@
 //! or not at all, and the log numbers new writes past everything the shards hold (so a write
 //! acknowledged after the restart is applied, and still there after another restart).
 //!
-//! `VR_POWER_CUTS=500 cargo test -p storage --release power_loss -- --nocapture` runs the
-//! long version recorded in `docs/reliability.md`.
+//! `VR_POWER_CUTS=500 cargo test --release -p storage --test integration acknowledged_writes_survive
+//! -- --nocapture` runs the long version recorded in `docs/reliability.md`.
 
 use index_core::PointId;
 use payload::{Payload, PayloadSelector};
