@@ -310,9 +310,10 @@ pub struct OptimizersConfig {
     pub indexing_threshold: Option<usize>,
     /// Seconds between checkpoints.
     pub flush_interval_sec: u64,
-    /// Build threads, when set.
+    /// Build threads, when set to a number (`"auto"` is reported as absent, as Qdrant
+    /// reports it `null`: the response schema has only an integer here).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_optimization_threads: Option<serde_json::Value>,
+    pub max_optimization_threads: Option<u64>,
 }
 
 /// `WalConfig` (effective values).

@@ -51,6 +51,22 @@ def test_creation_options_echo_and_quantized_search_is_exact(remote, oracle):
     pair.drop()
 
 
+def test_optimization_threads_auto_reads_back_as_the_schema_allows(remote):
+    # The request takes a number or "auto"; the response schema (and the client's model) has
+    # only an integer or null there. Found by Schemathesis: "auto" was echoed back, and the
+    # client could not read the collection's info any more.
+    for name, threads, expected in (("threads-auto", models.MaxOptimizationThreadsSetting.AUTO,
+                                     None), ("threads-two", 2, 2)):
+        if remote.collection_exists(name):
+            remote.delete_collection(name)
+        remote.create_collection(
+            name, vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT),
+            optimizers_config=models.OptimizersConfigDiff(max_optimization_threads=threads))
+        info = remote.get_collection(name)
+        assert info.config.optimizer_config.max_optimization_threads == expected
+        remote.delete_collection(name)
+
+
 def test_upload_helpers_scroll_offsets_and_limits(remote, oracle):
     rng = random.Random(9)
     pair = Pair(remote, oracle, "edges")
