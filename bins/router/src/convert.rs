@@ -325,10 +325,7 @@ pub fn collection_config(c: &CollectionConfig) -> response::CollectionConfig {
             memmap_threshold: o.memmap_threshold,
             indexing_threshold: o.indexing_threshold,
             flush_interval_sec: c.flush_interval_sec(),
-            max_optimization_threads: o
-                .max_optimization_threads
-                .as_ref()
-                .and_then(|t| t.as_u64()),
+            max_optimization_threads: o.max_optimization_threads.as_ref().and_then(|t| t.as_u64()),
         },
         wal_config: response::WalConfig {
             wal_capacity_mb: c.wal_capacity_mb(),

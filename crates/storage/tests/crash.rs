@@ -1,8 +1,11 @@
 //! Crash test of a whole collection: a child process takes a stream of acknowledged upserts,
 //! deletes and payload updates (with the optimizer sealing, indexing and checkpointing
-//! underneath) and is killed with SIGKILL at random moments, more than 20 times. After each
-//! kill the parent opens the storage and checks that every acknowledged operation is there,
-//! that the one in flight is wholly applied or wholly absent, and nothing else.
+//! underneath, and snapshots taken and restored into a second collection in a loop beside
+//! it) and is killed with SIGKILL at random moments, more than 20 times. After each kill the
+//! parent opens the storage and checks that every acknowledged operation is there (vectors
+//! and payloads compared), that the one in flight is wholly applied or wholly absent, and
+//! nothing else; that the restored copy, if any, is the state after one operation; and that
+//! every snapshot listed verifies.
 //!
 //! The child is this test binary itself, re-executed with `VR_CRASH_CHILD_DIR` set (an
 //! example binary has no `CARGO_BIN_EXE_` path to find it by).
@@ -24,6 +27,7 @@ use storage::{CollectionConfig, PointSelector, PointWrite, Storage, Update, Vect
 const CHILD_DIR_ENV: &str = "VR_CRASH_CHILD_DIR";
 const CHILD_START_ENV: &str = "VR_CRASH_CHILD_START";
 const TEST_NAME: &str = "acknowledged_operations_survive_sigkill";
+/// Kills in CI; `VR_CRASH_KILLS` sets another number (the long run in docs/reliability.md).
 const KILLS: u32 = 22;
 const BATCH: u64 = 10;
 const DIM: usize = 4;
@@ -106,12 +110,55 @@ fn child(dir: &Path, start: u64) {
     };
     println!("ready");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut k = start;
-    while Instant::now() < deadline {
-        c.update(update(k), true).unwrap();
-        println!("ack {k}");
-        k += 1;
+    std::thread::scope(|scope| {
+        // Beside the writer: snapshots of `c` taken and restored into `r` in a loop, so that
+        // kills land in snapshot creation and in a restore too.
+        scope.spawn(|| {
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(30));
+                let snap = store.create_snapshot("c").unwrap();
+                println!("snapshot {}", snap.name);
+                let path = store.snapshot_path("c", &snap.name).unwrap();
+                store.recover("r", &path, snap.checksum.as_deref()).unwrap();
+                println!("restored {}", snap.name);
+                for old in store.list_snapshots("c").unwrap() {
+                    if old.name != snap.name {
+                        store.delete_snapshot("c", &old.name).unwrap();
+                    }
+                }
+            }
+        });
+        let mut k = start;
+        while Instant::now() < deadline {
+            c.update(update(k), true).unwrap();
+            println!("ack {k}");
+            k += 1;
+        }
+    });
+}
+
+/// The points of collection `c` by id: the `marked` payload value (or none). Checks each
+/// point's vector and `op` payload against what its operation wrote.
+fn contents(c: &storage::Collection, up_to_op: u64, what: &str) -> BTreeMap<PointId, Option<u64>> {
+    let ids: Vec<PointId> = (0..(up_to_op + 1) * BATCH).map(PointId::Num).collect();
+    let records = c.retrieve(&ids, &PayloadSelector::All, &VectorSelector::All);
+    let mut actual = BTreeMap::new();
+    for r in &records {
+        let PointId::Num(n) = r.id else {
+            unreachable!()
+        };
+        let v = &r.vectors.as_ref().unwrap()[0].1;
+        assert_eq!(v, &vector(n), "{what}: vector of point {n}");
+        let p = r.payload.as_ref().unwrap();
+        assert_eq!(p["op"], json!(n / BATCH), "{what}: payload of point {n}");
+        actual.insert(r.id, p.get("marked").and_then(|m| m.as_u64()));
     }
+    assert_eq!(
+        c.count(None),
+        records.len(),
+        "{what}: points beyond the operations sent"
+    );
+    actual
 }
 
 /// What the collection must hold after operations `0..=last` (each wholly).
@@ -146,31 +193,7 @@ fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> Option<u64> {
         );
         return None;
     };
-    let ids: Vec<PointId> = (0..(acked.map_or(1, |a| a + 2) * BATCH))
-        .map(PointId::Num)
-        .collect();
-    let records = c.retrieve(&ids, &PayloadSelector::All, &VectorSelector::All);
-    let mut actual = BTreeMap::new();
-    for r in &records {
-        let PointId::Num(n) = r.id else {
-            unreachable!()
-        };
-        let v = &r.vectors.as_ref().unwrap()[0].1;
-        assert_eq!(v, &vector(n), "kill {kill}: vector of point {n}");
-        assert!(v.iter().all(|x| x.is_finite()));
-        let p = r.payload.as_ref().unwrap();
-        assert_eq!(
-            p["op"],
-            json!(n / BATCH),
-            "kill {kill}: payload of point {n}"
-        );
-        actual.insert(r.id, p.get("marked").and_then(|m| m.as_u64()));
-    }
-    assert_eq!(
-        c.count(None),
-        records.len(),
-        "kill {kill}: points beyond the operations sent"
-    );
+    let actual = contents(&c, acked.map_or(0, |a| a + 1), &format!("kill {kill}"));
     let next = acked.map_or(0, |a| a + 1);
     let result = if actual == expected(acked) {
         acked
@@ -182,6 +205,36 @@ fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> Option<u64> {
             actual.len()
         );
     };
+    // A restored copy, if one was made, is a whole snapshot: the state after some operation
+    // (a snapshot is taken between two of them), never a mix.
+    if let Ok(r) = store.get("r") {
+        let copy = contents(
+            &r,
+            result.map_or(0, |a| a + 1),
+            &format!("kill {kill}, restored copy"),
+        );
+        let latest = copy.keys().map(|id| match id {
+            PointId::Num(n) => n / BATCH,
+            PointId::Uuid(_) => unreachable!(),
+        });
+        let marked = copy.values().flatten().copied();
+        let from = latest.chain(marked).max();
+        let consistent = match from {
+            None => copy.is_empty(),
+            Some(m) => (m..=m + 3).any(|k| expected(Some(k)) == copy),
+        };
+        assert!(
+            consistent,
+            "kill {kill}: the restored copy is not the state after any one operation ({} points)",
+            copy.len()
+        );
+    }
+    // Every snapshot listed is whole (its checksum verifies).
+    for snap in store.list_snapshots("c").unwrap() {
+        let path = store.snapshot_path("c", &snap.name).unwrap();
+        storage::archive::verify_archive(&path)
+            .unwrap_or_else(|e| panic!("kill {kill}: snapshot {} is damaged: {e}", snap.name));
+    }
     store.close().unwrap();
     result
 }
@@ -198,7 +251,11 @@ fn acknowledged_operations_survive_sigkill() {
     let seed = 0xc0ffee_u64;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut applied: Option<u64> = None;
-    for kill in 0..KILLS {
+    let kills: u32 = std::env::var("VR_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(KILLS);
+    for kill in 0..kills {
         let start = applied.map_or(0, |a| a + 1);
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
@@ -232,14 +289,22 @@ fn acknowledged_operations_survive_sigkill() {
         child.wait().unwrap();
         reader.join().unwrap();
         let mut acked = applied;
+        // Where the snapshot loop was at the kill: after "snapshot" and before "restored" a
+        // restore was running; after "restored", a snapshot was being taken (or the loop slept).
+        let mut snapshot_phase = "none yet";
         for line in rx.try_iter() {
             if let Some(k) = line.strip_prefix("ack ") {
                 acked = Some(k.parse().unwrap());
+            } else if line.starts_with("snapshot ") {
+                snapshot_phase = "restoring";
+            } else if line.starts_with("restored ") {
+                snapshot_phase = "snapshotting";
             }
         }
         applied = verify(dir.path(), acked, kill);
         eprintln!(
-            "kill {kill}: acknowledged through {acked:?}, state through {applied:?} (seed {seed})"
+            "kill {kill}: acknowledged through {acked:?}, state through {applied:?}, snapshot loop \
+             {snapshot_phase} (seed {seed})"
         );
     }
     assert!(
