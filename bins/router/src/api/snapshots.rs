@@ -110,14 +110,23 @@ pub async fn recover(
         .snapshots_dir()
         .canonicalize()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden: snapshots can only be recovered from the server's snapshots directory",
+        )
+    };
+    // Decided before the file's existence is looked at: otherwise "not found" against
+    // "forbidden" would tell a client which files exist anywhere on the server.
+    if !deepest_existing_under(&path, &root) {
+        return Err(forbidden());
+    }
     let real = path.canonicalize().map_err(|_| {
         ApiError::not_found(format!("Snapshot file {} does not exist", path.display()))
     })?;
+    // A link inside the directory may still point out of it.
     if !real.starts_with(&root) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden: snapshots can only be recovered from the server's snapshots directory",
-        ));
+        return Err(forbidden());
     }
     let checksum = body.checksum;
     let st = state.clone();
@@ -137,4 +146,17 @@ pub async fn recover(
     }
     task.await.map_err(internal)??;
     Ok(ok(start, &true))
+}
+
+/// Whether the deepest ancestor of `path` that exists (the path itself when it does) resolves
+/// to a place under `root` (canonical).
+fn deepest_existing_under(path: &std::path::Path, root: &std::path::Path) -> bool {
+    let mut at = Some(path);
+    while let Some(p) = at {
+        if let Ok(real) = p.canonicalize() {
+            return real.starts_with(root);
+        }
+        at = p.parent();
+    }
+    false
 }

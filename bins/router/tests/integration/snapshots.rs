@@ -93,6 +93,36 @@ async fn snapshot_round_trip() {
     .await;
     assert_eq!(r.query("copy", query.clone()).await, before);
 
+    // Outside the snapshots directory: forbidden whether the file exists or not, so the
+    // endpoint tells nobody which files the server has.
+    let outside = dirs.root();
+    for location in [
+        format!("file://{}", outside.join("storage").display()),
+        format!("file://{}", outside.join("no-such-file").display()),
+        "file:///etc/passwd".to_string(),
+        "file:///etc/no-such-file".to_string(),
+        "/no-such-dir/x.snapshot".to_string(),
+        format!("file://{}/../storage", dirs.snapshots().display()),
+    ] {
+        let (status, body) = r
+            .call(
+                Method::PUT,
+                "/collections/other/snapshots/recover",
+                Some(&json!({"location": location})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{location}: {body}");
+    }
+    // Inside it, a missing file is just not found.
+    let (status, body) = r
+        .call(
+            Method::PUT,
+            "/collections/other/snapshots/recover",
+            Some(&json!({"location": format!("file://{}/snap/missing.snapshot", dirs.snapshots().display())})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
     // Wrong checksum: refused, nothing changes.
     let (status, body) = r
         .call(
