@@ -29,6 +29,10 @@ SPEC="${VR_OPENAPI:-../shared/qdrant-api/openapi.json}"
   --snapshots-path "$WORK/snaps" --log-level info > "$WORK/router.log" 2>&1 &
 ROUTER=$!
 trap 'kill $ROUTER 2>/dev/null; wait $ROUTER 2>/dev/null; rm -rf "$WORK"' EXIT
+sleep 0.3
+if ! kill -0 "$ROUTER" 2>/dev/null; then
+  echo "the router did not start:"; cat "$WORK/router.log"; exit 1
+fi
 # The collection every generated request names, with two points (no curl on a bare machine).
 "$VENV/bin/python" - "$PORT" <<'PY'
 import json, sys, time, urllib.request
@@ -53,11 +57,13 @@ PY
 printf '[parameters]\ncollection_name = "st"\n' > "$WORK/schemathesis.toml"
 SERVED='^/(collections(/\{collection_name\}(/exists|/index(/\{field_name\})?|/points(/\{id\}|/delete|/payload(/delete|/clear)?|/scroll|/count|/query(/batch)?|/search(/batch)?)?|/snapshots(/recover|/\{snapshot_name\})?)?)?|healthz|livez|readyz|metrics)?$'
 status=0
-"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run \
+SPEC="$(realpath "$SPEC")"
+# Run from the scratch directory: Schemathesis keeps a cache (.schemathesis/) where it runs.
+(cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run \
   "$SPEC" -u "http://127.0.0.1:$PORT" \
   --include-path-regex "$SERVED" --exclude-method DELETE \
   --checks response_schema_conformance,status_code_conformance,content_type_conformance \
-  --max-time "$SECONDS_BUDGET" --workers 2 --no-color || status=$?
+  --max-time "$SECONDS_BUDGET" --workers 2 --no-color) || status=$?
 echo "== answers by status (router access log)"
 grep -o 'status=[0-9]*' "$WORK/router.log" | sort | uniq -c
 if grep -E 'status=5(0[02-9]|[1-9][0-9])' "$WORK/router.log" > /dev/null; then
