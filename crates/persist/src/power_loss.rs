@@ -52,6 +52,8 @@
 //! assert!(kept.starts_with(b"kept") && kept.len() <= b"kept and maybe this".len());
 //! ```
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
@@ -204,7 +206,7 @@ impl Recorder {
         let m = guard.as_ref().expect("armed while the recorder lives");
         let frozen = m.frozen.as_ref().expect("frozen at the cut");
         let mut stats = ImageStats::default();
-        let mut rng = SplitMix(seed);
+        let mut rng = SmallRng::seed_from_u64(seed);
         write_dir(m, frozen, m.root_key, dest, &mut rng, &mut stats)?;
         Ok(stats)
     }
@@ -257,7 +259,7 @@ fn write_dir(
     frozen: &Frozen,
     key: Key,
     dest: &Path,
-    rng: &mut SplitMix,
+    rng: &mut SmallRng,
     stats: &mut ImageStats,
 ) -> io::Result<()> {
     fs::create_dir_all(dest)?;
@@ -272,7 +274,7 @@ fn write_dir(
             old
         } else {
             stats.unsynced_names += 1;
-            if rng.below(2) == 0 {
+            if rng.random_bool(0.5) {
                 old
             } else {
                 stats.new_names_kept += 1;
@@ -290,15 +292,15 @@ fn write_dir(
                     if cached.len() > synced.len() && cached.starts_with(synced) {
                         // An append not yet fsynced: none, some or all of it reached the disk.
                         let extra = cached.len() - synced.len();
-                        let keep = match rng.below(4) {
+                        let keep = match rng.random_range(0..4) {
                             0 | 1 => 0,
-                            2 => rng.below(extra as u64 + 1) as usize,
+                            2 => rng.random_range(0..=extra),
                             _ => extra,
                         };
                         bytes.extend_from_slice(&cached[synced.len()..synced.len() + keep]);
                         if keep > 0 {
                             stats.torn_tails += 1;
-                            if rng.below(4) == 0 {
+                            if rng.random_bool(0.25) {
                                 let from = bytes.len() - keep.min(512);
                                 bytes[from..].iter_mut().for_each(|b| *b = 0);
                             }
@@ -387,27 +389,6 @@ fn capture(target: &SyncTarget<'_>) -> io::Result<Option<Captured>> {
     };
     m.captures += 1;
     Ok(Some(captured))
-}
-
-/// SplitMix64: enough randomness to choose what survived, and no dependency.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
 }
 
 #[cfg(test)]
