@@ -824,11 +824,11 @@ fn check_log_covers(dir: &Path, shards: &[Arc<LocalShard>], wal: &Wal) -> Result
     let (Some(&lowest), Some(&highest)) = (applied.iter().min(), applied.iter().max()) else {
         return Ok(());
     };
+    let behind = applied.iter().position(|&a| a == lowest).unwrap_or(0);
     // The log must also start early enough for the shard furthest behind.
     if lowest < last {
         let first = wal.first_seq().unwrap_or(last + 1);
         if first > lowest + 1 {
-            let behind = applied.iter().position(|&a| a == lowest).unwrap_or(0);
             return Err(StorageError::corrupt(
                 wal.dir(),
                 format!(
@@ -852,7 +852,6 @@ fn check_log_covers(dir: &Path, shards: &[Arc<LocalShard>], wal: &Wal) -> Result
         );
         return wal.restart_after(highest);
     }
-    let behind = applied.iter().position(|&a| a == lowest).unwrap_or(0);
     Err(StorageError::corrupt(
         dir.join(format!("shard-{behind}")),
         format!(

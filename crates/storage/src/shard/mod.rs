@@ -214,19 +214,8 @@ impl LocalShard {
         if path.exists() {
             shard.load(&path)?;
         }
-        {
-            let mut st = shard.state.write();
-            for (field, schema) in index_defs {
-                let schema = payload::FieldSchema::from_json(schema)?;
-                let State {
-                    indexes, points, ..
-                } = &mut *st;
-                indexes.create(
-                    field,
-                    schema,
-                    points.iter().map(|(id, e)| (*id, &e.payload)),
-                )?;
-            }
+        for (field, schema) in index_defs {
+            shard.create_payload_index(field, schema)?;
         }
         Ok(shard)
     }
