@@ -197,7 +197,7 @@ fn main() {
         });
         let request = |qi: usize, ef: usize| SearchRequest {
             vector_name: String::new(),
-            vector: w.query(qi).to_vec(),
+            query: storage::Query::Nearest(w.query(qi).to_vec()),
             filter: filter.clone(),
             params: SearchParams {
                 hnsw_ef: Some(ef),

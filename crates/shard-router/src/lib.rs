@@ -36,7 +36,7 @@
 //! let shards: Vec<Arc<dyn Shard>> = c.shards().iter()
 //!     .map(|s| Arc::new(LocalShardHandle::new(s.clone(), pool.clone())) as Arc<dyn Shard>).collect();
 //! let req = storage::SearchRequest {
-//!     vector_name: String::new(), vector: vec![1.0], filter: None,
+//!     vector_name: String::new(), query: storage::Query::Nearest(vec![1.0]), filter: None,
 //!     params: index_core::SearchParams::top(3),
 //!     with_payload: payload::PayloadSelector::Nothing, with_vector: storage::VectorSelector::Nothing,
 //! };
@@ -402,15 +402,30 @@ pub async fn search(
     .await?;
     let mut cursor = vec![0usize; shards.len()];
     let kernels = quant::kernels();
-    let mut query = req.vector.clone();
-    metric.prepare(&mut query);
+    // How a full-precision vector is measured: its distance to the query vector, or its
+    // negated score against the examples (prepared once the vectors' dimension is known).
+    let nearest = req.query.nearest().map(|q| {
+        let mut q = q.to_vec();
+        metric.prepare(&mut q);
+        q
+    });
+    let mut examples: Option<storage::PreparedExamples> = None;
     let mut reranked: Vec<ScoredPoint> = Vec::with_capacity(all.len());
     for (k, mut h) in all {
         let v = fetched[k].get(cursor[k]).cloned().flatten();
         cursor[k] += 1;
         if let Some(v) = v {
-            h.distance = metric.distance(kernels, &query, &v);
-            h.score = metric.score(h.distance);
+            if let Some(q) = &nearest {
+                h.distance = metric.distance(kernels, q, &v);
+                h.score = metric.score(h.distance);
+            } else if let storage::Query::Examples(ex) = &req.query {
+                let ex = match &examples {
+                    Some(ex) => ex,
+                    None => examples.insert(ex.prepare(v.len(), metric)?),
+                };
+                h.score = ex.score(kernels, &v);
+                h.distance = -h.score;
+            }
         }
         reranked.push(h);
     }

@@ -27,7 +27,7 @@
 //! c.update(Update::Upsert(vec![point(1, vec![0.0, 0.0]), point(2, vec![3.0, 4.0])]), true).unwrap();
 //! let hits = c.search(&storage::SearchRequest {
 //!     vector_name: String::new(),
-//!     vector: vec![3.0, 3.0],
+//!     query: storage::Query::Nearest(vec![3.0, 3.0]),
 //!     filter: None,
 //!     params: SearchParams::top(1),
 //!     with_payload: PayloadSelector::Nothing,
@@ -49,6 +49,7 @@ mod config;
 mod error;
 mod filter_cache;
 mod ops;
+mod query;
 mod segment;
 mod shard;
 mod store;
@@ -67,6 +68,7 @@ pub use config::{
 };
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use ops::{Operation, PointWrite, MAX_POINTS_PER_OPERATION};
+pub use query::{ContextPair, ExampleQuery, PreparedExamples, Query, RecommendStrategy};
 pub use shard::{
     LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
 };

@@ -5,7 +5,8 @@
 //! - `service`: `/`, health, readiness, metrics, the fallback;
 //! - `collections`: create, read, update, delete, list, exists, payload indexes;
 //! - `points`: upsert, delete, payload writes, retrieve, scroll, count;
-//! - `query`: query, search and their batches, through the result cache;
+//! - `query`: query, search, recommend, discover and their batches, through the result
+//!   cache;
 //! - `snapshots`: create, list, download, delete, recover.
 
 mod collections;
@@ -79,6 +80,19 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(
             "/collections/{name}/points/search/batch",
             post(query::search_batch),
+        )
+        .route(
+            "/collections/{name}/points/recommend",
+            post(query::recommend),
+        )
+        .route(
+            "/collections/{name}/points/recommend/batch",
+            post(query::recommend_batch),
+        )
+        .route("/collections/{name}/points/discover", post(query::discover))
+        .route(
+            "/collections/{name}/points/discover/batch",
+            post(query::discover_batch),
         )
         .route(
             "/collections/{name}/snapshots",

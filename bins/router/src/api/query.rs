@@ -1,4 +1,5 @@
-//! Searches: the universal query, the legacy search, and their batches.
+//! Searches: the universal query (nearest, recommend, discover, context), the legacy
+//! search, recommend and discover, and their batches.
 //!
 //! A search is planned (typed body to `storage::SearchRequest`, the query vector checked
 //! against the collection), then run through the result cache and the shard fan-out. The
@@ -28,22 +29,53 @@ struct PlannedSearch {
     request: storage::SearchRequest,
     offset: usize,
     metric: quant::Metric,
-    /// The point queried by id, left out of its own results.
-    exclude: Option<PointId>,
+    /// Points given by id as examples (or as the query), left out of their own results.
+    exclude: Vec<PointId>,
+    /// Whether the answer depends on another collection (examples looked up there): such
+    /// an answer is not cached, since writes there do not invalidate this collection's.
+    cacheable: bool,
 }
 
 /// What a query asks for.
 enum Plan {
-    /// Nearest neighbours.
-    Search(PlannedSearch),
+    /// Nearest neighbours, or best scores against examples.
+    Search(Box<PlannedSearch>),
     /// No `query`: points in id order, each scored 1, as Qdrant does.
-    Scroll(QueryRequest),
+    Scroll(Box<QueryRequest>),
 }
 
-/// The fields a search shares between the query and the legacy search.
+/// What a search ranks by, its examples not yet read into vectors.
+enum Asked {
+    Nearest(VectorInput),
+    Recommend {
+        positive: Vec<VectorInput>,
+        negative: Vec<VectorInput>,
+        strategy: model::RecommendStrategy,
+    },
+    Discover {
+        target: VectorInput,
+        context: Vec<model::ContextPair>,
+    },
+    Context(Vec<model::ContextPair>),
+}
+
+impl Asked {
+    fn recommend(input: model::RecommendInput) -> Asked {
+        Asked::Recommend {
+            positive: input.positive.unwrap_or_default(),
+            negative: input.negative.unwrap_or_default(),
+            strategy: input
+                .strategy
+                .unwrap_or(model::RecommendStrategy::AverageVector),
+        }
+    }
+}
+
+/// The fields a search shares between the query and the legacy endpoints.
 struct SearchParts {
     using: String,
-    input: VectorInput,
+    asked: Asked,
+    lookup_from: Option<model::LookupLocation>,
     limit: usize,
     offset: usize,
     filter: Option<model::FilterInput>,
@@ -53,33 +85,40 @@ struct SearchParts {
     with_vector: Option<model::WithVector>,
 }
 
-fn plan_query(c: &Collection, req: QueryRequest) -> Result<Plan, ApiError> {
+fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Result<Plan, ApiError> {
     convert::refuse_if_set(&req.prefetch, "prefetch", "query")?;
-    convert::refuse_if_set(&req.lookup_from, "lookup_from", "query")?;
     convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
     let Some(query) = req.query else {
-        return Ok(Plan::Scroll(req));
+        return Ok(Plan::Scroll(Box::new(req)));
     };
-    let input = match query {
+    let asked = match query {
         QueryInterface::Nearest { mmr: true, .. } => {
             return Err(ApiError::not_implemented(
                 "`mmr` in query is not supported by this server",
             ))
         }
-        QueryInterface::Nearest { nearest, .. } => nearest,
+        QueryInterface::Nearest { nearest, .. } => Asked::Nearest(nearest),
+        QueryInterface::Recommend(input) => Asked::recommend(input),
+        QueryInterface::Discover(input) => Asked::Discover {
+            target: input.target,
+            context: input.context.0,
+        },
+        QueryInterface::Context(input) => Asked::Context(input.0),
         QueryInterface::Other(kind) => {
             return Err(ApiError::not_implemented(format!(
-                "query `{kind}` is not supported (nearest only)"
+                "query `{kind}` is not supported (nearest, recommend, discover and context are)"
             )))
         }
     };
     plan_search(
+        state,
         c,
         SearchParts {
             using: req.using.unwrap_or_default(),
-            input,
+            asked,
+            lookup_from: req.lookup_from,
             limit,
             offset,
             filter: req.filter,
@@ -89,10 +128,14 @@ fn plan_query(c: &Collection, req: QueryRequest) -> Result<Plan, ApiError> {
             with_vector: req.with_vector,
         },
     )
-    .map(Plan::Search)
+    .map(|p| Plan::Search(Box::new(p)))
 }
 
-fn plan_legacy(c: &Collection, req: SearchRequest) -> Result<PlannedSearch, ApiError> {
+fn plan_legacy(
+    state: &AppState,
+    c: &Arc<Collection>,
+    req: SearchRequest,
+) -> Result<PlannedSearch, ApiError> {
     convert::refuse_if_set(&req.shard_key, "shard_key", "search")?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "search")?;
@@ -102,10 +145,12 @@ fn plan_legacy(c: &Collection, req: SearchRequest) -> Result<PlannedSearch, ApiE
         ));
     }
     plan_search(
+        state,
         c,
         SearchParts {
             using: req.vector.name,
-            input: req.vector.vector,
+            asked: Asked::Nearest(req.vector.vector),
+            lookup_from: None,
             limit,
             offset,
             filter: req.filter,
@@ -117,10 +162,183 @@ fn plan_legacy(c: &Collection, req: SearchRequest) -> Result<PlannedSearch, ApiE
     )
 }
 
-fn plan_search(c: &Collection, parts: SearchParts) -> Result<PlannedSearch, ApiError> {
+fn plan_recommend(
+    state: &AppState,
+    c: &Arc<Collection>,
+    req: model::RecommendRequest,
+) -> Result<PlannedSearch, ApiError> {
+    convert::refuse_if_set(&req.shard_key, "shard_key", "recommend")?;
+    let limit = convert::limit(Some(req.limit), "limit", 10)?;
+    let offset = convert::offset(req.offset, "recommend")?;
+    plan_search(
+        state,
+        c,
+        SearchParts {
+            using: req.using.unwrap_or_default(),
+            asked: Asked::recommend(model::RecommendInput {
+                positive: req.positive,
+                negative: req.negative,
+                strategy: req.strategy,
+            }),
+            lookup_from: req.lookup_from,
+            limit,
+            offset,
+            filter: req.filter,
+            params: req.params,
+            score_threshold: req.score_threshold,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+        },
+    )
+}
+
+fn plan_discover(
+    state: &AppState,
+    c: &Arc<Collection>,
+    req: model::DiscoverRequest,
+) -> Result<PlannedSearch, ApiError> {
+    convert::refuse_if_set(&req.shard_key, "shard_key", "discover")?;
+    let limit = convert::limit(Some(req.limit), "limit", 10)?;
+    let offset = convert::offset(req.offset, "discover")?;
+    let context = req.context.unwrap_or_default();
+    let asked = match req.target {
+        Some(target) => Asked::Discover { target, context },
+        None => Asked::Context(context),
+    };
+    plan_search(
+        state,
+        c,
+        SearchParts {
+            using: req.using.unwrap_or_default(),
+            asked,
+            lookup_from: req.lookup_from,
+            limit,
+            offset,
+            filter: req.filter,
+            params: req.params,
+            score_threshold: None,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+        },
+    )
+}
+
+/// Reads the examples of a query into vectors: given ones as they are, ids from the lookup
+/// collection (this one unless `lookup_from` names another), noting the ids of this
+/// collection's points so that they are left out of the results, as Qdrant does.
+struct ExampleReader {
+    lookup: Arc<Collection>,
+    vector: String,
+    size: usize,
+    same_collection: bool,
+    mentioned: Vec<PointId>,
+}
+
+impl ExampleReader {
+    fn read(&mut self, input: VectorInput) -> Result<Vec<f32>, ApiError> {
+        let v = match input {
+            VectorInput::Dense(v) => v,
+            VectorInput::Id(id) => {
+                // One stored vector per example: cheap enough to stay on the reactor.
+                let v = self
+                    .lookup
+                    .vector_of(id, &self.vector)?
+                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+                if self.same_collection && !self.mentioned.contains(&id) {
+                    self.mentioned.push(id);
+                }
+                v
+            }
+            VectorInput::Multi(_) => {
+                return Err(ApiError::not_implemented(
+                    "multivector queries are not supported",
+                ))
+            }
+            VectorInput::Sparse(_) => {
+                return Err(ApiError::not_implemented(
+                    "sparse vector queries are not supported",
+                ))
+            }
+            VectorInput::Inference(kind) => {
+                return Err(ApiError::not_implemented(format!(
+                    "{kind} inference is not supported; send a vector"
+                )))
+            }
+        };
+        if v.len() != self.size {
+            return Err(bad(format!(
+                "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                self.size,
+                v.len()
+            )));
+        }
+        Ok(v)
+    }
+
+    fn read_all(&mut self, inputs: Vec<VectorInput>) -> Result<Vec<Vec<f32>>, ApiError> {
+        inputs.into_iter().map(|i| self.read(i)).collect()
+    }
+
+    fn read_pairs(
+        &mut self,
+        pairs: Vec<model::ContextPair>,
+    ) -> Result<Vec<storage::ContextPair>, ApiError> {
+        pairs
+            .into_iter()
+            .map(|p| {
+                Ok(storage::ContextPair {
+                    positive: self.read(p.positive)?,
+                    negative: self.read(p.negative)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The most examples one query may carry, over all its lists and pairs.
+pub const MAX_EXAMPLES: usize = 1_000;
+
+fn example_count(asked: &Asked) -> usize {
+    match asked {
+        Asked::Nearest(_) => 1,
+        Asked::Recommend {
+            positive, negative, ..
+        } => positive.len() + negative.len(),
+        Asked::Discover { context, .. } => 1 + 2 * context.len(),
+        Asked::Context(context) => 2 * context.len(),
+    }
+}
+
+/// `avg(positive) + (avg(positive) - avg(negative))`, or `avg(positive)` without negatives:
+/// the `average_vector` strategy's query.
+fn average_vector(positive: &[Vec<f32>], negative: &[Vec<f32>]) -> Vec<f32> {
+    let mean = |vs: &[Vec<f32>]| {
+        let mut m = vec![0f32; vs[0].len()];
+        for v in vs {
+            for (a, x) in m.iter_mut().zip(v) {
+                *a += x;
+            }
+        }
+        m.iter_mut().for_each(|a| *a /= vs.len() as f32);
+        m
+    };
+    let pos = mean(positive);
+    if negative.is_empty() {
+        return pos;
+    }
+    let neg = mean(negative);
+    pos.iter().zip(&neg).map(|(p, n)| p + p - n).collect()
+}
+
+fn plan_search(
+    state: &AppState,
+    c: &Arc<Collection>,
+    parts: SearchParts,
+) -> Result<PlannedSearch, ApiError> {
     let SearchParts {
         using,
-        input,
+        asked,
+        lookup_from,
         limit,
         offset,
         ..
@@ -133,46 +351,93 @@ fn plan_search(c: &Collection, parts: SearchParts) -> Result<PlannedSearch, ApiE
             ))
         })?;
     let metric = distance.metric();
-    let (vector, exclude) = match input {
-        VectorInput::Dense(v) => (v, None),
-        VectorInput::Id(id) => {
-            // Planning reads one stored vector: cheap enough to stay on the reactor.
-            let v = c
-                .vector_of(id, &using)?
-                .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
-            (v, Some(id))
-        }
-        VectorInput::Multi(_) => {
-            return Err(ApiError::not_implemented(
-                "multivector queries are not supported",
-            ))
-        }
-        VectorInput::Sparse(_) => {
-            return Err(ApiError::not_implemented(
-                "sparse vector queries are not supported",
-            ))
-        }
-        VectorInput::Inference(kind) => {
-            return Err(ApiError::not_implemented(format!(
-                "{kind} inference is not supported; send a vector"
-            )))
-        }
-    };
-    if vector.len() != size {
+    if example_count(&asked) > MAX_EXAMPLES {
         return Err(bad(format!(
-            "Wrong input: Vector dimension error: expected dim: {}, got {}",
-            size,
-            vector.len()
+            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
         )));
     }
-    let total = (limit + offset + usize::from(exclude.is_some())).min(index_core::MAX_LIMIT);
+    let (lookup, vector, same_collection) = match lookup_from {
+        None => (c.clone(), using.clone(), true),
+        Some(l) => {
+            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
+            let vector = l.vector.unwrap_or_else(|| using.clone());
+            let same = l.collection == c.name();
+            (collection(state, &l.collection)?, vector, same)
+        }
+    };
+    let mut reader = ExampleReader {
+        lookup,
+        vector,
+        size,
+        same_collection,
+        mentioned: Vec::new(),
+    };
+    let query = match asked {
+        Asked::Nearest(input) => storage::Query::Nearest(reader.read(input)?),
+        Asked::Recommend {
+            positive,
+            negative,
+            strategy,
+        } => {
+            let positive = reader.read_all(positive)?;
+            let negative = reader.read_all(negative)?;
+            match strategy {
+                model::RecommendStrategy::AverageVector => {
+                    if positive.is_empty() {
+                        return Err(bad(
+                            "Wrong input: the average_vector strategy needs at least one positive example",
+                        ));
+                    }
+                    storage::Query::Nearest(average_vector(&positive, &negative))
+                }
+                model::RecommendStrategy::BestScore | model::RecommendStrategy::SumScores => {
+                    if positive.is_empty() && negative.is_empty() {
+                        return Err(bad(
+                            "Wrong input: a recommendation needs at least one positive or negative example",
+                        ));
+                    }
+                    let strategy = if strategy == model::RecommendStrategy::BestScore {
+                        storage::RecommendStrategy::BestScore
+                    } else {
+                        storage::RecommendStrategy::SumScores
+                    };
+                    storage::Query::Examples(storage::ExampleQuery::Recommend {
+                        positive,
+                        negative,
+                        strategy,
+                    })
+                }
+            }
+        }
+        Asked::Discover { target, context } => {
+            let target = reader.read(target)?;
+            storage::Query::Examples(storage::ExampleQuery::Discover {
+                target,
+                context: reader.read_pairs(context)?,
+            })
+        }
+        Asked::Context(context) => {
+            if context.is_empty() {
+                return Err(bad("Wrong input: a context query needs at least one pair"));
+            }
+            storage::Query::Examples(storage::ExampleQuery::Context {
+                context: reader.read_pairs(context)?,
+            })
+        }
+    };
+    let exclude = reader.mentioned;
+    let total = (limit + offset + exclude.len()).min(index_core::MAX_LIMIT);
     let mut params = convert::search_params(parts.params, total)?;
     if let Some(t) = parts.score_threshold {
-        params.max_distance = Some(metric.distance_from_score(t as f32));
+        params.max_distance = Some(match query {
+            storage::Query::Nearest(_) => metric.distance_from_score(t as f32),
+            // An example query's hits carry their negated score as the distance.
+            storage::Query::Examples(_) => -(t as f32),
+        });
     }
     let request = storage::SearchRequest {
         vector_name: using,
-        vector,
+        query,
         filter: parts.filter.map(|f| f.0),
         params,
         with_payload: convert::payload_selector(parts.with_payload, false),
@@ -183,6 +448,7 @@ fn plan_search(c: &Collection, parts: SearchParts) -> Result<PlannedSearch, ApiE
         offset,
         metric,
         exclude,
+        cacheable: same_collection,
     })
 }
 
@@ -210,7 +476,7 @@ async fn run_search(
         .request
         .params
         .limit
-        .saturating_sub(plan.offset + usize::from(plan.exclude.is_some()));
+        .saturating_sub(plan.offset + plan.exclude.len());
     let hits = shard_router::search(&shards, Arc::new(plan.request), plan.metric, deadline).await?;
     state
         .metrics
@@ -218,7 +484,7 @@ async fn run_search(
     let named = c.with_config(|cfg| cfg.vectors.is_named());
     let points: Vec<ScoredPoint<'_>> = hits
         .iter()
-        .filter(|h| Some(h.record.id) != plan.exclude)
+        .filter(|h| !plan.exclude.contains(&h.record.id))
         .skip(plan.offset)
         .take(limit)
         .map(|h| ScoredPoint::of(named, h))
@@ -282,12 +548,9 @@ async fn one_query(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
-    match plan_query(c, req)? {
-        Plan::Scroll(req) => query_without_vector(state, c, req, deadline).await,
-        Plan::Search(plan) => {
-            let key = cached_key(state, "query", c.name(), body);
-            run_search(state, c, key, plan, deadline).await
-        }
+    match plan_query(state, c, req)? {
+        Plan::Scroll(req) => query_without_vector(state, c, *req, deadline).await,
+        Plan::Search(plan) => run_planned(state, c, "query", body, *plan, deadline).await,
     }
 }
 
@@ -298,9 +561,80 @@ async fn one_legacy(
     req: SearchRequest,
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
-    let plan = plan_legacy(c, req)?;
-    let key = cached_key(state, "search", c.name(), body);
+    let plan = plan_legacy(state, c, req)?;
+    run_planned(state, c, "search", body, plan, deadline).await
+}
+
+/// Runs a planned search, through the result cache when its answer depends on this
+/// collection alone.
+async fn run_planned(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    kind: &str,
+    body: &[u8],
+    plan: PlannedSearch,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
+    let key = if plan.cacheable {
+        cached_key(state, kind, c.name(), body)
+    } else {
+        None
+    };
     run_search(state, c, key, plan, deadline).await
+}
+
+async fn one_recommend(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    body: &[u8],
+    req: model::RecommendRequest,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
+    let plan = plan_recommend(state, c, req)?;
+    run_planned(state, c, "recommend", body, plan, deadline).await
+}
+
+async fn one_discover(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    body: &[u8],
+    req: model::DiscoverRequest,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
+    let plan = plan_discover(state, c, req)?;
+    run_planned(state, c, "discover", body, plan, deadline).await
+}
+
+pub async fn recommend(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    body: Bytes,
+) -> ApiResult {
+    let start = Instant::now();
+    let req: model::RecommendRequest = model::parse(&body)?;
+    let c = collection(&state, &name)?;
+    let deadline = params.deadline(state.timeout);
+    Ok(ok_raw(
+        start,
+        &[&one_recommend(&state, &c, &body, req, deadline).await?],
+    ))
+}
+
+pub async fn discover(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    body: Bytes,
+) -> ApiResult {
+    let start = Instant::now();
+    let req: model::DiscoverRequest = model::parse(&body)?;
+    let c = collection(&state, &name)?;
+    let deadline = params.deadline(state.timeout);
+    Ok(ok_raw(
+        start,
+        &[&one_discover(&state, &c, &body, req, deadline).await?],
+    ))
 }
 
 pub async fn query(
@@ -386,6 +720,30 @@ impl BatchItem for SearchRequest {
     }
 }
 
+impl BatchItem for model::RecommendRequest {
+    fn run<'a>(
+        self,
+        state: &'a Arc<AppState>,
+        c: &'a Arc<Collection>,
+        body: &'a [u8],
+        deadline: Instant,
+    ) -> futures::future::BoxFuture<'a, Result<Answer, ApiError>> {
+        Box::pin(one_recommend(state, c, body, self, deadline))
+    }
+}
+
+impl BatchItem for model::DiscoverRequest {
+    fn run<'a>(
+        self,
+        state: &'a Arc<AppState>,
+        c: &'a Arc<Collection>,
+        body: &'a [u8],
+        deadline: Instant,
+    ) -> futures::future::BoxFuture<'a, Result<Answer, ApiError>> {
+        Box::pin(one_discover(state, c, body, self, deadline))
+    }
+}
+
 /// Runs every search of a batch at once; the answers in order, each between `open` and
 /// `close`.
 async fn run_batch<T: BatchItem>(
@@ -440,4 +798,22 @@ fn batch_answer(start: Instant, answers: &[Answer], open: &[u8], close: &[u8]) -
     }
     parts.push(b"]");
     ok_raw(start, &parts)
+}
+
+pub async fn recommend_batch(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    body: Bytes,
+) -> ApiResult {
+    run_batch::<model::RecommendRequest>(state, &name, params, &body, b"", b"").await
+}
+
+pub async fn discover_batch(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    body: Bytes,
+) -> ApiResult {
+    run_batch::<model::DiscoverRequest>(state, &name, params, &body, b"", b"").await
 }

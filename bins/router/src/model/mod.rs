@@ -22,8 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 pub use vectors::{
-    BatchVectorStruct, ExtendedPointId, FilterInput, NamedVectorStruct, QueryInterface,
-    VectorInput, VectorStruct, WithPayload, WithVector,
+    BatchVectorStruct, ContextPair, ExtendedPointId, FilterInput, NamedVectorStruct,
+    QueryInterface, RecommendInput, RecommendStrategy, VectorInput, VectorStruct, WithPayload,
+    WithVector,
 };
 
 /// Reads a request body into `T`. An empty body, or `null`, reads as `{}` (clients send none
@@ -261,8 +262,8 @@ pub struct QueryRequest {
     pub with_vector: Option<WithVector>,
     /// Sub-queries (not served).
     pub prefetch: Option<Value>,
-    /// Vectors from another collection (not served).
-    pub lookup_from: Option<Value>,
+    /// Where examples given by id are looked up (default: this collection).
+    pub lookup_from: Option<LookupLocation>,
     /// Custom sharding (not served).
     pub shard_key: Option<ShardKeySelector>,
 }
@@ -295,6 +296,78 @@ pub struct SearchRequest {
     pub with_vector: Option<WithVector>,
     /// Lowest score (or highest distance) returned.
     pub score_threshold: Option<f64>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `LookupLocation`: the collection (and vector) examples given by id are read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupLocation {
+    /// The collection.
+    pub collection: String,
+    /// Its vector (default: the one searched).
+    pub vector: Option<String>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `RecommendRequest` (the legacy recommendation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendRequest {
+    /// Examples to be near.
+    pub positive: Option<Vec<VectorInput>>,
+    /// Examples to be far from.
+    pub negative: Option<Vec<VectorInput>>,
+    /// How they combine (default `average_vector`).
+    pub strategy: Option<vectors::RecommendStrategy>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Results (required).
+    pub limit: u64,
+    /// Results skipped.
+    pub offset: Option<u64>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Lowest score returned.
+    pub score_threshold: Option<f64>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Where examples given by id are looked up.
+    pub lookup_from: Option<LookupLocation>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `DiscoverRequest` (the legacy discovery).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// What to be near (absent: a context search).
+    pub target: Option<VectorInput>,
+    /// The constraints.
+    pub context: Option<Vec<vectors::ContextPair>>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Results (required).
+    pub limit: u64,
+    /// Results skipped.
+    pub offset: Option<u64>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Where examples given by id are looked up.
+    pub lookup_from: Option<LookupLocation>,
     /// Custom sharding (not served).
     pub shard_key: Option<ShardKeySelector>,
 }

@@ -449,8 +449,83 @@ pub enum QueryInterface {
         /// `{"nearest": .., "mmr": ..}` was sent.
         mmr: bool,
     },
-    /// One of [`QUERY_KINDS`].
+    /// More like the positives, less like the negatives.
+    Recommend(RecommendInput),
+    /// Nearest to a target within the zone context pairs allow.
+    Discover(DiscoverInput),
+    /// The zone context pairs allow.
+    Context(ContextInput),
+    /// One of [`QUERY_KINDS`] not served.
     Other(&'static str),
+}
+
+/// `RecommendInput`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendInput {
+    /// Examples to be near.
+    pub positive: Option<Vec<VectorInput>>,
+    /// Examples to be far from.
+    pub negative: Option<Vec<VectorInput>>,
+    /// How they combine (default `average_vector`).
+    pub strategy: Option<RecommendStrategy>,
+}
+
+/// `RecommendStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecommendStrategy {
+    /// A nearest search for `avg(positive) + avg(positive) - avg(negative)`.
+    AverageVector,
+    /// The best similarity to a positive against that to a negative.
+    BestScore,
+    /// Similarities to the positives summed, to the negatives subtracted.
+    SumScores,
+}
+
+/// `ContextPair` (and the legacy `ContextExamplePair`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextPair {
+    /// The side to be near.
+    pub positive: VectorInput,
+    /// The side to be far from.
+    pub negative: VectorInput,
+}
+
+/// `ContextInput`: one pair, a list of pairs, or `null` (none).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContextInput(pub Vec<ContextPair>);
+
+impl<'de> Deserialize<'de> for ContextInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            Many(Vec<ContextPair>),
+            One(ContextPair),
+        }
+        Ok(
+            match Option::<OneOrMany>::deserialize(d).map_err(|_| {
+                de::Error::custom("context must be a pair {positive, negative} or a list of pairs")
+            })? {
+                None => ContextInput::default(),
+                Some(OneOrMany::Many(pairs)) => ContextInput(pairs),
+                Some(OneOrMany::One(pair)) => ContextInput(vec![pair]),
+            },
+        )
+    }
+}
+
+/// `DiscoverInput`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverInput {
+    /// What to be near.
+    pub target: VectorInput,
+    /// The constraints.
+    #[serde(default)]
+    pub context: ContextInput,
 }
 
 impl<'de> Deserialize<'de> for QueryInterface {
@@ -500,6 +575,19 @@ impl<'de> Deserialize<'de> for QueryInterface {
                         }
                         let nearest = nearest.ok_or_else(|| de::Error::missing_field("nearest"))?;
                         Ok(QueryInterface::Nearest { nearest, mmr })
+                    }
+                    "recommend" | "discover" | "context" => {
+                        let query = match first.as_str() {
+                            "recommend" => QueryInterface::Recommend(map.next_value()?),
+                            "discover" => QueryInterface::Discover(map.next_value()?),
+                            _ => QueryInterface::Context(map.next_value()?),
+                        };
+                        if let Some(k) = map.next_key::<String>()? {
+                            return Err(de::Error::custom(format!(
+                                "a `{first}` query object has one key; `{k}` is not expected"
+                            )));
+                        }
+                        Ok(query)
                     }
                     kind => {
                         if let Some(k) = QUERY_KINDS.iter().find(|k| **k == kind) {

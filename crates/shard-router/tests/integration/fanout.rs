@@ -66,7 +66,7 @@ fn request(q: u64, exact: bool, filter: Option<Arc<Filter>>) -> Arc<SearchReques
     params.exact = exact;
     Arc::new(SearchRequest {
         vector_name: String::new(),
-        vector: (0..16).map(|d| unit(1_000_000 + q * 17 + d)).collect(),
+        query: storage::Query::Nearest((0..16).map(|d| unit(1_000_000 + q * 17 + d)).collect()),
         filter,
         params,
         with_payload: PayloadSelector::All,

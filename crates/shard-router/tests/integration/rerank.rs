@@ -27,7 +27,11 @@ impl ApproxShard {
             .iter()
             .map(|(id, v)| {
                 let coarse: Vec<f32> = v.iter().map(|x| (x * 10.0).round() / 10.0).collect();
-                let distance = metric.distance(kernels, &req.vector, &coarse);
+                let distance = metric.distance(
+                    kernels,
+                    req.query.nearest().expect("a nearest query"),
+                    &coarse,
+                );
                 ScoredPoint {
                     record: Record {
                         id: *id,
@@ -111,7 +115,7 @@ impl Shard for ApproxShard {
 fn request(vector: Vec<f32>, limit: usize) -> Arc<SearchRequest> {
     Arc::new(SearchRequest {
         vector_name: String::new(),
-        vector,
+        query: storage::Query::Nearest(vector),
         filter: None,
         params: SearchParams::top(limit),
         with_payload: PayloadSelector::Nothing,

@@ -20,6 +20,7 @@ mod read;
 use crate::config::EffectiveVector;
 use crate::filter_cache::{FilterCache, FilterRows};
 use crate::ops::{Operation, PointWrite};
+use crate::query::Query;
 use crate::segment::SegmentIndex;
 use crate::segment::{Rows, Segment, SegmentVectors};
 use crate::wal::Wal;
@@ -84,13 +85,14 @@ pub struct ScoredPoint {
     pub score: f32,
 }
 
-/// A nearest-neighbour search over one named vector.
+/// A search over one named vector: its nearest neighbours to a vector, or the points that
+/// score best against examples.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     /// Which vector (`""` for the unnamed one).
     pub vector_name: String,
-    /// The query, as the user sent it.
-    pub vector: Vec<f32>,
+    /// What to rank points by.
+    pub query: Query,
     /// Payload filter.
     pub filter: Option<Arc<Filter>>,
     /// Limit (offset included), ef, exactness, score bound.

@@ -1,6 +1,7 @@
 //! Reads of a shard: payload schema, filters, counts, retrieval, scroll and search.
 
 use super::*;
+use crate::query::PreparedExamples;
 
 impl LocalShard {
     /// Qdrant's `payload_schema` for this shard.
@@ -154,10 +155,14 @@ impl LocalShard {
     /// materialised (which the index then plans like an unfiltered walk, or scans a few rows
     /// of), over a shard with no unindexed rows: a scan of plain rows costs in proportion
     /// to the rows and their dimension, unbounded, so it never runs on the reactor. Anything
-    /// else, a filter still to be evaluated over the payloads among it, belongs on a worker
-    /// pool.
+    /// else, a filter still to be evaluated over the payloads among it, or a query scored
+    /// against examples (a walk per example, then exact scores), belongs on a worker pool.
     pub fn is_quick(&self, req: &SearchRequest) -> bool {
-        if req.params.exact || req.params.limit > 1_000 || req.params.hnsw_ef.unwrap_or(0) > 1_000 {
+        if req.params.exact
+            || req.params.limit > 1_000
+            || req.params.hnsw_ef.unwrap_or(0) > 1_000
+            || req.query.nearest().is_none()
+        {
             return false;
         }
         let st = self.state.read();
@@ -171,23 +176,56 @@ impl LocalShard {
             .all(|s| s.is_indexed() || s.row_count() == 0)
     }
 
-    /// The closest points to the query, closest first, at most `params.limit`.
+    /// The best points for the query, best first, at most `params.limit`: the nearest
+    /// neighbours of a vector, or the best scores against examples.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         req.params.validate()?;
         let col = self.column(&req.vector_name)?;
         let v = &self.settings.vectors[col];
         let metric = v.distance.metric();
-        let query = prepared_vector(&req.vector, v.dim, metric)?;
         let st = self.state.read();
+        let filter = req.filter.as_ref();
+        // An example query's hits carry their negated score as the distance.
+        let (hits, examples) = match &req.query {
+            Query::Nearest(q) => {
+                let query = prepared_vector(q, v.dim, metric)?;
+                let hits = self.nearest(&st, col, &query, &req.params, filter, |_| true)?;
+                (hits, false)
+            }
+            Query::Examples(q) => {
+                let q = q.prepare(v.dim, metric)?;
+                (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
+            }
+        };
+        let score = |d: f32| if examples { -d } else { metric.score(d) };
+        Ok(hits
+            .into_iter()
+            .filter_map(|(id, distance)| {
+                st.points.get(&id).map(|e| ScoredPoint {
+                    record: self.record(id, e, &req.with_payload, &req.with_vector),
+                    distance,
+                    score: score(distance),
+                })
+            })
+            .collect())
+    }
+
+    /// The `params.limit` nearest points to a prepared query vector, as (id, distance), over
+    /// the segments `searched` picks.
+    fn nearest(
+        &self,
+        st: &State,
+        col: usize,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&Arc<Filter>>,
+        searched: impl Fn(&Segment) -> bool,
+    ) -> Result<Vec<(PointId, f32)>> {
         // The filter as row bitsets when it is (or should now be) materialised; otherwise it
         // is tested point by point as the walk meets them.
-        let passing = req
-            .filter
-            .as_ref()
-            .and_then(|f| self.materialised_filter(&st, f));
-        let filter = req.filter.as_deref().filter(|_| passing.is_none());
+        let passing = filter.and_then(|f| self.materialised_filter(st, f));
+        let filter = filter.map(|f| &**f).filter(|_| passing.is_none());
         let predicate = filter.map(|f| {
-            let st = &st;
             move |id: PointId| {
                 st.points.get(&id).is_some_and(|e| {
                     f.matches(&View {
@@ -199,7 +237,7 @@ impl LocalShard {
             }
         });
         let mut lists = Vec::with_capacity(st.segments.len());
-        for seg in &st.segments {
+        for seg in st.segments.iter().filter(|s| searched(s)) {
             let allowed = match &passing {
                 Some(rows) => match rows.segment(seg.id) {
                     Some(allowed) => Some(allowed),
@@ -207,19 +245,114 @@ impl LocalShard {
                 },
                 None => None,
             };
-            lists.push(seg.search(col, &query, &req.params, predicate.as_ref(), allowed)?);
+            lists.push(seg.search(col, query, params, predicate.as_ref(), allowed)?);
         }
-        let merged = merge_top_k(&lists, req.params.limit, |h| h.1, |h| h.0);
-        Ok(merged
-            .into_iter()
-            .filter_map(|(id, distance)| {
-                st.points.get(&id).map(|e| ScoredPoint {
-                    record: self.record(id, e, &req.with_payload, &req.with_vector),
-                    distance,
-                    score: metric.score(distance),
+        Ok(merge_top_k(&lists, params.limit, |h| h.1, |h| h.0))
+    }
+
+    /// The `params.limit` best-scoring points against examples, as (id, negated score).
+    ///
+    /// Plain segments are scanned (every row that passes the filter is scored, as a nearest
+    /// search scans them). In indexed segments, candidates are the nearest neighbours of each
+    /// anchor (`PreparedExamples::anchors`), as many per anchor as the walk's `ef` and at
+    /// least four times the limit, each scored exactly; a search asked to be exact, a query
+    /// with no anchor, or a shard with no more points than the candidates would number
+    /// scores every point that passes the filter instead.
+    fn best_scoring(
+        &self,
+        st: &State,
+        col: usize,
+        q: &PreparedExamples,
+        params: &SearchParams,
+        filter: Option<&Arc<Filter>>,
+    ) -> Result<Vec<(PointId, f32)>> {
+        /// The fewest candidates gathered around each anchor.
+        const MIN_CANDIDATES_PER_ANCHOR: usize = 64;
+        /// The best candidates of the first round walked from again.
+        const REFINE_FROM: usize = 4;
+        let kernels = quant::kernels();
+        let per_anchor = params
+            .hnsw_ef
+            .unwrap_or(0)
+            .max(params.limit.saturating_mul(4))
+            .clamp(MIN_CANDIDATES_PER_ANCHOR, index_core::MAX_LIMIT);
+        let anchors = q.anchors();
+        let scan_all = params.exact
+            || anchors.is_empty()
+            || st.points.len() <= per_anchor.saturating_mul(anchors.len());
+        let passes = |id: PointId, e: &PointEntry| {
+            filter.is_none_or(|f| {
+                f.matches(&View {
+                    id,
+                    entry: e,
+                    columns: &self.columns,
                 })
             })
-            .collect())
+        };
+        let mut scored: Vec<(PointId, f32)> = Vec::new();
+        let keep = |id: PointId, e: &PointEntry, scored: &mut Vec<(PointId, f32)>| {
+            if let Some(v) = e.seg.vector(col, e.row) {
+                let distance = -q.score(kernels, &v);
+                if params.max_distance.is_none_or(|m| distance <= m) {
+                    scored.push((id, distance));
+                    if scored.len() >= params.limit.saturating_mul(2).max(1024) {
+                        cut_to_best(scored, params.limit);
+                    }
+                }
+            }
+        };
+        // Every live row of the segments scanned (all of them, or the plain ones).
+        for seg in st.segments.iter().filter(|s| scan_all || !s.is_indexed()) {
+            let ids: Vec<PointId> = {
+                let rows = seg.rows.read();
+                (0..rows.ids.len())
+                    .filter(|&r| rows.live.get(r as u32))
+                    .map(|r| rows.ids[r])
+                    .collect()
+            };
+            for id in ids {
+                if let Some(e) = st.points.get(&id) {
+                    if passes(id, e) {
+                        keep(id, e, &mut scored);
+                    }
+                }
+            }
+        }
+        if !scan_all {
+            let walk = SearchParams {
+                limit: per_anchor,
+                hnsw_ef: Some(per_anchor),
+                max_distance: None,
+                ..params.clone()
+            };
+            let mut seen = HashSet::new();
+            let mut gather = |anchors: &[Vec<f32>], scored: &mut Vec<(PointId, f32)>| {
+                for anchor in anchors {
+                    let near = self.nearest(st, col, anchor, &walk, filter, Segment::is_indexed)?;
+                    for (id, _) in near {
+                        if seen.insert(id) {
+                            if let Some(e) = st.points.get(&id) {
+                                keep(id, e, scored);
+                            }
+                        }
+                    }
+                }
+                Ok::<_, StorageError>(())
+            };
+            gather(&anchors, &mut scored)?;
+            // The best points may lie where no example is (a discovery's zone far from its
+            // target): walk again from the best candidates found, as a walk that follows the
+            // score would go on from them.
+            cut_to_best(&mut scored, params.limit);
+            let next: Vec<Vec<f32>> = scored
+                .iter()
+                .take(REFINE_FROM)
+                .filter_map(|(id, _)| st.points.get(id).and_then(|e| e.seg.vector(col, e.row)))
+                .collect();
+            gather(&next, &mut scored)?;
+        }
+        cut_to_best(&mut scored, params.limit);
+        Ok(scored)
     }
 
     /// The rows `filter` lets through, per segment, from the cache; or computed now when a
@@ -311,4 +444,14 @@ impl LocalShard {
         }
         passed as f64 / tried as f64
     }
+}
+
+/// Sorts (id, distance) pairs closest first, ties by id, and keeps the first `limit`.
+fn cut_to_best(hits: &mut Vec<(PointId, f32)>, limit: usize) {
+    let order = |a: &(PointId, f32), b: &(PointId, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+    if hits.len() > limit {
+        hits.select_nth_unstable_by(limit, order);
+        hits.truncate(limit);
+    }
+    hits.sort_by(order);
 }

@@ -109,7 +109,7 @@ pub(crate) fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>
     params.hnsw_ef = Some(128);
     SearchRequest {
         vector_name: String::new(),
-        vector: q,
+        query: storage::Query::Nearest(q),
         filter: filter.map(Arc::new),
         params,
         with_payload: PayloadSelector::All,

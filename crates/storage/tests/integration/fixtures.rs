@@ -36,7 +36,7 @@ fn request(q: u64, exact: bool) -> SearchRequest {
     params.exact = exact;
     SearchRequest {
         vector_name: String::new(),
-        vector: vector(q),
+        query: storage::Query::Nearest(vector(q)),
         filter: None,
         params,
         with_payload: PayloadSelector::All,
