@@ -340,3 +340,36 @@ pub fn collection_config(c: &CollectionConfig) -> response::CollectionConfig {
         metadata: c.metadata.clone(),
     }
 }
+
+/// The most alias changes one request may carry.
+pub const MAX_ALIAS_ACTIONS: usize = 1_000;
+
+/// `ChangeAliasesOperation` to storage's changes: each action exactly one of create, delete
+/// and rename.
+pub fn alias_changes(body: model::ChangeAliases) -> Result<Vec<storage::AliasChange>, ApiError> {
+    if body.actions.len() > MAX_ALIAS_ACTIONS {
+        return Err(bad(format!(
+            "Validation error in JSON body: at most {MAX_ALIAS_ACTIONS} actions per request"
+        )));
+    }
+    body.actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| match (a.create_alias, a.delete_alias, a.rename_alias) {
+            (Some(c), None, None) => Ok(storage::AliasChange::Create {
+                collection: c.collection_name,
+                alias: c.alias_name,
+            }),
+            (None, Some(d), None) => Ok(storage::AliasChange::Delete {
+                alias: d.alias_name,
+            }),
+            (None, None, Some(r)) => Ok(storage::AliasChange::Rename {
+                old: r.old_alias_name,
+                new: r.new_alias_name,
+            }),
+            _ => Err(bad(format!(
+                "Format error in JSON body: actions[{i}] must be exactly one of create_alias, delete_alias, rename_alias"
+            ))),
+        })
+        .collect()
+}

@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod aliases;
 pub mod archive;
 mod collection;
 mod config;
@@ -55,6 +56,7 @@ mod shard;
 mod store;
 pub mod wal;
 
+pub use aliases::{AliasChange, MAX_ALIASES};
 pub use collection::{
     merge_scroll_pages, shard_of, Collection, CollectionStats, PointSelector, Update,
     MAX_PAYLOAD_BYTES,

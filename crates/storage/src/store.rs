@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! <storage>/collections/<name>/   one collection (see `collection`)
+//! <storage>/aliases.bin            the aliases (see `aliases`)
 //! <snapshots>/<name>/<name>-<unix ms>.snapshot          an archive (see `archive`)
 //! <snapshots>/<name>/<name>-<unix ms>.snapshot.sha256   its checksum, as Qdrant lists it
 //! ```
 
+use crate::aliases::{self, AliasChange, AliasMap};
 use crate::archive::{unpack_archive, write_archive};
 use crate::collection::Collection;
 use crate::config::CollectionConfig;
@@ -37,7 +39,10 @@ pub struct Storage {
     collections_dir: PathBuf,
     snapshots_dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
-    /// Serialises creates, deletes and restores.
+    aliases_path: PathBuf,
+    /// Alias → collection; changed under `admin`, after the file.
+    aliases: RwLock<AliasMap>,
+    /// Serialises creates, deletes, restores and alias changes.
     admin: Mutex<()>,
 }
 
@@ -88,12 +93,53 @@ impl Storage {
             let c = Collection::open(&path, &name)?;
             collections.insert(name, c);
         }
+        let aliases_path = storage_path.join("aliases.bin");
+        let mut alias_map = aliases::load(&aliases_path)?;
+        // A delete that a crash interrupted after removing the collection: its aliases go.
+        let before = alias_map.len();
+        alias_map.retain(|_, c| collections.contains_key(c));
+        if alias_map.len() != before {
+            aliases::save(&aliases_path, &alias_map)?;
+        }
         Ok(Storage {
             collections_dir,
             snapshots_dir: snapshots_path.to_path_buf(),
             collections: RwLock::new(collections),
+            aliases_path,
+            aliases: RwLock::new(alias_map),
             admin: Mutex::new(()),
         })
+    }
+
+    /// Applies alias changes, all or none (the rules are in `aliases`), and makes them
+    /// durable before they are visible.
+    pub fn change_aliases(&self, changes: &[AliasChange]) -> Result<()> {
+        let _a = self.admin.lock();
+        let next = aliases::applied(&self.aliases.read(), changes, |n| self.exists(n))?;
+        aliases::save(&self.aliases_path, &next)?;
+        *self.aliases.write() = next;
+        Ok(())
+    }
+
+    /// Every alias and its collection, by alias.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        self.aliases
+            .read()
+            .iter()
+            .map(|(a, c)| (a.clone(), c.clone()))
+            .collect()
+    }
+
+    /// The collection `name` names: itself, or the one it is an alias of.
+    pub fn resolve(&self, name: &str) -> String {
+        if self.exists(name) {
+            return name.to_string();
+        }
+        self.aliases
+            .read()
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 
     /// Collection names, sorted.
@@ -101,11 +147,11 @@ impl Storage {
         self.collections.read().keys().cloned().collect()
     }
 
-    /// A collection by name.
+    /// A collection by name or by alias.
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
         self.collections
             .read()
-            .get(name)
+            .get(&self.resolve(name))
             .cloned()
             .ok_or_else(|| StorageError::CollectionNotFound {
                 name: name.to_string(),
@@ -127,7 +173,7 @@ impl Storage {
         validate_collection_name(name)?;
         config.validate()?;
         let _a = self.admin.lock();
-        if self.exists(name) {
+        if self.exists(name) || self.aliases.read().contains_key(name) {
             return Err(StorageError::CollectionExists {
                 name: name.to_string(),
             });
@@ -150,6 +196,17 @@ impl Storage {
     /// Deletes a collection; whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool> {
         let _a = self.admin.lock();
+        if !self.exists(name) {
+            return Ok(false);
+        }
+        // Its aliases go first: a crash after this leaves the collection without them, as
+        // the delete would have; one before it leaves both.
+        let mut next = self.aliases.read().clone();
+        next.retain(|_, c| c != name);
+        if next.len() != self.aliases.read().len() {
+            aliases::save(&self.aliases_path, &next)?;
+            *self.aliases.write() = next;
+        }
         let Some(c) = self.collections.write().remove(name) else {
             return Ok(false);
         };
@@ -185,6 +242,8 @@ impl Storage {
     /// Creates a snapshot of a collection while writes continue (they wait only while the
     /// checkpoint files are linked aside).
     pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription> {
+        // An alias names its collection here too.
+        let name = &self.resolve(name);
         let c = self.get(name)?;
         let dir = self.snapshot_dir(name);
         persist::create_dir_durable(&dir).map_err(|e| StorageError::io(&dir, e))?;
@@ -222,6 +281,8 @@ impl Storage {
 
     /// A collection's snapshots, newest last.
     pub fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotDescription>> {
+        // An alias names its collection here too.
+        let name = &self.resolve(name);
         self.get(name)?;
         let dir = self.snapshot_dir(name);
         let mut out = Vec::new();
@@ -249,6 +310,8 @@ impl Storage {
 
     /// The file of a snapshot, for download.
     pub fn snapshot_path(&self, name: &str, snapshot: &str) -> Result<PathBuf> {
+        // An alias names its collection here too.
+        let name = &self.resolve(name);
         self.get(name)?;
         if snapshot.contains('/')
             || snapshot.contains('\\')
@@ -284,6 +347,8 @@ impl Storage {
     /// Restores collection `name` from a snapshot file, replacing it if it exists. The archive
     /// is verified whole before anything changes; `checksum`, when given, must match.
     pub fn recover(&self, name: &str, archive: &Path, checksum: Option<&str>) -> Result<()> {
+        // An alias names its collection here too.
+        let name = &self.resolve(name);
         validate_collection_name(name)?;
         if let Some(expected) = checksum {
             let actual = crate::archive::sha256_file(archive)?;

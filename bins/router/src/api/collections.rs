@@ -3,8 +3,8 @@
 use super::{blocking, collection, ok, ApiResult, Body, Params};
 use crate::convert;
 use crate::model::response::{
-    CollectionDescription, CollectionExistence, CollectionInfo, CollectionStatus,
-    CollectionsResponse, OptimizersStatus, UpdateResult, UpdateStatus,
+    AliasDescription, CollectionDescription, CollectionExistence, CollectionInfo, CollectionStatus,
+    CollectionsAliasesResponse, CollectionsResponse, OptimizersStatus, UpdateResult, UpdateStatus,
 };
 use crate::model::{self, CreateFieldIndex, ManageParams, UpdateCollection, WriteParams};
 use crate::AppState;
@@ -197,4 +197,52 @@ fn index_changed(start: Instant, wait: bool) -> axum::response::Response {
             status: UpdateStatus::waited(wait),
         },
     )
+}
+
+/// `POST /collections/aliases`: create, delete and rename aliases, all or none.
+pub async fn change_aliases(
+    State(state): State<Arc<AppState>>,
+    _params: Params<ManageParams>,
+    Body(body): Body<model::ChangeAliases>,
+) -> ApiResult {
+    let start = Instant::now();
+    let changes = convert::alias_changes(body)?;
+    let st = state.clone();
+    blocking(move || Ok(st.storage.change_aliases(&changes)?)).await?;
+    Ok(ok(start, &true))
+}
+
+fn alias_list(aliases: impl Iterator<Item = (String, String)>) -> CollectionsAliasesResponse {
+    CollectionsAliasesResponse {
+        aliases: aliases
+            .map(|(alias_name, collection_name)| AliasDescription {
+                alias_name,
+                collection_name,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /aliases`.
+pub async fn aliases(State(state): State<Arc<AppState>>) -> ApiResult {
+    let start = Instant::now();
+    Ok(ok(start, &alias_list(state.storage.aliases().into_iter())))
+}
+
+/// `GET /collections/{name}/aliases`: the aliases of a collection (named directly or by
+/// one of its aliases).
+pub async fn collection_aliases(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let start = Instant::now();
+    let c = collection(&state, &name)?;
+    let list = alias_list(
+        state
+            .storage
+            .aliases()
+            .into_iter()
+            .filter(|(_, target)| target == c.name()),
+    );
+    Ok(ok(start, &list))
 }

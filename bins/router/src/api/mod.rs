@@ -3,7 +3,7 @@
 //! the shard router, and answers in Qdrant's envelope.
 //!
 //! - `service`: `/`, health, readiness, metrics, the fallback;
-//! - `collections`: create, read, update, delete, list, exists, payload indexes;
+//! - `collections`: create, read, update, delete, list, exists, payload indexes, aliases;
 //! - `points`: upsert, delete, payload writes, retrieve, scroll, count;
 //! - `query`: query, search, recommend, discover and their batches, through the result
 //!   cache;
@@ -38,6 +38,12 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(service::metrics))
         .route("/collections", get(collections::list))
+        .route("/aliases", get(collections::aliases))
+        .route("/collections/aliases", post(collections::change_aliases))
+        .route(
+            "/collections/{name}/aliases",
+            get(collections::collection_aliases),
+        )
         .route(
             "/collections/{name}",
             put(collections::create)

@@ -372,6 +372,54 @@ pub struct DiscoverRequest {
     pub shard_key: Option<ShardKeySelector>,
 }
 
+/// `ChangeAliasesOperation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeAliases {
+    /// Applied in order, all or none.
+    pub actions: Vec<AliasOperation>,
+}
+
+/// `AliasOperations`: exactly one of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasOperation {
+    /// `CreateAliasOperation`.
+    pub create_alias: Option<CreateAlias>,
+    /// `DeleteAliasOperation`.
+    pub delete_alias: Option<DeleteAlias>,
+    /// `RenameAliasOperation`.
+    pub rename_alias: Option<RenameAlias>,
+}
+
+/// `CreateAlias`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAlias {
+    /// The collection.
+    pub collection_name: String,
+    /// Its new name.
+    pub alias_name: String,
+}
+
+/// `DeleteAlias`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAlias {
+    /// The alias.
+    pub alias_name: String,
+}
+
+/// `RenameAlias`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameAlias {
+    /// The alias.
+    pub old_alias_name: String,
+    /// Its new name.
+    pub new_alias_name: String,
+}
+
 /// `CreateFieldIndex`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

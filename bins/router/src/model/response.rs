@@ -195,6 +195,22 @@ pub struct CollectionsResponse {
     pub collections: Vec<CollectionDescription>,
 }
 
+/// `AliasDescription`.
+#[derive(Serialize)]
+pub struct AliasDescription {
+    /// The alias.
+    pub alias_name: String,
+    /// Its collection.
+    pub collection_name: String,
+}
+
+/// `CollectionsAliasesResponse`.
+#[derive(Serialize)]
+pub struct CollectionsAliasesResponse {
+    /// The aliases.
+    pub aliases: Vec<AliasDescription>,
+}
+
 /// `CollectionExistence`.
 #[derive(Serialize)]
 pub struct CollectionExistence {
