@@ -51,6 +51,7 @@ ENDPOINTS_WITH_BODY = [
     ("PUT", f"/collections/{C}/index?wait=true"),
     ("PUT", f"/collections/{C}/snapshots/recover"),
     ("PUT", "/collections/bad_input_new"),
+    ("POST", "/collections/aliases"),
 ]
 
 BAD_FILTERS = [
@@ -121,6 +122,13 @@ CASES = [
     ("POST", f"/collections/{C}/points/discover", {"limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover", {"target": 1, "context": [{"positive": 1}], "limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover/batch", {"searches": [{"limit": 3}]}, 400),
+    # aliases
+    ("POST", "/collections/aliases", {"actions": [{}]}, 400),
+    ("POST", "/collections/aliases", {"actions": [{"create_alias": {"collection_name": C, "alias_name": "x"}, "delete_alias": {"alias_name": "x"}}]}, 400),
+    ("POST", "/collections/aliases", {"actions": [{"create_alias": {"collection_name": C}}]}, 400),
+    ("POST", "/collections/aliases", {"actions": [{"delete_alias": {"alias_name": "x"}}] * 1001}, 400),
+    ("POST", "/collections/aliases", {"actions": [{"create_alias": {"collection_name": C, "alias_name": C}}]}, 409),
+    ("GET", "/collections/no_such_collection/aliases", None, 404),
     # unknown fields
     ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "bogus": 1}, 400),
     ("PUT", f"/collections/{C}/points?wait=true", {"points": [dict(GOOD_POINT, vectorz=VEC)]}, 400),
