@@ -220,7 +220,8 @@ impl PreparedExamples {
     /// The vectors whose neighbourhoods hold the best-scoring points: candidates are
     /// gathered by walking towards each. Empty when no walk leads to them (under a distance
     /// metric, a recommendation from negatives alone ranks the points farthest from them
-    /// first): then every point that passes the filter is scored.
+    /// first, and so does `sum_scores` under Manhattan, or under Euclid with no more
+    /// positives than negatives): then every point that passes the filter is scored.
     pub(crate) fn anchors(&self) -> Vec<Vec<f32>> {
         // Under an inner product a similarity is linear in the point, so a sum of
         // similarities is the similarity to one vector, and "far from e" is "near −e".
@@ -245,6 +246,29 @@ impl PreparedExamples {
                     return positive.iter().chain(negative).take(1).cloned().collect();
                 }
                 vec![sum]
+            }
+            ExampleQuery::Recommend {
+                positive,
+                negative,
+                strategy: RecommendStrategy::SumScores,
+            } => {
+                // Under Euclid, −Σ|p−x|² + Σ|n−x|² is largest at (Σp − Σn)/(P − N) when
+                // there are more positives (a concave quadratic), and at the far ends of the
+                // set otherwise; Manhattan's sum is piecewise linear. Only the first has a
+                // point to walk to; the others score every point.
+                let extra = positive.len() as f32 - negative.len() as f32;
+                if self.metric != Metric::Euclidean || extra <= 0.0 {
+                    return Vec::new();
+                }
+                let mut centre = vec![0f32; positive[0].len()];
+                for e in positive {
+                    centre.iter_mut().zip(e).for_each(|(s, x)| *s += x);
+                }
+                for e in negative {
+                    centre.iter_mut().zip(e).for_each(|(s, x)| *s -= x);
+                }
+                centre.iter_mut().for_each(|s| *s /= extra);
+                vec![centre]
             }
             ExampleQuery::Recommend {
                 positive, negative, ..

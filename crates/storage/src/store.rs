@@ -95,9 +95,10 @@ impl Storage {
         }
         let aliases_path = storage_path.join("aliases.bin");
         let mut alias_map = aliases::load(&aliases_path)?;
-        // A delete that a crash interrupted after removing the collection: its aliases go.
+        // A delete that a crash interrupted after removing the collection: its aliases go
+        // (and an alias can never hide behind a collection of its name).
         let before = alias_map.len();
-        alias_map.retain(|_, c| collections.contains_key(c));
+        alias_map.retain(|a, c| collections.contains_key(c) && !collections.contains_key(a));
         if alias_map.len() != before {
             aliases::save(&aliases_path, &alias_map)?;
         }
@@ -149,13 +150,14 @@ impl Storage {
 
     /// A collection by name or by alias.
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
-        self.collections
-            .read()
-            .get(&self.resolve(name))
-            .cloned()
-            .ok_or_else(|| StorageError::CollectionNotFound {
+        // Resolved before the map's lock is taken: `resolve` reads the map too, and a
+        // second read of a fair lock behind a queued writer would deadlock.
+        let real = self.resolve(name);
+        self.collections.read().get(&real).cloned().ok_or_else(|| {
+            StorageError::CollectionNotFound {
                 name: name.to_string(),
-            })
+            }
+        })
     }
 
     /// Whether it exists.
@@ -347,8 +349,6 @@ impl Storage {
     /// Restores collection `name` from a snapshot file, replacing it if it exists. The archive
     /// is verified whole before anything changes; `checksum`, when given, must match.
     pub fn recover(&self, name: &str, archive: &Path, checksum: Option<&str>) -> Result<()> {
-        // An alias names its collection here too.
-        let name = &self.resolve(name);
         validate_collection_name(name)?;
         if let Some(expected) = checksum {
             let actual = crate::archive::sha256_file(archive)?;
@@ -360,6 +360,9 @@ impl Storage {
             }
         }
         let _a = self.admin.lock();
+        // An alias names its collection here too; resolved under the lock that alias
+        // changes take, so it cannot be re-pointed meanwhile.
+        let name = &self.resolve(name);
         let staging = self.collections_dir.join(format!(".restore-{}", unique()));
         unpack_archive(archive, &staging)?;
         let prepared = (|| {

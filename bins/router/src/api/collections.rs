@@ -26,7 +26,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult {
 
 pub async fn exists(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
     let start = Instant::now();
-    let exists = state.storage.exists(&name);
+    // A collection or an alias of one, as Qdrant answers.
+    let exists = state.storage.get(&name).is_ok();
     Ok(ok(start, &CollectionExistence { exists }))
 }
 

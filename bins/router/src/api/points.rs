@@ -28,7 +28,8 @@ async fn apply_update(
     let wait = model::Flag::or(params.wait, false);
     let c = collection(state, name)?;
     let st = state.clone();
-    let name = name.to_string();
+    // The collection's own name: `name` may be an alias, and the cache keys real names.
+    let name = c.name().to_string();
     let seq = blocking(move || {
         let r = c.update(update, wait);
         st.cache.invalidate(&name);

@@ -295,8 +295,9 @@ impl ExampleReader {
     }
 }
 
-/// The most examples one query may carry, over all its lists and pairs.
-pub const MAX_EXAMPLES: usize = 1_000;
+/// The most examples one query may carry, over all its lists and pairs: each costs a walk
+/// and a similarity per candidate, under the shard's read lock.
+pub const MAX_EXAMPLES: usize = 256;
 
 fn example_count(asked: &Asked) -> usize {
     match asked {
@@ -361,8 +362,10 @@ fn plan_search(
         Some(l) => {
             convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
             let vector = l.vector.unwrap_or_else(|| using.clone());
-            let same = l.collection == c.name();
-            (collection(state, &l.collection)?, vector, same)
+            let lookup = collection(state, &l.collection)?;
+            // This collection named directly or through an alias.
+            let same = Arc::ptr_eq(&lookup, c);
+            (lookup, vector, same)
         }
     };
     let mut reader = ExampleReader {

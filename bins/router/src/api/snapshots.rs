@@ -132,8 +132,10 @@ pub async fn recover(
     let st = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         let r = st.storage.recover(&name, &real, checksum.as_deref());
-        st.cache.invalidate(&name);
-        st.shards.forget(&name);
+        // What was replaced: the collection itself, or the one `name` is an alias of.
+        let replaced = st.storage.resolve(&name);
+        st.cache.invalidate(&replaced);
+        st.shards.forget(&replaced);
         r
     });
     if !wait {

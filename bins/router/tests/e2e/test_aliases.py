@@ -71,7 +71,12 @@ def test_aliases_route_reads_and_writes_and_change_atomically(remote, oracle):
     extra = data.points(random.Random(7), 20, 8, uuid_share=0)
     for p in extra:
         p.id += 90_000_000
+    # The same query before and after the write (answers are cached by collection): the
+    # written point must come first after it.
+    prod.query("before the write via prod", query=extra[0].vector, limit=5)
     prod.upsert(extra, rng)
+    after = prod.query("after the write via prod", query=extra[0].vector, limit=5)
+    assert after[0].id == extra[0].id, after
     a.retrieve("written via prod", [p.id for p in extra], with_vectors=True)
     assert remote.get_collection("prod").points_count == remote.get_collection("alias_a").points_count
 
@@ -79,6 +84,7 @@ def test_aliases_route_reads_and_writes_and_change_atomically(remote, oracle):
     change(remote, oracle, [delete("prod"), create("alias_b", "prod")])
     same_aliases(remote, oracle, ["alias_a", "alias_b"])
     assert prod.count("prod switched") == oracle.count("alias_b").count
+    assert remote.collection_exists("prod") and not remote.collection_exists("no_alias")
     prod.query("prod switched", query=data.vector(rng, 8), limit=7)
 
     # Re-pointing by creating again, renaming, deleting what is not there.

@@ -106,7 +106,7 @@ CASES = [
     ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [1]}, "nearest": VEC}}, 400),
     ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [424242]}}}, 404),
     ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [[0.1, 0.2]], "strategy": "best_score"}}}, 400),
-    ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [VEC] * 1001, "strategy": "sum_scores"}}}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [VEC] * 257, "strategy": "sum_scores"}}}, 400),
     ("POST", f"/collections/{C}/points/query", {"query": {"context": []}}, 400),
     ("POST", f"/collections/{C}/points/query", {"query": {"context": {"positive": 1}}}, 400),
     ("POST", f"/collections/{C}/points/query", {"query": {"discover": {"context": []}}}, 400),
