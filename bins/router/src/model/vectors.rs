@@ -770,7 +770,22 @@ mod tests {
         );
         assert_eq!(
             query(r#"{"query": {"recommend": {"positive": [1]}}}"#).unwrap(),
-            QueryInterface::Other("recommend")
+            QueryInterface::Recommend(RecommendInput {
+                positive: Some(vec![VectorInput::Id(PointId::Num(1))]),
+                negative: None,
+                strategy: None,
+            })
+        );
+        assert_eq!(
+            query(r#"{"query": {"context": {"positive": 1, "negative": [0.5]}}}"#).unwrap(),
+            QueryInterface::Context(ContextInput(vec![ContextPair {
+                positive: VectorInput::Id(PointId::Num(1)),
+                negative: VectorInput::Dense(vec![0.5]),
+            }]))
+        );
+        assert_eq!(
+            query(r#"{"query": {"order_by": "a"}}"#).unwrap(),
+            QueryInterface::Other("order_by")
         );
         assert_eq!(
             query(r#"{"query": {"text": "hello", "model": "m"}}"#).unwrap(),
