@@ -7,9 +7,11 @@
 //! - `points`: upsert, delete, payload writes, retrieve, scroll, count;
 //! - `query`: query, search, recommend, discover and their batches, through the result
 //!   cache;
+//! - `groups`: the grouped query, search and recommendation;
 //! - `snapshots`: create, list, download, delete, recover.
 
 mod collections;
+mod groups;
 mod points;
 mod query;
 mod service;
@@ -86,6 +88,18 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(
             "/collections/{name}/points/search/batch",
             post(query::search_batch),
+        )
+        .route(
+            "/collections/{name}/points/query/groups",
+            post(groups::query_groups),
+        )
+        .route(
+            "/collections/{name}/points/search/groups",
+            post(groups::search_groups),
+        )
+        .route(
+            "/collections/{name}/points/recommend/groups",
+            post(groups::recommend_groups),
         )
         .route(
             "/collections/{name}/points/recommend",

@@ -25,12 +25,12 @@ use std::time::Instant;
 use storage::Collection;
 
 /// One planned search: the request for the shards, plus what the response needs.
-struct PlannedSearch {
-    request: storage::SearchRequest,
+pub(super) struct PlannedSearch {
+    pub(super) request: storage::SearchRequest,
     offset: usize,
-    metric: quant::Metric,
+    pub(super) metric: quant::Metric,
     /// Points given by id as examples (or as the query), left out of their own results.
-    exclude: Vec<PointId>,
+    pub(super) exclude: Vec<PointId>,
     /// Whether the answer depends on another collection (examples looked up there): such
     /// an answer is not cached, since writes there do not invalidate this collection's.
     cacheable: bool,
@@ -45,7 +45,7 @@ enum Plan {
 }
 
 /// What a search ranks by, its examples not yet read into vectors.
-enum Asked {
+pub(super) enum Asked {
     Nearest(VectorInput),
     Recommend {
         positive: Vec<VectorInput>,
@@ -60,7 +60,7 @@ enum Asked {
 }
 
 impl Asked {
-    fn recommend(input: model::RecommendInput) -> Asked {
+    pub(super) fn recommend(input: model::RecommendInput) -> Asked {
         Asked::Recommend {
             positive: input.positive.unwrap_or_default(),
             negative: input.negative.unwrap_or_default(),
@@ -72,28 +72,22 @@ impl Asked {
 }
 
 /// The fields a search shares between the query and the legacy endpoints.
-struct SearchParts {
-    using: String,
-    asked: Asked,
-    lookup_from: Option<model::LookupLocation>,
-    limit: usize,
-    offset: usize,
-    filter: Option<model::FilterInput>,
-    params: Option<model::SearchParams>,
-    score_threshold: Option<f64>,
-    with_payload: Option<model::WithPayload>,
-    with_vector: Option<model::WithVector>,
+pub(super) struct SearchParts {
+    pub(super) using: String,
+    pub(super) asked: Asked,
+    pub(super) lookup_from: Option<model::LookupLocation>,
+    pub(super) limit: usize,
+    pub(super) offset: usize,
+    pub(super) filter: Option<model::FilterInput>,
+    pub(super) params: Option<model::SearchParams>,
+    pub(super) score_threshold: Option<f64>,
+    pub(super) with_payload: Option<model::WithPayload>,
+    pub(super) with_vector: Option<model::WithVector>,
 }
 
-fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Result<Plan, ApiError> {
-    convert::refuse_if_set(&req.prefetch, "prefetch", "query")?;
-    convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
-    let limit = convert::limit(req.limit, "limit", 10)?;
-    let offset = convert::offset(req.offset, "query")?;
-    let Some(query) = req.query else {
-        return Ok(Plan::Scroll(Box::new(req)));
-    };
-    let asked = match query {
+/// What a universal query's `query` asks for.
+pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
+    Ok(match query {
         QueryInterface::Nearest { mmr: true, .. } => {
             return Err(ApiError::not_implemented(
                 "`mmr` in query is not supported by this server",
@@ -111,7 +105,18 @@ fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Resul
                 "query `{kind}` is not supported (nearest, recommend, discover and context are)"
             )))
         }
+    })
+}
+
+fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Result<Plan, ApiError> {
+    convert::refuse_if_set(&req.prefetch, "prefetch", "query")?;
+    convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
+    let limit = convert::limit(req.limit, "limit", 10)?;
+    let offset = convert::offset(req.offset, "query")?;
+    let Some(query) = req.query else {
+        return Ok(Plan::Scroll(Box::new(req)));
     };
+    let asked = asked_of(query)?;
     plan_search(
         state,
         c,
@@ -331,7 +336,7 @@ fn average_vector(positive: &[Vec<f32>], negative: &[Vec<f32>]) -> Vec<f32> {
     pos.iter().zip(&neg).map(|(p, n)| p + p - n).collect()
 }
 
-fn plan_search(
+pub(super) fn plan_search(
     state: &AppState,
     c: &Arc<Collection>,
     parts: SearchParts,

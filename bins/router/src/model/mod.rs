@@ -372,6 +372,126 @@ pub struct DiscoverRequest {
     pub shard_key: Option<ShardKeySelector>,
 }
 
+/// `WithLookupInterface`: a collection name, or `WithLookup`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WithLookupInput {
+    /// The collection, with its payload and no vectors.
+    Collection(String),
+    /// The collection and what to return.
+    Full(WithLookup),
+}
+
+/// `WithLookup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithLookup {
+    /// Where each group's id is looked up as a point id.
+    pub collection: String,
+    /// Payload to return (default: all).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vectors: Option<WithVector>,
+}
+
+/// `QueryGroupsRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryGroupsRequest {
+    /// What to search for.
+    pub query: Option<QueryInterface>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Lowest score returned.
+    pub score_threshold: Option<f64>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Where examples given by id are looked up.
+    pub lookup_from: Option<LookupLocation>,
+    /// The payload key whose values name the groups.
+    pub group_by: String,
+    /// Hits per group (3).
+    pub group_size: Option<u64>,
+    /// Groups (10).
+    pub limit: Option<u64>,
+    /// A point per group from another collection.
+    pub with_lookup: Option<WithLookupInput>,
+    /// Sub-queries (not served).
+    pub prefetch: Option<Value>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `SearchGroupsRequest` (the legacy grouped search).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchGroupsRequest {
+    /// The query vector.
+    pub vector: NamedVectorStruct,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Lowest score returned.
+    pub score_threshold: Option<f64>,
+    /// The payload key whose values name the groups.
+    pub group_by: String,
+    /// Hits per group.
+    pub group_size: u64,
+    /// Groups.
+    pub limit: u64,
+    /// A point per group from another collection.
+    pub with_lookup: Option<WithLookupInput>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `RecommendGroupsRequest` (the legacy grouped recommendation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendGroupsRequest {
+    /// Examples to be near.
+    pub positive: Option<Vec<VectorInput>>,
+    /// Examples to be far from.
+    pub negative: Option<Vec<VectorInput>>,
+    /// How they combine (default `average_vector`).
+    pub strategy: Option<vectors::RecommendStrategy>,
+    /// Filter.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Payload to return (default: none).
+    pub with_payload: Option<WithPayload>,
+    /// Vectors to return (default: none).
+    pub with_vector: Option<WithVector>,
+    /// Lowest score returned.
+    pub score_threshold: Option<f64>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Where examples given by id are looked up.
+    pub lookup_from: Option<LookupLocation>,
+    /// The payload key whose values name the groups.
+    pub group_by: String,
+    /// Hits per group.
+    pub group_size: u64,
+    /// Groups.
+    pub limit: u64,
+    /// A point per group from another collection.
+    pub with_lookup: Option<WithLookupInput>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
 /// `ChangeAliasesOperation`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -52,6 +52,9 @@ ENDPOINTS_WITH_BODY = [
     ("PUT", f"/collections/{C}/snapshots/recover"),
     ("PUT", "/collections/bad_input_new"),
     ("POST", "/collections/aliases"),
+    ("POST", f"/collections/{C}/points/query/groups"),
+    ("POST", f"/collections/{C}/points/search/groups"),
+    ("POST", f"/collections/{C}/points/recommend/groups"),
 ]
 
 BAD_FILTERS = [
@@ -122,6 +125,14 @@ CASES = [
     ("POST", f"/collections/{C}/points/discover", {"limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover", {"target": 1, "context": [{"positive": 1}], "limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover/batch", {"searches": [{"limit": 3}]}, 400),
+    # groups
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC}, 400),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a[", "limit": 3}, 400),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a", "group_size": 0}, 400),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a", "group_size": 1000, "limit": 1000}, 400),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a", "with_lookup": "no_such_collection"}, 404),
+    ("POST", f"/collections/{C}/points/search/groups", {"vector": VEC, "group_by": "a", "limit": 3}, 400),
+    ("POST", f"/collections/{C}/points/recommend/groups", {"positive": [1], "group_by": "a", "limit": 3, "group_size": 2, "bogus": 1}, 400),
     # aliases
     ("POST", "/collections/aliases", {"actions": [{}]}, 400),
     ("POST", "/collections/aliases", {"actions": [{"create_alias": {"collection_name": C, "alias_name": "x"}, "delete_alias": {"alias_name": "x"}}]}, 400),
@@ -264,6 +275,8 @@ UNSUPPORTED = [
     ("POST", f"/collections/{C}/points/query", {"query": VEC, "lookup_from": {"collection": C, "shard_key": "x"}}),
     ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [[VEC, VEC]]}}}),
     ("POST", f"/collections/{C}/points/recommend", {"positive": [{"indices": [1], "values": [0.5]}], "limit": 1}),
+    ("POST", f"/collections/{C}/points/query/groups", {"group_by": "a"}),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a", "prefetch": [{"query": VEC}]}),
     ("POST", f"/collections/{C}/points/query", {"query": {"nearest": VEC, "mmr": {"diversity": 0.5}}}),
     ("POST", f"/collections/{C}/points/query", {"query": {"order_by": "a"}}),
     ("POST", f"/collections/{C}/points/query", {"query": {"indices": [1], "values": [0.5]}}),
