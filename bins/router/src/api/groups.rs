@@ -184,15 +184,12 @@ async fn run_groups(
                     .iter()
                     .map(|&i| ScoredPoint::of(named, &hits[i]))
                     .collect(),
-                lookup: lookups
-                    .as_ref()
-                    .map(|(named, records)| {
-                        records
-                            .iter()
-                            .find(|r| payload::point_id_from_json(id).is_ok_and(|p| p == r.id))
-                            .map(|r| Record::of(*named, r))
-                    })
-                    .flatten(),
+                lookup: lookups.as_ref().and_then(|(named, records)| {
+                    records
+                        .iter()
+                        .find(|r| payload::point_id_from_json(id).is_ok_and(|p| p == r.id))
+                        .map(|r| Record::of(*named, r))
+                }),
             })
             .collect(),
     };
