@@ -79,18 +79,75 @@ pub fn vector_struct(v: VectorStruct, context: &str) -> Result<Vec<(String, Vec<
     }
 }
 
-/// The points of an upsert, list or batch form.
-pub fn upsert_points(op: model::PointInsertOperations) -> Result<Vec<PointWrite>, ApiError> {
+/// An upsert, list or batch form, with its `update_mode` and `update_filter`.
+pub fn upsert(op: model::PointInsertOperations) -> Result<storage::Update, ApiError> {
     refuse_if_set(&op.shard_key, "shard_key", "upsert")?;
-    refuse_if_set(&op.update_filter, "update_filter", "upsert")?;
-    if let Some(mode) = op.update_mode.as_deref() {
-        if mode != "upsert" {
-            return Err(ApiError::not_implemented(format!(
-                "update_mode `{mode}` is not supported (upsert)"
-            )));
+    let mode = match op.update_mode {
+        None | Some(model::UpdateMode::Upsert) => storage::UpsertMode::Upsert,
+        Some(model::UpdateMode::InsertOnly) => storage::UpsertMode::InsertOnly,
+        Some(model::UpdateMode::UpdateOnly) => storage::UpsertMode::UpdateOnly,
+    };
+    let filter = op.update_filter.map(|f| f.0);
+    let points = upsert_points(op.points, op.batch)?;
+    Ok(if mode == storage::UpsertMode::Upsert && filter.is_none() {
+        storage::Update::Upsert(points)
+    } else {
+        storage::Update::ConditionalUpsert {
+            points,
+            mode,
+            filter,
         }
+    })
+}
+
+/// `UpdateVectors` to the update: each point's vectors, checked like an upsert's.
+pub fn update_vectors(body: model::UpdateVectors) -> Result<storage::Update, ApiError> {
+    refuse_if_set(&body.shard_key, "shard_key", "update vectors")?;
+    check_count(body.points.len(), "points")?;
+    let points = body
+        .points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(PointWrite {
+                id: p.id.0,
+                vectors: vector_struct(p.vector, &format!("points[{i}].vector"))?,
+                payload: Payload::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(storage::Update::UpdateVectors {
+        points,
+        filter: body.update_filter.map(|f| f.0),
+    })
+}
+
+/// `DeleteVectors` to the update.
+pub fn delete_vectors(body: model::DeleteVectors) -> Result<storage::Update, ApiError> {
+    let selector = selector(body.points, body.filter, &body.shard_key, "delete vectors")?;
+    if body.vector.is_empty() {
+        return Err(bad(
+            "Validation error in JSON body: vector: name at least one vector",
+        ));
     }
-    match (op.points, op.batch) {
+    if body.vector.len() > storage::MAX_NAMED_VECTORS {
+        return Err(bad(format!(
+            "Validation error in JSON body: vector: at most {} names",
+            storage::MAX_NAMED_VECTORS
+        )));
+    }
+    Ok(storage::Update::DeleteVectors {
+        selector,
+        names: body.vector,
+    })
+}
+
+/// The points of an upsert, list or batch form.
+fn upsert_points(
+    points: Option<Vec<model::PointStruct>>,
+    batch: Option<model::Batch>,
+) -> Result<Vec<PointWrite>, ApiError> {
+    match (points, batch) {
         (Some(points), None) => {
             check_count(points.len(), "points")?;
             points

@@ -81,6 +81,84 @@ pub enum Update {
     },
     /// Remove payloads.
     ClearPayload(PointSelector),
+    /// Insert or replace points, only those `mode` and `filter` allow: a point that exists is
+    /// replaced only when it passes `filter` (and `mode` is not `InsertOnly`); a new one is
+    /// inserted unless `mode` is `UpdateOnly`.
+    ConditionalUpsert {
+        /// The points.
+        points: Vec<PointWrite>,
+        /// Which points may be written.
+        mode: UpsertMode,
+        /// What an existing point must pass to be replaced.
+        filter: Option<Arc<Filter>>,
+    },
+    /// Replace some named vectors of existing points, keeping their other vectors and their
+    /// payload (the `payload` of each `PointWrite` is ignored); only points passing `filter`.
+    /// An id that does not exist is reported after the others are written.
+    UpdateVectors {
+        /// Each point's new vectors.
+        points: Vec<PointWrite>,
+        /// What a point must pass to be updated.
+        filter: Option<Arc<Filter>>,
+    },
+    /// Remove named vectors from points, keeping the rest.
+    DeleteVectors {
+        /// Points.
+        selector: PointSelector,
+        /// Vector names.
+        names: Vec<String>,
+    },
+}
+
+/// Which points an upsert may write (Qdrant's `update_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpsertMode {
+    /// Insert new points and replace existing ones.
+    #[default]
+    Upsert,
+    /// Only insert points that do not exist.
+    InsertOnly,
+    /// Only replace points that exist.
+    UpdateOnly,
+}
+
+/// Points rewritten whole from their stored form: a vector update is logged and applied as
+/// an upsert of the point with its other vectors and its payload, so replaying the log needs
+/// nothing but the record. An id met twice is edited again from its pending form.
+#[derive(Default)]
+struct Rewrites {
+    points: Vec<PointWrite>,
+    at: std::collections::HashMap<PointId, usize>,
+}
+
+impl Rewrites {
+    /// Edits the vectors of point `id` (which exists in `shard`).
+    fn edit(
+        &mut self,
+        shard: &LocalShard,
+        id: PointId,
+        f: impl FnOnce(&mut Vec<(String, Vec<f32>)>),
+    ) {
+        let k = match self.at.get(&id) {
+            Some(&k) => k,
+            None => {
+                let Some(r) = shard
+                    .retrieve(&[id], &PayloadSelector::All, &VectorSelector::All)
+                    .pop()
+                else {
+                    return;
+                };
+                self.points.push(PointWrite {
+                    id,
+                    vectors: r.vectors.unwrap_or_default(),
+                    payload: r.payload.unwrap_or_default(),
+                });
+                self.at.insert(id, self.points.len() - 1);
+                self.points.len() - 1
+            }
+        };
+        f(&mut self.points[k].vectors);
+    }
 }
 
 /// What `GET /collections/{name}` reports, besides the config.
@@ -379,38 +457,65 @@ impl Collection {
             }
             Ok(())
         };
+        let check_points = |points: &mut Vec<PointWrite>| -> Result<()> {
+            if points.len() > crate::ops::MAX_POINTS_PER_OPERATION {
+                return Err(StorageError::TooManyPoints {
+                    count: points.len(),
+                    limit: crate::ops::MAX_POINTS_PER_OPERATION,
+                });
+            }
+            for p in points.iter_mut() {
+                for (name, v) in &mut p.vectors {
+                    let Some(params) = config.vectors.get(name) else {
+                        return Err(StorageError::UnknownVector { name: name.clone() });
+                    };
+                    if v.len() != params.size {
+                        return Err(StorageError::DimensionMismatch {
+                            expected: params.size,
+                            got: v.len(),
+                            point: Some(p.id),
+                            vector: name.clone(),
+                        });
+                    }
+                    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                        return Err(StorageError::NonFiniteVector {
+                            point: p.id,
+                            position: i,
+                        });
+                    }
+                    params.distance.metric().prepare(v);
+                }
+                check_payload(&p.payload)?;
+            }
+            Ok(())
+        };
         match update {
             Update::Upsert(mut points) => {
-                if points.len() > crate::ops::MAX_POINTS_PER_OPERATION {
-                    return Err(StorageError::TooManyPoints {
-                        count: points.len(),
-                        limit: crate::ops::MAX_POINTS_PER_OPERATION,
-                    });
-                }
-                for p in &mut points {
-                    for (name, v) in &mut p.vectors {
-                        let Some(params) = config.vectors.get(name) else {
-                            return Err(StorageError::UnknownVector { name: name.clone() });
-                        };
-                        if v.len() != params.size {
-                            return Err(StorageError::DimensionMismatch {
-                                expected: params.size,
-                                got: v.len(),
-                                point: Some(p.id),
-                                vector: name.clone(),
-                            });
-                        }
-                        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                            return Err(StorageError::NonFiniteVector {
-                                point: p.id,
-                                position: i,
-                            });
-                        }
-                        params.distance.metric().prepare(v);
-                    }
-                    check_payload(&p.payload)?;
-                }
+                check_points(&mut points)?;
                 Ok(Update::Upsert(points))
+            }
+            Update::ConditionalUpsert {
+                mut points,
+                mode,
+                filter,
+            } => {
+                check_points(&mut points)?;
+                Ok(Update::ConditionalUpsert {
+                    points,
+                    mode,
+                    filter,
+                })
+            }
+            Update::UpdateVectors { mut points, filter } => {
+                check_points(&mut points)?;
+                Ok(Update::UpdateVectors { points, filter })
+            }
+            Update::DeleteVectors { selector, names } => {
+                check_selector(&selector)?;
+                if let Some(name) = names.iter().find(|n| config.vectors.get(n).is_none()) {
+                    return Err(StorageError::UnknownVector { name: name.clone() });
+                }
+                Ok(Update::DeleteVectors { selector, names })
             }
             Update::SetPayload {
                 payload,
@@ -500,6 +605,51 @@ impl Collection {
                 keys,
             },
             Update::ClearPayload(s) => Operation::ClearPayload(ids(s, true)),
+            Update::ConditionalUpsert {
+                points,
+                mode,
+                filter,
+            } => Operation::Upsert(
+                points
+                    .into_iter()
+                    .filter(|p| {
+                        let shard = &self.shards[shard_of(&p.id, n)];
+                        match shard.point_matches(p.id, filter.as_deref()) {
+                            None => mode != UpsertMode::UpdateOnly,
+                            Some(passes) => mode != UpsertMode::InsertOnly && passes,
+                        }
+                    })
+                    .collect(),
+            ),
+            Update::UpdateVectors { points, filter } => {
+                let mut out = Rewrites::default();
+                for p in points {
+                    let shard = &self.shards[shard_of(&p.id, n)];
+                    match shard.point_matches(p.id, filter.as_deref()) {
+                        None => {
+                            missing.get_or_insert(p.id);
+                        }
+                        Some(false) => {}
+                        Some(true) => out.edit(shard, p.id, |vectors| {
+                            for (name, v) in p.vectors {
+                                vectors.retain(|(n, _)| *n != name);
+                                vectors.push((name, v));
+                            }
+                        }),
+                    }
+                }
+                Operation::Upsert(out.points)
+            }
+            Update::DeleteVectors { selector, names } => {
+                let mut out = Rewrites::default();
+                for id in ids(selector, true) {
+                    let shard = &self.shards[shard_of(&id, n)];
+                    out.edit(shard, id, |vectors| {
+                        vectors.retain(|(name, _)| !names.contains(name))
+                    });
+                }
+                Operation::Upsert(out.points)
+            }
         };
         (op, missing)
     }

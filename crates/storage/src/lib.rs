@@ -58,7 +58,7 @@ pub mod wal;
 
 pub use aliases::{AliasChange, MAX_ALIASES};
 pub use collection::{
-    merge_scroll_pages, shard_of, Collection, CollectionStats, PointSelector, Update,
+    merge_scroll_pages, shard_of, Collection, CollectionStats, PointSelector, Update, UpsertMode,
     MAX_PAYLOAD_BYTES,
 };
 pub use config::{

@@ -66,6 +66,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/collections/{name}/points/{id}", get(points::get_point))
         .route("/collections/{name}/points/delete", post(points::delete))
         .route(
+            "/collections/{name}/points/vectors",
+            put(points::update_vectors),
+        )
+        .route(
+            "/collections/{name}/points/vectors/delete",
+            post(points::delete_vectors),
+        )
+        .route(
             "/collections/{name}/points/payload",
             post(points::set_payload).put(points::overwrite_payload),
         )

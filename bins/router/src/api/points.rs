@@ -51,8 +51,30 @@ pub async fn upsert(
     Params(params): Params<WriteParams>,
     Body(body): Body<PointInsertOperations>,
 ) -> ApiResult {
-    let points = convert::upsert_points(body)?;
-    apply_update(&state, &name, Update::Upsert(points), &params).await
+    let update = convert::upsert(body)?;
+    apply_update(&state, &name, update, &params).await
+}
+
+/// `PUT /points/vectors`.
+pub async fn update_vectors(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<model::UpdateVectors>,
+) -> ApiResult {
+    let update = convert::update_vectors(body)?;
+    apply_update(&state, &name, update, &params).await
+}
+
+/// `POST /points/vectors/delete`.
+pub async fn delete_vectors(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<model::DeleteVectors>,
+) -> ApiResult {
+    let update = convert::delete_vectors(body)?;
+    apply_update(&state, &name, update, &params).await
 }
 
 pub async fn delete(

@@ -111,10 +111,58 @@ pub struct PointInsertOperations {
     pub batch: Option<Batch>,
     /// Custom sharding (not served).
     pub shard_key: Option<ShardKeySelector>,
-    /// Conditional update (not served).
-    pub update_filter: Option<Value>,
-    /// `upsert` only.
-    pub update_mode: Option<String>,
+    /// What an existing point must pass to be replaced.
+    pub update_filter: Option<FilterInput>,
+    /// Which points may be written (default `upsert`).
+    pub update_mode: Option<UpdateMode>,
+}
+
+/// `UpdateMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateMode {
+    /// Insert new points, replace existing ones.
+    Upsert,
+    /// Only insert new points.
+    InsertOnly,
+    /// Only replace existing points.
+    UpdateOnly,
+}
+
+/// `PointVectors`: a point's new vectors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointVectors {
+    /// The point.
+    pub id: ExtendedPointId,
+    /// Its new vectors (the unnamed one, or some named ones).
+    pub vector: VectorStruct,
+}
+
+/// `UpdateVectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVectors {
+    /// The points.
+    pub points: Vec<PointVectors>,
+    /// What a point must pass to be updated.
+    pub update_filter: Option<FilterInput>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `DeleteVectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteVectors {
+    /// By id.
+    pub points: Option<Vec<ExtendedPointId>>,
+    /// By filter.
+    pub filter: Option<FilterInput>,
+    /// The vector names to remove.
+    pub vector: Vec<String>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
 }
 
 /// `PointsSelector`: `{points: [...]}` or `{filter: ...}` (delete, clear payload).

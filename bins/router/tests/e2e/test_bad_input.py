@@ -52,6 +52,8 @@ ENDPOINTS_WITH_BODY = [
     ("PUT", f"/collections/{C}/snapshots/recover"),
     ("PUT", "/collections/bad_input_new"),
     ("POST", "/collections/aliases"),
+    ("PUT", f"/collections/{C}/points/vectors?wait=true"),
+    ("POST", f"/collections/{C}/points/vectors/delete?wait=true"),
     ("POST", f"/collections/{C}/points/query/groups"),
     ("POST", f"/collections/{C}/points/search/groups"),
     ("POST", f"/collections/{C}/points/recommend/groups"),
@@ -125,6 +127,16 @@ CASES = [
     ("POST", f"/collections/{C}/points/discover", {"limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover", {"target": 1, "context": [{"positive": 1}], "limit": 3}, 400),
     ("POST", f"/collections/{C}/points/discover/batch", {"searches": [{"limit": 3}]}, 400),
+    # vector updates, conditional upserts
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "update_mode": "bogus"}, 400),
+    ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "update_filter": {"must": 5}}, 400),
+    ("PUT", f"/collections/{C}/points/vectors?wait=true", {"points": [{"id": 1, "vector": [0.1]}]}, 400),
+    ("PUT", f"/collections/{C}/points/vectors?wait=true", {"points": [{"id": 1, "vector": {"nope": VEC}}]}, 400),
+    ("PUT", f"/collections/{C}/points/vectors?wait=true", {"points": [{"id": 1}]}, 400),
+    ("PUT", f"/collections/{C}/points/vectors?wait=true", {"points": [{"id": 424242, "vector": VEC}]}, 404),
+    ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": []}, 400),
+    ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": ["nope"]}, 400),
+    ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"vector": [""]}, 400),
     # groups
     ("POST", f"/collections/{C}/points/query/groups", {"query": VEC}, 400),
     ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a[", "limit": 3}, 400),
@@ -189,6 +201,8 @@ UNKNOWN_COLLECTION = [
     ("POST", f"/collections/{MISSING}/points/query", {"query": VEC}),
     ("POST", f"/collections/{MISSING}/points/query/batch", {"searches": [{"query": VEC}]}),
     ("POST", f"/collections/{MISSING}/points/recommend", {"positive": [VEC], "limit": 1}),
+    ("PUT", f"/collections/{MISSING}/points/vectors?wait=true", {"points": [{"id": 1, "vector": VEC}]}),
+    ("POST", f"/collections/{MISSING}/points/vectors/delete?wait=true", {"points": [1], "vector": [""]}),
     ("POST", f"/collections/{MISSING}/points/recommend/batch", {"searches": []}),
     ("POST", f"/collections/{MISSING}/points/discover", {"target": VEC, "limit": 1}),
     ("POST", f"/collections/{MISSING}/points/discover/batch", {"searches": []}),
@@ -284,7 +298,6 @@ UNSUPPORTED = [
     ("POST", f"/collections/{C}/points/query", {"query": VEC, "shard_key": "x"}),
     ("POST", f"/collections/{C}/points/scroll", {"order_by": "a"}),
     ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 3, "vector": [VEC, VEC]}]}),
-    ("PUT", f"/collections/{C}/points?wait=true", {"points": [GOOD_POINT], "update_filter": {"must": []}}),
     ("PUT", f"/collections/{C}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1], "key": "a"}),
 ]
 

@@ -62,6 +62,20 @@ impl LocalShard {
         }
     }
 
+    /// Whether point `id` passes `filter` (every point passes none); `None` when it does not
+    /// exist.
+    pub fn point_matches(&self, id: PointId, filter: Option<&Filter>) -> Option<bool> {
+        let st = self.state.read();
+        let e = st.points.get(&id)?;
+        Some(filter.is_none_or(|f| {
+            f.matches(&View {
+                id,
+                entry: e,
+                columns: &self.columns,
+            })
+        }))
+    }
+
     /// Which of `ids` exist.
     pub fn existing(&self, ids: &[PointId]) -> Vec<PointId> {
         let st = self.state.read();

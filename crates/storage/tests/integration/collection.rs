@@ -737,3 +737,128 @@ fn snapshots_taken_while_the_optimizer_runs_are_complete() {
     }
     store.close().unwrap();
 }
+
+#[test]
+fn vector_updates_and_conditional_upserts_keep_the_rest_and_replay_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let config = CollectionConfig::from_json(&json!({
+        "vectors": {"a": {"size": 2, "distance": "Dot"}, "b": {"size": 3, "distance": "Euclid"}},
+        "shard_number": 2,
+    }))
+    .unwrap();
+    let c = store.create("c", config).unwrap();
+    let point = |id: u64, vectors: Vec<(&str, Vec<f32>)>, tag: &str| PointWrite {
+        id: PointId::Num(id),
+        vectors: vectors
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+        payload: json!({"tag": tag}).as_object().unwrap().clone(),
+    };
+    let both = |i: u64| vec![("a", vec![i as f32, 1.0]), ("b", vec![i as f32, 0.0, 0.0])];
+    let points: Vec<PointWrite> = (0..20).map(|i| point(i, both(i), "old")).collect();
+    c.update(Update::Upsert(points), true).unwrap();
+    let tag = |t: &str| {
+        Arc::new(
+            Filter::from_json(&json!({"must": {"key": "tag", "match": {"value": t}}})).unwrap(),
+        )
+    };
+
+    // Replace `b` of 1 and 2 (2 twice: the second edit applies to the first's result), and
+    // `a` of 3 only where the filter passes (it does not); 99 does not exist.
+    let r = c.update(
+        Update::UpdateVectors {
+            points: vec![
+                point(1, vec![("b", vec![9.0, 9.0, 9.0])], ""),
+                point(2, vec![("b", vec![8.0, 8.0, 8.0])], ""),
+                point(99, vec![("b", vec![1.0, 1.0, 1.0])], ""),
+                point(2, vec![("a", vec![7.0, 7.0])], ""),
+            ],
+            filter: None,
+        },
+        true,
+    );
+    assert!(matches!(r.unwrap_err().kind(), StorageErrorKind::NotFound));
+    c.update(
+        Update::UpdateVectors {
+            points: vec![point(3, vec![("a", vec![5.0, 5.0])], "")],
+            filter: Some(tag("new")),
+        },
+        true,
+    )
+    .unwrap();
+    // Drop `a` of 4 and 5 by ids.
+    c.update(
+        Update::DeleteVectors {
+            selector: PointSelector::Ids(vec![PointId::Num(4), PointId::Num(5)]),
+            names: vec!["a".into()],
+        },
+        true,
+    )
+    .unwrap();
+    // Insert-only leaves 6 alone and adds 30; update-only replaces 7 and skips 31; a filtered
+    // upsert replaces nothing tagged "old" and adds 32.
+    use storage::UpsertMode;
+    for (mode, filter, id_existing, id_new) in [
+        (UpsertMode::InsertOnly, None, 6, 30),
+        (UpsertMode::UpdateOnly, None, 7, 31),
+        (UpsertMode::Upsert, Some(tag("new")), 8, 32),
+    ] {
+        c.update(
+            Update::ConditionalUpsert {
+                points: vec![
+                    point(id_existing, vec![("a", vec![0.5, 0.5])], "new"),
+                    point(id_new, vec![("a", vec![0.5, 0.5])], "new"),
+                ],
+                mode,
+                filter,
+            },
+            true,
+        )
+        .unwrap();
+    }
+    let check = |c: &Collection| {
+        let get = |id: u64| {
+            c.retrieve(
+                &[PointId::Num(id)],
+                &PayloadSelector::All,
+                &VectorSelector::All,
+            )
+            .pop()
+        };
+        let vectors = |id: u64| -> BTreeMap<String, Vec<f32>> {
+            get(id).unwrap().vectors.unwrap().into_iter().collect()
+        };
+        let tag_of = |id: u64| get(id).unwrap().payload.unwrap()["tag"].clone();
+        assert_eq!(vectors(1)["b"], vec![9.0, 9.0, 9.0]);
+        assert_eq!(vectors(1)["a"], vec![1.0, 1.0]);
+        assert_eq!(vectors(2)["b"], vec![8.0, 8.0, 8.0]);
+        assert_eq!(vectors(2)["a"], vec![7.0, 7.0]);
+        assert_eq!(tag_of(2), json!("old"));
+        assert_eq!(vectors(3)["a"], vec![3.0, 1.0], "the filter did not pass");
+        assert!(!vectors(4).contains_key("a") && vectors(4).contains_key("b"));
+        assert_eq!(
+            tag_of(6),
+            json!("old"),
+            "insert_only leaves an existing point"
+        );
+        assert_eq!(tag_of(30), json!("new"));
+        assert_eq!(
+            tag_of(7),
+            json!("new"),
+            "update_only replaces an existing point"
+        );
+        assert!(get(31).is_none(), "update_only inserts nothing");
+        assert_eq!(tag_of(8), json!("old"), "the update filter did not pass");
+        assert_eq!(tag_of(32), json!("new"));
+        assert!(get(99).is_none());
+    };
+    check(&c);
+    // Dropped without closing: the next open replays the log.
+    drop(c);
+    drop(store);
+    let store = reopen(dir.path());
+    check(&store.get("c").unwrap());
+    store.close().unwrap();
+}
