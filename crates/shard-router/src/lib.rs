@@ -156,6 +156,13 @@ pub trait Shard: Send + Sync {
         filter: Option<Arc<Filter>>,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<usize, ShardError>>;
+    /// How many points matching a filter have each value of a payload key.
+    fn facet(
+        &self,
+        key: Arc<payload::KeyPath>,
+        filter: Option<Arc<Filter>>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>>;
     /// Full-precision vectors of some points, for re-ranking.
     fn vectors(
         &self,
@@ -254,6 +261,18 @@ impl Shard for LocalShardHandle {
         let shard = self.shard.clone();
         Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
             Ok(shard.count(filter.as_deref()))
+        }))
+    }
+
+    fn facet(
+        &self,
+        key: Arc<payload::KeyPath>,
+        filter: Option<Arc<Filter>>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>> {
+        let shard = self.shard.clone();
+        Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
+            Ok(shard.facet_counts(&key, filter.as_deref()))
         }))
     }
 
@@ -457,6 +476,31 @@ pub async fn count(
         futures::future::try_join_all(shards.iter().map(|s| s.count(filter.clone(), deadline)))
             .await?;
     Ok(counts.into_iter().sum())
+}
+
+/// How many points matching `filter` have each value of `key`, over every shard (a point
+/// lives in one shard, so the counts add up).
+pub async fn facet(
+    shards: &[Arc<dyn Shard>],
+    key: Arc<payload::KeyPath>,
+    filter: Option<Arc<Filter>>,
+    deadline: Instant,
+) -> Result<Vec<(serde_json::Value, usize)>, ShardError> {
+    let lists = futures::future::try_join_all(
+        shards
+            .iter()
+            .map(|s| s.facet(key.clone(), filter.clone(), deadline)),
+    )
+    .await?;
+    let mut total: std::collections::HashMap<String, (serde_json::Value, usize)> =
+        std::collections::HashMap::new();
+    for (value, n) in lists.into_iter().flatten() {
+        total
+            .entry(value.to_string())
+            .or_insert_with(|| (value, 0))
+            .1 += n;
+    }
+    Ok(total.into_values().collect())
 }
 
 /// A page of points in id order over every shard: each shard's page from `req.from`, merged,

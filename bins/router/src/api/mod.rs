@@ -87,6 +87,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route("/collections/{name}/points/scroll", post(points::scroll))
         .route("/collections/{name}/points/count", post(points::count))
+        .route("/collections/{name}/facet", post(points::facet))
         .route("/collections/{name}/points/query", post(query::query))
         .route(
             "/collections/{name}/points/query/batch",

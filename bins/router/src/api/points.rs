@@ -236,3 +236,82 @@ pub async fn count(
     let count = shard_router::count(&shards, filter, params.deadline(state.timeout)).await?;
     Ok(ok(start, &CountResult { count }))
 }
+
+/// `POST /collections/{name}/facet`: how many points matching the filter have each value of
+/// a payload key (strings, integers, booleans; arrays expanded; a point counts once per
+/// value), most frequent first, ties by value. Exact, with or without a payload index.
+pub async fn facet(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<ReadParams>,
+    Body(body): Body<model::FacetRequest>,
+) -> ApiResult {
+    let start = Instant::now();
+    convert::refuse_if_set(&body.shard_key, "shard_key", "facet")?;
+    let limit = convert::limit(body.limit, "limit", 10)?;
+    let key = payload::KeyPath::parse(&body.key)
+        .map_err(|e| bad(format!("Wrong input: key `{}`: {e}", body.key)))?;
+    let c = collection(&state, &name)?;
+    let shards = state.shard_handles(&c);
+    let counts = shard_router::facet(
+        &shards,
+        Arc::new(key),
+        body.filter.map(|f| f.0),
+        params.deadline(state.timeout),
+    )
+    .await?;
+    // A UUID is one value however it is spelt: counted under its hyphenated form.
+    let mut merged: std::collections::HashMap<String, (serde_json::Value, usize)> =
+        std::collections::HashMap::new();
+    for (value, n) in counts {
+        let value = match &value {
+            serde_json::Value::String(s) => match payload::point_id_from_str(s) {
+                Some(id) => serde_json::Value::String(id.to_string()),
+                None => value,
+            },
+            _ => value,
+        };
+        merged
+            .entry(value.to_string())
+            .or_insert_with(|| (value, 0))
+            .1 += n;
+    }
+    let mut hits: Vec<(serde_json::Value, usize)> = merged.into_values().collect();
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| facet_order(&a.0, &b.0)));
+    hits.truncate(limit);
+    let hits: Vec<FacetValueHit> = hits
+        .into_iter()
+        .map(|(value, count)| FacetValueHit { value, count })
+        .collect();
+    Ok(ok(start, &FacetResponse { hits }))
+}
+
+/// Values ascending: booleans, then integers, then strings.
+fn facet_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value;
+    let rank = |v: &Value| match v {
+        Value::Bool(_) => 0,
+        Value::Number(_) => 1,
+        _ => 2,
+    };
+    rank(a).cmp(&rank(b)).then_with(|| match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => x.as_u64().cmp(&y.as_u64()),
+        },
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    })
+}
+
+#[derive(serde::Serialize)]
+struct FacetValueHit {
+    value: serde_json::Value,
+    count: usize,
+}
+
+#[derive(serde::Serialize)]
+struct FacetResponse {
+    hits: Vec<FacetValueHit>,
+}

@@ -420,6 +420,23 @@ pub struct DiscoverRequest {
     pub shard_key: Option<ShardKeySelector>,
 }
 
+/// `FacetRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacetRequest {
+    /// The payload key.
+    pub key: String,
+    /// Values returned (10).
+    pub limit: Option<u64>,
+    /// Only points passing this.
+    pub filter: Option<FilterInput>,
+    /// Exact counts (always exact here).
+    #[allow(dead_code)] // type-checked, then every count is exact
+    pub exact: Option<bool>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
 /// `WithLookupInterface`: a collection name, or `WithLookup`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

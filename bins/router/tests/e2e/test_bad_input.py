@@ -52,6 +52,7 @@ ENDPOINTS_WITH_BODY = [
     ("PUT", f"/collections/{C}/snapshots/recover"),
     ("PUT", "/collections/bad_input_new"),
     ("POST", "/collections/aliases"),
+    ("POST", f"/collections/{C}/facet"),
     ("PUT", f"/collections/{C}/points/vectors?wait=true"),
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true"),
     ("POST", f"/collections/{C}/points/query/groups"),
@@ -137,6 +138,11 @@ CASES = [
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": []}, 400),
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": ["nope"]}, 400),
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"vector": [""]}, 400),
+    # facets
+    ("POST", f"/collections/{C}/facet", {}, 400),
+    ("POST", f"/collections/{C}/facet", {"key": "a["}, 400),
+    ("POST", f"/collections/{C}/facet", {"key": "a", "limit": 0}, 400),
+    ("POST", f"/collections/{C}/facet", {"key": "a", "filter": {"must": 5}}, 400),
     # groups
     ("POST", f"/collections/{C}/points/query/groups", {"query": VEC}, 400),
     ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a[", "limit": 3}, 400),
@@ -201,6 +207,7 @@ UNKNOWN_COLLECTION = [
     ("POST", f"/collections/{MISSING}/points/query", {"query": VEC}),
     ("POST", f"/collections/{MISSING}/points/query/batch", {"searches": [{"query": VEC}]}),
     ("POST", f"/collections/{MISSING}/points/recommend", {"positive": [VEC], "limit": 1}),
+    ("POST", f"/collections/{MISSING}/facet", {"key": "a"}),
     ("PUT", f"/collections/{MISSING}/points/vectors?wait=true", {"points": [{"id": 1, "vector": VEC}]}),
     ("POST", f"/collections/{MISSING}/points/vectors/delete?wait=true", {"points": [1], "vector": [""]}),
     ("POST", f"/collections/{MISSING}/points/recommend/batch", {"searches": []}),

@@ -62,6 +62,34 @@ impl LocalShard {
         }
     }
 
+    /// How many of the points matching `filter` have each value of `key` (arrays expanded;
+    /// strings, integers and booleans only; a point counts once per distinct value).
+    pub fn facet_counts(&self, key: &KeyPath, filter: Option<&Filter>) -> Vec<(Value, usize)> {
+        let st = self.state.read();
+        let mut counts: HashMap<String, (Value, usize)> = HashMap::new();
+        for id in self.matching(&st, filter) {
+            let Some(e) = st.points.get(&id) else {
+                continue;
+            };
+            let mut seen: Vec<&Value> = Vec::new();
+            for v in payload::values_at(&e.payload, key) {
+                let countable = match v {
+                    Value::String(_) | Value::Bool(_) => true,
+                    Value::Number(n) => n.is_i64() || n.is_u64(),
+                    _ => false,
+                };
+                if countable && !seen.contains(&v) {
+                    seen.push(v);
+                    counts
+                        .entry(v.to_string())
+                        .or_insert_with(|| (v.clone(), 0))
+                        .1 += 1;
+                }
+            }
+        }
+        counts.into_values().collect()
+    }
+
     /// Whether point `id` passes `filter` (every point passes none); `None` when it does not
     /// exist.
     pub fn point_matches(&self, id: PointId, filter: Option<&Filter>) -> Option<bool> {

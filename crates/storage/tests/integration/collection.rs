@@ -862,3 +862,44 @@ fn vector_updates_and_conditional_upserts_keep_the_rest_and_replay_after_a_crash
     check(&store.get("c").unwrap());
     store.close().unwrap();
 }
+
+#[test]
+fn facet_counts_each_value_once_per_point_under_a_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Dot", 1, 1_000)).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let points: Vec<PointWrite> = (0..60u64)
+        .map(|i| {
+            let mut p = random_point(&mut rng, i);
+            p.payload = json!({"t": ["a", if i % 3 == 0 { "b" } else { "a" }, 1.5, i % 2 == 0], "k": i % 4})
+                .as_object()
+                .unwrap()
+                .clone();
+            p
+        })
+        .collect();
+    c.update(Update::Upsert(points), true).unwrap();
+    let key = payload::KeyPath::parse("t").unwrap();
+    let mut counts: Vec<(String, usize)> = c.shards()[0]
+        .facet_counts(&key, None)
+        .into_iter()
+        .map(|(v, n)| (v.to_string(), n))
+        .collect();
+    counts.sort();
+    // "a" once per point however often it appears; 1.5 is not a facet value.
+    assert_eq!(
+        counts,
+        [("\"a\"", 60), ("\"b\"", 20), ("false", 30), ("true", 30)]
+            .map(|(v, n)| (v.to_string(), n))
+    );
+    let k0 = Filter::from_json(&json!({"must": {"key": "k", "match": {"value": 0}}})).unwrap();
+    let mut counts = c.shards()[0].facet_counts(&key, Some(&k0));
+    counts.sort_by_key(|(v, _)| v.to_string());
+    assert_eq!(counts.iter().find(|(v, _)| v == "b").map(|x| x.1), Some(5));
+    assert_eq!(
+        counts.iter().find(|(v, _)| *v == json!(true)).map(|x| x.1),
+        Some(15)
+    );
+    store.close().unwrap();
+}
