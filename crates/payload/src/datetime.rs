@@ -8,7 +8,7 @@
 //! which is the precision Qdrant's datetime index compares at.
 
 /// Microseconds since 1970-01-01T00:00:00Z, or `None` when `s` is not a datetime.
-pub(crate) fn parse_datetime_micros(s: &str) -> Option<i64> {
+pub fn parse_datetime_micros(s: &str) -> Option<i64> {
     let normalized = normalize(s);
     if let Some(t) = parse_normalized(&normalized) {
         return Some(t);

@@ -111,6 +111,7 @@ mod selector;
 mod slice;
 mod text;
 
+pub use datetime::parse_datetime_micros;
 pub use error::{PayloadError, PayloadErrorKind, Result};
 pub use filter::{Filter, PlainPoint, PointView};
 pub use geo::{haversine_m, GeoPoint, MEAN_EARTH_RADIUS_M};

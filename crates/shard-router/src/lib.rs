@@ -176,6 +176,13 @@ pub trait Shard: Send + Sync {
         req: Arc<ScrollRequest>,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ScrollPage, ShardError>>;
+    /// Up to `req.limit` of this shard's points in the order of a payload value (see
+    /// [`scroll_ordered`]).
+    fn scroll_ordered(
+        &self,
+        req: Arc<OrderedScrollRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<(Record, storage::OrderValue)>, ShardError>>;
     /// The points of `ids` this shard holds, in the order asked.
     fn retrieve(
         &self,
@@ -190,6 +197,21 @@ pub trait Shard: Send + Sync {
 pub struct ScrollRequest {
     /// The first id of the page.
     pub from: Option<PointId>,
+    /// Page size.
+    pub limit: usize,
+    /// Filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Payload to return.
+    pub with_payload: PayloadSelector,
+    /// Vectors to return.
+    pub with_vector: VectorSelector,
+}
+
+/// A page of points in the order of a payload value, matching `filter`.
+#[derive(Debug, Clone)]
+pub struct OrderedScrollRequest {
+    /// The order.
+    pub order: storage::OrderBy,
     /// Page size.
     pub limit: usize,
     /// Filter.
@@ -297,6 +319,23 @@ impl Shard for LocalShardHandle {
         Box::pin(pool::run_blocking(self.shard.id(), deadline, move || {
             Ok(shard.scroll(
                 req.from,
+                req.limit,
+                req.filter.as_deref(),
+                &req.with_payload,
+                &req.with_vector,
+            ))
+        }))
+    }
+
+    fn scroll_ordered(
+        &self,
+        req: Arc<OrderedScrollRequest>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<(Record, storage::OrderValue)>, ShardError>> {
+        let shard = self.shard.clone();
+        Box::pin(pool::run_blocking(self.shard.id(), deadline, move || {
+            Ok(shard.scroll_ordered(
+                &req.order,
                 req.limit,
                 req.filter.as_deref(),
                 &req.with_payload,
@@ -514,6 +553,25 @@ pub async fn scroll(
         futures::future::try_join_all(shards.iter().map(|s| s.scroll(req.clone(), deadline)))
             .await?;
     Ok(merge_scroll_pages(pages, req.limit))
+}
+
+/// Up to `req.limit` points over every shard in the order of a payload value (ties by id):
+/// each shard's first `limit`, merged. A point appears once per distinct value it has.
+pub async fn scroll_ordered(
+    shards: &[Arc<dyn Shard>],
+    req: Arc<OrderedScrollRequest>,
+    deadline: Instant,
+) -> Result<Vec<(Record, storage::OrderValue)>, ShardError> {
+    let pages = futures::future::try_join_all(
+        shards
+            .iter()
+            .map(|s| s.scroll_ordered(req.clone(), deadline)),
+    )
+    .await?;
+    let mut all: Vec<(Record, storage::OrderValue)> = pages.into_iter().flatten().collect();
+    all.sort_by(|a, b| req.order.compare(a.1, b.1).then(a.0.id.cmp(&b.0.id)));
+    all.truncate(req.limit);
+    Ok(all)
 }
 
 /// The points of `ids` over every shard, each asked of the shard that holds it

@@ -50,6 +50,7 @@ mod config;
 mod error;
 mod filter_cache;
 mod ops;
+mod order;
 mod query;
 mod segment;
 mod shard;
@@ -70,6 +71,7 @@ pub use config::{
 };
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use ops::{Operation, PointWrite, MAX_POINTS_PER_OPERATION};
+pub use order::{OrderBy, OrderValue};
 pub use query::{ContextPair, ExampleQuery, PreparedExamples, Query, RecommendStrategy};
 pub use shard::{
     LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,

@@ -3,7 +3,9 @@
 use super::{blocking, collection, ok, ApiResult, Body, Params};
 use crate::convert::{self, bad};
 use crate::error::ApiError;
-use crate::model::response::{CountResult, Id, Record, ScrollResult, UpdateResult, UpdateStatus};
+use crate::model::response::{
+    CountResult, Id, OrderValue, Record, ScrollResult, UpdateResult, UpdateStatus,
+};
 use crate::model::{
     self, CountRequest, DeletePayload, PointInsertOperations, PointRequest, PointsSelector,
     ReadParams, ScrollRequest, SetPayload, WriteParams,
@@ -201,8 +203,11 @@ pub async fn scroll(
 ) -> ApiResult {
     let start = Instant::now();
     let c = collection(&state, &name)?;
-    convert::refuse_if_set(&body.order_by, "order_by", "scroll")?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "scroll")?;
+    let mut body = body;
+    if let Some(order) = body.order_by.take() {
+        return scroll_ordered(&state, &c, start, order, body, params).await;
+    }
     let req = Arc::new(shard_router::ScrollRequest {
         from: body.offset.map(|id| id.0),
         limit: convert::limit(body.limit, "limit", 10)?,
@@ -218,6 +223,68 @@ pub async fn scroll(
         &ScrollResult {
             points: page.points.iter().map(|r| Record::of(named, r)).collect(),
             next_page_offset: page.next.map(Id),
+        },
+    ))
+}
+
+/// A scroll with `order_by`: points in the order of a payload value, as Qdrant does (a
+/// point once per distinct value, `order_value` on each, no next page offset: the next page
+/// starts from the last value).
+async fn scroll_ordered(
+    state: &Arc<AppState>,
+    c: &Arc<storage::Collection>,
+    start: Instant,
+    order: model::OrderByInput,
+    body: ScrollRequest,
+    params: ReadParams,
+) -> ApiResult {
+    if body.offset.is_some() {
+        return Err(bad(
+            "Wrong input: offset cannot be used with order_by; use order_by.start_from",
+        ));
+    }
+    let (key, direction, start_from) = match order {
+        model::OrderByInput::Key(key) => (key, None, None),
+        model::OrderByInput::Full(o) => (o.key, o.direction, o.start_from),
+    };
+    let key_path = payload::KeyPath::parse(&key)
+        .map_err(|e| bad(format!("Wrong input: order_by.key `{key}`: {e}")))?;
+    let start_from = match start_from {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(storage::OrderValue::of(&v).ok_or_else(|| {
+            bad(format!(
+                "Wrong input: order_by.start_from {v} is neither a number nor a datetime"
+            ))
+        })?),
+    };
+    let req = Arc::new(shard_router::OrderedScrollRequest {
+        order: storage::OrderBy {
+            key: key_path,
+            descending: direction == Some(model::Direction::Desc),
+            start_from,
+        },
+        limit: convert::limit(body.limit, "limit", 10)?,
+        filter: body.filter.map(|f| f.0),
+        with_payload: convert::payload_selector(body.with_payload, true),
+        with_vector: convert::vector_selector(body.with_vector),
+    });
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let shards = state.shard_handles(c);
+    let page = shard_router::scroll_ordered(&shards, req, params.deadline(state.timeout)).await?;
+    Ok(ok(
+        start,
+        &ScrollResult {
+            points: page
+                .iter()
+                .map(|(r, v)| Record {
+                    order_value: Some(match *v {
+                        storage::OrderValue::Int(i) => OrderValue::Int(i),
+                        storage::OrderValue::Float(f) => OrderValue::Float(f),
+                    }),
+                    ..Record::of(named, r)
+                })
+                .collect(),
+            next_page_offset: None,
         },
     ))
 }

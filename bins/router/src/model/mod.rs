@@ -235,10 +235,42 @@ pub struct ScrollRequest {
     pub with_payload: Option<WithPayload>,
     /// Vectors to return (default: none).
     pub with_vector: Option<WithVector>,
-    /// Ordering by a payload field (not served).
-    pub order_by: Option<Value>,
+    /// Ordering by a payload field.
+    pub order_by: Option<OrderByInput>,
     /// Custom sharding (not served).
     pub shard_key: Option<ShardKeySelector>,
+}
+
+/// `OrderByInterface`: a key, or `OrderBy`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OrderByInput {
+    /// Ascending by this key.
+    Key(String),
+    /// The full form.
+    Full(OrderBy),
+}
+
+/// `OrderBy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBy {
+    /// The payload key (with a range index in Qdrant; any numeric or datetime key here).
+    pub key: String,
+    /// `asc` (default) or `desc`.
+    pub direction: Option<Direction>,
+    /// The first value (inclusive): a number or a datetime.
+    pub start_from: Option<Value>,
+}
+
+/// `Direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
 }
 
 /// `CountRequest`.

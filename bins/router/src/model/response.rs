@@ -83,6 +83,19 @@ pub struct Record<'a> {
     pub payload: Option<&'a Payload>,
     /// Vectors, or `null` when not asked for.
     pub vector: Vectors<'a>,
+    /// The value a scroll with `order_by` ordered it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_value: Option<OrderValue>,
+}
+
+/// `OrderValue`: an integer or a float.
+#[derive(Serialize, Clone, Copy)]
+#[serde(untagged)]
+pub enum OrderValue {
+    /// An integer (a datetime in microseconds).
+    Int(i64),
+    /// A float.
+    Float(f64),
 }
 
 impl<'a> Record<'a> {
@@ -95,6 +108,7 @@ impl<'a> Record<'a> {
                 named,
                 vectors: r.vectors.as_deref(),
             },
+            order_value: None,
         }
     }
 }

@@ -138,6 +138,12 @@ CASES = [
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": []}, 400),
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"points": [1], "vector": ["nope"]}, 400),
     ("POST", f"/collections/{C}/points/vectors/delete?wait=true", {"vector": [""]}, 400),
+    # order_by
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": "a", "offset": 1}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": "a["}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "start_from": "nope"}}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "direction": "up"}}, 400),
+    ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "bogus": 1}}, 400),
     # facets
     ("POST", f"/collections/{C}/facet", {}, 400),
     ("POST", f"/collections/{C}/facet", {"key": "a["}, 400),
@@ -303,7 +309,6 @@ UNSUPPORTED = [
     ("POST", f"/collections/{C}/points/query", {"query": {"indices": [1], "values": [0.5]}}),
     ("POST", f"/collections/{C}/points/query", {"query": [VEC, VEC]}),
     ("POST", f"/collections/{C}/points/query", {"query": VEC, "shard_key": "x"}),
-    ("POST", f"/collections/{C}/points/scroll", {"order_by": "a"}),
     ("PUT", f"/collections/{C}/points?wait=true", {"points": [{"id": 3, "vector": [VEC, VEC]}]}),
     ("PUT", f"/collections/{C}/points/payload?wait=true", {"payload": {"x": 1}, "points": [1], "key": "a"}),
 ]

@@ -112,6 +112,14 @@ impl Shard for ApproxShard {
         Box::pin(async { unreachable!("the re-rank tests do not scroll") })
     }
 
+    fn scroll_ordered(
+        &self,
+        _req: Arc<shard_router::OrderedScrollRequest>,
+        _deadline: Instant,
+    ) -> BoxFuture<'static, Result<Vec<(Record, storage::OrderValue)>, ShardError>> {
+        Box::pin(async { unreachable!("the re-rank tests do not scroll") })
+    }
+
     fn retrieve(
         &self,
         _ids: Vec<PointId>,

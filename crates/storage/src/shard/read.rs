@@ -1,6 +1,7 @@
 //! Reads of a shard: payload schema, filters, counts, retrieval, scroll and search.
 
 use super::*;
+use crate::order::{OrderBy, OrderValue};
 use crate::query::PreparedExamples;
 
 impl LocalShard {
@@ -88,6 +89,52 @@ impl LocalShard {
             }
         }
         counts.into_values().collect()
+    }
+
+    /// Up to `limit` points matching `filter`, ordered by the values of `key` (numbers, and
+    /// datetimes as microseconds since the epoch; a point appears once per distinct value,
+    /// as Qdrant's order_by does), ascending or descending from `start_from` (inclusive).
+    pub fn scroll_ordered(
+        &self,
+        order: &OrderBy,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_payload: &PayloadSelector,
+        with_vector: &VectorSelector,
+    ) -> Vec<(Record, OrderValue)> {
+        let st = self.state.read();
+        let mut keyed: Vec<(OrderValue, PointId)> = Vec::new();
+        for id in self.matching(&st, filter) {
+            let Some(e) = st.points.get(&id) else {
+                continue;
+            };
+            let mut seen: Vec<OrderValue> = Vec::new();
+            for v in payload::values_at(&e.payload, &order.key) {
+                let Some(value) = OrderValue::of(v) else {
+                    continue;
+                };
+                if order.admits(value) && !seen.contains(&value) {
+                    seen.push(value);
+                    keyed.push((value, id));
+                }
+            }
+        }
+        let cmp = |a: &(OrderValue, PointId), b: &(OrderValue, PointId)| {
+            order.compare(a.0, b.0).then(a.1.cmp(&b.1))
+        };
+        if keyed.len() > limit {
+            keyed.select_nth_unstable_by(limit, cmp);
+            keyed.truncate(limit);
+        }
+        keyed.sort_by(cmp);
+        keyed
+            .into_iter()
+            .filter_map(|(value, id)| {
+                st.points
+                    .get(&id)
+                    .map(|e| (self.record(id, e, with_payload, with_vector), value))
+            })
+            .collect()
     }
 
     /// Whether point `id` passes `filter` (every point passes none); `None` when it does not
