@@ -12,7 +12,7 @@
 
 mod collections;
 mod groups;
-mod points;
+pub(super) mod points;
 mod query;
 mod service;
 mod snapshots;

@@ -227,6 +227,29 @@ pub async fn scroll(
     ))
 }
 
+/// `OrderByInterface` to storage's order.
+pub(super) fn order_by(order: model::OrderByInput) -> Result<storage::OrderBy, ApiError> {
+    let (key, direction, start_from) = match order {
+        model::OrderByInput::Key(key) => (key, None, None),
+        model::OrderByInput::Full(o) => (o.key, o.direction, o.start_from),
+    };
+    let key_path = payload::KeyPath::parse(&key)
+        .map_err(|e| bad(format!("Wrong input: order_by.key `{key}`: {e}")))?;
+    let start_from = match start_from {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(storage::OrderValue::of(&v).ok_or_else(|| {
+            bad(format!(
+                "Wrong input: order_by.start_from {v} is neither a number nor a datetime"
+            ))
+        })?),
+    };
+    Ok(storage::OrderBy {
+        key: key_path,
+        descending: direction == Some(model::Direction::Desc),
+        start_from,
+    })
+}
+
 /// A scroll with `order_by`: points in the order of a payload value, as Qdrant does (a
 /// point once per distinct value, `order_value` on each, no next page offset: the next page
 /// starts from the last value).
@@ -243,26 +266,8 @@ async fn scroll_ordered(
             "Wrong input: offset cannot be used with order_by; use order_by.start_from",
         ));
     }
-    let (key, direction, start_from) = match order {
-        model::OrderByInput::Key(key) => (key, None, None),
-        model::OrderByInput::Full(o) => (o.key, o.direction, o.start_from),
-    };
-    let key_path = payload::KeyPath::parse(&key)
-        .map_err(|e| bad(format!("Wrong input: order_by.key `{key}`: {e}")))?;
-    let start_from = match start_from {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(storage::OrderValue::of(&v).ok_or_else(|| {
-            bad(format!(
-                "Wrong input: order_by.start_from {v} is neither a number nor a datetime"
-            ))
-        })?),
-    };
     let req = Arc::new(shard_router::OrderedScrollRequest {
-        order: storage::OrderBy {
-            key: key_path,
-            descending: direction == Some(model::Direction::Desc),
-            start_from,
-        },
+        order: order_by(order)?,
         limit: convert::limit(body.limit, "limit", 10)?,
         filter: body.filter.map(|f| f.0),
         with_payload: convert::payload_selector(body.with_payload, true),
@@ -277,10 +282,7 @@ async fn scroll_ordered(
             points: page
                 .iter()
                 .map(|(r, v)| Record {
-                    order_value: Some(match *v {
-                        storage::OrderValue::Int(i) => OrderValue::Int(i),
-                        storage::OrderValue::Float(f) => OrderValue::Float(f),
-                    }),
+                    order_value: Some(OrderValue::from(*v)),
                     ..Record::of(named, r)
                 })
                 .collect(),

@@ -42,6 +42,8 @@ enum Plan {
     Search(Box<PlannedSearch>),
     /// No `query`: points in id order, each scored 1, as Qdrant does.
     Scroll(Box<QueryRequest>),
+    /// An `order_by` query: points in the order of a payload value, each scored 1.
+    Ordered(Box<(storage::OrderBy, QueryRequest)>),
 }
 
 /// What a search ranks by, its examples not yet read into vectors.
@@ -100,6 +102,11 @@ pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
             context: input.context.0,
         },
         QueryInterface::Context(input) => Asked::Context(input.0),
+        QueryInterface::OrderBy(_) => {
+            return Err(ApiError::not_implemented(
+                "an `order_by` query is served on its own, not grouped",
+            ))
+        }
         QueryInterface::Other(kind) => {
             return Err(ApiError::not_implemented(format!(
                 "query `{kind}` is not supported (nearest, recommend, discover and context are)"
@@ -113,8 +120,16 @@ fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Resul
     convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
-    let Some(query) = req.query else {
+    let mut req = req;
+    let Some(query) = req.query.take() else {
         return Ok(Plan::Scroll(Box::new(req)));
+    };
+    let query = match query {
+        QueryInterface::OrderBy(order) => {
+            let order = super::points::order_by(order)?;
+            return Ok(Plan::Ordered(Box::new((order, req))));
+        }
+        other => other,
     };
     let asked = asked_of(query)?;
     plan_search(
@@ -548,6 +563,40 @@ async fn query_without_vector(
     ))
 }
 
+/// An `order_by` query: the ordered scroll, `offset` skipped, each point scored 1 with its
+/// `order_value`, as Qdrant does.
+async fn query_ordered(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    order: storage::OrderBy,
+    req: QueryRequest,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
+    let limit = convert::limit(req.limit, "limit", 10)?;
+    let offset = convert::offset(req.offset, "query")?;
+    let scroll = Arc::new(shard_router::OrderedScrollRequest {
+        order,
+        limit: (limit + offset).min(index_core::MAX_LIMIT),
+        filter: req.filter.map(|f| f.0),
+        with_payload: convert::payload_selector(req.with_payload, false),
+        with_vector: convert::vector_selector(req.with_vector),
+    });
+    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let shards = state.shard_handles(c);
+    let page = shard_router::scroll_ordered(&shards, scroll, deadline).await?;
+    let points: Vec<ScoredPoint<'_>> = page
+        .iter()
+        .skip(offset)
+        .map(|(r, v)| ScoredPoint {
+            order_value: Some((*v).into()),
+            ..ScoredPoint::scored(named, r, 1.0)
+        })
+        .collect();
+    Ok(Arc::new(
+        serde_json::to_vec(&points).expect("scored points serialise"),
+    ))
+}
+
 /// One query, its body given as bytes (the cache key).
 async fn one_query(
     state: &Arc<AppState>,
@@ -558,6 +607,10 @@ async fn one_query(
 ) -> Result<Answer, ApiError> {
     match plan_query(state, c, req)? {
         Plan::Scroll(req) => query_without_vector(state, c, *req, deadline).await,
+        Plan::Ordered(plan) => {
+            let (order, req) = *plan;
+            query_ordered(state, c, order, req, deadline).await
+        }
         Plan::Search(plan) => run_planned(state, c, "query", body, *plan, deadline).await,
     }
 }

@@ -242,7 +242,7 @@ pub struct ScrollRequest {
 }
 
 /// `OrderByInterface`: a key, or `OrderBy`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum OrderByInput {
     /// Ascending by this key.
@@ -252,7 +252,7 @@ pub enum OrderByInput {
 }
 
 /// `OrderBy`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBy {
     /// The payload key (with a range index in Qdrant; any numeric or datetime key here).

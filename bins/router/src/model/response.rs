@@ -98,6 +98,15 @@ pub enum OrderValue {
     Float(f64),
 }
 
+impl From<storage::OrderValue> for OrderValue {
+    fn from(v: storage::OrderValue) -> OrderValue {
+        match v {
+            storage::OrderValue::Int(i) => OrderValue::Int(i),
+            storage::OrderValue::Float(f) => OrderValue::Float(f),
+        }
+    }
+}
+
 impl<'a> Record<'a> {
     /// The response form of a stored record.
     pub fn of(named: bool, r: &'a StoredRecord) -> Record<'a> {
@@ -126,6 +135,9 @@ pub struct ScoredPoint<'a> {
     pub payload: Option<&'a Payload>,
     /// Vectors, or `null` when not asked for.
     pub vector: Vectors<'a>,
+    /// The value an `order_by` query ordered it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_value: Option<OrderValue>,
 }
 
 impl<'a> ScoredPoint<'a> {
@@ -145,6 +157,7 @@ impl<'a> ScoredPoint<'a> {
                 named,
                 vectors: r.vectors.as_deref(),
             },
+            order_value: None,
         }
     }
 }

@@ -455,6 +455,8 @@ pub enum QueryInterface {
     Discover(DiscoverInput),
     /// The zone context pairs allow.
     Context(ContextInput),
+    /// Points in the order of a payload value.
+    OrderBy(super::OrderByInput),
     /// One of [`QUERY_KINDS`] not served.
     Other(&'static str),
 }
@@ -576,10 +578,11 @@ impl<'de> Deserialize<'de> for QueryInterface {
                         let nearest = nearest.ok_or_else(|| de::Error::missing_field("nearest"))?;
                         Ok(QueryInterface::Nearest { nearest, mmr })
                     }
-                    "recommend" | "discover" | "context" => {
+                    "recommend" | "discover" | "context" | "order_by" => {
                         let query = match first.as_str() {
                             "recommend" => QueryInterface::Recommend(map.next_value()?),
                             "discover" => QueryInterface::Discover(map.next_value()?),
+                            "order_by" => QueryInterface::OrderBy(map.next_value()?),
                             _ => QueryInterface::Context(map.next_value()?),
                         };
                         if let Some(k) = map.next_key::<String>()? {
@@ -785,7 +788,11 @@ mod tests {
         );
         assert_eq!(
             query(r#"{"query": {"order_by": "a"}}"#).unwrap(),
-            QueryInterface::Other("order_by")
+            QueryInterface::OrderBy(super::super::OrderByInput::Key("a".into()))
+        );
+        assert_eq!(
+            query(r#"{"query": {"fusion": "rrf"}}"#).unwrap(),
+            QueryInterface::Other("fusion")
         );
         assert_eq!(
             query(r#"{"query": {"text": "hello", "model": "m"}}"#).unwrap(),

@@ -144,6 +144,8 @@ CASES = [
     ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "start_from": "nope"}}, 400),
     ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "direction": "up"}}, 400),
     ("POST", f"/collections/{C}/points/scroll", {"order_by": {"key": "a", "bogus": 1}}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"order_by": {"key": "a", "start_from": "x"}}}, 400),
+    ("POST", f"/collections/{C}/points/query", {"query": {"order_by": "a", "recommend": {}}}, 400),
     # facets
     ("POST", f"/collections/{C}/facet", {}, 400),
     ("POST", f"/collections/{C}/facet", {"key": "a["}, 400),
@@ -305,7 +307,7 @@ UNSUPPORTED = [
     ("POST", f"/collections/{C}/points/query/groups", {"group_by": "a"}),
     ("POST", f"/collections/{C}/points/query/groups", {"query": VEC, "group_by": "a", "prefetch": [{"query": VEC}]}),
     ("POST", f"/collections/{C}/points/query", {"query": {"nearest": VEC, "mmr": {"diversity": 0.5}}}),
-    ("POST", f"/collections/{C}/points/query", {"query": {"order_by": "a"}}),
+    ("POST", f"/collections/{C}/points/query/groups", {"query": {"order_by": "a"}, "group_by": "a"}),
     ("POST", f"/collections/{C}/points/query", {"query": {"indices": [1], "values": [0.5]}}),
     ("POST", f"/collections/{C}/points/query", {"query": [VEC, VEC]}),
     ("POST", f"/collections/{C}/points/query", {"query": VEC, "shard_key": "x"}),

@@ -73,3 +73,30 @@ def test_scroll_order_by_matches_oracle(remote, oracle, shards):
         for p in got:
             assert p.payload == by_id[p.id].payload, f"{ctx}: payload of {p.id}"
     pair.drop()
+
+
+def test_order_by_query_matches_oracle(remote, oracle):
+    rng = random.Random(950)
+    pair = Pair(remote, oracle, "order_by_query")
+    pair.create(models.VectorParams(size=4, distance=models.Distance.DOT), shard_number=2)
+    pts = data.points(rng, 300, 4)
+    for i, p in enumerate(pts):
+        p.payload = payload_of(rng, i)
+    pair.upsert(pts, rng)
+    for q in range(20):
+        key = rng.choice(["rank", "score", "when"])
+        order = models.OrderBy(key=key, direction=rng.choice(list(models.Direction)))
+        limit, offset = rng.choice([3, 10]), rng.choice([0, 0, 5])
+        query = models.OrderByQuery(order_by=order)
+        ctx = f"query {q} {order} limit={limit} offset={offset}"
+        got = remote.query_points(pair.name, query=query, limit=limit, offset=offset,
+                                  with_payload=True).points
+        full = oracle.query_points(pair.name, query=query, limit=10_000,
+                                   with_payload=True).points
+        assert all(p.score == 1.0 for p in got), ctx
+        if offset == 0:
+            check_ordered(got, full, limit, ctx)
+        else:
+            assert [p.order_value for p in got] == \
+                [p.order_value for p in full[offset:offset + limit]], ctx
+    pair.drop()
