@@ -233,14 +233,7 @@ impl PreparedExamples {
                 negative,
                 strategy: RecommendStrategy::SumScores,
             } if linear => {
-                let mut sum =
-                    vec![0f32; positive.iter().chain(negative).next().map_or(0, Vec::len)];
-                for e in positive {
-                    sum.iter_mut().zip(e).for_each(|(s, x)| *s += x);
-                }
-                for e in negative {
-                    sum.iter_mut().zip(e).for_each(|(s, x)| *s -= x);
-                }
+                let sum = signed_sum(positive, negative);
                 if sum.iter().all(|x| *x == 0.0) {
                     // Every point scores 0: any candidates do.
                     return positive.iter().chain(negative).take(1).cloned().collect();
@@ -260,13 +253,7 @@ impl PreparedExamples {
                 if self.metric != Metric::Euclidean || extra <= 0.0 {
                     return Vec::new();
                 }
-                let mut centre = vec![0f32; positive[0].len()];
-                for e in positive {
-                    centre.iter_mut().zip(e).for_each(|(s, x)| *s += x);
-                }
-                for e in negative {
-                    centre.iter_mut().zip(e).for_each(|(s, x)| *s -= x);
-                }
+                let mut centre = signed_sum(positive, negative);
                 centre.iter_mut().for_each(|s| *s /= extra);
                 vec![centre]
             }
@@ -289,6 +276,18 @@ impl PreparedExamples {
             }
         }
     }
+}
+
+/// `Σ positive − Σ negative` (empty when there are no examples).
+fn signed_sum(positive: &[Vec<f32>], negative: &[Vec<f32>]) -> Vec<f32> {
+    let mut sum = vec![0f32; positive.iter().chain(negative).next().map_or(0, Vec::len)];
+    for e in positive {
+        sum.iter_mut().zip(e).for_each(|(s, x)| *s += x);
+    }
+    for e in negative {
+        sum.iter_mut().zip(e).for_each(|(s, x)| *s -= x);
+    }
+    sum
 }
 
 #[cfg(test)]
