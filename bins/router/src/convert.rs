@@ -232,6 +232,84 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
         .collect())
 }
 
+/// A delete by ids or filter.
+pub fn delete(body: model::PointsSelector) -> Result<storage::Update, ApiError> {
+    let selector = selector(body.points, body.filter, &body.shard_key, "delete")?;
+    Ok(storage::Update::Delete(selector))
+}
+
+/// Keys merged into payloads.
+pub fn set_payload(body: model::SetPayload) -> Result<storage::Update, ApiError> {
+    let selector = selector(body.points, body.filter, &body.shard_key, "set payload")?;
+    Ok(storage::Update::SetPayload {
+        payload: body.payload.unwrap_or_default(),
+        selector,
+        key: body.key,
+    })
+}
+
+/// Payloads replaced.
+pub fn overwrite_payload(body: model::SetPayload) -> Result<storage::Update, ApiError> {
+    refuse_if_set(&body.key, "key", "overwrite payload")?;
+    let selector = selector(
+        body.points,
+        body.filter,
+        &body.shard_key,
+        "overwrite payload",
+    )?;
+    Ok(storage::Update::OverwritePayload {
+        payload: body.payload.unwrap_or_default(),
+        selector,
+    })
+}
+
+/// Payload keys deleted.
+pub fn delete_payload(body: model::DeletePayload) -> Result<storage::Update, ApiError> {
+    let selector = selector(body.points, body.filter, &body.shard_key, "delete payload")?;
+    Ok(storage::Update::DeletePayload {
+        keys: body.keys,
+        selector,
+    })
+}
+
+/// Payloads removed.
+pub fn clear_payload(body: model::PointsSelector) -> Result<storage::Update, ApiError> {
+    let selector = selector(body.points, body.filter, &body.shard_key, "clear payload")?;
+    Ok(storage::Update::ClearPayload(selector))
+}
+
+/// `/points/batch`: the operations in order, as one update. An error names the operation
+/// (`operations[i]`) it is in.
+pub fn batch(body: model::UpdateOperations) -> Result<storage::Update, ApiError> {
+    use model::UpdateOperation as Op;
+    if body.operations.len() > storage::MAX_BATCH_OPERATIONS {
+        return Err(bad(format!(
+            "Validation error in JSON body: operations: at most {} operations, got {}",
+            storage::MAX_BATCH_OPERATIONS,
+            body.operations.len()
+        )));
+    }
+    let updates = body
+        .operations
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            match op {
+                Op::Upsert(b) => upsert(b),
+                Op::Delete(b) => delete(b),
+                Op::SetPayload(b) => set_payload(b),
+                Op::OverwritePayload(b) => overwrite_payload(b),
+                Op::DeletePayload(b) => delete_payload(b),
+                Op::ClearPayload(b) => clear_payload(b),
+                Op::UpdateVectors(b) => update_vectors(b),
+                Op::DeleteVectors(b) => delete_vectors(b),
+            }
+            .map_err(|e| e.with_context(&format!("operations[{i}]")))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(storage::Update::Batch(updates))
+}
+
 /// `points` or `filter` of a payload or delete request.
 pub fn selector(
     points: Option<Vec<ExtendedPointId>>,

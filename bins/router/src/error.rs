@@ -42,6 +42,16 @@ impl ApiError {
         )
     }
 
+    /// Names where in the request the error is (`operations[2]`), after the message's kind
+    /// ("Format error in JSON body: operations[2]: ...").
+    pub fn with_context(mut self, context: &str) -> ApiError {
+        self.message = match self.message.split_once(": ") {
+            Some((kind, rest)) => format!("{kind}: {context}: {rest}"),
+            None => format!("{context}: {}", self.message),
+        };
+        self
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -108,7 +108,35 @@ pub enum Update {
         /// Vector names.
         names: Vec<String>,
     },
+    /// Updates applied in order, atomically (`/points/batch`): each is resolved against what
+    /// the ones before it left, and all of them are logged as one record. When one names a
+    /// point that does not exist (where a single update would report it), nothing is applied.
+    Batch(Vec<Update>),
 }
+
+impl Update {
+    /// How many points the update carries (what its size is bounded by).
+    fn point_count(&self) -> usize {
+        match self {
+            Update::Upsert(points)
+            | Update::ConditionalUpsert { points, .. }
+            | Update::UpdateVectors { points, .. } => points.len(),
+            Update::Delete(s)
+            | Update::ClearPayload(s)
+            | Update::SetPayload { selector: s, .. }
+            | Update::OverwritePayload { selector: s, .. }
+            | Update::DeletePayload { selector: s, .. }
+            | Update::DeleteVectors { selector: s, .. } => match s {
+                PointSelector::Ids(ids) => ids.len(),
+                PointSelector::Filter(_) => 0,
+            },
+            Update::Batch(updates) => updates.iter().map(Update::point_count).sum(),
+        }
+    }
+}
+
+/// The most updates one batch may hold.
+pub const MAX_BATCH_OPERATIONS: usize = 1_000;
 
 /// Which points an upsert may write (Qdrant's `update_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,32 +160,152 @@ struct Rewrites {
 }
 
 impl Rewrites {
-    /// Edits the vectors of point `id` (which exists in `shard`).
+    /// Edits the vectors of point `id`, as `view` sees it (skipped when it does not exist).
     fn edit(
         &mut self,
-        shard: &LocalShard,
+        view: &Pending<'_>,
         id: PointId,
         f: impl FnOnce(&mut Vec<(String, Vec<f32>)>),
     ) {
         let k = match self.at.get(&id) {
             Some(&k) => k,
             None => {
-                let Some(r) = shard
-                    .retrieve(&[id], &PayloadSelector::All, &VectorSelector::All)
-                    .pop()
-                else {
+                let Some(point) = view.point(id) else {
                     return;
                 };
-                self.points.push(PointWrite {
-                    id,
-                    vectors: r.vectors.unwrap_or_default(),
-                    payload: r.payload.unwrap_or_default(),
-                });
+                self.points.push(point);
                 self.at.insert(id, self.points.len() - 1);
                 self.points.len() - 1
             }
         };
         f(&mut self.points[k].vectors);
+    }
+}
+
+/// The collection as the updates resolved so far in a batch leave it: the stored points,
+/// overlaid with the points those updates wrote (`None`: deleted). Outside a batch the
+/// overlay stays empty and every question goes to the shards.
+struct Pending<'a> {
+    shards: &'a [Arc<LocalShard>],
+    written: std::collections::HashMap<PointId, Option<PointWrite>>,
+}
+
+/// A pending point seen by a filter.
+struct PendingView<'a>(&'a PointWrite);
+
+impl payload::PointView for PendingView<'_> {
+    fn id(&self) -> PointId {
+        self.0.id
+    }
+    fn payload(&self) -> Option<&Payload> {
+        Some(&self.0.payload)
+    }
+    fn has_vector(&self, name: &str) -> bool {
+        self.0.vectors.iter().any(|(n, _)| n == name)
+    }
+}
+
+impl<'a> Pending<'a> {
+    fn new(shards: &'a [Arc<LocalShard>]) -> Pending<'a> {
+        Pending {
+            shards,
+            written: Default::default(),
+        }
+    }
+
+    fn shard(&self, id: &PointId) -> &LocalShard {
+        &self.shards[shard_of(id, self.shards.len())]
+    }
+
+    fn exists(&self, id: PointId) -> bool {
+        match self.written.get(&id) {
+            Some(p) => p.is_some(),
+            None => !self.shard(&id).existing(&[id]).is_empty(),
+        }
+    }
+
+    /// Whether point `id` passes `filter` (`None`: it does not exist).
+    fn matches(&self, id: PointId, filter: Option<&Filter>) -> Option<bool> {
+        match self.written.get(&id) {
+            Some(p) => p
+                .as_ref()
+                .map(|p| filter.is_none_or(|f| f.matches(&PendingView(p)))),
+            None => self.shard(&id).point_matches(id, filter),
+        }
+    }
+
+    /// The points passing `filter`, in id order.
+    fn matching_ids(&self, filter: &Filter) -> Vec<PointId> {
+        let mut all: Vec<PointId> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.matching_ids(Some(filter)))
+            .filter(|id| !self.written.contains_key(id))
+            .collect();
+        all.extend(self.written.iter().filter_map(|(id, p)| {
+            p.as_ref()
+                .is_some_and(|p| filter.matches(&PendingView(p)))
+                .then_some(*id)
+        }));
+        all.sort();
+        all
+    }
+
+    /// Point `id` whole: its vectors and its payload.
+    fn point(&self, id: PointId) -> Option<PointWrite> {
+        if let Some(p) = self.written.get(&id) {
+            return p.clone();
+        }
+        let r = self
+            .shard(&id)
+            .retrieve(&[id], &PayloadSelector::All, &VectorSelector::All)
+            .pop()?;
+        Some(PointWrite {
+            id,
+            vectors: r.vectors.unwrap_or_default(),
+            payload: r.payload.unwrap_or_default(),
+        })
+    }
+
+    /// Records what `op` leaves of the points it touches, for the updates after it.
+    fn absorb(&mut self, op: &Operation) {
+        match op {
+            Operation::Upsert(points) => {
+                for p in points {
+                    self.written.insert(p.id, Some(p.clone()));
+                }
+            }
+            Operation::Delete(ids) => {
+                for &id in ids {
+                    self.written.insert(id, None);
+                }
+            }
+            Operation::SetPayload { ids, payload, key } => {
+                let key = key.as_deref().and_then(|k| KeyPath::parse(k).ok());
+                self.edit(ids, |p| {
+                    let _ = payload::set_payload(p, payload, key.as_ref());
+                });
+            }
+            Operation::OverwritePayload { ids, payload } => {
+                self.edit(ids, |p| *p = payload.clone())
+            }
+            Operation::DeletePayload { ids, keys } => {
+                let keys: Vec<KeyPath> =
+                    keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
+                self.edit(ids, |p| payload::delete_keys(p, &keys));
+            }
+            Operation::ClearPayload(ids) => self.edit(ids, |p| p.clear()),
+            Operation::Batch(ops) => ops.iter().for_each(|o| self.absorb(o)),
+        }
+    }
+
+    fn edit(&mut self, ids: &[PointId], f: impl Fn(&mut Payload)) {
+        for &id in ids {
+            if let Some(mut p) = self.point(id) {
+                f(&mut p.payload);
+                self.written.insert(id, Some(p));
+            }
+        }
     }
 }
 
@@ -399,9 +547,14 @@ impl Collection {
     /// exist is decided under the write lock, with the write. Deletes by id stay lenient.
     pub fn update(&self, update: Update, wait: bool) -> Result<u64> {
         let update = self.prepare(update)?;
+        let atomic = matches!(update, Update::Batch(_));
         let (seq, missing) = {
             let _w = self.write_lock.lock();
-            let (op, missing) = self.resolve(update);
+            let (op, missing) = self.resolve(update, &mut Pending::new(&self.shards));
+            if let (true, Some(id)) = (atomic, missing) {
+                // A batch is all or nothing: nothing was logged or applied yet.
+                return Err(StorageError::PointNotFound { id });
+            }
             let body = op.encode();
             let seq = self.wal.append(&body)?;
             let n = self.shards.len();
@@ -490,6 +643,32 @@ impl Collection {
             Ok(())
         };
         match update {
+            Update::Batch(updates) => {
+                drop(config);
+                if updates.len() > MAX_BATCH_OPERATIONS {
+                    return Err(StorageError::InvalidInput(format!(
+                        "a batch holds at most {MAX_BATCH_OPERATIONS} operations, got {}",
+                        updates.len()
+                    )));
+                }
+                let points: usize = updates.iter().map(Update::point_count).sum();
+                if points > crate::ops::MAX_POINTS_PER_OPERATION {
+                    return Err(StorageError::TooManyPoints {
+                        count: points,
+                        limit: crate::ops::MAX_POINTS_PER_OPERATION,
+                    });
+                }
+                let prepared = updates
+                    .into_iter()
+                    .map(|u| match u {
+                        Update::Batch(_) => Err(StorageError::InvalidInput(
+                            "a batch cannot hold another batch".into(),
+                        )),
+                        u => self.prepare(u),
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Update::Batch(prepared))
+            }
             Update::Upsert(mut points) => {
                 check_points(&mut points)?;
                 Ok(Update::Upsert(points))
@@ -557,34 +736,42 @@ impl Collection {
     }
 
     /// Turns selectors into explicit ids (the caller holds the write lock), keeping only ids
-    /// that exist; also the first id a payload write named that does not.
-    fn resolve(&self, update: Update) -> (Operation, Option<PointId>) {
-        let n = self.shards.len();
+    /// that exist as `view` sees them; also the first id a payload or vector write named that
+    /// does not. A batch resolves each update against what the ones before it left.
+    fn resolve(&self, update: Update, view: &mut Pending<'_>) -> (Operation, Option<PointId>) {
         let mut missing = None;
+        if let Update::Batch(updates) = update {
+            let last = updates.len().saturating_sub(1);
+            let mut ops = Vec::with_capacity(updates.len());
+            for (k, u) in updates.into_iter().enumerate() {
+                let (op, m) = self.resolve(u, view);
+                missing = missing.or(m);
+                // The last update's effects are not asked about again.
+                if k < last {
+                    view.absorb(&op);
+                }
+                ops.push(op);
+            }
+            return (Operation::Batch(ops), missing);
+        }
+        let view = &*view;
         let mut ids = |s: PointSelector, report_missing: bool| -> Vec<PointId> {
             match s {
                 PointSelector::Ids(ids) => ids
                     .into_iter()
                     .filter(|id| {
-                        let exists = !self.shards[shard_of(id, n)].existing(&[*id]).is_empty();
+                        let exists = view.exists(*id);
                         if !exists && report_missing && missing.is_none() {
                             missing = Some(*id);
                         }
                         exists
                     })
                     .collect(),
-                PointSelector::Filter(f) => {
-                    let mut all: Vec<PointId> = self
-                        .shards
-                        .iter()
-                        .flat_map(|s| s.matching_ids(Some(&f)))
-                        .collect();
-                    all.sort();
-                    all
-                }
+                PointSelector::Filter(f) => view.matching_ids(&f),
             }
         };
         let op = match update {
+            Update::Batch(_) => unreachable!("resolved above"),
             Update::Upsert(points) => Operation::Upsert(points),
             Update::Delete(s) => Operation::Delete(ids(s, false)),
             Update::SetPayload {
@@ -612,25 +799,21 @@ impl Collection {
             } => Operation::Upsert(
                 points
                     .into_iter()
-                    .filter(|p| {
-                        let shard = &self.shards[shard_of(&p.id, n)];
-                        match shard.point_matches(p.id, filter.as_deref()) {
-                            None => mode != UpsertMode::UpdateOnly,
-                            Some(passes) => mode != UpsertMode::InsertOnly && passes,
-                        }
+                    .filter(|p| match view.matches(p.id, filter.as_deref()) {
+                        None => mode != UpsertMode::UpdateOnly,
+                        Some(passes) => mode != UpsertMode::InsertOnly && passes,
                     })
                     .collect(),
             ),
             Update::UpdateVectors { points, filter } => {
                 let mut out = Rewrites::default();
                 for p in points {
-                    let shard = &self.shards[shard_of(&p.id, n)];
-                    match shard.point_matches(p.id, filter.as_deref()) {
+                    match view.matches(p.id, filter.as_deref()) {
                         None => {
                             missing.get_or_insert(p.id);
                         }
                         Some(false) => {}
-                        Some(true) => out.edit(shard, p.id, |vectors| {
+                        Some(true) => out.edit(view, p.id, |vectors| {
                             for (name, v) in p.vectors {
                                 vectors.retain(|(n, _)| *n != name);
                                 vectors.push((name, v));
@@ -643,8 +826,7 @@ impl Collection {
             Update::DeleteVectors { selector, names } => {
                 let mut out = Rewrites::default();
                 for id in ids(selector, true) {
-                    let shard = &self.shards[shard_of(&id, n)];
-                    out.edit(shard, id, |vectors| {
+                    out.edit(view, id, |vectors| {
                         vectors.retain(|(name, _)| !names.contains(name))
                     });
                 }

@@ -60,7 +60,7 @@ pub mod wal;
 pub use aliases::{AliasChange, MAX_ALIASES};
 pub use collection::{
     merge_scroll_pages, shard_of, Collection, CollectionStats, PointSelector, Update, UpsertMode,
-    MAX_PAYLOAD_BYTES,
+    MAX_BATCH_OPERATIONS, MAX_PAYLOAD_BYTES,
 };
 pub use config::{
     BinaryQuantization, CollectionConfig, Distance, EffectiveVector, HnswConfigDiff,

@@ -11,7 +11,9 @@
 //! ```
 //! The JSON header holds the operation with each vector replaced by its length; the floats
 //! follow in one block, so a batch of vectors costs 4 bytes per value instead of a decimal
-//! rendering, and reads back bit for bit.
+//! rendering, and reads back bit for bit. A `batch` header nests the headers of its
+//! operations; their floats follow in the order of those operations. (A reader older than
+//! batches rejects such a record as an unknown operation instead of skipping it.)
 
 use crate::{Result, StorageError};
 use index_core::PointId;
@@ -64,6 +66,9 @@ pub enum Operation {
     },
     /// Remove whole payloads.
     ClearPayload(Vec<PointId>),
+    /// Operations applied in order as one (`/points/batch`): one log record, so a crash
+    /// leaves all of them or none.
+    Batch(Vec<Operation>),
 }
 
 impl Operation {
@@ -76,12 +81,17 @@ impl Operation {
             | Operation::SetPayload { ids, .. }
             | Operation::OverwritePayload { ids, .. }
             | Operation::DeletePayload { ids, .. } => ids.clone(),
+            Operation::Batch(ops) => ops.iter().flat_map(Operation::ids).collect(),
         }
     }
 
     /// Keeps only what concerns the points `keep` accepts (splitting an operation across
     /// shards); `None` when nothing is left.
     pub fn restricted(&self, keep: impl Fn(&PointId) -> bool) -> Option<Operation> {
+        self.restricted_dyn(&keep)
+    }
+
+    fn restricted_dyn(&self, keep: &dyn Fn(&PointId) -> bool) -> Option<Operation> {
         let ids = |ids: &Vec<PointId>| -> Vec<PointId> {
             ids.iter().copied().filter(|i| keep(i)).collect()
         };
@@ -108,14 +118,18 @@ impl Operation {
                 ids: ids(i),
                 keys: keys.clone(),
             },
+            Operation::Batch(ops) => {
+                let kept: Vec<Operation> =
+                    ops.iter().filter_map(|o| o.restricted_dyn(keep)).collect();
+                return (!kept.is_empty()).then_some(Operation::Batch(kept));
+            }
         };
         (!op.ids().is_empty()).then_some(op)
     }
 
-    /// Encodes the operation as a log body.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut floats: Vec<f32> = Vec::new();
-        let header = match self {
+    /// The JSON header of the operation; its vectors' floats go to `floats`, in order.
+    fn header(&self, floats: &mut Vec<f32>) -> Header {
+        match self {
             Operation::Upsert(points) => Header::Upsert {
                 points: points
                     .iter()
@@ -152,7 +166,16 @@ impl Operation {
                 ids: ids.iter().map(|&i| id_to_wire(i)).collect(),
                 keys: keys.clone(),
             },
-        };
+            Operation::Batch(ops) => Header::Batch {
+                ops: ops.iter().map(|o| o.header(floats)).collect(),
+            },
+        }
+    }
+
+    /// Encodes the operation as a log body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut floats: Vec<f32> = Vec::new();
+        let header = self.header(&mut floats);
         let json = serde_json::to_vec(&header).expect("operations serialise");
         let mut out = Vec::with_capacity(5 + json.len() + floats.len() * 4);
         out.push(1u8);
@@ -176,6 +199,12 @@ impl Operation {
         let mut floats = body[5 + len..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+        Operation::from_header(header, &mut floats)
+    }
+
+    /// The operation a decoded header describes, its vectors read from `floats` in order.
+    fn from_header(header: Header, floats: &mut impl Iterator<Item = f32>) -> Result<Operation> {
+        let bad = |why: &str| StorageError::InvalidInput(format!("log record: {why}"));
         let ids = |ids: Vec<WireId>| ids.into_iter().map(id_from_wire).collect::<Vec<_>>();
         let op = match header {
             Header::Upsert { points } => {
@@ -215,6 +244,11 @@ impl Operation {
             Header::DeletePayload { ids: i, keys } => {
                 Operation::DeletePayload { ids: ids(i), keys }
             }
+            Header::Batch { ops } => Operation::Batch(
+                ops.into_iter()
+                    .map(|h| Operation::from_header(h, floats))
+                    .collect::<Result<_>>()?,
+            ),
         };
         Ok(op)
     }
@@ -274,6 +308,9 @@ enum Header {
         ids: Vec<WireId>,
         keys: Vec<String>,
     },
+    Batch {
+        ops: Vec<Header>,
+    },
 }
 
 #[cfg(test)]
@@ -312,6 +349,19 @@ mod tests {
                 keys: vec!["x".into()],
             },
             Operation::ClearPayload(vec![PointId::Num(4)]),
+            Operation::Batch(vec![
+                Operation::Upsert(vec![PointWrite {
+                    id: PointId::Num(9),
+                    vectors: vec![(String::new(), vec![1.5, -2.5])],
+                    payload: Payload::new(),
+                }]),
+                Operation::Delete(vec![PointId::Num(9)]),
+                Operation::Upsert(vec![PointWrite {
+                    id: PointId::Num(10),
+                    vectors: vec![(String::new(), vec![7.0, 8.0])],
+                    payload: Payload::new(),
+                }]),
+            ]),
         ];
         for op in ops {
             let back = Operation::decode(&op.encode()).unwrap();

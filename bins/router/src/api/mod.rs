@@ -65,6 +65,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route("/collections/{name}/points/{id}", get(points::get_point))
         .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/points/batch", post(points::batch))
         .route(
             "/collections/{name}/points/vectors",
             put(points::update_vectors),

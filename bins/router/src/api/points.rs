@@ -28,16 +28,7 @@ async fn apply_update(
 ) -> ApiResult {
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
-    let c = collection(state, name)?;
-    let st = state.clone();
-    // The collection's own name: `name` may be an alias, and the cache keys real names.
-    let name = c.name().to_string();
-    let seq = blocking(move || {
-        let r = c.update(update, wait);
-        st.cache.invalidate(&name);
-        Ok(r?)
-    })
-    .await?;
+    let seq = write(state, name, update, wait).await?;
     Ok(ok(
         start,
         &UpdateResult {
@@ -45,6 +36,26 @@ async fn apply_update(
             status: UpdateStatus::waited(wait),
         },
     ))
+}
+
+/// Applies an update on a blocking thread; the collection's cached answers are invalidated
+/// whatever the outcome. Returns the operation id.
+async fn write(
+    state: &Arc<AppState>,
+    name: &str,
+    update: Update,
+    wait: bool,
+) -> Result<u64, ApiError> {
+    let c = collection(state, name)?;
+    let st = state.clone();
+    // The collection's own name: `name` may be an alias, and the cache keys real names.
+    let name = c.name().to_string();
+    blocking(move || {
+        let r = c.update(update, wait);
+        st.cache.invalidate(&name);
+        Ok(r?)
+    })
+    .await
 }
 
 pub async fn upsert(
@@ -85,8 +96,7 @@ pub async fn delete(
     Params(params): Params<WriteParams>,
     Body(body): Body<PointsSelector>,
 ) -> ApiResult {
-    let selector = convert::selector(body.points, body.filter, &body.shard_key, "delete")?;
-    apply_update(&state, &name, Update::Delete(selector), &params).await
+    apply_update(&state, &name, convert::delete(body)?, &params).await
 }
 
 pub async fn set_payload(
@@ -95,13 +105,7 @@ pub async fn set_payload(
     Params(params): Params<WriteParams>,
     Body(body): Body<SetPayload>,
 ) -> ApiResult {
-    let selector = convert::selector(body.points, body.filter, &body.shard_key, "set payload")?;
-    let update = Update::SetPayload {
-        payload: body.payload.unwrap_or_default(),
-        selector,
-        key: body.key,
-    };
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, convert::set_payload(body)?, &params).await
 }
 
 pub async fn overwrite_payload(
@@ -110,18 +114,7 @@ pub async fn overwrite_payload(
     Params(params): Params<WriteParams>,
     Body(body): Body<SetPayload>,
 ) -> ApiResult {
-    convert::refuse_if_set(&body.key, "key", "overwrite payload")?;
-    let selector = convert::selector(
-        body.points,
-        body.filter,
-        &body.shard_key,
-        "overwrite payload",
-    )?;
-    let update = Update::OverwritePayload {
-        payload: body.payload.unwrap_or_default(),
-        selector,
-    };
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, convert::overwrite_payload(body)?, &params).await
 }
 
 pub async fn delete_payload(
@@ -130,12 +123,7 @@ pub async fn delete_payload(
     Params(params): Params<WriteParams>,
     Body(body): Body<DeletePayload>,
 ) -> ApiResult {
-    let selector = convert::selector(body.points, body.filter, &body.shard_key, "delete payload")?;
-    let update = Update::DeletePayload {
-        keys: body.keys,
-        selector,
-    };
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, convert::delete_payload(body)?, &params).await
 }
 
 pub async fn clear_payload(
@@ -144,8 +132,27 @@ pub async fn clear_payload(
     Params(params): Params<WriteParams>,
     Body(body): Body<PointsSelector>,
 ) -> ApiResult {
-    let selector = convert::selector(body.points, body.filter, &body.shard_key, "clear payload")?;
-    apply_update(&state, &name, Update::ClearPayload(selector), &params).await
+    apply_update(&state, &name, convert::clear_payload(body)?, &params).await
+}
+
+/// `POST /points/batch`: the operations applied in order as one logged update; one
+/// `UpdateResult` per operation, all with the same operation id.
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<model::UpdateOperations>,
+) -> ApiResult {
+    let start = Instant::now();
+    let n = body.operations.len();
+    let update = convert::batch(body)?;
+    let wait = model::Flag::or(params.wait, false);
+    let seq = write(&state, &name, update, wait).await?;
+    let result = UpdateResult {
+        operation_id: seq,
+        status: UpdateStatus::waited(wait),
+    };
+    Ok(ok(start, &vec![result; n]))
 }
 
 pub async fn retrieve(

@@ -207,6 +207,36 @@ pub struct DeletePayload {
     pub shard_key: Option<ShardKeySelector>,
 }
 
+/// `UpdateOperations` (`POST /points/batch`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOperations {
+    /// Applied in order, all or none.
+    pub operations: Vec<UpdateOperation>,
+}
+
+/// `UpdateOperation`: an object with one key, naming the operation.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpdateOperation {
+    /// `{"upsert": PointInsertOperations}`.
+    Upsert(PointInsertOperations),
+    /// `{"delete": PointsSelector}`.
+    Delete(PointsSelector),
+    /// `{"set_payload": SetPayload}`.
+    SetPayload(SetPayload),
+    /// `{"overwrite_payload": SetPayload}`.
+    OverwritePayload(SetPayload),
+    /// `{"delete_payload": DeletePayload}`.
+    DeletePayload(DeletePayload),
+    /// `{"clear_payload": PointsSelector}`.
+    ClearPayload(PointsSelector),
+    /// `{"update_vectors": UpdateVectors}`.
+    UpdateVectors(UpdateVectors),
+    /// `{"delete_vectors": DeleteVectors}`.
+    DeleteVectors(DeleteVectors),
+}
+
 /// `PointRequest` (retrieve by ids).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -200,7 +200,7 @@ impl UpdateStatus {
 }
 
 /// `UpdateResult`.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 pub struct UpdateResult {
     /// Sequence number of the operation.
     pub operation_id: u64,

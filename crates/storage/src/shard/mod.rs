@@ -301,7 +301,20 @@ impl LocalShard {
             st.applied_seq = seq;
             return false;
         };
-        let filters = filters.get_mut();
+        self.apply_op(points, active, indexes, filters.get_mut(), op);
+        st.applied_seq = seq;
+        self.seal_if_full(&mut st)
+    }
+
+    /// Applies one operation to the shard's state (the caller holds the state's write lock).
+    fn apply_op(
+        &self,
+        points: &mut BTreeMap<PointId, PointEntry>,
+        active: &Arc<Segment>,
+        indexes: &mut PayloadIndexes,
+        filters: &mut FilterCache,
+        op: &Operation,
+    ) {
         match op {
             Operation::Upsert(writes) => {
                 for w in writes {
@@ -348,9 +361,12 @@ impl LocalShard {
                 ids.iter()
                     .for_each(|id| self.refresh_filters(filters, points, *id));
             }
+            Operation::Batch(ops) => {
+                for op in ops {
+                    self.apply_op(points, active, indexes, filters, op);
+                }
+            }
         }
-        st.applied_seq = seq;
-        self.seal_if_full(&mut st)
     }
 
     fn upsert_one(

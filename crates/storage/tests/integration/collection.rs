@@ -864,6 +864,137 @@ fn vector_updates_and_conditional_upserts_keep_the_rest_and_replay_after_a_crash
 }
 
 #[test]
+fn a_batch_resolves_each_update_after_the_ones_before_it_and_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let config = CollectionConfig::from_json(&json!({
+        "vectors": {"a": {"size": 2, "distance": "Dot"}, "b": {"size": 2, "distance": "Dot"}},
+        "shard_number": 3,
+    }))
+    .unwrap();
+    let c = store.create("c", config).unwrap();
+    let point = |id: u64, tag: &str| PointWrite {
+        id: PointId::Num(id),
+        vectors: vec![
+            ("a".into(), vec![id as f32, 1.0]),
+            ("b".into(), vec![1.0, id as f32]),
+        ],
+        payload: json!({"tag": tag}).as_object().unwrap().clone(),
+    };
+    let tag = |t: &str| {
+        Arc::new(
+            Filter::from_json(&json!({"must": {"key": "tag", "match": {"value": t}}})).unwrap(),
+        )
+    };
+    let ids = |v: &[u64]| PointSelector::Ids(v.iter().map(|&i| PointId::Num(i)).collect());
+    c.update(
+        Update::Upsert((0..10).map(|i| point(i, "old")).collect()),
+        true,
+    )
+    .unwrap();
+    let payload = |v: Value| v.as_object().unwrap().clone();
+
+    // Each update sees what the ones before it left: the filter of the second matches the
+    // points the first wrote (and only them), the third edits a payload the second set, the
+    // fourth removes a vector of a point the first inserted, the fifth deletes by a tag the
+    // second gave, and the sixth, an insert-only upsert, adds back a point the fifth deleted.
+    c.update(
+        Update::Batch(vec![
+            Update::Upsert(vec![point(20, "new"), point(21, "new"), point(3, "new")]),
+            Update::SetPayload {
+                payload: payload(json!({"seen": 1})),
+                selector: PointSelector::Filter(tag("new")),
+                key: None,
+            },
+            Update::SetPayload {
+                payload: payload(json!({"tag": "gone"})),
+                selector: PointSelector::Filter(Arc::new(
+                    Filter::from_json(&json!({"must": {"key": "seen", "match": {"value": 1}}, "must_not": {"has_id": [21]}}))
+                        .unwrap(),
+                )),
+                key: None,
+            },
+            Update::DeleteVectors {
+                selector: ids(&[21]),
+                names: vec!["a".into()],
+            },
+            Update::Delete(PointSelector::Filter(tag("gone"))),
+            Update::ConditionalUpsert {
+                points: vec![point(20, "back"), point(21, "not written")],
+                mode: storage::UpsertMode::InsertOnly,
+                filter: None,
+            },
+        ]),
+        true,
+    )
+    .unwrap();
+    let check = |c: &Collection| {
+        let get = |id: u64| {
+            c.retrieve(
+                &[PointId::Num(id)],
+                &PayloadSelector::All,
+                &VectorSelector::All,
+            )
+            .pop()
+        };
+        assert!(
+            get(3).is_none(),
+            "3 was tagged new, then gone, then deleted"
+        );
+        let p20 = get(20).unwrap();
+        assert_eq!(p20.payload.unwrap(), payload(json!({"tag": "back"})));
+        let p21 = get(21).unwrap();
+        assert_eq!(
+            p21.payload.unwrap(),
+            payload(json!({"tag": "new", "seen": 1}))
+        );
+        let names: Vec<String> = p21.vectors.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(
+            get(4).unwrap().payload.unwrap(),
+            payload(json!({"tag": "old"}))
+        );
+        assert_eq!(c.count(None), 11);
+    };
+    check(&c);
+
+    // A later update naming a point an earlier one deleted fails the whole batch: nothing of
+    // it is applied, not even the updates before it.
+    let r = c.update(
+        Update::Batch(vec![
+            Update::Upsert(vec![point(50, "x")]),
+            Update::Delete(ids(&[4])),
+            Update::SetPayload {
+                payload: payload(json!({"k": 1})),
+                selector: ids(&[4]),
+                key: None,
+            },
+        ]),
+        true,
+    );
+    assert!(matches!(r.unwrap_err().kind(), StorageErrorKind::NotFound));
+    check(&c);
+    // Bounds: no batch in a batch, no more than the limit of updates.
+    let nested = c.update(Update::Batch(vec![Update::Batch(vec![])]), true);
+    assert!(matches!(
+        nested.unwrap_err().kind(),
+        StorageErrorKind::InvalidInput
+    ));
+    let many = (0..=storage::MAX_BATCH_OPERATIONS)
+        .map(|_| Update::Delete(ids(&[1])))
+        .collect();
+    assert!(c.update(Update::Batch(many), true).is_err());
+    check(&c);
+
+    // Dropped without closing: the batch's one record replays to the same state.
+    drop(c);
+    drop(store);
+    let store = reopen(dir.path());
+    check(&store.get("c").unwrap());
+    store.close().unwrap();
+}
+
+#[test]
 fn facet_counts_each_value_once_per_point_under_a_filter() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
