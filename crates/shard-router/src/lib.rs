@@ -163,6 +163,16 @@ pub trait Shard: Send + Sync {
         filter: Option<Arc<Filter>>,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>>;
+    /// A uniform random sample (drawn by `seed`) of up to `n` of the points matching
+    /// `filter` that have vector `name`, with that vector; and how many such points there are.
+    fn sample(
+        &self,
+        filter: Option<Arc<Filter>>,
+        name: String,
+        n: usize,
+        seed: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<storage::matrix::ShardSample, ShardError>>;
     /// Full-precision vectors of some points, for re-ranking.
     fn vectors(
         &self,
@@ -295,6 +305,20 @@ impl Shard for LocalShardHandle {
         let shard = self.shard.clone();
         Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
             Ok(shard.facet_counts(&key, filter.as_deref()))
+        }))
+    }
+
+    fn sample(
+        &self,
+        filter: Option<Arc<Filter>>,
+        name: String,
+        n: usize,
+        seed: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<storage::matrix::ShardSample, ShardError>> {
+        let shard = self.shard.clone();
+        Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
+            shard.sample(filter.as_deref(), &name, n, seed)
         }))
     }
 
@@ -540,6 +564,30 @@ pub async fn facet(
             .1 += n;
     }
     Ok(total.into_values().collect())
+}
+
+/// Up to `n` points drawn uniformly without replacement from those matching `filter` that
+/// have vector `name`, over every shard, with that vector (the search matrix's sample).
+pub async fn sample(
+    shards: &[Arc<dyn Shard>],
+    filter: Option<Arc<Filter>>,
+    name: &str,
+    n: usize,
+    seed: u64,
+    deadline: Instant,
+) -> Result<Vec<(PointId, Vec<f32>)>, ShardError> {
+    let mut state = seed;
+    let samples = futures::future::try_join_all(shards.iter().map(|s| {
+        // Each shard draws with a seed of its own: equal seeds would draw the same positions.
+        let seed = storage::matrix::next_random(&mut state);
+        s.sample(filter.clone(), name.to_string(), n, seed, deadline)
+    }))
+    .await?;
+    Ok(storage::matrix::merge_samples(
+        samples,
+        n,
+        storage::matrix::next_random(&mut state),
+    ))
 }
 
 /// A page of points in id order over every shard: each shard's page from `req.from`, merged,

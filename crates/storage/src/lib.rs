@@ -49,6 +49,7 @@ mod collection;
 mod config;
 mod error;
 mod filter_cache;
+pub mod matrix;
 mod ops;
 mod order;
 mod query;

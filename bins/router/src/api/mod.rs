@@ -8,10 +8,12 @@
 //! - `query`: query, search, recommend, discover and their batches, through the result
 //!   cache;
 //! - `groups`: the grouped query, search and recommendation;
+//! - `matrix`: the search matrix (pairs and offsets);
 //! - `snapshots`: create, list, download, delete, recover.
 
 mod collections;
 mod groups;
+mod matrix;
 pub(super) mod points;
 mod query;
 mod service;
@@ -89,6 +91,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/collections/{name}/points/scroll", post(points::scroll))
         .route("/collections/{name}/points/count", post(points::count))
         .route("/collections/{name}/facet", post(points::facet))
+        .route(
+            "/collections/{name}/points/search/matrix/pairs",
+            post(matrix::pairs),
+        )
+        .route(
+            "/collections/{name}/points/search/matrix/offsets",
+            post(matrix::offsets),
+        )
         .route("/collections/{name}/points/query", post(query::query))
         .route(
             "/collections/{name}/points/query/batch",

@@ -482,6 +482,22 @@ pub struct DiscoverRequest {
     pub shard_key: Option<ShardKeySelector>,
 }
 
+/// `SearchMatrixRequest` (`/points/search/matrix/pairs` and `/offsets`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchMatrixRequest {
+    /// Only points passing this are sampled.
+    pub filter: Option<FilterInput>,
+    /// Points sampled (10; at least 2).
+    pub sample: Option<u64>,
+    /// Neighbours per sampled point (3; at least 1).
+    pub limit: Option<u64>,
+    /// The vector compared (the unnamed one when absent).
+    pub using: Option<String>,
+    /// Custom sharding (not served).
+    pub shard_key: Option<ShardKeySelector>,
+}
+
 /// `FacetRequest`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

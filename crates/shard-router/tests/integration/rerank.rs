@@ -86,6 +86,18 @@ impl Shard for ApproxShard {
         Box::pin(async move { Ok(Vec::new()) })
     }
 
+    fn sample(
+        &self,
+        _filter: Option<Arc<Filter>>,
+        _name: String,
+        _n: usize,
+        _seed: u64,
+        _deadline: Instant,
+    ) -> BoxFuture<'static, Result<storage::matrix::ShardSample, ShardError>> {
+        // The re-ranking test never samples.
+        unreachable!("not sampled")
+    }
+
     fn vectors(
         &self,
         ids: Vec<PointId>,

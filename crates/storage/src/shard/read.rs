@@ -151,6 +151,44 @@ impl LocalShard {
         }))
     }
 
+    /// A uniform sample (drawn by `seed`) of up to `n` of the points matching `filter` that
+    /// have vector `name`, with that vector as stored; and how many such points there are.
+    pub fn sample(
+        &self,
+        filter: Option<&Filter>,
+        name: &str,
+        n: usize,
+        seed: u64,
+    ) -> Result<crate::matrix::ShardSample> {
+        let col = self.column(name)?;
+        let st = self.state.read();
+        let mut ids: Vec<PointId> = self
+            .matching(&st, filter)
+            .filter(|id| {
+                st.points
+                    .get(id)
+                    .is_some_and(|e| e.seg.has_vector(col, e.row))
+            })
+            .collect();
+        let matched = ids.len();
+        // The first `n` steps of a Fisher-Yates shuffle.
+        let mut state = seed;
+        let n = n.min(matched);
+        for i in 0..n {
+            let j = i + crate::matrix::random_below(&mut state, matched - i);
+            ids.swap(i, j);
+        }
+        ids.truncate(n);
+        let points = ids
+            .into_iter()
+            .filter_map(|id| {
+                let e = st.points.get(&id)?;
+                Some((id, e.seg.vector(col, e.row)?))
+            })
+            .collect();
+        Ok(crate::matrix::ShardSample { matched, points })
+    }
+
     /// Which of `ids` exist.
     pub fn existing(&self, ids: &[PointId]) -> Vec<PointId> {
         let st = self.state.read();
