@@ -65,6 +65,23 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "VR_LOG_JSON")]
     pub log_json: bool,
+    /// Largest snapshot file an upload may send, in MB (streamed to disk; not held by the
+    /// request timeout). Default 65536.
+    #[arg(long, env = "VR_MAX_SNAPSHOT_UPLOAD_MB")]
+    pub max_snapshot_upload_mb: Option<u64>,
+    /// Hosts (`host` or `host:port`, comma-separated) that snapshot recovery may download
+    /// from over http(s). Default none: only this server's own snapshot URLs.
+    #[arg(long, env = "VR_SNAPSHOT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub snapshot_allowed_hosts: Option<Vec<String>>,
+    /// PEM file of extra root certificates trusted when downloading snapshots over https.
+    #[arg(long, env = "VR_SNAPSHOT_CA_FILE")]
+    pub snapshot_ca_file: Option<PathBuf>,
+    /// A full snapshot to restore at start-up, before serving (Qdrant: --storage-snapshot).
+    #[arg(long)]
+    pub storage_snapshot: Option<PathBuf>,
+    /// With --storage-snapshot, replace collections that exist (Qdrant: --force-snapshot).
+    #[arg(long)]
+    pub force_snapshot: bool,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C. Default 30.
     #[arg(long, env = "VR_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -96,6 +113,7 @@ struct FileService {
     request_timeout_secs: Option<u64>,
     search_threads: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    max_snapshot_upload_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +121,8 @@ struct FileService {
 struct FileStorage {
     storage_path: Option<PathBuf>,
     snapshots_path: Option<PathBuf>,
+    snapshot_allowed_hosts: Option<Vec<String>>,
+    snapshot_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +156,12 @@ pub struct Settings {
     pub log_level: String,
     pub log_json: bool,
     pub shutdown_grace: Duration,
+    pub max_upload_bytes: u64,
+    /// Lowercase `host` or `host:port` entries.
+    pub snapshot_allowed_hosts: Vec<String>,
+    pub snapshot_ca_file: Option<PathBuf>,
+    pub storage_snapshot: Option<PathBuf>,
+    pub force_snapshot: bool,
 }
 
 impl Settings {
@@ -220,6 +246,32 @@ impl Settings {
         if cache.enabled {
             cache.validate().map_err(|e| format!("cache: {e}"))?;
         }
+        let upload_mb = args
+            .max_snapshot_upload_mb
+            .or(file.service.max_snapshot_upload_mb)
+            .unwrap_or(65_536);
+        if upload_mb == 0 || upload_mb > (1 << 24) {
+            return Err(format!(
+                "max_snapshot_upload_mb {upload_mb} is not between 1 and {}",
+                1 << 24
+            ));
+        }
+        let allowed_hosts: Vec<String> = args
+            .snapshot_allowed_hosts
+            .or(file.storage.snapshot_allowed_hosts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some(h) = allowed_hosts
+            .iter()
+            .find(|h| h.contains('/') || h.contains('@') || h.contains('*'))
+        {
+            return Err(format!(
+                "snapshot_allowed_hosts: `{h}` is not a host or host:port"
+            ));
+        }
         Ok(Settings {
             addr: SocketAddr::new(ip, port),
             grpc_port: args.grpc_port.or(file.service.grpc_port),
@@ -248,6 +300,11 @@ impl Settings {
                     .or(file.service.shutdown_grace_secs)
                     .unwrap_or(30),
             ),
+            max_upload_bytes: upload_mb << 20,
+            snapshot_allowed_hosts: allowed_hosts,
+            snapshot_ca_file: args.snapshot_ca_file.or(file.storage.snapshot_ca_file),
+            storage_snapshot: args.storage_snapshot,
+            force_snapshot: args.force_snapshot,
         })
     }
 }

@@ -48,6 +48,12 @@ pub struct AppState {
     api_key: Option<String>,
     read_only_api_key: Option<String>,
     max_body_bytes: usize,
+    /// The largest snapshot file an upload may send.
+    pub max_upload_bytes: u64,
+    /// Hosts snapshot recovery may download from (`host` or `host:port`, lowercase).
+    pub snapshot_allowed_hosts: Vec<String>,
+    /// The client snapshot downloads go through.
+    pub http_client: reqwest::Client,
 }
 
 impl AppState {
@@ -191,8 +197,32 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
     response
 }
 
+/// Whether a request is a snapshot upload: its body is streamed to disk by the handler,
+/// bounded by its own limit, and it takes as long as the network needs.
+fn is_snapshot_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST && req.uri().path().ends_with("/snapshots/upload")
+}
+
+/// The request timeout, for everything but snapshot uploads.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if is_snapshot_upload(&req) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout: the request took longer than the server's limit",
+        )
+        .into_response(),
+    }
+}
+
 async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
     use http_body_util::BodyExt;
+    if is_snapshot_upload(&req) {
+        return next.run(req).await;
+    }
     let (parts, mut body) = req.into_parts();
     // Sized once from the declared length (bounded by the limit), not grown by doubling.
     let declared = axum::body::HttpBody::size_hint(&body).lower();
@@ -392,6 +422,26 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot open storage: {e}"))?;
+    let storage =
+        match settings.storage_snapshot.clone() {
+            None => storage,
+            Some(archive) => {
+                let force = settings.force_snapshot;
+                tokio::task::spawn_blocking(move || {
+                let restored = storage.recover_full(&archive, force).map_err(|e| {
+                    format!("cannot restore the full snapshot {}: {e}", archive.display())
+                })?;
+                tracing::info!(?restored, snapshot = %archive.display(), "full snapshot restored");
+                Ok::<_, String>(storage)
+            })
+            .await
+            .map_err(|e| e.to_string())??
+            }
+        };
+    let http_client = api::snapshot_client(
+        settings.snapshot_ca_file.as_deref(),
+        &settings.snapshot_allowed_hosts,
+    )?;
     let state = Arc::new(AppState {
         storage: Arc::new(storage),
         cache: cache::ResultCache::new(&settings.cache),
@@ -405,6 +455,9 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         api_key: settings.api_key.clone(),
         read_only_api_key: settings.read_only_api_key.clone(),
         max_body_bytes: settings.max_body_bytes,
+        max_upload_bytes: settings.max_upload_bytes,
+        snapshot_allowed_hosts: settings.snapshot_allowed_hosts.clone(),
+        http_client,
     });
     let app = api::routes(state.clone())
         // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
@@ -420,6 +473,10 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
             state.clone(),
             authenticate,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.request_timeout,
+            time_limit,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(map_layer_error))
@@ -428,8 +485,7 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
                 // concurrency limit would then allow this many requests per route.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                     settings.max_concurrent_requests,
-                ))
-                .timeout(settings.request_timeout),
+                )),
         )
         // Snapshot downloads are streamed files: gzip over that stream cut the body short
         // (the client saw an incomplete chunked read), and an archive gains little from it.

@@ -5,7 +5,13 @@
 //! <storage>/aliases.bin            the aliases (see `aliases`)
 //! <snapshots>/<name>/<name>-<unix ms>.snapshot          an archive (see `archive`)
 //! <snapshots>/<name>/<name>-<unix ms>.snapshot.sha256   its checksum, as Qdrant lists it
+//! <snapshots>/full-snapshot-<unix ms>.snapshot            every collection and the aliases
+//! <snapshots>/full-snapshot-<unix ms>.snapshot.sha256
 //! ```
+//!
+//! A full snapshot is one archive (see `archive`) holding `collections/<name>/<file>` for the
+//! checkpoint files of every collection and `aliases.bin`; it is restored at start-up
+//! ([`Storage::recover_full`], the router's `--storage-snapshot`).
 
 use crate::aliases::{self, AliasChange, AliasMap};
 use crate::archive::{unpack_archive, write_archive};
@@ -17,6 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How the files of full snapshots begin (as Qdrant names them).
+pub const FULL_SNAPSHOT_PREFIX: &str = "full-snapshot-";
 
 /// The most collections one server holds.
 pub const MAX_COLLECTIONS: usize = 1_000;
@@ -344,6 +353,166 @@ impl Storage {
     /// Where downloaded or uploaded snapshot files may be put before recovery.
     pub fn snapshots_dir(&self) -> &Path {
         &self.snapshots_dir
+    }
+
+    /// Snapshots every collection and the aliases into one archive, while writes continue.
+    /// The set of collections and the aliases are those of one moment: creates, deletes and
+    /// alias changes wait while each collection's checkpoint files are linked aside.
+    pub fn create_full_snapshot(&self) -> Result<SnapshotDescription> {
+        let dir = &self.snapshots_dir;
+        let staging = dir.join(format!(".staging-{}", unique()));
+        std::fs::create_dir_all(&staging).map_err(|e| StorageError::io(&staging, e))?;
+        let result = (|| {
+            let files = {
+                let _a = self.admin.lock();
+                let mut staged = Vec::new();
+                let aliases_file = staging.join("aliases");
+                aliases::save(&aliases_file, &self.aliases.read())?;
+                staged.push(("aliases.bin".to_string(), aliases_file));
+                for c in self.all() {
+                    c.with_checkpoint(|files| {
+                        for (rel, path) in files {
+                            let target = staging.join(format!("{}", staged.len()));
+                            if std::fs::hard_link(&path, &target).is_err() {
+                                std::fs::copy(&path, &target)
+                                    .map_err(|e| StorageError::io(&path, e))?;
+                            }
+                            staged.push((format!("collections/{}/{rel}", c.name()), target));
+                        }
+                        Ok(())
+                    })?;
+                }
+                staged
+            };
+            let file_name = format!("{FULL_SNAPSHOT_PREFIX}{}.snapshot", unix_millis());
+            let out = dir.join(&file_name);
+            let (checksum, size) = write_archive(&out, &files)?;
+            std::fs::write(dir.join(format!("{file_name}.sha256")), &checksum)
+                .map_err(|e| StorageError::io(dir, e))?;
+            Ok(SnapshotDescription {
+                name: file_name.clone(),
+                creation_time: creation_time(&out),
+                size,
+                checksum: Some(checksum),
+            })
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+
+    /// The full snapshots, oldest first.
+    pub fn list_full_snapshots(&self) -> Vec<SnapshotDescription> {
+        let dir = &self.snapshots_dir;
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if !file.starts_with(FULL_SNAPSHOT_PREFIX)
+                || !file.ends_with(".snapshot")
+                || !e.path().is_file()
+            {
+                continue;
+            }
+            out.push(SnapshotDescription {
+                creation_time: creation_time(&e.path()),
+                size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                checksum: std::fs::read_to_string(dir.join(format!("{file}.sha256"))).ok(),
+                name: file,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The file of a full snapshot, for download.
+    pub fn full_snapshot_path(&self, snapshot: &str) -> Result<PathBuf> {
+        let not_found = || StorageError::SnapshotNotFound {
+            name: snapshot.to_string(),
+        };
+        if snapshot.contains('/')
+            || snapshot.contains('\\')
+            || !snapshot.starts_with(FULL_SNAPSHOT_PREFIX)
+            || !snapshot.ends_with(".snapshot")
+        {
+            return Err(not_found());
+        }
+        let path = self.snapshots_dir.join(snapshot);
+        if !path.is_file() {
+            return Err(not_found());
+        }
+        Ok(path)
+    }
+
+    /// Deletes a full snapshot.
+    pub fn delete_full_snapshot(&self, snapshot: &str) -> Result<()> {
+        let path = self.full_snapshot_path(snapshot)?;
+        std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+        let _ = std::fs::remove_file(path.with_extension("snapshot.sha256"));
+        Ok(())
+    }
+
+    /// Restores every collection of a full snapshot, and its aliases (at start-up, before
+    /// anything is served). A collection that exists is replaced when `force`, else kept
+    /// as it is (and its snapshot skipped); an alias is restored when its collection exists
+    /// and its name is no collection's. The archive is verified whole before anything
+    /// changes. Returns the collections restored.
+    pub fn recover_full(&self, archive: &Path, force: bool) -> Result<Vec<String>> {
+        let _a = self.admin.lock();
+        let staging = self.collections_dir.join(format!(".restore-{}", unique()));
+        unpack_archive(archive, &staging)?;
+        let result = (|| {
+            let restored_aliases = aliases::load(&staging.join("aliases.bin"))?;
+            let root = staging.join("collections");
+            let mut names = Vec::new();
+            if let Ok(entries) = std::fs::read_dir(&root) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    validate_collection_name(&name)?;
+                    if !e.path().join("config.json").exists() {
+                        return Err(StorageError::corrupt(
+                            archive,
+                            format!("collection {name} has no config"),
+                        ));
+                    }
+                    names.push(name);
+                }
+            }
+            names.sort();
+            let mut restored = Vec::new();
+            for name in names {
+                if self.exists(&name) && !force {
+                    tracing::warn!(collection = %name, "exists; kept (restore it with force)");
+                    continue;
+                }
+                let from = root.join(&name);
+                Collection::prepare_restored(&from)?;
+                let dir = self.collections_dir.join(&name);
+                if let Some(old) = self.collections.write().remove(&name) {
+                    stop(&old);
+                }
+                if dir.exists() {
+                    self.remove_dir(&dir)?;
+                }
+                std::fs::rename(&from, &dir).map_err(|e| StorageError::io(&dir, e))?;
+                crate::shard::sync_dir(&self.collections_dir)?;
+                let c = Collection::open(&dir, &name)?;
+                self.collections.write().insert(name.clone(), c);
+                restored.push(name);
+            }
+            let mut next = self.aliases.read().clone();
+            for (alias, collection) in restored_aliases {
+                if self.exists(&collection) && !self.exists(&alias) {
+                    next.insert(alias, collection);
+                }
+            }
+            aliases::save(&self.aliases_path, &next)?;
+            *self.aliases.write() = next;
+            Ok(restored)
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        result
     }
 
     /// Restores collection `name` from a snapshot file, replacing it if it exists. The archive

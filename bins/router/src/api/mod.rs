@@ -19,6 +19,8 @@ mod query;
 mod service;
 mod snapshots;
 
+pub use snapshots::snapshot_client;
+
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Bytes;
@@ -141,6 +143,18 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(
             "/collections/{name}/snapshots/recover",
             put(snapshots::recover),
+        )
+        .route(
+            "/collections/{name}/snapshots/upload",
+            post(snapshots::upload),
+        )
+        .route(
+            "/snapshots",
+            get(snapshots::list_full).post(snapshots::create_full),
+        )
+        .route(
+            "/snapshots/{snapshot}",
+            get(snapshots::download_full).delete(snapshots::remove_full),
         )
         .route(
             "/collections/{name}/snapshots/{snapshot}",

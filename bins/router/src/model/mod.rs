@@ -736,16 +736,28 @@ pub struct CollectionParamsDiff {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRecover {
-    /// `file://` path, path, or this server's own download URL.
+    /// `file://` path, path, an http(s) URL on an allowed host, or this server's own
+    /// download URL.
     pub location: String,
     /// Which side wins (accepted).
     #[allow(dead_code)] // one node: the snapshot's data wins
     pub priority: Option<String>,
     /// The archive's SHA-256, checked before recovering.
     pub checksum: Option<String>,
-    /// Key for a remote location (accepted; remote locations are not fetched).
-    #[allow(dead_code)] // remote locations are not fetched
+    /// Sent as `api-key` to a remote location.
     pub api_key: Option<String>,
+}
+
+/// Query-string parameters of a snapshot upload.
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadParams {
+    /// Answer once recovered (default) or at once.
+    pub wait: Option<Flag>,
+    /// Which side wins (one node: the snapshot's data).
+    #[allow(dead_code)] // one node: the snapshot's data wins
+    pub priority: Option<String>,
+    /// The file's SHA-256, checked before recovering.
+    pub checksum: Option<String>,
 }
 
 /// Query-string parameters (unknown ones are ignored, as Qdrant does) of the write endpoints (`?wait=true&ordering=weak`).

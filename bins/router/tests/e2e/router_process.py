@@ -13,12 +13,13 @@ class RouterProcess:
     """One `router` process on a free port, with its own storage and snapshot directories."""
 
     def __init__(self, binary: str, storage: pathlib.Path, snapshots: pathlib.Path,
-                 log: pathlib.Path, max_request_size_mb: int = 1):
+                 log: pathlib.Path, max_request_size_mb: int = 1, extra_args=()):
         self.binary = binary
         self.storage = pathlib.Path(storage)
         self.snapshots = pathlib.Path(snapshots)
         self.log = pathlib.Path(log)
         self.max_request_size_mb = max_request_size_mb
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -29,7 +30,7 @@ class RouterProcess:
         self.proc = subprocess.Popen(
             [self.binary, "--http-port", "0", "--storage-path", str(self.storage),
              "--snapshots-path", str(self.snapshots),
-             "--max-request-size-mb", str(self.max_request_size_mb)],
+             "--max-request-size-mb", str(self.max_request_size_mb), *self.extra_args],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -995,6 +995,79 @@ fn a_batch_resolves_each_update_after_the_ones_before_it_and_is_all_or_nothing()
 }
 
 #[test]
+fn a_full_snapshot_restores_every_collection_and_alias_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut rng = StdRng::seed_from_u64(9);
+    let everything = |c: &Collection| {
+        c.scroll(
+            None,
+            10_000,
+            None,
+            &PayloadSelector::All,
+            &VectorSelector::All,
+        )
+        .points
+    };
+    for (name, shards) in [("a", 1), ("b", 3)] {
+        let c = store.create(name, config("Dot", shards, 40)).unwrap();
+        let points: Vec<PointWrite> = (0..150).map(|i| random_point(&mut rng, i)).collect();
+        c.update(Update::Upsert(points), true).unwrap();
+    }
+    store
+        .change_aliases(&[storage::AliasChange::Create {
+            collection: "b".into(),
+            alias: "b_live".into(),
+        }])
+        .unwrap();
+    let want_a = everything(&store.get("a").unwrap());
+    let want_b = everything(&store.get("b").unwrap());
+    let desc = store.create_full_snapshot().unwrap();
+    let archive = store.full_snapshot_path(&desc.name).unwrap();
+    assert_eq!(store.list_full_snapshots(), vec![desc.clone()]);
+    assert_eq!(
+        storage::archive::sha256_file(&archive).unwrap(),
+        desc.checksum.clone().unwrap()
+    );
+    let kept = dir.path().join("full.snapshot");
+    std::fs::copy(&archive, &kept).unwrap();
+    store.delete_full_snapshot(&desc.name).unwrap();
+    assert!(store.list_full_snapshots().is_empty());
+    assert!(store.full_snapshot_path("../a").is_err());
+
+    store.delete("a").unwrap();
+    store
+        .get("b")
+        .unwrap()
+        .update(
+            Update::Delete(PointSelector::Ids(vec![PointId::Num(3)])),
+            true,
+        )
+        .unwrap();
+    // Without force the existing `b` is kept; `a` comes back.
+    assert_eq!(store.recover_full(&kept, false).unwrap(), vec!["a"]);
+    assert_eq!(everything(&store.get("a").unwrap()), want_a);
+    assert_eq!(everything(&store.get("b").unwrap()).len(), want_b.len() - 1);
+    // With force both are the snapshot's, and so is the alias.
+    assert_eq!(store.recover_full(&kept, true).unwrap(), vec!["a", "b"]);
+    assert_eq!(everything(&store.get("b_live").unwrap()), want_b);
+    store.close().unwrap();
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(everything(&store.get("a").unwrap()), want_a);
+    assert_eq!(everything(&store.get("b_live").unwrap()), want_b);
+    // A damaged archive changes nothing.
+    let mut bytes = std::fs::read(&kept).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    let broken = dir.path().join("broken.snapshot");
+    std::fs::write(&broken, bytes).unwrap();
+    assert!(store.recover_full(&broken, true).is_err());
+    assert_eq!(everything(&store.get("a").unwrap()), want_a);
+    store.close().unwrap();
+}
+
+#[test]
 fn facet_counts_each_value_once_per_point_under_a_filter() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
