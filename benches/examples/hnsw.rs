@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release -p vr-benches --example hnsw -- --data data/glove-50-angular
 //! cargo run --release -p vr-benches --example hnsw -- --storage sq8 --ef 32,64,128,256
+//! cargo run --release -p vr-benches --example hnsw -- --storage pq --pq-subspaces 25 --oversampling 8
 //! cargo run --release -p vr-benches --example hnsw -- --index data/glove.hnsw   # build once, then reuse
 //! ```
 
@@ -25,6 +26,7 @@ fn main() {
     let mut queries = 10_000;
     let mut threads = 2;
     let mut oversampling = 3.0f32;
+    let mut pq_subspaces = 0;
     let mut reload: Option<PathBuf> = None;
     let mut cache: Option<PathBuf> = None;
     let mut self_check = false;
@@ -49,9 +51,11 @@ fn main() {
                     "f16" => StorageKind::F16,
                     "sq8" => StorageKind::Sq8,
                     "binary" => StorageKind::Binary,
+                    "pq" => StorageKind::Pq,
                     other => fail(format!("unknown storage {other}")),
                 }
             }
+            "--pq-subspaces" => pq_subspaces = num(&value),
             "--ef" => efs = value.split(',').map(num).collect(),
             "--m" => m = num(&value),
             "--ef-construct" => ef_construct = num(&value),
@@ -75,6 +79,7 @@ fn main() {
         ef_construct,
         storage,
         oversampling,
+        pq_subspaces,
         ..HnswConfig::default()
     };
     println!(

@@ -79,6 +79,7 @@ impl AppState {
                     optimizer_queue: u64::from(s.optimizing),
                     wal_bytes: s.wal_bytes,
                     indexed_vectors: s.indexed_points as u64,
+                    index_vector_bytes: s.index_vector_bytes as u64,
                 }
             })
             .collect();

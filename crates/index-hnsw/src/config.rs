@@ -15,12 +15,27 @@ pub enum StorageKind {
     /// One bit a dimension, walked with the asymmetric estimate; full vectors kept for
     /// rescoring.
     Binary,
+    /// Product-quantized codes (one byte per sub-space, [`HnswConfig::pq_subspaces`]), walked
+    /// with a per-query lookup table; full vectors kept for rescoring.
+    Pq,
 }
 
 impl StorageKind {
     /// Whether full-precision vectors are kept beside the walked codes for rescoring.
     pub fn is_quantized(self) -> bool {
-        matches!(self, StorageKind::Sq8 | StorageKind::Binary)
+        matches!(
+            self,
+            StorageKind::Sq8 | StorageKind::Binary | StorageKind::Pq
+        )
+    }
+
+    /// The fewest training vectors the storage's quantizer needs (product quantization
+    /// trains 256 centroids per sub-space).
+    pub fn min_training_vectors(self) -> usize {
+        match self {
+            StorageKind::Pq => quant::PQ_KSUB,
+            _ => 1,
+        }
     }
 
     pub(crate) fn tag(self) -> u32 {
@@ -29,6 +44,7 @@ impl StorageKind {
             StorageKind::F16 => 2,
             StorageKind::Sq8 => 3,
             StorageKind::Binary => 4,
+            StorageKind::Pq => 5,
         }
     }
 
@@ -38,6 +54,7 @@ impl StorageKind {
             StorageKind::F16,
             StorageKind::Sq8,
             StorageKind::Binary,
+            StorageKind::Pq,
         ]
         .into_iter()
         .find(|k| k.tag() == tag)
@@ -72,6 +89,10 @@ pub struct HnswConfig {
     /// clipping even 1% per dimension cost 6 points of recall before rescoring, see
     /// `docs/benchmarks.md`.
     pub quantile: f32,
+    /// [`StorageKind::Pq`]: sub-spaces (code bytes) per vector, between 1 and the dimension;
+    /// 0 picks a quarter of the dimension (16× smaller than `f32`). A loaded index takes it
+    /// from its quantizer.
+    pub pq_subspaces: usize,
     /// Seed of the level generator; a node's level depends only on the seed and its offset,
     /// so the same inserts give the same graph shape whatever the thread schedule.
     pub seed: u64,
@@ -87,6 +108,7 @@ impl Default for HnswConfig {
             storage: StorageKind::F32,
             oversampling: 3.0,
             quantile: 1.0,
+            pq_subspaces: 0,
             seed: 0x5eed,
         }
     }
@@ -134,6 +156,14 @@ impl HnswConfig {
             return invalid("quantile", format!("{} is not in (0, 1]", self.quantile));
         }
         Ok(())
+    }
+
+    /// The product quantizer's sub-spaces for vectors of `dim` dimensions.
+    pub fn pq_subspaces_for(&self, dim: usize) -> usize {
+        match self.pq_subspaces {
+            0 => (dim / 4).max(1),
+            m => m.min(dim),
+        }
     }
 
     /// Links kept per node on layer 0.

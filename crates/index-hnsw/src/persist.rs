@@ -13,7 +13,7 @@
 //! | end (slots saved), live count | 4 + 8 |
 //! | entry (`level << 32 | offset`, or all ones) | 8 |
 //! | primary record bytes, secondary record bytes | 8 + 8 |
-//! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`) | 8 + n |
+//! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`; a product quantizer gives the sub-space count) | 8 + n |
 //! | upper links: node count, then per node `offset`, word count, words | 8 + … |
 //! | primary records, `end × primary bytes`: state, payload, level-0 links | … |
 //! | secondary records (full vectors of quantized storages), `end × secondary bytes` | … |
@@ -28,7 +28,7 @@ use crate::arena::{map_file, SlotState};
 use crate::config::{HnswConfig, StorageKind};
 use crate::index::{Codec, HnswIndex};
 use index_core::{IndexError, Result};
-use quant::{BinaryQuantizer, Metric, ScalarQuantizer};
+use quant::{BinaryQuantizer, Metric, ProductQuantizer, ScalarQuantizer};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,6 +98,7 @@ impl HnswIndex {
             Codec::F32 | Codec::F16 => {}
             Codec::Sq8(sq) => sq.write_to(&mut codec).map_err(std::io::Error::other)?,
             Codec::Binary(bq) => bq.write_to(&mut codec).map_err(std::io::Error::other)?,
+            Codec::Pq(pq) => pq.write_to(&mut codec).map_err(std::io::Error::other)?,
         }
         out.write_all(&(codec.len() as u64).to_le_bytes())?;
         out.write_all(&codec)?;
@@ -154,7 +155,7 @@ impl HnswIndex {
         let metric = metric_from_tag(r.u32()?).ok_or_else(|| corrupt("unknown metric".into()))?;
         let storage = StorageKind::from_tag(r.u32()?)
             .ok_or_else(|| corrupt("unknown storage kind".into()))?;
-        let config = HnswConfig {
+        let mut config = HnswConfig {
             m: r.u32()? as usize,
             ef_construct: r.u32()? as usize,
             ef_search: r.u32()? as usize,
@@ -163,6 +164,7 @@ impl HnswIndex {
             quantile: r.f32()?,
             seed: r.u64()?,
             storage,
+            pq_subspaces: 0,
         };
         let end = r.u32()?;
         let live = r.u64()? as usize;
@@ -176,6 +178,17 @@ impl HnswIndex {
             StorageKind::F16 => Codec::F16,
             StorageKind::Sq8 => Codec::Sq8(ScalarQuantizer::read_from(&mut codec_bytes)?),
             StorageKind::Binary => Codec::Binary(BinaryQuantizer::read_from(&mut codec_bytes)?),
+            StorageKind::Pq => {
+                let pq = ProductQuantizer::read_from(&mut codec_bytes)?;
+                if pq.dim() != dim {
+                    return Err(corrupt(format!(
+                        "product quantizer of dimension {} in an index of dimension {dim}",
+                        pq.dim()
+                    )));
+                }
+                config.pq_subspaces = pq.m();
+                Codec::Pq(pq)
+            }
         };
         let mut index = HnswIndex::with_codec(dim, metric, config, codec)
             .map_err(|e| corrupt(e.to_string()))?;

@@ -33,7 +33,7 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 17] = [
 /// | `search_duration_seconds` | histogram | `collection` |
 /// | `shard_search_duration_seconds` | histogram | `collection`, `shard` |
 /// | `collections` | gauge | |
-/// | `collection_points`, `collection_segments`, `collection_optimizer_queue_length`, `wal_bytes`, `collection_indexed_vectors` | gauge | `collection` |
+/// | `collection_points`, `collection_segments`, `collection_optimizer_queue_length`, `wal_bytes`, `collection_indexed_vectors`, `collection_index_vector_bytes` | gauge | `collection` |
 /// | `cache_hits_total`, `cache_misses_total`, `cache_evictions_total` | counter | |
 /// | `cache_entries`, `cache_size_bytes` | gauge | |
 /// | `process_uptime_seconds`, `process_resident_memory_bytes`, `process_open_fds`, `process_threads` | gauge | |

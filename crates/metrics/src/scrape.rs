@@ -18,6 +18,7 @@ struct CollectionSums {
     optimizer_queue: u64,
     wal_bytes: u64,
     indexed_vectors: u64,
+    index_vector_bytes: u64,
 }
 
 /// All families for `snapshot`. Collection names pass through `labels`, so
@@ -45,6 +46,9 @@ pub(crate) fn snapshot_families(
         entry.optimizer_queue = entry.optimizer_queue.saturating_add(stats.optimizer_queue);
         entry.wal_bytes = entry.wal_bytes.saturating_add(stats.wal_bytes);
         entry.indexed_vectors = entry.indexed_vectors.saturating_add(stats.indexed_vectors);
+        entry.index_vector_bytes = entry
+            .index_vector_bytes
+            .saturating_add(stats.index_vector_bytes);
     }
     if !sums.is_empty() {
         let per_collection = |pick: fn(&CollectionSums) -> u64| -> Vec<Metric> {
@@ -81,6 +85,12 @@ pub(crate) fn snapshot_families(
             "Vectors reachable through an index per collection.",
             MetricType::GAUGE,
             per_collection(|s| s.indexed_vectors),
+        ));
+        families.push(family(
+            "collection_index_vector_bytes",
+            "Bytes of vectors and codes held by indexed segments per collection.",
+            MetricType::GAUGE,
+            per_collection(|s| s.index_vector_bytes),
         ));
     }
 

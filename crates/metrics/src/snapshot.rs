@@ -30,6 +30,8 @@ pub struct CollectionStats {
     pub wal_bytes: u64,
     /// Vectors reachable through an index (not only by exact scan).
     pub indexed_vectors: u64,
+    /// Bytes of vectors and codes the indexed segments hold (RAM and memory-mapped).
+    pub index_vector_bytes: u64,
 }
 
 /// The result cache's counters, as plain numbers so this crate needs no

@@ -43,7 +43,7 @@ pub mod scalar;
 
 pub use binary::{BinaryCodes, BinaryQuantizer, BinaryQuantizerConfig, BinaryQuery};
 pub use error::{Error, ErrorKind, Result};
-pub use kernels::{kernels, Isa, Kernels};
+pub use kernels::{kernels, Isa, Kernels, PQ_KSUB};
 pub use kmeans::{CentroidPanels, KMeans, KMeansConfig, PanelMeasure};
 pub use metric::Metric;
 pub use product::{PqCodes, PqTable, ProductQuantizer, ProductQuantizerConfig};

@@ -324,6 +324,8 @@ pub struct CollectionStats {
     pub optimizer_error: Option<String>,
     /// Bytes of log on disk.
     pub wal_bytes: u64,
+    /// Bytes of vectors and codes held by indexed segments (RAM and memory-mapped).
+    pub index_vector_bytes: usize,
 }
 
 struct Background {
@@ -364,6 +366,16 @@ impl std::fmt::Debug for Collection {
             .field("name", &self.name)
             .field("dir", &self.dir)
             .finish()
+    }
+}
+
+/// What the shards of a collection with `config` work by.
+fn shard_settings(config: &CollectionConfig) -> ShardSettings {
+    ShardSettings {
+        vectors: config.effective_vectors(),
+        indexing_threshold: config.indexing_threshold_points(),
+        max_segment_points: config.max_segment_points(),
+        vacuum: config.vacuum_thresholds(),
     }
 }
 
@@ -434,12 +446,7 @@ impl Collection {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(StorageError::io(&defs_path, e)),
         };
-        let settings = ShardSettings {
-            vectors: config.effective_vectors(),
-            indexing_threshold: config.indexing_threshold_points(),
-            max_segment_points: config.max_segment_points(),
-            vacuum: config.vacuum_thresholds(),
-        };
+        let settings = shard_settings(&config);
         let shards = (0..config.shards())
             .map(|k| {
                 LocalShard::open(
@@ -970,21 +977,42 @@ impl Collection {
             optimizing: busy,
             optimizer_error: self.optimizer_error.lock().clone(),
             wal_bytes: self.wal.size_bytes(),
+            index_vector_bytes: self.shards.iter().map(|s| s.index_vector_bytes()).sum(),
         }
     }
 
-    /// Replaces the stored optimizer, HNSW and other mutable settings (PATCH); they apply to
-    /// segments built from now on and, fully, after a restart.
+    /// Replaces the stored optimizer, HNSW, quantization and other mutable settings (PATCH).
+    /// The vectors' names, sizes and distances may not change. The shards take the new
+    /// settings at once: searches and segments built from now on use them, and the optimizer
+    /// rebuilds, one at a time, the indexed segments whose graphs were built otherwise.
     pub fn update_config(&self, f: impl FnOnce(&mut CollectionConfig) -> Result<()>) -> Result<()> {
         let _w = self.write_lock.lock();
-        let mut next = self.config.read().clone();
+        let before = self.config.read().clone();
+        let mut next = before.clone();
         f(&mut next)?;
         next.validate()?;
+        let shape = |c: &CollectionConfig| -> Vec<(String, usize, crate::Distance)> {
+            c.vectors
+                .params()
+                .into_iter()
+                .map(|(n, p)| (n, p.size, p.distance))
+                .collect()
+        };
+        if shape(&next) != shape(&before) {
+            return Err(StorageError::InvalidConfig(
+                "vectors: names, sizes and distances cannot change".into(),
+            ));
+        }
         write_atomically(
             &self.dir.join("config.json"),
             &serde_json::to_vec_pretty(&next).expect("json"),
         )?;
+        let settings = shard_settings(&next);
         *self.config.write() = next;
+        for shard in &self.shards {
+            shard.update_settings(settings.clone());
+        }
+        self.kick();
         Ok(())
     }
 

@@ -169,14 +169,46 @@ pub struct BinaryQuantization {
     pub query_encoding: Option<serde_json::Value>,
 }
 
+/// Qdrant's product quantization settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductQuantization {
+    /// How much smaller than `f32` the codes are: `x4`, `x8`, `x16`, `x32` or `x64` (one
+    /// byte per 1, 2, 4, 8 or 16 dimensions).
+    pub compression: String,
+    /// Keep codes in RAM (they always are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_ram: Option<bool>,
+}
+
+impl ProductQuantization {
+    /// Dimensions per code byte.
+    fn dims_per_byte(&self) -> Option<usize> {
+        match self.compression.as_str() {
+            "x4" => Some(1),
+            "x8" => Some(2),
+            "x16" => Some(4),
+            "x32" => Some(8),
+            "x64" => Some(16),
+            _ => None,
+        }
+    }
+
+    /// Sub-spaces (code bytes) for vectors of `dim` dimensions.
+    pub fn subspaces(&self, dim: usize) -> usize {
+        (dim / self.dims_per_byte().unwrap_or(4)).max(1)
+    }
+}
+
 /// Qdrant's quantization config: one of scalar, product or binary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum QuantizationConfig {
     /// 8-bit scalar quantization.
     Scalar(ScalarQuantization),
-    /// Product quantization (not supported by the HNSW segments yet: refused at create).
-    Product(serde_json::Value),
+    /// Product quantization: codes walked through a per-query table, rescored with the full
+    /// vectors.
+    Product(ProductQuantization),
     /// One bit per dimension.
     Binary(BinaryQuantization),
 }
@@ -200,9 +232,13 @@ impl QuantizationConfig {
                 }
                 Ok(())
             }
-            QuantizationConfig::Product(_) => Err(invalid(
-                "quantization_config.product: product quantization is not supported by this server's HNSW segments; use scalar or binary".into(),
-            )),
+            QuantizationConfig::Product(p) => match p.dims_per_byte() {
+                Some(_) => Ok(()),
+                None => Err(invalid(format!(
+                    "quantization_config.product.compression: `{}` is not one of x4, x8, x16, x32, x64",
+                    p.compression
+                ))),
+            },
             QuantizationConfig::Binary(_) => Ok(()),
         }
     }
@@ -303,6 +339,14 @@ impl VectorsConfig {
         match self {
             VectorsConfig::Single(p) => name.is_empty().then_some(p),
             VectorsConfig::Multi(m) => m.get(name),
+        }
+    }
+
+    /// The parameters of the vector called `name`, to change (a PATCH).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut VectorParams> {
+        match self {
+            VectorsConfig::Single(p) => name.is_empty().then_some(&mut **p),
+            VectorsConfig::Multi(m) => m.get_mut(name),
         }
     }
 
@@ -571,6 +615,7 @@ impl CollectionConfig {
                 let storage = match quant {
                     Some(QuantizationConfig::Scalar(_)) => StorageKind::Sq8,
                     Some(QuantizationConfig::Binary(_)) => StorageKind::Binary,
+                    Some(QuantizationConfig::Product(_)) => StorageKind::Pq,
                     _ if p.datatype.as_deref() == Some("float16") => StorageKind::F16,
                     _ => StorageKind::F32,
                 };
@@ -579,6 +624,10 @@ impl CollectionConfig {
                         s.quantile.map_or(defaults.quantile, |q| q as f32)
                     }
                     _ => defaults.quantile,
+                };
+                let pq_subspaces = match quant {
+                    Some(QuantizationConfig::Product(pq)) => pq.subspaces(p.size),
+                    _ => 0,
                 };
                 let full_scan_points = h
                     .full_scan_threshold
@@ -602,6 +651,7 @@ impl CollectionConfig {
                         full_scan_threshold: full_scan_points,
                         storage,
                         quantile,
+                        pq_subspaces,
                         ..defaults
                     },
                     name,

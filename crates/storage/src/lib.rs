@@ -65,10 +65,10 @@ pub use collection::{
 };
 pub use config::{
     BinaryQuantization, CollectionConfig, Distance, EffectiveVector, HnswConfigDiff,
-    OptimizersConfigDiff, QuantizationConfig, ScalarQuantization, VectorParams, VectorsConfig,
-    WalConfigDiff, DEFAULT_DELETED_THRESHOLD, DEFAULT_FLUSH_INTERVAL_SEC,
-    DEFAULT_FULL_SCAN_THRESHOLD_KB, DEFAULT_VACUUM_MIN_VECTOR_NUMBER, DEFAULT_WAL_CAPACITY_MB,
-    MAX_NAMED_VECTORS, MAX_SHARDS, MAX_VECTOR_SIZE,
+    OptimizersConfigDiff, ProductQuantization, QuantizationConfig, ScalarQuantization,
+    VectorParams, VectorsConfig, WalConfigDiff, DEFAULT_DELETED_THRESHOLD,
+    DEFAULT_FLUSH_INTERVAL_SEC, DEFAULT_FULL_SCAN_THRESHOLD_KB, DEFAULT_VACUUM_MIN_VECTOR_NUMBER,
+    DEFAULT_WAL_CAPACITY_MB, MAX_NAMED_VECTORS, MAX_SHARDS, MAX_VECTOR_SIZE,
 };
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use ops::{Operation, PointWrite, MAX_POINTS_PER_OPERATION};

@@ -59,15 +59,30 @@ pub async fn update(
 ) -> ApiResult {
     let start = Instant::now();
     let c = collection(&state, &name)?;
-    convert::refuse_if_set(&body.vectors, "vectors", "update collection")?;
     convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
-    convert::refuse_if_set(
-        &body.quantization_config,
-        "quantization_config",
-        "update collection",
-    )?;
     blocking(move || {
         c.update_config(|cfg| {
+            if let Some(q) = body.quantization_config {
+                cfg.quantization_config = q.into_config();
+            }
+            for (name, diff) in body.vectors.into_iter().flatten() {
+                let params = cfg.vectors.get_mut(&name).ok_or_else(|| {
+                    storage::StorageError::InvalidConfig(format!(
+                        "vectors.{name}: Not existing vector name error: {name}"
+                    ))
+                })?;
+                if let Some(h) = diff.hnsw_config {
+                    let unset = serde_json::to_value(&h).is_ok_and(|v| v == serde_json::json!({}));
+                    params.hnsw_config =
+                        (!unset).then(|| h.over(&params.hnsw_config.clone().unwrap_or_default()));
+                }
+                if let Some(q) = diff.quantization_config {
+                    params.quantization_config = q.into_config();
+                }
+                if let Some(on_disk) = diff.on_disk {
+                    params.on_disk = Some(on_disk);
+                }
+            }
             if let Some(o) = body.optimizers_config {
                 let base = cfg.optimizers_config.clone().unwrap_or_default();
                 cfg.optimizers_config = Some(o.over(&base));

@@ -705,16 +705,58 @@ pub struct UpdateCollection {
     pub params: Option<CollectionParamsDiff>,
     /// HNSW settings over the current ones.
     pub hnsw_config: Option<storage::HnswConfigDiff>,
-    /// Quantization (changing it is not served).
-    pub quantization_config: Option<Value>,
-    /// Per-vector changes (not served).
-    pub vectors: Option<Value>,
+    /// The collection's quantization, or `"Disabled"`.
+    pub quantization_config: Option<QuantizationDiff>,
+    /// Per-vector changes, by vector name (`""` for the unnamed vector).
+    pub vectors: Option<std::collections::BTreeMap<String, VectorParamsDiff>>,
     /// Sparse vectors (not served).
     pub sparse_vectors: Option<Value>,
     /// Strict mode, echoed.
     pub strict_mode_config: Option<Value>,
     /// Free-form metadata, echoed.
     pub metadata: Option<Value>,
+}
+
+/// `VectorParamsDiff`: what a PATCH may change of one vector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorParamsDiff {
+    /// HNSW settings over the vector's own (an empty object removes the vector's own).
+    pub hnsw_config: Option<storage::HnswConfigDiff>,
+    /// The vector's own quantization, or `"Disabled"` to use the collection's.
+    pub quantization_config: Option<QuantizationDiff>,
+    /// Full vectors on disk once indexed (segments loaded from now on).
+    pub on_disk: Option<bool>,
+    /// Qdrant 1.19's memory tier (accepted, not used).
+    #[allow(dead_code)] // type-checked, then ignored: one memory tier here
+    pub memory: Option<Value>,
+}
+
+/// `QuantizationConfigDiff`: a quantization, or `"Disabled"` (none of its own).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum QuantizationDiff {
+    /// `"Disabled"`.
+    Disabled(DisabledWord),
+    /// A quantization.
+    Set(storage::QuantizationConfig),
+}
+
+/// The word `"Disabled"`.
+#[derive(Debug, Deserialize)]
+pub enum DisabledWord {
+    /// `"Disabled"`.
+    Disabled,
+}
+
+impl QuantizationDiff {
+    /// What the config holds after the change.
+    pub fn into_config(self) -> Option<storage::QuantizationConfig> {
+        match self {
+            QuantizationDiff::Disabled(_) => None,
+            QuantizationDiff::Set(q) => Some(q),
+        }
+    }
 }
 
 /// `CollectionParamsDiff`.

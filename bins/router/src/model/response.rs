@@ -47,7 +47,8 @@ impl Serialize for Floats<'_> {
 }
 
 /// A point's vectors (`VectorStructOutput`) in the shape the collection was configured: a
-/// list for the unnamed vector, a map for named ones; `null` when none was asked for.
+/// list for the unnamed vector, a map for named ones (`{}` for a point stored without its
+/// unnamed vector, as Qdrant); `null` when none was asked for.
 pub struct Vectors<'a> {
     /// Named vectors configured.
     pub named: bool,
@@ -63,7 +64,7 @@ impl Serialize for Vectors<'_> {
         if !self.named {
             return match vectors.iter().find(|(n, _)| n.is_empty()) {
                 Some((_, v)) => Floats(v).serialize(s),
-                None => s.serialize_none(),
+                None => s.serialize_map(Some(0))?.end(),
             };
         }
         let mut map = s.serialize_map(Some(vectors.len()))?;

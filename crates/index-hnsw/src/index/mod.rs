@@ -16,8 +16,8 @@ use index_core::{
     SearchParams, TopK, VectorIndex, VectorIndexWrite,
 };
 use quant::{
-    kernels, BinaryQuantizer, BinaryQuantizerConfig, Kernels, Metric, ScalarQuantizer,
-    ScalarQuantizerConfig,
+    kernels, BinaryQuantizer, BinaryQuantizerConfig, Kernels, Metric, ProductQuantizer,
+    ProductQuantizerConfig, ScalarQuantizer, ScalarQuantizerConfig,
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -72,6 +72,7 @@ pub(crate) enum Codec {
     F16,
     Sq8(ScalarQuantizer),
     Binary(BinaryQuantizer),
+    Pq(ProductQuantizer),
 }
 
 impl Codec {
@@ -81,6 +82,7 @@ impl Codec {
             Codec::F16 => StorageKind::F16,
             Codec::Sq8(_) => StorageKind::Sq8,
             Codec::Binary(_) => StorageKind::Binary,
+            Codec::Pq(_) => StorageKind::Pq,
         }
     }
 
@@ -90,6 +92,7 @@ impl Codec {
             Codec::F16 => dim * 2,
             Codec::Sq8(_) => 4 + dim,
             Codec::Binary(_) => dim.div_ceil(64) * 8,
+            Codec::Pq(pq) => pq.m(),
         }
     }
 
@@ -107,6 +110,10 @@ impl Codec {
                 out.extend_from_slice(&codes);
             }
             Codec::Binary(bq) => out.extend_from_slice(bytemuck::cast_slice(&bq.encode(v)?)),
+            Codec::Pq(pq) => {
+                out.resize(pq.m(), 0);
+                pq.encode_into(v, out)?;
+            }
         }
         Ok(())
     }
@@ -339,8 +346,9 @@ impl HnswIndex {
         Self::with_codec(dim, metric, config, codec)
     }
 
-    /// An empty index whose quantizer (for [`StorageKind::Sq8`] and [`StorageKind::Binary`])
-    /// is trained on `sample`, a flat buffer of vectors as users send them.
+    /// An empty index whose quantizer (for [`StorageKind::Sq8`], [`StorageKind::Binary`] and
+    /// [`StorageKind::Pq`]) is trained on `sample`, a flat buffer of vectors as users send
+    /// them ([`StorageKind::min_training_vectors`] of them at least).
     pub fn with_training(
         dim: usize,
         metric: Metric,
@@ -367,6 +375,11 @@ impl HnswIndex {
                 &prepared,
                 dim,
                 &BinaryQuantizerConfig::default(),
+            )?),
+            StorageKind::Pq => Codec::Pq(ProductQuantizer::train(
+                &prepared,
+                dim,
+                &ProductQuantizerConfig::new(config.pq_subspaces_for(dim)),
             )?),
         };
         Self::with_codec(dim, metric, config, codec)
@@ -606,7 +619,7 @@ impl HnswIndex {
                 .arena
                 .payload(node)
                 .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
-            Codec::Sq8(_) | Codec::Binary(_) => self
+            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) => self
                 .arena
                 .secondary(node)
                 .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
@@ -648,7 +661,7 @@ impl HnswIndex {
                 self.metric
                     .distance_f16(self.kernels, query, &bytemuck::cast_slice(p)[..self.dim])
             }
-            Codec::Sq8(_) | Codec::Binary(_) => {
+            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) => {
                 let full = self.arena.secondary(node)?;
                 self.metric
                     .distance(self.kernels, query, &bytemuck::cast_slice(full)[..self.dim])

@@ -268,6 +268,24 @@ impl HnswIndex {
                 );
                 self.rescore(q, found, params, oversampled)
             }
+            Codec::Pq(pq) => {
+                let oversampled = self.oversampled(params);
+                let table = pq.table(q, self.metric).expect("query checked");
+                let m = pq.m();
+                let measure = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    Some((table.distance(&p[..m]), live && allowed(n)))
+                };
+                let found = walk(
+                    self,
+                    &measure,
+                    entry,
+                    top,
+                    ef.max(oversampled),
+                    filter_first,
+                );
+                self.rescore(q, found, params, oversampled)
+            }
         }
     }
 

@@ -19,6 +19,7 @@ fn round_trip_gives_the_same_results() {
         StorageKind::F16,
         StorageKind::Sq8,
         StorageKind::Binary,
+        StorageKind::Pq,
     ] {
         let config = HnswConfig {
             storage,

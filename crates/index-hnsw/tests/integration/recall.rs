@@ -76,16 +76,18 @@ fn every_storage_reaches_recall_with_rescoring() {
         (StorageKind::F16, 64),
         (StorageKind::Sq8, 64),
         (StorageKind::Binary, 256),
+        (StorageKind::Pq, 128),
     ] {
         let config = HnswConfig {
             storage,
             ..HnswConfig::default()
         };
         let index = HnswIndex::build(dim, Metric::Cosine, config, &data).unwrap();
-        let oversampling = if storage == StorageKind::Binary {
-            10.0
-        } else {
-            3.0
+        let oversampling = match storage {
+            StorageKind::Binary => 10.0,
+            // 16 one-byte codes for 64 dimensions: the table's order is coarse.
+            StorageKind::Pq => 5.0,
+            _ => 3.0,
         };
         let params = SearchParams {
             hnsw_ef: Some(ef),

@@ -26,6 +26,7 @@ fn full_snapshot() -> Snapshot {
                 optimizer_queue: 1,
                 wal_bytes: 4096,
                 indexed_vectors: 900,
+                index_vector_bytes: 230_400,
             },
             CollectionStats {
                 name: "films \"quoted\" \\ back\nslash".into(),
@@ -64,6 +65,7 @@ fn every_line_of_a_full_scrape_follows_the_exposition_format() {
         ("vector_router_collection_segments", "gauge"),
         ("vector_router_collection_optimizer_queue_length", "gauge"),
         ("vector_router_collection_indexed_vectors", "gauge"),
+        ("vector_router_collection_index_vector_bytes", "gauge"),
         ("vector_router_wal_bytes", "gauge"),
         ("vector_router_cache_hits_total", "counter"),
         ("vector_router_cache_misses_total", "counter"),
@@ -110,6 +112,10 @@ fn snapshot_figures_appear_as_given_and_label_values_are_escaped() {
     assert_eq!(
         exposition.value("vector_router_collection_indexed_vectors", &books),
         Some(900.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_collection_index_vector_bytes", &books),
+        Some(230_400.0)
     );
     // The odd name survives escaping and reads back intact.
     assert_eq!(

@@ -73,7 +73,7 @@ impl LocalShard {
         let header = decode_state(&path, &bytes)?.0;
         let mut out = vec![path];
         for seg in &header.indexed {
-            for c in 0..self.settings.vectors.len() {
+            for c in 0..self.settings().vectors.len() {
                 out.push(self.graph_path(seg.id, seg.generation, c));
             }
         }
@@ -81,7 +81,7 @@ impl LocalShard {
     }
 
     pub(super) fn encode_state(&self, st: &State) -> (Vec<u8>, u64, HashSet<String>) {
-        let columns = self.settings.vectors.len();
+        let columns = self.settings().vectors.len();
         let mut referenced = HashSet::new();
         // Indexed segments whose graphs are on disk; rows past what a file holds (added since
         // it was written) are checkpointed inline, like appendable rows.
@@ -169,7 +169,7 @@ impl LocalShard {
         let mut segments: HashMap<u64, Arc<Segment>> = HashMap::new();
         for seg in &header.indexed {
             let mut graphs = Vec::new();
-            for (c, v) in self.settings.vectors.iter().enumerate() {
+            for (c, v) in self.settings().vectors.iter().enumerate() {
                 let file = self.graph_path(seg.id, seg.generation, c);
                 if !file.exists() {
                     return Err(StorageError::corrupt(
@@ -230,7 +230,7 @@ impl LocalShard {
                             .ok_or_else(|| corrupt("short vector entry".into()))?
                             as usize;
                         let end = at + len;
-                        if end > floats.len() || c >= self.settings.vectors.len() {
+                        if end > floats.len() || c >= self.settings().vectors.len() {
                             return Err(corrupt("vector block too short".into()));
                         }
                         cols.push((c, at, end));

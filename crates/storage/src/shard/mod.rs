@@ -149,7 +149,8 @@ pub struct ShardSettings {
 pub struct LocalShard {
     id: u32,
     dir: PathBuf,
-    settings: ShardSettings,
+    /// Replaced whole by a PATCH of the collection ([`LocalShard::update_settings`]).
+    settings: RwLock<Arc<ShardSettings>>,
     columns: HashMap<String, usize>,
     state: RwLock<State>,
     /// One optimizer step at a time.
@@ -179,6 +180,19 @@ impl PointView for View<'_> {
 }
 
 impl LocalShard {
+    /// The settings in force.
+    pub(crate) fn settings(&self) -> Arc<ShardSettings> {
+        self.settings.read().clone()
+    }
+
+    /// Takes new settings (a PATCH of the collection; the vectors' names, sizes and
+    /// distances stay): searches and segments built from now on use them, and the optimizer
+    /// rebuilds the indexed segments whose graphs were built otherwise
+    /// ([`LocalShard::stale_candidate`]).
+    pub fn update_settings(&self, settings: ShardSettings) {
+        *self.settings.write() = Arc::new(settings);
+    }
+
     /// Opens the shard in `dir`, loading its last checkpoint if there is one.
     pub fn open(
         id: u32,
@@ -208,7 +222,7 @@ impl LocalShard {
                 checkpointed_seq: 0,
                 next_segment_id: 1,
             }),
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
             optimizing: Mutex::new(()),
             files: Mutex::new(()),
         };
@@ -263,13 +277,37 @@ impl LocalShard {
             .sum()
     }
 
-    /// Whether the optimizer has work waiting (sealed segments or a due vacuum).
+    /// Whether the optimizer has work waiting (sealed segments, a due vacuum, or segments
+    /// built under settings a PATCH changed).
     pub fn needs_optimization(&self) -> bool {
         let st = self.state.read();
         st.segments
             .iter()
             .any(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
             || self.vacuum_candidate(&st).is_some()
+            || self.stale_candidate(&st).is_some()
+    }
+
+    /// Bytes of vectors and codes the indexed segments hold, in RAM and memory-mapped.
+    pub fn index_vector_bytes(&self) -> usize {
+        use index_core::VectorIndex;
+        let st = self.state.read();
+        st.segments
+            .iter()
+            .map(|s| match &s.vectors {
+                SegmentVectors::Indexed { graphs, .. } => graphs
+                    .iter()
+                    .map(|g| {
+                        let m = match g {
+                            SegmentIndex::Hnsw(h) => h.memory_usage(),
+                            SegmentIndex::Ivf(i) => i.memory_usage(),
+                        };
+                        m.vector_bytes + m.vector_bytes_on_disk
+                    })
+                    .sum(),
+                SegmentVectors::Plain(_) => 0,
+            })
+            .sum()
     }
 
     fn column(&self, name: &str) -> Result<usize> {
@@ -430,7 +468,7 @@ impl LocalShard {
     }
 
     fn seal_if_full(&self, st: &mut State) -> bool {
-        let Some(threshold) = self.settings.indexing_threshold else {
+        let Some(threshold) = self.settings().indexing_threshold else {
             return false;
         };
         if st.active.row_count() < threshold {
@@ -444,7 +482,7 @@ impl LocalShard {
     fn start_appendable(&self, st: &mut State) {
         let seg = Arc::new(Segment::appendable(
             st.next_segment_id,
-            &self.settings.vectors,
+            &self.settings().vectors,
         ));
         st.next_segment_id += 1;
         st.segments.push(seg.clone());
@@ -458,7 +496,7 @@ impl LocalShard {
     /// collections give exactly the brute-force answer, as in Qdrant). Returns whether it
     /// sealed.
     pub fn seal_idle_tail(&self, min_rows: usize) -> bool {
-        if self.settings.indexing_threshold.is_none() {
+        if self.settings().indexing_threshold.is_none() {
             return false;
         }
         let mut st = self.state.write();

@@ -4,7 +4,7 @@ use super::*;
 
 impl LocalShard {
     pub(super) fn vacuum_candidate(&self, st: &State) -> Option<Arc<Segment>> {
-        let (fraction, min) = self.settings.vacuum;
+        let (fraction, min) = self.settings().vacuum;
         st.segments
             .iter()
             .filter(|s| s.is_indexed())
@@ -16,9 +16,19 @@ impl LocalShard {
             .cloned()
     }
 
+    /// An indexed segment whose graphs were built with settings other than those in force
+    /// (a PATCH changed the HNSW or quantization settings): rebuilt as a vacuum would.
+    pub(super) fn stale_candidate(&self, st: &State) -> Option<Arc<Segment>> {
+        let settings = self.settings();
+        st.segments
+            .iter()
+            .find(|s| s.is_indexed() && built_otherwise(s, &settings.vectors))
+            .cloned()
+    }
+
     /// Runs one optimizer step on `pool`: indexes the oldest sealed segment, or rebuilds an
-    /// indexed segment with too many deleted rows, and checkpoints (`log` first). Returns
-    /// whether there was work.
+    /// indexed segment with too many deleted rows or built under other settings, and
+    /// checkpoints (`log` first). Returns whether there was work.
     pub fn optimize(&self, pool: &rayon::ThreadPool, log: &Wal) -> Result<bool> {
         let _one = self.optimizing.lock();
         let (src, target, fresh_id) = {
@@ -30,11 +40,12 @@ impl LocalShard {
                 .cloned();
             match sealed {
                 Some(src) => {
+                    let settings = self.settings();
                     let target = st
                         .segments
                         .iter()
-                        .filter(|s| s.is_indexed())
-                        .rfind(|s| s.row_count() < self.settings.max_segment_points)
+                        .filter(|s| s.is_indexed() && !built_otherwise(s, &settings.vectors))
+                        .rfind(|s| s.row_count() < settings.max_segment_points)
                         .cloned();
                     let fresh = target.is_none().then(|| {
                         st.next_segment_id += 1;
@@ -42,7 +53,10 @@ impl LocalShard {
                     });
                     (src, target, fresh)
                 }
-                None => match self.vacuum_candidate(&st) {
+                None => match self
+                    .vacuum_candidate(&st)
+                    .or_else(|| self.stale_candidate(&st))
+                {
                     Some(src) => {
                         st.next_segment_id += 1;
                         (src, None, Some(st.next_segment_id - 1))
@@ -60,7 +74,7 @@ impl LocalShard {
                 .map(|r| (r, rows.ids[r as usize]))
                 .collect();
             drop(rows);
-            let vectors = (0..self.settings.vectors.len())
+            let vectors = (0..self.settings().vectors.len())
                 .map(|c| moving.iter().map(|&(r, _)| src.vector(c, r)).collect())
                 .collect();
             (moving, vectors)
@@ -175,7 +189,7 @@ impl LocalShard {
     }
 
     pub(super) fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {
-        self.settings
+        self.settings()
             .vectors
             .iter()
             .zip(vectors)
@@ -201,12 +215,12 @@ impl LocalShard {
                 };
                 if config.storage.is_quantized() {
                     let sample = sample();
-                    if !sample.is_empty() {
+                    if sample.len() / v.dim.max(1) >= config.storage.min_training_vectors() {
                         return Ok(SegmentIndex::Hnsw(HnswIndex::with_training(
                             v.dim, metric, config, &sample,
                         )?));
                     }
-                    // Nothing to train on yet: full precision until a rebuild.
+                    // Too little to train on yet: full precision until a rebuild.
                     return Ok(SegmentIndex::Hnsw(HnswIndex::new(
                         v.dim,
                         metric,
@@ -222,7 +236,7 @@ impl LocalShard {
     }
 
     pub(super) fn extension(&self, column: usize) -> &'static str {
-        SegmentIndex::extension(self.settings.vectors[column].ivf.is_some())
+        SegmentIndex::extension(self.settings().vectors[column].ivf.is_some())
     }
 
     pub(super) fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
@@ -231,4 +245,29 @@ impl LocalShard {
             self.extension(column)
         ))
     }
+}
+
+/// Whether some graph of an indexed segment was built with HNSW or quantization settings
+/// other than `vectors` ask for. A graph of too few vectors to train the asked quantizer on
+/// was built at full precision on purpose, and is not rebuilt for that (its rebuild would
+/// come out the same).
+fn built_otherwise(segment: &Segment, vectors: &[EffectiveVector]) -> bool {
+    let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {
+        return false;
+    };
+    graphs.iter().zip(vectors).any(|(graph, v)| {
+        let SegmentIndex::Hnsw(h) = graph else {
+            return false;
+        };
+        let (have, want) = (h.config(), &v.hnsw);
+        let untrainable = have.storage == StorageKind::F32
+            && want.storage.is_quantized()
+            && index_core::VectorIndex::len(h) < want.storage.min_training_vectors();
+        (have.storage != want.storage && !untrainable)
+            || have.m != want.m
+            || have.ef_construct != want.ef_construct
+            || (have.storage == StorageKind::Pq
+                && have.pq_subspaces_for(v.dim) != want.pq_subspaces_for(v.dim))
+            || (have.storage == StorageKind::Sq8 && have.quantile != want.quantile)
+    })
 }

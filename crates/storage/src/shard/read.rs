@@ -206,7 +206,7 @@ impl LocalShard {
         with_vector: &VectorSelector,
     ) -> Record {
         let vectors = (*with_vector != VectorSelector::Nothing).then(|| {
-            self.settings
+            self.settings()
                 .vectors
                 .iter()
                 .enumerate()
@@ -308,7 +308,7 @@ impl LocalShard {
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         req.params.validate()?;
         let col = self.column(&req.vector_name)?;
-        let v = &self.settings.vectors[col];
+        let v = &self.settings().vectors[col];
         let metric = v.distance.metric();
         let st = self.state.read();
         let filter = req.filter.as_ref();
