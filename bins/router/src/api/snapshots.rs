@@ -103,16 +103,7 @@ pub async fn recover(
                 let file = download_snapshot(&st, url, api_key.as_deref()).await?;
                 recover_file(st, name, file, checksum, true).await
             };
-            if !wait {
-                tokio::spawn(async move {
-                    if let Err(e) = task.await {
-                        tracing::error!(error = %e.message, "snapshot recovery failed");
-                    }
-                });
-                return Ok(accepted(start));
-            }
-            task.await?;
-            return Ok(ok(start, &true));
+            return finish_recovery(start, wait, task).await;
         }
         // This server's own download URL: resolved here, not fetched.
         let own = url
@@ -165,6 +156,15 @@ pub async fn recover(
         return Err(forbidden());
     }
     let task = recover_file(state.clone(), name, real, body.checksum, false);
+    finish_recovery(start, wait, task).await
+}
+
+/// Awaits a recovery (`wait`), or answers 202 at once and lets it run, logging a failure.
+async fn finish_recovery(
+    start: Instant,
+    wait: bool,
+    task: impl std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+) -> ApiResult {
     if !wait {
         tokio::spawn(async move {
             if let Err(e) = task.await {
@@ -362,16 +362,7 @@ pub async fn upload(
         ));
     };
     let task = recover_file(state.clone(), name, file, params.checksum, true);
-    if !wait {
-        tokio::spawn(async move {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e.message, "snapshot recovery failed");
-            }
-        });
-        return Ok(accepted(start));
-    }
-    task.await?;
-    Ok(ok(start, &true))
+    finish_recovery(start, wait, task).await
 }
 
 /// `POST /snapshots`: a full snapshot (every collection and the aliases).
@@ -421,24 +412,11 @@ pub async fn remove_full(
     Ok(ok(start, &true))
 }
 
-/// `%XX` escapes of a URL path segment decoded (invalid ones kept as they are).
+/// `%XX` escapes of a URL path segment decoded.
 fn percent_decode(segment: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Whether the deepest ancestor of `path` that exists (the path itself when it does) resolves
