@@ -20,7 +20,7 @@
 //! <dir>/shard-<k>/            each shard's checkpoint and graph files (see `shard`)
 //! ```
 
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, VectorParams, VectorsConfig};
 use crate::ops::{Operation, PointWrite};
 use crate::shard::{sync_dir, write_atomically};
 use crate::shard::{
@@ -358,6 +358,9 @@ pub struct Collection {
     /// When the last update was applied, in milliseconds since `opened`.
     last_write_ms: AtomicU64,
     opened: Instant,
+    /// Bumped by every change of the named vectors: an update checked against the vectors
+    /// before one is checked again (see [`Collection::update`]).
+    vectors_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Collection {
@@ -377,6 +380,31 @@ fn shard_settings(config: &CollectionConfig) -> ShardSettings {
         max_segment_points: config.max_segment_points(),
         vacuum: config.vacuum_thresholds(),
     }
+}
+
+/// The most bytes a vector's name may have when it is created on an existing collection.
+pub const MAX_NEW_VECTOR_NAME_BYTES: usize = 200;
+
+/// Checks the name of a vector to create as Qdrant does (it keeps vectors in directories
+/// named after them): at most 200 bytes, none of the characters file systems refuse.
+fn validate_new_vector_name(name: &str) -> Result<()> {
+    const REFUSED: [char; 11] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1f}'];
+    if name.len() > MAX_NEW_VECTOR_NAME_BYTES {
+        return Err(StorageError::InvalidInput(format!(
+            "vector name `{name}`: must be at most {MAX_NEW_VECTOR_NAME_BYTES} bytes long"
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| REFUSED.contains(c)) {
+        return Err(StorageError::InvalidInput(format!(
+            "vector name `{name}`: cannot contain {c:?}"
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(StorageError::InvalidInput(format!(
+            "vector name `{name}` is not allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// Stable shard choice for an id: a point always lives in the same shard.
@@ -503,6 +531,7 @@ impl Collection {
             unsynced: AtomicU64::new(0),
             last_write_ms: AtomicU64::new(0),
             opened: Instant::now(),
+            vectors_epoch: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&collection);
         let signal = collection.signal.clone();
@@ -553,10 +582,17 @@ impl Collection {
     /// [`StorageError::PointNotFound`] with the first missing id, as Qdrant does; which ids
     /// exist is decided under the write lock, with the write. Deletes by id stay lenient.
     pub fn update(&self, update: Update, wait: bool) -> Result<u64> {
-        let update = self.prepare(update)?;
-        let atomic = matches!(update, Update::Batch(_));
-        let (seq, missing) = {
+        let mut update = update;
+        let (seq, missing) = loop {
+            let epoch = self.vectors_epoch.load(Ordering::Acquire);
+            update = self.prepare(update)?;
             let _w = self.write_lock.lock();
+            if self.vectors_epoch.load(Ordering::Acquire) != epoch {
+                // The named vectors changed while it was checked: check it again (preparing
+                // twice changes nothing but the verdict on the vectors).
+                continue;
+            }
+            let atomic = matches!(update, Update::Batch(_));
             let (op, missing) = self.resolve(update, &mut Pending::new(&self.shards));
             if let (true, Some(id)) = (atomic, missing) {
                 // A batch is all or nothing: nothing was logged or applied yet.
@@ -580,7 +616,7 @@ impl Collection {
             if sealed {
                 self.kick();
             }
-            (seq, missing)
+            break (seq, missing);
         };
         if wait && self.config.read().fsync_interval().is_none() {
             self.wal.sync(seq)?;
@@ -1014,6 +1050,108 @@ impl Collection {
         }
         self.kick();
         Ok(())
+    }
+
+    /// Creates the vector `name` (Qdrant's `create_vector_name`) with the size, distance and
+    /// datatype of `params` (its index and quantization are the collection's): the points
+    /// stored have none of it until written. A collection of one unnamed vector keeps it, as
+    /// `""`, beside the named ones. Creating a vector that exists with the same size and
+    /// distance changes nothing; with another, it is refused. Returns whether anything
+    /// changed.
+    pub fn create_vector(&self, name: &str, params: VectorParams) -> Result<bool> {
+        validate_new_vector_name(name)?;
+        self.change_vectors(|config| {
+            if let Some(existing) = config.vectors.get(name) {
+                if existing.size == params.size && existing.distance == params.distance {
+                    return Ok(false);
+                }
+                return Err(StorageError::InvalidConfig(format!(
+                    "vectors.{name}: exists with another size or distance ({} {:?})",
+                    existing.size, existing.distance
+                )));
+            }
+            // A new vector takes the collection's index; an IVF index is trained on vectors
+            // a new, empty vector does not have.
+            if matches!(config.index, Some(crate::config::IndexConfig::Ivf(_))) {
+                return Err(StorageError::InvalidConfig(
+                    "vectors: creating a vector on a collection with an IVF index is not supported"
+                        .into(),
+                ));
+            }
+            let VectorsConfig::Multi(named) = &mut config.vectors else {
+                let VectorsConfig::Single(unnamed) = config.vectors.clone() else {
+                    unreachable!("one of two")
+                };
+                config.vectors = VectorsConfig::Multi(
+                    [(String::new(), *unnamed), (name.to_string(), params)].into(),
+                );
+                return Ok(true);
+            };
+            named.insert(name.to_string(), params);
+            Ok(true)
+        })
+    }
+
+    /// Deletes the vector `name` (Qdrant's `delete_vector_name`) from the collection and every
+    /// point. A name that does not exist changes nothing; the last vector of a collection
+    /// cannot be deleted. Returns whether anything changed.
+    pub fn delete_vector(&self, name: &str) -> Result<bool> {
+        self.change_vectors(|config| {
+            if config.vectors.get(name).is_none() {
+                return Ok(false);
+            }
+            match &mut config.vectors {
+                VectorsConfig::Multi(named) if named.len() > 1 => {
+                    named.remove(name);
+                    Ok(true)
+                }
+                _ => Err(StorageError::InvalidConfig(format!(
+                    "vectors: `{name}` is the collection's only vector and cannot be deleted"
+                ))),
+            }
+        })
+    }
+
+    /// Changes the collection's vectors as `edit` does (returning whether it did), and re-lays
+    /// every shard's columns for them (`shard::relayout`): prepared on every shard, committed
+    /// by writing the config, then applied in memory and checkpointed. Writes wait meanwhile.
+    fn change_vectors(
+        &self,
+        edit: impl FnOnce(&mut CollectionConfig) -> Result<bool>,
+    ) -> Result<bool> {
+        let _w = self.write_lock.lock();
+        let mut next = self.config.read().clone();
+        if !edit(&mut next)? {
+            return Ok(false);
+        }
+        next.validate()?;
+        // Checkpoints in the current layout first, each naming it: a crash after the config is
+        // written then loads them mapped onto the new vectors.
+        self.sync_log()?;
+        for s in &self.shards {
+            s.checkpoint_forced(&self.wal)?;
+        }
+        let settings = shard_settings(&next);
+        let changes = self
+            .shards
+            .iter()
+            .map(|s| s.prepare_vectors_change(settings.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        write_atomically(
+            &self.dir.join("config.json"),
+            &serde_json::to_vec_pretty(&next).expect("json"),
+        )?;
+        *self.config.write() = next;
+        self.vectors_epoch.fetch_add(1, Ordering::AcqRel);
+        for change in changes {
+            change.commit();
+        }
+        for s in &self.shards {
+            s.checkpoint_forced(&self.wal)?;
+        }
+        self.truncate_log()?;
+        self.kick();
+        Ok(true)
     }
 
     /// Runs the optimizer until no shard has work (what the background thread does); for

@@ -522,9 +522,11 @@ impl CollectionConfig {
             )));
         }
         for (name, p) in &params {
-            if self.vectors.is_named() && (name.is_empty() || name.len() > 256) {
+            // The empty name is the unnamed vector, which may sit beside named ones once a
+            // named vector is created on a collection of one unnamed vector (as in Qdrant).
+            if name.len() > 256 {
                 return Err(invalid(format!(
-                    "vectors: name `{name}` must be 1 to 256 bytes"
+                    "vectors: name `{name}` must be at most 256 bytes"
                 )));
             }
             p.validate(name)?;

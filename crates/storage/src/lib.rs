@@ -76,5 +76,6 @@ pub use order::{OrderBy, OrderValue};
 pub use query::{ContextPair, ExampleQuery, PreparedExamples, Query, RecommendStrategy};
 pub use shard::{
     LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
+    VectorsChange,
 };
 pub use store::{validate_collection_name, SnapshotDescription, Storage, MAX_COLLECTIONS};

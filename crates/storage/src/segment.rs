@@ -24,6 +24,7 @@ use parking_lot::RwLock;
 use quant::{kernels, Metric};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A growable bitset over rows.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +65,7 @@ impl RowBits {
 }
 
 /// Which rows exist and which are current, and whose they are.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Rows {
     /// Row → point id (rows never reused).
     pub(crate) ids: Vec<PointId>,
@@ -88,7 +89,9 @@ pub(crate) enum SegmentVectors {
     Plain(RwLock<Vec<PlainColumn>>),
     /// One graph per named vector.
     Indexed {
-        graphs: Vec<SegmentIndex>,
+        /// Shared, so that a segment re-laid for a change of the named vectors
+        /// ([`Segment::relaid`]) keeps the graphs it does not drop without copying them.
+        graphs: Vec<Arc<SegmentIndex>>,
         /// Bumped each time the graphs' files are rewritten; 0: never written.
         generation: AtomicU64,
         /// Rows the files of the current generation hold.
@@ -295,9 +298,68 @@ impl Segment {
             id,
             rows: RwLock::new(rows),
             vectors: SegmentVectors::Indexed {
-                graphs,
+                graphs: graphs.into_iter().map(Arc::new).collect(),
                 generation: AtomicU64::new(generation),
                 saved_rows: AtomicUsize::new(0),
+            },
+        }
+    }
+
+    /// Re-lays an appendable segment's columns in place for a change of the named vectors
+    /// (caller holds the shard's write lock): column `c` of the new layout is the old column
+    /// `keep[c]`, or a new one with no vector in any row.
+    pub(crate) fn relay_plain(&self, keep: &[Option<usize>], vectors: &[EffectiveVector]) {
+        let SegmentVectors::Plain(columns) = &self.vectors else {
+            return;
+        };
+        let rows = self.rows.read().ids.len();
+        let mut columns = columns.write();
+        let mut old: Vec<Option<PlainColumn>> = columns.drain(..).map(Some).collect();
+        *columns = keep
+            .iter()
+            .zip(vectors)
+            .map(|(k, v)| match k.and_then(|o| old[o].take()) {
+                Some(c) => c,
+                None => PlainColumn {
+                    dim: v.dim,
+                    metric: v.distance.metric(),
+                    data: vec![0.0; rows * v.dim],
+                    present: RowBits::default(),
+                },
+            })
+            .collect();
+    }
+
+    /// This indexed segment with its graphs re-laid for a change of the named vectors: column
+    /// `c` keeps the old graph `keep[c]` (shared, not copied), or takes the next of `fresh`
+    /// (empty graphs, in column order); same rows, files of `generation`.
+    pub(crate) fn relaid(
+        &self,
+        keep: &[Option<usize>],
+        fresh: Vec<SegmentIndex>,
+        generation: u64,
+    ) -> Segment {
+        let SegmentVectors::Indexed {
+            graphs, saved_rows, ..
+        } = &self.vectors
+        else {
+            unreachable!("only indexed segments are re-laid into new ones");
+        };
+        let mut fresh = fresh.into_iter();
+        let graphs = keep
+            .iter()
+            .map(|k| match k {
+                Some(o) => graphs[*o].clone(),
+                None => Arc::new(fresh.next().expect("a fresh graph per new column")),
+            })
+            .collect();
+        Segment {
+            id: self.id,
+            rows: RwLock::new(self.rows.read().clone()),
+            vectors: SegmentVectors::Indexed {
+                graphs,
+                generation: AtomicU64::new(generation),
+                saved_rows: AtomicUsize::new(saved_rows.load(Ordering::Acquire)),
             },
         }
     }
@@ -359,6 +421,11 @@ impl Segment {
         }
         for &(col, v) in vectors {
             let c = &mut columns[col];
+            if v.len() != c.dim {
+                // Checked before logging; a vector of another length can only come from a log
+                // replayed across a change of the named vectors, whose old column it belonged to.
+                continue;
+            }
             let start = row as usize * c.dim;
             c.data[start..start + c.dim].copy_from_slice(v);
             c.present.set(row, true);

@@ -204,7 +204,7 @@ pub async fn delete_index(
     Ok(index_changed(start, wait))
 }
 
-/// The answer to a payload index change (applied at once: no operation number).
+/// The answer to a payload index or vector change (applied at once: no operation number).
 fn index_changed(start: Instant, wait: bool) -> axum::response::Response {
     ok(
         start,
@@ -213,6 +213,110 @@ fn index_changed(start: Instant, wait: bool) -> axum::response::Response {
             status: UpdateStatus::waited(wait),
         },
     )
+}
+
+/// `PUT /collections/{name}/vectors/{vector_name}`: creates a named vector on a collection
+/// that may hold points (they have none of it until written).
+pub async fn create_vector(
+    State(state): State<Arc<AppState>>,
+    Path((name, vector)): Path<(String, String)>,
+    params: Params<WriteParams>,
+    body: Body<model::VectorNameConfig>,
+) -> ApiResult {
+    create_vector_named(state, name, vector, params, body).await
+}
+
+/// `PUT /collections/{name}/vectors/`: the unnamed vector (`""`, which the client puts in
+/// the path as an empty segment).
+pub async fn create_unnamed_vector(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    params: Params<WriteParams>,
+    body: Body<model::VectorNameConfig>,
+) -> ApiResult {
+    create_vector_named(state, name, String::new(), params, body).await
+}
+
+async fn create_vector_named(
+    state: Arc<AppState>,
+    name: String,
+    vector: String,
+    Params(params): Params<WriteParams>,
+    Body(body): Body<model::VectorNameConfig>,
+) -> ApiResult {
+    let start = Instant::now();
+    let wait = model::Flag::or(params.wait, false);
+    let c = collection(&state, &name)?;
+    let dense = match (body.dense, body.sparse) {
+        (Some(dense), None) => dense,
+        (None, Some(_)) => {
+            return Err(convert::bad(
+                "Bad request: sparse vectors are not supported (create a dense vector)",
+            ))
+        }
+        _ => {
+            return Err(convert::bad(
+                "Format error in JSON body: exactly one of `dense` and `sparse` is expected",
+            ))
+        }
+    };
+    let params = storage::VectorParams {
+        size: dense.size,
+        distance: dense.distance,
+        on_disk: None,
+        hnsw_config: None,
+        quantization_config: None,
+        datatype: dense.datatype,
+        multivector_config: dense.multivector_config,
+        memory: None,
+        index: None,
+    };
+    let st = state.clone();
+    blocking(move || {
+        c.create_vector(&vector, params)?;
+        st.cache.invalidate(c.name());
+        Ok(())
+    })
+    .await?;
+    Ok(index_changed(start, wait))
+}
+
+/// `DELETE /collections/{name}/vectors/{vector_name}`: deletes a named vector from the
+/// collection and its points.
+pub async fn delete_vector(
+    State(state): State<Arc<AppState>>,
+    Path((name, vector)): Path<(String, String)>,
+    params: Params<WriteParams>,
+) -> ApiResult {
+    delete_vector_named(state, name, vector, params).await
+}
+
+/// `DELETE /collections/{name}/vectors/`: the unnamed vector (`""`).
+pub async fn delete_unnamed_vector(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    params: Params<WriteParams>,
+) -> ApiResult {
+    delete_vector_named(state, name, String::new(), params).await
+}
+
+async fn delete_vector_named(
+    state: Arc<AppState>,
+    name: String,
+    vector: String,
+    Params(params): Params<WriteParams>,
+) -> ApiResult {
+    let start = Instant::now();
+    let wait = model::Flag::or(params.wait, false);
+    let c = collection(&state, &name)?;
+    let st = state.clone();
+    blocking(move || {
+        c.delete_vector(&vector)?;
+        st.cache.invalidate(c.name());
+        Ok(())
+    })
+    .await?;
+    Ok(index_changed(start, wait))
 }
 
 /// `POST /collections/aliases`: create, delete and rename aliases, all or none.

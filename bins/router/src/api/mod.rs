@@ -58,6 +58,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
                 .patch(collections::update),
         )
         .route("/collections/{name}/exists", get(collections::exists))
+        .route(
+            "/collections/{name}/vectors/{vector}",
+            put(collections::create_vector).delete(collections::delete_vector),
+        )
+        .route(
+            "/collections/{name}/vectors/",
+            put(collections::create_unnamed_vector).delete(collections::delete_unnamed_vector),
+        )
         .route("/collections/{name}/index", put(collections::create_index))
         .route(
             "/collections/{name}/index/{field}",

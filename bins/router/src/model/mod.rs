@@ -717,6 +717,32 @@ pub struct UpdateCollection {
     pub metadata: Option<Value>,
 }
 
+/// `VectorNameConfig` (`PUT /collections/{name}/vectors/{vector_name}`): a dense vector's
+/// shape, or a sparse vector's (not served).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorNameConfig {
+    /// A dense vector.
+    pub dense: Option<DenseVectorConfig>,
+    /// A sparse vector (refused: sparse vectors are not served).
+    pub sparse: Option<Value>,
+}
+
+/// `DenseVectorConfig`: what defines a new dense vector; its index and quantization are the
+/// collection's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseVectorConfig {
+    /// Dimension.
+    pub size: usize,
+    /// Distance function.
+    pub distance: storage::Distance,
+    /// Multivectors (refused: not served).
+    pub multivector_config: Option<Value>,
+    /// Element type (`float32` or `float16`).
+    pub datatype: Option<String>,
+}
+
 /// `VectorParamsDiff`: what a PATCH may change of one vector.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -61,7 +61,10 @@ impl Serialize for Vectors<'_> {
         let Some(vectors) = self.vectors else {
             return s.serialize_none();
         };
-        if !self.named {
+        // The unnamed vector alone is a list even beside named ones (a collection given named
+        // vectors after its unnamed one), as Qdrant answers.
+        let unnamed_only = matches!(vectors, [(n, _)] if n.is_empty());
+        if !self.named || unnamed_only {
             return match vectors.iter().find(|(n, _)| n.is_empty()) {
                 Some((_, v)) => Floats(v).serialize(s),
                 None => s.serialize_map(Some(0))?.end(),

@@ -1,16 +1,20 @@
 //! Checkpoints of a shard (`state.bin`) and loading one at open.
 //!
-//! # Checkpoint file (`state.bin`), version 1
+//! # Checkpoint file (`state.bin`), version 2
 //! ```text
-//! [magic "VRSHARD\0"][version u32 LE = 1][body_len u64 LE][crc32 of body u32 LE][body]
+//! [magic "VRSHARD\0"][version u32 LE = 2][body_len u64 LE][crc32 of body u32 LE][body]
 //! body   = [header_len u32 LE][header: JSON][points: points_bytes][f32 LE values]
 //! header = {"applied_seq", "next_segment_id", "point_count", "points_bytes",
-//!           "indexed": [{"id", "generation", "rows"}]}     graphs on disk and the rows they hold
+//!           "indexed": [{"id", "generation", "rows"}],     graphs on disk and the rows they hold
+//!           "columns": [{"name", "dim", "distance", "ivf"}]} the layout columns are numbered in
 //! point  = [id: 0 u8, u64 | 1 u8, u128 (UUID)]
 //!          [location: 0 u8, segment u64, row u32            a row of an on-disk graph
 //!                   | 1 u8, n u8, n × (column u16, len u32)] vectors inline, in the f32 block]
 //!          [payload_len u32][payload: JSON]
 //! ```
+//! Version 1 had no `columns`: its layout is the config's (it is read, and never written).
+//! Loading maps the recorded layout onto the config's vectors by name (see `relayout`).
+//!
 //! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
 //! index crate's own versioned, checksummed format). A growing graph is rewritten only when
 //! the rows added since its last file reach half of what that file holds (and on close):
@@ -34,6 +38,12 @@ impl LocalShard {
     /// covers.
     pub fn checkpoint(&self, log: &Wal) -> Result<u64> {
         self.write_checkpoint(false, log)
+    }
+
+    /// Writes a checkpoint even if nothing was applied since the last one (after a change
+    /// that is not an operation, such as a re-layout of the named vectors).
+    pub fn checkpoint_forced(&self, log: &Wal) -> Result<u64> {
+        self.write_checkpoint(true, log)
     }
 
     pub(super) fn write_checkpoint(&self, force: bool, log: &Wal) -> Result<u64> {
@@ -71,10 +81,14 @@ impl LocalShard {
         let path = self.dir.join(STATE_FILE);
         let bytes = std::fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
         let header = decode_state(&path, &bytes)?.0;
+        // The files are numbered in the layout the checkpoint records.
+        let layout = header
+            .columns
+            .unwrap_or_else(|| relayout::layout_of(&self.settings().vectors));
         let mut out = vec![path];
         for seg in &header.indexed {
-            for c in 0..self.settings().vectors.len() {
-                out.push(self.graph_path(seg.id, seg.generation, c));
+            for (c, column) in layout.iter().enumerate() {
+                out.push(self.graph_file(seg.id, seg.generation, c, column.ivf));
             }
         }
         Ok(out)
@@ -141,6 +155,7 @@ impl LocalShard {
             points.extend_from_slice(&json);
         }
         let header = StateHeader {
+            columns: Some(relayout::layout_of(&self.settings().vectors)),
             applied_seq: st.applied_seq,
             next_segment_id: st.next_segment_id,
             indexed,
@@ -166,11 +181,31 @@ impl LocalShard {
         let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
         let (header, points, floats) = decode_state(path, &bytes)?;
         let corrupt = |why: String| StorageError::corrupt(path, why);
+        // The layout the file is numbered in, mapped onto the config's vectors by name: they
+        // differ after a crash between a change of the named vectors and its checkpoint.
+        let settings = self.settings();
+        let layout = header
+            .columns
+            .clone()
+            .unwrap_or_else(|| relayout::layout_of(&settings.vectors));
+        let keep = relayout::keep_columns(&layout, &settings.vectors);
+        let same_layout = relayout::is_identity(&keep, layout.len());
+        let mut column_of = vec![None; layout.len()];
+        for (c, k) in keep.iter().enumerate() {
+            if let Some(o) = k {
+                column_of[*o] = Some(c);
+            }
+        }
         let mut segments: HashMap<u64, Arc<Segment>> = HashMap::new();
         for seg in &header.indexed {
+            let mut fresh = self.fresh_graphs(&keep, &settings.vectors)?.into_iter();
             let mut graphs = Vec::new();
-            for (c, v) in self.settings().vectors.iter().enumerate() {
-                let file = self.graph_path(seg.id, seg.generation, c);
+            for (c, v) in settings.vectors.iter().enumerate() {
+                let Some(o) = keep[c] else {
+                    graphs.push(fresh.next().expect("a fresh graph per new column"));
+                    continue;
+                };
+                let file = self.graph_file(seg.id, seg.generation, o, layout[o].ivf);
                 if !file.exists() {
                     return Err(StorageError::corrupt(
                         &file,
@@ -182,11 +217,30 @@ impl LocalShard {
                         .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
                 );
             }
+            let generation = if same_layout {
+                seg.generation
+            } else {
+                // The next checkpoint names files in the config's layout: link them now.
+                let fresh: Vec<&SegmentIndex> = keep
+                    .iter()
+                    .zip(&graphs)
+                    .filter(|(k, _)| k.is_none())
+                    .map(|(_, g)| g)
+                    .collect();
+                self.relink(
+                    seg.id,
+                    seg.generation,
+                    &keep,
+                    &layout,
+                    &settings.vectors,
+                    &fresh,
+                )?
+            };
             let rows = Rows {
                 ids: vec![PointId::Num(u64::MAX); seg.rows as usize],
                 live: Default::default(),
             };
-            let segment = Segment::indexed(seg.id, graphs, seg.generation, rows);
+            let segment = Segment::indexed(seg.id, graphs, generation, rows);
             segment.set_saved_rows(seg.rows as usize);
             segments.insert(seg.id, Arc::new(segment));
         }
@@ -230,10 +284,13 @@ impl LocalShard {
                             .ok_or_else(|| corrupt("short vector entry".into()))?
                             as usize;
                         let end = at + len;
-                        if end > floats.len() || c >= self.settings().vectors.len() {
+                        if end > floats.len() || c >= layout.len() {
                             return Err(corrupt("vector block too short".into()));
                         }
-                        cols.push((c, at, end));
+                        // A vector of a column deleted since is dropped.
+                        if let Some(c) = column_of[c] {
+                            cols.push((c, at, end));
+                        }
                         at = end;
                     }
                     let views: Vec<(usize, &[f32])> =
@@ -277,6 +334,9 @@ struct IndexedHeader {
 
 #[derive(Serialize, Deserialize)]
 struct StateHeader {
+    /// The layout columns are numbered in (absent in version 1: the config's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    columns: Option<Vec<relayout::ColumnHeader>>,
     applied_seq: u64,
     next_segment_id: u64,
     indexed: Vec<IndexedHeader>,
@@ -291,7 +351,7 @@ fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u
         return Err(corrupt("not a shard checkpoint (bad magic)".into()));
     }
     let version = r.u32().expect("length checked");
-    if version != STATE_VERSION {
+    if version != STATE_VERSION && version != 1 {
         return Err(corrupt(format!("unsupported checkpoint version {version}")));
     }
     let len = r.u64().expect("length checked");

@@ -16,6 +16,9 @@
 mod checkpoint;
 mod optimize;
 mod read;
+mod relayout;
+
+pub use relayout::VectorsChange;
 
 use crate::config::EffectiveVector;
 use crate::filter_cache::{FilterCache, FilterRows};
@@ -39,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 const STATE_FILE: &str = "state.bin";
 
 /// Which stored vectors to return.
@@ -119,6 +122,10 @@ pub(crate) struct PointEntry {
 }
 
 struct State {
+    /// Vector name → column of every segment: the settings' vectors, by position. Here, under
+    /// the state's lock, because creating or deleting a named vector re-lays the segments'
+    /// columns (`vectors_change`): a reader sees the map and the segments of one layout.
+    columns: HashMap<String, usize>,
     points: BTreeMap<PointId, PointEntry>,
     /// Indexed segments, sealed appendables waiting for the optimizer, then `active`.
     segments: Vec<Arc<Segment>>,
@@ -151,7 +158,6 @@ pub struct LocalShard {
     dir: PathBuf,
     /// Replaced whole by a PATCH of the collection ([`LocalShard::update_settings`]).
     settings: RwLock<Arc<ShardSettings>>,
-    columns: HashMap<String, usize>,
     state: RwLock<State>,
     /// One optimizer step at a time.
     optimizing: Mutex<()>,
@@ -201,18 +207,12 @@ impl LocalShard {
         index_defs: &[(String, Value)],
     ) -> Result<LocalShard> {
         persist::create_dir_durable(dir).map_err(|e| StorageError::io(dir, e))?;
-        let columns = settings
-            .vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.name.clone(), i))
-            .collect();
         let active = Arc::new(Segment::appendable(0, &settings.vectors));
         let shard = LocalShard {
             id,
             dir: dir.to_path_buf(),
-            columns,
             state: RwLock::new(State {
+                columns: column_map(&settings.vectors),
                 points: BTreeMap::new(),
                 segments: vec![active.clone()],
                 active,
@@ -298,7 +298,7 @@ impl LocalShard {
                 SegmentVectors::Indexed { graphs, .. } => graphs
                     .iter()
                     .map(|g| {
-                        let m = match g {
+                        let m = match &**g {
                             SegmentIndex::Hnsw(h) => h.memory_usage(),
                             SegmentIndex::Ivf(i) => i.memory_usage(),
                         };
@@ -310,8 +310,8 @@ impl LocalShard {
             .sum()
     }
 
-    fn column(&self, name: &str) -> Result<usize> {
-        self.columns
+    fn column(st: &State, name: &str) -> Result<usize> {
+        st.columns
             .get(name)
             .copied()
             .ok_or_else(|| StorageError::UnknownVector {
@@ -329,6 +329,7 @@ impl LocalShard {
             return false;
         }
         let State {
+            columns,
             points,
             active,
             indexes,
@@ -339,132 +340,16 @@ impl LocalShard {
             st.applied_seq = seq;
             return false;
         };
-        self.apply_op(points, active, indexes, filters.get_mut(), op);
+        let mut w = Writer {
+            columns,
+            points,
+            active,
+            indexes,
+            filters: filters.get_mut(),
+        };
+        w.apply_op(op);
         st.applied_seq = seq;
         self.seal_if_full(&mut st)
-    }
-
-    /// Applies one operation to the shard's state (the caller holds the state's write lock).
-    fn apply_op(
-        &self,
-        points: &mut BTreeMap<PointId, PointEntry>,
-        active: &Arc<Segment>,
-        indexes: &mut PayloadIndexes,
-        filters: &mut FilterCache,
-        op: &Operation,
-    ) {
-        match op {
-            Operation::Upsert(writes) => {
-                for w in writes {
-                    // The row a re-upsert replaces dies: its bits go (materialised filters hold
-                    // live rows only, so a search needs no liveness test on top of them).
-                    if let Some(old) = points.get(&w.id) {
-                        filters.point_written(old.seg.id, old.row, |_| false);
-                    }
-                    self.upsert_one(points, active, indexes, w);
-                    self.refresh_filters(filters, points, w.id);
-                }
-            }
-            Operation::Delete(ids) => {
-                for id in ids {
-                    if let Some(e) = points.remove(id) {
-                        e.seg.set_live(e.row, false);
-                        filters.point_written(e.seg.id, e.row, |_| false);
-                        indexes.update(*id, Some(&e.payload), None);
-                    }
-                }
-            }
-            Operation::SetPayload { ids, payload, key } => {
-                let key = key.as_deref().and_then(|k| KeyPath::parse(k).ok());
-                self.edit_payloads(points, indexes, ids, |p| {
-                    let _ = payload::set_payload(p, payload, key.as_ref());
-                });
-                ids.iter()
-                    .for_each(|id| self.refresh_filters(filters, points, *id));
-            }
-            Operation::OverwritePayload { ids, payload } => {
-                self.edit_payloads(points, indexes, ids, |p| *p = payload.clone());
-                ids.iter()
-                    .for_each(|id| self.refresh_filters(filters, points, *id));
-            }
-            Operation::DeletePayload { ids, keys } => {
-                let keys: Vec<KeyPath> =
-                    keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
-                self.edit_payloads(points, indexes, ids, |p| payload::delete_keys(p, &keys));
-                ids.iter()
-                    .for_each(|id| self.refresh_filters(filters, points, *id));
-            }
-            Operation::ClearPayload(ids) => {
-                self.edit_payloads(points, indexes, ids, |p| p.clear());
-                ids.iter()
-                    .for_each(|id| self.refresh_filters(filters, points, *id));
-            }
-            Operation::Batch(ops) => {
-                for op in ops {
-                    self.apply_op(points, active, indexes, filters, op);
-                }
-            }
-        }
-    }
-
-    fn upsert_one(
-        &self,
-        points: &mut BTreeMap<PointId, PointEntry>,
-        active: &Arc<Segment>,
-        indexes: &mut PayloadIndexes,
-        w: &PointWrite,
-    ) {
-        let cols: Vec<(usize, &[f32])> = w
-            .vectors
-            .iter()
-            .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
-            .collect();
-        let row = active.push_row(w.id, &cols);
-        let entry = PointEntry {
-            seg: active.clone(),
-            row,
-            payload: w.payload.clone(),
-        };
-        if let Some(old) = points.insert(w.id, entry) {
-            old.seg.set_live(old.row, false);
-            indexes.update(w.id, Some(&old.payload), Some(&w.payload));
-        } else {
-            indexes.update(w.id, None, Some(&w.payload));
-        }
-    }
-
-    /// Re-evaluates the materialised filters on point `id` after a write to it.
-    fn refresh_filters(
-        &self,
-        filters: &mut FilterCache,
-        points: &BTreeMap<PointId, PointEntry>,
-        id: PointId,
-    ) {
-        let Some(e) = points.get(&id) else {
-            return;
-        };
-        let view = View {
-            id,
-            entry: e,
-            columns: &self.columns,
-        };
-        filters.point_written(e.seg.id, e.row, |f| f.matches(&view));
-    }
-
-    fn edit_payloads(
-        &self,
-        points: &mut BTreeMap<PointId, PointEntry>,
-        indexes: &mut PayloadIndexes,
-        ids: &[PointId],
-        edit: impl Fn(&mut Payload),
-    ) {
-        for id in ids {
-            if let Some(e) = points.get_mut(id) {
-                let old = e.payload.clone();
-                edit(&mut e.payload);
-                indexes.update(*id, Some(&old), Some(&e.payload));
-            }
-        }
     }
 
     fn seal_if_full(&self, st: &mut State) -> bool {
@@ -528,6 +413,122 @@ impl LocalShard {
     pub fn delete_payload_index(&self, field: &str) -> bool {
         self.state.write().indexes.drop_field(field)
     }
+}
+
+/// The parts of a shard's state a logged operation writes, borrowed under the write lock.
+struct Writer<'a> {
+    columns: &'a HashMap<String, usize>,
+    points: &'a mut BTreeMap<PointId, PointEntry>,
+    active: &'a Arc<Segment>,
+    indexes: &'a mut PayloadIndexes,
+    filters: &'a mut FilterCache,
+}
+
+impl Writer<'_> {
+    /// Applies one operation.
+    fn apply_op(&mut self, op: &Operation) {
+        match op {
+            Operation::Upsert(writes) => {
+                for w in writes {
+                    // The row a re-upsert replaces dies: its bits go (materialised filters hold
+                    // live rows only, so a search needs no liveness test on top of them).
+                    if let Some(old) = self.points.get(&w.id) {
+                        self.filters.point_written(old.seg.id, old.row, |_| false);
+                    }
+                    self.upsert_one(w);
+                    self.refresh_filters(w.id);
+                }
+            }
+            Operation::Delete(ids) => {
+                for id in ids {
+                    if let Some(e) = self.points.remove(id) {
+                        e.seg.set_live(e.row, false);
+                        self.filters.point_written(e.seg.id, e.row, |_| false);
+                        self.indexes.update(*id, Some(&e.payload), None);
+                    }
+                }
+            }
+            Operation::SetPayload { ids, payload, key } => {
+                let key = key.as_deref().and_then(|k| KeyPath::parse(k).ok());
+                self.edit_payloads(ids, |p| {
+                    let _ = payload::set_payload(p, payload, key.as_ref());
+                });
+            }
+            Operation::OverwritePayload { ids, payload } => {
+                self.edit_payloads(ids, |p| *p = payload.clone());
+            }
+            Operation::DeletePayload { ids, keys } => {
+                let keys: Vec<KeyPath> =
+                    keys.iter().filter_map(|k| KeyPath::parse(k).ok()).collect();
+                self.edit_payloads(ids, |p| payload::delete_keys(p, &keys));
+            }
+            Operation::ClearPayload(ids) => {
+                self.edit_payloads(ids, |p| p.clear());
+            }
+            Operation::Batch(ops) => {
+                for op in ops {
+                    self.apply_op(op);
+                }
+            }
+        }
+    }
+
+    fn upsert_one(&mut self, w: &PointWrite) {
+        // A vector whose name the layout lacks was deleted after the write was logged: a
+        // replay drops it, as the deletion did.
+        let cols: Vec<(usize, &[f32])> = w
+            .vectors
+            .iter()
+            .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
+            .collect();
+        let row = self.active.push_row(w.id, &cols);
+        let entry = PointEntry {
+            seg: self.active.clone(),
+            row,
+            payload: w.payload.clone(),
+        };
+        if let Some(old) = self.points.insert(w.id, entry) {
+            old.seg.set_live(old.row, false);
+            self.indexes
+                .update(w.id, Some(&old.payload), Some(&w.payload));
+        } else {
+            self.indexes.update(w.id, None, Some(&w.payload));
+        }
+    }
+
+    /// Re-evaluates the materialised filters on point `id` after a write to it.
+    fn refresh_filters(&mut self, id: PointId) {
+        let Some(e) = self.points.get(&id) else {
+            return;
+        };
+        let view = View {
+            id,
+            entry: e,
+            columns: self.columns,
+        };
+        self.filters
+            .point_written(e.seg.id, e.row, |f| f.matches(&view));
+    }
+
+    fn edit_payloads(&mut self, ids: &[PointId], edit: impl Fn(&mut Payload)) {
+        for id in ids {
+            if let Some(e) = self.points.get_mut(id) {
+                let old = e.payload.clone();
+                edit(&mut e.payload);
+                self.indexes.update(*id, Some(&old), Some(&e.payload));
+            }
+            self.refresh_filters(*id);
+        }
+    }
+}
+
+/// Vector name → column, for vectors laid out in this order.
+fn column_map(vectors: &[EffectiveVector]) -> HashMap<String, usize> {
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.clone(), i))
+        .collect()
 }
 
 pub(crate) use checkpoint::{sync_dir, write_atomically};

@@ -193,46 +193,53 @@ impl LocalShard {
             .vectors
             .iter()
             .zip(vectors)
-            .map(|(v, column)| {
-                let metric = v.distance.metric();
-                let sample = || -> Vec<f32> {
-                    column
-                        .iter()
-                        .flatten()
-                        .take(100_000)
-                        .flatten()
-                        .copied()
-                        .collect()
-                };
-                if let Some(ivf) = &v.ivf {
-                    let mut index = IvfIndex::new(v.dim, metric, ivf.clone())?;
-                    index.train(&sample())?;
-                    return Ok(SegmentIndex::Ivf(index));
-                }
-                let config = HnswConfig {
-                    seed: 0x5eed ^ self.id as u64,
-                    ..v.hnsw.clone()
-                };
-                if config.storage.is_quantized() {
-                    let sample = sample();
-                    if sample.len() / v.dim.max(1) >= config.storage.min_training_vectors() {
-                        return Ok(SegmentIndex::Hnsw(HnswIndex::with_training(
-                            v.dim, metric, config, &sample,
-                        )?));
-                    }
-                    // Too little to train on yet: full precision until a rebuild.
-                    return Ok(SegmentIndex::Hnsw(HnswIndex::new(
-                        v.dim,
-                        metric,
-                        HnswConfig {
-                            storage: StorageKind::F32,
-                            ..config
-                        },
-                    )?));
-                }
-                Ok(SegmentIndex::Hnsw(HnswIndex::new(v.dim, metric, config)?))
-            })
+            .map(|(v, column)| self.new_graph(v, column))
             .collect()
+    }
+
+    /// An index for vector `v`, its quantizer (if any) trained on `column`; one with too few
+    /// vectors to train on stores full precision until a rebuild.
+    pub(super) fn new_graph(
+        &self,
+        v: &EffectiveVector,
+        column: &ColumnCopy,
+    ) -> Result<SegmentIndex> {
+        let metric = v.distance.metric();
+        let sample = || -> Vec<f32> {
+            column
+                .iter()
+                .flatten()
+                .take(100_000)
+                .flatten()
+                .copied()
+                .collect()
+        };
+        if let Some(ivf) = &v.ivf {
+            let mut index = IvfIndex::new(v.dim, metric, ivf.clone())?;
+            index.train(&sample())?;
+            return Ok(SegmentIndex::Ivf(index));
+        }
+        let config = HnswConfig {
+            seed: 0x5eed ^ self.id as u64,
+            ..v.hnsw.clone()
+        };
+        if config.storage.is_quantized() {
+            let sample = sample();
+            if sample.len() / v.dim.max(1) >= config.storage.min_training_vectors() {
+                return Ok(SegmentIndex::Hnsw(HnswIndex::with_training(
+                    v.dim, metric, config, &sample,
+                )?));
+            }
+            return Ok(SegmentIndex::Hnsw(HnswIndex::new(
+                v.dim,
+                metric,
+                HnswConfig {
+                    storage: StorageKind::F32,
+                    ..config
+                },
+            )?));
+        }
+        Ok(SegmentIndex::Hnsw(HnswIndex::new(v.dim, metric, config)?))
     }
 
     pub(super) fn extension(&self, column: usize) -> &'static str {
@@ -240,9 +247,25 @@ impl LocalShard {
     }
 
     pub(super) fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
+        self.graph_file(
+            segment,
+            generation,
+            column,
+            self.settings().vectors[column].ivf.is_some(),
+        )
+    }
+
+    /// The file of one graph of an indexed segment (`ivf`: an IVF index's).
+    pub(super) fn graph_file(
+        &self,
+        segment: u64,
+        generation: u64,
+        column: usize,
+        ivf: bool,
+    ) -> PathBuf {
         self.dir.join(format!(
             "seg-{segment}-{generation}-{column}.{}",
-            self.extension(column)
+            SegmentIndex::extension(ivf)
         ))
     }
 }
@@ -256,7 +279,7 @@ fn built_otherwise(segment: &Segment, vectors: &[EffectiveVector]) -> bool {
         return false;
     };
     graphs.iter().zip(vectors).any(|(graph, v)| {
-        let SegmentIndex::Hnsw(h) = graph else {
+        let SegmentIndex::Hnsw(h) = &**graph else {
             return false;
         };
         let (have, want) = (h.config(), &v.hnsw);

@@ -32,7 +32,7 @@ impl LocalShard {
                             f.matches(&View {
                                 id: *id,
                                 entry: e,
-                                columns: &self.columns,
+                                columns: &st.columns,
                             })
                         })
                     }))
@@ -44,7 +44,7 @@ impl LocalShard {
                                 f.matches(&View {
                                     id: **id,
                                     entry: e,
-                                    columns: &self.columns,
+                                    columns: &st.columns,
                                 })
                             })
                             .map(|(id, _)| *id),
@@ -146,7 +146,7 @@ impl LocalShard {
             f.matches(&View {
                 id,
                 entry: e,
-                columns: &self.columns,
+                columns: &st.columns,
             })
         }))
     }
@@ -160,8 +160,8 @@ impl LocalShard {
         n: usize,
         seed: u64,
     ) -> Result<crate::matrix::ShardSample> {
-        let col = self.column(name)?;
         let st = self.state.read();
+        let col = Self::column(&st, name)?;
         let mut ids: Vec<PointId> = self
             .matching(&st, filter)
             .filter(|id| {
@@ -240,8 +240,8 @@ impl LocalShard {
 
     /// The stored vector `name` of point `id`, if any.
     pub fn vector_of(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>> {
-        let col = self.column(name)?;
         let st = self.state.read();
+        let col = Self::column(&st, name)?;
         Ok(st.points.get(&id).and_then(|e| e.seg.vector(col, e.row)))
     }
 
@@ -264,7 +264,7 @@ impl LocalShard {
                     f.matches(&View {
                         id: **id,
                         entry: e,
-                        columns: &self.columns,
+                        columns: &st.columns,
                     })
                 })
             });
@@ -307,10 +307,12 @@ impl LocalShard {
     /// neighbours of a vector, or the best scores against examples.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         req.params.validate()?;
-        let col = self.column(&req.vector_name)?;
-        let v = &self.settings().vectors[col];
-        let metric = v.distance.metric();
+        // The layout is read under the state's lock (see `State::columns`).
         let st = self.state.read();
+        let col = Self::column(&st, &req.vector_name)?;
+        let settings = self.settings();
+        let v = &settings.vectors[col];
+        let metric = v.distance.metric();
         let filter = req.filter.as_ref();
         // An example query's hits carry their negated score as the distance.
         let (hits, examples) = match &req.query {
@@ -358,7 +360,7 @@ impl LocalShard {
                     f.matches(&View {
                         id,
                         entry: e,
-                        columns: &self.columns,
+                        columns: &st.columns,
                     })
                 })
             }
@@ -412,7 +414,7 @@ impl LocalShard {
                 f.matches(&View {
                     id,
                     entry: e,
-                    columns: &self.columns,
+                    columns: &st.columns,
                 })
             })
         };
@@ -508,7 +510,7 @@ impl LocalShard {
             let view = View {
                 id,
                 entry: e,
-                columns: &self.columns,
+                columns: &st.columns,
             };
             if filter.matches(&view) {
                 rows.set(e.seg.id, e.row, true);
@@ -562,7 +564,7 @@ impl LocalShard {
                 passed += filter.matches(&View {
                     id,
                     entry: e,
-                    columns: &self.columns,
+                    columns: &st.columns,
                 }) as usize;
             }
         }

@@ -3,4 +3,5 @@ mod collection;
 mod filter_cache;
 mod fixtures;
 mod power_loss;
+mod vector_names;
 mod wal;
