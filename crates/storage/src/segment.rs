@@ -422,8 +422,10 @@ impl Segment {
         for &(col, v) in vectors {
             let c = &mut columns[col];
             if v.len() != c.dim {
-                // Checked before logging; a vector of another length can only come from a log
-                // replayed across a change of the named vectors, whose old column it belonged to.
+                // Checked before logging, and a change of the named vectors checkpoints every
+                // shard before and after it, so a replay does not cross one; were a checkpoint to
+                // fail there, a vector of the old column's length is dropped, not written out of
+                // bounds.
                 continue;
             }
             let start = row as usize * c.dim;

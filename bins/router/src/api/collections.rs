@@ -273,9 +273,10 @@ async fn create_vector_named(
     };
     let st = state.clone();
     blocking(move || {
-        c.create_vector(&vector, params)?;
+        // Whatever the outcome: a change that failed after its commit point took effect.
+        let changed = c.create_vector(&vector, params);
         st.cache.invalidate(c.name());
-        Ok(())
+        changed.map(|_| ()).map_err(Into::into)
     })
     .await?;
     Ok(index_changed(start, wait))
@@ -311,9 +312,10 @@ async fn delete_vector_named(
     let c = collection(&state, &name)?;
     let st = state.clone();
     blocking(move || {
-        c.delete_vector(&vector)?;
+        // Whatever the outcome: a change that failed after its commit point took effect.
+        let changed = c.delete_vector(&vector);
         st.cache.invalidate(c.name());
-        Ok(())
+        changed.map(|_| ()).map_err(Into::into)
     })
     .await?;
     Ok(index_changed(start, wait))
