@@ -271,14 +271,7 @@ async fn create_vector_named(
         memory: None,
         index: None,
     };
-    let st = state.clone();
-    blocking(move || {
-        // Whatever the outcome: a change that failed after its commit point took effect.
-        let changed = c.create_vector(&vector, params);
-        st.cache.invalidate(c.name());
-        changed.map(|_| ()).map_err(Into::into)
-    })
-    .await?;
+    change_vectors(state, c, move |c| c.create_vector(&vector, params)).await?;
     Ok(index_changed(start, wait))
 }
 
@@ -310,15 +303,23 @@ async fn delete_vector_named(
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
-    let st = state.clone();
+    change_vectors(state, c, move |c| c.delete_vector(&vector)).await?;
+    Ok(index_changed(start, wait))
+}
+
+/// Runs a change of `c`'s vectors on a blocking thread, then drops its cached answers
+/// whatever the outcome: a change that failed after its commit point took effect.
+async fn change_vectors(
+    state: Arc<AppState>,
+    c: Arc<storage::Collection>,
+    change: impl FnOnce(&storage::Collection) -> storage::Result<bool> + Send + 'static,
+) -> Result<(), crate::error::ApiError> {
     blocking(move || {
-        // Whatever the outcome: a change that failed after its commit point took effect.
-        let changed = c.delete_vector(&vector);
-        st.cache.invalidate(c.name());
+        let changed = change(&c);
+        state.cache.invalidate(c.name());
         changed.map(|_| ()).map_err(Into::into)
     })
-    .await?;
-    Ok(index_changed(start, wait))
+    .await
 }
 
 /// `POST /collections/aliases`: create, delete and rename aliases, all or none.
