@@ -205,6 +205,7 @@ fn main() {
             },
             with_payload: PayloadSelector::Nothing,
             with_vector: VectorSelector::Nothing,
+            candidates: None,
         };
         let passing = case.map_or(n, |f| (0..n as u64).filter(|&i| passes(i, f)).count());
         let label = case.map_or("none".to_string(), |f| {

@@ -39,6 +39,7 @@
 //!     vector_name: String::new(), query: storage::Query::Nearest(vec![1.0]), filter: None,
 //!     params: index_core::SearchParams::top(3),
 //!     with_payload: payload::PayloadSelector::Nothing, with_vector: storage::VectorSelector::Nothing,
+//!     candidates: None,
 //! };
 //! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
 //! let hits = search(&shards, Arc::new(req), quant::Metric::InnerProduct, deadline).await.unwrap();
@@ -165,10 +166,11 @@ pub trait Shard: Send + Sync {
     ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>>;
     /// A uniform random sample (drawn by `seed`) of up to `n` of the points matching
     /// `filter` that have vector `name`, with that vector; and how many such points there are.
+    /// With no `name`, of every point matching, each with an empty vector.
     fn sample(
         &self,
         filter: Option<Arc<Filter>>,
-        name: String,
+        name: Option<String>,
         n: usize,
         seed: u64,
         deadline: Instant,
@@ -311,14 +313,14 @@ impl Shard for LocalShardHandle {
     fn sample(
         &self,
         filter: Option<Arc<Filter>>,
-        name: String,
+        name: Option<String>,
         n: usize,
         seed: u64,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<storage::matrix::ShardSample, ShardError>> {
         let shard = self.shard.clone();
         Box::pin(self.pool.submit(self.shard.id(), deadline, move || {
-            shard.sample(filter.as_deref(), &name, n, seed)
+            shard.sample(filter.as_deref(), name.as_deref(), n, seed)
         }))
     }
 
@@ -567,11 +569,12 @@ pub async fn facet(
 }
 
 /// Up to `n` points drawn uniformly without replacement from those matching `filter` that
-/// have vector `name`, over every shard, with that vector (the search matrix's sample).
+/// have vector `name`, over every shard, with that vector (the search matrix's sample); with
+/// no `name`, from every point matching, with empty vectors (a random sample query).
 pub async fn sample(
     shards: &[Arc<dyn Shard>],
     filter: Option<Arc<Filter>>,
-    name: &str,
+    name: Option<&str>,
     n: usize,
     seed: u64,
     deadline: Instant,
@@ -580,7 +583,7 @@ pub async fn sample(
     let samples = futures::future::try_join_all(shards.iter().map(|s| {
         // Each shard draws with a seed of its own: equal seeds would draw the same positions.
         let seed = storage::matrix::next_random(&mut state);
-        s.sample(filter.clone(), name.to_string(), n, seed, deadline)
+        s.sample(filter.clone(), name.map(str::to_string), n, seed, deadline)
     }))
     .await?;
     Ok(storage::matrix::merge_samples(

@@ -32,6 +32,7 @@
 //!     params: SearchParams::top(1),
 //!     with_payload: PayloadSelector::Nothing,
 //!     with_vector: storage::VectorSelector::Nothing,
+//!     candidates: None,
 //! }).unwrap();
 //! assert_eq!(hits[0].record.id, PointId::Num(2));
 //! assert_eq!(hits[0].score, 1.0); // Euclid scores are distances, not squared

@@ -56,7 +56,7 @@ async fn matrix(
     let points = shard_router::sample(
         &shards,
         body.filter.map(|f| f.0),
-        &using,
+        Some(&using),
         sample as usize,
         seed,
         deadline,

@@ -7,12 +7,14 @@
 //! - `points`: upsert, delete, payload writes, retrieve, scroll, count;
 //! - `query`: query, search, recommend, discover and their batches, through the result
 //!   cache;
+//! - `hybrid`: queries with prefetches (fusion, re-scoring), MMR and random samples;
 //! - `groups`: the grouped query, search and recommendation;
 //! - `matrix`: the search matrix (pairs and offsets);
 //! - `snapshots`: create, list, download, delete, recover.
 
 mod collections;
 mod groups;
+mod hybrid;
 mod matrix;
 pub(super) mod points;
 mod query;

@@ -27,7 +27,7 @@ use storage::Collection;
 /// One planned search: the request for the shards, plus what the response needs.
 pub(super) struct PlannedSearch {
     pub(super) request: storage::SearchRequest,
-    offset: usize,
+    pub(super) offset: usize,
     pub(super) metric: quant::Metric,
     /// Points given by id as examples (or as the query), left out of their own results.
     pub(super) exclude: Vec<PointId>,
@@ -90,9 +90,15 @@ pub(super) struct SearchParts {
 /// What a universal query's `query` asks for.
 pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
     Ok(match query {
-        QueryInterface::Nearest { mmr: true, .. } => {
+        // Served by `hybrid` in a query of its own, not in a grouped query.
+        QueryInterface::Nearest { mmr: Some(_), .. } => {
             return Err(ApiError::not_implemented(
-                "`mmr` in query is not supported by this server",
+                "`mmr` in a grouped query is not supported by this server",
+            ))
+        }
+        QueryInterface::Fusion(_) | QueryInterface::Rrf(_) | QueryInterface::Sample(_) => {
+            return Err(ApiError::not_implemented(
+                "fusion and sampling in a grouped query are not supported by this server",
             ))
         }
         QueryInterface::Nearest { nearest, .. } => Asked::Nearest(nearest),
@@ -116,7 +122,6 @@ pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
 }
 
 fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Result<Plan, ApiError> {
-    convert::refuse_if_set(&req.prefetch, "prefetch", "query")?;
     convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
@@ -465,6 +470,7 @@ pub(super) fn plan_search(
         params,
         with_payload: convert::payload_selector(parts.with_payload, false),
         with_vector: convert::vector_selector(parts.with_vector),
+        candidates: None,
     };
     Ok(PlannedSearch {
         request,
@@ -605,6 +611,9 @@ async fn one_query(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
+    if super::hybrid::is_hybrid(&req) {
+        return hybrid_query(state, c, body, req, deadline).await;
+    }
     match plan_query(state, c, req)? {
         Plan::Scroll(req) => query_without_vector(state, c, *req, deadline).await,
         Plan::Ordered(plan) => {
@@ -613,6 +622,34 @@ async fn one_query(
         }
         Plan::Search(plan) => run_planned(state, c, "query", body, *plan, deadline).await,
     }
+}
+
+/// A query with sub-queries, fusion, diversity or sampling, through the result cache when
+/// its answer depends on this collection alone and on nothing drawn at random.
+async fn hybrid_query(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    body: &[u8],
+    req: QueryRequest,
+    deadline: Instant,
+) -> Result<Answer, ApiError> {
+    let name = c.name();
+    let key = cached_key(state, "query", name, body);
+    let epoch = state.cache.epoch(name);
+    if let Some(hit) = key.as_ref().and_then(|k| state.cache.get(name, k)) {
+        return Ok(hit);
+    }
+    let started = Instant::now();
+    let (answer, cacheable) = super::hybrid::run(state, c, req, deadline).await?;
+    state
+        .metrics
+        .observe_search(name, started.elapsed().as_secs_f64());
+    let answer = Arc::new(answer);
+    if let (Some(key), true) = (key, cacheable) {
+        let weight = answer.len().min(u32::MAX as usize) as u32;
+        state.cache.insert(name, epoch, key, answer.clone(), weight);
+    }
+    Ok(answer)
 }
 
 async fn one_legacy(

@@ -22,9 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 pub use vectors::{
-    BatchVectorStruct, ContextPair, ExtendedPointId, FilterInput, NamedVectorStruct,
-    QueryInterface, RecommendInput, RecommendStrategy, VectorInput, VectorStruct, WithPayload,
-    WithVector,
+    BatchVectorStruct, ContextPair, ExtendedPointId, FilterInput, Fusion, Mmr, NamedVectorStruct,
+    QueryInterface, RecommendInput, RecommendStrategy, Sample, VectorInput, VectorStruct,
+    WithPayload, WithVector,
 };
 
 /// Reads a request body into `T`. An empty body, or `null`, reads as `{}` (clients send none
@@ -317,7 +317,7 @@ pub struct CountRequest {
 }
 
 /// `QuantizationSearchParams`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantizationSearchParams {
     /// Walk full vectors only.
@@ -329,7 +329,7 @@ pub struct QuantizationSearchParams {
 }
 
 /// `SearchParams`, plus `nprobe` for collections indexed with IVF (our extension).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Candidate list size of the graph walk.
@@ -346,6 +346,63 @@ pub struct SearchParams {
     pub acorn: Option<Value>,
     /// Inverted lists probed (IVF collections).
     pub nprobe: Option<u64>,
+}
+
+/// `Prefetch`: a sub-query whose answer the query above it fuses or re-scores.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefetch {
+    /// Its own sub-queries.
+    pub prefetch: Option<Prefetches>,
+    /// What it searches for (absent: points in id order, or its sub-queries' points).
+    pub query: Option<QueryInterface>,
+    /// Which named vector.
+    pub using: Option<String>,
+    /// Filter, added to the filters above it.
+    pub filter: Option<FilterInput>,
+    /// Search parameters.
+    pub params: Option<SearchParams>,
+    /// Lowest score kept.
+    pub score_threshold: Option<f64>,
+    /// Points kept (10).
+    pub limit: Option<u64>,
+    /// Where examples given by id are looked up.
+    pub lookup_from: Option<LookupLocation>,
+}
+
+/// `prefetch`: one sub-query or a list of them (`null`: none).
+#[derive(Debug, Default)]
+pub struct Prefetches(pub Vec<Prefetch>);
+
+impl<'de> Deserialize<'de> for Prefetches {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Prefetches;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prefetch object or a list of them")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Prefetches, E> {
+                Ok(Prefetches::default())
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Prefetches, E> {
+                Ok(Prefetches::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Prefetches, A::Error> {
+                let mut all = Vec::new();
+                while let Some(p) = seq.next_element::<Prefetch>()? {
+                    all.push(p);
+                }
+                Ok(Prefetches(all))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Prefetches, A::Error> {
+                Prefetch::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|p| Prefetches(vec![p]))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `QueryRequest`.
@@ -370,8 +427,8 @@ pub struct QueryRequest {
     pub with_payload: Option<WithPayload>,
     /// Vectors to return (default: none).
     pub with_vector: Option<WithVector>,
-    /// Sub-queries (not served).
-    pub prefetch: Option<Value>,
+    /// Sub-queries, run first: the query fuses or re-scores their answers.
+    pub prefetch: Option<Prefetches>,
     /// Where examples given by id are looked up (default: this collection).
     pub lookup_from: Option<LookupLocation>,
     /// Custom sharding (not served).

@@ -446,8 +446,8 @@ pub enum QueryInterface {
     Nearest {
         /// The vector.
         nearest: VectorInput,
-        /// `{"nearest": .., "mmr": ..}` was sent.
-        mmr: bool,
+        /// Diversity asked for (`{"nearest": .., "mmr": {..}}`).
+        mmr: Option<Mmr>,
     },
     /// More like the positives, less like the negatives.
     Recommend(RecommendInput),
@@ -457,8 +457,53 @@ pub enum QueryInterface {
     Context(ContextInput),
     /// Points in the order of a payload value.
     OrderBy(super::OrderByInput),
+    /// The prefetches' answers fused (`{"fusion": "rrf" | "dbsf"}`).
+    Fusion(Fusion),
+    /// Reciprocal rank fusion with parameters (`{"rrf": {"k": .., "weights": [..]}}`).
+    Rrf(Rrf),
+    /// Points drawn at random (`{"sample": "random"}`).
+    Sample(Sample),
     /// One of [`QUERY_KINDS`] not served.
     Other(&'static str),
+}
+
+/// `Mmr`: re-rank the nearest candidates for diversity (maximal marginal relevance).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mmr {
+    /// 0 ranks by relevance alone, 1 by dissimilarity to what was picked alone (0.5).
+    pub diversity: Option<f64>,
+    /// How many nearest points are re-ranked (the query's limit).
+    pub candidates_limit: Option<u64>,
+}
+
+/// `Fusion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// Reciprocal rank fusion, with its default constant.
+    Rrf,
+    /// Distribution-based score fusion: each list's scores normalised by their mean and
+    /// three standard deviations, then summed.
+    Dbsf,
+}
+
+/// `Rrf`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rrf {
+    /// The ranking constant (2).
+    pub k: Option<u64>,
+    /// One weight per prefetch (all 1).
+    pub weights: Option<Vec<f64>>,
+}
+
+/// `Sample`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sample {
+    /// Uniformly at random.
+    Random,
 }
 
 /// `RecommendInput`.
@@ -559,13 +604,13 @@ impl<'de> Deserialize<'de> for QueryInterface {
                 match first.as_str() {
                     "nearest" | "mmr" => {
                         let mut nearest = None;
-                        let mut mmr = false;
+                        let mut mmr = None;
                         let mut key = Some(first);
                         while let Some(k) = key {
                             match k.as_str() {
                                 "nearest" => nearest = Some(map.next_value::<VectorInput>()?),
                                 // `null` is absent, as everywhere in a body.
-                                "mmr" => mmr = map.next_value::<Option<IgnoredAny>>()?.is_some(),
+                                "mmr" => mmr = map.next_value::<Option<Mmr>>()?,
                                 other => {
                                     return Err(de::Error::unknown_field(
                                         other,
@@ -578,11 +623,15 @@ impl<'de> Deserialize<'de> for QueryInterface {
                         let nearest = nearest.ok_or_else(|| de::Error::missing_field("nearest"))?;
                         Ok(QueryInterface::Nearest { nearest, mmr })
                     }
-                    "recommend" | "discover" | "context" | "order_by" => {
+                    "recommend" | "discover" | "context" | "order_by" | "fusion" | "rrf"
+                    | "sample" => {
                         let query = match first.as_str() {
                             "recommend" => QueryInterface::Recommend(map.next_value()?),
                             "discover" => QueryInterface::Discover(map.next_value()?),
                             "order_by" => QueryInterface::OrderBy(map.next_value()?),
+                            "fusion" => QueryInterface::Fusion(map.next_value()?),
+                            "rrf" => QueryInterface::Rrf(map.next_value()?),
+                            "sample" => QueryInterface::Sample(map.next_value()?),
                             _ => QueryInterface::Context(map.next_value()?),
                         };
                         if let Some(k) = map.next_key::<String>()? {
@@ -623,7 +672,7 @@ impl<'de> Deserialize<'de> for QueryInterface {
 fn nearest(v: VectorInput) -> QueryInterface {
     QueryInterface::Nearest {
         nearest: v,
-        mmr: false,
+        mmr: None,
     }
 }
 
@@ -732,7 +781,7 @@ mod tests {
             dense,
             QueryInterface::Nearest {
                 nearest: VectorInput::Dense(vec![1.0, -2.5, 0.003]),
-                mmr: false
+                mmr: None
             }
         );
         let multi = query(r#"{"query": [[1, 2], [3, 4]]}"#).unwrap();
@@ -740,7 +789,7 @@ mod tests {
             multi,
             QueryInterface::Nearest {
                 nearest: VectorInput::Multi(vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
-                mmr: false
+                mmr: None
             }
         );
         let sparse = query(r#"{"query": {"values": [0.5], "indices": [7]}}"#).unwrap();
@@ -751,7 +800,7 @@ mod tests {
                     indices: vec![7],
                     values: vec![0.5]
                 }),
-                mmr: false
+                mmr: None
             }
         );
         let by_id =
@@ -761,14 +810,17 @@ mod tests {
             by_id,
             QueryInterface::Nearest {
                 nearest: VectorInput::Id(PointId::Uuid(_)),
-                mmr: true
+                mmr: Some(Mmr {
+                    diversity: None,
+                    candidates_limit: None
+                })
             }
         ));
         assert_eq!(
             query(r#"{"query": 17}"#).unwrap(),
             QueryInterface::Nearest {
                 nearest: VectorInput::Id(PointId::Num(17)),
-                mmr: false
+                mmr: None
             }
         );
         assert_eq!(
@@ -792,13 +844,31 @@ mod tests {
         );
         assert_eq!(
             query(r#"{"query": {"fusion": "rrf"}}"#).unwrap(),
-            QueryInterface::Other("fusion")
+            QueryInterface::Fusion(Fusion::Rrf)
         );
+        assert_eq!(
+            query(r#"{"query": {"rrf": {"k": 60, "weights": [1, 0.5]}}}"#).unwrap(),
+            QueryInterface::Rrf(Rrf {
+                k: Some(60),
+                weights: Some(vec![1.0, 0.5])
+            })
+        );
+        assert_eq!(
+            query(r#"{"query": {"sample": "random"}}"#).unwrap(),
+            QueryInterface::Sample(Sample::Random)
+        );
+        assert_eq!(
+            query(r#"{"query": {"formula": {"sum": []}}}"#).unwrap(),
+            QueryInterface::Other("formula")
+        );
+        assert!(query(r#"{"query": {"fusion": "max"}}"#)
+            .unwrap_err()
+            .contains("query"));
         assert_eq!(
             query(r#"{"query": {"text": "hello", "model": "m"}}"#).unwrap(),
             QueryInterface::Nearest {
                 nearest: VectorInput::Inference("document"),
-                mmr: false
+                mmr: None
             }
         );
     }

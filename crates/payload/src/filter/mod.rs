@@ -61,6 +61,47 @@ pub struct Filter {
     pub(crate) min_should: Option<MinShould>,
 }
 
+impl Filter {
+    /// This filter's clauses followed by `other`'s, clause by clause, as Qdrant's server
+    /// combines a query's filter with a sub-query's (`Filter::merge_opts`): `must` and
+    /// `must_not` conditions add up (both filters' hold), but `should` conditions become
+    /// alternatives of each other, and of two `min_should`s the conditions are pooled under
+    /// the larger count. Merging a filter with only `must` or `must_not` clauses (ids to keep
+    /// or leave out) is therefore a plain "and".
+    pub fn merged(&self, other: &Filter) -> Filter {
+        let cat = |a: &[Condition], b: &[Condition]| a.iter().chain(b).cloned().collect();
+        let min_should = match (&self.min_should, &other.min_should) {
+            (None, m) | (m, None) => m.clone(),
+            (Some(a), Some(b)) => Some(MinShould {
+                conditions: cat(&a.conditions, &b.conditions),
+                min_count: a.min_count.max(b.min_count),
+            }),
+        };
+        Filter {
+            must: cat(&self.must, &other.must),
+            should: cat(&self.should, &other.should),
+            must_not: cat(&self.must_not, &other.must_not),
+            min_should,
+        }
+    }
+
+    /// Points whose id is one of `ids` (`{"must": [{"has_id": ids}]}`).
+    pub fn has_id(ids: impl IntoIterator<Item = PointId>) -> Filter {
+        Filter {
+            must: vec![Condition::HasId(ids.into_iter().collect())],
+            ..Filter::default()
+        }
+    }
+
+    /// Points whose id is none of `ids` (`{"must_not": [{"has_id": ids}]}`).
+    pub fn has_none_of(ids: impl IntoIterator<Item = PointId>) -> Filter {
+        Filter {
+            must_not: vec![Condition::HasId(ids.into_iter().collect())],
+            ..Filter::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MinShould {
     pub(crate) conditions: Vec<Condition>,

@@ -485,3 +485,37 @@ fn a_point_without_payload_is_an_empty_payload() {
     };
     assert!(f(json!({"must": {"key": "a", "match": {"except": ["x"]}}})).matches(&with_payload));
 }
+
+#[test]
+fn built_filters_equal_their_json_forms() {
+    let ids = [PointId::Num(1), PointId::Num(7)];
+    let kw = Filter::from_json(&field("a", json!({"match": {"value": "x"}}))).unwrap();
+    assert_eq!(
+        Filter::has_id(ids),
+        Filter::from_json(&json!({"must": [{"has_id": [1, 7]}]})).unwrap()
+    );
+    assert_eq!(
+        Filter::has_none_of(ids),
+        Filter::from_json(&json!({"must_not": [{"has_id": [7, 1]}]})).unwrap()
+    );
+    let both = kw.merged(&Filter::has_none_of(ids));
+    let at = |id: u64, a: &str| point(id, json!({ "a": a }));
+    assert!(both.matches(&at(2, "x")));
+    assert!(!both.matches(&at(7, "x")), "an id left out stays out");
+    assert!(!both.matches(&at(2, "y")), "the other filter still holds");
+    // Qdrant's merge: `should`s become alternatives of each other, `min_should`s pool their
+    // conditions under the larger count.
+    let f = |v: serde_json::Value| Filter::from_json(&v).unwrap();
+    let cond = |k: &str| json!({"key": k, "match": {"value": 1}});
+    assert_eq!(
+        f(json!({"should": [cond("a")], "must": [cond("m")]}))
+            .merged(&f(json!({"should": [cond("b")], "must_not": [cond("n")]}))),
+        f(json!({"should": [cond("a"), cond("b")], "must": [cond("m")], "must_not": [cond("n")]}))
+    );
+    assert_eq!(
+        f(json!({"min_should": {"conditions": [cond("a"), cond("b")], "min_count": 1}})).merged(
+            &f(json!({"min_should": {"conditions": [cond("c")], "min_count": 2}}))
+        ),
+        f(json!({"min_should": {"conditions": [cond("a"), cond("b"), cond("c")], "min_count": 2}}))
+    );
+}

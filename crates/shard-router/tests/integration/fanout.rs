@@ -71,6 +71,7 @@ fn request(q: u64, exact: bool, filter: Option<Arc<Filter>>) -> Arc<SearchReques
         params,
         with_payload: PayloadSelector::All,
         with_vector: VectorSelector::Nothing,
+        candidates: None,
     })
 }
 

@@ -89,7 +89,7 @@ impl Shard for ApproxShard {
     fn sample(
         &self,
         _filter: Option<Arc<Filter>>,
-        _name: String,
+        _name: Option<String>,
         _n: usize,
         _seed: u64,
         _deadline: Instant,
@@ -150,6 +150,7 @@ fn request(vector: Vec<f32>, limit: usize) -> Arc<SearchRequest> {
         params: SearchParams::top(limit),
         with_payload: PayloadSelector::Nothing,
         with_vector: VectorSelector::Nothing,
+        candidates: None,
     })
 }
 

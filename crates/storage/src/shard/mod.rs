@@ -104,6 +104,9 @@ pub struct SearchRequest {
     pub with_payload: PayloadSelector,
     /// Vectors to return.
     pub with_vector: VectorSelector,
+    /// Only these points are scored, each exactly (a query re-scoring what sub-queries
+    /// found); `None` searches every point.
+    pub candidates: Option<Arc<[PointId]>>,
 }
 
 /// One page of a scroll.

@@ -153,21 +153,24 @@ impl LocalShard {
 
     /// A uniform sample (drawn by `seed`) of up to `n` of the points matching `filter` that
     /// have vector `name`, with that vector as stored; and how many such points there are.
+    /// With no `name`, of every point matching, each drawn with an empty vector.
     pub fn sample(
         &self,
         filter: Option<&Filter>,
-        name: &str,
+        name: Option<&str>,
         n: usize,
         seed: u64,
     ) -> Result<crate::matrix::ShardSample> {
         let st = self.state.read();
-        let col = Self::column(&st, name)?;
+        let col = name.map(|name| Self::column(&st, name)).transpose()?;
         let mut ids: Vec<PointId> = self
             .matching(&st, filter)
             .filter(|id| {
-                st.points
-                    .get(id)
-                    .is_some_and(|e| e.seg.has_vector(col, e.row))
+                col.is_none_or(|col| {
+                    st.points
+                        .get(id)
+                        .is_some_and(|e| e.seg.has_vector(col, e.row))
+                })
             })
             .collect();
         let matched = ids.len();
@@ -183,7 +186,10 @@ impl LocalShard {
             .into_iter()
             .filter_map(|id| {
                 let e = st.points.get(&id)?;
-                Some((id, e.seg.vector(col, e.row)?))
+                match col {
+                    Some(col) => Some((id, e.seg.vector(col, e.row)?)),
+                    None => Some((id, Vec::new())),
+                }
             })
             .collect();
         Ok(crate::matrix::ShardSample { matched, points })
@@ -285,6 +291,14 @@ impl LocalShard {
     /// else, a filter still to be evaluated over the payloads among it, or a query scored
     /// against examples (a walk per example, then exact scores), belongs on a worker pool.
     pub fn is_quick(&self, req: &SearchRequest) -> bool {
+        /// A re-scoring of up to this many candidates costs about as much as a walk.
+        const QUICK_CANDIDATES: usize = 1_024;
+        if let Some(ids) = &req.candidates {
+            // A filter is tested on each candidate's payload, at a cost no bound is known of.
+            return ids.len() <= QUICK_CANDIDATES
+                && req.query.nearest().is_some()
+                && req.filter.is_none();
+        }
         if req.params.exact
             || req.params.limit > 1_000
             || req.params.hnsw_ef.unwrap_or(0) > 1_000
@@ -315,13 +329,31 @@ impl LocalShard {
         let metric = v.distance.metric();
         let filter = req.filter.as_ref();
         // An example query's hits carry their negated score as the distance.
-        let (hits, examples) = match &req.query {
-            Query::Nearest(q) => {
+        let (hits, examples) = match (&req.query, &req.candidates) {
+            (Query::Nearest(q), Some(ids)) => {
+                let query = prepared_vector(q, v.dim, metric)?;
+                let kernels = quant::kernels();
+                let measure = |v: &[f32]| metric.distance(kernels, &query, v);
+                (
+                    self.candidates(&st, col, ids, &req.params, filter, measure),
+                    false,
+                )
+            }
+            (Query::Examples(q), Some(ids)) => {
+                let q = q.prepare(v.dim, metric)?;
+                let kernels = quant::kernels();
+                let measure = |v: &[f32]| -q.score(kernels, v);
+                (
+                    self.candidates(&st, col, ids, &req.params, filter, measure),
+                    true,
+                )
+            }
+            (Query::Nearest(q), None) => {
                 let query = prepared_vector(q, v.dim, metric)?;
                 let hits = self.nearest(&st, col, &query, &req.params, filter, |_| true)?;
                 (hits, false)
             }
-            Query::Examples(q) => {
+            (Query::Examples(q), None) => {
                 let q = q.prepare(v.dim, metric)?;
                 (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
             }
@@ -337,6 +369,48 @@ impl LocalShard {
                 })
             })
             .collect())
+    }
+
+    /// The `params.limit` best of the candidates `ids` that this shard holds, pass `filter`
+    /// and have the vector, each measured exactly by `measure` (a distance: smaller is
+    /// closer), within `params.max_distance`; as (id, distance), closest first.
+    fn candidates(
+        &self,
+        st: &State,
+        col: usize,
+        ids: &[PointId],
+        params: &SearchParams,
+        filter: Option<&Arc<Filter>>,
+        measure: impl Fn(&[f32]) -> f32,
+    ) -> Vec<(PointId, f32)> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut hits: Vec<(PointId, f32)> = Vec::new();
+        for &id in ids {
+            let Some(e) = st.points.get(&id) else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let passes = filter.is_none_or(|f| {
+                f.matches(&View {
+                    id,
+                    entry: e,
+                    columns: &st.columns,
+                })
+            });
+            if !passes {
+                continue;
+            }
+            if let Some(v) = e.seg.vector(col, e.row) {
+                let distance = measure(&v);
+                if params.max_distance.is_none_or(|m| distance <= m) {
+                    hits.push((id, distance));
+                }
+            }
+        }
+        cut_to_best(&mut hits, params.limit);
+        hits
     }
 
     /// The `params.limit` nearest points to a prepared query vector, as (id, distance), over

@@ -114,6 +114,7 @@ pub(crate) fn request(q: Vec<f32>, k: usize, exact: bool, filter: Option<Filter>
         params,
         with_payload: PayloadSelector::All,
         with_vector: VectorSelector::Nothing,
+        candidates: None,
     }
 }
 
@@ -1105,5 +1106,91 @@ fn facet_counts_each_value_once_per_point_under_a_filter() {
         counts.iter().find(|(v, _)| *v == json!(true)).map(|x| x.1),
         Some(15)
     );
+    store.close().unwrap();
+}
+
+#[test]
+fn candidate_searches_score_exactly_the_candidates_that_exist_and_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create("c", config("Euclid", 2, 300)).unwrap();
+    let mut rng = StdRng::seed_from_u64(33);
+    let mut model = Model::new();
+    fill(&c, &mut rng, &mut model, 0, 1200, 100);
+    c.optimize_now().unwrap();
+    // Plain rows beside the graphs, and deleted points among the candidates.
+    fill(&c, &mut rng, &mut model, 1100, 300, 50);
+    let gone: Vec<PointId> = (0..1400).step_by(11).map(PointId::Num).collect();
+    c.update(Update::Delete(PointSelector::Ids(gone.clone())), true)
+        .unwrap();
+    gone.iter().for_each(|id| {
+        model.remove(id);
+    });
+    assert!(c.stats().indexed_points > 0);
+    let kernels = quant::kernels();
+    for round in 0..30 {
+        // Ids that exist, were deleted or never were (up to 1,600), some given twice.
+        let mut cands: Vec<PointId> = (0..rng.random_range(1..200))
+            .map(|_| PointId::Num(rng.random_range(0..1600)))
+            .collect();
+        cands.extend_from_slice(&cands.clone()[..cands.len() / 3]);
+        let filter = (round % 2 == 1).then(|| Filter::from_json(&random_filter(&mut rng)).unwrap());
+        let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let k = rng.random_range(1..40);
+        // The truth: every candidate that exists and passes, measured by brute force.
+        let keep = Filter::has_id(cands.iter().copied());
+        let within = filter.as_ref().map_or(keep.clone(), |f| f.merged(&keep));
+        let truth = brute_force(&model, quant::Metric::Euclidean, &q, k, Some(&within));
+        let mut req = request(q.clone(), k, false, filter.clone());
+        req.candidates = Some(cands.clone().into());
+        let hits = c.search(&req).unwrap();
+        assert_eq!(ids(&hits), truth, "round {round}: candidates {cands:?}");
+        for h in &hits {
+            let v = &model[&h.record.id].0;
+            let want = kernels.l2sq_f32(&q, v).sqrt();
+            assert!(
+                (h.score - want).abs() <= 1e-4 * want.max(1.0),
+                "round {round}: point {:?} scored {} against {want}",
+                h.record.id,
+                h.score
+            );
+            assert!(
+                h.record.payload.is_some(),
+                "the payload asked for comes back"
+            );
+        }
+        // A score bound keeps only the candidates within it.
+        if let Some(mid) = hits.get(hits.len() / 2) {
+            let mut bounded = request(q.clone(), k, false, filter.clone());
+            bounded.candidates = Some(cands.clone().into());
+            bounded.params.max_distance = Some(mid.distance);
+            let got = c.search(&bounded).unwrap();
+            assert_eq!(ids(&got), ids(&hits[..=hits.len() / 2]), "round {round}");
+        }
+        // Examples scored over the candidates equal an exact example search restricted to
+        // them by a filter (the scan that scores every passing point).
+        let positive: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let negative: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let examples = storage::Query::Examples(storage::ExampleQuery::Recommend {
+            positive: vec![positive],
+            negative: vec![negative],
+            strategy: storage::RecommendStrategy::BestScore,
+        });
+        let mut by_cands = request(q.clone(), k, false, filter.clone());
+        by_cands.query = examples.clone();
+        by_cands.candidates = Some(cands.clone().into());
+        let mut by_filter = request(q, k, true, Some(within));
+        by_filter.query = examples;
+        let a = c.search(&by_cands).unwrap();
+        let b = c.search(&by_filter).unwrap();
+        let scores = |h: &[storage::ScoredPoint]| -> Vec<(PointId, f32)> {
+            h.iter().map(|h| (h.record.id, h.score)).collect()
+        };
+        assert_eq!(
+            scores(&a),
+            scores(&b),
+            "round {round}: examples over candidates"
+        );
+    }
     store.close().unwrap();
 }

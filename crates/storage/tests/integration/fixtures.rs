@@ -41,6 +41,7 @@ fn request(q: u64, exact: bool) -> SearchRequest {
         params,
         with_payload: PayloadSelector::All,
         with_vector: VectorSelector::Nothing,
+        candidates: None,
     }
 }
 

@@ -103,6 +103,7 @@ fn search(c: &Collection, name: &str, q: &[f32], exact: bool) -> storage::Result
         params,
         with_payload: PayloadSelector::Nothing,
         with_vector: VectorSelector::Nothing,
+        candidates: None,
     };
     Ok(c.search(&req)?.into_iter().map(|h| h.record.id).collect())
 }
