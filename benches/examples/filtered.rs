@@ -121,6 +121,7 @@ fn main() {
                         id: PointId::Num(i as u64),
                         vectors: vec![(String::new(), w.base[i * w.dim..(i + 1) * w.dim].to_vec())],
                         payload,
+                        sparse: Vec::new(),
                     }
                 })
                 .collect();

@@ -46,16 +46,58 @@ fn check_count(n: usize, context: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A vector to store: dense only.
-fn stored_vector(v: VectorInput, context: &str) -> Result<Vec<f32>, ApiError> {
+/// A vector to store, dense or sparse.
+enum Stored {
+    Dense(Vec<f32>),
+    Sparse(storage::SparseVector),
+}
+
+/// A point's vectors: dense and sparse, by name (`""` names the unnamed dense one).
+#[derive(Default)]
+pub struct StoredVectors {
+    /// Dense vectors.
+    pub dense: Vec<(String, Vec<f32>)>,
+    /// Sparse vectors.
+    pub sparse: Vec<(String, storage::SparseVector)>,
+}
+
+impl StoredVectors {
+    fn push(&mut self, name: String, v: Stored) {
+        match v {
+            Stored::Dense(v) => self.dense.push((name, v)),
+            Stored::Sparse(v) => self.sparse.push((name, v)),
+        }
+    }
+}
+
+/// A sparse vector checked as Qdrant checks it (indices unique, as many values as indices,
+/// finite values) and sorted by index.
+pub fn sparse_vector(
+    v: model::vectors::SparseVector,
+    context: &str,
+) -> Result<storage::SparseVector, ApiError> {
+    storage::SparseVector::new(v.indices, v.values)
+        .map_err(|e| bad(format!("Validation error in JSON body: {context}: {e}")))
+}
+
+/// A dense vector to store (a sparse one where a dense one is expected is refused).
+fn dense_vector(v: VectorInput, context: &str) -> Result<Vec<f32>, ApiError> {
+    match stored_vector(v, context)? {
+        Stored::Dense(v) => Ok(v),
+        Stored::Sparse(_) => Err(bad(format!(
+            "Wrong input: {context}: a sparse vector must be given by the name of a sparse vector"
+        ))),
+    }
+}
+
+/// A vector to store.
+fn stored_vector(v: VectorInput, context: &str) -> Result<Stored, ApiError> {
     match v {
-        VectorInput::Dense(v) => Ok(v),
+        VectorInput::Dense(v) => Ok(Stored::Dense(v)),
         VectorInput::Multi(_) => Err(ApiError::not_implemented(format!(
             "{context}: multivectors are not supported"
         ))),
-        VectorInput::Sparse(_) => Err(ApiError::not_implemented(format!(
-            "{context}: sparse vectors are not supported"
-        ))),
+        VectorInput::Sparse(v) => sparse_vector(v, context).map(Stored::Sparse),
         VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
             "{context}: {kind} inference is not supported; send vectors"
         ))),
@@ -66,17 +108,18 @@ fn stored_vector(v: VectorInput, context: &str) -> Result<Vec<f32>, ApiError> {
 }
 
 /// A point's vectors, `""` naming the unnamed one.
-pub fn vector_struct(v: VectorStruct, context: &str) -> Result<Vec<(String, Vec<f32>)>, ApiError> {
+pub fn vector_struct(v: VectorStruct, context: &str) -> Result<StoredVectors, ApiError> {
+    let mut out = StoredVectors::default();
     match v {
-        VectorStruct::Single(v) => Ok(vec![(String::new(), stored_vector(v, context)?)]),
-        VectorStruct::Named(named) => named
-            .into_iter()
-            .map(|(name, v)| {
+        VectorStruct::Single(v) => out.dense.push((String::new(), dense_vector(v, context)?)),
+        VectorStruct::Named(named) => {
+            for (name, v) in named {
                 let v = stored_vector(v, &format!("{context}.{name}"))?;
-                Ok((name, v))
-            })
-            .collect(),
+                out.push(name, v);
+            }
+        }
     }
+    Ok(out)
 }
 
 /// An upsert, list or batch form, with its `update_mode` and `update_filter`.
@@ -109,10 +152,12 @@ pub fn update_vectors(body: model::UpdateVectors) -> Result<storage::Update, Api
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
+            let v = vector_struct(p.vector, &format!("points[{i}].vector"))?;
             Ok(PointWrite {
                 id: p.id.0,
-                vectors: vector_struct(p.vector, &format!("points[{i}].vector"))?,
+                vectors: v.dense,
                 payload: Payload::new(),
+                sparse: v.sparse,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -154,10 +199,12 @@ fn upsert_points(
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| {
+                    let v = vector_struct(p.vector, &format!("points[{i}].vector"))?;
                     Ok(PointWrite {
                         id: p.id.0,
-                        vectors: vector_struct(p.vector, &format!("points[{i}].vector"))?,
+                        vectors: v.dense,
                         payload: p.payload.unwrap_or_default(),
+                        sparse: v.sparse,
                     })
                 })
                 .collect()
@@ -175,7 +222,7 @@ fn upsert_points(
 fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
     let ids = point_ids(batch.ids, "batch.ids")?;
     let n = ids.len();
-    let vectors: Vec<Vec<(String, Vec<f32>)>> = match batch.vectors {
+    let vectors: Vec<StoredVectors> = match batch.vectors {
         model::BatchVectorStruct::Single(list) => {
             if list.len() != n {
                 return Err(bad(format!(
@@ -186,15 +233,19 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
             list.into_iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    Ok(vec![(
-                        String::new(),
-                        stored_vector(v, &format!("batch.vectors[{i}]"))?,
-                    )])
+                    Ok(StoredVectors {
+                        dense: vec![(
+                            String::new(),
+                            dense_vector(v, &format!("batch.vectors[{i}]"))?,
+                        )],
+                        sparse: Vec::new(),
+                    })
                 })
                 .collect::<Result<_, ApiError>>()?
         }
         model::BatchVectorStruct::Named(columns) => {
-            let mut per_point = vec![Vec::with_capacity(columns.len()); n];
+            let mut per_point: Vec<StoredVectors> =
+                (0..n).map(|_| StoredVectors::default()).collect();
             for (name, list) in columns {
                 if list.len() != n {
                     return Err(bad(format!(
@@ -204,7 +255,7 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
                 }
                 for (i, v) in list.into_iter().enumerate() {
                     let v = stored_vector(v, &format!("batch.vectors.{name}[{i}]"))?;
-                    per_point[i].push((name.clone(), v));
+                    per_point[i].push(name.clone(), v);
                 }
             }
             per_point
@@ -226,8 +277,9 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
         .zip(payloads)
         .map(|((id, vectors), payload)| PointWrite {
             id,
-            vectors,
+            vectors: vectors.dense,
             payload,
+            sparse: vectors.sparse,
         })
         .collect())
 }
@@ -436,6 +488,7 @@ pub fn collection_config(c: &CollectionConfig) -> response::CollectionConfig {
     response::CollectionConfig {
         params: response::CollectionParams {
             vectors: c.vectors.clone(),
+            sparse_vectors: c.sparse_vectors.clone().filter(|s| !s.is_empty()),
             shard_number: c.shards(),
             replication_factor: c.replication_factor.unwrap_or(1),
             write_consistency_factor: c.write_consistency_factor.unwrap_or(1),

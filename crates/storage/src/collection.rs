@@ -26,6 +26,7 @@ use crate::shard::{sync_dir, write_atomically};
 use crate::shard::{
     LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
 };
+use crate::sparse::SparseVector;
 use crate::wal::{Wal, WalOptions};
 use crate::{Result, StorageError};
 use index_core::{merge_top_k, PointId};
@@ -161,12 +162,7 @@ struct Rewrites {
 
 impl Rewrites {
     /// Edits the vectors of point `id`, as `view` sees it (skipped when it does not exist).
-    fn edit(
-        &mut self,
-        view: &Pending<'_>,
-        id: PointId,
-        f: impl FnOnce(&mut Vec<(String, Vec<f32>)>),
-    ) {
+    fn edit(&mut self, view: &Pending<'_>, id: PointId, f: impl FnOnce(&mut PointWrite)) {
         let k = match self.at.get(&id) {
             Some(&k) => k,
             None => {
@@ -178,7 +174,7 @@ impl Rewrites {
                 self.points.len() - 1
             }
         };
-        f(&mut self.points[k].vectors);
+        f(&mut self.points[k]);
     }
 }
 
@@ -202,6 +198,7 @@ impl payload::PointView for PendingView<'_> {
     }
     fn has_vector(&self, name: &str) -> bool {
         self.0.vectors.iter().any(|(n, _)| n == name)
+            || self.0.sparse.iter().any(|(n, _)| n == name)
     }
 }
 
@@ -264,6 +261,7 @@ impl<'a> Pending<'a> {
             id,
             vectors: r.vectors.unwrap_or_default(),
             payload: r.payload.unwrap_or_default(),
+            sparse: r.sparse,
         })
     }
 
@@ -379,6 +377,7 @@ fn shard_settings(config: &CollectionConfig) -> ShardSettings {
         indexing_threshold: config.indexing_threshold_points(),
         max_segment_points: config.max_segment_points(),
         vacuum: config.vacuum_thresholds(),
+        sparse: config.sparse_names(),
     }
 }
 
@@ -661,6 +660,9 @@ impl Collection {
                 });
             }
             for p in points.iter_mut() {
+                if let Some((name, _)) = p.sparse.iter().find(|(n, _)| config.sparse(n).is_none()) {
+                    return Err(StorageError::UnknownVector { name: name.clone() });
+                }
                 for (name, v) in &mut p.vectors {
                     let Some(params) = config.vectors.get(name) else {
                         return Err(StorageError::UnknownVector { name: name.clone() });
@@ -734,7 +736,10 @@ impl Collection {
             }
             Update::DeleteVectors { selector, names } => {
                 check_selector(&selector)?;
-                if let Some(name) = names.iter().find(|n| config.vectors.get(n).is_none()) {
+                if let Some(name) = names
+                    .iter()
+                    .find(|n| config.vectors.get(n).is_none() && config.sparse(n).is_none())
+                {
                     return Err(StorageError::UnknownVector { name: name.clone() });
                 }
                 Ok(Update::DeleteVectors { selector, names })
@@ -856,10 +861,14 @@ impl Collection {
                             missing.get_or_insert(p.id);
                         }
                         Some(false) => {}
-                        Some(true) => out.edit(view, p.id, |vectors| {
+                        Some(true) => out.edit(view, p.id, |point| {
                             for (name, v) in p.vectors {
-                                vectors.retain(|(n, _)| *n != name);
-                                vectors.push((name, v));
+                                point.vectors.retain(|(n, _)| *n != name);
+                                point.vectors.push((name, v));
+                            }
+                            for (name, v) in p.sparse {
+                                point.sparse.retain(|(n, _)| *n != name);
+                                point.sparse.push((name, v));
                             }
                         }),
                     }
@@ -869,8 +878,9 @@ impl Collection {
             Update::DeleteVectors { selector, names } => {
                 let mut out = Rewrites::default();
                 for id in ids(selector, true) {
-                    out.edit(view, id, |vectors| {
-                        vectors.retain(|(name, _)| !names.contains(name))
+                    out.edit(view, id, |point| {
+                        point.vectors.retain(|(name, _)| !names.contains(name));
+                        point.sparse.retain(|(name, _)| !names.contains(name));
                     });
                 }
                 Operation::Upsert(out.points)
@@ -945,6 +955,37 @@ impl Collection {
     /// The stored vector `name` of a point, wherever it lives.
     pub fn vector_of(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>> {
         self.shards[shard_of(&id, self.shards.len())].vector_of(id, name)
+    }
+
+    /// The stored sparse vector `name` of a point, wherever it lives.
+    pub fn sparse_vector_of(&self, id: PointId, name: &str) -> Result<Option<SparseVector>> {
+        self.shards[shard_of(&id, self.shards.len())].sparse_vector_of(id, name)
+    }
+
+    /// A sparse query vector with Qdrant's IDF modifier applied when sparse vector `name`
+    /// has it: each weight times the inverse document frequency of its index among the
+    /// collection's points that hold the vector (every shard counted, so a collection of
+    /// many shards weighs as one).
+    pub fn sparse_query(&self, name: &str, mut q: SparseVector) -> Result<SparseVector> {
+        let modifier = self
+            .with_config(|c| c.sparse(name).map(|p| p.modifier))
+            .ok_or_else(|| StorageError::UnknownVector {
+                name: name.to_string(),
+            })?;
+        if modifier != Some(crate::config::SparseModifier::Idf) {
+            return Ok(q);
+        }
+        let mut n = 0;
+        let mut df = vec![0; q.indices.len()];
+        for s in &self.shards {
+            let (points, counts) = s.sparse_stats(name, &q.indices)?;
+            n += points;
+            df.iter_mut().zip(counts).for_each(|(d, c)| *d += c);
+        }
+        for (v, d) in q.values.iter_mut().zip(df) {
+            *v *= crate::sparse::idf(d, n);
+        }
+        Ok(q)
     }
 
     /// Creates (or replaces) a payload index and records it.

@@ -315,6 +315,45 @@ impl VectorParams {
     }
 }
 
+/// One sparse vector's parameters (Qdrant's `SparseVectorParams`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseVectorParams {
+    /// Its index settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<SparseIndexParams>,
+    /// `idf`: query weights scaled by each index's inverse document frequency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modifier: Option<SparseModifier>,
+}
+
+/// `Modifier` of a sparse vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SparseModifier {
+    /// Weights as stored.
+    None,
+    /// Query weights scaled by the inverse document frequency of their index.
+    Idf,
+}
+
+/// `SparseIndexParams`: accepted and echoed. The inverted index is in memory and exact
+/// whatever they say (`full_scan_threshold` has no scan to switch to, `on_disk` keeps
+/// nothing on disk but the checkpoint, `datatype` stores `float32` values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseIndexParams {
+    /// Below this many points Qdrant scans instead of using the index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_scan_threshold: Option<u64>,
+    /// Keep the index on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_disk: Option<bool>,
+    /// `float32`, `float16` or `uint8`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datatype: Option<String>,
+}
+
 /// Qdrant's `vectors` field: one unnamed vector, or named ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -461,9 +500,9 @@ pub struct CollectionConfig {
     /// Collection-wide quantization.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantization_config: Option<QuantizationConfig>,
-    /// Sparse vectors are not supported: refused unless empty.
+    /// Sparse vectors by name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sparse_vectors: Option<serde_json::Value>,
+    pub sparse_vectors: Option<BTreeMap<String, SparseVectorParams>>,
     /// Only `auto` sharding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sharding_method: Option<String>,
@@ -513,10 +552,13 @@ impl CollectionConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let params = self.vectors.params();
-        if params.is_empty() {
-            return Err(invalid("vectors: at least one vector is needed".into()));
+        let sparse = self.sparse_vectors.as_ref();
+        if params.is_empty() && sparse.is_none_or(|s| s.is_empty()) {
+            return Err(invalid(
+                "vectors: at least one dense or sparse vector is needed".into(),
+            ));
         }
-        if params.len() > MAX_NAMED_VECTORS {
+        if params.len() + sparse.map_or(0, |s| s.len()) > MAX_NAMED_VECTORS {
             return Err(invalid(format!(
                 "vectors: more than {MAX_NAMED_VECTORS} named vectors"
             )));
@@ -576,11 +618,24 @@ impl CollectionConfig {
                 ));
             }
         }
-        if let Some(s) = &self.sparse_vectors {
-            if !(s.is_null() || s.as_object().is_some_and(|m| m.is_empty())) {
-                return Err(invalid(
-                    "sparse_vectors: sparse vectors are not supported".into(),
-                ));
+        for (name, p) in sparse.into_iter().flatten() {
+            if name.is_empty() || name.len() > 256 {
+                return Err(invalid(format!(
+                    "sparse_vectors: name `{name}` must be 1 to 256 bytes"
+                )));
+            }
+            if self.vectors.get(name).is_some() {
+                return Err(invalid(format!(
+                    "sparse_vectors.{name}: a dense vector has this name"
+                )));
+            }
+            if let Some(d) = p.index.as_ref().and_then(|i| i.datatype.as_deref()) {
+                if !matches!(d, "float32" | "float16" | "uint8") {
+                    return Err(invalid(format!(
+                        "sparse_vectors.{name}.index.datatype: `{d}` is not float32, float16 \
+                         or uint8"
+                    )));
+                }
             }
         }
         if let Some(m) = &self.sharding_method {
@@ -594,6 +649,25 @@ impl CollectionConfig {
             return Err(invalid("init_from: not supported".into()));
         }
         Ok(())
+    }
+
+    /// The sparse vectors' names, in name order.
+    pub fn sparse_names(&self) -> Vec<String> {
+        self.sparse_vectors
+            .iter()
+            .flat_map(|s| s.keys().cloned())
+            .collect()
+    }
+
+    /// The parameters of sparse vector `name`, if there is one.
+    pub fn sparse(&self, name: &str) -> Option<&SparseVectorParams> {
+        self.sparse_vectors.as_ref()?.get(name)
+    }
+
+    /// Whether a point's vectors are answered as a map by name (named dense vectors, or any
+    /// sparse vector) rather than as the unnamed vector's list.
+    pub fn is_named_output(&self) -> bool {
+        self.vectors.is_named() || self.sparse_vectors.as_ref().is_some_and(|s| !s.is_empty())
     }
 
     /// Number of local shards.

@@ -9,12 +9,15 @@
 //! ```text
 //! [version u8 = 1][header_len u32 LE][header: JSON][vectors: f32 LE, in header order]
 //! ```
-//! The JSON header holds the operation with each vector replaced by its length; the floats
-//! follow in one block, so a batch of vectors costs 4 bytes per value instead of a decimal
+//! The JSON header holds the operation with each vector replaced by its length, and each
+//! sparse vector by its indices (its values, one per index, follow the point's dense vectors in
+//! the float block; a point without sparse vectors has no `sparse` key, so records without
+//! them are the bytes they always were); the floats follow in one block, so a batch of vectors costs 4 bytes per value instead of a decimal
 //! rendering, and reads back bit for bit. A `batch` header nests the headers of its
 //! operations; their floats follow in the order of those operations. (A reader older than
 //! batches rejects such a record as an unknown operation instead of skipping it.)
 
+use crate::sparse::SparseVector;
 use crate::{Result, StorageError};
 use index_core::PointId;
 use payload::Payload;
@@ -30,6 +33,8 @@ pub struct PointWrite {
     pub id: PointId,
     /// Vectors by name, each already validated and prepared (normalised for cosine).
     pub vectors: Vec<(String, Vec<f32>)>,
+    /// Sparse vectors by name, each validated (indices unique and ascending).
+    pub sparse: Vec<(String, SparseVector)>,
     /// The payload (empty when none was given).
     pub payload: Payload,
 }
@@ -143,6 +148,14 @@ impl Operation {
                                 (n.clone(), v.len())
                             })
                             .collect(),
+                        sparse: p
+                            .sparse
+                            .iter()
+                            .map(|(n, v)| {
+                                floats.extend_from_slice(&v.values);
+                                (n.clone(), v.indices.clone())
+                            })
+                            .collect(),
                         payload: p.payload.clone(),
                     })
                     .collect(),
@@ -218,9 +231,19 @@ impl Operation {
                         }
                         vectors.push((name, v));
                     }
+                    let mut sparse = Vec::with_capacity(p.sparse.len());
+                    for (name, indices) in p.sparse {
+                        let values: Vec<f32> = floats.by_ref().take(indices.len()).collect();
+                        if values.len() != indices.len() {
+                            return Err(bad("vector block too short"));
+                        }
+                        let v = SparseVector::new(indices, values).map_err(|e| bad(&e))?;
+                        sparse.push((name, v));
+                    }
                     out.push(PointWrite {
                         id: id_from_wire(p.id),
                         vectors,
+                        sparse,
                         payload: p.payload,
                     });
                 }
@@ -280,6 +303,8 @@ fn id_from_wire(w: WireId) -> PointId {
 struct HeaderPoint {
     id: WireId,
     vectors: Vec<(String, usize)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sparse: Vec<(String, Vec<u32>)>,
     payload: Payload,
 }
 
@@ -327,11 +352,19 @@ mod tests {
                     id: PointId::Num(7),
                     vectors: vec![(String::new(), vec![0.1, -0.0, f32::MIN_POSITIVE, 3.0e38])],
                     payload: payload.clone(),
+                    sparse: Vec::new(),
                 },
                 PointWrite {
                     id: PointId::Uuid(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
                     vectors: vec![("a".into(), vec![1.0]), ("b".into(), vec![2.0, 3.0])],
                     payload: Payload::new(),
+                    sparse: vec![
+                        (
+                            "s".into(),
+                            SparseVector::new(vec![9, 2], vec![-0.5, f32::MIN_POSITIVE]).unwrap(),
+                        ),
+                        ("t".into(), SparseVector::default()),
+                    ],
                 },
             ]),
             Operation::Delete(vec![PointId::Num(1), PointId::Uuid(5)]),
@@ -354,12 +387,14 @@ mod tests {
                     id: PointId::Num(9),
                     vectors: vec![(String::new(), vec![1.5, -2.5])],
                     payload: Payload::new(),
+                    sparse: Vec::new(),
                 }]),
                 Operation::Delete(vec![PointId::Num(9)]),
                 Operation::Upsert(vec![PointWrite {
                     id: PointId::Num(10),
                     vectors: vec![(String::new(), vec![7.0, 8.0])],
                     payload: Payload::new(),
+                    sparse: Vec::new(),
                 }]),
             ]),
         ];
@@ -388,6 +423,7 @@ mod tests {
             id: PointId::Num(1),
             vectors: vec![(String::new(), vec![1.0, 2.0])],
             payload: Payload::new(),
+            sparse: Vec::new(),
         }])
         .encode();
         assert!(Operation::decode(&up[..up.len() - 4]).is_err());

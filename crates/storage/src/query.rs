@@ -26,6 +26,10 @@ pub enum Query {
     Nearest(Vec<f32>),
     /// Points scored against several examples.
     Examples(ExampleQuery),
+    /// The points best matching a sparse vector (dot product over shared indices; higher
+    /// first), of the sparse vector the request names. Its weights are final: any IDF
+    /// scaling was applied by the caller, from the whole collection's statistics.
+    Sparse(crate::sparse::SparseVector),
 }
 
 impl Query {
@@ -33,7 +37,7 @@ impl Query {
     pub fn nearest(&self) -> Option<&[f32]> {
         match self {
             Query::Nearest(v) => Some(v),
-            Query::Examples(_) => None,
+            Query::Examples(_) | Query::Sparse(_) => None,
         }
     }
 }

@@ -73,6 +73,7 @@ fn update(k: u64) -> Update {
                         id,
                         vectors: vec![(String::new(), vector(n))],
                         payload,
+                        sparse: Vec::new(),
                     }
                 })
                 .collect(),

@@ -13,7 +13,7 @@ use super::{blocking, collection, ok_raw, ApiResult, Params};
 use crate::convert::{self, bad};
 use crate::error::ApiError;
 use crate::model::response::{Record, ScoredPoint};
-use crate::model::{self, ReadParams, VectorInput, WithLookupInput};
+use crate::model::{self, ReadParams, WithLookupInput};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -168,13 +168,13 @@ async fn run_groups(
                 .collect();
             let with_payload = convert::payload_selector(with_payload, true);
             let with_vector = convert::vector_selector(with_vectors);
-            let named = from.with_config(|cfg| cfg.vectors.is_named());
+            let named = from.with_config(|cfg| cfg.is_named_output());
             let records =
                 blocking(move || Ok(from.retrieve(&ids, &with_payload, &with_vector))).await?;
             Some((named, records))
         }
     };
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let result = GroupsResult {
         groups: groups
             .iter()
@@ -246,11 +246,6 @@ pub async fn search_groups(
     let start = Instant::now();
     let req: model::SearchGroupsRequest = model::parse(&body)?;
     convert::refuse_if_set(&req.shard_key, "shard_key", "search groups")?;
-    if matches!(req.vector.vector, VectorInput::Sparse(_)) {
-        return Err(ApiError::not_implemented(
-            "sparse vector search is not supported",
-        ));
-    }
     let c = collection(&state, &name)?;
     let g = Grouping::new(
         &req.group_by,

@@ -231,6 +231,7 @@ impl Found {
                 id,
                 payload: None,
                 vectors: None,
+                sparse: Vec::new(),
             },
             score,
             order_value: None,
@@ -263,7 +264,7 @@ pub async fn run(
         deadline,
     };
     let found = stage(&run, &root, None).await?;
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let points: Vec<ScoredPoint<'_>> = found
         .iter()
         .map(|f| ScoredPoint {
@@ -483,12 +484,12 @@ async fn diversified(
 ) -> Result<Vec<Found>, ApiError> {
     let metric = plan.metric;
     let using = plan.request.vector_name.clone();
-    let mut query = plan
-        .request
-        .query
-        .nearest()
-        .expect("mmr is asked of a nearest query")
-        .to_vec();
+    let Some(query) = plan.request.query.nearest() else {
+        return Err(ApiError::not_implemented(
+            "`mmr` on sparse vectors is not supported by this server",
+        ));
+    };
+    let mut query = query.to_vec();
     metric.prepare(&mut query);
     let hits = search_hits(run, plan, candidates).await?;
     let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();

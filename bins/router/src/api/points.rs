@@ -169,7 +169,7 @@ pub async fn retrieve(
         with_payload: convert::payload_selector(body.with_payload, true),
         with_vector: convert::vector_selector(body.with_vector),
     });
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(&c);
     let records =
         shard_router::retrieve(&shards, &ids, req, params.deadline(state.timeout)).await?;
@@ -188,7 +188,7 @@ pub async fn get_point(
         Err(_) => payload::point_id_from_str(&id)
             .ok_or_else(|| bad(format!("Format error in path: `{id}` is not a point id")))?,
     };
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let req = Arc::new(RetrieveRequest {
         with_payload: payload::PayloadSelector::All,
         with_vector: VectorSelector::All,
@@ -222,7 +222,7 @@ pub async fn scroll(
         with_payload: convert::payload_selector(body.with_payload, true),
         with_vector: convert::vector_selector(body.with_vector),
     });
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(&c);
     let page = shard_router::scroll(&shards, req, params.deadline(state.timeout)).await?;
     Ok(ok(
@@ -280,7 +280,7 @@ async fn scroll_ordered(
         with_payload: convert::payload_selector(body.with_payload, true),
         with_vector: convert::vector_selector(body.with_vector),
     });
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(c);
     let page = shard_router::scroll_ordered(&shards, req, params.deadline(state.timeout)).await?;
     Ok(ok(

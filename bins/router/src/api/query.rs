@@ -164,11 +164,6 @@ fn plan_legacy(
     convert::refuse_if_set(&req.shard_key, "shard_key", "search")?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "search")?;
-    if matches!(req.vector.vector, VectorInput::Sparse(_)) {
-        return Err(ApiError::not_implemented(
-            "sparse vector search is not supported",
-        ));
-    }
     plan_search(
         state,
         c,
@@ -361,6 +356,9 @@ pub(super) fn plan_search(
     c: &Arc<Collection>,
     parts: SearchParts,
 ) -> Result<PlannedSearch, ApiError> {
+    if c.with_config(|cfg| cfg.sparse(&parts.using).is_some()) {
+        return plan_sparse(state, c, parts);
+    }
     let SearchParts {
         using,
         asked,
@@ -460,7 +458,7 @@ pub(super) fn plan_search(
         params.max_distance = Some(match query {
             storage::Query::Nearest(_) => metric.distance_from_score(t as f32),
             // An example query's hits carry their negated score as the distance.
-            storage::Query::Examples(_) => -(t as f32),
+            storage::Query::Examples(_) | storage::Query::Sparse(_) => -(t as f32),
         });
     }
     let request = storage::SearchRequest {
@@ -478,6 +476,77 @@ pub(super) fn plan_search(
         metric,
         exclude,
         cacheable: same_collection,
+    })
+}
+
+/// A search of a sparse vector: by a sparse vector, or by the sparse vector of a point (left
+/// out of the answer), its weights scaled by IDF when the vector has that modifier.
+fn plan_sparse(
+    state: &AppState,
+    c: &Arc<Collection>,
+    parts: SearchParts,
+) -> Result<PlannedSearch, ApiError> {
+    let using = parts.using;
+    let mut exclude = Vec::new();
+    let mut cacheable = true;
+    let query = match parts.asked {
+        Asked::Nearest(VectorInput::Sparse(v)) => convert::sparse_vector(v, "query")?,
+        Asked::Nearest(VectorInput::Id(id)) => {
+            let (lookup, vector) = match parts.lookup_from {
+                None => (c.clone(), using.clone()),
+                Some(l) => {
+                    convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
+                    let lookup = collection(state, &l.collection)?;
+                    (lookup, l.vector.unwrap_or_else(|| using.clone()))
+                }
+            };
+            let v = lookup
+                .sparse_vector_of(id, &vector)?
+                .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+            if Arc::ptr_eq(&lookup, c) {
+                exclude.push(id);
+            } else {
+                cacheable = false;
+            }
+            v
+        }
+        Asked::Nearest(VectorInput::Inference(kind)) => {
+            return Err(ApiError::not_implemented(format!(
+                "{kind} inference is not supported; send a vector"
+            )))
+        }
+        Asked::Nearest(_) => {
+            return Err(bad(format!(
+                "Wrong input: `{using}` is a sparse vector: the query must be a sparse vector \
+                 ({{\"indices\": [..], \"values\": [..]}}) or a point id"
+            )))
+        }
+        _ => {
+            return Err(ApiError::not_implemented(
+                "recommend, discover and context queries on sparse vectors are not supported",
+            ))
+        }
+    };
+    let query = c.sparse_query(&using, query)?;
+    let total = (parts.limit + parts.offset + exclude.len()).min(index_core::MAX_LIMIT);
+    let mut params = convert::search_params(parts.params, total)?;
+    // Hits carry their negated dot product as the distance.
+    params.max_distance = parts.score_threshold.map(|t| -(t as f32));
+    let request = storage::SearchRequest {
+        vector_name: using,
+        query: storage::Query::Sparse(query),
+        filter: parts.filter.map(|f| f.0),
+        params,
+        with_payload: convert::payload_selector(parts.with_payload, false),
+        with_vector: convert::vector_selector(parts.with_vector),
+        candidates: None,
+    };
+    Ok(PlannedSearch {
+        request,
+        offset: parts.offset,
+        metric: quant::Metric::InnerProduct,
+        exclude,
+        cacheable,
     })
 }
 
@@ -510,7 +579,7 @@ async fn run_search(
     state
         .metrics
         .observe_search(name, started.elapsed().as_secs_f64());
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let points: Vec<ScoredPoint<'_>> = hits
         .iter()
         .filter(|h| !plan.exclude.contains(&h.record.id))
@@ -555,7 +624,7 @@ async fn query_without_vector(
         with_payload: convert::payload_selector(req.with_payload, false),
         with_vector: convert::vector_selector(req.with_vector),
     });
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(c);
     let page = shard_router::scroll(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
@@ -587,7 +656,7 @@ async fn query_ordered(
         with_payload: convert::payload_selector(req.with_payload, false),
         with_vector: convert::vector_selector(req.with_vector),
     });
-    let named = c.with_config(|cfg| cfg.vectors.is_named());
+    let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(c);
     let page = shard_router::scroll_ordered(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page

@@ -50,10 +50,35 @@ impl Serialize for Floats<'_> {
 /// list for the unnamed vector, a map for named ones (`{}` for a point stored without its
 /// unnamed vector, as Qdrant); `null` when none was asked for.
 pub struct Vectors<'a> {
-    /// Named vectors configured.
+    /// Named vectors (or any sparse vector) configured.
     pub named: bool,
     /// What the record holds.
     pub vectors: Option<&'a [(String, Vec<f32>)]>,
+    /// Its sparse vectors (asked for with `vectors`).
+    pub sparse: &'a [(String, storage::SparseVector)],
+}
+
+impl<'a> Vectors<'a> {
+    /// The vectors of a stored record.
+    pub fn of(named: bool, r: &'a StoredRecord) -> Vectors<'a> {
+        Vectors {
+            named,
+            vectors: r.vectors.as_deref(),
+            sparse: &r.sparse,
+        }
+    }
+}
+
+/// `SparseVector` in an answer.
+struct Sparse<'a>(&'a storage::SparseVector);
+
+impl Serialize for Sparse<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("indices", &self.0.indices)?;
+        map.serialize_entry("values", &Floats(&self.0.values))?;
+        map.end()
+    }
 }
 
 impl Serialize for Vectors<'_> {
@@ -63,16 +88,19 @@ impl Serialize for Vectors<'_> {
         };
         // The unnamed vector alone is a list even beside named ones (a collection given named
         // vectors after its unnamed one), as Qdrant answers.
-        let unnamed_only = matches!(vectors, [(n, _)] if n.is_empty());
+        let unnamed_only = matches!(vectors, [(n, _)] if n.is_empty()) && self.sparse.is_empty();
         if !self.named || unnamed_only {
             return match vectors.iter().find(|(n, _)| n.is_empty()) {
                 Some((_, v)) => Floats(v).serialize(s),
                 None => s.serialize_map(Some(0))?.end(),
             };
         }
-        let mut map = s.serialize_map(Some(vectors.len()))?;
+        let mut map = s.serialize_map(Some(vectors.len() + self.sparse.len()))?;
         for (name, v) in vectors {
             map.serialize_entry(name, &Floats(v))?;
+        }
+        for (name, v) in self.sparse {
+            map.serialize_entry(name, &Sparse(v))?;
         }
         map.end()
     }
@@ -117,10 +145,7 @@ impl<'a> Record<'a> {
         Record {
             id: Id(r.id),
             payload: r.payload.as_ref(),
-            vector: Vectors {
-                named,
-                vectors: r.vectors.as_deref(),
-            },
+            vector: Vectors::of(named, r),
             order_value: None,
         }
     }
@@ -157,10 +182,7 @@ impl<'a> ScoredPoint<'a> {
             version: 0,
             score: Float(score),
             payload: r.payload.as_ref(),
-            vector: Vectors {
-                named,
-                vectors: r.vectors.as_deref(),
-            },
+            vector: Vectors::of(named, r),
             order_value: None,
         }
     }
@@ -306,6 +328,9 @@ pub struct CollectionInfo {
 pub struct CollectionParams {
     /// Vectors, as configured.
     pub vectors: storage::VectorsConfig,
+    /// Sparse vectors, as configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_vectors: Option<std::collections::BTreeMap<String, storage::SparseVectorParams>>,
     /// Shards.
     pub shard_number: u32,
     /// Replicas per shard.

@@ -50,6 +50,10 @@ def same_vector(a: Any, b: Any) -> bool:
         return a is None and b is None
     if isinstance(a, dict):
         return isinstance(b, dict) and set(a) == set(b) and all(same_vector(a[k], b[k]) for k in a)
+    if hasattr(a, "indices") or hasattr(b, "indices"):
+        # Sparse vectors: the same indices (answered sorted), values as dense ones compare.
+        return (hasattr(a, "indices") and hasattr(b, "indices")
+                and list(a.indices) == list(b.indices) and same_vector(a.values, b.values))
     return len(a) == len(b) and all(close(x, y, 1e-5, 1e-6) for x, y in zip(a, b))
 
 

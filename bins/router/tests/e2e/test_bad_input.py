@@ -316,7 +316,6 @@ UNSUPPORTED = [
 ]
 
 UNSUPPORTED_CREATE = [
-    {"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {}}},
     {"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x3"}}},
     {"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
 ]

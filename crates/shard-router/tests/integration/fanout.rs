@@ -44,6 +44,7 @@ fn collection(
                     .as_object()
                     .unwrap()
                     .clone(),
+                sparse: Vec::new(),
             })
             .collect();
         c.update(Update::Upsert(points), true).unwrap();

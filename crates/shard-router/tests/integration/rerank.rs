@@ -37,6 +37,7 @@ impl ApproxShard {
                         id: *id,
                         payload: None,
                         vectors: None,
+                        sparse: Vec::new(),
                     },
                     distance,
                     score: metric.score(distance),

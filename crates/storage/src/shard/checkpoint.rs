@@ -1,8 +1,8 @@
 //! Checkpoints of a shard (`state.bin`) and loading one at open.
 //!
-//! # Checkpoint file (`state.bin`), version 2
+//! # Checkpoint file (`state.bin`), version 3
 //! ```text
-//! [magic "VRSHARD\0"][version u32 LE = 2][body_len u64 LE][crc32 of body u32 LE][body]
+//! [magic "VRSHARD\0"][version u32 LE = 3][body_len u64 LE][crc32 of body u32 LE][body]
 //! body   = [header_len u32 LE][header: JSON][points: points_bytes][f32 LE values]
 //! header = {"applied_seq", "next_segment_id", "point_count", "points_bytes",
 //!           "indexed": [{"id", "generation", "rows"}],     graphs on disk and the rows they hold
@@ -11,8 +11,11 @@
 //!          [location: 0 u8, segment u64, row u32            a row of an on-disk graph
 //!                   | 1 u8, n u8, n × (column u16, len u32)] vectors inline, in the f32 block]
 //!          [payload_len u32][payload: JSON]
+//!          [n u8, n × sparse]                                 its sparse vectors
+//! sparse = [name_len u16][name: UTF-8][entries u32][entries × (index u32, value f32)]
 //! ```
-//! Version 1 had no `columns`: its layout is the config's (it is read, and never written).
+//! Version 2 had no sparse vectors, version 1 no `columns` either: its layout is the
+//! config's. Both are read, and never written.
 //! Loading maps the recorded layout onto the config's vectors by name (see `relayout`).
 //!
 //! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
@@ -153,6 +156,19 @@ impl LocalShard {
             let json = serde_json::to_vec(&e.payload).expect("payload serialises");
             points.extend_from_slice(&(json.len() as u32).to_le_bytes());
             points.extend_from_slice(&json);
+            let sparse = e.sparse();
+            // At most one per configured sparse vector, and those are at most
+            // MAX_NAMED_VECTORS (under 256).
+            points.push(sparse.len() as u8);
+            for (name, v) in sparse {
+                points.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                points.extend_from_slice(name.as_bytes());
+                points.extend_from_slice(&(v.indices.len() as u32).to_le_bytes());
+                for (i, x) in v.indices.iter().zip(&v.values) {
+                    points.extend_from_slice(&i.to_le_bytes());
+                    points.extend_from_slice(&x.to_le_bytes());
+                }
+            }
         }
         let header = StateHeader {
             columns: Some(relayout::layout_of(&self.settings().vectors)),
@@ -179,7 +195,7 @@ impl LocalShard {
 
     pub(super) fn load(&self, path: &Path) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
-        let (header, points, floats) = decode_state(path, &bytes)?;
+        let (header, points, floats, version) = decode_state(path, &bytes)?;
         let corrupt = |why: String| StorageError::corrupt(path, why);
         // The layout the file is numbered in, mapped onto the config's vectors by name: they
         // differ after a crash between a change of the named vectors and its checkpoint.
@@ -306,7 +322,49 @@ impl LocalShard {
                 .ok_or_else(|| corrupt("short payload".into()))?;
             let payload: Payload = serde_json::from_slice(json)
                 .map_err(|e| corrupt(format!("payload of {id}: {e}")))?;
-            st.points.insert(id, PointEntry { seg, row, payload });
+            let mut sparse = Vec::new();
+            if version >= 3 {
+                let short = || corrupt(format!("short sparse vectors of {id}"));
+                let n = r.u8().ok_or_else(short)?;
+                for _ in 0..n {
+                    let len = r.u16().ok_or_else(short)? as usize;
+                    let name = std::str::from_utf8(r.bytes(len).ok_or_else(short)?)
+                        .map_err(|_| corrupt(format!("sparse vector name of {id}")))?
+                        .to_string();
+                    let entries = r.u32().ok_or_else(short)? as usize;
+                    if entries > crate::sparse::MAX_SPARSE_ENTRIES {
+                        return Err(short());
+                    }
+                    let (mut indices, mut values) =
+                        (Vec::with_capacity(entries), Vec::with_capacity(entries));
+                    for _ in 0..entries {
+                        indices.push(r.u32().ok_or_else(short)?);
+                        values.push(f32::from_bits(r.u32().ok_or_else(short)?));
+                    }
+                    let v = SparseVector::new(indices, values)
+                        .map_err(|e| corrupt(format!("sparse vector {name} of {id}: {e}")))?;
+                    // A sparse vector deleted from the config since is dropped.
+                    if st.sparse.contains_key(&name) {
+                        sparse.push((name, v));
+                    }
+                }
+            }
+            for (name, v) in &sparse {
+                st.sparse
+                    .get_mut(name)
+                    .expect("kept above")
+                    .insert(id, None, v);
+            }
+            let sparse = (!sparse.is_empty()).then(|| sparse.into_boxed_slice());
+            st.points.insert(
+                id,
+                PointEntry {
+                    seg,
+                    row,
+                    payload,
+                    sparse,
+                },
+            );
         }
         let mut indexed: Vec<Arc<Segment>> = segments.into_values().collect();
         indexed.sort_by_key(|s| s.id);
@@ -344,14 +402,17 @@ struct StateHeader {
     points_bytes: u64,
 }
 
-fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u8], Vec<f32>)> {
+/// The header, the point list, the inline vectors and the version of a checkpoint file.
+type DecodedState<'a> = (StateHeader, &'a [u8], Vec<f32>, u32);
+
+fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<DecodedState<'a>> {
     let corrupt = |why: String| StorageError::corrupt(path, why);
     let mut r = persist::Cursor::new(bytes, 0);
     if bytes.len() < 24 || r.bytes(8) != Some(&STATE_MAGIC[..]) {
         return Err(corrupt("not a shard checkpoint (bad magic)".into()));
     }
     let version = r.u32().expect("length checked");
-    if version != STATE_VERSION && version != 1 {
+    if !(1..=STATE_VERSION).contains(&version) {
         return Err(corrupt(format!("unsupported checkpoint version {version}")));
     }
     let len = r.u64().expect("length checked");
@@ -377,7 +438,7 @@ fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<(StateHeader, &'a [u
         return Err(corrupt("vector block is not whole floats".into()));
     }
     let floats = r.f32s(r.remaining() / 4).expect("length checked");
-    Ok((header, points, floats))
+    Ok((header, points, floats, version))
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the

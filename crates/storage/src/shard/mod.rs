@@ -26,6 +26,7 @@ use crate::ops::{Operation, PointWrite};
 use crate::query::Query;
 use crate::segment::SegmentIndex;
 use crate::segment::{Rows, Segment, SegmentVectors};
+use crate::sparse::{SparseIndex, SparseVector};
 use crate::wal::Wal;
 use crate::{Result, StorageError};
 use index_core::{merge_top_k, prepared_vector, PointId, SearchParams};
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
-const STATE_VERSION: u32 = 2;
+const STATE_VERSION: u32 = 3;
 const STATE_FILE: &str = "state.bin";
 
 /// Which stored vectors to return.
@@ -75,6 +76,8 @@ pub struct Record {
     pub payload: Option<Payload>,
     /// Its vectors by name, as selected (`None` when not asked for).
     pub vectors: Option<Vec<(String, Vec<f32>)>>,
+    /// Its sparse vectors by name, as selected (empty when not asked for or none).
+    pub sparse: Vec<(String, SparseVector)>,
 }
 
 /// A search hit.
@@ -122,6 +125,21 @@ pub(crate) struct PointEntry {
     seg: Arc<Segment>,
     row: u32,
     payload: Payload,
+    /// Its sparse vectors by name (no allocation for a point that has none).
+    sparse: Option<Box<[(String, SparseVector)]>>,
+}
+
+impl PointEntry {
+    fn sparse(&self) -> &[(String, SparseVector)] {
+        self.sparse.as_deref().unwrap_or(&[])
+    }
+
+    fn sparse_vector(&self, name: &str) -> Option<&SparseVector> {
+        self.sparse()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
 }
 
 struct State {
@@ -134,6 +152,8 @@ struct State {
     segments: Vec<Arc<Segment>>,
     active: Arc<Segment>,
     indexes: PayloadIndexes,
+    /// An inverted index per sparse vector, by name (built from the points at load).
+    sparse: HashMap<String, SparseIndex>,
     /// Filters materialised as row bitsets, kept current by every write (`filter_cache`).
     /// Behind its own lock so that searches, which hold the state's read lock, can fill it.
     filters: Mutex<FilterCache>,
@@ -153,6 +173,8 @@ pub struct ShardSettings {
     pub max_segment_points: usize,
     /// (fraction, minimum) of deleted rows that triggers a rebuild.
     pub vacuum: (f64, usize),
+    /// The sparse vectors' names.
+    pub sparse: Vec<String>,
 }
 
 /// A local shard.
@@ -182,9 +204,10 @@ impl PointView for View<'_> {
         Some(&self.entry.payload)
     }
     fn has_vector(&self, name: &str) -> bool {
-        self.columns
-            .get(name)
-            .is_some_and(|&c| self.entry.seg.has_vector(c, self.entry.row))
+        match self.columns.get(name) {
+            Some(&c) => self.entry.seg.has_vector(c, self.entry.row),
+            None => self.entry.sparse_vector(name).is_some(),
+        }
     }
 }
 
@@ -220,6 +243,11 @@ impl LocalShard {
                 segments: vec![active.clone()],
                 active,
                 indexes: PayloadIndexes::new(),
+                sparse: settings
+                    .sparse
+                    .iter()
+                    .map(|n| (n.clone(), SparseIndex::default()))
+                    .collect(),
                 filters: Mutex::new(FilterCache::default()),
                 applied_seq: 0,
                 checkpointed_seq: 0,
@@ -336,6 +364,7 @@ impl LocalShard {
             points,
             active,
             indexes,
+            sparse,
             filters,
             ..
         } = &mut *st;
@@ -348,6 +377,7 @@ impl LocalShard {
             points,
             active,
             indexes,
+            sparse,
             filters: filters.get_mut(),
         };
         w.apply_op(op);
@@ -424,6 +454,7 @@ struct Writer<'a> {
     points: &'a mut BTreeMap<PointId, PointEntry>,
     active: &'a Arc<Segment>,
     indexes: &'a mut PayloadIndexes,
+    sparse: &'a mut HashMap<String, SparseIndex>,
     filters: &'a mut FilterCache,
 }
 
@@ -446,6 +477,11 @@ impl Writer<'_> {
                 for id in ids {
                     if let Some(e) = self.points.remove(id) {
                         e.seg.set_live(e.row, false);
+                        for (name, v) in e.sparse() {
+                            if let Some(index) = self.sparse.get_mut(name) {
+                                index.remove(*id, Some(v));
+                            }
+                        }
                         self.filters.point_written(e.seg.id, e.row, |_| false);
                         self.indexes.update(*id, Some(&e.payload), None);
                     }
@@ -485,12 +521,29 @@ impl Writer<'_> {
             .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
             .collect();
         let row = self.active.push_row(w.id, &cols);
+        // Likewise a sparse vector whose name is gone.
+        let sparse: Vec<(String, SparseVector)> = w
+            .sparse
+            .iter()
+            .filter(|(name, _)| self.sparse.contains_key(name))
+            .cloned()
+            .collect();
         let entry = PointEntry {
             seg: self.active.clone(),
             row,
             payload: w.payload.clone(),
+            sparse: (!sparse.is_empty()).then(|| sparse.into_boxed_slice()),
         };
-        if let Some(old) = self.points.insert(w.id, entry) {
+        let old = self.points.insert(w.id, entry);
+        let new = &self.points[&w.id];
+        for (name, index) in self.sparse.iter_mut() {
+            let before = old.as_ref().and_then(|o| o.sparse_vector(name));
+            match new.sparse_vector(name) {
+                Some(v) => index.insert(w.id, before, v),
+                None => index.remove(w.id, before),
+            }
+        }
+        if let Some(old) = old {
             old.seg.set_live(old.row, false);
             self.indexes
                 .update(w.id, Some(&old.payload), Some(&w.payload));

@@ -220,10 +220,17 @@ impl LocalShard {
                 .filter_map(|(c, v)| e.seg.vector(c, e.row).map(|x| (v.name.clone(), x)))
                 .collect()
         });
+        let sparse = e
+            .sparse()
+            .iter()
+            .filter(|(name, _)| with_vector.wants(name))
+            .cloned()
+            .collect();
         Record {
             id,
             payload: with_payload.apply(&e.payload),
             vectors,
+            sparse,
         }
     }
 
@@ -249,6 +256,20 @@ impl LocalShard {
         let st = self.state.read();
         let col = Self::column(&st, name)?;
         Ok(st.points.get(&id).and_then(|e| e.seg.vector(col, e.row)))
+    }
+
+    /// The stored sparse vector `name` of a point (`None`: no such point, or it has none).
+    pub fn sparse_vector_of(&self, id: PointId, name: &str) -> Result<Option<SparseVector>> {
+        let st = self.state.read();
+        if !st.sparse.contains_key(name) {
+            return Err(StorageError::UnknownVector {
+                name: name.to_string(),
+            });
+        }
+        Ok(st
+            .points
+            .get(&id)
+            .and_then(|e| e.sparse_vector(name).cloned()))
     }
 
     /// Up to `limit` points from `from` on (inclusive), in id order, that match `filter`.
@@ -323,6 +344,9 @@ impl LocalShard {
         req.params.validate()?;
         // The layout is read under the state's lock (see `State::columns`).
         let st = self.state.read();
+        if let Query::Sparse(q) = &req.query {
+            return self.search_sparse(&st, q, req);
+        }
         let col = Self::column(&st, &req.vector_name)?;
         let settings = self.settings();
         let v = &settings.vectors[col];
@@ -357,6 +381,7 @@ impl LocalShard {
                 let q = q.prepare(v.dim, metric)?;
                 (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
             }
+            (Query::Sparse(_), _) => unreachable!("answered above"),
         };
         let score = |d: f32| if examples { -d } else { metric.score(d) };
         Ok(hits
@@ -369,6 +394,74 @@ impl LocalShard {
                 })
             })
             .collect())
+    }
+
+    /// A sparse query: through the vector's inverted index, or over the candidates. Hits
+    /// carry the dot product as their score and its negation as their distance.
+    fn search_sparse(
+        &self,
+        st: &State,
+        q: &SparseVector,
+        req: &SearchRequest,
+    ) -> Result<Vec<ScoredPoint>> {
+        let name = &req.vector_name;
+        let index = st
+            .sparse
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownVector { name: name.clone() })?;
+        let passes = |id: PointId, e: &PointEntry| {
+            req.filter.as_ref().is_none_or(|f| {
+                f.matches(&View {
+                    id,
+                    entry: e,
+                    columns: &st.columns,
+                })
+            })
+        };
+        let min_score = req.params.max_distance.map(|d| -d);
+        let hits: Vec<(PointId, f32)> = match &req.candidates {
+            Some(ids) => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                let mut hits: Vec<(PointId, f32)> = ids
+                    .iter()
+                    .filter(|id| seen.insert(**id))
+                    .filter_map(|&id| {
+                        let e = st.points.get(&id)?;
+                        let score = q.dot(e.sparse_vector(name)?)?;
+                        (min_score.is_none_or(|m| score >= m) && passes(id, e))
+                            .then_some((id, score))
+                    })
+                    .collect();
+                crate::sparse::best_first(&mut hits, req.params.limit);
+                hits
+            }
+            None => index.search(q, req.params.limit, min_score, |id| {
+                st.points.get(&id).is_some_and(|e| passes(id, e))
+            }),
+        };
+        Ok(hits
+            .into_iter()
+            .filter_map(|(id, score)| {
+                st.points.get(&id).map(|e| ScoredPoint {
+                    record: self.record(id, e, &req.with_payload, &req.with_vector),
+                    distance: -score,
+                    score,
+                })
+            })
+            .collect())
+    }
+
+    /// How many points hold sparse vector `name`, and how many of them hold each of
+    /// `indices` (the statistics of its IDF weights).
+    pub fn sparse_stats(&self, name: &str, indices: &[u32]) -> Result<(usize, Vec<usize>)> {
+        let st = self.state.read();
+        let index = st
+            .sparse
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownVector {
+                name: name.to_string(),
+            })?;
+        Ok((index.len(), indices.iter().map(|&i| index.df(i)).collect()))
     }
 
     /// The `params.limit` best of the candidates `ids` that this shard holds, pass `filter`

@@ -3,5 +3,6 @@ mod collection;
 mod filter_cache;
 mod fixtures;
 mod power_loss;
+mod sparse;
 mod vector_names;
 mod wal;

@@ -57,6 +57,7 @@ fn point(id: u64, version: u64) -> PointWrite {
                 .collect(),
         )],
         payload,
+        sparse: Vec::new(),
     }
 }
 

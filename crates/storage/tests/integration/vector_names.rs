@@ -68,6 +68,7 @@ fn write(
                 id: PointId::Num(i),
                 vectors: vectors.into_iter().collect(),
                 payload: Payload::new(),
+                sparse: Vec::new(),
             }
         })
         .collect();
@@ -217,6 +218,7 @@ fn vectors_created_and_deleted_keep_every_stored_vector_through_restarts_and_cra
                 id: PointId::Num(i),
                 vectors: vec![("b".into(), v)],
                 payload: Payload::new(),
+                sparse: Vec::new(),
             }
         })
         .collect();
