@@ -62,7 +62,11 @@ pub struct StoredVectors {
 }
 
 impl StoredVectors {
+    /// Adds vector `name`; a name given twice keeps its last vector, as Qdrant reads a JSON
+    /// object whose key repeats.
     fn push(&mut self, name: String, v: Stored) {
+        self.dense.retain(|(n, _)| *n != name);
+        self.sparse.retain(|(n, _)| *n != name);
         match v {
             Stored::Dense(v) => self.dense.push((name, v)),
             Stored::Sparse(v) => self.sparse.push((name, v)),

@@ -663,6 +663,27 @@ impl Collection {
                 if let Some((name, _)) = p.sparse.iter().find(|(n, _)| config.sparse(n).is_none()) {
                     return Err(StorageError::UnknownVector { name: name.clone() });
                 }
+                for (name, v) in &p.sparse {
+                    v.check().map_err(|e| {
+                        StorageError::InvalidInput(format!(
+                            "point {}: sparse vector `{name}`: {e}",
+                            p.id
+                        ))
+                    })?;
+                }
+                let mut names: Vec<&str> = p
+                    .vectors
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .chain(p.sparse.iter().map(|(n, _)| n.as_str()))
+                    .collect();
+                names.sort_unstable();
+                if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(StorageError::InvalidInput(format!(
+                        "point {}: vector `{}` given twice",
+                        p.id, w[0]
+                    )));
+                }
                 for (name, v) in &mut p.vectors {
                     let Some(params) = config.vectors.get(name) else {
                         return Err(StorageError::UnknownVector { name: name.clone() });

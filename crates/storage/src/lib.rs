@@ -23,7 +23,7 @@
 //! let c = store.create("points", config).unwrap();
 //! let point = |id: u64, v: Vec<f32>| PointWrite {
 //!     id: PointId::Num(id), vectors: vec![(String::new(), v)], payload: Default::default(),
-//!, sparse: Vec::new() };
+//!     sparse: Vec::new() };
 //! c.update(Update::Upsert(vec![point(1, vec![0.0, 0.0]), point(2, vec![3.0, 4.0])]), true).unwrap();
 //! let hits = c.search(&storage::SearchRequest {
 //!     vector_name: String::new(),

@@ -59,6 +59,35 @@ impl SparseVector {
         })
     }
 
+    /// Checks what [`SparseVector::new`] ensures, for a vector built from its fields: as
+    /// many values as indices, at most [`MAX_SPARSE_ENTRIES`], indices strictly ascending,
+    /// values finite.
+    pub fn check(&self) -> Result<(), String> {
+        if self.indices.len() != self.values.len() {
+            return Err(format!(
+                "indices and values must have the same length ({} and {})",
+                self.indices.len(),
+                self.values.len()
+            ));
+        }
+        if self.indices.len() > MAX_SPARSE_ENTRIES {
+            return Err(format!(
+                "at most {MAX_SPARSE_ENTRIES} entries in a sparse vector, got {}",
+                self.indices.len()
+            ));
+        }
+        if let Some(w) = self.indices.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "indices must be unique and ascending, {} comes before {}",
+                w[0], w[1]
+            ));
+        }
+        if let Some(v) = self.values.iter().find(|v| !v.is_finite()) {
+            return Err(format!("values must be finite numbers, got {v}"));
+        }
+        Ok(())
+    }
+
     /// Whether it holds no entry.
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
@@ -103,12 +132,140 @@ pub(crate) struct SparseIndex {
     /// Slot → point; `None` once the point was removed or re-inserted at a new slot.
     slots: Vec<Option<PointId>>,
     slot_of: HashMap<PointId, u32>,
-    /// Index → (slot, weight), slots ascending.
-    postings: HashMap<u32, Vec<(u32, f32)>>,
+    /// Index → its postings.
+    postings: HashMap<u32, Postings>,
     /// Index → live points holding it.
     df: HashMap<u32, u32>,
     live_entries: usize,
     dead_entries: usize,
+    /// Slots of removed points (an empty vector leaves a slot and no entry behind).
+    dead_slots: usize,
+}
+
+/// The points holding one index, with their weights, and bounds on those weights (over the
+/// entries held, dead ones included: bounds, not exact extremes).
+#[derive(Debug, Default)]
+struct Postings {
+    /// (slot, weight), slots ascending.
+    entries: Vec<(u32, f32)>,
+    max: f32,
+    min: f32,
+}
+
+impl Postings {
+    fn push(&mut self, slot: u32, w: f32) {
+        if self.entries.is_empty() {
+            (self.max, self.min) = (w, w);
+        } else {
+            self.max = self.max.max(w);
+            self.min = self.min.min(w);
+        }
+        self.entries.push((slot, w));
+    }
+}
+
+/// A query index's postings and weight, with the most it can add to a point's score.
+struct Term<'a> {
+    entries: &'a [(u32, f32)],
+    weight: f32,
+    bound: f32,
+}
+
+/// A hit kept while searching: higher score first, ties by lower id (the order of
+/// [`best_first`]).
+#[derive(Clone, Copy)]
+struct Kept {
+    score: f32,
+    id: PointId,
+}
+
+impl Kept {
+    /// Whether `self` ranks after `other`.
+    fn worse(&self, other: &Kept) -> bool {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.id.cmp(&self.id))
+            .is_lt()
+    }
+}
+
+/// The best `limit` of what is offered, as a binary min-heap on [`Kept::worse`].
+struct TopK {
+    limit: usize,
+    heap: Vec<Kept>,
+}
+
+impl TopK {
+    fn new(limit: usize) -> TopK {
+        TopK {
+            limit,
+            heap: Vec::with_capacity(limit + 1),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.heap.len() >= self.limit
+    }
+
+    /// The score a point must reach to be kept (a tie enters with a lower id).
+    fn threshold(&self) -> f32 {
+        if self.is_full() {
+            self.heap[0].score
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
+    /// Whether `k` would be kept.
+    fn admits(&self, k: &Kept) -> bool {
+        self.limit > 0 && (!self.is_full() || self.heap[0].worse(k))
+    }
+
+    fn offer(&mut self, k: Kept) {
+        if !self.admits(&k) {
+            return;
+        }
+        if self.is_full() {
+            self.heap[0] = k;
+            self.sift_down(0);
+        } else {
+            self.heap.push(k);
+            let mut i = self.heap.len() - 1;
+            while i > 0 {
+                let parent = (i - 1) / 2;
+                if self.heap[i].worse(&self.heap[parent]) {
+                    self.heap.swap(i, parent);
+                    i = parent;
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut worst = i;
+            if l < self.heap.len() && self.heap[l].worse(&self.heap[worst]) {
+                worst = l;
+            }
+            if r < self.heap.len() && self.heap[r].worse(&self.heap[worst]) {
+                worst = r;
+            }
+            if worst == i {
+                return;
+            }
+            self.heap.swap(i, worst);
+            i = worst;
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(PointId, f32)> {
+        let mut out: Vec<(PointId, f32)> = self.heap.into_iter().map(|k| (k.id, k.score)).collect();
+        best_first(&mut out, usize::MAX);
+        out
+    }
 }
 
 impl SparseIndex {
@@ -129,7 +286,7 @@ impl SparseIndex {
         self.slots.push(Some(id));
         self.slot_of.insert(id, slot);
         for (&i, &w) in v.indices.iter().zip(&v.values) {
-            self.postings.entry(i).or_default().push((slot, w));
+            self.postings.entry(i).or_default().push(slot, w);
             *self.df.entry(i).or_default() += 1;
         }
         self.live_entries += v.indices.len();
@@ -141,6 +298,7 @@ impl SparseIndex {
             return;
         };
         self.slots[slot as usize] = None;
+        self.dead_slots += 1;
         if let Some(old) = old {
             for i in &old.indices {
                 if let Some(n) = self.df.get_mut(i) {
@@ -153,12 +311,15 @@ impl SparseIndex {
             self.live_entries -= old.indices.len();
             self.dead_entries += old.indices.len();
         }
-        if self.dead_entries > self.live_entries.max(1024) {
+        if self.dead_entries > self.live_entries.max(1024)
+            || self.dead_slots > self.slot_of.len().max(1024)
+        {
             self.compact();
         }
     }
 
-    /// Drops the postings of removed points and renumbers the slots densely.
+    /// Drops the postings of removed points, renumbers the slots densely and tightens the
+    /// weight bounds.
     fn compact(&mut self) {
         let mut renumber = vec![u32::MAX; self.slots.len()];
         let mut slots = Vec::with_capacity(self.slot_of.len());
@@ -170,26 +331,150 @@ impl SparseIndex {
             }
         }
         self.slots = slots;
-        self.postings.retain(|_, list| {
-            list.retain_mut(|(slot, _)| {
-                let new = renumber[*slot as usize];
-                *slot = new;
-                new != u32::MAX
-            });
-            !list.is_empty()
+        self.postings.retain(|_, p| {
+            let entries = std::mem::take(&mut p.entries);
+            *p = Postings::default();
+            for (slot, w) in entries {
+                let new = renumber[slot as usize];
+                if new != u32::MAX {
+                    p.push(new, w);
+                }
+            }
+            !p.entries.is_empty()
         });
         self.dead_entries = 0;
+        self.dead_slots = 0;
     }
 
     /// The `limit` best points for `query` (dot product, higher first, ties by id) among
-    /// those `passes` accepts, scoring at least `min_score` when given; points sharing no
-    /// index with the query are no match.
+    /// those `passes` accepts (every point when `None`), scoring at least `min_score` when
+    /// given; points sharing no index with the query are no match.
+    ///
+    /// With positive query weights over non-negative postings (BM25, SPLADE) the walk is
+    /// document at a time with MaxScore pruning: the query's indices sorted by the most each
+    /// can add, the ones whose bounds together cannot lift a point to the current `limit`-th
+    /// score only probe the points the others bring up, and stop probing as soon as the rest
+    /// cannot lift it either. Otherwise every posting is accumulated (term at a time).
     pub(crate) fn search(
         &self,
         query: &SparseVector,
         limit: usize,
         min_score: Option<f32>,
-        passes: impl Fn(PointId) -> bool,
+        passes: Option<&dyn Fn(PointId) -> bool>,
+    ) -> Vec<(PointId, f32)> {
+        let mut terms: Vec<Term<'_>> = Vec::with_capacity(query.indices.len());
+        let mut prunable = true;
+        for (i, &q) in query.indices.iter().zip(&query.values) {
+            let Some(p) = self.postings.get(i) else {
+                continue;
+            };
+            prunable &= q > 0.0 && p.min >= 0.0;
+            terms.push(Term {
+                entries: &p.entries,
+                weight: q,
+                bound: q * p.max,
+            });
+        }
+        if prunable {
+            self.search_max_score(terms, limit, min_score, passes)
+        } else {
+            self.search_accumulated(&terms, limit, min_score, passes)
+        }
+    }
+
+    fn search_max_score(
+        &self,
+        mut terms: Vec<Term<'_>>,
+        limit: usize,
+        min_score: Option<f32>,
+        passes: Option<&dyn Fn(PointId) -> bool>,
+    ) -> Vec<(PointId, f32)> {
+        terms.sort_by(|a, b| a.bound.total_cmp(&b.bound));
+        // upto[i]: the most terms 0..=i can add together.
+        let mut upto = Vec::with_capacity(terms.len());
+        let mut sum = 0.0f32;
+        for t in &terms {
+            sum += t.bound;
+            upto.push(sum);
+        }
+        // Rounding in the sums above must not prune a point that reaches the threshold.
+        let slack = |x: f32| x + x.abs() * 1e-5 + f32::MIN_POSITIVE;
+        let floor = min_score.unwrap_or(f32::NEG_INFINITY);
+        let mut top = TopK::new(limit);
+        let mut at = vec![0usize; terms.len()];
+        // Terms below `essential` cannot lift a point on their own.
+        let mut essential = 0;
+        loop {
+            let bar = top.threshold().max(floor);
+            while essential < terms.len() && slack(upto[essential]) < bar {
+                essential += 1;
+            }
+            if essential == terms.len() {
+                break;
+            }
+            // The next point any essential term holds.
+            let mut slot = u32::MAX;
+            for (t, term) in terms.iter().enumerate().skip(essential) {
+                if let Some(&(s, _)) = term.entries.get(at[t]) {
+                    slot = slot.min(s);
+                }
+            }
+            if slot == u32::MAX {
+                break;
+            }
+            let mut score = 0.0f32;
+            for (t, term) in terms.iter().enumerate().skip(essential) {
+                if let Some(&(s, w)) = term.entries.get(at[t]) {
+                    if s == slot {
+                        score += term.weight * w;
+                        at[t] += 1;
+                    }
+                }
+            }
+            let mut lifted = true;
+            for t in (0..essential).rev() {
+                if slack(score + upto[t]) < bar {
+                    lifted = false;
+                    break;
+                }
+                let entries = terms[t].entries;
+                // Gallop to the first entry at or past `slot`.
+                let from = at[t];
+                let (mut lo, mut hi, mut step) = (from, from, 1);
+                while hi < entries.len() && entries[hi].0 < slot {
+                    lo = hi + 1;
+                    hi = from + step;
+                    step *= 2;
+                }
+                let hi = hi.min(entries.len());
+                at[t] = lo + entries[lo..hi].partition_point(|e| e.0 < slot);
+                if let Some(&(s, w)) = entries.get(at[t]) {
+                    if s == slot {
+                        score += terms[t].weight * w;
+                        at[t] += 1;
+                    }
+                }
+            }
+            if !lifted || score < floor {
+                continue;
+            }
+            let Some(id) = self.slots[slot as usize] else {
+                continue;
+            };
+            let kept = Kept { score, id };
+            if top.admits(&kept) && passes.is_none_or(|p| p(id)) {
+                top.offer(kept);
+            }
+        }
+        top.into_sorted()
+    }
+
+    fn search_accumulated(
+        &self,
+        terms: &[Term<'_>],
+        limit: usize,
+        min_score: Option<f32>,
+        passes: Option<&dyn Fn(PointId) -> bool>,
     ) -> Vec<(PointId, f32)> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -211,30 +496,32 @@ impl SparseIndex {
                 stamps.resize(self.slots.len(), 0);
             }
             touched.clear();
-            for (i, &q) in query.indices.iter().zip(&query.values) {
-                let Some(list) = self.postings.get(i) else {
-                    continue;
-                };
-                for &(slot, w) in list {
+            for term in terms {
+                for &(slot, w) in term.entries {
                     let s = slot as usize;
                     if stamps[s] != *generation {
                         stamps[s] = *generation;
                         scores[s] = 0.0;
                         touched.push(slot);
                     }
-                    scores[s] += q * w;
+                    scores[s] += term.weight * w;
                 }
             }
-            let mut hits: Vec<(PointId, f32)> = touched
-                .iter()
-                .filter_map(|&slot| {
-                    let id = self.slots[slot as usize]?;
-                    let score = scores[slot as usize];
-                    (min_score.is_none_or(|m| score >= m) && passes(id)).then_some((id, score))
-                })
-                .collect();
-            best_first(&mut hits, limit);
-            hits
+            let mut top = TopK::new(limit);
+            for &slot in touched.iter() {
+                let score = scores[slot as usize];
+                if min_score.is_some_and(|m| score < m) {
+                    continue;
+                }
+                let Some(id) = self.slots[slot as usize] else {
+                    continue;
+                };
+                let kept = Kept { score, id };
+                if top.admits(&kept) && passes.is_none_or(|p| p(id)) {
+                    top.offer(kept);
+                }
+            }
+            top.into_sorted()
         })
     }
 }
@@ -323,20 +610,37 @@ mod tests {
                 index.insert(id, stored.get(&id), &v);
                 stored.insert(id, v);
             }
-            if step % 500 == 0 {
-                let q = sv(&[(next() % 200, 1.5), (next() % 200 + 200, 1.0), (3, 0.25)]);
+            if step % 250 == 0 {
+                let a = next() % 200;
+                let b = next() % 200 + 200;
+                // Positive weights take the pruned walk; a negative one the accumulation.
+                let q = if step % 500 == 0 {
+                    sv(&[(a, 1.5), (b, 1.0), (3, 0.25), (7, 0.5)])
+                } else {
+                    sv(&[(a, 1.5), (b, -1.0), (3, 0.25)])
+                };
                 let even = |id: PointId| matches!(id, PointId::Num(n) if n % 2 == 0);
-                let got = index.search(&q, 10, None, even);
-                let mut want: Vec<(PointId, f32)> = stored
-                    .iter()
-                    .filter(|(id, _)| even(**id))
-                    .filter_map(|(id, v)| q.dot(v).map(|s| (*id, s)))
-                    .collect();
-                best_first(&mut want, 10);
-                assert_eq!(got.len(), want.len(), "step {step}");
-                for (g, w) in got.iter().zip(&want) {
-                    assert_eq!(g.0, w.0, "step {step}");
-                    assert!((g.1 - w.1).abs() < 1e-4, "step {step}");
+                let limit = [1, 10, 50][(step / 250 % 3) as usize];
+                let floor = (step % 750 == 0).then_some(4.0f32);
+                for filter in [None, Some(&even as &dyn Fn(PointId) -> bool)] {
+                    let got = index.search(&q, limit, floor, filter);
+                    let mut want: Vec<(PointId, f32)> = stored
+                        .iter()
+                        .filter(|(id, _)| filter.is_none_or(|f| f(**id)))
+                        .filter_map(|(id, v)| q.dot(v).map(|s| (*id, s)))
+                        .filter(|(_, s)| floor.is_none_or(|f| *s >= f))
+                        .collect();
+                    best_first(&mut want, limit);
+                    let ctx = format!("step {step} limit {limit} floor {floor:?} {q:?}");
+                    assert_eq!(got.len(), want.len(), "{ctx}\n{got:?}\n{want:?}");
+                    let mut seen = std::collections::HashSet::new();
+                    for (g, w) in got.iter().zip(&want) {
+                        // Equal scores may come in any order: compare scores by rank, and
+                        // each point's own score.
+                        assert!((g.1 - w.1).abs() < 1e-4, "{ctx}\n{got:?}\n{want:?}");
+                        assert!((q.dot(&stored[&g.0]).unwrap() - g.1).abs() < 1e-4, "{ctx}");
+                        assert!(filter.is_none_or(|f| f(g.0)) && seen.insert(g.0), "{ctx}");
+                    }
                 }
                 assert_eq!(index.len(), stored.len());
                 let df3 = stored.values().filter(|v| v.indices.contains(&3)).count();
@@ -344,6 +648,17 @@ mod tests {
             }
         }
         assert!(index.dead_entries <= index.live_entries.max(1024));
+        // Empty vectors written and removed over and over leave no growing trail of slots.
+        let empty = SparseVector::default();
+        for round in 0..10_000u64 {
+            let id = PointId::Num(1_000_000 + round % 7);
+            index.insert(id, Some(&empty), &empty);
+        }
+        assert!(
+            index.slots.len() <= index.len() + 1024 + 1,
+            "{}",
+            index.slots.len()
+        );
     }
 
     #[test]

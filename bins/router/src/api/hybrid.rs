@@ -19,7 +19,8 @@
 //!
 //! Requests carry limits on the tree: at most [`MAX_STAGES`] queries in all and
 //! [`MAX_DEPTH`] levels, each limit at most [`index_core::MAX_LIMIT`], and the MMR work
-//! (candidates times points picked) at most [`MAX_MMR_PAIRS`].
+//! (candidates times points picked) at most [`MAX_MMR_PAIRS`], and the floats it reads and
+//! multiplies bounded by the vectors' dimension ([`MAX_MMR_FLOATS`], [`MAX_MMR_WORK`]).
 
 use super::blocking;
 use super::query::{asked_of, plan_search, PlannedSearch, SearchParts};
@@ -43,6 +44,10 @@ pub const MAX_STAGES: usize = 64;
 pub const MAX_DEPTH: usize = 8;
 /// The most candidate pairs MMR may compare: candidates times the points it picks.
 pub const MAX_MMR_PAIRS: usize = 1 << 22;
+/// The most vector floats MMR fetches: candidates times dimension (128 MiB).
+pub const MAX_MMR_FLOATS: usize = 1 << 25;
+/// The most multiply-adds MMR spends: candidate pairs times dimension (a second or two).
+pub const MAX_MMR_WORK: usize = 1 << 32;
 /// The most candidates MMR re-ranks (Qdrant's bound).
 pub const MAX_MMR_CANDIDATES: u64 = 16_384;
 /// Reciprocal rank fusion's constant when none is given (Qdrant's).
@@ -144,6 +149,11 @@ impl Stage {
     /// Refuses what cannot be run, as Qdrant does, before any of the tree runs.
     fn check(&self, at: &str) -> Result<(), ApiError> {
         let merging = !self.prefetch.is_empty();
+        if self.query.is_none() && self.score_threshold.is_some() {
+            return Err(bad(format!(
+                "Bad request: {at}: a query is needed to use the score_threshold"
+            )));
+        }
         match &self.query {
             None if merging => {
                 return Err(bad(format!(
@@ -183,10 +193,10 @@ impl Stage {
                         self.prefetch.len()
                     )));
                 }
-                if w.iter().any(|w| !w.is_finite() || *w < 0.0) {
+                // A weight of 0 or less adds nothing (as Qdrant scores it).
+                if w.iter().any(|w| !w.is_finite()) {
                     return Err(bad(format!(
-                        "Validation error in JSON body: {at}.query.rrf.weights must be finite \
-                         and not negative"
+                        "Validation error in JSON body: {at}.query.rrf.weights must be finite"
                     )));
                 }
             }
@@ -314,6 +324,13 @@ fn stage<'a>(
             ) => Some(plan_vector(run, s, q.clone(), filter.clone())?),
             _ => None,
         };
+        if let (Some(p), Some(QueryInterface::Nearest { mmr: Some(_), .. })) = (&plan, &s.query) {
+            if p.request.query.nearest().is_none() {
+                return Err(ApiError::not_implemented(
+                    "`mmr` on sparse vectors is not supported by this server",
+                ));
+            }
+        }
         let candidates = if s.prefetch.is_empty() {
             None
         } else {
@@ -491,11 +508,27 @@ async fn diversified(
     };
     let mut query = query.to_vec();
     metric.prepare(&mut query);
+    if mmr.candidates_limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    let dim = query.len();
+    let candidates_limit = plan.request.params.limit;
+    let pick = s.limit + s.offset;
+    let pairs = candidates_limit.saturating_mul(pick.min(candidates_limit));
+    if candidates_limit.saturating_mul(dim) > MAX_MMR_FLOATS
+        || pairs.saturating_mul(dim) > MAX_MMR_WORK
+    {
+        return Err(bad(format!(
+            "Validation error in JSON body: mmr over {candidates_limit} candidates of {dim} \
+             dimensions picking {pick}: at most {MAX_MMR_FLOATS} candidate floats and \
+             {MAX_MMR_WORK} multiply-adds"
+        )));
+    }
+    let deadline = run.deadline;
     let hits = search_hits(run, plan, candidates).await?;
     let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
     let vectors = vectors_of(run, &ids, &using).await?;
     let lambda = 1.0 - mmr.diversity.unwrap_or(0.5) as f32;
-    let pick = s.limit + s.offset;
     let order = blocking(move || {
         let kernels = quant::kernels();
         // Candidates whose vector is gone (deleted since the search) drop out.
@@ -511,6 +544,12 @@ async fn diversified(
         let mut closest = vec![f32::NEG_INFINITY; vecs.len()];
         let mut picked: Vec<usize> = Vec::new();
         while picked.len() < pick && !pending.is_empty() {
+            if Instant::now() > deadline {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "Timeout: mmr did not re-rank its candidates in time",
+                ));
+            }
             let value = |p: usize| {
                 if picked.is_empty() {
                     relevance[p]

@@ -275,9 +275,10 @@ impl ExampleReader {
                 ))
             }
             VectorInput::Sparse(_) => {
-                return Err(ApiError::not_implemented(
-                    "sparse vector queries are not supported",
-                ))
+                return Err(bad(format!(
+                    "Wrong input: `{}` is a dense vector: a sparse vector cannot query it",
+                    self.vector
+                )))
             }
             VectorInput::Inference(kind) => {
                 return Err(ApiError::not_implemented(format!(

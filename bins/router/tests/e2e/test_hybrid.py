@@ -249,6 +249,8 @@ def test_bad_hybrid_queries_are_refused(remote, oracle, http):
                                      "query": {"fusion": "rrf"}},
         "nest at most": deep,
         "at most 64 queries": {"prefetch": [near] * 70, "query": {"fusion": "rrf"}},
+        "a query is needed to use the score_threshold": {
+            "prefetch": {"score_threshold": 0.5, "limit": 3}, "query": {"fusion": "rrf"}},
         "order_by query takes no score_threshold": {
             "prefetch": near, "query": {"order_by": "price"}, "score_threshold": 0.5},
         "prefetch.limit": {"prefetch": {**near, "limit": 0}, "query": {"fusion": "rrf"}},

@@ -220,4 +220,11 @@ def test_bad_sparse_input(remote, oracle, router_url):
         assert needle in r.json()["status"]["error"], f"{body}: {r.text}"
     # Nothing was half-written.
     pair.scroll_all("after bad input", with_payload=True, with_vectors=True)
+    # A name given twice in one JSON object keeps its last vector, as Qdrant reads it.
+    r = http.put(put, content=b'{"points": [{"id": 5, "vector": {"text": {"indices": [1], '
+                              b'"values": [1.0]}, "text": {"indices": [7, 3], "values": [0.5, 2.0]}}}]}',
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    got = remote.retrieve(pair.name, [5], with_vectors=True)[0].vector["text"]
+    assert (got.indices, got.values) == ([3, 7], [2.0, 0.5]), got
     pair.drop()

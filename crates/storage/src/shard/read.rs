@@ -435,9 +435,14 @@ impl LocalShard {
                 crate::sparse::best_first(&mut hits, req.params.limit);
                 hits
             }
-            None => index.search(q, req.params.limit, min_score, |id| {
-                st.points.get(&id).is_some_and(|e| passes(id, e))
-            }),
+            None => match &req.filter {
+                // Every live slot of the index is a point: nothing to look up.
+                None => index.search(q, req.params.limit, min_score, None),
+                Some(_) => {
+                    let test = |id: PointId| st.points.get(&id).is_some_and(|e| passes(id, e));
+                    index.search(q, req.params.limit, min_score, Some(&test))
+                }
+            },
         };
         Ok(hits
             .into_iter()
