@@ -11,7 +11,8 @@
 //!   of its own answer and of every sub-query below it.
 //! - A leaf runs as a query of its own (nearest, recommend, discover, context, `order_by`,
 //!   `sample`, or no query: points in id order).
-//! - A stage over sub-queries either fuses their ranked lists, or scores its own query
+//! - A stage over sub-queries either fuses their ranked lists, re-scores their points by a
+//!   formula (`api::formula`), or scores its own query
 //!   exactly over the union of their points (the candidates), or orders or samples that
 //!   union. A query is needed to merge sub-queries; fusion needs sub-queries.
 //! - Each sub-query's answer is merged over the shards before the stage above uses it, so
@@ -23,6 +24,7 @@
 //! multiplies bounded by the vectors' dimension ([`MAX_MMR_FLOATS`], [`MAX_MMR_WORK`]).
 
 use super::blocking;
+use super::formula::{Formula, PointInput};
 use super::query::{asked_of, plan_search, PlannedSearch, SearchParts};
 use crate::convert::{self, bad};
 use crate::error::ApiError;
@@ -33,7 +35,7 @@ use futures::future::BoxFuture;
 use index_core::PointId;
 use payload::{Filter, PayloadSelector};
 use shard_router::Shard;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{Collection, Record, VectorSelector};
@@ -61,6 +63,7 @@ pub fn is_hybrid(req: &QueryRequest) -> bool {
             Some(
                 QueryInterface::Fusion(_)
                     | QueryInterface::Rrf(_)
+                    | QueryInterface::Formula { .. }
                     | QueryInterface::Sample(_)
                     | QueryInterface::Nearest { mmr: Some(_), .. }
             )
@@ -80,6 +83,8 @@ struct Stage {
     lookup_from: Option<model::LookupLocation>,
     with_payload: PayloadSelector,
     with_vector: VectorSelector,
+    /// The formula of a formula query, read when the tree is checked.
+    formula: Option<Formula>,
 }
 
 impl Stage {
@@ -100,7 +105,9 @@ impl Stage {
             lookup_from: req.lookup_from,
             with_payload: convert::payload_selector(req.with_payload, false),
             with_vector: convert::vector_selector(req.with_vector),
+            formula: None,
         };
+        let mut stage = stage;
         stage.check("query")?;
         Ok(stage)
     }
@@ -141,13 +148,23 @@ impl Stage {
             lookup_from: p.lookup_from,
             with_payload: PayloadSelector::Nothing,
             with_vector: VectorSelector::Nothing,
+            formula: None,
         };
+        let mut stage = stage;
         stage.check("prefetch")?;
         Ok(stage)
     }
 
     /// Refuses what cannot be run, as Qdrant does, before any of the tree runs.
-    fn check(&self, at: &str) -> Result<(), ApiError> {
+    fn check(&mut self, at: &str) -> Result<(), ApiError> {
+        if let Some(QueryInterface::Formula { formula, defaults }) = &self.query {
+            if self.prefetch.is_empty() {
+                return Err(bad(format!(
+                    "Bad request: {at}: a formula re-scores prefetches, and there are none"
+                )));
+            }
+            self.formula = Some(Formula::parse(formula, defaults.as_ref())?);
+        }
         let merging = !self.prefetch.is_empty();
         if self.query.is_none() && self.score_threshold.is_some() {
             return Err(bad(format!(
@@ -356,6 +373,11 @@ fn stage<'a>(
                 Some(QueryInterface::Rrf(p)) => {
                     let fused = rrf(&sources, p.k.unwrap_or(DEFAULT_RRF_K), p.weights.as_deref());
                     return fused_answer(run, s, fused).await;
+                }
+                Some(QueryInterface::Formula { .. }) => {
+                    let formula = s.formula.as_ref().expect("read when the tree was checked");
+                    let scored = rescored(run, formula, &sources).await?;
+                    return fused_answer(run, s, scored).await;
                 }
                 _ => {}
             }
@@ -711,6 +733,85 @@ async fn with_records(run: &Run, s: &Stage, found: Vec<Found>) -> Result<Vec<Fou
                 .map(|record| Found { record, ..f })
         })
         .collect())
+}
+
+/// The prefetched points (each once, in the order first met) scored by `formula`, highest
+/// first (ties in that order). Payloads are read when the formula reads any, and each
+/// condition is asked of the shards once for all the points.
+async fn rescored(
+    run: &Run,
+    formula: &Formula,
+    sources: &[Vec<Found>],
+) -> Result<Vec<Found>, ApiError> {
+    let mut seen = HashSet::new();
+    let ids: Vec<PointId> = sources
+        .iter()
+        .flatten()
+        .map(|f| f.record.id)
+        .filter(|id| seen.insert(*id))
+        .collect();
+    let scores: Vec<HashMap<PointId, f32>> = sources
+        .iter()
+        .map(|l| l.iter().map(|f| (f.record.id, f.score)).collect())
+        .collect();
+    let payloads: HashMap<PointId, payload::Payload> = if formula.reads_payload {
+        let req = Arc::new(shard_router::RetrieveRequest {
+            with_payload: PayloadSelector::All,
+            with_vector: VectorSelector::Nothing,
+        });
+        shard_router::retrieve(&run.shards, &ids, req, run.deadline)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.payload.unwrap_or_default()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut passing = Vec::with_capacity(formula.conditions.len());
+    for condition in &formula.conditions {
+        let scroll = Arc::new(shard_router::ScrollRequest {
+            from: None,
+            limit: ids.len(),
+            filter: Some(Arc::new(
+                condition.merged(&Filter::has_id(ids.iter().copied())),
+            )),
+            with_payload: PayloadSelector::Nothing,
+            with_vector: VectorSelector::Nothing,
+        });
+        let page = shard_router::scroll(&run.shards, scroll, run.deadline).await?;
+        passing.push(
+            page.points
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<HashSet<PointId>>(),
+        );
+    }
+    let empty = payload::Payload::new();
+    let mut order = Vec::with_capacity(ids.len());
+    let mut values = HashMap::with_capacity(ids.len());
+    for (n, id) in ids.into_iter().enumerate() {
+        if n % 1024 == 0 && Instant::now() > run.deadline {
+            return Err(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "Timeout: the formula did not score its points in time",
+            ));
+        }
+        // A point deleted since its prefetch found it drops out.
+        let payload = match payloads.get(&id) {
+            Some(p) => p,
+            None if formula.reads_payload => continue,
+            None => &empty,
+        };
+        let score = formula.score(&PointInput {
+            id,
+            payload,
+            scores: &scores,
+            passing: &passing,
+        })?;
+        order.push(id);
+        values.insert(id, score as f64);
+    }
+    Ok(rank(order, values))
 }
 
 /// A fused list cut to the stage's limit and score threshold, its offset skipped.

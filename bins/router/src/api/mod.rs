@@ -13,6 +13,7 @@
 //! - `snapshots`: create, list, download, delete, recover.
 
 mod collections;
+mod formula;
 mod groups;
 mod hybrid;
 mod matrix;

@@ -96,9 +96,12 @@ pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
                 "`mmr` in a grouped query is not supported by this server",
             ))
         }
-        QueryInterface::Fusion(_) | QueryInterface::Rrf(_) | QueryInterface::Sample(_) => {
+        QueryInterface::Fusion(_)
+        | QueryInterface::Rrf(_)
+        | QueryInterface::Sample(_)
+        | QueryInterface::Formula { .. } => {
             return Err(ApiError::not_implemented(
-                "fusion and sampling in a grouped query are not supported by this server",
+                "fusion, formulas and sampling in a grouped query are not supported by this server",
             ))
         }
         QueryInterface::Nearest { nearest, .. } => Asked::Nearest(nearest),

@@ -463,6 +463,14 @@ pub enum QueryInterface {
     Rrf(Rrf),
     /// Points drawn at random (`{"sample": "random"}`).
     Sample(Sample),
+    /// The prefetched points re-scored by an expression (`{"formula": .., "defaults": ..}`),
+    /// read by `api::formula`.
+    Formula {
+        /// The expression.
+        formula: Value,
+        /// Values for variables a point lacks.
+        defaults: Option<Value>,
+    },
     /// One of [`QUERY_KINDS`] not served.
     Other(&'static str),
 }
@@ -640,6 +648,26 @@ impl<'de> Deserialize<'de> for QueryInterface {
                             )));
                         }
                         Ok(query)
+                    }
+                    "formula" | "defaults" => {
+                        // Two keys, in either order.
+                        let (mut formula, mut defaults) = (None, None);
+                        let mut key = Some(first);
+                        while let Some(k) = key {
+                            match k.as_str() {
+                                "formula" => formula = Some(map.next_value::<Value>()?),
+                                "defaults" => defaults = map.next_value::<Option<Value>>()?,
+                                other => {
+                                    return Err(de::Error::unknown_field(
+                                        other,
+                                        &["formula", "defaults"],
+                                    ))
+                                }
+                            }
+                            key = map.next_key::<String>()?;
+                        }
+                        let formula = formula.ok_or_else(|| de::Error::missing_field("formula"))?;
+                        Ok(QueryInterface::Formula { formula, defaults })
                     }
                     kind => {
                         if let Some(k) = QUERY_KINDS.iter().find(|k| **k == kind) {
@@ -858,8 +886,15 @@ mod tests {
             QueryInterface::Sample(Sample::Random)
         );
         assert_eq!(
-            query(r#"{"query": {"formula": {"sum": []}}}"#).unwrap(),
-            QueryInterface::Other("formula")
+            query(r#"{"query": {"defaults": {"a": 1}, "formula": {"sum": []}}}"#).unwrap(),
+            QueryInterface::Formula {
+                formula: serde_json::json!({"sum": []}),
+                defaults: Some(serde_json::json!({"a": 1}))
+            }
+        );
+        assert_eq!(
+            query(r#"{"query": {"relevance_feedback": {}}}"#).unwrap(),
+            QueryInterface::Other("relevance_feedback")
         );
         assert!(query(r#"{"query": {"fusion": "max"}}"#)
             .unwrap_err()

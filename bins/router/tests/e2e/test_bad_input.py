@@ -300,7 +300,7 @@ def test_unknown_path_and_method(http):
 # Valid Qdrant requests this server does not serve: a clear refusal in Qdrant's error shape
 # (docs/compatibility.md lists them), never a silent wrong answer.
 UNSUPPORTED = [
-    ("POST", f"/collections/{C}/points/query", {"prefetch": [{"query": VEC}], "query": {"formula": {"sum": ["$score"]}}}),
+    ("POST", f"/collections/{C}/points/query", {"prefetch": [{"query": VEC}], "query": {"relevance_feedback": {}}}),
     ("POST", f"/collections/{C}/points/query", {"query": VEC, "lookup_from": {"collection": C, "shard_key": "x"}}),
     ("POST", f"/collections/{C}/points/query", {"query": {"recommend": {"positive": [[VEC, VEC]]}}}),
     ("POST", f"/collections/{C}/points/recommend", {"positive": [{"indices": [1], "values": [0.5]}], "limit": 1}),

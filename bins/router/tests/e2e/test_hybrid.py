@@ -263,8 +263,8 @@ def test_bad_hybrid_queries_are_refused(remote, oracle, http):
         err = r.json()["status"]["error"]
         assert what in err, f"{what}: {err}"
     # Features not served are named, not ignored.
-    r = http.post(url, json={"prefetch": near, "query": {"formula": {"sum": ["$score"]}}})
-    assert r.status_code == 501 and "formula" in r.json()["status"]["error"], r.text
+    r = http.post(url, json={"prefetch": near, "query": {"relevance_feedback": {}}})
+    assert r.status_code == 501 and "relevance_feedback" in r.json()["status"]["error"], r.text
     r = http.post(f"{url}/groups", json={"prefetch": near, "query": {"fusion": "rrf"},
                                          "group_by": "city"})
     assert r.status_code == 501 and "prefetch" in r.json()["status"]["error"], r.text
@@ -324,4 +324,65 @@ def test_hybrid_queries_on_indexed_segments(remote, oracle):
                 wanted += len(want)
     recall = found / wanted
     assert recall >= 0.9, f"recall@10 of hybrid queries over walked prefetches {recall:.3f}"
+    pair.drop()
+
+
+def random_formula(rng: random.Random):
+    """A formula over the prefetch scores and payload values every point has (with a term
+    that varies continuously, so ties stay rare)."""
+    terms = ["$score", {"mult": [round(rng.uniform(0.001, 0.01), 4), "price"]}]
+    extra = [
+        lambda: {"mult": [{"key": "city", "match": {"value": rng.choice(data.CITIES)}},
+                          round(rng.uniform(0.1, 2), 2)]},
+        lambda: {"mult": [{"key": "flag", "match": {"value": True}}, "$score[1]"]},
+        lambda: {"exp_decay": {"x": "count", "target": rng.randrange(-50, 100),
+                               "scale": rng.choice([10, 50]), "midpoint": 0.3}},
+        lambda: {"lin_decay": {"x": "nested.deep.x", "target": 10, "scale": 20}},
+        lambda: {"gauss_decay": {"x": {"datetime_key": "ts"},
+                                 "target": {"datetime": "2024-06-01T00:00:00Z"},
+                                 "scale": 86400 * 60}},
+        lambda: {"neg": {"div": {"left": {"geo_distance": {
+            "origin": {"lat": rng.uniform(-50, 50), "lon": rng.uniform(-150, 150)}, "to": "loc"}},
+            "right": 1e7}}},
+        lambda: {"max": ["$score[1]", {"abs": "$score"}]},
+        lambda: {"sqrt": {"abs": "count"}},
+        lambda: {"pow": {"base": {"abs": "$score"}, "exponent": 2}},
+        lambda: {"ln": {"sum": [1, {"abs": "count"}]}},
+    ]
+    for make in rng.sample(extra, rng.randint(1, 4)):
+        terms.append(make())
+    return {"sum": terms}
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_formula_queries_match_oracle(remote, oracle, router_url, shards):
+    rng = random.Random(7100 + shards)
+    pair, pts = collection(remote, oracle, rng, f"hybrid_formula_{shards}", shards)
+    ids = Ids(pts)
+    http = httpx.Client(base_url=router_url, timeout=60)
+    for q in range(40):
+        prefetch = [leaf(rng, ids) for _ in range(rng.randint(1, 3))]
+        expression = random_formula(rng)
+        defaults = {"$score[1]": 0.25} if rng.random() < 0.5 else None
+        query = models.FormulaQuery(formula=expression, defaults=defaults)
+        flt = data.random_filter(rng, ids) if rng.random() < 0.3 else None
+        limit, offset = rng.choice([1, 5, 10, 30]), rng.choice([0, 0, 2])
+        ctx = f"formula {q}: {expression} defaults {defaults} over {prefetch} filter {flt}"
+        kw = dict(query=query, prefetch=prefetch, query_filter=flt, with_payload=True)
+        full = oracle.query_points(pair.name, limit=limit + offset + SPARE, **kw).points
+        got = remote.query_points(pair.name, limit=limit, offset=offset, **kw).points
+        check_scored(got, full, offset, limit, ctx)
+    # A step with no finite value is an error for the whole request, as in Qdrant.
+    near = {"query": [0.1] * 8, "using": "a", "limit": 5}
+    for formula, needle in [({"div": {"left": 1, "right": {"mult": [0, "price"]}}}, "non-finite"),
+                            ({"ln": {"neg": {"abs": "price"}}}, "non-finite"),
+                            ("no_such_key", "no value found"),
+                            ({"max": []}, "at least one"),
+                            ({"lin_decay": {"x": 1, "midpoint": 2}}, "midpoint")]:
+        r = http.post(f"/collections/{pair.name}/points/query",
+                      json={"prefetch": near, "query": {"formula": formula}})
+        assert r.status_code == 400 and needle in r.json()["status"]["error"], (formula, r.text)
+    r = http.post(f"/collections/{pair.name}/points/query",
+                  json={"query": {"formula": "$score"}})
+    assert r.status_code == 400 and "prefetch" in r.json()["status"]["error"], r.text
     pair.drop()
