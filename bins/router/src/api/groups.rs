@@ -126,7 +126,7 @@ async fn run_groups(
     let asked = std::mem::replace(&mut plan.request.with_payload, PayloadSelector::All);
     let shards = state.shard_handles(c);
     let mut fetch = (g.limit * g.group_size * 2 + plan.exclude.len()).clamp(32, max);
-    let (mut hits, groups) = loop {
+    let (hits, groups) = loop {
         plan.request.params.limit = fetch;
         let hits = shard_router::search(
             &shards,
@@ -151,6 +151,60 @@ async fn run_groups(
         }
         fetch = fetch.saturating_mul(4).min(max);
     };
+    answer(state, c, hits, groups, g, asked).await
+}
+
+/// A grouped query with prefetches, fusion, a formula, diversity or sampling: the hybrid
+/// query (`api::hybrid`) run for a growing number of points until the first `limit` groups
+/// are full or no more points come, as the plain grouped search does.
+async fn run_hybrid_groups(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    mut query: model::QueryRequest,
+    g: Grouping,
+    deadline: Instant,
+) -> Result<Vec<u8>, ApiError> {
+    let max = index_core::MAX_LIMIT;
+    let asked = convert::payload_selector(query.with_payload.take(), false);
+    query.with_payload = Some(model::WithPayload(PayloadSelector::All));
+    let mut fetch = (g.limit * g.group_size * 2).clamp(32, max);
+    let (hits, groups) = loop {
+        let mut round = query.clone();
+        round.limit = Some(fetch as u64);
+        let found = super::hybrid::points(state, c, round, deadline).await?;
+        let exhausted = found.len() < fetch || fetch >= max;
+        let hits: Vec<storage::ScoredPoint> = found
+            .into_iter()
+            .map(|(record, score)| storage::ScoredPoint {
+                record,
+                distance: -score,
+                score,
+            })
+            .collect();
+        let mut groups = group(&hits, &g);
+        let full = groups.len() >= g.limit
+            && groups[..g.limit]
+                .iter()
+                .all(|(_, members)| members.len() >= g.group_size);
+        if full || exhausted {
+            groups.truncate(g.limit);
+            break (hits, groups);
+        }
+        fetch = fetch.saturating_mul(4).min(max);
+    };
+    answer(state, c, hits, groups, g, asked).await
+}
+
+/// The `GroupsResult` JSON of grouped hits: each hit with the payload asked for, each group
+/// with its lookup.
+async fn answer(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    mut hits: Vec<storage::ScoredPoint>,
+    groups: Vec<(Value, Vec<usize>)>,
+    g: Grouping,
+    asked: PayloadSelector,
+) -> Result<Vec<u8>, ApiError> {
     for h in &mut hits {
         h.record.payload = h.record.payload.as_ref().and_then(|p| asked.apply(p));
     }
@@ -204,10 +258,28 @@ pub async fn query_groups(
 ) -> ApiResult {
     let start = Instant::now();
     let req: model::QueryGroupsRequest = model::parse(&body)?;
-    convert::refuse_if_set(&req.prefetch, "prefetch", "query groups")?;
     convert::refuse_if_set(&req.shard_key, "shard_key", "query groups")?;
     let c = collection(&state, &name)?;
     let g = Grouping::new(&req.group_by, req.group_size, req.limit, req.with_lookup)?;
+    let query = model::QueryRequest {
+        query: req.query.clone(),
+        using: req.using.clone(),
+        filter: req.filter.clone(),
+        params: req.params.clone(),
+        score_threshold: req.score_threshold,
+        limit: None,
+        offset: None,
+        with_payload: req.with_payload.clone(),
+        with_vector: req.with_vector.clone(),
+        prefetch: req.prefetch.clone(),
+        lookup_from: req.lookup_from.clone(),
+        shard_key: None,
+    };
+    if super::hybrid::is_hybrid(&query) {
+        let deadline = params.deadline(state.timeout);
+        let answer = run_hybrid_groups(&state, &c, query, g, deadline).await?;
+        return Ok(ok_raw(start, &[&answer]));
+    }
     let asked = match req.query {
         None => {
             return Err(ApiError::not_implemented(

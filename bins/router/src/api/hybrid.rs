@@ -305,6 +305,28 @@ pub async fn run(
     ))
 }
 
+/// A hybrid query's points, best first, as records with their scores (what a grouped query
+/// groups).
+pub async fn points(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    req: QueryRequest,
+    deadline: Instant,
+) -> Result<Vec<(Record, f32)>, ApiError> {
+    let root = Stage::root(req)?;
+    let run = Run {
+        state: state.clone(),
+        collection: c.clone(),
+        shards: state.shard_handles(c),
+        deadline,
+    };
+    Ok(stage(&run, &root, None)
+        .await?
+        .into_iter()
+        .map(|f| (f.record, f.score))
+        .collect())
+}
+
 /// Whether no stage samples at random or looks examples up in another collection.
 fn is_cacheable(s: &Stage) -> bool {
     !matches!(s.query, Some(QueryInterface::Sample(_)))

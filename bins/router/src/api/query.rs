@@ -90,10 +90,10 @@ pub(super) struct SearchParts {
 /// What a universal query's `query` asks for.
 pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
     Ok(match query {
-        // Served by `hybrid` in a query of its own, not in a grouped query.
+        // `hybrid` answers these (a query and a grouped query route them there first).
         QueryInterface::Nearest { mmr: Some(_), .. } => {
             return Err(ApiError::not_implemented(
-                "`mmr` in a grouped query is not supported by this server",
+                "`mmr` is not supported in this request",
             ))
         }
         QueryInterface::Fusion(_)
@@ -101,7 +101,7 @@ pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
         | QueryInterface::Sample(_)
         | QueryInterface::Formula { .. } => {
             return Err(ApiError::not_implemented(
-                "fusion, formulas and sampling in a grouped query are not supported by this server",
+                "fusion, formulas and sampling are not supported in this request",
             ))
         }
         QueryInterface::Nearest { nearest, .. } => Asked::Nearest(nearest),

@@ -349,7 +349,7 @@ pub struct SearchParams {
 }
 
 /// `Prefetch`: a sub-query whose answer the query above it fuses or re-scores.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prefetch {
     /// Its own sub-queries.
@@ -371,7 +371,7 @@ pub struct Prefetch {
 }
 
 /// `prefetch`: one sub-query or a list of them (`null`: none).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Prefetches(pub Vec<Prefetch>);
 
 impl<'de> Deserialize<'de> for Prefetches {
@@ -406,7 +406,7 @@ impl<'de> Deserialize<'de> for Prefetches {
 }
 
 /// `QueryRequest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// What to search for; absent: points in id order.
@@ -622,8 +622,8 @@ pub struct QueryGroupsRequest {
     pub limit: Option<u64>,
     /// A point per group from another collection.
     pub with_lookup: Option<WithLookupInput>,
-    /// Sub-queries (not served).
-    pub prefetch: Option<Value>,
+    /// Sub-queries, run first: the grouped query fuses or re-scores their answers.
+    pub prefetch: Option<Prefetches>,
     /// Custom sharding (not served).
     pub shard_key: Option<ShardKeySelector>,
 }

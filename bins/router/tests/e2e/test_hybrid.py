@@ -265,9 +265,9 @@ def test_bad_hybrid_queries_are_refused(remote, oracle, http):
     # Features not served are named, not ignored.
     r = http.post(url, json={"prefetch": near, "query": {"relevance_feedback": {}}})
     assert r.status_code == 501 and "relevance_feedback" in r.json()["status"]["error"], r.text
-    r = http.post(f"{url}/groups", json={"prefetch": near, "query": {"fusion": "rrf"},
+    r = http.post(f"{url}/groups", json={"prefetch": near, "query": {"relevance_feedback": {}},
                                          "group_by": "city"})
-    assert r.status_code == 501 and "prefetch" in r.json()["status"]["error"], r.text
+    assert r.status_code == 501 and "relevance_feedback" in r.json()["status"]["error"], r.text
     pair.drop()
 
 
@@ -385,4 +385,36 @@ def test_formula_queries_match_oracle(remote, oracle, router_url, shards):
     r = http.post(f"/collections/{pair.name}/points/query",
                   json={"query": {"formula": "$score"}})
     assert r.status_code == 400 and "prefetch" in r.json()["status"]["error"], r.text
+    pair.drop()
+
+
+def test_grouped_hybrid_queries_match_oracle(remote, oracle):
+    """Grouped queries over prefetches. The oracle raises every prefetch's limit to the
+    collection's size before grouping; with limits at least that large the two agree."""
+    rng = random.Random(8800)
+    pair, pts = collection(remote, oracle, rng, "hybrid_groups", 2)
+    ids = Ids(pts)
+    everything = len(pts) + 10
+    for q in range(20):
+        prefetch = [models.Prefetch(query=data.vector(rng, VECTORS[u][0]), using=u,
+                                    limit=everything) for u in rng.sample(sorted(VECTORS), 2)]
+        kind = q % 3
+        if kind == 0:
+            query, using = models.FusionQuery(fusion=models.Fusion.DBSF), None
+        elif kind == 1:
+            using = rng.choice(sorted(VECTORS))
+            query = data.vector(rng, VECTORS[using][0])
+        else:
+            query, using = models.FormulaQuery(formula={"sum": [
+                "$score", {"mult": [0.001, "price"]}, "$score[1]"]}), None
+        flt = data.random_filter(rng, ids) if rng.random() < 0.3 else None
+        kw = dict(query=query, using=using, prefetch=prefetch, query_filter=flt,
+                  group_by="city", limit=rng.choice([2, 4]), group_size=rng.choice([1, 3]),
+                  with_payload=True)
+        got = remote.query_points_groups(pair.name, **kw).groups
+        want = oracle.query_points_groups(pair.name, **kw).groups
+        ctx = f"groups {q}: {kw}"
+        assert [g.id for g in got] == [g.id for g in want], ctx
+        for g, w in zip(got, want):
+            check_scored(g.hits, w.hits, 0, len(w.hits), f"{ctx} group {g.id}")
     pair.drop()
