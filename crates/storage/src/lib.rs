@@ -76,7 +76,10 @@ pub use config::{
 pub use error::{Result, StorageError, StorageErrorKind};
 pub use ops::{Operation, PointWrite, MAX_POINTS_PER_OPERATION};
 pub use order::{OrderBy, OrderValue};
-pub use query::{ContextPair, ExampleQuery, PreparedExamples, Query, RecommendStrategy};
+pub use query::{
+    ContextPair, ExampleQuery, Examples, Pair, PreparedExamples, Query, RecommendStrategy,
+    SparseExamples,
+};
 pub use shard::{
     LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
     VectorsChange,

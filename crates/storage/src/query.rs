@@ -30,6 +30,9 @@ pub enum Query {
     /// first), of the sparse vector the request names. Its weights are final: any IDF
     /// scaling was applied by the caller, from the whole collection's statistics.
     Sparse(crate::sparse::SparseVector),
+    /// Points of the sparse vector the request names, scored against sparse examples (every
+    /// point holding it is scored).
+    SparseExamples(SparseExamples),
 }
 
 impl Query {
@@ -37,7 +40,7 @@ impl Query {
     pub fn nearest(&self) -> Option<&[f32]> {
         match self {
             Query::Nearest(v) => Some(v),
-            Query::Examples(_) | Query::Sparse(_) => None,
+            Query::Examples(_) | Query::Sparse(_) | Query::SparseExamples(_) => None,
         }
     }
 }
@@ -55,22 +58,25 @@ pub enum RecommendStrategy {
 
 /// A pair of examples: a point should lie nearer the positive than the negative.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContextPair {
+pub struct Pair<V> {
     /// The side to be near.
-    pub positive: Vec<f32>,
+    pub positive: V,
     /// The side to be far from.
-    pub negative: Vec<f32>,
+    pub negative: V,
 }
 
-/// A query scored against several examples.
+/// A pair of dense examples.
+pub type ContextPair = Pair<Vec<f32>>;
+
+/// A query scored against several examples, dense or sparse (`V`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ExampleQuery {
+pub enum Examples<V> {
     /// "More like these, less like those".
     Recommend {
         /// Examples to be near (may be empty when there are negatives).
-        positive: Vec<Vec<f32>>,
+        positive: Vec<V>,
         /// Examples to be far from.
-        negative: Vec<Vec<f32>>,
+        negative: Vec<V>,
         /// How the similarities combine.
         strategy: RecommendStrategy,
     },
@@ -79,16 +85,134 @@ pub enum ExampleQuery {
     /// fraction is the squashed similarity to the target.
     Discover {
         /// What to be near.
-        target: Vec<f32>,
+        target: V,
         /// The constraints.
-        context: Vec<ContextPair>,
+        context: Vec<Pair<V>>,
     },
     /// The zone the pairs allow, without a target: each pair a point is on the wrong side of
     /// costs up to 1 (scores are at most 0).
     Context {
         /// The constraints (at least one).
-        context: Vec<ContextPair>,
+        context: Vec<Pair<V>>,
     },
+}
+
+/// Dense examples.
+pub type ExampleQuery = Examples<Vec<f32>>;
+
+/// Sparse examples: a point scores against one by the dot product over shared indices, 0
+/// when it shares none (as Qdrant scores sparse examples).
+pub type SparseExamples = Examples<crate::sparse::SparseVector>;
+
+impl<V> Examples<V> {
+    /// The query's score of a point, given its similarity to an example (higher closer):
+    /// Qdrant's formulas, the same for every kind of vector.
+    pub fn score_by(&self, sim: impl Fn(&V) -> f32) -> f32 {
+        match self {
+            Examples::Recommend {
+                positive,
+                negative,
+                strategy: RecommendStrategy::BestScore,
+            } => {
+                let best = |es: &[V]| es.iter().map(&sim).fold(f32::NEG_INFINITY, f32::max);
+                let (pos, neg) = (best(positive), best(negative));
+                if pos > neg {
+                    scaled_fast_sigmoid(pos)
+                } else {
+                    -scaled_fast_sigmoid(neg)
+                }
+            }
+            Examples::Recommend {
+                positive,
+                negative,
+                strategy: RecommendStrategy::SumScores,
+            } => {
+                let sum = |es: &[V]| es.iter().map(&sim).sum::<f32>();
+                sum(positive) - sum(negative)
+            }
+            Examples::Discover { target, context } => {
+                let rank: i32 = context
+                    .iter()
+                    .map(|p| {
+                        let (pos, neg) = (sim(&p.positive), sim(&p.negative));
+                        if pos > neg {
+                            1
+                        } else if pos == neg {
+                            0
+                        } else {
+                            -1
+                        }
+                    })
+                    .sum();
+                rank as f32 + scaled_fast_sigmoid(sim(target))
+            }
+            Examples::Context { context } => context
+                .iter()
+                .map(|p| {
+                    let diff = sim(&p.positive) - sim(&p.negative) - CONTEXT_MARGIN;
+                    fast_sigmoid(diff.min(0.0))
+                })
+                .sum(),
+        }
+    }
+
+    /// Every example, each once per mention.
+    pub fn examples(&self) -> Vec<&V> {
+        match self {
+            Examples::Recommend {
+                positive, negative, ..
+            } => positive.iter().chain(negative).collect(),
+            Examples::Discover { target, context } => std::iter::once(target)
+                .chain(context.iter().flat_map(|p| [&p.positive, &p.negative]))
+                .collect(),
+            Examples::Context { context } => context
+                .iter()
+                .flat_map(|p| [&p.positive, &p.negative])
+                .collect(),
+        }
+    }
+
+    /// The same query with each example mapped.
+    pub fn try_map<W, E>(&self, mut f: impl FnMut(&V) -> Result<W, E>) -> Result<Examples<W>, E> {
+        fn pairs<V, W, E>(
+            c: &[Pair<V>],
+            f: &mut impl FnMut(&V) -> Result<W, E>,
+        ) -> Result<Vec<Pair<W>>, E> {
+            c.iter()
+                .map(|p| {
+                    Ok(Pair {
+                        positive: f(&p.positive)?,
+                        negative: f(&p.negative)?,
+                    })
+                })
+                .collect()
+        }
+        Ok(match self {
+            Examples::Recommend {
+                positive,
+                negative,
+                strategy,
+            } => {
+                let positive = positive.iter().map(&mut f).collect::<Result<_, E>>()?;
+                let negative = negative.iter().map(&mut f).collect::<Result<_, E>>()?;
+                Examples::Recommend {
+                    positive,
+                    negative,
+                    strategy: *strategy,
+                }
+            }
+            Examples::Discover { target, context } => {
+                let target = f(target)?;
+                Examples::Discover {
+                    target,
+                    context: pairs(context, &mut f)?,
+                }
+            }
+            Examples::Context { context } => Examples::Context {
+                context: pairs(context, &mut f)?,
+            },
+        })
+    }
 }
 
 /// `f32::EPSILON`, as Qdrant subtracts it in the context loss.
@@ -171,54 +295,7 @@ impl PreparedExamples {
 
     /// The query's score of a stored vector (prepared as stored): higher ranks first.
     pub fn score(&self, k: &Kernels, v: &[f32]) -> f32 {
-        let sim = |e: &[f32]| self.similarity(k, e, v);
-        match &self.query {
-            ExampleQuery::Recommend {
-                positive,
-                negative,
-                strategy: RecommendStrategy::BestScore,
-            } => {
-                let best =
-                    |es: &[Vec<f32>]| es.iter().map(|e| sim(e)).fold(f32::NEG_INFINITY, f32::max);
-                let (pos, neg) = (best(positive), best(negative));
-                if pos > neg {
-                    scaled_fast_sigmoid(pos)
-                } else {
-                    -scaled_fast_sigmoid(neg)
-                }
-            }
-            ExampleQuery::Recommend {
-                positive,
-                negative,
-                strategy: RecommendStrategy::SumScores,
-            } => {
-                let sum = |es: &[Vec<f32>]| es.iter().map(|e| sim(e)).sum::<f32>();
-                sum(positive) - sum(negative)
-            }
-            ExampleQuery::Discover { target, context } => {
-                let rank: i32 = context
-                    .iter()
-                    .map(|p| {
-                        let (pos, neg) = (sim(&p.positive), sim(&p.negative));
-                        if pos > neg {
-                            1
-                        } else if pos == neg {
-                            0
-                        } else {
-                            -1
-                        }
-                    })
-                    .sum();
-                rank as f32 + scaled_fast_sigmoid(sim(target))
-            }
-            ExampleQuery::Context { context } => context
-                .iter()
-                .map(|p| {
-                    let diff = sim(&p.positive) - sim(&p.negative) - CONTEXT_MARGIN;
-                    fast_sigmoid(diff.min(0.0))
-                })
-                .sum(),
-        }
+        self.query.score_by(|e| self.similarity(k, e, v))
     }
 
     /// The vectors whose neighbourhoods hold the best-scoring points: candidates are

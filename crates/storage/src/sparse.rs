@@ -119,6 +119,38 @@ impl SparseVector {
     }
 }
 
+/// Qdrant's sparse `average_vector` recommendation: `2·mean(positive) − mean(negative)` over
+/// the union of their indices (a missing index counts 0), or `mean(positive)` when there are
+/// no negatives.
+pub fn recommend_average(positive: &[SparseVector], negative: &[SparseVector]) -> SparseVector {
+    let mean = |vs: &[SparseVector]| -> std::collections::BTreeMap<u32, f64> {
+        let mut sum = std::collections::BTreeMap::new();
+        for v in vs {
+            for (&i, &x) in v.indices.iter().zip(&v.values) {
+                *sum.entry(i).or_insert(0.0) += x as f64;
+            }
+        }
+        sum.values_mut().for_each(|x| *x /= vs.len().max(1) as f64);
+        sum
+    };
+    let (pos, neg) = (mean(positive), mean(negative));
+    if negative.is_empty() {
+        return SparseVector {
+            indices: pos.keys().copied().collect(),
+            values: pos.values().map(|x| *x as f32).collect(),
+        };
+    }
+    let mut out = pos.clone();
+    out.values_mut().for_each(|x| *x *= 2.0);
+    for (i, x) in neg {
+        *out.entry(i).or_insert(0.0) -= x;
+    }
+    SparseVector {
+        indices: out.keys().copied().collect(),
+        values: out.values().map(|x| *x as f32).collect(),
+    }
+}
+
 /// Qdrant's inverse document frequency of an index held by `df` of `n` points:
 /// `ln((n − df + 0.5) / (df + 0.5) + 1)` (BM25's, kept positive).
 pub fn idf(df: usize, n: usize) -> f32 {
@@ -658,6 +690,22 @@ mod tests {
             index.slots.len() <= index.len() + 1024 + 1,
             "{}",
             index.slots.len()
+        );
+    }
+
+    #[test]
+    fn recommend_average_is_qdrants() {
+        let a = sv(&[(1, 1.0), (2, 2.0)]);
+        let b = sv(&[(2, 4.0), (5, 1.0)]);
+        let n = sv(&[(1, 1.0), (9, 2.0)]);
+        // mean(a, b) = {1: 0.5, 2: 3, 5: 0.5}; 2·mean − n = {1: 0, 2: 6, 5: 1, 9: −2}.
+        assert_eq!(
+            recommend_average(&[a.clone(), b.clone()], &[n]),
+            sv(&[(1, 0.0), (2, 6.0), (5, 1.0), (9, -2.0)])
+        );
+        assert_eq!(
+            recommend_average(&[a.clone(), b], &[]),
+            sv(&[(1, 0.5), (2, 3.0), (5, 0.5)])
         );
     }
 

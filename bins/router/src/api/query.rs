@@ -462,7 +462,9 @@ pub(super) fn plan_search(
         params.max_distance = Some(match query {
             storage::Query::Nearest(_) => metric.distance_from_score(t as f32),
             // An example query's hits carry their negated score as the distance.
-            storage::Query::Examples(_) | storage::Query::Sparse(_) => -(t as f32),
+            storage::Query::Examples(_)
+            | storage::Query::Sparse(_)
+            | storage::Query::SparseExamples(_) => -(t as f32),
         });
     }
     let request = storage::SearchRequest {
@@ -491,6 +493,15 @@ fn plan_sparse(
     parts: SearchParts,
 ) -> Result<PlannedSearch, ApiError> {
     let using = parts.using;
+    let rest = SparseRest {
+        limit: parts.limit,
+        offset: parts.offset,
+        filter: parts.filter,
+        params: parts.params,
+        score_threshold: parts.score_threshold,
+        with_payload: parts.with_payload,
+        with_vector: parts.with_vector,
+    };
     let mut exclude = Vec::new();
     let mut cacheable = true;
     let query = match parts.asked {
@@ -525,33 +536,185 @@ fn plan_sparse(
                  ({{\"indices\": [..], \"values\": [..]}}) or a point id"
             )))
         }
-        _ => {
-            return Err(ApiError::not_implemented(
-                "recommend, discover and context queries on sparse vectors are not supported",
-            ))
+        asked => {
+            return plan_sparse_examples(state, c, using, asked, parts.lookup_from, rest);
         }
     };
     let query = c.sparse_query(&using, query)?;
-    let total = (parts.limit + parts.offset + exclude.len()).min(index_core::MAX_LIMIT);
-    let mut params = convert::search_params(parts.params, total)?;
-    // Hits carry their negated dot product as the distance.
-    params.max_distance = parts.score_threshold.map(|t| -(t as f32));
+    sparse_plan(
+        using,
+        storage::Query::Sparse(query),
+        rest,
+        exclude,
+        cacheable,
+    )
+}
+
+/// What a sparse search shares with the rest of its request.
+struct SparseRest {
+    limit: usize,
+    offset: usize,
+    filter: Option<model::FilterInput>,
+    params: Option<model::SearchParams>,
+    score_threshold: Option<f64>,
+    with_payload: Option<model::WithPayload>,
+    with_vector: Option<model::WithVector>,
+}
+
+fn sparse_plan(
+    using: String,
+    query: storage::Query,
+    rest: SparseRest,
+    exclude: Vec<PointId>,
+    cacheable: bool,
+) -> Result<PlannedSearch, ApiError> {
+    let total = (rest.limit + rest.offset + exclude.len()).min(index_core::MAX_LIMIT);
+    let mut params = convert::search_params(rest.params, total)?;
+    // Hits carry their negated score as the distance.
+    params.max_distance = rest.score_threshold.map(|t| -(t as f32));
     let request = storage::SearchRequest {
         vector_name: using,
-        query: storage::Query::Sparse(query),
-        filter: parts.filter.map(|f| f.0),
+        query,
+        filter: rest.filter.map(|f| f.0),
         params,
-        with_payload: convert::payload_selector(parts.with_payload, false),
-        with_vector: convert::vector_selector(parts.with_vector),
+        with_payload: convert::payload_selector(rest.with_payload, false),
+        with_vector: convert::vector_selector(rest.with_vector),
         candidates: None,
     };
     Ok(PlannedSearch {
         request,
-        offset: parts.offset,
+        offset: rest.offset,
         metric: quant::Metric::InnerProduct,
         exclude,
         cacheable,
     })
+}
+
+/// Recommend, discover and context queries of a sparse vector: each example a sparse vector
+/// or a point's (left out of the answer), IDF applied to each when the vector has it;
+/// `average_vector` becomes one sparse query.
+fn plan_sparse_examples(
+    state: &AppState,
+    c: &Arc<Collection>,
+    using: String,
+    asked: Asked,
+    lookup_from: Option<model::LookupLocation>,
+    rest: SparseRest,
+) -> Result<PlannedSearch, ApiError> {
+    if example_count(&asked) > MAX_EXAMPLES {
+        return Err(bad(format!(
+            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
+        )));
+    }
+    let (lookup, vector) = match lookup_from {
+        None => (c.clone(), using.clone()),
+        Some(l) => {
+            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
+            let lookup = collection(state, &l.collection)?;
+            (lookup, l.vector.unwrap_or_else(|| using.clone()))
+        }
+    };
+    let same = Arc::ptr_eq(&lookup, c);
+    let mut mentioned: Vec<PointId> = Vec::new();
+    let mut read = |input: VectorInput| -> Result<storage::SparseVector, ApiError> {
+        match input {
+            VectorInput::Sparse(v) => convert::sparse_vector(v, "query"),
+            VectorInput::Id(id) => {
+                let v = lookup
+                    .sparse_vector_of(id, &vector)?
+                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+                if same && !mentioned.contains(&id) {
+                    mentioned.push(id);
+                }
+                Ok(v)
+            }
+            _ => Err(bad(format!(
+                "Wrong input: `{using}` is a sparse vector: examples must be sparse vectors or \
+                 point ids"
+            ))),
+        }
+    };
+    let examples: storage::SparseExamples = match asked {
+        Asked::Recommend {
+            positive,
+            negative,
+            strategy,
+        } => {
+            let positive = positive
+                .into_iter()
+                .map(&mut read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let negative = negative
+                .into_iter()
+                .map(&mut read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let strategy = match strategy {
+                model::RecommendStrategy::AverageVector => {
+                    if positive.is_empty() {
+                        return Err(bad(
+                            "Wrong input: the average_vector strategy needs at least one positive example",
+                        ));
+                    }
+                    let q = storage::sparse::recommend_average(&positive, &negative);
+                    let q = c.sparse_query(&using, q)?;
+                    return sparse_plan(using, storage::Query::Sparse(q), rest, mentioned, same);
+                }
+                model::RecommendStrategy::BestScore => storage::RecommendStrategy::BestScore,
+                model::RecommendStrategy::SumScores => storage::RecommendStrategy::SumScores,
+            };
+            if positive.is_empty() && negative.is_empty() {
+                return Err(bad(
+                    "Wrong input: a recommendation needs at least one positive or negative example",
+                ));
+            }
+            storage::Examples::Recommend {
+                positive,
+                negative,
+                strategy,
+            }
+        }
+        Asked::Discover { target, context } => {
+            let target = read(target)?;
+            let context = context
+                .into_iter()
+                .map(|p| {
+                    Ok(storage::Pair {
+                        positive: read(p.positive)?,
+                        negative: read(p.negative)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            storage::Examples::Discover { target, context }
+        }
+        Asked::Context(context) => {
+            if context.is_empty() {
+                return Err(bad("Wrong input: a context query needs at least one pair"));
+            }
+            let context = context
+                .into_iter()
+                .map(|p| {
+                    Ok(storage::Pair {
+                        positive: read(p.positive)?,
+                        negative: read(p.negative)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            storage::Examples::Context { context }
+        }
+        Asked::Nearest(_) => {
+            return Err(bad(
+                "Wrong input: a nearest query has no examples to score against",
+            ))
+        }
+    };
+    let examples = examples.try_map(|v| c.sparse_query(&using, v.clone()))?;
+    sparse_plan(
+        using,
+        storage::Query::SparseExamples(examples),
+        rest,
+        mentioned,
+        same,
+    )
 }
 
 /// A search answer: the JSON array of scored points, serialised once (and cached as bytes).

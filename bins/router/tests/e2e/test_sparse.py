@@ -101,6 +101,34 @@ def test_sparse_queries_match_oracle(remote, oracle, router_url, shards):
         got = remote.query_points(pair.name, limit=limit, offset=offset, **kw).points
         check_scored(got, full, offset, limit, ctx)
 
+    # Recommend, discover and context over a sparse vector: examples by vector or by id.
+    def example(using):
+        return sparse_query(rng, ids_with, using)
+
+    for q in range(30):
+        using = rng.choice(["text", "splade"])
+        kind = q % 5
+        if kind < 3:
+            strategy = [models.RecommendStrategy.AVERAGE_VECTOR, models.RecommendStrategy.BEST_SCORE,
+                        models.RecommendStrategy.SUM_SCORES][kind]
+            query = models.RecommendQuery(recommend=models.RecommendInput(
+                positive=[example(using) for _ in range(rng.randint(1, 3))],
+                negative=[example(using) for _ in range(rng.randint(0, 2))], strategy=strategy))
+        elif kind == 3:
+            query = models.DiscoverQuery(discover=models.DiscoverInput(
+                target=example(using), context=[models.ContextPair(
+                    positive=example(using), negative=example(using))]))
+        else:
+            query = models.ContextQuery(context=[models.ContextPair(
+                positive=example(using), negative=example(using)) for _ in range(2)])
+        flt = data.random_filter(rng, ids) if rng.random() < 0.3 else None
+        ctx = f"example query {q} using {using}: {query} filter {flt}"
+        kw = dict(query=query, using=using, query_filter=flt, with_payload=False)
+        # Every point: a context query scores every point inside its zone 0, a tie of many.
+        full = oracle.query_points(pair.name, limit=len(pts), **kw).points
+        got = remote.query_points(pair.name, limit=10, **kw).points
+        check_scored(got, full, 0, 10, ctx)
+
     # The legacy search, by a named sparse vector.
     http = httpx.Client(base_url=router_url, timeout=30)
     for q in range(10):
@@ -206,8 +234,10 @@ def test_bad_sparse_input(remote, oracle, router_url):
          "unique"),
         ("POST", query, {"query": [0.1] * 8, "using": "text"}, "sparse vector"),
         ("POST", query, {"query": {"indices": [1], "values": [1]}, "using": "nope"}, "nope"),
-        ("POST", query, {"query": {"recommend": {"positive": [{"indices": [1], "values": [1]}]}},
-                         "using": "text"}, "sparse"),
+        ("POST", query, {"query": {"recommend": {"positive": [[0.1] * 8]}}, "using": "text"},
+         "sparse vector"),
+        ("POST", query, {"query": {"nearest": {"indices": [1], "values": [1]},
+                                   "mmr": {"diversity": 0.5}}, "using": "text"}, "mmr"),
         ("PUT", "/collections/sparse_bad_create", {"vectors": {"a": {"size": 2, "distance": "Dot"}},
                                                    "sparse_vectors": {"a": {}}}, "a"),
         ("PUT", "/collections/sparse_bad_create", {"vectors": {},

@@ -344,8 +344,8 @@ impl LocalShard {
         req.params.validate()?;
         // The layout is read under the state's lock (see `State::columns`).
         let st = self.state.read();
-        if let Query::Sparse(q) = &req.query {
-            return self.search_sparse(&st, q, req);
+        if let Query::Sparse(_) | Query::SparseExamples(_) = &req.query {
+            return self.search_sparse(&st, req);
         }
         let col = Self::column(&st, &req.vector_name)?;
         let settings = self.settings();
@@ -381,7 +381,7 @@ impl LocalShard {
                 let q = q.prepare(v.dim, metric)?;
                 (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
             }
-            (Query::Sparse(_), _) => unreachable!("answered above"),
+            (Query::Sparse(_) | Query::SparseExamples(_), _) => unreachable!("answered above"),
         };
         let score = |d: f32| if examples { -d } else { metric.score(d) };
         Ok(hits
@@ -398,12 +398,7 @@ impl LocalShard {
 
     /// A sparse query: through the vector's inverted index, or over the candidates. Hits
     /// carry the dot product as their score and its negation as their distance.
-    fn search_sparse(
-        &self,
-        st: &State,
-        q: &SparseVector,
-        req: &SearchRequest,
-    ) -> Result<Vec<ScoredPoint>> {
+    fn search_sparse(&self, st: &State, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         let name = &req.vector_name;
         let index = st
             .sparse
@@ -419,6 +414,33 @@ impl LocalShard {
             })
         };
         let min_score = req.params.max_distance.map(|d| -d);
+        if let Query::SparseExamples(examples) = &req.query {
+            // Every point holding the vector, or every candidate, scored exactly.
+            let score = |v: &SparseVector| examples.score_by(|e| e.dot(v).unwrap_or(0.0));
+            let keep = |id: PointId, e: &PointEntry| -> Option<(PointId, f32)> {
+                let s = score(e.sparse_vector(name)?);
+                (min_score.is_none_or(|m| s >= m) && passes(id, e)).then_some((id, s))
+            };
+            let mut hits: Vec<(PointId, f32)> = match &req.candidates {
+                Some(ids) => {
+                    let mut seen = HashSet::with_capacity(ids.len());
+                    ids.iter()
+                        .filter(|id| seen.insert(**id))
+                        .filter_map(|&id| keep(id, st.points.get(&id)?))
+                        .collect()
+                }
+                None => st
+                    .points
+                    .iter()
+                    .filter_map(|(id, e)| keep(*id, e))
+                    .collect(),
+            };
+            crate::sparse::best_first(&mut hits, req.params.limit);
+            return Ok(self.sparse_hits(st, hits, req));
+        }
+        let Query::Sparse(q) = &req.query else {
+            unreachable!("a sparse query")
+        };
         let hits: Vec<(PointId, f32)> = match &req.candidates {
             Some(ids) => {
                 let mut seen = HashSet::with_capacity(ids.len());
@@ -444,8 +466,17 @@ impl LocalShard {
                 }
             },
         };
-        Ok(hits
-            .into_iter()
+        Ok(self.sparse_hits(st, hits, req))
+    }
+
+    /// Scored points of a sparse search: the negated score as the distance.
+    fn sparse_hits(
+        &self,
+        st: &State,
+        hits: Vec<(PointId, f32)>,
+        req: &SearchRequest,
+    ) -> Vec<ScoredPoint> {
+        hits.into_iter()
             .filter_map(|(id, score)| {
                 st.points.get(&id).map(|e| ScoredPoint {
                     record: self.record(id, e, &req.with_payload, &req.with_vector),
@@ -453,7 +484,7 @@ impl LocalShard {
                     score,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// How many points hold sparse vector `name`, and how many of them hold each of
