@@ -13,7 +13,7 @@
 //! postings stay until the dead ones outnumber the live, then the lists are compacted.
 
 use index_core::PointId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The most non-zero entries one sparse vector may hold.
 pub const MAX_SPARSE_ENTRIES: usize = 65_536;
@@ -309,6 +309,21 @@ impl SparseIndex {
     /// Live points holding `index`.
     pub(crate) fn df(&self, index: u32) -> usize {
         self.df.get(&index).copied().unwrap_or(0) as usize
+    }
+
+    /// The points holding any of `indices`.
+    pub(crate) fn holders(&self, indices: impl Iterator<Item = u32>) -> HashSet<PointId> {
+        let mut out = HashSet::new();
+        for i in indices {
+            if let Some(p) = self.postings.get(&i) {
+                out.extend(
+                    p.entries
+                        .iter()
+                        .filter_map(|&(slot, _)| self.slots[slot as usize]),
+                );
+            }
+        }
+        out
     }
 
     /// Indexes `v` as point `id`'s vector, replacing what `old` (its previous one) put in.

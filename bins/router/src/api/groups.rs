@@ -164,10 +164,12 @@ async fn run_hybrid_groups(
     g: Grouping,
     deadline: Instant,
 ) -> Result<Vec<u8>, ApiError> {
-    let max = index_core::MAX_LIMIT;
+    // An MMR query bounds how many points one round may ask for: reaching that bound is the
+    // end, as reaching the most a search returns is.
+    let max = super::hybrid::max_limit(&query);
     let asked = convert::payload_selector(query.with_payload.take(), false);
     query.with_payload = Some(model::WithPayload(PayloadSelector::All));
-    let mut fetch = (g.limit * g.group_size * 2).clamp(32, max);
+    let mut fetch = (g.limit * g.group_size * 2).max(32).min(max);
     let (hits, groups) = loop {
         let mut round = query.clone();
         round.limit = Some(fetch as u64);

@@ -84,7 +84,7 @@ struct Stage {
     with_payload: PayloadSelector,
     with_vector: VectorSelector,
     /// The formula of a formula query, read when the tree is checked.
-    formula: Option<Formula>,
+    formula: Option<Arc<Formula>>,
 }
 
 impl Stage {
@@ -163,7 +163,7 @@ impl Stage {
                     "Bad request: {at}: a formula re-scores prefetches, and there are none"
                 )));
             }
-            self.formula = Some(Formula::parse(formula, defaults.as_ref())?);
+            self.formula = Some(Arc::new(Formula::parse(formula, defaults.as_ref())?));
         }
         let merging = !self.prefetch.is_empty();
         if self.query.is_none() && self.score_threshold.is_some() {
@@ -303,6 +303,28 @@ pub async fn run(
         serde_json::to_vec(&points).expect("scored points serialise"),
         cacheable,
     ))
+}
+
+/// The largest `limit` a query may ask for: below [`index_core::MAX_LIMIT`] only when its
+/// top level re-ranks by MMR, whose candidates (by default as many as the limit) times the
+/// points picked are bounded by [`MAX_MMR_PAIRS`].
+pub fn max_limit(req: &QueryRequest) -> usize {
+    let max = index_core::MAX_LIMIT;
+    match &req.query {
+        Some(QueryInterface::Nearest { mmr: Some(m), .. }) => match m.candidates_limit {
+            None => (MAX_MMR_PAIRS as f64).sqrt() as usize,
+            Some(0) => max,
+            Some(n) => {
+                let n = n as usize;
+                if n.saturating_mul(n) <= MAX_MMR_PAIRS {
+                    max
+                } else {
+                    (MAX_MMR_PAIRS / n).max(1)
+                }
+            }
+        },
+        _ => max,
+    }
 }
 
 /// A hybrid query's points, best first, as records with their scores (what a grouped query
@@ -762,7 +784,7 @@ async fn with_records(run: &Run, s: &Stage, found: Vec<Found>) -> Result<Vec<Fou
 /// condition is asked of the shards once for all the points.
 async fn rescored(
     run: &Run,
-    formula: &Formula,
+    formula: &Arc<Formula>,
     sources: &[Vec<Found>],
 ) -> Result<Vec<Found>, ApiError> {
     let mut seen = HashSet::new();
@@ -772,6 +794,9 @@ async fn rescored(
         .map(|f| f.record.id)
         .filter(|id| seen.insert(*id))
         .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let scores: Vec<HashMap<PointId, f32>> = sources
         .iter()
         .map(|l| l.iter().map(|f| (f.record.id, f.score)).collect())
@@ -808,31 +833,38 @@ async fn rescored(
                 .collect::<HashSet<PointId>>(),
         );
     }
-    let empty = payload::Payload::new();
-    let mut order = Vec::with_capacity(ids.len());
-    let mut values = HashMap::with_capacity(ids.len());
-    for (n, id) in ids.into_iter().enumerate() {
-        if n % 1024 == 0 && Instant::now() > run.deadline {
-            return Err(ApiError::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                "Timeout: the formula did not score its points in time",
-            ));
+    // Up to 1,024 nodes for each of up to millions of points: off the reactor.
+    let formula = formula.clone();
+    let deadline = run.deadline;
+    let (order, values) = blocking(move || {
+        let empty = payload::Payload::new();
+        let mut order = Vec::with_capacity(ids.len());
+        let mut values = HashMap::with_capacity(ids.len());
+        for (n, id) in ids.into_iter().enumerate() {
+            if n % 1024 == 0 && Instant::now() > deadline {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "Timeout: the formula did not score its points in time",
+                ));
+            }
+            // A point deleted since its prefetch found it drops out.
+            let payload = match payloads.get(&id) {
+                Some(p) => p,
+                None if formula.reads_payload => continue,
+                None => &empty,
+            };
+            let score = formula.score(&PointInput {
+                id,
+                payload,
+                scores: &scores,
+                passing: &passing,
+            })?;
+            order.push(id);
+            values.insert(id, score as f64);
         }
-        // A point deleted since its prefetch found it drops out.
-        let payload = match payloads.get(&id) {
-            Some(p) => p,
-            None if formula.reads_payload => continue,
-            None => &empty,
-        };
-        let score = formula.score(&PointInput {
-            id,
-            payload,
-            scores: &scores,
-            passing: &passing,
-        })?;
-        order.push(id);
-        values.insert(id, score as f64);
-    }
+        Ok((order, values))
+    })
+    .await?;
     Ok(rank(order, values))
 }
 
@@ -849,7 +881,8 @@ async fn fused_answer(run: &Run, s: &Stage, mut fused: Vec<Found>) -> Result<Vec
 /// Sorts by score, highest first, ties in the order the points were first met.
 fn rank(order: Vec<PointId>, scores: std::collections::HashMap<PointId, f64>) -> Vec<Found> {
     let mut all: Vec<(PointId, f64)> = order.into_iter().map(|id| (id, scores[&id])).collect();
-    all.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // Adding 0 makes −0 +0: the two tie, as they do in Qdrant's (and Python's) ordering.
+    all.sort_by(|a, b| (b.1 + 0.0).total_cmp(&(a.1 + 0.0)));
     all.into_iter()
         .map(|(id, score)| Found::bare(id, score as f32))
         .collect()
@@ -951,6 +984,17 @@ mod tests {
         assert_eq!(got[0].0, 2);
         assert!((got[0].1 - 1.0 / (0.5 + 59.0)).abs() < 1e-7);
         assert!((got[1].1 - 1.0 / (1.0 + 59.0)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn zero_and_negative_zero_tie_in_first_met_order() {
+        let order = vec![PointId::Num(1), PointId::Num(2), PointId::Num(3)];
+        let scores = [(1, -0.0), (2, 0.0), (3, 0.5)]
+            .into_iter()
+            .map(|(i, s)| (PointId::Num(i), s))
+            .collect();
+        let got: Vec<PointId> = rank(order, scores).iter().map(|f| f.record.id).collect();
+        assert_eq!(got, [3, 1, 2].map(PointId::Num));
     }
 
     #[test]

@@ -628,7 +628,13 @@ fn plan_sparse_examples(
                 }
                 Ok(v)
             }
-            _ => Err(bad(format!(
+            VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
+                "{kind} inference is not supported; send a vector"
+            ))),
+            VectorInput::Multi(_) => Err(ApiError::not_implemented(
+                "multivector queries are not supported",
+            )),
+            VectorInput::Dense(_) => Err(bad(format!(
                 "Wrong input: `{using}` is a sparse vector: examples must be sparse vectors or \
                  point ids"
             ))),

@@ -418,3 +418,20 @@ def test_grouped_hybrid_queries_match_oracle(remote, oracle):
         for g, w in zip(got, want):
             check_scored(g.hits, w.hits, 0, len(w.hits), f"{ctx} group {g.id}")
     pair.drop()
+
+
+def test_grouped_mmr_fills_its_groups_within_the_mmr_bounds(remote, oracle):
+    """Grouped MMR asks for more points round after round; a round never asks for more
+    candidates than MMR accepts (before, a round of 3,840 was refused with a 400)."""
+    rng = random.Random(8900)
+    pair, pts = collection(remote, oracle, rng, "hybrid_groups_mmr", 1)
+    query = models.NearestQuery(nearest=data.vector(rng, 8), mmr=models.Mmr(diversity=0.5))
+    # 40 groups of 30 over ~480 points: the rounds grow until the points run out.
+    groups = remote.query_points_groups(pair.name, query=query, using="a", group_by="city",
+                                        limit=40, group_size=30, with_payload=True).groups
+    cities = {p.payload.get("city") for p in pts if "a" in p.vector} - {None}
+    assert {g.id for g in groups} == cities
+    for g in groups:
+        assert len({h.id for h in g.hits}) == len(g.hits) and all(
+            h.payload["city"] == g.id for h in g.hits)
+    pair.drop()

@@ -282,19 +282,41 @@ impl LocalShard {
         with_vector: &VectorSelector,
     ) -> ScrollPage {
         let st = self.state.read();
+        let passes = |id: PointId, e: &PointEntry| {
+            filter.is_none_or(|f| {
+                f.matches(&View {
+                    id,
+                    entry: e,
+                    columns: &st.columns,
+                })
+            })
+        };
+        // A filter whose candidates (ids, or a payload index) are few is scrolled through
+        // them, sorted, instead of through every point from `from` on.
+        if let Some(mut ids) = filter
+            .and_then(|f| f.indexed_candidates(&st.indexes))
+            .filter(|c| c.len().saturating_mul(8) <= st.points.len())
+            .map(|c| c.into_iter().collect::<Vec<PointId>>())
+        {
+            ids.retain(|id| from.is_none_or(|f| *id >= f));
+            ids.sort_unstable();
+            let mut it = ids.into_iter().filter_map(|id| {
+                let e = st.points.get(&id)?;
+                passes(id, e).then_some((id, e))
+            });
+            let points: Vec<Record> = it
+                .by_ref()
+                .take(limit)
+                .map(|(id, e)| self.record(id, e, with_payload, with_vector))
+                .collect();
+            let next = it.next().map(|(id, _)| id);
+            return ScrollPage { points, next };
+        }
         let start = from.map_or(Bound::Unbounded, Bound::Included);
         let mut it = st
             .points
             .range((start, Bound::Unbounded))
-            .filter(|(id, e)| {
-                filter.is_none_or(|f| {
-                    f.matches(&View {
-                        id: **id,
-                        entry: e,
-                        columns: &st.columns,
-                    })
-                })
-            });
+            .filter(|(id, e)| passes(**id, e));
         let points: Vec<Record> = it
             .by_ref()
             .take(limit)
@@ -415,12 +437,12 @@ impl LocalShard {
         };
         let min_score = req.params.max_distance.map(|d| -d);
         if let Query::SparseExamples(examples) = &req.query {
-            // Every point holding the vector, or every candidate, scored exactly.
             let score = |v: &SparseVector| examples.score_by(|e| e.dot(v).unwrap_or(0.0));
             let keep = |id: PointId, e: &PointEntry| -> Option<(PointId, f32)> {
                 let s = score(e.sparse_vector(name)?);
                 (min_score.is_none_or(|m| s >= m) && passes(id, e)).then_some((id, s))
             };
+            let limit = req.params.limit;
             let mut hits: Vec<(PointId, f32)> = match &req.candidates {
                 Some(ids) => {
                     let mut seen = HashSet::with_capacity(ids.len());
@@ -429,13 +451,40 @@ impl LocalShard {
                         .filter_map(|&id| keep(id, st.points.get(&id)?))
                         .collect()
                 }
-                None => st
-                    .points
-                    .iter()
-                    .filter_map(|(id, e)| keep(*id, e))
-                    .collect(),
+                None => {
+                    // Only points sharing an index with some example score apart; every other
+                    // point holding the vector scores what no overlap scores, and they come
+                    // by id, so at most `limit` of them are looked at beyond the sharers.
+                    let sharers = index.holders(
+                        examples
+                            .examples()
+                            .into_iter()
+                            .flat_map(|e| e.indices.iter().copied()),
+                    );
+                    let mut hits: Vec<(PointId, f32)> = sharers
+                        .iter()
+                        .filter_map(|&id| keep(id, st.points.get(&id)?))
+                        .collect();
+                    let apart = examples.score_by(|_| 0.0);
+                    if min_score.is_none_or(|m| apart >= m) {
+                        let mut others = 0;
+                        for (id, e) in st.points.iter() {
+                            if others >= limit {
+                                break;
+                            }
+                            if sharers.contains(id) || e.sparse_vector(name).is_none() {
+                                continue;
+                            }
+                            if passes(*id, e) {
+                                hits.push((*id, apart));
+                                others += 1;
+                            }
+                        }
+                    }
+                    hits
+                }
             };
-            crate::sparse::best_first(&mut hits, req.params.limit);
+            crate::sparse::best_first(&mut hits, limit);
             return Ok(self.sparse_hits(st, hits, req));
         }
         let Query::Sparse(q) = &req.query else {
