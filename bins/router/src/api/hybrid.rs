@@ -385,13 +385,6 @@ fn stage<'a>(
             ) => Some(plan_vector(run, s, q.clone(), filter.clone())?),
             _ => None,
         };
-        if let (Some(p), Some(QueryInterface::Nearest { mmr: Some(_), .. })) = (&plan, &s.query) {
-            if p.request.query.nearest().is_none() {
-                return Err(ApiError::not_implemented(
-                    "`mmr` on sparse vectors is not supported by this server",
-                ));
-            }
-        }
         let candidates = if s.prefetch.is_empty() {
             None
         } else {
@@ -565,79 +558,100 @@ async fn diversified(
     candidates: Option<Vec<PointId>>,
     mmr: &model::Mmr,
 ) -> Result<Vec<Found>, ApiError> {
-    let metric = plan.metric;
-    let using = plan.request.vector_name.clone();
-    let Some(query) = plan.request.query.nearest() else {
-        return Err(ApiError::not_implemented(
-            "`mmr` on sparse vectors is not supported by this server",
-        ));
-    };
-    let mut query = query.to_vec();
-    metric.prepare(&mut query);
     if mmr.candidates_limit == Some(0) {
         return Ok(Vec::new());
     }
-    let dim = query.len();
-    let candidates_limit = plan.request.params.limit;
+    let metric = plan.metric;
+    let using = plan.request.vector_name.clone();
     let pick = s.limit + s.offset;
-    let pairs = candidates_limit.saturating_mul(pick.min(candidates_limit));
-    if candidates_limit.saturating_mul(dim) > MAX_MMR_FLOATS
-        || pairs.saturating_mul(dim) > MAX_MMR_WORK
-    {
-        return Err(bad(format!(
-            "Validation error in JSON body: mmr over {candidates_limit} candidates of {dim} \
-             dimensions picking {pick}: at most {MAX_MMR_FLOATS} candidate floats and \
-             {MAX_MMR_WORK} multiply-adds"
-        )));
-    }
-    let deadline = run.deadline;
-    let hits = search_hits(run, plan, candidates).await?;
-    let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
-    let vectors = vectors_of(run, &ids, &using).await?;
     let lambda = 1.0 - mmr.diversity.unwrap_or(0.5) as f32;
-    let order = blocking(move || {
-        let kernels = quant::kernels();
-        // Candidates whose vector is gone (deleted since the search) drop out.
-        let (idx, vecs): (Vec<usize>, Vec<Vec<f32>>) = vectors
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (i, v)))
-            .unzip();
-        let sim = |a: &[f32], b: &[f32]| -metric.distance(kernels, a, b);
-        let relevance: Vec<f32> = vecs.iter().map(|v| sim(&query, v)).collect();
-        let mut pending: Vec<usize> = (0..vecs.len()).collect();
-        // The highest similarity of each candidate to any point picked so far.
-        let mut closest = vec![f32::NEG_INFINITY; vecs.len()];
-        let mut picked: Vec<usize> = Vec::new();
-        while picked.len() < pick && !pending.is_empty() {
-            if Instant::now() > deadline {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "Timeout: mmr did not re-rank its candidates in time",
-                ));
-            }
-            let value = |p: usize| {
-                if picked.is_empty() {
-                    relevance[p]
-                } else {
-                    lambda * relevance[p] - (1.0 - lambda) * closest[p]
+    let deadline = run.deadline;
+    let order_and_hits = match &plan.request.query {
+        storage::Query::Sparse(q) => {
+            // Sparse vectors: similarities are dot products, 0 without a shared index (as
+            // Qdrant's MMR scores them); the relevance is to the query as searched.
+            let q = q.clone();
+            let hits = search_hits(run, plan, candidates).await?;
+            let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
+            let req = Arc::new(shard_router::RetrieveRequest {
+                with_payload: PayloadSelector::Nothing,
+                with_vector: VectorSelector::Only(vec![using.clone()]),
+            });
+            let mut by_id: HashMap<PointId, storage::SparseVector> =
+                shard_router::retrieve(&run.shards, &ids, req, deadline)
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| {
+                        let id = r.id;
+                        r.sparse.into_iter().next().map(|(_, v)| (id, v))
+                    })
+                    .collect();
+            let vectors: Vec<Option<storage::SparseVector>> =
+                ids.iter().map(|id| by_id.remove(id)).collect();
+            let order = blocking(move || {
+                let (idx, vecs): (Vec<usize>, Vec<storage::SparseVector>) = vectors
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i, v)))
+                    .unzip();
+                // Each pick merges every pending vector with the one picked.
+                let entries: usize = vecs.iter().map(|v| v.indices.len()).sum();
+                if entries.saturating_mul(pick.min(vecs.len())) > MAX_MMR_WORK {
+                    return Err(bad(format!(
+                        "Validation error in JSON body: mmr over {entries} sparse entries \
+                         picking {pick}: at most {MAX_MMR_WORK} entry comparisons"
+                    )));
                 }
-            };
-            let mut best = 0;
-            for at in 1..pending.len() {
-                if value(pending[at]) >= value(pending[best]) {
-                    best = at;
-                }
-            }
-            let chosen = pending.swap_remove(best);
-            picked.push(chosen);
-            for &p in &pending {
-                closest[p] = closest[p].max(sim(&vecs[p], &vecs[chosen]));
-            }
+                let relevance = vecs.iter().map(|v| q.dot(v).unwrap_or(0.0)).collect();
+                let sim = |a: usize, b: usize| vecs[a].dot(&vecs[b]).unwrap_or(0.0);
+                let picked = mmr_order(relevance, sim, pick, lambda, deadline)?;
+                Ok(picked.into_iter().map(|p| idx[p]).collect::<Vec<usize>>())
+            })
+            .await?;
+            (order, hits)
         }
-        Ok(picked.into_iter().map(|p| idx[p]).collect::<Vec<usize>>())
-    })
-    .await?;
+        _ => {
+            let Some(query) = plan.request.query.nearest() else {
+                return Err(bad("Bad request: mmr re-ranks a nearest query"));
+            };
+            let mut query = query.to_vec();
+            metric.prepare(&mut query);
+            let dim = query.len();
+            let candidates_limit = plan.request.params.limit;
+            let pairs = candidates_limit.saturating_mul(pick.min(candidates_limit));
+            if candidates_limit.saturating_mul(dim) > MAX_MMR_FLOATS
+                || pairs.saturating_mul(dim) > MAX_MMR_WORK
+            {
+                return Err(bad(format!(
+                    "Validation error in JSON body: mmr over {candidates_limit} candidates of \
+                     {dim} dimensions picking {pick}: at most {MAX_MMR_FLOATS} candidate floats \
+                     and {MAX_MMR_WORK} multiply-adds"
+                )));
+            }
+            let hits = search_hits(run, plan, candidates).await?;
+            let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
+            let vectors = vectors_of(run, &ids, &using).await?;
+            let order = blocking(move || {
+                let kernels = quant::kernels();
+                // Candidates whose vector is gone (deleted since the search) drop out.
+                let (idx, vecs): (Vec<usize>, Vec<Vec<f32>>) = vectors
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i, v)))
+                    .unzip();
+                let relevance = vecs
+                    .iter()
+                    .map(|v| -metric.distance(kernels, &query, v))
+                    .collect();
+                let sim = |a: usize, b: usize| -metric.distance(kernels, &vecs[a], &vecs[b]);
+                let picked = mmr_order(relevance, sim, pick, lambda, deadline)?;
+                Ok(picked.into_iter().map(|p| idx[p]).collect::<Vec<usize>>())
+            })
+            .await?;
+            (order, hits)
+        }
+    };
+    let (order, hits) = order_and_hits;
     let mut hits: Vec<Option<storage::ScoredPoint>> = hits.into_iter().map(Some).collect();
     Ok(order
         .into_iter()
@@ -649,6 +663,51 @@ async fn diversified(
             order_value: None,
         })
         .collect())
+}
+
+/// Maximal marginal relevance over `relevance.len()` candidates: the order in which `pick`
+/// of them are chosen, each the best `λ·relevance − (1 − λ)·max sim(·, picked)` (the first
+/// by relevance alone), ties to the one visited last, the pending list kept as Qdrant's
+/// `swap_remove` leaves it.
+fn mmr_order(
+    relevance: Vec<f32>,
+    sim: impl Fn(usize, usize) -> f32,
+    pick: usize,
+    lambda: f32,
+    deadline: Instant,
+) -> Result<Vec<usize>, ApiError> {
+    let n = relevance.len();
+    let mut pending: Vec<usize> = (0..n).collect();
+    // The highest similarity of each candidate to any point picked so far.
+    let mut closest = vec![f32::NEG_INFINITY; n];
+    let mut picked: Vec<usize> = Vec::new();
+    while picked.len() < pick && !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "Timeout: mmr did not re-rank its candidates in time",
+            ));
+        }
+        let value = |p: usize| {
+            if picked.is_empty() {
+                relevance[p]
+            } else {
+                lambda * relevance[p] - (1.0 - lambda) * closest[p]
+            }
+        };
+        let mut best = 0;
+        for at in 1..pending.len() {
+            if value(pending[at]) >= value(pending[best]) {
+                best = at;
+            }
+        }
+        let chosen = pending.swap_remove(best);
+        picked.push(chosen);
+        for &p in &pending {
+            closest[p] = closest[p].max(sim(p, chosen));
+        }
+    }
+    Ok(picked)
 }
 
 /// The stored vectors `name` of `ids`, each asked of the shard that holds it, in order.
