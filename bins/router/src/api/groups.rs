@@ -125,32 +125,22 @@ async fn run_groups(
     // Every payload is read for its key; each hit then gets what was asked for.
     let asked = std::mem::replace(&mut plan.request.with_payload, PayloadSelector::All);
     let shards = state.shard_handles(c);
-    let mut fetch = (g.limit * g.group_size * 2 + plan.exclude.len()).clamp(32, max);
-    let (hits, groups) = loop {
+    let start = g.limit * g.group_size * 2 + plan.exclude.len();
+    let (hits, groups) = rounds(&g, start, max, |fetch| {
         plan.request.params.limit = fetch;
-        let hits = shard_router::search(
-            &shards,
-            Arc::new(plan.request.clone()),
-            plan.metric,
-            deadline,
-        )
-        .await?;
-        let exhausted = hits.len() < fetch || fetch >= max;
-        let hits: Vec<storage::ScoredPoint> = hits
-            .into_iter()
-            .filter(|h| !plan.exclude.contains(&h.record.id))
-            .collect();
-        let mut groups = group(&hits, &g);
-        let full = groups.len() >= g.limit
-            && groups[..g.limit]
-                .iter()
-                .all(|(_, members)| members.len() >= g.group_size);
-        if full || exhausted {
-            groups.truncate(g.limit);
-            break (hits, groups);
+        let request = Arc::new(plan.request.clone());
+        let (shards, exclude, metric) = (shards.clone(), plan.exclude.clone(), plan.metric);
+        async move {
+            let hits = shard_router::search(&shards, request, metric, deadline).await?;
+            let exhausted = hits.len() < fetch;
+            let hits = hits
+                .into_iter()
+                .filter(|h| !exclude.contains(&h.record.id))
+                .collect();
+            Ok((hits, exhausted))
         }
-        fetch = fetch.saturating_mul(4).min(max);
-    };
+    })
+    .await?;
     answer(state, c, hits, groups, g, asked).await
 }
 
@@ -169,32 +159,54 @@ async fn run_hybrid_groups(
     let max = super::hybrid::max_limit(&query);
     let asked = convert::payload_selector(query.with_payload.take(), false);
     query.with_payload = Some(model::WithPayload(PayloadSelector::All));
-    let mut fetch = (g.limit * g.group_size * 2).max(32).min(max);
-    let (hits, groups) = loop {
+    let (hits, groups) = rounds(&g, g.limit * g.group_size * 2, max, |fetch| {
         let mut round = query.clone();
         round.limit = Some(fetch as u64);
-        let found = super::hybrid::points(state, c, round, deadline).await?;
-        let exhausted = found.len() < fetch || fetch >= max;
-        let hits: Vec<storage::ScoredPoint> = found
-            .into_iter()
-            .map(|(record, score)| storage::ScoredPoint {
-                record,
-                distance: -score,
-                score,
-            })
-            .collect();
-        let mut groups = group(&hits, &g);
+        async move {
+            let found = super::hybrid::points(state, c, round, deadline).await?;
+            let exhausted = found.len() < fetch;
+            let hits = found
+                .into_iter()
+                .map(|(record, score)| storage::ScoredPoint {
+                    record,
+                    distance: -score,
+                    score,
+                })
+                .collect();
+            Ok((hits, exhausted))
+        }
+    })
+    .await?;
+    answer(state, c, hits, groups, g, asked).await
+}
+
+/// Asks `search` for `start` points (at least 32, at most `max`), then four times as many
+/// each round, until the first `limit` groups are full or no more points come (`search`
+/// says so, or `max` was reached); the hits, best first, and the groups cut to `limit`.
+async fn rounds<F, Fut>(
+    g: &Grouping,
+    start: usize,
+    max: usize,
+    mut search: F,
+) -> Result<(Vec<storage::ScoredPoint>, Vec<(Value, Vec<usize>)>), ApiError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<storage::ScoredPoint>, bool), ApiError>>,
+{
+    let mut fetch = start.max(32).min(max);
+    loop {
+        let (hits, exhausted) = search(fetch).await?;
+        let mut groups = group(&hits, g);
         let full = groups.len() >= g.limit
             && groups[..g.limit]
                 .iter()
                 .all(|(_, members)| members.len() >= g.group_size);
-        if full || exhausted {
+        if full || exhausted || fetch >= max {
             groups.truncate(g.limit);
-            break (hits, groups);
+            return Ok((hits, groups));
         }
         fetch = fetch.saturating_mul(4).min(max);
-    };
-    answer(state, c, hits, groups, g, asked).await
+    }
 }
 
 /// The `GroupsResult` JSON of grouped hits: each hit with the payload asked for, each group

@@ -418,13 +418,7 @@ fn stage<'a>(
                 }
                 _ => {}
             }
-            let mut seen = HashSet::new();
-            let ids: Vec<PointId> = sources
-                .iter()
-                .flatten()
-                .map(|f| f.record.id)
-                .filter(|id| seen.insert(*id))
-                .collect();
+            let ids = union(&sources);
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -436,7 +430,7 @@ fn stage<'a>(
                 _ => None,
             };
             return match mmr {
-                None => searched(run, s, plan, candidates).await,
+                None => searched(run, plan, candidates).await,
                 Some(m) => diversified(run, s, plan, candidates, &m).await,
             };
         }
@@ -532,7 +526,6 @@ async fn search_hits(
 
 async fn searched(
     run: &Run,
-    _s: &Stage,
     plan: PlannedSearch,
     candidates: Option<Vec<PointId>>,
 ) -> Result<Vec<Found>, ApiError> {
@@ -838,6 +831,17 @@ async fn with_records(run: &Run, s: &Stage, found: Vec<Found>) -> Result<Vec<Fou
         .collect())
 }
 
+/// The points of the sub-queries' answers, each once, in the order first met.
+fn union(sources: &[Vec<Found>]) -> Vec<PointId> {
+    let mut seen = HashSet::new();
+    sources
+        .iter()
+        .flatten()
+        .map(|f| f.record.id)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
 /// The prefetched points (each once, in the order first met) scored by `formula`, highest
 /// first (ties in that order). Payloads are read when the formula reads any, and each
 /// condition is asked of the shards once for all the points.
@@ -846,13 +850,7 @@ async fn rescored(
     formula: &Arc<Formula>,
     sources: &[Vec<Found>],
 ) -> Result<Vec<Found>, ApiError> {
-    let mut seen = HashSet::new();
-    let ids: Vec<PointId> = sources
-        .iter()
-        .flatten()
-        .map(|f| f.record.id)
-        .filter(|id| seen.insert(*id))
-        .collect();
+    let ids = union(sources);
     if ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -640,6 +640,19 @@ fn plan_sparse_examples(
             ))),
         }
     };
+    let pairs = |read: &mut dyn FnMut(VectorInput) -> Result<storage::SparseVector, ApiError>,
+                 context: Vec<model::ContextPair>|
+     -> Result<Vec<storage::Pair<storage::SparseVector>>, ApiError> {
+        context
+            .into_iter()
+            .map(|p| {
+                Ok(storage::Pair {
+                    positive: read(p.positive)?,
+                    negative: read(p.negative)?,
+                })
+            })
+            .collect()
+    };
     let examples: storage::SparseExamples = match asked {
         Asked::Recommend {
             positive,
@@ -681,30 +694,14 @@ fn plan_sparse_examples(
         }
         Asked::Discover { target, context } => {
             let target = read(target)?;
-            let context = context
-                .into_iter()
-                .map(|p| {
-                    Ok(storage::Pair {
-                        positive: read(p.positive)?,
-                        negative: read(p.negative)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+            let context = pairs(&mut read, context)?;
             storage::Examples::Discover { target, context }
         }
         Asked::Context(context) => {
             if context.is_empty() {
                 return Err(bad("Wrong input: a context query needs at least one pair"));
             }
-            let context = context
-                .into_iter()
-                .map(|p| {
-                    Ok(storage::Pair {
-                        positive: read(p.positive)?,
-                        negative: read(p.negative)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+            let context = pairs(&mut read, context)?;
             storage::Examples::Context { context }
         }
         Asked::Nearest(_) => {
