@@ -122,6 +122,7 @@ fn main() {
                         vectors: vec![(String::new(), w.base[i * w.dim..(i + 1) * w.dim].to_vec())],
                         payload,
                         sparse: Vec::new(),
+                        multi: Vec::new(),
                     }
                 })
                 .collect();

@@ -119,6 +119,7 @@ fn main() {
                 id: PointId::Num((b * 5_000 + i) as u64),
                 vectors: Vec::new(),
                 sparse: vec![("text".into(), v.clone())],
+                multi: Vec::new(),
                 payload: Payload::new(),
             })
             .collect();

@@ -46,19 +46,22 @@ fn check_count(n: usize, context: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A vector to store, dense or sparse.
+/// A vector to store, dense, sparse or a matrix.
 enum Stored {
     Dense(Vec<f32>),
     Sparse(storage::SparseVector),
+    Multi(storage::MultiVector),
 }
 
-/// A point's vectors: dense and sparse, by name (`""` names the unnamed dense one).
+/// A point's vectors: dense, sparse and multivectors, by name (`""` names the unnamed one).
 #[derive(Default)]
 pub struct StoredVectors {
     /// Dense vectors.
     pub dense: Vec<(String, Vec<f32>)>,
     /// Sparse vectors.
     pub sparse: Vec<(String, storage::SparseVector)>,
+    /// Multivectors.
+    pub multi: Vec<(String, storage::MultiVector)>,
 }
 
 impl StoredVectors {
@@ -67,11 +70,31 @@ impl StoredVectors {
     fn push(&mut self, name: String, v: Stored) {
         self.dense.retain(|(n, _)| *n != name);
         self.sparse.retain(|(n, _)| *n != name);
+        self.multi.retain(|(n, _)| *n != name);
         match v {
             Stored::Dense(v) => self.dense.push((name, v)),
             Stored::Sparse(v) => self.sparse.push((name, v)),
+            Stored::Multi(v) => self.multi.push((name, v)),
         }
     }
+
+    /// The vectors of a point `id` with `payload`, to write.
+    pub fn into_write(self, id: PointId, payload: Payload) -> PointWrite {
+        PointWrite {
+            id,
+            vectors: self.dense,
+            sparse: self.sparse,
+            multi: self.multi,
+            payload,
+        }
+    }
+}
+
+/// A multivector checked as Qdrant checks it (at least one row, every row of one non-zero
+/// length, finite values); its dimension is checked against the collection's by storage.
+pub fn multi_vector(rows: Vec<Vec<f32>>, context: &str) -> Result<storage::MultiVector, ApiError> {
+    storage::MultiVector::new(rows)
+        .map_err(|e| bad(format!("Validation error in JSON body: {context}: {e}")))
 }
 
 /// A sparse vector checked as Qdrant checks it (indices unique, as many values as indices,
@@ -84,23 +107,27 @@ pub fn sparse_vector(
         .map_err(|e| bad(format!("Validation error in JSON body: {context}: {e}")))
 }
 
-/// A dense vector to store (a sparse one where a dense one is expected is refused).
-fn dense_vector(v: VectorInput, context: &str) -> Result<Vec<f32>, ApiError> {
+/// The unnamed vector to store, dense or a matrix (a sparse one is refused: sparse vectors
+/// are always named).
+fn unnamed_vector(v: VectorInput, context: &str) -> Result<StoredVectors, ApiError> {
+    let mut out = StoredVectors::default();
     match stored_vector(v, context)? {
-        Stored::Dense(v) => Ok(v),
-        Stored::Sparse(_) => Err(bad(format!(
-            "Wrong input: {context}: a sparse vector must be given by the name of a sparse vector"
-        ))),
+        Stored::Sparse(_) => {
+            return Err(bad(format!(
+                "Wrong input: {context}: a sparse vector must be given by the name of a sparse \
+                 vector"
+            )))
+        }
+        v => out.push(String::new(), v),
     }
+    Ok(out)
 }
 
 /// A vector to store.
 fn stored_vector(v: VectorInput, context: &str) -> Result<Stored, ApiError> {
     match v {
         VectorInput::Dense(v) => Ok(Stored::Dense(v)),
-        VectorInput::Multi(_) => Err(ApiError::not_implemented(format!(
-            "{context}: multivectors are not supported"
-        ))),
+        VectorInput::Multi(rows) => multi_vector(rows, context).map(Stored::Multi),
         VectorInput::Sparse(v) => sparse_vector(v, context).map(Stored::Sparse),
         VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
             "{context}: {kind} inference is not supported; send vectors"
@@ -115,7 +142,7 @@ fn stored_vector(v: VectorInput, context: &str) -> Result<Stored, ApiError> {
 pub fn vector_struct(v: VectorStruct, context: &str) -> Result<StoredVectors, ApiError> {
     let mut out = StoredVectors::default();
     match v {
-        VectorStruct::Single(v) => out.dense.push((String::new(), dense_vector(v, context)?)),
+        VectorStruct::Single(v) => out = unnamed_vector(v, context)?,
         VectorStruct::Named(named) => {
             for (name, v) in named {
                 let v = stored_vector(v, &format!("{context}.{name}"))?;
@@ -157,12 +184,7 @@ pub fn update_vectors(body: model::UpdateVectors) -> Result<storage::Update, Api
         .enumerate()
         .map(|(i, p)| {
             let v = vector_struct(p.vector, &format!("points[{i}].vector"))?;
-            Ok(PointWrite {
-                id: p.id.0,
-                vectors: v.dense,
-                payload: Payload::new(),
-                sparse: v.sparse,
-            })
+            Ok(v.into_write(p.id.0, Payload::new()))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(storage::Update::UpdateVectors {
@@ -204,12 +226,7 @@ fn upsert_points(
                 .enumerate()
                 .map(|(i, p)| {
                     let v = vector_struct(p.vector, &format!("points[{i}].vector"))?;
-                    Ok(PointWrite {
-                        id: p.id.0,
-                        vectors: v.dense,
-                        payload: p.payload.unwrap_or_default(),
-                        sparse: v.sparse,
-                    })
+                    Ok(v.into_write(p.id.0, p.payload.unwrap_or_default()))
                 })
                 .collect()
         }
@@ -236,15 +253,7 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
             }
             list.into_iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    Ok(StoredVectors {
-                        dense: vec![(
-                            String::new(),
-                            dense_vector(v, &format!("batch.vectors[{i}]"))?,
-                        )],
-                        sparse: Vec::new(),
-                    })
-                })
+                .map(|(i, v)| unnamed_vector(v, &format!("batch.vectors[{i}]")))
                 .collect::<Result<_, ApiError>>()?
         }
         model::BatchVectorStruct::Named(columns) => {
@@ -279,12 +288,7 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
         .into_iter()
         .zip(vectors)
         .zip(payloads)
-        .map(|((id, vectors), payload)| PointWrite {
-            id,
-            vectors: vectors.dense,
-            payload,
-            sparse: vectors.sparse,
-        })
+        .map(|((id, vectors), payload)| vectors.into_write(id, payload))
         .collect())
 }
 

@@ -21,10 +21,12 @@
 //! ```
 
 use crate::config::{CollectionConfig, VectorParams, VectorsConfig};
+use crate::multi::MultiVector;
 use crate::ops::{Operation, PointWrite};
 use crate::shard::{sync_dir, write_atomically};
 use crate::shard::{
-    LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
+    LocalShard, MultiColumn, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings,
+    VectorSelector,
 };
 use crate::sparse::SparseVector;
 use crate::wal::{Wal, WalOptions};
@@ -199,6 +201,7 @@ impl payload::PointView for PendingView<'_> {
     fn has_vector(&self, name: &str) -> bool {
         self.0.vectors.iter().any(|(n, _)| n == name)
             || self.0.sparse.iter().any(|(n, _)| n == name)
+            || self.0.multi.iter().any(|(n, _)| n == name)
     }
 }
 
@@ -262,6 +265,7 @@ impl<'a> Pending<'a> {
             vectors: r.vectors.unwrap_or_default(),
             payload: r.payload.unwrap_or_default(),
             sparse: r.sparse,
+            multi: r.multi,
         })
     }
 
@@ -378,6 +382,22 @@ fn shard_settings(config: &CollectionConfig) -> ShardSettings {
         max_segment_points: config.max_segment_points(),
         vacuum: config.vacuum_thresholds(),
         sparse: config.sparse_names(),
+        multi: config
+            .multivectors()
+            .into_iter()
+            .map(|(name, p, indexed)| MultiColumn {
+                encodings: indexed.then(|| {
+                    (
+                        crate::config::fde_column(&name),
+                        Arc::new(crate::multi::Fde::new(p.size)),
+                    )
+                }),
+                name,
+                dim: p.size,
+                metric: p.distance.metric(),
+                half: p.datatype.as_deref() == Some("float16"),
+            })
+            .collect(),
     }
 }
 
@@ -676,6 +696,7 @@ impl Collection {
                     .iter()
                     .map(|(n, _)| n.as_str())
                     .chain(p.sparse.iter().map(|(n, _)| n.as_str()))
+                    .chain(p.multi.iter().map(|(n, _)| n.as_str()))
                     .collect();
                 names.sort_unstable();
                 if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -683,6 +704,43 @@ impl Collection {
                         "point {}: vector `{}` given twice",
                         p.id, w[0]
                     )));
+                }
+                // A matrix for a multivector; a single vector given for one is its only row
+                // (as Qdrant reads it).
+                let mut k = 0;
+                while k < p.vectors.len() {
+                    if config.multivector(&p.vectors[k].0).is_some() {
+                        let (name, v) = p.vectors.remove(k);
+                        let dim = v.len();
+                        let m = MultiVector::from_flat(dim, v).map_err(|e| {
+                            StorageError::InvalidInput(format!(
+                                "point {}: multivector `{name}`: {e}",
+                                p.id
+                            ))
+                        })?;
+                        p.multi.push((name, m));
+                    } else {
+                        k += 1;
+                    }
+                }
+                for (name, m) in &mut p.multi {
+                    let Some(params) = config.multivector(name) else {
+                        return Err(match config.vectors.get(name) {
+                            Some(_) => StorageError::InvalidInput(format!(
+                                "point {}: vector `{name}` is a single vector, not a multivector",
+                                p.id
+                            )),
+                            None => StorageError::UnknownVector { name: name.clone() },
+                        });
+                    };
+                    *m = std::mem::take(m)
+                        .prepared(params.size, params.distance.metric())
+                        .map_err(|e| {
+                            StorageError::InvalidInput(format!(
+                                "Vector dimension error: point {}: multivector `{name}`: {e}",
+                                p.id
+                            ))
+                        })?;
                 }
                 for (name, v) in &mut p.vectors {
                     let Some(params) = config.vectors.get(name) else {
@@ -891,6 +949,10 @@ impl Collection {
                                 point.sparse.retain(|(n, _)| *n != name);
                                 point.sparse.push((name, v));
                             }
+                            for (name, v) in p.multi {
+                                point.multi.retain(|(n, _)| *n != name);
+                                point.multi.push((name, v));
+                            }
                         }),
                     }
                 }
@@ -902,6 +964,7 @@ impl Collection {
                     out.edit(view, id, |point| {
                         point.vectors.retain(|(name, _)| !names.contains(name));
                         point.sparse.retain(|(name, _)| !names.contains(name));
+                        point.multi.retain(|(name, _)| !names.contains(name));
                     });
                 }
                 Operation::Upsert(out.points)
@@ -981,6 +1044,11 @@ impl Collection {
     /// The stored sparse vector `name` of a point, wherever it lives.
     pub fn sparse_vector_of(&self, id: PointId, name: &str) -> Result<Option<SparseVector>> {
         self.shards[shard_of(&id, self.shards.len())].sparse_vector_of(id, name)
+    }
+
+    /// The stored multivector `name` of a point, wherever it lives.
+    pub fn multi_vector_of(&self, id: PointId, name: &str) -> Result<Option<MultiVector>> {
+        self.shards[shard_of(&id, self.shards.len())].multi_vector_of(id, name)
     }
 
     /// A sparse query vector with Qdrant's IDF modifier applied when sparse vector `name`
@@ -1122,9 +1190,18 @@ impl Collection {
     /// changed.
     pub fn create_vector(&self, name: &str, params: VectorParams) -> Result<bool> {
         validate_new_vector_name(name)?;
+        if params.is_multi() {
+            return Err(StorageError::InvalidInput(format!(
+                "vector `{name}`: creating a multivector on an existing collection is not \
+                 supported"
+            )));
+        }
         self.change_vectors(|config| {
             if let Some(existing) = config.vectors.get(name) {
-                if existing.size == params.size && existing.distance == params.distance {
+                if existing.size == params.size
+                    && existing.distance == params.distance
+                    && !existing.is_multi()
+                {
                     return Ok(false);
                 }
                 return Err(StorageError::InvalidConfig(format!(
@@ -1161,6 +1238,11 @@ impl Collection {
         self.change_vectors(|config| {
             if config.vectors.get(name).is_none() {
                 return Ok(false);
+            }
+            if config.multivector(name).is_some() {
+                return Err(StorageError::InvalidInput(format!(
+                    "vector `{name}`: deleting a multivector from a collection is not supported"
+                )));
             }
             match &mut config.vectors {
                 VectorsConfig::Multi(named) if named.len() > 1 => {

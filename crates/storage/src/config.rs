@@ -264,9 +264,9 @@ pub struct VectorParams {
     /// Element type: `float32` (default) or `float16` (stored at half width).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datatype: Option<String>,
-    /// Multivectors are not supported: refused when present.
+    /// Set: each point holds a matrix of vectors of `size`, scored by `comparator`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub multivector_config: Option<serde_json::Value>,
+    pub multivector_config: Option<MultiVectorConfig>,
     /// Qdrant 1.19's memory tier (accepted, not used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<serde_json::Value>,
@@ -289,7 +289,10 @@ impl VectorParams {
             )));
         }
         if let Some(h) = &self.hnsw_config {
-            h.validate()?;
+            // `m: 0` turns a multivector's graph off (exact MaxSim only), as in Qdrant.
+            if !(self.is_multi() && h.m == Some(0)) {
+                h.validate()?;
+            }
         }
         if let Some(q) = &self.quantization_config {
             q.validate()?;
@@ -306,13 +309,34 @@ impl VectorParams {
             c.validate(self.size)
                 .map_err(|e| invalid(format!("{label}.index: {e}")))?;
         }
-        if self.multivector_config.is_some() {
+        if self.multivector_config.is_some() && self.index.is_some() {
             return Err(invalid(format!(
-                "{label}.multivector_config: multivectors are not supported"
+                "{label}.index: a multivector is searched by MaxSim; it takes no index kind"
             )));
         }
         Ok(())
     }
+
+    /// Whether points hold a matrix of this vector.
+    pub fn is_multi(&self) -> bool {
+        self.multivector_config.is_some()
+    }
+}
+
+/// Qdrant's `MultiVectorConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiVectorConfig {
+    /// How a query matrix scores against a point's.
+    pub comparator: MultiVectorComparator,
+}
+
+/// Qdrant's `MultiVectorComparator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MultiVectorComparator {
+    /// For each query row the best similarity to a point's row, summed.
+    MaxSim,
 }
 
 /// One sparse vector's parameters (Qdrant's `SparseVectorParams`).
@@ -355,13 +379,42 @@ pub struct SparseIndexParams {
 }
 
 /// Qdrant's `vectors` field: one unnamed vector, or named ones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum VectorsConfig {
     /// One vector per point, addressed as `""`.
     Single(Box<VectorParams>),
     /// Named vectors.
     Multi(BTreeMap<String, VectorParams>),
+}
+
+/// Read by shape rather than by trying each variant, so that a bad field of one vector is
+/// named in the error instead of "did not match any variant".
+impl<'de> Deserialize<'de> for VectorsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let single = v
+            .as_object()
+            .is_some_and(|m| m.contains_key("size") || m.contains_key("distance"));
+        if single {
+            serde_json::from_value::<VectorParams>(v)
+                .map(|p| VectorsConfig::Single(Box::new(p)))
+                .map_err(D::Error::custom)
+        } else {
+            let named = serde_json::from_value::<BTreeMap<String, serde_json::Value>>(v)
+                .map_err(D::Error::custom)?;
+            named
+                .into_iter()
+                .map(|(name, p)| {
+                    serde_json::from_value::<VectorParams>(p)
+                        .map(|p| (name.clone(), p))
+                        .map_err(|e| D::Error::custom(format!("{name}: {e}")))
+                })
+                .collect::<std::result::Result<_, _>>()
+                .map(VectorsConfig::Multi)
+        }
+    }
 }
 
 impl VectorsConfig {
@@ -571,6 +624,12 @@ impl CollectionConfig {
                     "vectors: name `{name}` must be at most 256 bytes"
                 )));
             }
+            // Names beginning with NUL are the hidden columns' (`fde_column`).
+            if name.contains('\0') {
+                return Err(invalid(format!(
+                    "vectors: name {name:?} must not contain a NUL character"
+                )));
+            }
             p.validate(name)?;
             if let Some(IndexConfig::Ivf(c)) = p.index.as_ref().or(self.index.as_ref()) {
                 c.validate(p.size)
@@ -675,13 +734,69 @@ impl CollectionConfig {
         self.shard_number.unwrap_or(1)
     }
 
-    /// The effective settings of every vector.
-    pub fn effective_vectors(&self) -> Vec<EffectiveVector> {
-        let base = self.hnsw_config.clone().unwrap_or_default();
+    /// The multivectors: name and parameters, and whether each is indexed (see
+    /// [`Self::effective_vectors`]), in name order.
+    pub fn multivectors(&self) -> Vec<(String, &VectorParams, bool)> {
         self.vectors
             .params()
             .into_iter()
+            .filter(|(_, p)| p.is_multi())
             .map(|(name, p)| {
+                let indexed = self.multi_indexed(p);
+                (name, p, indexed)
+            })
+            .collect()
+    }
+
+    /// The parameters of vector `name` if it is a multivector.
+    pub fn multivector(&self, name: &str) -> Option<&VectorParams> {
+        self.vectors.get(name).filter(|p| p.is_multi())
+    }
+
+    /// The parameters of vector `name` if it is a dense vector of one row per point.
+    pub fn dense(&self, name: &str) -> Option<&VectorParams> {
+        self.vectors.get(name).filter(|p| !p.is_multi())
+    }
+
+    /// Whether multivector `name` (of parameters `p`) is indexed: by its fixed-dimensional
+    /// encodings in a graph (see [`crate::multi::Fde`]), which approximate MaxSim under the
+    /// inner product only, so under dot and cosine, and unless its graph is off (`m: 0`).
+    fn multi_indexed(&self, p: &VectorParams) -> bool {
+        let m = p
+            .hnsw_config
+            .as_ref()
+            .and_then(|h| h.m)
+            .or(self.hnsw_config.as_ref().and_then(|h| h.m));
+        p.is_multi() && matches!(p.distance, Distance::Dot | Distance::Cosine) && m != Some(0)
+    }
+
+    /// The effective settings of every column segments hold: each dense vector of one row
+    /// per point, then for each indexed multivector a hidden column of its encodings
+    /// ([`fde_column`]; the matrices themselves live beside the segments, see `multi`).
+    pub fn effective_vectors(&self) -> Vec<EffectiveVector> {
+        let base = self.hnsw_config.clone().unwrap_or_default();
+        let params = self.vectors.params();
+        let hidden = params
+            .iter()
+            .filter(|(_, p)| self.multi_indexed(p))
+            .map(|(name, p)| {
+                let fde = crate::multi::Fde::new(p.size);
+                let params = VectorParams {
+                    size: fde.len(),
+                    distance: Distance::Dot,
+                    multivector_config: None,
+                    ..(*p).clone()
+                };
+                (fde_column(name), params)
+            })
+            .collect::<Vec<_>>();
+        params
+            .into_iter()
+            .filter(|(_, p)| !p.is_multi())
+            .map(|(name, p)| (name, p.clone()))
+            .chain(hidden)
+            .map(|(name, p)| {
+                let p = &p;
                 let h = p.hnsw_config.clone().unwrap_or_default().over(&base);
                 let quant = p
                     .quantization_config
@@ -831,6 +946,18 @@ impl CollectionConfig {
 /// Converts Qdrant's KB-of-vectors thresholds into points of dimension `dim`.
 fn kb_to_points(kb: usize, dim: usize) -> usize {
     kb.saturating_mul(1024) / (dim * 4).max(1)
+}
+
+/// The name of the hidden column holding multivector `name`'s encodings. It begins with NUL,
+/// which no vector's name may hold, and carries the encoding's version: a new version is a
+/// new, empty column.
+pub fn fde_column(name: &str) -> String {
+    format!("\0fde{}:{name}", crate::multi::FDE_VERSION)
+}
+
+/// Whether a column is hidden (see [`fde_column`]): never returned as a point's vector.
+pub fn is_hidden_column(name: &str) -> bool {
+    name.starts_with('\0')
 }
 
 fn invalid(msg: String) -> StorageError {

@@ -23,7 +23,7 @@
 //! let c = store.create("points", config).unwrap();
 //! let point = |id: u64, v: Vec<f32>| PointWrite {
 //!     id: PointId::Num(id), vectors: vec![(String::new(), v)], payload: Default::default(),
-//!     sparse: Vec::new() };
+//!     sparse: Vec::new(), multi: Vec::new() };
 //! c.update(Update::Upsert(vec![point(1, vec![0.0, 0.0]), point(2, vec![3.0, 4.0])]), true).unwrap();
 //! let hits = c.search(&storage::SearchRequest {
 //!     vector_name: String::new(),
@@ -51,6 +51,7 @@ mod config;
 mod error;
 mod filter_cache;
 pub mod matrix;
+pub mod multi;
 mod ops;
 mod order;
 mod query;
@@ -67,22 +68,23 @@ pub use collection::{
 };
 pub use config::{
     BinaryQuantization, CollectionConfig, Distance, EffectiveVector, HnswConfigDiff,
-    OptimizersConfigDiff, ProductQuantization, QuantizationConfig, ScalarQuantization,
-    SparseIndexParams, SparseModifier, SparseVectorParams, VectorParams, VectorsConfig,
-    WalConfigDiff, DEFAULT_DELETED_THRESHOLD, DEFAULT_FLUSH_INTERVAL_SEC,
-    DEFAULT_FULL_SCAN_THRESHOLD_KB, DEFAULT_VACUUM_MIN_VECTOR_NUMBER, DEFAULT_WAL_CAPACITY_MB,
-    MAX_NAMED_VECTORS, MAX_SHARDS, MAX_VECTOR_SIZE,
+    MultiVectorComparator, MultiVectorConfig, OptimizersConfigDiff, ProductQuantization,
+    QuantizationConfig, ScalarQuantization, SparseIndexParams, SparseModifier, SparseVectorParams,
+    VectorParams, VectorsConfig, WalConfigDiff, DEFAULT_DELETED_THRESHOLD,
+    DEFAULT_FLUSH_INTERVAL_SEC, DEFAULT_FULL_SCAN_THRESHOLD_KB, DEFAULT_VACUUM_MIN_VECTOR_NUMBER,
+    DEFAULT_WAL_CAPACITY_MB, MAX_NAMED_VECTORS, MAX_SHARDS, MAX_VECTOR_SIZE,
 };
 pub use error::{Result, StorageError, StorageErrorKind};
+pub use multi::MultiVector;
 pub use ops::{Operation, PointWrite, MAX_POINTS_PER_OPERATION};
 pub use order::{OrderBy, OrderValue};
 pub use query::{
-    ContextPair, ExampleQuery, Examples, Pair, PreparedExamples, Query, RecommendStrategy,
-    SparseExamples,
+    ContextPair, ExampleQuery, Examples, MultiExamples, Pair, PreparedExamples, Query,
+    RecommendStrategy, SparseExamples,
 };
 pub use shard::{
-    LocalShard, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings, VectorSelector,
-    VectorsChange,
+    LocalShard, MultiColumn, Record, ScoredPoint, ScrollPage, SearchRequest, ShardSettings,
+    VectorSelector, VectorsChange,
 };
 pub use sparse::SparseVector;
 pub use store::{validate_collection_name, SnapshotDescription, Storage, MAX_COLLECTIONS};

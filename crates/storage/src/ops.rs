@@ -12,11 +12,14 @@
 //! The JSON header holds the operation with each vector replaced by its length, and each
 //! sparse vector by its indices (its values, one per index, follow the point's dense vectors in
 //! the float block; a point without sparse vectors has no `sparse` key, so records without
-//! them are the bytes they always were); the floats follow in one block, so a batch of vectors costs 4 bytes per value instead of a decimal
+//! them are the bytes they always were), and each multivector by its name, rows and
+//! dimension under `multi` (its values, row after row, follow the sparse values); the floats
+//! follow in one block, so a batch of vectors costs 4 bytes per value instead of a decimal
 //! rendering, and reads back bit for bit. A `batch` header nests the headers of its
 //! operations; their floats follow in the order of those operations. (A reader older than
 //! batches rejects such a record as an unknown operation instead of skipping it.)
 
+use crate::multi::MultiVector;
 use crate::sparse::SparseVector;
 use crate::{Result, StorageError};
 use index_core::PointId;
@@ -35,6 +38,8 @@ pub struct PointWrite {
     pub vectors: Vec<(String, Vec<f32>)>,
     /// Sparse vectors by name, each validated (indices unique and ascending).
     pub sparse: Vec<(String, SparseVector)>,
+    /// Multivectors by name, each validated and prepared (rows normalised for cosine).
+    pub multi: Vec<(String, MultiVector)>,
     /// The payload (empty when none was given).
     pub payload: Payload,
 }
@@ -156,6 +161,14 @@ impl Operation {
                                 (n.clone(), v.indices.clone())
                             })
                             .collect(),
+                        multi: p
+                            .multi
+                            .iter()
+                            .map(|(n, m)| {
+                                floats.extend_from_slice(m.as_flat());
+                                (n.clone(), m.row_count(), m.dim())
+                            })
+                            .collect(),
                         payload: p.payload.clone(),
                     })
                     .collect(),
@@ -240,10 +253,24 @@ impl Operation {
                         let v = SparseVector::new(indices, values).map_err(|e| bad(&e))?;
                         sparse.push((name, v));
                     }
+                    let mut multi = Vec::with_capacity(p.multi.len());
+                    for (name, rows, dim) in p.multi {
+                        let n = rows
+                            .checked_mul(dim)
+                            .filter(|&n| n <= crate::multi::MAX_MULTIVECTOR_VALUES)
+                            .ok_or_else(|| bad("multivector too large"))?;
+                        let values: Vec<f32> = floats.by_ref().take(n).collect();
+                        if values.len() != n {
+                            return Err(bad("vector block too short"));
+                        }
+                        let m = MultiVector::from_flat(dim, values).map_err(|e| bad(&e))?;
+                        multi.push((name, m));
+                    }
                     out.push(PointWrite {
                         id: id_from_wire(p.id),
                         vectors,
                         sparse,
+                        multi,
                         payload: p.payload,
                     });
                 }
@@ -305,6 +332,9 @@ struct HeaderPoint {
     vectors: Vec<(String, usize)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sparse: Vec<(String, Vec<u32>)>,
+    /// Multivectors as (name, rows, dimension); their values follow the sparse values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    multi: Vec<(String, usize, usize)>,
     payload: Payload,
 }
 
@@ -353,6 +383,7 @@ mod tests {
                     vectors: vec![(String::new(), vec![0.1, -0.0, f32::MIN_POSITIVE, 3.0e38])],
                     payload: payload.clone(),
                     sparse: Vec::new(),
+                    multi: Vec::new(),
                 },
                 PointWrite {
                     id: PointId::Uuid(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
@@ -365,6 +396,11 @@ mod tests {
                         ),
                         ("t".into(), SparseVector::default()),
                     ],
+                    multi: vec![(
+                        "m".into(),
+                        MultiVector::new(vec![vec![1.0, -2.0], vec![0.5, f32::MIN_POSITIVE]])
+                            .unwrap(),
+                    )],
                 },
             ]),
             Operation::Delete(vec![PointId::Num(1), PointId::Uuid(5)]),
@@ -388,6 +424,7 @@ mod tests {
                     vectors: vec![(String::new(), vec![1.5, -2.5])],
                     payload: Payload::new(),
                     sparse: Vec::new(),
+                    multi: Vec::new(),
                 }]),
                 Operation::Delete(vec![PointId::Num(9)]),
                 Operation::Upsert(vec![PointWrite {
@@ -395,6 +432,7 @@ mod tests {
                     vectors: vec![(String::new(), vec![7.0, 8.0])],
                     payload: Payload::new(),
                     sparse: Vec::new(),
+                    multi: Vec::new(),
                 }]),
             ]),
         ];
@@ -424,6 +462,7 @@ mod tests {
             vectors: vec![(String::new(), vec![1.0, 2.0])],
             payload: Payload::new(),
             sparse: Vec::new(),
+            multi: Vec::new(),
         }])
         .encode();
         assert!(Operation::decode(&up[..up.len() - 4]).is_err());

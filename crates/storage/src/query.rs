@@ -33,6 +33,12 @@ pub enum Query {
     /// Points of the sparse vector the request names, scored against sparse examples (every
     /// point holding it is scored).
     SparseExamples(SparseExamples),
+    /// The points best matching a query matrix by MaxSim, of the multivector the request
+    /// names (as the user sent it: the shard checks and prepares it).
+    Multi(crate::multi::MultiVector),
+    /// Points of the multivector the request names, scored against example matrices by
+    /// MaxSim (every point holding it is scored).
+    MultiExamples(MultiExamples),
 }
 
 impl Query {
@@ -40,7 +46,7 @@ impl Query {
     pub fn nearest(&self) -> Option<&[f32]> {
         match self {
             Query::Nearest(v) => Some(v),
-            Query::Examples(_) | Query::Sparse(_) | Query::SparseExamples(_) => None,
+            _ => None,
         }
     }
 }
@@ -99,6 +105,9 @@ pub enum Examples<V> {
 
 /// Dense examples.
 pub type ExampleQuery = Examples<Vec<f32>>;
+
+/// Multivector examples: a point scores against one by MaxSim (see `multi`).
+pub type MultiExamples = Examples<crate::multi::MultiVector>;
 
 /// Sparse examples: a point scores against one by the dot product over shared indices, 0
 /// when it shares none (as Qdrant scores sparse examples).

@@ -74,6 +74,7 @@ fn update(k: u64) -> Update {
                         vectors: vec![(String::new(), vector(n))],
                         payload,
                         sparse: Vec::new(),
+                        multi: Vec::new(),
                     }
                 })
                 .collect(),

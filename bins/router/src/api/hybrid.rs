@@ -259,6 +259,7 @@ impl Found {
                 payload: None,
                 vectors: None,
                 sparse: Vec::new(),
+                multi: Vec::new(),
             },
             score,
             order_value: None,
@@ -597,6 +598,66 @@ async fn diversified(
                 }
                 let relevance = vecs.iter().map(|v| q.dot(v).unwrap_or(0.0)).collect();
                 let sim = |a: usize, b: usize| vecs[a].dot(&vecs[b]).unwrap_or(0.0);
+                let picked = mmr_order(relevance, sim, pick, lambda, deadline)?;
+                Ok(picked.into_iter().map(|p| idx[p]).collect::<Vec<usize>>())
+            })
+            .await?;
+            (order, hits)
+        }
+        storage::Query::Multi(q) => {
+            // Multivectors: similarities are MaxSim sums, a pending candidate's matrix as the
+            // query against a picked one's (as Qdrant's MMR scores them).
+            let dim = q.dim();
+            let q = q.clone();
+            let hits = search_hits(run, plan, candidates).await?;
+            let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
+            let req = Arc::new(shard_router::RetrieveRequest {
+                with_payload: PayloadSelector::Nothing,
+                with_vector: VectorSelector::Only(vec![using.clone()]),
+            });
+            let mut by_id: HashMap<PointId, storage::MultiVector> =
+                shard_router::retrieve(&run.shards, &ids, req, deadline)
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| {
+                        let id = r.id;
+                        r.multi.into_iter().next().map(|(_, v)| (id, v))
+                    })
+                    .collect();
+            let vectors: Vec<Option<storage::MultiVector>> =
+                ids.iter().map(|id| by_id.remove(id)).collect();
+            let order = blocking(move || {
+                let (idx, vecs): (Vec<usize>, Vec<storage::MultiVector>) = vectors
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i, v)))
+                    .unzip();
+                let n = vecs.len().max(1);
+                let rows: usize = vecs.iter().map(|v| v.row_count()).sum();
+                // Each pick scores every pending matrix against the one picked.
+                let work = pick
+                    .min(vecs.len())
+                    .saturating_mul(rows)
+                    .saturating_mul(rows / n)
+                    .saturating_mul(dim);
+                if rows.saturating_mul(dim) > MAX_MMR_FLOATS || work > MAX_MMR_WORK {
+                    return Err(bad(format!(
+                        "Validation error in JSON body: mmr over {} multivectors of {rows} rows \
+                         in all picking {pick}: at most {MAX_MMR_FLOATS} candidate floats and \
+                         {MAX_MMR_WORK} multiply-adds",
+                        vecs.len()
+                    )));
+                }
+                let query = q
+                    .prepared(dim, metric)
+                    .map(|q| storage::multi::MaxSimQuery::new(q, metric))
+                    .map_err(|e| bad(format!("Wrong input: {e}")))?;
+                let as_queries: Vec<storage::multi::MaxSimQuery> = vecs
+                    .iter()
+                    .map(|v| storage::multi::MaxSimQuery::new(v.clone(), metric))
+                    .collect();
+                let relevance = vecs.iter().map(|v| query.similarity(v)).collect();
+                let sim = |a: usize, b: usize| as_queries[a].similarity(&vecs[b]);
                 let picked = mmr_order(relevance, sim, pick, lambda, deadline)?;
                 Ok(picked.into_iter().map(|p| idx[p]).collect::<Vec<usize>>())
             })

@@ -273,9 +273,10 @@ impl ExampleReader {
                 v
             }
             VectorInput::Multi(_) => {
-                return Err(ApiError::not_implemented(
-                    "multivector queries are not supported",
-                ))
+                return Err(bad(format!(
+                    "Wrong input: `{}` is a dense vector: a multivector cannot query it",
+                    self.vector
+                )))
             }
             VectorInput::Sparse(_) => {
                 return Err(bad(format!(
@@ -362,6 +363,9 @@ pub(super) fn plan_search(
 ) -> Result<PlannedSearch, ApiError> {
     if c.with_config(|cfg| cfg.sparse(&parts.using).is_some()) {
         return plan_sparse(state, c, parts);
+    }
+    if c.with_config(|cfg| cfg.multivector(&parts.using).is_some()) {
+        return plan_multi(state, c, parts);
     }
     let SearchParts {
         using,
@@ -461,10 +465,9 @@ pub(super) fn plan_search(
     if let Some(t) = parts.score_threshold {
         params.max_distance = Some(match query {
             storage::Query::Nearest(_) => metric.distance_from_score(t as f32),
-            // An example query's hits carry their negated score as the distance.
-            storage::Query::Examples(_)
-            | storage::Query::Sparse(_)
-            | storage::Query::SparseExamples(_) => -(t as f32),
+            // An example query's hits carry their negated score as the distance (a dense
+            // search plans no other kind).
+            _ => -(t as f32),
         });
     }
     let request = storage::SearchRequest {
@@ -550,7 +553,7 @@ fn plan_sparse(
     )
 }
 
-/// What a sparse search shares with the rest of its request.
+/// What a sparse or multivector search shares with the rest of its request.
 struct SparseRest {
     limit: usize,
     offset: usize,
@@ -718,6 +721,182 @@ fn plan_sparse_examples(
         mentioned,
         same,
     )
+}
+
+/// A search of a multivector: by a matrix (or one vector, as a matrix of one row), by the
+/// matrix of a point (left out of the answer), or by example matrices; `average_vector`
+/// becomes one query of every positive row and every negated negative row, as Qdrant's.
+fn plan_multi(
+    state: &AppState,
+    c: &Arc<Collection>,
+    parts: SearchParts,
+) -> Result<PlannedSearch, ApiError> {
+    let using = parts.using;
+    let asked = parts.asked;
+    let rest = SparseRest {
+        limit: parts.limit,
+        offset: parts.offset,
+        filter: parts.filter,
+        params: parts.params,
+        score_threshold: parts.score_threshold,
+        with_payload: parts.with_payload,
+        with_vector: parts.with_vector,
+    };
+    let (size, metric) = c
+        .with_config(|cfg| {
+            cfg.multivector(&using)
+                .map(|p| (p.size, p.distance.metric()))
+        })
+        .ok_or_else(|| {
+            bad(format!(
+                "Wrong input: Not existing vector name error: {using}"
+            ))
+        })?;
+    if example_count(&asked) > MAX_EXAMPLES {
+        return Err(bad(format!(
+            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
+        )));
+    }
+    let (lookup, vector) = match parts.lookup_from {
+        None => (c.clone(), using.clone()),
+        Some(l) => {
+            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
+            let lookup = collection(state, &l.collection)?;
+            (lookup, l.vector.unwrap_or_else(|| using.clone()))
+        }
+    };
+    let same = Arc::ptr_eq(&lookup, c);
+    let mut mentioned: Vec<PointId> = Vec::new();
+    let mut read = |input: VectorInput| -> Result<storage::MultiVector, ApiError> {
+        let m = match input {
+            VectorInput::Multi(rows) => convert::multi_vector(rows, "query")?,
+            VectorInput::Dense(row) => convert::multi_vector(vec![row], "query")?,
+            VectorInput::Id(id) => {
+                let m = lookup
+                    .multi_vector_of(id, &vector)?
+                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+                if same && !mentioned.contains(&id) {
+                    mentioned.push(id);
+                }
+                m
+            }
+            VectorInput::Inference(kind) => {
+                return Err(ApiError::not_implemented(format!(
+                    "{kind} inference is not supported; send a vector"
+                )))
+            }
+            VectorInput::Sparse(_) => {
+                return Err(bad(format!(
+                    "Wrong input: `{using}` is a multivector: a sparse vector cannot query it"
+                )))
+            }
+        };
+        if m.dim() != size {
+            return Err(bad(format!(
+                "Wrong input: Vector dimension error: expected dim: {size}, got {}",
+                m.dim()
+            )));
+        }
+        Ok(m)
+    };
+    let pairs = |read: &mut dyn FnMut(VectorInput) -> Result<storage::MultiVector, ApiError>,
+                 context: Vec<model::ContextPair>|
+     -> Result<Vec<storage::Pair<storage::MultiVector>>, ApiError> {
+        context
+            .into_iter()
+            .map(|p| {
+                Ok(storage::Pair {
+                    positive: read(p.positive)?,
+                    negative: read(p.negative)?,
+                })
+            })
+            .collect()
+    };
+    let query = match asked {
+        Asked::Nearest(input) => storage::Query::Multi(read(input)?),
+        Asked::Recommend {
+            positive,
+            negative,
+            strategy,
+        } => {
+            let positive = positive
+                .into_iter()
+                .map(&mut read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let negative = negative
+                .into_iter()
+                .map(&mut read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let strategy = match strategy {
+                model::RecommendStrategy::AverageVector => {
+                    if positive.is_empty() {
+                        return Err(bad(
+                            "Wrong input: the average_vector strategy needs at least one positive example",
+                        ));
+                    }
+                    let q = storage::MultiVector::recommend_average(&positive, &negative);
+                    if q.row_count() > storage::multi::MAX_MULTIVECTOR_ROWS
+                        || q.as_flat().len() > storage::multi::MAX_MULTIVECTOR_VALUES
+                    {
+                        return Err(bad(format!(
+                            "Validation error in JSON body: the examples' {} rows make a query \
+                             past {} rows or {} values",
+                            q.row_count(),
+                            storage::multi::MAX_MULTIVECTOR_ROWS,
+                            storage::multi::MAX_MULTIVECTOR_VALUES
+                        )));
+                    }
+                    let q = storage::Query::Multi(q);
+                    return multi_plan(using, metric, q, rest, mentioned, same);
+                }
+                model::RecommendStrategy::BestScore => storage::RecommendStrategy::BestScore,
+                model::RecommendStrategy::SumScores => storage::RecommendStrategy::SumScores,
+            };
+            if positive.is_empty() && negative.is_empty() {
+                return Err(bad(
+                    "Wrong input: a recommendation needs at least one positive or negative example",
+                ));
+            }
+            storage::Query::MultiExamples(storage::Examples::Recommend {
+                positive,
+                negative,
+                strategy,
+            })
+        }
+        Asked::Discover { target, context } => {
+            let target = read(target)?;
+            let context = pairs(&mut read, context)?;
+            storage::Query::MultiExamples(storage::Examples::Discover { target, context })
+        }
+        Asked::Context(context) => {
+            if context.is_empty() {
+                return Err(bad("Wrong input: a context query needs at least one pair"));
+            }
+            let context = pairs(&mut read, context)?;
+            storage::Query::MultiExamples(storage::Examples::Context { context })
+        }
+    };
+    multi_plan(using, metric, query, rest, mentioned, same)
+}
+
+fn multi_plan(
+    using: String,
+    metric: quant::Metric,
+    query: storage::Query,
+    rest: SparseRest,
+    exclude: Vec<PointId>,
+    cacheable: bool,
+) -> Result<PlannedSearch, ApiError> {
+    let nearest = matches!(query, storage::Query::Multi(_));
+    let threshold = rest.score_threshold;
+    let mut plan = sparse_plan(using, query, rest, exclude, cacheable)?;
+    // A matrix's hits carry the metric's distance for their score (the similarity sum
+    // negated: the squared distance sum under Euclid), an example query's its negated score.
+    if nearest {
+        plan.request.params.max_distance = threshold.map(|t| metric.distance_from_score(t as f32));
+    }
+    plan.metric = metric;
+    Ok(plan)
 }
 
 /// A search answer: the JSON array of scored points, serialised once (and cached as bytes).

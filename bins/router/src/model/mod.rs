@@ -794,8 +794,8 @@ pub struct DenseVectorConfig {
     pub size: usize,
     /// Distance function.
     pub distance: storage::Distance,
-    /// Multivectors (refused: not served).
-    pub multivector_config: Option<Value>,
+    /// Multivectors (refused on an existing collection by storage).
+    pub multivector_config: Option<storage::MultiVectorConfig>,
     /// Element type (`float32` or `float16`).
     pub datatype: Option<String>,
 }

@@ -56,6 +56,8 @@ pub struct Vectors<'a> {
     pub vectors: Option<&'a [(String, Vec<f32>)]>,
     /// Its sparse vectors (asked for with `vectors`).
     pub sparse: &'a [(String, storage::SparseVector)],
+    /// Its multivectors (asked for with `vectors`).
+    pub multi: &'a [(String, storage::MultiVector)],
 }
 
 impl<'a> Vectors<'a> {
@@ -65,7 +67,21 @@ impl<'a> Vectors<'a> {
             named,
             vectors: r.vectors.as_deref(),
             sparse: &r.sparse,
+            multi: &r.multi,
         }
+    }
+}
+
+/// A multivector in an answer: a list of rows.
+struct Matrix<'a>(&'a storage::MultiVector);
+
+impl Serialize for Matrix<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.row_count()))?;
+        for row in self.0.rows() {
+            seq.serialize_element(&Floats(row))?;
+        }
+        seq.end()
     }
 }
 
@@ -88,16 +104,27 @@ impl Serialize for Vectors<'_> {
         };
         // The unnamed vector alone is a list even beside named ones (a collection given named
         // vectors after its unnamed one), as Qdrant answers.
-        let unnamed_only = matches!(vectors, [(n, _)] if n.is_empty()) && self.sparse.is_empty();
+        let unnamed_only = self.sparse.is_empty()
+            && match (vectors, self.multi) {
+                ([(n, _)], []) | ([], [(n, _)]) => n.is_empty(),
+                _ => false,
+            };
         if !self.named || unnamed_only {
-            return match vectors.iter().find(|(n, _)| n.is_empty()) {
-                Some((_, v)) => Floats(v).serialize(s),
+            if let Some((_, v)) = vectors.iter().find(|(n, _)| n.is_empty()) {
+                return Floats(v).serialize(s);
+            }
+            return match self.multi.iter().find(|(n, _)| n.is_empty()) {
+                Some((_, m)) => Matrix(m).serialize(s),
                 None => s.serialize_map(Some(0))?.end(),
             };
         }
-        let mut map = s.serialize_map(Some(vectors.len() + self.sparse.len()))?;
+        let mut map =
+            s.serialize_map(Some(vectors.len() + self.sparse.len() + self.multi.len()))?;
         for (name, v) in vectors {
             map.serialize_entry(name, &Floats(v))?;
+        }
+        for (name, m) in self.multi {
+            map.serialize_entry(name, &Matrix(m))?;
         }
         for (name, v) in self.sparse {
             map.serialize_entry(name, &Sparse(v))?;

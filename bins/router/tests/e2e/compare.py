@@ -54,6 +54,10 @@ def same_vector(a: Any, b: Any) -> bool:
         # Sparse vectors: the same indices (answered sorted), values as dense ones compare.
         return (hasattr(a, "indices") and hasattr(b, "indices")
                 and list(a.indices) == list(b.indices) and same_vector(a.values, b.values))
+    if (a and isinstance(a[0], list)) or (b and isinstance(b[0], list)):
+        # Multivectors: row by row.
+        return (len(a) == len(b) and all(isinstance(x, list) and isinstance(y, list)
+                                         and same_vector(x, y) for x, y in zip(a, b)))
     return len(a) == len(b) and all(close(x, y, 1e-5, 1e-6) for x, y in zip(a, b))
 
 

@@ -317,7 +317,7 @@ UNSUPPORTED = [
 
 UNSUPPORTED_CREATE = [
     {"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x3"}}},
-    {"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
+    {"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "min_sim"}}},
 ]
 
 

@@ -45,6 +45,7 @@ fn collection(
                     .unwrap()
                     .clone(),
                 sparse: Vec::new(),
+                multi: Vec::new(),
             })
             .collect();
         c.update(Update::Upsert(points), true).unwrap();

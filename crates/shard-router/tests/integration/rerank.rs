@@ -38,6 +38,7 @@ impl ApproxShard {
                         payload: None,
                         vectors: None,
                         sparse: Vec::new(),
+                        multi: Vec::new(),
                     },
                     distance,
                     score: metric.score(distance),

@@ -1,8 +1,8 @@
 //! Checkpoints of a shard (`state.bin`) and loading one at open.
 //!
-//! # Checkpoint file (`state.bin`), version 3
+//! # Checkpoint file (`state.bin`), version 4
 //! ```text
-//! [magic "VRSHARD\0"][version u32 LE = 3][body_len u64 LE][crc32 of body u32 LE][body]
+//! [magic "VRSHARD\0"][version u32 LE = 4][body_len u64 LE][crc32 of body u32 LE][body]
 //! body   = [header_len u32 LE][header: JSON][points: points_bytes][f32 LE values]
 //! header = {"applied_seq", "next_segment_id", "point_count", "points_bytes",
 //!           "indexed": [{"id", "generation", "rows"}],     graphs on disk and the rows they hold
@@ -12,10 +12,12 @@
 //!                   | 1 u8, n u8, n × (column u16, len u32)] vectors inline, in the f32 block]
 //!          [payload_len u32][payload: JSON]
 //!          [n u8, n × sparse]                                 its sparse vectors
+//!          [n u8, n × multi]                                  its multivectors
 //! sparse = [name_len u16][name: UTF-8][entries u32][entries × (index u32, value f32)]
+//! multi  = [name_len u16][name: UTF-8][dim u32][rows u32][rows × dim × f32 LE]
 //! ```
-//! Version 2 had no sparse vectors, version 1 no `columns` either: its layout is the
-//! config's. Both are read, and never written.
+//! Version 3 had no multivectors, version 2 no sparse vectors either, version 1 no `columns`
+//! either: its layout is the config's. All are read, and never written.
 //! Loading maps the recorded layout onto the config's vectors by name (see `relayout`).
 //!
 //! Indexed segments' graphs live beside it as `seg-<id>-<generation>-<column>.hnsw` (the
@@ -168,6 +170,17 @@ impl LocalShard {
                     points.extend_from_slice(&i.to_le_bytes());
                     points.extend_from_slice(&x.to_le_bytes());
                 }
+            }
+            let multi = e.multi();
+            points.push(multi.len() as u8);
+            for (name, m) in multi {
+                // At full width whatever the storage: the file does not depend on it.
+                let m = m.to_multi();
+                points.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                points.extend_from_slice(name.as_bytes());
+                points.extend_from_slice(&(m.dim() as u32).to_le_bytes());
+                points.extend_from_slice(&(m.row_count() as u32).to_le_bytes());
+                points.extend_from_slice(bytemuck_f32(m.as_flat()));
             }
         }
         let header = StateHeader {
@@ -356,6 +369,33 @@ impl LocalShard {
                     .insert(id, None, v);
             }
             let sparse = (!sparse.is_empty()).then(|| sparse.into_boxed_slice());
+            let mut multi = Vec::new();
+            if version >= 4 {
+                let short = || corrupt(format!("short multivectors of {id}"));
+                let n = r.u8().ok_or_else(short)?;
+                for _ in 0..n {
+                    let len = r.u16().ok_or_else(short)? as usize;
+                    let name = std::str::from_utf8(r.bytes(len).ok_or_else(short)?)
+                        .map_err(|_| corrupt(format!("multivector name of {id}")))?
+                        .to_string();
+                    let dim = r.u32().ok_or_else(short)? as usize;
+                    let rows = r.u32().ok_or_else(short)? as usize;
+                    let values = rows
+                        .checked_mul(dim)
+                        .filter(|&n| n <= crate::multi::MAX_MULTIVECTOR_VALUES)
+                        .ok_or_else(short)?;
+                    let data = r.f32s(values).ok_or_else(short)?;
+                    let m = MultiVector::from_flat(dim, data)
+                        .map_err(|e| corrupt(format!("multivector {name} of {id}: {e}")))?;
+                    // A multivector deleted from the config since, or created again with
+                    // another dimension, is dropped.
+                    if let Some(c) = st.multi.get(&name).filter(|c| c.dim == dim) {
+                        let m = StoredMatrix::store(m, c.half);
+                        multi.push((name, m));
+                    }
+                }
+            }
+            let multi = (!multi.is_empty()).then(|| multi.into_boxed_slice());
             st.points.insert(
                 id,
                 PointEntry {
@@ -363,6 +403,7 @@ impl LocalShard {
                     row,
                     payload,
                     sparse,
+                    multi,
                 },
             );
         }

@@ -14,6 +14,7 @@
 //! opening and the write path.
 
 mod checkpoint;
+mod multi;
 mod optimize;
 mod read;
 mod relayout;
@@ -22,6 +23,7 @@ pub use relayout::VectorsChange;
 
 use crate::config::EffectiveVector;
 use crate::filter_cache::{FilterCache, FilterRows};
+use crate::multi::{MultiVector, StoredMatrix};
 use crate::ops::{Operation, PointWrite};
 use crate::query::Query;
 use crate::segment::SegmentIndex;
@@ -43,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
-const STATE_VERSION: u32 = 3;
+const STATE_VERSION: u32 = 4;
 const STATE_FILE: &str = "state.bin";
 
 /// Which stored vectors to return.
@@ -78,6 +80,8 @@ pub struct Record {
     pub vectors: Option<Vec<(String, Vec<f32>)>>,
     /// Its sparse vectors by name, as selected (empty when not asked for or none).
     pub sparse: Vec<(String, SparseVector)>,
+    /// Its multivectors by name, as selected (empty when not asked for or none).
+    pub multi: Vec<(String, MultiVector)>,
 }
 
 /// A search hit.
@@ -127,9 +131,19 @@ pub(crate) struct PointEntry {
     payload: Payload,
     /// Its sparse vectors by name (no allocation for a point that has none).
     sparse: Option<Box<[(String, SparseVector)]>>,
+    /// Its multivectors by name (no allocation for a point that has none).
+    multi: Option<Box<[(String, StoredMatrix)]>>,
 }
 
 impl PointEntry {
+    fn multi(&self) -> &[(String, StoredMatrix)] {
+        self.multi.as_deref().unwrap_or(&[])
+    }
+
+    fn multi_vector(&self, name: &str) -> Option<&StoredMatrix> {
+        self.multi().iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
     fn sparse(&self) -> &[(String, SparseVector)] {
         self.sparse.as_deref().unwrap_or(&[])
     }
@@ -154,6 +168,9 @@ struct State {
     indexes: PayloadIndexes,
     /// An inverted index per sparse vector, by name (built from the points at load).
     sparse: HashMap<String, SparseIndex>,
+    /// The multivectors, by name: their rows' dimension and metric (the matrices live in
+    /// the point entries and are scored exactly).
+    multi: HashMap<String, MultiColumn>,
     /// Filters materialised as row bitsets, kept current by every write (`filter_cache`).
     /// Behind its own lock so that searches, which hold the state's read lock, can fill it.
     filters: Mutex<FilterCache>,
@@ -175,6 +192,23 @@ pub struct ShardSettings {
     pub vacuum: (f64, usize),
     /// The sparse vectors' names.
     pub sparse: Vec<String>,
+    /// The multivectors.
+    pub multi: Vec<MultiColumn>,
+}
+
+/// A multivector as a shard sees it.
+#[derive(Debug, Clone)]
+pub struct MultiColumn {
+    /// Its name.
+    pub name: String,
+    /// Values per row.
+    pub dim: usize,
+    /// The rows' metric.
+    pub metric: quant::Metric,
+    /// When it is indexed: the hidden column of its encodings, and their encoder.
+    pub encodings: Option<(String, Arc<crate::multi::Fde>)>,
+    /// Its matrices are stored at half width (`datatype: float16`).
+    pub half: bool,
 }
 
 /// A local shard.
@@ -206,7 +240,9 @@ impl PointView for View<'_> {
     fn has_vector(&self, name: &str) -> bool {
         match self.columns.get(name) {
             Some(&c) => self.entry.seg.has_vector(c, self.entry.row),
-            None => self.entry.sparse_vector(name).is_some(),
+            None => {
+                self.entry.sparse_vector(name).is_some() || self.entry.multi_vector(name).is_some()
+            }
         }
     }
 }
@@ -247,6 +283,11 @@ impl LocalShard {
                     .sparse
                     .iter()
                     .map(|n| (n.clone(), SparseIndex::default()))
+                    .collect(),
+                multi: settings
+                    .multi
+                    .iter()
+                    .map(|m| (m.name.clone(), m.clone()))
                     .collect(),
                 filters: Mutex::new(FilterCache::default()),
                 applied_seq: 0,
@@ -365,6 +406,7 @@ impl LocalShard {
             active,
             indexes,
             sparse,
+            multi,
             filters,
             ..
         } = &mut *st;
@@ -378,6 +420,7 @@ impl LocalShard {
             active,
             indexes,
             sparse,
+            multi,
             filters: filters.get_mut(),
         };
         w.apply_op(op);
@@ -455,6 +498,7 @@ struct Writer<'a> {
     active: &'a Arc<Segment>,
     indexes: &'a mut PayloadIndexes,
     sparse: &'a mut HashMap<String, SparseIndex>,
+    multi: &'a HashMap<String, MultiColumn>,
     filters: &'a mut FilterCache,
 }
 
@@ -515,11 +559,22 @@ impl Writer<'_> {
     fn upsert_one(&mut self, w: &PointWrite) {
         // A vector whose name the layout lacks was deleted after the write was logged: a
         // replay drops it, as the deletion did.
-        let cols: Vec<(usize, &[f32])> = w
+        let mut cols: Vec<(usize, &[f32])> = w
             .vectors
             .iter()
             .filter_map(|(name, v)| self.columns.get(name).map(|&c| (c, v.as_slice())))
             .collect();
+        // An indexed multivector's encoding goes to its hidden column (derived data: never
+        // logged, computed again on replay).
+        let encoded: Vec<(usize, Vec<f32>)> = w
+            .multi
+            .iter()
+            .filter_map(|(name, m)| {
+                let (column, fde) = self.multi.get(name)?.encodings.as_ref()?;
+                Some((*self.columns.get(column)?, fde.encode_document(m)))
+            })
+            .collect();
+        cols.extend(encoded.iter().map(|(c, v)| (*c, v.as_slice())));
         let row = self.active.push_row(w.id, &cols);
         // Likewise a sparse vector whose name is gone.
         let sparse: Vec<(String, SparseVector)> = w
@@ -528,11 +583,21 @@ impl Writer<'_> {
             .filter(|(name, _)| self.sparse.contains_key(name))
             .cloned()
             .collect();
+        // And a multivector.
+        let multi: Vec<(String, StoredMatrix)> = w
+            .multi
+            .iter()
+            .filter_map(|(name, m)| {
+                let column = self.multi.get(name)?;
+                Some((name.clone(), StoredMatrix::store(m.clone(), column.half)))
+            })
+            .collect();
         let entry = PointEntry {
             seg: self.active.clone(),
             row,
             payload: w.payload.clone(),
             sparse: (!sparse.is_empty()).then(|| sparse.into_boxed_slice()),
+            multi: (!multi.is_empty()).then(|| multi.into_boxed_slice()),
         };
         let old = self.points.insert(w.id, entry);
         let new = &self.points[&w.id];

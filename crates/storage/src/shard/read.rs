@@ -216,7 +216,9 @@ impl LocalShard {
                 .vectors
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| with_vector.wants(&v.name))
+                .filter(|(_, v)| {
+                    with_vector.wants(&v.name) && !crate::config::is_hidden_column(&v.name)
+                })
                 .filter_map(|(c, v)| e.seg.vector(c, e.row).map(|x| (v.name.clone(), x)))
                 .collect()
         });
@@ -226,11 +228,18 @@ impl LocalShard {
             .filter(|(name, _)| with_vector.wants(name))
             .cloned()
             .collect();
+        let multi = e
+            .multi()
+            .iter()
+            .filter(|(name, _)| with_vector.wants(name))
+            .map(|(name, m)| (name.clone(), m.to_multi()))
+            .collect();
         Record {
             id,
             payload: with_payload.apply(&e.payload),
             vectors,
             sparse,
+            multi,
         }
     }
 
@@ -366,8 +375,10 @@ impl LocalShard {
         req.params.validate()?;
         // The layout is read under the state's lock (see `State::columns`).
         let st = self.state.read();
-        if let Query::Sparse(_) | Query::SparseExamples(_) = &req.query {
-            return self.search_sparse(&st, req);
+        match &req.query {
+            Query::Sparse(_) | Query::SparseExamples(_) => return self.search_sparse(&st, req),
+            Query::Multi(_) | Query::MultiExamples(_) => return self.search_multi(&st, req),
+            Query::Nearest(_) | Query::Examples(_) => {}
         }
         let col = Self::column(&st, &req.vector_name)?;
         let settings = self.settings();
@@ -403,7 +414,13 @@ impl LocalShard {
                 let q = q.prepare(v.dim, metric)?;
                 (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
             }
-            (Query::Sparse(_) | Query::SparseExamples(_), _) => unreachable!("answered above"),
+            (
+                Query::Sparse(_)
+                | Query::SparseExamples(_)
+                | Query::Multi(_)
+                | Query::MultiExamples(_),
+                _,
+            ) => unreachable!("answered above"),
         };
         let score = |d: f32| if examples { -d } else { metric.score(d) };
         Ok(hits
@@ -593,7 +610,7 @@ impl LocalShard {
 
     /// The `params.limit` nearest points to a prepared query vector, as (id, distance), over
     /// the segments `searched` picks.
-    fn nearest(
+    pub(super) fn nearest(
         &self,
         st: &State,
         col: usize,

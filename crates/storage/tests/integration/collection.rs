@@ -63,6 +63,7 @@ pub(crate) fn random_point(rng: &mut StdRng, id: u64) -> PointWrite {
         vectors: vec![(String::new(), v)],
         payload,
         sparse: Vec::new(),
+        multi: Vec::new(),
     }
 }
 
@@ -589,6 +590,7 @@ fn named_vectors_and_missing_vectors() {
             .collect(),
         payload: Payload::new(),
         sparse: Vec::new(),
+        multi: Vec::new(),
     };
     let points: Vec<PointWrite> = (0..300u64)
         .map(|i| {
@@ -759,6 +761,7 @@ fn vector_updates_and_conditional_upserts_keep_the_rest_and_replay_after_a_crash
             .collect(),
         payload: json!({"tag": tag}).as_object().unwrap().clone(),
         sparse: Vec::new(),
+        multi: Vec::new(),
     };
     let both = |i: u64| vec![("a", vec![i as f32, 1.0]), ("b", vec![i as f32, 0.0, 0.0])];
     let points: Vec<PointWrite> = (0..20).map(|i| point(i, both(i), "old")).collect();
@@ -885,6 +888,7 @@ fn a_batch_resolves_each_update_after_the_ones_before_it_and_is_all_or_nothing()
         ],
         payload: json!({"tag": tag}).as_object().unwrap().clone(),
         sparse: Vec::new(),
+        multi: Vec::new(),
     };
     let tag = |t: &str| {
         Arc::new(

@@ -2,6 +2,7 @@ mod archive;
 mod collection;
 mod filter_cache;
 mod fixtures;
+mod multi;
 mod power_loss;
 mod sparse;
 mod vector_names;

@@ -58,6 +58,7 @@ fn point(id: u64, version: u64) -> PointWrite {
         )],
         payload,
         sparse: Vec::new(),
+        multi: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ fn point(rng: &mut StdRng, id: u64) -> PointWrite {
             (0..4).map(|_| rng.random_range(-1.0..1.0)).collect(),
         )],
         sparse,
+        multi: Vec::new(),
         payload,
     }
 }
@@ -264,6 +265,7 @@ fn sparse_vectors_search_update_and_survive_restarts() {
                 id: PointId::Num(i * 3),
                 vectors: Vec::new(),
                 sparse: vec![("text".into(), random_sparse(&mut rng))],
+                multi: Vec::new(),
                 payload: Payload::new(),
             })
             .collect();
@@ -335,6 +337,7 @@ fn sparse_vectors_search_update_and_survive_restarts() {
         id: PointId::Num(1),
         vectors: Vec::new(),
         sparse: vec![("nope".into(), random_sparse(&mut rng))],
+        multi: Vec::new(),
         payload: Payload::new(),
     };
     let e = c.update(Update::Upsert(vec![bad]), true).unwrap_err();

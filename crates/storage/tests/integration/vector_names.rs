@@ -69,6 +69,7 @@ fn write(
                 vectors: vectors.into_iter().collect(),
                 payload: Payload::new(),
                 sparse: Vec::new(),
+                multi: Vec::new(),
             }
         })
         .collect();
@@ -219,6 +220,7 @@ fn vectors_created_and_deleted_keep_every_stored_vector_through_restarts_and_cra
                 vectors: vec![("b".into(), v)],
                 payload: Payload::new(),
                 sparse: Vec::new(),
+                multi: Vec::new(),
             }
         })
         .collect();
