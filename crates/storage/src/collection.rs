@@ -1169,6 +1169,21 @@ impl Collection {
                 "vectors: names, sizes and distances cannot change".into(),
             ));
         }
+        // The columns segments hold must stay: a multivector's hidden column of encodings
+        // exists only while its graph is on (`m` not 0).
+        let columns = |c: &CollectionConfig| -> Vec<(String, usize)> {
+            c.effective_vectors()
+                .into_iter()
+                .map(|v| (v.name, v.dim))
+                .collect()
+        };
+        if columns(&next) != columns(&before) {
+            return Err(StorageError::InvalidConfig(
+                "hnsw_config.m: a multivector's graph cannot be turned on or off (m: 0) on an \
+                 existing collection"
+                    .into(),
+            ));
+        }
         write_atomically(
             &self.dir.join("config.json"),
             &serde_json::to_vec_pretty(&next).expect("json"),

@@ -394,9 +394,12 @@ impl<'de> Deserialize<'de> for VectorsConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error;
         let v = serde_json::Value::deserialize(d)?;
-        let single = v
-            .as_object()
-            .is_some_and(|m| m.contains_key("size") || m.contains_key("distance"));
+        // A vector's `size` is a number and its `distance` a string; a named vector called
+        // `size` or `distance` is an object.
+        let single = v.as_object().is_some_and(|m| {
+            m.get("size").is_some_and(serde_json::Value::is_number)
+                || m.get("distance").is_some_and(serde_json::Value::is_string)
+        });
         if single {
             serde_json::from_value::<VectorParams>(v)
                 .map(|p| VectorsConfig::Single(Box::new(p)))
@@ -681,6 +684,11 @@ impl CollectionConfig {
             if name.is_empty() || name.len() > 256 {
                 return Err(invalid(format!(
                     "sparse_vectors: name `{name}` must be 1 to 256 bytes"
+                )));
+            }
+            if name.contains('\0') {
+                return Err(invalid(format!(
+                    "sparse_vectors: name {name:?} must not contain a NUL character"
                 )));
             }
             if self.vectors.get(name).is_some() {

@@ -632,13 +632,14 @@ async fn diversified(
                     .enumerate()
                     .filter_map(|(i, v)| v.map(|v| (i, v)))
                     .unzip();
-                let n = vecs.len().max(1);
                 let rows: usize = vecs.iter().map(|v| v.row_count()).sum();
-                // Each pick scores every pending matrix against the one picked.
+                let widest = vecs.iter().map(|v| v.row_count()).max().unwrap_or(0);
+                // Each pick scores every pending matrix against the one picked: at most all
+                // the rows against the widest matrix's.
                 let work = pick
                     .min(vecs.len())
                     .saturating_mul(rows)
-                    .saturating_mul(rows / n)
+                    .saturating_mul(widest)
                     .saturating_mul(dim);
                 if rows.saturating_mul(dim) > MAX_MMR_FLOATS || work > MAX_MMR_WORK {
                     return Err(bad(format!(

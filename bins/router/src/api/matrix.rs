@@ -40,13 +40,15 @@ async fn matrix(
     }
     let using = body.using.unwrap_or_default();
     let c = collection(state, name)?;
-    let metric = c
-        .with_config(|cfg| cfg.vectors.get(&using).map(|p| p.distance.metric()))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Wrong input: Not existing vector name error: {using}"
-            ))
-        })?;
+    let metric = c.with_config(|cfg| match cfg.vectors.get(&using) {
+        Some(p) if p.is_multi() => Err(ApiError::bad_request(format!(
+            "Wrong input: `{using}` is a multivector: the search matrix scores single vectors"
+        ))),
+        Some(p) => Ok(p.distance.metric()),
+        None => Err(ApiError::bad_request(format!(
+            "Wrong input: Not existing vector name error: {using}"
+        ))),
+    })?;
     let deadline = params.deadline(state.timeout);
     let shards = state.shard_handles(&c);
     // A fresh random seed per request (the standard library's hasher keys are random).

@@ -324,6 +324,10 @@ impl ExampleReader {
 /// and a similarity per candidate, under the shard's read lock.
 pub const MAX_EXAMPLES: usize = 256;
 
+/// The most rows the matrices of one multivector query may hold together (the query's, or
+/// its examples'): ColBERT queries have 32, and `average_vector` stacks its examples' rows.
+pub const MAX_MULTI_QUERY_ROWS: usize = 4_096;
+
 fn example_count(asked: &Asked) -> usize {
     match asked {
         Asked::Nearest(_) => 1,
@@ -634,10 +638,7 @@ fn plan_sparse_examples(
             VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
                 "{kind} inference is not supported; send a vector"
             ))),
-            VectorInput::Multi(_) => Err(ApiError::not_implemented(
-                "multivector queries are not supported",
-            )),
-            VectorInput::Dense(_) => Err(bad(format!(
+            VectorInput::Multi(_) | VectorInput::Dense(_) => Err(bad(format!(
                 "Wrong input: `{using}` is a sparse vector: examples must be sparse vectors or \
                  point ids"
             ))),
@@ -767,6 +768,7 @@ fn plan_multi(
     };
     let same = Arc::ptr_eq(&lookup, c);
     let mut mentioned: Vec<PointId> = Vec::new();
+    let mut query_rows = 0usize;
     let mut read = |input: VectorInput| -> Result<storage::MultiVector, ApiError> {
         let m = match input {
             VectorInput::Multi(rows) => convert::multi_vector(rows, "query")?,
@@ -795,6 +797,14 @@ fn plan_multi(
             return Err(bad(format!(
                 "Wrong input: Vector dimension error: expected dim: {size}, got {}",
                 m.dim()
+            )));
+        }
+        // Each query row costs a pass over every row of every point scored.
+        query_rows += m.row_count();
+        if query_rows > MAX_MULTI_QUERY_ROWS {
+            return Err(bad(format!(
+                "Validation error in JSON body: at most {MAX_MULTI_QUERY_ROWS} rows in the \
+                 matrices of one multivector query, examples included"
             )));
         }
         Ok(m)
@@ -834,18 +844,8 @@ fn plan_multi(
                             "Wrong input: the average_vector strategy needs at least one positive example",
                         ));
                     }
+                    // The examples' rows, bounded above (MAX_MULTI_QUERY_ROWS).
                     let q = storage::MultiVector::recommend_average(&positive, &negative);
-                    if q.row_count() > storage::multi::MAX_MULTIVECTOR_ROWS
-                        || q.as_flat().len() > storage::multi::MAX_MULTIVECTOR_VALUES
-                    {
-                        return Err(bad(format!(
-                            "Validation error in JSON body: the examples' {} rows make a query \
-                             past {} rows or {} values",
-                            q.row_count(),
-                            storage::multi::MAX_MULTIVECTOR_ROWS,
-                            storage::multi::MAX_MULTIVECTOR_VALUES
-                        )));
-                    }
                     let q = storage::Query::Multi(q);
                     return multi_plan(using, metric, q, rest, mentioned, same);
                 }

@@ -271,6 +271,15 @@ def test_bad_multivector_input(remote, oracle, router_url):
         ("PUT", f"/collections/{pair.name}/vectors/extra",
          {"dense": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
          "multivector"),
+        # More query rows than a query may hold (examples' rows count too).
+        ("POST", query, {"query": [[0.1] * 6] * 4097, "using": "colbert"}, "4096"),
+        ("POST", query, {"query": {"recommend": {"positive": [[[0.1] * 6] * 2000] * 3}},
+                         "using": "colbert"}, "4096"),
+        ("POST", f"/collections/{pair.name}/points/search/matrix/pairs", {"using": "colbert"},
+         "multivector"),
+        # A multivector's graph is not turned off (or on) in place.
+        ("PATCH", f"/collections/{pair.name}",
+         {"vectors": {"colbert": {"hnsw_config": {"m": 0}}}}, "m: 0"),
     ]
     for method, path, body, needle in cases:
         r = http.request(method, path, json=body)

@@ -415,7 +415,62 @@ impl LocalShard {
         st.checkpointed_seq = header.applied_seq;
         st.next_segment_id = header.next_segment_id.max(1);
         self.seal_if_full(&mut st);
+        self.encode_missing(&mut st, &keep);
         Ok(())
+    }
+
+    /// Encodes the matrices of every multivector whose hidden column the checkpoint did not
+    /// have (`keep` gives no old column for it: a version of the encoding this build does not
+    /// share, or a graph turned on since): each point holding one is moved, with all its
+    /// vectors, to the appendable segment with its encoding, and the optimizer indexes it
+    /// again. Without this, points of indexed segments would have no encoding and no search
+    /// through the graph would find them.
+    fn encode_missing(&self, st: &mut State, keep: &[Option<usize>]) {
+        let settings = self.settings();
+        let missing: Vec<(String, usize)> = settings
+            .multi
+            .iter()
+            .filter_map(|m| {
+                let (hidden, _) = m.encodings.as_ref()?;
+                let c = settings.vectors.iter().position(|v| &v.name == hidden)?;
+                keep[c].is_none().then(|| (m.name.clone(), c))
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let ids: Vec<PointId> = st
+            .points
+            .iter()
+            .filter(|(_, e)| {
+                missing
+                    .iter()
+                    .any(|(name, _)| e.multi_vector(name).is_some())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let e = st.points.get(&id).expect("listed above");
+            let mut cols: Vec<(usize, Vec<f32>)> = (0..settings.vectors.len())
+                .filter_map(|c| e.seg.vector(c, e.row).map(|v| (c, v)))
+                .collect();
+            for (name, c) in &missing {
+                let column = &st.multi[name];
+                if let (Some(m), Some((_, fde))) = (e.multi_vector(name), &column.encodings) {
+                    cols.retain(|(k, _)| k != c);
+                    cols.push((*c, fde.encode_document(&m.to_multi())));
+                }
+            }
+            let views: Vec<(usize, &[f32])> =
+                cols.iter().map(|(c, v)| (*c, v.as_slice())).collect();
+            let row = st.active.push_row(id, &views);
+            let active = st.active.clone();
+            let e = st.points.get_mut(&id).expect("listed above");
+            e.seg.set_live(e.row, false);
+            e.seg = active;
+            e.row = row;
+            self.seal_if_full(st);
+        }
     }
 }
 

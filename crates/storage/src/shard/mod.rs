@@ -238,6 +238,9 @@ impl PointView for View<'_> {
         Some(&self.entry.payload)
     }
     fn has_vector(&self, name: &str) -> bool {
+        if crate::config::is_hidden_column(name) {
+            return false;
+        }
         match self.columns.get(name) {
             Some(&c) => self.entry.seg.has_vector(c, self.entry.row),
             None => {
@@ -382,7 +385,18 @@ impl LocalShard {
             .sum()
     }
 
+    /// The column of vector `name` as a request names it: hidden columns are nobody's.
     fn column(st: &State, name: &str) -> Result<usize> {
+        if crate::config::is_hidden_column(name) {
+            return Err(StorageError::UnknownVector {
+                name: name.to_string(),
+            });
+        }
+        Self::any_column(st, name)
+    }
+
+    /// The column of `name`, hidden ones included.
+    fn any_column(st: &State, name: &str) -> Result<usize> {
         st.columns
             .get(name)
             .copied()

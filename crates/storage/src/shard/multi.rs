@@ -115,7 +115,7 @@ impl LocalShard {
             (None, Scorer::Nearest(q), Some((hidden, fde)))
                 if !req.params.exact && st.segments.iter().any(|s| s.is_indexed()) =>
             {
-                let col = Self::column(st, hidden)?;
+                let col = Self::any_column(st, hidden)?;
                 let encoded = fde.encode_query(q.matrix());
                 let want = req
                     .params

@@ -458,3 +458,71 @@ fn half_width_matrices_score_as_rounded() {
     );
     store.close().unwrap();
 }
+
+#[test]
+fn a_graph_turned_on_after_the_fact_encodes_every_matrix() {
+    // A checkpoint written while the multivector had no graph (m: 0), opened under a config
+    // that has one (as after a change of the encoding's version): every matrix is encoded at
+    // load and indexed, and searches through the graph find them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(12);
+    let corpus = Corpus::new(&mut rng);
+    let mut model = Model::new();
+    let with_m = |m: Option<usize>| {
+        let mut v = json!({"size": DIM, "distance": "Cosine",
+                           "multivector_config": {"comparator": "max_sim"}});
+        if let Some(m) = m {
+            v["hnsw_config"] = json!({"m": m});
+        }
+        CollectionConfig::from_json(&json!({
+            "vectors": {"d": {"size": 4, "distance": "Dot"}, "colbert": v},
+            "optimizers_config": {"indexing_threshold": 20, "flush_interval_sec": 1},
+        }))
+        .unwrap()
+    };
+    {
+        let store = open(dir.path());
+        let c = store.create("m", with_m(Some(0))).unwrap();
+        let points: Vec<PointWrite> = (0..3000).map(|i| point(&mut rng, &corpus, i)).collect();
+        remember(&mut model, &points, Metric::Cosine);
+        c.update(Update::Upsert(points), true).unwrap();
+        c.optimize_now().unwrap();
+        assert!(c.stats().indexed_points > 2500);
+        // Turning the graph on (or off) in place is refused: the segments' columns would change.
+        let e = c
+            .update_config(|cfg| {
+                cfg.vectors.get_mut("colbert").unwrap().hnsw_config = None;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("m: 0"), "{e}");
+        // No graph: every point is scored.
+        assert_eq!(recall(&c, &model, &corpus, &mut rng, Metric::Cosine), 1.0);
+        drop(c);
+        store.close().unwrap();
+    }
+    let path = dir.path().join("storage/collections/m/config.json");
+    std::fs::write(&path, serde_json::to_vec(&with_m(None)).unwrap()).unwrap();
+    let store = open(dir.path());
+    let c = store.get("m").unwrap();
+    check_exact(&c, &model, &corpus, &mut rng, Metric::Cosine, "re-encoded");
+    c.optimize_now().unwrap();
+    let stats = c.stats();
+    assert!(stats.indexed_points > 2500, "{stats:?}");
+    // The indexed segments hold an encoding of every matrix now.
+    let holders = model.values().filter(|(m, _)| m.is_some()).count();
+    let encodings = holders * storage::multi::Fde::new(DIM).len() * 4;
+    assert!(stats.index_vector_bytes > encodings * 8 / 10, "{stats:?}");
+    let r = recall(&c, &model, &corpus, &mut rng, Metric::Cosine);
+    assert!(r >= 0.9, "recall@10 through the new graph: {r}");
+    check_exact(
+        &c,
+        &model,
+        &corpus,
+        &mut rng,
+        Metric::Cosine,
+        "re-encoded, indexed",
+    );
+    drop(c);
+    store.close().unwrap();
+}
