@@ -20,7 +20,9 @@
 //! <dir>/shard-<k>/            each shard's checkpoint and graph files (see `shard`)
 //! ```
 
-use crate::config::{CollectionConfig, VectorParams, VectorsConfig};
+use crate::config::{
+    CollectionConfig, SparseModifier, SparseVectorParams, VectorParams, VectorsConfig,
+};
 use crate::multi::MultiVector;
 use crate::ops::{Operation, PointWrite};
 use crate::shard::{sync_dir, write_atomically};
@@ -1197,30 +1199,25 @@ impl Collection {
         Ok(())
     }
 
-    /// Creates the vector `name` (Qdrant's `create_vector_name`) with the size, distance and
-    /// datatype of `params` (its index and quantization are the collection's): the points
-    /// stored have none of it until written. A collection of one unnamed vector keeps it, as
-    /// `""`, beside the named ones. Creating a vector that exists with the same size and
-    /// distance changes nothing; with another, it is refused. Returns whether anything
-    /// changed.
+    /// Creates the vector `name` (Qdrant's `create_vector_name`) with the size, distance,
+    /// datatype and multivector config of `params` (its index and quantization are the
+    /// collection's): the points stored have none of it until written. A collection of one
+    /// unnamed vector keeps it, as `""`, beside the named ones. Creating a vector that exists
+    /// with the same size, distance and multivector config changes nothing; with another, it
+    /// is refused. Returns whether anything changed.
     pub fn create_vector(&self, name: &str, params: VectorParams) -> Result<bool> {
         validate_new_vector_name(name)?;
-        if params.is_multi() {
-            return Err(StorageError::InvalidInput(format!(
-                "vector `{name}`: creating a multivector on an existing collection is not \
-                 supported"
-            )));
-        }
         self.change_vectors(|config| {
             if let Some(existing) = config.vectors.get(name) {
                 if existing.size == params.size
                     && existing.distance == params.distance
-                    && !existing.is_multi()
+                    && existing.multivector_config == params.multivector_config
                 {
                     return Ok(false);
                 }
                 return Err(StorageError::InvalidConfig(format!(
-                    "vectors.{name}: exists with another size or distance ({} {:?})",
+                    "vectors.{name}: exists with another size, distance or multivector config \
+                     ({} {:?})",
                     existing.size, existing.distance
                 )));
             }
@@ -1246,22 +1243,72 @@ impl Collection {
         })
     }
 
-    /// Deletes the vector `name` (Qdrant's `delete_vector_name`) from the collection and every
-    /// point. A name that does not exist changes nothing; the last vector of a collection
-    /// cannot be deleted. Returns whether anything changed.
+    /// Creates the sparse vector `name` (Qdrant's `create_vector_name` with `sparse`): the
+    /// points stored have none of it until written. Creating one that exists with the same
+    /// modifier changes nothing; with another, or over a dense vector's name, it is refused.
+    /// Returns whether anything changed.
+    pub fn create_sparse_vector(&self, name: &str, params: SparseVectorParams) -> Result<bool> {
+        validate_new_vector_name(name)?;
+        if name.is_empty() {
+            return Err(StorageError::InvalidInput(
+                "a sparse vector needs a name".into(),
+            ));
+        }
+        self.change_vectors(|config| {
+            if config.vectors.get(name).is_some() {
+                return Err(StorageError::InvalidConfig(format!(
+                    "vectors.{name}: a dense vector has this name"
+                )));
+            }
+            if let Some(existing) = config.sparse(name) {
+                if existing.modifier.unwrap_or(SparseModifier::None)
+                    == params.modifier.unwrap_or(SparseModifier::None)
+                {
+                    return Ok(false);
+                }
+                return Err(StorageError::InvalidConfig(format!(
+                    "sparse_vectors.{name}: exists with another modifier"
+                )));
+            }
+            config
+                .sparse_vectors
+                .get_or_insert_with(Default::default)
+                .insert(name.to_string(), params);
+            Ok(true)
+        })
+    }
+
+    /// Deletes the vector `name` (Qdrant's `delete_vector_name`), dense, sparse or a
+    /// multivector, from the collection and every point. A name that does not exist changes
+    /// nothing; the last vector of a collection cannot be deleted. Returns whether anything
+    /// changed.
     pub fn delete_vector(&self, name: &str) -> Result<bool> {
         self.change_vectors(|config| {
+            let sparse = config.sparse_vectors.as_ref().map_or(0, |s| s.len());
+            if config.sparse(name).is_some() {
+                if sparse == 1 && config.vectors.params().is_empty() {
+                    return Err(StorageError::InvalidConfig(format!(
+                        "sparse_vectors: `{name}` is the collection's only vector and cannot be \
+                         deleted"
+                    )));
+                }
+                config
+                    .sparse_vectors
+                    .as_mut()
+                    .expect("it has this one")
+                    .remove(name);
+                return Ok(true);
+            }
             if config.vectors.get(name).is_none() {
                 return Ok(false);
             }
-            if config.multivector(name).is_some() {
-                return Err(StorageError::InvalidInput(format!(
-                    "vector `{name}`: deleting a multivector from a collection is not supported"
-                )));
-            }
             match &mut config.vectors {
-                VectorsConfig::Multi(named) if named.len() > 1 => {
+                VectorsConfig::Multi(named) if named.len() > 1 || sparse > 0 => {
                     named.remove(name);
+                    Ok(true)
+                }
+                VectorsConfig::Single(_) if sparse > 0 => {
+                    config.vectors = VectorsConfig::Multi(Default::default());
                     Ok(true)
                 }
                 _ => Err(StorageError::InvalidConfig(format!(

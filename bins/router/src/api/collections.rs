@@ -249,10 +249,25 @@ async fn create_vector_named(
     let c = collection(&state, &name)?;
     let dense = match (body.dense, body.sparse) {
         (Some(dense), None) => dense,
-        (None, Some(_)) => {
-            return Err(convert::bad(
-                "Bad request: sparse vectors are not supported (create a dense vector)",
-            ))
+        (None, Some(sparse)) => {
+            if let Some(d) = sparse.datatype.as_deref() {
+                if !matches!(d, "float32" | "float16" | "uint8") {
+                    return Err(convert::bad(format!(
+                        "Validation error in JSON body: sparse.datatype: `{d}` is not float32, \
+                         float16 or uint8"
+                    )));
+                }
+            }
+            let params = storage::SparseVectorParams {
+                modifier: sparse.modifier,
+                index: sparse.datatype.map(|d| storage::SparseIndexParams {
+                    datatype: Some(d),
+                    full_scan_threshold: None,
+                    on_disk: None,
+                }),
+            };
+            change_vectors(state, c, move |c| c.create_sparse_vector(&vector, params)).await?;
+            return Ok(index_changed(start, wait));
         }
         _ => {
             return Err(convert::bad(

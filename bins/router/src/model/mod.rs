@@ -781,8 +781,18 @@ pub struct UpdateCollection {
 pub struct VectorNameConfig {
     /// A dense vector.
     pub dense: Option<DenseVectorConfig>,
-    /// A sparse vector (refused: sparse vectors are not served).
-    pub sparse: Option<Value>,
+    /// A sparse vector.
+    pub sparse: Option<SparseVectorConfig>,
+}
+
+/// `SparseVectorConfig`: what defines a new sparse vector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseVectorConfig {
+    /// `idf` or `none`.
+    pub modifier: Option<storage::SparseModifier>,
+    /// Element type of the index's weights (accepted and echoed; weights are `f32`).
+    pub datatype: Option<String>,
 }
 
 /// `DenseVectorConfig`: what defines a new dense vector; its index and quantization are the
@@ -794,7 +804,7 @@ pub struct DenseVectorConfig {
     pub size: usize,
     /// Distance function.
     pub distance: storage::Distance,
-    /// Multivectors (refused on an existing collection by storage).
+    /// Late interaction: each point holds a matrix.
     pub multivector_config: Option<storage::MultiVectorConfig>,
     /// Element type (`float32` or `float16`).
     pub datatype: Option<String>,

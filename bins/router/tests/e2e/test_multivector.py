@@ -268,9 +268,9 @@ def test_bad_multivector_input(remote, oracle, router_url):
         ("PUT", "/collections/multi_bad_create",
          {"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "min_sim"}}},
          "min_sim"),
-        ("PUT", f"/collections/{pair.name}/vectors/extra",
-         {"dense": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
-         "multivector"),
+        # A multivector's name taken by a single vector.
+        ("PUT", f"/collections/{pair.name}/vectors/colbert",
+         {"dense": {"size": 6, "distance": "Cosine"}}, "multivector"),
         # More query rows than a query may hold (examples' rows count too).
         ("POST", query, {"query": [[0.1] * 6] * 4097, "using": "colbert"}, "4096"),
         ("POST", query, {"query": {"recommend": {"positive": [[[0.1] * 6] * 2000] * 3}},
@@ -354,4 +354,73 @@ def test_indexed_multivector_exact_and_approximate(remote, oracle):
         got = remote.query_points(name, query=query, using="colbert", limit=10).points
         check_scored(got, full, 0, 10, f"recommend {i}")
     pair.scroll_all("scroll", with_payload=True, with_vectors=True)
+    pair.drop()
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_sparse_and_multivector_names_created_and_deleted(remote, oracle, shards):
+    """A sparse vector and a multivector created on a collection holding points in indexed
+    segments, written, searched, then deleted from it, and created again with another size,
+    as the oracle does (restarts after such changes: `crates/storage`'s multi tests)."""
+    from test_indexed import wait_green
+
+    rng = random.Random(70 + shards)
+    name = f"multi_names_{shards}"
+    dense = {"d": models.VectorParams(size=8, distance=models.Distance.COSINE)}
+    if remote.collection_exists(name):
+        remote.delete_collection(name)
+    remote.create_collection(name, vectors_config=dense, shard_number=shards,
+                             optimizers_config=models.OptimizersConfigDiff(indexing_threshold=2))
+    oracle.create_collection(name, vectors_config=dense)
+    pair = Pair(remote, oracle, name)
+    pts = data.points(rng, 300, {"d": 8})
+    pair.upsert(pts, rng)
+    wait_green(remote, name)
+    ids = [p.id for p in pts]
+
+    sparse_cfg = models.SparseVectorNameConfig(
+        sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF))
+    multi_cfg = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(
+        size=4, distance=models.Distance.DOT, multivector_config=MAX_SIM))
+    for client in (remote, oracle):
+        assert client.create_vector_name(name, "s", sparse_cfg)
+        assert client.create_vector_name(name, "m", multi_cfg)
+        # Again with the same config: nothing changes.
+        assert client.create_vector_name(name, "m", multi_cfg)
+    info = remote.get_collection(name).config.params
+    assert set(info.vectors) == {"d", "m"} and info.vectors["m"].multivector_config == MAX_SIM
+    assert set(info.sparse_vectors) == {"s"}
+    # Stored points have neither until written.
+    pair.scroll_all("created", with_payload=True, with_vectors=True)
+    changed = [models.PointVectors(id=i, vector={
+        "s": models.SparseVector(indices=[rng.randrange(50) for _ in range(1)],
+                                 values=[round(rng.uniform(0.1, 2), 3)]),
+        "m": matrix(rng, 4, (1, 5))}) for i in ids[:120]]
+    pair.both("update_vectors", points=changed, wait=True)
+    more = multi_points(random.Random(shards), 60)
+    for k, p in enumerate(more):
+        p.id = 50_000 + k
+        p.vector = {"d": p.vector["d"], "m": matrix(rng, 4, (1, 4))}
+    pair.upsert(more, rng)
+    pair.scroll_all("written", with_payload=True, with_vectors=True)
+    for i in range(10):
+        pair.query(f"multi {i}", query=matrix(rng, 4, (1, 4)), using="m", limit=10)
+        pair.query(f"sparse {i}", query=models.SparseVector(indices=[rng.randrange(50)],
+                                                            values=[1.0]), using="s", limit=10)
+    pair.count("has m", models.Filter(must=[models.HasVectorCondition(has_vector="m")]))
+
+    for client in (remote, oracle):
+        assert client.delete_vector_name(name, "s")
+        assert client.delete_vector_name(name, "m")
+    info = remote.get_collection(name).config.params
+    assert set(info.vectors) == {"d"} and not info.sparse_vectors, info
+    pair.scroll_all("deleted", with_payload=True, with_vectors=True)
+    pair.count("has m after delete",
+               models.Filter(must=[models.HasVectorCondition(has_vector="m")]))
+    # Created again with another size: empty.
+    other = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(
+        size=6, distance=models.Distance.COSINE, multivector_config=MAX_SIM))
+    for client in (remote, oracle):
+        assert client.create_vector_name(name, "m", other)
+    pair.scroll_all("created again", with_payload=True, with_vectors=True)
     pair.drop()

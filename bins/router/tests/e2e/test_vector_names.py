@@ -214,8 +214,10 @@ def test_vector_name_changes_refused(remote, router_url):
             # Another size or distance for an existing name.
             ("a", {"dense": {"size": 5, "distance": "Dot"}}, "size"),
             ("a", {"dense": {"size": 4, "distance": "Cosine"}}, "distance"),
-            ("x", {"sparse": {}}, "sparse"),
-            ("x", {"dense": {"size": 4, "distance": "Dot",
+            # A sparse vector over a dense one's name, a dense one turned into a multivector.
+            ("a", {"sparse": {}}, "dense vector has this name"),
+            ("x", {"sparse": {"modifier": "bm99"}}, "bm99"),
+            ("a", {"dense": {"size": 4, "distance": "Dot",
                              "multivector_config": {"comparator": "max_sim"}}}, "multivector"),
             ("x", {"dense": {"size": 0, "distance": "Dot"}}, "size"),
             ("x", {"dense": {"size": 4, "distance": "Near"}}, "distance"),

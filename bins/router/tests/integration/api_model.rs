@@ -238,15 +238,16 @@ async fn nulls_and_optional_fields_read_as_absent() {
     assert_eq!(hits[0]["id"], 2);
     let count = r.post("/collections/c/points/count", Value::Null).await;
     assert_eq!(count["count"], 2);
-    // A legacy multivector search is valid Qdrant this server does not serve: 501.
-    let (status, _) = r
+    // A matrix cannot query a dense vector: a 400 that says so.
+    let (status, body) = r
         .call(
             Method::POST,
             "/collections/c/points/search",
             Some(&json!({"vector": [[1.0, 0.0]], "limit": 1})),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("multivector"), "{body}");
     // A query by id with the largest offset: nothing left, no failure.
     let hits = r
         .post(

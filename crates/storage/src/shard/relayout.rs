@@ -198,6 +198,41 @@ impl VectorsChange<'_> {
             }
         }
         st.columns = column_map(&settings.vectors);
+        // Sparse vectors and multivectors created or deleted: a new one starts empty, a
+        // deleted one leaves every point (and its index).
+        st.sparse.retain(|name, _| settings.sparse.contains(name));
+        for name in &settings.sparse {
+            st.sparse.entry(name.clone()).or_default();
+        }
+        st.multi = settings
+            .multi
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
+        let State {
+            points,
+            sparse,
+            multi,
+            ..
+        } = &mut *st;
+        for e in points.values_mut() {
+            if e.sparse().iter().any(|(n, _)| !sparse.contains_key(n)) {
+                let kept: Vec<(String, SparseVector)> = e
+                    .sparse()
+                    .iter()
+                    .filter(|(n, _)| sparse.contains_key(n))
+                    .cloned()
+                    .collect();
+                e.sparse = (!kept.is_empty()).then(|| kept.into_boxed_slice());
+            }
+            let gone =
+                |(n, m): &(String, StoredMatrix)| multi.get(n).is_none_or(|c| c.dim != m.dim());
+            if e.multi().iter().any(gone) {
+                let kept: Vec<(String, StoredMatrix)> =
+                    e.multi().iter().filter(|x| !gone(x)).cloned().collect();
+                e.multi = (!kept.is_empty()).then(|| kept.into_boxed_slice());
+            }
+        }
         *st.filters.get_mut() = FilterCache::default();
         *shard.settings.write() = Arc::new(settings);
     }

@@ -526,3 +526,94 @@ fn a_graph_turned_on_after_the_fact_encodes_every_matrix() {
     drop(c);
     store.close().unwrap();
 }
+
+#[test]
+fn sparse_vectors_and_multivectors_created_and_deleted_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(21);
+    let corpus = Corpus::new(&mut rng);
+    let base = CollectionConfig::from_json(&json!({
+        "vectors": {"d": {"size": 4, "distance": "Dot"}},
+        "shard_number": 2,
+        "optimizers_config": {"indexing_threshold": 1, "flush_interval_sec": 1},
+    }))
+    .unwrap();
+    let multi: storage::VectorParams = serde_json::from_value(json!({
+        "size": DIM, "distance": "Cosine", "multivector_config": {"comparator": "max_sim"}}))
+    .unwrap();
+    let sparse: storage::SparseVectorParams =
+        serde_json::from_value(json!({"modifier": "idf"})).unwrap();
+    let ids: Vec<PointId> = (0..400).map(PointId::Num).collect();
+    {
+        let store = open(dir.path());
+        let c = store.create("c", base).unwrap();
+        let mut points: Vec<PointWrite> = (0..400).map(|i| point(&mut rng, &corpus, i)).collect();
+        points.iter_mut().for_each(|p| p.multi.clear());
+        c.update(Update::Upsert(points), true).unwrap();
+        c.optimize_now().unwrap();
+        assert!(c.create_vector("colbert", multi.clone()).unwrap());
+        assert!(
+            !c.create_vector("colbert", multi.clone()).unwrap(),
+            "the same again"
+        );
+        assert!(c.create_sparse_vector("text", sparse.clone()).unwrap());
+        let writes: Vec<PointWrite> = (0..100u64)
+            .map(|i| PointWrite {
+                id: PointId::Num(i),
+                vectors: Vec::new(),
+                sparse: vec![(
+                    "text".into(),
+                    storage::SparseVector::new(vec![i as u32 % 7], vec![1.0]).unwrap(),
+                )],
+                multi: vec![("colbert".into(), corpus.matrix(&mut rng, 3))],
+                payload: Default::default(),
+            })
+            .collect();
+        c.update(
+            Update::UpdateVectors {
+                points: writes,
+                filter: None,
+            },
+            true,
+        )
+        .unwrap();
+        drop(c);
+        store.close().unwrap();
+    }
+    let count_with = |c: &Collection| {
+        let r = c.retrieve(&ids, &PayloadSelector::Nothing, &VectorSelector::All);
+        let m = r.iter().filter(|r| !r.multi.is_empty()).count();
+        let s = r.iter().filter(|r| !r.sparse.is_empty()).count();
+        let d = r
+            .iter()
+            .filter(|r| r.vectors.as_ref().is_some_and(|v| !v.is_empty()))
+            .count();
+        (m, s, d)
+    };
+    {
+        let store = open(dir.path());
+        let c = store.get("c").unwrap();
+        assert_eq!(count_with(&c), (100, 100, 400));
+        let hits = c
+            .search(&request(
+                Query::Multi(corpus.matrix(&mut rng, 2)),
+                5,
+                None,
+                false,
+            ))
+            .unwrap();
+        assert_eq!(hits.len(), 5);
+        assert!(c.delete_vector("colbert").unwrap());
+        assert!(c.delete_vector("text").unwrap());
+        assert_eq!(count_with(&c), (0, 0, 400));
+        drop(c);
+        store.close().unwrap();
+    }
+    let store = open(dir.path());
+    let c = store.get("c").unwrap();
+    assert_eq!(count_with(&c), (0, 0, 400));
+    let config = c.with_config(|cfg| cfg.clone());
+    assert!(config.multivector("colbert").is_none() && config.sparse("text").is_none());
+    drop(c);
+    store.close().unwrap();
+}
