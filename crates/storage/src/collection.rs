@@ -1307,10 +1307,7 @@ impl Collection {
                     named.remove(name);
                     Ok(true)
                 }
-                VectorsConfig::Single(_) if sparse > 0 => {
-                    config.vectors = VectorsConfig::Multi(Default::default());
-                    Ok(true)
-                }
+                // The unnamed vector of a collection made with one stays, as Qdrant keeps it.
                 _ => Err(StorageError::InvalidConfig(format!(
                     "vectors: `{name}` is the collection's only vector and cannot be deleted"
                 ))),

@@ -768,7 +768,7 @@ fn plan_multi(
     };
     let same = Arc::ptr_eq(&lookup, c);
     let mut mentioned: Vec<PointId> = Vec::new();
-    let mut query_rows = 0usize;
+    let (mut query_rows, mut query_values) = (0usize, 0usize);
     let mut read = |input: VectorInput| -> Result<storage::MultiVector, ApiError> {
         let m = match input {
             VectorInput::Multi(rows) => convert::multi_vector(rows, "query")?,
@@ -801,10 +801,14 @@ fn plan_multi(
         }
         // Each query row costs a pass over every row of every point scored.
         query_rows += m.row_count();
-        if query_rows > MAX_MULTI_QUERY_ROWS {
+        query_values += m.as_flat().len();
+        if query_rows > MAX_MULTI_QUERY_ROWS
+            || query_values > storage::multi::MAX_MULTIVECTOR_VALUES
+        {
             return Err(bad(format!(
-                "Validation error in JSON body: at most {MAX_MULTI_QUERY_ROWS} rows in the \
-                 matrices of one multivector query, examples included"
+                "Validation error in JSON body: at most {MAX_MULTI_QUERY_ROWS} rows and {} values \
+                 in the matrices of one multivector query, examples included",
+                storage::multi::MAX_MULTIVECTOR_VALUES
             )));
         }
         Ok(m)

@@ -584,7 +584,8 @@ impl Writer<'_> {
             .multi
             .iter()
             .filter_map(|(name, m)| {
-                let (column, fde) = self.multi.get(name)?.encodings.as_ref()?;
+                let multi = self.multi.get(name).filter(|c| c.dim == m.dim())?;
+                let (column, fde) = multi.encodings.as_ref()?;
                 Some((*self.columns.get(column)?, fde.encode_document(m)))
             })
             .collect();
@@ -602,7 +603,9 @@ impl Writer<'_> {
             .multi
             .iter()
             .filter_map(|(name, m)| {
-                let column = self.multi.get(name)?;
+                // A matrix logged for a multivector deleted and created since with another
+                // size is dropped, as the deletion dropped it.
+                let column = self.multi.get(name).filter(|c| c.dim == m.dim())?;
                 Some((name.clone(), StoredMatrix::store(m.clone(), column.half)))
             })
             .collect();
