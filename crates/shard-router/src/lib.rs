@@ -30,7 +30,7 @@
 //! let c = store.create("c", config).unwrap();
 //! let points = (0..10u64).map(|i| storage::PointWrite {
 //!     id: index_core::PointId::Num(i), vectors: vec![(String::new(), vec![i as f32])], payload: Default::default(),
-//!     sparse: Vec::new() }).collect();
+//!     sparse: Vec::new(), multi: Vec::new() }).collect();
 //! c.update(storage::Update::Upsert(points), true).unwrap();
 //! let pool = SearchPool::new(2).unwrap();
 //! let shards: Vec<Arc<dyn Shard>> = c.shards().iter()
