@@ -135,10 +135,29 @@ impl LocalShard {
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect();
-                ids.extend(
-                    self.matching(st, req.filter.as_deref())
-                        .filter(|id| st.points.get(id).is_some_and(|e| !e.seg.is_indexed())),
-                );
+                // The live rows of the segments not yet indexed (the appendable one, and any
+                // waiting for the optimizer), each tested against the filter: found through
+                // the segments, not by a pass over every point of the shard.
+                for seg in st.segments.iter().filter(|s| !s.is_indexed()) {
+                    let rows = seg.rows.read();
+                    for (r, id) in rows.ids.iter().enumerate() {
+                        if !rows.live.get(r as u32) {
+                            continue;
+                        }
+                        let passes = req.filter.as_ref().is_none_or(|f| {
+                            st.points.get(id).is_some_and(|e| {
+                                f.matches(&View {
+                                    id: *id,
+                                    entry: e,
+                                    columns: &st.columns,
+                                })
+                            })
+                        });
+                        if passes {
+                            ids.push(*id);
+                        }
+                    }
+                }
                 ids
             }
             (None, _, _) => self.matching(st, req.filter.as_deref()).collect(),

@@ -195,16 +195,29 @@ fn check_exact(
     }
 }
 
-/// Recall@10 of searches through the graph against brute force.
+/// Recall@10 of searches through the graph against brute force (every fourth query filtered
+/// to one group of five).
 fn recall(c: &Collection, model: &Model, corpus: &Corpus, rng: &mut StdRng, metric: Metric) -> f64 {
     let (mut found, mut total) = (0, 0);
-    for _ in 0..40 {
+    for q in 0..40 {
         let rows = rng.random_range(2..6);
         let query = corpus.matrix(rng, rows);
-        let want = truth(model, &query, metric, None, 10);
+        let group = (q % 4 == 0).then(|| rng.random_range(0..5u64));
+        let want = truth(model, &query, metric, group, 10);
         let hits = c
-            .search(&request(Query::Multi(query), 10, None, false))
+            .search(&request(
+                Query::Multi(query),
+                10,
+                group.map(group_filter),
+                false,
+            ))
             .unwrap();
+        for h in &hits {
+            assert!(
+                group.is_none_or(|g| model[&h.record.id].1 == g),
+                "filter broken"
+            );
+        }
         for (id, _) in &want {
             total += 1;
             found += usize::from(hits.iter().any(|h| h.record.id == *id));
