@@ -123,11 +123,6 @@ impl MultiVector {
         self.rows().map(<[f32]>::to_vec).collect()
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
-    }
-
     /// Qdrant's `average_vector` recommendation over multivectors: every positive example's
     /// rows, then every negative example's rows negated, as one query matrix.
     pub fn recommend_average(positive: &[MultiVector], negative: &[MultiVector]) -> MultiVector {
@@ -204,12 +199,17 @@ impl StoredMatrix {
 
     /// The matrix at full width (as stored: half-width values widened exactly).
     pub fn to_multi(&self) -> MultiVector {
+        self.widened().into_owned()
+    }
+
+    /// The matrix at full width, borrowed when it is stored so.
+    pub fn widened(&self) -> std::borrow::Cow<'_, MultiVector> {
         match self {
-            StoredMatrix::Full(m) => m.clone(),
-            StoredMatrix::Half { dim, data } => MultiVector {
+            StoredMatrix::Full(m) => std::borrow::Cow::Borrowed(m),
+            StoredMatrix::Half { dim, data } => std::borrow::Cow::Owned(MultiVector {
                 dim: *dim,
                 data: data.iter().map(|x| x.to_f32()).collect(),
-            },
+            }),
         }
     }
 
@@ -218,14 +218,6 @@ impl StoredMatrix {
         match self {
             StoredMatrix::Full(m) => m.dim,
             StoredMatrix::Half { dim, .. } => *dim,
-        }
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        match self {
-            StoredMatrix::Full(m) => m.bytes(),
-            StoredMatrix::Half { data, .. } => data.len() * 2,
         }
     }
 }

@@ -566,22 +566,10 @@ async fn diversified(
             // Qdrant's MMR scores them); the relevance is to the query as searched.
             let q = q.clone();
             let hits = search_hits(run, plan, candidates).await?;
-            let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
-            let req = Arc::new(shard_router::RetrieveRequest {
-                with_payload: PayloadSelector::Nothing,
-                with_vector: VectorSelector::Only(vec![using.clone()]),
-            });
-            let mut by_id: HashMap<PointId, storage::SparseVector> =
-                shard_router::retrieve(&run.shards, &ids, req, deadline)
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| {
-                        let id = r.id;
-                        r.sparse.into_iter().next().map(|(_, v)| (id, v))
-                    })
-                    .collect();
-            let vectors: Vec<Option<storage::SparseVector>> =
-                ids.iter().map(|id| by_id.remove(id)).collect();
+            let vectors = stored_of(run, &hits, &using, |r| {
+                r.sparse.into_iter().next().map(|(_, v)| v)
+            })
+            .await?;
             let order = blocking(move || {
                 let (idx, vecs): (Vec<usize>, Vec<storage::SparseVector>) = vectors
                     .into_iter()
@@ -610,22 +598,10 @@ async fn diversified(
             let dim = q.dim();
             let q = q.clone();
             let hits = search_hits(run, plan, candidates).await?;
-            let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
-            let req = Arc::new(shard_router::RetrieveRequest {
-                with_payload: PayloadSelector::Nothing,
-                with_vector: VectorSelector::Only(vec![using.clone()]),
-            });
-            let mut by_id: HashMap<PointId, storage::MultiVector> =
-                shard_router::retrieve(&run.shards, &ids, req, deadline)
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| {
-                        let id = r.id;
-                        r.multi.into_iter().next().map(|(_, v)| (id, v))
-                    })
-                    .collect();
-            let vectors: Vec<Option<storage::MultiVector>> =
-                ids.iter().map(|id| by_id.remove(id)).collect();
+            let vectors = stored_of(run, &hits, &using, |r| {
+                r.multi.into_iter().next().map(|(_, v)| v)
+            })
+            .await?;
             let order = blocking(move || {
                 let (idx, vecs): (Vec<usize>, Vec<storage::MultiVector>) = vectors
                     .into_iter()
@@ -763,6 +739,31 @@ fn mmr_order(
         }
     }
     Ok(picked)
+}
+
+/// Vector `name` of each hit as stored (a sparse vector or a matrix, which `take` picks out
+/// of the point's record), in the hits' order; `None` for a point deleted since.
+async fn stored_of<V>(
+    run: &Run,
+    hits: &[storage::ScoredPoint],
+    name: &str,
+    take: impl Fn(Record) -> Option<V>,
+) -> Result<Vec<Option<V>>, ApiError> {
+    let ids: Vec<PointId> = hits.iter().map(|h| h.record.id).collect();
+    let req = Arc::new(shard_router::RetrieveRequest {
+        with_payload: PayloadSelector::Nothing,
+        with_vector: VectorSelector::Only(vec![name.to_string()]),
+    });
+    let mut by_id: HashMap<PointId, V> =
+        shard_router::retrieve(&run.shards, &ids, req, run.deadline)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.id;
+                take(r).map(|v| (id, v))
+            })
+            .collect();
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
 }
 
 /// The stored vectors `name` of `ids`, each asked of the shard that holds it, in order.

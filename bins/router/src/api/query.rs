@@ -392,17 +392,9 @@ pub(super) fn plan_search(
             "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
         )));
     }
-    let (lookup, vector, same_collection) = match lookup_from {
-        None => (c.clone(), using.clone(), true),
-        Some(l) => {
-            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
-            let vector = l.vector.unwrap_or_else(|| using.clone());
-            let lookup = collection(state, &l.collection)?;
-            // This collection named directly or through an alias.
-            let same = Arc::ptr_eq(&lookup, c);
-            (lookup, vector, same)
-        }
-    };
+    let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
+    // This collection, named directly or through an alias.
+    let same_collection = Arc::ptr_eq(&lookup, c);
     let mut reader = ExampleReader {
         lookup,
         vector,
@@ -492,71 +484,6 @@ pub(super) fn plan_search(
     })
 }
 
-/// A search of a sparse vector: by a sparse vector, or by the sparse vector of a point (left
-/// out of the answer), its weights scaled by IDF when the vector has that modifier.
-fn plan_sparse(
-    state: &AppState,
-    c: &Arc<Collection>,
-    parts: SearchParts,
-) -> Result<PlannedSearch, ApiError> {
-    let using = parts.using;
-    let rest = SparseRest {
-        limit: parts.limit,
-        offset: parts.offset,
-        filter: parts.filter,
-        params: parts.params,
-        score_threshold: parts.score_threshold,
-        with_payload: parts.with_payload,
-        with_vector: parts.with_vector,
-    };
-    let mut exclude = Vec::new();
-    let mut cacheable = true;
-    let query = match parts.asked {
-        Asked::Nearest(VectorInput::Sparse(v)) => convert::sparse_vector(v, "query")?,
-        Asked::Nearest(VectorInput::Id(id)) => {
-            let (lookup, vector) = match parts.lookup_from {
-                None => (c.clone(), using.clone()),
-                Some(l) => {
-                    convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
-                    let lookup = collection(state, &l.collection)?;
-                    (lookup, l.vector.unwrap_or_else(|| using.clone()))
-                }
-            };
-            let v = lookup
-                .sparse_vector_of(id, &vector)?
-                .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
-            if Arc::ptr_eq(&lookup, c) {
-                exclude.push(id);
-            } else {
-                cacheable = false;
-            }
-            v
-        }
-        Asked::Nearest(VectorInput::Inference(kind)) => {
-            return Err(ApiError::not_implemented(format!(
-                "{kind} inference is not supported; send a vector"
-            )))
-        }
-        Asked::Nearest(_) => {
-            return Err(bad(format!(
-                "Wrong input: `{using}` is a sparse vector: the query must be a sparse vector \
-                 ({{\"indices\": [..], \"values\": [..]}}) or a point id"
-            )))
-        }
-        asked => {
-            return plan_sparse_examples(state, c, using, asked, parts.lookup_from, rest);
-        }
-    };
-    let query = c.sparse_query(&using, query)?;
-    sparse_plan(
-        using,
-        storage::Query::Sparse(query),
-        rest,
-        exclude,
-        cacheable,
-    )
-}
-
 /// What a sparse or multivector search shares with the rest of its request.
 struct SparseRest {
     limit: usize,
@@ -566,6 +493,175 @@ struct SparseRest {
     score_threshold: Option<f64>,
     with_payload: Option<model::WithPayload>,
     with_vector: Option<model::WithVector>,
+}
+
+impl SparseRest {
+    /// The rest of `parts`, and what they ask.
+    fn of(parts: SearchParts) -> (SparseRest, Asked, Option<model::LookupLocation>) {
+        let rest = SparseRest {
+            limit: parts.limit,
+            offset: parts.offset,
+            filter: parts.filter,
+            params: parts.params,
+            score_threshold: parts.score_threshold,
+            with_payload: parts.with_payload,
+            with_vector: parts.with_vector,
+        };
+        (rest, parts.asked, parts.lookup_from)
+    }
+}
+
+/// The collection and vector that examples given by id are read from: this collection's
+/// `using`, or what `lookup_from` names.
+fn lookup_of(
+    state: &AppState,
+    c: &Arc<Collection>,
+    using: &str,
+    lookup_from: Option<model::LookupLocation>,
+) -> Result<(Arc<Collection>, String), ApiError> {
+    match lookup_from {
+        None => Ok((c.clone(), using.to_string())),
+        Some(l) => {
+            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
+            let lookup = collection(state, &l.collection)?;
+            Ok((lookup, l.vector.unwrap_or_else(|| using.to_string())))
+        }
+    }
+}
+
+/// A query of a sparse vector or a multivector with its vectors read (`V`).
+enum ReadQuery<V> {
+    /// Nearest to one vector.
+    Nearest(V),
+    /// `average_vector`: the caller makes one query of the examples.
+    Average { positive: Vec<V>, negative: Vec<V> },
+    /// Scored against examples.
+    Examples(storage::Examples<V>),
+}
+
+/// Reads what `asked` names through `read`, with Qdrant's checks on the examples.
+fn read_query<V>(
+    asked: Asked,
+    read: &mut dyn FnMut(VectorInput) -> Result<V, ApiError>,
+) -> Result<ReadQuery<V>, ApiError> {
+    if example_count(&asked) > MAX_EXAMPLES {
+        return Err(bad(format!(
+            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
+        )));
+    }
+    fn pairs<V>(
+        read: &mut dyn FnMut(VectorInput) -> Result<V, ApiError>,
+        context: Vec<model::ContextPair>,
+    ) -> Result<Vec<storage::Pair<V>>, ApiError> {
+        context
+            .into_iter()
+            .map(|p| {
+                Ok(storage::Pair {
+                    positive: read(p.positive)?,
+                    negative: read(p.negative)?,
+                })
+            })
+            .collect()
+    }
+    Ok(match asked {
+        Asked::Nearest(input) => ReadQuery::Nearest(read(input)?),
+        Asked::Recommend {
+            positive,
+            negative,
+            strategy,
+        } => {
+            let positive = positive
+                .into_iter()
+                .map(&mut *read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let negative = negative
+                .into_iter()
+                .map(&mut *read)
+                .collect::<Result<Vec<_>, _>>()?;
+            let strategy = match strategy {
+                model::RecommendStrategy::AverageVector => {
+                    if positive.is_empty() {
+                        return Err(bad(
+                            "Wrong input: the average_vector strategy needs at least one positive example",
+                        ));
+                    }
+                    return Ok(ReadQuery::Average { positive, negative });
+                }
+                model::RecommendStrategy::BestScore => storage::RecommendStrategy::BestScore,
+                model::RecommendStrategy::SumScores => storage::RecommendStrategy::SumScores,
+            };
+            if positive.is_empty() && negative.is_empty() {
+                return Err(bad(
+                    "Wrong input: a recommendation needs at least one positive or negative example",
+                ));
+            }
+            ReadQuery::Examples(storage::Examples::Recommend {
+                positive,
+                negative,
+                strategy,
+            })
+        }
+        Asked::Discover { target, context } => {
+            let target = read(target)?;
+            let context = pairs(read, context)?;
+            ReadQuery::Examples(storage::Examples::Discover { target, context })
+        }
+        Asked::Context(context) => {
+            if context.is_empty() {
+                return Err(bad("Wrong input: a context query needs at least one pair"));
+            }
+            ReadQuery::Examples(storage::Examples::Context {
+                context: pairs(read, context)?,
+            })
+        }
+    })
+}
+
+/// A search of a sparse vector: by a sparse vector, by a point's (left out of the answer), or
+/// by examples of either kind; IDF applied to each when the vector has that modifier;
+/// `average_vector` becomes one sparse query.
+fn plan_sparse(
+    state: &AppState,
+    c: &Arc<Collection>,
+    parts: SearchParts,
+) -> Result<PlannedSearch, ApiError> {
+    let using = parts.using.clone();
+    let (rest, asked, lookup_from) = SparseRest::of(parts);
+    let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
+    let same = Arc::ptr_eq(&lookup, c);
+    let mut mentioned: Vec<PointId> = Vec::new();
+    let mut read = |input: VectorInput| -> Result<storage::SparseVector, ApiError> {
+        match input {
+            VectorInput::Sparse(v) => convert::sparse_vector(v, "query"),
+            VectorInput::Id(id) => {
+                let v = lookup
+                    .sparse_vector_of(id, &vector)?
+                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+                if same && !mentioned.contains(&id) {
+                    mentioned.push(id);
+                }
+                Ok(v)
+            }
+            VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
+                "{kind} inference is not supported; send a vector"
+            ))),
+            VectorInput::Multi(_) | VectorInput::Dense(_) => Err(bad(format!(
+                "Wrong input: `{using}` is a sparse vector: a query or example must be a sparse \
+                 vector ({{\"indices\": [..], \"values\": [..]}}) or a point id"
+            ))),
+        }
+    };
+    let query = match read_query(asked, &mut read)? {
+        ReadQuery::Nearest(q) => storage::Query::Sparse(c.sparse_query(&using, q)?),
+        ReadQuery::Average { positive, negative } => {
+            let q = storage::sparse::recommend_average(&positive, &negative);
+            storage::Query::Sparse(c.sparse_query(&using, q)?)
+        }
+        ReadQuery::Examples(examples) => {
+            storage::Query::SparseExamples(examples.try_map(|v| c.sparse_query(&using, v.clone()))?)
+        }
+    };
+    sparse_plan(using, query, rest, mentioned, same)
 }
 
 fn sparse_plan(
@@ -597,133 +693,6 @@ fn sparse_plan(
     })
 }
 
-/// Recommend, discover and context queries of a sparse vector: each example a sparse vector
-/// or a point's (left out of the answer), IDF applied to each when the vector has it;
-/// `average_vector` becomes one sparse query.
-fn plan_sparse_examples(
-    state: &AppState,
-    c: &Arc<Collection>,
-    using: String,
-    asked: Asked,
-    lookup_from: Option<model::LookupLocation>,
-    rest: SparseRest,
-) -> Result<PlannedSearch, ApiError> {
-    if example_count(&asked) > MAX_EXAMPLES {
-        return Err(bad(format!(
-            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
-        )));
-    }
-    let (lookup, vector) = match lookup_from {
-        None => (c.clone(), using.clone()),
-        Some(l) => {
-            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
-            let lookup = collection(state, &l.collection)?;
-            (lookup, l.vector.unwrap_or_else(|| using.clone()))
-        }
-    };
-    let same = Arc::ptr_eq(&lookup, c);
-    let mut mentioned: Vec<PointId> = Vec::new();
-    let mut read = |input: VectorInput| -> Result<storage::SparseVector, ApiError> {
-        match input {
-            VectorInput::Sparse(v) => convert::sparse_vector(v, "query"),
-            VectorInput::Id(id) => {
-                let v = lookup
-                    .sparse_vector_of(id, &vector)?
-                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
-                if same && !mentioned.contains(&id) {
-                    mentioned.push(id);
-                }
-                Ok(v)
-            }
-            VectorInput::Inference(kind) => Err(ApiError::not_implemented(format!(
-                "{kind} inference is not supported; send a vector"
-            ))),
-            VectorInput::Multi(_) | VectorInput::Dense(_) => Err(bad(format!(
-                "Wrong input: `{using}` is a sparse vector: examples must be sparse vectors or \
-                 point ids"
-            ))),
-        }
-    };
-    let pairs = |read: &mut dyn FnMut(VectorInput) -> Result<storage::SparseVector, ApiError>,
-                 context: Vec<model::ContextPair>|
-     -> Result<Vec<storage::Pair<storage::SparseVector>>, ApiError> {
-        context
-            .into_iter()
-            .map(|p| {
-                Ok(storage::Pair {
-                    positive: read(p.positive)?,
-                    negative: read(p.negative)?,
-                })
-            })
-            .collect()
-    };
-    let examples: storage::SparseExamples = match asked {
-        Asked::Recommend {
-            positive,
-            negative,
-            strategy,
-        } => {
-            let positive = positive
-                .into_iter()
-                .map(&mut read)
-                .collect::<Result<Vec<_>, _>>()?;
-            let negative = negative
-                .into_iter()
-                .map(&mut read)
-                .collect::<Result<Vec<_>, _>>()?;
-            let strategy = match strategy {
-                model::RecommendStrategy::AverageVector => {
-                    if positive.is_empty() {
-                        return Err(bad(
-                            "Wrong input: the average_vector strategy needs at least one positive example",
-                        ));
-                    }
-                    let q = storage::sparse::recommend_average(&positive, &negative);
-                    let q = c.sparse_query(&using, q)?;
-                    return sparse_plan(using, storage::Query::Sparse(q), rest, mentioned, same);
-                }
-                model::RecommendStrategy::BestScore => storage::RecommendStrategy::BestScore,
-                model::RecommendStrategy::SumScores => storage::RecommendStrategy::SumScores,
-            };
-            if positive.is_empty() && negative.is_empty() {
-                return Err(bad(
-                    "Wrong input: a recommendation needs at least one positive or negative example",
-                ));
-            }
-            storage::Examples::Recommend {
-                positive,
-                negative,
-                strategy,
-            }
-        }
-        Asked::Discover { target, context } => {
-            let target = read(target)?;
-            let context = pairs(&mut read, context)?;
-            storage::Examples::Discover { target, context }
-        }
-        Asked::Context(context) => {
-            if context.is_empty() {
-                return Err(bad("Wrong input: a context query needs at least one pair"));
-            }
-            let context = pairs(&mut read, context)?;
-            storage::Examples::Context { context }
-        }
-        Asked::Nearest(_) => {
-            return Err(bad(
-                "Wrong input: a nearest query has no examples to score against",
-            ))
-        }
-    };
-    let examples = examples.try_map(|v| c.sparse_query(&using, v.clone()))?;
-    sparse_plan(
-        using,
-        storage::Query::SparseExamples(examples),
-        rest,
-        mentioned,
-        same,
-    )
-}
-
 /// A search of a multivector: by a matrix (or one vector, as a matrix of one row), by the
 /// matrix of a point (left out of the answer), or by example matrices; `average_vector`
 /// becomes one query of every positive row and every negated negative row, as Qdrant's.
@@ -732,17 +701,8 @@ fn plan_multi(
     c: &Arc<Collection>,
     parts: SearchParts,
 ) -> Result<PlannedSearch, ApiError> {
-    let using = parts.using;
-    let asked = parts.asked;
-    let rest = SparseRest {
-        limit: parts.limit,
-        offset: parts.offset,
-        filter: parts.filter,
-        params: parts.params,
-        score_threshold: parts.score_threshold,
-        with_payload: parts.with_payload,
-        with_vector: parts.with_vector,
-    };
+    let using = parts.using.clone();
+    let (rest, asked, lookup_from) = SparseRest::of(parts);
     let (size, metric) = c
         .with_config(|cfg| {
             cfg.multivector(&using)
@@ -753,19 +713,7 @@ fn plan_multi(
                 "Wrong input: Not existing vector name error: {using}"
             ))
         })?;
-    if example_count(&asked) > MAX_EXAMPLES {
-        return Err(bad(format!(
-            "Validation error in JSON body: at most {MAX_EXAMPLES} examples in one query"
-        )));
-    }
-    let (lookup, vector) = match parts.lookup_from {
-        None => (c.clone(), using.clone()),
-        Some(l) => {
-            convert::refuse_if_set(&l.shard_key, "shard_key", "lookup_from")?;
-            let lookup = collection(state, &l.collection)?;
-            (lookup, l.vector.unwrap_or_else(|| using.clone()))
-        }
-    };
+    let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     let same = Arc::ptr_eq(&lookup, c);
     let mut mentioned: Vec<PointId> = Vec::new();
     let (mut query_rows, mut query_values) = (0usize, 0usize);
@@ -813,87 +761,17 @@ fn plan_multi(
         }
         Ok(m)
     };
-    let pairs = |read: &mut dyn FnMut(VectorInput) -> Result<storage::MultiVector, ApiError>,
-                 context: Vec<model::ContextPair>|
-     -> Result<Vec<storage::Pair<storage::MultiVector>>, ApiError> {
-        context
-            .into_iter()
-            .map(|p| {
-                Ok(storage::Pair {
-                    positive: read(p.positive)?,
-                    negative: read(p.negative)?,
-                })
-            })
-            .collect()
+    let query = match read_query(asked, &mut read)? {
+        ReadQuery::Nearest(q) => storage::Query::Multi(q),
+        // The examples' rows, bounded above.
+        ReadQuery::Average { positive, negative } => storage::Query::Multi(
+            storage::MultiVector::recommend_average(&positive, &negative),
+        ),
+        ReadQuery::Examples(examples) => storage::Query::MultiExamples(examples),
     };
-    let query = match asked {
-        Asked::Nearest(input) => storage::Query::Multi(read(input)?),
-        Asked::Recommend {
-            positive,
-            negative,
-            strategy,
-        } => {
-            let positive = positive
-                .into_iter()
-                .map(&mut read)
-                .collect::<Result<Vec<_>, _>>()?;
-            let negative = negative
-                .into_iter()
-                .map(&mut read)
-                .collect::<Result<Vec<_>, _>>()?;
-            let strategy = match strategy {
-                model::RecommendStrategy::AverageVector => {
-                    if positive.is_empty() {
-                        return Err(bad(
-                            "Wrong input: the average_vector strategy needs at least one positive example",
-                        ));
-                    }
-                    // The examples' rows, bounded above (MAX_MULTI_QUERY_ROWS).
-                    let q = storage::MultiVector::recommend_average(&positive, &negative);
-                    let q = storage::Query::Multi(q);
-                    return multi_plan(using, metric, q, rest, mentioned, same);
-                }
-                model::RecommendStrategy::BestScore => storage::RecommendStrategy::BestScore,
-                model::RecommendStrategy::SumScores => storage::RecommendStrategy::SumScores,
-            };
-            if positive.is_empty() && negative.is_empty() {
-                return Err(bad(
-                    "Wrong input: a recommendation needs at least one positive or negative example",
-                ));
-            }
-            storage::Query::MultiExamples(storage::Examples::Recommend {
-                positive,
-                negative,
-                strategy,
-            })
-        }
-        Asked::Discover { target, context } => {
-            let target = read(target)?;
-            let context = pairs(&mut read, context)?;
-            storage::Query::MultiExamples(storage::Examples::Discover { target, context })
-        }
-        Asked::Context(context) => {
-            if context.is_empty() {
-                return Err(bad("Wrong input: a context query needs at least one pair"));
-            }
-            let context = pairs(&mut read, context)?;
-            storage::Query::MultiExamples(storage::Examples::Context { context })
-        }
-    };
-    multi_plan(using, metric, query, rest, mentioned, same)
-}
-
-fn multi_plan(
-    using: String,
-    metric: quant::Metric,
-    query: storage::Query,
-    rest: SparseRest,
-    exclude: Vec<PointId>,
-    cacheable: bool,
-) -> Result<PlannedSearch, ApiError> {
     let nearest = matches!(query, storage::Query::Multi(_));
     let threshold = rest.score_threshold;
-    let mut plan = sparse_plan(using, query, rest, exclude, cacheable)?;
+    let mut plan = sparse_plan(using, query, rest, mentioned, same)?;
     // A matrix's hits carry the metric's distance for their score (the similarity sum
     // negated: the squared distance sum under Euclid), an example query's its negated score.
     if nearest {

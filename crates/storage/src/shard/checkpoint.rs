@@ -175,7 +175,7 @@ impl LocalShard {
             points.push(multi.len() as u8);
             for (name, m) in multi {
                 // At full width whatever the storage: the file does not depend on it.
-                let m = m.to_multi();
+                let m = m.widened();
                 points.extend_from_slice(&(name.len() as u16).to_le_bytes());
                 points.extend_from_slice(name.as_bytes());
                 points.extend_from_slice(&(m.dim() as u32).to_le_bytes());
