@@ -382,6 +382,7 @@ fn shard_settings(config: &CollectionConfig) -> ShardSettings {
         vectors: config.effective_vectors(),
         indexing_threshold: config.indexing_threshold_points(),
         max_segment_points: config.max_segment_points(),
+        segment_target: config.segment_target(),
         vacuum: config.vacuum_thresholds(),
         sparse: config.sparse_names(),
         multi: config

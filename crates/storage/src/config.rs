@@ -461,7 +461,8 @@ pub struct OptimizersConfigDiff {
     /// Fewest deleted points worth a rebuild (1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vacuum_min_vector_number: Option<usize>,
-    /// Qdrant's target segment count (accepted; each shard keeps one growing indexed segment).
+    /// Indexed segments per shard past which the optimizer merges the smallest (unset or 0:
+    /// one, the shard's growing graph).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_segment_number: Option<usize>,
     /// In KB of vectors: an indexed segment past this starts a new one.
@@ -888,6 +889,15 @@ impl CollectionConfig {
             None => 50_000_000,
             Some(kb) => (kb.saturating_mul(1024) / self.vector_bytes_per_point().max(1)).max(1),
         }
+    }
+
+    /// Indexed segments a shard keeps before merging (`default_segment_number`; 0 or unset: 1).
+    pub fn segment_target(&self) -> usize {
+        self.optimizers_config
+            .as_ref()
+            .and_then(|o| o.default_segment_number)
+            .unwrap_or(0)
+            .max(1)
     }
 
     /// Threads the optimizer builds with.

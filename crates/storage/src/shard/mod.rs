@@ -27,7 +27,7 @@ use crate::multi::{MultiVector, StoredMatrix};
 use crate::ops::{Operation, PointWrite};
 use crate::query::Query;
 use crate::segment::SegmentIndex;
-use crate::segment::{Rows, Segment, SegmentVectors};
+use crate::segment::{Rows, Segment, SegmentVectors, MIN_ROWS_TO_STAGE};
 use crate::sparse::{SparseIndex, SparseVector};
 use crate::wal::Wal;
 use crate::{Result, StorageError};
@@ -188,6 +188,9 @@ pub struct ShardSettings {
     pub indexing_threshold: Option<usize>,
     /// Rows an indexed segment grows to before a new one starts.
     pub max_segment_points: usize,
+    /// Indexed segments a shard keeps before the optimizer merges the smallest
+    /// (`default_segment_number`; 0 or unset: 1).
+    pub segment_target: usize,
     /// (fraction, minimum) of deleted rows that triggers a rebuild.
     pub vacuum: (f64, usize),
     /// The sparse vectors' names.
@@ -352,8 +355,8 @@ impl LocalShard {
             .sum()
     }
 
-    /// Whether the optimizer has work waiting (sealed segments, a due vacuum, or segments
-    /// built under settings a PATCH changed).
+    /// Whether the optimizer has work waiting (sealed segments, a due vacuum, segments built
+    /// under settings a PATCH changed, or segments to merge).
     pub fn needs_optimization(&self) -> bool {
         let st = self.state.read();
         st.segments
@@ -361,6 +364,7 @@ impl LocalShard {
             .any(|s| !s.is_indexed() && !Arc::ptr_eq(s, &st.active))
             || self.vacuum_candidate(&st).is_some()
             || self.stale_candidate(&st).is_some()
+            || self.merge_candidate(&st).is_some()
     }
 
     /// Bytes of vectors and codes the indexed segments hold, in RAM and memory-mapped.
@@ -461,7 +465,18 @@ impl LocalShard {
         ));
         st.next_segment_id += 1;
         st.segments.push(seg.clone());
-        st.active = seg;
+        let sealed = std::mem::replace(&mut st.active, seg);
+        // Inverted lists for the searches that meet the sealed segment before the optimizer
+        // indexes it, built off the write lock: during a bulk load segments seal faster than
+        // they are indexed, and each would otherwise be scanned whole by every search.
+        if sealed.row_count() >= MIN_ROWS_TO_STAGE {
+            let spawned = std::thread::Builder::new()
+                .name(format!("stage-{}", self.id))
+                .spawn(move || sealed.stage_sealed());
+            if let Err(e) = spawned {
+                tracing::warn!(shard = self.id, error = %e, "no thread to build a sealed segment's lists; it is scanned exactly");
+            }
+        }
     }
 
     /// Seals the appendable segment early when the shard already has an indexed segment and

@@ -26,9 +26,37 @@ impl LocalShard {
             .cloned()
     }
 
+    /// Two indexed segments to merge, as (source, target): when a shard holds more indexed
+    /// segments than `default_segment_number` asks (one when unset: the shard's one growing
+    /// graph), the one with the fewest live rows goes into the largest other whose rows it
+    /// still fits beside under `max_segment_size`. The source's live rows are inserted into
+    /// the target's graphs, as a sealed segment's are, so a merge costs the smaller side
+    /// only; vacuums, rebuilds for other settings and segments capped by size leave shards
+    /// with many small graphs otherwise, each walked by every search.
+    pub(super) fn merge_candidate(&self, st: &State) -> Option<(Arc<Segment>, Arc<Segment>)> {
+        let settings = self.settings();
+        let indexed: Vec<&Arc<Segment>> = st
+            .segments
+            .iter()
+            .filter(|s| s.is_indexed() && !built_otherwise(s, &settings.vectors))
+            .collect();
+        if indexed.len() <= settings.segment_target.max(1) {
+            return None;
+        }
+        let src = indexed.iter().min_by_key(|s| (s.live_count(), s.id))?;
+        let moving = src.live_count();
+        let target = indexed
+            .iter()
+            .filter(|t| !Arc::ptr_eq(t, src) && t.live_count() >= moving)
+            .filter(|t| t.row_count() + moving <= settings.max_segment_points)
+            .max_by_key(|t| (t.live_count(), std::cmp::Reverse(t.id)))?;
+        Some(((*src).clone(), (*target).clone()))
+    }
+
     /// Runs one optimizer step on `pool`: indexes the oldest sealed segment, or rebuilds an
-    /// indexed segment with too many deleted rows or built under other settings, and
-    /// checkpoints (`log` first). Returns whether there was work.
+    /// indexed segment with too many deleted rows or built under other settings, or merges a
+    /// small indexed segment into a larger one, and checkpoints (`log` first). Returns
+    /// whether there was work.
     pub fn optimize(&self, pool: &rayon::ThreadPool, log: &Wal) -> Result<bool> {
         let _one = self.optimizing.lock();
         let (src, target, fresh_id) = {
@@ -61,7 +89,10 @@ impl LocalShard {
                         st.next_segment_id += 1;
                         (src, None, Some(st.next_segment_id - 1))
                     }
-                    None => return Ok(false),
+                    None => match self.merge_candidate(&st) {
+                        Some((src, target)) => (src, Some(target), None),
+                        None => return Ok(false),
+                    },
                 },
             }
         };
@@ -98,13 +129,15 @@ impl LocalShard {
             rows.ids.extend(moving.iter().map(|&(_, id)| id));
             base
         };
-        pool.install(|| -> Result<()> {
-            for (c, graph) in graphs.iter().enumerate() {
-                graph.insert_batch(base, &vectors[c])?;
-                graph.finish_batch();
-            }
-            Ok(())
-        })?;
+        if !moving.is_empty() {
+            pool.install(|| -> Result<()> {
+                for (c, graph) in graphs.iter().enumerate() {
+                    graph.insert_batch(base, &vectors[c])?;
+                    graph.finish_batch();
+                }
+                Ok(())
+            })?;
+        }
         {
             let mut st = self.state.write();
             let mut moved = Vec::with_capacity(moving.len());

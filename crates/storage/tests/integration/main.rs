@@ -4,6 +4,7 @@ mod filter_cache;
 mod fixtures;
 mod multi;
 mod power_loss;
+mod segments;
 mod sparse;
 mod vector_names;
 mod wal;

@@ -1,0 +1,143 @@
+//! How a shard's segments evolve under the optimizer: small indexed segments (left by vacuums
+//! of segments capped by `max_segment_size`) merge into larger ones while searches go on,
+//! without a point ever missing or doubled, with every vector and payload kept, and the merged
+//! layout survives a restart. A control collection with a high `default_segment_number`
+//! keeps its segments apart, so the test fails if nothing merges.
+
+use crate::collection::{brute_force, fill, ids, open, request, Model, DIM};
+use index_core::PointId;
+use payload::PayloadSelector;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::HashSet;
+use storage::{Collection, CollectionConfig, PointSelector, Update, VectorSelector};
+
+/// One shard; appendable segments seal at 224 points (7 KB of vectors), indexed ones stop
+/// growing at 608 (19 KB), and
+/// a segment with a fifth of its rows deleted (50 at least) is rebuilt.
+fn capped(segment_target: usize) -> CollectionConfig {
+    let kb = |points: usize| (points * DIM * 4).div_ceil(1024);
+    CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": "Euclid"},
+        "hnsw_config": {"m": 16, "ef_construct": 64, "full_scan_threshold": 1},
+        "optimizers_config": {
+            "indexing_threshold": kb(200),
+            "max_segment_size": kb(600),
+            "default_segment_number": segment_target,
+            "deleted_threshold": 0.2,
+            "vacuum_min_vector_number": 50,
+            "flush_interval_sec": 1,
+        },
+    }))
+    .unwrap()
+}
+
+/// Fills 3,000 points, indexes them (five full segments), then deletes 70% of the points of
+/// four segments' worth of ids, so that vacuums leave small segments behind.
+fn churned(c: &Collection, rng: &mut StdRng) -> Model {
+    let mut model = Model::new();
+    fill(c, rng, &mut model, 0, 3_000, 200);
+    c.optimize_now().unwrap();
+    let gone: Vec<PointId> = (0..2_400u64)
+        .filter(|i| i % 10 < 7)
+        .map(PointId::Num)
+        .collect();
+    c.update(Update::Delete(PointSelector::Ids(gone.clone())), true)
+        .unwrap();
+    for id in &gone {
+        model.remove(id);
+    }
+    model
+}
+
+fn check_points(c: &Collection, model: &Model) {
+    assert_eq!(c.count(None), model.len());
+    let all: Vec<PointId> = model.keys().copied().collect();
+    let got = c.retrieve(&all, &PayloadSelector::All, &VectorSelector::All);
+    assert_eq!(got.len(), model.len());
+    for r in got {
+        let (v, p) = &model[&r.id];
+        let vectors = r.vectors.unwrap();
+        assert_eq!(&vectors[0].1, v, "vector of {:?}", r.id);
+        assert_eq!(r.payload.as_ref(), Some(p), "payload of {:?}", r.id);
+    }
+}
+
+#[test]
+fn small_indexed_segments_merge_without_a_point_missing_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut rng = StdRng::seed_from_u64(21);
+    let control = store.create("apart", capped(100)).unwrap();
+    let model = churned(&control, &mut StdRng::seed_from_u64(21));
+    control.optimize_now().unwrap();
+    let apart = control.stats().segments;
+    eprintln!("kept apart: {:?}", control.stats());
+    check_points(&control, &model);
+
+    let c = store.create("merged", capped(1)).unwrap();
+    let churned_model = churned(&c, &mut rng);
+    assert_eq!(churned_model, model, "the same points in both collections");
+    let queries: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let truths: Vec<Vec<PointId>> = queries
+        .iter()
+        .map(|q| brute_force(&model, quant::Metric::Euclidean, q, 10, None))
+        .collect();
+    // Vacuums and merges run while exact searches check that no point is missing or doubled.
+    std::thread::scope(|s| {
+        let optimizer = s.spawn(|| c.optimize_now().unwrap());
+        let mut rounds = 0;
+        while !optimizer.is_finished() || rounds < 3 {
+            for (q, truth) in queries.iter().zip(&truths) {
+                let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
+                assert_eq!(&ids(&hits), truth, "a point missing or twice during merges");
+            }
+            assert_eq!(c.count(None), model.len());
+            rounds += 1;
+        }
+    });
+    let merged = c.stats();
+    eprintln!("merged: {merged:?}");
+    assert!(!merged.optimizing, "{merged:?}");
+    // Apart: five capped segments, four of them shrunk to 180 live points by vacuums, and the
+    // appendable one. Merged: 180 + 180 + 180 fit in 600, and so on.
+    assert!(
+        merged.segments < apart,
+        "{} segments after merges, {apart} kept apart",
+        merged.segments
+    );
+    assert!(merged.segments <= 4, "{merged:?}");
+    // Everything but the appendable tail (less than one indexing threshold) is indexed.
+    assert!(merged.indexed_points + 224 >= model.len(), "{merged:?}");
+    check_points(&c, &model);
+    let mut hits = 0;
+    for (q, truth) in queries.iter().zip(&truths) {
+        let got = c.search(&request(q.clone(), 10, false, None)).unwrap();
+        let got: Vec<PointId> = ids(&got);
+        assert_eq!(
+            got.iter().collect::<HashSet<_>>().len(),
+            got.len(),
+            "a point returned twice"
+        );
+        hits += truth.iter().filter(|id| got.contains(id)).count();
+    }
+    assert!(hits >= 190, "recall@10 over the merged graphs {hits}/200");
+
+    // The merged layout is what a restart finds.
+    store.close().unwrap();
+    drop(c);
+    drop(control);
+    drop(store);
+    let store = open(dir.path());
+    let c = store.get("merged").unwrap();
+    assert_eq!(c.stats().segments, merged.segments);
+    check_points(&c, &model);
+    for (q, truth) in queries.iter().zip(&truths) {
+        let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
+        assert_eq!(&ids(&hits), truth);
+    }
+    store.close().unwrap();
+}
