@@ -108,11 +108,53 @@ impl Metric {
     }
 }
 
-/// Scales `v` to unit L2 norm; leaves a zero vector as it is.
+/// Scales `v` to unit L2 norm; leaves a zero vector as it is, and a vector whose norm is 1
+/// to rounding. The last makes normalising idempotent: layers that each prepare a vector (a
+/// shard, then its index) would otherwise move an already unit vector by an ulp or two, and a
+/// point's stored vector would change when the optimizer moves it into a graph.
 pub fn normalize(v: &mut [f32]) {
     let norm_sq = crate::kernels::kernels().dot_f32(v, v);
+    // The squared norm of a normalised vector, summed in f32, is 1 to within a few ulps per
+    // partial sum; 1e-6 covers thousands of dimensions and leaves any real rescaling alone.
+    if (norm_sq - 1.0).abs() <= 1e-6 {
+        return;
+    }
     if norm_sq > 0.0 && norm_sq.is_finite() {
         let inv = 1.0 / norm_sq.sqrt();
         v.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut moved = 0;
+        for dim in [3, 8, 50, 384, 1536] {
+            for _ in 0..200 {
+                let mut v: Vec<f32> = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+                normalize(&mut v);
+                let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-5, "dim {dim}: norm {norm}");
+                let mut again = v.clone();
+                normalize(&mut again);
+                assert_eq!(again, v, "dim {dim}");
+                // A unit vector scaled by 1.01 is normalised again, not left alone.
+                let mut scaled: Vec<f32> = v.iter().map(|x| x * 1.01).collect();
+                normalize(&mut scaled);
+                moved += usize::from(scaled != v.iter().map(|x| x * 1.01).collect::<Vec<_>>());
+                let norm: f32 = scaled.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-5);
+            }
+        }
+        assert_eq!(moved, 1000);
+        let mut zero = vec![0.0f32; 8];
+        normalize(&mut zero);
+        assert_eq!(zero, vec![0.0; 8]);
     }
 }

@@ -330,6 +330,8 @@ pub struct CollectionStats {
     pub wal_bytes: u64,
     /// Bytes of vectors and codes held by indexed segments (RAM and memory-mapped).
     pub index_vector_bytes: usize,
+    /// The part of `index_vector_bytes` served from file maps (`on_disk` vectors).
+    pub index_vector_bytes_on_disk: usize,
 }
 
 struct Background {
@@ -1139,6 +1141,11 @@ impl Collection {
     pub fn stats(&self) -> CollectionStats {
         let busy = self.optimizing.load(Ordering::Acquire)
             || self.shards.iter().any(|s| s.needs_optimization());
+        let (ram, disk) = self
+            .shards
+            .iter()
+            .map(|s| s.index_vector_bytes_split())
+            .fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
         CollectionStats {
             points: self.shards.iter().map(|s| s.len()).sum(),
             indexed_points: self.shards.iter().map(|s| s.indexed_points()).sum(),
@@ -1146,7 +1153,8 @@ impl Collection {
             optimizing: busy,
             optimizer_error: self.optimizer_error.lock().clone(),
             wal_bytes: self.wal.size_bytes(),
-            index_vector_bytes: self.shards.iter().map(|s| s.index_vector_bytes()).sum(),
+            index_vector_bytes: ram + disk,
+            index_vector_bytes_on_disk: disk,
         }
     }
 

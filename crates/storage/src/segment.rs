@@ -149,6 +149,11 @@ impl StagingIvf {
             // A narrow filter never reaches the lists (the segment scans its rows instead),
             // so the lists always probe as planned.
             full_scan_threshold: 0,
+            // A rough partition is enough when 15% of it is probed and the best candidates
+            // re-ranked: a short k-means on a sample keeps the build cheap beside the upload
+            // that seals segments (a quarter of FAISS's default work).
+            kmeans_iterations: 5,
+            max_points_per_list: 128,
             ..IvfConfig::default()
         };
         let mut ivf = IvfIndex::new(column.dim, column.metric, config).ok()?;
@@ -302,6 +307,16 @@ impl SegmentIndex {
     pub(crate) fn finish_batch(&self) {
         if let SegmentIndex::Hnsw(g) = self {
             g.link_unreachable();
+        }
+    }
+
+    /// Whether loading this index from its file with `vectors_on_disk` serves full vectors
+    /// from the file map: HNSW over codes (the full vectors are its re-scoring copy) and IVF
+    /// (which keeps them by offset). An `f32` graph walks its vectors and keeps them in RAM.
+    pub(crate) fn maps_full_vectors(&self) -> bool {
+        match self {
+            SegmentIndex::Hnsw(g) => g.config().storage.is_quantized(),
+            SegmentIndex::Ivf(i) => i.config().keeps_full_vectors(),
         }
     }
 
@@ -486,6 +501,30 @@ impl Segment {
             vectors: SegmentVectors::Indexed {
                 graphs,
                 generation: AtomicU64::new(generation),
+                saved_rows: AtomicUsize::new(saved_rows.load(Ordering::Acquire)),
+            },
+            staging: RwLock::default(),
+        }
+    }
+
+    /// This indexed segment over other graphs (the same rows, generation and saved rows): a
+    /// graph reloaded from its file to serve its vectors from the file map. The caller holds
+    /// the shard's write lock, so the rows copied are current.
+    pub(crate) fn with_graphs(&self, graphs: Vec<Arc<SegmentIndex>>) -> Segment {
+        let SegmentVectors::Indexed {
+            generation,
+            saved_rows,
+            ..
+        } = &self.vectors
+        else {
+            unreachable!("only indexed segments have graphs");
+        };
+        Segment {
+            id: self.id,
+            rows: RwLock::new(self.rows.read().clone()),
+            vectors: SegmentVectors::Indexed {
+                graphs,
+                generation: AtomicU64::new(generation.load(Ordering::Acquire)),
                 saved_rows: AtomicUsize::new(saved_rows.load(Ordering::Acquire)),
             },
             staging: RwLock::default(),

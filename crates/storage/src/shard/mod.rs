@@ -367,26 +367,25 @@ impl LocalShard {
             || self.merge_candidate(&st).is_some()
     }
 
-    /// Bytes of vectors and codes the indexed segments hold, in RAM and memory-mapped.
-    pub fn index_vector_bytes(&self) -> usize {
+    /// Bytes of vectors and codes the indexed segments hold: (in RAM, in file maps).
+    pub fn index_vector_bytes_split(&self) -> (usize, usize) {
         use index_core::VectorIndex;
         let st = self.state.read();
         st.segments
             .iter()
-            .map(|s| match &s.vectors {
-                SegmentVectors::Indexed { graphs, .. } => graphs
-                    .iter()
-                    .map(|g| {
-                        let m = match &**g {
-                            SegmentIndex::Hnsw(h) => h.memory_usage(),
-                            SegmentIndex::Ivf(i) => i.memory_usage(),
-                        };
-                        m.vector_bytes + m.vector_bytes_on_disk
-                    })
-                    .sum(),
-                SegmentVectors::Plain(_) => 0,
+            .filter_map(|s| match &s.vectors {
+                SegmentVectors::Indexed { graphs, .. } => Some(graphs),
+                SegmentVectors::Plain(_) => None,
             })
-            .sum()
+            .flatten()
+            .map(|g| {
+                let m = match &**g {
+                    SegmentIndex::Hnsw(h) => h.memory_usage(),
+                    SegmentIndex::Ivf(i) => i.memory_usage(),
+                };
+                (m.vector_bytes, m.vector_bytes_on_disk)
+            })
+            .fold((0, 0), |(r, d), (a, b)| (r + a, d + b))
     }
 
     /// The column of vector `name` as a request names it: hidden columns are nobody's.

@@ -179,6 +179,7 @@ impl LocalShard {
         let unsaved = target.row_count() - target.saved_rows();
         if unsaved * 2 >= target.saved_rows().max(1) {
             self.save_graphs(&target)?;
+            self.map_on_disk(&target)?;
         }
         // The move changed the state without a new operation: checkpoint regardless.
         self.write_checkpoint(true, log)?;
@@ -219,6 +220,52 @@ impl LocalShard {
             self.save_graphs(s)?;
         }
         self.write_checkpoint(true, log).map(|_| ())
+    }
+
+    /// Serves the full vectors of `segment`'s columns configured `on_disk` from the graph
+    /// files just written, as a restart would: each such graph is loaded again from its file
+    /// with its vectors left in the file map, and the segment is replaced by one over the
+    /// loaded graphs under the write lock (searches hold the old one until they finish; its
+    /// memory goes with the last). Without this, vectors asked to be on disk stayed in RAM
+    /// until the next restart. Called by the optimizer only (no insert runs meanwhile), after
+    /// `save_graphs`, so the files hold every row of the graphs.
+    pub(super) fn map_on_disk(&self, segment: &Arc<Segment>) -> Result<()> {
+        let settings = self.settings();
+        let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {
+            return Ok(());
+        };
+        let generation = segment.generation();
+        let mut mapped = false;
+        let mut loaded = Vec::with_capacity(graphs.len());
+        for (c, graph) in graphs.iter().enumerate() {
+            let Some(v) = settings.vectors.get(c) else {
+                return Ok(());
+            };
+            if v.on_disk && graph.maps_full_vectors() {
+                let file = self.graph_path(segment.id, generation, c);
+                let graph = SegmentIndex::load(&file, v.ivf.is_some(), true)
+                    .map_err(|e| StorageError::corrupt(&file, e.to_string()))?;
+                loaded.push(Arc::new(graph));
+                mapped = true;
+            } else {
+                loaded.push(graph.clone());
+            }
+        }
+        if !mapped {
+            return Ok(());
+        }
+        let mut st = self.state.write();
+        let Some(at) = st.segments.iter().position(|s| Arc::ptr_eq(s, segment)) else {
+            return Ok(());
+        };
+        let replacement = Arc::new(segment.with_graphs(loaded));
+        st.segments[at] = replacement.clone();
+        for e in st.points.values_mut() {
+            if Arc::ptr_eq(&e.seg, segment) {
+                e.seg = replacement.clone();
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {
