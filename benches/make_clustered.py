@@ -22,6 +22,7 @@ import numpy as np
 LATENT = 128
 CENTRES = 1000
 K = 100
+CHUNK = 1_000_000
 
 
 def write_vecs(path, arr):
@@ -55,13 +56,24 @@ def main():
     fixed = np.random.default_rng(args.seed)
     mapping = (fixed.standard_normal((LATENT, args.dim)) / np.sqrt(LATENT)).astype(np.float32)
     centres = fixed.uniform(-1, 1, (CENTRES, LATENT)).astype(np.float32)
-    base = draw(np.random.default_rng(args.seed + 1), args.n, args.dim, centres, mapping, 0.8)
+    rng = np.random.default_rng(args.seed + 1)
+    if args.n <= CHUNK:
+        base = draw(rng, args.n, args.dim, centres, mapping, 0.8)
+    else:
+        # Past a million points, drawn a million at a time (the latent draw alone would take
+        # 512 bytes a point at once); sets up to a million are the same as before.
+        base = np.empty((args.n, args.dim), dtype=np.float32)
+        for start in range(0, args.n, CHUNK):
+            rows = min(CHUNK, args.n - start)
+            base[start:start + rows] = draw(rng, rows, args.dim, centres, mapping, 0.8)
     queries = draw(np.random.default_rng(args.seed + 2), args.nq, args.dim, centres, mapping, 0.8)
 
     ids = np.empty((args.nq, K), dtype=np.int32)
     scores = np.empty((args.nq, K), dtype=np.float32)
-    for start in range(0, args.nq, 100):
-        q = queries[start:start + 100]
+    # Score blocks of queries against the whole base: at most about 400 MB of scores at once.
+    block = max(1, min(100, 100_000_000 // args.n))
+    for start in range(0, args.nq, block):
+        q = queries[start:start + block]
         s = q @ base.T
         top = np.argpartition(-s, K, axis=1)[:, :K]
         for r in range(q.shape[0]):

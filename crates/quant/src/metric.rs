@@ -112,16 +112,21 @@ impl Metric {
 /// to rounding. The last makes normalising idempotent: layers that each prepare a vector (a
 /// shard, then its index) would otherwise move an already unit vector by an ulp or two, and a
 /// point's stored vector would change when the optimizer moves it into a graph.
+///
+/// The norm is summed in `f64`, in order, and the scaling done in `f64`: the products of two
+/// `f32`s are exact there, so the decision and the result are the same on every machine and
+/// instruction set (a SIMD kernel's partial sums would round differently from the scalar
+/// fallback's, and change stored vectors, at high dimension).
 pub fn normalize(v: &mut [f32]) {
-    let norm_sq = crate::kernels::kernels().dot_f32(v, v);
-    // The squared norm of a normalised vector, summed in f32, is 1 to within a few ulps per
-    // partial sum; 1e-6 covers thousands of dimensions and leaves any real rescaling alone.
+    let norm_sq: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    // A normalised vector's squared norm is 1 to within a few `f32` ulps; 1e-6 (as Qdrant)
+    // leaves any real rescaling to be done.
     if (norm_sq - 1.0).abs() <= 1e-6 {
         return;
     }
     if norm_sq > 0.0 && norm_sq.is_finite() {
         let inv = 1.0 / norm_sq.sqrt();
-        v.iter_mut().for_each(|x| *x *= inv);
+        v.iter_mut().for_each(|x| *x = (f64::from(*x) * inv) as f32);
     }
 }
 

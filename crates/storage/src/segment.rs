@@ -310,13 +310,16 @@ impl SegmentIndex {
         }
     }
 
-    /// Whether loading this index from its file with `vectors_on_disk` serves full vectors
-    /// from the file map: HNSW over codes (the full vectors are its re-scoring copy) and IVF
-    /// (which keeps them by offset). An `f32` graph walks its vectors and keeps them in RAM.
+    /// Whether loading this index from its file with `vectors_on_disk` moves its full
+    /// vectors to the file map for good: an HNSW over codes (the full vectors are its
+    /// re-scoring copy; rows added later go to RAM beside the mapped ones). Not an `f32` graph,
+    /// which walks its vectors and keeps them in RAM, nor IVF, whose next insert copies every
+    /// mapped vector back into RAM (`index_ivf`'s full-vector store): its vectors are mapped
+    /// from the next start.
     pub(crate) fn maps_full_vectors(&self) -> bool {
         match self {
             SegmentIndex::Hnsw(g) => g.config().storage.is_quantized(),
-            SegmentIndex::Ivf(i) => i.config().keeps_full_vectors(),
+            SegmentIndex::Ivf(_) => false,
         }
     }
 
@@ -508,9 +511,10 @@ impl Segment {
     }
 
     /// This indexed segment over other graphs (the same rows, generation and saved rows): a
-    /// graph reloaded from its file to serve its vectors from the file map. The caller holds
-    /// the shard's write lock, so the rows copied are current.
-    pub(crate) fn with_graphs(&self, graphs: Vec<Arc<SegmentIndex>>) -> Segment {
+    /// graph reloaded from its file to serve its vectors from the file map. Takes the rows out
+    /// of `self` rather than copying them: the caller holds the shard's write lock (so no
+    /// reader is looking) and replaces `self` everywhere with the result.
+    pub(crate) fn moved_to_graphs(&self, graphs: Vec<Arc<SegmentIndex>>) -> Segment {
         let SegmentVectors::Indexed {
             generation,
             saved_rows,
@@ -521,7 +525,7 @@ impl Segment {
         };
         Segment {
             id: self.id,
-            rows: RwLock::new(self.rows.read().clone()),
+            rows: RwLock::new(std::mem::take(&mut *self.rows.write())),
             vectors: SegmentVectors::Indexed {
                 graphs,
                 generation: AtomicU64::new(generation.load(Ordering::Acquire)),

@@ -179,7 +179,7 @@ impl LocalShard {
         let unsaved = target.row_count() - target.saved_rows();
         if unsaved * 2 >= target.saved_rows().max(1) {
             self.save_graphs(&target)?;
-            self.map_on_disk(&target)?;
+            self.map_on_disk(&target);
         }
         // The move changed the state without a new operation: checkpoint regardless.
         self.write_checkpoint(true, log)?;
@@ -225,47 +225,58 @@ impl LocalShard {
     /// Serves the full vectors of `segment`'s columns configured `on_disk` from the graph
     /// files just written, as a restart would: each such graph is loaded again from its file
     /// with its vectors left in the file map, and the segment is replaced by one over the
-    /// loaded graphs under the write lock (searches hold the old one until they finish; its
-    /// memory goes with the last). Without this, vectors asked to be on disk stayed in RAM
-    /// until the next restart. Called by the optimizer only (no insert runs meanwhile), after
-    /// `save_graphs`, so the files hold every row of the graphs.
-    pub(super) fn map_on_disk(&self, segment: &Arc<Segment>) -> Result<()> {
+    /// loaded graphs under the write lock (which waits for the searches using the old one).
+    /// Without this, vectors asked to be on disk stayed in RAM until the next restart. Called
+    /// by the optimizer only (no insert runs meanwhile), after `save_graphs`, so the files hold
+    /// every row of the graphs. A file that cannot be loaded back leaves the graphs in RAM,
+    /// with a warning: nothing is wrong with the data.
+    pub(super) fn map_on_disk(&self, segment: &Arc<Segment>) {
         let settings = self.settings();
         let SegmentVectors::Indexed { graphs, .. } = &segment.vectors else {
-            return Ok(());
+            return;
         };
         let generation = segment.generation();
         let mut mapped = false;
         let mut loaded = Vec::with_capacity(graphs.len());
         for (c, graph) in graphs.iter().enumerate() {
             let Some(v) = settings.vectors.get(c) else {
-                return Ok(());
+                return;
             };
             if v.on_disk && graph.maps_full_vectors() {
                 let file = self.graph_path(segment.id, generation, c);
-                let graph = SegmentIndex::load(&file, v.ivf.is_some(), true)
-                    .map_err(|e| StorageError::corrupt(&file, e.to_string()))?;
-                loaded.push(Arc::new(graph));
-                mapped = true;
+                match SegmentIndex::load(&file, false, true) {
+                    Ok(graph) => {
+                        loaded.push(Arc::new(graph));
+                        mapped = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            shard = self.id,
+                            file = %file.display(),
+                            error = %e,
+                            "the graph's vectors stay in RAM: its file could not be mapped"
+                        );
+                        return;
+                    }
+                }
             } else {
                 loaded.push(graph.clone());
             }
         }
         if !mapped {
-            return Ok(());
+            return;
         }
         let mut st = self.state.write();
         let Some(at) = st.segments.iter().position(|s| Arc::ptr_eq(s, segment)) else {
-            return Ok(());
+            return;
         };
-        let replacement = Arc::new(segment.with_graphs(loaded));
+        let replacement = Arc::new(segment.moved_to_graphs(loaded));
         st.segments[at] = replacement.clone();
         for e in st.points.values_mut() {
             if Arc::ptr_eq(&e.seg, segment) {
                 e.seg = replacement.clone();
             }
         }
-        Ok(())
     }
 
     pub(super) fn new_graphs(&self, vectors: &[ColumnCopy]) -> Result<Vec<SegmentIndex>> {
