@@ -608,11 +608,11 @@ impl Segment {
 
     /// Gives each column of a sealed appendable segment inverted lists over its rows, for the
     /// searches that meet it before the optimizer has indexed it (see [`StagingIvf`]).
-    /// Copies the columns under a short read lock and builds with no lock of the segment held
-    /// (on the calling thread: not on a pool that searches could be waiting on), so searches,
-    /// writes and a re-layout go on meanwhile; lists built from a layout a re-layout has
-    /// replaced are dropped. Nothing to do for a segment below [`MIN_ROWS_TO_STAGE`] rows, or
-    /// one already staged.
+    /// Copies the columns under a short read lock and builds with no lock of the segment held,
+    /// so searches, writes and a re-layout go on meanwhile; lists built from a layout a
+    /// re-layout has replaced are dropped. The build's parallel parts run on the current
+    /// rayon pool: the caller picks one no search waits on. Nothing to do for a segment below
+    /// [`MIN_ROWS_TO_STAGE`] rows, or one already staged.
     pub(crate) fn stage_sealed(&self) {
         let SegmentVectors::Plain(columns) = &self.vectors else {
             return;
@@ -639,15 +639,10 @@ impl Segment {
                 })
             })
             .collect();
-        let Ok(one_thread) = rayon::ThreadPoolBuilder::new().num_threads(1).build() else {
-            return;
-        };
-        let built: Vec<Option<Arc<StagingIvf>>> = one_thread.install(|| {
-            copies
-                .iter()
-                .map(|c| c.as_ref().and_then(StagingIvf::of).map(Arc::new))
-                .collect()
-        });
+        let built: Vec<Option<Arc<StagingIvf>>> = copies
+            .iter()
+            .map(|c| c.as_ref().and_then(StagingIvf::of).map(Arc::new))
+            .collect();
         drop(copies);
         if built.iter().all(Option::is_none) {
             return;

@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 const STATE_MAGIC: &[u8; 8] = b"VRSHARD\0";
 const STATE_VERSION: u32 = 4;
@@ -225,6 +225,8 @@ pub struct LocalShard {
     optimizing: Mutex<()>,
     /// Serialises checkpoints with the optimizer's file writes.
     files: Mutex<()>,
+    /// Sealed segments for the staging thread to build lists for (started with the first).
+    stager: Mutex<Option<std::sync::mpsc::Sender<Weak<Segment>>>>,
 }
 
 struct View<'a> {
@@ -303,6 +305,7 @@ impl LocalShard {
             settings: RwLock::new(Arc::new(settings)),
             optimizing: Mutex::new(()),
             files: Mutex::new(()),
+            stager: Mutex::new(None),
         };
         let path = dir.join(STATE_FILE);
         if path.exists() {
@@ -469,12 +472,51 @@ impl LocalShard {
         // indexes it, built off the write lock: during a bulk load segments seal faster than
         // they are indexed, and each would otherwise be scanned whole by every search.
         if sealed.row_count() >= MIN_ROWS_TO_STAGE {
-            let spawned = std::thread::Builder::new()
-                .name(format!("stage-{}", self.id))
-                .spawn(move || sealed.stage_sealed());
-            if let Err(e) = spawned {
-                tracing::warn!(shard = self.id, error = %e, "no thread to build a sealed segment's lists; it is scanned exactly");
+            self.stage(&sealed);
+        }
+    }
+
+    /// Hands a sealed segment to the shard's staging thread, started on first use: one
+    /// long-lived thread builds every list of the shard in turn (a thread per seal had each
+    /// start an allocator arena of its own, and the memory they freed stayed with them). The
+    /// queue holds weak references, so a segment the optimizer has indexed meanwhile is
+    /// skipped; the thread ends when the shard is dropped.
+    fn stage(&self, sealed: &Arc<Segment>) {
+        let mut stager = self.stager.lock();
+        if let Some(tx) = stager.as_ref() {
+            if tx.send(Arc::downgrade(sealed)).is_ok() {
+                return;
             }
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Weak<Segment>>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("stage-{}", self.id))
+            .spawn(move || {
+                // The lists' k-means and encoding run on this pool of one thread: never on a
+                // pool that searches may be waiting on.
+                let Ok(pool) = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(|_| "stage-build".into())
+                    .build()
+                else {
+                    return;
+                };
+                while let Ok(segment) = rx.recv() {
+                    if let Some(segment) = segment.upgrade() {
+                        pool.install(|| segment.stage_sealed());
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = tx.send(Arc::downgrade(sealed));
+                *stager = Some(tx);
+            }
+            Err(e) => tracing::warn!(
+                shard = self.id,
+                error = %e,
+                "no thread to build a sealed segment's lists; it is scanned exactly"
+            ),
         }
     }
 
