@@ -477,10 +477,10 @@ impl LocalShard {
     }
 
     /// Hands a sealed segment to the shard's staging thread, started on first use: one
-    /// long-lived thread builds every list of the shard in turn (a thread per seal had each
-    /// start an allocator arena of its own, and the memory they freed stayed with them). The
-    /// queue holds weak references, so a segment the optimizer has indexed meanwhile is
-    /// skipped; the thread ends when the shard is dropped.
+    /// long-lived thread builds every list of the shard in turn, rather than a thread and a
+    /// pool started for every seal, and builds never compete with each other for the cores
+    /// the upload and the optimizer use. The queue holds weak references, so a segment the
+    /// optimizer has indexed meanwhile is skipped; the thread ends when the shard is dropped.
     fn stage(&self, sealed: &Arc<Segment>) {
         let mut stager = self.stager.lock();
         if let Some(tx) = stager.as_ref() {
