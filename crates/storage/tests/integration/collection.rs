@@ -193,6 +193,33 @@ fn exact_search_over_appendable_sealed_and_indexed_segments_equals_brute_force()
     store.close().unwrap();
 }
 
+/// Runs the optimizer to the end while exact searches for `queries` check every answer
+/// against `truths` and the count against `points` (at least three rounds): a point missing
+/// or seen twice while segments move fails it.
+pub(crate) fn optimize_while_searching(
+    c: &Collection,
+    queries: &[Vec<f32>],
+    truths: &[Vec<PointId>],
+    points: usize,
+) {
+    std::thread::scope(|s| {
+        let optimizer = s.spawn(|| c.optimize_now().unwrap());
+        let mut rounds = 0;
+        while !optimizer.is_finished() || rounds < 3 {
+            for (q, truth) in queries.iter().zip(truths) {
+                let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
+                assert_eq!(
+                    &ids(&hits),
+                    truth,
+                    "a search during optimization saw a point missing or twice"
+                );
+                assert_eq!(c.count(None), points);
+            }
+            rounds += 1;
+        }
+    });
+}
+
 #[test]
 fn searches_during_optimization_never_miss_or_repeat_a_point() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,22 +235,7 @@ fn searches_during_optimization_never_miss_or_repeat_a_point() {
         .iter()
         .map(|q| brute_force(&model, quant::Metric::Euclidean, q, 10, None))
         .collect();
-    std::thread::scope(|s| {
-        let optimizer = s.spawn(|| c.optimize_now().unwrap());
-        let mut rounds = 0;
-        while !optimizer.is_finished() || rounds < 3 {
-            for (q, truth) in queries.iter().zip(&truths) {
-                let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
-                assert_eq!(
-                    &ids(&hits),
-                    truth,
-                    "a search during optimization saw a point missing or twice"
-                );
-                assert_eq!(c.count(None), 2000);
-            }
-            rounds += 1;
-        }
-    });
+    optimize_while_searching(&c, &queries, &truths, 2000);
     assert!(!c.stats().optimizing);
     store.close().unwrap();
 }

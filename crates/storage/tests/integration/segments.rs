@@ -6,7 +6,9 @@
 //! `on_disk` move to the file map when their segment's files are written, not at the next
 //! restart (a control collection in RAM has the same bytes, none of them mapped).
 
-use crate::collection::{brute_force, fill, ids, open, request, Model, DIM};
+use crate::collection::{
+    brute_force, fill, ids, open, optimize_while_searching, request, Model, DIM,
+};
 use index_core::PointId;
 use payload::PayloadSelector;
 use rand::rngs::StdRng;
@@ -89,18 +91,7 @@ fn small_indexed_segments_merge_without_a_point_missing_or_doubled() {
         .map(|q| brute_force(&model, quant::Metric::Euclidean, q, 10, None))
         .collect();
     // Vacuums and merges run while exact searches check that no point is missing or doubled.
-    std::thread::scope(|s| {
-        let optimizer = s.spawn(|| c.optimize_now().unwrap());
-        let mut rounds = 0;
-        while !optimizer.is_finished() || rounds < 3 {
-            for (q, truth) in queries.iter().zip(&truths) {
-                let hits = c.search(&request(q.clone(), 10, true, None)).unwrap();
-                assert_eq!(&ids(&hits), truth, "a point missing or twice during merges");
-            }
-            assert_eq!(c.count(None), model.len());
-            rounds += 1;
-        }
-    });
+    optimize_while_searching(&c, &queries, &truths, model.len());
     let merged = c.stats();
     eprintln!("merged: {merged:?}");
     assert!(!merged.optimizing, "{merged:?}");
