@@ -1377,6 +1377,12 @@ impl Collection {
         let mut worked = false;
         let mut result = Ok(());
         for s in &self.shards {
+            // Waits out a step another caller (the background thread) has running: once it
+            // has swapped its segments in, the shard no longer reports work, but the step
+            // still writes graph files and a checkpoint. Returning then let a caller of
+            // `optimize_now` copy a shard directory mid-write (a storage test caught a
+            // checkpoint naming a graph file its copy lacked).
+            drop(s.pause_optimizer());
             // The flag says a step with work is running: raised for every wake of the
             // background thread, it made a collection with nothing to index report "yellow"
             // to whoever asked at that moment (a router test caught it under load).

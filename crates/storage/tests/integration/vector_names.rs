@@ -275,9 +275,21 @@ fn vectors_created_and_deleted_keep_every_stored_vector_through_restarts_and_cra
     check(&c, &model, &shapes, &mut rng, "a deleted, reopened");
 
     // The crash between the config and the checkpoints: the shards' files in the layout with
-    // `a`, the config without it.
+    // `a`, the config without it. A crash leaves no thread behind, but a dropped store's
+    // background thread may be amid an optimizer step that still writes graph files and a
+    // checkpoint: the files are replaced only once it has let the collection go (it wrote a
+    // checkpoint naming graphs into the restored directory otherwise).
+    let gone = std::sync::Arc::downgrade(&c);
     drop(c);
     drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while gone.strong_count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped collection is still held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     for (k, d) in shard_dirs.iter().enumerate() {
         std::fs::remove_dir_all(d).unwrap();
         copy_dir(&saved.path().join(k.to_string()), d);
