@@ -95,6 +95,16 @@ impl From<StorageError> for ApiError {
             E::CollectionNotFound { name } => {
                 ApiError::not_found(format!("Collection `{name}` doesn't exist!"))
             }
+            // A full disk is the operator's to fix, not a fault of ours: 507 says so, and a
+            // client may retry once space returns (the write was not applied: the log refused
+            // it before anything changed).
+            E::Io { ref source, .. } if is_disk_full(source) => {
+                tracing::error!(error = %e, "write refused: the disk is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("Insufficient storage: {e}"),
+                )
+            }
             E::CollectionExists { name } => ApiError::new(
                 StatusCode::CONFLICT,
                 format!("Wrong input: Collection `{name}` already exists!"),
@@ -125,6 +135,14 @@ impl From<StorageError> for ApiError {
             },
         }
     }
+}
+
+/// No space or quota left (ENOSPC, EDQUOT).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn status_of(kind: StorageErrorKind) -> StatusCode {

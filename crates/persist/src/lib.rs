@@ -148,6 +148,8 @@ pub enum FrameError {
         stored: u32,
         /// Computed over the contents.
         computed: u32,
+        /// Bytes the checksum covers, from offset 0: the damage lies somewhere in them.
+        covered: usize,
     },
 }
 
@@ -158,9 +160,14 @@ impl std::fmt::Display for FrameError {
             FrameError::Version { found, expected } => {
                 write!(f, "format version {found}, this build reads {expected}")
             }
-            FrameError::Checksum { stored, computed } => write!(
+            FrameError::Checksum {
+                stored,
+                computed,
+                covered,
+            } => write!(
                 f,
-                "checksum {stored:#010x} does not match the contents ({computed:#010x})"
+                "checksum {stored:#010x} does not match the contents ({computed:#010x}): \
+                 damage somewhere in bytes 0..{covered}"
             ),
         }
     }
@@ -190,7 +197,11 @@ pub fn check_frame<'a>(
     let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
     let computed = crc32(body);
     if stored != computed {
-        return Err(FrameError::Checksum { stored, computed });
+        return Err(FrameError::Checksum {
+            stored,
+            computed,
+            covered: body.len(),
+        });
     }
     Ok(body)
 }

@@ -6,6 +6,7 @@ mod api_model;
 mod cache;
 mod common;
 mod config;
+mod disk_faults;
 mod durability;
 mod flow;
 mod indexing;

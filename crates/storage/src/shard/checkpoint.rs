@@ -518,7 +518,11 @@ fn decode_state<'a>(path: &Path, bytes: &'a [u8]) -> Result<DecodedState<'a>> {
         .and_then(|len| r.bytes(len))
         .ok_or_else(|| corrupt("truncated".into()))?;
     if persist::crc32(body) != crc {
-        return Err(corrupt("checksum mismatch".into()));
+        // One checksum covers the body: where in it the damage lies is not known.
+        return Err(corrupt(format!(
+            "checksum mismatch: damage somewhere in bytes 24..{}",
+            24 + body.len()
+        )));
     }
     let mut r = persist::Cursor::new(body, 0);
     let hlen = r.u32().ok_or_else(|| corrupt("short body".into()))? as usize;

@@ -201,7 +201,15 @@ impl LocalShard {
         let rows = segment.row_count();
         let generation = segment.generation() + 1;
         for (c, graph) in graphs.iter().enumerate() {
-            graph.save(&self.graph_path(segment.id, generation, c))?;
+            if let Err(e) = graph.save(&self.graph_path(segment.id, generation, c)) {
+                // No checkpoint names this generation yet: its files, whole or part written,
+                // go now rather than at the next checkpoint, which a full disk (the usual
+                // cause) would hold off while they keep the space it needs.
+                for c in 0..=c {
+                    let _ = std::fs::remove_file(self.graph_path(segment.id, generation, c));
+                }
+                return Err(e.into());
+            }
         }
         segment.set_saved_rows(rows);
         segment.set_generation(generation);
