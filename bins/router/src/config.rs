@@ -50,6 +50,23 @@ pub struct Args {
     /// Per-request timeout in seconds. Default 60.
     #[arg(long, env = "VR_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Connections open at once; past it new ones wait to be accepted. Default 4096, or
+    /// fewer when the open-file limit (`ulimit -n`) leaves less room.
+    #[arg(long, env = "VR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client gets to send a request's line and headers (and to finish a TLS
+    /// handshake); an idle keep-alive connection is closed after as long. Default 30.
+    #[arg(long, env = "VR_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Serve REST over TLS (Qdrant: service.enable_tls), with --tls-cert and --tls-key.
+    #[arg(long, env = "QDRANT__SERVICE__ENABLE_TLS")]
+    pub enable_tls: Option<bool>,
+    /// PEM certificate chain for TLS (Qdrant: tls.cert).
+    #[arg(long, env = "QDRANT__TLS__CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (Qdrant: tls.key).
+    #[arg(long, env = "QDRANT__TLS__KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Threads searches run on. Default: one per core.
     #[arg(long, env = "VR_SEARCH_THREADS")]
     pub search_threads: Option<usize>,
@@ -98,6 +115,15 @@ struct FileConfig {
     cache: FileCache,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    tls: FileTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +137,9 @@ struct FileService {
     max_request_size_mb: Option<u64>,
     max_concurrent_requests: Option<usize>,
     request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    enable_tls: Option<bool>,
     search_threads: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     max_snapshot_upload_mb: Option<u64>,
@@ -151,6 +180,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_concurrent_requests: usize,
     pub request_timeout: Duration,
+    pub listen: crate::listen::ListenLimits,
+    /// (certificate chain, private key), PEM files, when REST is served over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub search_threads: usize,
     pub cache: cache::CacheConfig,
     pub log_level: String,
@@ -224,6 +256,46 @@ impl Settings {
                 "request_timeout_secs {timeout} is not between 1 and 3600"
             ));
         }
+        // Descriptors kept for the storage's files (logs, graph files being written).
+        let budget = crate::listen::descriptor_budget(256).unwrap_or(4096).max(1);
+        let max_connections = match args.max_connections.or(file.service.max_connections) {
+            None => budget.min(4096),
+            Some(n) if n == 0 || n > 1_000_000 => {
+                return Err(format!(
+                    "max_connections {n} is not between 1 and 1000000"
+                ))
+            }
+            Some(n) if n > budget => {
+                return Err(format!(
+                    "max_connections {n} is more than the open-file limit leaves room for ({budget}): raise `ulimit -n` or lower it"
+                ))
+            }
+            Some(n) => n,
+        };
+        let header_timeout = args
+            .header_read_timeout_secs
+            .or(file.service.header_read_timeout_secs)
+            .unwrap_or(30);
+        if header_timeout == 0 || header_timeout > 3600 {
+            return Err(format!(
+                "header_read_timeout_secs {header_timeout} is not between 1 and 3600"
+            ));
+        }
+        let tls = if args.enable_tls.or(file.service.enable_tls).unwrap_or(false) {
+            match (
+                args.tls_cert.or(file.tls.cert),
+                args.tls_key.or(file.tls.key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                _ => {
+                    return Err(
+                        "TLS is enabled without both a certificate and a key: set --tls-cert and --tls-key (QDRANT__TLS__CERT, QDRANT__TLS__KEY)".into(),
+                    )
+                }
+            }
+        } else {
+            None
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let search_threads = args
             .search_threads
@@ -288,6 +360,11 @@ impl Settings {
             max_body_bytes: (max_mb << 20) as usize,
             max_concurrent_requests: concurrency,
             request_timeout: Duration::from_secs(timeout),
+            listen: crate::listen::ListenLimits {
+                max_connections,
+                header_read_timeout: Duration::from_secs(header_timeout),
+            },
+            tls,
             search_threads,
             cache,
             log_level: args

@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod convert;
 mod error;
+mod listen;
 mod model;
 
 use axum::body::Body;
@@ -515,15 +516,20 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             RequestIds::new(),
         ));
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", settings.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{addr}");
-    tracing::info!(%addr, storage = %settings.storage_path.display(), "vector-router serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, storage = %settings.storage_path.display(), "vector-router serving");
     let grace = settings.shutdown_grace;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = listen::serve(listener, app, settings.listen, tls, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests in flight");
         let _ = tx.send(());
@@ -533,7 +539,7 @@ async fn serve(settings: config::Settings) -> Result<(), String> {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => r.map_err(|e| e.to_string())?,
+        () = server => {}
         _ = forced => tracing::warn!("grace period over; closing with requests still in flight"),
     }
     state

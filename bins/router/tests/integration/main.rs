@@ -13,4 +13,5 @@ mod indexing;
 mod limits;
 mod records;
 mod security;
+mod slow_clients;
 mod snapshots;

@@ -193,3 +193,133 @@ fn binding_beyond_loopback_needs_a_key() {
     );
     assert!(out.stdout.is_empty(), "it must not have started serving");
 }
+
+/// Test fixtures only: a certificate authority (`tls-ca.pem`, its key thrown away), and a
+/// certificate it signed for `localhost` and 127.0.0.1 with its key (`tls-cert.pem`,
+/// `tls-key.pem`; P-256, valid 100 years, made with `openssl req` and `openssl x509 -req`).
+/// A self-signed certificate would not do: rustls refuses a CA certificate as a server's.
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_is_served_over_tls_from_the_configured_certificate() {
+    let dirs = DataDirs::new();
+    let cert = fixture("tls-cert.pem");
+    let key = fixture("tls-key.pem");
+    let mut cmd = router_command();
+    cmd.args(["--http-port", "0", "--log-level", "warn"])
+        .arg("--storage-path")
+        .arg(dirs.storage())
+        .arg("--snapshots-path")
+        .arg(dirs.snapshots())
+        .env("QDRANT__SERVICE__ENABLE_TLS", "true")
+        .env("QDRANT__TLS__CERT", &cert)
+        .env("QDRANT__TLS__KEY", &key);
+    let r = Router::spawn(cmd, &dirs.log());
+    assert!(r.base.starts_with("https://"), "{}", r.base);
+    let port = r.base.rsplit(':').next().unwrap().to_string();
+    let trusted = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(fixture("tls-ca.pem")).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    for (n, host) in ["localhost", "127.0.0.1"].into_iter().enumerate() {
+        let base = format!("https://{host}:{port}");
+        let answer = trusted
+            .put(format!("{base}/collections/tls_{n}"))
+            .json(&json!({"vectors": {"size": 2, "distance": "Dot"}}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{base}: {e:?}"));
+        assert_eq!(answer.status(), StatusCode::OK, "{base}");
+        let answer = trusted
+            .put(format!("{base}/collections/tls_{n}/points?wait=true"))
+            .json(&json!({"points": [{"id": 1, "vector": [1.0, 2.0]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let found: serde_json::Value = trusted
+            .post(format!("{base}/collections/tls_{n}/points/query"))
+            .json(&json!({"query": [1.0, 0.0], "limit": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(found["result"]["points"][0]["id"], 1, "{found}");
+    }
+    // A client that does not trust the certificate is refused by its own TLS check.
+    let untrusting = reqwest::Client::builder().no_proxy().build().unwrap();
+    let e = untrusting
+        .get(format!("https://localhost:{port}/collections"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    // Plain HTTP to the TLS port is not answered in the clear.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = plain
+        .get(format!("http://127.0.0.1:{port}/collections"))
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+}
+
+#[test]
+fn tls_without_a_usable_certificate_refuses_to_start() {
+    let dirs = DataDirs::new();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--enable-tls", "true"],
+            "without both a certificate and a key",
+        ),
+        (
+            &[
+                "--enable-tls",
+                "true",
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+            ],
+            "/nonexistent/cert.pem",
+        ),
+        (
+            &["--enable-tls", "true", "--tls-key"],
+            "no certificate in the file",
+        ),
+    ];
+    for (i, (flags, expected)) in cases.iter().enumerate() {
+        let mut cmd = router_command();
+        cmd.args(["--http-port", "0"])
+            .arg("--storage-path")
+            .arg(dirs.storage())
+            .arg("--snapshots-path")
+            .arg(dirs.snapshots())
+            .args(*flags);
+        // The key where a flag asks for one; the key again as the certificate in case 3 (a
+        // PEM file without a certificate in it).
+        match i {
+            1 => {
+                cmd.arg(fixture("tls-key.pem"));
+            }
+            2 => {
+                cmd.arg(fixture("tls-key.pem"))
+                    .arg("--tls-cert")
+                    .arg(fixture("tls-key.pem"));
+            }
+            _ => {}
+        }
+        let out = cmd.output().expect("run the router");
+        assert!(!out.status.success(), "case {i} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "case {i}: {err}");
+    }
+}
