@@ -200,7 +200,12 @@ impl HnswIndex {
             ));
         }
         let upper_count = r.u64()? as usize;
-        let mut upper = std::collections::HashMap::with_capacity(upper_count.min(end as usize));
+        // Sized by what the file can hold (each entry takes at least 8 bytes), never by the
+        // count alone: a crafted file (a snapshot upload) with a count in the billions and a
+        // valid checksum made the load ask for tens of gigabytes (found by `fuzz/hnsw_file`).
+        let room = body.len().saturating_sub(r.cursor.position()) / 8;
+        let mut upper =
+            std::collections::HashMap::with_capacity(upper_count.min(end as usize).min(room));
         for _ in 0..upper_count {
             let node = r.u32()?;
             let words = r.u32()? as usize;
@@ -215,8 +220,16 @@ impl HnswIndex {
             upper.insert(node, words);
         }
         let records_start = r.cursor.position();
-        let secondary_start = records_start + end as usize * primary_bytes;
-        if secondary_start + end as usize * secondary_bytes != body.len() {
+        // Checked: the counts come from the file.
+        let region = |bytes: usize| (end as usize).checked_mul(bytes);
+        let secondary_start = region(primary_bytes).and_then(|n| n.checked_add(records_start));
+        let records_end = secondary_start
+            .zip(region(secondary_bytes))
+            .and_then(|(a, b)| a.checked_add(b));
+        let (Some(secondary_start), Some(body_len)) = (secondary_start, records_end) else {
+            return Err(corrupt("record counts overflow".into()));
+        };
+        if body_len != body.len() {
             return Err(corrupt(
                 "file length does not match the record counts".into(),
             ));

@@ -258,6 +258,85 @@ def test_malformed_json(http, method, path):
     still_serving(http)
 
 
+DEEP = 100_000
+# Bodies no encoder of a well-behaved client produces, as raw bytes: (what, method, path, body).
+HOSTILE = [
+    ("NaN literal in a vector", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [NaN, 0.2, 0.3, 0.4]}]}'),
+    ("Infinity in a query", "POST", f"/collections/{C}/points/query",
+     b'{"query": [Infinity, 0.2, 0.3, 0.4]}'),
+    ("a number past f64", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [1e400, 0.2, 0.3, 0.4]}]}'),
+    ("a vector component past f32", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [1e39, 0.2, 0.3, 0.4]}]}'),
+    ("an id past u64", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 18446744073709551616, "vector": [0.1, 0.2, 0.3, 0.4]}]}'),
+    ("a duplicate field", "POST", f"/collections/{C}/points/query",
+     b'{"query": [0.1, 0.2, 0.3, 0.4], "limit": 3, "limit": 4}'),
+    ("a duplicate field in a point", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "id": 8, "vector": [0.1, 0.2, 0.3, 0.4]}]}'),
+    ("arrays nested 100,000 deep in a payload", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [0.1, 0.2, 0.3, 0.4], "payload": {"a": '
+     + b"[" * DEEP + b"]" * DEEP + b"}}]}"),
+    ("filters nested 100,000 deep", "POST", f"/collections/{C}/points/count",
+     b'{"filter": ' + b'{"must": [' * DEEP + b"{}" + b"]}" * DEEP + b"}"),
+    ("a truncated body", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [0.1, 0.2, 0.'),
+    # (An empty body reads as `{}`, as clients send none where every field is optional.)
+    ("an empty body where fields are required", "PUT", f"/collections/{C}/points?wait=true", b""),
+    ("a lone surrogate in a key", "PUT", f"/collections/{C}/points?wait=true",
+     b'{"points": [{"id": 7, "vector": [0.1, 0.2, 0.3, 0.4], "payload": {"\\ud800": 1}}]}'),
+    ("a zero-dimension collection", "PUT", "/collections/bad_input_zero",
+     b'{"vectors": {"size": 0, "distance": "Dot"}}'),
+    ("a negative dimension", "PUT", "/collections/bad_input_zero",
+     b'{"vectors": {"size": -4, "distance": "Dot"}}'),
+    ("a dimension past the limit", "PUT", "/collections/bad_input_zero",
+     b'{"vectors": {"size": 100000000, "distance": "Dot"}}'),
+    ("a batch of 200,000 ids", "POST", f"/collections/{C}/points/delete?wait=true",
+     b'{"points": [' + b",".join([b"424242"] * 200_000) + b"]}"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(HOSTILE)))
+def test_hostile_bodies(http, case):
+    """Each is refused with a 4xx in Qdrant's shape: none crashes, hangs or writes."""
+    what, method, path, raw = HOSTILE[case]
+    before = http.post(f"/collections/{C}/points/count", json={"exact": True}).json()["result"]
+    r = http.request(method, path, content=raw, headers={"content-type": "application/json"})
+    assert_error(r, None, what)
+    still_serving(http)
+    after = http.post(f"/collections/{C}/points/count", json={"exact": True}).json()["result"]
+    assert after == before, f"{what}: a refused request changed the collection"
+    assert http.get("/collections/bad_input_zero").status_code == 404, what
+
+
+def test_unicode_names_and_keys(http):
+    """Names and keys in any script, and emoji, are stored and read back as sent."""
+    key = "город.名前🙂"
+    value = {"ключ": "値 ✓", "emoji": "🙂🙃", "rtl": "שלום"}
+    r = http.put(f"/collections/{C}/points?wait=true",
+                 json={"points": [{"id": 9, "vector": VEC, "payload": {key: value}}]})
+    assert r.status_code == 200, r.text
+    got = http.post(f"/collections/{C}/points", json={"ids": [9], "with_payload": True}).json()
+    assert got["result"][0]["payload"] == {key: value}
+    # A key with a dot is a path: `город.名前🙂` reads `город` then `名前🙂`, which this
+    # point does not have; the flat key is reached through a payload selector of the key.
+    r = http.post(f"/collections/{C}/points/count", json={
+        "exact": True, "filter": {"must": [{"key": "город", "match": {"value": "x"}}]}})
+    assert r.status_code == 200 and r.json()["result"]["count"] == 0, r.text
+    name = "коллекция_名前_🙂"
+    r = http.put(f"/collections/{name}", json={"vectors": {"size": 4, "distance": "Dot"}})
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 200:
+        names = [c["name"] for c in http.get("/collections").json()["result"]["collections"]]
+        assert name in names
+        assert http.delete(f"/collections/{name}").json()["result"] is True
+    else:
+        assert_error(r, 400, "a unicode collection name")
+    r = http.post(f"/collections/{C}/points/delete?wait=true", json={"points": [9]})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_bad_request(http, case):
     method, path, body, status = CASES[case]

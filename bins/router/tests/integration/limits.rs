@@ -160,3 +160,67 @@ async fn fixed_endpoints_and_unknown_paths() {
         "{text}"
     );
 }
+
+/// `promtool check metrics` (Prometheus' own linter) accepts `/metrics` after traffic of
+/// every kind: writes, searches, cache hits, errors, an unknown path. Skipped with a notice
+/// where promtool is not installed, unless `VR_REQUIRE_PROMTOOL` is set (CI installs Debian's
+/// `prometheus` package and sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool() {
+    let required = std::env::var_os("VR_REQUIRE_PROMTOOL").is_some();
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !required,
+            "VR_REQUIRE_PROMTOOL is set and promtool is not installed"
+        );
+        eprintln!("SKIPPED: promtool is not installed");
+        return;
+    }
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    r.create("m", json!({"vectors": {"size": 4, "distance": "Dot"}}))
+        .await;
+    r.upsert("m", upsert_body(50, 4)).await;
+    let q = json!({"query": [1.0, 0.0, 0.0, 0.0], "limit": 3});
+    for _ in 0..2 {
+        // The second is a cache hit.
+        r.post("/collections/m/points/query", q.clone()).await;
+    }
+    let (status, _) = r
+        .call(
+            Method::POST,
+            "/collections/m/points/query",
+            Some(&json!({"query": [1.0]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = r.call(Method::GET, "/no/such/path", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, text) = r.text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

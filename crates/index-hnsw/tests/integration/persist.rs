@@ -96,3 +96,19 @@ fn damaged_files_are_refused() {
     }
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A file with a valid checksum whose upper-link count says billions (found by
+/// `fuzz/hnsw_file`, as a crafted snapshot upload could carry): refused as corrupt without
+/// first asking for memory by that count (it asked for 50 GB and aborted).
+#[test]
+fn a_crafted_file_with_a_huge_count_is_refused_without_allocating_by_it() {
+    let path = temp_path("huge-upper-count.hnsw");
+    std::fs::write(
+        &path,
+        include_bytes!("../fixtures/huge-upper-count.hnsw").as_slice(),
+    )
+    .unwrap();
+    let e = HnswIndex::load(&path, LoadOptions::default()).unwrap_err();
+    assert!(matches!(e, IndexError::Corrupt { .. }), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
