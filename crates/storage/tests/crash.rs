@@ -1,11 +1,12 @@
 //! Crash test of a whole collection: a child process takes a stream of acknowledged upserts,
-//! deletes and payload updates (with the optimizer sealing, indexing and checkpointing
-//! underneath, and snapshots taken and restored into a second collection in a loop beside
-//! it) and is killed with SIGKILL at random moments, more than 20 times. After each kill the
-//! parent opens the storage and checks that every acknowledged operation is there (vectors
-//! and payloads compared), that the one in flight is wholly applied or wholly absent, and
-//! nothing else; that the restored copy, if any, is the state after one operation; and that
-//! every snapshot listed verifies.
+//! deletes and payload updates (with the optimizer sealing, indexing, merging and
+//! checkpointing underneath, readers searching throughout, and snapshots taken and restored
+//! into a second collection in a loop beside it) and is killed with SIGKILL at random
+//! moments, more than 20 times. After each kill the parent opens the storage and checks that
+//! every acknowledged operation is there (vectors and payloads compared), that the one in
+//! flight is wholly applied or wholly absent, and nothing else; that the restored copy, if
+//! any, is the state after one operation; that every snapshot listed verifies; and that
+//! approximate search over the recovered graphs keeps its recall on a fixed query set.
 //!
 //! The child is this test binary itself, re-executed with `VR_CRASH_CHILD_DIR` set (an
 //! example binary has no `CARGO_BIN_EXE_` path to find it by).
@@ -30,7 +31,11 @@ const TEST_NAME: &str = "acknowledged_operations_survive_sigkill";
 /// Kills in CI; `VR_CRASH_KILLS` sets another number (the long run in docs/reliability.md).
 const KILLS: u32 = 22;
 const BATCH: u64 = 10;
-const DIM: usize = 4;
+const DIM: usize = 16;
+/// Fixed queries for the recall check after each restart.
+const QUERIES: u64 = 100;
+/// `hnsw_ef` of the recall check: low enough that a damaged graph would show.
+const RECALL_EF: usize = 32;
 
 /// Operation `k`: every fourth deletes the batch upserted two operations before, every
 /// fourth (offset 2) sets a payload key on the previous batch, the rest upsert a batch of
@@ -54,10 +59,62 @@ fn batch_ids(k: u64) -> Vec<PointId> {
     (k * BATCH..(k + 1) * BATCH).map(PointId::Num).collect()
 }
 
+/// A pseudo-random value in [0, 1) for `(id, d)` (splitmix64): every point its own vector,
+/// so that recall means something.
+fn unit(id: u64, d: u64) -> f32 {
+    let mut z = id
+        .wrapping_mul(DIM as u64)
+        .wrapping_add(d)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 24) as f32
+}
+
 fn vector(id: u64) -> Vec<f32> {
-    (0..DIM)
-        .map(|d| ((id * 31 + d as u64) % 97) as f32 + 1.0)
-        .collect()
+    (0..DIM as u64).map(|d| unit(id, d)).collect()
+}
+
+fn query(q: u64) -> Vec<f32> {
+    vector(u64::MAX / 2 + q)
+}
+
+fn search(c: &storage::Collection, q: &[f32], exact: bool) -> Vec<storage::ScoredPoint> {
+    let mut params = index_core::SearchParams::top(10);
+    params.exact = exact;
+    params.hnsw_ef = Some(RECALL_EF);
+    c.search(&storage::SearchRequest {
+        vector_name: String::new(),
+        query: storage::Query::Nearest(q.to_vec()),
+        filter: None,
+        params,
+        with_payload: PayloadSelector::Nothing,
+        with_vector: VectorSelector::Nothing,
+        candidates: None,
+    })
+    .unwrap()
+}
+
+/// Recall@10 of approximate search over the fixed queries: a returned point counts when it is
+/// no farther than the exact tenth (ties at equal distance count as found).
+fn recall(c: &storage::Collection) -> f64 {
+    let (mut found, mut total) = (0usize, 0usize);
+    for q in 0..QUERIES {
+        let q = query(q);
+        let exact = search(c, &q, true);
+        let Some(kth) = exact.last().map(|h| h.distance) else {
+            continue;
+        };
+        let got = search(c, &q, false);
+        found += got.iter().filter(|h| h.distance <= kth + 1e-5).count();
+        total += exact.len();
+    }
+    if total == 0 {
+        1.0
+    } else {
+        found as f64 / total as f64
+    }
 }
 
 fn update(k: u64) -> Update {
@@ -104,6 +161,8 @@ fn child(dir: &Path, start: u64) {
                     "shard_number": 2,
                     // ~100 points per segment, so kills land in sealing, indexing and checkpoints.
                     "optimizers_config": {"indexing_threshold": 2, "flush_interval_sec": 1},
+                    // Graphs walked from the first indexed segment on (not scanned).
+                    "hnsw_config": {"m": 8, "ef_construct": 32, "full_scan_threshold": 1},
                     "wal_config": {"wal_capacity_mb": 1},
                 }))
                 .unwrap(),
@@ -113,6 +172,18 @@ fn child(dir: &Path, start: u64) {
     println!("ready");
     let deadline = Instant::now() + Duration::from_secs(30);
     std::thread::scope(|scope| {
+        // Readers: approximate and exact searches all the while, so that kills land amid
+        // searches over segments being sealed, indexed and swapped.
+        scope.spawn(|| {
+            let mut q = 0u64;
+            while Instant::now() < deadline {
+                let v = query(q % QUERIES);
+                let approximate = search(&c, &v, false);
+                let exact = search(&c, &v, true);
+                assert!(approximate.len() <= 10 && exact.len() <= 10);
+                q += 1;
+            }
+        });
         // Beside the writer: snapshots of `c` taken and restored into `r` in a loop, so that
         // kills land in snapshot creation and in a restore too.
         scope.spawn(|| {
@@ -185,15 +256,16 @@ fn expected(last: Option<u64>) -> BTreeMap<PointId, Option<u64>> {
     m
 }
 
-/// The state matches operations `0..=acked` or `0..=acked+1` exactly; returns which.
-fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> Option<u64> {
+/// The state matches operations `0..=acked` or `0..=acked+1` exactly; returns which, and the
+/// recall of approximate search over the recovered graphs.
+fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> (Option<u64>, f64) {
     let store = open(dir);
     let Ok(c) = store.get("c") else {
         assert!(
             acked.is_none(),
             "kill {kill}: the collection vanished after acknowledged writes"
         );
-        return None;
+        return (None, 1.0);
     };
     let actual = contents(&c, acked.map_or(0, |a| a + 1), &format!("kill {kill}"));
     let next = acked.map_or(0, |a| a + 1);
@@ -237,8 +309,10 @@ fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> Option<u64> {
         storage::archive::verify_archive(&path)
             .unwrap_or_else(|e| panic!("kill {kill}: snapshot {} is damaged: {e}", snap.name));
     }
+    let recall = recall(&c);
+    drop(c);
     store.close().unwrap();
-    result
+    (result, recall)
 }
 
 #[test]
@@ -253,6 +327,7 @@ fn acknowledged_operations_survive_sigkill() {
     let seed = 0xc0ffee_u64;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut applied: Option<u64> = None;
+    let mut last_recall: Option<f64> = None;
     let kills: u32 = std::env::var("VR_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -303,11 +378,23 @@ fn acknowledged_operations_survive_sigkill() {
                 snapshot_phase = "snapshotting";
             }
         }
-        applied = verify(dir.path(), acked, kill);
+        let recall;
+        (applied, recall) = verify(dir.path(), acked, kill);
         eprintln!(
             "kill {kill}: acknowledged through {acked:?}, state through {applied:?}, snapshot loop \
-             {snapshot_phase} (seed {seed})"
+             {snapshot_phase}, recall@10 {recall:.3} at ef {RECALL_EF} (seed {seed})"
         );
+        assert!(
+            recall >= 0.9,
+            "kill {kill}: recall {recall:.3} over the recovered graphs"
+        );
+        if let Some(before) = last_recall {
+            assert!(
+                recall >= before - 0.02,
+                "kill {kill}: recall {recall:.3} after the restart, {before:.3} after the last"
+            );
+        }
+        last_recall = Some(recall);
     }
     assert!(
         applied.is_some_and(|a| a > 40),
