@@ -59,7 +59,9 @@ pub struct Args {
     #[arg(long, env = "VR_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
     /// Serve REST over TLS (Qdrant: service.enable_tls), with --tls-cert and --tls-key.
-    #[arg(long, env = "QDRANT__SERVICE__ENABLE_TLS")]
+    /// Accepts `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` (any case); bare means true.
+    #[arg(long, env = "QDRANT__SERVICE__ENABLE_TLS", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_tls: Option<bool>,
     /// PEM certificate chain for TLS (Qdrant: tls.cert).
     #[arg(long, env = "QDRANT__TLS__CERT")]

@@ -176,8 +176,26 @@ impl HnswIndex {
         let codec = match storage {
             StorageKind::F32 => Codec::F32,
             StorageKind::F16 => Codec::F16,
-            StorageKind::Sq8 => Codec::Sq8(ScalarQuantizer::read_from(&mut codec_bytes)?),
-            StorageKind::Binary => Codec::Binary(BinaryQuantizer::read_from(&mut codec_bytes)?),
+            StorageKind::Sq8 => {
+                let sq = ScalarQuantizer::read_from(&mut codec_bytes)?;
+                if sq.dim() != dim {
+                    return Err(corrupt(format!(
+                        "scalar quantizer of dimension {} in an index of dimension {dim}",
+                        sq.dim()
+                    )));
+                }
+                Codec::Sq8(sq)
+            }
+            StorageKind::Binary => {
+                let bq = BinaryQuantizer::read_from(&mut codec_bytes)?;
+                if bq.dim() != dim {
+                    return Err(corrupt(format!(
+                        "binary quantizer of dimension {} in an index of dimension {dim}",
+                        bq.dim()
+                    )));
+                }
+                Codec::Binary(bq)
+            }
             StorageKind::Pq => {
                 let pq = ProductQuantizer::read_from(&mut codec_bytes)?;
                 if pq.dim() != dim {

@@ -160,10 +160,16 @@ impl IvfIndex {
                 let mut blob = r.bytes(blob_len).expect("checked");
                 let codec = match index.config.encoding {
                     ListEncoding::Flat => Codec::flat(metric),
-                    ListEncoding::Sq8 => Codec::Sq8 {
-                        sq: ScalarQuantizer::read_from(&mut blob)?,
-                        norms: metric == Metric::Euclidean,
-                    },
+                    ListEncoding::Sq8 => {
+                        let sq = ScalarQuantizer::read_from(&mut blob)?;
+                        if sq.dim() != dim {
+                            return Err(bad("scalar quantizer does not match"));
+                        }
+                        Codec::Sq8 {
+                            sq,
+                            norms: metric == Metric::Euclidean,
+                        }
+                    }
                     ListEncoding::Pq { m } => {
                         let pq = ProductQuantizer::read_from(&mut blob)?;
                         if pq.m() != m || pq.dim() != dim {
@@ -194,7 +200,9 @@ impl IvfIndex {
         }
         let offsets = |r: &mut Cursor<'_>| -> Result<AllowedSet> {
             let n = r.len(4).ok_or_else(ends)?;
-            let mut set = AllowedSet::with_capacity(end);
+            // Grown by the offsets the file holds, not sized by `end` from its header: a
+            // crafted file saying four billion with no offsets asked for 512 MB twice.
+            let mut set = AllowedSet::default();
             for _ in 0..n {
                 let o = r.u32().expect("length checked");
                 if o as usize >= end {

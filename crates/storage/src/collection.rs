@@ -643,7 +643,17 @@ impl Collection {
             break (seq, missing);
         };
         if wait && self.config.read().fsync_interval().is_none() {
-            self.wal.sync(seq)?;
+            // The update is logged and applied already: a failed fsync must not read as a
+            // refused write (a full disk at this point is not "nothing was applied").
+            self.wal.sync(seq).map_err(|e| match e {
+                StorageError::Io { path, source } => StorageError::Io {
+                    path,
+                    source: std::io::Error::other(format!(
+                        "the update was applied but could not be made durable: {source}"
+                    )),
+                },
+                e => e,
+            })?;
         }
         match missing {
             Some(id) => Err(StorageError::PointNotFound { id }),

@@ -215,7 +215,7 @@ async fn rest_is_served_over_tls_from_the_configured_certificate() {
         .arg(dirs.storage())
         .arg("--snapshots-path")
         .arg(dirs.snapshots())
-        .env("QDRANT__SERVICE__ENABLE_TLS", "true")
+        .env("QDRANT__SERVICE__ENABLE_TLS", "1")
         .env("QDRANT__TLS__CERT", &cert)
         .env("QDRANT__TLS__KEY", &key);
     let r = Router::spawn(cmd, &dirs.log());
