@@ -112,3 +112,19 @@ fn a_crafted_file_with_a_huge_count_is_refused_without_allocating_by_it() {
     assert!(matches!(e, IndexError::Corrupt { .. }), "{e}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A file with a valid checksum whose entry point claims a level in the billions (found by
+/// `fuzz/hnsw_file` with a 10 s timeout): it loaded, and every search then descended through
+/// that many empty levels, minutes per query. Refused at load now.
+#[test]
+fn a_crafted_entry_level_is_refused() {
+    let path = temp_path("entry-level-billions.hnsw");
+    std::fs::write(
+        &path,
+        include_bytes!("../fixtures/entry-level-billions.hnsw").as_slice(),
+    )
+    .unwrap();
+    let e = HnswIndex::load(&path, LoadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("entry point at level"), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
