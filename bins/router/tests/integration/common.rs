@@ -83,8 +83,8 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router on `dirs` with `extra` flags after the port and directory flags.
-    pub fn start(dirs: &DataDirs, extra: &[&str]) -> Router {
+    /// The command of a router on `dirs`: a free port, the directories, warnings only.
+    pub fn command(dirs: &DataDirs) -> Command {
         let mut cmd = router_command();
         cmd.arg("--http-port")
             .arg("0")
@@ -92,8 +92,14 @@ impl Router {
             .arg(dirs.storage())
             .arg("--snapshots-path")
             .arg(dirs.snapshots())
-            .args(["--log-level", "warn"])
-            .args(extra);
+            .args(["--log-level", "warn"]);
+        cmd
+    }
+
+    /// A router on `dirs` with `extra` flags after the port and directory flags.
+    pub fn start(dirs: &DataDirs, extra: &[&str]) -> Router {
+        let mut cmd = Router::command(dirs);
+        cmd.args(extra);
         Router::spawn(cmd, &dirs.log())
     }
 

@@ -299,15 +299,8 @@ fn find_file(dir: &Path, pick: &dyn Fn(&str) -> bool) -> PathBuf {
 
 /// Starts a router on `dirs` that must refuse to start: its exit status and its log.
 fn start_refused(dirs: &DataDirs) -> (std::process::ExitStatus, String) {
-    let mut cmd = crate::common::router_command();
-    cmd.arg("--http-port")
-        .arg("0")
-        .arg("--storage-path")
-        .arg(dirs.storage())
-        .arg("--snapshots-path")
-        .arg(dirs.snapshots())
-        .args(["--log-level", "warn"])
-        .stdout(std::process::Stdio::piped())
+    let mut cmd = Router::command(dirs);
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("start the router");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

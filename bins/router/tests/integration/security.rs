@@ -209,13 +209,8 @@ async fn rest_is_served_over_tls_from_the_configured_certificate() {
     let dirs = DataDirs::new();
     let cert = fixture("tls-cert.pem");
     let key = fixture("tls-key.pem");
-    let mut cmd = router_command();
-    cmd.args(["--http-port", "0", "--log-level", "warn"])
-        .arg("--storage-path")
-        .arg(dirs.storage())
-        .arg("--snapshots-path")
-        .arg(dirs.snapshots())
-        .env("QDRANT__SERVICE__ENABLE_TLS", "1")
+    let mut cmd = Router::command(&dirs);
+    cmd.env("QDRANT__SERVICE__ENABLE_TLS", "1")
         .env("QDRANT__TLS__CERT", &cert)
         .env("QDRANT__TLS__KEY", &key);
     let r = Router::spawn(cmd, &dirs.log());
@@ -297,13 +292,8 @@ fn tls_without_a_usable_certificate_refuses_to_start() {
         ),
     ];
     for (i, (flags, expected)) in cases.iter().enumerate() {
-        let mut cmd = router_command();
-        cmd.args(["--http-port", "0"])
-            .arg("--storage-path")
-            .arg(dirs.storage())
-            .arg("--snapshots-path")
-            .arg(dirs.snapshots())
-            .args(*flags);
+        let mut cmd = Router::command(&dirs);
+        cmd.args(*flags);
         // The key where a flag asks for one; the key again as the certificate in case 3 (a
         // PEM file without a certificate in it).
         match i {

@@ -139,12 +139,8 @@ fn a_connection_cap_beyond_the_open_file_limit_is_refused() {
         return;
     }
     let dirs = DataDirs::new();
-    let out = crate::common::router_command()
-        .args(["--http-port", "0", "--max-connections", "999999"])
-        .arg("--storage-path")
-        .arg(dirs.storage())
-        .arg("--snapshots-path")
-        .arg(dirs.snapshots())
+    let out = Router::command(&dirs)
+        .args(["--max-connections", "999999"])
         .output()
         .expect("run the router");
     assert!(!out.status.success());
