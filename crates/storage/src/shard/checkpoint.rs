@@ -295,6 +295,13 @@ impl LocalShard {
                         if row as usize >= rows.ids.len() {
                             return Err(corrupt(format!("point {id}: row {row} out of range")));
                         }
+                        // Two points on one row: one of them would be served the other's
+                        // vectors.
+                        if rows.live.get(row) {
+                            return Err(corrupt(format!(
+                                "point {id}: row {row} of segment {s} is another point's"
+                            )));
+                        }
                         rows.ids[row as usize] = id;
                         rows.live.set(row, true);
                     }
@@ -396,6 +403,11 @@ impl LocalShard {
                 }
             }
             let multi = (!multi.is_empty()).then(|| multi.into_boxed_slice());
+            // A point listed twice: its first row would stay live beside the second, found by
+            // searches with stale vectors.
+            if st.points.contains_key(&id) {
+                return Err(corrupt(format!("point {id} is listed twice")));
+            }
             st.points.insert(
                 id,
                 PointEntry {

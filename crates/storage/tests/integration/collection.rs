@@ -1214,3 +1214,70 @@ fn candidate_searches_score_exactly_the_candidates_that_exist_and_pass() {
     }
     store.close().unwrap();
 }
+
+/// A checkpoint that lists one point twice, or gives two points one row of an indexed
+/// segment, is refused at open: either would leave a point served with another's vectors (a
+/// stale row live beside the current one). The fuzz target `checkpoint` looks for the same.
+#[test]
+fn a_checkpoint_listing_a_point_twice_or_sharing_a_row_is_refused() {
+    for indexed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            let c = store.create("c", config("Dot", 1, 2)).unwrap();
+            let n = if indexed { 40 } else { 2 };
+            let points = (1000..1000 + n)
+                .map(|i| PointWrite {
+                    id: PointId::Num(i),
+                    vectors: vec![(String::new(), vec![i as f32; DIM])],
+                    payload: Payload::new(),
+                    sparse: Vec::new(),
+                    multi: Vec::new(),
+                })
+                .collect();
+            c.update(Update::Upsert(points), true).unwrap();
+            if indexed {
+                c.optimize_now().unwrap();
+            }
+            drop(c);
+            store.close().unwrap();
+        }
+        let path = dir.path().join("storage/collections/c/shard-0/state.bin");
+        let mut bytes = std::fs::read(&path).unwrap();
+        // A point's entry starts [0: numeric id][id u64 LE][location tag: 0 a graph row, 1 inline].
+        let tag = u8::from(!indexed);
+        let entry = |id: u64| {
+            let mut e = vec![0u8];
+            e.extend(id.to_le_bytes());
+            e.push(tag);
+            e
+        };
+        let find = |pattern: &[u8]| {
+            bytes
+                .windows(pattern.len())
+                .position(|w| w == pattern)
+                .unwrap_or_else(|| panic!("no entry {pattern:?} in the checkpoint"))
+        };
+        let (first, second) = (find(&entry(1000)), find(&entry(1001)));
+        if indexed {
+            // [.. tag][segment u64][row u32]: the second point takes the first one's row.
+            let row: Vec<u8> = bytes[first + 18..first + 22].to_vec();
+            bytes[second + 18..second + 22].copy_from_slice(&row);
+        } else {
+            bytes[second + 1..second + 9].copy_from_slice(&1000u64.to_le_bytes());
+        }
+        let crc = persist::crc32(&bytes[24..]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = match Storage::open(&dir.path().join("storage"), &dir.path().join("snapshots")) {
+            Ok(_) => panic!("a damaged checkpoint opened (indexed: {indexed})"),
+            Err(e) => e.to_string(),
+        };
+        let why = if indexed {
+            "is another point's"
+        } else {
+            "is listed twice"
+        };
+        assert!(err.contains(why) && err.contains("state.bin"), "{err}");
+    }
+}

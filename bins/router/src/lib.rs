@@ -1,0 +1,548 @@
+//! vector-router: a Qdrant-compatible REST service over durable, sharded collections.
+//!
+//! The service as a library: the `router` binary (`main.rs`) parses its settings and calls
+//! [`serve`]; [`app`] builds the same stack of routes and layers over an [`AppState`] for a
+//! caller that drives it in process (the REST-body fuzz target in `fuzz/`).
+//!
+//! `router` with no flags serves REST on 127.0.0.1:6333 with data under `./storage`. See
+//! `router --help` and `config.rs` for every setting; `api.rs` holds the routes.
+//!
+//! Layers, from the outside in: request id, tracing, metrics, compression, error mapping,
+//! load shedding, concurrency limit, timeout, authentication; bodies are limited in the
+//! extractor. Searches run on a bounded pool, off the reactor; writes run on the blocking
+//! pool. Shutdown (SIGTERM, Ctrl-C) stops accepting, lets requests in flight finish within a
+//! grace period, flushes every collection and exits 0.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod api;
+pub mod config;
+mod convert;
+mod error;
+mod listen;
+mod model;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+
+/// Responses at least this large are compressed for clients that accept it.
+const COMPRESS_ABOVE_BYTES: u16 = 4096;
+
+/// Reported as `commit` by `GET /` (Qdrant always sends 40 hex digits).
+pub const COMMIT: &str = "0000000000000000000000000000000000000000";
+
+/// What every handler shares.
+pub struct AppState {
+    /// The collections.
+    pub storage: Arc<storage::Storage>,
+    /// Search results by request, when the cache is on.
+    pub cache: cache::ResultCache<Vec<u8>>,
+    /// Request counters and latencies for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Each collection's shards as the fan-out sees them, and the search pool.
+    pub shards: shard_router::ShardHandles,
+    /// The request time limit.
+    pub timeout: Duration,
+    /// Whether `/readyz` answers ready (false while shutting down).
+    pub ready: AtomicBool,
+    /// When the server started (uptime in the metrics).
+    pub started: Instant,
+    api_key: Option<String>,
+    read_only_api_key: Option<String>,
+    max_body_bytes: usize,
+    /// The largest snapshot file an upload may send.
+    pub max_upload_bytes: u64,
+    /// Hosts snapshot recovery may download from (`host` or `host:port`, lowercase).
+    pub snapshot_allowed_hosts: Vec<String>,
+    /// The client snapshot downloads go through.
+    pub http_client: reqwest::Client,
+}
+
+impl AppState {
+    /// The state of a server over `storage` with `settings`.
+    pub fn new(storage: storage::Storage, settings: &config::Settings) -> Result<AppState, String> {
+        let http_client = api::snapshot_client(
+            settings.snapshot_ca_file.as_deref(),
+            &settings.snapshot_allowed_hosts,
+        )?;
+        Ok(AppState {
+            storage: Arc::new(storage),
+            cache: cache::ResultCache::new(&settings.cache),
+            metrics: metrics::Metrics::new(),
+            shards: shard_router::ShardHandles::new(
+                shard_router::SearchPool::new(settings.search_threads)
+                    .map_err(|e| e.to_string())?,
+            ),
+            timeout: settings.request_timeout,
+            ready: AtomicBool::new(true),
+            started: Instant::now(),
+            api_key: settings.api_key.clone(),
+            read_only_api_key: settings.read_only_api_key.clone(),
+            max_body_bytes: settings.max_body_bytes,
+            max_upload_bytes: settings.max_upload_bytes,
+            snapshot_allowed_hosts: settings.snapshot_allowed_hosts.clone(),
+            http_client,
+        })
+    }
+
+    /// The collection's shards, built once per collection.
+    pub fn shard_handles(
+        &self,
+        c: &Arc<storage::Collection>,
+    ) -> Arc<[Arc<dyn shard_router::Shard>]> {
+        self.shards.of(c)
+    }
+
+    /// What `/metrics` reports besides the request counters.
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let collections = self
+            .storage
+            .all()
+            .iter()
+            .map(|c| {
+                let s = c.stats();
+                metrics::CollectionStats {
+                    name: c.name().to_string(),
+                    points: s.points as u64,
+                    segments: s.segments as u64,
+                    optimizer_queue: u64::from(s.optimizing),
+                    wal_bytes: s.wal_bytes,
+                    indexed_vectors: s.indexed_points as u64,
+                    index_vector_bytes: s.index_vector_bytes as u64,
+                }
+            })
+            .collect();
+        let c = self.cache.stats();
+        metrics::Snapshot {
+            collections,
+            cache: Some(metrics::CacheCounters {
+                hits: c.hits,
+                misses: c.misses,
+                evictions: c.evictions.total(),
+                entries: c.entries,
+                weighted_bytes: c.weighted_size,
+            }),
+            process: Some(metrics::ProcessStats::current(self.started)),
+        }
+    }
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a key matched
+/// (only the length of the configured key, which `subtle` compares first).
+fn same_key(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+}
+
+/// Requests a read-only key may make: reads, and POSTs that only read.
+fn is_read_only(method: &Method, path: &str) -> bool {
+    if method == Method::GET || method == Method::HEAD {
+        return true;
+    }
+    method == Method::POST
+        && [
+            "/points/scroll",
+            "/points/count",
+            "/points/query",
+            "/points/query/batch",
+            "/points/search",
+            "/points/search/batch",
+        ]
+        .iter()
+        .any(|s| path.ends_with(s))
+        || (method == Method::POST
+            && path.ends_with("/points")
+            && path.starts_with("/collections/"))
+}
+
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(full) = &state.api_key else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/livez" | "/readyz") {
+        return next.run(req).await;
+    }
+    // As Qdrant: no key or an unknown one is 401; a read-only key asking to write is 403.
+    let refusal = match presented_key(req.headers()) {
+        None => Some((
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: an api-key or an Authorization bearer token is required",
+        )),
+        Some(key) if same_key(key, full) => None,
+        Some(key)
+            if state
+                .read_only_api_key
+                .as_deref()
+                .is_some_and(|ro| same_key(key, ro)) =>
+        {
+            (!is_read_only(req.method(), path)).then_some((
+                StatusCode::FORBIDDEN,
+                "Forbidden: write access denied to the read-only api-key",
+            ))
+        }
+        Some(_) => Some((StatusCode::UNAUTHORIZED, "Unauthorized: invalid api-key")),
+    };
+    let Some((status, message)) = refusal else {
+        return next.run(req).await;
+    };
+    // The body is not buffered, only drained while the answer goes out (`drain_unread`).
+    drain_unread(req.into_body(), state.max_body_bytes);
+    let mut response = ApiError::new(status, message).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let seconds = start.elapsed().as_secs_f64();
+    state.metrics.observe_request(
+        &endpoint,
+        method.as_str(),
+        response.status().as_u16(),
+        seconds,
+    );
+    tracing::info!(target: "access", %method, endpoint, status = response.status().as_u16(), ms = seconds * 1e3);
+    response
+}
+
+/// Whether a request is a snapshot upload: its body is streamed to disk by the handler,
+/// bounded by its own limit, and it takes as long as the network needs.
+fn is_snapshot_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST && req.uri().path().ends_with("/snapshots/upload")
+}
+
+/// The request timeout, for everything but snapshot uploads.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if is_snapshot_upload(&req) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout: the request took longer than the server's limit",
+        )
+        .into_response(),
+    }
+}
+
+async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
+    if is_snapshot_upload(&req) {
+        return next.run(req).await;
+    }
+    let (parts, mut body) = req.into_parts();
+    // Sized once from the declared length (bounded by the limit), not grown by doubling.
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(limit).min(limit));
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Bad request: cannot read the request body: {e}"),
+                )
+                .into_response()
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if bytes.len() + data.len() > limit {
+                    // The rest is drained, not read into memory (see `drain_unread`).
+                    drain_unread(body, limit);
+                    let mut response = ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "Bad request: the request body is larger than the limit of {limit} bytes"
+                        ),
+                    )
+                    .into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    return response;
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Reads and drops what is left of a refused request's body (up to twice `limit` and at least
+/// 16 MiB more, for 5 s at most) while the answer goes out. A server that closes a connection with unread
+/// data makes the kernel reset it, and a client still sending the body sees a broken pipe
+/// instead of the answer; draining lets it read the answer, and nothing is kept in memory.
+fn drain_unread(body: Body, limit: usize) {
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let cap = limit.saturating_mul(2).max(16 << 20);
+        let mut read = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len());
+                if read > cap {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    });
+}
+
+/// `x-request-id` for requests that come without one: a per-process random prefix and a
+/// counter. Unique within a process and across restarts (the prefix), and free of the
+/// `getrandom` system call a random UUID costs per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        RequestIds {
+            prefix: h.finish(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:016x}-{n:016x}", self.prefix);
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+async fn map_layer_error(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout: the request took longer than the server's limit",
+        )
+        .into_response()
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable: too many requests in flight, retry later",
+        )
+        .into_response()
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {err}"),
+        )
+        .into_response()
+    }
+}
+
+/// Logs to stderr at `level` (an `EnvFilter` directive), as JSON lines when `json`.
+pub fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: a log file or journal gets plain lines, and each
+    // access line costs less to format.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The routes with every layer the server puts around them (authentication, limits, timeout,
+/// load shedding, compression, metrics, request ids), over `state`.
+pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
+    api::routes(state.clone())
+        // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
+        // would also apply axum's own 2 MB default and refuse bodies the settings allow.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            settings.max_body_bytes,
+            limit_body,
+        ))
+        // Outside the body limit: a request without a valid key is refused before its body
+        // is read, so an unauthenticated client cannot make the server buffer one.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.request_timeout,
+            time_limit,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(map_layer_error))
+                .load_shed()
+                // Global: axum applies a layer to each route separately, and a plain
+                // concurrency limit would then allow this many requests per route.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    settings.max_concurrent_requests,
+                )),
+        )
+        // Snapshot downloads are streamed files: gzip over that stream cut the body short
+        // (the client saw an incomplete chunked read), and an archive gains little from it.
+        // Only bodies past `COMPRESS_ABOVE_BYTES`: a search answer of a few hundred bytes costs
+        // more CPU to gzip (the compressor's set-up alone) than it saves on any network.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                SizeAbove::new(COMPRESS_ABOVE_BYTES)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::SSE)
+                    .and(NotForContentType::const_new("application/octet-stream")),
+            ),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            RequestIds::new(),
+        ))
+}
+
+/// Serves `settings` until SIGTERM or Ctrl-C, then drains requests in flight and flushes
+/// every collection.
+pub async fn serve(settings: config::Settings) -> Result<(), String> {
+    if let Some(p) = settings.grpc_port {
+        tracing::warn!(grpc_port = p, "gRPC is not served yet; only REST");
+    }
+    let (sp, snp) = (
+        settings.storage_path.clone(),
+        settings.snapshots_path.clone(),
+    );
+    let storage = tokio::task::spawn_blocking(move || storage::Storage::open(&sp, &snp))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open storage: {e}"))?;
+    let storage =
+        match settings.storage_snapshot.clone() {
+            None => storage,
+            Some(archive) => {
+                let force = settings.force_snapshot;
+                tokio::task::spawn_blocking(move || {
+                let restored = storage.recover_full(&archive, force).map_err(|e| {
+                    format!("cannot restore the full snapshot {}: {e}", archive.display())
+                })?;
+                tracing::info!(?restored, snapshot = %archive.display(), "full snapshot restored");
+                Ok::<_, String>(storage)
+            })
+            .await
+            .map_err(|e| e.to_string())??
+            }
+        };
+    let state = Arc::new(AppState::new(storage, &settings)?);
+    let app = app(state.clone(), &settings);
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", settings.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, storage = %settings.storage_path.display(), "vector-router serving");
+    let grace = settings.shutdown_grace;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = listen::serve(listener, app, settings.listen, tls, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = tx.send(());
+    });
+    let forced = async move {
+        let _ = rx.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = server => {}
+        _ = forced => tracing::warn!("grace period over; closing with requests still in flight"),
+    }
+    state
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.storage.close())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("flush on shutdown: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
