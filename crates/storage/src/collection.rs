@@ -1147,6 +1147,11 @@ impl Collection {
         Value::Object(out)
     }
 
+    /// Whether an optimizer step with work (indexing, a rebuild, a merge) is running now.
+    pub fn optimizer_running(&self) -> bool {
+        self.optimizing.load(Ordering::Acquire)
+    }
+
     /// Counters for the info endpoint and metrics.
     pub fn stats(&self) -> CollectionStats {
         let busy = self.optimizing.load(Ordering::Acquire)

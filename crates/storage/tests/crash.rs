@@ -2,7 +2,8 @@
 //! deletes and payload updates (with the optimizer sealing, indexing, merging and
 //! checkpointing underneath, readers searching throughout, and snapshots taken and restored
 //! into a second collection in a loop beside it) and is killed with SIGKILL at random
-//! moments, more than 20 times. After each kill the parent opens the storage and checks that
+//! moments, more than 20 times: a quarter of the kills anywhere, the rest aimed, just after
+//! the child reports an optimizer step, a snapshot or a restore starting. After each kill the parent opens the storage and checks that
 //! every acknowledged operation is there (vectors and payloads compared), that the one in
 //! flight is wholly applied or wholly absent, and nothing else; that the restored copy, if
 //! any, is the state after one operation; that every snapshot listed verifies; and that
@@ -30,6 +31,76 @@ const CHILD_START_ENV: &str = "VR_CRASH_CHILD_START";
 const TEST_NAME: &str = "acknowledged_operations_survive_sigkill";
 /// Kills in CI; `VR_CRASH_KILLS` sets another number (the long run in docs/reliability.md).
 const KILLS: u32 = 22;
+/// Kills on one storage directory before the run starts a fresh one: each restart reopens
+/// everything written so far, so a long run on one directory would spend its time loading.
+const KILLS_PER_DIR: u32 = 100;
+
+/// Where a kill is aimed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Aim {
+    /// A random 20 to 400 ms after the child is ready.
+    Anywhere,
+    /// Just after an optimizer step starts (indexing, a rebuild, a merge).
+    Optimizing,
+    /// Just after a snapshot starts being taken.
+    Snapshotting,
+    /// Just after a restore from a snapshot starts.
+    Restoring,
+}
+
+const AIMS: [Aim; 4] = [Aim::Anywhere, Aim::Optimizing, Aim::Snapshotting, Aim::Restoring];
+
+impl Aim {
+    /// The line of the child that says the moment has come.
+    fn trigger(self) -> &'static str {
+        match self {
+            Aim::Anywhere => "",
+            Aim::Optimizing => "optimizing",
+            Aim::Snapshotting => "snapshotting",
+            Aim::Restoring => "snapshot ",
+        }
+    }
+
+    /// How long after the trigger the kill comes, at most: a step over ~100 points takes about
+    /// a millisecond, a snapshot or a restore several.
+    fn delay_us(self) -> u64 {
+        match self {
+            Aim::Anywhere => 1,
+            Aim::Optimizing => 300,
+            Aim::Snapshotting | Aim::Restoring => 2000,
+        }
+    }
+}
+
+/// Where the child was when it died, from the lines it printed (in order).
+#[derive(Debug, Default)]
+struct Phases {
+    optimizing: bool,
+    /// "snapshotting", "restoring", or "between" (sleeping or deleting an old snapshot).
+    snapshot: &'static str,
+}
+
+impl Phases {
+    fn read(&mut self, line: &str) {
+        match line {
+            "optimizing" => self.optimizing = true,
+            "optimized" => self.optimizing = false,
+            "snapshotting" => self.snapshot = "snapshotting",
+            l if l.starts_with("snapshot ") => self.snapshot = "restoring",
+            l if l.starts_with("restored ") => self.snapshot = "between",
+            _ => {}
+        }
+    }
+
+    fn inside(&self, aim: Aim) -> bool {
+        match aim {
+            Aim::Anywhere => true,
+            Aim::Optimizing => self.optimizing,
+            Aim::Snapshotting => self.snapshot == "snapshotting",
+            Aim::Restoring => self.snapshot == "restoring",
+        }
+    }
+}
 const BATCH: u64 = 10;
 const DIM: usize = 16;
 /// Fixed queries for the recall check after each restart.
@@ -186,9 +257,22 @@ fn child(dir: &Path, start: u64) {
         });
         // Beside the writer: snapshots of `c` taken and restored into `r` in a loop, so that
         // kills land in snapshot creation and in a restore too.
+        // The optimizer's steps as they start and end, for the kills aimed at them.
+        scope.spawn(|| {
+            let mut was = false;
+            while Instant::now() < deadline {
+                let running = c.optimizer_running();
+                if running != was {
+                    println!("{}", if running { "optimizing" } else { "optimized" });
+                    was = running;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
         scope.spawn(|| {
             while Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(30));
+                println!("snapshotting");
                 let snap = store.create_snapshot("c").unwrap();
                 println!("snapshot {}", snap.name);
                 let path = store.snapshot_path("c", &snap.name).unwrap();
@@ -322,7 +406,7 @@ fn acknowledged_operations_survive_sigkill() {
         child(Path::new(&dir), start);
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let seed = 0xc0ffee_u64;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -332,7 +416,15 @@ fn acknowledged_operations_survive_sigkill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(KILLS);
+    // Kills aimed at each moment, and how many landed inside it.
+    let mut aimed = [0u32; 4];
+    let mut landed = [0u32; 4];
     for kill in 0..kills {
+        if kill > 0 && kill % KILLS_PER_DIR == 0 {
+            dir = tempfile::tempdir().unwrap();
+            (applied, last_recall) = (None, None);
+        }
+        let aim = AIMS[kill as usize % AIMS.len()];
         let start = applied.map_or(0, |a| a + 1);
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
@@ -351,7 +443,8 @@ fn acknowledged_operations_survive_sigkill() {
                 }
             }
         });
-        // Wait until it is ready, then let it run a random while.
+        // Wait until it is ready, then until the moment aimed at (keeping the lines read).
+        let mut lines = Vec::new();
         let ready_by = Instant::now() + Duration::from_secs(30);
         loop {
             let line = rx
@@ -361,28 +454,47 @@ fn acknowledged_operations_survive_sigkill() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        if aim == Aim::Anywhere {
+            std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        } else {
+            // A child that never gets there (its 30 s are up) is killed where it is.
+            let by = Instant::now() + Duration::from_secs(20);
+            while let Ok(line) = rx.recv_timeout(by.saturating_duration_since(Instant::now())) {
+                let hit = line.starts_with(aim.trigger());
+                lines.push(line);
+                if hit {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..aim.delay_us())));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         reader.join().unwrap();
+        lines.extend(rx.try_iter());
         let mut acked = applied;
-        // Where the snapshot loop was at the kill: after "snapshot" and before "restored" a
-        // restore was running; after "restored", a snapshot was being taken (or the loop slept).
-        let mut snapshot_phase = "none yet";
-        for line in rx.try_iter() {
+        let mut phases = Phases {
+            snapshot: "none yet",
+            ..Phases::default()
+        };
+        for line in &lines {
             if let Some(k) = line.strip_prefix("ack ") {
                 acked = Some(k.parse().unwrap());
-            } else if line.starts_with("snapshot ") {
-                snapshot_phase = "restoring";
-            } else if line.starts_with("restored ") {
-                snapshot_phase = "snapshotting";
             }
+            phases.read(line);
         }
+        let a = aim as usize;
+        aimed[a] += 1;
+        landed[a] += u32::from(phases.inside(aim));
         let recall;
         (applied, recall) = verify(dir.path(), acked, kill);
         eprintln!(
-            "kill {kill}: acknowledged through {acked:?}, state through {applied:?}, snapshot loop \
-             {snapshot_phase}, recall@10 {recall:.3} at ef {RECALL_EF} (seed {seed})"
+            "kill {kill} (aimed {aim:?}, landed inside: {}): acknowledged through {acked:?}, state \
+             through {applied:?}, optimizer step {}, snapshot loop {}, recall@10 {recall:.3} at ef \
+             {RECALL_EF} (seed {seed})",
+            phases.inside(aim),
+            if phases.optimizing { "running" } else { "idle" },
+            phases.snapshot,
         );
         assert!(
             recall >= 0.9,
@@ -395,6 +507,16 @@ fn acknowledged_operations_survive_sigkill() {
             );
         }
         last_recall = Some(recall);
+    }
+    eprintln!("kills aimed by moment {AIMS:?}: {aimed:?}; landed inside it: {landed:?}");
+    // Each moment was really hit: a harness whose aimed kills all land elsewhere tests only
+    // the kills anywhere.
+    for (i, aim) in AIMS.iter().enumerate().skip(1) {
+        assert!(
+            landed[i] > 0,
+            "no kill aimed at {aim:?} landed inside it ({} aimed)",
+            aimed[i]
+        );
     }
     assert!(
         applied.is_some_and(|a| a > 40),
