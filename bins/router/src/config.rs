@@ -58,6 +58,15 @@ pub struct Args {
     /// handshake); an idle keep-alive connection is closed after as long. Default 30.
     #[arg(long, env = "VR_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
+    /// Connections one client address may hold at once; past it a new one is answered 503
+    /// and closed. Default half of --max-connections, so that one address (a slowloris) cannot
+    /// take every slot.
+    #[arg(long, env = "VR_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds a response may wait on a client that reads none of it before the connection
+    /// is closed. Default 30.
+    #[arg(long, env = "VR_WRITE_TIMEOUT_SECS")]
+    pub write_timeout_secs: Option<u64>,
     /// Serve REST over TLS (Qdrant: service.enable_tls), with --tls-cert and --tls-key.
     /// Accepts `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` (any case); bare means true.
     #[arg(long, env = "QDRANT__SERVICE__ENABLE_TLS", num_args = 0..=1,
@@ -141,6 +150,8 @@ struct FileService {
     request_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     header_read_timeout_secs: Option<u64>,
+    max_connections_per_address: Option<usize>,
+    write_timeout_secs: Option<u64>,
     enable_tls: Option<bool>,
     search_threads: Option<usize>,
     shutdown_grace_secs: Option<u64>,
@@ -173,28 +184,47 @@ struct FileLog {
 /// The effective settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where REST listens.
     pub addr: SocketAddr,
+    /// The gRPC port asked for (not served yet: a warning at start).
     pub grpc_port: Option<u16>,
+    /// The key every request but the health probes must present.
     pub api_key: Option<String>,
+    /// A key that may read but not write.
     pub read_only_api_key: Option<String>,
+    /// The directory of the collections.
     pub storage_path: PathBuf,
+    /// The directory of the snapshots.
     pub snapshots_path: PathBuf,
+    /// The largest request body read (`max_request_size_mb`).
     pub max_body_bytes: usize,
+    /// Requests served at once; more are shed with 503.
     pub max_concurrent_requests: usize,
+    /// How long a request may take before it answers 504 (Qdrant's `timeout`).
     pub request_timeout: Duration,
+    /// Connection limits of the listener.
     pub listen: crate::listen::ListenLimits,
     /// (certificate chain, private key), PEM files, when REST is served over TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Threads of the search pool.
     pub search_threads: usize,
+    /// The result cache.
     pub cache: cache::CacheConfig,
+    /// The log filter (`info`, `router=debug`, ...).
     pub log_level: String,
+    /// Whether log lines are JSON.
     pub log_json: bool,
+    /// How long a shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The largest snapshot file an upload may send.
     pub max_upload_bytes: u64,
     /// Lowercase `host` or `host:port` entries.
     pub snapshot_allowed_hosts: Vec<String>,
+    /// Extra CA certificates snapshot downloads trust.
     pub snapshot_ca_file: Option<PathBuf>,
+    /// A full snapshot restored before serving.
     pub storage_snapshot: Option<PathBuf>,
+    /// Whether that restore replaces collections that exist.
     pub force_snapshot: bool,
 }
 
@@ -283,6 +313,27 @@ impl Settings {
                 "header_read_timeout_secs {header_timeout} is not between 1 and 3600"
             ));
         }
+        let per_address = match args
+            .max_connections_per_address
+            .or(file.service.max_connections_per_address)
+        {
+            None => (max_connections / 2).max(1),
+            Some(n) if n == 0 || n > max_connections => {
+                return Err(format!(
+                    "max_connections_per_address {n} is not between 1 and max_connections ({max_connections})"
+                ))
+            }
+            Some(n) => n,
+        };
+        let write_timeout = args
+            .write_timeout_secs
+            .or(file.service.write_timeout_secs)
+            .unwrap_or(30);
+        if write_timeout == 0 || write_timeout > 3600 {
+            return Err(format!(
+                "write_timeout_secs {write_timeout} is not between 1 and 3600"
+            ));
+        }
         let tls = if args.enable_tls.or(file.service.enable_tls).unwrap_or(false) {
             match (
                 args.tls_cert.or(file.tls.cert),
@@ -364,7 +415,9 @@ impl Settings {
             request_timeout: Duration::from_secs(timeout),
             listen: crate::listen::ListenLimits {
                 max_connections,
+                max_connections_per_address: per_address,
                 header_read_timeout: Duration::from_secs(header_timeout),
+                write_timeout: Duration::from_secs(write_timeout),
             },
             tls,
             search_threads,

@@ -13,15 +13,26 @@
 //!   closes the connection (an idle keep-alive connection is closed after the same time);
 //! - a TLS handshake must finish within the same time;
 //! - bodies are read by the handlers, inside the request timeout (`time_limit`): a body
-//!   trickled in slower is cut off there with 408.
+//!   trickled in slower is cut off there with 408;
+//! - a response the client does not read (its receive window stays shut) fails the
+//!   connection after `write_timeout` without progress, so a client cannot hold a slot by
+//!   asking for answers and never taking them;
+//! - one client address holds at most `max_connections_per_address` connections: past it a
+//!   new one is answered 503 at once and closed, so a single address cannot take every slot
+//!   with connections it keeps slow within the timeouts.
 
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
@@ -31,8 +42,54 @@ use tower::ServiceExt;
 pub struct ListenLimits {
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
     /// Time to receive a request's head (and to finish a TLS handshake).
     pub header_read_timeout: Duration,
+    /// Time a write may wait without the client taking a byte.
+    pub write_timeout: Duration,
+}
+
+/// The body a connection refused for its address is answered with (Qdrant's error shape).
+const TOO_MANY_FROM_ADDRESS: &str =
+    r#"{"status":{"error":"Too many connections from this address; retry later"},"time":0.0}"#;
+
+/// Connections open per client address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// Counts a connection from `ip` unless it already holds `cap`.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; dropping it gives the count back.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
@@ -45,6 +102,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -52,9 +110,9 @@ pub async fn serve(
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Per-connection failures (reset before accept) are the client's; others
                     // (out of descriptors) pass with time, so wait a little and go on.
@@ -68,11 +126,23 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(address_slot) = per_address.take(peer.ip(), limits.max_connections_per_address)
+        else {
+            tracing::debug!(%peer, "too many connections from one address: refused");
+            let plain = tls.is_none();
+            tokio::spawn(async move {
+                refuse(stream, plain).await;
+                drop(slot);
+            });
+            continue;
+        };
         let app = app.clone();
         let tls = tls.clone();
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
+            let stream = WriteTimeout::new(stream, limits.write_timeout);
             connection(stream, app, limits, tls, &mut closing).await;
+            drop(address_slot);
             drop(slot);
         });
     }
@@ -82,8 +152,33 @@ pub async fn serve(
     let _ = slots.acquire_many(limits.max_connections as u32).await;
 }
 
+/// Answers a connection over its address's cap with 503 (over plain HTTP: a TLS client could
+/// not read it before a handshake) and closes it, spending at most a second on it. What the
+/// client sent is read and dropped before the close: closing with unread bytes makes the
+/// kernel reset the connection, and the client could lose the answer.
+async fn refuse(mut stream: TcpStream, plain: bool) {
+    use tokio::io::AsyncReadExt;
+    if !plain {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
+            TOO_MANY_FROM_ADDRESS.len(),
+            TOO_MANY_FROM_ADDRESS
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
 async fn connection(
-    stream: TcpStream,
+    stream: WriteTimeout<TcpStream>,
     app: axum::Router,
     limits: ListenLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -137,6 +232,98 @@ async fn http<S>(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// A stream whose writes fail with `TimedOut` once one has waited `limit` without the peer
+/// taking a byte. hyper has no write timeout of its own: a response to a client that never
+/// reads would hold its connection (and a slot) for good.
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed when a write or flush first waits, disarmed by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteTimeout {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner stream answered `poll`: progress disarms the timer; waiting arms it
+    /// (once) and fails when it has run out.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing of the response within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(cx, poll)
     }
 }
 

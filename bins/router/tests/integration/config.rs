@@ -84,6 +84,10 @@ fn help_lists_every_flag() {
         "--log-level",
         "--log-json",
         "--shutdown-grace-secs",
+        "--max-connections",
+        "--max-connections-per-address",
+        "--header-read-timeout-secs",
+        "--write-timeout-secs",
         "--help",
         "--version",
     ] {

@@ -1,6 +1,7 @@
 //! Slow clients (issue 20): connections that send their request a byte at a time (a
-//! slowloris), or a body slower than the request timeout, are closed by the server, and
-//! cannot keep a well-behaved client out; the connection cap holds.
+//! slowloris), a body slower than the request timeout, or read none of their answer, are
+//! closed by the server, and cannot keep a well-behaved client out; the connection cap holds,
+//! and one address cannot take every connection.
 
 use crate::common::{DataDirs, Router};
 use serde_json::json;
@@ -45,6 +46,9 @@ async fn slowloris_connections_are_closed_and_cannot_lock_others_out() {
         &dirs,
         &[
             "--max-connections",
+            "16",
+            // This test is of the global cap: one address may take all of it.
+            "--max-connections-per-address",
             "16",
             "--header-read-timeout-secs",
             "2",
@@ -122,6 +126,153 @@ async fn slowloris_connections_are_closed_and_cannot_lock_others_out() {
 
     // Still serving.
     r.get("/collections/c").await;
+}
+
+/// A connection from `source` (an address of the loopback network) to `addr`.
+async fn connect_from(source: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Sends `GET path` on `s` and reads the whole answer (the request asks the server to close).
+async fn get_on(mut s: tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut got))
+        .await
+        .expect("answered within 30 s")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let dirs = DataDirs::new();
+    let r = Router::start(
+        &dirs,
+        &[
+            "--max-connections",
+            "16",
+            "--max-connections-per-address",
+            "4",
+            "--header-read-timeout-secs",
+            "60",
+        ],
+    );
+    let addr = authority(&r);
+    // Four connections from 127.0.0.1 held open with half a request head.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-").unwrap();
+        slow.push(s);
+    }
+    // A fifth from the same address is answered 503 at once, in Qdrant's error shape.
+    let refused = get_on(connect_from("127.0.0.1", &addr).await, "/").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.to_lowercase().contains("retry-after: 1") && refused.contains("\"status\""),
+        "{refused}"
+    );
+    // Another address is served.
+    let other = get_on(connect_from("127.0.0.2", &addr).await, "/").await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // One slow connection gone, its address gets a connection again.
+    drop(slow.pop());
+    let mut served = String::new();
+    for _ in 0..100 {
+        served = get_on(connect_from("127.0.0.1", &addr).await, "/").await;
+        if served.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_no_answer_is_dropped_after_the_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    r.create("c", json!({"vectors": {"size": 512, "distance": "Dot"}}))
+        .await;
+    // An answer of about 10 MB: more than the kernel's buffers of both ends hold.
+    for chunk in 0..4u64 {
+        let points: Vec<_> = (0..500u64)
+            .map(|i| {
+                let id = chunk * 500 + i;
+                json!({"id": id, "vector": (0..512).map(|d| ((id * 512 + d) % 1000) as f32 * 0.001 + 0.1234567).collect::<Vec<_>>()})
+            })
+            .collect();
+        r.upsert("c", json!({"points": points})).await;
+    }
+    drop(r);
+    // One connection at a time, so a client that never reads would hold the only one.
+    let r = Router::start(
+        &dirs,
+        &[
+            "--max-connections",
+            "1",
+            "--max-connections-per-address",
+            "1",
+            "--write-timeout-secs",
+            "2",
+        ],
+    );
+    let addr = authority(&r);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let body = r#"{"limit": 2000, "with_vector": true, "with_payload": false}"#;
+    stuck
+        .write_all(
+            format!(
+                "POST /collections/c/points/scroll HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Another client waits behind it for the only connection, and is served once the server
+    // gives up on the one that does not read.
+    let waited = std::time::Instant::now();
+    let other = get_on(connect_from("127.0.0.2", &addr).await, "/").await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    assert!(
+        waited.elapsed() >= Duration::from_secs(1),
+        "served before the stuck connection was dropped: the answer fitted the buffers"
+    );
+    // The stuck client got part of its answer, then the connection was closed.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stuck.read_to_end(&mut got)).await;
+    let head = String::from_utf8_lossy(&got[..got.len().min(12)]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let split = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the head arrived");
+    let head = String::from_utf8_lossy(&got[..split]).to_lowercase();
+    let body = got.len() - split - 4;
+    match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        Some(n) => assert!(
+            body < n.trim().parse::<usize>().unwrap(),
+            "the whole answer arrived ({body} bytes): the server never stalled"
+        ),
+        None => assert!(
+            !got.ends_with(b"0\r\n\r\n"),
+            "the whole chunked answer arrived ({body} bytes): the server never stalled"
+        ),
+    }
 }
 
 #[test]
