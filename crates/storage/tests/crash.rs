@@ -48,7 +48,12 @@ enum Aim {
     Restoring,
 }
 
-const AIMS: [Aim; 4] = [Aim::Anywhere, Aim::Optimizing, Aim::Snapshotting, Aim::Restoring];
+const AIMS: [Aim; 4] = [
+    Aim::Anywhere,
+    Aim::Optimizing,
+    Aim::Snapshotting,
+    Aim::Restoring,
+];
 
 impl Aim {
     /// The line of the child that says the moment has come.
