@@ -43,6 +43,10 @@ pub enum Kind {
     BinaryCodes = 6,
     /// A [`crate::KMeans`] model.
     KMeans = 7,
+    /// A [`crate::RabitqQuantizer`].
+    RabitqQuantizer = 8,
+    /// A [`crate::RabitqCodes`] array.
+    RabitqCodes = 9,
 }
 
 impl Kind {
@@ -55,6 +59,8 @@ impl Kind {
             Kind::BinaryQuantizer => "binary quantizer",
             Kind::BinaryCodes => "binary code array",
             Kind::KMeans => "k-means model",
+            Kind::RabitqQuantizer => "RaBitQ quantizer",
+            Kind::RabitqCodes => "RaBitQ code array",
         }
     }
 }

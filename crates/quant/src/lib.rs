@@ -8,6 +8,8 @@
 //!   an integer path (8-bit query, integer dot product, corrected by offsets).
 //! * [`ProductQuantizer`]: `M` sub-spaces × 256 centroids, table-driven distance (ADC).
 //! * [`BinaryQuantizer`]: one bit per dimension, Hamming distance and an asymmetric estimate.
+//! * [`RabitqQuantizer`]: RaBitQ, 1 to 8 bits a dimension after a random rotation, with an
+//!   unbiased distance estimate and its error bound ([`rabitq`]).
 //! * [`kmeans`]: the one k-means (k-means++ seeding, Lloyd iterations, parallel), reused by IVF.
 //! * [`codec`]: the versioned, checksummed binary format every trained model and code array
 //!   is saved in.
@@ -39,6 +41,7 @@ pub mod kernels;
 pub mod kmeans;
 pub mod metric;
 pub mod product;
+pub mod rabitq;
 pub mod scalar;
 
 pub use binary::{BinaryCodes, BinaryQuantizer, BinaryQuantizerConfig, BinaryQuery};
@@ -47,6 +50,7 @@ pub use kernels::{kernels, Isa, Kernels, PQ_KSUB};
 pub use kmeans::{CentroidPanels, KMeans, KMeansConfig, PanelMeasure};
 pub use metric::Metric;
 pub use product::{PqCodes, PqTable, ProductQuantizer, ProductQuantizerConfig};
+pub use rabitq::{Estimate, RabitqCodes, RabitqConfig, RabitqQuantizer, RabitqQuery};
 pub use scalar::{
     Bounds, ScalarCodes, ScalarQuantizer, ScalarQuantizerConfig, ScalarQuery, ScalarQueryInt,
 };

@@ -115,6 +115,24 @@ pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
+/// See [`super::Kernels::bitplane_dot`].
+pub fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+    let k = super::check_planes(code.len(), planes.len());
+    planes
+        .chunks_exact(code.len())
+        .take(k)
+        .enumerate()
+        .map(|(j, plane)| {
+            let ones: u32 = code
+                .iter()
+                .zip(plane)
+                .map(|(a, b)| (a & b).count_ones())
+                .sum();
+            ones << j
+        })
+        .sum()
+}
+
 /// See [`super::Kernels::masked_sum`].
 pub fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
     check_bits_len(weights.len(), bits.len());

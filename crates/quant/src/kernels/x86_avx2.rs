@@ -5,8 +5,8 @@
 //! bits and use `vpmaddwd`, which cannot saturate, unlike `vpmaddubsw`.
 
 use super::{
-    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
-    PQ_KSUB,
+    check_bits_len, check_len, check_panel, check_planes, check_pq4, check_table_len, Isa, Kernels,
+    PANEL_WIDTH, PQ_KSUB,
 };
 use half::f16;
 use std::arch::x86_64::*;
@@ -37,6 +37,7 @@ pub(super) fn table() -> Kernels {
         dot_panel16,
         min_panel16,
         pq4_block,
+        bitplane_dot,
     }
 }
 
@@ -72,6 +73,13 @@ fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
     check_len(a.len(), scale.len());
     // SAFETY: as in `safe_pair`: the CPU was checked, and the three slices have equal lengths.
     unsafe { imp::l1_f32_u8_affine(a, scale, codes) }
+}
+
+fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+    check_planes(code.len(), planes.len());
+    // SAFETY: the CPU was checked; `planes` holds whole planes of `code.len()` words (checked
+    // above), so every load of plane `j` stays inside it.
+    unsafe { imp::bitplane_dot(code, planes) }
 }
 
 fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
@@ -422,6 +430,47 @@ pub(super) mod imp {
             i += 1;
         }
         sum as u32
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,popcnt")]
+    pub(super) unsafe fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+        // Per plane, four words at a time: the nibble-table count of `hamming` on `code & plane`.
+        let n = code.len();
+        let k = planes.len() / n;
+        let lut = _mm256_setr_epi8(
+            0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
+            3, 3, 4,
+        );
+        let low = _mm256_set1_epi8(0x0f);
+        let pc = code.as_ptr();
+        let mut total = 0u64;
+        for j in 0..k {
+            let pp = planes.as_ptr().add(j * n);
+            let mut acc = _mm256_setzero_si256();
+            let mut i = 0;
+            while i + 4 <= n {
+                let x = _mm256_and_si256(
+                    _mm256_loadu_si256(pc.add(i) as *const __m256i),
+                    _mm256_loadu_si256(pp.add(i) as *const __m256i),
+                );
+                let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
+                let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16::<4>(x), low));
+                acc = _mm256_add_epi64(
+                    acc,
+                    _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256()),
+                );
+                i += 4;
+            }
+            let mut lanes = [0u64; 4];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+            let mut ones = lanes.iter().sum::<u64>();
+            while i < n {
+                ones += (*pc.add(i) & *pp.add(i)).count_ones() as u64;
+                i += 1;
+            }
+            total += ones << j;
+        }
+        total as u32
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -5,8 +5,8 @@
 //! `vpdpbusd` (unsigned × signed bytes into 32-bit sums, without saturation).
 
 use super::{
-    check_bits_len, check_len, check_panel, check_pq4, check_table_len, Isa, Kernels, PANEL_WIDTH,
-    PQ_KSUB,
+    check_bits_len, check_len, check_panel, check_planes, check_pq4, check_table_len, Isa, Kernels,
+    PANEL_WIDTH, PQ_KSUB,
 };
 use half::f16;
 use std::arch::x86_64::*;
@@ -37,6 +37,7 @@ pub(super) fn table() -> Kernels {
         dot_panel16,
         min_panel16,
         pq4_block,
+        bitplane_dot,
     }
 }
 
@@ -72,6 +73,13 @@ fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
     check_len(a.len(), scale.len());
     // SAFETY: as in `safe_pair`: the CPU was checked, and the three slices have equal lengths.
     unsafe { imp::l1_f32_u8_affine(a, scale, codes) }
+}
+
+fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+    check_planes(code.len(), planes.len());
+    // SAFETY: the CPU was checked; `planes` holds whole planes of `code.len()` words (checked
+    // above), so every load of plane `j` stays inside it.
+    unsafe { imp::bitplane_dot(code, planes) }
 }
 
 fn masked_sum(weights: &[f32], bits: &[u64]) -> f32 {
@@ -386,6 +394,32 @@ mod imp {
             i += 8;
         }
         _mm512_reduce_add_epi64(acc) as u32
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq")]
+    pub(super) unsafe fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+        let n = code.len();
+        let k = planes.len() / n;
+        let pc = code.as_ptr() as *const i64;
+        let mut total = 0u64;
+        for j in 0..k {
+            let pp = planes.as_ptr().add(j * n) as *const i64;
+            let mut acc = _mm512_setzero_si512();
+            let mut i = 0;
+            while i < n {
+                let mask: __mmask8 = if n - i >= 8 {
+                    0xFF
+                } else {
+                    ((1u32 << (n - i)) - 1) as u8
+                };
+                let x = _mm512_maskz_loadu_epi64(mask, pc.add(i));
+                let y = _mm512_maskz_loadu_epi64(mask, pp.add(i));
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_and_si512(x, y)));
+                i += 8;
+            }
+            total += (_mm512_reduce_add_epi64(acc) as u64) << j;
+        }
+        total as u32
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]

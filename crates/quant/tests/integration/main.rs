@@ -7,4 +7,5 @@ mod errors;
 mod kernels;
 mod kmeans;
 mod product;
+mod rabitq;
 mod scalar;
