@@ -31,6 +31,8 @@
 //!
 //! 1-bit estimates are SIMD bit arithmetic: the rotated query is quantised to 4 bits and
 //! stored as bit planes, and `⟨x̄, q⟩` is four AND-popcounts ([`Kernels::bitplane_dot`]).
+//! A 1-bit code is `D/8` bytes, bit `d` in bit `d % 8` of byte `d / 8` (the little-endian
+//! words the kernel reads); an extended code is `D` bytes.
 //! Extended codes take the `f32` query against bytes ([`Kernels::dot_f32_u8`]).
 //!
 //! Metrics: Euclidean (squared), inner product, cosine (vectors normalised first). Manhattan
@@ -234,16 +236,12 @@ impl RabitqQuantizer {
     pub fn encode_all(&self, data: &[f32]) -> Result<RabitqCodes> {
         check_vectors(data, self.dim)?;
         let n = data.len() / self.dim;
-        let stride = if self.bits == 1 {
-            self.padded / 64
-        } else {
-            self.padded / 8
-        };
-        let mut codes = vec![0u64; n * stride];
+        let stride = self.code_bytes();
+        let mut codes = vec![0u8; n * stride];
         let mut factors = vec![0f32; n * 3];
         for (i, v) in data.chunks_exact(self.dim).enumerate() {
             let out = &mut codes[i * stride..(i + 1) * stride];
-            let f = self.encode_into(v, out);
+            let f = self.encode_unchecked(v, out);
             factors[i * 3..i * 3 + 3].copy_from_slice(&f);
         }
         Ok(RabitqCodes {
@@ -254,9 +252,23 @@ impl RabitqQuantizer {
         })
     }
 
-    /// Encodes one vector into `out` (its words of the code array); returns its factors
-    /// `[‖o − c‖, scale, ip]` where `scale = ‖o − c‖ / (‖ȳ‖ · ip)`.
-    fn encode_into(&self, v: &[f32], out: &mut [u64]) -> [f32; 3] {
+    /// Encodes one vector (checked: its dimension and values) into `out`, its
+    /// [`Self::code_bytes`] bytes; returns its three factors `[‖o − c‖, scale, ip]` (`scale =
+    /// ‖o − c‖ / (‖ȳ‖ · ip)`), which every estimate needs beside the code. For callers that lay
+    /// codes out themselves (IVF lists).
+    pub fn encode_into(&self, v: &[f32], out: &mut [u8]) -> Result<[f32; 3]> {
+        check_vector(v, self.dim)?;
+        if out.len() != self.code_bytes() {
+            return Err(Error::DimensionMismatch {
+                expected: self.code_bytes(),
+                found: out.len(),
+            });
+        }
+        out.fill(0);
+        Ok(self.encode_unchecked(v, out))
+    }
+
+    fn encode_unchecked(&self, v: &[f32], out: &mut [u8]) -> [f32; 3] {
         let centred: Vec<f32> = v.iter().zip(&self.centroid).map(|(x, c)| x - c).collect();
         let o = self.rotate(&centred);
         let norm = o
@@ -273,7 +285,7 @@ impl RabitqQuantizer {
             let mut abs_sum = 0f64;
             for (i, &x) in o.iter().enumerate() {
                 if x > 0.0 {
-                    out[i / 64] |= 1 << (i % 64);
+                    out[i / 8] |= 1 << (i % 8);
                 }
                 abs_sum += x.abs() as f64;
             }
@@ -284,21 +296,12 @@ impl RabitqQuantizer {
         }
         let (k, ip, y_norm) = extended_levels(&o, norm, self.bits);
         let half = 1u32 << (self.bits - 1);
-        let bytes: Vec<u8> = o
-            .iter()
-            .zip(&k)
-            .map(|(&x, &k)| {
-                if x >= 0.0 {
-                    (half + k) as u8
-                } else {
-                    (half - 1 - k) as u8
-                }
-            })
-            .collect();
-        for (word, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            // Native order: the word's bytes in memory are the chunk's, in order, which is how
-            // the estimate reads them back (`words_as_bytes`).
-            *word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+        for ((byte, &x), &k) in out.iter_mut().zip(&o).zip(&k) {
+            *byte = if x >= 0.0 {
+                (half + k) as u8
+            } else {
+                (half - 1 - k) as u8
+            };
         }
         let scale = norm / (y_norm * ip);
         [norm as f32, scale as f32, ip as f32]
@@ -510,7 +513,7 @@ impl RabitqQuery {
     /// The estimate for one code and its factors (as [`RabitqCodes::code`] and
     /// [`RabitqCodes::factors`] return them), for callers that lay codes out themselves.
     #[inline]
-    pub fn estimate_code(&self, code: &[u64], factors: &[f32]) -> Estimate {
+    pub fn estimate_code(&self, code: &[u8], factors: &[f32]) -> Estimate {
         let (norm, scale, ip) = (factors[0], factors[1], factors[2]);
         // ⟨ȳ, P v⟩ for the stored code.
         let y_dot = match &self.form {
@@ -520,14 +523,16 @@ impl RabitqQuery {
                 step,
                 sum,
             } => {
-                let ones = code.iter().map(|w| w.count_ones()).sum::<u32>() as f32;
+                let ones = code
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")).count_ones())
+                    .sum::<u32>() as f32;
                 let dot = self.kernels.bitplane_dot(code, planes) as f32;
                 // ȳᵢ = 2bᵢ − 1: Σ ȳᵢ q'ᵢ = 2 Σ_{bᵢ=1} q'ᵢ − Σ q'ᵢ.
                 2.0 * (lo * ones + step * dot) - sum
             }
             QueryForm::Floats { rotated, offset } => {
-                let bytes = crate::kernels::words_as_bytes(code);
-                self.kernels.dot_f32_u8(rotated, bytes) - offset
+                self.kernels.dot_f32_u8(rotated, code) - offset
             }
         };
         let ov = scale * y_dot; // ≈ ⟨o − c, v⟩
@@ -550,7 +555,7 @@ impl RabitqQuery {
 pub struct RabitqCodes {
     bits: u8,
     padded: usize,
-    codes: Vec<u64>,
+    codes: Vec<u8>,
     /// Three per vector: `‖o − c‖`, the estimate's scale, and `ip`.
     factors: Vec<f32>,
 }
@@ -558,9 +563,9 @@ pub struct RabitqCodes {
 impl RabitqCodes {
     fn stride(&self) -> usize {
         if self.bits == 1 {
-            self.padded / 64
-        } else {
             self.padded / 8
+        } else {
+            self.padded
         }
     }
 
@@ -579,9 +584,10 @@ impl RabitqCodes {
         self.bits
     }
 
-    /// The code of vector `i`, in words.
+    /// The code of vector `i` (1 bit: bit `d` of the code is bit `d % 8` of byte `d / 8`;
+    /// more: byte `d` is dimension `d`).
     #[inline]
-    pub fn code(&self, i: usize) -> &[u64] {
+    pub fn code(&self, i: usize) -> &[u8] {
         let s = self.stride();
         &self.codes[i * s..(i + 1) * s]
     }
@@ -594,25 +600,25 @@ impl RabitqCodes {
 
     /// Bytes a vector takes: its code and its three factors.
     pub fn bytes_per_vector(&self) -> usize {
-        self.stride() * 8 + 12
+        self.stride() + 12
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.codes.capacity() * 8 + self.factors.capacity() * 4
+        self.codes.capacity() + self.factors.capacity() * 4
     }
 
     fn encode_payload(&self, enc: &mut Encoder) {
         enc.u32(u32::from(self.bits));
         enc.u64(self.padded as u64);
-        enc.u64s(&self.codes);
+        enc.bytes(&self.codes);
         enc.f32s(&self.factors);
     }
 
     fn decode_payload(dec: &mut Decoder) -> Result<RabitqCodes> {
         let bits = dec.u32()?;
         let padded = dec.usize()?;
-        let codes = dec.u64s()?;
+        let codes = dec.bytes()?;
         let factors = dec.f32s()?;
         if !(1..=8).contains(&bits) {
             return Err(dec.malformed("bits a dimension not between 1 and 8"));
@@ -626,7 +632,7 @@ impl RabitqCodes {
             codes,
             factors,
         };
-        if out.factors.len() % 3 != 0 || out.codes.len() != out.len() * out.stride() {
+        if !out.factors.len().is_multiple_of(3) || out.codes.len() != out.len() * out.stride() {
             return Err(dec.malformed("codes and factors do not agree"));
         }
         if out.factors.iter().any(|x| !x.is_finite()) {

@@ -162,7 +162,7 @@ pub struct Kernels {
     dot_panel16: fn(&[f32], &[f32], &mut [f32]),
     min_panel16: MinPanelFn,
     pq4_block: fn(&[u8], &[u8], u16, &mut [u16]) -> u32,
-    bitplane_dot: fn(&[u64], &[u64]) -> u32,
+    bitplane_dot: fn(&[u8], &[u64]) -> u32,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -323,12 +323,14 @@ impl Kernels {
 
     /// `Σⱼ 2ʲ · popcount(code & planesⱼ)`: the inner product of a bit vector with a vector of
     /// small unsigned integers stored as bit planes (plane `j` holds bit `j` of every value,
-    /// `code.len()` words each, one plane after another). The core of RaBitQ's estimator,
-    /// where `code` is a vector's 1-bit code and the planes are its few-bit query.
+    /// one plane after another). The core of RaBitQ's estimator, where `code` is a vector's
+    /// 1-bit code and the planes are its few-bit query.
     ///
-    /// `planes` must hold 1 to 8 whole planes of `code.len()` words (checked).
+    /// `code` is bytes read as little-endian words (bit `d` in bit `d % 8` of byte `d / 8`,
+    /// as codes are stored inside larger byte arrays, unaligned); `planes` must hold 1 to 8
+    /// whole planes of `code.len() / 8` words (checked).
     #[inline]
-    pub fn bitplane_dot(&self, code: &[u64], planes: &[u64]) -> u32 {
+    pub fn bitplane_dot(&self, code: &[u8], planes: &[u64]) -> u32 {
         (self.bitplane_dot)(code, planes)
     }
 
@@ -479,22 +481,17 @@ pub(crate) fn check_bits_len(dim: usize, words: usize) {
     assert_eq!(dim.div_ceil(64), words, "bit vector of the wrong length");
 }
 
-/// The bytes of `words` in memory order (byte `b` of word `w` at `8w + b`), for codes built
-/// from bytes with `u64::from_ne_bytes` and read by byte kernels.
-#[inline]
-pub(crate) fn words_as_bytes(words: &[u64]) -> &[u8] {
-    // SAFETY: `u8` has alignment 1 and every bit pattern is a valid `u8`; all bytes of a `u64`
-    // slice are initialised; the slice covers exactly `words`' own `8 · len` bytes and borrows
-    // `words` for its lifetime, so nothing can write them meanwhile.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
-}
-
-/// Panics unless `planes` holds 1 to 8 whole bit planes of `words` words; returns how many.
+/// Panics unless `code_bytes` is whole words and `planes` 1 to 8 whole planes of that many
+/// words; returns how many planes.
 #[inline(always)]
 #[track_caller]
-pub(crate) fn check_planes(words: usize, planes: usize) -> usize {
+pub(crate) fn check_planes(code_bytes: usize, planes: usize) -> usize {
+    let words = code_bytes / 8;
     assert!(
-        words > 0 && planes.is_multiple_of(words) && (1..=8).contains(&(planes / words)),
+        words > 0
+            && code_bytes.is_multiple_of(8)
+            && planes.is_multiple_of(words)
+            && (1..=8).contains(&(planes / words)),
         "bit planes of the wrong length"
     );
     planes / words

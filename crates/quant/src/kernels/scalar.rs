@@ -116,17 +116,18 @@ pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
 }
 
 /// See [`super::Kernels::bitplane_dot`].
-pub fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+pub fn bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
     let k = super::check_planes(code.len(), planes.len());
+    let words = code.len() / 8;
     planes
-        .chunks_exact(code.len())
+        .chunks_exact(words)
         .take(k)
         .enumerate()
         .map(|(j, plane)| {
             let ones: u32 = code
-                .iter()
+                .chunks_exact(8)
                 .zip(plane)
-                .map(|(a, b)| (a & b).count_ones())
+                .map(|(a, b)| (u64::from_le_bytes(a.try_into().expect("8 bytes")) & b).count_ones())
                 .sum();
             ones << j
         })

@@ -75,10 +75,10 @@ fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
     unsafe { imp::l1_f32_u8_affine(a, scale, codes) }
 }
 
-fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+fn bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
     check_planes(code.len(), planes.len());
-    // SAFETY: the CPU was checked; `planes` holds whole planes of `code.len()` words (checked
-    // above), so every load of plane `j` stays inside it.
+    // SAFETY: the CPU was checked; `code` is whole words and `planes` whole planes of as many
+    // words (checked above), so every (unaligned) load of either stays inside it.
     unsafe { imp::bitplane_dot(code, planes) }
 }
 
@@ -433,16 +433,17 @@ pub(super) mod imp {
     }
 
     #[target_feature(enable = "avx2,fma,f16c,popcnt")]
-    pub(super) unsafe fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+    pub(super) unsafe fn bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
         // Per plane, four words at a time: the nibble-table count of `hamming` on `code & plane`.
-        let n = code.len();
+        // `code` as little-endian words, read unaligned (x86 is little-endian).
+        let n = code.len() / 8;
         let k = planes.len() / n;
         let lut = _mm256_setr_epi8(
             0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2,
             3, 3, 4,
         );
         let low = _mm256_set1_epi8(0x0f);
-        let pc = code.as_ptr();
+        let pc = code.as_ptr() as *const u64;
         let mut total = 0u64;
         for j in 0..k {
             let pp = planes.as_ptr().add(j * n);
@@ -465,7 +466,7 @@ pub(super) mod imp {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
             let mut ones = lanes.iter().sum::<u64>();
             while i < n {
-                ones += (*pc.add(i) & *pp.add(i)).count_ones() as u64;
+                ones += (pc.add(i).read_unaligned() & *pp.add(i)).count_ones() as u64;
                 i += 1;
             }
             total += ones << j;

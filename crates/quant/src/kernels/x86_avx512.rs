@@ -75,10 +75,10 @@ fn l1_f32_u8_affine(a: &[f32], scale: &[f32], codes: &[u8]) -> f32 {
     unsafe { imp::l1_f32_u8_affine(a, scale, codes) }
 }
 
-fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
+fn bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
     check_planes(code.len(), planes.len());
-    // SAFETY: the CPU was checked; `planes` holds whole planes of `code.len()` words (checked
-    // above), so every load of plane `j` stays inside it.
+    // SAFETY: the CPU was checked; `code` is whole words and `planes` whole planes of as many
+    // words (checked above), so every (unaligned) load of either stays inside it.
     unsafe { imp::bitplane_dot(code, planes) }
 }
 
@@ -397,8 +397,9 @@ mod imp {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq")]
-    pub(super) unsafe fn bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
-        let n = code.len();
+    pub(super) unsafe fn bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
+        // `code` as little-endian words, read unaligned (x86 is little-endian).
+        let n = code.len() / 8;
         let k = planes.len() / n;
         let pc = code.as_ptr() as *const i64;
         let mut total = 0u64;

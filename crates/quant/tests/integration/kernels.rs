@@ -322,12 +322,12 @@ fn bit_kernels_match_reference() {
 
 /// `Σⱼ 2ʲ · |code ∧ planeⱼ|` by unpacking every value: the integer each dimension's planes
 /// spell, times the code's bit there.
-fn naive_bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
-    let words = code.len();
+fn naive_bitplane_dot(code: &[u8], planes: &[u64]) -> u32 {
+    let words = code.len() / 8;
     let k = planes.len() / words;
     let mut sum = 0;
     for d in 0..words * 64 {
-        if code[d / 64] >> (d % 64) & 1 == 1 {
+        if code[d / 8] >> (d % 8) & 1 == 1 {
             let value: u32 = (0..k)
                 .map(|j| ((planes[j * words + d / 64] >> (d % 64) & 1) as u32) << j)
                 .sum();
@@ -340,14 +340,15 @@ fn naive_bitplane_dot(code: &[u64], planes: &[u64]) -> u32 {
 #[test]
 fn bitplane_dot_matches_reference() {
     let mut rng = StdRng::seed_from_u64(15);
-    let code: Vec<u64> = (0..40).map(|_| rng.random()).collect();
+    let code: Vec<u8> = (0..40 * 8).map(|_| rng.random()).collect();
     let planes: Vec<u64> = (0..40 * 8).map(|_| rng.random()).collect();
     for k in tables() {
         let isa = k.isa();
         // Word counts across every SIMD width and tail, one to eight planes.
         for words in 1..=19 {
             for p in 1..=8 {
-                let c = &code[words % 3..words % 3 + words];
+                // Codes start anywhere in a byte array: unaligned by `words % 3` bytes.
+                let c = &code[words % 3..words % 3 + 8 * words];
                 let pl = &planes[..p * words];
                 assert_eq!(
                     k.bitplane_dot(c, pl),
@@ -357,7 +358,7 @@ fn bitplane_dot_matches_reference() {
             }
         }
         // All ones: the largest sum, 255 per dimension.
-        let ones = vec![u64::MAX; 16];
+        let ones = vec![u8::MAX; 16 * 8];
         let all = vec![u64::MAX; 16 * 8];
         assert_eq!(k.bitplane_dot(&ones, &all), 255 * 16 * 64, "{isa:?}");
     }
@@ -366,7 +367,7 @@ fn bitplane_dot_matches_reference() {
 #[test]
 #[should_panic(expected = "bit planes of the wrong length")]
 fn bitplane_dot_refuses_a_partial_plane() {
-    quant::kernels().bitplane_dot(&[1, 2], &[1, 2, 3]);
+    quant::kernels().bitplane_dot(&[1; 16], &[1, 2, 3]);
 }
 
 #[test]
