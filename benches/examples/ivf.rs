@@ -6,6 +6,7 @@
 //! cargo run --release -p vr-benches --example ivf -- --encoding flat
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50             # PQ50x4fs + re-rank
 //! cargo run --release -p vr-benches --example ivf -- --encoding pq:25 --oversampling 10
+//! cargo run --release -p vr-benches --example ivf -- --encoding rabitq:1             # bound-driven re-rank
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --save-and-reload data/g.ivf
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --index data/g.ivf   # build once, then reuse
 //! ```
@@ -50,7 +51,10 @@ fn main() {
                     None if value == "sq8" => ListEncoding::Sq8,
                     Some(("pq", m)) => ListEncoding::Pq { m: num(m) },
                     Some(("fs", m)) => ListEncoding::PqFastScan { m: num(m) },
-                    _ => fail(format!("unknown encoding {value} (flat, sq8, pq:M, fs:M)")),
+                    Some(("rabitq", b)) => ListEncoding::Rabitq { bits: num(b) as u8 },
+                    _ => fail(format!(
+                        "unknown encoding {value} (flat, sq8, pq:M, fs:M, rabitq:BITS)"
+                    )),
                 }
             }
             "--nlist" => nlist = num(&value),

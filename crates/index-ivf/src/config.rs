@@ -23,6 +23,14 @@ pub enum ListEncoding {
         /// Number of sub-spaces, `M`.
         m: usize,
     },
+    /// RaBitQ codes of the residual (`quant::rabitq`): `bits` a dimension (1 to 8) of the
+    /// dimension padded to a power of two, plus three factors. With kept vectors, a search
+    /// re-ranks exactly only the entries whose error bound reaches below its current k-th
+    /// exact distance (unless it asks for a fixed oversampling).
+    Rabitq {
+        /// Bits a dimension: 1 (the original RaBitQ) to 8 (extended codes).
+        bits: u8,
+    },
 }
 
 impl ListEncoding {
@@ -32,6 +40,7 @@ impl ListEncoding {
             ListEncoding::Sq8 => 2,
             ListEncoding::Pq { .. } => 3,
             ListEncoding::PqFastScan { .. } => 4,
+            ListEncoding::Rabitq { .. } => 5,
         }
     }
 
@@ -121,6 +130,12 @@ impl IvfConfig {
                     format!("{m} sub-spaces for dimension {dim}: must be between 1 and {dim}"),
                 );
             }
+            ListEncoding::Rabitq { bits } if !(1..=8).contains(&bits) => {
+                return invalid(
+                    "encoding.bits",
+                    format!("{bits} bits a dimension: must be between 1 and 8"),
+                );
+            }
             _ => {}
         }
         if self.nprobe == 0 {
@@ -143,6 +158,22 @@ impl IvfConfig {
                 "max_codec_training_points",
                 "must be at least 256 (one per product centroid)".into(),
             );
+        }
+        Ok(())
+    }
+
+    /// Checks that the encoding serves `metric`: RaBitQ estimates inner products, and
+    /// Manhattan distance has none.
+    pub fn check_metric(&self, metric: quant::Metric) -> Result<()> {
+        if matches!(self.encoding, ListEncoding::Rabitq { .. })
+            && metric == quant::Metric::Manhattan
+        {
+            return Err(IndexError::InvalidParameter {
+                name: "encoding",
+                reason: "RaBitQ estimates inner products, and Manhattan distance has none: use \
+                         another encoding"
+                    .into(),
+            });
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use index_core::{
 use quant::kernels::{PANEL_WIDTH, PQ4_BLOCK, PQ_KSUB};
 use quant::{
     kernels, KMeans, KMeansConfig, Kernels, Metric, ProductQuantizer, ProductQuantizerConfig,
-    ScalarQuantizer, ScalarQuantizerConfig,
+    RabitqConfig, RabitqQuantizer, ScalarQuantizer, ScalarQuantizerConfig,
 };
 use rayon::prelude::*;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -94,6 +94,7 @@ impl IvfIndex {
             });
         }
         config.validate(dim)?;
+        config.check_metric(metric)?;
         Ok(IvfIndex {
             dim,
             metric,
@@ -228,6 +229,12 @@ impl IvfIndex {
                 m,
                 self.config.pq_iterations,
                 seed,
+            )?),
+            // Nothing to learn beyond the coarse centroids: residuals are coded around zero
+            // after a random rotation.
+            ListEncoding::Rabitq { bits } => Codec::Rabitq(RabitqQuantizer::with_centroid(
+                vec![0.0; dim],
+                &RabitqConfig { bits, seed },
             )?),
         })
     }
@@ -445,7 +452,14 @@ impl IvfIndex {
         // Kept vectors re-rank lossy codes only: flat lists already give exact distances.
         let refine = has_full && self.config.encoding.is_lossy() && params.rescore != Some(false);
         let oversampling = params.oversampling.unwrap_or(self.config.oversampling);
-        let gathered = if refine {
+        // RaBitQ's estimates come with an error bound: re-rank exactly, as the lists are
+        // scanned, only the entries whose bound reaches below the k-th exact distance so far,
+        // unless the search asks for a fixed oversampling.
+        let bound_driven =
+            refine && matches!(model.codec, Codec::Rabitq(_)) && params.oversampling.is_none();
+        let gathered = if bound_driven {
+            limit
+        } else if refine {
             ((limit as f64 * oversampling as f64).ceil() as usize).max(limit)
         } else {
             limit
@@ -470,10 +484,10 @@ impl IvfIndex {
             model
                 .coarse
                 .probe(self.kernels, q, nprobe, &mut s.coarse, &mut s.probes);
-            self.scan_lists(model, state, q, s, &accept, &mut top);
+            self.scan_lists(model, state, q, s, &accept, bound_driven, &mut top);
         });
         let mut found = top.into_sorted_vec();
-        if refine && model.codec.is_residual() {
+        if refine && !bound_driven && model.codec.is_residual() {
             for c in &found {
                 state.full.prefetch(c.offset, self.dim);
             }
@@ -524,7 +538,10 @@ impl IvfIndex {
         top.into_sorted_vec()
     }
 
-    /// Scans the probed lists into `top` with the encoding's distance.
+    /// Scans the probed lists into `top` with the encoding's distance (RaBitQ with
+    /// `bound_driven`: exact distances of the entries whose bound reaches below `top`'s
+    /// threshold).
+    #[allow(clippy::too_many_arguments)]
     fn scan_lists<A: Fn(u32) -> bool>(
         &self,
         model: &Model,
@@ -532,6 +549,7 @@ impl IvfIndex {
         q: &[f32],
         s: &mut Scratch,
         accept: &A,
+        bound_driven: bool,
         top: &mut TopK,
     ) {
         let (dim, metric, kern) = (self.dim, self.metric, self.kernels);
@@ -693,6 +711,43 @@ impl IvfIndex {
                             if accept(o) {
                                 top.push(ScoredOffset::new(o, bias + sums[v] as f32 / scale));
                             }
+                        }
+                    }
+                }
+            }
+            Codec::Rabitq(rq) => {
+                let code_len = rq.code_bytes();
+                // Inner product splits as for 8-bit codes: one bound query for every list,
+                // the coarse search's `−q·c` as the bias; Euclidean binds `q − c` per list.
+                let shared = dot_like.then(|| rq.query(q, code_metric).expect("checked"));
+                for &(coarse, l) in probes.iter() {
+                    let list = &state.lists[l as usize];
+                    let own;
+                    let (bound, bias) = match &shared {
+                        Some(b) => (b, coarse),
+                        None => {
+                            own = rq
+                                .query(residual_into(residual, q, centroid(l)), metric)
+                                .expect("checked");
+                            (&own, 0.0)
+                        }
+                    };
+                    for ((code, factors), &o) in list
+                        .codes
+                        .chunks_exact(code_len)
+                        .zip(list.floats.chunks_exact(3))
+                        .zip(&list.ids)
+                    {
+                        let est = bound.estimate_code(code, factors);
+                        let d = bias + est.distance;
+                        if bound_driven {
+                            if d - est.bound <= top.threshold() && accept(o) {
+                                if let Some(v) = state.full.get(o, dim) {
+                                    top.push(ScoredOffset::new(o, metric.distance(kern, q, v)));
+                                }
+                            }
+                        } else if d <= top.threshold() && accept(o) {
+                            top.push(ScoredOffset::new(o, d));
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 
 use crate::fastscan::{get_code, put_code, Pq4};
 use quant::kernels::PANEL_WIDTH;
-use quant::{Metric, ProductQuantizer, ScalarQuantizer};
+use quant::{Metric, ProductQuantizer, RabitqQuantizer, ScalarQuantizer};
 
 /// How list entries are encoded: the trained quantizer of a lossy encoding.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub(crate) enum Codec {
     },
     Pq(ProductQuantizer),
     Pq4(Pq4),
+    /// RaBitQ codes of the residual, around a zero centroid (the list's centroid is already
+    /// subtracted); three factors an entry in the list's floats.
+    Rabitq(RabitqQuantizer),
 }
 
 impl Codec {
@@ -52,6 +55,7 @@ impl Codec {
             Codec::Sq8 { .. } => dim,
             Codec::Pq(pq) => pq.m(),
             Codec::Pq4(pq) => pq.m(),
+            Codec::Rabitq(rq) => rq.code_bytes(),
         }
     }
 
@@ -61,6 +65,7 @@ impl Codec {
             Codec::Flat | Codec::FlatPanels => dim,
             Codec::Sq8 { norms, .. } => usize::from(*norms),
             Codec::Pq(_) | Codec::Pq4(_) => 0,
+            Codec::Rabitq(_) => 3,
         }
     }
 
@@ -86,6 +91,10 @@ impl Codec {
                 .encode_into(v, code)
                 .expect("the caller checked the dimension and values"),
             Codec::Pq4(pq) => pq.encode(v, code),
+            Codec::Rabitq(rq) => floats.copy_from_slice(
+                &rq.encode_into(v, code)
+                    .expect("the caller checked the dimension and values"),
+            ),
         }
     }
 }
@@ -96,7 +105,7 @@ pub(crate) struct InvertedList {
     pub(crate) ids: Vec<u32>,
     /// Codes: `code_len` bytes an entry, or 32-entry blocks in the fast-scan layout.
     pub(crate) codes: Vec<u8>,
-    /// Flat vectors, or one norm per 8-bit code.
+    /// Flat vectors, one norm per 8-bit code, or three factors per RaBitQ code.
     pub(crate) floats: Vec<f32>,
 }
 

@@ -10,7 +10,7 @@
 //! | configuration as JSON: length, bytes | 8 + n |
 //! | trained (0 or 1) | 4 |
 //! | if trained: nlist, centroids (`nlist · dim` `f32`) | 8 + 4·nlist·dim |
-//! | if trained: encoding tag, quantizer length, quantizer (`quant`'s framed format for SQ8 and PQ; `m` then codebooks for fast scan) | 4 + 8 + n |
+//! | if trained: encoding tag, quantizer length, quantizer (`quant`'s framed format for SQ8, PQ and RaBitQ; `m` then codebooks for fast scan) | 4 + 8 + n |
 //! | end (one past the highest offset held) | 8 |
 //! | live offsets: count, `u32` each | 8 + 4·n |
 //! | offsets present in lists: count, `u32` each | 8 + 4·n |
@@ -19,8 +19,8 @@
 //! | CRC-32 (IEEE) of everything above | 4 |
 //!
 //! List floats are the flat vectors (row after row; for inner product and cosine in panels of
-//! 16 stored transposed, then the last `n % 16` row after row) or, for Euclidean, the norms of
-//! 8-bit codes.
+//! 16 stored transposed, then the last `n % 16` row after row), for Euclidean the norms of
+//! 8-bit codes, or three factors per RaBitQ code.
 //!
 //! The loader maps the file and checks the magic, version and checksum before it trusts a
 //! single field, then every count against what is left. With
@@ -36,7 +36,7 @@ use crate::mapped::{map_file, FullVectors};
 use index_core::{AllowedSet, IndexError, Result};
 use persist::Cursor;
 use quant::kernels::PQ4_KSUB;
-use quant::{Metric, ProductQuantizer, ScalarQuantizer};
+use quant::{Metric, ProductQuantizer, RabitqQuantizer, ScalarQuantizer};
 use std::io::Write;
 use std::path::Path;
 
@@ -89,6 +89,7 @@ impl IvfIndex {
                 Codec::Flat | Codec::FlatPanels => {}
                 Codec::Sq8 { sq, .. } => sq.write_to(&mut blob).map_err(std::io::Error::other)?,
                 Codec::Pq(pq) => pq.write_to(&mut blob).map_err(std::io::Error::other)?,
+                Codec::Rabitq(rq) => rq.write_to(&mut blob).map_err(std::io::Error::other)?,
                 Codec::Pq4(pq) => {
                     blob.extend_from_slice(&(pq.m() as u64).to_le_bytes());
                     blob.extend(pq.codebooks().iter().flat_map(|x| x.to_le_bytes()));
@@ -185,6 +186,16 @@ impl IvfIndex {
                             .filter(|p| p.m() == m)
                             .ok_or_else(|| bad("4-bit codebooks do not match"))?;
                         Codec::Pq4(pq)
+                    }
+                    ListEncoding::Rabitq { bits } => {
+                        let rq = RabitqQuantizer::read_from(&mut blob)?;
+                        if rq.dim() != dim
+                            || rq.bits() != bits
+                            || rq.centroid().iter().any(|&c| c != 0.0)
+                        {
+                            return Err(bad("RaBitQ quantizer does not match"));
+                        }
+                        Codec::Rabitq(rq)
                     }
                 };
                 Some(Model {

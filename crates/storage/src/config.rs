@@ -637,6 +637,7 @@ impl CollectionConfig {
             p.validate(name)?;
             if let Some(IndexConfig::Ivf(c)) = p.index.as_ref().or(self.index.as_ref()) {
                 c.validate(p.size)
+                    .and_then(|()| c.check_metric(p.distance.metric()))
                     .map_err(|e| invalid(format!("index: {e}")))?;
                 if p.quantization_config.is_some() || self.quantization_config.is_some() {
                     return Err(invalid(

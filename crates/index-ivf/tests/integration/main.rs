@@ -3,5 +3,6 @@
 mod common;
 mod errors;
 mod persist;
+mod rabitq;
 mod recall;
 mod writes;

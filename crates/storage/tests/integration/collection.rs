@@ -646,6 +646,7 @@ fn ivf_collections_index_search_and_restart() {
         json!({"kind": "flat"}),
         json!({"kind": "sq8"}),
         json!({"kind": "pq_fast_scan", "m": 8}),
+        json!({"kind": "rabitq", "bits": 1}),
     ] {
         let name = format!("ivf-{}", encoding["kind"].as_str().unwrap());
         let store = reopen(dir.path());
@@ -701,6 +702,7 @@ fn ivf_collections_index_search_and_restart() {
         json!({"type": "ivf", "bogus": 1}),
         json!({"type": "annoy"}),
         json!({"type": "ivf", "encoding": {"kind": "pq", "m": 99}}),
+        json!({"type": "ivf", "encoding": {"kind": "rabitq", "bits": 9}}),
     ] {
         let bad = CollectionConfig::from_json(
             &json!({"vectors": {"size": DIM, "distance": "Cosine"}, "index": bad_index}),
@@ -713,6 +715,11 @@ fn ivf_collections_index_search_and_restart() {
         "quantization_config": {"scalar": {"type": "int8"}},
     }));
     assert!(with_quant.is_err());
+    let manhattan_rabitq = CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": "Manhattan"},
+        "index": {"type": "ivf", "encoding": {"kind": "rabitq", "bits": 1}},
+    }));
+    assert!(manhattan_rabitq.is_err(), "{manhattan_rabitq:?}");
 }
 
 #[test]
