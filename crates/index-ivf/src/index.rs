@@ -55,6 +55,9 @@ pub struct IvfIndex {
     pub(crate) model: Option<Model>,
     pub(crate) state: RwLock<State>,
     kernels: &'static Kernels,
+    /// Exact distances computed to re-rank lossy codes, over every search (see
+    /// [`IvfIndex::reranked`]).
+    reranked: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for IvfIndex {
@@ -108,6 +111,7 @@ impl IvfIndex {
                 full: FullVectors::None,
             }),
             kernels: kernels(),
+            reranked: Default::default(),
         })
     }
 
@@ -438,6 +442,12 @@ impl IvfIndex {
         removed
     }
 
+    /// Exact distances computed to re-rank lossy codes since the index was made or loaded,
+    /// over every search: divided by the searches made, what a query re-ranked.
+    pub fn reranked(&self) -> u64 {
+        self.reranked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Searches with a prepared query.
     fn search_prepared(
         &self,
@@ -478,15 +488,24 @@ impl IvfIndex {
             params.ivf_nprobe.unwrap_or(self.config.nprobe).min(nlist)
         };
         let mut top = TopK::new(gathered);
-        SCRATCH.with(|scratch| {
+        let reranked = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let s = &mut *scratch;
             model
                 .coarse
                 .probe(self.kernels, q, nprobe, &mut s.coarse, &mut s.probes);
-            self.scan_lists(model, state, q, s, &accept, bound_driven, &mut top);
+            self.scan_lists(model, state, q, s, &accept, bound_driven, &mut top)
         });
         let mut found = top.into_sorted_vec();
+        let reranked = if refine && !bound_driven && model.codec.is_residual() {
+            found.len()
+        } else {
+            reranked
+        };
+        if reranked > 0 {
+            self.reranked
+                .fetch_add(reranked as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if refine && !bound_driven && model.codec.is_residual() {
             for c in &found {
                 state.full.prefetch(c.offset, self.dim);
@@ -551,7 +570,8 @@ impl IvfIndex {
         accept: &A,
         bound_driven: bool,
         top: &mut TopK,
-    ) {
+    ) -> usize {
+        let mut reranked = 0;
         let (dim, metric, kern) = (self.dim, self.metric, self.kernels);
         // Inner product and cosine split over `x = c + r` as `−q·c − q·r`: the coarse search
         // already gave `−q·c`, and one query table serves every list. Euclidean and Manhattan
@@ -743,6 +763,7 @@ impl IvfIndex {
                         if bound_driven {
                             if d - est.bound <= top.threshold() && accept(o) {
                                 if let Some(v) = state.full.get(o, dim) {
+                                    reranked += 1;
                                     top.push(ScoredOffset::new(o, metric.distance(kern, q, v)));
                                 }
                             }
@@ -753,6 +774,7 @@ impl IvfIndex {
                 }
             }
         }
+        reranked
     }
 }
 

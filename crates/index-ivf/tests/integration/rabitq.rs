@@ -66,6 +66,7 @@ fn codes_alone_rank_and_a_fixed_oversampling_still_works() {
     let queries = clustered(100, dim, 0.25, seed + 1);
     let metric = Metric::Euclidean;
     let truth = brute_force(&data, &queries, dim, metric, 10);
+    let mut last_reranked = f64::MAX;
     for (bits, floor) in [(1u8, 0.3), (4, 0.85), (8, 0.95)] {
         let index = IvfIndex::build(
             dim,
@@ -81,9 +82,20 @@ fn codes_alone_rank_and_a_fixed_oversampling_still_works() {
             ..SearchParams::top(10)
         };
         let raw = mean_recall(&index, &queries, dim, &truth, &params(false, None));
+        assert_eq!(index.reranked(), 0, "nothing re-ranked without rescoring");
         let bound = mean_recall(&index, &queries, dim, &truth, &params(true, None));
+        // A small share of the 10,000 entries probed, and no more with more bits (a tighter
+        // bound; the floor is the entries that enter the top 10 as the lists are scanned).
+        let reranked = index.reranked() as f64 / 100.0;
+        assert!(
+            reranked <= last_reranked * 1.05 && reranked < 1_000.0,
+            "{bits} bits: {reranked:.0} re-ranked a query (fewer bits: {last_reranked:.0})"
+        );
+        last_reranked = reranked;
         let fixed = mean_recall(&index, &queries, dim, &truth, &params(true, Some(10.0)));
-        eprintln!("{bits} bits: codes alone {raw:.3}, bound-driven {bound:.3}, oversampling 10 {fixed:.3}");
+        eprintln!(
+            "{bits} bits: codes alone {raw:.3}, bound-driven {bound:.3} ({reranked:.0} re-ranked), oversampling 10 {fixed:.3}"
+        );
         assert!(raw >= floor, "{bits} bits: codes alone {raw:.3} < {floor}");
         assert!(
             bound >= raw && bound >= 0.99,
