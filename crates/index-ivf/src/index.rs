@@ -740,6 +740,7 @@ impl IvfIndex {
                 // Inner product splits as for 8-bit codes: one bound query for every list,
                 // the coarse search's `−q·c` as the bias; Euclidean binds `q − c` per list.
                 let shared = dot_like.then(|| rq.query(q, code_metric).expect("checked"));
+                let mut candidates: Vec<(f32, u32)> = Vec::new();
                 for &(coarse, l) in probes.iter() {
                     let list = &state.lists[l as usize];
                     let own;
@@ -752,23 +753,49 @@ impl IvfIndex {
                             (&own, 0.0)
                         }
                     };
-                    for ((code, factors), &o) in list
+                    let entries = list
                         .codes
                         .chunks_exact(code_len)
                         .zip(list.floats.chunks_exact(3))
-                        .zip(&list.ids)
-                    {
-                        let est = bound.estimate_code(code, factors);
-                        let d = bias + est.distance;
-                        if bound_driven {
-                            if d - est.bound <= top.threshold() && accept(o) {
-                                if let Some(v) = state.full.get(o, dim) {
-                                    reranked += 1;
-                                    top.push(ScoredOffset::new(o, metric.distance(kern, q, v)));
-                                }
+                        .zip(&list.ids);
+                    if !bound_driven {
+                        for ((code, factors), &o) in entries {
+                            let d = bias + bound.estimate_code(code, factors).distance;
+                            if d <= top.threshold() && accept(o) {
+                                top.push(ScoredOffset::new(o, d));
                             }
-                        } else if d <= top.threshold() && accept(o) {
-                            top.push(ScoredOffset::new(o, d));
+                        }
+                        continue;
+                    }
+                    // The list's candidates (lower bound under the threshold as the list
+                    // starts), then exact distances in order of lower bound, while it stays
+                    // under the tightening threshold: the nearest are measured first, so
+                    // fewer follow.
+                    candidates.clear();
+                    let threshold = top.threshold();
+                    for ((code, factors), &o) in entries {
+                        let est = bound.estimate_code(code, factors);
+                        let lower = bias + est.distance - est.bound;
+                        if lower <= threshold && accept(o) {
+                            candidates.push((lower, o));
+                        }
+                    }
+                    candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                    // Vectors are fetched a few candidates ahead of their measurement.
+                    const AHEAD: usize = 8;
+                    for &(_, o) in candidates.iter().take(AHEAD) {
+                        state.full.prefetch(o, dim);
+                    }
+                    for (i, &(lower, o)) in candidates.iter().enumerate() {
+                        if lower > top.threshold() {
+                            break;
+                        }
+                        if let Some(&(_, next)) = candidates.get(i + AHEAD) {
+                            state.full.prefetch(next, dim);
+                        }
+                        if let Some(v) = state.full.get(o, dim) {
+                            reranked += 1;
+                            top.push(ScoredOffset::new(o, metric.distance(kern, q, v)));
                         }
                     }
                 }
