@@ -46,8 +46,15 @@ fn config(bits: u8) -> RabitqConfig {
 
 /// Errors of estimates over all pairs of `queries` × the data, relative to `‖o − c‖·‖q − c‖`
 /// (the scale the bound is in): (mean, share of pairs inside their bound).
-fn error_stats(data: &[f32], queries: &[f32], dim: usize, bits: u8, metric: Metric) -> (f64, f64) {
-    let rq = RabitqQuantizer::train(data, dim, &config(bits)).unwrap();
+fn error_stats(
+    data: &[f32],
+    queries: &[f32],
+    dim: usize,
+    bits: u8,
+    metric: Metric,
+    seed: u64,
+) -> (f64, f64) {
+    let rq = RabitqQuantizer::train(data, dim, &RabitqConfig { bits, seed }).unwrap();
     let codes = rq.encode_all(data).unwrap();
     let (mut sum, mut inside, mut pairs) = (0f64, 0usize, 0usize);
     for q in queries.chunks_exact(dim) {
@@ -76,18 +83,29 @@ fn the_estimate_is_unbiased_and_its_bound_holds() {
     for (dim, bits) in [(128, 1), (128, 4), (100, 1), (100, 2), (96, 8)] {
         let data = clustered(2000, dim, 10, 0.4, 21);
         let queries = clustered(40, dim, 10, 0.4, 22);
-        let (mean, inside) = error_stats(&data, &queries, dim, bits, Metric::Euclidean);
-        // Mean relative error over 80,000 pairs: a biased estimator (one that forgot the
-        // `ip` correction, say) is off by several percent.
+        // Unbiased over the random rotation: the mean over four rotations of the mean error
+        // over 80,000 pairs each. A biased estimator (one that forgot the `ip` correction,
+        // say) is off by several percent.
+        let runs: Vec<(f64, f64)> = (1..=4)
+            .map(|seed| error_stats(&data, &queries, dim, bits, Metric::Euclidean, seed))
+            .collect();
+        let mean = runs.iter().map(|r| r.0).sum::<f64>() / 4.0;
+        eprintln!(
+            "dim {dim}, {bits} bits: mean relative error {mean:.5}, inside the bound {runs:?}"
+        );
         assert!(
             mean.abs() < 0.01,
             "dim {dim}, {bits} bits: mean relative error {mean:.4}"
         );
-        // ε₀ = 1.9 promises about 84% in the worst case; in practice nearly all.
-        assert!(
-            inside > 0.97,
-            "dim {dim}, {bits} bits: only {inside:.4} of pairs inside the bound"
-        );
+        // The error is close to normal with the bound at ε₀ = 1.9 standard deviations: about
+        // 94% of pairs inside (more for 1 bit, whose query quantisation term is a worst case).
+        // Far fewer would be a wrong bound; all of them, a bound too loose to prune with.
+        for &(_, inside) in &runs {
+            assert!(
+                (0.92..0.999).contains(&inside),
+                "dim {dim}, {bits} bits: {inside:.4} of pairs inside the bound"
+            );
+        }
     }
 }
 
@@ -220,16 +238,23 @@ fn inner_product_and_cosine_estimates_follow_the_metric() {
         let bound = rq.query(&q, metric).unwrap();
         let mut qp = q.clone();
         metric.prepare(&mut qp);
-        for (i, v) in data.chunks_exact(dim).enumerate().take(50) {
+        let mut inside = 0;
+        for (i, v) in data.chunks_exact(dim).enumerate() {
             let est = bound.estimate(&codes, i);
             let exact = metric.distance(kernels(), &qp, v);
+            // Never far outside: within three times the bound (about 5.7 deviations).
             assert!(
-                (est.distance - exact).abs() <= est.bound + 1e-4,
+                (est.distance - exact).abs() <= 3.0 * est.bound + 1e-4,
                 "{metric:?}, vector {i}: {} vs {exact} ± {}",
                 est.distance,
                 est.bound
             );
+            inside += usize::from((est.distance - exact).abs() <= est.bound + 1e-6);
         }
+        assert!(
+            inside >= 450,
+            "{metric:?}: {inside} of 500 inside the bound"
+        );
     }
 }
 
