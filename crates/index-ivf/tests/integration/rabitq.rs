@@ -84,11 +84,12 @@ fn codes_alone_rank_and_a_fixed_oversampling_still_works() {
         let raw = mean_recall(&index, &queries, dim, &truth, &params(false, None));
         assert_eq!(index.reranked(), 0, "nothing re-ranked without rescoring");
         let bound = mean_recall(&index, &queries, dim, &truth, &params(true, None));
-        // A small share of the 10,000 entries probed, and no more with more bits (a tighter
-        // bound; the floor is the entries that enter the top 10 as the lists are scanned).
+        // A small share of the 10,000 entries probed, and fewer with more bits: the bound
+        // shrinks as the code's angle to the vector does (8 bits re-rank about the ten
+        // answers and the few that enter the top 10 as the lists are scanned).
         let reranked = index.reranked() as f64 / 100.0;
         assert!(
-            reranked <= last_reranked * 1.05 && reranked < 1_000.0,
+            reranked < last_reranked && reranked < 1_000.0,
             "{bits} bits: {reranked:.0} re-ranked a query (fewer bits: {last_reranked:.0})"
         );
         last_reranked = reranked;
@@ -160,8 +161,7 @@ fn manhattan_and_bad_bit_counts_are_refused() {
             Metric::Euclidean,
             config(4, ListEncoding::Rabitq { bits }),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(err.to_string().contains("bits"), "{err}");
     }
     // The JSON form of the encoding.
