@@ -54,6 +54,28 @@ pub struct ListenLimits {
 const TOO_MANY_FROM_ADDRESS: &str =
     r#"{"status":{"error":"Too many connections from this address; retry later"},"time":0.0}"#;
 
+/// Refused connections answered at once (each holds a descriptor for up to `REFUSAL_TIME`).
+const REFUSALS_ANSWERED_AT_ONCE: usize = 64;
+
+/// The most a refused connection is given to take its 503.
+const REFUSAL_TIME: Duration = Duration::from_millis(200);
+
+/// The address a connection counts against: an IPv4 address, or an IPv6 address's /64 (one
+/// host is routinely given a whole /64, and could otherwise open connections from as many
+/// addresses as it likes).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Connections open per client address.
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
@@ -61,6 +83,10 @@ struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 impl PerAddress {
     /// Counts a connection from `ip` unless it already holds `cap`.
     fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        if cap == 0 {
+            return None;
+        }
+        let ip = address_key(ip);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= cap {
@@ -103,6 +129,7 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
+    let refusals = Arc::new(Semaphore::new(REFUSALS_ANSWERED_AT_ONCE));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -129,11 +156,16 @@ pub async fn serve(
         let Some(address_slot) = per_address.take(peer.ip(), limits.max_connections_per_address)
         else {
             tracing::debug!(%peer, "too many connections from one address: refused");
-            let plain = tls.is_none();
-            tokio::spawn(async move {
-                refuse(stream, plain).await;
-                drop(slot);
-            });
+            // The slot goes back at once: refused connections must not fill the slots the
+            // address was refused so as not to take. Answering them takes one of a few
+            // refusal slots, briefly; past those a refused connection is closed unanswered.
+            drop(slot);
+            if let (true, Ok(answering)) = (tls.is_none(), refusals.clone().try_acquire_owned()) {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(answering);
+                });
+            }
             continue;
         };
         let app = app.clone();
@@ -152,16 +184,13 @@ pub async fn serve(
     let _ = slots.acquire_many(limits.max_connections as u32).await;
 }
 
-/// Answers a connection over its address's cap with 503 (over plain HTTP: a TLS client could
-/// not read it before a handshake) and closes it, spending at most a second on it. What the
-/// client sent is read and dropped before the close: closing with unread bytes makes the
+/// Answers a connection over its address's cap with 503 (plain HTTP only: a TLS client could
+/// not read it before a handshake) and closes it, spending at most `REFUSAL_TIME` on it. What
+/// the client sent is read and dropped before the close: closing with unread bytes makes the
 /// kernel reset the connection, and the client could lose the answer.
-async fn refuse(mut stream: TcpStream, plain: bool) {
+async fn refuse(mut stream: TcpStream) {
     use tokio::io::AsyncReadExt;
-    if !plain {
-        return;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
         let answer = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
              retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{}",
