@@ -215,8 +215,14 @@ fuzz_target!(|data: &[u8]| {
             &shown()[..shown().len().min(200)]
         );
     }
+    // A query string asking for a one-second timeout may get 504 on a slow (sanitised,
+    // unoptimised) build: that is the answer it asked for.
+    let timed_out = status == StatusCode::GATEWAY_TIMEOUT && uri.contains("timeout=1");
     assert!(
-        status.is_success() || status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED,
+        status.is_success()
+            || status.is_client_error()
+            || status == StatusCode::NOT_IMPLEMENTED
+            || timed_out,
         "{method} {uri} answered {status}: {}",
         shown()
     );
