@@ -22,7 +22,8 @@ pub struct Args {
     /// REST port; 0 picks a free one (Qdrant: service.http_port). Default 6333.
     #[arg(long, env = "QDRANT__SERVICE__HTTP_PORT")]
     pub http_port: Option<u16>,
-    /// gRPC port (Qdrant: service.grpc_port). gRPC is not served yet: accepted and logged.
+    /// gRPC port on the same host; 0 picks a free one (Qdrant: service.grpc_port). Default 6334,
+    /// or a free one when the REST port is 0.
     #[arg(long, env = "QDRANT__SERVICE__GRPC_PORT")]
     pub grpc_port: Option<u16>,
     /// API key giving full access, sent as `api-key` or `Authorization: Bearer` (Qdrant: service.api_key).
@@ -186,8 +187,8 @@ struct FileLog {
 pub struct Settings {
     /// Where REST listens.
     pub addr: SocketAddr,
-    /// The gRPC port asked for (not served yet: a warning at start).
-    pub grpc_port: Option<u16>,
+    /// Where gRPC listens (the REST host).
+    pub grpc_addr: SocketAddr,
     /// The key every request but the health probes must present.
     pub api_key: Option<String>,
     /// A key that may read but not write.
@@ -399,7 +400,14 @@ impl Settings {
         }
         Ok(Settings {
             addr: SocketAddr::new(ip, port),
-            grpc_port: args.grpc_port.or(file.service.grpc_port),
+            // A REST port picked free (tests, side-by-side servers) picks the gRPC one free too,
+            // so that two such servers never contend for 6334.
+            grpc_addr: SocketAddr::new(
+                ip,
+                args.grpc_port
+                    .or(file.service.grpc_port)
+                    .unwrap_or(if port == 0 { 0 } else { 6334 }),
+            ),
             api_key,
             read_only_api_key,
             storage_path: args

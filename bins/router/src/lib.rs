@@ -20,6 +20,7 @@ mod api;
 pub mod config;
 mod convert;
 mod error;
+mod grpc;
 mod listen;
 mod model;
 
@@ -480,9 +481,6 @@ pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
 /// Serves `settings` until SIGTERM or Ctrl-C, then drains requests in flight and flushes
 /// every collection.
 pub async fn serve(settings: config::Settings) -> Result<(), String> {
-    if let Some(p) = settings.grpc_port {
-        tracing::warn!(grpc_port = p, "gRPC is not served yet; only REST");
-    }
     let (sp, snp) = (
         settings.storage_path.clone(),
         settings.snapshots_path.clone(),
@@ -517,22 +515,55 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot bind {}: {e}", settings.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let grpc_listener = tokio::net::TcpListener::bind(settings.grpc_addr)
+        .await
+        .map_err(|e| format!("cannot bind {} for gRPC: {e}", settings.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // REST's line first: scripts and tests read its address from the first line.
     println!("listening on {scheme}://{addr}");
-    tracing::info!(%addr, scheme, storage = %settings.storage_path.display(), "vector-router serving");
+    println!("gRPC listening on {scheme}://{grpc_addr}");
+    tracing::info!(%addr, %grpc_addr, scheme, storage = %settings.storage_path.display(), "vector-router serving");
     let grace = settings.shutdown_grace;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = listen::serve(listener, app, settings.listen, tls, async move {
+    // One signal stops both servers; each then finishes what is in flight.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests in flight");
-        let _ = tx.send(());
+        signal.cancel();
     });
-    let forced = async move {
-        let _ = rx.await;
+    let rest = listen::serve(
+        listener,
+        app,
+        settings.listen,
+        tls,
+        stop.clone().cancelled_owned(),
+    );
+    let grpc_stop = stop.clone();
+    let grpc_state = state.clone();
+    let grpc = async {
+        let served = grpc::serve(
+            grpc_state,
+            &settings,
+            grpc_listener,
+            grpc_stop.clone().cancelled_owned(),
+        )
+        .await;
+        // A gRPC server that cannot run (its TLS identity, say) stops REST too: the router
+        // exits with the error rather than serving half of its API.
+        if served.is_err() {
+            grpc_stop.cancel();
+        }
+        served
+    };
+    let forced = async {
+        stop.cancelled().await;
         tokio::time::sleep(grace).await;
     };
+    let mut grpc_failed = None;
     tokio::select! {
-        () = server => {}
+        (_, grpc) = async { tokio::join!(rest, grpc) } => grpc_failed = grpc.err(),
         _ = forced => tracing::warn!("grace period over; closing with requests still in flight"),
     }
     state
@@ -543,6 +574,9 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("flush on shutdown: {e}"))?;
+    if let Some(e) = grpc_failed {
+        return Err(e);
+    }
     tracing::info!("stopped");
     Ok(())
 }

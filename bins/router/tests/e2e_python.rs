@@ -1,6 +1,6 @@
 //! Runs the Python end-to-end suite (`tests/e2e/`) against the real router binary, with the
-//! Python `qdrant-client==1.20.0` in REST mode as the client and its in-memory mode as the
-//! oracle.
+//! Python `qdrant-client==1.20.0` as the client (in REST mode, then over gRPC for the files in
+//! `GRPC_FILES`) and its in-memory mode as the oracle.
 //!
 //! The venv lives at `$VR_E2E_VENV` or `<repo>/data/e2e-venv`; it is created and the pinned
 //! packages installed only when they are missing. The router started here runs with
@@ -97,6 +97,8 @@ fn ensure_venv(venv: &Path) {
 struct Router {
     child: Child,
     url: String,
+    /// The gRPC port (the second line the router prints).
+    grpc_port: u16,
     stopped: bool,
 }
 
@@ -117,20 +119,29 @@ impl Router {
             .spawn()
             .expect("start the router");
         let stdout = child.stdout.take().expect("router stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
+        let mut stdout = BufReader::new(stdout);
+        let (mut line, mut grpc_line) = (String::new(), String::new());
+        stdout
             .read_line(&mut line)
+            .and_then(|_| stdout.read_line(&mut grpc_line))
             .expect("read the router's stdout");
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let url = line.trim().strip_prefix("listening on ");
+        let grpc_port = grpc_line
+            .trim()
+            .strip_prefix("gRPC listening on ")
+            .and_then(|u| u.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
+        let (Some(url), Some(grpc_port)) = (url, grpc_port) else {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "router did not start (first line {line:?}); log:\n{}",
+                "router did not start (lines {line:?}, {grpc_line:?}); log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         };
         Router {
             url: url.to_string(),
+            grpc_port,
             child,
             stopped: false,
         }
@@ -164,40 +175,58 @@ impl Drop for Router {
     }
 }
 
-#[test]
-fn python_client_against_router_matches_in_memory_oracle() {
-    let root = repo_root();
-    let venv = std::env::var_os("VR_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
-    ensure_venv(&venv);
+/// The suite's files the client also passes over gRPC (the rest use methods not served over
+/// gRPC yet: snapshots, aliases, groups, facets, the search matrix, vector names, batches of
+/// updates, formulas).
+const GRPC_FILES: &[&str] = &[
+    "test_search.py",
+    "test_indexed.py",
+    "test_no_vectors.py",
+    "test_order_by.py",
+    "test_product_quantization.py",
+    "test_recommend.py",
+    "test_concurrency.py",
+];
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (storage, snapshots) = (dir.path().join("storage"), dir.path().join("snapshots"));
-    let log = dir.path().join("router.log");
-    let mut router = Router::start(&storage, &snapshots, &log);
-
-    let suite = root.join("bins/router/tests/e2e");
+/// Runs pytest on `files` of the suite (all when empty) against the router; its exit status
+/// and output.
+fn pytest(
+    venv: &Path,
+    dir: &Path,
+    router: &Router,
+    snapshots: &Path,
+    grpc: bool,
+    files: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let suite = repo_root().join("bins/router/tests/e2e");
     // Qdrant's spec (v1.19, from ../shared/qdrant-api/), kept beside the suite so that the
     // checkout alone runs it.
     let openapi = suite.join("openapi.json");
-    let mut pytest = Command::new(venv_python(&venv))
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-rfE",
-            "--tb=short",
-        ])
-        .arg("--basetemp")
-        .arg(dir.path().join("pytest"))
-        .arg(&suite)
+    let mut cmd = Command::new(venv_python(venv));
+    cmd.args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-rfE",
+        "--tb=short",
+    ])
+    .arg("--basetemp")
+    .arg(dir.join(if grpc { "pytest-grpc" } else { "pytest" }));
+    if files.is_empty() {
+        cmd.arg(&suite);
+    } else {
+        cmd.args(files.iter().map(|f| suite.join(f)));
+    }
+    if grpc {
+        cmd.env("VR_E2E_GRPC_PORT", router.grpc_port.to_string());
+    }
+    let mut pytest = cmd
         .current_dir(&suite)
         .env("VR_E2E_URL", &router.url)
         .env("VR_E2E_ROUTER_BIN", env!("CARGO_BIN_EXE_router"))
-        .env("VR_E2E_SNAPSHOTS_DIR", &snapshots)
+        .env("VR_E2E_SNAPSHOTS_DIR", snapshots)
         .env("VR_E2E_OPENAPI", &openapi)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdout(Stdio::piped())
@@ -219,14 +248,39 @@ fn python_client_against_router_matches_in_memory_oracle() {
         .expect("read pytest output");
     let status = pytest.wait().expect("pytest exit");
     output.push_str(&err_reader.join().unwrap_or_default());
+    (status, output)
+}
+
+#[test]
+fn python_client_against_router_matches_in_memory_oracle() {
+    let root = repo_root();
+    let venv = std::env::var_os("VR_E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
+    ensure_venv(&venv);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, snapshots) = (dir.path().join("storage"), dir.path().join("snapshots"));
+    let log = dir.path().join("router.log");
+    let mut router = Router::start(&storage, &snapshots, &log);
+
+    let (status, output) = pytest(&venv, dir.path(), &router, &snapshots, false, &[]);
     // Shown with --nocapture, and kept in the log of a passing run: the OpenAPI report.
     println!("{output}");
+    let (grpc_status, grpc_output) =
+        pytest(&venv, dir.path(), &router, &snapshots, true, GRPC_FILES);
+    println!("over gRPC:\n{grpc_output}");
 
     let code = router.stop(Duration::from_secs(60));
     let router_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),
         "the Python end-to-end suite failed ({status}):\n{output}\nrouter log (tail):\n{}",
+        tail(&router_log, 4000)
+    );
+    assert!(
+        grpc_status.success(),
+        "the Python end-to-end suite over gRPC failed ({grpc_status}):\n{grpc_output}\nrouter log (tail):\n{}",
         tail(&router_log, 4000)
     );
     assert_eq!(

@@ -2,6 +2,7 @@
 
 use super::{blocking, collection, ok, ApiResult, Body, Params};
 use crate::convert;
+use crate::error::ApiError;
 use crate::model::response::{
     AliasDescription, CollectionDescription, CollectionExistence, CollectionInfo, CollectionStatus,
     CollectionsAliasesResponse, CollectionsResponse, OptimizersStatus, UpdateResult, UpdateStatus,
@@ -38,8 +39,18 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult {
     let start = Instant::now();
+    create_collection(&state, name, &body).await?;
+    Ok(ok(start, &true))
+}
+
+/// Creates a collection from a REST create body.
+pub(crate) async fn create_collection(
+    state: &Arc<AppState>,
+    name: String,
+    body: &[u8],
+) -> Result<(), ApiError> {
     // The create body is storage's own config type: it is stored and echoed as sent.
-    let config: storage::CollectionConfig = model::parse(&body)?;
+    let config: storage::CollectionConfig = model::parse(body)?;
     config.validate()?;
     let st = state.clone();
     blocking(move || {
@@ -47,8 +58,7 @@ pub async fn create(
         st.cache.invalidate(&name);
         Ok(())
     })
-    .await?;
-    Ok(ok(start, &true))
+    .await
 }
 
 pub async fn update(
@@ -117,8 +127,17 @@ pub async fn update(
 
 pub async fn info(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
     let start = Instant::now();
-    let c = collection(&state, &name)?;
-    let info = blocking(move || {
+    let info = collection_info(&state, &name).await?;
+    Ok(ok(start, &info))
+}
+
+/// A collection's status, counts, configuration and payload schema.
+pub(crate) async fn collection_info(
+    state: &Arc<AppState>,
+    name: &str,
+) -> Result<CollectionInfo, ApiError> {
+    let c = collection(state, name)?;
+    blocking(move || {
         let stats = c.stats();
         let config = c.config();
         let status = if stats.optimizer_error.is_some() {
@@ -140,8 +159,7 @@ pub async fn info(State(state): State<Arc<AppState>>, Path(name): Path<String>) 
             payload_schema: c.payload_schema(),
         })
     })
-    .await?;
-    Ok(ok(start, &info))
+    .await
 }
 
 pub async fn remove(
@@ -150,16 +168,25 @@ pub async fn remove(
     _params: Params<ManageParams>,
 ) -> ApiResult {
     let start = Instant::now();
+    let existed = delete_collection(&state, name).await?;
+    Ok(ok(start, &existed))
+}
+
+/// Deletes a collection (and forgets its cached answers, shard handles and metrics);
+/// whether it existed.
+pub(crate) async fn delete_collection(
+    state: &Arc<AppState>,
+    name: String,
+) -> Result<bool, ApiError> {
     let st = state.clone();
-    let existed = blocking(move || {
+    blocking(move || {
         let existed = st.storage.delete(&name)?;
         st.cache.invalidate(&name);
         st.shards.forget(&name);
         st.metrics.forget_collection(&name);
         Ok(existed)
     })
-    .await?;
-    Ok(ok(start, &existed))
+    .await
 }
 
 pub async fn create_index(
@@ -170,7 +197,17 @@ pub async fn create_index(
 ) -> ApiResult {
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
-    let c = collection(&state, &name)?;
+    create_payload_index(&state, &name, body).await?;
+    Ok(index_changed(start, wait))
+}
+
+/// Creates (or replaces) a payload index.
+pub(crate) async fn create_payload_index(
+    state: &Arc<AppState>,
+    name: &str,
+    body: CreateFieldIndex,
+) -> Result<(), ApiError> {
+    let c = collection(state, name)?;
     let schema = body
         .field_schema
         .or(body.field_type)
@@ -182,8 +219,7 @@ pub async fn create_index(
         st.cache.invalidate(c.name());
         Ok(())
     })
-    .await?;
-    Ok(index_changed(start, wait))
+    .await
 }
 
 pub async fn delete_index(
@@ -193,15 +229,24 @@ pub async fn delete_index(
 ) -> ApiResult {
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
-    let c = collection(&state, &name)?;
+    delete_payload_index(&state, &name, field).await?;
+    Ok(index_changed(start, wait))
+}
+
+/// Drops a payload index.
+pub(crate) async fn delete_payload_index(
+    state: &Arc<AppState>,
+    name: &str,
+    field: String,
+) -> Result<(), ApiError> {
+    let c = collection(state, name)?;
     let st = state.clone();
     blocking(move || {
         c.delete_payload_index(&field)?;
         st.cache.invalidate(c.name());
         Ok(())
     })
-    .await?;
-    Ok(index_changed(start, wait))
+    .await
 }
 
 /// The answer to a payload index or vector change (applied at once: no operation number).

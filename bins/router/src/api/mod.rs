@@ -12,13 +12,13 @@
 //! - `matrix`: the search matrix (pairs and offsets);
 //! - `snapshots`: create, list, download, delete, recover.
 
-mod collections;
+pub(crate) mod collections;
 mod formula;
 mod groups;
 mod hybrid;
 mod matrix;
 pub(super) mod points;
-mod query;
+pub(crate) mod query;
 mod service;
 mod snapshots;
 

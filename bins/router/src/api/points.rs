@@ -40,7 +40,7 @@ async fn apply_update(
 
 /// Applies an update on a blocking thread; the collection's cached answers are invalidated
 /// whatever the outcome. Returns the operation id.
-async fn write(
+pub(crate) async fn write(
     state: &Arc<AppState>,
     name: &str,
     update: Update,
@@ -162,7 +162,21 @@ pub async fn retrieve(
     Body(body): Body<PointRequest>,
 ) -> ApiResult {
     let start = Instant::now();
-    let c = collection(&state, &name)?;
+    let (named, records) =
+        retrieve_records(&state, &name, body, params.deadline(state.timeout)).await?;
+    let out: Vec<Record<'_>> = records.iter().map(|r| Record::of(named, r)).collect();
+    Ok(ok(start, &out))
+}
+
+/// The records of the ids asked for (each once), and whether the collection answers with
+/// named vectors.
+pub(crate) async fn retrieve_records(
+    state: &Arc<AppState>,
+    name: &str,
+    body: PointRequest,
+    deadline: Instant,
+) -> Result<(bool, Vec<storage::Record>), ApiError> {
+    let c = collection(state, name)?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "retrieve")?;
     let ids = convert::point_ids(body.ids, "ids")?;
     let req = Arc::new(RetrieveRequest {
@@ -171,10 +185,10 @@ pub async fn retrieve(
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(&c);
-    let records =
-        shard_router::retrieve(&shards, &ids, req, params.deadline(state.timeout)).await?;
-    let out: Vec<Record<'_>> = records.iter().map(|r| Record::of(named, r)).collect();
-    Ok(ok(start, &out))
+    Ok((
+        named,
+        shard_router::retrieve(&shards, &ids, req, deadline).await?,
+    ))
 }
 
 pub async fn get_point(
@@ -209,11 +223,44 @@ pub async fn scroll(
     Body(body): Body<ScrollRequest>,
 ) -> ApiResult {
     let start = Instant::now();
-    let c = collection(&state, &name)?;
+    let page = scroll_page(&state, &name, body, params.deadline(state.timeout)).await?;
+    Ok(ok(
+        start,
+        &ScrollResult {
+            points: page
+                .points
+                .iter()
+                .map(|(r, v)| Record {
+                    order_value: *v,
+                    ..Record::of(page.named, r)
+                })
+                .collect(),
+            next_page_offset: page.next.map(Id),
+        },
+    ))
+}
+
+/// A page of a scroll.
+pub(crate) struct ScrollPage {
+    /// Whether the collection answers with named vectors.
+    pub named: bool,
+    /// The records, with the value an `order_by` scroll ordered each by.
+    pub points: Vec<(storage::Record, Option<OrderValue>)>,
+    /// Where the next page starts (none with `order_by`: it starts from the last value).
+    pub next: Option<PointId>,
+}
+
+/// One page of a scroll, by id or (with `order_by`) by a payload value.
+pub(crate) async fn scroll_page(
+    state: &Arc<AppState>,
+    name: &str,
+    mut body: ScrollRequest,
+    deadline: Instant,
+) -> Result<ScrollPage, ApiError> {
+    let c = collection(state, name)?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "scroll")?;
-    let mut body = body;
     if let Some(order) = body.order_by.take() {
-        return scroll_ordered(&state, &c, start, order, body, params).await;
+        return scroll_ordered(state, &c, order, body, deadline).await;
     }
     let req = Arc::new(shard_router::ScrollRequest {
         from: body.offset.map(|id| id.0),
@@ -224,14 +271,12 @@ pub async fn scroll(
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(&c);
-    let page = shard_router::scroll(&shards, req, params.deadline(state.timeout)).await?;
-    Ok(ok(
-        start,
-        &ScrollResult {
-            points: page.points.iter().map(|r| Record::of(named, r)).collect(),
-            next_page_offset: page.next.map(Id),
-        },
-    ))
+    let page = shard_router::scroll(&shards, req, deadline).await?;
+    Ok(ScrollPage {
+        named,
+        points: page.points.into_iter().map(|r| (r, None)).collect(),
+        next: page.next,
+    })
 }
 
 /// `OrderByInterface` to storage's order.
@@ -263,11 +308,10 @@ pub(super) fn order_by(order: model::OrderByInput) -> Result<storage::OrderBy, A
 async fn scroll_ordered(
     state: &Arc<AppState>,
     c: &Arc<storage::Collection>,
-    start: Instant,
     order: model::OrderByInput,
     body: ScrollRequest,
-    params: ReadParams,
-) -> ApiResult {
+    deadline: Instant,
+) -> Result<ScrollPage, ApiError> {
     if body.offset.is_some() {
         return Err(bad(
             "Wrong input: offset cannot be used with order_by; use order_by.start_from",
@@ -282,20 +326,15 @@ async fn scroll_ordered(
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
     let shards = state.shard_handles(c);
-    let page = shard_router::scroll_ordered(&shards, req, params.deadline(state.timeout)).await?;
-    Ok(ok(
-        start,
-        &ScrollResult {
-            points: page
-                .iter()
-                .map(|(r, v)| Record {
-                    order_value: Some(OrderValue::from(*v)),
-                    ..Record::of(named, r)
-                })
-                .collect(),
-            next_page_offset: None,
-        },
-    ))
+    let page = shard_router::scroll_ordered(&shards, req, deadline).await?;
+    Ok(ScrollPage {
+        named,
+        points: page
+            .into_iter()
+            .map(|(r, v)| (r, Some(OrderValue::from(v))))
+            .collect(),
+        next: None,
+    })
 }
 
 pub async fn count(
@@ -305,12 +344,22 @@ pub async fn count(
     Body(body): Body<CountRequest>,
 ) -> ApiResult {
     let start = Instant::now();
-    let c = collection(&state, &name)?;
+    let count = count_points(&state, &name, body, params.deadline(state.timeout)).await?;
+    Ok(ok(start, &CountResult { count }))
+}
+
+/// How many points match the request's filter (always exact).
+pub(crate) async fn count_points(
+    state: &Arc<AppState>,
+    name: &str,
+    body: CountRequest,
+    deadline: Instant,
+) -> Result<usize, ApiError> {
+    let c = collection(state, name)?;
     convert::refuse_if_set(&body.shard_key, "shard_key", "count")?;
     let shards = state.shard_handles(&c);
     let filter = body.filter.map(|f| f.0);
-    let count = shard_router::count(&shards, filter, params.deadline(state.timeout)).await?;
-    Ok(ok(start, &CountResult { count }))
+    Ok(shard_router::count(&shards, filter, deadline).await?)
 }
 
 /// `POST /collections/{name}/facet`: how many points matching the filter have each value of

@@ -782,7 +782,7 @@ fn plan_multi(
 }
 
 /// A search answer: the JSON array of scored points, serialised once (and cached as bytes).
-type Answer = Arc<Vec<u8>>;
+pub(crate) type Answer = Arc<Vec<u8>>;
 
 /// Runs a planned search through the cache and the shard fan-out.
 async fn run_search(
@@ -1214,4 +1214,56 @@ pub async fn discover_batch(
     body: Bytes,
 ) -> ApiResult {
     run_batch::<model::DiscoverRequest>(state, &name, params, &body, b"", b"").await
+}
+
+/// A search endpoint, for a protocol that hands its requests over as REST bodies (gRPC).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SearchKind {
+    /// The universal query.
+    Query,
+    /// The legacy search.
+    Search,
+}
+
+/// Runs searches of one kind on a collection, each given as its REST body (also its cache
+/// key), all at once; the answers in order. A batch's errors name `searches[i]`.
+pub(crate) async fn search_answers(
+    state: &Arc<AppState>,
+    name: &str,
+    kind: SearchKind,
+    bodies: &[Vec<u8>],
+    deadline: Instant,
+) -> Result<Vec<Answer>, ApiError> {
+    convert::check_batch(bodies.len())?;
+    let c = collection(state, name)?;
+    match kind {
+        SearchKind::Query => answers::<QueryRequest>(state, &c, bodies, deadline).await,
+        SearchKind::Search => answers::<SearchRequest>(state, &c, bodies, deadline).await,
+    }
+}
+
+async fn answers<T: BatchItem>(
+    state: &Arc<AppState>,
+    c: &Arc<Collection>,
+    bodies: &[Vec<u8>],
+    deadline: Instant,
+) -> Result<Vec<Answer>, ApiError> {
+    let items = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let req: T = if bodies.len() == 1 {
+                model::parse(body)?
+            } else {
+                model::parse_at(body, &format!("searches[{i}]"))?
+            };
+            Ok((body, req))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    futures::future::try_join_all(
+        items
+            .into_iter()
+            .map(|(body, req)| req.run(state, c, body, deadline)),
+    )
+    .await
 }

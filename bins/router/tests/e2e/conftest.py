@@ -70,7 +70,14 @@ def snapshots_dir(router) -> pathlib.Path:
 
 
 def checked_client(url: str, checker: SchemaChecker) -> QdrantClient:
-    client = QdrantClient(url=url, prefer_grpc=False, timeout=30, check_compatibility=False)
+    """REST, or gRPC when `VR_E2E_GRPC_PORT` names the router's gRPC port (the calls the client
+    still makes over REST are schema-checked either way)."""
+    grpc_port = os.environ.get("VR_E2E_GRPC_PORT")
+    if grpc_port:
+        client = QdrantClient(url=url, grpc_port=int(grpc_port), prefer_grpc=True, timeout=30,
+                              check_compatibility=False)
+    else:
+        client = QdrantClient(url=url, prefer_grpc=False, timeout=30, check_compatibility=False)
     client.http.client.add_middleware(checker.middleware)
     return client
 

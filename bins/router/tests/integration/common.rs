@@ -77,6 +77,8 @@ impl DataDirs {
 pub struct Router {
     child: Child,
     pub base: String,
+    /// The gRPC address (`http://host:port`), from the router's second line.
+    pub grpc: String,
     log: PathBuf,
     http: reqwest::Client,
     api_key: Option<String>,
@@ -121,11 +123,18 @@ impl Router {
         // pipe open afterwards so a later print cannot fail with a broken pipe.
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
+            // REST's address, then gRPC's.
             let first = lines.next().and_then(Result::ok);
-            let _ = tx.send(first);
+            let second = lines.next().and_then(Result::ok);
+            let _ = tx.send((first, second));
             for _ in lines {}
         });
-        let line = rx.recv_timeout(START_TIMEOUT).ok().flatten();
+        let (line, grpc_line) = rx.recv_timeout(START_TIMEOUT).unwrap_or((None, None));
+        let grpc = grpc_line
+            .as_deref()
+            .and_then(|l| l.trim().strip_prefix("gRPC listening on "))
+            .unwrap_or_default()
+            .to_string();
         let base = match line
             .as_deref()
             .and_then(|l| l.trim().strip_prefix("listening on "))
@@ -143,6 +152,7 @@ impl Router {
         Router {
             child,
             base,
+            grpc,
             log: log.to_path_buf(),
             http: reqwest::Client::builder()
                 .no_proxy()

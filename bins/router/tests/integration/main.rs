@@ -9,6 +9,7 @@ mod config;
 mod disk_faults;
 mod durability;
 mod flow;
+mod grpc;
 mod indexing;
 mod limits;
 mod records;
