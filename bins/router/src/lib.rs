@@ -54,6 +54,8 @@ pub struct AppState {
     pub shards: shard_router::ShardHandles,
     /// The request time limit.
     pub timeout: Duration,
+    /// Requests in flight, REST's and gRPC's together (`--max-concurrent-requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Whether `/readyz` answers ready (false while shutting down).
     pub ready: AtomicBool,
     /// When the server started (uptime in the metrics).
@@ -85,6 +87,9 @@ impl AppState {
                     .map_err(|e| e.to_string())?,
             ),
             timeout: settings.request_timeout,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                settings.max_concurrent_requests,
+            )),
             ready: AtomicBool::new(true),
             started: Instant::now(),
             api_key: settings.api_key.clone(),
@@ -451,8 +456,8 @@ pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
                 .load_shed()
                 // Global: axum applies a layer to each route separately, and a plain
                 // concurrency limit would then allow this many requests per route.
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    settings.max_concurrent_requests,
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                    state.in_flight.clone(),
                 )),
         )
         // Snapshot downloads are streamed files: gzip over that stream cut the body short
@@ -511,6 +516,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),
         None => None,
     };
+    let grpc_tls = grpc::tls_config(&settings)?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", settings.addr))?;
@@ -533,39 +539,45 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         tracing::info!("shutting down: finishing requests in flight");
         signal.cancel();
     });
+    let shared = listen::SharedSlots::new(&settings.listen);
     let rest = listen::serve(
         listener,
         app,
         settings.listen,
+        shared.clone(),
         tls,
         stop.clone().cancelled_owned(),
     );
-    let grpc_stop = stop.clone();
-    let grpc_state = state.clone();
+    // Where a failed gRPC server leaves its error: read after both servers stop, however the
+    // stop came.
+    let grpc_failed = std::sync::Mutex::new(None);
     let grpc = async {
         let served = grpc::serve(
-            grpc_state,
+            state.clone(),
             &settings,
+            grpc_tls,
             grpc_listener,
-            grpc_stop.clone().cancelled_owned(),
+            shared,
+            stop.clone().cancelled_owned(),
         )
         .await;
-        // A gRPC server that cannot run (its TLS identity, say) stops REST too: the router
-        // exits with the error rather than serving half of its API.
-        if served.is_err() {
-            grpc_stop.cancel();
+        // A gRPC server that cannot run stops REST too: the router exits with the error
+        // rather than serving half of its API.
+        if let Err(e) = served {
+            tracing::error!(error = %e, "gRPC server failed");
+            *grpc_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            stop.cancel();
         }
-        served
     };
     let forced = async {
         stop.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    let mut grpc_failed = None;
     tokio::select! {
-        (_, grpc) = async { tokio::join!(rest, grpc) } => grpc_failed = grpc.err(),
+        _ = async { tokio::join!(rest, grpc) } => {}
         _ = forced => tracing::warn!("grace period over; closing with requests still in flight"),
     }
+    let grpc_failed = grpc_failed.into_inner().unwrap_or_else(|p| p.into_inner());
     state
         .ready
         .store(false, std::sync::atomic::Ordering::Release);

@@ -118,17 +118,126 @@ impl Drop for AddressSlot {
     }
 }
 
+/// What the REST and gRPC listeners share, so that the connection caps hold across both
+/// ports: the connection slots and the per-address counts.
+#[derive(Clone)]
+pub struct SharedSlots {
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+}
+
+impl SharedSlots {
+    /// Slots for `limits.max_connections` connections in all.
+    pub fn new(limits: &ListenLimits) -> SharedSlots {
+        SharedSlots {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: Arc::new(PerAddress::default()),
+        }
+    }
+}
+
+/// A connection of the gRPC port: counted against the shared caps while it is open, and
+/// dropped if a write waits longer than the write timeout.
+pub struct CountedConnection {
+    io: WriteTimeout<TcpStream>,
+    /// The client's address and ours (tonic hands them to handlers).
+    pub remote: std::net::SocketAddr,
+    /// Our address.
+    pub local: Option<std::net::SocketAddr>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _address: AddressSlot,
+}
+
+impl AsyncRead for CountedConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The connections of the gRPC port, under the same caps as REST's (shared with it): a
+/// connection waits for a slot before it is accepted, and one past its address's cap is
+/// closed at once (an HTTP/2 client cannot read a plain 503).
+pub fn counted_connections(
+    listener: TcpListener,
+    shared: SharedSlots,
+    limits: ListenLimits,
+) -> impl futures::Stream<Item = std::io::Result<CountedConnection>> {
+    futures::stream::unfold(
+        (listener, shared, limits),
+        |(listener, shared, limits)| async move {
+            loop {
+                let slot = shared
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let (stream, remote) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        if !is_connection_error(&e) {
+                            tracing::error!(error = %e, "gRPC accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        continue;
+                    }
+                };
+                let Some(address) = shared
+                    .per_address
+                    .take(remote.ip(), limits.max_connections_per_address)
+                else {
+                    tracing::debug!(%remote, "too many connections from one address: refused");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                let connection = CountedConnection {
+                    io: WriteTimeout::new(stream, limits.write_timeout),
+                    remote,
+                    local,
+                    _slot: slot,
+                    _address: address,
+                };
+                return Some((Ok(connection), (listener, shared, limits)));
+            }
+        },
+    )
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
-/// connection finish the request it is serving, and returns once every connection is closed.
+/// connection finish the request it is serving, and returns once every connection is closed
+/// (the gRPC port's too, which share `shared`).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ListenLimits,
+    shared: SharedSlots,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = Arc::new(PerAddress::default());
+    let SharedSlots { slots, per_address } = shared;
     let refusals = Arc::new(Semaphore::new(REFUSALS_ANSWERED_AT_ONCE));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);

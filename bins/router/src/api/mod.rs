@@ -14,13 +14,13 @@
 
 pub(crate) mod collections;
 mod formula;
-mod groups;
+pub(crate) mod groups;
 mod hybrid;
-mod matrix;
+pub(crate) mod matrix;
 pub(super) mod points;
 pub(crate) mod query;
 mod service;
-mod snapshots;
+pub(crate) mod snapshots;
 
 pub use snapshots::snapshot_client;
 
@@ -175,7 +175,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// A request body read into its model type (`crate::model::parse`: Qdrant's error shape,
 /// naming the bad field's JSON path). The body was already bounded and buffered by the

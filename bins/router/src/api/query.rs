@@ -1223,6 +1223,8 @@ pub(crate) enum SearchKind {
     Query,
     /// The legacy search.
     Search,
+    /// The legacy recommendation.
+    Recommend,
 }
 
 /// Runs searches of one kind on a collection, each given as its REST body (also its cache
@@ -1239,6 +1241,9 @@ pub(crate) async fn search_answers(
     match kind {
         SearchKind::Query => answers::<QueryRequest>(state, &c, bodies, deadline).await,
         SearchKind::Search => answers::<SearchRequest>(state, &c, bodies, deadline).await,
+        SearchKind::Recommend => {
+            answers::<model::RecommendRequest>(state, &c, bodies, deadline).await
+        }
     }
 }
 

@@ -9,10 +9,13 @@
 #![allow(deprecated)]
 
 use super::json::{self, invalid, put};
-use super::{seconds, unimplemented};
+use super::{manage_params, rest_result, seconds, unimplemented};
 use crate::api::collections as rest;
+use crate::api::snapshots;
+use crate::api::{Body, Params};
 use crate::error::ApiError;
 use crate::AppState;
+use axum::extract::{Path, State};
 use qdrant_client::qdrant as pb;
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
@@ -285,7 +288,14 @@ fn optimizers_json(o: &pb::OptimizersConfigDiff) -> Json {
         o.flush_interval_sec.map(Json::from),
     );
     use pb::max_optimization_threads::Variant;
-    match o.max_optimization_threads.as_ref().and_then(|m| m.variant) {
+    // Older clients send the thread count in the deprecated field.
+    let deprecated = o.deprecated_max_optimization_threads.map(Variant::Value);
+    match o
+        .max_optimization_threads
+        .as_ref()
+        .and_then(|m| m.variant)
+        .or(deprecated)
+    {
         Some(Variant::Value(n)) => {
             out.insert("max_optimization_threads".into(), json!(n));
         }
@@ -378,7 +388,11 @@ fn vector_params_pb(v: &Json) -> pb::VectorParams {
 fn vectors_config_pb(v: &Json) -> Option<pb::VectorsConfig> {
     use pb::vectors_config::Config;
     let config = match v {
-        Json::Object(m) if m.contains_key("size") => Config::Params(vector_params_pb(v)),
+        // One unnamed vector's parameters (a size that is a number), or named vectors (a vector
+        // called "size" maps to an object).
+        Json::Object(m) if m.get("size").is_some_and(Json::is_u64) => {
+            Config::Params(vector_params_pb(v))
+        }
         Json::Object(m) => Config::ParamsMap(pb::VectorParamsMap {
             map: m
                 .iter()
@@ -592,9 +606,25 @@ impl pb::collections_server::Collections for Collections {
 
     async fn update(
         &self,
-        _request: Request<pb::UpdateCollection>,
+        request: Request<pb::UpdateCollection>,
     ) -> Result<Response<pb::CollectionOperationResponse>, Status> {
-        unimplemented("Collections/Update")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let body = parse_model(&update_json(&r)?)?;
+        rest_result(
+            rest::update(
+                State(self.0.clone()),
+                Path(r.collection_name),
+                Params(manage_params(None)),
+                Body(body),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::CollectionOperationResponse {
+            result: true,
+            time: seconds(start),
+        }))
     }
 
     async fn delete(
@@ -612,23 +642,60 @@ impl pb::collections_server::Collections for Collections {
 
     async fn update_aliases(
         &self,
-        _request: Request<pb::ChangeAliases>,
+        request: Request<pb::ChangeAliases>,
     ) -> Result<Response<pb::CollectionOperationResponse>, Status> {
-        unimplemented("Collections/UpdateAliases")
+        use pb::alias_operations::Action;
+        let start = Instant::now();
+        let r = request.into_inner();
+        let actions = r
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match &a.action {
+                Some(Action::CreateAlias(c)) => Ok(json!({"create_alias": {
+                    "collection_name": c.collection_name, "alias_name": c.alias_name}})),
+                Some(Action::RenameAlias(c)) => Ok(json!({"rename_alias": {
+                    "old_alias_name": c.old_alias_name, "new_alias_name": c.new_alias_name}})),
+                Some(Action::DeleteAlias(c)) => {
+                    Ok(json!({"delete_alias": {"alias_name": c.alias_name}}))
+                }
+                None => Err(invalid(format!("actions[{i}]: an action without a kind"))),
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let body = parse_model(&json!({ "actions": actions }))?;
+        rest_result(
+            rest::change_aliases(
+                State(self.0.clone()),
+                Params(manage_params(None)),
+                Body(body),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::CollectionOperationResponse {
+            result: true,
+            time: seconds(start),
+        }))
     }
 
     async fn list_collection_aliases(
         &self,
-        _request: Request<pb::ListCollectionAliasesRequest>,
+        request: Request<pb::ListCollectionAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        unimplemented("Collections/ListCollectionAliases")
+        let start = Instant::now();
+        let name = request.into_inner().collection_name;
+        let v =
+            rest_result(rest::collection_aliases(State(self.0.clone()), Path(name)).await).await?;
+        Ok(Response::new(aliases_pb(&v, start)))
     }
 
     async fn list_aliases(
         &self,
         _request: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        unimplemented("Collections/ListAliases")
+        let start = Instant::now();
+        let v = rest_result(rest::aliases(State(self.0.clone())).await).await?;
+        Ok(Response::new(aliases_pb(&v, start)))
     }
 
     async fn collection_cluster_info(
@@ -681,50 +748,251 @@ impl pb::collections_server::Collections for Collections {
     }
 }
 
-/// The snapshots service: not served over gRPC yet (REST serves snapshots).
-pub struct Snapshots;
+/// The snapshots service: create, list and delete (downloads, uploads and recovery are
+/// REST's, as in Qdrant, whose gRPC API has none).
+pub struct Snapshots(pub Arc<AppState>);
 
 #[tonic::async_trait]
 impl pb::snapshots_server::Snapshots for Snapshots {
     async fn create(
         &self,
-        _request: Request<pb::CreateSnapshotRequest>,
+        request: Request<pb::CreateSnapshotRequest>,
     ) -> Result<Response<pb::CreateSnapshotResponse>, Status> {
-        unimplemented("Snapshots/Create")
+        let start = Instant::now();
+        let name = request.into_inner().collection_name;
+        let v = rest_result(
+            snapshots::create(
+                State(self.0.clone()),
+                Path(name),
+                Params(manage_params(Some(true))),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::CreateSnapshotResponse {
+            snapshot_description: Some(snapshot_pb(&v)),
+            time: seconds(start),
+        }))
     }
 
     async fn list(
         &self,
-        _request: Request<pb::ListSnapshotsRequest>,
+        request: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
-        unimplemented("Snapshots/List")
+        let start = Instant::now();
+        let name = request.into_inner().collection_name;
+        let v = rest_result(snapshots::list(State(self.0.clone()), Path(name)).await).await?;
+        Ok(Response::new(snapshots_pb(&v, start)))
     }
 
     async fn delete(
         &self,
-        _request: Request<pb::DeleteSnapshotRequest>,
+        request: Request<pb::DeleteSnapshotRequest>,
     ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
-        unimplemented("Snapshots/Delete")
+        let start = Instant::now();
+        let r = request.into_inner();
+        rest_result(
+            snapshots::remove(
+                State(self.0.clone()),
+                Path((r.collection_name, r.snapshot_name)),
+                Params(manage_params(None)),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::DeleteSnapshotResponse {
+            time: seconds(start),
+        }))
     }
 
     async fn create_full(
         &self,
         _request: Request<pb::CreateFullSnapshotRequest>,
     ) -> Result<Response<pb::CreateSnapshotResponse>, Status> {
-        unimplemented("Snapshots/CreateFull")
+        let start = Instant::now();
+        let v = rest_result(
+            snapshots::create_full(State(self.0.clone()), Params(manage_params(Some(true)))).await,
+        )
+        .await?;
+        Ok(Response::new(pb::CreateSnapshotResponse {
+            snapshot_description: Some(snapshot_pb(&v)),
+            time: seconds(start),
+        }))
     }
 
     async fn list_full(
         &self,
         _request: Request<pb::ListFullSnapshotsRequest>,
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
-        unimplemented("Snapshots/ListFull")
+        let start = Instant::now();
+        let v = rest_result(snapshots::list_full(State(self.0.clone())).await).await?;
+        Ok(Response::new(snapshots_pb(&v, start)))
     }
 
     async fn delete_full(
         &self,
-        _request: Request<pb::DeleteFullSnapshotRequest>,
+        request: Request<pb::DeleteFullSnapshotRequest>,
     ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
-        unimplemented("Snapshots/DeleteFull")
+        let start = Instant::now();
+        let name = request.into_inner().snapshot_name;
+        rest_result(
+            snapshots::remove_full(
+                State(self.0.clone()),
+                Path(name),
+                Params(manage_params(None)),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::DeleteSnapshotResponse {
+            time: seconds(start),
+        }))
     }
+}
+
+fn parse_model<T: serde::de::DeserializeOwned>(v: &Json) -> Result<T, ApiError> {
+    crate::model::parse(&serde_json::to_vec(v).expect("JSON values serialise"))
+}
+
+fn aliases_pb(v: &Json, start: Instant) -> pb::ListAliasesResponse {
+    let aliases = v["aliases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| pb::AliasDescription {
+                    alias_name: d["alias_name"].as_str().unwrap_or_default().to_string(),
+                    collection_name: d["collection_name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::ListAliasesResponse {
+        aliases,
+        time: seconds(start),
+    }
+}
+
+/// A REST snapshot description as gRPC's (its creation time, RFC 3339 without a zone, read
+/// as UTC).
+fn snapshot_pb(v: &Json) -> pb::SnapshotDescription {
+    let creation_time = v["creation_time"]
+        .as_str()
+        .and_then(payload::parse_datetime_micros)
+        .map(|us| prost_types::Timestamp {
+            seconds: us.div_euclid(1_000_000),
+            nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+        });
+    pb::SnapshotDescription {
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        creation_time,
+        size: v["size"].as_i64().unwrap_or(0),
+        checksum: v["checksum"].as_str().map(str::to_string),
+    }
+}
+
+fn snapshots_pb(v: &Json, start: Instant) -> pb::ListSnapshotsResponse {
+    pb::ListSnapshotsResponse {
+        snapshot_descriptions: v
+            .as_array()
+            .map(|l| l.iter().map(snapshot_pb).collect())
+            .unwrap_or_default(),
+        time: seconds(start),
+    }
+}
+
+fn quantization_diff_json(q: &pb::QuantizationConfigDiff) -> Result<Json, ApiError> {
+    use pb::quantization_config::Quantization as Q;
+    use pb::quantization_config_diff::Quantization as D;
+    let full = |q: Q| {
+        quantization_json(&pb::QuantizationConfig {
+            quantization: Some(q),
+        })
+    };
+    match &q.quantization {
+        None => Err(invalid("quantization_config without a kind")),
+        Some(D::Disabled(_)) => Ok(json!("Disabled")),
+        Some(D::Scalar(s)) => full(Q::Scalar(*s)),
+        Some(D::Product(p)) => full(Q::Product(*p)),
+        Some(D::Binary(b)) => full(Q::Binary(*b)),
+        Some(D::Turboquant(_)) => Err(ApiError::not_implemented(
+            "turbo quantization is not served",
+        )),
+    }
+}
+
+fn vector_diff_json(d: &pb::VectorParamsDiff) -> Result<Json, ApiError> {
+    let mut out = Map::new();
+    put(
+        &mut out,
+        "hnsw_config",
+        d.hnsw_config.as_ref().map(hnsw_json),
+    );
+    if let Some(q) = &d.quantization_config {
+        out.insert("quantization_config".into(), quantization_diff_json(q)?);
+    }
+    put(&mut out, "on_disk", d.on_disk.map(Json::from));
+    Ok(Json::Object(out))
+}
+
+/// `UpdateCollection` as REST's `PATCH` body.
+fn update_json(u: &pb::UpdateCollection) -> Result<Json, ApiError> {
+    use pb::vectors_config_diff::Config;
+    let mut out = Map::new();
+    if let Some(o) = &u.optimizers_config {
+        out.insert("optimizers_config".into(), optimizers_json(o));
+    }
+    if let Some(p) = &u.params {
+        let mut o = Map::new();
+        put(
+            &mut o,
+            "replication_factor",
+            p.replication_factor.map(Json::from),
+        );
+        put(
+            &mut o,
+            "write_consistency_factor",
+            p.write_consistency_factor.map(Json::from),
+        );
+        put(&mut o, "on_disk_payload", p.on_disk_payload.map(Json::from));
+        out.insert("params".into(), Json::Object(o));
+    }
+    put(
+        &mut out,
+        "hnsw_config",
+        u.hnsw_config.as_ref().map(hnsw_json),
+    );
+    match u.vectors_config.as_ref().and_then(|v| v.config.as_ref()) {
+        None => {}
+        Some(Config::Params(d)) => {
+            out.insert("vectors".into(), json!({ "": vector_diff_json(d)? }));
+        }
+        Some(Config::ParamsMap(m)) => {
+            let map = m
+                .map
+                .iter()
+                .map(|(k, d)| Ok((k.clone(), vector_diff_json(d)?)))
+                .collect::<Result<Map<_, _>, ApiError>>()?;
+            out.insert("vectors".into(), Json::Object(map));
+        }
+    }
+    if let Some(q) = &u.quantization_config {
+        out.insert("quantization_config".into(), quantization_diff_json(q)?);
+    }
+    if u.sparse_vectors_config.is_some() {
+        return Err(ApiError::not_implemented(
+            "changing sparse_vectors is not served",
+        ));
+    }
+    if u.strict_mode_config.is_some() {
+        return Err(ApiError::not_implemented(
+            "strict_mode_config over gRPC (it is served over REST)",
+        ));
+    }
+    if !u.metadata.is_empty() {
+        out.insert("metadata".into(), Json::Object(json::map_json(&u.metadata)));
+    }
+    Ok(Json::Object(out))
 }

@@ -170,12 +170,30 @@ fn field_json(f: &pb::FieldCondition) -> Result<Json, ApiError> {
         out.insert("match".into(), match_json(m, &f.key)?);
     }
     if let Some(r) = &f.range {
+        let bound = |b: Option<f64>| {
+            b.map(|x| finite(x, &format!("range on `{}`", f.key)))
+                .transpose()
+        };
         out.insert(
             "range".into(),
-            bounds_json([r.lt, r.gt, r.gte, r.lte].map(|b| b.map(Json::from))),
+            bounds_json([bound(r.lt)?, bound(r.gt)?, bound(r.gte)?, bound(r.lte)?]),
         );
     }
     if let Some(r) = &f.datetime_range {
+        if f.range.is_some() {
+            return Err(invalid(format!(
+                "`{}`: a condition takes a range or a datetime range, not both",
+                f.key
+            )));
+        }
+        for t in [&r.lt, &r.gt, &r.gte, &r.lte].into_iter().flatten() {
+            if !(0..1_000_000_000).contains(&t.nanos) {
+                return Err(invalid(format!(
+                    "datetime range on `{}`: nanos {} out of range",
+                    f.key, t.nanos
+                )));
+            }
+        }
         let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| Json::String(rfc3339(t)));
         out.insert(
             "range".into(),
@@ -224,13 +242,17 @@ fn field_json(f: &pb::FieldCondition) -> Result<Json, ApiError> {
             json!({"exterior": exterior, "interiors": interiors}),
         );
     }
-    // `is_empty` / `is_null` on a field condition are conditions of their own in REST.
-    match (f.is_empty, f.is_null) {
-        (Some(true), _) => return Ok(json!({"is_empty": {"key": f.key}})),
-        (_, Some(true)) => return Ok(json!({"is_null": {"key": f.key}})),
-        _ => {}
-    }
+    put(&mut out, "is_empty", f.is_empty.map(Json::from));
+    put(&mut out, "is_null", f.is_null.map(Json::from));
     Ok(Json::Object(out))
+}
+
+/// A float as JSON; NaN and infinities (which JSON cannot carry, and which would otherwise
+/// read as an absent bound) are refused.
+pub fn finite(x: f64, field: &str) -> Result<Json, ApiError> {
+    serde_json::Number::from_f64(x)
+        .map(Json::Number)
+        .ok_or_else(|| invalid(format!("{field}: {x} is not a finite number")))
 }
 
 fn bounds_json(b: [Option<Json>; 4]) -> Json {
@@ -331,18 +353,19 @@ pub fn vector_json(v: &pb::Vector, field: &str) -> Result<Json, ApiError> {
                 return Ok(json!({"indices": indices.data, "values": floats(&v.data)}));
             }
             match v.vectors_count {
-                Some(n) if n > 1 => {
+                // As Qdrant reads it: any count makes a multivector, of that many rows.
+                Some(n) => {
                     let n = n as usize;
-                    if !v.data.len().is_multiple_of(n) {
+                    if n == 0 || v.data.is_empty() || !v.data.len().is_multiple_of(n) {
                         return Err(invalid(format!(
-                            "{field}: {} values do not split into {n} rows",
+                            "{field}: {} values do not make {n} rows",
                             v.data.len()
                         )));
                     }
                     let dim = v.data.len() / n;
-                    Ok(Json::Array(v.data.chunks(dim.max(1)).map(floats).collect()))
+                    Ok(Json::Array(v.data.chunks(dim).map(floats).collect()))
                 }
-                _ => Ok(floats(&v.data)),
+                None => Ok(floats(&v.data)),
             }
         }
     }
@@ -364,7 +387,16 @@ pub fn vectors_json(v: &pb::Vectors, field: &str) -> Result<Json, ApiError> {
     use pb::vectors::VectorsOptions as V;
     match &v.vectors_options {
         None => Ok(json!({})),
-        Some(V::Vector(v)) => vector_json(v, field),
+        Some(V::Vector(v)) => {
+            #[allow(deprecated)] // the deprecated `indices` form is sparse too
+            let sparse =
+                v.indices.is_some() || matches!(v.vector, Some(pb::vector::Vector::Sparse(_)));
+            if sparse {
+                // REST would read `{indices, values}` here as two named vectors.
+                return Err(invalid(format!("{field}: a sparse vector must be named")));
+            }
+            vector_json(v, field)
+        }
         Some(V::Vectors(named)) => named
             .vectors
             .iter()
@@ -519,9 +551,15 @@ pub fn order_by_json(o: &pb::OrderBy) -> Result<Json, ApiError> {
     if let Some(s) = o.start_from.as_ref().and_then(|s| s.value.as_ref()) {
         use pb::start_from::Value as S;
         let v = match s {
-            S::Float(f) => json!(f),
+            S::Float(f) => finite(*f, "order_by.start_from")?,
             S::Integer(i) => json!(i),
-            S::Timestamp(t) => Json::String(rfc3339(t)),
+            S::Timestamp(t) if (0..1_000_000_000).contains(&t.nanos) => Json::String(rfc3339(t)),
+            S::Timestamp(t) => {
+                return Err(invalid(format!(
+                    "order_by.start_from: nanos {} out of range",
+                    t.nanos
+                )))
+            }
             S::Datetime(d) => Json::String(d.clone()),
         };
         out.insert("start_from".into(), v);
@@ -530,7 +568,13 @@ pub fn order_by_json(o: &pb::OrderBy) -> Result<Json, ApiError> {
 }
 
 /// `SearchParams` as REST's.
-pub fn search_params_json(p: &pb::SearchParams) -> Json {
+pub fn search_params_json(p: &pb::SearchParams) -> Result<Json, ApiError> {
+    if p.idf.is_some() {
+        return Err(ApiError::not_implemented("params.idf is not served"));
+    }
+    if p.acorn.is_some() {
+        return Err(ApiError::not_implemented("params.acorn is not served"));
+    }
     let mut out = Map::new();
     if let Some(ef) = p.hnsw_ef {
         out.insert("hnsw_ef".into(), json!(ef));
@@ -554,17 +598,22 @@ pub fn search_params_json(p: &pb::SearchParams) -> Json {
         }
         out.insert("quantization".into(), Json::Object(qo));
     }
-    Json::Object(out)
+    Ok(Json::Object(out))
 }
 
 /// `LookupLocation` as REST's.
-pub fn lookup_json(l: &pb::LookupLocation) -> Json {
+pub fn lookup_json(l: &pb::LookupLocation) -> Result<Json, ApiError> {
+    if l.shard_key_selector.is_some() {
+        return Err(ApiError::not_implemented(
+            "lookup_from.shard_key_selector (custom sharding is not served)",
+        ));
+    }
     let mut out = Map::new();
     out.insert("collection".into(), Json::String(l.collection_name.clone()));
     if let Some(v) = &l.vector_name {
         out.insert("vector".into(), Json::String(v.clone()));
     }
-    Json::Object(out)
+    Ok(Json::Object(out))
 }
 
 /// `PointsSelector` as REST's (`{"points": [...]}` or `{"filter": {...}}`).
@@ -599,24 +648,53 @@ struct RestScored {
 
 /// A search answer (the JSON array of scored points REST sends) as gRPC scored points.
 pub fn scored_points(answer: &[u8]) -> Result<Vec<pb::ScoredPoint>, ApiError> {
-    let points: Vec<RestScored> = serde_json::from_slice(answer).map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Service internal error: an answer did not read back: {e}"),
-        )
-    })?;
-    Ok(points
-        .into_iter()
-        .map(|p| pb::ScoredPoint {
-            id: json_id_pb(&p.id),
-            payload: p.payload.as_ref().map(json_map).unwrap_or_default(),
-            score: p.score as f32,
-            version: 0,
-            vectors: p.vector.as_ref().and_then(vectors_output_json),
-            shard_key: None,
-            order_value: p.order_value.as_ref().and_then(order_value_json),
-        })
-        .collect())
+    let points: Vec<RestScored> = serde_json::from_slice(answer).map_err(unreadable)?;
+    Ok(points.into_iter().map(scored_pb).collect())
+}
+
+/// Scored points in a REST answer's JSON (a group's hits) as gRPC's.
+pub fn scored_points_json(v: &Json) -> Result<Vec<pb::ScoredPoint>, ApiError> {
+    let points: Vec<RestScored> = Vec::deserialize(v).map_err(unreadable)?;
+    Ok(points.into_iter().map(scored_pb).collect())
+}
+
+fn unreadable(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Service internal error: an answer did not read back: {e}"),
+    )
+}
+
+fn scored_pb(p: RestScored) -> pb::ScoredPoint {
+    pb::ScoredPoint {
+        id: json_id_pb(&p.id),
+        payload: p.payload.as_ref().map(json_map).unwrap_or_default(),
+        score: p.score as f32,
+        version: 0,
+        vectors: p.vector.as_ref().and_then(vectors_output_json),
+        shard_key: None,
+        order_value: p.order_value.as_ref().and_then(order_value_json),
+    }
+}
+
+/// A REST record's JSON (a group's lookup) as a gRPC `RetrievedPoint`.
+pub fn record_json(v: &Json) -> Option<pb::RetrievedPoint> {
+    Some(pb::RetrievedPoint {
+        id: json_id_pb(v.get("id")?),
+        payload: v
+            .get("payload")
+            .and_then(Json::as_object)
+            .map(json_map)
+            .unwrap_or_default(),
+        vectors: v.get("vector").and_then(vectors_output_json),
+        shard_key: None,
+        order_value: None,
+    })
+}
+
+/// A REST id in an answer (a number or a UUID string) as a gRPC id.
+pub fn answer_id(v: &Json) -> Option<pb::PointId> {
+    json_id_pb(v)
 }
 
 fn order_value_json(v: &Json) -> Option<pb::OrderValue> {

@@ -6,10 +6,12 @@
 //! `UNIMPLEMENTED` and names itself.
 //!
 //! Around every call (`Gate`): the API key (`api-key` metadata or an `authorization` bearer
-//! token; a read-only key may only call reading methods), a bound on calls in flight shared by
-//! all connections (past it, `UNAVAILABLE` at once), and the request metrics under the method's
-//! path. Messages are bounded by the REST body limit; gzip is accepted and sent to clients
-//! that ask for it; TLS when REST has it; shutdown with REST's.
+//! token; a read-only key may only call reading methods), the bound on calls in flight that
+//! REST's requests share (past it, `UNAVAILABLE` at once), the request time limit
+//! (`DEADLINE_EXCEEDED`), and the request metrics under the method's path. Connections count
+//! against REST's caps (`listen::SharedSlots`), streams per connection are bounded, messages
+//! by the REST body limit; gzip is accepted and sent to clients that ask for it; TLS (with a
+//! handshake time limit) when REST has it; shutdown with REST's.
 
 mod collections;
 mod json;
@@ -114,12 +116,51 @@ const READ_METHODS: &[&str] = &[
     "/qdrant.Snapshots/ListFull",
 ];
 
-/// The tower layer around every gRPC call: authentication, the bound on calls in flight, and
-/// metrics.
+/// Methods a full key is needed for, besides `READ_METHODS`.
+const WRITE_METHODS: &[&str] = &[
+    "/qdrant.Collections/Create",
+    "/qdrant.Collections/Update",
+    "/qdrant.Collections/Delete",
+    "/qdrant.Collections/UpdateAliases",
+    "/qdrant.Collections/UpdateCollectionClusterSetup",
+    "/qdrant.Collections/CreateShardKey",
+    "/qdrant.Collections/DeleteShardKey",
+    "/qdrant.Points/Upsert",
+    "/qdrant.Points/Delete",
+    "/qdrant.Points/UpdateVectors",
+    "/qdrant.Points/DeleteVectors",
+    "/qdrant.Points/SetPayload",
+    "/qdrant.Points/OverwritePayload",
+    "/qdrant.Points/DeletePayload",
+    "/qdrant.Points/ClearPayload",
+    "/qdrant.Points/CreateFieldIndex",
+    "/qdrant.Points/DeleteFieldIndex",
+    "/qdrant.Points/CreateVectorName",
+    "/qdrant.Points/DeleteVectorName",
+    "/qdrant.Points/UpdateBatch",
+    "/qdrant.Snapshots/Create",
+    "/qdrant.Snapshots/Delete",
+    "/qdrant.Snapshots/CreateFull",
+    "/qdrant.Snapshots/DeleteFull",
+];
+
+/// The metrics label of a call: its method path when it is one of Qdrant's, else
+/// `unmatched`, so that a client cannot grow the label set with made-up paths.
+fn endpoint_label(path: &str) -> &'static str {
+    READ_METHODS
+        .iter()
+        .chain(WRITE_METHODS)
+        .find(|m| **m == path)
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The tower layer around every gRPC call: authentication, the bound on calls in flight, the
+/// request time limit, and metrics.
 #[derive(Clone)]
 struct GateLayer {
     state: Arc<AppState>,
-    in_flight: Arc<tokio::sync::Semaphore>,
+    time_limit: Duration,
 }
 
 impl<S> tower::Layer<S> for GateLayer {
@@ -158,20 +199,28 @@ where
     fn call(&mut self, req: HttpRequest) -> Self::Future {
         let start = Instant::now();
         let state = self.layer.state.clone();
+        let time_limit = self.layer.time_limit;
         let path = req.uri().path().to_string();
-        let refused = refusal(&state, &req, &path);
+        let endpoint = endpoint_label(&path);
         // The ready inner service answers this call; a clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let permit = self.layer.in_flight.clone().try_acquire_owned();
         Box::pin(async move {
-            let response = match (refused, permit) {
-                (Some(status), _) => status.into_http(),
-                (None, Err(_)) => tonic::Status::unavailable(
+            let response = if let Some(status) = refusal(&state, &req, &path) {
+                status.into_http()
+            } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
+                match tokio::time::timeout(time_limit, inner.call(req)).await {
+                    Ok(answer) => answer?,
+                    Err(_) => tonic::Status::deadline_exceeded(
+                        "Timeout: the request took longer than the server's limit",
+                    )
+                    .into_http(),
+                }
+            } else {
+                tonic::Status::unavailable(
                     "Service unavailable: too many requests in flight, retry later",
                 )
-                .into_http(),
-                (None, Ok(_permit)) => inner.call(req).await?,
+                .into_http()
             };
             // A unary error is a trailers-only answer (its status in the headers); success
             // sends its status in the trailers, after this point.
@@ -179,13 +228,37 @@ where
                 .headers()
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u16>().ok())
+                .and_then(|v| v.parse::<i32>().ok())
                 .unwrap_or(0);
             let seconds = start.elapsed().as_secs_f64();
-            state.metrics.observe_request(&path, "GRPC", code, seconds);
-            tracing::info!(target: "access", method = "GRPC", endpoint = path, status = code, ms = seconds * 1e3);
+            // Counted as the HTTP status REST would answer, so that one error-rate query covers
+            // both protocols (gRPC calls are POSTs).
+            let status = http_status_of(tonic::Code::from_i32(code));
+            state
+                .metrics
+                .observe_request(endpoint, "POST", status, seconds);
+            tracing::info!(target: "access", method = "POST", endpoint = path, grpc_status = code, status, ms = seconds * 1e3);
             Ok(response)
         })
+    }
+}
+
+/// The HTTP status REST answers for what a gRPC code says.
+fn http_status_of(code: tonic::Code) -> u16 {
+    use tonic::Code;
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 413,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        _ => 500,
     }
 }
 
@@ -219,11 +292,48 @@ fn refusal(state: &AppState, req: &HttpRequest, path: &str) -> Option<tonic::Sta
     }
 }
 
+/// Streams a client may open at once on one connection (HTTP/2's own default is unbounded
+/// in tonic).
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// The gRPC port's TLS configuration (REST's certificate and key), read before anything is
+/// served so that a bad one stops the start.
+pub fn tls_config(
+    settings: &crate::config::Settings,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+    let Some((cert, key)) = &settings.tls else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(settings.listen.header_read_timeout),
+    ))
+}
+
+impl tonic::transport::server::Connected for crate::listen::CountedConnection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: self.local,
+            remote_addr: Some(self.remote),
+        }
+    }
+}
+
 /// Serves gRPC on `listener` until `shutdown` completes, then lets calls in flight finish.
+/// Its connections count against the caps REST's do (`shared`).
 pub async fn serve(
     state: Arc<AppState>,
     settings: &crate::config::Settings,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     listener: tokio::net::TcpListener,
+    shared: crate::listen::SharedSlots,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let limit = settings.max_body_bytes;
@@ -238,21 +348,15 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .timeout(settings.request_timeout);
-    if let Some((cert, key)) = &settings.tls {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-        };
-        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    if let Some(tls) = tls {
         builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .tls_config(tls)
             .map_err(|e| format!("gRPC TLS: {e}"))?;
     }
     let gate = GateLayer {
         state: state.clone(),
-        in_flight: Arc::new(tokio::sync::Semaphore::new(
-            settings.max_concurrent_requests,
-        )),
+        time_limit: settings.request_timeout,
     };
     let router = builder
         .layer(gate)
@@ -264,13 +368,53 @@ pub async fn serve(
             points::Points(state.clone())
         )))
         .add_service(bounded!(pb::snapshots_server::SnapshotsServer::new(
-            collections::Snapshots
+            collections::Snapshots(state.clone())
         )));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::listen::counted_connections(listener, shared, settings.listen);
     router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| format!("gRPC server: {e}"))
+}
+
+/// The `result` of a REST handler's answer, as JSON: for the methods whose gRPC answer is
+/// rebuilt from REST's (aliases, facets, groups, the search matrix, snapshots, update
+/// batches). The handler ran in full, with REST's checks; only its envelope is read here.
+async fn rest_result(answer: crate::api::ApiResult) -> Result<serde_json::Value, ApiError> {
+    let internal = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {e}"),
+        )
+    };
+    let response = answer?;
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| internal(&e))?;
+    Ok(envelope["result"].take())
+}
+
+/// REST's read parameters for a call's `timeout` (seconds, at least 1).
+fn read_params(timeout: Option<u64>) -> Result<crate::model::ReadParams, ApiError> {
+    if timeout == Some(0) {
+        return Err(ApiError::bad_request(
+            "Wrong input: timeout must be at least 1 second",
+        ));
+    }
+    Ok(crate::model::ReadParams {
+        consistency: None,
+        timeout: timeout.map(crate::model::Timeout),
+    })
+}
+
+/// REST's management parameters for a call's `wait`.
+fn manage_params(wait: Option<bool>) -> crate::model::ManageParams {
+    crate::model::ManageParams {
+        wait: wait.map(crate::model::Flag),
+        timeout: None,
+    }
 }
 
 /// `UNIMPLEMENTED`, naming the method.
@@ -278,4 +422,25 @@ fn unimplemented<T>(method: &str) -> Result<tonic::Response<T>, tonic::Status> {
     Err(tonic::Status::unimplemented(format!(
         "Not implemented: {method} is not served by this server"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_listed_once_and_unknown_paths_share_one_label() {
+        let mut all: Vec<&str> = READ_METHODS.iter().chain(WRITE_METHODS).copied().collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a method listed twice");
+        // Qdrant's four services: 1 + 14 + 30 + 6 methods.
+        assert_eq!(n, 51);
+        assert_eq!(
+            endpoint_label("/qdrant.Points/Query"),
+            "/qdrant.Points/Query"
+        );
+        assert_eq!(endpoint_label("/qdrant.Points/Made-up"), "unmatched");
+    }
 }

@@ -2,12 +2,14 @@
 //! endpoint and the code REST runs.
 
 use super::json::{self, invalid, put};
-use super::{deadline, seconds, unimplemented};
+use super::{deadline, read_params, rest_result, seconds, unimplemented};
 use crate::api::points as rest;
 use crate::api::query::{search_answers, SearchKind};
+use crate::api::{Body, Params};
 use crate::error::ApiError;
 use crate::model;
 use crate::AppState;
+use axum::extract::{Path, State};
 use qdrant_client::qdrant as pb;
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
@@ -58,6 +60,11 @@ fn operation(
         time: seconds(start),
         usage: None,
     })
+}
+
+fn threshold(t: Option<f32>) -> Result<Option<Json>, ApiError> {
+    t.map(|t| json::finite(f64::from(t), "score_threshold"))
+        .transpose()
 }
 
 fn refuse_shard_key(s: &Option<pb::ShardKeySelector>) -> Result<(), ApiError> {
@@ -147,13 +154,12 @@ fn search_json(s: &pb::SearchPoints) -> Result<Json, ApiError> {
     put(
         &mut out,
         "params",
-        s.params.as_ref().map(json::search_params_json),
+        s.params
+            .as_ref()
+            .map(json::search_params_json)
+            .transpose()?,
     );
-    put(
-        &mut out,
-        "score_threshold",
-        s.score_threshold.map(Json::from),
-    );
+    put(&mut out, "score_threshold", threshold(s.score_threshold)?);
     put(
         &mut out,
         "with_payload",
@@ -196,10 +202,18 @@ impl QueryParts<'_> {
             "filter",
             self.filter.map(json::filter_json).transpose()?,
         );
-        put(out, "params", self.params.map(json::search_params_json));
-        put(out, "score_threshold", self.score_threshold.map(Json::from));
+        put(
+            out,
+            "params",
+            self.params.map(json::search_params_json).transpose()?,
+        );
+        put(out, "score_threshold", threshold(self.score_threshold)?);
         put(out, "limit", self.limit.map(Json::from));
-        put(out, "lookup_from", self.lookup_from.map(json::lookup_json));
+        put(
+            out,
+            "lookup_from",
+            self.lookup_from.map(json::lookup_json).transpose()?,
+        );
         Ok(())
     }
 }
@@ -551,9 +565,51 @@ impl pb::points_server::Points for Points {
 
     async fn search_groups(
         &self,
-        _request: Request<pb::SearchPointGroups>,
+        request: Request<pb::SearchPointGroups>,
     ) -> Result<Response<pb::SearchGroupsResponse>, Status> {
-        unimplemented("Points/SearchGroups")
+        let start = Instant::now();
+        let r = request.into_inner();
+        refuse_shard_key(&r.shard_key_selector)?;
+        let search = pb::SearchPoints {
+            collection_name: String::new(),
+            vector: r.vector.clone(),
+            filter: r.filter.clone(),
+            limit: u64::from(r.limit),
+            with_payload: r.with_payload.clone(),
+            params: r.params,
+            score_threshold: r.score_threshold,
+            offset: None,
+            vector_name: r.vector_name.clone(),
+            with_vectors: r.with_vectors.clone(),
+            read_consistency: None,
+            timeout: None,
+            shard_key_selector: None,
+            sparse_indices: r.sparse_indices.clone(),
+        };
+        let Json::Object(mut out) = search_json(&search)? else {
+            unreachable!("a search body is an object")
+        };
+        group_fields(
+            &mut out,
+            &r.group_by,
+            Some(u64::from(r.group_size)),
+            r.with_lookup.as_ref(),
+        );
+        let v = rest_result(
+            crate::api::groups::search_groups(
+                State(self.0.clone()),
+                Path(r.collection_name),
+                Params(read_params(r.timeout)?),
+                body(&Json::Object(out)).into(),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::SearchGroupsResponse {
+            result: Some(groups_pb(&v)?),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn scroll(
@@ -615,16 +671,48 @@ impl pb::points_server::Points for Points {
 
     async fn recommend(
         &self,
-        _request: Request<pb::RecommendPoints>,
+        request: Request<pb::RecommendPoints>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        unimplemented("Points/Recommend (use Points/Query with a recommend query)")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let mut answers = searches(
+            &self.0,
+            &r.collection_name,
+            SearchKind::Recommend,
+            recommend_json(&r).map(|b| vec![b]),
+            r.timeout,
+        )
+        .await?;
+        Ok(Response::new(pb::RecommendResponse {
+            result: answers.pop().unwrap_or_default(),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn recommend_batch(
         &self,
-        _request: Request<pb::RecommendBatchPoints>,
+        request: Request<pb::RecommendBatchPoints>,
     ) -> Result<Response<pb::RecommendBatchResponse>, Status> {
-        unimplemented("Points/RecommendBatch (use Points/QueryBatch with recommend queries)")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let bodies = r.recommend_points.iter().map(recommend_json).collect();
+        let answers = searches(
+            &self.0,
+            &r.collection_name,
+            SearchKind::Recommend,
+            bodies,
+            r.timeout,
+        )
+        .await?;
+        Ok(Response::new(pb::RecommendBatchResponse {
+            result: answers
+                .into_iter()
+                .map(|result| pb::BatchResult { result })
+                .collect(),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn recommend_groups(
@@ -681,9 +769,35 @@ impl pb::points_server::Points for Points {
 
     async fn update_batch(
         &self,
-        _request: Request<pb::UpdateBatchPoints>,
+        request: Request<pb::UpdateBatchPoints>,
     ) -> Result<Response<pb::UpdateBatchResponse>, Status> {
-        unimplemented("Points/UpdateBatch")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let operations = r
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(i, op)| batch_operation_json(op, &format!("operations[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = operations.len();
+        let body: model::UpdateOperations = parse(&json!({ "operations": operations }))?;
+        let wait = r.wait.unwrap_or(false);
+        let update = crate::convert::batch(body)?;
+        let seq = rest::write(&self.0, &r.collection_name, update, wait).await?;
+        let status = if wait {
+            pb::UpdateStatus::Completed
+        } else {
+            pb::UpdateStatus::Acknowledged
+        };
+        let one = pb::UpdateResult {
+            operation_id: Some(seq),
+            status: status as i32,
+        };
+        Ok(Response::new(pb::UpdateBatchResponse {
+            result: vec![one; n],
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn query(
@@ -734,30 +848,171 @@ impl pb::points_server::Points for Points {
 
     async fn query_groups(
         &self,
-        _request: Request<pb::QueryPointGroups>,
+        request: Request<pb::QueryPointGroups>,
     ) -> Result<Response<pb::QueryGroupsResponse>, Status> {
-        unimplemented("Points/QueryGroups")
+        let start = Instant::now();
+        let r = request.into_inner();
+        refuse_shard_key(&r.shard_key_selector)?;
+        let mut out = Map::new();
+        QueryParts {
+            prefetch: &r.prefetch,
+            query: r.query.as_ref(),
+            using: r.using.as_ref(),
+            filter: r.filter.as_ref(),
+            params: r.params.as_ref(),
+            score_threshold: r.score_threshold,
+            limit: r.limit,
+            lookup_from: r.lookup_from.as_ref(),
+        }
+        .write(&mut out)?;
+        put(
+            &mut out,
+            "with_payload",
+            r.with_payload.as_ref().map(json::with_payload_json),
+        );
+        put(
+            &mut out,
+            "with_vector",
+            r.with_vectors.as_ref().map(json::with_vectors_json),
+        );
+        group_fields(&mut out, &r.group_by, r.group_size, r.with_lookup.as_ref());
+        let v = rest_result(
+            crate::api::groups::query_groups(
+                State(self.0.clone()),
+                Path(r.collection_name),
+                Params(read_params(r.timeout)?),
+                body(&Json::Object(out)).into(),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::QueryGroupsResponse {
+            result: Some(groups_pb(&v)?),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn facet(
         &self,
-        _request: Request<pb::FacetCounts>,
+        request: Request<pb::FacetCounts>,
     ) -> Result<Response<pb::FacetResponse>, Status> {
-        unimplemented("Points/Facet")
+        let start = Instant::now();
+        let r = request.into_inner();
+        refuse_shard_key(&r.shard_key_selector)?;
+        let mut out = Map::new();
+        out.insert("key".into(), Json::String(r.key.clone()));
+        put(
+            &mut out,
+            "filter",
+            r.filter.as_ref().map(json::filter_json).transpose()?,
+        );
+        put(&mut out, "limit", r.limit.map(Json::from));
+        put(&mut out, "exact", r.exact.map(Json::from));
+        let body = parse(&Json::Object(out))?;
+        let v = rest_result(
+            rest::facet(
+                State(self.0.clone()),
+                Path(r.collection_name),
+                Params(read_params(r.timeout)?),
+                Body(body),
+            )
+            .await,
+        )
+        .await?;
+        let hits = v["hits"]
+            .as_array()
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| pb::FacetHit {
+                        value: facet_value(&h["value"]),
+                        count: h["count"].as_u64().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(pb::FacetResponse {
+            hits,
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn search_matrix_pairs(
         &self,
-        _request: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixPairsResponse>, Status> {
-        unimplemented("Points/SearchMatrixPairs")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let (name, params, body) = matrix_request(&r)?;
+        let v = rest_result(
+            crate::api::matrix::pairs(
+                State(self.0.clone()),
+                Path(name),
+                Params(params),
+                Body(body),
+            )
+            .await,
+        )
+        .await?;
+        let pairs = v["pairs"]
+            .as_array()
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|p| pb::SearchMatrixPair {
+                        a: json::answer_id(&p["a"]),
+                        b: json::answer_id(&p["b"]),
+                        score: p["score"].as_f64().unwrap_or(0.0) as f32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(pb::SearchMatrixPairsResponse {
+            result: Some(pb::SearchMatrixPairs { pairs }),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn search_matrix_offsets(
         &self,
-        _request: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixOffsetsResponse>, Status> {
-        unimplemented("Points/SearchMatrixOffsets")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let (name, params, body) = matrix_request(&r)?;
+        let v = rest_result(
+            crate::api::matrix::offsets(
+                State(self.0.clone()),
+                Path(name),
+                Params(params),
+                Body(body),
+            )
+            .await,
+        )
+        .await?;
+        let numbers = |key: &str| -> Vec<Json> { v[key].as_array().cloned().unwrap_or_default() };
+        Ok(Response::new(pb::SearchMatrixOffsetsResponse {
+            result: Some(pb::SearchMatrixOffsets {
+                offsets_row: numbers("offsets_row")
+                    .iter()
+                    .filter_map(Json::as_u64)
+                    .collect(),
+                offsets_col: numbers("offsets_col")
+                    .iter()
+                    .filter_map(Json::as_u64)
+                    .collect(),
+                scores: numbers("scores")
+                    .iter()
+                    .filter_map(Json::as_f64)
+                    .map(|x| x as f32)
+                    .collect(),
+                ids: numbers("ids").iter().filter_map(json::answer_id).collect(),
+            }),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 }
 
@@ -767,4 +1022,272 @@ fn set_payload_body(r: &pb::SetPayloadPoints) -> Result<Json, ApiError> {
     out.insert("payload".into(), Json::Object(json::map_json(&r.payload)));
     put(&mut out, "key", r.key.clone().map(Json::String));
     with_selector(out, r.points_selector.as_ref(), "points_selector")
+}
+
+/// One operation of an update batch as REST's (`{"upsert": ...}`, `{"delete": ...}`, ...).
+#[allow(deprecated)] // the deprecated delete and clear forms are what older clients send
+fn batch_operation_json(op: &pb::PointsUpdateOperation, at: &str) -> Result<Json, ApiError> {
+    use pb::points_update_operation::Operation as O;
+    let selector = |s: Option<&pb::PointsSelector>| json::selector_json(s, &format!("{at}.points"));
+    Ok(match &op.operation {
+        None => return Err(invalid(format!("{at}: an operation without a kind"))),
+        Some(O::Upsert(u)) => {
+            refuse_shard_key(&u.shard_key_selector)?;
+            let points = u
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| point_json(i, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Map::new();
+            out.insert("points".into(), Json::Array(points));
+            put(
+                &mut out,
+                "update_filter",
+                u.update_filter
+                    .as_ref()
+                    .map(json::filter_json)
+                    .transpose()?,
+            );
+            put(&mut out, "update_mode", update_mode_json(u.update_mode)?);
+            json!({ "upsert": out })
+        }
+        Some(O::DeleteDeprecated(sel)) => json!({ "delete": selector(Some(sel))? }),
+        Some(O::DeletePoints(d)) => {
+            refuse_shard_key(&d.shard_key_selector)?;
+            json!({ "delete": selector(d.points.as_ref())? })
+        }
+        Some(O::SetPayload(p)) => {
+            refuse_shard_key(&p.shard_key_selector)?;
+            json!({ "set_payload": payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)? })
+        }
+        Some(O::OverwritePayload(p)) => {
+            refuse_shard_key(&p.shard_key_selector)?;
+            json!({ "overwrite_payload": payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)? })
+        }
+        Some(O::DeletePayload(d)) => {
+            refuse_shard_key(&d.shard_key_selector)?;
+            let mut out = Map::new();
+            out.insert("keys".into(), json!(d.keys));
+            json!({ "delete_payload": with_selector(out, d.points_selector.as_ref(), &format!("{at}.points_selector"))? })
+        }
+        Some(O::ClearPayloadDeprecated(sel)) => json!({ "clear_payload": selector(Some(sel))? }),
+        Some(O::ClearPayload(c)) => {
+            refuse_shard_key(&c.shard_key_selector)?;
+            json!({ "clear_payload": selector(c.points.as_ref())? })
+        }
+        Some(O::UpdateVectors(u)) => {
+            refuse_shard_key(&u.shard_key_selector)?;
+            let points = point_vectors_json(&u.points)?;
+            let mut out = Map::new();
+            out.insert("points".into(), Json::Array(points));
+            put(
+                &mut out,
+                "update_filter",
+                u.update_filter
+                    .as_ref()
+                    .map(json::filter_json)
+                    .transpose()?,
+            );
+            json!({ "update_vectors": out })
+        }
+        Some(O::DeleteVectors(d)) => {
+            refuse_shard_key(&d.shard_key_selector)?;
+            let mut out = Map::new();
+            let names = d
+                .vectors
+                .as_ref()
+                .map(|v| v.names.clone())
+                .unwrap_or_default();
+            out.insert("vector".into(), json!(names));
+            json!({ "delete_vectors": with_selector(out, d.points_selector.as_ref(), &format!("{at}.points_selector"))? })
+        }
+    })
+}
+
+fn payload_op(
+    payload: &std::collections::HashMap<String, pb::Value>,
+    key: Option<&String>,
+    selector: Option<&pb::PointsSelector>,
+    at: &str,
+) -> Result<Json, ApiError> {
+    let mut out = Map::new();
+    out.insert("payload".into(), Json::Object(json::map_json(payload)));
+    put(&mut out, "key", key.cloned().map(Json::String));
+    with_selector(out, selector, &format!("{at}.points_selector"))
+}
+
+/// `PointVectors` (an id and the vectors to set) as REST's.
+fn point_vectors_json(points: &[pb::PointVectors]) -> Result<Vec<Json>, ApiError> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = format!("points[{i}]");
+            let id =
+                p.id.as_ref()
+                    .ok_or_else(|| invalid(format!("{at}.id is required")))?;
+            let vector = match &p.vectors {
+                Some(v) => json::vectors_json(v, &format!("{at}.vector"))?,
+                None => return Err(invalid(format!("{at}.vectors is required"))),
+            };
+            Ok(json!({"id": json::id_json(id, &format!("{at}.id"))?, "vector": vector}))
+        })
+        .collect()
+}
+
+/// A facet value of a REST answer as gRPC's.
+fn facet_value(v: &Json) -> Option<pb::FacetValue> {
+    use pb::facet_value::Variant;
+    let variant = match v {
+        Json::String(s) => Variant::StringValue(s.clone()),
+        Json::Bool(b) => Variant::BoolValue(*b),
+        Json::Number(n) => Variant::IntegerValue(n.as_i64()?),
+        _ => return None,
+    };
+    Some(pb::FacetValue {
+        variant: Some(variant),
+    })
+}
+
+/// `group_by`, `group_size` and `with_lookup` of a grouped request, as REST's.
+fn group_fields(
+    out: &mut Map<String, Json>,
+    group_by: &str,
+    group_size: Option<u64>,
+    lookup: Option<&pb::WithLookup>,
+) {
+    out.insert("group_by".into(), Json::String(group_by.to_string()));
+    put(out, "group_size", group_size.map(Json::from));
+    if let Some(l) = lookup {
+        let mut o = Map::new();
+        o.insert("collection".into(), Json::String(l.collection.clone()));
+        put(
+            &mut o,
+            "with_payload",
+            l.with_payload.as_ref().map(json::with_payload_json),
+        );
+        put(
+            &mut o,
+            "with_vectors",
+            l.with_vectors.as_ref().map(json::with_vectors_json),
+        );
+        out.insert("with_lookup".into(), Json::Object(o));
+    }
+}
+
+/// REST's `{"groups": [...]}` as gRPC's `GroupsResult`.
+fn groups_pb(v: &Json) -> Result<pb::GroupsResult, ApiError> {
+    let groups = v["groups"].as_array().cloned().unwrap_or_default();
+    let groups = groups
+        .iter()
+        .map(|g| {
+            use pb::group_id::Kind;
+            let id = match &g["id"] {
+                Json::String(s) => Some(Kind::StringValue(s.clone())),
+                Json::Number(n) => match n.as_u64() {
+                    Some(u) => Some(Kind::UnsignedValue(u)),
+                    None => n.as_i64().map(Kind::IntegerValue),
+                },
+                _ => None,
+            };
+            Ok(pb::PointGroup {
+                id: id.map(|kind| pb::GroupId { kind: Some(kind) }),
+                hits: json::scored_points_json(&g["hits"])?,
+                lookup: g.get("lookup").and_then(json::record_json),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(pb::GroupsResult { groups })
+}
+
+fn matrix_request(
+    r: &pb::SearchMatrixPoints,
+) -> Result<(String, model::ReadParams, model::SearchMatrixRequest), ApiError> {
+    refuse_shard_key(&r.shard_key_selector)?;
+    let mut out = Map::new();
+    put(
+        &mut out,
+        "filter",
+        r.filter.as_ref().map(json::filter_json).transpose()?,
+    );
+    put(&mut out, "sample", r.sample.map(Json::from));
+    put(&mut out, "limit", r.limit.map(Json::from));
+    put(&mut out, "using", r.using.clone().map(Json::String));
+    Ok((
+        r.collection_name.clone(),
+        read_params(r.timeout)?,
+        parse(&Json::Object(out))?,
+    ))
+}
+
+/// `RecommendPoints` (the legacy recommendation) as REST's `RecommendRequest`.
+fn recommend_json(r: &pb::RecommendPoints) -> Result<Json, ApiError> {
+    refuse_shard_key(&r.shard_key_selector)?;
+    let examples = |ids: &[pb::PointId], vectors: &[pb::Vector], side: &str| {
+        let mut out = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json::id_json(id, &format!("{side}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, v) in vectors.iter().enumerate() {
+            out.push(json::vector_json(v, &format!("{side}_vectors[{i}]"))?);
+        }
+        Ok::<_, ApiError>(Json::Array(out))
+    };
+    let mut out = Map::new();
+    out.insert(
+        "positive".into(),
+        examples(&r.positive, &r.positive_vectors, "positive")?,
+    );
+    out.insert(
+        "negative".into(),
+        examples(&r.negative, &r.negative_vectors, "negative")?,
+    );
+    match r.strategy {
+        None => {}
+        Some(0) => {
+            out.insert("strategy".into(), json!("average_vector"));
+        }
+        Some(1) => {
+            out.insert("strategy".into(), json!("best_score"));
+        }
+        Some(2) => {
+            out.insert("strategy".into(), json!("sum_scores"));
+        }
+        Some(other) => return Err(invalid(format!("strategy {other} is unknown"))),
+    }
+    out.insert("limit".into(), json!(r.limit));
+    put(&mut out, "offset", r.offset.map(Json::from));
+    put(
+        &mut out,
+        "filter",
+        r.filter.as_ref().map(json::filter_json).transpose()?,
+    );
+    put(
+        &mut out,
+        "params",
+        r.params
+            .as_ref()
+            .map(json::search_params_json)
+            .transpose()?,
+    );
+    put(&mut out, "score_threshold", threshold(r.score_threshold)?);
+    put(&mut out, "using", r.using.clone().map(Json::String));
+    put(
+        &mut out,
+        "lookup_from",
+        r.lookup_from.as_ref().map(json::lookup_json).transpose()?,
+    );
+    put(
+        &mut out,
+        "with_payload",
+        r.with_payload.as_ref().map(json::with_payload_json),
+    );
+    put(
+        &mut out,
+        "with_vector",
+        r.with_vectors.as_ref().map(json::with_vectors_json),
+    );
+    Ok(Json::Object(out))
 }
