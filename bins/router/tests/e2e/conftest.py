@@ -15,7 +15,7 @@ import pathlib
 import pytest
 from qdrant_client import QdrantClient
 
-from router_process import RouterProcess
+from router_process import GRPC_PORTS, RouterProcess
 from schema_check import SchemaChecker
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
@@ -70,12 +70,13 @@ def snapshots_dir(router) -> pathlib.Path:
 
 
 def checked_client(url: str, checker: SchemaChecker) -> QdrantClient:
-    """REST, or gRPC when `VR_E2E_GRPC_PORT` names the router's gRPC port (the calls the client
-    still makes over REST are schema-checked either way)."""
+    """REST, or gRPC when `VR_E2E_GRPC_PORT` is set (the gRPC port of the router at
+    `VR_E2E_URL`; a router a test starts itself has its own, in `GRPC_PORTS`). The calls the
+    client still makes over REST are schema-checked either way."""
     grpc_port = os.environ.get("VR_E2E_GRPC_PORT")
     if grpc_port:
-        client = QdrantClient(url=url, grpc_port=int(grpc_port), prefer_grpc=True, timeout=30,
-                              check_compatibility=False)
+        client = QdrantClient(url=url, grpc_port=GRPC_PORTS.get(url, int(grpc_port)),
+                              prefer_grpc=True, timeout=30, check_compatibility=False)
     else:
         client = QdrantClient(url=url, prefer_grpc=False, timeout=30, check_compatibility=False)
     client.http.client.add_middleware(checker.middleware)

@@ -8,6 +8,10 @@ import signal
 import subprocess
 import time
 
+# The gRPC port of each router started here, by its REST URL (the router prints it on the
+# line after its REST address): a client in gRPC mode finds its router's port here.
+GRPC_PORTS: dict[str, int] = {}
+
 
 class RouterProcess:
     """One `router` process on a free port, with its own storage and snapshot directories."""
@@ -45,6 +49,9 @@ class RouterProcess:
                 raise RuntimeError(f"router exited with {code} before listening; see {self.log}")
             if line.startswith("listening on "):
                 self.url = line.split("listening on ", 1)[1].strip()
+                grpc_line = self.proc.stdout.readline().decode()
+                if grpc_line.startswith("gRPC listening on "):
+                    GRPC_PORTS[self.url] = int(grpc_line.strip().rsplit(":", 1)[1])
                 return self.url
         self.proc.kill()
         raise RuntimeError(f"router did not listen within {timeout} s; see {self.log}")

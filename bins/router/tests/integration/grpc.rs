@@ -229,15 +229,15 @@ async fn grpc_errors_keep_their_meaning() {
 
     // A method not served answers UNIMPLEMENTED and names itself.
     let (c, m) = code(
-        grpc.facet(pb::FacetCounts {
+        grpc.discover(pb::DiscoverPoints {
             collection_name: "e".into(),
-            key: "x".into(),
+            limit: 3,
             ..Default::default()
         })
         .await,
     );
     assert_eq!(c, tonic::Code::Unimplemented, "{m}");
-    assert!(m.contains("Points/Facet"), "{m}");
+    assert!(m.contains("Points/Discover"), "{m}");
 }
 
 #[tokio::test]
@@ -286,4 +286,102 @@ async fn grpc_api_keys_hold() {
         .await
         .expect("a read-only key may query");
     assert!(answer.result.is_empty());
+}
+
+#[tokio::test]
+async fn grpc_fields_rest_reads_otherwise_are_mapped_or_refused() {
+    let dirs = DataDirs::new();
+    let router = Router::start(&dirs, &[]);
+    let grpc = client(&router, None);
+    grpc.create_collection(create_request("m"))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(11);
+    let mut points: Vec<pb::PointStruct> = (0..30u64)
+        .map(|i| point(i, rng.vector(8), "x", i as i64))
+        .collect();
+    // Ten points without a `city`.
+    for p in &mut points[..10] {
+        p.payload.remove("city");
+    }
+    grpc.upsert_points(pb::UpsertPoints {
+        collection_name: "m".into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+
+    // `is_empty: false` on a field condition: the points that have the key.
+    let count = |is_empty: bool| pb::CountPoints {
+        collection_name: "m".into(),
+        filter: Some(pb::Filter::must([pb::Condition {
+            condition_one_of: Some(pb::condition::ConditionOneOf::Field(pb::FieldCondition {
+                key: "city".into(),
+                is_empty: Some(is_empty),
+                ..Default::default()
+            })),
+        }])),
+        exact: Some(true),
+        ..Default::default()
+    };
+    let n = |r: pb::CountResponse| r.result.expect("count").count;
+    assert_eq!(n(grpc.count(count(false)).await.expect("count")), 20);
+    assert_eq!(n(grpc.count(count(true)).await.expect("count")), 10);
+
+    // A range bound that is not a number is refused, not read as no bound.
+    let (c, m) = code(
+        grpc.count(pb::CountPoints {
+            collection_name: "m".into(),
+            filter: Some(pb::Filter::must([pb::Condition::range(
+                "n",
+                pb::Range {
+                    lt: Some(f64::NAN),
+                    ..Default::default()
+                },
+            )])),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+
+    // An unnamed sparse vector is refused (REST would read its two fields as vector names).
+    #[allow(deprecated)]
+    let sparse = pb::PointStruct {
+        id: Some(100u64.into()),
+        payload: HashMap::new(),
+        vectors: Some(pb::Vectors {
+            vectors_options: Some(pb::vectors::VectorsOptions::Vector(pb::Vector {
+                vector: Some(pb::vector::Vector::Sparse(pb::SparseVector {
+                    values: vec![1.0],
+                    indices: vec![3],
+                })),
+                ..Default::default()
+            })),
+        }),
+    };
+    let (c, m) = code(
+        grpc.upsert_points(pb::UpsertPoints {
+            collection_name: "m".into(),
+            wait: Some(true),
+            points: vec![sparse],
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+    assert!(m.contains("named"), "{m}");
+
+    // gRPC calls are counted under their method, as POSTs with REST's statuses.
+    let (_, text) = router.text("/metrics").await;
+    assert!(
+        text.contains(r#"endpoint="/qdrant.Points/Count",method="POST",status="200""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"endpoint="/qdrant.Points/Count",method="POST",status="400""#),
+        "{text}"
+    );
 }

@@ -250,6 +250,39 @@ async fn rest_is_served_over_tls_from_the_configured_certificate() {
             .unwrap();
         assert_eq!(found["result"]["points"][0]["id"], 1, "{found}");
     }
+    // gRPC is served over TLS with the same certificate, to a client trusting the authority.
+    assert!(r.grpc.starts_with("https://"), "{}", r.grpc);
+    let grpc_port = r.grpc.rsplit(':').next().unwrap().to_string();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(fixture("tls-ca.pem")).unwrap(),
+        ))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{grpc_port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC over TLS");
+    let listed = qdrant_client::qdrant::collections_client::CollectionsClient::new(channel)
+        .list(qdrant_client::qdrant::ListCollectionsRequest {})
+        .await
+        .expect("list collections over gRPC and TLS")
+        .into_inner();
+    let mut names: Vec<String> = listed.collections.into_iter().map(|c| c.name).collect();
+    names.sort();
+    assert_eq!(names, ["tls_0", "tls_1"]);
+    // Plain HTTP/2 to the TLS gRPC port gets no gRPC answer.
+    let plain = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_lazy();
+    let refused = qdrant_client::qdrant::qdrant_client::QdrantClient::new(plain)
+        .health_check(qdrant_client::qdrant::HealthCheckRequest {})
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
     // A client that does not trust the certificate is refused by its own TLS check.
     let untrusting = reqwest::Client::builder().no_proxy().build().unwrap();
     let e = untrusting

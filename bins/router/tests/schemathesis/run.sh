@@ -27,7 +27,7 @@ PORT="${VR_SCHEMATHESIS_PORT:-6390}"
 BIN="${VR_ROUTER_BIN:-target/release/router}"
 SPEC="${VR_OPENAPI:-../shared/qdrant-api/openapi.json}"
 [ -f "$SPEC" ] || SPEC=bins/router/tests/e2e/openapi.json
-"$BIN" --host 127.0.0.1 --http-port "$PORT" --storage-path "$WORK/store" \
+"$BIN" --host 127.0.0.1 --http-port "$PORT" --grpc-port 0 --storage-path "$WORK/store" \
   --snapshots-path "$WORK/snaps" --log-level info > "$WORK/router.log" 2>&1 &
 ROUTER=$!
 trap 'kill $ROUTER 2>/dev/null; wait $ROUTER 2>/dev/null; rm -rf "$WORK"' EXIT
