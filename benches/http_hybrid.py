@@ -18,7 +18,7 @@ One client, one keep-alive connection, requests sent in turn (dense, sparse, hyb
 query, then the next), each timed from send to the last byte. Start the router with
 `--cache-ttl-secs 0`. From the repository root:
 
-    target/release/router --cache-ttl-secs 0 --http-port 16402 \\
+    target/release/router --cache-ttl-secs 0 --http-port 16402 --grpc-port 0 \\
         --storage-path /tmp/hy/storage --snapshots-path /tmp/hy/snapshots &
     data/peers-venv/bin/python benches/http_hybrid.py --url http://127.0.0.1:16402
 """

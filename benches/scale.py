@@ -64,7 +64,7 @@ def du_bytes(path):
 def start(binary, port, storage):
     log = open(os.path.join(storage, "server.log"), "ab")
     proc = subprocess.Popen(
-        [binary, "--http-port", str(port), "--storage-path", os.path.join(storage, "s"),
+        [binary, "--http-port", str(port), "--grpc-port", "0", "--storage-path", os.path.join(storage, "s"),
          "--snapshots-path", os.path.join(storage, "snap"), "--cache-ttl-secs", "0", "--log-level", "warn"],
         stdout=log, stderr=log)
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ D=${D:-/tmp/soak}
 rm -rf "$D"; mkdir -p "$D"
 cd "$(dirname "$0")/.."
 DATA=(--generate 100000 --dim 64 --generate-queries 2000)
-target/release/router --http-port "$PORT" --storage-path "$D/s" --snapshots-path "$D/snap" \
+target/release/router --http-port "$PORT" --grpc-port 0 --storage-path "$D/s" --snapshots-path "$D/snap" \
   --cache-ttl-secs 0 --max-concurrent-requests 8 --log-level warn > "$D/router.out" 2> "$D/router.log" &
 ROUTER=$!
 trap 'kill $ROUTER 2>/dev/null' EXIT

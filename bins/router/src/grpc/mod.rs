@@ -337,12 +337,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let limit = settings.max_body_bytes;
+    // Answers are not compressed: tonic would gzip every answer a client accepts gzip for
+    // (grpcio always does), and a search answer of a few hundred bytes costs more CPU to
+    // compress than it saves (REST compresses only answers of 4 KiB or more). Requests a
+    // client compressed are read.
     macro_rules! bounded {
         ($server:expr) => {
             $server
                 .max_decoding_message_size(limit)
                 .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
         };
     }
     let mut builder = tonic::transport::Server::builder()
