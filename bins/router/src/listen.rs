@@ -136,10 +136,20 @@ impl SharedSlots {
     }
 }
 
-/// A connection of the gRPC port: counted against the shared caps while it is open, and
-/// dropped if a write waits longer than the write timeout.
+/// Bytes a gRPC client must send within the header-read time limit: HTTP/2's connection
+/// preface. hyper's HTTP/2 handshake waits for it without a limit, and a connection that never
+/// sends it would hold its slot (shared with REST) for good.
+const HTTP2_PREFACE_BYTES: usize = 24;
+
+/// A connection of the gRPC port: counted against the shared caps while it is open, closed if
+/// its first bytes do not come within the header-read time limit, and dropped if a write waits
+/// longer than the write timeout.
 pub struct CountedConnection {
     io: WriteTimeout<TcpStream>,
+    /// Until the client's first `HTTP2_PREFACE_BYTES` have come: when they are due.
+    opening: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes read so far, counted until the preface is in.
+    opened: usize,
     /// The client's address and ours (tonic hands them to handlers).
     pub remote: std::net::SocketAddr,
     /// Our address.
@@ -154,7 +164,22 @@ impl AsyncRead for CountedConnection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if self.opening.is_some() {
+            self.opened += buf.filled().len() - before;
+            if self.opened >= HTTP2_PREFACE_BYTES {
+                self.opening = None;
+            } else if let (Poll::Pending, Some(due)) = (&read, self.opening.as_mut()) {
+                if due.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no HTTP/2 preface within the header-read time limit",
+                    )));
+                }
+            }
+        }
+        read
     }
 }
 
@@ -188,12 +213,7 @@ pub fn counted_connections(
         (listener, shared, limits),
         |(listener, shared, limits)| async move {
             loop {
-                let slot = shared
-                    .slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+                // Accept first, then wait for a slot (as REST's loop does).
                 let (stream, remote) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -204,6 +224,12 @@ pub fn counted_connections(
                         continue;
                     }
                 };
+                let slot = shared
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let Some(address) = shared
                     .per_address
                     .take(remote.ip(), limits.max_connections_per_address)
@@ -215,6 +241,8 @@ pub fn counted_connections(
                 let local = stream.local_addr().ok();
                 let connection = CountedConnection {
                     io: WriteTimeout::new(stream, limits.write_timeout),
+                    opening: Some(Box::pin(tokio::time::sleep(limits.header_read_timeout))),
+                    opened: 0,
                     remote,
                     local,
                     _slot: slot,
@@ -242,10 +270,8 @@ pub async fn serve(
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
+        // Accept first, then wait for a slot: an idle listener holds no slot (the gRPC port
+        // shares them), and at most one accepted connection waits here.
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -259,6 +285,10 @@ pub async fn serve(
                     continue;
                 }
             },
+            () = &mut shutdown => break,
+        };
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
