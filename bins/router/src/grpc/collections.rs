@@ -80,6 +80,7 @@ fn hnsw_json(h: &pb::HnswConfigDiff) -> Json {
     );
     put(&mut out, "on_disk", h.on_disk.map(Json::from));
     put(&mut out, "payload_m", h.payload_m.map(Json::from));
+    put(&mut out, "inline_storage", h.inline_storage.map(Json::from));
     Json::Object(out)
 }
 
@@ -111,6 +112,28 @@ fn quantization_json(q: &pb::QuantizationConfig) -> Result<Json, ApiError> {
         Some(Q::Binary(b)) => {
             let mut o = Map::new();
             put(&mut o, "always_ram", b.always_ram.map(Json::from));
+            if let Some(e) = b.encoding {
+                let name = match e {
+                    0 => "one_bit",
+                    1 => "two_bits",
+                    2 => "one_and_half_bits",
+                    other => return Err(invalid(format!("binary encoding {other} is unknown"))),
+                };
+                o.insert("encoding".into(), json!(name));
+            }
+            use pb::binary_quantization_query_encoding::Variant;
+            if let Some(Variant::Setting(q)) = b.query_encoding.as_ref().and_then(|q| q.variant) {
+                let name = match q {
+                    0 => "default",
+                    1 => "binary",
+                    2 => "scalar4bits",
+                    3 => "scalar8bits",
+                    other => {
+                        return Err(invalid(format!("binary query encoding {other} is unknown")))
+                    }
+                };
+                o.insert("query_encoding".into(), json!(name));
+            }
             json!({ "binary": o })
         }
         Some(Q::Turboquant(_)) => {

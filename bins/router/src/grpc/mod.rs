@@ -44,9 +44,18 @@ impl From<ApiError> for tonic::Status {
             StatusCode::NOT_IMPLEMENTED => Code::Unimplemented,
             _ => Code::Internal,
         };
-        tonic::Status::new(code, e.message)
+        let mut status = tonic::Status::new(code, e.message);
+        // The status REST answers, for the metrics (`Gate`): a code stands for several.
+        status.metadata_mut().insert(
+            REST_STATUS,
+            tonic::metadata::MetadataValue::from(e.status.as_u16()),
+        );
+        status
     }
 }
+
+/// Metadata of an error answer: the HTTP status REST answers for the same error.
+const REST_STATUS: &str = "vr-rest-status";
 
 /// The deadline of a call: its `timeout` field (seconds, at least 1) or the server's limit,
 /// whichever is sooner. (tonic applies the client's `grpc-timeout` itself.)
@@ -211,15 +220,17 @@ where
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
                 match tokio::time::timeout(time_limit, inner.call(req)).await {
                     Ok(answer) => answer?,
-                    Err(_) => tonic::Status::deadline_exceeded(
+                    Err(_) => tonic::Status::from(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
                         "Timeout: the request took longer than the server's limit",
-                    )
+                    ))
                     .into_http(),
                 }
             } else {
-                tonic::Status::unavailable(
+                tonic::Status::from(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "Service unavailable: too many requests in flight, retry later",
-                )
+                ))
                 .into_http()
             };
             // A unary error is a trailers-only answer (its status in the headers); success
@@ -232,8 +243,13 @@ where
                 .unwrap_or(0);
             let seconds = start.elapsed().as_secs_f64();
             // Counted as the HTTP status REST would answer, so that one error-rate query covers
-            // both protocols (gRPC calls are POSTs).
-            let status = http_status_of(tonic::Code::from_i32(code));
+            // both protocols (gRPC calls are POSTs): the one an error carries, else the code's.
+            let status = response
+                .headers()
+                .get(REST_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u16>().ok())
+                .unwrap_or_else(|| http_status_of(tonic::Code::from_i32(code)));
             state
                 .metrics
                 .observe_request(endpoint, "POST", status, seconds);

@@ -1003,10 +1003,10 @@ impl pb::points_server::Points for Points {
                     .iter()
                     .filter_map(Json::as_u64)
                     .collect(),
+                // A score JSON could not carry (null) stays in its place.
                 scores: numbers("scores")
                     .iter()
-                    .filter_map(Json::as_f64)
-                    .map(|x| x as f32)
+                    .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
                     .collect(),
                 ids: numbers("ids").iter().filter_map(json::answer_id).collect(),
             }),

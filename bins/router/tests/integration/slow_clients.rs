@@ -301,3 +301,57 @@ fn a_connection_cap_beyond_the_open_file_limit_is_refused() {
         "{err}"
     );
 }
+
+/// The gRPC port shares the connection slots: connections to it that never send HTTP/2's
+/// preface are closed after the header-read time limit, so they cannot keep REST's clients
+/// (or gRPC's) out, and a gRPC client that behaves is served too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_grpc_connections_are_closed_and_cannot_lock_rest_out() {
+    let dirs = DataDirs::new();
+    let r = Router::start(
+        &dirs,
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-address",
+            "8",
+            "--header-read-timeout-secs",
+            "2",
+        ],
+    );
+    r.create("g", json!({"vectors": {"size": 4, "distance": "Dot"}}))
+        .await;
+    let grpc_addr = r.grpc.trim_start_matches("http://").to_string();
+    // Twice the cap, connected to the gRPC port, silent; one sends half a preface.
+    let silent: Vec<TcpStream> = (0..16)
+        .map(|i| {
+            let mut s = TcpStream::connect(&grpc_addr).unwrap();
+            if i == 0 {
+                s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+            }
+            s
+        })
+        .collect();
+    let fine = r
+        .request(reqwest::Method::GET, "/collections/g")
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("a REST client is served once the silent gRPC connections are closed");
+    assert_eq!(fine.status(), reqwest::StatusCode::OK);
+    let closed = tokio::task::spawn_blocking(move || {
+        for (i, s) in silent.iter().enumerate() {
+            // The server's own HTTP/2 settings may come first; then the close.
+            read_until_closed(s, Duration::from_secs(60), &format!("silent gRPC {i}"));
+        }
+    });
+    closed.await.unwrap();
+    let grpc = qdrant_client::Qdrant::from_url(&r.grpc)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    assert!(grpc
+        .collection_exists("g")
+        .await
+        .expect("a gRPC client is served"));
+}
