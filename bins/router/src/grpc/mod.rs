@@ -10,7 +10,7 @@
 //! REST's requests share (past it, `UNAVAILABLE` at once), the request time limit
 //! (`DEADLINE_EXCEEDED`), and the request metrics under the method's path. Connections count
 //! against REST's caps (`listen::SharedSlots`), streams per connection are bounded, messages
-//! by the REST body limit; gzip is accepted and sent to clients that ask for it; TLS (with a
+//! by the REST body limit; gzipped requests are read, answers go uncompressed; TLS (with a
 //! handshake time limit) when REST has it; shutdown with REST's.
 
 mod collections;
