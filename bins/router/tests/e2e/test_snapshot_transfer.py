@@ -227,58 +227,63 @@ def test_full_snapshot_restores_every_collection_and_alias(tmp_path, schema_chec
     proc = RouterProcess(router_binary(), tmp_path / "storage", tmp_path / "snapshots",
                          tmp_path / "router.log")
     proc.start()
-    client = checked_client(proc.url, schema_checker)
-    fill(client, "full_a", 5, shards=1)
-    fill(client, "full_b", 6, shards=3)
-    client.update_collection_aliases(change_aliases_operations=[
-        models.CreateAliasOperation(create_alias=models.CreateAlias(
-            collection_name="full_b", alias_name="full_b_live"))])
-    want = {n: state_of(client, n, 7) for n in ["full_a", "full_b"]}
-    desc = client.create_full_snapshot(wait=True)
-    assert desc.name.startswith("full-snapshot-") and desc.size > 0
-    assert desc.name in [s.name for s in client.list_full_snapshots()]
-    r = httpx.get(f"{proc.url}/snapshots/{desc.name}", timeout=60)
-    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == desc.checksum
-    archive = tmp_path / "full.snapshot"
-    archive.write_bytes(r.content)
-    r = httpx.get(f"{proc.url}/snapshots/{desc.name}x", timeout=60)
-    assert r.status_code == 404
-    assert client.delete_full_snapshot(desc.name, wait=True) is True
-    assert desc.name not in [s.name for s in client.list_full_snapshots()]
-    # Changes after the snapshot; full_a is dropped, full_b loses points.
-    client.delete_collection("full_a")
-    client.delete(collection_name="full_b", points_selector=models.FilterSelector(
-        filter=models.Filter()), wait=True)
-    client.close()
-    assert proc.stop() == 0
+    try:
+        client = checked_client(proc.url, schema_checker)
+        fill(client, "full_a", 5, shards=1)
+        fill(client, "full_b", 6, shards=3)
+        client.update_collection_aliases(change_aliases_operations=[
+            models.CreateAliasOperation(create_alias=models.CreateAlias(
+                collection_name="full_b", alias_name="full_b_live"))])
+        want = {n: state_of(client, n, 7) for n in ["full_a", "full_b"]}
+        desc = client.create_full_snapshot(wait=True)
+        assert desc.name.startswith("full-snapshot-") and desc.size > 0
+        assert desc.name in [s.name for s in client.list_full_snapshots()]
+        r = httpx.get(f"{proc.url}/snapshots/{desc.name}", timeout=60)
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == desc.checksum
+        archive = tmp_path / "full.snapshot"
+        archive.write_bytes(r.content)
+        r = httpx.get(f"{proc.url}/snapshots/{desc.name}x", timeout=60)
+        assert r.status_code == 404
+        assert client.delete_full_snapshot(desc.name, wait=True) is True
+        assert desc.name not in [s.name for s in client.list_full_snapshots()]
+        # Changes after the snapshot; full_a is dropped, full_b loses points.
+        client.delete_collection("full_a")
+        client.delete(collection_name="full_b", points_selector=models.FilterSelector(
+            filter=models.Filter()), wait=True)
+        client.close()
+        assert proc.stop() == 0
 
-    # Restored at start-up without force: full_a comes back, full_b (which exists) is kept.
-    proc.extra_args = ["--storage-snapshot", str(archive)]
-    proc.start()
-    client = checked_client(proc.url, schema_checker)
-    assert state_of(client, "full_a", 7) == want["full_a"]
-    assert client.count("full_b").count == 0
-    client.close()
-    assert proc.stop() == 0
-    # With force, full_b is replaced too, and its alias answers.
-    proc.extra_args = ["--storage-snapshot", str(archive), "--force-snapshot"]
-    proc.start()
-    client = checked_client(proc.url, schema_checker)
-    assert state_of(client, "full_b", 7) == want["full_b"]
-    assert state_of(client, "full_b_live", 7) == want["full_b"]
-    assert state_of(client, "full_a", 7) == want["full_a"]
-    client.close()
-    assert proc.stop() == 0
-    # A damaged archive stops start-up with an error, touching nothing.
-    broken = bytearray(archive.read_bytes())
-    broken[len(broken) // 3] ^= 0x55
-    (tmp_path / "broken.snapshot").write_bytes(bytes(broken))
-    proc.extra_args = ["--storage-snapshot", str(tmp_path / "broken.snapshot")]
-    with pytest.raises(RuntimeError):
+        # Restored at start-up without force: full_a comes back, full_b (which exists) is kept.
+        proc.extra_args = ["--storage-snapshot", str(archive)]
         proc.start()
-    proc.extra_args = []
-    proc.start()
-    client = checked_client(proc.url, schema_checker)
-    assert state_of(client, "full_b", 7) == want["full_b"]
-    client.close()
-    assert proc.stop() == 0
+        client = checked_client(proc.url, schema_checker)
+        assert state_of(client, "full_a", 7) == want["full_a"]
+        assert client.count("full_b").count == 0
+        client.close()
+        assert proc.stop() == 0
+        # With force, full_b is replaced too, and its alias answers.
+        proc.extra_args = ["--storage-snapshot", str(archive), "--force-snapshot"]
+        proc.start()
+        client = checked_client(proc.url, schema_checker)
+        assert state_of(client, "full_b", 7) == want["full_b"]
+        assert state_of(client, "full_b_live", 7) == want["full_b"]
+        assert state_of(client, "full_a", 7) == want["full_a"]
+        client.close()
+        assert proc.stop() == 0
+        # A damaged archive stops start-up with an error, touching nothing.
+        broken = bytearray(archive.read_bytes())
+        broken[len(broken) // 3] ^= 0x55
+        (tmp_path / "broken.snapshot").write_bytes(bytes(broken))
+        proc.extra_args = ["--storage-snapshot", str(tmp_path / "broken.snapshot")]
+        with pytest.raises(RuntimeError):
+            proc.start()
+        proc.extra_args = []
+        proc.start()
+        client = checked_client(proc.url, schema_checker)
+        assert state_of(client, "full_b", 7) == want["full_b"]
+        client.close()
+        assert proc.stop() == 0
+    finally:
+        # A failing assertion above must not leave its router running.
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.stop()
