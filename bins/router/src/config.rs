@@ -114,6 +114,14 @@ pub struct Args {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C. Default 30.
     #[arg(long, env = "VR_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Cluster mode: the gRPC URLs of the nodes holding the shards (comma-separated,
+    /// `http://host:port`), node k holding shard k of every collection. Unset: the embedded
+    /// single-process router.
+    #[arg(long, env = "VR_CLUSTER_NODES", value_delimiter = ',')]
+    pub cluster_nodes: Option<Vec<String>>,
+    /// The API key the router presents to its nodes, when they want one.
+    #[arg(long, env = "VR_CLUSTER_API_KEY", hide_env_values = true)]
+    pub cluster_api_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +137,16 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     tls: FileTls,
+    #[serde(default)]
+    cluster: FileCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    nodes: Option<Vec<String>>,
+    api_key: Option<String>,
+    connections_per_node: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +200,9 @@ struct FileLog {
     json: Option<bool>,
 }
 
+/// The most nodes a cluster lists (each search fans out to every one).
+const MAX_CLUSTER_NODES: usize = 256;
+
 /// The effective settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -227,6 +248,17 @@ pub struct Settings {
     pub storage_snapshot: Option<PathBuf>,
     /// Whether that restore replaces collections that exist.
     pub force_snapshot: bool,
+    /// Cluster mode: the nodes holding the shards, and how they are reached.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The nodes of a cluster-mode router.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Each node's gRPC URL, in shard order.
+    pub nodes: Vec<String>,
+    /// Connections, timeouts and the key sent to the nodes.
+    pub options: shard_router::NodeOptions,
 }
 
 impl Settings {
@@ -398,6 +430,42 @@ impl Settings {
                 "snapshot_allowed_hosts: `{h}` is not a host or host:port"
             ));
         }
+        let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
+            None => None,
+            Some(nodes) => {
+                let nodes: Vec<String> = nodes
+                    .into_iter()
+                    .map(|n| n.trim().trim_end_matches('/').to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if nodes.is_empty() {
+                    return Err("cluster nodes: the list is empty".into());
+                }
+                if nodes.len() > MAX_CLUSTER_NODES {
+                    return Err(format!(
+                        "cluster nodes: {} listed, at most {MAX_CLUSTER_NODES}",
+                        nodes.len()
+                    ));
+                }
+                let connections = file.cluster.connections_per_node.unwrap_or(2);
+                if !(1..=64).contains(&connections) {
+                    return Err(format!(
+                        "cluster connections_per_node {connections} is not between 1 and 64"
+                    ));
+                }
+                Some(ClusterSettings {
+                    nodes,
+                    options: shard_router::NodeOptions {
+                        connections,
+                        connect_timeout: Duration::from_secs(2),
+                        api_key: args
+                            .cluster_api_key
+                            .or(file.cluster.api_key)
+                            .filter(|k| !k.is_empty()),
+                    },
+                })
+            }
+        };
         Ok(Settings {
             addr: SocketAddr::new(ip, port),
             // A REST port picked free (tests, side-by-side servers) picks the gRPC one free too,
@@ -445,6 +513,7 @@ impl Settings {
             snapshot_ca_file: args.snapshot_ca_file.or(file.storage.snapshot_ca_file),
             storage_snapshot: args.storage_snapshot,
             force_snapshot: args.force_snapshot,
+            cluster,
         })
     }
 }

@@ -165,6 +165,10 @@ impl From<ShardError> for ApiError {
                 tracing::error!(error = %e, "shard failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
+            ShardErrorKind::Refused(status) => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                e.to_string(),
+            ),
             ShardErrorKind::Storage(_) => match e {
                 ShardError::Storage(s) => s.into(),
                 other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

@@ -73,19 +73,27 @@ pub struct AppState {
 
 impl AppState {
     /// The state of a server over `storage` with `settings`.
-    pub fn new(storage: storage::Storage, settings: &config::Settings) -> Result<AppState, String> {
+    /// With a `cluster`, the collections' shards are on its nodes and `storage` holds only
+    /// their catalog (configurations, aliases).
+    pub fn new(
+        storage: storage::Storage,
+        settings: &config::Settings,
+        cluster: Option<Arc<shard_router::remote::Cluster>>,
+    ) -> Result<AppState, String> {
         let http_client = api::snapshot_client(
             settings.snapshot_ca_file.as_deref(),
             &settings.snapshot_allowed_hosts,
         )?;
+        let pool =
+            shard_router::SearchPool::new(settings.search_threads).map_err(|e| e.to_string())?;
         Ok(AppState {
             storage: Arc::new(storage),
             cache: cache::ResultCache::new(&settings.cache),
             metrics: metrics::Metrics::new(),
-            shards: shard_router::ShardHandles::new(
-                shard_router::SearchPool::new(settings.search_threads)
-                    .map_err(|e| e.to_string())?,
-            ),
+            shards: match cluster {
+                Some(c) => shard_router::ShardHandles::remote(pool, c),
+                None => shard_router::ShardHandles::new(pool),
+            },
             timeout: settings.request_timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_requests,
@@ -99,6 +107,21 @@ impl AppState {
             snapshot_allowed_hosts: settings.snapshot_allowed_hosts.clone(),
             http_client,
         })
+    }
+
+    /// The cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<shard_router::remote::Cluster>> {
+        self.shards.cluster()
+    }
+
+    /// Refuses an operation cluster mode does not serve yet (501, naming it).
+    pub fn local_only(&self, what: &str) -> Result<(), error::ApiError> {
+        match self.cluster() {
+            None => Ok(()),
+            Some(_) => Err(error::ApiError::not_implemented(format!(
+                "Not implemented: {what} is not yet served in cluster mode"
+            ))),
+        }
     }
 
     /// The collection's shards, built once per collection.
@@ -139,6 +162,18 @@ impl AppState {
                 weighted_bytes: c.weighted_size,
             }),
             process: Some(metrics::ProcessStats::current(self.started)),
+            nodes: self
+                .cluster()
+                .map(|c| {
+                    c.nodes()
+                        .iter()
+                        .map(|n| metrics::NodeStatus {
+                            url: n.url().to_string(),
+                            up: n.is_up(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -510,7 +545,33 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
             .map_err(|e| e.to_string())??
             }
         };
-    let state = Arc::new(AppState::new(storage, &settings)?);
+    let cluster = match &settings.cluster {
+        None => None,
+        Some(c) => {
+            let cluster = shard_router::remote::Cluster::new(&c.nodes, &c.options)
+                .map_err(|e| format!("cluster: {e}"))?;
+            cluster
+                .probe(std::time::Duration::from_secs(5))
+                .await
+                .map_err(|e| format!("cluster: {e}"))?;
+            tracing::info!(nodes = ?c.nodes, "cluster mode: every collection's shards are on these nodes");
+            Some(Arc::new(cluster))
+        }
+    };
+    if let Some(c) = &cluster {
+        // Nodes' health, probed in the background: a node down is reported in the metrics
+        // and is used again once it answers.
+        let c = c.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                for node in c.nodes() {
+                    let _ = node.probe(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        });
+    }
+    let state = Arc::new(AppState::new(storage, &settings, cluster)?);
     let app = app(state.clone(), &settings);
     let tls = match &settings.tls {
         Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),

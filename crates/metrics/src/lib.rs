@@ -22,6 +22,7 @@
 //!     collections: vec![CollectionStats { name: "books".into(), points: 1_000, ..Default::default() }],
 //!     cache: Some(CacheCounters { hits: 5, misses: 2, ..Default::default() }),
 //!     process: None,
+//!     nodes: Vec::new(),
 //! };
 //! let text = metrics.render(&snapshot);
 //! assert!(text.contains("# TYPE vector_router_http_requests_total counter"));
@@ -51,7 +52,7 @@ pub use config::MetricsConfig;
 pub use error::{ErrorKind, MetricsError};
 pub use labels::OVERFLOW_LABEL;
 pub use registry::{Metrics, LATENCY_BUCKETS_SECONDS};
-pub use snapshot::{CacheCounters, CollectionStats, ProcessStats, Snapshot};
+pub use snapshot::{CacheCounters, CollectionStats, NodeStatus, ProcessStats, Snapshot};
 
 /// The prefix of every metric name, before its `_`.
 pub const NAMESPACE: &str = "vector_router";

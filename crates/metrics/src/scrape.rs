@@ -127,6 +127,19 @@ pub(crate) fn snapshot_families(
         ));
     }
 
+    if !snapshot.nodes.is_empty() {
+        families.push(family(
+            "cluster_node_up",
+            "Whether a cluster node answered its last call or health probe (1) or not (0).",
+            MetricType::GAUGE,
+            snapshot
+                .nodes
+                .iter()
+                .map(|n| gauge(&[("node", &n.url)], if n.up { 1.0 } else { 0.0 }))
+                .collect(),
+        ));
+    }
+
     if let Some(process) = &snapshot.process {
         families.push(family(
             "process_uptime_seconds",

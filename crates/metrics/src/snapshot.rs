@@ -13,6 +13,17 @@ pub struct Snapshot {
     pub cache: Option<CacheCounters>,
     /// The process's own figures, if collected (see [`ProcessStats::current`]).
     pub process: Option<ProcessStats>,
+    /// In cluster mode, each node's health (empty otherwise).
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node of a cluster: whether its last call or probe was answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's URL (the `node` label; one per configured node, so bounded).
+    pub url: String,
+    /// Whether it answers.
+    pub up: bool,
 }
 
 /// One collection's figures.

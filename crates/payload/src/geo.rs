@@ -45,7 +45,7 @@ pub fn haversine_m(a: GeoPoint, b: GeoPoint) -> f64 {
 }
 
 /// A closed ring without its repeated closing point, as `(lat, lon)` pairs.
-pub(crate) type Ring = Vec<(f64, f64)>;
+pub type Ring = Vec<(f64, f64)>;
 
 /// Whether `p` lies inside `exterior` (its boundary excluded) and outside every hole (a point on
 /// a hole's boundary is inside the hole).

@@ -2,8 +2,9 @@
 //!
 //! A [`Shard`] answers searches, counts, scrolls and retrievals asynchronously and gives up at
 //! a deadline. [`LocalShardHandle`] runs a [`storage::LocalShard`] on a bounded thread pool,
-//! off the async reactor; remote shards (our own nodes, or a Qdrant cluster) implement the
-//! same trait later without touching [`search`], which sends a query to every shard at
+//! off the async reactor; [`RemoteShard`] (the `remote` module) reaches a collection on
+//! another node (our own router, or a Qdrant server) through gRPC. [`search`] sends a query
+//! to every shard at
 //! once, merges their sorted answers with a k-way heap ([`merge_shard_results`], a pure
 //! function) and cuts to the limit.
 //!
@@ -52,8 +53,10 @@
 #![warn(missing_docs)]
 
 mod pool;
+pub mod remote;
 
 pub use pool::SearchPool;
+pub use remote::{Node, NodeOptions, Placement, RemoteShard};
 pub use storage::merge_scroll_pages;
 
 use futures::future::BoxFuture;
@@ -93,6 +96,16 @@ pub enum ShardError {
         /// Why.
         reason: String,
     },
+    /// A remote shard refused the request, answering what REST calls `status` (4xx, or 501).
+    #[error("{reason}")]
+    Refused {
+        /// Which shard.
+        shard: u32,
+        /// The HTTP status of the refusal.
+        status: u16,
+        /// The node's message.
+        reason: String,
+    },
     /// The shard refused or failed the request.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -107,6 +120,8 @@ pub enum ShardErrorKind {
     Unavailable,
     /// 500.
     Failed,
+    /// A remote shard's refusal, with its HTTP status.
+    Refused(u16),
     /// What storage says.
     Storage(storage::StorageErrorKind),
 }
@@ -118,6 +133,7 @@ impl ShardError {
             ShardError::Timeout { .. } => ShardErrorKind::Timeout,
             ShardError::Unavailable { .. } => ShardErrorKind::Unavailable,
             ShardError::Failed { .. } => ShardErrorKind::Failed,
+            ShardError::Refused { status, .. } => ShardErrorKind::Refused(*status),
             ShardError::Storage(e) => ShardErrorKind::Storage(e.kind()),
         }
     }
@@ -136,6 +152,10 @@ pub struct ShardAnswer {
 pub trait Shard: Send + Sync {
     /// Its number within the collection.
     fn id(&self) -> u32;
+    /// The rule the collection's points are placed among its shards by.
+    fn placement(&self) -> Placement {
+        Placement::Local
+    }
     /// The closest points, at most `req.params.limit`.
     fn search(
         &self,
@@ -389,6 +409,7 @@ impl Shard for LocalShardHandle {
 /// for, without keeping it alive).
 pub struct ShardHandles {
     pool: SearchPool,
+    cluster: Option<Arc<remote::Cluster>>,
     built: std::sync::Mutex<HandleMap>,
 }
 
@@ -399,8 +420,24 @@ impl ShardHandles {
     pub fn new(pool: SearchPool) -> ShardHandles {
         ShardHandles {
             pool,
+            cluster: None,
             built: std::sync::Mutex::new(HandleMap::new()),
         }
+    }
+
+    /// Handles whose shards are the same-named collections on a cluster's nodes: the local
+    /// collection is then the catalog entry (its configuration), holding no points.
+    pub fn remote(pool: SearchPool, cluster: Arc<remote::Cluster>) -> ShardHandles {
+        ShardHandles {
+            pool,
+            cluster: Some(cluster),
+            built: std::sync::Mutex::new(HandleMap::new()),
+        }
+    }
+
+    /// The cluster, when the shards are remote.
+    pub fn cluster(&self) -> Option<&Arc<remote::Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The shards of `c`, built on first use.
@@ -414,13 +451,25 @@ impl ShardHandles {
         // Entries of collections gone meanwhile (a request that held one across its delete
         // can build it again after `forget`) are dropped here, not kept until the name returns.
         built.retain(|_, (owner, _)| owner.strong_count() > 0);
-        let shards: Arc<[Arc<dyn Shard>]> = c
-            .shards()
-            .iter()
-            .map(|s| {
-                Arc::new(LocalShardHandle::new(s.clone(), self.pool.clone())) as Arc<dyn Shard>
-            })
-            .collect();
+        let shards: Arc<[Arc<dyn Shard>]> = match &self.cluster {
+            Some(cluster) => {
+                let metrics = c.with_config(|cfg| {
+                    cfg.vectors
+                        .params()
+                        .into_iter()
+                        .map(|(name, p)| (name, p.distance.metric()))
+                        .collect()
+                });
+                cluster.shards(c.name(), metrics)
+            }
+            None => c
+                .shards()
+                .iter()
+                .map(|s| {
+                    Arc::new(LocalShardHandle::new(s.clone(), self.pool.clone())) as Arc<dyn Shard>
+                })
+                .collect(),
+        };
         built.insert(c.name().to_string(), (Arc::downgrade(c), shards.clone()));
         shards
     }
@@ -626,7 +675,7 @@ pub async fn scroll_ordered(
 }
 
 /// The points of `ids` over every shard, each asked of the shard that holds it
-/// ([`storage::shard_of`], the rule writes are placed by), in the order asked, each id once;
+/// ([`Shard::placement`], the rule writes are placed by), in the order asked, each id once;
 /// ids not stored are left out.
 pub async fn retrieve(
     shards: &[Arc<dyn Shard>],
@@ -640,9 +689,10 @@ pub async fn retrieve(
     }
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     let order: Vec<PointId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+    let placement = shards[0].placement();
     let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
     for id in &order {
-        by_shard[storage::shard_of(id, n)].push(*id);
+        by_shard[placement.shard_of(id, n)].push(*id);
     }
     let found = futures::future::try_join_all(
         by_shard

@@ -661,6 +661,14 @@ impl Collection {
         }
     }
 
+    /// Checks an update as [`Collection::update`] would (vector names, dimensions,
+    /// finiteness, payload sizes, key paths, counts) without applying it: what a router whose
+    /// shards are elsewhere runs before it splits the update, so that a fault refuses all of
+    /// it rather than the parts one node holds.
+    pub fn check_update(&self, update: &Update) -> Result<()> {
+        self.prepare(update.clone()).map(|_| ())
+    }
+
     /// Validates an update before anything is logged: vector names, dimensions, finiteness,
     /// payload sizes and key paths. Vectors are normalised for cosine here, so the log holds
     /// what is stored.

@@ -53,12 +53,24 @@ pub(crate) async fn create_collection(
     let config: storage::CollectionConfig = model::parse(body)?;
     config.validate()?;
     let st = state.clone();
+    let (n, cfg) = (name.clone(), config.clone());
     blocking(move || {
-        st.storage.create(&name, config)?;
-        st.cache.invalidate(&name);
+        st.storage.create(&n, cfg)?;
+        st.cache.invalidate(&n);
         Ok(())
     })
-    .await
+    .await?;
+    if let Some(cluster) = state.cluster() {
+        // The catalog entry first (it claims the name, and refuses one taken); then the
+        // nodes, and the entry goes again when they refuse.
+        let deadline = Instant::now() + state.timeout;
+        if let Err(e) = cluster.create_collection(&name, &config, deadline).await {
+            let st = state.clone();
+            blocking(move || Ok(st.storage.delete(&name)?)).await?;
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 pub async fn update(
@@ -68,6 +80,7 @@ pub async fn update(
     Body(body): Body<UpdateCollection>,
 ) -> ApiResult {
     let start = Instant::now();
+    state.local_only("updating a collection's parameters")?;
     let c = collection(&state, &name)?;
     convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
     blocking(move || {
@@ -137,24 +150,47 @@ pub(crate) async fn collection_info(
     name: &str,
 ) -> Result<CollectionInfo, ApiError> {
     let c = collection(state, name)?;
+    // In cluster mode the points are on the nodes: their state and counts, added up.
+    let remote = match state.cluster() {
+        Some(cluster) => {
+            let deadline = Instant::now() + state.timeout;
+            Some(cluster.collection_state(c.name(), deadline).await?)
+        }
+        None => None,
+    };
     blocking(move || {
         let stats = c.stats();
         let config = c.config();
-        let status = if stats.optimizer_error.is_some() {
+        let (optimizer_error, optimizing, points, indexed, segments) = match remote {
+            Some(r) => (
+                r.optimizer_error
+                    .or((r.status == 2).then(|| "a node reports red".into())),
+                r.status == 1,
+                r.points as usize,
+                r.indexed_vectors as usize,
+                r.segments as usize,
+            ),
+            None => (
+                stats.optimizer_error,
+                stats.optimizing,
+                stats.points,
+                stats.indexed_points * config.vectors.params().len(),
+                stats.segments,
+            ),
+        };
+        let status = if optimizer_error.is_some() {
             CollectionStatus::Red
-        } else if stats.optimizing {
+        } else if optimizing {
             CollectionStatus::Yellow
         } else {
             CollectionStatus::Green
         };
         Ok(CollectionInfo {
             status,
-            optimizer_status: stats
-                .optimizer_error
-                .map_or(OptimizersStatus::Ok, OptimizersStatus::Error),
-            indexed_vectors_count: stats.indexed_points * config.vectors.params().len(),
-            points_count: stats.points,
-            segments_count: stats.segments,
+            optimizer_status: optimizer_error.map_or(OptimizersStatus::Ok, OptimizersStatus::Error),
+            indexed_vectors_count: indexed,
+            points_count: points,
+            segments_count: segments,
             config: convert::collection_config(&config),
             payload_schema: c.payload_schema(),
         })
@@ -178,13 +214,22 @@ pub(crate) async fn delete_collection(
     state: &Arc<AppState>,
     name: String,
 ) -> Result<bool, ApiError> {
+    // The nodes first: a collection the catalog no longer lists but a node still holds
+    // could not be deleted through the router again.
+    let on_nodes = match state.cluster() {
+        Some(cluster) => {
+            let deadline = Instant::now() + state.timeout;
+            cluster.delete_collection(&name, deadline).await?
+        }
+        None => false,
+    };
     let st = state.clone();
     blocking(move || {
         let existed = st.storage.delete(&name)?;
         st.cache.invalidate(&name);
         st.shards.forget(&name);
         st.metrics.forget_collection(&name);
-        Ok(existed)
+        Ok(existed || on_nodes)
     })
     .await
 }
@@ -213,6 +258,24 @@ pub(crate) async fn create_payload_index(
         .or(body.field_type)
         .ok_or_else(|| convert::bad("Format error in JSON body: field_schema is required"))?;
     let field = body.field_name;
+    if let Some(cluster) = state.cluster() {
+        let deadline = Instant::now() + state.timeout;
+        let kind = payload::FieldSchema::from_json(&schema)
+            .map_err(|e| convert::bad(format!("Wrong input: field_schema: {e}")))?;
+        if schema
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| k != "type"))
+        {
+            return Err(ApiError::not_implemented(
+                "Not implemented: payload index parameters (beyond `type`) are not yet carried \
+                 to the nodes of a cluster",
+            ));
+        }
+        let field_type = field_type_pb(kind);
+        cluster
+            .create_field_index(c.name(), &field, field_type, deadline)
+            .await?;
+    }
     let st = state.clone();
     blocking(move || {
         c.create_payload_index(&field, schema)?;
@@ -240,6 +303,12 @@ pub(crate) async fn delete_payload_index(
     field: String,
 ) -> Result<(), ApiError> {
     let c = collection(state, name)?;
+    if let Some(cluster) = state.cluster() {
+        let deadline = Instant::now() + state.timeout;
+        cluster
+            .delete_field_index(c.name(), &field, deadline)
+            .await?;
+    }
     let st = state.clone();
     blocking(move || {
         c.delete_payload_index(&field)?;
@@ -247,6 +316,22 @@ pub(crate) async fn delete_payload_index(
         Ok(())
     })
     .await
+}
+
+/// A payload index kind as gRPC's field type.
+fn field_type_pb(schema: payload::FieldSchema) -> qdrant_client::qdrant::FieldType {
+    use payload::FieldSchema as F;
+    use qdrant_client::qdrant::FieldType as T;
+    match schema {
+        F::Keyword => T::Keyword,
+        F::Integer => T::Integer,
+        F::Float => T::Float,
+        F::Bool => T::Bool,
+        F::Geo => T::Geo,
+        F::Datetime => T::Datetime,
+        F::Text => T::Text,
+        F::Uuid => T::Uuid,
+    }
 }
 
 /// The answer to a payload index or vector change (applied at once: no operation number).
@@ -290,6 +375,7 @@ async fn create_vector_named(
     Body(body): Body<model::VectorNameConfig>,
 ) -> ApiResult {
     let start = Instant::now();
+    state.local_only("creating a vector on a collection")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     let dense = match (body.dense, body.sparse) {
@@ -361,6 +447,7 @@ async fn delete_vector_named(
     Params(params): Params<WriteParams>,
 ) -> ApiResult {
     let start = Instant::now();
+    state.local_only("deleting a vector from a collection")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     change_vectors(state, c, move |c| c.delete_vector(&vector)).await?;

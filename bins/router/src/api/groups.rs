@@ -9,7 +9,7 @@
 //! however far down the ranking they lie, at most [`index_core::MAX_LIMIT`] hits deep.
 
 use super::query::{plan_search, Asked, PlannedSearch, SearchParts};
-use super::{blocking, collection, ok_raw, ApiResult, Params};
+use super::{collection, ok_raw, ApiResult, Params};
 use crate::convert::{self, bad};
 use crate::error::ApiError;
 use crate::model::response::{Record, ScoredPoint};
@@ -237,8 +237,14 @@ async fn answer(
             let with_payload = convert::payload_selector(with_payload, true);
             let with_vector = convert::vector_selector(with_vectors);
             let named = from.with_config(|cfg| cfg.is_named_output());
-            let records =
-                blocking(move || Ok(from.retrieve(&ids, &with_payload, &with_vector))).await?;
+            // Through the shards, so that in cluster mode the nodes are asked.
+            let shards = state.shard_handles(&from);
+            let req = Arc::new(shard_router::RetrieveRequest {
+                with_payload,
+                with_vector,
+            });
+            let deadline = std::time::Instant::now() + state.timeout;
+            let records = shard_router::retrieve(&shards, &ids, req, deadline).await?;
             Some((named, records))
         }
     };

@@ -50,6 +50,20 @@ pub(crate) async fn write(
     let st = state.clone();
     // The collection's own name: `name` may be an alias, and the cache keys real names.
     let name = c.name().to_string();
+    if let Some(cluster) = state.cluster() {
+        let deadline = Instant::now() + state.timeout;
+        // Checked whole against the catalog's configuration first: the nodes apply their
+        // parts independently, so a bad point must refuse the update before any is sent.
+        let (c2, u2) = (c.clone(), update);
+        let update = blocking(move || {
+            c2.check_update(&u2)?;
+            Ok(u2)
+        })
+        .await?;
+        let r = cluster.write(&name, update, wait, deadline).await;
+        state.cache.invalidate(&name);
+        return Ok(r?);
+    }
     blocking(move || {
         let r = c.update(update, wait);
         st.cache.invalidate(&name);

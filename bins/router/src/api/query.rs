@@ -246,11 +246,86 @@ fn plan_discover(
     )
 }
 
+/// Where the points a query names by id are read from: the lookup collection's own shards,
+/// or in cluster mode the node holding the point.
+struct ExampleSource {
+    lookup: Arc<Collection>,
+    /// In cluster mode: the lookup collection's shards, and the deadline of the fetches.
+    remote: Option<(Shards, Instant)>,
+}
+
+type Shards = Arc<[Arc<dyn shard_router::Shard>]>;
+
+impl ExampleSource {
+    fn new(state: &AppState, lookup: Arc<Collection>) -> ExampleSource {
+        let remote = state
+            .cluster()
+            .map(|_| (state.shard_handles(&lookup), Instant::now() + state.timeout));
+        ExampleSource { lookup, remote }
+    }
+
+    /// The point's vector `name` as a record, fetched from its node. Planning is
+    /// synchronous: the reactor thread steps aside (`block_in_place`) while it waits, which a
+    /// query's few examples can afford.
+    fn remote_record(&self, id: PointId, name: &str) -> Result<Option<storage::Record>, ApiError> {
+        let Some((shards, deadline)) = &self.remote else {
+            return Ok(None);
+        };
+        let req = Arc::new(shard_router::RetrieveRequest {
+            with_payload: payload::PayloadSelector::Nothing,
+            with_vector: storage::VectorSelector::Only(vec![name.to_string()]),
+        });
+        let found = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(shard_router::retrieve(
+                shards,
+                &[id],
+                req,
+                *deadline,
+            ))
+        })?;
+        Ok(found.into_iter().next())
+    }
+
+    fn dense(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>, ApiError> {
+        if self.remote.is_none() {
+            return Ok(self.lookup.vector_of(id, name)?);
+        }
+        let r = self.remote_record(id, name)?;
+        Ok(r.and_then(|r| {
+            r.vectors?
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+        }))
+    }
+
+    fn sparse(&self, id: PointId, name: &str) -> Result<Option<storage::SparseVector>, ApiError> {
+        if self.remote.is_none() {
+            return Ok(self.lookup.sparse_vector_of(id, name)?);
+        }
+        let r = self.remote_record(id, name)?;
+        Ok(r.and_then(|r| {
+            r.sparse
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+        }))
+    }
+
+    fn multi(&self, id: PointId, name: &str) -> Result<Option<storage::MultiVector>, ApiError> {
+        if self.remote.is_none() {
+            return Ok(self.lookup.multi_vector_of(id, name)?);
+        }
+        let r = self.remote_record(id, name)?;
+        Ok(r.and_then(|r| r.multi.into_iter().find(|(n, _)| n == name).map(|(_, v)| v)))
+    }
+}
+
 /// Reads the examples of a query into vectors: given ones as they are, ids from the lookup
 /// collection (this one unless `lookup_from` names another), noting the ids of this
 /// collection's points so that they are left out of the results, as Qdrant does.
 struct ExampleReader {
-    lookup: Arc<Collection>,
+    lookup: ExampleSource,
     vector: String,
     size: usize,
     same_collection: bool,
@@ -265,7 +340,7 @@ impl ExampleReader {
                 // One stored vector per example: cheap enough to stay on the reactor.
                 let v = self
                     .lookup
-                    .vector_of(id, &self.vector)?
+                    .dense(id, &self.vector)?
                     .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
                 if self.same_collection && !self.mentioned.contains(&id) {
                     self.mentioned.push(id);
@@ -396,7 +471,7 @@ pub(super) fn plan_search(
     // This collection, named directly or through an alias.
     let same_collection = Arc::ptr_eq(&lookup, c);
     let mut reader = ExampleReader {
-        lookup,
+        lookup: ExampleSource::new(state, lookup),
         vector,
         size,
         same_collection,
@@ -629,13 +704,14 @@ fn plan_sparse(
     let (rest, asked, lookup_from) = SparseRest::of(parts);
     let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     let same = Arc::ptr_eq(&lookup, c);
+    let lookup = ExampleSource::new(state, lookup);
     let mut mentioned: Vec<PointId> = Vec::new();
     let mut read = |input: VectorInput| -> Result<storage::SparseVector, ApiError> {
         match input {
             VectorInput::Sparse(v) => convert::sparse_vector(v, "query"),
             VectorInput::Id(id) => {
                 let v = lookup
-                    .sparse_vector_of(id, &vector)?
+                    .sparse(id, &vector)?
                     .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
                 if same && !mentioned.contains(&id) {
                     mentioned.push(id);
@@ -715,6 +791,7 @@ fn plan_multi(
         })?;
     let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     let same = Arc::ptr_eq(&lookup, c);
+    let lookup = ExampleSource::new(state, lookup);
     let mut mentioned: Vec<PointId> = Vec::new();
     let (mut query_rows, mut query_values) = (0usize, 0usize);
     let mut read = |input: VectorInput| -> Result<storage::MultiVector, ApiError> {
@@ -723,7 +800,7 @@ fn plan_multi(
             VectorInput::Dense(row) => convert::multi_vector(vec![row], "query")?,
             VectorInput::Id(id) => {
                 let m = lookup
-                    .multi_vector_of(id, &vector)?
+                    .multi(id, &vector)?
                     .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
                 if same && !mentioned.contains(&id) {
                     mentioned.push(id);

@@ -24,6 +24,7 @@ pub async fn create(
     Path(name): Path<String>,
     Params(params): Params<ManageParams>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     state.storage.get(&name)?;
@@ -42,6 +43,7 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     let list = state.storage.list_snapshots(&name)?;
     Ok(ok(start, &list))
@@ -52,6 +54,7 @@ pub async fn remove(
     Path((name, snapshot)): Path<(String, String)>,
     _params: Params<ManageParams>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     state.storage.delete_snapshot(&name, &snapshot)?;
     Ok(ok(start, &true))
@@ -61,6 +64,7 @@ pub async fn download(
     State(state): State<Arc<AppState>>,
     Path((name, snapshot)): Path<(String, String)>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let path = state.storage.snapshot_path(&name, &snapshot)?;
     stream_file(&path, &snapshot).await
 }
@@ -87,6 +91,7 @@ pub async fn recover(
     Params(params): Params<ManageParams>,
     Body(body): Body<SnapshotRecover>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     let location = body.location.as_str();
@@ -334,6 +339,7 @@ pub async fn upload(
     Params(params): Params<UploadParams>,
     mut multipart: axum::extract::Multipart,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     storage::validate_collection_name(&name)?;
@@ -370,6 +376,7 @@ pub async fn create_full(
     State(state): State<Arc<AppState>>,
     Params(params): Params<ManageParams>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     let st = state.clone();
@@ -388,6 +395,7 @@ pub async fn create_full(
 
 /// `GET /snapshots`.
 pub async fn list_full(State(state): State<Arc<AppState>>) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     Ok(ok(start, &state.storage.list_full_snapshots()))
 }
@@ -397,6 +405,7 @@ pub async fn download_full(
     State(state): State<Arc<AppState>>,
     Path(snapshot): Path<String>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let path = state.storage.full_snapshot_path(&snapshot)?;
     stream_file(&path, &snapshot).await
 }
@@ -407,6 +416,7 @@ pub async fn remove_full(
     Path(snapshot): Path<String>,
     _params: Params<ManageParams>,
 ) -> ApiResult {
+    state.local_only("snapshots")?;
     let start = Instant::now();
     state.storage.delete_full_snapshot(&snapshot)?;
     Ok(ok(start, &true))

@@ -16,63 +16,14 @@ use index_core::PointId as StoredId;
 use qdrant_client::qdrant as pb;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
-use std::collections::HashMap;
 
 /// A gRPC request field that cannot be written as REST JSON.
 pub fn invalid(message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("Wrong input: {message}"))
 }
 
-/// A gRPC payload value as JSON (integers stay integers, doubles stay doubles).
-pub fn value_json(v: &pb::Value) -> Json {
-    use pb::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number)
-        }
-        Some(Kind::IntegerValue(i)) => Json::from(*i),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::StructValue(s)) => Json::Object(map_json(&s.fields)),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_json).collect()),
-    }
-}
-
-/// A gRPC payload (`map<string, Value>`) as a JSON object.
-pub fn map_json(fields: &HashMap<String, pb::Value>) -> Map<String, Json> {
-    fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value_json(v)))
-        .collect()
-}
-
-/// A JSON value as a gRPC payload value. A number that fits `i64` is an integer, as Qdrant
-/// answers.
-pub fn json_value(v: &Json) -> pb::Value {
-    use pb::value::Kind;
-    let kind = match v {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Kind::IntegerValue(i),
-            None => Kind::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(a) => Kind::ListValue(pb::ListValue {
-            values: a.iter().map(json_value).collect(),
-        }),
-        Json::Object(o) => Kind::StructValue(pb::Struct {
-            fields: json_map(o),
-        }),
-    };
-    pb::Value { kind: Some(kind) }
-}
-
-/// A JSON object as a gRPC payload.
-pub fn json_map(o: &Map<String, Json>) -> HashMap<String, pb::Value> {
-    o.iter().map(|(k, v)| (k.clone(), json_value(v))).collect()
-}
+// Payload values both ways: the same conversions remote shards use.
+pub use shard_router::remote::wire::{json_map, json_value, map_json};
 
 /// A point id as REST writes it.
 pub fn id_json(id: &pb::PointId, field: &str) -> Result<Json, ApiError> {

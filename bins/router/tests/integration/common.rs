@@ -32,6 +32,8 @@ const ROUTER_ENV: &[&str] = &[
     "VR_LOG_LEVEL",
     "VR_LOG_JSON",
     "VR_SHUTDOWN_GRACE_SECS",
+    "VR_CLUSTER_NODES",
+    "VR_CLUSTER_API_KEY",
 ];
 
 /// A `router` command with the test environment cleared.

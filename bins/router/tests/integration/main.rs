@@ -4,6 +4,7 @@
 
 mod api_model;
 mod cache;
+mod cluster;
 mod common;
 mod config;
 mod disk_faults;

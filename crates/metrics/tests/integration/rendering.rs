@@ -1,5 +1,5 @@
 use metrics::{
-    CacheCounters, CollectionStats, Metrics, ProcessStats, Snapshot, CONTENT_TYPE,
+    CacheCounters, CollectionStats, Metrics, NodeStatus, ProcessStats, Snapshot, CONTENT_TYPE,
     LATENCY_BUCKETS_SECONDS,
 };
 
@@ -42,6 +42,7 @@ fn full_snapshot() -> Snapshot {
             weighted_bytes: 12_345,
         }),
         process: Some(ProcessStats::current(std::time::Instant::now())),
+        nodes: Vec::new(),
     }
 }
 
@@ -228,4 +229,42 @@ fn other_collectors_in_the_registry_are_rendered_too() {
         .expect("registers");
     let exposition = Exposition::parse(&metrics.render(&Snapshot::default()));
     assert_eq!(exposition.value("vector_router_test_extra", &[]), Some(7.0));
+}
+
+#[test]
+fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
+    let snapshot = Snapshot {
+        nodes: vec![
+            NodeStatus {
+                url: "http://10.0.0.1:6334".into(),
+                up: true,
+            },
+            NodeStatus {
+                url: "http://10.0.0.2:6334".into(),
+                up: false,
+            },
+        ],
+        ..Snapshot::default()
+    };
+    let exposition = Exposition::parse(&Metrics::new().render(&snapshot));
+    assert_eq!(
+        exposition.kind("vector_router_cluster_node_up"),
+        Some("gauge")
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_node_up",
+            &[("node", "http://10.0.0.1:6334")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_node_up",
+            &[("node", "http://10.0.0.2:6334")]
+        ),
+        Some(0.0)
+    );
+    let plain = Exposition::parse(&Metrics::new().render(&Snapshot::default()));
+    assert!(!plain.families.contains_key("vector_router_cluster_node_up"));
 }

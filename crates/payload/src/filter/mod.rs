@@ -55,10 +55,14 @@ impl PointView for PlainPoint {
 /// of the `min_should` conditions hold.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Filter {
-    pub(crate) must: Vec<Condition>,
-    pub(crate) should: Vec<Condition>,
-    pub(crate) must_not: Vec<Condition>,
-    pub(crate) min_should: Option<MinShould>,
+    /// Conditions that must all hold.
+    pub must: Vec<Condition>,
+    /// Conditions of which one must hold (none: no constraint).
+    pub should: Vec<Condition>,
+    /// Conditions none of which may hold.
+    pub must_not: Vec<Condition>,
+    /// At least `min_count` of these conditions must hold.
+    pub min_should: Option<MinShould>,
 }
 
 impl Filter {
@@ -102,64 +106,102 @@ impl Filter {
     }
 }
 
+/// `min_should`: a count of conditions that must hold.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MinShould {
-    pub(crate) conditions: Vec<Condition>,
-    pub(crate) min_count: usize,
+pub struct MinShould {
+    /// The conditions.
+    pub conditions: Vec<Condition>,
+    /// How many must hold.
+    pub min_count: usize,
 }
 
+/// One condition of a filter clause. The parsed form is public so that a remote shard can
+/// write it in another protocol (Qdrant's gRPC messages); it is built only by the parser.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Condition {
+pub enum Condition {
+    /// A check of a payload field's values.
     Field(FieldCondition),
+    /// The key is absent, null or an empty array.
     IsEmpty(KeyPath),
+    /// The key is null.
     IsNull(KeyPath),
+    /// The point's id is one of these.
     HasId(HashSet<PointId>),
+    /// The point has this named vector (`""`: the unnamed one).
     HasVector(String),
+    /// The point's id hashes into slice `index` of `total`.
     Slice {
+        /// How many slices.
         total: u32,
+        /// Which one.
         index: u32,
     },
+    /// Some element of the array at `path` passes `filter` on its own.
     /// `path` has its trailing `[]`, if any, removed.
     Nested {
+        /// The array.
         path: KeyPath,
+        /// What one element must pass.
         filter: Filter,
     },
+    /// A filter nested as a condition.
     Filter(Filter),
 }
 
+/// A field condition: a key and the check its values must pass.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FieldCondition {
-    pub(crate) key: KeyPath,
-    pub(crate) check: FieldCheck,
+pub struct FieldCondition {
+    /// The payload key.
+    pub key: KeyPath,
+    /// What its values must pass.
+    pub check: FieldCheck,
 }
 
 /// The one check a field condition makes. A condition object may set several; the first in
 /// this order is the one evaluated, as in Qdrant's reference.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum FieldCheck {
+pub enum FieldCheck {
+    /// How many values the key has.
     ValuesCount(Bounds<u64>),
+    /// The key is (or, false, is not) empty.
     IsEmpty(bool),
+    /// The key is (or, false, is not) null.
     IsNull(bool),
+    /// A value matches.
     Match(Match),
+    /// A value lies in a range.
     Range(RangeCheck),
+    /// A geo point lies in a box.
     GeoBoundingBox {
+        /// North-west corner.
         top_left: GeoPoint,
+        /// South-east corner.
         bottom_right: GeoPoint,
     },
+    /// A geo point lies within `radius` metres of `center`.
     GeoRadius {
+        /// The centre.
         center: GeoPoint,
+        /// Metres.
         radius: f64,
     },
+    /// A geo point lies in a polygon.
     GeoPolygon {
+        /// The outer ring.
         exterior: Ring,
+        /// Holes.
         interiors: Vec<Ring>,
     },
 }
 
+/// How a value is matched.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Match {
+pub enum Match {
+    /// Equal to this.
     Value(MatchValue),
+    /// Equal to one of these.
     Any(AnyValues),
+    /// Equal to none of these.
     Except(AnyValues),
     /// Query tokens, every one of which must be a token of the value.
     Text(Vec<String>),
@@ -167,36 +209,52 @@ pub(crate) enum Match {
     TextAny(Vec<String>),
     /// Query tokens, which must appear consecutively in the value's tokens.
     Phrase(Vec<String>),
+    /// A keyword starting with this.
     Prefix(String),
+    /// A string containing this.
     Substring(String),
 }
 
+/// A value matched exactly.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum MatchValue {
+pub enum MatchValue {
+    /// A keyword.
     Keyword(String),
+    /// An integer.
     Integer(i64),
+    /// A boolean.
     Bool(bool),
 }
 
+/// A set of values (`any`, `except`).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum AnyValues {
+pub enum AnyValues {
+    /// Keywords.
     Keywords(HashSet<String>),
+    /// Integers.
     Integers(HashSet<i64>),
 }
 
+/// A range of numbers or of datetimes.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum RangeCheck {
+pub enum RangeCheck {
+    /// Numbers.
     Number(Bounds<f64>),
     /// Bounds in microseconds since the epoch.
     Datetime(Bounds<i64>),
 }
 
+/// Range bounds, any of which may be absent.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(crate) struct Bounds<T> {
-    pub(crate) lt: Option<T>,
-    pub(crate) gt: Option<T>,
-    pub(crate) gte: Option<T>,
-    pub(crate) lte: Option<T>,
+pub struct Bounds<T> {
+    /// Below.
+    pub lt: Option<T>,
+    /// Above.
+    pub gt: Option<T>,
+    /// At or above.
+    pub gte: Option<T>,
+    /// At or below.
+    pub lte: Option<T>,
 }
 
 impl<T: PartialOrd + Copy> Bounds<T> {
