@@ -122,6 +122,16 @@ pub struct Args {
     /// The API key the router presents to its nodes, when they want one.
     #[arg(long, env = "VR_CLUSTER_API_KEY", hide_env_values = true)]
     pub cluster_api_key: Option<String>,
+    /// Cluster mode: a search or count some of whose nodes cannot answer answers from the
+    /// others, marked partial (an `x-vector-router-partial` header and a `partial` field),
+    /// instead of failing. Accepts `true`/`false`; bare means true. Default false.
+    #[arg(long, env = "VR_CLUSTER_PARTIAL_ANSWERS", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cluster_partial_answers: Option<bool>,
+    /// Cluster mode: the longest one call to a node may take, in milliseconds (within the
+    /// request's own limit). Default: the request's limit.
+    #[arg(long, env = "VR_CLUSTER_CALL_TIMEOUT_MS")]
+    pub cluster_call_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +157,8 @@ struct FileCluster {
     nodes: Option<Vec<String>>,
     api_key: Option<String>,
     connections_per_node: Option<usize>,
+    partial_answers: Option<bool>,
+    call_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +271,8 @@ pub struct ClusterSettings {
     pub nodes: Vec<String>,
     /// Connections, timeouts and the key sent to the nodes.
     pub options: shard_router::NodeOptions,
+    /// Whether reads answer partially when nodes cannot answer.
+    pub partial_answers: bool,
 }
 
 impl Settings {
@@ -430,7 +444,27 @@ impl Settings {
                 "snapshot_allowed_hosts: `{h}` is not a host or host:port"
             ));
         }
+        let call_timeout_ms = args
+            .cluster_call_timeout_ms
+            .or(file.cluster.call_timeout_ms);
+        if let Some(ms) = call_timeout_ms {
+            if !(1..=3_600_000).contains(&ms) {
+                return Err(format!(
+                    "cluster call_timeout_ms {ms} is not between 1 and 3600000"
+                ));
+            }
+        }
+        let partial_asked = args
+            .cluster_partial_answers
+            .or(file.cluster.partial_answers);
         let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
+            None if partial_asked.is_some() || call_timeout_ms.is_some() => {
+                return Err(
+                    "cluster partial answers and call timeout need cluster nodes \
+                     (--cluster-nodes)"
+                        .into(),
+                )
+            }
             None => None,
             Some(nodes) => {
                 let nodes: Vec<String> = nodes
@@ -454,6 +488,7 @@ impl Settings {
                     ));
                 }
                 Some(ClusterSettings {
+                    partial_answers: partial_asked.unwrap_or(false),
                     nodes,
                     options: shard_router::NodeOptions {
                         connections,
@@ -462,6 +497,7 @@ impl Settings {
                             .cluster_api_key
                             .or(file.cluster.api_key)
                             .filter(|k| !k.is_empty()),
+                        call_timeout: call_timeout_ms.map(Duration::from_millis),
                     },
                 })
             }

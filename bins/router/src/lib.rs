@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod catalog;
 pub mod config;
 mod convert;
 mod error;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub shards: shard_router::ShardHandles,
     /// The request time limit.
     pub timeout: Duration,
+    /// Cluster mode: whether a read answers from the shards that answered when others
+    /// cannot (marked partial), rather than failing.
+    pub partial_answers: bool,
     /// Requests in flight, REST's and gRPC's together (`--max-concurrent-requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Whether `/readyz` answers ready (false while shutting down).
@@ -95,6 +99,7 @@ impl AppState {
                 None => shard_router::ShardHandles::new(pool),
             },
             timeout: settings.request_timeout,
+            partial_answers: settings.cluster.as_ref().is_some_and(|c| c.partial_answers),
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 settings.max_concurrent_requests,
             )),
@@ -114,12 +119,13 @@ impl AppState {
         self.shards.cluster()
     }
 
-    /// Refuses an operation cluster mode does not serve yet (501, naming it).
+    /// Refuses an operation cluster mode does not serve yet (501, naming it: `what` is the
+    /// sentence's subject and verb, "snapshots are").
     pub fn local_only(&self, what: &str) -> Result<(), error::ApiError> {
         match self.cluster() {
             None => Ok(()),
             Some(_) => Err(error::ApiError::not_implemented(format!(
-                "Not implemented: {what} is not yet served in cluster mode"
+                "{what} not yet served in cluster mode"
             ))),
         }
     }
@@ -275,6 +281,32 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
         seconds,
     );
     tracing::info!(target: "access", %method, endpoint, status = response.status().as_u16(), ms = seconds * 1e3);
+    response
+}
+
+/// The header a partial answer carries (REST and gRPC): the shards left out.
+pub const PARTIAL_HEADER: &str = "x-vector-router-partial";
+
+/// The partial header's value, `missing-shards=1,2`, when shards were left out.
+fn partial_header(missing: &[u32]) -> Option<axum::http::HeaderValue> {
+    if missing.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+    axum::http::HeaderValue::from_str(&format!("missing-shards={}", list.join(","))).ok()
+}
+
+/// In cluster mode with partial answers on: runs the request in a scope where searches and
+/// counts may leave out shards that cannot answer, and marks the response when they did (the
+/// header here; the envelope's `partial` field is written with the body).
+async fn partial_answers(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if !state.partial_answers {
+        return next.run(req).await;
+    }
+    let (mut response, missing) = shard_router::partial::allowing(next.run(req)).await;
+    if let Some(v) = partial_header(&missing) {
+        response.headers_mut().insert(PARTIAL_HEADER, v);
+    }
     response
 }
 
@@ -482,6 +514,10 @@ pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
             authenticate,
         ))
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            partial_answers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             settings.request_timeout,
             time_limit,
         ))
@@ -558,20 +594,32 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
             Some(Arc::new(cluster))
         }
     };
-    if let Some(c) = &cluster {
+    let state = Arc::new(AppState::new(storage, &settings, cluster)?);
+    if let Some(c) = state.cluster().cloned() {
+        let added = catalog::import(&state)
+            .await
+            .map_err(|e| format!("cluster: {e}"))?;
+        if !added.is_empty() {
+            tracing::info!(?added, "collections the nodes hold added to the catalog");
+        }
         // Nodes' health, probed in the background: a node down is reported in the metrics
-        // and is used again once it answers.
-        let c = c.clone();
+        // and is used again once it answers. Every fifth round also picks up collections
+        // another coordinator created.
+        let st = state.clone();
         tokio::spawn(async move {
-            loop {
+            for round in 1u64.. {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 for node in c.nodes() {
                     let _ = node.probe(std::time::Duration::from_secs(1)).await;
                 }
+                if round % 5 == 0 {
+                    if let Err(e) = catalog::import(&st).await {
+                        tracing::warn!(error = %e, "cannot bring the catalog in step with the nodes");
+                    }
+                }
             }
         });
     }
-    let state = Arc::new(AppState::new(storage, &settings, cluster)?);
     let app = app(state.clone(), &settings);
     let tls = match &settings.tls {
         Some((cert, key)) => Some(listen::tls_acceptor(cert, key)?),

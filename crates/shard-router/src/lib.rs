@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod partial;
 mod pool;
 pub mod remote;
 
@@ -505,14 +506,28 @@ pub async fn search(
     // answer the last one here if it is quick, then collect.
     let pending: Vec<_> = rest
         .iter()
-        .map(|s| s.search(req.clone(), deadline))
+        .map(|s| {
+            let shard = s.id();
+            let answer = s.search(req.clone(), deadline);
+            async move { (shard, answer.await) }
+        })
         .collect();
     let last_answer = match last.search_now(&req) {
-        Some(answer) => answer?,
-        None => last.search(req.clone(), deadline).await?,
+        Some(answer) => answer,
+        None => last.search(req.clone(), deadline).await,
     };
-    let mut answers = futures::future::try_join_all(pending).await?;
-    answers.push(last_answer);
+    let mut results = futures::future::join_all(pending).await;
+    results.push((last.id(), last_answer));
+    // Each answer with the shard it came from: the re-rank asks that shard for vectors.
+    let (answered, answers): (Vec<usize>, Vec<ShardAnswer>) = partial::keep_answered(
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(k, (shard, r))| (shard, r.map(|a| (k, a))))
+            .collect(),
+    )?
+    .into_iter()
+    .unzip();
     if answers.iter().all(|a| a.exact) {
         let lists: Vec<Vec<ScoredPoint>> = answers.into_iter().map(|a| a.hits).collect();
         return Ok(merge_shard_results(&lists, req.params.limit));
@@ -524,15 +539,18 @@ pub async fn search(
     }
     let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); shards.len()];
     for (k, h) in &all {
-        by_shard[*k].push(h.record.id);
+        by_shard[answered[*k]].push(h.record.id);
     }
-    let fetched = futures::future::try_join_all(
-        by_shard
-            .into_iter()
-            .enumerate()
-            .map(|(k, ids)| shards[k].vectors(ids, req.vector_name.clone(), deadline)),
-    )
-    .await?;
+    let fetched =
+        futures::future::try_join_all(by_shard.into_iter().enumerate().map(|(k, ids)| {
+            // A shard with no candidate (one a partial answer left out) is not asked.
+            if ids.is_empty() {
+                return Box::pin(futures::future::ready(Ok(Vec::new())))
+                    as BoxFuture<'static, Result<Vec<Option<Vec<f32>>>, ShardError>>;
+            }
+            shards[k].vectors(ids, req.vector_name.clone(), deadline)
+        }))
+        .await?;
     let mut cursor = vec![0usize; shards.len()];
     let kernels = quant::kernels();
     // How a full-precision vector is measured: its distance to the query vector, or its
@@ -545,6 +563,7 @@ pub async fn search(
     let mut examples: Option<storage::PreparedExamples> = None;
     let mut reranked: Vec<ScoredPoint> = Vec::with_capacity(all.len());
     for (k, mut h) in all {
+        let k = answered[k];
         let v = fetched[k].get(cursor[k]).cloned().flatten();
         cursor[k] += 1;
         if let Some(v) = v {
@@ -586,10 +605,12 @@ pub async fn count(
     filter: Option<Arc<Filter>>,
     deadline: Instant,
 ) -> Result<usize, ShardError> {
-    let counts =
-        futures::future::try_join_all(shards.iter().map(|s| s.count(filter.clone(), deadline)))
-            .await?;
-    Ok(counts.into_iter().sum())
+    let counts = futures::future::join_all(shards.iter().map(|s| {
+        let (shard, count) = (s.id(), s.count(filter.clone(), deadline));
+        async move { (shard, count.await) }
+    }))
+    .await;
+    Ok(partial::keep_answered(counts)?.into_iter().sum())
 }
 
 /// How many points matching `filter` have each value of `key`, over every shard (a point

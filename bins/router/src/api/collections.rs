@@ -80,7 +80,7 @@ pub async fn update(
     Body(body): Body<UpdateCollection>,
 ) -> ApiResult {
     let start = Instant::now();
-    state.local_only("updating a collection's parameters")?;
+    state.local_only("updating a collection's parameters is")?;
     let c = collection(&state, &name)?;
     convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
     blocking(move || {
@@ -375,7 +375,7 @@ async fn create_vector_named(
     Body(body): Body<model::VectorNameConfig>,
 ) -> ApiResult {
     let start = Instant::now();
-    state.local_only("creating a vector on a collection")?;
+    state.local_only("creating a vector on a collection is")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     let dense = match (body.dense, body.sparse) {
@@ -447,7 +447,7 @@ async fn delete_vector_named(
     Params(params): Params<WriteParams>,
 ) -> ApiResult {
     let start = Instant::now();
-    state.local_only("deleting a vector from a collection")?;
+    state.local_only("deleting a vector from a collection is")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     change_vectors(state, c, move |c| c.delete_vector(&vector)).await?;

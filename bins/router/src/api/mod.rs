@@ -232,6 +232,14 @@ fn ok_raw(start: Instant, result: &[&[u8]]) -> Response {
 }
 
 fn finish_envelope(start: Instant, mut body: Vec<u8>) -> Response {
+    // A read that left out shards which could not answer (cluster mode, partial answers on)
+    // says so in the body too, beside the header.
+    let missing = shard_router::partial::missing();
+    if !missing.is_empty() {
+        body.extend_from_slice(b",\"partial\":{\"missing_shards\":");
+        serde_json::to_writer(&mut body, &missing).expect("numbers");
+        body.push(b'}');
+    }
     body.extend_from_slice(b",\"status\":\"ok\",\"time\":");
     serde_json::to_writer(&mut body, &start.elapsed().as_secs_f64()).expect("a float");
     body.push(b'}');

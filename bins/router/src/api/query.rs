@@ -287,8 +287,11 @@ impl ExampleSource {
     }
 
     fn dense(&self, id: PointId, name: &str) -> Result<Option<Vec<f32>>, ApiError> {
+        // The catalog checks the name (an unknown vector is refused as locally); in cluster
+        // mode it holds no point, and the node is asked.
+        let local = self.lookup.vector_of(id, name)?;
         if self.remote.is_none() {
-            return Ok(self.lookup.vector_of(id, name)?);
+            return Ok(local);
         }
         let r = self.remote_record(id, name)?;
         Ok(r.and_then(|r| {
@@ -300,8 +303,11 @@ impl ExampleSource {
     }
 
     fn sparse(&self, id: PointId, name: &str) -> Result<Option<storage::SparseVector>, ApiError> {
+        // The catalog checks the name (an unknown vector is refused as locally); in cluster
+        // mode it holds no point, and the node is asked.
+        let local = self.lookup.sparse_vector_of(id, name)?;
         if self.remote.is_none() {
-            return Ok(self.lookup.sparse_vector_of(id, name)?);
+            return Ok(local);
         }
         let r = self.remote_record(id, name)?;
         Ok(r.and_then(|r| {
@@ -313,8 +319,11 @@ impl ExampleSource {
     }
 
     fn multi(&self, id: PointId, name: &str) -> Result<Option<storage::MultiVector>, ApiError> {
+        // The catalog checks the name (an unknown vector is refused as locally); in cluster
+        // mode it holds no point, and the node is asked.
+        let local = self.lookup.multi_vector_of(id, name)?;
         if self.remote.is_none() {
-            return Ok(self.lookup.multi_vector_of(id, name)?);
+            return Ok(local);
         }
         let r = self.remote_record(id, name)?;
         Ok(r.and_then(|r| r.multi.into_iter().find(|(n, _)| n == name).map(|(_, v)| v)))
@@ -898,7 +907,8 @@ async fn run_search(
     let mut out = Vec::with_capacity(64 + points.len() * 96);
     serde_json::to_writer(&mut out, &points).expect("scored points serialise");
     let answer = Arc::new(out);
-    if let Some(key) = key {
+    // A partial answer is not kept: the next request may find every shard again.
+    if let (Some(key), true) = (key, shard_router::partial::missing().is_empty()) {
         let weight = answer.len().min(u32::MAX as usize) as u32;
         state.cache.insert(name, epoch, key, answer.clone(), weight);
     }
@@ -1022,7 +1032,8 @@ async fn hybrid_query(
         .metrics
         .observe_search(name, started.elapsed().as_secs_f64());
     let answer = Arc::new(answer);
-    if let (Some(key), true) = (key, cacheable) {
+    let whole = shard_router::partial::missing().is_empty();
+    if let (Some(key), true) = (key, cacheable && whole) {
         let weight = answer.len().min(u32::MAX as usize) as u32;
         state.cache.insert(name, epoch, key, answer.clone(), weight);
     }

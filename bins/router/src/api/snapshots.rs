@@ -24,7 +24,7 @@ pub async fn create(
     Path(name): Path<String>,
     Params(params): Params<ManageParams>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     state.storage.get(&name)?;
@@ -43,7 +43,7 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     let list = state.storage.list_snapshots(&name)?;
     Ok(ok(start, &list))
@@ -54,7 +54,7 @@ pub async fn remove(
     Path((name, snapshot)): Path<(String, String)>,
     _params: Params<ManageParams>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     state.storage.delete_snapshot(&name, &snapshot)?;
     Ok(ok(start, &true))
@@ -64,7 +64,7 @@ pub async fn download(
     State(state): State<Arc<AppState>>,
     Path((name, snapshot)): Path<(String, String)>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let path = state.storage.snapshot_path(&name, &snapshot)?;
     stream_file(&path, &snapshot).await
 }
@@ -91,7 +91,7 @@ pub async fn recover(
     Params(params): Params<ManageParams>,
     Body(body): Body<SnapshotRecover>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     let location = body.location.as_str();
@@ -339,7 +339,7 @@ pub async fn upload(
     Params(params): Params<UploadParams>,
     mut multipart: axum::extract::Multipart,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     storage::validate_collection_name(&name)?;
@@ -376,7 +376,7 @@ pub async fn create_full(
     State(state): State<Arc<AppState>>,
     Params(params): Params<ManageParams>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, true);
     let st = state.clone();
@@ -395,7 +395,7 @@ pub async fn create_full(
 
 /// `GET /snapshots`.
 pub async fn list_full(State(state): State<Arc<AppState>>) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     Ok(ok(start, &state.storage.list_full_snapshots()))
 }
@@ -405,7 +405,7 @@ pub async fn download_full(
     State(state): State<Arc<AppState>>,
     Path(snapshot): Path<String>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let path = state.storage.full_snapshot_path(&snapshot)?;
     stream_file(&path, &snapshot).await
 }
@@ -416,7 +416,7 @@ pub async fn remove_full(
     Path(snapshot): Path<String>,
     _params: Params<ManageParams>,
 ) -> ApiResult {
-    state.local_only("snapshots")?;
+    state.local_only("snapshots are")?;
     let start = Instant::now();
     state.storage.delete_full_snapshot(&snapshot)?;
     Ok(ok(start, &true))

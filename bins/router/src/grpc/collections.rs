@@ -273,6 +273,32 @@ fn create_json(c: &pb::CreateCollection) -> Result<Json, ApiError> {
     Ok(Json::Object(out))
 }
 
+/// A node's collection configuration (`GetCollectionInfo`'s `config`) as the REST create
+/// body that makes the same collection: what a cluster coordinator records in its catalog
+/// for a collection it finds on its nodes.
+pub(crate) fn create_json_of_info(info: &pb::CollectionInfo) -> Result<Json, ApiError> {
+    let config = info
+        .config
+        .as_ref()
+        .ok_or_else(|| json::invalid("a collection description without its configuration"))?;
+    let params = config
+        .params
+        .as_ref()
+        .ok_or_else(|| json::invalid("a collection configuration without its parameters"))?;
+    #[allow(deprecated)] // `on_disk_payload`: what the node reports
+    let create = pb::CreateCollection {
+        vectors_config: params.vectors_config.clone(),
+        sparse_vectors_config: params.sparse_vectors_config.clone(),
+        on_disk_payload: Some(params.on_disk_payload),
+        hnsw_config: config.hnsw_config,
+        wal_config: config.wal_config,
+        optimizers_config: config.optimizer_config,
+        metadata: config.metadata.clone(),
+        ..Default::default()
+    };
+    create_json(&create)
+}
+
 fn optimizers_json(o: &pb::OptimizersConfigDiff) -> Json {
     let mut out = Map::new();
     put(

@@ -13,7 +13,7 @@
 //! by the REST body limit; gzipped requests are read, answers go uncompressed; TLS (with a
 //! handshake time limit) when REST has it; shutdown with REST's.
 
-mod collections;
+pub(crate) mod collections;
 mod json;
 mod points;
 
@@ -218,8 +218,20 @@ where
             let response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
-                match tokio::time::timeout(time_limit, inner.call(req)).await {
-                    Ok(answer) => answer?,
+                let call = tokio::time::timeout(time_limit, inner.call(req));
+                let (answer, missing) = if state.partial_answers {
+                    shard_router::partial::allowing(call).await
+                } else {
+                    (call.await, Vec::new())
+                };
+                match answer {
+                    Ok(answer) => {
+                        let mut answer = answer?;
+                        if let Some(v) = crate::partial_header(&missing) {
+                            answer.headers_mut().insert(crate::PARTIAL_HEADER, v);
+                        }
+                        answer
+                    }
                     Err(_) => tonic::Status::from(ApiError::new(
                         StatusCode::REQUEST_TIMEOUT,
                         "Timeout: the request took longer than the server's limit",

@@ -116,6 +116,30 @@ async fn cluster_answers_equal_an_embedded_router_and_survive_a_node_restart() {
             r.upsert("c", json!({ "points": chunk })).await;
         }
     }
+    // A second coordinator over the same nodes, started on an empty disk: it finds the
+    // collection (its configuration and payload indexes) on the nodes, and answers from the
+    // nodes it can reach when one is down.
+    let partial_dirs = DataDirs::new();
+    let partial = start_cluster_router(
+        &partial_dirs,
+        &urls,
+        &[
+            "--cluster-partial-answers",
+            "--cluster-call-timeout-ms",
+            "2000",
+        ],
+    );
+    let found = partial.info("c").await;
+    assert_eq!(
+        found["config"]["params"]["vectors"]["size"],
+        json!(DIM),
+        "{found}"
+    );
+    assert_eq!(
+        found["payload_schema"]["city"]["data_type"], "keyword",
+        "{found}"
+    );
+    assert_eq!(found["points_count"], json!(POINTS));
     // Every node holds its part, and the parts add up.
     let mut held = Vec::new();
     for n in &nodes {
@@ -275,6 +299,57 @@ async fn cluster_answers_equal_an_embedded_router_and_survive_a_node_restart() {
         "a query with a node down answered {status}: {body}"
     );
     assert!(body["status"]["error"].is_string(), "{body}");
+    // The partial coordinator answers from nodes 0 and 2, says so, and its answer is exactly
+    // theirs merged: their own top hits, by score.
+    let response = partial
+        .request(Method::POST, "/collections/c/points/query")
+        .json(&queries[0])
+        .send()
+        .await
+        .expect("partial query");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["x-vector-router-partial"],
+        "missing-shards=1"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["partial"], json!({"missing_shards": [1]}), "{body}");
+    let mut merged: Vec<Value> = Vec::new();
+    for k in [0, 2] {
+        let r = nodes[k]
+            .post("/collections/c/points/query", queries[0].clone())
+            .await;
+        merged.extend(r["points"].as_array().unwrap().iter().cloned());
+    }
+    merged.sort_by(|a, b| {
+        b["score"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["score"].as_f64().unwrap())
+    });
+    merged.truncate(10);
+    assert_eq!(body["result"]["points"], json!(merged), "partial answer");
+    let counted = partial
+        .post("/collections/c/points/count", json!({"exact": true}))
+        .await;
+    let mut live = 0;
+    for k in [0, 2] {
+        live += nodes[k]
+            .post("/collections/c/points/count", json!({"exact": true}))
+            .await["count"]
+            .as_u64()
+            .unwrap();
+    }
+    assert_eq!(counted["count"], json!(live));
+    // What cannot be answered in part (a page of a scroll) still fails.
+    let (status, _) = partial
+        .call(
+            Method::POST,
+            "/collections/c/points/scroll",
+            Some(&json!({"limit": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let up = |url: &str| format!("vector_router_cluster_node_up{{node=\"{url}\"}}");
     assert_eq!(
         cluster.metric(&up(&urls[1])).await,
@@ -437,5 +512,29 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
         assert!(!output.status.success(), "{list:?} started");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{list:?}: {stderr}");
+    }
+    // The same list from the configuration file; and cluster options without nodes.
+    let dirs = DataDirs::new();
+    let file = dirs.root().join("router.toml");
+    std::fs::write(&file, format!("[cluster]\nnodes = [\"{unreachable}\"]\n")).unwrap();
+    for (args, expected) in [
+        (
+            vec!["--config", file.to_str().unwrap()],
+            unreachable.as_str(),
+        ),
+        (vec!["--cluster-partial-answers"], "need cluster nodes"),
+    ] {
+        let output = router_command()
+            .args(["--http-port", "0"])
+            .args(&args)
+            .arg("--storage-path")
+            .arg(dirs.storage())
+            .arg("--snapshots-path")
+            .arg(dirs.snapshots())
+            .output()
+            .expect("run the router");
+        assert!(!output.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }

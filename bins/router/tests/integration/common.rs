@@ -34,6 +34,8 @@ const ROUTER_ENV: &[&str] = &[
     "VR_SHUTDOWN_GRACE_SECS",
     "VR_CLUSTER_NODES",
     "VR_CLUSTER_API_KEY",
+    "VR_CLUSTER_PARTIAL_ANSWERS",
+    "VR_CLUSTER_CALL_TIMEOUT_MS",
 ];
 
 /// A `router` command with the test environment cleared.

@@ -88,6 +88,10 @@ fn help_lists_every_flag() {
         "--max-connections-per-address",
         "--header-read-timeout-secs",
         "--write-timeout-secs",
+        "--cluster-nodes",
+        "--cluster-api-key",
+        "--cluster-partial-answers",
+        "--cluster-call-timeout-ms",
         "--help",
         "--version",
     ] {

@@ -85,6 +85,9 @@ pub struct NodeOptions {
     pub connect_timeout: Duration,
     /// Sent as `api-key` with every call, when the node wants one.
     pub api_key: Option<String>,
+    /// The longest one call may take, when shorter than what is left of its request's time:
+    /// a node that hangs is then given up on in time for a partial answer.
+    pub call_timeout: Option<Duration>,
 }
 
 impl Default for NodeOptions {
@@ -93,6 +96,7 @@ impl Default for NodeOptions {
             connections: 2,
             connect_timeout: Duration::from_secs(2),
             api_key: None,
+            call_timeout: None,
         }
     }
 }
@@ -103,6 +107,7 @@ pub struct Node {
     channels: Vec<Channel>,
     next: AtomicUsize,
     api_key: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    call_timeout: Option<Duration>,
     up: AtomicBool,
 }
 
@@ -143,6 +148,7 @@ impl Node {
                 .collect(),
             next: AtomicUsize::new(0),
             api_key,
+            call_timeout: options.call_timeout,
             up: AtomicBool::new(true),
         })
     }
@@ -162,7 +168,16 @@ impl Node {
         self.channels[i].clone()
     }
 
+    /// A call's deadline: the request's, or sooner by the call timeout.
+    fn cap(&self, deadline: Instant) -> Instant {
+        match self.call_timeout {
+            Some(t) => deadline.min(Instant::now() + t),
+            None => deadline,
+        }
+    }
+
     fn request<T>(&self, message: T, deadline: Instant) -> tonic::Request<T> {
+        let deadline = self.cap(deadline);
         let mut r = tonic::Request::new(message);
         r.set_timeout(deadline.saturating_duration_since(Instant::now()));
         if let Some(k) = &self.api_key {
@@ -176,7 +191,7 @@ impl Node {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let answer = tokio::time::timeout_at(deadline.into(), call).await;
+        let answer = tokio::time::timeout_at(self.cap(deadline).into(), call).await;
         let result = match answer {
             Err(_) => Err(ShardError::Timeout { shard }),
             Ok(Ok(r)) => Ok(r.into_inner()),
@@ -210,6 +225,19 @@ impl Node {
 
     fn collections(&self) -> CollectionsClient<Channel> {
         CollectionsClient::new(self.channel())
+    }
+
+    /// The names of the node's collections.
+    pub async fn list_collections(&self, deadline: Instant) -> Result<Vec<String>, ShardError> {
+        let mut c = self.collections();
+        let answer = self
+            .call(
+                0,
+                deadline,
+                c.list(self.request(pb::ListCollectionsRequest {}, deadline)),
+            )
+            .await?;
+        Ok(answer.collections.into_iter().map(|d| d.name).collect())
     }
 
     /// The node's description of a collection (status, counts).

@@ -225,17 +225,11 @@ fn field(key: &str, check: &FieldCheck) -> Result<pb::FieldCondition, String> {
             })
         }
         FieldCheck::GeoRadius { center, radius } => {
-            // The message carries the radius as `float`: a radius beyond its range or
-            // precision would select other points.
-            let r = *radius as f32;
-            if f64::from(r) != *radius {
-                return Err(format!(
-                    "geo_radius on `{key}`: radius {radius} does not fit gRPC's 32-bit float"
-                ));
-            }
+            // The message carries the radius as `float`, as Qdrant's own remote shards send
+            // it: a radius of thousands of kilometres moves by centimetres.
             out.geo_radius = Some(pb::GeoRadius {
                 center: Some(geo(*center)),
-                radius: r,
+                radius: *radius as f32,
             })
         }
         FieldCheck::GeoPolygon {
