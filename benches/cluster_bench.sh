@@ -53,7 +53,7 @@ start cluster 7100 7200 --cluster-nodes http://127.0.0.1:7201,http://127.0.0.1:7
 start embedded 7300 7400
 
 LOAD=(--generate "$N" --dim "$DIM" --seed 7 --m 16 --ef-construct 100 --indexing-threshold 1000
-      --clients "$CLIENTS" --duration "$DURATION" --warmup 3 --sweep "$SWEEP" --limit 10 --quiet)
+      --clients "$CLIENTS" --duration "$DURATION" --max-queries 1000000 --warmup 3 --sweep "$SWEEP" --limit 10 --quiet)
 "$BIN/loadtest" --url http://127.0.0.1:7100 "${LOAD[@]}" --out "$OUT/cluster"
 "$BIN/loadtest" --url http://127.0.0.1:7300 --shard-number 3 "${LOAD[@]}" --out "$OUT/embedded"
 python3 - "$OUT" <<'PY'

@@ -43,7 +43,7 @@ start() {
 }
 
 LOAD=(--generate "$N" --dim "$DIM" --seed 11 --m 16 --ef-construct 100 --indexing-threshold 1000
-      --clients 1 --duration "$DURATION" --warmup 20 --hnsw-ef 64 --limit 10 --quiet)
+      --clients 1 --duration "$DURATION" --max-queries 1000000 --warmup 20 --hnsw-ef 64 --limit 10 --quiet)
 summary() {
     python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['runs'][0]; l=r['latency']; \
 print(f\"qps {r['qps']:.0f} p50 {l['p50_ms']:.2f} ms p99 {l['p99_ms']:.2f} ms recall@10 {r['recall']['mean']:.4f}\")" "$1"

@@ -503,21 +503,25 @@ pub async fn search(
         return Ok(Vec::new());
     };
     // Local shards queue their work as soon as `search` is called: start the others, then
-    // answer the last one here if it is quick, then collect.
-    let pending: Vec<_> = rest
-        .iter()
-        .map(|s| {
-            let shard = s.id();
-            let answer = s.search(req.clone(), deadline);
-            async move { (shard, answer.await) }
-        })
-        .collect();
-    let last_answer = match last.search_now(&req) {
-        Some(answer) => answer,
-        None => last.search(req.clone(), deadline).await,
+    // answer the last one here if it is quick, then collect. A remote shard's call starts
+    // when its future is first polled: every future is awaited together, never one first.
+    let ask = |s: &Arc<dyn Shard>| {
+        let shard = s.id();
+        let answer = s.search(req.clone(), deadline);
+        async move { (shard, answer.await) }
     };
-    let mut results = futures::future::join_all(pending).await;
-    results.push((last.id(), last_answer));
+    let mut pending: Vec<_> = rest.iter().map(ask).collect();
+    let results = match last.search_now(&req) {
+        Some(answer) => {
+            let mut results = futures::future::join_all(pending).await;
+            results.push((last.id(), answer));
+            results
+        }
+        None => {
+            pending.push(ask(last));
+            futures::future::join_all(pending).await
+        }
+    };
     // Each answer with the shard it came from: the re-rank asks that shard for vectors.
     let (answered, answers): (Vec<usize>, Vec<ShardAnswer>) = partial::keep_answered(
         results

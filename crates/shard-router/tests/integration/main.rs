@@ -2,4 +2,5 @@
 //! test shards that answer with approximate scores (the exact re-rank path).
 
 mod fanout;
+mod lazy;
 mod rerank;
