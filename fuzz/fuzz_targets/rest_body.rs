@@ -170,7 +170,7 @@ fn server() -> &'static Server {
             .expect("runtime");
         let storage = storage::Storage::open(&settings.storage_path, &settings.snapshots_path)
             .expect("storage");
-        let state = std::sync::Arc::new(router::AppState::new(storage, &settings).expect("state"));
+        let state = std::sync::Arc::new(router::AppState::new(storage, &settings, None).expect("state"));
         let app = {
             let _entered = runtime.enter();
             router::app(state, &settings)

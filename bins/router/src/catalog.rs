@@ -1,68 +1,113 @@
-//! Cluster mode's catalog, kept in step with the nodes: the collections the first node holds
-//! that the coordinator's own storage does not list are added to it, with their configuration
-//! and payload indexes as that node reports them. So a coordinator started on an empty disk,
+//! Cluster mode's catalog, kept in step with the nodes: the collections the nodes hold that
+//! the coordinator's own storage does not list are added to it, with their configuration and
+//! payload indexes as the first node reports them. So a coordinator started on an empty disk,
 //! or a second coordinator over the same nodes, serves every collection the nodes hold.
-//! Checked at start-up and then every few seconds.
+//!
+//! Only collections laid out as this cluster places points are served: each node's copy
+//! carries a marker (`shard k of n`) written when a cluster router created it. At start-up
+//! every collection, listed already or found, is checked against the node list, and a
+//! mismatch (nodes listed in another order or number) stops the router: writes would land
+//! where no read looks. A collection a node cannot describe is left out with a warning (its
+//! requests answer the node's error). Later, every few seconds, collections created
+//! meanwhile through another coordinator are added; one that fails a check is left out, with
+//! a warning.
 
 use crate::AppState;
 use qdrant_client::qdrant as pb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Adds to the catalog the collections node 0 holds and it lacks; their names.
-pub(crate) async fn import(state: &Arc<AppState>) -> Result<Vec<String>, String> {
-    let Some(cluster) = state.cluster() else {
+/// Checks and imports; at start-up (`startup`) a collection that fails a check is an error,
+/// later it is skipped with a warning. The names added.
+pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<String>, String> {
+    let Some(cluster) = state.cluster().cloned() else {
         return Ok(Vec::new());
     };
     let node = &cluster.nodes()[0];
     let deadline = Instant::now() + Duration::from_secs(10);
-    let names = node
+    let mut names = node
         .list_collections(deadline)
         .await
         .map_err(|e| format!("cannot list the collections of node {}: {e}", node.url()))?;
+    if startup {
+        // The catalog's own collections are checked too (a node list changed since).
+        for name in state.storage.list() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
     let mut added = Vec::new();
     for name in names {
-        if state.storage.get(&name).is_ok() {
+        let known = state.storage.get(&name).is_ok();
+        if known && !startup {
             continue;
         }
-        let info = node
-            .collection_info(&name, deadline)
-            .await
-            .map_err(|e| format!("cannot describe `{name}` on node {}: {e}", node.url()))?;
-        let body = crate::grpc::collections::create_json_of_info(&info)
-            .map_err(|e| format!("`{name}` on node {}: {}", node.url(), e.message))?;
-        let config: storage::CollectionConfig = serde_json::from_value(body)
-            .map_err(|e| format!("`{name}` on node {}: {e}", node.url()))?;
-        let indexes: Vec<(String, serde_json::Value)> = info
-            .payload_schema
-            .iter()
-            .filter_map(|(field, schema)| {
-                let kind = pb::PayloadSchemaType::try_from(schema.data_type).ok()?;
-                let kind = kind.as_str_name().to_ascii_lowercase();
-                (kind != "unknowntype").then(|| (field.clone(), serde_json::json!(kind)))
-            })
-            .collect();
-        let st = state.clone();
-        let n = name.clone();
-        let created = tokio::task::spawn_blocking(move || {
-            let c = match st.storage.create(&n, config) {
-                Ok(c) => c,
-                // Created meanwhile (through this coordinator): nothing to add.
-                Err(e) if e.kind() == storage::StorageErrorKind::Conflict => return Ok(false),
-                Err(e) => return Err(e.to_string()),
-            };
-            for (field, schema) in indexes {
-                c.create_payload_index(&field, schema)
-                    .map_err(|e| e.to_string())?;
+        let checked = cluster.placed_collection(&name, deadline).await;
+        let info = match checked {
+            Ok(info) => info,
+            Err(e @ shard_router::remote::PlacementError::Misplaced(_)) if startup => {
+                return Err(format!("collection `{name}`: {e}"))
             }
-            Ok(true)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        if created {
-            tracing::info!(collection = %name, node = node.url(), "collection found on the nodes, added to the catalog");
-            added.push(name);
+            Err(e) => {
+                tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
+                continue;
+            }
+        };
+        if known {
+            continue;
+        }
+        match add(state, &name, &info).await {
+            Ok(true) => {
+                tracing::info!(collection = %name, "collection found on the nodes, added to the catalog");
+                added.push(name);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served")
+            }
         }
     }
     Ok(added)
+}
+
+/// Adds one collection to the catalog from its description; false when it was created
+/// meanwhile. A configuration cluster mode would refuse to create is refused here too.
+async fn add(state: &Arc<AppState>, name: &str, info: &pb::CollectionInfo) -> Result<bool, String> {
+    let body = crate::grpc::collections::create_json_of_info(info).map_err(|e| e.message)?;
+    let mut config: storage::CollectionConfig =
+        serde_json::from_value(body).map_err(|e| e.to_string())?;
+    // The marker is the nodes' business, not the user's metadata.
+    if let Some(serde_json::Value::Object(m)) = &mut config.metadata {
+        m.remove(shard_router::remote::SHARD_MARKER);
+        if m.is_empty() {
+            config.metadata = None;
+        }
+    }
+    shard_router::remote::wire::create_collection(name, &config)?;
+    let indexes: Vec<(String, serde_json::Value)> = info
+        .payload_schema
+        .iter()
+        .filter_map(|(field, schema)| {
+            let kind = pb::PayloadSchemaType::try_from(schema.data_type).ok()?;
+            let kind = kind.as_str_name().to_ascii_lowercase();
+            (kind != "unknowntype").then(|| (field.clone(), serde_json::json!(kind)))
+        })
+        .collect();
+    let st = state.clone();
+    let n = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c = match st.storage.create(&n, config) {
+            Ok(c) => c,
+            Err(e) if e.kind() == storage::StorageErrorKind::Conflict => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        for (field, schema) in indexes {
+            c.create_payload_index(&field, schema)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(true)
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }

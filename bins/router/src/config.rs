@@ -82,7 +82,8 @@ pub struct Args {
     /// Threads searches run on. Default: one per core.
     #[arg(long, env = "VR_SEARCH_THREADS")]
     pub search_threads: Option<usize>,
-    /// Result cache time to live in seconds; 0 disables the cache. Default 60.
+    /// Result cache time to live in seconds; 0 disables the cache. Default 60 (0 in cluster
+    /// mode, where writes through another coordinator would not invalidate it).
     #[arg(long, env = "VR_CACHE_TTL_SECS")]
     pub cache_ttl_secs: Option<f64>,
     /// Result cache budget in MB. Default 64.
@@ -406,7 +407,13 @@ impl Settings {
                 "search_threads {search_threads} is not between 1 and 1024"
             ));
         }
-        let ttl = args.cache_ttl_secs.or(file.cache.ttl_secs).unwrap_or(60.0);
+        // In cluster mode the cache is off unless asked for: writes made through another
+        // coordinator (or to a node directly) do not invalidate this one's answers.
+        let in_cluster = args.cluster_nodes.is_some() || file.cluster.nodes.is_some();
+        let ttl = args
+            .cache_ttl_secs
+            .or(file.cache.ttl_secs)
+            .unwrap_or(if in_cluster { 0.0 } else { 60.0 });
         if !(ttl.is_finite() && ttl >= 0.0) {
             return Err(format!("cache ttl {ttl} is not a number of seconds"));
         }

@@ -596,7 +596,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
     };
     let state = Arc::new(AppState::new(storage, &settings, cluster)?);
     if let Some(c) = state.cluster().cloned() {
-        let added = catalog::import(&state)
+        let added = catalog::import(&state, true)
             .await
             .map_err(|e| format!("cluster: {e}"))?;
         if !added.is_empty() {
@@ -613,7 +613,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
                     let _ = node.probe(std::time::Duration::from_secs(1)).await;
                 }
                 if round % 5 == 0 {
-                    if let Err(e) = catalog::import(&st).await {
+                    if let Err(e) = catalog::import(&st, false).await {
                         tracing::warn!(error = %e, "cannot bring the catalog in step with the nodes");
                     }
                 }

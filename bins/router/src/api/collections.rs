@@ -60,15 +60,25 @@ pub(crate) async fn create_collection(
         Ok(())
     })
     .await?;
-    if let Some(cluster) = state.cluster() {
+    if let Some(cluster) = state.cluster().cloned() {
         // The catalog entry first (it claims the name, and refuses one taken); then the
-        // nodes, and the entry goes again when they refuse.
+        // nodes, and the entry goes again when they refuse. On a task of its own, so that a
+        // request given up on (its time limit, a client gone) cannot stop it half way.
         let deadline = Instant::now() + state.timeout;
-        if let Err(e) = cluster.create_collection(&name, &config, deadline).await {
-            let st = state.clone();
-            blocking(move || Ok(st.storage.delete(&name)?)).await?;
-            return Err(e.into());
-        }
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = cluster.create_collection(&name, &config, deadline).await {
+                blocking(move || Ok(st.storage.delete(&name)?)).await?;
+                return Err(ApiError::from(e));
+            }
+            Ok(())
+        });
+        return task.await.map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Service internal error: {e}"),
+            )
+        })?;
     }
     Ok(())
 }
@@ -215,11 +225,19 @@ pub(crate) async fn delete_collection(
     name: String,
 ) -> Result<bool, ApiError> {
     // The nodes first: a collection the catalog no longer lists but a node still holds
-    // could not be deleted through the router again.
-    let on_nodes = match state.cluster() {
+    // could not be deleted through the router again. On a task of its own, as a create.
+    let on_nodes = match state.cluster().cloned() {
         Some(cluster) => {
             let deadline = Instant::now() + state.timeout;
-            cluster.delete_collection(&name, deadline).await?
+            let n = name.clone();
+            tokio::spawn(async move { cluster.delete_collection(&n, deadline).await })
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("Service internal error: {e}"),
+                    )
+                })??
         }
         None => false,
     };

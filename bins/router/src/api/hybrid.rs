@@ -773,9 +773,14 @@ async fn vectors_of(
     name: &str,
 ) -> Result<Vec<Option<Vec<f32>>>, ApiError> {
     let n = run.shards.len();
+    let Some(first) = run.shards.first() else {
+        return Ok(vec![None; ids.len()]);
+    };
+    // The rule the collection's writes were placed by (local, or a cluster's).
+    let placement = first.placement();
     let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
     for id in ids {
-        by_shard[storage::shard_of(id, n)].push(*id);
+        by_shard[placement.shard_of(id, n)].push(*id);
     }
     let mut fetched: Vec<std::vec::IntoIter<Option<Vec<f32>>>> = futures::future::try_join_all(
         by_shard
@@ -789,7 +794,7 @@ async fn vectors_of(
     .collect();
     Ok(ids
         .iter()
-        .map(|id| fetched[storage::shard_of(id, n)].next().flatten())
+        .map(|id| fetched[placement.shard_of(id, n)].next().flatten())
         .collect())
 }
 

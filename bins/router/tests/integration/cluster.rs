@@ -140,6 +140,25 @@ async fn cluster_answers_equal_an_embedded_router_and_survive_a_node_restart() {
         "{found}"
     );
     assert_eq!(found["points_count"], json!(POINTS));
+    assert!(
+        found["config"]["metadata"].is_null(),
+        "the shard marker leaked: {found}"
+    );
+    // The same nodes in another order: the collection's shards would be read where they are
+    // not; the router refuses to start.
+    let reordered: Vec<String> = urls.iter().rev().cloned().collect();
+    let wrong_dirs = DataDirs::new();
+    let output = router_command()
+        .args(["--http-port", "0", "--cluster-nodes", &reordered.join(",")])
+        .arg("--storage-path")
+        .arg(wrong_dirs.storage())
+        .arg("--snapshots-path")
+        .arg(wrong_dirs.snapshots())
+        .output()
+        .expect("run the router");
+    assert!(!output.status.success(), "a reordered node list was served");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in the order"), "{stderr}");
     // Every node holds its part, and the parts add up.
     let mut held = Vec::new();
     for n in &nodes {
@@ -204,6 +223,8 @@ async fn cluster_answers_equal_an_embedded_router_and_survive_a_node_restart() {
         json!({"query": {"recommend": {"positive": [10, 20], "negative": [30]}}, "limit": 8}),
     );
     queries.push(json!({"query": 20, "limit": 4, "with_payload": true}));
+    // Diversity: candidates' vectors are fetched from the nodes that hold them.
+    queries.push(json!({"query": {"nearest": q(2), "mmr": {"diversity": 0.6, "candidates_limit": 40}}, "limit": 8}));
     for body in &queries {
         let answer = same(
             &cluster,
@@ -478,7 +499,8 @@ async fn cluster_refuses_what_it_cannot_carry_and_keeps_no_half_created_collecti
         )
         .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
-    // A dimension the nodes refuse keeps its 400.
+    // A bad dimension is refused whole by the coordinator (checked against its catalog)
+    // before any node receives a part.
     let (status, body) = cluster
         .call(
             Method::PUT,

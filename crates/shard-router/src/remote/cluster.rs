@@ -9,6 +9,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::{CollectionConfig, Update};
 
+/// The metadata key each node's copy of a collection carries: which shard of how many it is,
+/// so that a coordinator given the nodes in another order, or another number of them, finds
+/// out before it places a point where no read will look.
+pub const SHARD_MARKER: &str = "vector_router_shard";
+
+/// The marker of shard `k` of `n`.
+pub fn shard_marker(k: usize, n: usize) -> qdrant_client::qdrant::Value {
+    wire::json_value(&serde_json::json!({ "index": k, "of": n }))
+}
+
+/// Why a collection on the nodes cannot be served by this cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacementError {
+    /// A node does not hold it or cannot describe it.
+    Unreadable(String),
+    /// A node holds it as another shard than its place in the list says, or without a
+    /// marker: serving it would place writes where no read looks.
+    Misplaced(String),
+}
+
+impl std::fmt::Display for PlacementError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlacementError::Unreadable(m) | PlacementError::Misplaced(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How long undoing a partial create may take.
+const UNDO_TIME: Duration = Duration::from_secs(10);
+
 /// A collection's state over a cluster's nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterCollectionState {
@@ -99,11 +130,13 @@ impl Cluster {
             status: 400,
             reason: format!("Bad request: {e}"),
         })?;
-        let answers = futures::future::join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.create_collection(message.clone(), deadline)),
-        )
+        let n = self.nodes.len();
+        let answers = futures::future::join_all(self.nodes.iter().enumerate().map(|(k, node)| {
+            let mut m = message.clone();
+            m.metadata
+                .insert(SHARD_MARKER.to_string(), shard_marker(k, n));
+            node.create_collection(m, deadline)
+        }))
         .await;
         let mut failure = None;
         for (k, a) in answers.iter().enumerate() {
@@ -124,11 +157,17 @@ impl Cluster {
         let Some(failure) = failure else {
             return Ok(());
         };
+        // Undone wherever it may have been made: on the nodes that created it, and on those
+        // whose answer was lost (unreachable, or past the deadline). Not on a node that
+        // refused because it already held a collection of that name: that one is not ours.
+        // A refusal (a 409 included: that node's collection of the name is not ours) created
+        // nothing. The undo gets time of its own: the create's deadline may be spent.
+        let undo_deadline = Instant::now() + UNDO_TIME;
         let created = answers
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.is_ok())
-            .map(|(k, _)| self.nodes[k].delete_collection(name, deadline));
+            .filter(|(_, a)| !matches!(a, Err(ShardError::Refused { .. })))
+            .map(|(k, _)| self.nodes[k].delete_collection(name, undo_deadline));
         let undone = futures::future::join_all(created).await;
         if let Some(e) = undone.into_iter().find_map(Result::err) {
             // The collection is left on some nodes: say so, so that the operator can delete
@@ -189,6 +228,54 @@ impl Cluster {
             state.segments += info.segments_count;
         }
         Ok(state)
+    }
+
+    /// Collection `name` as every node describes it, checked to be laid out as this cluster
+    /// places points: node k must hold shard k of n (its marker). Node 0's description, or
+    /// why the collection cannot be served by this cluster.
+    pub async fn placed_collection(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<qdrant_client::qdrant::CollectionInfo, PlacementError> {
+        let n = self.nodes.len();
+        let infos = futures::future::join_all(
+            self.nodes
+                .iter()
+                .map(|node| node.collection_info(name, deadline)),
+        )
+        .await;
+        let mut first = None;
+        for (k, (node, info)) in self.nodes.iter().zip(infos).enumerate() {
+            let info = info.map_err(|e| {
+                PlacementError::Unreadable(format!("node {} cannot describe it: {e}", node.url()))
+            })?;
+            let marker = info
+                .config
+                .as_ref()
+                .and_then(|c| c.metadata.get(SHARD_MARKER))
+                .map(wire::value_json);
+            let expected = wire::value_json(&shard_marker(k, n));
+            match marker {
+                Some(m) if m == expected => {}
+                Some(m) => {
+                    return Err(PlacementError::Misplaced(format!(
+                        "node {} holds shard {m} of it, but is listed as shard {k} of {n}: \
+                         list the nodes in the order (and number) the collection was created with",
+                        node.url()
+                    )))
+                }
+                None => {
+                    return Err(PlacementError::Misplaced(format!(
+                        "node {} holds it without a shard marker: it was not created through a \
+                         cluster router, so its points are not placed as this cluster reads them",
+                        node.url()
+                    )))
+                }
+            }
+            first.get_or_insert(info);
+        }
+        first.ok_or_else(|| PlacementError::Unreadable("the cluster has no nodes".into()))
     }
 
     /// Creates a payload index on every node.

@@ -16,7 +16,7 @@
 mod cluster;
 pub mod wire;
 
-pub use cluster::{Cluster, ClusterCollectionState};
+pub use cluster::{shard_marker, Cluster, ClusterCollectionState, PlacementError, SHARD_MARKER};
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};
 use futures::future::BoxFuture;
@@ -168,7 +168,9 @@ impl Node {
         self.channels[i].clone()
     }
 
-    /// A call's deadline: the request's, or sooner by the call timeout.
+    /// A read's deadline: the request's, or sooner by the call timeout. Writes and
+    /// collection changes keep the request's whole time: giving up on them early would leave
+    /// them applied on the node but unanswered.
     fn cap(&self, deadline: Instant) -> Instant {
         match self.call_timeout {
             Some(t) => deadline.min(Instant::now() + t),
@@ -177,7 +179,6 @@ impl Node {
     }
 
     fn request<T>(&self, message: T, deadline: Instant) -> tonic::Request<T> {
-        let deadline = self.cap(deadline);
         let mut r = tonic::Request::new(message);
         r.set_timeout(deadline.saturating_duration_since(Instant::now()));
         if let Some(k) = &self.api_key {
@@ -191,7 +192,7 @@ impl Node {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let answer = tokio::time::timeout_at(self.cap(deadline).into(), call).await;
+        let answer = tokio::time::timeout_at(deadline.into(), call).await;
         let result = match answer {
             Err(_) => Err(ShardError::Timeout { shard }),
             Ok(Ok(r)) => Ok(r.into_inner()),
@@ -514,11 +515,13 @@ impl RemoteShard {
         })
     }
 
-    /// The metric a dense nearest query is measured by; `None` for the queries whose score
-    /// is a similarity (examples, sparse, multivectors), whose distance is the negated score.
+    /// The metric a nearest query is measured by, dense or by a matrix (whose hits carry the
+    /// metric's distance of their MaxSim sum, as local shards answer them); `None` for the
+    /// queries whose score is a similarity (examples, sparse), whose distance is the negated
+    /// score.
     fn metric_of(&self, req: &SearchRequest) -> Option<Metric> {
         match req.query {
-            Query::Nearest(_) => self.metrics.get(&req.vector_name).copied(),
+            Query::Nearest(_) | Query::Multi(_) => self.metrics.get(&req.vector_name).copied(),
             _ => None,
         }
     }
@@ -707,6 +710,7 @@ impl Shard for RemoteShard {
             .encoded
             .get_or_encode(&req, || self.encode_search(&req));
         let node = self.node.clone();
+        let deadline = node.cap(deadline);
         let metric = self.metric_of(&req);
         Box::pin(async move {
             let message = message.map_err(|e| bad_request(shard, e))?;
@@ -751,6 +755,7 @@ impl Shard for RemoteShard {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<usize, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let m = pb::CountPoints {
                 collection_name: name,
@@ -777,6 +782,7 @@ impl Shard for RemoteShard {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let m = pb::FacetCounts {
                 collection_name: name,
@@ -813,6 +819,7 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<storage::matrix::ShardSample, ShardError>> {
         // The node draws with its own randomness: Qdrant's protocol carries no seed.
         let (node, shard, collection) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let mut f = filter.as_deref().cloned().unwrap_or_default();
             if let Some(v) = &name {
@@ -864,7 +871,9 @@ impl Shard for RemoteShard {
                         &selector,
                     )?;
                     let v = match &name {
-                        Some(v) => dense_of(&r, v).unwrap_or_default(),
+                        // Drawn among the points that have it: one without it is a fault.
+                        Some(v) => dense_of(&r, v)
+                            .ok_or_else(|| format!("a sampled point without its vector `{v}`"))?,
                         None => Vec::new(),
                     };
                     Ok((r.id, v))
@@ -902,6 +911,7 @@ impl Shard for RemoteShard {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<ScrollPage, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
@@ -952,6 +962,7 @@ impl Shard for RemoteShard {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<(Record, storage::OrderValue)>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
@@ -999,6 +1010,7 @@ impl Shard for RemoteShard {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Vec<Record>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
+        let deadline = self.node.cap(deadline);
         Box::pin(async move {
             let m = pb::GetPoints {
                 collection_name: name,

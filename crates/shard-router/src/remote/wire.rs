@@ -777,6 +777,9 @@ mod tests {
         let ring = field(&pb.must[3]).geo_polygon.unwrap().exterior.unwrap();
         assert_eq!(ring.points.len(), 4, "the ring is closed again");
         assert_eq!(ring.points[0], ring.points[3]);
+        // Latitude and longitude in their places (the second point is lat 0, lon 1).
+        assert_eq!((ring.points[1].lat, ring.points[1].lon), (0.0, 1.0));
+        assert_eq!((ring.points[2].lat, ring.points[2].lon), (1.0, 1.0));
         match &pb.must[5].condition_one_of {
             Some(pb::condition::ConditionOneOf::Nested(n)) => assert_eq!(n.key, "items"),
             other => panic!("{other:?}"),
