@@ -393,6 +393,13 @@ fn unreadable(shard: u32, url: &str, e: String) -> ShardError {
     }
 }
 
+/// A filter as gRPC's, or the request's fault naming what cannot be carried.
+fn filter_pb(shard: u32, f: Option<&Filter>) -> Result<Option<pb::Filter>, ShardError> {
+    f.map(wire::filter)
+        .transpose()
+        .map_err(|e| bad_request(shard, e))
+}
+
 fn bad_request(shard: u32, e: String) -> ShardError {
     ShardError::Refused {
         shard,
@@ -568,11 +575,7 @@ impl RemoteShard {
                         collection_name: name,
                         wait: w,
                         points: points.iter().map(wire::point).collect(),
-                        update_filter: filter
-                            .as_deref()
-                            .map(wire::filter)
-                            .transpose()
-                            .map_err(|e| bad_request(shard, e))?,
+                        update_filter: filter_pb(shard, filter.as_deref())?,
                         update_mode: Some(match mode {
                             storage::UpsertMode::Upsert => pb::UpdateMode::Upsert,
                             storage::UpsertMode::InsertOnly => pb::UpdateMode::InsertOnly,
@@ -655,11 +658,7 @@ impl RemoteShard {
                                 vectors: Some(wire::vectors(pt)),
                             })
                             .collect(),
-                        update_filter: filter
-                            .as_deref()
-                            .map(wire::filter)
-                            .transpose()
-                            .map_err(|e| bad_request(shard, e))?,
+                        update_filter: filter_pb(shard, filter.as_deref())?,
                         ..Default::default()
                     };
                     let call = p.update_vectors(node.request(m, deadline));
@@ -759,11 +758,7 @@ impl Shard for RemoteShard {
         Box::pin(async move {
             let m = pb::CountPoints {
                 collection_name: name,
-                filter: filter
-                    .as_deref()
-                    .map(wire::filter)
-                    .transpose()
-                    .map_err(|e| bad_request(shard, e))?,
+                filter: filter_pb(shard, filter.as_deref())?,
                 exact: Some(true),
                 ..Default::default()
             };
@@ -787,11 +782,7 @@ impl Shard for RemoteShard {
             let m = pb::FacetCounts {
                 collection_name: name,
                 key: key.to_string(),
-                filter: filter
-                    .as_deref()
-                    .map(wire::filter)
-                    .transpose()
-                    .map_err(|e| bad_request(shard, e))?,
+                filter: filter_pb(shard, filter.as_deref())?,
                 // As many values as a node gives: the router adds the shards' counts, then cuts.
                 limit: Some(FACET_VALUES_PER_SHARD),
                 exact: Some(true),
@@ -915,12 +906,7 @@ impl Shard for RemoteShard {
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
-                filter: req
-                    .filter
-                    .as_deref()
-                    .map(wire::filter)
-                    .transpose()
-                    .map_err(|e| bad_request(shard, e))?,
+                filter: filter_pb(shard, req.filter.as_deref())?,
                 offset: req.from.map(wire::id),
                 limit: Some(u32::try_from(req.limit).unwrap_or(u32::MAX)),
                 with_payload: Some(wire::with_payload(&req.with_payload)),
@@ -966,12 +952,7 @@ impl Shard for RemoteShard {
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
-                filter: req
-                    .filter
-                    .as_deref()
-                    .map(wire::filter)
-                    .transpose()
-                    .map_err(|e| bad_request(shard, e))?,
+                filter: filter_pb(shard, req.filter.as_deref())?,
                 limit: Some(u32::try_from(req.limit).unwrap_or(u32::MAX)),
                 with_payload: Some(wire::with_payload(&req.with_payload)),
                 with_vectors: Some(wire::with_vectors(&req.with_vector)),
