@@ -3,6 +3,10 @@
 //! payload indexes as the first node reports them. So a coordinator started on an empty disk,
 //! or a second coordinator over the same nodes, serves every collection the nodes hold.
 //!
+//! Collections sharded by key (`sharding_method: custom`) are found through their keys:
+//! each key's collection on its nodes (`name@key`) carries a marker naming the collection,
+//! the key and the key's nodes, and every node is listed for them.
+//!
 //! Only collections laid out as this cluster places points are served: each node's copy
 //! carries a marker (`shard k of n`) written when a cluster router created it. At start-up
 //! every collection, listed already or found, is checked against the node list, and a
@@ -29,16 +33,29 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
         .list_collections(deadline)
         .await
         .map_err(|e| format!("cannot list the collections of node {}: {e}", node.url()))?;
+    // A shard key's collection on a node is not a collection of its own: the keys are
+    // imported below.
+    names.retain(|n| !n.contains(shard_router::remote::keys::KEY_SEPARATOR));
     if startup {
-        // The catalog's own collections are checked too (a node list changed since).
+        // The catalog's own collections are checked too (a node list changed since); those
+        // sharded by key are noted as such (their keys are found on the nodes below).
         for name in state.storage.list() {
-            if !names.contains(&name) {
+            let keyed = state
+                .storage
+                .get(&name)
+                .is_ok_and(|c| c.config().sharding_method.as_deref() == Some("custom"));
+            if keyed {
+                cluster.add_keyed(&name);
+            } else if !names.contains(&name) {
                 names.push(name);
             }
         }
     }
     let mut added = Vec::new();
     for name in names {
+        if cluster.is_keyed(&name) {
+            continue;
+        }
         let known = state.storage.get(&name).is_ok();
         if known && !startup {
             continue;
@@ -57,7 +74,7 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
         if known {
             continue;
         }
-        match add(state, &name, &info).await {
+        match add(state, &name, &info, None).await {
             Ok(true) => {
                 tracing::info!(collection = %name, "collection found on the nodes, added to the catalog");
                 added.push(name);
@@ -68,12 +85,47 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             }
         }
     }
+    // Shard keys: every node is listed, since a key's group may leave out any node.
+    let (found, warnings) = cluster.find_keys(deadline).await;
+    for w in warnings {
+        tracing::warn!(warning = %w, "a shard key on the nodes is not served");
+    }
+    for f in found {
+        let name = f.collection.clone();
+        if !cluster.is_keyed(&name) {
+            if state.storage.get(&name).is_ok() {
+                tracing::warn!(collection = %name, key = %f.key, "a shard key on the nodes names a collection the catalog holds sharded by hash: not served");
+                continue;
+            }
+            match add(state, &name, &f.info, Some(f.shard_number)).await {
+                Ok(true) => {
+                    tracing::info!(collection = %name, "collection sharded by key found on the nodes, added to the catalog");
+                    added.push(name.clone());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
+                    continue;
+                }
+            }
+            cluster.add_keyed(&name);
+        }
+        tracing::info!(collection = %name, key = %f.key, nodes = ?f.group, "shard key found on the nodes");
+        cluster.add_found_key(&f);
+    }
     Ok(added)
 }
 
 /// Adds one collection to the catalog from its description; false when it was created
 /// meanwhile. A configuration cluster mode would refuse to create is refused here too.
-async fn add(state: &Arc<AppState>, name: &str, info: &pb::CollectionInfo) -> Result<bool, String> {
+/// `keyed`: the collection is sharded by key (with this `shard_number` setting), and `info`
+/// describes one of its keys' node collections.
+async fn add(
+    state: &Arc<AppState>,
+    name: &str,
+    info: &pb::CollectionInfo,
+    keyed: Option<Option<u32>>,
+) -> Result<bool, String> {
     let body = crate::grpc::collections::create_json_of_info(info).map_err(|e| e.message)?;
     let mut config: storage::CollectionConfig =
         serde_json::from_value(body).map_err(|e| e.to_string())?;
@@ -84,7 +136,17 @@ async fn add(state: &Arc<AppState>, name: &str, info: &pb::CollectionInfo) -> Re
             config.metadata = None;
         }
     }
-    shard_router::remote::wire::create_collection(name, &config)?;
+    match keyed {
+        None => {
+            shard_router::remote::wire::create_collection(name, &config)?;
+        }
+        Some(shard_number) => {
+            config.sharding_method = Some("custom".into());
+            config.shard_number = shard_number;
+            let node_config = shard_router::remote::key_config(&config);
+            shard_router::remote::wire::create_collection(name, &node_config)?;
+        }
+    }
     let indexes: Vec<(String, serde_json::Value)> = info
         .payload_schema
         .iter()

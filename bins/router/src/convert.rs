@@ -30,6 +30,24 @@ pub fn refuse_if_set<T>(field: &Option<T>, name: &str, context: &str) -> Result<
     }
 }
 
+/// A request's `shard_key` (Qdrant's `ShardKeySelector`), read.
+pub fn shard_keys(
+    v: &Option<model::ShardKeySelector>,
+) -> Result<Option<shard_router::remote::keys::KeySelection>, ApiError> {
+    v.as_ref()
+        .map(|v| {
+            shard_router::remote::keys::KeySelection::from_json(v)
+                .map_err(|e| bad(format!("Validation error in JSON body: {e}")))
+        })
+        .transpose()
+}
+
+/// An update and the shard keys it names.
+pub type KeyedUpdate = (
+    storage::Update,
+    Option<shard_router::remote::keys::KeySelection>,
+);
+
 /// Ids, at most [`storage::MAX_POINTS_PER_OPERATION`].
 pub fn point_ids(ids: Vec<ExtendedPointId>, context: &str) -> Result<Vec<PointId>, ApiError> {
     check_count(ids.len(), context)?;
@@ -154,8 +172,8 @@ pub fn vector_struct(v: VectorStruct, context: &str) -> Result<StoredVectors, Ap
 }
 
 /// An upsert, list or batch form, with its `update_mode` and `update_filter`.
-pub fn upsert(op: model::PointInsertOperations) -> Result<storage::Update, ApiError> {
-    refuse_if_set(&op.shard_key, "shard_key", "upsert")?;
+pub fn upsert(op: model::PointInsertOperations) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&op.shard_key)?;
     let mode = match op.update_mode {
         None | Some(model::UpdateMode::Upsert) => storage::UpsertMode::Upsert,
         Some(model::UpdateMode::InsertOnly) => storage::UpsertMode::InsertOnly,
@@ -163,7 +181,7 @@ pub fn upsert(op: model::PointInsertOperations) -> Result<storage::Update, ApiEr
     };
     let filter = op.update_filter.map(|f| f.0);
     let points = upsert_points(op.points, op.batch)?;
-    Ok(if mode == storage::UpsertMode::Upsert && filter.is_none() {
+    let update = if mode == storage::UpsertMode::Upsert && filter.is_none() {
         storage::Update::Upsert(points)
     } else {
         storage::Update::ConditionalUpsert {
@@ -171,12 +189,13 @@ pub fn upsert(op: model::PointInsertOperations) -> Result<storage::Update, ApiEr
             mode,
             filter,
         }
-    })
+    };
+    Ok((update, keys))
 }
 
 /// `UpdateVectors` to the update: each point's vectors, checked like an upsert's.
-pub fn update_vectors(body: model::UpdateVectors) -> Result<storage::Update, ApiError> {
-    refuse_if_set(&body.shard_key, "shard_key", "update vectors")?;
+pub fn update_vectors(body: model::UpdateVectors) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&body.shard_key)?;
     check_count(body.points.len(), "points")?;
     let points = body
         .points
@@ -187,15 +206,17 @@ pub fn update_vectors(body: model::UpdateVectors) -> Result<storage::Update, Api
             Ok(v.into_write(p.id.0, Payload::new()))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(storage::Update::UpdateVectors {
+    let update = storage::Update::UpdateVectors {
         points,
         filter: body.update_filter.map(|f| f.0),
-    })
+    };
+    Ok((update, keys))
 }
 
 /// `DeleteVectors` to the update.
-pub fn delete_vectors(body: model::DeleteVectors) -> Result<storage::Update, ApiError> {
-    let selector = selector(body.points, body.filter, &body.shard_key, "delete vectors")?;
+pub fn delete_vectors(body: model::DeleteVectors) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
     if body.vector.is_empty() {
         return Err(bad(
             "Validation error in JSON body: vector: name at least one vector",
@@ -207,10 +228,11 @@ pub fn delete_vectors(body: model::DeleteVectors) -> Result<storage::Update, Api
             storage::MAX_NAMED_VECTORS
         )));
     }
-    Ok(storage::Update::DeleteVectors {
+    let update = storage::Update::DeleteVectors {
         selector,
         names: body.vector,
-    })
+    };
+    Ok((update, keys))
 }
 
 /// The points of an upsert, list or batch form.
@@ -293,53 +315,58 @@ fn batch_points(batch: model::Batch) -> Result<Vec<PointWrite>, ApiError> {
 }
 
 /// A delete by ids or filter.
-pub fn delete(body: model::PointsSelector) -> Result<storage::Update, ApiError> {
-    let selector = selector(body.points, body.filter, &body.shard_key, "delete")?;
-    Ok(storage::Update::Delete(selector))
+pub fn delete(body: model::PointsSelector) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
+    Ok((storage::Update::Delete(selector), keys))
 }
 
 /// Keys merged into payloads.
-pub fn set_payload(body: model::SetPayload) -> Result<storage::Update, ApiError> {
-    let selector = selector(body.points, body.filter, &body.shard_key, "set payload")?;
-    Ok(storage::Update::SetPayload {
+pub fn set_payload(body: model::SetPayload) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
+    let update = storage::Update::SetPayload {
         payload: body.payload.unwrap_or_default(),
         selector,
         key: body.key,
-    })
+    };
+    Ok((update, keys))
 }
 
 /// Payloads replaced.
-pub fn overwrite_payload(body: model::SetPayload) -> Result<storage::Update, ApiError> {
+pub fn overwrite_payload(body: model::SetPayload) -> Result<KeyedUpdate, ApiError> {
     refuse_if_set(&body.key, "key", "overwrite payload")?;
-    let selector = selector(
-        body.points,
-        body.filter,
-        &body.shard_key,
-        "overwrite payload",
-    )?;
-    Ok(storage::Update::OverwritePayload {
+    let keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
+    let update = storage::Update::OverwritePayload {
         payload: body.payload.unwrap_or_default(),
         selector,
-    })
+    };
+    Ok((update, keys))
 }
 
 /// Payload keys deleted.
-pub fn delete_payload(body: model::DeletePayload) -> Result<storage::Update, ApiError> {
-    let selector = selector(body.points, body.filter, &body.shard_key, "delete payload")?;
-    Ok(storage::Update::DeletePayload {
+pub fn delete_payload(body: model::DeletePayload) -> Result<KeyedUpdate, ApiError> {
+    let shard_keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
+    let update = storage::Update::DeletePayload {
         keys: body.keys,
         selector,
-    })
+    };
+    Ok((update, shard_keys))
 }
 
 /// Payloads removed.
-pub fn clear_payload(body: model::PointsSelector) -> Result<storage::Update, ApiError> {
-    let selector = selector(body.points, body.filter, &body.shard_key, "clear payload")?;
-    Ok(storage::Update::ClearPayload(selector))
+pub fn clear_payload(body: model::PointsSelector) -> Result<KeyedUpdate, ApiError> {
+    let keys = shard_keys(&body.shard_key)?;
+    let selector = selector(body.points, body.filter)?;
+    Ok((storage::Update::ClearPayload(selector), keys))
 }
 
 /// `/points/batch`: the operations in order, as one update. An error names the operation
-/// (`operations[i]`) it is in.
+/// (`operations[i]`) it is in. A batch is one update on each shard: an operation naming
+/// shard keys is refused (501), as the operations of one batch could then land on
+/// different shards.
 pub fn batch(body: model::UpdateOperations) -> Result<storage::Update, ApiError> {
     use model::UpdateOperation as Op;
     if body.operations.len() > storage::MAX_BATCH_OPERATIONS {
@@ -364,6 +391,12 @@ pub fn batch(body: model::UpdateOperations) -> Result<storage::Update, ApiError>
                 Op::UpdateVectors(b) => update_vectors(b),
                 Op::DeleteVectors(b) => delete_vectors(b),
             }
+            .and_then(|(update, keys)| match keys {
+                None => Ok(update),
+                Some(_) => Err(ApiError::not_implemented(
+                    "`shard_key` in a batch of operations is not supported by this server",
+                )),
+            })
             .map_err(|e| e.with_context(&format!("operations[{i}]")))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -374,10 +407,7 @@ pub fn batch(body: model::UpdateOperations) -> Result<storage::Update, ApiError>
 pub fn selector(
     points: Option<Vec<ExtendedPointId>>,
     filter: Option<model::FilterInput>,
-    shard_key: &Option<model::ShardKeySelector>,
-    context: &str,
 ) -> Result<PointSelector, ApiError> {
-    refuse_if_set(shard_key, "shard_key", context)?;
     match (points, filter) {
         (Some(ids), None) => Ok(PointSelector::Ids(point_ids(ids, "points")?)),
         (None, Some(f)) => Ok(PointSelector::Filter(f.0)),

@@ -198,6 +198,7 @@ const GRPC_FILES: &[&str] = &[
     "test_product_quantization.py",
     "test_recommend.py",
     "test_search.py",
+    "test_shard_keys.py",
     "test_snapshot_transfer.py",
     "test_snapshots_restart.py",
 ];
@@ -222,6 +223,7 @@ const CLUSTER_FILES: &[&str] = &[
     "test_patch_vectors.py",
     "test_recommend.py",
     "test_search.py",
+    "test_shard_keys.py",
     "test_updates.py",
     "test_vectors_update.py",
 ];
@@ -239,6 +241,23 @@ const CLUSTER_DESELECTED: &[&str] = &[
     "test_multivector.py::test_multivector_queries_match_oracle[3-distances1]",
 ];
 
+/// Which of the suite's tests run, and against what.
+#[derive(Clone, Copy)]
+struct Suite<'a> {
+    /// The files (all of them when empty).
+    files: &'a [&'a str],
+    /// Tests left out, by pytest node id.
+    deselect: &'a [&'a str],
+    /// The nodes behind a cluster router (0: an embedded router).
+    cluster_nodes: usize,
+}
+
+const WHOLE_SUITE: Suite<'static> = Suite {
+    files: &[],
+    deselect: &[],
+    cluster_nodes: 0,
+};
+
 /// Runs pytest on `files` of the suite (all when empty) against the router; its exit status
 /// and output.
 fn pytest(
@@ -247,9 +266,13 @@ fn pytest(
     router: &Router,
     snapshots: &Path,
     grpc: bool,
-    files: &[&str],
-    deselect: &[&str],
+    suite: Suite<'_>,
 ) -> (std::process::ExitStatus, String) {
+    let Suite {
+        files,
+        deselect,
+        cluster_nodes,
+    } = suite;
     let suite = repo_root().join("bins/router/tests/e2e");
     // Qdrant's spec (v1.19, from ../shared/qdrant-api/), kept beside the suite so that the
     // checkout alone runs it.
@@ -277,6 +300,10 @@ fn pytest(
     }
     if grpc {
         cmd.env("VR_E2E_GRPC_PORT", router.grpc_port.to_string());
+    }
+    if cluster_nodes > 0 {
+        // Tests of what only a cluster serves (shard keys) run then.
+        cmd.env("VR_E2E_CLUSTER_NODES", cluster_nodes.to_string());
     }
     let mut pytest = cmd
         .current_dir(&suite)
@@ -319,7 +346,7 @@ fn python_client_against_router_matches_in_memory_oracle() {
     let (storage, snapshots) = (dir.path().join("storage"), dir.path().join("snapshots"));
     let log = dir.path().join("router.log");
     let mut router = Router::start(&storage, &snapshots, &log);
-    let (status, output) = pytest(&venv, dir.path(), &router, &snapshots, false, &[], &[]);
+    let (status, output) = pytest(&venv, dir.path(), &router, &snapshots, false, WHOLE_SUITE);
     // Shown with --nocapture, and kept in the log of a passing run: the OpenAPI report.
     println!("{output}");
     let code = router.stop(Duration::from_secs(60));
@@ -343,7 +370,17 @@ fn python_client_against_router_matches_in_memory_oracle() {
     std::fs::create_dir_all(&grpc_dir).expect("gRPC run directory");
     let log = grpc_dir.join("router.log");
     let mut router = Router::start(&storage, &snapshots, &log);
-    let (status, output) = pytest(&venv, &grpc_dir, &router, &snapshots, true, GRPC_FILES, &[]);
+    let (status, output) = pytest(
+        &venv,
+        &grpc_dir,
+        &router,
+        &snapshots,
+        true,
+        Suite {
+            files: GRPC_FILES,
+            ..WHOLE_SUITE
+        },
+    );
     println!("over gRPC:\n{output}");
     let code = router.stop(Duration::from_secs(60));
     let router_log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -403,8 +440,11 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
             &router,
             &snapshots,
             grpc,
-            &files,
-            CLUSTER_DESELECTED,
+            Suite {
+                files: &files,
+                deselect: CLUSTER_DESELECTED,
+                cluster_nodes: nodes.len(),
+            },
         );
         println!("cluster mode (gRPC {grpc}):\n{output}");
         let code = router.stop(Duration::from_secs(60));

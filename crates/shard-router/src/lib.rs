@@ -441,8 +441,34 @@ impl ShardHandles {
         self.cluster.as_ref()
     }
 
-    /// The shards of `c`, built on first use.
+    /// The shards of `c` that the shard keys `keys` reach: all of them without keys. Keys
+    /// are an error unless `c` is a collection sharded by key on a cluster.
+    pub fn selected(
+        &self,
+        c: &Arc<Collection>,
+        keys: Option<&remote::keys::KeySelection>,
+    ) -> Result<Arc<[Arc<dyn Shard>]>, ShardError> {
+        match (&self.cluster, keys) {
+            (Some(cluster), _) if cluster.is_keyed(c.name()) => cluster
+                .keyed_shards(c.name(), metrics_of(c), keys)
+                .map_err(|e| ShardError::Refused {
+                    shard: 0,
+                    status: 400,
+                    reason: format!("Bad request: {e}"),
+                }),
+            (_, Some(k)) => Err(remote::not_keyed(c.name(), k)),
+            (_, None) => Ok(self.of(c)),
+        }
+    }
+
+    /// The shards of `c`, built on first use (every key's, for a collection sharded by key:
+    /// built each time, as its keys come and go).
     pub fn of(&self, c: &Arc<Collection>) -> Arc<[Arc<dyn Shard>]> {
+        if let Some(cluster) = self.cluster.as_ref().filter(|k| k.is_keyed(c.name())) {
+            return cluster
+                .keyed_shards(c.name(), metrics_of(c), None)
+                .unwrap_or_else(|_| Arc::from(Vec::new()));
+        }
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((owner, shards)) = built.get(c.name()) {
             if owner.as_ptr() == Arc::as_ptr(c) {
@@ -453,16 +479,7 @@ impl ShardHandles {
         // can build it again after `forget`) are dropped here, not kept until the name returns.
         built.retain(|_, (owner, _)| owner.strong_count() > 0);
         let shards: Arc<[Arc<dyn Shard>]> = match &self.cluster {
-            Some(cluster) => {
-                let metrics = c.with_config(|cfg| {
-                    cfg.vectors
-                        .params()
-                        .into_iter()
-                        .map(|(name, p)| (name, p.distance.metric()))
-                        .collect()
-                });
-                cluster.shards(c.name(), metrics)
-            }
+            Some(cluster) => cluster.shards(c.name(), metrics_of(c)),
             None => c
                 .shards()
                 .iter()
@@ -482,6 +499,17 @@ impl ShardHandles {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
     }
+}
+
+/// Each dense vector's metric in `c`.
+fn metrics_of(c: &Collection) -> std::collections::HashMap<String, quant::Metric> {
+    c.with_config(|cfg| {
+        cfg.vectors
+            .params()
+            .into_iter()
+            .map(|(name, p)| (name, p.distance.metric()))
+            .collect()
+    })
 }
 
 /// Merges shards' answers, each sorted closest first, into the `limit` closest (a point
@@ -717,7 +745,11 @@ pub async fn retrieve(
     let placement = shards[0].placement();
     let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
     for id in &order {
-        by_shard[placement.shard_of(id, n)].push(*id);
+        match placement.shard_of(id, n) {
+            Some(k) => by_shard[k].push(*id),
+            // Any shard may hold it: every shard is asked (the first to answer it wins).
+            None => by_shard.iter_mut().for_each(|ids| ids.push(*id)),
+        }
     }
     let found = futures::future::try_join_all(
         by_shard
@@ -728,6 +760,52 @@ pub async fn retrieve(
     )
     .await?;
     let mut by_id: std::collections::HashMap<PointId, Record> =
-        found.into_iter().flatten().map(|r| (r.id, r)).collect();
+        std::collections::HashMap::with_capacity(order.len());
+    for r in found.into_iter().flatten() {
+        by_id.entry(r.id).or_insert(r);
+    }
     Ok(order.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+/// The dense vector `name` of each of `ids` (in the order given; `None` where the point or
+/// its vector is not stored), each asked of the shard that holds it, or of every shard
+/// when any may ([`Placement::Any`]).
+pub async fn vectors(
+    shards: &[Arc<dyn Shard>],
+    ids: &[PointId],
+    name: &str,
+    deadline: Instant,
+) -> Result<Vec<Option<Vec<f32>>>, ShardError> {
+    let n = shards.len();
+    let Some(first) = shards.first() else {
+        return Ok(vec![None; ids.len()]);
+    };
+    let placement = first.placement();
+    let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
+    for id in ids {
+        match placement.shard_of(id, n) {
+            Some(k) => by_shard[k].push(*id),
+            None => by_shard.iter_mut().for_each(|s| s.push(*id)),
+        }
+    }
+    let mut fetched: Vec<std::vec::IntoIter<Option<Vec<f32>>>> = futures::future::try_join_all(
+        by_shard
+            .into_iter()
+            .enumerate()
+            .map(|(k, ids)| shards[k].vectors(ids, name.to_string(), deadline)),
+    )
+    .await?
+    .into_iter()
+    .map(Vec::into_iter)
+    .collect();
+    Ok(ids
+        .iter()
+        .map(|id| match placement.shard_of(id, n) {
+            Some(k) => fetched[k].next().flatten(),
+            // Every shard was asked: the first that holds it.
+            None => fetched
+                .iter_mut()
+                .fold(None, |found, f| found.or(f.next().flatten())),
+        })
+        .collect())
 }

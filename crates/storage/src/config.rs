@@ -560,7 +560,7 @@ pub struct CollectionConfig {
     /// Sparse vectors by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse_vectors: Option<BTreeMap<String, SparseVectorParams>>,
-    /// Only `auto` sharding.
+    /// `auto` (by hash of the id) or `custom` (by shard key, in cluster mode only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sharding_method: Option<String>,
     /// Accepted and echoed.
@@ -708,9 +708,12 @@ impl CollectionConfig {
             }
         }
         if let Some(m) = &self.sharding_method {
-            if m != "auto" {
+            // `custom` is valid: a cluster router serves it (its keys' groups of nodes hold
+            // the points); a collection of this crate alone places by hash, and its server
+            // refuses `custom` there.
+            if m != "auto" && m != "custom" {
                 return Err(invalid(format!(
-                    "sharding_method: `{m}` is not supported (auto)"
+                    "sharding_method: `{m}` is not one of auto, custom"
                 )));
             }
         }

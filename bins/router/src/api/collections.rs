@@ -52,6 +52,12 @@ pub(crate) async fn create_collection(
     // The create body is storage's own config type: it is stored and echoed as sent.
     let config: storage::CollectionConfig = model::parse(body)?;
     config.validate()?;
+    if config.sharding_method.as_deref() == Some("custom") && state.cluster().is_none() {
+        return Err(ApiError::not_implemented(
+            "Not implemented: sharding_method `custom` (shard keys) is served in cluster mode \
+             (--cluster-nodes): a router holding its shards in process places points by hash",
+        ));
+    }
     let st = state.clone();
     let (n, cfg) = (name.clone(), config.clone());
     blocking(move || {
@@ -334,6 +340,166 @@ pub(crate) async fn delete_payload_index(
         Ok(())
     })
     .await
+}
+
+/// `PUT /collections/{name}/shards`: a new shard key, its shards created on its nodes.
+pub async fn create_shard_key(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+    Body(body): Body<model::CreateShardingKey>,
+) -> ApiResult {
+    let start = Instant::now();
+    add_shard_key(&state, &name, body).await?;
+    Ok(ok(start, &true))
+}
+
+/// The cluster and the collection sharded by key that `name` names.
+fn keyed_collection(
+    state: &AppState,
+    name: &str,
+) -> Result<(Arc<shard_router::remote::Cluster>, Arc<storage::Collection>), ApiError> {
+    let c = collection(state, name)?;
+    match state.cluster() {
+        Some(cluster) if cluster.is_keyed(c.name()) => Ok((cluster.clone(), c)),
+        _ => Err(convert::bad(format!(
+            "Bad request: collection `{}` is not sharded by key (sharding_method: custom)",
+            c.name()
+        ))),
+    }
+}
+
+/// Creates a shard key from a REST body.
+pub(crate) async fn add_shard_key(
+    state: &Arc<AppState>,
+    name: &str,
+    body: model::CreateShardingKey,
+) -> Result<(), ApiError> {
+    use shard_router::remote::keys;
+    let (cluster, c) = keyed_collection(state, name)?;
+    let key = keys::ShardKey::from_json(&body.shard_key)
+        .map_err(|e| convert::bad(format!("Validation error in JSON body: shard_key: {e}")))?;
+    if body.replication_factor.is_some_and(|r| r != 1) {
+        return Err(ApiError::not_implemented(
+            "Not implemented: replication_factor above 1 (replica sets are not served yet)",
+        ));
+    }
+    if body
+        .initial_state
+        .as_deref()
+        .is_some_and(|s| !s.eq_ignore_ascii_case("active"))
+    {
+        return Err(ApiError::not_implemented(
+            "Not implemented: initial_state other than Active",
+        ));
+    }
+    let config = c.config();
+    let shards = body.shards_number.or(config.shard_number).unwrap_or(1) as usize;
+    let group = keys::place_key(
+        &key,
+        shards,
+        body.placement.as_deref(),
+        cluster.nodes().len(),
+    )
+    .map_err(|e| convert::bad(format!("Bad request: {e}")))?;
+    // New keys get the payload indexes the collection has.
+    let indexes: Vec<(String, qdrant_client::qdrant::FieldType)> = match c.payload_schema() {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .filter_map(|(field, info)| {
+                let kind = payload::FieldSchema::from_json(info.get("data_type")?).ok()?;
+                Some((field, field_type_pb(kind)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let deadline = Instant::now() + state.timeout;
+    let n = c.name().to_string();
+    // On a task of its own, as a collection's create: a request given up on must not stop
+    // it half way.
+    let st = state.clone();
+    tokio::spawn(async move {
+        let r = cluster
+            .create_shard_key(&n, &config, &key, group, &indexes, deadline)
+            .await;
+        st.cache.invalidate(&n);
+        r
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {e}"),
+        )
+    })??;
+    Ok(())
+}
+
+/// `POST /collections/{name}/shards/delete`: a shard key and its points deleted.
+pub async fn delete_shard_key(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+    Body(body): Body<model::DropShardingKey>,
+) -> ApiResult {
+    let start = Instant::now();
+    drop_shard_key(&state, &name, &body.shard_key).await?;
+    Ok(ok(start, &true))
+}
+
+/// Deletes a shard key given as JSON.
+pub(crate) async fn drop_shard_key(
+    state: &Arc<AppState>,
+    name: &str,
+    key: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let (cluster, c) = keyed_collection(state, name)?;
+    let key = shard_router::remote::keys::ShardKey::from_json(key)
+        .map_err(|e| convert::bad(format!("Validation error in JSON body: shard_key: {e}")))?;
+    let deadline = Instant::now() + state.timeout;
+    let n = c.name().to_string();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let r = cluster.delete_shard_key(&n, &key, deadline).await;
+        st.cache.invalidate(&n);
+        r
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {e}"),
+        )
+    })??;
+    Ok(())
+}
+
+/// `GET /collections/{name}/shards`: the collection's shard keys (`null` for a collection
+/// sharded by hash).
+pub async fn list_shard_keys(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let start = Instant::now();
+    let keys = shard_keys_of(&state, &name)?;
+    let shard_keys = keys.map(|k| {
+        k.iter()
+            .map(|k| serde_json::json!({ "key": k.to_json() }))
+            .collect::<Vec<_>>()
+    });
+    Ok(ok(start, &serde_json::json!({ "shard_keys": shard_keys })))
+}
+
+/// The shard keys of a collection; `None` when it is sharded by hash.
+pub(crate) fn shard_keys_of(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<Vec<shard_router::remote::keys::ShardKey>>, ApiError> {
+    let c = collection(state, name)?;
+    Ok(state
+        .cluster()
+        .and_then(|cluster| cluster.key_layout(c.name()))
+        .map(|layout| layout.into_keys().collect()))
 }
 
 /// A payload index kind as gRPC's field type.

@@ -124,7 +124,7 @@ async fn run_groups(
     let max = index_core::MAX_LIMIT;
     // Every payload is read for its key; each hit then gets what was asked for.
     let asked = std::mem::replace(&mut plan.request.with_payload, PayloadSelector::All);
-    let shards = state.shard_handles(c);
+    let shards = state.shards_for(c, plan.keys.as_ref())?;
     let start = g.limit * g.group_size * 2 + plan.exclude.len();
     let (hits, groups) = rounds(&g, start, max, |fetch| {
         plan.request.params.limit = fetch;
@@ -278,7 +278,7 @@ pub async fn query_groups(
 ) -> ApiResult {
     let start = Instant::now();
     let req: model::QueryGroupsRequest = model::parse(&body)?;
-    convert::refuse_if_set(&req.shard_key, "shard_key", "query groups")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let c = collection(&state, &name)?;
     let g = Grouping::new(&req.group_by, req.group_size, req.limit, req.with_lookup)?;
     let query = model::QueryRequest {
@@ -293,7 +293,7 @@ pub async fn query_groups(
         with_vector: req.with_vector.clone(),
         prefetch: req.prefetch.clone(),
         lookup_from: req.lookup_from.clone(),
-        shard_key: None,
+        shard_key: req.shard_key.clone(),
     };
     if super::hybrid::is_hybrid(&query) {
         let deadline = params.deadline(state.timeout);
@@ -324,6 +324,8 @@ pub async fn query_groups(
             with_vector: req.with_vector,
         },
     )?;
+    let mut plan = plan;
+    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))
@@ -337,7 +339,7 @@ pub async fn search_groups(
 ) -> ApiResult {
     let start = Instant::now();
     let req: model::SearchGroupsRequest = model::parse(&body)?;
-    convert::refuse_if_set(&req.shard_key, "shard_key", "search groups")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let c = collection(&state, &name)?;
     let g = Grouping::new(
         &req.group_by,
@@ -361,6 +363,8 @@ pub async fn search_groups(
             with_vector: req.with_vector,
         },
     )?;
+    let mut plan = plan;
+    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))
@@ -374,7 +378,7 @@ pub async fn recommend_groups(
 ) -> ApiResult {
     let start = Instant::now();
     let req: model::RecommendGroupsRequest = model::parse(&body)?;
-    convert::refuse_if_set(&req.shard_key, "shard_key", "recommend groups")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let c = collection(&state, &name)?;
     let g = Grouping::new(
         &req.group_by,
@@ -402,6 +406,8 @@ pub async fn recommend_groups(
             with_vector: req.with_vector,
         },
     )?;
+    let mut plan = plan;
+    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))

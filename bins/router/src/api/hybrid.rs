@@ -90,7 +90,7 @@ struct Stage {
 impl Stage {
     /// The root stage of a query request, its tree checked.
     fn root(req: QueryRequest) -> Result<Stage, ApiError> {
-        convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
+        // `shard_key` chose the shards the run searches (`Run::shards`).
         let mut count = 1;
         let prefetch = Stage::children(req.prefetch, 1, &mut count)?;
         let stage = Stage {
@@ -283,12 +283,13 @@ pub async fn run(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<(Vec<u8>, bool), ApiError> {
+    let shards = state.shards_for(c, convert::shard_keys(&req.shard_key)?.as_ref())?;
     let root = Stage::root(req)?;
     let cacheable = is_cacheable(&root);
     let run = Run {
         state: state.clone(),
         collection: c.clone(),
-        shards: state.shard_handles(c),
+        shards,
         deadline,
     };
     let found = stage(&run, &root, None).await?;
@@ -336,11 +337,12 @@ pub async fn points(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Vec<(Record, f32)>, ApiError> {
+    let shards = state.shards_for(c, convert::shard_keys(&req.shard_key)?.as_ref())?;
     let root = Stage::root(req)?;
     let run = Run {
         state: state.clone(),
         collection: c.clone(),
-        shards: state.shard_handles(c),
+        shards,
         deadline,
     };
     Ok(stage(&run, &root, None)
@@ -772,30 +774,7 @@ async fn vectors_of(
     ids: &[PointId],
     name: &str,
 ) -> Result<Vec<Option<Vec<f32>>>, ApiError> {
-    let n = run.shards.len();
-    let Some(first) = run.shards.first() else {
-        return Ok(vec![None; ids.len()]);
-    };
-    // The rule the collection's writes were placed by (local, or a cluster's).
-    let placement = first.placement();
-    let mut by_shard: Vec<Vec<PointId>> = vec![Vec::new(); n];
-    for id in ids {
-        by_shard[placement.shard_of(id, n)].push(*id);
-    }
-    let mut fetched: Vec<std::vec::IntoIter<Option<Vec<f32>>>> = futures::future::try_join_all(
-        by_shard
-            .into_iter()
-            .enumerate()
-            .map(|(k, ids)| run.shards[k].vectors(ids, name.to_string(), run.deadline)),
-    )
-    .await?
-    .into_iter()
-    .map(Vec::into_iter)
-    .collect();
-    Ok(ids
-        .iter()
-        .map(|id| fetched[placement.shard_of(id, n)].next().flatten())
-        .collect())
+    Ok(shard_router::vectors(&run.shards, ids, name, run.deadline).await?)
 }
 
 /// Points in id order, each scored 1 (a stage without a query).

@@ -25,7 +25,7 @@ async fn matrix(
     params: &ReadParams,
     body: SearchMatrixRequest,
 ) -> Result<DistanceMatrix, ApiError> {
-    convert::refuse_if_set(&body.shard_key, "shard_key", "search matrix")?;
+    let keys = convert::shard_keys(&body.shard_key)?;
     let sample = body.sample.unwrap_or(10);
     let limit = body.limit.unwrap_or(3);
     if !(2..=MAX_MATRIX_SAMPLE as u64).contains(&sample) {
@@ -50,7 +50,7 @@ async fn matrix(
         ))),
     })?;
     let deadline = params.deadline(state.timeout);
-    let shards = state.shard_handles(&c);
+    let shards = state.shards_for(&c, keys.as_ref())?;
     // A fresh random seed per request (the standard library's hasher keys are random).
     let seed = std::collections::hash_map::RandomState::new()
         .build_hasher()

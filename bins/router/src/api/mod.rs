@@ -69,6 +69,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/collections/{name}/vectors/",
             put(collections::create_unnamed_vector).delete(collections::delete_unnamed_vector),
         )
+        .route(
+            "/collections/{name}/shards",
+            put(collections::create_shard_key).get(collections::list_shard_keys),
+        )
+        .route(
+            "/collections/{name}/shards/delete",
+            post(collections::delete_shard_key),
+        )
         .route("/collections/{name}/index", put(collections::create_index))
         .route(
             "/collections/{name}/index/{field}",

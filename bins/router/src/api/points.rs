@@ -23,12 +23,12 @@ use storage::{Update, VectorSelector};
 async fn apply_update(
     state: &Arc<AppState>,
     name: &str,
-    update: Update,
+    (update, keys): convert::KeyedUpdate,
     params: &WriteParams,
 ) -> ApiResult {
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
-    let seq = write(state, name, update, wait).await?;
+    let seq = write(state, name, update, keys.as_ref(), wait).await?;
     Ok(ok(
         start,
         &UpdateResult {
@@ -39,11 +39,13 @@ async fn apply_update(
 }
 
 /// Applies an update on a blocking thread; the collection's cached answers are invalidated
-/// whatever the outcome. Returns the operation id.
+/// whatever the outcome. Returns the operation id. `keys` are the shard keys it names (a
+/// collection sharded by key, in cluster mode).
 pub(crate) async fn write(
     state: &Arc<AppState>,
     name: &str,
     update: Update,
+    keys: Option<&shard_router::remote::keys::KeySelection>,
     wait: bool,
 ) -> Result<u64, ApiError> {
     let c = collection(state, name)?;
@@ -60,7 +62,7 @@ pub(crate) async fn write(
             Ok(u2)
         })
         .await?;
-        let r = cluster.write(&name, update, wait, deadline).await;
+        let r = cluster.write(&name, update, keys, wait, deadline).await;
         state.cache.invalidate(&name);
         return Ok(r?);
     }
@@ -161,7 +163,7 @@ pub async fn batch(
     let n = body.operations.len();
     let update = convert::batch(body)?;
     let wait = model::Flag::or(params.wait, false);
-    let seq = write(&state, &name, update, wait).await?;
+    let seq = write(&state, &name, update, None, wait).await?;
     let result = UpdateResult {
         operation_id: seq,
         status: UpdateStatus::waited(wait),
@@ -191,14 +193,14 @@ pub(crate) async fn retrieve_records(
     deadline: Instant,
 ) -> Result<(bool, Vec<storage::Record>), ApiError> {
     let c = collection(state, name)?;
-    convert::refuse_if_set(&body.shard_key, "shard_key", "retrieve")?;
+    let keys = convert::shard_keys(&body.shard_key)?;
     let ids = convert::point_ids(body.ids, "ids")?;
     let req = Arc::new(RetrieveRequest {
         with_payload: convert::payload_selector(body.with_payload, true),
         with_vector: convert::vector_selector(body.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shard_handles(&c);
+    let shards = state.shards_for(&c, keys.as_ref())?;
     Ok((
         named,
         shard_router::retrieve(&shards, &ids, req, deadline).await?,
@@ -272,9 +274,10 @@ pub(crate) async fn scroll_page(
     deadline: Instant,
 ) -> Result<ScrollPage, ApiError> {
     let c = collection(state, name)?;
-    convert::refuse_if_set(&body.shard_key, "shard_key", "scroll")?;
+    let keys = convert::shard_keys(&body.shard_key)?;
+    let shards = state.shards_for(&c, keys.as_ref())?;
     if let Some(order) = body.order_by.take() {
-        return scroll_ordered(state, &c, order, body, deadline).await;
+        return scroll_ordered(&c, &shards, order, body, deadline).await;
     }
     let req = Arc::new(shard_router::ScrollRequest {
         from: body.offset.map(|id| id.0),
@@ -284,7 +287,6 @@ pub(crate) async fn scroll_page(
         with_vector: convert::vector_selector(body.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shard_handles(&c);
     let page = shard_router::scroll(&shards, req, deadline).await?;
     Ok(ScrollPage {
         named,
@@ -320,8 +322,8 @@ pub(super) fn order_by(order: model::OrderByInput) -> Result<storage::OrderBy, A
 /// point once per distinct value, `order_value` on each, no next page offset: the next page
 /// starts from the last value).
 async fn scroll_ordered(
-    state: &Arc<AppState>,
     c: &Arc<storage::Collection>,
+    shards: &[Arc<dyn shard_router::Shard>],
     order: model::OrderByInput,
     body: ScrollRequest,
     deadline: Instant,
@@ -339,8 +341,7 @@ async fn scroll_ordered(
         with_vector: convert::vector_selector(body.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shard_handles(c);
-    let page = shard_router::scroll_ordered(&shards, req, deadline).await?;
+    let page = shard_router::scroll_ordered(shards, req, deadline).await?;
     Ok(ScrollPage {
         named,
         points: page
@@ -370,8 +371,8 @@ pub(crate) async fn count_points(
     deadline: Instant,
 ) -> Result<usize, ApiError> {
     let c = collection(state, name)?;
-    convert::refuse_if_set(&body.shard_key, "shard_key", "count")?;
-    let shards = state.shard_handles(&c);
+    let keys = convert::shard_keys(&body.shard_key)?;
+    let shards = state.shards_for(&c, keys.as_ref())?;
     let filter = body.filter.map(|f| f.0);
     Ok(shard_router::count(&shards, filter, deadline).await?)
 }
@@ -386,12 +387,12 @@ pub async fn facet(
     Body(body): Body<model::FacetRequest>,
 ) -> ApiResult {
     let start = Instant::now();
-    convert::refuse_if_set(&body.shard_key, "shard_key", "facet")?;
+    let keys = convert::shard_keys(&body.shard_key)?;
     let limit = convert::limit(body.limit, "limit", 10)?;
     let key = payload::KeyPath::parse(&body.key)
         .map_err(|e| bad(format!("Wrong input: key `{}`: {e}", body.key)))?;
     let c = collection(&state, &name)?;
-    let shards = state.shard_handles(&c);
+    let shards = state.shards_for(&c, keys.as_ref())?;
     let counts = shard_router::facet(
         &shards,
         Arc::new(key),

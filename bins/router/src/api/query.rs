@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use index_core::PointId;
 use serde_json::value::RawValue;
+use shard_router::remote::keys::KeySelection;
 use std::sync::Arc;
 use std::time::Instant;
 use storage::Collection;
@@ -34,6 +35,8 @@ pub(super) struct PlannedSearch {
     /// Whether the answer depends on another collection (examples looked up there): such
     /// an answer is not cached, since writes there do not invalidate this collection's.
     cacheable: bool,
+    /// The shard keys searched (all shards without).
+    pub(super) keys: Option<KeySelection>,
 }
 
 /// What a query asks for.
@@ -125,7 +128,7 @@ pub(super) fn asked_of(query: QueryInterface) -> Result<Asked, ApiError> {
 }
 
 fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Result<Plan, ApiError> {
-    convert::refuse_if_set(&req.shard_key, "shard_key", "query")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
     let mut req = req;
@@ -156,7 +159,7 @@ fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Resul
             with_vector: req.with_vector,
         },
     )
-    .map(|p| Plan::Search(Box::new(p)))
+    .map(|p| Plan::Search(Box::new(PlannedSearch { keys, ..p })))
 }
 
 fn plan_legacy(
@@ -164,24 +167,27 @@ fn plan_legacy(
     c: &Arc<Collection>,
     req: SearchRequest,
 ) -> Result<PlannedSearch, ApiError> {
-    convert::refuse_if_set(&req.shard_key, "shard_key", "search")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "search")?;
-    plan_search(
-        state,
-        c,
-        SearchParts {
-            using: req.vector.name,
-            asked: Asked::Nearest(req.vector.vector),
-            lookup_from: None,
-            limit,
-            offset,
-            filter: req.filter,
-            params: req.params,
-            score_threshold: req.score_threshold,
-            with_payload: req.with_payload,
-            with_vector: req.with_vector,
-        },
+    with_keys(
+        keys,
+        plan_search(
+            state,
+            c,
+            SearchParts {
+                using: req.vector.name,
+                asked: Asked::Nearest(req.vector.vector),
+                lookup_from: None,
+                limit,
+                offset,
+                filter: req.filter,
+                params: req.params,
+                score_threshold: req.score_threshold,
+                with_payload: req.with_payload,
+                with_vector: req.with_vector,
+            },
+        ),
     )
 }
 
@@ -190,28 +196,31 @@ fn plan_recommend(
     c: &Arc<Collection>,
     req: model::RecommendRequest,
 ) -> Result<PlannedSearch, ApiError> {
-    convert::refuse_if_set(&req.shard_key, "shard_key", "recommend")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "recommend")?;
-    plan_search(
-        state,
-        c,
-        SearchParts {
-            using: req.using.unwrap_or_default(),
-            asked: Asked::recommend(model::RecommendInput {
-                positive: req.positive,
-                negative: req.negative,
-                strategy: req.strategy,
-            }),
-            lookup_from: req.lookup_from,
-            limit,
-            offset,
-            filter: req.filter,
-            params: req.params,
-            score_threshold: req.score_threshold,
-            with_payload: req.with_payload,
-            with_vector: req.with_vector,
-        },
+    with_keys(
+        keys,
+        plan_search(
+            state,
+            c,
+            SearchParts {
+                using: req.using.unwrap_or_default(),
+                asked: Asked::recommend(model::RecommendInput {
+                    positive: req.positive,
+                    negative: req.negative,
+                    strategy: req.strategy,
+                }),
+                lookup_from: req.lookup_from,
+                limit,
+                offset,
+                filter: req.filter,
+                params: req.params,
+                score_threshold: req.score_threshold,
+                with_payload: req.with_payload,
+                with_vector: req.with_vector,
+            },
+        ),
     )
 }
 
@@ -220,7 +229,7 @@ fn plan_discover(
     c: &Arc<Collection>,
     req: model::DiscoverRequest,
 ) -> Result<PlannedSearch, ApiError> {
-    convert::refuse_if_set(&req.shard_key, "shard_key", "discover")?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "discover")?;
     let context = req.context.unwrap_or_default();
@@ -228,22 +237,33 @@ fn plan_discover(
         Some(target) => Asked::Discover { target, context },
         None => Asked::Context(context),
     };
-    plan_search(
-        state,
-        c,
-        SearchParts {
-            using: req.using.unwrap_or_default(),
-            asked,
-            lookup_from: req.lookup_from,
-            limit,
-            offset,
-            filter: req.filter,
-            params: req.params,
-            score_threshold: None,
-            with_payload: req.with_payload,
-            with_vector: req.with_vector,
-        },
+    with_keys(
+        keys,
+        plan_search(
+            state,
+            c,
+            SearchParts {
+                using: req.using.unwrap_or_default(),
+                asked,
+                lookup_from: req.lookup_from,
+                limit,
+                offset,
+                filter: req.filter,
+                params: req.params,
+                score_threshold: None,
+                with_payload: req.with_payload,
+                with_vector: req.with_vector,
+            },
+        ),
     )
+}
+
+/// A plan that searches the shards of `keys`.
+fn with_keys(
+    keys: Option<KeySelection>,
+    plan: Result<PlannedSearch, ApiError>,
+) -> Result<PlannedSearch, ApiError> {
+    plan.map(|p| PlannedSearch { keys, ..p })
 }
 
 /// Where the points a query names by id are read from: the lookup collection's own shards,
@@ -565,6 +585,7 @@ pub(super) fn plan_search(
         metric,
         exclude,
         cacheable: same_collection,
+        keys: None,
     })
 }
 
@@ -775,6 +796,7 @@ fn sparse_plan(
         metric: quant::Metric::InnerProduct,
         exclude,
         cacheable,
+        keys: None,
     })
 }
 
@@ -884,7 +906,7 @@ async fn run_search(
         return Ok(hit);
     }
     let started = Instant::now();
-    let shards = state.shard_handles(c);
+    let shards = state.shards_for(c, plan.keys.as_ref())?;
     // `limit + offset` was capped at the most a search returns: what is left after the
     // offset may be nothing.
     let limit = plan
@@ -933,6 +955,7 @@ async fn query_without_vector(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
     let scroll = Arc::new(shard_router::ScrollRequest {
@@ -943,7 +966,7 @@ async fn query_without_vector(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shard_handles(c);
+    let shards = state.shards_for(c, keys.as_ref())?;
     let page = shard_router::scroll(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .points
@@ -965,6 +988,7 @@ async fn query_ordered(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Answer, ApiError> {
+    let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(req.limit, "limit", 10)?;
     let offset = convert::offset(req.offset, "query")?;
     let scroll = Arc::new(shard_router::OrderedScrollRequest {
@@ -975,7 +999,7 @@ async fn query_ordered(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shard_handles(c);
+    let shards = state.shards_for(c, keys.as_ref())?;
     let page = shard_router::scroll_ordered(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .iter()

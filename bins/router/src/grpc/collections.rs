@@ -573,6 +573,11 @@ fn info_pb(v: &Json) -> pb::CollectionInfo {
                 write_consistency_factor: u64_at(params, "write_consistency_factor")
                     .map(|n| n as u32),
                 sparse_vectors_config: params.get("sparse_vectors").and_then(sparse_config_pb),
+                sharding_method: match params.get("sharding_method").and_then(Json::as_str) {
+                    Some("custom") => Some(pb::ShardingMethod::Custom as i32),
+                    Some("auto") => Some(pb::ShardingMethod::Auto as i32),
+                    _ => None,
+                },
                 ..Default::default()
             }),
             hnsw_config: Some(hnsw_pb(&config["hnsw_config"])),
@@ -777,23 +782,76 @@ impl pb::collections_server::Collections for Collections {
 
     async fn create_shard_key(
         &self,
-        _request: Request<pb::CreateShardKeyRequest>,
+        request: Request<pb::CreateShardKeyRequest>,
     ) -> Result<Response<pb::CreateShardKeyResponse>, Status> {
-        unimplemented("Collections/CreateShardKey")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let c = r.request.ok_or_else(|| invalid("request is required"))?;
+        let key = shard_key_json(c.shard_key.as_ref(), "request.shard_key")?;
+        let initial_state = match c.initial_state {
+            None => None,
+            Some(s) => Some(
+                pb::ReplicaState::try_from(s)
+                    .map_err(|_| invalid(format!("request.initial_state: unknown state {s}")))?
+                    .as_str_name()
+                    .to_string(),
+            ),
+        };
+        let body = crate::model::CreateShardingKey {
+            shard_key: key,
+            shards_number: c.shards_number,
+            replication_factor: c.replication_factor,
+            placement: (!c.placement.is_empty()).then_some(c.placement),
+            initial_state,
+        };
+        rest::add_shard_key(&self.0, &r.collection_name, body).await?;
+        Ok(Response::new(pb::CreateShardKeyResponse {
+            result: true,
+            time: seconds(start),
+        }))
     }
 
     async fn delete_shard_key(
         &self,
-        _request: Request<pb::DeleteShardKeyRequest>,
+        request: Request<pb::DeleteShardKeyRequest>,
     ) -> Result<Response<pb::DeleteShardKeyResponse>, Status> {
-        unimplemented("Collections/DeleteShardKey")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let d = r.request.ok_or_else(|| invalid("request is required"))?;
+        let key = shard_key_json(d.shard_key.as_ref(), "request.shard_key")?;
+        rest::drop_shard_key(&self.0, &r.collection_name, &key).await?;
+        Ok(Response::new(pb::DeleteShardKeyResponse {
+            result: true,
+            time: seconds(start),
+        }))
     }
 
     async fn list_shard_keys(
         &self,
-        _request: Request<pb::ListShardKeysRequest>,
+        request: Request<pb::ListShardKeysRequest>,
     ) -> Result<Response<pb::ListShardKeysResponse>, Status> {
-        unimplemented("Collections/ListShardKeys")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let keys = rest::shard_keys_of(&self.0, &r.collection_name)?.unwrap_or_default();
+        let shard_keys = keys
+            .into_iter()
+            .map(|k| pb::ShardKeyDescription {
+                key: Some(pb::ShardKey {
+                    key: Some(match k {
+                        shard_router::remote::keys::ShardKey::Keyword(w) => {
+                            pb::shard_key::Key::Keyword(w)
+                        }
+                        shard_router::remote::keys::ShardKey::Number(n) => {
+                            pb::shard_key::Key::Number(n)
+                        }
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::ListShardKeysResponse {
+            shard_keys,
+            time: seconds(start),
+        }))
     }
 }
 
@@ -1044,4 +1102,13 @@ fn update_json(u: &pb::UpdateCollection) -> Result<Json, ApiError> {
         out.insert("metadata".into(), Json::Object(json::map_json(&u.metadata)));
     }
     Ok(Json::Object(out))
+}
+
+/// A gRPC shard key as JSON.
+fn shard_key_json(k: Option<&pb::ShardKey>, at: &str) -> Result<Json, ApiError> {
+    match k.and_then(|k| k.key.as_ref()) {
+        Some(pb::shard_key::Key::Keyword(w)) => Ok(Json::String(w.clone())),
+        Some(pb::shard_key::Key::Number(n)) => Ok(Json::from(*n)),
+        None => Err(invalid(format!("{at} is required"))),
+    }
 }

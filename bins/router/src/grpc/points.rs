@@ -33,12 +33,13 @@ fn parse<T: serde::de::DeserializeOwned>(v: &Json) -> Result<T, ApiError> {
 async fn apply(
     state: &Arc<AppState>,
     name: &str,
-    update: Result<storage::Update, ApiError>,
+    update: Result<crate::convert::KeyedUpdate, ApiError>,
     wait: Option<bool>,
 ) -> Result<Response<pb::PointsOperationResponse>, Status> {
     let start = Instant::now();
     let wait = wait.unwrap_or(false);
-    let seq = rest::write(state, name, update?, wait).await?;
+    let (update, keys) = update?;
+    let seq = rest::write(state, name, update, keys.as_ref(), wait).await?;
     Ok(operation(start, Some(seq), wait))
 }
 
@@ -67,13 +68,44 @@ fn threshold(t: Option<f32>) -> Result<Option<Json>, ApiError> {
         .transpose()
 }
 
-fn refuse_shard_key(s: &Option<pb::ShardKeySelector>) -> Result<(), ApiError> {
-    if s.is_some() {
-        return Err(ApiError::not_implemented(
-            "shard_key_selector (custom sharding is not served)",
-        ));
+/// A request's `shard_key_selector` as REST's `shard_key` (REST's handlers decide what it
+/// selects, or refuse it where they do not serve it).
+fn shard_key_json(s: &Option<pb::ShardKeySelector>) -> Result<Option<Json>, ApiError> {
+    let Some(s) = s else {
+        return Ok(None);
+    };
+    let key = |k: &pb::ShardKey, at: &str| match &k.key {
+        Some(pb::shard_key::Key::Keyword(w)) => Ok(Json::String(w.clone())),
+        Some(pb::shard_key::Key::Number(n)) => Ok(Json::from(*n)),
+        None => Err(invalid(format!("{at}: a shard key without a value"))),
+    };
+    let keys = s
+        .shard_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| key(k, &format!("shard_key_selector.shard_keys[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(match (&s.fallback, keys.as_slice()) {
+        (None, [one]) => one.clone(),
+        (None, _) => Json::Array(keys),
+        (Some(f), [one]) => json!({
+            "target": one,
+            "fallback": key(f, "shard_key_selector.fallback")?,
+        }),
+        (Some(_), _) => {
+            return Err(invalid(
+                "shard_key_selector: a fallback goes with exactly one shard key",
+            ))
+        }
+    }))
+}
+
+/// `body` with the request's shard keys added.
+fn keyed(mut body: Json, s: &Option<pb::ShardKeySelector>) -> Result<Json, ApiError> {
+    if let (Some(k), Json::Object(m)) = (shard_key_json(s)?, &mut body) {
+        m.insert("shard_key".into(), k);
     }
-    Ok(())
+    Ok(body)
 }
 
 fn point_json(i: usize, p: &pb::PointStruct) -> Result<Json, ApiError> {
@@ -133,7 +165,7 @@ fn field_type_name(t: i32) -> Result<&'static str, ApiError> {
 /// `SearchPoints` as REST's `SearchRequest`.
 #[allow(deprecated)] // `vector` with `sparse_indices` is the form clients send
 fn search_json(s: &pb::SearchPoints) -> Result<Json, ApiError> {
-    refuse_shard_key(&s.shard_key_selector)?;
+    let shard_key = shard_key_json(&s.shard_key_selector)?;
     let vector = match &s.sparse_indices {
         Some(ix) => json!({"indices": ix.data, "values": s.vector}),
         None => json!(s.vector),
@@ -143,6 +175,7 @@ fn search_json(s: &pb::SearchPoints) -> Result<Json, ApiError> {
         None => vector,
     };
     let mut out = Map::new();
+    put(&mut out, "shard_key", shard_key);
     out.insert("vector".into(), vector);
     out.insert("limit".into(), json!(s.limit));
     put(&mut out, "offset", s.offset.map(Json::from));
@@ -236,8 +269,9 @@ fn prefetch_json(p: &pb::PrefetchQuery) -> Result<Json, ApiError> {
 
 /// `QueryPoints` as REST's `QueryRequest`.
 fn query_json(q: &pb::QueryPoints) -> Result<Json, ApiError> {
-    refuse_shard_key(&q.shard_key_selector)?;
+    let shard_key = shard_key_json(&q.shard_key_selector)?;
     let mut out = Map::new();
+    put(&mut out, "shard_key", shard_key);
     QueryParts {
         prefetch: &q.prefetch,
         query: q.query.as_ref(),
@@ -284,7 +318,7 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
             let points = r
                 .points
                 .iter()
@@ -292,6 +326,7 @@ impl pb::points_server::Points for Points {
                 .map(|(i, p)| point_json(i, p))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             out.insert("points".into(), Json::Array(points));
             put(
                 &mut out,
@@ -313,9 +348,8 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
             let sel = json::selector_json(r.points.as_ref(), "points")?;
-            crate::convert::delete(parse(&sel)?)
+            crate::convert::delete(parse(&keyed(sel, &r.shard_key_selector)?)?)
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -326,7 +360,7 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
+        let shard_key = shard_key_json(&r.shard_key_selector)?;
         let ids = r
             .ids
             .iter()
@@ -334,6 +368,7 @@ impl pb::points_server::Points for Points {
             .map(|(i, id)| json::id_json(id, &format!("ids[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Map::new();
+        put(&mut out, "shard_key", shard_key);
         out.insert("ids".into(), Json::Array(ids));
         put(
             &mut out,
@@ -369,7 +404,6 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
             let points = r
                 .points
                 .iter()
@@ -396,6 +430,11 @@ impl pb::points_server::Points for Points {
                     .map(json::filter_json)
                     .transpose()?,
             );
+            put(
+                &mut out,
+                "shard_key",
+                shard_key_json(&r.shard_key_selector)?,
+            );
             crate::convert::update_vectors(parse(&Json::Object(out))?)
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
@@ -407,8 +446,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             let names = r
                 .vectors
                 .as_ref()
@@ -446,8 +486,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             out.insert("keys".into(), json!(r.keys));
             let body = with_selector(out, r.points_selector.as_ref(), "points_selector")?;
             crate::convert::delete_payload(parse(&body)?)
@@ -461,9 +502,8 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
         let update = (|| {
-            refuse_shard_key(&r.shard_key_selector)?;
             let sel = json::selector_json(r.points.as_ref(), "points")?;
-            crate::convert::clear_payload(parse(&sel)?)
+            crate::convert::clear_payload(parse(&keyed(sel, &r.shard_key_selector)?)?)
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -569,7 +609,6 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::SearchGroupsResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
         let search = pb::SearchPoints {
             collection_name: String::new(),
             vector: r.vector.clone(),
@@ -583,7 +622,7 @@ impl pb::points_server::Points for Points {
             with_vectors: r.with_vectors.clone(),
             read_consistency: None,
             timeout: None,
-            shard_key_selector: None,
+            shard_key_selector: r.shard_key_selector.clone(),
             sparse_indices: r.sparse_indices.clone(),
         };
         let Json::Object(mut out) = search_json(&search)? else {
@@ -618,8 +657,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
+        let shard_key = shard_key_json(&r.shard_key_selector)?;
         let mut out = Map::new();
+        put(&mut out, "shard_key", shard_key);
         put(
             &mut out,
             "filter",
@@ -742,8 +782,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::CountResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
+        let shard_key = shard_key_json(&r.shard_key_selector)?;
         let mut out = Map::new();
+        put(&mut out, "shard_key", shard_key);
         put(
             &mut out,
             "filter",
@@ -783,7 +824,7 @@ impl pb::points_server::Points for Points {
         let body: model::UpdateOperations = parse(&json!({ "operations": operations }))?;
         let wait = r.wait.unwrap_or(false);
         let update = crate::convert::batch(body)?;
-        let seq = rest::write(&self.0, &r.collection_name, update, wait).await?;
+        let seq = rest::write(&self.0, &r.collection_name, update, None, wait).await?;
         let status = if wait {
             pb::UpdateStatus::Completed
         } else {
@@ -852,8 +893,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::QueryGroupsResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
+        let shard_key = shard_key_json(&r.shard_key_selector)?;
         let mut out = Map::new();
+        put(&mut out, "shard_key", shard_key);
         QueryParts {
             prefetch: &r.prefetch,
             query: r.query.as_ref(),
@@ -899,8 +941,9 @@ impl pb::points_server::Points for Points {
     ) -> Result<Response<pb::FacetResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        refuse_shard_key(&r.shard_key_selector)?;
+        let shard_key = shard_key_json(&r.shard_key_selector)?;
         let mut out = Map::new();
+        put(&mut out, "shard_key", shard_key);
         out.insert("key".into(), Json::String(r.key.clone()));
         put(
             &mut out,
@@ -1017,8 +1060,9 @@ impl pb::points_server::Points for Points {
 }
 
 fn set_payload_body(r: &pb::SetPayloadPoints) -> Result<Json, ApiError> {
-    refuse_shard_key(&r.shard_key_selector)?;
+    let shard_key = shard_key_json(&r.shard_key_selector)?;
     let mut out = Map::new();
+    put(&mut out, "shard_key", shard_key);
     out.insert("payload".into(), Json::Object(json::map_json(&r.payload)));
     put(&mut out, "key", r.key.clone().map(Json::String));
     with_selector(out, r.points_selector.as_ref(), "points_selector")
@@ -1032,7 +1076,7 @@ fn batch_operation_json(op: &pb::PointsUpdateOperation, at: &str) -> Result<Json
     Ok(match &op.operation {
         None => return Err(invalid(format!("{at}: an operation without a kind"))),
         Some(O::Upsert(u)) => {
-            refuse_shard_key(&u.shard_key_selector)?;
+            let shard_key = shard_key_json(&u.shard_key_selector)?;
             let points = u
                 .points
                 .iter()
@@ -1040,6 +1084,7 @@ fn batch_operation_json(op: &pb::PointsUpdateOperation, at: &str) -> Result<Json
                 .map(|(i, p)| point_json(i, p))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             out.insert("points".into(), Json::Array(points));
             put(
                 &mut out,
@@ -1054,32 +1099,30 @@ fn batch_operation_json(op: &pb::PointsUpdateOperation, at: &str) -> Result<Json
         }
         Some(O::DeleteDeprecated(sel)) => json!({ "delete": selector(Some(sel))? }),
         Some(O::DeletePoints(d)) => {
-            refuse_shard_key(&d.shard_key_selector)?;
-            json!({ "delete": selector(d.points.as_ref())? })
+            json!({ "delete": keyed(selector(d.points.as_ref())?, &d.shard_key_selector)? })
         }
         Some(O::SetPayload(p)) => {
-            refuse_shard_key(&p.shard_key_selector)?;
-            json!({ "set_payload": payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)? })
+            json!({ "set_payload": keyed(payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)?, &p.shard_key_selector)? })
         }
         Some(O::OverwritePayload(p)) => {
-            refuse_shard_key(&p.shard_key_selector)?;
-            json!({ "overwrite_payload": payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)? })
+            json!({ "overwrite_payload": keyed(payload_op(&p.payload, p.key.as_ref(), p.points_selector.as_ref(), at)?, &p.shard_key_selector)? })
         }
         Some(O::DeletePayload(d)) => {
-            refuse_shard_key(&d.shard_key_selector)?;
+            let shard_key = shard_key_json(&d.shard_key_selector)?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             out.insert("keys".into(), json!(d.keys));
             json!({ "delete_payload": with_selector(out, d.points_selector.as_ref(), &format!("{at}.points_selector"))? })
         }
         Some(O::ClearPayloadDeprecated(sel)) => json!({ "clear_payload": selector(Some(sel))? }),
         Some(O::ClearPayload(c)) => {
-            refuse_shard_key(&c.shard_key_selector)?;
-            json!({ "clear_payload": selector(c.points.as_ref())? })
+            json!({ "clear_payload": keyed(selector(c.points.as_ref())?, &c.shard_key_selector)? })
         }
         Some(O::UpdateVectors(u)) => {
-            refuse_shard_key(&u.shard_key_selector)?;
+            let shard_key = shard_key_json(&u.shard_key_selector)?;
             let points = point_vectors_json(&u.points)?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             out.insert("points".into(), Json::Array(points));
             put(
                 &mut out,
@@ -1092,8 +1135,9 @@ fn batch_operation_json(op: &pb::PointsUpdateOperation, at: &str) -> Result<Json
             json!({ "update_vectors": out })
         }
         Some(O::DeleteVectors(d)) => {
-            refuse_shard_key(&d.shard_key_selector)?;
+            let shard_key = shard_key_json(&d.shard_key_selector)?;
             let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
             let names = d
                 .vectors
                 .as_ref()
@@ -1204,8 +1248,9 @@ fn groups_pb(v: &Json) -> Result<pb::GroupsResult, ApiError> {
 fn matrix_request(
     r: &pb::SearchMatrixPoints,
 ) -> Result<(String, model::ReadParams, model::SearchMatrixRequest), ApiError> {
-    refuse_shard_key(&r.shard_key_selector)?;
+    let shard_key = shard_key_json(&r.shard_key_selector)?;
     let mut out = Map::new();
+    put(&mut out, "shard_key", shard_key);
     put(
         &mut out,
         "filter",
@@ -1223,7 +1268,7 @@ fn matrix_request(
 
 /// `RecommendPoints` (the legacy recommendation) as REST's `RecommendRequest`.
 fn recommend_json(r: &pb::RecommendPoints) -> Result<Json, ApiError> {
-    refuse_shard_key(&r.shard_key_selector)?;
+    let shard_key = shard_key_json(&r.shard_key_selector)?;
     let examples = |ids: &[pb::PointId], vectors: &[pb::Vector], side: &str| {
         let mut out = ids
             .iter()
@@ -1236,6 +1281,7 @@ fn recommend_json(r: &pb::RecommendPoints) -> Result<Json, ApiError> {
         Ok::<_, ApiError>(Json::Array(out))
     };
     let mut out = Map::new();
+    put(&mut out, "shard_key", shard_key);
     out.insert(
         "positive".into(),
         examples(&r.positive, &r.positive_vectors, "positive")?,

@@ -740,6 +740,30 @@ pub struct RenameAlias {
     pub new_alias_name: String,
 }
 
+/// `CreateShardingKey` (`PUT /collections/{name}/shards`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShardingKey {
+    /// The key.
+    pub shard_key: Value,
+    /// Shards of the key (default: the collection's `shard_number`, else 1).
+    pub shards_number: Option<u32>,
+    /// Replicas of each shard: 1 only (replica sets are not served yet).
+    pub replication_factor: Option<u32>,
+    /// Nodes the shards may go on: positions in the cluster's node list, from 0.
+    pub placement: Option<Vec<u64>>,
+    /// Qdrant's initial replica state: only `Active` (what a new shard here is).
+    pub initial_state: Option<String>,
+}
+
+/// `DropShardingKey` (`POST /collections/{name}/shards/delete`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropShardingKey {
+    /// The key.
+    pub shard_key: Value,
+}
+
 /// `CreateFieldIndex`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -560,3 +560,258 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// Qdrant's custom sharding over the cluster: each shard key's points live only on its
+/// nodes (their metrics count them), a query naming a key reaches only that key's nodes,
+/// answers equal an embedded collection holding the same points (per key, and all keys
+/// together), and the keys survive the coordinator: a second one started on an empty disk,
+/// and the first restarted, find them on the nodes.
+#[tokio::test]
+async fn shard_keys_keep_points_on_their_nodes_and_keyed_reads_reach_only_them() {
+    let node_dirs: Vec<DataDirs> = (0..3).map(|_| DataDirs::new()).collect();
+    let nodes: Vec<Router> = node_dirs
+        .iter()
+        .map(|d| start_node(d, free_port(), free_port()))
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let cluster_dirs = DataDirs::new();
+    let mut cluster = start_cluster_router(&cluster_dirs, &urls, &[]);
+    let embedded_dirs = DataDirs::new();
+    let embedded = Router::start(&embedded_dirs, &["--cache-ttl-secs", "0"]);
+
+    let vectors = json!({"size": DIM, "distance": "Cosine"});
+    cluster
+        .create(
+            "k",
+            json!({"vectors": vectors, "sharding_method": "custom"}),
+        )
+        .await;
+    // "en" on node 0 alone; "de" over nodes 1 and 2.
+    for (key, body) in [
+        ("en", json!({"shard_key": "en", "placement": [0]})),
+        (
+            "de",
+            json!({"shard_key": "de", "shards_number": 2, "placement": [2, 1]}),
+        ),
+    ] {
+        assert_eq!(
+            cluster.put("/collections/k/shards", body).await,
+            json!(true),
+            "{key}"
+        );
+    }
+    for name in ["en", "de", "all"] {
+        embedded.create(name, json!({ "vectors": vectors })).await;
+    }
+    let (en, de) = (points(0, 400), points(400, 900));
+    for (key, pts) in [("en", &en), ("de", &de)] {
+        for chunk in pts.chunks(250) {
+            cluster
+                .upsert("k", json!({"points": chunk, "shard_key": key}))
+                .await;
+            embedded.upsert(key, json!({ "points": chunk })).await;
+            embedded.upsert("all", json!({ "points": chunk })).await;
+        }
+    }
+    let points_on = |k: usize, c: &'static str| {
+        let node = &nodes[k];
+        async move {
+            node.metric(&format!(
+                "vector_router_collection_points{{collection=\"{c}\"}}"
+            ))
+            .await
+        }
+    };
+    assert_eq!(points_on(0, "k@en").await, 400.0);
+    assert_eq!(points_on(1, "k@en").await + points_on(2, "k@en").await, 0.0);
+    assert_eq!(points_on(0, "k@de").await, 0.0);
+    let (d1, d2) = (points_on(1, "k@de").await, points_on(2, "k@de").await);
+    assert_eq!(d1 + d2, 500.0);
+    assert!(
+        d1 > 100.0 && d2 > 100.0,
+        "de's points split over its nodes: {d1}, {d2}"
+    );
+    for k in 0..3 {
+        assert_eq!(
+            points_on(k, "k").await,
+            0.0,
+            "node {k} holds no auto-sharded copy"
+        );
+    }
+
+    // Keyed reads equal the key's own collection; unkeyed ones, all of them.
+    let searches = |k: usize, c: &'static str| {
+        let node = &nodes[k];
+        async move {
+            node.metric(&format!(
+                "vector_router_search_duration_seconds_count{{collection=\"{c}\"}}"
+            ))
+            .await
+        }
+    };
+    let de_before = searches(1, "k@de").await + searches(2, "k@de").await;
+    let en_before = searches(0, "k@en").await;
+    for q in 0..20u64 {
+        for (j, (key, oracle)) in [(Some("en"), "en"), (Some("de"), "de"), (None, "all")]
+            .into_iter()
+            .enumerate()
+        {
+            // A vector of its own each time: a node's result cache would answer a repeated
+            // one without counting a search.
+            let v = vector(10_000 + q * 3 + j as u64, DIM);
+            let mut body = json!({"query": v, "limit": 7, "with_payload": true,
+                                  "params": {"exact": true}});
+            if q % 3 == 0 {
+                body["filter"] = json!({"must": [{"key": "city", "match": {"value": "rome"}}]});
+            }
+            let want = embedded.query(oracle, body.clone()).await;
+            if let Some(k) = key {
+                body["shard_key"] = json!(k);
+            }
+            let got = cluster.query("k", body.clone()).await;
+            assert_eq!(got, want, "query {q} with key {key:?}");
+            let count_body = json!({"filter": body.get("filter"), "exact": true,
+                                    "shard_key": body.get("shard_key")});
+            let got = cluster
+                .post("/collections/k/points/count", count_body)
+                .await;
+            let want = embedded
+                .post(
+                    &format!("/collections/{oracle}/points/count"),
+                    json!({"filter": body.get("filter"), "exact": true}),
+                )
+                .await;
+            assert_eq!(got, want, "count {q} with key {key:?}");
+        }
+    }
+    // 20 keyed queries and 20 unkeyed ones reached "en"'s node; "de"'s nodes saw only the
+    // unkeyed 20 and their own 20 (each over both of its nodes).
+    assert_eq!(searches(0, "k@en").await - en_before, 40.0);
+    assert_eq!(
+        searches(1, "k@de").await + searches(2, "k@de").await - de_before,
+        80.0
+    );
+    let en_only = searches(1, "k@de").await + searches(2, "k@de").await;
+    for q in 0..5u64 {
+        cluster
+            .query(
+                "k",
+                json!({"query": vector(q, DIM), "shard_key": "en", "limit": 3}),
+            )
+            .await;
+    }
+    assert_eq!(
+        searches(1, "k@de").await + searches(2, "k@de").await,
+        en_only,
+        "a query naming `en` reached `de`'s nodes"
+    );
+
+    // Bad selections are refused with Qdrant's error shape.
+    for (body, text) in [
+        (
+            json!({"query": vector(1, DIM), "shard_key": "fr"}),
+            "Shard key fr not found",
+        ),
+        (
+            json!({"query": vector(1, DIM), "shard_key": []}),
+            "selects no shard",
+        ),
+        (
+            json!({"query": vector(1, DIM), "shard_key": -3}),
+            "unsigned integer",
+        ),
+    ] {
+        let (status, v) = cluster
+            .call(Method::POST, "/collections/k/points/query", Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let e = v["status"]["error"].as_str().unwrap_or_default();
+        assert!(e.contains(text), "{body}: {e}");
+    }
+    let (status, v) = cluster
+        .call(
+            Method::PUT,
+            "/collections/k/points?wait=true",
+            Some(&json!({"points": points(5000, 5001)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["status"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Shard key not specified"));
+    for body in [
+        json!({"shard_key": "en"}),
+        json!({"shard_key": "x", "placement": [3]}),
+        json!({"shard_key": "x", "shards_number": 4}),
+        json!({"shard_key": "x", "replication_factor": 2}),
+    ] {
+        let (status, v) = cluster
+            .call(Method::PUT, "/collections/k/shards", Some(&body))
+            .await;
+        assert!(
+            status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED,
+            "{body}: {v}"
+        );
+    }
+
+    // A second coordinator on an empty disk finds the collection and its keys.
+    let second_dirs = DataDirs::new();
+    let second = start_cluster_router(&second_dirs, &urls, &[]);
+    let keys = second.get("/collections/k/shards").await;
+    assert_eq!(keys, json!({"shard_keys": [{"key": "de"}, {"key": "en"}]}));
+    let info = second.info("k").await;
+    assert_eq!(
+        info["config"]["params"]["sharding_method"], "custom",
+        "{info}"
+    );
+    assert_eq!(info["points_count"], 900, "{info}");
+    let body = json!({"query": vector(77, DIM), "limit": 10, "shard_key": "de",
+                      "params": {"exact": true}});
+    assert_eq!(
+        second.query("k", body.clone()).await,
+        cluster.query("k", body.clone()).await
+    );
+    // The first, restarted, too.
+    cluster.terminate(Duration::from_secs(30));
+    let cluster = start_cluster_router(&cluster_dirs, &urls, &[]);
+    assert_eq!(cluster.get("/collections/k/shards").await, keys);
+    assert_eq!(
+        cluster.query("k", body.clone()).await,
+        second.query("k", body).await
+    );
+
+    // A key deleted takes its points; the collection deleted takes every key's.
+    assert_eq!(
+        cluster
+            .post("/collections/k/shards/delete", json!({"shard_key": "en"}))
+            .await,
+        json!(true)
+    );
+    let count = cluster
+        .post("/collections/k/points/count", json!({"exact": true}))
+        .await;
+    assert_eq!(count["count"], 500);
+    assert!(!nodes[0]
+        .get("/collections")
+        .await
+        .to_string()
+        .contains("k@en"));
+    assert_eq!(
+        cluster.ok(Method::DELETE, "/collections/k", None).await,
+        json!(true)
+    );
+    for (k, n) in nodes.iter().enumerate() {
+        let list = n.get("/collections").await.to_string();
+        assert!(!list.contains("k@"), "node {k} still holds {list}");
+    }
+    // An embedded router refuses custom sharding.
+    let (status, v) = embedded
+        .call(
+            Method::PUT,
+            "/collections/custom",
+            Some(&json!({"vectors": vectors, "sharding_method": "custom"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
+}

@@ -1,11 +1,14 @@
 //! A cluster: collections whose shards are the same-named collections on a fixed list of
-//! nodes, one shard per node, points placed by jump consistent hashing of their ids.
+//! nodes, one shard per node, points placed by jump consistent hashing of their ids; or,
+//! for a collection sharded by key (`sharding_method: custom`), one group of nodes for each
+//! of its shard keys ([`super::keys`]).
 
+use super::keys::{self, KeyError, KeyLayout, KeySelection, ShardKey};
 use super::{split_update, wire, EncodedQuery, Node, NodeOptions, Placement, RemoteShard};
 use crate::{Shard, ShardError};
 use quant::Metric;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use storage::{CollectionConfig, Update};
 
@@ -17,6 +20,76 @@ pub const SHARD_MARKER: &str = "vector_router_shard";
 /// The marker of shard `k` of `n`.
 pub fn shard_marker(k: usize, n: usize) -> qdrant_client::qdrant::Value {
     wire::json_value(&serde_json::json!({ "index": k, "of": n }))
+}
+
+/// The marker of shard `k` of key `key` of collection `collection`, whose group is `group`
+/// (node positions, in shard order). `shard_number` is the collection's own setting (the
+/// default shards of a new key), kept so that a coordinator importing the collection from
+/// its keys restores it.
+pub fn key_marker(
+    collection: &str,
+    key: &ShardKey,
+    k: usize,
+    group: &[usize],
+    shard_number: Option<u32>,
+) -> qdrant_client::qdrant::Value {
+    wire::json_value(&serde_json::json!({
+        "collection": collection,
+        "shard_key": key.to_json(),
+        "index": k,
+        "of": group.len(),
+        "nodes": group,
+        "shard_number": shard_number,
+    }))
+}
+
+/// A key's node collection, as one node describes it: found while importing the catalog.
+#[derive(Debug, Clone)]
+pub struct FoundKey {
+    /// The collection it is a key of.
+    pub collection: String,
+    /// The key.
+    pub key: ShardKey,
+    /// Its group (node positions in shard order).
+    pub group: Vec<usize>,
+    /// The collection's `shard_number` setting, as the marker keeps it.
+    pub shard_number: Option<u32>,
+    /// The node's description of it (configuration, payload schema).
+    pub info: qdrant_client::qdrant::CollectionInfo,
+}
+
+/// A key marker, read.
+struct KeyMarker {
+    collection: String,
+    key: ShardKey,
+    index: usize,
+    group: Vec<usize>,
+    shard_number: Option<u32>,
+}
+
+/// Reads a key marker; `None` when it is not one.
+fn read_key_marker(v: &serde_json::Value) -> Option<KeyMarker> {
+    let collection = v.get("collection")?.as_str()?.to_string();
+    let key = ShardKey::from_json(v.get("shard_key")?).ok()?;
+    let index = usize::try_from(v.get("index")?.as_u64()?).ok()?;
+    let group: Vec<usize> = v
+        .get("nodes")?
+        .as_array()?
+        .iter()
+        .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+        .collect::<Option<_>>()?;
+    let of = usize::try_from(v.get("of")?.as_u64()?).ok()?;
+    let shard_number = v
+        .get("shard_number")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|x| u32::try_from(x).ok());
+    (of == group.len() && index < of).then_some(KeyMarker {
+        collection,
+        key,
+        index,
+        group,
+        shard_number,
+    })
 }
 
 /// Why a collection on the nodes cannot be served by this cluster.
@@ -55,11 +128,16 @@ pub struct ClusterCollectionState {
     pub segments: u64,
 }
 
-/// The nodes of a cluster, in shard order: node `k` holds shard `k` of every collection.
+/// The nodes of a cluster, in shard order: node `k` holds shard `k` of every collection
+/// sharded by hash; the collections sharded by key, with their keys' groups.
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<Arc<Node>>,
+    keyed: RwLock<HashMap<String, KeyLayout>>,
 }
+
+/// Where a collection's points are: (node collection name, node position) for every shard.
+type Copies = Vec<(String, usize)>;
 
 impl Cluster {
     /// A cluster over `urls` (each a node's gRPC URL, each once).
@@ -79,7 +157,10 @@ impl Cluster {
             .iter()
             .map(|u| Node::new(u, options).map(Arc::new))
             .collect::<Result<_, _>>()?;
-        Ok(Cluster { nodes })
+        Ok(Cluster {
+            nodes,
+            keyed: RwLock::new(HashMap::new()),
+        })
     }
 
     /// The nodes, in shard order.
@@ -117,29 +198,265 @@ impl Cluster {
             .collect()
     }
 
-    /// Creates collection `name` on every node. When one refuses, the ones already created
-    /// are deleted again and the refusal is the answer.
+    /// Whether `name` is sharded by key here.
+    pub fn is_keyed(&self, name: &str) -> bool {
+        self.read_keyed().contains_key(name)
+    }
+
+    /// Marks `name` as sharded by key (with no keys yet, unless it has some).
+    pub fn add_keyed(&self, name: &str) {
+        self.write_keyed().entry(name.to_string()).or_default();
+    }
+
+    /// Forgets a collection sharded by key (deleted).
+    pub fn forget_keyed(&self, name: &str) {
+        self.write_keyed().remove(name);
+    }
+
+    /// The keys of `name` and their groups; `None` when it is not sharded by key.
+    pub fn key_layout(&self, name: &str) -> Option<KeyLayout> {
+        self.read_keyed().get(name).cloned()
+    }
+
+    fn read_keyed(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, KeyLayout>> {
+        self.keyed.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_keyed(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, KeyLayout>> {
+        self.keyed.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shards of keyed collection `name` that `selection` reaches (every key's for
+    /// `None`). Shards are numbered over the whole layout, key by key in key order, so a
+    /// partial answer names the same shard whatever the selection.
+    pub fn keyed_shards(
+        &self,
+        name: &str,
+        metrics: HashMap<String, Metric>,
+        selection: Option<&KeySelection>,
+    ) -> Result<Arc<[Arc<dyn Shard>]>, KeyError> {
+        let layout = self.key_layout(name).unwrap_or_default();
+        let chosen = keys::selected_keys(&layout, selection)?;
+        let metrics = Arc::new(metrics);
+        let encoded = Arc::new(EncodedQuery::default());
+        let mut out: Vec<Arc<dyn Shard>> = Vec::new();
+        let mut number = 0u32;
+        for (key, group) in &layout {
+            let chosen = chosen.contains(key);
+            let node_name = keys::node_collection_name(name, key);
+            for &node in group {
+                if chosen {
+                    out.push(Arc::new(
+                        RemoteShard::new(
+                            self.nodes[node].clone(),
+                            &node_name,
+                            number,
+                            metrics.clone(),
+                            encoded.clone(),
+                        )
+                        .with_placement(Placement::Any),
+                    ));
+                }
+                number += 1;
+            }
+        }
+        Ok(out.into())
+    }
+
+    /// Every copy of a collection's points: each node's for a collection sharded by hash,
+    /// each key's group's for one sharded by key.
+    fn copies(&self, name: &str) -> Copies {
+        match self.read_keyed().get(name) {
+            None => (0..self.nodes.len())
+                .map(|k| (name.to_string(), k))
+                .collect(),
+            Some(layout) => layout
+                .iter()
+                .flat_map(|(key, group)| {
+                    let node_name = keys::node_collection_name(name, key);
+                    group.iter().map(move |&k| (node_name.clone(), k))
+                })
+                .collect(),
+        }
+    }
+
+    /// Creates collection `name` on every node; a collection sharded by key is only noted
+    /// (its keys' groups hold its points, created with each key). When a node refuses, the
+    /// ones already created are deleted again and the refusal is the answer.
     pub async fn create_collection(
         &self,
         name: &str,
         config: &CollectionConfig,
         deadline: Instant,
     ) -> Result<(), ShardError> {
-        let message = wire::create_collection(name, config).map_err(|e| ShardError::Refused {
+        let bad = |reason: String| ShardError::Refused {
             shard: 0,
             status: 400,
-            reason: format!("Bad request: {e}"),
-        })?;
+            reason,
+        };
+        if name.contains(keys::KEY_SEPARATOR) {
+            return Err(bad(format!(
+                "Bad request: a collection name in cluster mode must not hold `{}`: it joins a \
+                 collection's name and a shard key's on the nodes",
+                keys::KEY_SEPARATOR
+            )));
+        }
+        if config.sharding_method.as_deref() == Some("custom") {
+            // What the nodes will be asked for, checked now: a key's create must not be the
+            // first to find the configuration unserved.
+            wire::create_collection(name, &key_config(config))
+                .map_err(|e| bad(format!("Bad request: {e}")))?;
+            self.add_keyed(name);
+            return Ok(());
+        }
+        let message =
+            wire::create_collection(name, config).map_err(|e| bad(format!("Bad request: {e}")))?;
         let n = self.nodes.len();
-        let answers = futures::future::join_all(self.nodes.iter().enumerate().map(|(k, node)| {
+        let targets = (0..n).map(|k| (k, shard_marker(k, n))).collect();
+        self.create_on(name, message, targets, deadline).await
+    }
+
+    /// Creates key `key` of keyed collection `name` (configured `config`) on the nodes of
+    /// `group`, then the payload indexes the collection has (`indexes`). Undone when a node
+    /// refuses.
+    pub async fn create_shard_key(
+        &self,
+        name: &str,
+        config: &CollectionConfig,
+        key: &ShardKey,
+        group: Vec<usize>,
+        indexes: &[(String, qdrant_client::qdrant::FieldType)],
+        deadline: Instant,
+    ) -> Result<(), ShardError> {
+        let refused = |status: u16, reason: String| ShardError::Refused {
+            shard: 0,
+            status,
+            reason,
+        };
+        match self.read_keyed().get(name) {
+            None => {
+                return Err(refused(
+                    400,
+                    format!(
+                        "Bad request: collection `{name}` is not sharded by key \
+                         (sharding_method: custom)"
+                    ),
+                ))
+            }
+            Some(layout) if layout.contains_key(key) => {
+                return Err(refused(
+                    400,
+                    format!("Bad request: Shard key {key} already exists"),
+                ))
+            }
+            Some(_) => {}
+        }
+        let node_name = keys::node_collection_name(name, key);
+        if node_name.len() > 255 {
+            return Err(refused(
+                400,
+                format!(
+                    "Bad request: collection `{name}` and shard key {key} make a node \
+                     collection name over 255 bytes"
+                ),
+            ));
+        }
+        let message = wire::create_collection(&node_name, &key_config(config))
+            .map_err(|e| refused(400, format!("Bad request: {e}")))?;
+        let shard_number = config.shard_number;
+        let targets = group
+            .iter()
+            .enumerate()
+            .map(|(k, &node)| (node, key_marker(name, key, k, &group, shard_number)))
+            .collect();
+        self.create_on(&node_name, message, targets, deadline)
+            .await?;
+        for (field, kind) in indexes {
+            let made =
+                futures::future::try_join_all(group.iter().map(|&n| {
+                    self.nodes[n].create_field_index(&node_name, field, *kind, deadline)
+                }))
+                .await;
+            if let Err(e) = made {
+                self.undo(&node_name, group.iter().copied()).await;
+                return Err(e);
+            }
+        }
+        let registered = match self.write_keyed().get_mut(name) {
+            Some(layout) => {
+                layout.insert(key.clone(), group.clone());
+                true
+            }
+            None => false,
+        };
+        if !registered {
+            // Deleted meanwhile: what was made goes with it, as far as it can.
+            self.undo(&node_name, group.iter().copied()).await;
+            return Err(refused(
+                404,
+                format!("Not found: Collection `{name}` doesn't exist!"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes key `key` of keyed collection `name` from its nodes, and its points with it.
+    pub async fn delete_shard_key(
+        &self,
+        name: &str,
+        key: &ShardKey,
+        deadline: Instant,
+    ) -> Result<(), ShardError> {
+        let group = self
+            .read_keyed()
+            .get(name)
+            .and_then(|l| l.get(key).cloned())
+            .ok_or_else(|| ShardError::Refused {
+                shard: 0,
+                status: 400,
+                reason: format!("Bad request: Shard key {key} not found"),
+            })?;
+        let node_name = keys::node_collection_name(name, key);
+        futures::future::try_join_all(
+            group
+                .iter()
+                .map(|&n| self.nodes[n].delete_collection(&node_name, deadline)),
+        )
+        .await?;
+        if let Some(layout) = self.write_keyed().get_mut(name) {
+            layout.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Deletes `name` wherever `nodes` may hold it, with time of its own; false when some
+    /// node still may.
+    async fn undo(&self, name: &str, nodes: impl Iterator<Item = usize>) -> bool {
+        let undo_deadline = Instant::now() + UNDO_TIME;
+        let undone = futures::future::join_all(
+            nodes.map(|k| self.nodes[k].delete_collection(name, undo_deadline)),
+        )
+        .await;
+        undone.iter().all(Result::is_ok)
+    }
+
+    /// Creates `message` on each target node with its marker; when one refuses, undoes the
+    /// rest.
+    async fn create_on(
+        &self,
+        name: &str,
+        message: qdrant_client::qdrant::CreateCollection,
+        targets: Vec<(usize, qdrant_client::qdrant::Value)>,
+        deadline: Instant,
+    ) -> Result<(), ShardError> {
+        let answers = futures::future::join_all(targets.iter().map(|(k, marker)| {
             let mut m = message.clone();
-            m.metadata
-                .insert(SHARD_MARKER.to_string(), shard_marker(k, n));
-            node.create_collection(m, deadline)
+            m.metadata.insert(SHARD_MARKER.to_string(), marker.clone());
+            self.nodes[*k].create_collection(m, deadline)
         }))
         .await;
         let mut failure = None;
-        for (k, a) in answers.iter().enumerate() {
+        for (&(k, _), a) in targets.iter().zip(&answers) {
             if let Err(e) = a {
                 failure.get_or_insert_with(|| match e {
                     ShardError::Refused { status, reason, .. } => ShardError::Refused {
@@ -162,39 +479,44 @@ impl Cluster {
         // refused because it already held a collection of that name: that one is not ours.
         // A refusal (a 409 included: that node's collection of the name is not ours) created
         // nothing. The undo gets time of its own: the create's deadline may be spent.
-        let undo_deadline = Instant::now() + UNDO_TIME;
-        let created = answers
+        let created = targets
             .iter()
-            .enumerate()
+            .zip(&answers)
             .filter(|(_, a)| !matches!(a, Err(ShardError::Refused { .. })))
-            .map(|(k, _)| self.nodes[k].delete_collection(name, undo_deadline));
-        let undone = futures::future::join_all(created).await;
-        if let Some(e) = undone.into_iter().find_map(Result::err) {
+            .map(|(&(k, _), _)| k);
+        if !self.undo(name, created).await {
             // The collection is left on some nodes: say so, so that the operator can delete
             // it (a delete through the router removes it wherever it is).
             return Err(ShardError::Unavailable {
                 shard: 0,
                 reason: format!(
-                    "{failure}; the collection could not be removed again from every node \
-                     ({e}): delete it through the router"
+                    "{failure}; `{name}` could not be removed again from every node: delete \
+                     it through the router"
                 ),
             });
         }
         Err(failure)
     }
 
-    /// Deletes collection `name` from every node; whether any held it.
+    /// Deletes collection `name` from every node (each of its keys', when sharded by key);
+    /// whether any held it.
     pub async fn delete_collection(
         &self,
         name: &str,
         deadline: Instant,
     ) -> Result<bool, ShardError> {
+        let mut copies = self.copies(name);
+        if self.is_keyed(name) {
+            // A node may hold the name itself too, created before as a hash-sharded one.
+            copies.extend((0..self.nodes.len()).map(|k| (name.to_string(), k)));
+        }
         let answers = futures::future::try_join_all(
-            self.nodes
+            copies
                 .iter()
-                .map(|n| n.delete_collection(name, deadline)),
+                .map(|(c, k)| self.nodes[*k].delete_collection(c, deadline)),
         )
         .await?;
+        self.forget_keyed(name);
         Ok(answers.into_iter().any(|x| x))
     }
 
@@ -206,12 +528,16 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<ClusterCollectionState, ShardError> {
         use qdrant_client::qdrant::CollectionStatus as S;
+        let copies = self.copies(name);
         let infos = futures::future::try_join_all(
-            self.nodes.iter().map(|n| n.collection_info(name, deadline)),
+            copies
+                .iter()
+                .map(|(c, k)| self.nodes[*k].collection_info(c, deadline)),
         )
         .await?;
         let mut state = ClusterCollectionState::default();
-        for (node, info) in self.nodes.iter().zip(infos) {
+        for ((_, k), info) in copies.iter().zip(infos) {
+            let node = &self.nodes[*k];
             let rank = |s: i32| match S::try_from(s) {
                 Ok(S::Green) => 0,
                 Ok(S::Yellow | S::Grey) => 1,
@@ -287,9 +613,9 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<(), ShardError> {
         futures::future::try_join_all(
-            self.nodes
+            self.copies(name)
                 .iter()
-                .map(|n| n.create_field_index(name, field, field_type, deadline)),
+                .map(|(c, k)| self.nodes[*k].create_field_index(c, field, field_type, deadline)),
         )
         .await
         .map(|_| ())
@@ -303,9 +629,9 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<(), ShardError> {
         futures::future::try_join_all(
-            self.nodes
+            self.copies(name)
                 .iter()
-                .map(|n| n.delete_field_index(name, field, deadline)),
+                .map(|(c, k)| self.nodes[*k].delete_field_index(c, field, deadline)),
         )
         .await
         .map(|_| ())
@@ -315,21 +641,65 @@ impl Cluster {
     /// nodes answered. The parts are applied independently: when one node refuses or cannot
     /// be reached, the others' parts stay applied (an update is atomic per node, not across
     /// nodes), and the error is the answer.
+    ///
+    /// A collection sharded by key takes the update in each key `selection` names, whole
+    /// (an upsert naming two keys writes its points under both, as Qdrant does); with no
+    /// selection, an update that may create points is refused (it cannot be placed) and
+    /// any other reaches every key.
     pub async fn write(
         &self,
         name: &str,
         update: Update,
+        selection: Option<&KeySelection>,
         wait: bool,
         deadline: Instant,
     ) -> Result<u64, ShardError> {
-        let parts = split_update(update, self.nodes.len(), Placement::Jump);
+        let Some(layout) = self.key_layout(name) else {
+            if let Some(s) = selection {
+                return Err(not_keyed(name, s));
+            }
+            let group: Vec<usize> = (0..self.nodes.len()).collect();
+            return self.write_group(name, &group, update, wait, deadline).await;
+        };
+        if creates_points(&update) && selection.is_none() {
+            return Err(key_error(KeyError::Unspecified));
+        }
+        let chosen = keys::selected_keys(&layout, selection).map_err(key_error)?;
+        let sends = chosen.iter().map(|key| {
+            let node_name = keys::node_collection_name(name, key);
+            let group = &layout[key];
+            let update = update.clone();
+            async move {
+                self.write_group(&node_name, group, update, wait, deadline)
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(sends).await;
+        let mut max = 0;
+        for a in answers {
+            max = max.max(a?);
+        }
+        Ok(max)
+    }
+
+    /// Sends the nodes of `group` (positions, in shard order) their parts of `update` to
+    /// their collection `name`.
+    async fn write_group(
+        &self,
+        name: &str,
+        group: &[usize],
+        update: Update,
+        wait: bool,
+        deadline: Instant,
+    ) -> Result<u64, ShardError> {
+        let parts = split_update(update, group.len(), Placement::Jump);
         let sends = parts
             .into_iter()
             .enumerate()
             .filter_map(|(k, part)| Some((k, part?)))
             .map(|(k, part)| {
                 let shard = RemoteShard::new(
-                    self.nodes[k].clone(),
+                    self.nodes[group[k]].clone(),
                     name,
                     k as u32,
                     Arc::new(HashMap::new()),
@@ -352,5 +722,140 @@ impl Cluster {
             Some(e) => Err(e),
             None => Ok(max),
         }
+    }
+
+    /// The keys' node collections the nodes hold that are not in the layout yet: each
+    /// node's list is read (a node that cannot be listed is skipped: its keys are found on
+    /// another of their group's nodes, or later), and each new name described by the node
+    /// holding it. A node collection whose marker places it elsewhere than on that node is
+    /// left out.
+    pub async fn find_keys(&self, deadline: Instant) -> (Vec<FoundKey>, Vec<String>) {
+        let lists =
+            futures::future::join_all(self.nodes.iter().map(|n| n.list_collections(deadline)))
+                .await;
+        let mut found: Vec<FoundKey> = Vec::new();
+        let mut warnings = Vec::new();
+        for (at, list) in lists.into_iter().enumerate() {
+            let names = match list {
+                Ok(l) => l,
+                Err(e) => {
+                    warnings.push(format!("node {} cannot list: {e}", self.nodes[at].url()));
+                    continue;
+                }
+            };
+            for node_name in names {
+                let Some((base, _)) = node_name.split_once(keys::KEY_SEPARATOR) else {
+                    continue;
+                };
+                let known = self.read_keyed().get(base).is_some_and(|l| {
+                    l.keys()
+                        .any(|k| keys::node_collection_name(base, k) == node_name)
+                });
+                let seen = found
+                    .iter()
+                    .any(|f| keys::node_collection_name(&f.collection, &f.key) == node_name);
+                if known || seen {
+                    continue;
+                }
+                let info = match self.nodes[at].collection_info(&node_name, deadline).await {
+                    Ok(i) => i,
+                    Err(e) => {
+                        warnings.push(format!(
+                            "node {} cannot describe `{node_name}`: {e}",
+                            self.nodes[at].url()
+                        ));
+                        continue;
+                    }
+                };
+                let marker = info
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.metadata.get(SHARD_MARKER))
+                    .map(wire::value_json)
+                    .as_ref()
+                    .and_then(read_key_marker);
+                let Some(KeyMarker {
+                    collection,
+                    key,
+                    index,
+                    group,
+                    shard_number,
+                }) = marker
+                else {
+                    warnings.push(format!(
+                        "node {} holds `{node_name}` without a shard key marker",
+                        self.nodes[at].url()
+                    ));
+                    continue;
+                };
+                let placed = keys::node_collection_name(&collection, &key) == node_name
+                    && group.get(index) == Some(&at)
+                    && group.iter().all(|&g| g < self.nodes.len());
+                if !placed {
+                    warnings.push(format!(
+                        "node {} holds `{node_name}` as shard {index} of nodes {group:?}: list \
+                         the nodes in the order (and number) its key was created with",
+                        self.nodes[at].url()
+                    ));
+                    continue;
+                }
+                found.push(FoundKey {
+                    collection,
+                    key,
+                    group,
+                    shard_number,
+                    info,
+                });
+            }
+        }
+        (found, warnings)
+    }
+
+    /// Adds a found key to its collection's layout (the collection must be noted keyed).
+    pub fn add_found_key(&self, found: &FoundKey) {
+        if let Some(layout) = self.write_keyed().get_mut(&found.collection) {
+            layout
+                .entry(found.key.clone())
+                .or_insert_with(|| found.group.clone());
+        }
+    }
+}
+
+/// The configuration each node collection of a key is created with: the collection's, one
+/// shard a node and no sharding of its own (the key's group is the sharding).
+pub fn key_config(config: &CollectionConfig) -> CollectionConfig {
+    let mut c = config.clone();
+    c.sharding_method = None;
+    c.shard_number = None;
+    c
+}
+
+/// Whether an update may create points (so must be placed by a key).
+fn creates_points(u: &Update) -> bool {
+    match u {
+        Update::Upsert(_) | Update::ConditionalUpsert { .. } => true,
+        Update::Batch(parts) => parts.iter().any(creates_points),
+        _ => false,
+    }
+}
+
+fn key_error(e: KeyError) -> ShardError {
+    ShardError::Refused {
+        shard: 0,
+        status: 400,
+        reason: format!("Bad request: {e}"),
+    }
+}
+
+/// A selection sent to a collection sharded by hash.
+pub fn not_keyed(name: &str, selection: &KeySelection) -> ShardError {
+    ShardError::Refused {
+        shard: 0,
+        status: 400,
+        reason: format!(
+            "Bad request: shard_key {}: collection `{name}` is sharded automatically \
+             (sharding_method: auto), not by key",
+            selection.to_json()
+        ),
     }
 }

@@ -14,9 +14,13 @@
 //! shard: the shards of a collection share the last message they built ([`EncodedQuery`]).
 
 mod cluster;
+pub mod keys;
 pub mod wire;
 
-pub use cluster::{shard_marker, Cluster, ClusterCollectionState, PlacementError, SHARD_MARKER};
+pub use cluster::{
+    key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState, FoundKey,
+    PlacementError, SHARD_MARKER,
+};
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};
 use futures::future::BoxFuture;
@@ -42,14 +46,18 @@ pub enum Placement {
     /// Jump consistent hashing of the id ([`jump_shard_of`]): adding a shard moves about
     /// 1/n of the points. Cluster collections are placed so.
     Jump,
+    /// Any shard may hold the id (the shards of several shard keys, each placing its own
+    /// points): a point is looked for on every shard.
+    Any,
 }
 
 impl Placement {
-    /// The shard of `id` among `n`.
-    pub fn shard_of(self, id: &PointId, n: usize) -> usize {
+    /// The shard of `id` among `n`; `None` when any may hold it ([`Placement::Any`]).
+    pub fn shard_of(self, id: &PointId, n: usize) -> Option<usize> {
         match self {
-            Placement::Local => storage::shard_of(id, n),
-            Placement::Jump => jump_shard_of(id, n),
+            Placement::Local => Some(storage::shard_of(id, n)),
+            Placement::Jump => Some(jump_shard_of(id, n)),
+            Placement::Any => None,
         }
     }
 }
@@ -443,6 +451,7 @@ pub struct RemoteShard {
     /// Each dense vector's metric, to turn the node's scores back into distances.
     metrics: Arc<HashMap<String, Metric>>,
     encoded: Arc<EncodedQuery>,
+    placement: Placement,
 }
 
 impl RemoteShard {
@@ -461,7 +470,13 @@ impl RemoteShard {
             shard,
             metrics,
             encoded,
+            placement: Placement::Jump,
         }
+    }
+
+    /// The shard, placed by `placement` among the shards it is searched with.
+    pub fn with_placement(self, placement: Placement) -> RemoteShard {
+        RemoteShard { placement, ..self }
     }
 
     /// The node.
@@ -696,7 +711,7 @@ impl Shard for RemoteShard {
     }
 
     fn placement(&self) -> Placement {
-        Placement::Jump
+        self.placement
     }
 
     fn search(
@@ -711,10 +726,15 @@ impl Shard for RemoteShard {
         let node = self.node.clone();
         let deadline = node.cap(deadline);
         let metric = self.metric_of(&req);
+        let collection = self.collection.clone();
         Box::pin(async move {
             let message = message.map_err(|e| bad_request(shard, e))?;
             let mut p = node.points();
-            let call = p.query(node.request((*message).clone(), deadline));
+            // The shared message names the collection of the shard that built it: the shards
+            // of several shard keys hold collections of different names.
+            let mut message = (*message).clone();
+            message.collection_name = collection;
+            let call = p.query(node.request(message, deadline));
             let answer = node.call(shard, deadline, call).await?;
             let hits = answer
                 .result
@@ -1043,14 +1063,14 @@ pub fn split_update(update: Update, n: usize, placement: Placement) -> Vec<Optio
     let by_ids = |ids: Vec<PointId>| -> Vec<Vec<PointId>> {
         let mut parts = vec![Vec::new(); n];
         for id in ids {
-            parts[placement.shard_of(&id, n)].push(id);
+            parts[placement.shard_of(&id, n).unwrap_or(0)].push(id);
         }
         parts
     };
     let by_points = |points: Vec<storage::PointWrite>| -> Vec<Vec<storage::PointWrite>> {
         let mut parts: Vec<Vec<storage::PointWrite>> = (0..n).map(|_| Vec::new()).collect();
         for p in points {
-            let k = placement.shard_of(&p.id, n);
+            let k = placement.shard_of(&p.id, n).unwrap_or(0);
             parts[k].push(p);
         }
         parts
