@@ -86,45 +86,78 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
         }
     }
     // Shard keys: every node is listed, since a key's group may leave out any node.
-    let (found, warnings) = cluster.find_keys(deadline).await;
-    for w in warnings {
+    let scan = cluster.scan_keys(deadline).await;
+    for w in &scan.warnings {
         tracing::warn!(warning = %w, "a shard key on the nodes is not served");
     }
-    for f in found {
-        let name = f.collection.clone();
-        if !cluster.is_keyed(&name) {
-            if state.storage.get(&name).is_ok() {
+    if let (true, Some(m)) = (startup, scan.misplaced.first()) {
+        return Err(m.clone());
+    }
+    for m in &scan.misplaced {
+        tracing::warn!(warning = %m, "a shard key on the nodes is not served");
+    }
+    let mut new_keyed: Vec<String> = Vec::new();
+    for f in &scan.found {
+        let name = &f.collection;
+        if cluster.is_keyed(name) || new_keyed.contains(name) {
+            continue;
+        }
+        if let Ok(c) = state.storage.get(name) {
+            if c.config().sharding_method.as_deref() != Some("custom") {
                 tracing::warn!(collection = %name, key = %f.key, "a shard key on the nodes names a collection the catalog holds sharded by hash: not served");
                 continue;
             }
-            match add(state, &name, &f.info, Some(f.shard_number)).await {
-                Ok(true) => {
-                    tracing::info!(collection = %name, "collection sharded by key found on the nodes, added to the catalog");
-                    added.push(name.clone());
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
-                    continue;
+        }
+        match add(
+            state,
+            name,
+            &f.info,
+            Some((f.shard_number, f.field.clone())),
+        )
+        .await
+        {
+            Ok(true) => {
+                tracing::info!(collection = %name, "collection sharded by key found on the nodes, added to the catalog");
+                added.push(name.clone());
+                new_keyed.push(name.clone());
+            }
+            // Created meanwhile: keyed only when it was created so.
+            Ok(false) => {
+                let custom = state
+                    .storage
+                    .get(name)
+                    .is_ok_and(|c| c.config().sharding_method.as_deref() == Some("custom"));
+                if custom {
+                    new_keyed.push(name.clone());
                 }
             }
-            cluster.add_keyed(&name);
+            Err(e) => {
+                tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
+            }
         }
-        tracing::info!(collection = %name, key = %f.key, nodes = ?f.group, "shard key found on the nodes");
-        cluster.add_found_key(&f);
+    }
+    if cluster.apply_scan(&scan, &new_keyed) {
+        for f in &scan.found {
+            tracing::info!(collection = %f.collection, key = %f.key, nodes = ?f.group, "shard key found on the nodes");
+            state.cache.invalidate(&f.collection);
+        }
+        for (collection, key) in &scan.gone {
+            tracing::info!(collection = %collection, key = %key, "shard key gone from the nodes");
+            state.cache.invalidate(collection);
+        }
     }
     Ok(added)
 }
 
 /// Adds one collection to the catalog from its description; false when it was created
 /// meanwhile. A configuration cluster mode would refuse to create is refused here too.
-/// `keyed`: the collection is sharded by key (with this `shard_number` setting), and `info`
-/// describes one of its keys' node collections.
+/// `keyed`: the collection is sharded by key (with these `shard_number` and
+/// `shard_key_field` settings), and `info` describes one of its keys' node collections.
 async fn add(
     state: &Arc<AppState>,
     name: &str,
     info: &pb::CollectionInfo,
-    keyed: Option<Option<u32>>,
+    keyed: Option<(Option<u32>, Option<String>)>,
 ) -> Result<bool, String> {
     let body = crate::grpc::collections::create_json_of_info(info).map_err(|e| e.message)?;
     let mut config: storage::CollectionConfig =
@@ -140,9 +173,10 @@ async fn add(
         None => {
             shard_router::remote::wire::create_collection(name, &config)?;
         }
-        Some(shard_number) => {
+        Some((shard_number, field)) => {
             config.sharding_method = Some("custom".into());
             config.shard_number = shard_number;
+            config.shard_key_field = field;
             let node_config = shard_router::remote::key_config(&config);
             shard_router::remote::wire::create_collection(name, &node_config)?;
         }

@@ -138,14 +138,16 @@ impl AppState {
         self.shards.of(c)
     }
 
-    /// The collection's shards that the shard keys `keys` reach (all of them without); keys
-    /// are a 400 unless the collection is sharded by key.
+    /// The collection's shards that the shard keys `keys` reach (all of them without, or
+    /// those of the keys `filter` pins under payload-field placement); keys are a 400 unless
+    /// the collection is sharded by key.
     pub fn shards_for(
         &self,
         c: &Arc<storage::Collection>,
         keys: Option<&shard_router::remote::keys::KeySelection>,
+        filter: Option<&payload::Filter>,
     ) -> Result<Arc<[Arc<dyn shard_router::Shard>]>, error::ApiError> {
-        Ok(self.shards.selected(c, keys)?)
+        Ok(self.shards.selected(c, keys, filter)?)
     }
 
     /// What `/metrics` reports besides the request counters.

@@ -443,11 +443,38 @@ impl ShardHandles {
 
     /// The shards of `c` that the shard keys `keys` reach: all of them without keys. Keys
     /// are an error unless `c` is a collection sharded by key on a cluster.
+    ///
+    /// Without keys, a collection placed by a payload field (`shard_key_field`) whose field
+    /// `filter` pins reaches only the keys of the values pinned (none, when no such key
+    /// exists: the answer is empty).
     pub fn selected(
         &self,
         c: &Arc<Collection>,
         keys: Option<&remote::keys::KeySelection>,
+        filter: Option<&Filter>,
     ) -> Result<Arc<[Arc<dyn Shard>]>, ShardError> {
+        let pinned = match (&self.cluster, keys, filter) {
+            (Some(cluster), None, Some(f)) if cluster.is_keyed(c.name()) => c
+                .with_config(|cfg| cfg.shard_key_field.clone())
+                .and_then(|field| payload::KeyPath::parse(&field).ok())
+                .and_then(|field| remote::keys::pinned_keys(f, &field))
+                .map(|pinned| {
+                    let layout = cluster.key_layout(c.name()).unwrap_or_default();
+                    let existing: Vec<_> = pinned
+                        .into_iter()
+                        .filter(|k| layout.contains_key(k))
+                        .collect();
+                    existing
+                }),
+            _ => None,
+        };
+        if let Some(pinned) = pinned {
+            if pinned.is_empty() {
+                return Ok(Arc::from(Vec::new()));
+            }
+            let selection = remote::keys::KeySelection::Keys(pinned);
+            return self.selected(c, Some(&selection), None);
+        }
         match (&self.cluster, keys) {
             (Some(cluster), _) if cluster.is_keyed(c.name()) => cluster
                 .keyed_shards(c.name(), metrics_of(c), keys)
@@ -723,6 +750,10 @@ pub async fn scroll_ordered(
     .await?;
     let mut all: Vec<(Record, storage::OrderValue)> = pages.into_iter().flatten().collect();
     all.sort_by(|a, b| req.order.compare(a.1, b.1).then(a.0.id.cmp(&b.0.id)));
+    // A point two shards both hold (one id under two shard keys) is listed once, at its
+    // first place.
+    let mut seen = std::collections::HashSet::with_capacity(all.len());
+    all.retain(|(r, _)| seen.insert(r.id));
     all.truncate(req.limit);
     Ok(all)
 }

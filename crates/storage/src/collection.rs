@@ -452,6 +452,9 @@ pub fn merge_scroll_pages(pages: Vec<ScrollPage>, limit: usize) -> ScrollPage {
     let mut next_candidates: Vec<PointId> = pages.iter().filter_map(|p| p.next).collect();
     let mut points: Vec<Record> = pages.into_iter().flat_map(|p| p.points).collect();
     points.sort_by_key(|r| r.id);
+    // A point two pages both hold (one id under two shard keys of a cluster) is listed
+    // once: listed twice, it could also start the next page where this one started.
+    points.dedup_by_key(|r| r.id);
     if points.len() > limit {
         next_candidates.push(points[limit].id);
         points.truncate(limit);

@@ -563,6 +563,11 @@ pub struct CollectionConfig {
     /// `auto` (by hash of the id) or `custom` (by shard key, in cluster mode only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sharding_method: Option<String>,
+    /// Extension, with `custom` sharding: the top-level payload field whose value (a
+    /// string or an unsigned integer) is each point's shard key, so that an upsert needs no
+    /// `shard_key` and a read whose filter pins the field reaches only its keys' shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_key_field: Option<String>,
     /// Accepted and echoed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict_mode_config: Option<serde_json::Value>,
@@ -719,6 +724,25 @@ impl CollectionConfig {
         }
         if self.init_from.is_some() {
             return Err(invalid("init_from: not supported".into()));
+        }
+        if let Some(f) = &self.shard_key_field {
+            if self.sharding_method.as_deref() != Some("custom") {
+                return Err(invalid(
+                    "shard_key_field: places points by shard key, so it needs \
+                     sharding_method `custom`"
+                        .into(),
+                ));
+            }
+            let plain = !f.is_empty()
+                && f.len() <= 64
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !plain {
+                return Err(invalid(format!(
+                    "shard_key_field: `{f}` is not a top-level payload key of 1 to 64 letters, \
+                     digits, `_` or `-`"
+                )));
+            }
         }
         Ok(())
     }

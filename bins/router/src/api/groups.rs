@@ -124,7 +124,7 @@ async fn run_groups(
     let max = index_core::MAX_LIMIT;
     // Every payload is read for its key; each hit then gets what was asked for.
     let asked = std::mem::replace(&mut plan.request.with_payload, PayloadSelector::All);
-    let shards = state.shards_for(c, plan.keys.as_ref())?;
+    let shards = state.shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())?;
     let start = g.limit * g.group_size * 2 + plan.exclude.len();
     let (hits, groups) = rounds(&g, start, max, |fetch| {
         plan.request.params.limit = fetch;
@@ -322,10 +322,9 @@ pub async fn query_groups(
             score_threshold: req.score_threshold,
             with_payload: req.with_payload,
             with_vector: req.with_vector,
+            keys,
         },
     )?;
-    let mut plan = plan;
-    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))
@@ -361,10 +360,9 @@ pub async fn search_groups(
             score_threshold: req.score_threshold,
             with_payload: req.with_payload,
             with_vector: req.with_vector,
+            keys,
         },
     )?;
-    let mut plan = plan;
-    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))
@@ -404,10 +402,9 @@ pub async fn recommend_groups(
             score_threshold: req.score_threshold,
             with_payload: req.with_payload,
             with_vector: req.with_vector,
+            keys,
         },
     )?;
-    let mut plan = plan;
-    plan.keys = keys;
     let deadline = params.deadline(state.timeout);
     let answer = run_groups(&state, &c, plan, g, deadline).await?;
     Ok(ok_raw(start, &[&answer]))

@@ -272,6 +272,8 @@ struct Run {
     state: Arc<AppState>,
     collection: Arc<Collection>,
     shards: Arc<[Arc<dyn Shard>]>,
+    /// The shard keys the request names (examples by id are looked up under them).
+    keys: Option<shard_router::remote::keys::KeySelection>,
     deadline: Instant,
 }
 
@@ -283,13 +285,15 @@ pub async fn run(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<(Vec<u8>, bool), ApiError> {
-    let shards = state.shards_for(c, convert::shard_keys(&req.shard_key)?.as_ref())?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let root = Stage::root(req)?;
+    let shards = state.shards_for(c, keys.as_ref(), root.filter.as_deref())?;
     let cacheable = is_cacheable(&root);
     let run = Run {
         state: state.clone(),
         collection: c.clone(),
         shards,
+        keys: keys.clone(),
         deadline,
     };
     let found = stage(&run, &root, None).await?;
@@ -337,12 +341,14 @@ pub async fn points(
     req: QueryRequest,
     deadline: Instant,
 ) -> Result<Vec<(Record, f32)>, ApiError> {
-    let shards = state.shards_for(c, convert::shard_keys(&req.shard_key)?.as_ref())?;
+    let keys = convert::shard_keys(&req.shard_key)?;
     let root = Stage::root(req)?;
+    let shards = state.shards_for(c, keys.as_ref(), root.filter.as_deref())?;
     let run = Run {
         state: state.clone(),
         collection: c.clone(),
         shards,
+        keys: keys.clone(),
         deadline,
     };
     Ok(stage(&run, &root, None)
@@ -490,6 +496,7 @@ fn plan_vector(
             score_threshold: s.score_threshold,
             with_payload: None,
             with_vector: None,
+            keys: run.keys.clone(),
         },
     )
     .map(|mut plan| {

@@ -62,9 +62,16 @@ pub(crate) async fn write(
             Ok(u2)
         })
         .await?;
-        let r = cluster.write(&name, update, keys, wait, deadline).await;
+        let field = c.with_config(|cfg| cfg.shard_key_field.clone());
+        let r = cluster
+            .write(&name, update, keys, field.as_deref(), wait, deadline)
+            .await;
         state.cache.invalidate(&name);
         return Ok(r?);
+    }
+    // A collection of this process places by hash: a shard key names nothing here.
+    if let Some(k) = keys {
+        return Err(shard_router::remote::not_keyed(&name, k).into());
     }
     blocking(move || {
         let r = c.update(update, wait);
@@ -200,7 +207,7 @@ pub(crate) async fn retrieve_records(
         with_vector: convert::vector_selector(body.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(&c, keys.as_ref())?;
+    let shards = state.shards_for(&c, keys.as_ref(), None)?;
     Ok((
         named,
         shard_router::retrieve(&shards, &ids, req, deadline).await?,
@@ -275,7 +282,7 @@ pub(crate) async fn scroll_page(
 ) -> Result<ScrollPage, ApiError> {
     let c = collection(state, name)?;
     let keys = convert::shard_keys(&body.shard_key)?;
-    let shards = state.shards_for(&c, keys.as_ref())?;
+    let shards = state.shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))?;
     if let Some(order) = body.order_by.take() {
         return scroll_ordered(&c, &shards, order, body, deadline).await;
     }
@@ -372,8 +379,8 @@ pub(crate) async fn count_points(
 ) -> Result<usize, ApiError> {
     let c = collection(state, name)?;
     let keys = convert::shard_keys(&body.shard_key)?;
-    let shards = state.shards_for(&c, keys.as_ref())?;
     let filter = body.filter.map(|f| f.0);
+    let shards = state.shards_for(&c, keys.as_ref(), filter.as_deref())?;
     Ok(shard_router::count(&shards, filter, deadline).await?)
 }
 
@@ -392,7 +399,7 @@ pub async fn facet(
     let key = payload::KeyPath::parse(&body.key)
         .map_err(|e| bad(format!("Wrong input: key `{}`: {e}", body.key)))?;
     let c = collection(&state, &name)?;
-    let shards = state.shards_for(&c, keys.as_ref())?;
+    let shards = state.shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))?;
     let counts = shard_router::facet(
         &shards,
         Arc::new(key),

@@ -88,6 +88,8 @@ pub(super) struct SearchParts {
     pub(super) score_threshold: Option<f64>,
     pub(super) with_payload: Option<model::WithPayload>,
     pub(super) with_vector: Option<model::WithVector>,
+    /// The shard keys searched, and examples given by id looked up in (all without).
+    pub(super) keys: Option<KeySelection>,
 }
 
 /// What a universal query's `query` asks for.
@@ -157,9 +159,10 @@ fn plan_query(state: &AppState, c: &Arc<Collection>, req: QueryRequest) -> Resul
             score_threshold: req.score_threshold,
             with_payload: req.with_payload,
             with_vector: req.with_vector,
+            keys,
         },
     )
-    .map(|p| Plan::Search(Box::new(PlannedSearch { keys, ..p })))
+    .map(|p| Plan::Search(Box::new(p)))
 }
 
 fn plan_legacy(
@@ -170,24 +173,22 @@ fn plan_legacy(
     let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "search")?;
-    with_keys(
-        keys,
-        plan_search(
-            state,
-            c,
-            SearchParts {
-                using: req.vector.name,
-                asked: Asked::Nearest(req.vector.vector),
-                lookup_from: None,
-                limit,
-                offset,
-                filter: req.filter,
-                params: req.params,
-                score_threshold: req.score_threshold,
-                with_payload: req.with_payload,
-                with_vector: req.with_vector,
-            },
-        ),
+    plan_search(
+        state,
+        c,
+        SearchParts {
+            using: req.vector.name,
+            asked: Asked::Nearest(req.vector.vector),
+            lookup_from: None,
+            limit,
+            offset,
+            filter: req.filter,
+            params: req.params,
+            score_threshold: req.score_threshold,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+            keys,
+        },
     )
 }
 
@@ -199,28 +200,26 @@ fn plan_recommend(
     let keys = convert::shard_keys(&req.shard_key)?;
     let limit = convert::limit(Some(req.limit), "limit", 10)?;
     let offset = convert::offset(req.offset, "recommend")?;
-    with_keys(
-        keys,
-        plan_search(
-            state,
-            c,
-            SearchParts {
-                using: req.using.unwrap_or_default(),
-                asked: Asked::recommend(model::RecommendInput {
-                    positive: req.positive,
-                    negative: req.negative,
-                    strategy: req.strategy,
-                }),
-                lookup_from: req.lookup_from,
-                limit,
-                offset,
-                filter: req.filter,
-                params: req.params,
-                score_threshold: req.score_threshold,
-                with_payload: req.with_payload,
-                with_vector: req.with_vector,
-            },
-        ),
+    plan_search(
+        state,
+        c,
+        SearchParts {
+            using: req.using.unwrap_or_default(),
+            asked: Asked::recommend(model::RecommendInput {
+                positive: req.positive,
+                negative: req.negative,
+                strategy: req.strategy,
+            }),
+            lookup_from: req.lookup_from,
+            limit,
+            offset,
+            filter: req.filter,
+            params: req.params,
+            score_threshold: req.score_threshold,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+            keys,
+        },
     )
 }
 
@@ -237,33 +236,23 @@ fn plan_discover(
         Some(target) => Asked::Discover { target, context },
         None => Asked::Context(context),
     };
-    with_keys(
-        keys,
-        plan_search(
-            state,
-            c,
-            SearchParts {
-                using: req.using.unwrap_or_default(),
-                asked,
-                lookup_from: req.lookup_from,
-                limit,
-                offset,
-                filter: req.filter,
-                params: req.params,
-                score_threshold: None,
-                with_payload: req.with_payload,
-                with_vector: req.with_vector,
-            },
-        ),
+    plan_search(
+        state,
+        c,
+        SearchParts {
+            using: req.using.unwrap_or_default(),
+            asked,
+            lookup_from: req.lookup_from,
+            limit,
+            offset,
+            filter: req.filter,
+            params: req.params,
+            score_threshold: None,
+            with_payload: req.with_payload,
+            with_vector: req.with_vector,
+            keys,
+        },
     )
-}
-
-/// A plan that searches the shards of `keys`.
-fn with_keys(
-    keys: Option<KeySelection>,
-    plan: Result<PlannedSearch, ApiError>,
-) -> Result<PlannedSearch, ApiError> {
-    plan.map(|p| PlannedSearch { keys, ..p })
 }
 
 /// Where the points a query names by id are read from: the lookup collection's own shards,
@@ -277,11 +266,20 @@ struct ExampleSource {
 type Shards = Arc<[Arc<dyn shard_router::Shard>]>;
 
 impl ExampleSource {
-    fn new(state: &AppState, lookup: Arc<Collection>) -> ExampleSource {
-        let remote = state
-            .cluster()
-            .map(|_| (state.shard_handles(&lookup), Instant::now() + state.timeout));
-        ExampleSource { lookup, remote }
+    /// `keys`: the shard keys of the request, when the examples come from its collection.
+    fn new(
+        state: &AppState,
+        lookup: Arc<Collection>,
+        keys: Option<&KeySelection>,
+    ) -> Result<ExampleSource, ApiError> {
+        let remote = match state.cluster() {
+            Some(_) => Some((
+                state.shards_for(&lookup, keys, None)?,
+                Instant::now() + state.timeout,
+            )),
+            None => None,
+        };
+        Ok(ExampleSource { lookup, remote })
     }
 
     /// The point's vector `name` as a record, fetched from its node. Planning is
@@ -499,8 +497,9 @@ pub(super) fn plan_search(
     let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     // This collection, named directly or through an alias.
     let same_collection = Arc::ptr_eq(&lookup, c);
+    let example_keys = parts.keys.as_ref().filter(|_| same_collection);
     let mut reader = ExampleReader {
-        lookup: ExampleSource::new(state, lookup),
+        lookup: ExampleSource::new(state, lookup, example_keys)?,
         vector,
         size,
         same_collection,
@@ -585,7 +584,7 @@ pub(super) fn plan_search(
         metric,
         exclude,
         cacheable: same_collection,
-        keys: None,
+        keys: parts.keys,
     })
 }
 
@@ -598,6 +597,7 @@ struct SparseRest {
     score_threshold: Option<f64>,
     with_payload: Option<model::WithPayload>,
     with_vector: Option<model::WithVector>,
+    keys: Option<KeySelection>,
 }
 
 impl SparseRest {
@@ -611,6 +611,7 @@ impl SparseRest {
             score_threshold: parts.score_threshold,
             with_payload: parts.with_payload,
             with_vector: parts.with_vector,
+            keys: parts.keys,
         };
         (rest, parts.asked, parts.lookup_from)
     }
@@ -734,7 +735,7 @@ fn plan_sparse(
     let (rest, asked, lookup_from) = SparseRest::of(parts);
     let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     let same = Arc::ptr_eq(&lookup, c);
-    let lookup = ExampleSource::new(state, lookup);
+    let lookup = ExampleSource::new(state, lookup, rest.keys.as_ref().filter(|_| same))?;
     let mut mentioned: Vec<PointId> = Vec::new();
     let mut read = |input: VectorInput| -> Result<storage::SparseVector, ApiError> {
         match input {
@@ -796,7 +797,7 @@ fn sparse_plan(
         metric: quant::Metric::InnerProduct,
         exclude,
         cacheable,
-        keys: None,
+        keys: rest.keys,
     })
 }
 
@@ -822,7 +823,7 @@ fn plan_multi(
         })?;
     let (lookup, vector) = lookup_of(state, c, &using, lookup_from)?;
     let same = Arc::ptr_eq(&lookup, c);
-    let lookup = ExampleSource::new(state, lookup);
+    let lookup = ExampleSource::new(state, lookup, rest.keys.as_ref().filter(|_| same))?;
     let mut mentioned: Vec<PointId> = Vec::new();
     let (mut query_rows, mut query_values) = (0usize, 0usize);
     let mut read = |input: VectorInput| -> Result<storage::MultiVector, ApiError> {
@@ -906,7 +907,7 @@ async fn run_search(
         return Ok(hit);
     }
     let started = Instant::now();
-    let shards = state.shards_for(c, plan.keys.as_ref())?;
+    let shards = state.shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())?;
     // `limit + offset` was capped at the most a search returns: what is left after the
     // offset may be nothing.
     let limit = plan
@@ -966,7 +967,7 @@ async fn query_without_vector(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(c, keys.as_ref())?;
+    let shards = state.shards_for(c, keys.as_ref(), scroll.filter.as_deref())?;
     let page = shard_router::scroll(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .points
@@ -999,7 +1000,7 @@ async fn query_ordered(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(c, keys.as_ref())?;
+    let shards = state.shards_for(c, keys.as_ref(), scroll.filter.as_deref())?;
     let page = shard_router::scroll_ordered(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .iter()

@@ -177,7 +177,16 @@ def test_writes_reach_the_keys_they_name(remote, oracle, keyed):
     remote.set_payload(name, payload={"flag": True}, points=ids, shard_key_selector="en",
                        wait=True)
     oracle.set_payload(oracle_name("en"), payload={"flag": True}, points=ids)
-    # A delete by filter without a key reaches every key.
+    # A payload write by ids without a key reaches each id under the key holding it; an id
+    # no key holds is a 404, and nothing is written then.
+    spread = [p.id for p in en[20:25]] + [p.id for p in de[20:25]]
+    remote.set_payload(name, payload={"spread": 1}, points=spread, wait=True)
+    oracle.set_payload(oracle_name("en"), payload={"spread": 1}, points=spread[:5])
+    oracle.set_payload(oracle_name("de"), payload={"spread": 1}, points=spread[5:])
+    with pytest.raises(Exception) as e:
+        remote.set_payload(name, payload={"never": 1}, points=spread + [123_456_789], wait=True)
+    assert "123456789" in str(e.value), e.value
+        # A delete by filter without a key reaches every key.
     flt = models.Filter(must=[models.FieldCondition(key="brand",
                                                     match=models.MatchValue(value="b1"))])
     remote.delete(name, points_selector=models.FilterSelector(filter=flt), wait=True)
@@ -213,5 +222,87 @@ def test_writes_reach_the_keys_they_name(remote, oracle, keyed):
     assert remote.count(name, exact=True).count == before - n7
     listed = remote.list_shard_keys(name).shard_keys
     assert sorted(str(d.key) for d in listed) == ["de", "en"]
-    with pytest.raises(Exception):
+    with pytest.raises(Exception) as e:
         remote.count(name, shard_key_selector=7, exact=True)
+    assert "not found" in str(e.value), e.value
+
+
+def test_one_id_under_two_keys_is_two_points(remote, keyed):
+    """As in Qdrant, a point id upserted under two keys is two points: each key answers its
+    own; a read over both lists the id once (scroll pages never repeat it), counts both."""
+    name, by_key = keyed
+    shared = by_key["en"][0].id
+    vec = data.vector(random.Random(3), DIM)
+    remote.upsert(name, points=[models.PointStruct(id=shared, vector=vec,
+                                                   payload={"copy": "de"})],
+                  shard_key_selector="de", wait=True)
+    got = remote.retrieve(name, ids=[shared], shard_key_selector="de")
+    assert [r.payload for r in got] == [{"copy": "de"}]
+    got = remote.retrieve(name, ids=[shared], shard_key_selector="en")
+    assert got[0].payload["key"] == "en"
+    total = sum(len(p) for p in by_key.values()) + 1
+    assert remote.count(name, exact=True).count == total
+    seen, offset = [], None
+    while True:
+        recs, offset = remote.scroll(name, limit=7, offset=offset)
+        seen += [canonical(r.id) for r in recs]
+        if offset is None:
+            break
+    assert len(seen) == len(set(seen)) == total - 1
+
+
+def test_placement_by_payload_field(remote, oracle, router_url):
+    """`shard_key_field` (an extension): an upsert is placed by each point's value of the
+    field, and a read whose filter pins the field reaches only its keys."""
+    if not NODES:
+        pytest.skip("custom sharding is served in cluster mode")
+    import httpx
+    name = "keys_by_field"
+    if remote.collection_exists(name):
+        remote.delete_collection(name)
+    r = httpx.put(f"{router_url}/collections/{name}", json={
+        "vectors": {"size": DIM, "distance": "Cosine"}, "sharding_method": "custom",
+        "shard_key_field": "lang"}, timeout=30)
+    assert r.status_code == 200, r.text
+    for k in ["en", "de"]:
+        remote.create_shard_key(name, k)
+        oracle.create_collection(oracle_name(f"f_{k}"), vectors_config=models.VectorParams(
+            size=DIM, distance=models.Distance.COSINE))
+    rng = random.Random(80)
+    pts = [models.PointStruct(id=i, vector=data.vector(rng, DIM),
+                              payload={"lang": "en" if i % 3 else "de", "n": i})
+           for i in range(300)]
+    remote.upsert(name, points=pts, wait=True)
+    for p in pts:
+        oracle.upsert(oracle_name(f"f_{p.payload['lang']}"), points=[p])
+    for k in ["en", "de"]:
+        assert remote.count(name, shard_key_selector=k, exact=True).count == \
+            oracle.count(oracle_name(f"f_{k}"), exact=True).count
+    for q in range(20):
+        vec = data.vector(rng, DIM)
+        k = rng.choice(["en", "de"])
+        flt = models.Filter(must=[models.FieldCondition(key="lang",
+                                                        match=models.MatchValue(value=k))])
+        got = remote.query_points(name, query=vec, query_filter=flt, limit=10,
+                                  search_params=models.SearchParams(exact=True)).points
+        want = oracle.query_points(oracle_name(f"f_{k}"), query=vec, limit=10).points
+        check_scored(got, want, 0, 10, f"pinned query {q} to {k}")
+    # A value no key exists for: nothing passes.
+    flt = models.Filter(must=[models.FieldCondition(key="lang",
+                                                    match=models.MatchValue(value="fr"))])
+    assert remote.query_points(name, query=vec, query_filter=flt, limit=5).points == []
+    assert remote.count(name, count_filter=flt, exact=True).count == 0
+    # Points do not move between keys through payload writes.
+    with pytest.raises(Exception) as e:
+        remote.set_payload(name, payload={"lang": "de"}, points=[1], wait=True)
+    assert "lang" in str(e.value), e.value
+    remote.set_payload(name, payload={"lang": "en", "x": 1}, points=[1],
+                       shard_key_selector="en", wait=True)
+    # A point without the field cannot be placed; one whose key does not exist is refused.
+    for payload in [{"n": 1}, {"lang": "fr"}, {"lang": True}]:
+        with pytest.raises(Exception) as e:
+            remote.upsert(name, points=[models.PointStruct(id=5000, vector=vec,
+                                                           payload=payload)], wait=True)
+        assert "lang" in str(e.value) or "fr" in str(e.value), e.value
+    assert remote.retrieve(name, ids=[5000]) == []
+    remote.delete_collection(name)

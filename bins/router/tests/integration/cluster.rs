@@ -631,12 +631,15 @@ async fn shard_keys_keep_points_on_their_nodes_and_keyed_reads_reach_only_them()
         d1 > 100.0 && d2 > 100.0,
         "de's points split over its nodes: {d1}, {d2}"
     );
-    for k in 0..3 {
-        assert_eq!(
-            points_on(k, "k").await,
-            0.0,
-            "node {k} holds no auto-sharded copy"
-        );
+    for (k, node) in nodes.iter().enumerate() {
+        let names: Vec<String> = node.get("/collections").await["collections"]
+            .as_array()
+            .expect("collections")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let want: &[&str] = if k == 0 { &["k@en"] } else { &["k@de"] };
+        assert_eq!(names, want, "node {k} holds its keys' collections alone");
     }
 
     // Keyed reads equal the key's own collection; unkeyed ones, all of them.
@@ -740,19 +743,34 @@ async fn shard_keys_keep_points_on_their_nodes_and_keyed_reads_reach_only_them()
         .as_str()
         .unwrap_or_default()
         .contains("Shard key not specified"));
-    for body in [
-        json!({"shard_key": "en"}),
-        json!({"shard_key": "x", "placement": [3]}),
-        json!({"shard_key": "x", "shards_number": 4}),
-        json!({"shard_key": "x", "replication_factor": 2}),
+    for (body, want, text) in [
+        (
+            json!({"shard_key": "en"}),
+            StatusCode::BAD_REQUEST,
+            "already exists",
+        ),
+        (
+            json!({"shard_key": "x", "placement": [3]}),
+            StatusCode::BAD_REQUEST,
+            "node 3",
+        ),
+        (
+            json!({"shard_key": "x", "shards_number": 4}),
+            StatusCode::BAD_REQUEST,
+            "4 shards",
+        ),
+        (
+            json!({"shard_key": "x", "replication_factor": 2}),
+            StatusCode::NOT_IMPLEMENTED,
+            "replication_factor",
+        ),
     ] {
         let (status, v) = cluster
             .call(Method::PUT, "/collections/k/shards", Some(&body))
             .await;
-        assert!(
-            status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED,
-            "{body}: {v}"
-        );
+        assert_eq!(status, want, "{body}: {v}");
+        let e = v["status"]["error"].as_str().unwrap_or_default();
+        assert!(e.contains(text), "{body}: {e}");
     }
 
     // A second coordinator on an empty disk finds the collection and its keys.
@@ -804,6 +822,54 @@ async fn shard_keys_keep_points_on_their_nodes_and_keyed_reads_reach_only_them()
     for (k, n) in nodes.iter().enumerate() {
         let list = n.get("/collections").await.to_string();
         assert!(!list.contains("k@"), "node {k} still holds {list}");
+    }
+    // Placed by a payload field: an upsert names no key, and a query whose filter pins the
+    // field reaches only the nodes of its key.
+    cluster
+        .create(
+            "f",
+            json!({"vectors": vectors, "sharding_method": "custom", "shard_key_field": "city"}),
+        )
+        .await;
+    for (k, city) in CITIES.iter().enumerate() {
+        cluster
+            .put(
+                "/collections/f/shards",
+                json!({"shard_key": city, "placement": [k % 3]}),
+            )
+            .await;
+    }
+    for chunk in points(0, 900).chunks(300) {
+        cluster.upsert("f", json!({ "points": chunk })).await;
+    }
+    let searched = |k: usize, c: String| {
+        let node = &nodes[k];
+        async move {
+            node.metric(&format!(
+                "vector_router_search_duration_seconds_count{{collection=\"{c}\"}}"
+            ))
+            .await
+        }
+    };
+    let mut before = Vec::new();
+    for (k, city) in CITIES.iter().enumerate() {
+        before.push(searched(k % 3, format!("f@{city}")).await);
+    }
+    for q in 0..6u64 {
+        let city = CITIES[(q % 2) as usize * 2]; // berlin and rome
+        let body = json!({"query": vector(20_000 + q, DIM), "limit": 5, "with_payload": true,
+                          "params": {"exact": true},
+                          "filter": {"must": [{"key": "city", "match": {"value": city}}]}});
+        assert_eq!(
+            cluster.query("f", body.clone()).await,
+            embedded.query("all", body).await,
+            "pinned query {q} to {city}"
+        );
+    }
+    for (k, city) in CITIES.iter().enumerate() {
+        let delta = searched(k % 3, format!("f@{city}")).await - before[k];
+        let want = if k % 2 == 0 { 3.0 } else { 0.0 };
+        assert_eq!(delta, want, "searches of `{city}`'s node collection");
     }
     // An embedded router refuses custom sharding.
     let (status, v) = embedded

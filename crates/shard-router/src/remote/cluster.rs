@@ -23,15 +23,15 @@ pub fn shard_marker(k: usize, n: usize) -> qdrant_client::qdrant::Value {
 }
 
 /// The marker of shard `k` of key `key` of collection `collection`, whose group is `group`
-/// (node positions, in shard order). `shard_number` is the collection's own setting (the
-/// default shards of a new key), kept so that a coordinator importing the collection from
-/// its keys restores it.
+/// (node positions, in shard order). The collection's `shard_number` (the default shards of
+/// a new key) and `shard_key_field` are kept in it, so that a coordinator importing the
+/// collection from its keys restores them.
 pub fn key_marker(
     collection: &str,
     key: &ShardKey,
     k: usize,
     group: &[usize],
-    shard_number: Option<u32>,
+    config: &CollectionConfig,
 ) -> qdrant_client::qdrant::Value {
     wire::json_value(&serde_json::json!({
         "collection": collection,
@@ -39,7 +39,8 @@ pub fn key_marker(
         "index": k,
         "of": group.len(),
         "nodes": group,
-        "shard_number": shard_number,
+        "shard_number": config.shard_number,
+        "shard_key_field": config.shard_key_field,
     }))
 }
 
@@ -54,6 +55,8 @@ pub struct FoundKey {
     pub group: Vec<usize>,
     /// The collection's `shard_number` setting, as the marker keeps it.
     pub shard_number: Option<u32>,
+    /// The collection's `shard_key_field`, as the marker keeps it.
+    pub field: Option<String>,
     /// The node's description of it (configuration, payload schema).
     pub info: qdrant_client::qdrant::CollectionInfo,
 }
@@ -65,6 +68,7 @@ struct KeyMarker {
     index: usize,
     group: Vec<usize>,
     shard_number: Option<u32>,
+    field: Option<String>,
 }
 
 /// Reads a key marker; `None` when it is not one.
@@ -83,12 +87,17 @@ fn read_key_marker(v: &serde_json::Value) -> Option<KeyMarker> {
         .get("shard_number")
         .and_then(serde_json::Value::as_u64)
         .and_then(|x| u32::try_from(x).ok());
+    let field = v
+        .get("shard_key_field")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
     (of == group.len() && index < of).then_some(KeyMarker {
         collection,
         key,
         index,
         group,
         shard_number,
+        field,
     })
 }
 
@@ -134,6 +143,9 @@ pub struct ClusterCollectionState {
 pub struct Cluster {
     nodes: Vec<Arc<Node>>,
     keyed: RwLock<HashMap<String, KeyLayout>>,
+    /// Bumped by every change of `keyed` (and after the node side of a key's or a keyed
+    /// collection's delete): a scan of the nodes that saw another epoch is not applied.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Where a collection's points are: (node collection name, node position) for every shard.
@@ -160,6 +172,7 @@ impl Cluster {
         Ok(Cluster {
             nodes,
             keyed: RwLock::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -223,7 +236,14 @@ impl Cluster {
     }
 
     fn write_keyed(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, KeyLayout>> {
-        self.keyed.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.keyed.write().unwrap_or_else(|e| e.into_inner());
+        self.touch();
+        guard
+    }
+
+    /// Marks the key layouts changed: a scan of the nodes begun before is not applied.
+    fn touch(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The shards of keyed collection `name` that `selection` reaches (every key's for
@@ -311,6 +331,9 @@ impl Cluster {
         }
         let message =
             wire::create_collection(name, config).map_err(|e| bad(format!("Bad request: {e}")))?;
+        // A keyed collection of this name deleted while it was being created may have left
+        // its entry: this one is placed by hash.
+        self.forget_keyed(name);
         let n = self.nodes.len();
         let targets = (0..n).map(|k| (k, shard_marker(k, n))).collect();
         self.create_on(name, message, targets, deadline).await
@@ -363,14 +386,20 @@ impl Cluster {
         }
         let message = wire::create_collection(&node_name, &key_config(config))
             .map_err(|e| refused(400, format!("Bad request: {e}")))?;
-        let shard_number = config.shard_number;
         let targets = group
             .iter()
             .enumerate()
-            .map(|(k, &node)| (node, key_marker(name, key, k, &group, shard_number)))
+            .map(|(k, &node)| (node, key_marker(name, key, k, &group, config)))
             .collect();
         self.create_on(&node_name, message, targets, deadline)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Created meanwhile by another request (or left by an undo that failed).
+                ShardError::Refused { status: 409, .. } => {
+                    refused(400, format!("Bad request: Shard key {key} already exists"))
+                }
+                other => other,
+            })?;
         for (field, kind) in indexes {
             let made =
                 futures::future::try_join_all(group.iter().map(|&n| {
@@ -416,17 +445,20 @@ impl Cluster {
                 status: 400,
                 reason: format!("Bad request: Shard key {key} not found"),
             })?;
+        // Out of the layout first: no request meets a key half deleted. Should a node fail
+        // to delete its part, the next scan of the nodes finds the key again.
+        if let Some(layout) = self.write_keyed().get_mut(name) {
+            layout.remove(key);
+        }
         let node_name = keys::node_collection_name(name, key);
-        futures::future::try_join_all(
+        let deleted = futures::future::try_join_all(
             group
                 .iter()
                 .map(|&n| self.nodes[n].delete_collection(&node_name, deadline)),
         )
-        .await?;
-        if let Some(layout) = self.write_keyed().get_mut(name) {
-            layout.remove(key);
-        }
-        Ok(())
+        .await;
+        self.touch();
+        deleted.map(|_| ())
     }
 
     /// Deletes `name` wherever `nodes` may hold it, with time of its own; false when some
@@ -505,18 +537,51 @@ impl Cluster {
         name: &str,
         deadline: Instant,
     ) -> Result<bool, ShardError> {
-        let mut copies = self.copies(name);
-        if self.is_keyed(name) {
-            // A node may hold the name itself too, created before as a hash-sharded one.
-            copies.extend((0..self.nodes.len()).map(|k| (name.to_string(), k)));
+        let Some(layout) = self.key_layout(name) else {
+            let answers = futures::future::try_join_all(
+                self.nodes
+                    .iter()
+                    .map(|n| n.delete_collection(name, deadline)),
+            )
+            .await?;
+            return Ok(answers.into_iter().any(|x| x));
+        };
+        // Forgotten first, so that a key being created meanwhile is not registered (its
+        // create undoes itself); then every `name@...` each node holds is deleted, listed
+        // now (keys created or found since the layout was read included).
+        self.forget_keyed(name);
+        let deleted = self.delete_keyed_copies(name, deadline).await;
+        self.touch();
+        match deleted {
+            Ok(any) => Ok(any),
+            Err(e) => {
+                // Still a keyed collection, with what is left of it on the nodes.
+                self.write_keyed().insert(name.to_string(), layout);
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes `name` and every `name@...` from every node; whether any was there.
+    async fn delete_keyed_copies(&self, name: &str, deadline: Instant) -> Result<bool, ShardError> {
+        let prefix = format!("{name}{}", keys::KEY_SEPARATOR);
+        let lists =
+            futures::future::try_join_all(self.nodes.iter().map(|n| n.list_collections(deadline)))
+                .await?;
+        let mut deletes = Vec::new();
+        for (k, list) in lists.into_iter().enumerate() {
+            for c in list {
+                if c == name || c.starts_with(&prefix) {
+                    deletes.push((c, k));
+                }
+            }
         }
         let answers = futures::future::try_join_all(
-            copies
+            deletes
                 .iter()
                 .map(|(c, k)| self.nodes[*k].delete_collection(c, deadline)),
         )
         .await?;
-        self.forget_keyed(name);
         Ok(answers.into_iter().any(|x| x))
     }
 
@@ -646,11 +711,16 @@ impl Cluster {
     /// (an upsert naming two keys writes its points under both, as Qdrant does); with no
     /// selection, an update that may create points is refused (it cannot be placed) and
     /// any other reaches every key.
+    ///
+    /// With `field` (the collection's `shard_key_field`), an upsert's points are placed by
+    /// their value of the field, each key's part sent to its key; a payload write that would
+    /// set the field to another key's value is refused (points do not move between keys).
     pub async fn write(
         &self,
         name: &str,
         update: Update,
         selection: Option<&KeySelection>,
+        field: Option<&str>,
         wait: bool,
         deadline: Instant,
     ) -> Result<u64, ShardError> {
@@ -661,16 +731,38 @@ impl Cluster {
             let group: Vec<usize> = (0..self.nodes.len()).collect();
             return self.write_group(name, &group, update, wait, deadline).await;
         };
-        if creates_points(&update) && selection.is_none() {
-            return Err(key_error(KeyError::Unspecified));
-        }
-        let chosen = keys::selected_keys(&layout, selection).map_err(key_error)?;
-        let sends = chosen.iter().map(|key| {
-            let node_name = keys::node_collection_name(name, key);
-            let group = &layout[key];
-            let update = update.clone();
+        let parts: Vec<(ShardKey, Update)> = match field {
+            Some(field) => by_field(&layout, update, selection, field).map_err(|reason| {
+                ShardError::Refused {
+                    shard: 0,
+                    status: 400,
+                    reason: format!("Bad request: {reason}"),
+                }
+            })?,
+            None => {
+                if creates_points(&update) && selection.is_none() {
+                    return Err(key_error(KeyError::Unspecified));
+                }
+                keys::selected_keys(&layout, selection)
+                    .map_err(key_error)?
+                    .into_iter()
+                    .map(|k| (k, update.clone()))
+                    .collect()
+            }
+        };
+        // A write naming points by id reports a point it does not find: sent whole to keys
+        // that do not all hold every id, each would refuse. So the ids are first looked up,
+        // and each key gets only its own; an id no key holds is the answer's 404.
+        let parts = if parts.len() > 1 {
+            self.by_holder(name, &layout, parts, deadline).await?
+        } else {
+            parts
+        };
+        let sends = parts.into_iter().map(|(key, update)| {
+            let node_name = keys::node_collection_name(name, &key);
+            let group = layout[&key].clone();
             async move {
-                self.write_group(&node_name, group, update, wait, deadline)
+                self.write_group(&node_name, &group, update, wait, deadline)
                     .await
             }
         });
@@ -680,6 +772,69 @@ impl Cluster {
             max = max.max(a?);
         }
         Ok(max)
+    }
+
+    /// Each key's part of a write naming points by id, cut down to the ids the key holds
+    /// (keys holding none are left out); other writes unchanged.
+    async fn by_holder(
+        &self,
+        name: &str,
+        layout: &KeyLayout,
+        parts: Vec<(ShardKey, Update)>,
+        deadline: Instant,
+    ) -> Result<Vec<(ShardKey, Update)>, ShardError> {
+        let Some(ids) = parts.first().and_then(|(_, u)| reported_ids(u)) else {
+            if parts.iter().any(|(_, u)| matches!(u, Update::Batch(b) if b.iter().any(|u| reported_ids(u).is_some()))) {
+                return Err(ShardError::Refused {
+                    shard: 0,
+                    status: 501,
+                    reason: "Not implemented: a batch of operations naming points by id, on \
+                             a collection with several shard keys: send the operations on \
+                             their own"
+                        .into(),
+                });
+            }
+            return Ok(parts);
+        };
+        let req = Arc::new(crate::RetrieveRequest {
+            with_payload: payload::PayloadSelector::Nothing,
+            with_vector: storage::VectorSelector::Nothing,
+        });
+        let lookups = parts.iter().map(|(key, _)| {
+            let node_name = keys::node_collection_name(name, key);
+            let shards: Vec<Arc<dyn Shard>> = layout[key]
+                .iter()
+                .enumerate()
+                .map(|(k, &node)| {
+                    Arc::new(RemoteShard::new(
+                        self.nodes[node].clone(),
+                        &node_name,
+                        k as u32,
+                        Arc::new(HashMap::new()),
+                        Arc::new(EncodedQuery::default()),
+                    )) as Arc<dyn Shard>
+                })
+                .collect();
+            let (ids, req) = (ids.clone(), req.clone());
+            async move { crate::retrieve(&shards, &ids, req, deadline).await }
+        });
+        let found = futures::future::try_join_all(lookups).await?;
+        let held: Vec<std::collections::HashSet<index_core::PointId>> = found
+            .into_iter()
+            .map(|records| records.into_iter().map(|r| r.id).collect())
+            .collect();
+        if let Some(missing) = ids.iter().find(|id| !held.iter().any(|h| h.contains(id))) {
+            return Err(ShardError::Refused {
+                shard: 0,
+                status: 404,
+                reason: format!("Not found: No point with id {missing} found"),
+            });
+        }
+        Ok(parts
+            .into_iter()
+            .zip(&held)
+            .filter_map(|((key, u), held)| Some((key, restricted(u, held)?)))
+            .collect())
     }
 
     /// Sends the nodes of `group` (positions, in shard order) their parts of `update` to
@@ -724,25 +879,32 @@ impl Cluster {
         }
     }
 
-    /// The keys' node collections the nodes hold that are not in the layout yet: each
-    /// node's list is read (a node that cannot be listed is skipped: its keys are found on
-    /// another of their group's nodes, or later), and each new name described by the node
-    /// holding it. A node collection whose marker places it elsewhere than on that node is
-    /// left out.
-    pub async fn find_keys(&self, deadline: Instant) -> (Vec<FoundKey>, Vec<String>) {
+    /// Reads every node's collections for shard keys: those not in the layouts yet (each
+    /// described by the node holding it), the keys whose node collections no node of their
+    /// group lists any more (deleted through another coordinator), and node collections
+    /// placed otherwise than this node list says. A node that cannot be listed is a warning,
+    /// and keys on it are neither found nor given up.
+    pub async fn scan_keys(&self, deadline: Instant) -> KeyScan {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
         let lists =
             futures::future::join_all(self.nodes.iter().map(|n| n.list_collections(deadline)))
                 .await;
-        let mut found: Vec<FoundKey> = Vec::new();
-        let mut warnings = Vec::new();
+        let mut scan = KeyScan {
+            epoch,
+            ..KeyScan::default()
+        };
+        let mut listed: Vec<Option<std::collections::HashSet<String>>> = Vec::new();
         for (at, list) in lists.into_iter().enumerate() {
             let names = match list {
                 Ok(l) => l,
                 Err(e) => {
-                    warnings.push(format!("node {} cannot list: {e}", self.nodes[at].url()));
+                    scan.warnings
+                        .push(format!("node {} cannot list: {e}", self.nodes[at].url()));
+                    listed.push(None);
                     continue;
                 }
             };
+            listed.push(Some(names.iter().cloned().collect()));
             for node_name in names {
                 let Some((base, _)) = node_name.split_once(keys::KEY_SEPARATOR) else {
                     continue;
@@ -751,7 +913,8 @@ impl Cluster {
                     l.keys()
                         .any(|k| keys::node_collection_name(base, k) == node_name)
                 });
-                let seen = found
+                let seen = scan
+                    .found
                     .iter()
                     .any(|f| keys::node_collection_name(&f.collection, &f.key) == node_name);
                 if known || seen {
@@ -760,7 +923,7 @@ impl Cluster {
                 let info = match self.nodes[at].collection_info(&node_name, deadline).await {
                     Ok(i) => i,
                     Err(e) => {
-                        warnings.push(format!(
+                        scan.warnings.push(format!(
                             "node {} cannot describe `{node_name}`: {e}",
                             self.nodes[at].url()
                         ));
@@ -780,9 +943,10 @@ impl Cluster {
                     index,
                     group,
                     shard_number,
+                    field,
                 }) = marker
                 else {
-                    warnings.push(format!(
+                    scan.warnings.push(format!(
                         "node {} holds `{node_name}` without a shard key marker",
                         self.nodes[at].url()
                     ));
@@ -792,33 +956,79 @@ impl Cluster {
                     && group.get(index) == Some(&at)
                     && group.iter().all(|&g| g < self.nodes.len());
                 if !placed {
-                    warnings.push(format!(
+                    scan.misplaced.push(format!(
                         "node {} holds `{node_name}` as shard {index} of nodes {group:?}: list \
                          the nodes in the order (and number) its key was created with",
                         self.nodes[at].url()
                     ));
                     continue;
                 }
-                found.push(FoundKey {
+                scan.found.push(FoundKey {
                     collection,
                     key,
                     group,
                     shard_number,
+                    field,
                     info,
                 });
             }
         }
-        (found, warnings)
+        for (collection, layout) in self.read_keyed().iter() {
+            for (key, group) in layout {
+                let node_name = keys::node_collection_name(collection, key);
+                let all_listed = group.iter().all(|&g| listed[g].is_some());
+                let anywhere = group
+                    .iter()
+                    .any(|&g| listed[g].as_ref().is_some_and(|l| l.contains(&node_name)));
+                if all_listed && !anywhere {
+                    scan.gone.push((collection.clone(), key.clone()));
+                }
+            }
+        }
+        scan
     }
 
-    /// Adds a found key to its collection's layout (the collection must be noted keyed).
-    pub fn add_found_key(&self, found: &FoundKey) {
-        if let Some(layout) = self.write_keyed().get_mut(&found.collection) {
-            layout
-                .entry(found.key.clone())
-                .or_insert_with(|| found.group.clone());
+    /// Applies a scan: found keys join their collections' layouts (a collection not noted
+    /// keyed is skipped), keys gone leave them. Nothing is applied when the layouts changed
+    /// since the scan began (a key created or deleted meanwhile would be undone); false then.
+    /// `new_keyed` are collections found through their keys, noted keyed here.
+    pub fn apply_scan(&self, scan: &KeyScan, new_keyed: &[String]) -> bool {
+        let mut keyed = self.keyed.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != scan.epoch {
+            return false;
         }
+        self.touch();
+        for name in new_keyed {
+            keyed.entry(name.clone()).or_default();
+        }
+        for f in &scan.found {
+            if let Some(layout) = keyed.get_mut(&f.collection) {
+                layout
+                    .entry(f.key.clone())
+                    .or_insert_with(|| f.group.clone());
+            }
+        }
+        for (collection, key) in &scan.gone {
+            if let Some(layout) = keyed.get_mut(collection) {
+                layout.remove(key);
+            }
+        }
+        true
     }
+}
+
+/// What a scan of the nodes found about shard keys ([`Cluster::scan_keys`]).
+#[derive(Debug, Default)]
+pub struct KeyScan {
+    epoch: u64,
+    /// Keys not in the layouts yet.
+    pub found: Vec<FoundKey>,
+    /// Keys in the layouts that no node holds any more.
+    pub gone: Vec<(String, ShardKey)>,
+    /// Node collections placed otherwise than the node list says.
+    pub misplaced: Vec<String>,
+    /// Nodes or collections that could not be read.
+    pub warnings: Vec<String>,
 }
 
 /// The configuration each node collection of a key is created with: the collection's, one
@@ -827,7 +1037,200 @@ pub fn key_config(config: &CollectionConfig) -> CollectionConfig {
     let mut c = config.clone();
     c.sharding_method = None;
     c.shard_number = None;
+    c.shard_key_field = None;
     c
+}
+
+/// An update of a collection placed by payload field `field`, cut into each key's part. An
+/// upsert's points go to the key their field names (or the one key the request names, for
+/// points without the field); any other update goes to the keys selected, whole, unless it
+/// would set the field to another key's value.
+fn by_field(
+    layout: &KeyLayout,
+    update: Update,
+    selection: Option<&KeySelection>,
+    field: &str,
+) -> Result<Vec<(ShardKey, Update)>, String> {
+    let exists = |k: &ShardKey| {
+        if layout.contains_key(k) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: create it with PUT /collections/{{name}}/shards",
+                KeyError::NotFound(k.clone())
+            ))
+        }
+    };
+    // The one key a request names for an upsert.
+    let named = |selection: Option<&KeySelection>| -> Result<Option<ShardKey>, String> {
+        match keys::selected_keys(layout, selection) {
+            _ if selection.is_none() => Ok(None),
+            Ok(mut k) if k.len() == 1 => Ok(k.pop()),
+            Ok(_) => Err(format!(
+                "an upsert placed by payload field `{field}` names at most one shard key"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let place = |points: Vec<storage::PointWrite>,
+                 make: &dyn Fn(Vec<storage::PointWrite>) -> Update|
+     -> Result<Vec<(ShardKey, Update)>, String> {
+        let named = named(selection)?;
+        let parts = keys::points_by_field(points, field, named.as_ref())?;
+        // Every key checked before anything is sent: an unknown one refuses the whole upsert.
+        for (k, _) in &parts {
+            exists(k)?;
+        }
+        Ok(parts.into_iter().map(|(k, p)| (k, make(p))).collect())
+    };
+    let targets = || keys::selected_keys(layout, selection).map_err(|e| e.to_string());
+    // A payload write setting the field: only to the value of the one key it reaches.
+    let check_sets = |payload: &payload::Payload| -> Result<Vec<ShardKey>, String> {
+        let targets = targets()?;
+        if let Some(v) = payload.get(field) {
+            let same = targets.len() == 1 && keys::key_of_value(v).as_ref() == targets.first();
+            if !same {
+                return Err(format!(
+                    "payload field `{field}` places points by shard key: a payload write may \
+                     set it only to the value of the one shard key it names (points do not \
+                     move between keys; upsert the point under its new key instead)"
+                ));
+            }
+        }
+        Ok(targets)
+    };
+    let whole = |targets: Vec<ShardKey>, u: Update| -> Vec<(ShardKey, Update)> {
+        targets.into_iter().map(|k| (k, u.clone())).collect()
+    };
+    match update {
+        Update::Upsert(points) => place(points, &Update::Upsert),
+        Update::ConditionalUpsert {
+            points,
+            mode,
+            filter,
+        } => place(points, &|points| Update::ConditionalUpsert {
+            points,
+            mode,
+            filter: filter.clone(),
+        }),
+        Update::SetPayload {
+            ref payload,
+            ref key,
+            ..
+        } => {
+            let nested = key.as_deref().is_some_and(|k| {
+                k == field
+                    || k.strip_prefix(field)
+                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            });
+            if nested {
+                return Err(format!(
+                    "payload field `{field}` places points by shard key: a payload write may \
+                     not write inside it"
+                ));
+            }
+            let targets = if key.is_none() {
+                check_sets(payload)?
+            } else {
+                targets()?
+            };
+            Ok(whole(targets, update))
+        }
+        Update::OverwritePayload { ref payload, .. } => {
+            let targets = check_sets(payload)?;
+            Ok(whole(targets, update))
+        }
+        Update::Batch(ref parts)
+            if parts.iter().any(|p| {
+                creates_points(p)
+                    || matches!(
+                        p,
+                        Update::SetPayload { .. } | Update::OverwritePayload { .. }
+                    )
+            }) =>
+        {
+            Err(format!(
+                "a batch of operations is not placed by payload field `{field}`: send its \
+                 upserts and payload writes on their own"
+            ))
+        }
+        other => Ok(whole(targets()?, other)),
+    }
+}
+
+/// The ids of a write that reports a point it does not find.
+fn reported_ids(u: &Update) -> Option<Vec<index_core::PointId>> {
+    use storage::PointSelector::Ids;
+    match u {
+        Update::SetPayload {
+            selector: Ids(ids), ..
+        }
+        | Update::OverwritePayload {
+            selector: Ids(ids), ..
+        }
+        | Update::DeletePayload {
+            selector: Ids(ids), ..
+        }
+        | Update::ClearPayload(Ids(ids))
+        | Update::DeleteVectors {
+            selector: Ids(ids), ..
+        } => Some(ids.clone()),
+        Update::UpdateVectors { points, .. } => Some(points.iter().map(|p| p.id).collect()),
+        _ => None,
+    }
+}
+
+/// `u` cut down to the points of `keep`; `None` when none is left.
+fn restricted(u: Update, keep: &std::collections::HashSet<index_core::PointId>) -> Option<Update> {
+    use storage::PointSelector::Ids;
+    let ids = |ids: Vec<index_core::PointId>| {
+        let ids: Vec<_> = ids.into_iter().filter(|id| keep.contains(id)).collect();
+        (!ids.is_empty()).then_some(Ids(ids))
+    };
+    Some(match u {
+        Update::SetPayload {
+            payload,
+            selector: Ids(i),
+            key,
+        } => Update::SetPayload {
+            payload,
+            selector: ids(i)?,
+            key,
+        },
+        Update::OverwritePayload {
+            payload,
+            selector: Ids(i),
+        } => Update::OverwritePayload {
+            payload,
+            selector: ids(i)?,
+        },
+        Update::DeletePayload {
+            keys,
+            selector: Ids(i),
+        } => Update::DeletePayload {
+            keys,
+            selector: ids(i)?,
+        },
+        Update::ClearPayload(Ids(i)) => Update::ClearPayload(ids(i)?),
+        Update::DeleteVectors {
+            selector: Ids(i),
+            names,
+        } => Update::DeleteVectors {
+            selector: ids(i)?,
+            names,
+        },
+        Update::UpdateVectors { points, filter } => {
+            let points: Vec<_> = points
+                .into_iter()
+                .filter(|p| keep.contains(&p.id))
+                .collect();
+            if points.is_empty() {
+                return None;
+            }
+            Update::UpdateVectors { points, filter }
+        }
+        other => other,
+    })
 }
 
 /// Whether an update may create points (so must be placed by a key).

@@ -273,6 +273,112 @@ pub fn place_key(
         .collect())
 }
 
+/// The shard key a point's value of the placement field names: a string is a keyword
+/// key, an unsigned integer a number key; anything else names none.
+pub fn key_of_value(v: &serde_json::Value) -> Option<ShardKey> {
+    match v {
+        serde_json::Value::String(_) | serde_json::Value::Number(_) => ShardKey::from_json(v).ok(),
+        _ => None,
+    }
+}
+
+/// The keys a filter pins payload field `field` to: `Some` when every point the filter
+/// passes holds one of them in the field (a `must` condition matching its value, or one of
+/// several values; nested `must` filters count; several pins intersect), `None` when the
+/// filter leaves the field free. Under payload-field placement a point holds its key's value
+/// or none, so a pinned read needs only those keys' shards.
+pub fn pinned_keys(
+    filter: &payload::Filter,
+    field: &payload::KeyPath,
+) -> Option<std::collections::BTreeSet<ShardKey>> {
+    use payload::{AnyValues, Condition, FieldCheck, Match, MatchValue};
+    let mut pinned: Option<std::collections::BTreeSet<ShardKey>> = None;
+    let mut pin = |keys: std::collections::BTreeSet<ShardKey>| {
+        pinned = Some(match pinned.take() {
+            None => keys,
+            Some(have) => have.intersection(&keys).cloned().collect(),
+        });
+    };
+    for c in &filter.must {
+        match c {
+            Condition::Field(fc) if &fc.key == field => {
+                let keys = match &fc.check {
+                    FieldCheck::Match(Match::Value(MatchValue::Keyword(s))) => {
+                        std::iter::once(ShardKey::Keyword(s.clone())).collect()
+                    }
+                    FieldCheck::Match(Match::Value(MatchValue::Integer(n))) => u64::try_from(*n)
+                        .ok()
+                        .map(ShardKey::Number)
+                        .into_iter()
+                        .collect(),
+                    // A boolean is never a key's value: no point passes.
+                    FieldCheck::Match(Match::Value(MatchValue::Bool(_))) => Default::default(),
+                    FieldCheck::Match(Match::Any(AnyValues::Keywords(set))) => {
+                        set.iter().map(|s| ShardKey::Keyword(s.clone())).collect()
+                    }
+                    FieldCheck::Match(Match::Any(AnyValues::Integers(set))) => set
+                        .iter()
+                        .filter_map(|n| u64::try_from(*n).ok().map(ShardKey::Number))
+                        .collect(),
+                    _ => continue,
+                };
+                pin(keys);
+            }
+            Condition::Filter(inner) => {
+                if let Some(keys) = pinned_keys(inner, field) {
+                    pin(keys);
+                }
+            }
+            _ => {}
+        }
+    }
+    pinned
+}
+
+/// Cuts an upsert's points by the key their value of `field` names, in first-met order of
+/// the keys; `named`, when the request names a key, is the key of every point, whose field
+/// must then hold that key's value or nothing. An error names the first point that cannot
+/// be placed.
+pub fn points_by_field(
+    points: Vec<storage::PointWrite>,
+    field: &str,
+    named: Option<&ShardKey>,
+) -> Result<Vec<(ShardKey, Vec<storage::PointWrite>)>, String> {
+    let mut out: Vec<(ShardKey, Vec<storage::PointWrite>)> = Vec::new();
+    for (i, p) in points.into_iter().enumerate() {
+        let own = match p.payload.get(field) {
+            None => None,
+            Some(v) => Some(key_of_value(v).ok_or_else(|| {
+                format!(
+                    "points[{i}]: payload field `{field}` places the point by its value, a \
+                     string or an unsigned integer, not {v}"
+                )
+            })?),
+        };
+        let key = match (own, named) {
+            (Some(own), Some(named)) if &own != named => {
+                return Err(format!(
+                    "points[{i}]: its `{field}` is {own} but the request names shard key \
+                     {named}"
+                ))
+            }
+            (Some(k), _) => k,
+            (None, Some(named)) => named.clone(),
+            (None, None) => {
+                return Err(format!(
+                    "points[{i}]: no payload field `{field}` and no shard_key: the point \
+                     cannot be placed"
+                ))
+            }
+        };
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(p),
+            None => out.push((key, vec![p])),
+        }
+    }
+    Ok(out)
+}
+
 /// A stable 64-bit hash of a key (FNV-1a; `std`'s hasher may change between releases, and
 /// every coordinator must place a key alike).
 fn key_hash(key: &ShardKey) -> u64 {

@@ -19,7 +19,7 @@ pub mod wire;
 
 pub use cluster::{
     key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState, FoundKey,
-    PlacementError, SHARD_MARKER,
+    KeyScan, PlacementError, SHARD_MARKER,
 };
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};
@@ -1059,6 +1059,10 @@ fn dense_of(r: &Record, name: &str) -> Option<Vec<f32>> {
 /// shard). Points named by id go to the shard `placement` puts them on; an update selecting
 /// points by filter goes to every shard.
 pub fn split_update(update: Update, n: usize, placement: Placement) -> Vec<Option<Update>> {
+    assert!(
+        placement != Placement::Any,
+        "a write is placed by a rule that names one shard for each id"
+    );
     use storage::PointSelector as S;
     let by_ids = |ids: Vec<PointId>| -> Vec<Vec<PointId>> {
         let mut parts = vec![Vec::new(); n];
