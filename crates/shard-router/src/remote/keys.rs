@@ -498,6 +498,101 @@ mod tests {
     }
 
     #[test]
+    fn filters_pin_the_field_only_through_must() {
+        let field = payload::KeyPath::parse("lang").unwrap();
+        let pins = |f: serde_json::Value| {
+            let f = payload::Filter::from_json(&f).unwrap();
+            pinned_keys(&f, &field).map(|s| s.into_iter().collect::<Vec<_>>())
+        };
+        let k = |s: &str| ShardKey::Keyword(s.into());
+        assert_eq!(
+            pins(json!({"must": [{"key": "lang", "match": {"value": "en"}}]})),
+            Some(vec![k("en")])
+        );
+        assert_eq!(
+            pins(
+                json!({"must": [{"key": "lang", "match": {"any": ["en", "de"]}},
+                                 {"key": "x", "match": {"value": 1}}]})
+            ),
+            Some(vec![k("de"), k("en")])
+        );
+        // Two pins intersect; nested must filters pin too.
+        assert_eq!(
+            pins(
+                json!({"must": [{"key": "lang", "match": {"any": ["en", "de"]}},
+                                 {"must": [{"key": "lang", "match": {"value": "de"}}]}]})
+            ),
+            Some(vec![k("de")])
+        );
+        assert_eq!(
+            pins(json!({"must": [{"key": "lang", "match": {"any": [7, -1]}}]})),
+            Some(vec![ShardKey::Number(7)])
+        );
+        assert_eq!(
+            pins(json!({"must": [{"key": "lang", "match": {"value": true}}]})),
+            Some(vec![])
+        );
+        // `should`, `must_not`, other checks and other fields leave it free.
+        for free in [
+            json!({"should": [{"key": "lang", "match": {"value": "en"}}]}),
+            json!({"must_not": [{"key": "lang", "match": {"value": "en"}}]}),
+            json!({"must": [{"key": "lang", "match": {"except": ["en"]}}]}),
+            json!({"must": [{"key": "langs", "match": {"value": "en"}}]}),
+            json!({"must": [{"should": [{"key": "lang", "match": {"value": "en"}}]}]}),
+        ] {
+            assert_eq!(pins(free.clone()), None, "{free}");
+        }
+    }
+
+    #[test]
+    fn upserts_are_cut_by_the_field() {
+        let point = |id: u64, lang: serde_json::Value| storage::PointWrite {
+            id: index_core::PointId::Num(id),
+            vectors: Vec::new(),
+            sparse: Vec::new(),
+            multi: Vec::new(),
+            payload: match lang {
+                serde_json::Value::Null => payload::Payload::new(),
+                v => [("lang".to_string(), v)].into_iter().collect(),
+            },
+        };
+        let k = |s: &str| ShardKey::Keyword(s.into());
+        let parts = points_by_field(
+            vec![
+                point(1, json!("en")),
+                point(2, json!("de")),
+                point(3, json!("en")),
+            ],
+            "lang",
+            None,
+        )
+        .unwrap();
+        let ids: Vec<(ShardKey, Vec<index_core::PointId>)> = parts
+            .into_iter()
+            .map(|(k, p)| (k, p.into_iter().map(|p| p.id).collect()))
+            .collect();
+        use index_core::PointId::Num;
+        assert_eq!(
+            ids,
+            vec![(k("en"), vec![Num(1), Num(3)]), (k("de"), vec![Num(2)])]
+        );
+        // Without the field: the key the request names, else refused.
+        let named = points_by_field(vec![point(4, json!(null))], "lang", Some(&k("en"))).unwrap();
+        assert_eq!(named[0].0, k("en"));
+        let e = points_by_field(vec![point(4, json!(null))], "lang", None).unwrap_err();
+        assert!(e.contains("points[0]"), "{e}");
+        // A value that names no key, or another key than the request's.
+        for bad in [json!(true), json!(-2), json!(["en"]), json!({"a": 1})] {
+            assert!(
+                points_by_field(vec![point(5, bad.clone())], "lang", None).is_err(),
+                "{bad}"
+            );
+        }
+        let e = points_by_field(vec![point(6, json!("de"))], "lang", Some(&k("en"))).unwrap_err();
+        assert!(e.contains("de") && e.contains("en"), "{e}");
+    }
+
+    #[test]
     fn keys_are_placed_on_distinct_nodes() {
         let k = ShardKey::Keyword("tenant".into());
         let g = place_key(&k, 2, None, 3).unwrap();
