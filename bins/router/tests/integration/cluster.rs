@@ -2,7 +2,8 @@
 //! processes (routers themselves, reached over gRPC), checked against one embedded router
 //! holding every point: the same ids, scores, payloads and counts for plain, filtered,
 //! exact and batch queries, scrolls, retrievals, recommendations and writes; a node killed
-//! (`kill -9`) makes reads fail (never a partial answer presented as whole) and, once
+//! (`kill -9`) under a query load makes reads fail, or answer marked partial where the
+//! coordinator is told to (never a partial answer presented as whole) and, once
 //! restarted on its port, serves again identically, with every write it acknowledged,
 //! without a restart of the cluster router; bad node lists stop the router with a clear
 //! error.
@@ -82,6 +83,29 @@ async fn same(
     let b = embedded.ok(method, path, Some(&body)).await;
     assert_eq!(a, b, "{path} with {body}: the cluster answered otherwise");
     a
+}
+
+/// Sends `query` to the router, one request after another, for 1.5 s: each answer's status,
+/// partial marker (the header) and body.
+async fn query_load(router: &Router, query: &Value) -> Vec<(StatusCode, Option<String>, Value)> {
+    let mut seen = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let response = router
+            .request(Method::POST, "/collections/c/points/query")
+            .json(query)
+            .send()
+            .await
+            .expect("the coordinator answers");
+        let status = response.status();
+        let marked = response
+            .headers()
+            .get("x-vector-router-partial")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        seen.push((status, marked, body));
+    }
+    seen
 }
 
 #[tokio::test]
@@ -307,7 +331,63 @@ async fn cluster_answers_equal_an_embedded_router_and_survive_a_node_restart() {
             Some(&queries[0]),
         )
         .await;
-    nodes[1].kill();
+    // Killed under a query load, through both coordinators: every answer is whole and
+    // equal to the one before, or an error (strict), or marked partial (the other).
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        nodes[1].kill();
+    };
+    let (strict_a, strict_b, partial_a, partial_b, ()) = tokio::join!(
+        query_load(&cluster, &queries[0]),
+        query_load(&cluster, &queries[0]),
+        query_load(&partial, &queries[0]),
+        query_load(&partial, &queries[0]),
+        killer
+    );
+    let (mut whole, mut failed, mut marked_partial) = (0, 0, 0);
+    for (status, marked, body) in strict_a.iter().chain(&strict_b) {
+        assert!(
+            marked.is_none(),
+            "a strict coordinator marked an answer partial"
+        );
+        if *status == StatusCode::OK {
+            assert_eq!(
+                body["result"], before,
+                "an answer presented as whole is not"
+            );
+            assert!(body.get("partial").is_none(), "{body}");
+            whole += 1;
+        } else {
+            assert!(
+                *status == StatusCode::SERVICE_UNAVAILABLE
+                    || *status == StatusCode::REQUEST_TIMEOUT,
+                "{status}: {body}"
+            );
+            assert!(body["status"]["error"].is_string(), "{body}");
+            failed += 1;
+        }
+    }
+    for (status, marked, body) in partial_a.iter().chain(&partial_b) {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        match marked {
+            None => {
+                assert_eq!(
+                    body["result"], before,
+                    "an answer presented as whole is not"
+                );
+                assert!(body.get("partial").is_none(), "{body}");
+            }
+            Some(m) => {
+                assert_eq!(m, "missing-shards=1");
+                assert_eq!(body["partial"], json!({"missing_shards": [1]}), "{body}");
+                marked_partial += 1;
+            }
+        }
+    }
+    assert!(
+        whole > 0 && failed > 0 && marked_partial > 0,
+        "the load saw the node up and down: {whole} whole, {failed} failed, {marked_partial} partial"
+    );
     let (status, body) = cluster
         .call(
             Method::POST,

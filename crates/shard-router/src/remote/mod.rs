@@ -358,6 +358,15 @@ const MAX_ANSWER_BYTES: usize = 256 << 20;
 /// reached, or failed.
 fn status_error(shard: u32, url: &str, s: tonic::Status) -> ShardError {
     use tonic::Code;
+    // A status with a source was made here, from the connection's failure (a node killed
+    // with the call in flight answers "transport error", code Unknown), not sent by the
+    // node: the node is unreachable, which a partial answer may leave out.
+    if std::error::Error::source(&s).is_some() && s.code() != Code::DeadlineExceeded {
+        return ShardError::Unavailable {
+            shard,
+            reason: format!("node {url}: {}", s.message()),
+        };
+    }
     let status = match s.code() {
         Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 400,
         Code::NotFound => 404,
