@@ -102,6 +102,10 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
         if cluster.is_keyed(name) || new_keyed.contains(name) {
             continue;
         }
+        // Not while a key is created or deleted: the scan may have read it half done.
+        if !cluster.scan_is_current(&scan) {
+            break;
+        }
         if let Ok(c) = state.storage.get(name) {
             if c.config().sharding_method.as_deref() != Some("custom") {
                 tracing::warn!(collection = %name, key = %f.key, "a shard key on the nodes names a collection the catalog holds sharded by hash: not served");

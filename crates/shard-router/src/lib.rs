@@ -750,10 +750,10 @@ pub async fn scroll_ordered(
     .await?;
     let mut all: Vec<(Record, storage::OrderValue)> = pages.into_iter().flatten().collect();
     all.sort_by(|a, b| req.order.compare(a.1, b.1).then(a.0.id.cmp(&b.0.id)));
-    // A point two shards both hold (one id under two shard keys) is listed once, at its
-    // first place.
-    let mut seen = std::collections::HashSet::with_capacity(all.len());
-    all.retain(|(r, _)| seen.insert(r.id));
+    // A point two shards both hold (one id under two shard keys) is listed once for each of
+    // its values, as a point of one shard is: entries sorted by value then id, so the
+    // repeats are neighbours.
+    all.dedup_by(|a, b| a.0.id == b.0.id && a.1 == b.1);
     all.truncate(req.limit);
     Ok(all)
 }

@@ -234,6 +234,14 @@ pub(crate) async fn delete_collection(
     // could not be deleted through the router again. On a task of its own, as a create.
     let on_nodes = match state.cluster().cloned() {
         Some(cluster) => {
+            // A collection the catalog holds sharded by key is deleted as one (every
+            // `name@...` on the nodes), even when its keys were never found.
+            let custom = state.storage.get(&name).is_ok_and(|c| {
+                c.name() == name && c.config().sharding_method.as_deref() == Some("custom")
+            });
+            if custom {
+                cluster.add_keyed(&name);
+            }
             let deadline = Instant::now() + state.timeout;
             let n = name.clone();
             tokio::spawn(async move { cluster.delete_collection(&n, deadline).await })

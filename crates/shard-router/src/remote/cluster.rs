@@ -146,6 +146,25 @@ pub struct Cluster {
     /// Bumped by every change of `keyed` (and after the node side of a key's or a keyed
     /// collection's delete): a scan of the nodes that saw another epoch is not applied.
     epoch: std::sync::atomic::AtomicU64,
+    /// Key creations and deletes in flight: a scan is not applied while one runs (its node
+    /// side may be half done, which a scan would read as the key found, or gone).
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one key operation in flight while it lives.
+struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Busy<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Where a collection's points are: (node collection name, node position) for every shard.
@@ -173,6 +192,7 @@ impl Cluster {
             nodes,
             keyed: RwLock::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            busy: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -356,6 +376,7 @@ impl Cluster {
             status,
             reason,
         };
+        let _busy = Busy::new(&self.busy);
         match self.read_keyed().get(name) {
             None => {
                 return Err(refused(
@@ -445,6 +466,7 @@ impl Cluster {
                 status: 400,
                 reason: format!("Bad request: Shard key {key} not found"),
             })?;
+        let _busy = Busy::new(&self.busy);
         // Out of the layout first: no request meets a key half deleted. Should a node fail
         // to delete its part, the next scan of the nodes finds the key again.
         if let Some(layout) = self.write_keyed().get_mut(name) {
@@ -549,6 +571,7 @@ impl Cluster {
         // Forgotten first, so that a key being created meanwhile is not registered (its
         // create undoes itself); then every `name@...` each node holds is deleted, listed
         // now (keys created or found since the layout was read included).
+        let _busy = Busy::new(&self.busy);
         self.forget_keyed(name);
         let deleted = self.delete_keyed_copies(name, deadline).await;
         self.touch();
@@ -893,6 +916,12 @@ impl Cluster {
             epoch,
             ..KeyScan::default()
         };
+        let known: std::collections::HashSet<String> = self
+            .read_keyed()
+            .iter()
+            .flat_map(|(c, layout)| layout.keys().map(|k| keys::node_collection_name(c, k)))
+            .collect();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut listed: Vec<Option<std::collections::HashSet<String>>> = Vec::new();
         for (at, list) in lists.into_iter().enumerate() {
             let names = match list {
@@ -906,18 +935,10 @@ impl Cluster {
             };
             listed.push(Some(names.iter().cloned().collect()));
             for node_name in names {
-                let Some((base, _)) = node_name.split_once(keys::KEY_SEPARATOR) else {
-                    continue;
-                };
-                let known = self.read_keyed().get(base).is_some_and(|l| {
-                    l.keys()
-                        .any(|k| keys::node_collection_name(base, k) == node_name)
-                });
-                let seen = scan
-                    .found
-                    .iter()
-                    .any(|f| keys::node_collection_name(&f.collection, &f.key) == node_name);
-                if known || seen {
+                if !node_name.contains(keys::KEY_SEPARATOR)
+                    || known.contains(&node_name)
+                    || !seen.insert(node_name.clone())
+                {
                     continue;
                 }
                 let info = match self.nodes[at].collection_info(&node_name, deadline).await {
@@ -994,7 +1015,7 @@ impl Cluster {
     /// `new_keyed` are collections found through their keys, noted keyed here.
     pub fn apply_scan(&self, scan: &KeyScan, new_keyed: &[String]) -> bool {
         let mut keyed = self.keyed.write().unwrap_or_else(|e| e.into_inner());
-        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != scan.epoch {
+        if !self.scan_is_current(scan) {
             return false;
         }
         self.touch();
@@ -1014,6 +1035,14 @@ impl Cluster {
             }
         }
         true
+    }
+}
+
+impl Cluster {
+    /// Whether no key was created or deleted since `scan` began, and none is being now.
+    pub fn scan_is_current(&self, scan: &KeyScan) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire) == 0
+            && self.epoch.load(std::sync::atomic::Ordering::Acquire) == scan.epoch
     }
 }
 
@@ -1093,7 +1122,7 @@ fn by_field(
                 return Err(format!(
                     "payload field `{field}` places points by shard key: a payload write may \
                      set it only to the value of the one shard key it names (points do not \
-                     move between keys; upsert the point under its new key instead)"
+                     move between keys: delete the point, then upsert it with its new value)"
                 ));
             }
         }
@@ -1118,10 +1147,12 @@ fn by_field(
             ref key,
             ..
         } => {
+            // By the path's first key, as the payload write reads it (`"lang".x` included);
+            // a path that does not parse is the node's to refuse.
             let nested = key.as_deref().is_some_and(|k| {
-                k == field
-                    || k.strip_prefix(field)
-                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                payload::KeyPath::parse(k).is_ok_and(|p| {
+                    matches!(p.items().first(), Some(payload::PathItem::Key(first)) if first == field)
+                })
             });
             if nested {
                 return Err(format!(
