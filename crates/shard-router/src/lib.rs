@@ -460,11 +460,10 @@ impl ShardHandles {
                 .and_then(|field| remote::keys::pinned_keys(f, &field))
                 .map(|pinned| {
                     let layout = cluster.key_layout(c.name()).unwrap_or_default();
-                    let existing: Vec<_> = pinned
+                    pinned
                         .into_iter()
                         .filter(|k| layout.contains_key(k))
-                        .collect();
-                    existing
+                        .collect::<Vec<_>>()
                 }),
             _ => None,
         };
@@ -778,7 +777,7 @@ pub async fn retrieve(
     for id in &order {
         match placement.shard_of(id, n) {
             Some(k) => by_shard[k].push(*id),
-            // Any shard may hold it: every shard is asked (the first to answer it wins).
+            // Any shard may hold it: every shard is asked (the first in shard order keeps it).
             None => by_shard.iter_mut().for_each(|ids| ids.push(*id)),
         }
     }

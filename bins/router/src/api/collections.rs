@@ -72,21 +72,29 @@ pub(crate) async fn create_collection(
         // request given up on (its time limit, a client gone) cannot stop it half way.
         let deadline = Instant::now() + state.timeout;
         let st = state.clone();
-        let task = tokio::spawn(async move {
+        return to_completion(async move {
             if let Err(e) = cluster.create_collection(&name, &config, deadline).await {
                 blocking(move || Ok(st.storage.delete(&name)?)).await?;
                 return Err(ApiError::from(e));
             }
             Ok(())
-        });
-        return task.await.map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Service internal error: {e}"),
-            )
-        })?;
+        })
+        .await;
     }
     Ok(())
+}
+
+/// Runs a change of the nodes on a task of its own, so that a request given up on (its time
+/// limit, a client gone) cannot stop it half way; its answer, or a 500 if the task died.
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Service internal error: {e}"),
+        )
+    })?
 }
 
 pub async fn update(
@@ -244,14 +252,7 @@ pub(crate) async fn delete_collection(
             }
             let deadline = Instant::now() + state.timeout;
             let n = name.clone();
-            tokio::spawn(async move { cluster.delete_collection(&n, deadline).await })
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("Service internal error: {e}"),
-                    )
-                })??
+            to_completion(async move { Ok(cluster.delete_collection(&n, deadline).await?) }).await?
         }
         None => false,
     };
@@ -423,24 +424,15 @@ pub(crate) async fn add_shard_key(
     };
     let deadline = Instant::now() + state.timeout;
     let n = c.name().to_string();
-    // On a task of its own, as a collection's create: a request given up on must not stop
-    // it half way.
     let st = state.clone();
-    tokio::spawn(async move {
+    to_completion(async move {
         let r = cluster
             .create_shard_key(&n, &config, &key, group, &indexes, deadline)
             .await;
         st.cache.invalidate(&n);
-        r
+        Ok(r?)
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Service internal error: {e}"),
-        )
-    })??;
-    Ok(())
 }
 
 /// `POST /collections/{name}/shards/delete`: a shard key and its points deleted.
@@ -467,19 +459,12 @@ pub(crate) async fn drop_shard_key(
     let deadline = Instant::now() + state.timeout;
     let n = c.name().to_string();
     let st = state.clone();
-    tokio::spawn(async move {
+    to_completion(async move {
         let r = cluster.delete_shard_key(&n, &key, deadline).await;
         st.cache.invalidate(&n);
-        r
+        Ok(r?)
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Service internal error: {e}"),
-        )
-    })??;
-    Ok(())
 }
 
 /// `GET /collections/{name}/shards`: the collection's shard keys (`null` for a collection
