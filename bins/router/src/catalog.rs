@@ -61,8 +61,8 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             continue;
         }
         let checked = cluster.placed_collection(&name, deadline).await;
-        let info = match checked {
-            Ok(info) => info,
+        let (info, layout) = match checked {
+            Ok(found) => found,
             Err(e @ shard_router::remote::PlacementError::Misplaced(_)) if startup => {
                 return Err(format!("collection `{name}`: {e}"))
             }
@@ -71,6 +71,14 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
                 continue;
             }
         };
+        // Its layout (a resharding under way resumed), made like the nodes' shards.
+        match template_of(&name, &info) {
+            Ok(template) => cluster.register_hashed(&name, layout, template),
+            Err(e) => {
+                tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
+                continue;
+            }
+        }
         if known {
             continue;
         }
@@ -163,16 +171,7 @@ async fn add(
     info: &pb::CollectionInfo,
     keyed: Option<(Option<u32>, Option<String>)>,
 ) -> Result<bool, String> {
-    let body = crate::grpc::collections::create_json_of_info(info).map_err(|e| e.message)?;
-    let mut config: storage::CollectionConfig =
-        serde_json::from_value(body).map_err(|e| e.to_string())?;
-    // The marker is the nodes' business, not the user's metadata.
-    if let Some(serde_json::Value::Object(m)) = &mut config.metadata {
-        m.remove(shard_router::remote::SHARD_MARKER);
-        if m.is_empty() {
-            config.metadata = None;
-        }
-    }
+    let mut config = config_of(info)?;
     match keyed {
         None => {
             shard_router::remote::wire::create_collection(name, &config)?;
@@ -185,15 +184,7 @@ async fn add(
             shard_router::remote::wire::create_collection(name, &node_config)?;
         }
     }
-    let indexes: Vec<(String, serde_json::Value)> = info
-        .payload_schema
-        .iter()
-        .filter_map(|(field, schema)| {
-            let kind = pb::PayloadSchemaType::try_from(schema.data_type).ok()?;
-            let kind = kind.as_str_name().to_ascii_lowercase();
-            (kind != "unknowntype").then(|| (field.clone(), serde_json::json!(kind)))
-        })
-        .collect();
+    let indexes = indexes_of(info);
     let st = state.clone();
     let n = name.to_string();
     tokio::task::spawn_blocking(move || {
@@ -210,4 +201,51 @@ async fn add(
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// A collection's configuration as a node describes it, without the node's marker.
+fn config_of(info: &pb::CollectionInfo) -> Result<storage::CollectionConfig, String> {
+    let body = crate::grpc::collections::create_json_of_info(info).map_err(|e| e.message)?;
+    let mut config: storage::CollectionConfig =
+        serde_json::from_value(body).map_err(|e| e.to_string())?;
+    // The marker is the nodes' business, not the user's metadata.
+    if let Some(serde_json::Value::Object(m)) = &mut config.metadata {
+        m.remove(shard_router::remote::SHARD_MARKER);
+        if m.is_empty() {
+            config.metadata = None;
+        }
+    }
+    Ok(config)
+}
+
+/// A collection's payload indexes as a node describes them: (field, schema name).
+fn indexes_of(info: &pb::CollectionInfo) -> Vec<(String, serde_json::Value)> {
+    info.payload_schema
+        .iter()
+        .filter_map(|(field, schema)| {
+            let kind = pb::PayloadSchemaType::try_from(schema.data_type).ok()?;
+            let kind = kind.as_str_name().to_ascii_lowercase();
+            (kind != "unknowntype").then(|| (field.clone(), serde_json::json!(kind)))
+        })
+        .collect()
+}
+
+/// What a resharding of hash-placed collection `name` makes its new shard from, as a node
+/// describes the collection.
+fn template_of(
+    name: &str,
+    info: &pb::CollectionInfo,
+) -> Result<shard_router::remote::ShardTemplate, String> {
+    let config = config_of(info)?;
+    let indexes = indexes_of(info)
+        .into_iter()
+        .filter_map(|(field, kind)| {
+            let kind = payload::FieldSchema::from_json(&kind).ok()?;
+            Some((field, crate::api::collections::field_type_pb(kind)))
+        })
+        .collect();
+    Ok(shard_router::remote::ShardTemplate {
+        create: shard_router::remote::wire::create_collection(name, &config)?,
+        indexes,
+    })
 }

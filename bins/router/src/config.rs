@@ -133,6 +133,10 @@ pub struct Args {
     /// request's own limit). Default: the request's limit.
     #[arg(long, env = "VR_CLUSTER_CALL_TIMEOUT_MS")]
     pub cluster_call_timeout_ms: Option<u64>,
+    /// Cluster mode: the points a resharding batch reads at once (each batch holds the
+    /// collection's requests while it moves its points). Default 256.
+    #[arg(long, env = "VR_CLUSTER_RESHARD_BATCH")]
+    pub cluster_reshard_batch: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +164,7 @@ struct FileCluster {
     connections_per_node: Option<usize>,
     partial_answers: Option<bool>,
     call_timeout_ms: Option<u64>,
+    reshard_batch: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +279,8 @@ pub struct ClusterSettings {
     pub options: shard_router::NodeOptions,
     /// Whether reads answer partially when nodes cannot answer.
     pub partial_answers: bool,
+    /// Points a resharding batch reads at once.
+    pub reshard_batch: usize,
 }
 
 impl Settings {
@@ -464,11 +471,22 @@ impl Settings {
         let partial_asked = args
             .cluster_partial_answers
             .or(file.cluster.partial_answers);
+        let reshard_batch = args.cluster_reshard_batch.or(file.cluster.reshard_batch);
+        if let Some(b) = reshard_batch {
+            if !(1..=10_000).contains(&b) {
+                return Err(format!(
+                    "cluster reshard_batch {b} is not between 1 and 10000"
+                ));
+            }
+        }
         let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
-            None if partial_asked.is_some() || call_timeout_ms.is_some() => {
+            None if partial_asked.is_some()
+                || call_timeout_ms.is_some()
+                || reshard_batch.is_some() =>
+            {
                 return Err(
-                    "cluster partial answers and call timeout need cluster nodes \
-                     (--cluster-nodes)"
+                    "cluster partial answers, call timeout and reshard batch need cluster \
+                     nodes (--cluster-nodes)"
                         .into(),
                 )
             }
@@ -496,6 +514,8 @@ impl Settings {
                 }
                 Some(ClusterSettings {
                     partial_answers: partial_asked.unwrap_or(false),
+                    reshard_batch: reshard_batch
+                        .unwrap_or(shard_router::remote::DEFAULT_RESHARD_BATCH),
                     nodes,
                     options: shard_router::NodeOptions {
                         connections,

@@ -130,24 +130,48 @@ impl AppState {
         }
     }
 
-    /// The collection's shards, built once per collection.
-    pub fn shard_handles(
+    /// The collection's shards, for one request.
+    pub async fn shard_handles(
         &self,
         c: &Arc<storage::Collection>,
-    ) -> Arc<[Arc<dyn shard_router::Shard>]> {
-        self.shards.of(c)
+    ) -> Result<RequestShards, error::ApiError> {
+        let gate = self.gate(c).await?;
+        Ok(RequestShards {
+            shards: self.shards.of(c),
+            _gate: gate,
+        })
     }
 
     /// The collection's shards that the shard keys `keys` reach (all of them without, or
-    /// those of the keys `filter` pins under payload-field placement); keys are a 400 unless
-    /// the collection is sharded by key.
-    pub fn shards_for(
+    /// those of the keys `filter` pins under payload-field placement), for one request; keys
+    /// are a 400 unless the collection is sharded by key.
+    pub async fn shards_for(
         &self,
         c: &Arc<storage::Collection>,
         keys: Option<&shard_router::remote::keys::KeySelection>,
         filter: Option<&payload::Filter>,
-    ) -> Result<Arc<[Arc<dyn shard_router::Shard>]>, error::ApiError> {
-        Ok(self.shards.selected(c, keys, filter)?)
+    ) -> Result<RequestShards, error::ApiError> {
+        let gate = self.gate(c).await?;
+        Ok(RequestShards {
+            shards: self.shards.selected(c, keys, filter)?,
+            _gate: gate,
+        })
+    }
+
+    /// In cluster mode, the collection's gate, shared: no resharding batch moves points
+    /// while the request reads them (taken before the shards are built, so that they are
+    /// those of the layout the request reads). Waiting for it is bounded by the request
+    /// timeout (a resharding resumed at start-up holds it until its nodes answer).
+    async fn gate(
+        &self,
+        c: &Arc<storage::Collection>,
+    ) -> Result<Option<tokio::sync::OwnedRwLockReadGuard<()>>, error::ApiError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(None);
+        };
+        tokio::time::timeout(self.timeout, cluster.read_gate(c.name()))
+            .await
+            .map_err(|_| shard_router::ShardError::Timeout { shard: 0 }.into())
     }
 
     /// What `/metrics` reports besides the request counters.
@@ -188,6 +212,24 @@ impl AppState {
                         .map(|n| metrics::NodeStatus {
                             url: n.url().to_string(),
                             up: n.is_up(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reshardings: self
+                .cluster()
+                .map(|c| {
+                    c.reshardings()
+                        .into_iter()
+                        .map(|(name, r, p)| metrics::ReshardingStatus {
+                            collection: name,
+                            points_moved: p.moved,
+                            shards_left: r
+                                .drained
+                                .values()
+                                .filter(|d| **d != shard_router::remote::Drained::Done)
+                                .count() as u64,
+                            failing: p.error.is_some(),
                         })
                         .collect()
                 })
@@ -598,6 +640,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         Some(c) => {
             let cluster = shard_router::remote::Cluster::new(&c.nodes, &c.options)
                 .map_err(|e| format!("cluster: {e}"))?;
+            cluster.set_reshard_batch(c.reshard_batch);
             cluster
                 .probe(std::time::Duration::from_secs(5))
                 .await
@@ -712,4 +755,20 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A collection's shards for one request. In cluster mode it holds the collection's gate
+/// (shared) while it lives: the shards a resharding is moving points between are read
+/// between its batches, never across one.
+pub struct RequestShards {
+    shards: Arc<[Arc<dyn shard_router::Shard>]>,
+    _gate: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+}
+
+impl std::ops::Deref for RequestShards {
+    type Target = Arc<[Arc<dyn shard_router::Shard>]>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.shards
+    }
 }

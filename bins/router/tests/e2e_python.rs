@@ -188,6 +188,7 @@ impl Drop for Router {
 /// gRPC errors where the tests expect REST's `UnexpectedResponse` (aliases, batch, updates,
 /// vector updates), and reads back a quantile as the `f32` the protobuf field holds (edges).
 const GRPC_FILES: &[&str] = &[
+    "test_cluster_info.py",
     "test_concurrency.py",
     "test_facet.py",
     "test_groups.py",
@@ -211,6 +212,7 @@ const GRPC_FILES: &[&str] = &[
 /// unknown-collection snapshot calls answer 501 in cluster mode before the 404.
 const CLUSTER_FILES: &[&str] = &[
     "test_aliases.py",
+    "test_cluster_info.py",
     "test_concurrency.py",
     "test_facet.py",
     "test_groups.py",

@@ -23,6 +23,7 @@
 //!     cache: Some(CacheCounters { hits: 5, misses: 2, ..Default::default() }),
 //!     process: None,
 //!     nodes: Vec::new(),
+//!     reshardings: Vec::new(),
 //! };
 //! let text = metrics.render(&snapshot);
 //! assert!(text.contains("# TYPE vector_router_http_requests_total counter"));
@@ -52,7 +53,9 @@ pub use config::MetricsConfig;
 pub use error::{ErrorKind, MetricsError};
 pub use labels::OVERFLOW_LABEL;
 pub use registry::{Metrics, LATENCY_BUCKETS_SECONDS};
-pub use snapshot::{CacheCounters, CollectionStats, NodeStatus, ProcessStats, Snapshot};
+pub use snapshot::{
+    CacheCounters, CollectionStats, NodeStatus, ProcessStats, ReshardingStatus, Snapshot,
+};
 
 /// The prefix of every metric name, before its `_`.
 pub const NAMESPACE: &str = "vector_router";

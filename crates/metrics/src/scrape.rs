@@ -140,6 +140,34 @@ pub(crate) fn snapshot_families(
         ));
     }
 
+    if !snapshot.reshardings.is_empty() {
+        let each = |f: &dyn Fn(&crate::ReshardingStatus) -> f64| {
+            snapshot
+                .reshardings
+                .iter()
+                .map(|r| gauge(&[("collection", &r.collection)], f(r)))
+                .collect()
+        };
+        families.push(family(
+            "resharding_points_moved",
+            "Points a resharding under way has moved so far.",
+            MetricType::GAUGE,
+            each(&|r| r.points_moved as f64),
+        ));
+        families.push(family(
+            "resharding_shards_left",
+            "Shards a resharding under way has still to drain.",
+            MetricType::GAUGE,
+            each(&|r| r.shards_left as f64),
+        ));
+        families.push(family(
+            "resharding_failing",
+            "Whether a resharding's last batch failed and is being retried (1) or not (0).",
+            MetricType::GAUGE,
+            each(&|r| if r.failing { 1.0 } else { 0.0 }),
+        ));
+    }
+
     if let Some(process) = &snapshot.process {
         families.push(family(
             "process_uptime_seconds",

@@ -15,6 +15,21 @@ pub struct Snapshot {
     pub process: Option<ProcessStats>,
     /// In cluster mode, each node's health (empty otherwise).
     pub nodes: Vec<NodeStatus>,
+    /// In cluster mode, each resharding under way.
+    pub reshardings: Vec<ReshardingStatus>,
+}
+
+/// A resharding under way on one collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReshardingStatus {
+    /// The collection (the `collection` label).
+    pub collection: String,
+    /// Points moved so far.
+    pub points_moved: u64,
+    /// Shards still to drain.
+    pub shards_left: u64,
+    /// Whether its last batch failed (and is retried).
+    pub failing: bool,
 }
 
 /// One node of a cluster: whether its last call or probe was answered.

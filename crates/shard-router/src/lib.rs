@@ -414,7 +414,9 @@ pub struct ShardHandles {
     built: std::sync::Mutex<HandleMap>,
 }
 
-type HandleMap = std::collections::HashMap<String, (Weak<Collection>, Arc<[Arc<dyn Shard>]>)>;
+/// Each collection's handles: the collection they were built for, the cluster layout version
+/// they were built for (a resharding changes the shards), and the handles.
+type HandleMap = std::collections::HashMap<String, (Weak<Collection>, u64, Arc<[Arc<dyn Shard>]>)>;
 
 impl ShardHandles {
     /// Handles whose local shards search on `pool`.
@@ -495,26 +497,36 @@ impl ShardHandles {
                 .keyed_shards(c.name(), metrics_of(c), None)
                 .unwrap_or_else(|_| Arc::from(Vec::new()));
         }
+        let version = match &self.cluster {
+            Some(cluster) => cluster.hash_version(c.name()),
+            None => 0,
+        };
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((owner, shards)) = built.get(c.name()) {
-            if owner.as_ptr() == Arc::as_ptr(c) {
+        if let Some((owner, v, shards)) = built.get(c.name()) {
+            if owner.as_ptr() == Arc::as_ptr(c) && *v == version {
                 return shards.clone();
             }
         }
         // Entries of collections gone meanwhile (a request that held one across its delete
         // can build it again after `forget`) are dropped here, not kept until the name returns.
-        built.retain(|_, (owner, _)| owner.strong_count() > 0);
-        let shards: Arc<[Arc<dyn Shard>]> = match &self.cluster {
+        built.retain(|_, (owner, _, _)| owner.strong_count() > 0);
+        let (version, shards): (u64, Arc<[Arc<dyn Shard>]>) = match &self.cluster {
             Some(cluster) => cluster.shards(c.name(), metrics_of(c)),
-            None => c
-                .shards()
-                .iter()
-                .map(|s| {
-                    Arc::new(LocalShardHandle::new(s.clone(), self.pool.clone())) as Arc<dyn Shard>
-                })
-                .collect(),
+            None => (
+                0,
+                c.shards()
+                    .iter()
+                    .map(|s| {
+                        Arc::new(LocalShardHandle::new(s.clone(), self.pool.clone()))
+                            as Arc<dyn Shard>
+                    })
+                    .collect(),
+            ),
         };
-        built.insert(c.name().to_string(), (Arc::downgrade(c), shards.clone()));
+        built.insert(
+            c.name().to_string(),
+            (Arc::downgrade(c), version, shards.clone()),
+        );
         shards
     }
 

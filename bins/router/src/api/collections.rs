@@ -151,8 +151,29 @@ pub async fn update(
             if let Some(s) = body.strict_mode_config {
                 cfg.strict_mode_config = Some(s);
             }
-            if let Some(m) = body.metadata {
-                cfg.metadata = Some(m);
+            // Merged into what is there, as Qdrant does; a key set to null goes.
+            match body.metadata {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Object(changes)) => {
+                    let mut merged = match cfg.metadata.take() {
+                        Some(serde_json::Value::Object(m)) => m,
+                        _ => serde_json::Map::new(),
+                    };
+                    for (k, v) in changes {
+                        if v.is_null() {
+                            merged.remove(&k);
+                        } else {
+                            merged.insert(k, v);
+                        }
+                    }
+                    cfg.metadata =
+                        (!merged.is_empty()).then_some(serde_json::Value::Object(merged));
+                }
+                Some(_) => {
+                    return Err(storage::StorageError::InvalidConfig(
+                        "metadata: expected an object".into(),
+                    ))
+                }
             }
             Ok(())
         })?;
@@ -412,16 +433,7 @@ pub(crate) async fn add_shard_key(
     )
     .map_err(|e| convert::bad(format!("Bad request: {e}")))?;
     // New keys get the payload indexes the collection has.
-    let indexes: Vec<(String, qdrant_client::qdrant::FieldType)> = match c.payload_schema() {
-        serde_json::Value::Object(m) => m
-            .into_iter()
-            .filter_map(|(field, info)| {
-                let kind = payload::FieldSchema::from_json(info.get("data_type")?).ok()?;
-                Some((field, field_type_pb(kind)))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let indexes = indexes_pb(&c);
     let deadline = Instant::now() + state.timeout;
     let n = c.name().to_string();
     let st = state.clone();
@@ -495,8 +507,239 @@ pub(crate) fn shard_keys_of(
         .map(|layout| layout.into_keys().collect()))
 }
 
+/// `GET /collections/{name}/cluster`: where the collection's shards are.
+pub async fn cluster_info(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let start = Instant::now();
+    let info = cluster_info_of(&state, &name).await?;
+    Ok(ok(start, &info))
+}
+
+/// A collection's shards as `CollectionClusterInfo` describes them. Node positions (from 0,
+/// in `--cluster-nodes` order) are the peer ids; the coordinator itself, holding no shard,
+/// is the peer past the last node. A resharding under way is listed, with its progress in
+/// `resharding_progress` (an extension).
+pub(crate) async fn cluster_info_of(
+    state: &Arc<AppState>,
+    name: &str,
+) -> Result<serde_json::Value, ApiError> {
+    use serde_json::json;
+    let c = collection(state, name)?;
+    let Some(cluster) = state.cluster() else {
+        let local: Vec<_> = c
+            .shards()
+            .iter()
+            .enumerate()
+            .map(|(k, s)| json!({"shard_id": k, "points_count": s.len(), "state": "Active"}))
+            .collect();
+        return Ok(json!({
+            "peer_id": 0,
+            "shard_count": local.len(),
+            "local_shards": local,
+            "remote_shards": [],
+            "shard_transfers": [],
+        }));
+    };
+    let me = cluster.nodes().len();
+    if let Some(layout) = cluster.key_layout(c.name()) {
+        let mut remote = Vec::new();
+        for (key, group) in &layout {
+            for &node in group {
+                remote.push(json!({
+                    "shard_id": remote.len(),
+                    "shard_key": key.to_json(),
+                    "peer_id": node,
+                    "state": "Active",
+                }));
+            }
+        }
+        return Ok(json!({
+            "peer_id": me,
+            "shard_count": remote.len(),
+            "local_shards": [],
+            "remote_shards": remote,
+            "shard_transfers": [],
+        }));
+    }
+    let layout = cluster.hash_layout(c.name());
+    let running = cluster.resharding_of(c.name());
+    let shards = layout.read_shards();
+    let remote: Vec<_> = (0..shards)
+        .map(|k| {
+            let state = match &running {
+                Some((r, _)) if k == r.changed_shard() => match r.direction() {
+                    shard_router::remote::Direction::Up => "Resharding",
+                    shard_router::remote::Direction::Down => "ReshardingScaleDown",
+                },
+                _ => "Active",
+            };
+            json!({"shard_id": k, "peer_id": k, "state": state})
+        })
+        .collect();
+    let mut info = json!({
+        "peer_id": me,
+        "shard_count": shards,
+        "local_shards": [],
+        "remote_shards": remote,
+        "shard_transfers": [],
+        "resharding_operations": [],
+    });
+    if let Some((r, progress)) = running {
+        let shard = r.changed_shard();
+        info["resharding_operations"] = json!([{
+            "direction": r.direction().as_str(),
+            "shard_id": shard,
+            "peer_id": shard,
+        }]);
+        let drained: serde_json::Map<String, serde_json::Value> = r
+            .drained
+            .iter()
+            .map(|(k, d)| {
+                let d = match d {
+                    shard_router::remote::Drained::Start => json!("start"),
+                    shard_router::remote::Drained::Done => json!("done"),
+                    shard_router::remote::Drained::Before(id) => {
+                        json!({ "before": payload::point_id_to_json(*id) })
+                    }
+                };
+                (k.to_string(), d)
+            })
+            .collect();
+        info["resharding_progress"] = json!({
+            "from": r.from,
+            "to": r.to,
+            "points_moved": progress.moved,
+            "batches": progress.batches,
+            "drained": drained,
+            "error": progress.error,
+        });
+    }
+    Ok(info)
+}
+
+/// `POST /collections/{name}/cluster`: one cluster operation.
+pub async fn update_cluster(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    _params: Params<ManageParams>,
+    Body(body): Body<model::ClusterOperation>,
+) -> ApiResult {
+    let start = Instant::now();
+    let unserved = [
+        ("move_shard", body.move_shard.is_some()),
+        ("replicate_shard", body.replicate_shard.is_some()),
+        ("abort_transfer", body.abort_transfer.is_some()),
+        ("drop_replica", body.drop_replica.is_some()),
+        ("restart_transfer", body.restart_transfer.is_some()),
+        ("replicate_points", body.replicate_points.is_some()),
+        ("abort_resharding", body.abort_resharding.is_some()),
+    ];
+    let given = unserved.iter().filter(|(_, set)| *set).count()
+        + usize::from(body.start_resharding.is_some())
+        + usize::from(body.create_sharding_key.is_some())
+        + usize::from(body.drop_sharding_key.is_some());
+    if given != 1 {
+        return Err(convert::bad(
+            "Validation error in JSON body: exactly one cluster operation is expected",
+        ));
+    }
+    if let Some((op, _)) = unserved.iter().find(|(_, set)| *set) {
+        return Err(ApiError::not_implemented(match *op {
+            "abort_resharding" => "Not implemented: abort_resharding (a resharding runs to its \
+                 end; the opposite one then undoes it)"
+                .to_string(),
+            op => format!(
+                "Not implemented: {op} (each node holds one shard of a collection, without \
+                 replicas: there is no shard to transfer)"
+            ),
+        }));
+    }
+    if let Some(key) = body.create_sharding_key {
+        add_shard_key(&state, &name, key).await?;
+    } else if let Some(key) = body.drop_sharding_key {
+        drop_shard_key(&state, &name, &key.shard_key).await?;
+    } else if let Some(r) = body.start_resharding {
+        start_resharding(&state, &name, r).await?;
+    }
+    Ok(ok(start, &true))
+}
+
+/// Begins resharding a collection placed by hash over the cluster.
+pub(crate) async fn start_resharding(
+    state: &Arc<AppState>,
+    name: &str,
+    op: model::StartResharding,
+) -> Result<(), ApiError> {
+    use shard_router::remote::Direction;
+    let c = collection(state, name)?;
+    let Some(cluster) = state.cluster().cloned() else {
+        return Err(ApiError::not_implemented(
+            "Not implemented: resharding a collection held in this process (its shards are \
+             fixed; a cluster router reshards over its nodes)",
+        ));
+    };
+    if op.shard_key.as_ref().is_some_and(|k| !k.is_null()) || cluster.is_keyed(c.name()) {
+        return Err(ApiError::not_implemented(
+            "Not implemented: resharding a collection sharded by key (each key's group keeps \
+             the shards it was created with)",
+        ));
+    }
+    let direction = match op.direction {
+        model::ReshardingDirection::Up => Direction::Up,
+        model::ReshardingDirection::Down => Direction::Down,
+    };
+    if let Some(peer) = op.peer_id {
+        let shards = cluster.hash_layout(c.name()).shards;
+        let expected = match direction {
+            Direction::Up => shards,
+            Direction::Down => shards.saturating_sub(1),
+        };
+        if usize::try_from(peer).ok() != Some(expected) {
+            return Err(convert::bad(format!(
+                "Bad request: peer_id {peer}: the shard {} goes {} node {expected} (shard k \
+                 lives on the k-th node listed, from 0)",
+                if direction == Direction::Up {
+                    "added"
+                } else {
+                    "removed"
+                },
+                if direction == Direction::Up {
+                    "on"
+                } else {
+                    "from"
+                },
+            )));
+        }
+    }
+    let config = c.config();
+    let create = shard_router::remote::wire::create_collection(c.name(), &config)
+        .map_err(|e| convert::bad(format!("Bad request: {e}")))?;
+    let template = shard_router::remote::ShardTemplate {
+        create,
+        indexes: indexes_pb(&c),
+    };
+    let n = c.name().to_string();
+    to_completion(async move { Ok(cluster.start_resharding(&n, direction, template).await?) }).await
+}
+
+/// A collection's payload indexes, as gRPC field types.
+fn indexes_pb(c: &storage::Collection) -> Vec<(String, qdrant_client::qdrant::FieldType)> {
+    match c.payload_schema() {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .filter_map(|(field, info)| {
+                let kind = payload::FieldSchema::from_json(info.get("data_type")?).ok()?;
+                Some((field, field_type_pb(kind)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// A payload index kind as gRPC's field type.
-fn field_type_pb(schema: payload::FieldSchema) -> qdrant_client::qdrant::FieldType {
+pub(crate) fn field_type_pb(schema: payload::FieldSchema) -> qdrant_client::qdrant::FieldType {
     use payload::FieldSchema as F;
     use qdrant_client::qdrant::FieldType as T;
     match schema {

@@ -124,7 +124,9 @@ async fn run_groups(
     let max = index_core::MAX_LIMIT;
     // Every payload is read for its key; each hit then gets what was asked for.
     let asked = std::mem::replace(&mut plan.request.with_payload, PayloadSelector::All);
-    let shards = state.shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())
+        .await?;
     let start = g.limit * g.group_size * 2 + plan.exclude.len();
     let (hits, groups) = rounds(&g, start, max, |fetch| {
         plan.request.params.limit = fetch;
@@ -238,7 +240,7 @@ async fn answer(
             let with_vector = convert::vector_selector(with_vectors);
             let named = from.with_config(|cfg| cfg.is_named_output());
             // Through the shards, so that in cluster mode the nodes are asked.
-            let shards = state.shard_handles(&from);
+            let shards = state.shard_handles(&from).await?;
             let req = Arc::new(shard_router::RetrieveRequest {
                 with_payload,
                 with_vector,

@@ -34,7 +34,6 @@ use crate::AppState;
 use futures::future::BoxFuture;
 use index_core::PointId;
 use payload::{Filter, PayloadSelector};
-use shard_router::Shard;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -271,7 +270,7 @@ impl Found {
 struct Run {
     state: Arc<AppState>,
     collection: Arc<Collection>,
-    shards: Arc<[Arc<dyn Shard>]>,
+    shards: crate::RequestShards,
     /// The shard keys the request names (examples by id are looked up under them).
     keys: Option<shard_router::remote::keys::KeySelection>,
     deadline: Instant,
@@ -287,7 +286,9 @@ pub async fn run(
 ) -> Result<(Vec<u8>, bool), ApiError> {
     let keys = convert::shard_keys(&req.shard_key)?;
     let root = Stage::root(req)?;
-    let shards = state.shards_for(c, keys.as_ref(), root.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, keys.as_ref(), root.filter.as_deref())
+        .await?;
     let cacheable = is_cacheable(&root);
     let run = Run {
         state: state.clone(),
@@ -343,7 +344,9 @@ pub async fn points(
 ) -> Result<Vec<(Record, f32)>, ApiError> {
     let keys = convert::shard_keys(&req.shard_key)?;
     let root = Stage::root(req)?;
-    let shards = state.shards_for(c, keys.as_ref(), root.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, keys.as_ref(), root.filter.as_deref())
+        .await?;
     let run = Run {
         state: state.clone(),
         collection: c.clone(),

@@ -50,7 +50,9 @@ async fn matrix(
         ))),
     })?;
     let deadline = params.deadline(state.timeout);
-    let shards = state.shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))?;
+    let shards = state
+        .shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))
+        .await?;
     // A fresh random seed per request (the standard library's hasher keys are random).
     let seed = std::collections::hash_map::RandomState::new()
         .build_hasher()

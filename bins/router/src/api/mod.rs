@@ -77,6 +77,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/collections/{name}/shards/delete",
             post(collections::delete_shard_key),
         )
+        .route(
+            "/collections/{name}/cluster",
+            get(collections::cluster_info).post(collections::update_cluster),
+        )
         .route("/collections/{name}/index", put(collections::create_index))
         .route(
             "/collections/{name}/index/{field}",

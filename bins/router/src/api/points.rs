@@ -207,7 +207,7 @@ pub(crate) async fn retrieve_records(
         with_vector: convert::vector_selector(body.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(&c, keys.as_ref(), None)?;
+    let shards = state.shards_for(&c, keys.as_ref(), None).await?;
     Ok((
         named,
         shard_router::retrieve(&shards, &ids, req, deadline).await?,
@@ -230,7 +230,7 @@ pub async fn get_point(
         with_payload: payload::PayloadSelector::All,
         with_vector: VectorSelector::All,
     });
-    let shards = state.shard_handles(&c);
+    let shards = state.shard_handles(&c).await?;
     let record =
         shard_router::retrieve(&shards, &[id], req, Instant::now() + state.timeout).await?;
     match record.first() {
@@ -282,7 +282,9 @@ pub(crate) async fn scroll_page(
 ) -> Result<ScrollPage, ApiError> {
     let c = collection(state, name)?;
     let keys = convert::shard_keys(&body.shard_key)?;
-    let shards = state.shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))?;
+    let shards = state
+        .shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))
+        .await?;
     if let Some(order) = body.order_by.take() {
         return scroll_ordered(&c, &shards, order, body, deadline).await;
     }
@@ -380,7 +382,9 @@ pub(crate) async fn count_points(
     let c = collection(state, name)?;
     let keys = convert::shard_keys(&body.shard_key)?;
     let filter = body.filter.map(|f| f.0);
-    let shards = state.shards_for(&c, keys.as_ref(), filter.as_deref())?;
+    let shards = state
+        .shards_for(&c, keys.as_ref(), filter.as_deref())
+        .await?;
     Ok(shard_router::count(&shards, filter, deadline).await?)
 }
 
@@ -399,7 +403,9 @@ pub async fn facet(
     let key = payload::KeyPath::parse(&body.key)
         .map_err(|e| bad(format!("Wrong input: key `{}`: {e}", body.key)))?;
     let c = collection(&state, &name)?;
-    let shards = state.shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))?;
+    let shards = state
+        .shards_for(&c, keys.as_ref(), body.filter.as_ref().map(|f| &*f.0))
+        .await?;
     let counts = shard_router::facet(
         &shards,
         Arc::new(key),

@@ -260,10 +260,8 @@ fn plan_discover(
 struct ExampleSource {
     lookup: Arc<Collection>,
     /// In cluster mode: the lookup collection's shards, and the deadline of the fetches.
-    remote: Option<(Shards, Instant)>,
+    remote: Option<(crate::RequestShards, Instant)>,
 }
-
-type Shards = Arc<[Arc<dyn shard_router::Shard>]>;
 
 impl ExampleSource {
     /// `keys`: the shard keys of the request, when the examples come from its collection.
@@ -272,9 +270,14 @@ impl ExampleSource {
         lookup: Arc<Collection>,
         keys: Option<&KeySelection>,
     ) -> Result<ExampleSource, ApiError> {
+        // Planning is synchronous: the reactor thread steps aside while the shards (and the
+        // collection's gate) are taken, as it does for the fetches.
         let remote = match state.cluster() {
             Some(_) => Some((
-                state.shards_for(&lookup, keys, None)?,
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current()
+                        .block_on(state.shards_for(&lookup, keys, None))
+                })?,
                 Instant::now() + state.timeout,
             )),
             None => None,
@@ -907,7 +910,9 @@ async fn run_search(
         return Ok(hit);
     }
     let started = Instant::now();
-    let shards = state.shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, plan.keys.as_ref(), plan.request.filter.as_deref())
+        .await?;
     // `limit + offset` was capped at the most a search returns: what is left after the
     // offset may be nothing.
     let limit = plan
@@ -967,7 +972,9 @@ async fn query_without_vector(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(c, keys.as_ref(), scroll.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, keys.as_ref(), scroll.filter.as_deref())
+        .await?;
     let page = shard_router::scroll(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .points
@@ -1000,7 +1007,9 @@ async fn query_ordered(
         with_vector: convert::vector_selector(req.with_vector),
     });
     let named = c.with_config(|cfg| cfg.is_named_output());
-    let shards = state.shards_for(c, keys.as_ref(), scroll.filter.as_deref())?;
+    let shards = state
+        .shards_for(c, keys.as_ref(), scroll.filter.as_deref())
+        .await?;
     let page = shard_router::scroll_ordered(&shards, scroll, deadline).await?;
     let points: Vec<ScoredPoint<'_>> = page
         .iter()

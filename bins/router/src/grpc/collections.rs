@@ -9,7 +9,7 @@
 #![allow(deprecated)]
 
 use super::json::{self, invalid, put};
-use super::{manage_params, rest_result, seconds, unimplemented};
+use super::{manage_params, rest_result, seconds};
 use crate::api::collections as rest;
 use crate::api::snapshots;
 use crate::api::{Body, Params};
@@ -754,9 +754,61 @@ impl pb::collections_server::Collections for Collections {
 
     async fn collection_cluster_info(
         &self,
-        _request: Request<pb::CollectionClusterInfoRequest>,
+        request: Request<pb::CollectionClusterInfoRequest>,
     ) -> Result<Response<pb::CollectionClusterInfoResponse>, Status> {
-        unimplemented("Collections/CollectionClusterInfo")
+        let start = Instant::now();
+        let name = request.into_inner().collection_name;
+        let info = rest::cluster_info_of(&self.0, &name).await?;
+        let u64_of = |v: &Json| v.as_u64().unwrap_or(0);
+        let state_of = |v: &Json| {
+            pb::ReplicaState::from_str_name(v.as_str().unwrap_or("Active"))
+                .unwrap_or(pb::ReplicaState::Active) as i32
+        };
+        let key_of = |v: &Json| -> Option<pb::ShardKey> {
+            let key = match v {
+                Json::String(s) => pb::shard_key::Key::Keyword(s.clone()),
+                Json::Number(n) => pb::shard_key::Key::Number(n.as_u64()?),
+                _ => return None,
+            };
+            Some(pb::ShardKey { key: Some(key) })
+        };
+        let list = |k: &str| info[k].as_array().cloned().unwrap_or_default();
+        Ok(Response::new(pb::CollectionClusterInfoResponse {
+            peer_id: u64_of(&info["peer_id"]),
+            shard_count: u64_of(&info["shard_count"]),
+            local_shards: list("local_shards")
+                .iter()
+                .map(|s| pb::LocalShardInfo {
+                    shard_id: u64_of(&s["shard_id"]) as u32,
+                    points_count: u64_of(&s["points_count"]),
+                    state: state_of(&s["state"]),
+                    shard_key: key_of(&s["shard_key"]),
+                })
+                .collect(),
+            remote_shards: list("remote_shards")
+                .iter()
+                .map(|s| pb::RemoteShardInfo {
+                    shard_id: u64_of(&s["shard_id"]) as u32,
+                    peer_id: u64_of(&s["peer_id"]),
+                    state: state_of(&s["state"]),
+                    shard_key: key_of(&s["shard_key"]),
+                })
+                .collect(),
+            shard_transfers: Vec::new(),
+            resharding_operations: list("resharding_operations")
+                .iter()
+                .map(|r| pb::ReshardingInfo {
+                    shard_id: u64_of(&r["shard_id"]) as u32,
+                    peer_id: u64_of(&r["peer_id"]),
+                    shard_key: None,
+                    direction: match r["direction"].as_str() {
+                        Some("down") => pb::ReshardingDirection::Down,
+                        _ => pb::ReshardingDirection::Up,
+                    } as i32,
+                })
+                .collect(),
+            time: seconds(start),
+        }))
     }
 
     async fn collection_exists(
@@ -775,9 +827,49 @@ impl pb::collections_server::Collections for Collections {
 
     async fn update_collection_cluster_setup(
         &self,
-        _request: Request<pb::UpdateCollectionClusterSetupRequest>,
+        request: Request<pb::UpdateCollectionClusterSetupRequest>,
     ) -> Result<Response<pb::UpdateCollectionClusterSetupResponse>, Status> {
-        unimplemented("Collections/UpdateCollectionClusterSetup")
+        use pb::update_collection_cluster_setup_request::Operation as Op;
+        let start = Instant::now();
+        let r = request.into_inner();
+        match r.operation {
+            Some(Op::CreateShardKey(c)) => {
+                let body = crate::model::CreateShardingKey {
+                    shard_key: shard_key_json(c.shard_key.as_ref(), "create_shard_key.shard_key")?,
+                    shards_number: c.shards_number,
+                    replication_factor: c.replication_factor,
+                    placement: (!c.placement.is_empty()).then_some(c.placement),
+                    initial_state: None,
+                };
+                rest::add_shard_key(&self.0, &r.collection_name, body).await?;
+            }
+            Some(Op::DeleteShardKey(d)) => {
+                let key = shard_key_json(d.shard_key.as_ref(), "delete_shard_key.shard_key")?;
+                rest::drop_shard_key(&self.0, &r.collection_name, &key).await?;
+            }
+            // Resharding is a REST operation in Qdrant's API (`POST /collections/{name}/cluster`);
+            // transfers and replicas have nothing to act on (one shard a node, no replicas).
+            Some(op) => {
+                let name = match op {
+                    Op::MoveShard(_) => "move_shard",
+                    Op::ReplicateShard(_) => "replicate_shard",
+                    Op::AbortTransfer(_) => "abort_transfer",
+                    Op::DropReplica(_) => "drop_replica",
+                    Op::RestartTransfer(_) => "restart_transfer",
+                    Op::ReplicatePoints(_) => "replicate_points",
+                    Op::CreateShardKey(_) | Op::DeleteShardKey(_) => unreachable!("served above"),
+                };
+                return Err(Status::unimplemented(format!(
+                    "Collections/UpdateCollectionClusterSetup: {name} is not served (each node \
+                     holds one shard of a collection, without replicas)"
+                )));
+            }
+            None => return Err(invalid("operation is required").into()),
+        }
+        Ok(Response::new(pb::UpdateCollectionClusterSetupResponse {
+            result: true,
+            time: seconds(start),
+        }))
     }
 
     async fn create_shard_key(

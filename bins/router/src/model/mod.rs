@@ -756,6 +756,55 @@ pub struct CreateShardingKey {
     pub initial_state: Option<String>,
 }
 
+/// `ClusterOperations` (`POST /collections/{name}/cluster`): exactly one operation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterOperation {
+    /// Begin resharding by one shard.
+    pub start_resharding: Option<StartResharding>,
+    /// Abort the resharding under way (not served).
+    pub abort_resharding: Option<Value>,
+    /// Create a shard key.
+    pub create_sharding_key: Option<CreateShardingKey>,
+    /// Delete a shard key.
+    pub drop_sharding_key: Option<DropShardingKey>,
+    /// Shard transfers and replicas (not served: one shard a node, no replicas yet).
+    pub move_shard: Option<Value>,
+    /// Not served.
+    pub replicate_shard: Option<Value>,
+    /// Not served.
+    pub abort_transfer: Option<Value>,
+    /// Not served.
+    pub drop_replica: Option<Value>,
+    /// Not served.
+    pub restart_transfer: Option<Value>,
+    /// Not served.
+    pub replicate_points: Option<Value>,
+}
+
+/// `StartResharding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartResharding {
+    /// `up` (one shard more) or `down` (one less).
+    pub direction: ReshardingDirection,
+    /// The node the shard is added on or removed from (its position in the node list): the
+    /// next node growing, the last shard's shrinking; checked when given.
+    pub peer_id: Option<u64>,
+    /// A shard key's shards (not served: keys keep their shards).
+    pub shard_key: Option<Value>,
+}
+
+/// `ReshardingDirection`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReshardingDirection {
+    /// One shard more.
+    Up,
+    /// One shard less.
+    Down,
+}
+
 /// `DropShardingKey` (`POST /collections/{name}/shards/delete`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -51,6 +51,22 @@ def test_creation_options_echo_and_quantized_search_is_exact(remote, oracle):
     pair.drop()
 
 
+def test_metadata_updates_merge_and_null_removes_a_key(remote):
+    name = "metadata_merge"
+    if remote.collection_exists(name):
+        remote.delete_collection(name)
+    remote.create_collection(
+        name, vectors_config=models.VectorParams(size=4, distance=models.Distance.DOT),
+        metadata={"team": "search", "tier": 2, "owner": {"name": "a"}})
+    remote.update_collection(name, metadata={"tier": None, "region": "eu",
+                                             "owner": {"name": "b"}})
+    assert remote.get_collection(name).config.metadata == {
+        "team": "search", "region": "eu", "owner": {"name": "b"}}
+    remote.update_collection(name, metadata={"team": None, "region": None, "owner": None})
+    assert not remote.get_collection(name).config.metadata
+    remote.delete_collection(name)
+
+
 def test_optimization_threads_auto_reads_back_as_the_schema_allows(remote):
     # The request takes a number or "auto"; the response schema (and the client's model) has
     # only an integer or null there. Found by Schemathesis: "auto" was echoed back, and the

@@ -961,3 +961,328 @@ async fn shard_keys_keep_points_on_their_nodes_and_keyed_reads_reach_only_them()
         .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{v}");
 }
+
+/// Every point of collection `name` on a node, read from the node directly: id, `tag`.
+async fn node_points(node: &Router, name: &str) -> Vec<(u64, Value)> {
+    let (status, body) = node
+        .call(
+            Method::POST,
+            &format!("/collections/{name}/points/scroll"),
+            Some(&json!({"limit": 100_000, "with_payload": true})),
+        )
+        .await;
+    if status == StatusCode::NOT_FOUND {
+        return Vec::new();
+    }
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["result"]["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["tag"].clone()))
+        .collect()
+}
+
+/// Checks a hash-placed collection against the writes acknowledged: through the
+/// coordinator, every point once with its last payload; on the nodes, each point on the
+/// one node its shard among `shards` is, and nowhere else.
+async fn check_placed(
+    coord: &Router,
+    nodes: &[Router],
+    shards: usize,
+    expected: &std::collections::BTreeMap<u64, Value>,
+) {
+    let page = coord
+        .post(
+            "/collections/r/points/scroll",
+            json!({"limit": 100_000, "with_payload": true}),
+        )
+        .await;
+    let listed: Vec<(u64, Value)> = page["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["payload"]["tag"].clone()))
+        .collect();
+    let as_map: std::collections::BTreeMap<u64, Value> = listed.iter().cloned().collect();
+    assert_eq!(as_map.len(), listed.len(), "a point listed twice");
+    assert_eq!(&as_map, expected, "the coordinator's points differ");
+    let count = coord
+        .post("/collections/r/points/count", json!({"exact": true}))
+        .await;
+    assert_eq!(count["count"], json!(expected.len()));
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, node) in nodes.iter().enumerate() {
+        for (id, tag) in node_points(node, "r").await {
+            let home = shard_router::remote::jump_shard_of(&index_core::PointId::Num(id), shards);
+            assert_eq!(home, k, "point {id} is on node {k}, its shard is {home}");
+            assert!(seen.insert(id, tag).is_none(), "point {id} on two nodes");
+        }
+    }
+    assert_eq!(&seen, expected, "the nodes' points differ");
+}
+
+/// Polls `GET /collections/r/cluster` until no resharding runs; the most points the
+/// progress reported moved.
+async fn wait_resharded(coord: &Router) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_secs(180);
+    let mut moved = 0;
+    loop {
+        let info = coord.get("/collections/r/cluster").await;
+        let ops = info["resharding_operations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if ops.is_empty() {
+            assert!(info.get("resharding_progress").is_none(), "{info}");
+            return moved;
+        }
+        moved = moved.max(
+            info["resharding_progress"]["points_moved"]
+                .as_u64()
+                .unwrap(),
+        );
+        assert!(
+            std::time::Instant::now() < until,
+            "resharding never ended: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Resharding: a collection made on two nodes grows onto a third, listed later, under a
+/// load of writes (upserts, deletes, payload writes) and exact reads of a part no write
+/// touches: every read equal to the one before (never a point twice or missing), every
+/// write applied; afterwards every acknowledged point is once on the node its new shard is.
+/// Then it shrinks back, the coordinator killed (`kill -9`) midway: restarted, it resumes
+/// the resharding from the nodes' markers and ends it with the same guarantees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_after_a_kill() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let node_dirs: Vec<DataDirs> = (0..3).map(|_| DataDirs::new()).collect();
+    let nodes: Vec<Router> = node_dirs.iter().map(|d| Router::start(d, &[])).collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let coord_dirs = DataDirs::new();
+    const START: u64 = 2_000;
+    let mut expected: BTreeMap<u64, Value> = (0..START).map(|i| (i, Value::Null)).collect();
+    let stable = json!({"must": [{"key": "n", "range": {"gte": 500, "lt": 1000}}]});
+    let probe = json!({"query": vector(7, DIM), "filter": stable, "limit": 10,
+                       "params": {"exact": true}, "with_payload": true});
+    let top = {
+        let mut coord =
+            start_cluster_router(&coord_dirs, &urls[..2], &["--cluster-reshard-batch", "40"]);
+        coord
+            .create("r", json!({"vectors": {"size": DIM, "distance": "Cosine"}}))
+            .await;
+        coord
+            .put(
+                "/collections/r/index?wait=true",
+                json!({"field_name": "city", "field_schema": "keyword"}),
+            )
+            .await;
+        for chunk in points(0, START).chunks(500) {
+            coord.upsert("r", json!({ "points": chunk })).await;
+        }
+        let top = coord.query("r", probe.clone()).await;
+        assert_eq!(top.len(), 10);
+        assert!(coord.terminate(Duration::from_secs(20)).is_some());
+        top
+    };
+    // All three listed: the collection keeps its two shards until it is resharded.
+    let mut coord = start_cluster_router(&coord_dirs, &urls, &["--cluster-reshard-batch", "40"]);
+    let info = coord.get("/collections/r/cluster").await;
+    assert_eq!(info["shard_count"], json!(2), "{info}");
+    assert_eq!(info["resharding_operations"], json!([]), "{info}");
+    assert!(node_points(&nodes[2], "r").await.is_empty());
+    check_placed(&coord, &nodes[..2], 2, &expected).await;
+    // The load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(expected.clone()));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = coord.base.clone();
+    let writer = {
+        let (stop, acked, client, base) =
+            (stop.clone(), acked.clone(), client.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let wait = if i.is_multiple_of(2) { "true" } else { "false" };
+                let new: Vec<Value> = (0..5).map(|j| START + i * 5 + j).collect::<Vec<_>>()
+                    .iter()
+                    .map(|&id| json!({"id": id, "vector": vector(id, DIM), "payload": {"n": id, "tag": i}}))
+                    .collect();
+                let r = client
+                    .put(format!("{base}/collections/r/points?wait={wait}"))
+                    .json(&json!({ "points": new }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+                {
+                    let mut a = acked.lock().unwrap();
+                    for j in 0..5 {
+                        a.insert(START + i * 5 + j, json!(i));
+                    }
+                }
+                // Deletes and payload writes, away from the part the reader reads.
+                let gone = (i * 7) % 500;
+                let r = client
+                    .post(format!("{base}/collections/r/points/delete?wait=true"))
+                    .json(&json!({ "points": [gone] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+                acked.lock().unwrap().remove(&gone);
+                let tagged = 1_000 + (i * 13) % 1_000;
+                let r = client
+                    .post(format!("{base}/collections/r/points/payload?wait=true"))
+                    .json(&json!({ "payload": {"tag": i}, "points": [tagged] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+                acked.lock().unwrap().insert(tagged, json!(i));
+                i += 1;
+            }
+            i
+        })
+    };
+    let reader = {
+        let (stop, client, base, probe, top) = (
+            stop.clone(),
+            client.clone(),
+            base.clone(),
+            probe.clone(),
+            top.clone(),
+        );
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r: Value = client
+                    .post(format!("{base}/collections/r/points/query"))
+                    .json(&probe)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(r["result"]["points"].as_array(), Some(&top), "{r}");
+                let r: Value = client
+                    .post(format!("{base}/collections/r/points/count"))
+                    .json(&json!({"filter": probe["filter"], "exact": true}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(r["result"]["count"], json!(500), "{r}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = coord
+        .post(
+            "/collections/r/cluster",
+            json!({"start_resharding": {"direction": "up"}}),
+        )
+        .await;
+    assert_eq!(began, json!(true));
+    // Observable: the added shard, the operation, and its progress.
+    let info = coord.get("/collections/r/cluster").await;
+    assert_eq!(info["shard_count"], json!(3), "{info}");
+    assert_eq!(
+        info["remote_shards"][2]["state"],
+        json!("Resharding"),
+        "{info}"
+    );
+    // A second one while it runs is refused.
+    let (status, body) = coord
+        .call(
+            Method::POST,
+            "/collections/r/cluster",
+            Some(&json!({"start_resharding": {"direction": "down"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let moved = wait_resharded(&coord).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.expect("the writer");
+    let reads = reader.await.expect("the reader");
+    assert!(writes > 0 && reads > 0, "{writes} writes, {reads} reads");
+    expected = acked.lock().unwrap().clone();
+    // About a third of the points moved to the new shard.
+    assert!(moved > START / 5, "{moved} points moved");
+    check_placed(&coord, &nodes, 3, &expected).await;
+    assert_eq!(coord.query("r", probe.clone()).await, top);
+    let info = coord.get("/collections/r/cluster").await;
+    assert_eq!(info["shard_count"], json!(3), "{info}");
+    let index = nodes[2].info("r").await;
+    assert_eq!(
+        index["payload_schema"]["city"]["data_type"], "keyword",
+        "{index}"
+    );
+    // Shrinking, the coordinator killed midway (small batches, so that it is midway).
+    assert!(coord.terminate(Duration::from_secs(20)).is_some());
+    let mut coord = start_cluster_router(&coord_dirs, &urls, &["--cluster-reshard-batch", "4"]);
+    coord
+        .post(
+            "/collections/r/cluster",
+            json!({"start_resharding": {"direction": "down", "peer_id": 2}}),
+        )
+        .await;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = coord.get("/collections/r/cluster").await;
+        assert_eq!(
+            info["remote_shards"][2]["state"],
+            json!("ReshardingScaleDown"),
+            "{info}"
+        );
+        if info["resharding_progress"]["points_moved"]
+            .as_u64()
+            .unwrap()
+            >= 40
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no progress: {info}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    coord.kill();
+    let coord = start_cluster_router(&coord_dirs, &urls, &["--cluster-reshard-batch", "40"]);
+    // Resumed from the markers: reads wait for its batches, never see a point twice.
+    assert_eq!(coord.query("r", probe.clone()).await, top);
+    wait_resharded(&coord).await;
+    check_placed(&coord, &nodes[..2], 2, &expected).await;
+    assert!(node_points(&nodes[2], "r").await.is_empty());
+    let (status, _) = nodes[2].call(Method::GET, "/collections/r", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the removed shard is left on its node"
+    );
+    let info = coord.get("/collections/r/cluster").await;
+    assert_eq!(info["shard_count"], json!(2), "{info}");
+    // Not below one shard, nor past the nodes listed.
+    let coord_two = coord;
+    let (status, body) = coord_two
+        .call(
+            Method::POST,
+            "/collections/r/cluster",
+            Some(&json!({"start_resharding": {"direction": "up", "peer_id": 0}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["status"]["error"].as_str().unwrap().contains("node 2"),
+        "{body}"
+    );
+}

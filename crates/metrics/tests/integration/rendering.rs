@@ -43,6 +43,7 @@ fn full_snapshot() -> Snapshot {
         }),
         process: Some(ProcessStats::current(std::time::Instant::now())),
         nodes: Vec::new(),
+        reshardings: Vec::new(),
     }
 }
 

@@ -3,10 +3,17 @@
 //! for a collection sharded by key (`sharding_method: custom`), one group of nodes for each
 //! of its shard keys ([`super::keys`]).
 
+mod reshard;
+
+pub use reshard::{
+    Direction, Drained, HashLayout, ReshardProgress, Resharding, ShardMarker, ShardTemplate,
+};
+
 use super::keys::{self, KeyError, KeyLayout, KeySelection, ShardKey};
-use super::{split_update, wire, EncodedQuery, Node, NodeOptions, Placement, RemoteShard};
+use super::{wire, EncodedQuery, Node, NodeOptions, Placement, RemoteShard};
 use crate::{Shard, ShardError};
 use quant::Metric;
+use reshard::HashState;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -138,10 +145,15 @@ pub struct ClusterCollectionState {
 }
 
 /// The nodes of a cluster, in shard order: node `k` holds shard `k` of every collection
-/// sharded by hash; the collections sharded by key, with their keys' groups.
+/// sharded by hash that has more than `k` shards; the collections sharded by key, with their
+/// keys' groups.
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<Arc<Node>>,
+    /// The collections placed by hash: their shards, and the resharding under way.
+    hashed: RwLock<HashMap<String, Arc<HashState>>>,
+    /// Points a resharding batch reads at once.
+    reshard_batch: std::sync::atomic::AtomicUsize,
     keyed: RwLock<HashMap<String, KeyLayout>>,
     /// Bumped by every change of `keyed` (and after the node side of a key's or a keyed
     /// collection's delete): a scan of the nodes that saw another epoch is not applied.
@@ -170,6 +182,9 @@ impl Drop for Busy<'_> {
 /// Where a collection's points are: (node collection name, node position) for every shard.
 type Copies = Vec<(String, usize)>;
 
+/// Points a resharding batch reads at once, unless configured otherwise.
+pub const DEFAULT_RESHARD_BATCH: usize = 256;
+
 impl Cluster {
     /// A cluster over `urls` (each a node's gRPC URL, each once).
     pub fn new(urls: &[String], options: &NodeOptions) -> Result<Cluster, String> {
@@ -190,6 +205,8 @@ impl Cluster {
             .collect::<Result<_, _>>()?;
         Ok(Cluster {
             nodes,
+            hashed: RwLock::new(HashMap::new()),
+            reshard_batch: std::sync::atomic::AtomicUsize::new(DEFAULT_RESHARD_BATCH),
             keyed: RwLock::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             busy: std::sync::atomic::AtomicUsize::new(0),
@@ -212,23 +229,112 @@ impl Cluster {
         Ok(())
     }
 
-    /// The shards of collection `name`, whose dense vectors are measured by `metrics`.
-    pub fn shards(&self, name: &str, metrics: HashMap<String, Metric>) -> Arc<[Arc<dyn Shard>]> {
+    /// The shards of hash-placed collection `name`, whose dense vectors are measured by
+    /// `metrics`, and the layout version they were built for ([`Cluster::hash_version`]).
+    /// While it reshards, every shard that may hold points, each asked for any id.
+    pub fn shards(
+        &self,
+        name: &str,
+        metrics: HashMap<String, Metric>,
+    ) -> (u64, Arc<[Arc<dyn Shard>]>) {
+        let state = self.hash_state(name);
+        let version = state.version.load(std::sync::atomic::Ordering::Acquire);
+        let layout = state.layout();
+        let placement = match layout.resharding {
+            Some(_) => Placement::Any,
+            None => Placement::Jump,
+        };
         let metrics = Arc::new(metrics);
         let encoded = Arc::new(EncodedQuery::default());
-        self.nodes
+        let shards = self.nodes[..layout.read_shards().min(self.nodes.len())]
             .iter()
             .enumerate()
             .map(|(k, n)| {
-                Arc::new(RemoteShard::new(
-                    n.clone(),
-                    name,
-                    k as u32,
-                    metrics.clone(),
-                    encoded.clone(),
-                )) as Arc<dyn Shard>
+                Arc::new(
+                    RemoteShard::new(n.clone(), name, k as u32, metrics.clone(), encoded.clone())
+                        .with_placement(placement),
+                ) as Arc<dyn Shard>
             })
-            .collect()
+            .collect();
+        (version, shards)
+    }
+
+    /// The version of hash-placed collection `name`'s layout: shards built for another are
+    /// stale.
+    pub fn hash_version(&self, name: &str) -> u64 {
+        self.hash_state(name)
+            .version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Collection `name`'s hash layout.
+    pub fn hash_layout(&self, name: &str) -> HashLayout {
+        self.hash_state(name).layout()
+    }
+
+    /// Waits until no resharding batch of hash-placed collection `name` runs, and keeps one
+    /// from starting while the guard lives: every read and write of the collection holds it.
+    /// `None` for a collection sharded by key.
+    pub async fn read_gate(&self, name: &str) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+        if self.is_keyed(name) {
+            return None;
+        }
+        Some(self.hash_state(name).gate.read().await)
+    }
+
+    /// Sets the points a resharding batch reads at once.
+    pub fn set_reshard_batch(&self, points: usize) {
+        self.reshard_batch
+            .store(points.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reshard_batch(&self) -> usize {
+        self.reshard_batch
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hash-placed collection `name`'s state, made (with a shard on every node) when it has
+    /// none yet.
+    fn hash_state(&self, name: &str) -> Arc<HashState> {
+        if let Some(s) = self.read_hashed().get(name) {
+            return s.clone();
+        }
+        let n = self.nodes.len();
+        self.write_hashed()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(HashState::new(HashLayout {
+                    shards: n,
+                    resharding: None,
+                }))
+            })
+            .clone()
+    }
+
+    /// Registers hash-placed collection `name` as found on the nodes
+    /// ([`Cluster::placed_collection`]): a resharding under way is resumed (`template` makes
+    /// its new shard).
+    pub fn register_hashed(
+        self: &Arc<Self>,
+        name: &str,
+        layout: HashLayout,
+        template: ShardTemplate,
+    ) {
+        match layout.resharding {
+            Some(r) => self.resume_resharding(name, r, template),
+            None => {
+                self.write_hashed()
+                    .insert(name.to_string(), Arc::new(HashState::new(layout)));
+            }
+        }
+    }
+
+    fn read_hashed(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<HashState>>> {
+        self.hashed.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_hashed(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<HashState>>> {
+        self.hashed.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `name` is sharded by key here.
@@ -306,8 +412,9 @@ impl Cluster {
     /// Every copy of a collection's points: each node's for a collection sharded by hash,
     /// each key's group's for one sharded by key.
     fn copies(&self, name: &str) -> Copies {
-        match self.read_keyed().get(name) {
-            None => (0..self.nodes.len())
+        let keyed = self.read_keyed().get(name).cloned();
+        match keyed {
+            None => (0..self.hash_layout(name).read_shards().min(self.nodes.len()))
                 .map(|k| (name.to_string(), k))
                 .collect(),
             Some(layout) => layout
@@ -356,7 +463,16 @@ impl Cluster {
         self.forget_keyed(name);
         let n = self.nodes.len();
         let targets = (0..n).map(|k| (k, shard_marker(k, n))).collect();
-        self.create_on(name, message, targets, deadline).await
+        self.create_on(name, message, targets, deadline).await?;
+        // A new collection: a state left by one of the name deleted meanwhile goes.
+        self.write_hashed().insert(
+            name.to_string(),
+            Arc::new(HashState::new(HashLayout {
+                shards: n,
+                resharding: None,
+            })),
+        );
+        Ok(())
     }
 
     /// Creates key `key` of keyed collection `name` (configured `config`) on the nodes of
@@ -560,13 +676,24 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<bool, ShardError> {
         let Some(layout) = self.key_layout(name) else {
+            // Forgotten first: a resharding of it stops at its next batch.
+            let state = self.write_hashed().remove(name);
             let answers = futures::future::try_join_all(
                 self.nodes
                     .iter()
                     .map(|n| n.delete_collection(name, deadline)),
             )
-            .await?;
-            return Ok(answers.into_iter().any(|x| x));
+            .await;
+            return match answers {
+                Ok(answers) => Ok(answers.into_iter().any(|x| x)),
+                Err(e) => {
+                    // Still there, on some nodes at least: served as it was.
+                    if let Some(state) = state {
+                        self.write_hashed().entry(name.to_string()).or_insert(state);
+                    }
+                    Err(e)
+                }
+            };
         };
         // Forgotten first, so that a key being created meanwhile is not registered (its
         // create undoes itself); then every `name@...` each node holds is deleted, listed
@@ -644,52 +771,147 @@ impl Cluster {
         Ok(state)
     }
 
-    /// Collection `name` as every node describes it, checked to be laid out as this cluster
-    /// places points: node k must hold shard k of n (its marker). Node 0's description, or
-    /// why the collection cannot be served by this cluster.
+    /// Collection `name` as its nodes describe it, checked to be laid out as this cluster
+    /// places points: node k must hold shard k of n (its marker), n at most the nodes
+    /// listed; or the shards of a resharding under way, as node 0's marker names it
+    /// ([`Resharding`]). Node 0's description and the layout, or why the collection cannot
+    /// be served by this cluster.
     pub async fn placed_collection(
         &self,
         name: &str,
         deadline: Instant,
-    ) -> Result<qdrant_client::qdrant::CollectionInfo, PlacementError> {
-        let n = self.nodes.len();
+    ) -> Result<(qdrant_client::qdrant::CollectionInfo, HashLayout), PlacementError> {
+        let marker_of = |info: &qdrant_client::qdrant::CollectionInfo| {
+            info.config
+                .as_ref()
+                .and_then(|c| c.metadata.get(SHARD_MARKER))
+                .map(wire::value_json)
+        };
+        let first = self.nodes[0]
+            .collection_info(name, deadline)
+            .await
+            .map_err(|e| {
+                PlacementError::Unreadable(format!(
+                    "node {} cannot describe it: {e}",
+                    self.nodes[0].url()
+                ))
+            })?;
+        let unmarked = |k: usize| {
+            PlacementError::Misplaced(format!(
+                "node {} holds it without a shard marker: it was not created through a \
+                 cluster router, so its points are not placed as this cluster reads them",
+                self.nodes[k].url()
+            ))
+        };
+        let first_marker = marker_of(&first).ok_or_else(|| unmarked(0))?;
+        let (layout, shards) = match ShardMarker::read(&first_marker) {
+            Some(ShardMarker::Stable { index: 0, of }) => (
+                HashLayout {
+                    shards: of,
+                    resharding: None,
+                },
+                of,
+            ),
+            Some(ShardMarker::Resharding {
+                index: 0,
+                from,
+                to,
+                drained,
+            }) => {
+                let mut r = Resharding::new(from, to);
+                if let Some(d) = r.drained.get_mut(&0) {
+                    *d = drained;
+                }
+                let shards = r.shards();
+                (
+                    HashLayout {
+                        shards: from,
+                        resharding: Some(r),
+                    },
+                    shards,
+                )
+            }
+            _ => {
+                return Err(PlacementError::Misplaced(format!(
+                    "node {} holds shard {first_marker} of it, but is listed first (shard 0): \
+                     list the nodes in the order the collection was created with",
+                    self.nodes[0].url()
+                )))
+            }
+        };
+        if shards > self.nodes.len() {
+            return Err(PlacementError::Misplaced(format!(
+                "it has {shards} shards, one a node, but the cluster lists {} nodes: list \
+                 every node it was created on, in the same order",
+                self.nodes.len()
+            )));
+        }
         let infos = futures::future::join_all(
-            self.nodes
+            self.nodes[1..shards]
                 .iter()
                 .map(|node| node.collection_info(name, deadline)),
         )
         .await;
-        let mut first = None;
-        for (k, (node, info)) in self.nodes.iter().zip(infos).enumerate() {
-            let info = info.map_err(|e| {
-                PlacementError::Unreadable(format!("node {} cannot describe it: {e}", node.url()))
-            })?;
-            let marker = info
-                .config
-                .as_ref()
-                .and_then(|c| c.metadata.get(SHARD_MARKER))
-                .map(wire::value_json);
-            let expected = wire::value_json(&shard_marker(k, n));
-            match marker {
-                Some(m) if m == expected => {}
-                Some(m) => {
-                    return Err(PlacementError::Misplaced(format!(
-                        "node {} holds shard {m} of it, but is listed as shard {k} of {n}: \
-                         list the nodes in the order (and number) the collection was created with",
+        let mut layout = layout;
+        for (k, info) in (1..shards).zip(infos) {
+            let node = &self.nodes[k];
+            let changed = layout.resharding.as_ref().map(Resharding::changed_shard);
+            let info = match info {
+                Ok(info) => info,
+                // The shard a resharding adds, not made yet; or the one it removes, gone
+                // already (drained, then deleted).
+                Err(ShardError::Refused { status: 404, .. }) if changed == Some(k) => {
+                    if let Some(d) = layout
+                        .resharding
+                        .as_mut()
+                        .and_then(|r| r.drained.get_mut(&k))
+                    {
+                        *d = Drained::Done;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    return Err(PlacementError::Unreadable(format!(
+                        "node {} cannot describe it: {e}",
                         node.url()
                     )))
                 }
-                None => {
-                    return Err(PlacementError::Misplaced(format!(
-                        "node {} holds it without a shard marker: it was not created through a \
-                         cluster router, so its points are not placed as this cluster reads them",
-                        node.url()
-                    )))
-                }
+            };
+            let marker = marker_of(&info).ok_or_else(|| unmarked(k))?;
+            let read = ShardMarker::read(&marker);
+            let fits = match (&mut layout.resharding, read) {
+                (None, Some(ShardMarker::Stable { index, of })) => index == k && of == shards,
+                (Some(r), Some(m)) if m.index() == k => match m {
+                    ShardMarker::Resharding {
+                        from, to, drained, ..
+                    } if from == r.from && to == r.to => {
+                        if let Some(d) = r.drained.get_mut(&k) {
+                            *d = drained;
+                        }
+                        true
+                    }
+                    // Not rewritten yet by the start.
+                    ShardMarker::Stable { of, .. } if of == r.from => true,
+                    // Rewritten already by the finish.
+                    ShardMarker::Stable { of, .. } if of == r.to => {
+                        if let Some(d) = r.drained.get_mut(&k) {
+                            *d = Drained::Done;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            if !fits {
+                return Err(PlacementError::Misplaced(format!(
+                    "node {} holds shard {marker} of it, but is listed as shard {k} of {shards}: \
+                     list the nodes in the order (and number) the collection was created with",
+                    node.url()
+                )));
             }
-            first.get_or_insert(info);
         }
-        first.ok_or_else(|| PlacementError::Unreadable("the cluster has no nodes".into()))
+        Ok((first, layout))
     }
 
     /// Creates a payload index on every node.
@@ -751,8 +973,22 @@ impl Cluster {
             if let Some(s) = selection {
                 return Err(not_keyed(name, s));
             }
-            let group: Vec<usize> = (0..self.nodes.len()).collect();
-            return self.write_group(name, &group, update, wait, deadline).await;
+            let state = self.hash_state(name);
+            let _gate = tokio::time::timeout_at(deadline.into(), state.gate.read())
+                .await
+                .map_err(|_| ShardError::Timeout { shard: 0 })?;
+            let layout = state.layout();
+            let group: Vec<usize> = (0..layout.read_shards().min(self.nodes.len())).collect();
+            return match &layout.resharding {
+                None => self.write_group(name, &group, update, wait, deadline).await,
+                // Applied before it is answered: a batch must not read a point older than
+                // an answered write.
+                Some(r) => {
+                    let place = |id: &index_core::PointId| r.shard_of(id);
+                    self.write_placed(name, &group, update, true, deadline, &place)
+                        .await
+                }
+            };
         };
         let parts: Vec<(ShardKey, Update)> = match field {
             Some(field) => by_field(&layout, update, selection, field).map_err(|reason| {
@@ -870,7 +1106,24 @@ impl Cluster {
         wait: bool,
         deadline: Instant,
     ) -> Result<u64, ShardError> {
-        let parts = split_update(update, group.len(), Placement::Jump);
+        let n = group.len();
+        let place = |id: &index_core::PointId| super::jump_shard_of(id, n);
+        self.write_placed(name, group, update, wait, deadline, &place)
+            .await
+    }
+
+    /// Sends the nodes of `group` their parts of `update`, each id to the shard `place`
+    /// names.
+    async fn write_placed(
+        &self,
+        name: &str,
+        group: &[usize],
+        update: Update,
+        wait: bool,
+        deadline: Instant,
+        place: &(dyn Fn(&index_core::PointId) -> usize + Sync),
+    ) -> Result<u64, ShardError> {
+        let parts = super::split_update_by(update, group.len(), place);
         let sends = parts
             .into_iter()
             .enumerate()

@@ -18,8 +18,9 @@ pub mod keys;
 pub mod wire;
 
 pub use cluster::{
-    key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState, FoundKey,
-    KeyScan, PlacementError, SHARD_MARKER,
+    key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState, Direction,
+    Drained, FoundKey, HashLayout, KeyScan, PlacementError, ReshardProgress, Resharding,
+    ShardMarker, ShardTemplate, DEFAULT_RESHARD_BATCH, SHARD_MARKER,
 };
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};
@@ -279,6 +280,24 @@ impl Node {
     ) -> Result<(), ShardError> {
         let mut c = self.collections();
         self.call(0, deadline, c.create(self.request(message, deadline)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Merges `metadata` into a collection's metadata on the node (a key set to null goes).
+    pub async fn update_metadata(
+        &self,
+        name: &str,
+        metadata: HashMap<String, pb::Value>,
+        deadline: Instant,
+    ) -> Result<(), ShardError> {
+        let mut c = self.collections();
+        let message = pb::UpdateCollection {
+            collection_name: name.to_string(),
+            metadata,
+            ..Default::default()
+        };
+        self.call(0, deadline, c.update(self.request(message, deadline)))
             .await
             .map(|_| ())
     }
@@ -1072,18 +1091,27 @@ pub fn split_update(update: Update, n: usize, placement: Placement) -> Vec<Optio
         placement != Placement::Any,
         "a write is placed by a rule that names one shard for each id"
     );
+    split_update_by(update, n, &|id| placement.shard_of(id, n).unwrap_or(0))
+}
+
+/// [`split_update`] by any rule: `place` names each id's shard (below `n`).
+pub fn split_update_by(
+    update: Update,
+    n: usize,
+    place: &dyn Fn(&PointId) -> usize,
+) -> Vec<Option<Update>> {
     use storage::PointSelector as S;
     let by_ids = |ids: Vec<PointId>| -> Vec<Vec<PointId>> {
         let mut parts = vec![Vec::new(); n];
         for id in ids {
-            parts[placement.shard_of(&id, n).unwrap_or(0)].push(id);
+            parts[place(&id)].push(id);
         }
         parts
     };
     let by_points = |points: Vec<storage::PointWrite>| -> Vec<Vec<storage::PointWrite>> {
         let mut parts: Vec<Vec<storage::PointWrite>> = (0..n).map(|_| Vec::new()).collect();
         for p in points {
-            let k = placement.shard_of(&p.id, n).unwrap_or(0);
+            let k = place(&p.id);
             parts[k].push(p);
         }
         parts
