@@ -12,7 +12,8 @@
 //! every collection, listed already or found, is checked against the node list, and a
 //! mismatch (nodes listed in another order or number) stops the router: writes would land
 //! where no read looks. A collection a node cannot describe is left out with a warning (its
-//! requests answer the node's error). Later, every few seconds, collections created
+//! requests answer the node's error); one the first node holds without a marker is the node's
+//! own (a Qdrant server's other collections), left alone. Later, every few seconds, collections created
 //! meanwhile through another coordinator are added; one that fails a check is left out, with
 //! a warning.
 
@@ -65,6 +66,14 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             Ok(found) => found,
             Err(e @ shard_router::remote::PlacementError::Misplaced(_)) if startup => {
                 return Err(format!("collection `{name}`: {e}"))
+            }
+            // A collection of the node's own (not made through a cluster router): left
+            // alone, said once.
+            Err(e @ shard_router::remote::PlacementError::Foreign(_)) => {
+                if startup {
+                    tracing::warn!(collection = %name, error = %e, "a collection on the first node is not the cluster's: not served");
+                }
+                continue;
             }
             Err(e) => {
                 tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");

@@ -116,12 +116,17 @@ pub enum PlacementError {
     /// A node holds it as another shard than its place in the list says, or without a
     /// marker: serving it would place writes where no read looks.
     Misplaced(String),
+    /// The first node holds it without a marker: not made through a cluster router (a
+    /// collection of the node's own), so not one of the cluster's.
+    Foreign(String),
 }
 
 impl std::fmt::Display for PlacementError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PlacementError::Unreadable(m) | PlacementError::Misplaced(m) => f.write_str(m),
+            PlacementError::Unreadable(m)
+            | PlacementError::Misplaced(m)
+            | PlacementError::Foreign(m) => f.write_str(m),
         }
     }
 }
@@ -803,7 +808,13 @@ impl Cluster {
                 self.nodes[k].url()
             ))
         };
-        let first_marker = marker_of(&first).ok_or_else(|| unmarked(0))?;
+        let first_marker = marker_of(&first).ok_or_else(|| {
+            PlacementError::Foreign(format!(
+                "node {} holds it without a shard marker: it was not created through a \
+                 cluster router",
+                self.nodes[0].url()
+            ))
+        })?;
         let (layout, shards) = match ShardMarker::read(&first_marker) {
             Some(ShardMarker::Stable { index: 0, of }) => (
                 HashLayout {
