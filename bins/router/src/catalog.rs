@@ -58,7 +58,9 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             continue;
         }
         let known = state.storage.get(&name).is_ok();
-        if known && !startup {
+        // Later, a collection known already is checked again only while its layout is not
+        // (its nodes could not be read before).
+        if known && !startup && cluster.is_hash_registered(&name) {
             continue;
         }
         let checked = cluster.placed_collection(&name, deadline).await;
@@ -80,13 +82,17 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
                 continue;
             }
         };
-        // Its layout (a resharding under way resumed), made like the nodes' shards.
-        match template_of(&name, &info) {
-            Ok(template) => cluster.register_hashed(&name, layout, template),
-            Err(e) => {
-                tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
-                continue;
-            }
+        // A resharding under way is resumed by a coordinator starting up only: found later,
+        // it is another coordinator's, running; this one would move points behind it.
+        if layout.resharding.is_some() && !startup {
+            tracing::warn!(collection = %name, "a collection on the nodes is being resharded by another coordinator: served here once it is done, after a restart");
+            continue;
+        }
+        // Its layout (a resharding under way resumed, its new shard made like the others).
+        let template = template_of(&name, &info);
+        if let Err(e) = cluster.register_hashed(&name, layout, template.as_ref().ok().cloned()) {
+            tracing::warn!(collection = %name, error = %e, template = ?template.err(), "a collection on the nodes is not served");
+            continue;
         }
         if known {
             continue;

@@ -165,13 +165,14 @@ impl AppState {
     async fn gate(
         &self,
         c: &Arc<storage::Collection>,
-    ) -> Result<Option<tokio::sync::OwnedRwLockReadGuard<()>>, error::ApiError> {
+    ) -> Result<Option<shard_router::remote::GateGuard>, error::ApiError> {
         let Some(cluster) = self.cluster() else {
             return Ok(None);
         };
-        tokio::time::timeout(self.timeout, cluster.read_gate(c.name()))
+        let gate = tokio::time::timeout(self.timeout, cluster.read_gate(c.name()))
             .await
-            .map_err(|_| shard_router::ShardError::Timeout { shard: 0 }.into())
+            .map_err(|_| shard_router::ShardError::Timeout { shard: 0 })?;
+        Ok(gate?)
     }
 
     /// What `/metrics` reports besides the request counters.
@@ -350,14 +351,18 @@ fn partial_header(missing: &[u32]) -> Option<axum::http::HeaderValue> {
     axum::http::HeaderValue::from_str(&format!("missing-shards={}", list.join(","))).ok()
 }
 
-/// In cluster mode with partial answers on: runs the request in a scope where searches and
-/// counts may leave out shards that cannot answer, and marks the response when they did (the
-/// header here; the envelope's `partial` field is written with the body).
+/// Runs the request in the scope that notes the collection gates it holds; in cluster mode with
+/// partial answers on, also in a scope where searches and counts may leave out shards that
+/// cannot answer, and marks the response when they did (the header here; the envelope's
+/// `partial` field is written with the body).
 async fn partial_answers(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // The gates of the collections the request reads are noted in its scope: one taken
+    // again by the same request is not waited for.
+    let run = shard_router::remote::gate_scope(next.run(req));
     if !state.partial_answers {
-        return next.run(req).await;
+        return run.await;
     }
-    let (mut response, missing) = shard_router::partial::allowing(next.run(req)).await;
+    let (mut response, missing) = shard_router::partial::allowing(run).await;
     if let Some(v) = partial_header(&missing) {
         response.headers_mut().insert(PARTIAL_HEADER, v);
     }
@@ -762,7 +767,7 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
 /// between its batches, never across one.
 pub struct RequestShards {
     shards: Arc<[Arc<dyn shard_router::Shard>]>,
-    _gate: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    _gate: Option<shard_router::remote::GateGuard>,
 }
 
 impl std::ops::Deref for RequestShards {

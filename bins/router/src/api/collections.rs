@@ -563,7 +563,7 @@ pub(crate) async fn cluster_info_of(
             "shard_transfers": [],
         }));
     }
-    let layout = cluster.hash_layout(c.name());
+    let layout = cluster.known_hash_layout(c.name())?;
     let running = cluster.resharding_of(c.name());
     let shards = layout.read_shards();
     let remote: Vec<_> = (0..shards)
@@ -691,7 +691,7 @@ pub(crate) async fn start_resharding(
         model::ReshardingDirection::Down => Direction::Down,
     };
     if let Some(peer) = op.peer_id {
-        let shards = cluster.hash_layout(c.name()).shards;
+        let shards = cluster.known_hash_layout(c.name())?.shards;
         let expected = match direction {
             Direction::Up => shards,
             Direction::Down => shards.saturating_sub(1),

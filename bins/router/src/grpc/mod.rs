@@ -218,7 +218,10 @@ where
             let response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
-                let call = tokio::time::timeout(time_limit, inner.call(req));
+                let call = shard_router::remote::gate_scope(tokio::time::timeout(
+                    time_limit,
+                    inner.call(req),
+                ));
                 let (answer, missing) = if state.partial_answers {
                     shard_router::partial::allowing(call).await
                 } else {

@@ -1202,15 +1202,6 @@ async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_a
         json!("Resharding"),
         "{info}"
     );
-    // A second one while it runs is refused.
-    let (status, body) = coord
-        .call(
-            Method::POST,
-            "/collections/r/cluster",
-            Some(&json!({"start_resharding": {"direction": "down"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let moved = wait_resharded(&coord).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -1238,6 +1229,22 @@ async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_a
             json!({"start_resharding": {"direction": "down", "peer_id": 2}}),
         )
         .await;
+    // A second one while it runs is refused (hundreds of batches of 4 are still to run).
+    let (status, body) = coord
+        .call(
+            Method::POST,
+            "/collections/r/cluster",
+            Some(&json!({"start_resharding": {"direction": "down"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already resharding"),
+        "{body}"
+    );
     let until = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let info = coord.get("/collections/r/cluster").await;
@@ -1271,9 +1278,8 @@ async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_a
     );
     let info = coord.get("/collections/r/cluster").await;
     assert_eq!(info["shard_count"], json!(2), "{info}");
-    // Not below one shard, nor past the nodes listed.
-    let coord_two = coord;
-    let (status, body) = coord_two
+    // The shard added goes on the next node; not below one shard.
+    let (status, body) = coord
         .call(
             Method::POST,
             "/collections/r/cluster",
@@ -1285,6 +1291,54 @@ async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_a
         body["status"]["error"].as_str().unwrap().contains("node 2"),
         "{body}"
     );
+    coord
+        .post(
+            "/collections/r/cluster",
+            json!({"start_resharding": {"direction": "down"}}),
+        )
+        .await;
+    wait_resharded(&coord).await;
+    check_placed(&coord, &nodes[..1], 1, &expected).await;
+    let (status, body) = coord
+        .call(
+            Method::POST,
+            "/collections/r/cluster",
+            Some(&json!({"start_resharding": {"direction": "down"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("one shard"),
+        "{body}"
+    );
+    // Deleted while it reshards, and made again under the same name: the resharding stops,
+    // and the new collection holds only its own points, where it places them.
+    coord
+        .post(
+            "/collections/r/cluster",
+            json!({"start_resharding": {"direction": "up"}}),
+        )
+        .await;
+    assert_eq!(
+        coord.ok(Method::DELETE, "/collections/r", None).await,
+        json!(true)
+    );
+    coord
+        .create("r", json!({"vectors": {"size": DIM, "distance": "Cosine"}}))
+        .await;
+    let fresh: Vec<Value> = (0..40u64)
+        .map(|i| json!({"id": i * 31, "vector": vector(i, DIM), "payload": {"tag": i}}))
+        .collect();
+    coord.upsert("r", json!({ "points": fresh })).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let made: BTreeMap<u64, Value> = (0..40u64).map(|i| (i * 31, json!(i))).collect();
+    check_placed(&coord, &nodes, 3, &made).await;
+    let info = coord.get("/collections/r/cluster").await;
+    assert_eq!(info["shard_count"], json!(3), "{info}");
+    assert_eq!(info["resharding_operations"], json!([]), "{info}");
 }
 
 /// Whether two answers are equal, numbers within a relative 1e-4 (a Qdrant node sums its
@@ -1365,19 +1419,43 @@ async fn a_real_qdrant_node_serves_the_same_flows() {
     }
     let q = |i: u64| vector(2_000_000 + i, DIM);
     let reads: Vec<(&str, Value)> = vec![
-        ("query", json!({"query": q(0), "limit": 10, "params": {"exact": true}, "with_payload": true})),
-        ("query", json!({"query": q(1), "limit": 7, "params": {"exact": true}, "with_vector": true})),
-        ("query", json!({"query": q(2), "limit": 10, "params": {"exact": true},
+        (
+            "query",
+            json!({"query": q(0), "limit": 10, "params": {"exact": true}, "with_payload": true}),
+        ),
+        (
+            "query",
+            json!({"query": q(1), "limit": 7, "params": {"exact": true}, "with_vector": true}),
+        ),
+        (
+            "query",
+            json!({"query": q(2), "limit": 10, "params": {"exact": true},
                          "with_payload": ["city", "star"],
                          "filter": {"must": [{"key": "city", "match": {"any": ["paris", "oslo"]}}],
-                                    "must_not": [{"key": "n", "range": {"lt": 100}}]}})),
-        ("query", json!({"query": {"recommend": {"positive": [10, 20], "negative": [30]}},
-                         "limit": 8, "params": {"exact": true}})),
+                                    "must_not": [{"key": "n", "range": {"lt": 100}}]}}),
+        ),
+        (
+            "query",
+            json!({"query": {"recommend": {"positive": [10, 20], "negative": [30]}},
+                         "limit": 8, "params": {"exact": true}}),
+        ),
         ("count", json!({"exact": true})),
-        ("count", json!({"exact": true, "filter": {"must": [{"key": "city", "match": {"value": "rome"}}]}})),
-        ("scroll", json!({"limit": 40, "offset": 100, "with_payload": true})),
-        ("scroll", json!({"limit": 20, "filter": {"must": [{"key": "star", "match": {"value": true}}]}})),
-        ("", json!({"ids": [1, 10, 20, 3, 999], "with_payload": true, "with_vector": true})),
+        (
+            "count",
+            json!({"exact": true, "filter": {"must": [{"key": "city", "match": {"value": "rome"}}]}}),
+        ),
+        (
+            "scroll",
+            json!({"limit": 40, "offset": 100, "with_payload": true}),
+        ),
+        (
+            "scroll",
+            json!({"limit": 20, "filter": {"must": [{"key": "star", "match": {"value": true}}]}}),
+        ),
+        (
+            "",
+            json!({"ids": [1, 10, 20, 3, 999], "with_payload": true, "with_vector": true}),
+        ),
     ];
     let check = |stage: &'static str| {
         let (coord, embedded, reads) = (&coord, &embedded, &reads);
@@ -1410,9 +1488,18 @@ async fn a_real_qdrant_node_serves_the_same_flows() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        check(if shards == 1 { "resharded down" } else { "resharded up" }).await;
+        check(if shards == 1 {
+            "resharded down"
+        } else {
+            "resharded up"
+        })
+        .await;
         let ours_holds = node_points(&ours, "qdr_hash").await.len();
-        assert_eq!(ours_holds == 0, shards == 1, "{ours_holds} points on our node");
+        assert_eq!(
+            ours_holds == 0,
+            shards == 1,
+            "{ours_holds} points on our node"
+        );
     }
     // Sharded by key: one key on the Qdrant node, one on ours.
     coord
@@ -1454,7 +1541,9 @@ async fn a_real_qdrant_node_serves_the_same_flows() {
             .await;
         let hits = hits["points"].as_array().unwrap();
         assert_eq!(hits.len(), 20);
-        assert!(hits.iter().all(|h| (lo..lo + 300).contains(&h["id"].as_u64().unwrap())));
+        assert!(hits
+            .iter()
+            .all(|h| (lo..lo + 300).contains(&h["id"].as_u64().unwrap())));
     }
     assert_eq!(
         coord

@@ -6,7 +6,8 @@
 mod reshard;
 
 pub use reshard::{
-    Direction, Drained, HashLayout, ReshardProgress, Resharding, ShardMarker, ShardTemplate,
+    gate_scope, Direction, Drained, GateGuard, HashLayout, ReshardProgress, Resharding,
+    ShardMarker, ShardTemplate,
 };
 
 use super::keys::{self, KeyError, KeyLayout, KeySelection, ShardKey};
@@ -242,7 +243,10 @@ impl Cluster {
         name: &str,
         metrics: HashMap<String, Metric>,
     ) -> (u64, Arc<[Arc<dyn Shard>]>) {
-        let state = self.hash_state(name);
+        let Some(state) = self.hash_state(name) else {
+            // Deleted meanwhile (a request reads shards only once the layout is known).
+            return (0, Arc::from(Vec::new()));
+        };
         let version = state.version.load(std::sync::atomic::Ordering::Acquire);
         let layout = state.layout();
         let placement = match layout.resharding {
@@ -268,23 +272,24 @@ impl Cluster {
     /// stale.
     pub fn hash_version(&self, name: &str) -> u64 {
         self.hash_state(name)
-            .version
-            .load(std::sync::atomic::Ordering::Acquire)
+            .map(|s| s.version.load(std::sync::atomic::Ordering::Acquire))
+            .unwrap_or(0)
     }
 
-    /// Collection `name`'s hash layout.
-    pub fn hash_layout(&self, name: &str) -> HashLayout {
-        self.hash_state(name).layout()
+    /// Collection `name`'s hash layout; `None` when it is not known (not placed by hash, or
+    /// its nodes could not be read yet).
+    pub fn hash_layout(&self, name: &str) -> Option<HashLayout> {
+        self.hash_state(name).map(|s| s.layout())
     }
 
     /// Waits until no resharding batch of hash-placed collection `name` runs, and keeps one
     /// from starting while the guard lives: every read and write of the collection holds it.
-    /// `None` for a collection sharded by key.
-    pub async fn read_gate(&self, name: &str) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+    /// `None` for a collection sharded by key; an error when its layout is not known.
+    pub async fn read_gate(&self, name: &str) -> Result<Option<reshard::GateGuard>, ShardError> {
         if self.is_keyed(name) {
-            return None;
+            return Ok(None);
         }
-        Some(self.hash_state(name).gate.read().await)
+        Ok(Some(self.known_hash_state(name)?.gate.read().await))
     }
 
     /// Sets the points a resharding batch reads at once.
@@ -298,38 +303,55 @@ impl Cluster {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Hash-placed collection `name`'s state, made (with a shard on every node) when it has
-    /// none yet.
-    fn hash_state(&self, name: &str) -> Arc<HashState> {
-        if let Some(s) = self.read_hashed().get(name) {
-            return s.clone();
-        }
-        let n = self.nodes.len();
-        self.write_hashed()
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(HashState::new(HashLayout {
-                    shards: n,
-                    resharding: None,
-                }))
+    /// Hash-placed collection `name`'s state, when known.
+    fn hash_state(&self, name: &str) -> Option<Arc<HashState>> {
+        self.read_hashed().get(name).cloned()
+    }
+
+    /// Hash-placed collection `name`'s state, or why it cannot be served: its layout is
+    /// learnt from the nodes when it is created or imported, never assumed.
+    fn known_hash_state(&self, name: &str) -> Result<Arc<HashState>, ShardError> {
+        self.hash_state(name)
+            .ok_or_else(|| ShardError::Unavailable {
+                shard: 0,
+                reason: format!(
+                    "collection `{name}`: where its shards are is not known yet (its nodes could \
+                 not be read when it was imported; tried again every 10 s)"
+                ),
             })
-            .clone()
+    }
+
+    /// Collection `name`'s hash layout, or why it is not known.
+    pub fn known_hash_layout(&self, name: &str) -> Result<HashLayout, ShardError> {
+        self.known_hash_state(name).map(|s| s.layout())
+    }
+
+    /// Whether the layout of hash-placed collection `name` is known.
+    pub fn is_hash_registered(&self, name: &str) -> bool {
+        self.read_hashed().contains_key(name)
     }
 
     /// Registers hash-placed collection `name` as found on the nodes
     /// ([`Cluster::placed_collection`]): a resharding under way is resumed (`template` makes
-    /// its new shard).
+    /// its new shard; without one it cannot be, and the collection is not registered).
     pub fn register_hashed(
         self: &Arc<Self>,
         name: &str,
         layout: HashLayout,
-        template: ShardTemplate,
-    ) {
-        match layout.resharding {
-            Some(r) => self.resume_resharding(name, r, template),
-            None => {
+        template: Option<ShardTemplate>,
+    ) -> Result<(), String> {
+        match (layout.resharding.clone(), template) {
+            (Some(r), Some(template)) => {
+                self.resume_resharding(name, r, template);
+                Ok(())
+            }
+            (Some(_), None) => Err(format!(
+                "collection `{name}` is resharding, and its new shard cannot be described"
+            )),
+            (None, _) => {
                 self.write_hashed()
                     .insert(name.to_string(), Arc::new(HashState::new(layout)));
+                Ok(())
             }
         }
     }
@@ -350,6 +372,14 @@ impl Cluster {
     /// Marks `name` as sharded by key (with no keys yet, unless it has some).
     pub fn add_keyed(&self, name: &str) {
         self.write_keyed().entry(name.to_string()).or_default();
+    }
+
+    /// Forgets hash-placed collection `name`'s state, if it is still `state`.
+    fn forget_hashed(&self, name: &str, state: &Arc<HashState>) {
+        let mut hashed = self.write_hashed();
+        if hashed.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            hashed.remove(name);
+        }
     }
 
     /// Forgets a collection sharded by key (deleted).
@@ -419,7 +449,10 @@ impl Cluster {
     fn copies(&self, name: &str) -> Copies {
         let keyed = self.read_keyed().get(name).cloned();
         match keyed {
-            None => (0..self.hash_layout(name).read_shards().min(self.nodes.len()))
+            None => (0..self
+                .hash_layout(name)
+                .map_or(0, |l| l.read_shards())
+                .min(self.nodes.len()))
                 .map(|k| (name.to_string(), k))
                 .collect(),
             Some(layout) => layout
@@ -681,8 +714,20 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<bool, ShardError> {
         let Some(layout) = self.key_layout(name) else {
-            // Forgotten first: a resharding of it stops at its next batch.
-            let state = self.write_hashed().remove(name);
+            // Under the gate, exclusively: no batch of a resharding of it runs meanwhile, and
+            // the next finds it gone (a collection made again under the name is another).
+            let state = self.hash_state(name);
+            let _batch = match &state {
+                Some(s) => Some(
+                    tokio::time::timeout_at(deadline.into(), s.gate.write())
+                        .await
+                        .map_err(|_| ShardError::Timeout { shard: 0 })?,
+                ),
+                None => None,
+            };
+            if let Some(s) = &state {
+                self.forget_hashed(name, s);
+            }
             let answers = futures::future::try_join_all(
                 self.nodes
                     .iter()
@@ -694,7 +739,7 @@ impl Cluster {
                 Err(e) => {
                     // Still there, on some nodes at least: served as it was.
                     if let Some(state) = state {
-                        self.write_hashed().entry(name.to_string()).or_insert(state);
+                        self.write_hashed().insert(name.to_string(), state);
                     }
                     Err(e)
                 }
@@ -828,10 +873,14 @@ impl Cluster {
                 from,
                 to,
                 drained,
+                batch,
             }) => {
                 let mut r = Resharding::new(from, to);
                 if let Some(d) = r.drained.get_mut(&0) {
                     *d = drained;
+                    if let Some(b) = batch {
+                        r.limits.insert(0, b);
+                    }
                 }
                 let shards = r.shards();
                 (
@@ -894,10 +943,17 @@ impl Cluster {
                 (None, Some(ShardMarker::Stable { index, of })) => index == k && of == shards,
                 (Some(r), Some(m)) if m.index() == k => match m {
                     ShardMarker::Resharding {
-                        from, to, drained, ..
+                        from,
+                        to,
+                        drained,
+                        batch,
+                        ..
                     } if from == r.from && to == r.to => {
                         if let Some(d) = r.drained.get_mut(&k) {
                             *d = drained;
+                            if let Some(b) = batch {
+                                r.limits.insert(k, b);
+                            }
                         }
                         true
                     }
@@ -933,6 +989,8 @@ impl Cluster {
         field_type: qdrant_client::qdrant::FieldType,
         deadline: Instant,
     ) -> Result<(), ShardError> {
+        // Not while a resharding begins: its new shard gets the indexes it finds.
+        let _gate = self.gate_within(name, deadline).await?;
         futures::future::try_join_all(
             self.copies(name)
                 .iter()
@@ -942,6 +1000,22 @@ impl Cluster {
         .map(|_| ())
     }
 
+    /// The gate of hash-placed collection `name`, shared, waited for until `deadline`;
+    /// `None` for a collection sharded by key (or unknown: its copies are then none).
+    async fn gate_within(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<reshard::GateGuard>, ShardError> {
+        let Some(state) = self.hash_state(name).filter(|_| !self.is_keyed(name)) else {
+            return Ok(None);
+        };
+        tokio::time::timeout_at(deadline.into(), state.gate.read())
+            .await
+            .map(Some)
+            .map_err(|_| ShardError::Timeout { shard: 0 })
+    }
+
     /// Drops a payload index on every node.
     pub async fn delete_field_index(
         &self,
@@ -949,6 +1023,7 @@ impl Cluster {
         field: &str,
         deadline: Instant,
     ) -> Result<(), ShardError> {
+        let _gate = self.gate_within(name, deadline).await?;
         futures::future::try_join_all(
             self.copies(name)
                 .iter()
@@ -984,7 +1059,7 @@ impl Cluster {
             if let Some(s) = selection {
                 return Err(not_keyed(name, s));
             }
-            let state = self.hash_state(name);
+            let state = self.known_hash_state(name)?;
             let _gate = tokio::time::timeout_at(deadline.into(), state.gate.read())
                 .await
                 .map_err(|_| ShardError::Timeout { shard: 0 })?;

@@ -18,9 +18,9 @@ pub mod keys;
 pub mod wire;
 
 pub use cluster::{
-    key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState, Direction,
-    Drained, FoundKey, HashLayout, KeyScan, PlacementError, ReshardProgress, Resharding,
-    ShardMarker, ShardTemplate, DEFAULT_RESHARD_BATCH, SHARD_MARKER,
+    gate_scope, key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState,
+    Direction, Drained, FoundKey, GateGuard, HashLayout, KeyScan, PlacementError, ReshardProgress,
+    Resharding, ShardMarker, ShardTemplate, DEFAULT_RESHARD_BATCH, SHARD_MARKER,
 };
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};

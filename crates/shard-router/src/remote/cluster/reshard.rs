@@ -114,6 +114,10 @@ pub struct Resharding {
     pub to: usize,
     /// Each draining shard's progress.
     pub drained: BTreeMap<usize, Drained>,
+    /// The page size of each draining shard's next batch, as its marker keeps it: a batch cut
+    /// off after its move and before its cursor is run again with the same page size, so
+    /// that its page reaches past every point it moved.
+    pub limits: BTreeMap<usize, usize>,
 }
 
 impl Resharding {
@@ -124,7 +128,13 @@ impl Resharding {
             from,
             to,
             drained: draining.map(|k| (k, Drained::Start)).collect(),
+            limits: BTreeMap::new(),
         }
+    }
+
+    /// Whether every draining shard is drained.
+    pub fn is_drained(&self) -> bool {
+        self.drained.values().all(|d| *d == Drained::Done)
     }
 
     /// Its direction.
@@ -178,6 +188,7 @@ impl Resharding {
                 "from": self.from,
                 "to": self.to,
                 "drained": self.drained.get(&k).copied().unwrap_or(Drained::Done).to_json(),
+                "batch": self.limits.get(&k),
             }
         })
     }
@@ -203,6 +214,8 @@ pub enum ShardMarker {
         to: usize,
         /// This shard's progress (meaningful for a draining shard).
         drained: Drained,
+        /// The page size of its next batch.
+        batch: Option<usize>,
     },
 }
 
@@ -220,6 +233,10 @@ impl ShardMarker {
                 let from = usize::try_from(r.get("from")?.as_u64()?).ok()?;
                 let to = usize::try_from(r.get("to")?.as_u64()?).ok()?;
                 let drained = Drained::from_json(r.get("drained")?)?;
+                let batch = match r.get("batch") {
+                    None | Some(Json::Null) => None,
+                    Some(b) => Some(usize::try_from(b.as_u64()?).ok().filter(|b| *b > 0)?),
+                };
                 if of != from || from.abs_diff(to) != 1 || to == 0 || index >= from.max(to) {
                     return None;
                 }
@@ -228,6 +245,7 @@ impl ShardMarker {
                     from,
                     to,
                     drained,
+                    batch,
                 }
             }
         };
@@ -279,12 +297,14 @@ pub struct ReshardProgress {
 /// Held shared by every read and write of a collection, exclusively by each resharding batch.
 ///
 /// A fair lock would queue a waiting batch ahead of later readers, and a request that holds
-/// the gate while it takes it again (its examples read, then its search) would wait on the
-/// batch, which waits on the request. So the batch does not queue: it takes the lock only
-/// when no request holds it. Under a load that never pauses it would wait for ever; so once
-/// it has waited [`PENDING_AFTER`], it marks itself pending, and new requests wait for it, a
-/// little ([`PENDING_WAIT`] at most, so that a request taking the gate a second time is only
-/// delayed): the requests in flight finish, and the batch gets in.
+/// the gate while it takes it again (a hybrid query's stages, a query's examples read under
+/// its search) would wait on the batch, which waits on the request. So a request notes the
+/// gates it holds ([`gate_scope`], a task-local the router opens per request), and takes a
+/// gate it already holds without waiting. The batch does not queue in the lock: it takes it
+/// when no request holds it; once it has waited [`PENDING_AFTER`], it marks itself pending
+/// and new requests wait for it to run ([`PENDING_WAIT`] at most, and only a little outside a
+/// request's scope, where a second taking cannot be told from a first), so that a load that
+/// never pauses still lets it in.
 #[derive(Debug, Default)]
 pub struct Gate {
     lock: Arc<tokio::sync::RwLock<()>>,
@@ -294,22 +314,73 @@ pub struct Gate {
 
 /// How long a batch waits for requests to pause before new ones wait for it.
 const PENDING_AFTER: Duration = Duration::from_millis(20);
-/// The longest a request waits for a pending batch before it goes ahead anyway.
-const PENDING_WAIT: Duration = Duration::from_millis(50);
+/// The longest a request waits for a pending batch before it goes ahead anyway (a request
+/// in flight longer than that, holding the gate, keeps the batch out meanwhile).
+const PENDING_WAIT: Duration = Duration::from_secs(2);
+/// The same outside a request's scope.
+const PENDING_WAIT_UNSCOPED: Duration = Duration::from_millis(50);
+
+tokio::task_local! {
+    /// The gates the current request holds (their addresses).
+    static HELD: std::cell::RefCell<Vec<usize>>;
+}
+
+/// Runs one request's work, noting the gates it takes: a gate taken again by the same
+/// request is not waited for.
+pub async fn gate_scope<F: std::future::Future>(f: F) -> F::Output {
+    HELD.scope(std::cell::RefCell::new(Vec::new()), f).await
+}
+
+/// A gate held shared, or taken again by a request that holds it already.
+#[derive(Debug)]
+pub struct GateGuard {
+    held: Option<(tokio::sync::OwnedRwLockReadGuard<()>, usize)>,
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        if let Some((_, gate)) = &self.held {
+            let _ = HELD.try_with(|h| {
+                let mut h = h.borrow_mut();
+                if let Some(i) = h.iter().position(|g| g == gate) {
+                    h.swap_remove(i);
+                }
+            });
+        }
+    }
+}
 
 impl Gate {
-    /// Shared: waits while a batch runs (and a little while one is pending).
-    pub async fn read(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+    fn address(&self) -> usize {
+        self as *const Gate as usize
+    }
+
+    /// Shared: waits while a batch runs (and a little while one is pending); at once when
+    /// the current request holds it already.
+    pub async fn read(&self) -> GateGuard {
         use std::sync::atomic::Ordering;
+        let me = self.address();
+        let scoped = HELD.try_with(|h| h.borrow().contains(&me));
+        if scoped == Ok(true) {
+            return GateGuard { held: None };
+        }
         if self.pending.load(Ordering::Acquire) {
             let cleared = self.cleared.notified();
             tokio::pin!(cleared);
             cleared.as_mut().enable();
             if self.pending.load(Ordering::Acquire) {
-                let _ = tokio::time::timeout(PENDING_WAIT, cleared).await;
+                let wait = match scoped {
+                    Ok(_) => PENDING_WAIT,
+                    Err(_) => PENDING_WAIT_UNSCOPED,
+                };
+                let _ = tokio::time::timeout(wait, cleared).await;
             }
         }
-        self.lock.clone().read_owned().await
+        let guard = self.lock.clone().read_owned().await;
+        let _ = HELD.try_with(|h| h.borrow_mut().push(me));
+        GateGuard {
+            held: Some((guard, me)),
+        }
     }
 
     /// Exclusive, for one batch: once no request holds it.
@@ -346,12 +417,20 @@ pub(crate) struct HashState {
     pub progress: Mutex<ReshardProgress>,
 }
 
+/// Layout versions, over every collection and state: a state made anew under a name never
+/// reuses the version of the one before.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+}
+
 impl HashState {
     pub fn new(layout: HashLayout) -> HashState {
         HashState {
             gate: Gate::default(),
             layout: Mutex::new(layout),
-            version: std::sync::atomic::AtomicU64::new(0),
+            version: std::sync::atomic::AtomicU64::new(next_version()),
             progress: Mutex::new(ReshardProgress::default()),
         }
     }
@@ -366,7 +445,7 @@ impl HashState {
     pub fn set_layout(&self, layout: HashLayout) {
         *self.layout.lock().unwrap_or_else(|e| e.into_inner()) = layout;
         self.version
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            .store(next_version(), std::sync::atomic::Ordering::Release);
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, ReshardProgress> {
@@ -414,9 +493,15 @@ impl Cluster {
                     .into(),
             ));
         }
-        let state = self.hash_state(name);
+        let state = self.known_hash_state(name)?;
         // The gate, exclusively: no request runs while the layout changes.
         let gate = state.gate.write().await;
+        if !self.is_current(name, &state) {
+            return Err(refused(
+                404,
+                format!("Not found: Collection `{name}` doesn't exist!"),
+            ));
+        }
         let layout = state.layout();
         if let Some(r) = &layout.resharding {
             return Err(refused(
@@ -451,24 +536,46 @@ impl Cluster {
             }
             Direction::Down => from - 1,
         };
-        let resharding = Resharding::new(from, to);
+        let mut resharding = Resharding::new(from, to);
+        let limit = self.reshard_batch();
+        let draining: Vec<usize> = resharding.drained.keys().copied().collect();
+        for k in draining {
+            resharding.limits.insert(k, limit);
+        }
         let deadline = Instant::now() + STEP_TIME;
+        // Writes answered without waiting (a Qdrant node applies them later) are applied
+        // before the first batch reads a shard: a write that waits is applied after them.
+        for k in 0..from {
+            self.plain_shard(name, k)
+                .write(
+                    storage::Update::Delete(storage::PointSelector::Ids(Vec::new())),
+                    true,
+                    deadline,
+                )
+                .await?;
+        }
         // The commit point first: node 0's marker. From here on, a coordinator starting up
         // resumes the resharding.
         self.write_marker(name, 0, resharding.marker(0), deadline)
             .await?;
-        if let Err(e) = self.prepare(name, &resharding, &template, deadline).await {
+        if let Err((e, made)) = self.prepare(name, &resharding, &template, deadline).await {
             // Back to what it was, as far as it goes: the new shard holds nothing yet, no
-            // write having been sent by the new layout.
+            // write having been sent by the new layout. Node 0's marker last, and only once
+            // every other is back: it is the commit point.
             let undo = Instant::now() + STEP_TIME;
-            if direction == Direction::Up {
-                let _ = self.nodes[from].delete_collection(name, undo).await;
+            let mut undone = true;
+            if made {
+                undone &= self.nodes[from].delete_collection(name, undo).await.is_ok();
             }
             for k in (0..from).rev() {
-                let stable = json!({"index": k, "of": from});
-                if let Err(u) = self.write_marker(name, k, stable, undo).await {
-                    tracing::error!(collection = %name, shard = k, error = %u, "a resharding that failed to begin could not be undone on this shard: restart the coordinator to resume it");
+                if !undone {
+                    break;
                 }
+                let stable = json!({"index": k, "of": from});
+                undone &= self.write_marker(name, k, stable, undo).await.is_ok();
+            }
+            if !undone {
+                tracing::error!(collection = %name, error = %e, "a resharding that failed to begin could not be undone: a coordinator starting up resumes it");
             }
             return Err(e);
         }
@@ -499,15 +606,16 @@ impl Cluster {
         let cluster = self.clone();
         let name = name.to_string();
         tokio::spawn(async move {
-            // The markers and the new shard, as the start left them.
-            loop {
+            // The markers and the new shard, as the start left them (a resharding whose
+            // shards are all drained only has its end to finish).
+            while !resharding.is_drained() {
                 let deadline = Instant::now() + STEP_TIME;
                 match cluster
                     .prepare(&name, &resharding, &template, deadline)
                     .await
                 {
                     Ok(()) => break,
-                    Err(e) => {
+                    Err((e, _)) => {
                         if !cluster.is_current(&name, &state) {
                             return;
                         }
@@ -523,14 +631,16 @@ impl Cluster {
     }
 
     /// Makes sure the shards are as a running resharding needs: the added shard's collection
-    /// on its node (with the indexes), and every marker saying so (node 0's first).
+    /// on its node (with the indexes), and every marker but node 0's saying so. On failure,
+    /// whether this call made the added shard's collection.
     async fn prepare(
         &self,
         name: &str,
         r: &Resharding,
         template: &ShardTemplate,
         deadline: Instant,
-    ) -> Result<(), ShardError> {
+    ) -> Result<(), (ShardError, bool)> {
+        let mut made = false;
         if r.direction() == Direction::Up {
             let k = r.changed_shard();
             let node = &self.nodes[k];
@@ -538,10 +648,13 @@ impl Cluster {
             m.metadata
                 .insert(SHARD_MARKER.to_string(), wire::json_value(&r.marker(k)));
             match node.create_collection(m, deadline).await {
-                Ok(()) => {}
+                Ok(()) => made = true,
                 Err(ShardError::Refused { status: 409, .. }) => {
                     // Made by a start or resume cut short: ours only if its marker says so.
-                    let info = node.collection_info(name, deadline).await?;
+                    let info = node
+                        .collection_info(name, deadline)
+                        .await
+                        .map_err(|e| (e, false))?;
                     let marker = info
                         .config
                         .as_ref()
@@ -552,26 +665,32 @@ impl Cluster {
                         Some(ShardMarker::Resharding { from, to, .. })
                             if from == r.from && to == r.to => {}
                         _ => {
-                            return Err(refused(
-                                409,
-                                format!(
-                                    "Conflict: node {} holds a collection `{name}` that is not \
-                                     this collection's new shard: delete it there first",
-                                    node.url()
+                            return Err((
+                                refused(
+                                    409,
+                                    format!(
+                                        "Conflict: node {} holds a collection `{name}` that is \
+                                         not this collection's new shard: delete it there first",
+                                        node.url()
+                                    ),
                                 ),
+                                false,
                             ))
                         }
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err((e, false)),
             }
             for (field, kind) in &template.indexes {
                 node.create_field_index(name, field, *kind, deadline)
-                    .await?;
+                    .await
+                    .map_err(|e| (e, made))?;
             }
         }
         for k in 1..r.from {
-            self.write_marker(name, k, r.marker(k), deadline).await?;
+            self.write_marker(name, k, r.marker(k), deadline)
+                .await
+                .map_err(|e| (e, made))?;
         }
         Ok(())
     }
@@ -588,7 +707,8 @@ impl Cluster {
     }
 
     /// Drains batch after batch, each under the gate, then finishes. Stops when the
-    /// collection is deleted meanwhile. `first` is the gate the first batch runs under.
+    /// collection is deleted meanwhile (a delete takes the gate, so never within a batch).
+    /// `first` is the gate the first batch runs under.
     async fn run_resharding(
         self: Arc<Self>,
         name: &str,
@@ -617,8 +737,8 @@ impl Cluster {
             };
             match step {
                 Ok(true) => {
+                    state.progress().error = None;
                     drop(guard);
-                    self.write_final_markers(name, &state, &resharding).await;
                     tracing::info!(collection = %name, from = resharding.from, to = resharding.to, "resharding done");
                     return;
                 }
@@ -633,8 +753,9 @@ impl Cluster {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
                 Err(BatchError::Stuck(e)) => {
-                    // Points may be on two shards: nothing runs until they are on one.
-                    tracing::error!(collection = %name, error = %e, "a resharding batch left points on two shards: holding the collection until they are on one");
+                    // Points may be on two shards, or a cursor unwritten: nothing runs until
+                    // the batch is run again.
+                    tracing::error!(collection = %name, error = %e, "a resharding batch was cut off midway: holding the collection until it is run again");
                     state.progress().error = Some(e.to_string());
                     tokio::time::sleep(RETRY_PAUSE).await;
                     gate = Some(guard);
@@ -669,11 +790,16 @@ impl Cluster {
             Drained::Before(id) => Some(id),
             _ => None,
         };
+        let limit = r
+            .limits
+            .get(&shard)
+            .copied()
+            .unwrap_or_else(|| self.reshard_batch());
         let page = source
             .scroll(
                 Arc::new(ScrollRequest {
                     from,
-                    limit: self.reshard_batch(),
+                    limit,
                     filter: None,
                     with_payload: payload::PayloadSelector::Nothing,
                     with_vector: storage::VectorSelector::Nothing,
@@ -700,6 +826,7 @@ impl Cluster {
                 None => Drained::Done,
             },
         );
+        next.limits.insert(shard, self.reshard_batch());
         // Points moved, the cursor not written: requests wait until it is (a retry finds
         // the moved points gone from this shard, and writes the cursor past them).
         self.write_marker(name, shard, next.marker(shard), deadline)
@@ -789,8 +916,11 @@ impl Cluster {
             .map_err(BatchError::Stuck)
     }
 
-    /// Ends a resharding whose shards are all drained: the removed shard's collection is
-    /// deleted and the layout made stable (the markers follow, outside the gate).
+    /// Ends a resharding whose shards are all drained, under the gate: points written to
+    /// the removed shard behind this coordinator's back are moved too, its collection is
+    /// deleted, every marker rewritten stable (node 0's last: the commit point), and only
+    /// then the layout made stable. Each step may be run again: a removed shard found gone
+    /// was deleted already.
     async fn finish(
         &self,
         name: &str,
@@ -800,64 +930,49 @@ impl Cluster {
         let deadline = Instant::now() + STEP_TIME;
         if r.direction() == Direction::Down {
             let k = r.changed_shard();
-            let left = self
-                .plain_shard(name, k)
-                .count(None, deadline)
-                .await
-                .map_err(BatchError::Retry)?;
-            if left > 0 {
+            let source = self.plain_shard(name, k);
+            loop {
+                let page = match source
+                    .scroll(
+                        Arc::new(ScrollRequest {
+                            from: None,
+                            limit: self.reshard_batch(),
+                            filter: None,
+                            with_payload: payload::PayloadSelector::Nothing,
+                            with_vector: storage::VectorSelector::Nothing,
+                        }),
+                        deadline,
+                    )
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(ShardError::Refused { status: 404, .. }) => break,
+                    Err(e) => return Err(BatchError::Stuck(e)),
+                };
+                if page.points.is_empty() {
+                    match self.nodes[k].delete_collection(name, deadline).await {
+                        Ok(_) | Err(ShardError::Refused { status: 404, .. }) => break,
+                        Err(e) => return Err(BatchError::Stuck(e)),
+                    }
+                }
                 // Drained, yet holding points: written to behind this coordinator's back.
-                // Drained again, from the start.
-                let mut again = r.clone();
-                again.drained.insert(k, Drained::Start);
-                state.set_layout(HashLayout {
-                    shards: r.from,
-                    resharding: Some(again),
-                });
-                return Err(BatchError::Retry(ShardError::Failed {
-                    shard: k as u32,
-                    reason: format!(
-                        "the removed shard still holds {left} points after it was drained \
-                         (written to through another coordinator?): it is kept, and drained \
-                         again"
-                    ),
-                }));
+                tracing::warn!(collection = %name, shard = k, points = page.points.len(), "the removed shard holds points after it was drained: moving them");
+                let ids: Vec<PointId> = page.points.iter().map(|p| p.id).collect();
+                self.move_points(name, k, r.to, &source, &ids, deadline)
+                    .await
+                    .map_err(|e| BatchError::Stuck(e.into_error()))?;
             }
-            self.nodes[k]
-                .delete_collection(name, deadline)
+        }
+        for k in (0..r.to).rev() {
+            self.write_marker(name, k, json!({"index": k, "of": r.to}), deadline)
                 .await
-                .map_err(BatchError::Retry)?;
+                .map_err(BatchError::Stuck)?;
         }
         state.set_layout(HashLayout {
             shards: r.to,
             resharding: None,
         });
         Ok(())
-    }
-
-    /// Rewrites the markers of a finished resharding, node 0's last; retried until done (a
-    /// coordinator starting up before that finishes the resharding again).
-    async fn write_final_markers(&self, name: &str, state: &Arc<HashState>, r: &Resharding) {
-        loop {
-            let deadline = Instant::now() + STEP_TIME;
-            let mut written = Ok(());
-            for k in (0..r.to).rev() {
-                written = self
-                    .write_marker(name, k, json!({"index": k, "of": r.to}), deadline)
-                    .await;
-                if written.is_err() {
-                    break;
-                }
-            }
-            match written {
-                Ok(()) => return,
-                Err(_) if !self.is_current(name, state) => return,
-                Err(e) => {
-                    tracing::warn!(collection = %name, error = %e, "a finished resharding's markers: retrying");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-            }
-        }
     }
 
     /// Shard `k` of hash-placed collection `name`, for the resharding's own reads and writes.
@@ -928,6 +1043,14 @@ enum BatchError {
     Stuck(ShardError),
 }
 
+impl BatchError {
+    fn into_error(self) -> ShardError {
+        match self {
+            BatchError::Retry(e) | BatchError::Stuck(e) => e,
+        }
+    }
+}
+
 impl std::fmt::Display for BatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -976,6 +1099,7 @@ mod tests {
     #[test]
     fn markers_read_back_and_odd_ones_are_refused() {
         let mut r = Resharding::new(2, 3);
+        r.limits.insert(1, 40);
         r.drained.insert(0, Drained::Done);
         r.drained
             .insert(1, Drained::Before(PointId::Uuid(0xabc_u128 << 64)));
@@ -986,12 +1110,14 @@ mod tests {
                 from,
                 to,
                 drained,
+                batch,
             } = m
             else {
                 panic!("{m:?}")
             };
             assert_eq!((index, from, to), (k, 2, 3));
             assert_eq!(drained, r.drained.get(&k).copied().unwrap_or(Drained::Done));
+            assert_eq!(batch, r.limits.get(&k).copied());
         }
         assert_eq!(
             ShardMarker::read(&json!({"index": 1, "of": 3})),
