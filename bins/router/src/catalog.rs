@@ -78,13 +78,18 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
                 continue;
             }
             Err(e) => {
+                if startup {
+                    cluster.note_unplaced_at_start(&name);
+                }
                 tracing::warn!(collection = %name, error = %e, "a collection on the nodes is not served");
                 continue;
             }
         };
-        // A resharding under way is resumed by a coordinator starting up only: found later,
-        // it is another coordinator's, running; this one would move points behind it.
-        if layout.resharding.is_some() && !startup {
+        // A resharding under way is resumed by a coordinator starting up only (or later, when
+        // its nodes could not be read then): found otherwise, it is another coordinator's,
+        // running; this one would move points behind it.
+        let resumable = cluster.take_unplaced_at_start(&name) || startup;
+        if layout.resharding.is_some() && !resumable {
             tracing::warn!(collection = %name, "a collection on the nodes is being resharded by another coordinator: served here once it is done, after a restart");
             continue;
         }

@@ -1181,6 +1181,19 @@ async fn resharding_under_load_keeps_every_acknowledged_point_once_and_resumes_a
                     .await
                     .unwrap();
                 assert_eq!(r["result"]["count"], json!(500), "{r}");
+                // A batch: its searches run at once, sharing the request's hold of the gate.
+                let r: Value = client
+                    .post(format!("{base}/collections/r/points/query/batch"))
+                    .json(&json!({"searches": [probe, probe, probe]}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                for answer in r["result"].as_array().expect("answers") {
+                    assert_eq!(answer["points"].as_array(), Some(&top), "{r}");
+                }
                 reads += 1;
             }
             reads

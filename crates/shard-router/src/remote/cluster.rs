@@ -160,6 +160,9 @@ pub struct Cluster {
     hashed: RwLock<HashMap<String, Arc<HashState>>>,
     /// Points a resharding batch reads at once.
     reshard_batch: std::sync::atomic::AtomicUsize,
+    /// Collections this coordinator could not place at start-up: a resharding found on them
+    /// later is this coordinator's to resume (another's is left alone).
+    unplaced_at_start: std::sync::Mutex<std::collections::HashSet<String>>,
     keyed: RwLock<HashMap<String, KeyLayout>>,
     /// Bumped by every change of `keyed` (and after the node side of a key's or a keyed
     /// collection's delete): a scan of the nodes that saw another epoch is not applied.
@@ -213,6 +216,7 @@ impl Cluster {
             nodes,
             hashed: RwLock::new(HashMap::new()),
             reshard_batch: std::sync::atomic::AtomicUsize::new(DEFAULT_RESHARD_BATCH),
+            unplaced_at_start: std::sync::Mutex::new(std::collections::HashSet::new()),
             keyed: RwLock::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             busy: std::sync::atomic::AtomicUsize::new(0),
@@ -326,6 +330,22 @@ impl Cluster {
         self.known_hash_state(name).map(|s| s.layout())
     }
 
+    /// Notes a collection that could not be placed at start-up.
+    pub fn note_unplaced_at_start(&self, name: &str) {
+        self.unplaced_at_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+    }
+
+    /// Whether `name` could not be placed at start-up (and forgets it).
+    pub fn take_unplaced_at_start(&self, name: &str) -> bool {
+        self.unplaced_at_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
     /// Whether the layout of hash-placed collection `name` is known.
     pub fn is_hash_registered(&self, name: &str) -> bool {
         self.read_hashed().contains_key(name)
@@ -372,6 +392,15 @@ impl Cluster {
     /// Marks `name` as sharded by key (with no keys yet, unless it has some).
     pub fn add_keyed(&self, name: &str) {
         self.write_keyed().entry(name.to_string()).or_default();
+    }
+
+    /// Puts back the state of a collection whose delete failed (unless one was made anew
+    /// meanwhile). A resharding it ran stopped: it is resumed by a coordinator starting up.
+    fn restore_hashed(&self, name: &str, state: Arc<HashState>) {
+        if state.layout().resharding.is_some() {
+            tracing::error!(collection = %name, "a delete of a resharding collection failed: the resharding stopped; restart the coordinator to resume it");
+        }
+        self.write_hashed().entry(name.to_string()).or_insert(state);
     }
 
     /// Forgets hash-placed collection `name`'s state, if it is still `state`.
@@ -714,20 +743,23 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<bool, ShardError> {
         let Some(layout) = self.key_layout(name) else {
-            // Under the gate, exclusively: no batch of a resharding of it runs meanwhile, and
-            // the next finds it gone (a collection made again under the name is another).
+            // Forgotten first, so that a resharding of it stops (a batch retried under the
+            // gate gives it up), then under the gate, exclusively: no batch runs meanwhile (a
+            // collection made again under the name is another, with a gate of its own).
             let state = self.hash_state(name);
-            let _batch = match &state {
-                Some(s) => Some(
-                    tokio::time::timeout_at(deadline.into(), s.gate.write())
-                        .await
-                        .map_err(|_| ShardError::Timeout { shard: 0 })?,
-                ),
-                None => None,
-            };
             if let Some(s) = &state {
                 self.forget_hashed(name, s);
             }
+            let _batch = match &state {
+                Some(s) => match tokio::time::timeout_at(deadline.into(), s.gate.write()).await {
+                    Ok(g) => Some(g),
+                    Err(_) => {
+                        self.restore_hashed(name, s.clone());
+                        return Err(ShardError::Timeout { shard: 0 });
+                    }
+                },
+                None => None,
+            };
             let answers = futures::future::try_join_all(
                 self.nodes
                     .iter()
@@ -739,7 +771,7 @@ impl Cluster {
                 Err(e) => {
                     // Still there, on some nodes at least: served as it was.
                     if let Some(state) = state {
-                        self.write_hashed().insert(name.to_string(), state);
+                        self.restore_hashed(name, state);
                     }
                     Err(e)
                 }
@@ -793,6 +825,9 @@ impl Cluster {
         deadline: Instant,
     ) -> Result<ClusterCollectionState, ShardError> {
         use qdrant_client::qdrant::CollectionStatus as S;
+        if !self.is_keyed(name) {
+            self.known_hash_state(name)?;
+        }
         let copies = self.copies(name);
         let infos = futures::future::try_join_all(
             copies
@@ -1001,15 +1036,16 @@ impl Cluster {
     }
 
     /// The gate of hash-placed collection `name`, shared, waited for until `deadline`;
-    /// `None` for a collection sharded by key (or unknown: its copies are then none).
+    /// `None` for a collection sharded by key; an error when its layout is not known.
     async fn gate_within(
         &self,
         name: &str,
         deadline: Instant,
     ) -> Result<Option<reshard::GateGuard>, ShardError> {
-        let Some(state) = self.hash_state(name).filter(|_| !self.is_keyed(name)) else {
+        if self.is_keyed(name) {
             return Ok(None);
-        };
+        }
+        let state = self.known_hash_state(name)?;
         tokio::time::timeout_at(deadline.into(), state.gate.read())
             .await
             .map(Some)

@@ -298,17 +298,20 @@ pub struct ReshardProgress {
 ///
 /// A fair lock would queue a waiting batch ahead of later readers, and a request that holds
 /// the gate while it takes it again (a hybrid query's stages, a query's examples read under
-/// its search) would wait on the batch, which waits on the request. So a request notes the
-/// gates it holds ([`gate_scope`], a task-local the router opens per request), and takes a
-/// gate it already holds without waiting. The batch does not queue in the lock: it takes it
-/// when no request holds it; once it has waited [`PENDING_AFTER`], it marks itself pending
-/// and new requests wait for it to run ([`PENDING_WAIT`] at most, and only a little outside a
+/// its search, a batch of searches) would wait on the batch, which waits on the request. So a
+/// request notes its hold of each gate ([`gate_scope`], a task-local the router opens per
+/// request), and takes a gate it holds by sharing that hold: the lock is let go when the
+/// request's last guard of it is. The batch does not queue in the lock: it takes it when no
+/// request holds it; once it has waited [`PENDING_AFTER`], it marks itself pending and new
+/// requests wait for it to run ([`PENDING_WAIT`] at most, and only a little outside a
 /// request's scope, where a second taking cannot be told from a first), so that a load that
 /// never pauses still lets it in.
 #[derive(Debug, Default)]
 pub struct Gate {
     lock: Arc<tokio::sync::RwLock<()>>,
     pending: std::sync::atomic::AtomicBool,
+    /// Batches waiting for the lock (a start, a delete and a batch may wait at once).
+    waiting: std::sync::atomic::AtomicUsize,
     cleared: tokio::sync::Notify,
 }
 
@@ -321,76 +324,82 @@ const PENDING_WAIT: Duration = Duration::from_secs(2);
 const PENDING_WAIT_UNSCOPED: Duration = Duration::from_millis(50);
 
 tokio::task_local! {
-    /// The gates the current request holds (their addresses).
-    static HELD: std::cell::RefCell<Vec<usize>>;
+    /// The gates the current request holds: each lock's address and the request's shared
+    /// hold of it (alive while any of the request's guards of that gate is).
+    static HELD: std::cell::RefCell<Vec<(usize, std::sync::Weak<tokio::sync::OwnedRwLockReadGuard<()>>)>>;
 }
 
 /// Runs one request's work, noting the gates it takes: a gate taken again by the same
-/// request is not waited for.
+/// request shares the hold it has.
 pub async fn gate_scope<F: std::future::Future>(f: F) -> F::Output {
     HELD.scope(std::cell::RefCell::new(Vec::new()), f).await
 }
 
-/// A gate held shared, or taken again by a request that holds it already.
-#[derive(Debug)]
+/// A gate held shared (by one request, however many times it took it).
+#[derive(Debug, Clone)]
 pub struct GateGuard {
-    held: Option<(tokio::sync::OwnedRwLockReadGuard<()>, usize)>,
+    _held: Arc<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
-impl Drop for GateGuard {
+/// Counts a batch waiting for the gate while it lives; the last to stop waiting (having got
+/// in, or given up) clears `pending`.
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if let Some((_, gate)) = &self.held {
-            let _ = HELD.try_with(|h| {
-                let mut h = h.borrow_mut();
-                if let Some(i) = h.iter().position(|g| g == gate) {
-                    h.swap_remove(i);
-                }
-            });
+        use std::sync::atomic::Ordering;
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.pending.store(false, Ordering::Release);
+            self.0.cleared.notify_waiters();
         }
     }
 }
 
 impl Gate {
     fn address(&self) -> usize {
-        self as *const Gate as usize
+        Arc::as_ptr(&self.lock) as usize
     }
 
-    /// Shared: waits while a batch runs (and a little while one is pending); at once when
-    /// the current request holds it already.
+    /// Shared: waits while a batch runs (and a while when one is pending); shares the hold
+    /// when the current request has it already.
     pub async fn read(&self) -> GateGuard {
         use std::sync::atomic::Ordering;
         let me = self.address();
-        let scoped = HELD.try_with(|h| h.borrow().contains(&me));
-        if scoped == Ok(true) {
-            return GateGuard { held: None };
+        let mine = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            h.retain(|(_, held)| held.strong_count() > 0);
+            h.iter()
+                .find(|(g, _)| *g == me)
+                .and_then(|(_, held)| held.upgrade())
+        });
+        if let Ok(Some(held)) = mine {
+            return GateGuard { _held: held };
         }
         if self.pending.load(Ordering::Acquire) {
             let cleared = self.cleared.notified();
             tokio::pin!(cleared);
             cleared.as_mut().enable();
             if self.pending.load(Ordering::Acquire) {
-                let wait = match scoped {
+                let wait = match mine {
                     Ok(_) => PENDING_WAIT,
                     Err(_) => PENDING_WAIT_UNSCOPED,
                 };
                 let _ = tokio::time::timeout(wait, cleared).await;
             }
         }
-        let guard = self.lock.clone().read_owned().await;
-        let _ = HELD.try_with(|h| h.borrow_mut().push(me));
-        GateGuard {
-            held: Some((guard, me)),
-        }
+        let held = Arc::new(self.lock.clone().read_owned().await);
+        let _ = HELD.try_with(|h| h.borrow_mut().push((me, Arc::downgrade(&held))));
+        GateGuard { _held: held }
     }
 
     /// Exclusive, for one batch: once no request holds it.
     pub async fn write(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
         use std::sync::atomic::Ordering;
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(self);
         let began = Instant::now();
         loop {
             if let Ok(g) = self.lock.clone().try_write_owned() {
-                self.pending.store(false, Ordering::Release);
-                self.cleared.notify_waiters();
                 return g;
             }
             if began.elapsed() >= PENDING_AFTER {
@@ -468,6 +477,24 @@ const STEP_TIME: Duration = Duration::from_secs(60);
 /// How long a failed batch waits before it is tried again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The field type a payload index of this schema type is made with.
+fn field_type_of(
+    schema: qdrant_client::qdrant::PayloadSchemaType,
+) -> Option<qdrant_client::qdrant::FieldType> {
+    use qdrant_client::qdrant::{FieldType as F, PayloadSchemaType as S};
+    Some(match schema {
+        S::Keyword => F::Keyword,
+        S::Integer => F::Integer,
+        S::Float => F::Float,
+        S::Geo => F::Geo,
+        S::Text => F::Text,
+        S::Bool => F::Bool,
+        S::Datetime => F::Datetime,
+        S::Uuid => F::Uuid,
+        S::UnknownType => return None,
+    })
+}
+
 fn refused(status: u16, reason: String) -> ShardError {
     ShardError::Refused {
         shard: 0,
@@ -494,17 +521,8 @@ impl Cluster {
             ));
         }
         let state = self.known_hash_state(name)?;
-        // The gate, exclusively: no request runs while the layout changes.
-        let gate = state.gate.write().await;
-        if !self.is_current(name, &state) {
-            return Err(refused(
-                404,
-                format!("Not found: Collection `{name}` doesn't exist!"),
-            ));
-        }
-        let layout = state.layout();
-        if let Some(r) = &layout.resharding {
-            return Err(refused(
+        let running = |layout: &HashLayout| match &layout.resharding {
+            Some(r) => Err(refused(
                 400,
                 format!(
                     "Bad request: collection `{name}` is already resharding {} from {} to {} \
@@ -513,8 +531,23 @@ impl Cluster {
                     r.from,
                     r.to
                 ),
+            )),
+            None => Ok(()),
+        };
+        // Refused at once while one runs (its batches would keep this waiting to its end).
+        running(&state.layout())?;
+        // The gate, exclusively: no request runs while the layout changes.
+        let gate = tokio::time::timeout(STEP_TIME, state.gate.write())
+            .await
+            .map_err(|_| ShardError::Timeout { shard: 0 })?;
+        if !self.is_current(name, &state) {
+            return Err(refused(
+                404,
+                format!("Not found: Collection `{name}` doesn't exist!"),
             ));
         }
+        let layout = state.layout();
+        running(&layout)?;
         let from = layout.shards;
         let to = match direction {
             Direction::Up if from >= self.nodes.len() => {
@@ -536,19 +569,36 @@ impl Cluster {
             }
             Direction::Down => from - 1,
         };
+        // The new shard's payload indexes: those the catalog knew, and those made since on
+        // the nodes (an index made while this waited for the gate is on node 0 by now).
+        let mut template = template;
+        let deadline = Instant::now() + STEP_TIME;
+        let first = self.nodes[0].collection_info(name, deadline).await?;
+        for (field, schema) in &first.payload_schema {
+            let kind = qdrant_client::qdrant::PayloadSchemaType::try_from(schema.data_type)
+                .ok()
+                .and_then(field_type_of);
+            if let Some(kind) = kind {
+                if !template.indexes.iter().any(|(f, _)| f == field) {
+                    template.indexes.push((field.clone(), kind));
+                }
+            }
+        }
         let mut resharding = Resharding::new(from, to);
         let limit = self.reshard_batch();
         let draining: Vec<usize> = resharding.drained.keys().copied().collect();
         for k in draining {
             resharding.limits.insert(k, limit);
         }
-        let deadline = Instant::now() + STEP_TIME;
         // Writes answered without waiting (a Qdrant node applies them later) are applied
         // before the first batch reads a shard: a write that waits is applied after them.
+        // The write deletes what a filter matching no id selects (Qdrant refuses an empty
+        // list of ids).
+        let nothing = Arc::new(payload::Filter::has_id(std::iter::empty()));
         for k in 0..from {
             self.plain_shard(name, k)
                 .write(
-                    storage::Update::Delete(storage::PointSelector::Ids(Vec::new())),
+                    storage::Update::Delete(storage::PointSelector::Filter(nothing.clone())),
                     true,
                     deadline,
                 )
@@ -556,8 +606,18 @@ impl Cluster {
         }
         // The commit point first: node 0's marker. From here on, a coordinator starting up
         // resumes the resharding.
-        self.write_marker(name, 0, resharding.marker(0), deadline)
-            .await?;
+        if let Err(e) = self
+            .write_marker(name, 0, resharding.marker(0), deadline)
+            .await
+        {
+            // Maybe written, its answer lost: written back as it was, as far as it goes.
+            let stable = json!({"index": 0, "of": from});
+            let undo = Instant::now() + STEP_TIME;
+            if self.write_marker(name, 0, stable, undo).await.is_err() {
+                tracing::error!(collection = %name, error = %e, "a resharding that failed to begin may be resumed by a coordinator starting up");
+            }
+            return Err(e);
+        }
         if let Err((e, made)) = self.prepare(name, &resharding, &template, deadline).await {
             // Back to what it was, as far as it goes: the new shard holds nothing yet, no
             // write having been sent by the new layout. Node 0's marker last, and only once
@@ -947,7 +1007,7 @@ impl Cluster {
                 {
                     Ok(page) => page,
                     Err(ShardError::Refused { status: 404, .. }) => break,
-                    Err(e) => return Err(BatchError::Stuck(e)),
+                    Err(e) => return Err(BatchError::Retry(e)),
                 };
                 if page.points.is_empty() {
                     match self.nodes[k].delete_collection(name, deadline).await {
@@ -959,14 +1019,17 @@ impl Cluster {
                 tracing::warn!(collection = %name, shard = k, points = page.points.len(), "the removed shard holds points after it was drained: moving them");
                 let ids: Vec<PointId> = page.points.iter().map(|p| p.id).collect();
                 self.move_points(name, k, r.to, &source, &ids, deadline)
-                    .await
-                    .map_err(|e| BatchError::Stuck(e.into_error()))?;
+                    .await?;
             }
         }
         for k in (0..r.to).rev() {
             self.write_marker(name, k, json!({"index": k, "of": r.to}), deadline)
                 .await
-                .map_err(BatchError::Stuck)?;
+                .map_err(|e| match r.direction() {
+                    // The removed shard is gone: reads must not reach it again.
+                    Direction::Down => BatchError::Stuck(e),
+                    Direction::Up => BatchError::Retry(e),
+                })?;
         }
         state.set_layout(HashLayout {
             shards: r.to,
@@ -1041,14 +1104,6 @@ enum BatchError {
     Retry(ShardError),
     /// Points may be on two shards: requests must wait until a retry mends it.
     Stuck(ShardError),
-}
-
-impl BatchError {
-    fn into_error(self) -> ShardError {
-        match self {
-            BatchError::Retry(e) | BatchError::Stuck(e) => e,
-        }
-    }
 }
 
 impl std::fmt::Display for BatchError {
