@@ -1574,3 +1574,81 @@ async fn a_real_qdrant_node_serves_the_same_flows() {
     }
     eprintln!("a real Qdrant node ({qdrant}) served every flow");
 }
+
+/// A coordinator killed in the one window where a batch has moved its points and not yet
+/// written its cursor (held open by the `VR_TEST_RESHARD_PAUSE_AFTER_MOVE_MS` fail point):
+/// restarted, it runs that batch again before any request, so writes to the moved points sent
+/// at once (a delete, a payload write, an upsert) land where the points are, and the
+/// resharding ends with every point once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_killed_between_a_batch_move_and_its_cursor_resumes_it_exactly() {
+    use std::collections::BTreeMap;
+    let node_dirs: Vec<DataDirs> = (0..2).map(|_| DataDirs::new()).collect();
+    let nodes: Vec<Router> = node_dirs.iter().map(|d| Router::start(d, &[])).collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let coord_dirs = DataDirs::new();
+    const N: u64 = 400;
+    let mut expected: BTreeMap<u64, Value> = (0..N).map(|i| (i, Value::Null)).collect();
+    let mut coord = start_cluster_router(&coord_dirs, &urls, &[]);
+    coord
+        .create("r", json!({"vectors": {"size": DIM, "distance": "Cosine"}}))
+        .await;
+    coord.upsert("r", json!({ "points": points(0, N) })).await;
+    assert!(coord.terminate(Duration::from_secs(20)).is_some());
+    // The points of shard 1 in id order: the first batch of a shrink moves the first four.
+    let on_second: Vec<u64> = (0..N)
+        .filter(|&i| shard_router::remote::jump_shard_of(&index_core::PointId::Num(i), 2) == 1)
+        .collect();
+    let held = node_points(&nodes[1], "r").await.len();
+    assert_eq!(held, on_second.len());
+    let list = urls.join(",");
+    let mut cmd = Router::command(&coord_dirs);
+    cmd.args(["--cluster-nodes", &list, "--cache-ttl-secs", "0"])
+        .args(["--cluster-reshard-batch", "4"])
+        .env("VR_TEST_RESHARD_PAUSE_AFTER_MOVE_MS", "60000");
+    let mut paused = Router::spawn(cmd, &coord_dirs.log());
+    paused
+        .post(
+            "/collections/r/cluster",
+            json!({"start_resharding": {"direction": "down"}}),
+        )
+        .await;
+    // In the window: four points moved off node 1, no batch counted, no cursor written.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while node_points(&nodes[1], "r").await.len() != held - 4 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first batch never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let info = paused.get("/collections/r/cluster").await;
+    assert_eq!(info["resharding_progress"]["batches"], json!(0), "{info}");
+    paused.kill();
+    let coord = start_cluster_router(&coord_dirs, &urls, &["--cluster-reshard-batch", "40"]);
+    let moved = &on_second[..4];
+    coord
+        .post(
+            "/collections/r/points/delete?wait=true",
+            json!({ "points": [moved[0]] }),
+        )
+        .await;
+    expected.remove(&moved[0]);
+    coord
+        .post(
+            "/collections/r/points/payload?wait=true",
+            json!({"payload": {"tag": "set"}, "points": [moved[1]]}),
+        )
+        .await;
+    expected.insert(moved[1], json!("set"));
+    coord
+        .upsert(
+            "r",
+            json!({"points": [{"id": moved[2], "vector": vector(7, DIM), "payload": {"tag": "new"}}]}),
+        )
+        .await;
+    expected.insert(moved[2], json!("new"));
+    wait_resharded(&coord).await;
+    check_placed(&coord, &nodes[..1], 1, &expected).await;
+    assert!(node_points(&nodes[1], "r").await.is_empty());
+}

@@ -160,6 +160,10 @@ pub struct Cluster {
     hashed: RwLock<HashMap<String, Arc<HashState>>>,
     /// Points a resharding batch reads at once.
     reshard_batch: std::sync::atomic::AtomicUsize,
+    /// A fail point for the tests (`VR_TEST_RESHARD_PAUSE_AFTER_MOVE_MS`): how long a batch
+    /// waits between moving its points and writing its cursor, so that a test can kill the
+    /// coordinator in that window.
+    pause_after_move: Option<Duration>,
     /// Collections this coordinator could not place at start-up: a resharding found on them
     /// later is this coordinator's to resume (another's is left alone).
     unplaced_at_start: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -216,6 +220,10 @@ impl Cluster {
             nodes,
             hashed: RwLock::new(HashMap::new()),
             reshard_batch: std::sync::atomic::AtomicUsize::new(DEFAULT_RESHARD_BATCH),
+            pause_after_move: std::env::var("VR_TEST_RESHARD_PAUSE_AFTER_MOVE_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis),
             unplaced_at_start: std::sync::Mutex::new(std::collections::HashSet::new()),
             keyed: RwLock::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),

@@ -877,6 +877,9 @@ impl Cluster {
         if !moving.is_empty() {
             self.move_points(name, shard, r.to, &source, &moving, deadline)
                 .await?;
+            if let Some(pause) = self.pause_after_move {
+                tokio::time::sleep(pause).await;
+            }
         }
         let mut next = r.clone();
         next.drained.insert(
