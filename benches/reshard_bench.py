@@ -15,37 +15,19 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import httpx
 
+from shard_key_bench import start  # the same node and coordinator processes
+
 N = int(os.environ.get("N", "100000"))
 DIM = int(os.environ.get("DIM", "64"))
 STEADY = float(os.environ.get("STEADY_SECS", "10"))
 BATCH = os.environ.get("BATCH", "256")
 CLIENTS = int(os.environ.get("CLIENTS", "2"))
-BIN = os.environ.get("ROUTER_BIN", "target/release/router")
-
-
-def start(work: str, name: str, http: int, grpc: int, *extra: str) -> subprocess.Popen:
-    out = open(os.path.join(work, f"{name}.out"), "w")
-    proc = subprocess.Popen(
-        [BIN, "--http-port", str(http), "--grpc-port", str(grpc), "--cache-ttl-secs", "0",
-         "--storage-path", os.path.join(work, name, "storage"),
-         "--snapshots-path", os.path.join(work, name, "snapshots"), "--log-level", "warn",
-         *extra],
-        stdout=out, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{http}/readyz", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    sys.exit(f"{name} did not start")
 
 
 class Load:

@@ -1253,7 +1253,7 @@ impl Cluster {
         deadline: Instant,
         place: &(dyn Fn(&index_core::PointId) -> usize + Sync),
     ) -> Result<u64, ShardError> {
-        let parts = super::split_update_by(update, group.len(), place);
+        let parts = super::split_update(update, group.len(), place);
         let sends = parts
             .into_iter()
             .enumerate()

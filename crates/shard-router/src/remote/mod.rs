@@ -7,7 +7,7 @@
 //! answered its last call or health probe. A [`RemoteShard`] is one collection on one node,
 //! behind the same [`Shard`] trait as a local shard, so the fan-out, merge and re-rank do not
 //! change. Writes go through [`RemoteShard::write`], with the part of an update that lands
-//! on that shard ([`split_update`] cuts it by [`Placement`]).
+//! on that shard ([`split_update`] cuts it by each id's shard).
 //!
 //! Every call carries the request's deadline (as gRPC's `grpc-timeout`, so the node stops
 //! too) and is abandoned when it passes. A search is encoded once per request, not once per
@@ -1084,18 +1084,9 @@ fn dense_of(r: &Record, name: &str) -> Option<Vec<f32>> {
 }
 
 /// Cuts an update into the part each of `n` shards receives (`None`: nothing for that
-/// shard). Points named by id go to the shard `placement` puts them on; an update selecting
-/// points by filter goes to every shard.
-pub fn split_update(update: Update, n: usize, placement: Placement) -> Vec<Option<Update>> {
-    assert!(
-        placement != Placement::Any,
-        "a write is placed by a rule that names one shard for each id"
-    );
-    split_update_by(update, n, &|id| placement.shard_of(id, n).unwrap_or(0))
-}
-
-/// [`split_update`] by any rule: `place` names each id's shard (below `n`).
-pub fn split_update_by(
+/// shard). Points named by id go to the shard `place` names (below `n`: jump hashing, or a
+/// resharding's current layout); an update selecting points by filter goes to every shard.
+pub fn split_update(
     update: Update,
     n: usize,
     place: &dyn Fn(&PointId) -> usize,
@@ -1251,7 +1242,7 @@ mod tests {
         let parts = split_update(
             Update::Delete(storage::PointSelector::Ids(ids.clone())),
             3,
-            Placement::Jump,
+            &|id| jump_shard_of(id, 3),
         );
         let mut seen = Vec::new();
         for (k, part) in parts.into_iter().enumerate() {
@@ -1270,7 +1261,7 @@ mod tests {
         let parts = split_update(
             Update::ClearPayload(storage::PointSelector::Filter(f)),
             3,
-            Placement::Jump,
+            &|id| jump_shard_of(id, 3),
         );
         assert!(parts.iter().all(Option::is_some));
     }
