@@ -13,12 +13,31 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A free loopback port (bound, then released for the node to take).
+/// A free loopback port for a node that must come back on the same one after a restart.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default), so that neither a process binding port 0 nor an outgoing connection of a
+/// test running beside this one can take it between its release here and the node's
+/// bind; a port bound and released by the kernel's choice could be (it was, in CI). Ports
+/// are handed out in turn within this process, from a start that varies by process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A node: a plain router on fixed ports (so that it can come back on the same ones).
