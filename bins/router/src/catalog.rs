@@ -144,7 +144,7 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             state,
             name,
             &f.info,
-            Some((f.shard_number, f.field.clone())),
+            Some((f.shard_number, f.field.clone(), f.region_field.clone())),
         )
         .await
         {
@@ -183,23 +183,25 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
 
 /// Adds one collection to the catalog from its description; false when it was created
 /// meanwhile. A configuration cluster mode would refuse to create is refused here too.
-/// `keyed`: the collection is sharded by key (with these `shard_number` and
-/// `shard_key_field` settings), and `info` describes one of its keys' node collections.
+/// `keyed`: the collection is sharded by key (with these `shard_number`, `shard_key_field`
+/// and `shard_region_field` settings), and `info` describes one of its keys' node
+/// collections.
 async fn add(
     state: &Arc<AppState>,
     name: &str,
     info: &pb::CollectionInfo,
-    keyed: Option<(Option<u32>, Option<String>)>,
+    keyed: Option<(Option<u32>, Option<String>, Option<String>)>,
 ) -> Result<bool, String> {
     let mut config = config_of(info)?;
     match keyed {
         None => {
             shard_router::remote::wire::create_collection(name, &config)?;
         }
-        Some((shard_number, field)) => {
+        Some((shard_number, field, region_field)) => {
             config.sharding_method = Some("custom".into());
             config.shard_number = shard_number;
             config.shard_key_field = field;
+            config.shard_region_field = region_field;
             let node_config = shard_router::remote::key_config(&config);
             shard_router::remote::wire::create_collection(name, &node_config)?;
         }

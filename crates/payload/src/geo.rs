@@ -54,6 +54,14 @@ pub(crate) fn in_polygon(p: GeoPoint, exterior: &Ring, interiors: &[Ring]) -> bo
     in_ring(pt, exterior, true) && !interiors.iter().any(|hole| in_ring(pt, hole, false))
 }
 
+/// Whether `p` lies inside `exterior` or on its boundary, and in no hole (a point on a hole's
+/// boundary is kept). For shapes that tile the globe (regions), where a point on the border
+/// of two must fall in one of them rather than in neither, unlike a filter's polygon.
+pub fn in_closed_polygon(p: GeoPoint, exterior: &Ring, interiors: &[Ring]) -> bool {
+    let pt = (p.lat, p.lon);
+    in_ring(pt, exterior, false) && !interiors.iter().any(|hole| in_ring(pt, hole, true))
+}
+
 /// Even-odd ray casting; a point on an edge is inside unless `ignore_boundary`.
 fn in_ring(pt: (f64, f64), ring: &Ring, ignore_boundary: bool) -> bool {
     let Some(&last) = ring.last() else {

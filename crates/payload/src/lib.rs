@@ -114,10 +114,10 @@ mod text;
 pub use datetime::parse_datetime_micros;
 pub use error::{PayloadError, PayloadErrorKind, Result};
 pub use filter::{
-    AnyValues, Bounds, Condition, FieldCheck, FieldCondition, Filter, Match, MatchValue, MinShould,
-    PlainPoint, PointView, RangeCheck,
+    geo_shape_from_json, AnyValues, Bounds, Condition, FieldCheck, FieldCondition, Filter, Match,
+    MatchValue, MinShould, PlainPoint, PointView, RangeCheck,
 };
-pub use geo::{haversine_m, GeoPoint, Ring, MEAN_EARTH_RADIUS_M};
+pub use geo::{haversine_m, in_closed_polygon, GeoPoint, Ring, MEAN_EARTH_RADIUS_M};
 pub use ids::{point_id_from_json, point_id_from_str, point_id_to_json};
 pub use index::{FieldSchema, PayloadIndexes};
 pub use key_path::{values_at, values_at_unflattened, KeyPath, PathItem};

@@ -448,25 +448,40 @@ impl ShardHandles {
     ///
     /// Without keys, a collection placed by a payload field (`shard_key_field`) whose field
     /// `filter` pins reaches only the keys of the values pinned (none, when no such key
-    /// exists: the answer is empty).
+    /// exists: the answer is empty); one placed by region (`shard_region_field`) whose
+    /// field `filter` pins to shapes reaches the keys whose regions meet them and the keys
+    /// without a region ([`remote::regions::reached_keys`]).
     pub fn selected(
         &self,
         c: &Arc<Collection>,
         keys: Option<&remote::keys::KeySelection>,
         filter: Option<&Filter>,
     ) -> Result<Arc<[Arc<dyn Shard>]>, ShardError> {
+        use remote::keys::FieldPlacement;
         let pinned = match (&self.cluster, keys, filter) {
-            (Some(cluster), None, Some(f)) if cluster.is_keyed(c.name()) => c
-                .with_config(|cfg| cfg.shard_key_field.clone())
-                .and_then(|field| payload::KeyPath::parse(&field).ok())
-                .and_then(|field| remote::keys::pinned_keys(f, &field))
-                .map(|pinned| {
-                    let layout = cluster.key_layout(c.name()).unwrap_or_default();
-                    pinned
-                        .into_iter()
-                        .filter(|k| layout.contains_key(k))
-                        .collect::<Vec<_>>()
-                }),
+            (Some(cluster), None, Some(f)) if cluster.is_keyed(c.name()) => {
+                let placement = c.with_config(FieldPlacement::of);
+                let field = placement
+                    .as_ref()
+                    .and_then(|p| payload::KeyPath::parse(p.field()).ok());
+                let layout = || cluster.key_layout(c.name()).unwrap_or_default();
+                match (placement, field) {
+                    (Some(FieldPlacement::Value(_)), Some(field)) => {
+                        remote::keys::pinned_keys(f, &field).map(|pinned| {
+                            let layout = layout();
+                            pinned
+                                .into_iter()
+                                .filter(|k| layout.contains_key(k))
+                                .collect::<Vec<_>>()
+                        })
+                    }
+                    (Some(FieldPlacement::Region(_)), Some(field)) => {
+                        let regions = cluster.regions(c.name());
+                        remote::regions::reached_keys(f, &field, &layout(), &regions)
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         };
         if let Some(pinned) = pinned {

@@ -568,6 +568,12 @@ pub struct CollectionConfig {
     /// `shard_key` and a read whose filter pins the field reaches only its keys' shards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_key_field: Option<String>,
+    /// Extension, with `custom` sharding: the top-level payload field whose geo point is
+    /// each point's location, placing it under the shard key whose region holds it, so
+    /// that a read whose filter pins the field to a shape reaches only the keys whose
+    /// regions meet it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_region_field: Option<String>,
     /// Accepted and echoed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strict_mode_config: Option<serde_json::Value>,
@@ -725,13 +731,22 @@ impl CollectionConfig {
         if self.init_from.is_some() {
             return Err(invalid("init_from: not supported".into()));
         }
-        if let Some(f) = &self.shard_key_field {
+        if self.shard_key_field.is_some() && self.shard_region_field.is_some() {
+            return Err(invalid(
+                "shard_key_field and shard_region_field: a collection places its points by \
+                 one of them"
+                    .into(),
+            ));
+        }
+        for (name, field) in [
+            ("shard_key_field", &self.shard_key_field),
+            ("shard_region_field", &self.shard_region_field),
+        ] {
+            let Some(f) = field else { continue };
             if self.sharding_method.as_deref() != Some("custom") {
-                return Err(invalid(
-                    "shard_key_field: places points by shard key, so it needs \
-                     sharding_method `custom`"
-                        .into(),
-                ));
+                return Err(invalid(format!(
+                    "{name}: places points by shard key, so it needs sharding_method `custom`"
+                )));
             }
             let plain = !f.is_empty()
                 && f.len() <= 64
@@ -739,7 +754,7 @@ impl CollectionConfig {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !plain {
                 return Err(invalid(format!(
-                    "shard_key_field: `{f}` is not a top-level payload key of 1 to 64 letters, \
+                    "{name}: `{f}` is not a top-level payload key of 1 to 64 letters, \
                      digits, `_` or `-`"
                 )));
             }

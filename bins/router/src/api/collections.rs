@@ -423,6 +423,12 @@ pub(crate) async fn add_shard_key(
             "Not implemented: initial_state other than Active",
         ));
     }
+    let region = body
+        .region
+        .as_ref()
+        .map(shard_router::remote::regions::Region::from_json)
+        .transpose()
+        .map_err(|e| convert::bad(format!("Validation error in JSON body: {e}")))?;
     let config = c.config();
     let shards = body.shards_number.or(config.shard_number).unwrap_or(1) as usize;
     let group = keys::place_key(
@@ -439,7 +445,13 @@ pub(crate) async fn add_shard_key(
     let st = state.clone();
     to_completion(async move {
         let r = cluster
-            .create_shard_key(&n, &config, &key, group, &indexes, deadline)
+            .create_shard_key(
+                &n,
+                &config,
+                shard_router::remote::NewKey { key, group, region },
+                &indexes,
+                deadline,
+            )
             .await;
         st.cache.invalidate(&n);
         Ok(r?)
@@ -487,9 +499,18 @@ pub async fn list_shard_keys(
 ) -> ApiResult {
     let start = Instant::now();
     let keys = shard_keys_of(&state, &name)?;
+    let real_name = collection(&state, &name)?.name().to_string();
+    let regions = state
+        .cluster()
+        .map(|cluster| cluster.regions(&real_name))
+        .unwrap_or_default();
+    // A key's region (an extension) beside its key, as it was created.
     let shard_keys = keys.map(|k| {
         k.iter()
-            .map(|k| serde_json::json!({ "key": k.to_json() }))
+            .map(|k| match regions.get(k) {
+                Some(r) => serde_json::json!({ "key": k.to_json(), "region": r.to_json() }),
+                None => serde_json::json!({ "key": k.to_json() }),
+            })
             .collect::<Vec<_>>()
     });
     Ok(ok(start, &serde_json::json!({ "shard_keys": shard_keys })))

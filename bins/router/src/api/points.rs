@@ -62,9 +62,9 @@ pub(crate) async fn write(
             Ok(u2)
         })
         .await?;
-        let field = c.with_config(|cfg| cfg.shard_key_field.clone());
+        let field = c.with_config(shard_router::remote::keys::FieldPlacement::of);
         let r = cluster
-            .write(&name, update, keys, field.as_deref(), wait, deadline)
+            .write(&name, update, keys, field.as_ref(), wait, deadline)
             .await;
         state.cache.invalidate(&name);
         return Ok(r?);

@@ -840,6 +840,7 @@ impl pb::collections_server::Collections for Collections {
                     replication_factor: c.replication_factor,
                     placement: (!c.placement.is_empty()).then_some(c.placement),
                     initial_state: None,
+                    region: None,
                 };
                 rest::add_shard_key(&self.0, &r.collection_name, body).await?;
             }
@@ -895,6 +896,7 @@ impl pb::collections_server::Collections for Collections {
             replication_factor: c.replication_factor,
             placement: (!c.placement.is_empty()).then_some(c.placement),
             initial_state,
+            region: None,
         };
         rest::add_shard_key(&self.0, &r.collection_name, body).await?;
         Ok(Response::new(pb::CreateShardKeyResponse {

@@ -754,6 +754,10 @@ pub struct CreateShardingKey {
     pub placement: Option<Vec<u64>>,
     /// Qdrant's initial replica state: only `Active` (what a new shard here is).
     pub initial_state: Option<String>,
+    /// Extension, for a collection placed by region (`shard_region_field`): the key's
+    /// region, a `geo_bounding_box`, `geo_radius` or `geo_polygon` condition without its
+    /// key. A key without one takes the points outside every region.
+    pub region: Option<Value>,
 }
 
 /// `ClusterOperations` (`POST /collections/{name}/cluster`): exactly one operation.

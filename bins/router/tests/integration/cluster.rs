@@ -1671,3 +1671,352 @@ async fn a_coordinator_killed_between_a_batch_move_and_its_cursor_resumes_it_exa
     check_placed(&coord, &nodes[..1], 1, &expected).await;
     assert!(node_points(&nodes[1], "r").await.is_empty());
 }
+
+/// Where the region test's point `i` is: a grid of whole and half degrees over the world
+/// (so that some points fall on a region's border), every third point around Europe, or,
+/// for every 9th, no location.
+fn region_location(i: u64) -> Option<(f64, f64)> {
+    if i % 9 == 4 {
+        return None;
+    }
+    let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20;
+    if i.is_multiple_of(3) {
+        let lat = (x % 91) as f64 * 0.5 + 30.0; // 30 to 75
+        let lon = ((x / 91) % 161) as f64 * 0.5 - 30.0; // -30 to 50
+        return Some((lat, lon));
+    }
+    let lat = (x % 261) as f64 * 0.5 - 60.0; // -60 to 70
+    let lon = ((x / 261) % 720) as f64 * 0.5 - 180.0; // -180 to 179.5
+    Some((lat, lon))
+}
+
+/// The key the region test's point `i` belongs to, worked out here by hand: Europe's box
+/// (72°N 25°W to 34°N 45°E) and the Americas' polygon (a rectangle, 72°N to 56°S and 170°W
+/// to 30°W), both with their borders, else `rest`.
+fn region_key_of(i: u64) -> &'static str {
+    match region_location(i) {
+        Some((lat, lon)) if (34.0..=72.0).contains(&lat) && (-25.0..=45.0).contains(&lon) => "eu",
+        Some((lat, lon)) if (-56.0..=72.0).contains(&lat) && (-170.0..=-30.0).contains(&lon) => {
+            "am"
+        }
+        _ => "rest",
+    }
+}
+
+fn region_points(from: u64, to: u64) -> Vec<Value> {
+    (from..to)
+        .map(|i| {
+            let mut payload = json!({"n": i, "city": CITIES[(i % 4) as usize]});
+            if let Some((lat, lon)) = region_location(i) {
+                payload["loc"] = json!({"lat": lat, "lon": lon});
+            }
+            json!({"id": i, "vector": vector(i, DIM), "payload": payload})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_they_meet() {
+    let node_dirs: Vec<DataDirs> = (0..3).map(|_| DataDirs::new()).collect();
+    let nodes: Vec<Router> = node_dirs
+        .iter()
+        .map(|d| start_node(d, free_port(), free_port()))
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let cluster_dirs = DataDirs::new();
+    let mut cluster = start_cluster_router(&cluster_dirs, &urls, &[]);
+    let embedded_dirs = DataDirs::new();
+    let embedded = Router::start(&embedded_dirs, &["--cache-ttl-secs", "0"]);
+    let vectors = json!({"size": DIM, "distance": "Cosine"});
+
+    // Bad configurations and regions are refused.
+    for (body, text) in [
+        (
+            json!({"vectors": vectors, "shard_region_field": "loc"}),
+            "needs sharding_method `custom`",
+        ),
+        (
+            json!({"vectors": vectors, "sharding_method": "custom",
+                   "shard_region_field": "loc", "shard_key_field": "city"}),
+            "places its points by one of them",
+        ),
+    ] {
+        let (status, v) = cluster
+            .call(Method::PUT, "/collections/bad", Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains(text), "{v}");
+    }
+    cluster
+        .create(
+            "g",
+            json!({"vectors": vectors, "sharding_method": "custom", "shard_region_field": "loc"}),
+        )
+        .await;
+    cluster
+        .create(
+            "plain",
+            json!({"vectors": vectors, "sharding_method": "custom"}),
+        )
+        .await;
+    let europe = json!({"geo_bounding_box": {
+        "top_left": {"lat": 72.0, "lon": -25.0}, "bottom_right": {"lat": 34.0, "lon": 45.0}}});
+    let americas = json!({"geo_polygon": {"exterior": {"points": [
+        {"lat": 72.0, "lon": -170.0}, {"lat": 72.0, "lon": -30.0}, {"lat": -56.0, "lon": -30.0},
+        {"lat": -56.0, "lon": -170.0}, {"lat": 72.0, "lon": -170.0}]}}});
+    for (path, body, text) in [
+        (
+            "/collections/plain/shards",
+            json!({"shard_key": "eu", "region": europe}),
+            "does not place its points by region",
+        ),
+        (
+            "/collections/g/shards",
+            json!({"shard_key": "x", "region": {"geo_bounding_box": {
+                "top_left": {"lat": 10.0, "lon": 0.0}, "bottom_right": {"lat": 20.0, "lon": 5.0}}}}),
+            "south of",
+        ),
+        (
+            "/collections/g/shards",
+            json!({"shard_key": "x", "region": {"geo_radius": {
+                "center": {"lat": 10.0, "lon": 0.0}, "radius": 1000.0, "extra": 1}}}),
+            "region.geo_radius",
+        ),
+    ] {
+        let (status, v) = cluster.call(Method::PUT, path, Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains(text), "{v}");
+    }
+    // Europe on node 0, the Americas on node 1, the rest of the world on node 2.
+    for (key, region, node) in [
+        ("eu", Some(&europe), 0),
+        ("am", Some(&americas), 1),
+        ("rest", None, 2),
+    ] {
+        let mut body = json!({"shard_key": key, "placement": [node]});
+        if let Some(r) = region {
+            body["region"] = r.clone();
+        }
+        assert_eq!(
+            cluster.put("/collections/g/shards", body).await,
+            json!(true),
+            "{key}"
+        );
+    }
+    embedded.create("all", json!({ "vectors": vectors })).await;
+    const N: u64 = 1_200;
+    for chunk in region_points(0, N).chunks(300) {
+        cluster.upsert("g", json!({ "points": chunk })).await;
+        embedded.upsert("all", json!({ "points": chunk })).await;
+    }
+
+    // Each point on its region's node, and nowhere else.
+    let mut expected: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for i in 0..N {
+        expected.entry(region_key_of(i)).or_default().push(i);
+    }
+    assert!(
+        expected.values().all(|ids| ids.len() > 100),
+        "every region holds points: {:?}",
+        expected
+            .iter()
+            .map(|(k, v)| (k, v.len()))
+            .collect::<Vec<_>>()
+    );
+    let on_border = (0..N)
+        .filter_map(region_location)
+        .filter(|&(lat, lon)| lon == -25.0 || lon == 45.0 || lat == 34.0 || lon == -30.0)
+        .count();
+    assert!(on_border > 5, "only {on_border} points on a border");
+    for (key, node) in [("eu", 0), ("am", 1), ("rest", 2)] {
+        let (status, page) = nodes[node]
+            .call(
+                Method::POST,
+                &format!("/collections/g@{key}/points/scroll"),
+                Some(&json!({"limit": 10_000})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut ids: Vec<u64> = page["result"]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, expected[key], "the points of `{key}` on node {node}");
+    }
+
+    // Geo-filtered reads equal the embedded router's, and reach only the regions they meet
+    // (and `rest`, which holds the points outside every region).
+    let searched = |k: usize, key: &'static str| {
+        let node = &nodes[k];
+        async move {
+            node.metric(&format!(
+                "vector_router_search_duration_seconds_count{{collection=\"g@{key}\"}}"
+            ))
+            .await
+        }
+    };
+    let berlin = json!({"key": "loc", "geo_radius": {
+        "center": {"lat": 52.5, "lon": 13.4}, "radius": 1_500_000.0}});
+    let brazil = json!({"key": "loc", "geo_bounding_box": {
+        "top_left": {"lat": 0.0, "lon": -60.0}, "bottom_right": {"lat": -30.0, "lon": -35.0}}});
+    let atlantic = json!({"key": "loc", "geo_polygon": {"exterior": {"points": [
+        {"lat": 10.0, "lon": -28.0}, {"lat": 30.0, "lon": -28.0}, {"lat": 30.0, "lon": -26.0},
+        {"lat": 10.0, "lon": -28.0}]}}});
+    let both = json!({"should": [berlin, brazil]});
+    for (q, (filter, reach)) in [
+        (json!({"must": [berlin]}), [true, false, true]),
+        (json!({"must": [brazil]}), [false, true, true]),
+        (json!({"must": [atlantic]}), [false, false, true]),
+        (
+            json!({"must": [{"key": "city", "match": {"value": "rome"}}, {"must": [berlin]}]}),
+            [true, false, true],
+        ),
+        // Not pinned (a `should` of two shapes): every region.
+        (both, [true, true, true]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = [
+            searched(0, "eu").await,
+            searched(1, "am").await,
+            searched(2, "rest").await,
+        ];
+        let body = json!({"query": vector(50_000 + q as u64, DIM), "limit": 10,
+                          "with_payload": true, "params": {"exact": true}, "filter": filter});
+        let want = embedded.query("all", body.clone()).await;
+        assert_eq!(cluster.query("g", body).await, want, "query {q}");
+        if q < 2 {
+            assert!(!want.is_empty(), "query {q} finds points");
+        }
+        let count = json!({"filter": filter, "exact": true});
+        assert_eq!(
+            cluster
+                .post("/collections/g/points/count", count.clone())
+                .await,
+            embedded.post("/collections/all/points/count", count).await,
+            "count {q}"
+        );
+        let after = [
+            searched(0, "eu").await,
+            searched(1, "am").await,
+            searched(2, "rest").await,
+        ];
+        for (k, key) in ["eu", "am", "rest"].into_iter().enumerate() {
+            assert_eq!(
+                after[k] - before[k],
+                if reach[k] { 1.0 } else { 0.0 },
+                "query {q} ({filter}) and `{key}`"
+            );
+        }
+    }
+
+    // Writes that cannot be placed are refused whole.
+    let at = |lat: f64, lon: f64| json!({"lat": lat, "lon": lon});
+    for (body, text) in [
+        (
+            json!({"points": [{"id": 5000, "vector": vector(1, DIM), "payload": {"loc": at(48.8, 2.3)}}],
+                   "shard_key": "am"}),
+            "lies in shard key eu's region, but the request names shard key am",
+        ),
+        (
+            json!({"points": [
+                {"id": 5001, "vector": vector(1, DIM), "payload": {"loc": at(48.8, 2.3)}},
+                {"id": 5002, "vector": vector(2, DIM), "payload": {"loc": [at(1.0, 1.0), at(2.0, 2.0)]}}]}),
+            "points[1]: payload field `loc`: one location places a point in a region, not 2",
+        ),
+        (
+            json!({"points": [{"id": 5003, "vector": vector(1, DIM), "payload": {"loc": "paris"}}]}),
+            "points[0]: payload field `loc`",
+        ),
+    ] {
+        let (status, v) = cluster
+            .call(Method::PUT, "/collections/g/points?wait=true", Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains(text), "{v}");
+    }
+    let count = cluster
+        .post("/collections/g/points/count", json!({"exact": true}))
+        .await;
+    assert_eq!(
+        count["count"],
+        json!(N),
+        "nothing of a refused upsert landed"
+    );
+    // A location may be set only to one its key takes.
+    for (body, ok) in [
+        (
+            json!({"payload": {"loc": at(40.0, -100.0)}, "points": [expected["eu"][0]], "shard_key": "eu"}),
+            false,
+        ),
+        (
+            json!({"payload": {"loc": at(50.0, 10.0)}, "points": [expected["eu"][0]], "shard_key": "eu"}),
+            true,
+        ),
+        (
+            json!({"payload": {"loc": at(50.0, 10.0)}, "points": [expected["eu"][0]]}),
+            false,
+        ),
+    ] {
+        let (status, v) = cluster
+            .call(
+                Method::POST,
+                "/collections/g/points/payload?wait=true",
+                Some(&body),
+            )
+            .await;
+        let want = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, want, "{body}: {v}");
+    }
+    embedded
+        .post(
+            "/collections/all/points/payload?wait=true",
+            json!({"payload": {"loc": at(50.0, 10.0)}, "points": [expected["eu"][0]]}),
+        )
+        .await;
+
+    // A coordinator that starts afresh reads the regions back from the nodes.
+    cluster.kill();
+    let fresh_dirs = DataDirs::new();
+    let fresh = start_cluster_router(&fresh_dirs, &urls, &[]);
+    let keys = fresh.get("/collections/g/shards").await;
+    assert_eq!(
+        keys["shard_keys"],
+        json!([{"key": "am", "region": americas}, {"key": "eu", "region": europe},
+               {"key": "rest"}]),
+    );
+    let before = searched(1, "am").await;
+    let body = json!({"query": vector(60_000, DIM), "limit": 10, "with_payload": true,
+                      "params": {"exact": true}, "filter": {"must": [berlin]}});
+    assert_eq!(
+        fresh.query("g", body.clone()).await,
+        embedded.query("all", body).await
+    );
+    assert_eq!(
+        searched(1, "am").await,
+        before,
+        "a Berlin query reached the Americas"
+    );
+    fresh
+        .upsert(
+            "g",
+            json!({"points": [{"id": 7000, "vector": vector(7000, DIM), "payload": {"loc": at(-23.5, -46.6)}}]}),
+        )
+        .await;
+    let (status, v) = nodes[1]
+        .call(Method::GET, "/collections/g@am/points/7000", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "São Paulo lands in the Americas: {v}"
+    );
+}

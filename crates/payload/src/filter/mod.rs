@@ -5,6 +5,8 @@ mod candidates;
 mod eval;
 mod parse;
 
+pub use parse::geo_shape_from_json;
+
 use std::collections::HashSet;
 
 use index_core::PointId;

@@ -271,59 +271,7 @@ fn parse_field_condition(obj: &Map<String, Value>, at: &str) -> Result<FieldCond
     if let Some(v) = optional(obj, "range") {
         checks.push(FieldCheck::Range(parse_range(v, &child(at, "range"))?));
     }
-    if let Some(v) = optional(obj, "geo_bounding_box") {
-        let at = child(at, "geo_bounding_box");
-        let bbox = object(v, &at, "geo_bounding_box")?;
-        only_fields(bbox, &["top_left", "bottom_right"], &at)?;
-        checks.push(FieldCheck::GeoBoundingBox {
-            top_left: parse_geo_point(required(bbox, "top_left", &at)?, &child(&at, "top_left"))?,
-            bottom_right: parse_geo_point(
-                required(bbox, "bottom_right", &at)?,
-                &child(&at, "bottom_right"),
-            )?,
-        });
-    }
-    if let Some(v) = optional(obj, "geo_radius") {
-        let at = child(at, "geo_radius");
-        let radius = object(v, &at, "geo_radius")?;
-        only_fields(radius, &["center", "radius"], &at)?;
-        checks.push(FieldCheck::GeoRadius {
-            center: parse_geo_point(required(radius, "center", &at)?, &child(&at, "center"))?,
-            radius: required(radius, "radius", &at)?.as_f64().ok_or_else(|| {
-                PayloadError::filter(&child(&at, "radius"), "expected a number of meters")
-            })?,
-        });
-    }
-    if let Some(v) = optional(obj, "geo_polygon") {
-        let at = child(at, "geo_polygon");
-        let polygon = object(v, &at, "geo_polygon")?;
-        only_fields(polygon, &["exterior", "interiors"], &at)?;
-        let exterior = parse_ring(required(polygon, "exterior", &at)?, &child(&at, "exterior"))?;
-        let interiors = match optional(polygon, "interiors") {
-            None => Vec::new(),
-            Some(Value::Array(rings)) => {
-                let at = child(&at, "interiors");
-                rings
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| parse_ring(r, &element(&at, i)))
-                    .collect::<Result<Vec<_>>>()?
-            }
-            Some(other) => {
-                return Err(PayloadError::filter(
-                    &child(&at, "interiors"),
-                    format!(
-                        "expected an array of line strings, got {}",
-                        json_type(other)
-                    ),
-                ))
-            }
-        };
-        checks.push(FieldCheck::GeoPolygon {
-            exterior,
-            interiors,
-        });
-    }
+    checks.extend(geo_checks(obj, at)?);
     match checks.into_iter().next() {
         Some(check) => Ok(FieldCondition { key, check }),
         None => Err(PayloadError::filter(
@@ -480,6 +428,83 @@ fn parse_count_bounds(v: &Value, at: &str) -> Result<Bounds<u64>> {
         }
     }
     Ok(bounds)
+}
+
+/// The geo checks an object sets (`geo_bounding_box`, `geo_radius`, `geo_polygon`), each
+/// validated, in Qdrant's reference order.
+fn geo_checks(obj: &Map<String, Value>, at: &str) -> Result<Vec<FieldCheck>> {
+    let mut checks = Vec::new();
+    if let Some(v) = optional(obj, "geo_bounding_box") {
+        let at = child(at, "geo_bounding_box");
+        let bbox = object(v, &at, "geo_bounding_box")?;
+        only_fields(bbox, &["top_left", "bottom_right"], &at)?;
+        checks.push(FieldCheck::GeoBoundingBox {
+            top_left: parse_geo_point(required(bbox, "top_left", &at)?, &child(&at, "top_left"))?,
+            bottom_right: parse_geo_point(
+                required(bbox, "bottom_right", &at)?,
+                &child(&at, "bottom_right"),
+            )?,
+        });
+    }
+    if let Some(v) = optional(obj, "geo_radius") {
+        let at = child(at, "geo_radius");
+        let radius = object(v, &at, "geo_radius")?;
+        only_fields(radius, &["center", "radius"], &at)?;
+        checks.push(FieldCheck::GeoRadius {
+            center: parse_geo_point(required(radius, "center", &at)?, &child(&at, "center"))?,
+            radius: required(radius, "radius", &at)?.as_f64().ok_or_else(|| {
+                PayloadError::filter(&child(&at, "radius"), "expected a number of meters")
+            })?,
+        });
+    }
+    if let Some(v) = optional(obj, "geo_polygon") {
+        let at = child(at, "geo_polygon");
+        let polygon = object(v, &at, "geo_polygon")?;
+        only_fields(polygon, &["exterior", "interiors"], &at)?;
+        let exterior = parse_ring(required(polygon, "exterior", &at)?, &child(&at, "exterior"))?;
+        let interiors = match optional(polygon, "interiors") {
+            None => Vec::new(),
+            Some(Value::Array(rings)) => {
+                let at = child(&at, "interiors");
+                rings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| parse_ring(r, &element(&at, i)))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            Some(other) => {
+                return Err(PayloadError::filter(
+                    &child(&at, "interiors"),
+                    format!(
+                        "expected an array of line strings, got {}",
+                        json_type(other)
+                    ),
+                ))
+            }
+        };
+        checks.push(FieldCheck::GeoPolygon {
+            exterior,
+            interiors,
+        });
+    }
+    Ok(checks)
+}
+
+/// A geographic shape written as a geo condition without its key: an object with exactly
+/// one of `geo_bounding_box`, `geo_radius` or `geo_polygon`, validated as a filter's (so a
+/// shape a filter accepts is accepted here, and refused alike). The check is one of the
+/// three `FieldCheck::Geo*` variants. Errors name the place under `at`.
+pub fn geo_shape_from_json(v: &Value, at: &str) -> Result<FieldCheck> {
+    let obj = object(v, at, "a geo shape")?;
+    only_fields(obj, &["geo_bounding_box", "geo_radius", "geo_polygon"], at)?;
+    let mut checks = geo_checks(obj, at)?;
+    if checks.len() != 1 {
+        return Err(PayloadError::filter(
+            at,
+            "exactly one of geo_bounding_box, geo_radius or geo_polygon must be given",
+        ));
+    }
+    Ok(checks.remove(0))
 }
 
 fn parse_geo_point(v: &Value, at: &str) -> Result<GeoPoint> {

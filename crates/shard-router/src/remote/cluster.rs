@@ -10,7 +10,8 @@ pub use reshard::{
     ShardMarker, ShardTemplate,
 };
 
-use super::keys::{self, KeyError, KeyLayout, KeySelection, ShardKey};
+use super::keys::{self, FieldPlacement, KeyError, KeyLayout, KeySelection, ShardKey};
+use super::regions::{self, Region, RegionLayout};
 use super::{wire, EncodedQuery, Node, NodeOptions, Placement, RemoteShard};
 use crate::{Shard, ShardError};
 use quant::Metric;
@@ -31,14 +32,15 @@ pub fn shard_marker(k: usize, n: usize) -> qdrant_client::qdrant::Value {
 }
 
 /// The marker of shard `k` of key `key` of collection `collection`, whose group is `group`
-/// (node positions, in shard order). The collection's `shard_number` (the default shards of
-/// a new key) and `shard_key_field` are kept in it, so that a coordinator importing the
-/// collection from its keys restores them.
+/// (node positions, in shard order) and region `region`. The collection's `shard_number`
+/// (the default shards of a new key), `shard_key_field` and `shard_region_field` are kept in
+/// it, so that a coordinator importing the collection from its keys restores them.
 pub fn key_marker(
     collection: &str,
     key: &ShardKey,
     k: usize,
     group: &[usize],
+    region: Option<&Region>,
     config: &CollectionConfig,
 ) -> qdrant_client::qdrant::Value {
     wire::json_value(&serde_json::json!({
@@ -47,8 +49,10 @@ pub fn key_marker(
         "index": k,
         "of": group.len(),
         "nodes": group,
+        "region": region.map(Region::to_json),
         "shard_number": config.shard_number,
         "shard_key_field": config.shard_key_field,
+        "shard_region_field": config.shard_region_field,
     }))
 }
 
@@ -65,6 +69,10 @@ pub struct FoundKey {
     pub shard_number: Option<u32>,
     /// The collection's `shard_key_field`, as the marker keeps it.
     pub field: Option<String>,
+    /// The collection's `shard_region_field`, as the marker keeps it.
+    pub region_field: Option<String>,
+    /// The key's region, if it has one.
+    pub region: Option<Region>,
     /// The node's description of it (configuration, payload schema).
     pub info: qdrant_client::qdrant::CollectionInfo,
 }
@@ -77,9 +85,12 @@ struct KeyMarker {
     group: Vec<usize>,
     shard_number: Option<u32>,
     field: Option<String>,
+    region_field: Option<String>,
+    region: Option<Region>,
 }
 
-/// Reads a key marker; `None` when it is not one.
+/// Reads a key marker; `None` when it is not one (a region that does not read included:
+/// taken for no region, the key would take points outside every region).
 fn read_key_marker(v: &serde_json::Value) -> Option<KeyMarker> {
     let collection = v.get("collection")?.as_str()?.to_string();
     let key = ShardKey::from_json(v.get("shard_key")?).ok()?;
@@ -95,17 +106,24 @@ fn read_key_marker(v: &serde_json::Value) -> Option<KeyMarker> {
         .get("shard_number")
         .and_then(serde_json::Value::as_u64)
         .and_then(|x| u32::try_from(x).ok());
-    let field = v
-        .get("shard_key_field")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_string);
+    let text = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let region = match v.get("region") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(r) => Some(Region::from_json(r).ok()?),
+    };
     (of == group.len() && index < of).then_some(KeyMarker {
         collection,
         key,
         index,
         group,
         shard_number,
-        field,
+        field: text("shard_key_field"),
+        region_field: text("shard_region_field"),
+        region,
     })
 }
 
@@ -167,13 +185,33 @@ pub struct Cluster {
     /// Collections this coordinator could not place at start-up: a resharding found on them
     /// later is this coordinator's to resume (another's is left alone).
     unplaced_at_start: std::sync::Mutex<std::collections::HashSet<String>>,
-    keyed: RwLock<HashMap<String, KeyLayout>>,
+    keyed: RwLock<HashMap<String, Keyed>>,
     /// Bumped by every change of `keyed` (and after the node side of a key's or a keyed
     /// collection's delete): a scan of the nodes that saw another epoch is not applied.
     epoch: std::sync::atomic::AtomicU64,
     /// Key creations and deletes in flight: a scan is not applied while one runs (its node
     /// side may be half done, which a scan would read as the key found, or gone).
     busy: std::sync::atomic::AtomicUsize,
+}
+
+/// A shard key to create: the key, its group (node positions, in shard order), and its
+/// region, if it has one.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The key.
+    pub key: ShardKey,
+    /// Its group.
+    pub group: Vec<usize>,
+    /// Its region (a collection placed by region only).
+    pub region: Option<Region>,
+}
+
+/// A collection sharded by key: its keys' groups, and their regions.
+#[derive(Debug, Clone, Default)]
+struct Keyed {
+    layout: KeyLayout,
+    /// Shared with the writes placing points by them (a polygon may be large).
+    regions: Arc<RegionLayout>,
 }
 
 /// Counts one key operation in flight while it lives.
@@ -426,14 +464,22 @@ impl Cluster {
 
     /// The keys of `name` and their groups; `None` when it is not sharded by key.
     pub fn key_layout(&self, name: &str) -> Option<KeyLayout> {
-        self.read_keyed().get(name).cloned()
+        self.read_keyed().get(name).map(|k| k.layout.clone())
     }
 
-    fn read_keyed(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, KeyLayout>> {
+    /// The regions of `name`'s keys (none when it has none, or is not sharded by key).
+    pub fn regions(&self, name: &str) -> Arc<RegionLayout> {
+        self.read_keyed()
+            .get(name)
+            .map(|k| k.regions.clone())
+            .unwrap_or_default()
+    }
+
+    fn read_keyed(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Keyed>> {
         self.keyed.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_keyed(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, KeyLayout>> {
+    fn write_keyed(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Keyed>> {
         let guard = self.keyed.write().unwrap_or_else(|e| e.into_inner());
         self.touch();
         guard
@@ -484,7 +530,7 @@ impl Cluster {
     /// Every copy of a collection's points: each node's for a collection sharded by hash,
     /// each key's group's for one sharded by key.
     fn copies(&self, name: &str) -> Copies {
-        let keyed = self.read_keyed().get(name).cloned();
+        let keyed = self.key_layout(name);
         match keyed {
             None => (0..self
                 .hash_layout(name)
@@ -557,16 +603,26 @@ impl Cluster {
         &self,
         name: &str,
         config: &CollectionConfig,
-        key: &ShardKey,
-        group: Vec<usize>,
+        new_key: NewKey,
         indexes: &[(String, qdrant_client::qdrant::FieldType)],
         deadline: Instant,
     ) -> Result<(), ShardError> {
+        let NewKey { key, group, region } = new_key;
+        let key = &key;
         let refused = |status: u16, reason: String| ShardError::Refused {
             shard: 0,
             status,
             reason,
         };
+        if region.is_some() && config.shard_region_field.is_none() {
+            return Err(refused(
+                400,
+                format!(
+                    "Bad request: region: collection `{name}` does not place its points by \
+                     region (create it with shard_region_field)"
+                ),
+            ));
+        }
         let _busy = Busy::new(&self.busy);
         match self.read_keyed().get(name) {
             None => {
@@ -578,7 +634,7 @@ impl Cluster {
                     ),
                 ))
             }
-            Some(layout) if layout.contains_key(key) => {
+            Some(keyed) if keyed.layout.contains_key(key) => {
                 return Err(refused(
                     400,
                     format!("Bad request: Shard key {key} already exists"),
@@ -601,7 +657,10 @@ impl Cluster {
         let targets = group
             .iter()
             .enumerate()
-            .map(|(k, &node)| (node, key_marker(name, key, k, &group, config)))
+            .map(|(k, &node)| {
+                let marker = key_marker(name, key, k, &group, region.as_ref(), config);
+                (node, marker)
+            })
             .collect();
         self.create_on(&node_name, message, targets, deadline)
             .await
@@ -624,8 +683,13 @@ impl Cluster {
             }
         }
         let registered = match self.write_keyed().get_mut(name) {
-            Some(layout) => {
-                layout.insert(key.clone(), group.clone());
+            Some(keyed) => {
+                keyed.layout.insert(key.clone(), group.clone());
+                let regions = Arc::make_mut(&mut keyed.regions);
+                match region {
+                    Some(r) => regions.insert(key.clone(), r),
+                    None => regions.remove(key),
+                };
                 true
             }
             None => false,
@@ -651,7 +715,7 @@ impl Cluster {
         let group = self
             .read_keyed()
             .get(name)
-            .and_then(|l| l.get(key).cloned())
+            .and_then(|k| k.layout.get(key).cloned())
             .ok_or_else(|| ShardError::Refused {
                 shard: 0,
                 status: 400,
@@ -660,8 +724,9 @@ impl Cluster {
         let _busy = Busy::new(&self.busy);
         // Out of the layout first: no request meets a key half deleted. Should a node fail
         // to delete its part, the next scan of the nodes finds the key again.
-        if let Some(layout) = self.write_keyed().get_mut(name) {
-            layout.remove(key);
+        if let Some(keyed) = self.write_keyed().get_mut(name) {
+            keyed.layout.remove(key);
+            Arc::make_mut(&mut keyed.regions).remove(key);
         }
         let node_name = keys::node_collection_name(name, key);
         let deleted = futures::future::try_join_all(
@@ -750,7 +815,7 @@ impl Cluster {
         name: &str,
         deadline: Instant,
     ) -> Result<bool, ShardError> {
-        let Some(layout) = self.key_layout(name) else {
+        let Some(keyed) = self.read_keyed().get(name).cloned() else {
             // Forgotten first, so that a resharding of it stops (a batch retried under the
             // gate gives it up), then under the gate, exclusively: no batch runs meanwhile (a
             // collection made again under the name is another, with a gate of its own).
@@ -796,7 +861,7 @@ impl Cluster {
             Ok(any) => Ok(any),
             Err(e) => {
                 // Still a keyed collection, with what is left of it on the nodes.
-                self.write_keyed().insert(name.to_string(), layout);
+                self.write_keyed().insert(name.to_string(), keyed);
                 Err(e)
             }
         }
@@ -1087,15 +1152,16 @@ impl Cluster {
     /// selection, an update that may create points is refused (it cannot be placed) and
     /// any other reaches every key.
     ///
-    /// With `field` (the collection's `shard_key_field`), an upsert's points are placed by
-    /// their value of the field, each key's part sent to its key; a payload write that would
-    /// set the field to another key's value is refused (points do not move between keys).
+    /// With `field` (the collection's `shard_key_field` or `shard_region_field`), an
+    /// upsert's points are placed by their value of the field, each key's part sent to its
+    /// key; a payload write that would set the field to a value of another key is refused
+    /// (points do not move between keys).
     pub async fn write(
         &self,
         name: &str,
         update: Update,
         selection: Option<&KeySelection>,
-        field: Option<&str>,
+        field: Option<&FieldPlacement>,
         wait: bool,
         deadline: Instant,
     ) -> Result<u64, ShardError> {
@@ -1121,13 +1187,12 @@ impl Cluster {
             };
         };
         let parts: Vec<(ShardKey, Update)> = match field {
-            Some(field) => by_field(&layout, update, selection, field).map_err(|reason| {
-                ShardError::Refused {
+            Some(field) => by_field(&layout, &self.regions(name), update, selection, field)
+                .map_err(|reason| ShardError::Refused {
                     shard: 0,
                     status: 400,
                     reason: format!("Bad request: {reason}"),
-                }
-            })?,
+                })?,
             None => {
                 if creates_points(&update) && selection.is_none() {
                     return Err(key_error(KeyError::Unspecified));
@@ -1302,7 +1367,11 @@ impl Cluster {
         let known: std::collections::HashSet<String> = self
             .read_keyed()
             .iter()
-            .flat_map(|(c, layout)| layout.keys().map(|k| keys::node_collection_name(c, k)))
+            .flat_map(|(c, k)| {
+                k.layout
+                    .keys()
+                    .map(|key| keys::node_collection_name(c, key))
+            })
             .collect();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut listed: Vec<Option<std::collections::HashSet<String>>> = Vec::new();
@@ -1348,6 +1417,8 @@ impl Cluster {
                     group,
                     shard_number,
                     field,
+                    region_field,
+                    region,
                 }) = marker
                 else {
                     scan.warnings.push(format!(
@@ -1373,12 +1444,14 @@ impl Cluster {
                     group,
                     shard_number,
                     field,
+                    region_field,
+                    region,
                     info,
                 });
             }
         }
-        for (collection, layout) in self.read_keyed().iter() {
-            for (key, group) in layout {
+        for (collection, keyed) in self.read_keyed().iter() {
+            for (key, group) in &keyed.layout {
                 let node_name = keys::node_collection_name(collection, key);
                 let all_listed = group.iter().all(|&g| listed[g].is_some());
                 let anywhere = group
@@ -1406,15 +1479,22 @@ impl Cluster {
             keyed.entry(name.clone()).or_default();
         }
         for f in &scan.found {
-            if let Some(layout) = keyed.get_mut(&f.collection) {
-                layout
-                    .entry(f.key.clone())
-                    .or_insert_with(|| f.group.clone());
+            if let Some(k) = keyed.get_mut(&f.collection) {
+                if let std::collections::btree_map::Entry::Vacant(e) = k.layout.entry(f.key.clone())
+                {
+                    e.insert(f.group.clone());
+                    let regions = Arc::make_mut(&mut k.regions);
+                    match &f.region {
+                        Some(r) => regions.insert(f.key.clone(), r.clone()),
+                        None => regions.remove(&f.key),
+                    };
+                }
             }
         }
         for (collection, key) in &scan.gone {
-            if let Some(layout) = keyed.get_mut(collection) {
-                layout.remove(key);
+            if let Some(k) = keyed.get_mut(collection) {
+                k.layout.remove(key);
+                Arc::make_mut(&mut k.regions).remove(key);
             }
         }
         true
@@ -1450,19 +1530,22 @@ pub fn key_config(config: &CollectionConfig) -> CollectionConfig {
     c.sharding_method = None;
     c.shard_number = None;
     c.shard_key_field = None;
+    c.shard_region_field = None;
     c
 }
 
-/// An update of a collection placed by payload field `field`, cut into each key's part. An
-/// upsert's points go to the key their field names (or the one key the request names, for
-/// points without the field); any other update goes to the keys selected, whole, unless it
-/// would set the field to another key's value.
+/// An update of a collection placed by a payload field (`placement`), cut into each key's
+/// part. An upsert's points go to the key their field names, or whose region holds it (or
+/// the one key the request names, for points without the field); any other update goes to
+/// the keys selected, whole, unless it would set the field to a value of another key.
 fn by_field(
     layout: &KeyLayout,
+    regions: &RegionLayout,
     update: Update,
     selection: Option<&KeySelection>,
-    field: &str,
+    placement: &FieldPlacement,
 ) -> Result<Vec<(ShardKey, Update)>, String> {
+    let field = placement.field();
     let exists = |k: &ShardKey| {
         if layout.contains_key(k) {
             Ok(())
@@ -1488,7 +1571,12 @@ fn by_field(
                  make: &dyn Fn(Vec<storage::PointWrite>) -> Update|
      -> Result<Vec<(ShardKey, Update)>, String> {
         let named = named(selection)?;
-        let parts = keys::points_by_field(points, field, named.as_ref())?;
+        let parts = match placement {
+            FieldPlacement::Value(_) => keys::points_by_field(points, field, named.as_ref())?,
+            FieldPlacement::Region(_) => {
+                regions::points_by_region(points, field, layout, regions, named.as_ref())?
+            }
+        };
         // Every key checked before anything is sent: an unknown one refuses the whole upsert.
         for (k, _) in &parts {
             exists(k)?;
@@ -1496,16 +1584,31 @@ fn by_field(
         Ok(parts.into_iter().map(|(k, p)| (k, make(p))).collect())
     };
     let targets = || keys::selected_keys(layout, selection).map_err(|e| e.to_string());
-    // A payload write setting the field: only to the value of the one key it reaches.
+    // A payload write setting the field: only to a value of the one key it reaches.
     let check_sets = |payload: &payload::Payload| -> Result<Vec<ShardKey>, String> {
         let targets = targets()?;
         if let Some(v) = payload.get(field) {
-            let same = targets.len() == 1 && keys::key_of_value(v).as_ref() == targets.first();
+            let same = match (placement, targets.as_slice()) {
+                (FieldPlacement::Value(_), [target]) => {
+                    keys::key_of_value(v).as_ref() == Some(target)
+                }
+                (FieldPlacement::Region(_), [target]) => regions::location_of(v)
+                    .and_then(|p| regions::key_for(layout, regions, p, Some(target)))
+                    .is_ok_and(|k| &k == target),
+                _ => false,
+            };
             if !same {
+                let what = match placement {
+                    FieldPlacement::Value(_) => "the value of the one shard key it names",
+                    FieldPlacement::Region(_) => {
+                        "a location the one shard key it names takes (in its region, or in \
+                         none for a key without one)"
+                    }
+                };
                 return Err(format!(
                     "payload field `{field}` places points by shard key: a payload write may \
-                     set it only to the value of the one shard key it names (points do not \
-                     move between keys: delete the point, then upsert it with its new value)"
+                     set it only to {what} (points do not move between keys: delete the \
+                     point, then upsert it with its new value)"
                 ));
             }
         }

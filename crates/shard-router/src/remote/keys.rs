@@ -8,8 +8,12 @@
 //! reach every group.
 //!
 //! The group is written into each of its node collections as their marker (which collection
-//! and key, shard `index` of `of`, the group's node positions), so a coordinator rebuilds the
-//! key layout from the nodes alone.
+//! and key, shard `index` of `of`, the group's node positions, the key's region if it has one),
+//! so a coordinator rebuilds the key layout from the nodes alone.
+//!
+//! Two extensions place an upsert's points without a `shard_key` ([`FieldPlacement`]): by
+//! the key a payload field's value names (here), or by the region that holds a geo-point
+//! field ([`super::regions`]).
 
 use std::collections::BTreeMap;
 
@@ -271,6 +275,35 @@ pub fn place_key(
     Ok((0..shards)
         .map(|i| pool[(start + i) % pool.len()])
         .collect())
+}
+
+/// How a collection sharded by key places an upsert's points that name no key (extensions
+/// of Qdrant's custom sharding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPlacement {
+    /// Under the key a payload field's value names (`shard_key_field`).
+    Value(String),
+    /// Under the key whose region holds a geo-point payload field (`shard_region_field`,
+    /// [`super::regions`]).
+    Region(String),
+}
+
+impl FieldPlacement {
+    /// The placement a collection's configuration sets, if any.
+    pub fn of(config: &storage::CollectionConfig) -> Option<FieldPlacement> {
+        match (&config.shard_key_field, &config.shard_region_field) {
+            (Some(f), _) => Some(FieldPlacement::Value(f.clone())),
+            (None, Some(f)) => Some(FieldPlacement::Region(f.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The payload field.
+    pub fn field(&self) -> &str {
+        match self {
+            FieldPlacement::Value(f) | FieldPlacement::Region(f) => f,
+        }
+    }
 }
 
 /// The shard key a point's value of the placement field names: a string is a keyword

@@ -15,12 +15,13 @@
 
 mod cluster;
 pub mod keys;
+pub mod regions;
 pub mod wire;
 
 pub use cluster::{
     gate_scope, key_config, key_marker, not_keyed, shard_marker, Cluster, ClusterCollectionState,
-    Direction, Drained, FoundKey, GateGuard, HashLayout, KeyScan, PlacementError, ReshardProgress,
-    Resharding, ShardMarker, ShardTemplate, DEFAULT_RESHARD_BATCH, SHARD_MARKER,
+    Direction, Drained, FoundKey, GateGuard, HashLayout, KeyScan, NewKey, PlacementError,
+    ReshardProgress, Resharding, ShardMarker, ShardTemplate, DEFAULT_RESHARD_BATCH, SHARD_MARKER,
 };
 
 use crate::{OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer, ShardError};
