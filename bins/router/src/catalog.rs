@@ -44,9 +44,11 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
             let keyed = state
                 .storage
                 .get(&name)
-                .is_ok_and(|c| c.config().sharding_method.as_deref() == Some("custom"));
-            if keyed {
-                cluster.add_keyed(&name);
+                .ok()
+                .map(|c| c.config())
+                .filter(|cfg| cfg.sharding_method.as_deref() == Some("custom"));
+            if let Some(cfg) = keyed {
+                cluster.add_keyed(&name, cfg.shard_region_field.is_some());
             } else if !names.contains(&name) {
                 names.push(name);
             }
@@ -176,6 +178,10 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
         for (collection, key) in &scan.gone {
             tracing::info!(collection = %collection, key = %key, "shard key gone from the nodes");
             state.cache.invalidate(collection);
+        }
+        for f in &scan.changed {
+            tracing::info!(collection = %f.collection, key = %f.key, nodes = ?f.group, "shard key made again on the nodes with another group or region");
+            state.cache.invalidate(&f.collection);
         }
     }
     Ok(added)

@@ -265,11 +265,15 @@ pub(crate) async fn delete_collection(
         Some(cluster) => {
             // A collection the catalog holds sharded by key is deleted as one (every
             // `name@...` on the nodes), even when its keys were never found.
-            let custom = state.storage.get(&name).is_ok_and(|c| {
-                c.name() == name && c.config().sharding_method.as_deref() == Some("custom")
-            });
-            if custom {
-                cluster.add_keyed(&name);
+            let custom = state
+                .storage
+                .get(&name)
+                .ok()
+                .filter(|c| c.name() == name)
+                .map(|c| c.config())
+                .filter(|cfg| cfg.sharding_method.as_deref() == Some("custom"));
+            if let Some(cfg) = custom {
+                cluster.add_keyed(&name, cfg.shard_region_field.is_some());
             }
             let deadline = Instant::now() + state.timeout;
             let n = name.clone();
@@ -441,6 +445,23 @@ pub(crate) async fn add_shard_key(
     // New keys get the payload indexes the collection has.
     let indexes = indexes_pb(&c);
     let deadline = Instant::now() + state.timeout;
+    // A region must not take over locations points already lie at: they stay under the keys
+    // they were placed by, and an upsert of one of them again would write a second copy
+    // under the new key.
+    if let (Some(r), Some(field)) = (&region, config.shard_region_field.as_deref()) {
+        let body = serde_json::json!({ "filter": r.covering_filter(field), "exact": true });
+        let count: model::CountRequest = model::parse(body.to_string().as_bytes())?;
+        let held = super::points::count_points(state, c.name(), count, deadline).await?;
+        if held > 0 {
+            return Err(convert::bad(format!(
+                "Bad request: region: {held} point(s) of collection `{}` already lie in it \
+                 (or within 1e-6° of it) under other shard keys; points do not move between \
+                 keys: create regions before writing points there, or delete those points \
+                 first",
+                c.name()
+            )));
+        }
+    }
     let n = c.name().to_string();
     let st = state.clone();
     to_completion(async move {

@@ -1724,7 +1724,7 @@ async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_t
         .collect();
     let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
     let cluster_dirs = DataDirs::new();
-    let mut cluster = start_cluster_router(&cluster_dirs, &urls, &[]);
+    let cluster = start_cluster_router(&cluster_dirs, &urls, &[]);
     let embedded_dirs = DataDirs::new();
     let embedded = Router::start(&embedded_dirs, &["--cache-ttl-secs", "0"]);
     let vectors = json!({"size": DIM, "distance": "Cosine"});
@@ -1983,15 +1983,48 @@ async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_t
         )
         .await;
 
+    // A region over locations points already lie at (under `rest`) is refused: they would
+    // not move, and an upsert of one again would write a second copy. One over an empty
+    // area (no point of the half-degree grid lies in it) is made.
+    let (lat, lon) = (0..N)
+        .filter(|&i| region_key_of(i) == "rest")
+        .find_map(region_location)
+        .expect("a point under `rest`");
+    let around = json!({"geo_bounding_box": {
+        "top_left": {"lat": (lat + 0.7).min(90.0), "lon": (lon - 0.7).max(-180.0)},
+        "bottom_right": {"lat": (lat - 0.7).max(-90.0), "lon": (lon + 0.7).min(180.0)}}});
+    let (status, v) = cluster
+        .call(
+            Method::PUT,
+            "/collections/g/shards",
+            Some(&json!({"shard_key": "x", "region": around})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("already lie in it"), "{v}");
+    let empty_box = |west: f64| {
+        json!({"geo_bounding_box": {
+            "top_left": {"lat": -44.1, "lon": west}, "bottom_right": {"lat": -44.4, "lon": west + 0.3}}})
+    };
+    let (first, second) = (empty_box(-14.4), empty_box(-13.4));
+    assert_eq!(
+        cluster
+            .put(
+                "/collections/g/shards",
+                json!({"shard_key": "sa", "region": first, "placement": [0]}),
+            )
+            .await,
+        json!(true)
+    );
+
     // A coordinator that starts afresh reads the regions back from the nodes.
-    cluster.kill();
     let fresh_dirs = DataDirs::new();
     let fresh = start_cluster_router(&fresh_dirs, &urls, &[]);
     let keys = fresh.get("/collections/g/shards").await;
     assert_eq!(
         keys["shard_keys"],
         json!([{"key": "am", "region": americas}, {"key": "eu", "region": europe},
-               {"key": "rest"}]),
+               {"key": "rest"}, {"key": "sa", "region": first}]),
     );
     let before = searched(1, "am").await;
     let body = json!({"query": vector(60_000, DIM), "limit": 10, "with_payload": true,
@@ -2019,4 +2052,51 @@ async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_t
         StatusCode::OK,
         "São Paulo lands in the Americas: {v}"
     );
+
+    // The key made again through the second coordinator with another region and node: the
+    // first one, which knew the old region, reads the new one from the nodes (its catalog
+    // import, every 10 s) and places points by it.
+    assert_eq!(
+        fresh
+            .post("/collections/g/shards/delete", json!({"shard_key": "sa"}))
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        fresh
+            .put(
+                "/collections/g/shards",
+                json!({"shard_key": "sa", "region": second, "placement": [1]}),
+            )
+            .await,
+        json!(true)
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let keys = cluster.get("/collections/g/shards").await;
+        let sa = keys["shard_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key"] == "sa")
+            .cloned();
+        if sa.is_some_and(|k| k["region"] == second) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the first coordinator still lists {keys}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cluster
+        .upsert(
+            "g",
+            json!({"points": [{"id": 7001, "vector": vector(7001, DIM), "payload": {"loc": at(-44.25, -13.25)}}]}),
+        )
+        .await;
+    let (status, v) = nodes[1]
+        .call(Method::GET, "/collections/g@sa/points/7001", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "placed by the new region: {v}");
 }

@@ -212,6 +212,10 @@ struct Keyed {
     layout: KeyLayout,
     /// Shared with the writes placing points by them (a polygon may be large).
     regions: Arc<RegionLayout>,
+    /// Placed by region (`shard_region_field`): its keys' markers are read again by every
+    /// scan, since a key deleted and created again with another region through another
+    /// coordinator keeps its name, and a stale region would route reads past its points.
+    by_region: bool,
 }
 
 /// Counts one key operation in flight while it lives.
@@ -435,9 +439,13 @@ impl Cluster {
         self.read_keyed().contains_key(name)
     }
 
-    /// Marks `name` as sharded by key (with no keys yet, unless it has some).
-    pub fn add_keyed(&self, name: &str) {
-        self.write_keyed().entry(name.to_string()).or_default();
+    /// Marks `name` as sharded by key (with no keys yet, unless it has some), placed by
+    /// region or not.
+    pub fn add_keyed(&self, name: &str, by_region: bool) {
+        self.write_keyed()
+            .entry(name.to_string())
+            .or_default()
+            .by_region |= by_region;
     }
 
     /// Puts back the state of a collection whose delete failed (unless one was made anew
@@ -574,7 +582,7 @@ impl Cluster {
             // first to find the configuration unserved.
             wire::create_collection(name, &key_config(config))
                 .map_err(|e| bad(format!("Bad request: {e}")))?;
-            self.add_keyed(name);
+            self.add_keyed(name, config.shard_region_field.is_some());
             return Ok(());
         }
         let message =
@@ -1364,13 +1372,19 @@ impl Cluster {
             epoch,
             ..KeyScan::default()
         };
-        let known: std::collections::HashSet<String> = self
+        // The keys known: for those of collections placed by region, their group and region,
+        // to be compared with their markers.
+        type Placed = Option<(Vec<usize>, Option<Region>)>;
+        let known: HashMap<String, Placed> = self
             .read_keyed()
             .iter()
             .flat_map(|(c, k)| {
-                k.layout
-                    .keys()
-                    .map(|key| keys::node_collection_name(c, key))
+                k.layout.iter().map(move |(key, group)| {
+                    let placed = k
+                        .by_region
+                        .then(|| (group.clone(), k.regions.get(key).cloned()));
+                    (keys::node_collection_name(c, key), placed)
+                })
             })
             .collect();
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -1387,12 +1401,14 @@ impl Cluster {
             };
             listed.push(Some(names.iter().cloned().collect()));
             for node_name in names {
-                if !node_name.contains(keys::KEY_SEPARATOR)
-                    || known.contains(&node_name)
-                    || !seen.insert(node_name.clone())
-                {
+                if !node_name.contains(keys::KEY_SEPARATOR) || !seen.insert(node_name.clone()) {
                     continue;
                 }
+                let recheck = match known.get(&node_name) {
+                    None => None,
+                    Some(None) => continue,
+                    Some(Some(placed)) => Some(placed),
+                };
                 let info = match self.nodes[at].collection_info(&node_name, deadline).await {
                     Ok(i) => i,
                     Err(e) => {
@@ -1403,13 +1419,25 @@ impl Cluster {
                         continue;
                     }
                 };
-                let marker = info
+                let raw = info
                     .config
                     .as_ref()
                     .and_then(|c| c.metadata.get(SHARD_MARKER))
-                    .map(wire::value_json)
+                    .map(wire::value_json);
+                let marker = raw.as_ref().and_then(read_key_marker);
+                let bad_region = raw
                     .as_ref()
-                    .and_then(read_key_marker);
+                    .and_then(|m| m.get("region"))
+                    .filter(|r| !r.is_null())
+                    .and_then(|r| Region::from_json(r).err());
+                if let Some(e) = bad_region {
+                    scan.warnings.push(format!(
+                        "node {} holds `{node_name}` with a region that does not read ({e}): \
+                         not served",
+                        self.nodes[at].url()
+                    ));
+                    continue;
+                }
                 let Some(KeyMarker {
                     collection,
                     key,
@@ -1438,7 +1466,7 @@ impl Cluster {
                     ));
                     continue;
                 }
-                scan.found.push(FoundKey {
+                let found = FoundKey {
                     collection,
                     key,
                     group,
@@ -1447,7 +1475,15 @@ impl Cluster {
                     region_field,
                     region,
                     info,
-                });
+                };
+                match recheck {
+                    None => scan.found.push(found),
+                    Some((group, region)) => {
+                        if &found.group != group || found.region.as_ref() != region.as_ref() {
+                            scan.changed.push(found);
+                        }
+                    }
+                }
             }
         }
         for (collection, keyed) in self.read_keyed().iter() {
@@ -1476,7 +1512,24 @@ impl Cluster {
         }
         self.touch();
         for name in new_keyed {
-            keyed.entry(name.clone()).or_default();
+            let by_region = scan
+                .found
+                .iter()
+                .any(|f| &f.collection == name && f.region_field.is_some());
+            keyed.entry(name.clone()).or_default().by_region |= by_region;
+        }
+        // Keys made again, through another coordinator, with another group or region.
+        for f in &scan.changed {
+            if let Some(k) = keyed.get_mut(&f.collection) {
+                if k.layout.contains_key(&f.key) {
+                    k.layout.insert(f.key.clone(), f.group.clone());
+                    let regions = Arc::make_mut(&mut k.regions);
+                    match &f.region {
+                        Some(r) => regions.insert(f.key.clone(), r.clone()),
+                        None => regions.remove(&f.key),
+                    };
+                }
+            }
         }
         for f in &scan.found {
             if let Some(k) = keyed.get_mut(&f.collection) {
@@ -1517,6 +1570,9 @@ pub struct KeyScan {
     pub found: Vec<FoundKey>,
     /// Keys in the layouts that no node holds any more.
     pub gone: Vec<(String, ShardKey)>,
+    /// Keys of collections placed by region whose markers name another group or region than
+    /// the layouts (made again through another coordinator).
+    pub changed: Vec<FoundKey>,
     /// Node collections placed otherwise than the node list says.
     pub misplaced: Vec<String>,
     /// Nodes or collections that could not be read.

@@ -43,7 +43,10 @@ impl Region {
     /// Reads a region: `{"geo_bounding_box": ...}`, `{"geo_radius": ...}` or
     /// `{"geo_polygon": ...}`, validated as a filter's condition is, and not empty.
     pub fn from_json(v: &serde_json::Value) -> Result<Region, String> {
-        let shape = payload::geo_shape_from_json(v, "region").map_err(|e| e.to_string())?;
+        let shape = payload::geo_shape_from_json(v, "region").map_err(|e| match e {
+            payload::PayloadError::InvalidFilter { at, reason } => format!("{at}: {reason}"),
+            other => other.to_string(),
+        })?;
         match &shape {
             FieldCheck::GeoBoundingBox {
                 top_left,
@@ -111,7 +114,48 @@ impl Region {
     fn bounds(&self) -> Bounds {
         Bounds::of(&self.shape).unwrap_or(Bounds::EMPTY)
     }
+
+    /// A filter on `field` that every location the region holds passes (and some just
+    /// outside it, within `COVER_MARGIN_DEG`): the region's bounds as `geo_bounding_box`
+    /// conditions, whose edges are strict, widened past them; boxes that wrap round the
+    /// antimeridian where a bound reaches ±180°, and a small circle on a pole a bound
+    /// reaches, so that points on those lines pass too.
+    pub fn covering_filter(&self, field: &str) -> serde_json::Value {
+        const E: f64 = COVER_MARGIN_DEG;
+        let b = self.bounds();
+        let (south, north) = ((b.lat.0 - E).max(-90.0), (b.lat.1 + E).min(90.0));
+        let corner = |lat: f64, lon: f64| serde_json::json!({"lat": lat, "lon": lon});
+        let bbox = |west: f64, east: f64| {
+            serde_json::json!({"key": field, "geo_bounding_box": {
+                "top_left": corner(north, west), "bottom_right": corner(south, east)}})
+        };
+        let mut should = Vec::new();
+        for &(west, east) in &b.lon {
+            let (west, east) = (west - E, east + E);
+            match (west <= -180.0, east >= 180.0) {
+                (false, false) => should.push(bbox(west, east)),
+                // Wrapping boxes: east of `west`, or west of `east`, each past ±180.
+                (true, false) => should.push(bbox(180.0 - E, east)),
+                (false, true) => should.push(bbox(west, -180.0 + E)),
+                (true, true) => {
+                    should.push(bbox(-180.0, 180.0));
+                    should.push(bbox(180.0 - E, -180.0 + E));
+                }
+            }
+        }
+        for (pole, reached) in [(90.0, north >= 90.0), (-90.0, south <= -90.0)] {
+            if reached && !b.lon.is_empty() {
+                should.push(serde_json::json!({"key": field, "geo_radius": {
+                    "center": corner(pole, 0.0), "radius": 1.0}}));
+            }
+        }
+        serde_json::json!({ "should": should })
+    }
 }
+
+/// How far past a region's bounds [`Region::covering_filter`] reaches, in degrees (about a
+/// decimetre).
+const COVER_MARGIN_DEG: f64 = 1e-6;
 
 /// Latitude and longitude bounds of a shape: a latitude interval and one or two longitude
 /// intervals (two where the shape crosses the antimeridian), all closed, in degrees.
@@ -227,9 +271,10 @@ fn circle_bounds(center: GeoPoint, radius_m: f64) -> Bounds {
     Bounds { lat: lat_span, lon }
 }
 
-/// A point's location in the placement field's value: a geo point (`{"lat", "lon"}`), or
-/// an array of exactly one. `Ok(None)` for `null`; an error for anything else (several
-/// locations cannot be placed in one region).
+/// A point's location in the placement field's value: a geo point (`{"lat", "lon"}`, in
+/// range), or an array of exactly one. `Ok(None)` for `null`; an error for anything else
+/// (several locations cannot be placed in one region, and a longitude past ±180 would be
+/// placed by its number while a `geo_radius` filter reads it round the globe).
 pub fn location_of(v: &serde_json::Value) -> Result<Option<GeoPoint>, String> {
     let one = match v {
         serde_json::Value::Null => return Ok(None),
@@ -242,9 +287,17 @@ pub fn location_of(v: &serde_json::Value) -> Result<Option<GeoPoint>, String> {
         }
         other => other,
     };
-    GeoPoint::from_payload(one).map(Some).ok_or_else(|| {
+    let p = GeoPoint::from_payload(one).ok_or_else(|| {
         format!("a geo point {{\"lat\": ..., \"lon\": ...}} places a point in a region, not {v}")
-    })
+    })?;
+    if !(-90.0..=90.0).contains(&p.lat) || !(-180.0..=180.0).contains(&p.lon) {
+        return Err(format!(
+            "lat {} and lon {} must lie in [-90, 90] and [-180, 180] to place a point in a \
+             region",
+            p.lat, p.lon
+        ));
+    }
+    Ok(Some(p))
 }
 
 /// The keys of `layout` without a region.
@@ -530,6 +583,85 @@ mod tests {
         );
         assert!(location_of(&json!("berlin")).is_err());
         assert!(location_of(&json!({"lat": 1.0})).is_err());
+        // Out of range: placed by its number, a box would take it; a circle reads it round
+        // the globe.
+        assert!(location_of(&json!({"lat": 0.0, "lon": 200.0}))
+            .unwrap_err()
+            .contains("must lie in"));
+        assert!(location_of(&json!({"lat": -91.0, "lon": 0.0})).is_err());
+        assert_eq!(
+            location_of(&json!({"lat": 90.0, "lon": -180.0})).unwrap(),
+            Some(pt(90.0, -180.0))
+        );
+    }
+
+    /// Every location a region holds passes its covering filter, on its borders, on the
+    /// antimeridian and on the poles included; a location far from it does not.
+    #[test]
+    fn a_covering_filter_passes_every_location_its_region_holds() {
+        let regions = [
+            Region::from_json(&bbox(72.0, -25.0, 34.0, 45.0)).unwrap(),
+            Region::from_json(&bbox(20.0, 170.0, -20.0, -170.0)).unwrap(),
+            Region::from_json(&bbox(90.0, -180.0, 60.0, 180.0)).unwrap(),
+            Region::from_json(&json!({"geo_radius": {
+                "center": {"lat": 0.0, "lon": 179.5}, "radius": 300_000.0}}))
+            .unwrap(),
+            Region::from_json(&json!({"geo_radius": {
+                "center": {"lat": -88.0, "lon": 10.0}, "radius": 500_000.0}}))
+            .unwrap(),
+            Region::from_json(&json!({"geo_polygon": {"exterior": {"points": [
+                {"lat": 30.0, "lon": 128.0}, {"lat": 46.0, "lon": 128.0},
+                {"lat": 46.0, "lon": 146.0}, {"lat": 30.0, "lon": 128.0}]}}}))
+            .unwrap(),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        // Random points, and the lines regions stop at.
+        let mut probes: Vec<GeoPoint> = (0..20_000)
+            .map(|_| pt(next() * 180.0 - 90.0, next() * 360.0 - 180.0))
+            .collect();
+        for lat in [-90.0, -60.0, -20.0, 0.0, 20.0, 34.0, 46.0, 60.0, 72.0, 90.0] {
+            for lon in [
+                -180.0, -170.0, -25.0, 0.0, 45.0, 128.0, 146.0, 170.0, 179.5, 180.0,
+            ] {
+                probes.push(pt(lat, lon));
+            }
+        }
+        for (i, r) in regions.iter().enumerate() {
+            let filter = payload::Filter::from_json(&r.covering_filter("loc")).unwrap();
+            let (mut held, mut passed) = (0, 0);
+            for p in &probes {
+                let doc = payload::PlainPoint {
+                    id: index_core::PointId::Num(0),
+                    payload: Some(
+                        json!({"loc": {"lat": p.lat, "lon": p.lon}})
+                            .as_object()
+                            .unwrap()
+                            .clone(),
+                    ),
+                    vectors: Vec::new(),
+                };
+                let passes = filter.matches(&doc);
+                passed += usize::from(passes);
+                if r.contains(*p) {
+                    held += 1;
+                    assert!(
+                        passes,
+                        "region {i} holds {p:?}, its covering filter refuses it"
+                    );
+                }
+            }
+            assert!(held > 0, "region {i} holds no probe");
+            assert!(
+                passed < probes.len(),
+                "region {i}'s filter passes everything"
+            );
+        }
     }
 
     fn reached(filter: serde_json::Value) -> Option<Vec<String>> {
