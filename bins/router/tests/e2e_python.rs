@@ -182,8 +182,8 @@ impl Drop for Router {
     }
 }
 
-/// The suite's files the client also runs over gRPC. Left out: files that use methods not
-/// served over gRPC yet (vector names, formulas, multivector recovery through snapshots),
+/// The suite's files the client also runs over gRPC. Left out: files that use what is not
+/// served over gRPC (formulas, multivector recovery through snapshots),
 /// and files whose assertions see what the client's gRPC mode itself changes: it raises
 /// gRPC errors where the tests expect REST's `UnexpectedResponse` (aliases, batch, updates,
 /// vector updates), and reads back a quantile as the `f32` the protobuf field holds (edges).
@@ -202,6 +202,7 @@ const GRPC_FILES: &[&str] = &[
     "test_shard_keys.py",
     "test_snapshot_transfer.py",
     "test_snapshots_restart.py",
+    "test_vector_names.py",
 ];
 
 /// The suite's files a cluster-mode router runs (over two node routers), in REST mode and,

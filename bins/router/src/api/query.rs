@@ -1347,6 +1347,8 @@ pub(crate) enum SearchKind {
     Search,
     /// The legacy recommendation.
     Recommend,
+    /// The legacy discovery.
+    Discover,
 }
 
 /// Runs searches of one kind on a collection, each given as its REST body (also its cache
@@ -1365,6 +1367,9 @@ pub(crate) async fn search_answers(
         SearchKind::Search => answers::<SearchRequest>(state, &c, bodies, deadline).await,
         SearchKind::Recommend => {
             answers::<model::RecommendRequest>(state, &c, bodies, deadline).await
+        }
+        SearchKind::Discover => {
+            answers::<model::DiscoverRequest>(state, &c, bodies, deadline).await
         }
     }
 }

@@ -169,6 +169,52 @@ fn vector_params_json(p: &pb::VectorParams) -> Result<Json, ApiError> {
     Ok(Json::Object(out))
 }
 
+/// A `CreateVectorNameRequest`'s configuration as REST's `VectorNameConfig` body
+/// (`PUT /collections/{name}/vectors/{vector}`).
+pub(crate) fn vector_name_config_json(r: &pb::CreateVectorNameRequest) -> Result<Json, ApiError> {
+    use pb::create_vector_name_request::VectorConfig;
+    match &r.vector_config {
+        Some(VectorConfig::DenseConfig(d)) => {
+            let mut out = Map::new();
+            out.insert("size".into(), json!(d.size));
+            out.insert("distance".into(), json!(distance_name(d.distance)?));
+            if let Some(t) = d.datatype {
+                put(&mut out, "datatype", datatype_name(t)?.map(Json::from));
+            }
+            if d.multivector_config.is_some() {
+                out.insert(
+                    "multivector_config".into(),
+                    json!({"comparator": "max_sim"}),
+                );
+            }
+            Ok(json!({ "dense": out }))
+        }
+        Some(VectorConfig::SparseConfig(s)) => {
+            let mut out = Map::new();
+            match s.modifier.map(pb::Modifier::try_from) {
+                None => {}
+                Some(Ok(pb::Modifier::Idf)) => {
+                    out.insert("modifier".into(), json!("idf"));
+                }
+                Some(Ok(pb::Modifier::None)) => {
+                    out.insert("modifier".into(), json!("none"));
+                }
+                Some(Err(_)) => {
+                    return Err(invalid(format!(
+                        "vector_config.sparse_config.modifier {} is unknown",
+                        s.modifier.unwrap_or_default()
+                    )))
+                }
+            }
+            if let Some(t) = s.datatype {
+                put(&mut out, "datatype", datatype_name(t)?.map(Json::from));
+            }
+            Ok(json!({ "sparse": out }))
+        }
+        None => Err(invalid("vector_config is required")),
+    }
+}
+
 /// `CreateCollection` as REST's create body.
 fn create_json(c: &pb::CreateCollection) -> Result<Json, ApiError> {
     use pb::vectors_config::Config;

@@ -2,8 +2,9 @@
 //!
 //! Each method writes its request as the REST body of its twin endpoint (`json.rs`) and runs
 //! the same code REST runs (`crate::api`): one typed model, one set of limits, defaults and
-//! error wordings for both protocols. A method this server does not serve answers
-//! `UNIMPLEMENTED` and names itself.
+//! error wordings for both protocols. Every method is served; an operation not served
+//! (`UpdateCollectionClusterSetup`'s shard transfers and replicas) answers `UNIMPLEMENTED`
+//! and names itself.
 //!
 //! Around every call (`Gate`): the API key (`api-key` metadata or an `authorization` bearer
 //! token; a read-only key may only call reading methods), the bound on calls in flight that
@@ -451,11 +452,13 @@ fn manage_params(wait: Option<bool>) -> crate::model::ManageParams {
     }
 }
 
-/// `UNIMPLEMENTED`, naming the method.
-fn unimplemented<T>(method: &str) -> Result<tonic::Response<T>, tonic::Status> {
-    Err(tonic::Status::unimplemented(format!(
-        "Not implemented: {method} is not served by this server"
-    )))
+/// REST's write parameters for a call's `wait`.
+fn write_params(wait: Option<bool>) -> crate::model::WriteParams {
+    crate::model::WriteParams {
+        wait: wait.map(crate::model::Flag),
+        ordering: None,
+        timeout: None,
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! endpoint and the code REST runs.
 
 use super::json::{self, invalid, put};
-use super::{deadline, read_params, rest_result, seconds, unimplemented};
+use super::{deadline, read_params, rest_result, seconds, write_params};
 use crate::api::points as rest;
 use crate::api::query::{search_answers, SearchKind};
 use crate::api::{Body, Params};
@@ -545,16 +545,41 @@ impl pb::points_server::Points for Points {
 
     async fn create_vector_name(
         &self,
-        _request: Request<pb::CreateVectorNameRequest>,
+        request: Request<pb::CreateVectorNameRequest>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
-        unimplemented("Points/CreateVectorName")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let config: model::VectorNameConfig =
+            parse(&super::collections::vector_name_config_json(&r)?)?;
+        rest_result(
+            crate::api::collections::create_vector(
+                State(self.0.clone()),
+                Path((r.collection_name, r.vector_name)),
+                Params(write_params(r.wait)),
+                Body(config),
+            )
+            .await,
+        )
+        .await?;
+        Ok(operation(start, Some(0), r.wait.unwrap_or(false)))
     }
 
     async fn delete_vector_name(
         &self,
-        _request: Request<pb::DeleteVectorNameRequest>,
+        request: Request<pb::DeleteVectorNameRequest>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
-        unimplemented("Points/DeleteVectorName")
+        let start = Instant::now();
+        let r = request.into_inner();
+        rest_result(
+            crate::api::collections::delete_vector(
+                State(self.0.clone()),
+                Path((r.collection_name, r.vector_name)),
+                Params(write_params(r.wait)),
+            )
+            .await,
+        )
+        .await?;
+        Ok(operation(start, Some(0), r.wait.unwrap_or(false)))
     }
 
     async fn search(
@@ -757,23 +782,100 @@ impl pb::points_server::Points for Points {
 
     async fn recommend_groups(
         &self,
-        _request: Request<pb::RecommendPointGroups>,
+        request: Request<pb::RecommendPointGroups>,
     ) -> Result<Response<pb::RecommendGroupsResponse>, Status> {
-        unimplemented("Points/RecommendGroups")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let recommend = pb::RecommendPoints {
+            collection_name: String::new(),
+            positive: r.positive.clone(),
+            negative: r.negative.clone(),
+            filter: r.filter.clone(),
+            limit: u64::from(r.limit),
+            with_payload: r.with_payload.clone(),
+            params: r.params,
+            score_threshold: r.score_threshold,
+            offset: None,
+            using: r.using.clone(),
+            with_vectors: r.with_vectors.clone(),
+            lookup_from: r.lookup_from.clone(),
+            read_consistency: None,
+            strategy: r.strategy,
+            positive_vectors: r.positive_vectors.clone(),
+            negative_vectors: r.negative_vectors.clone(),
+            timeout: None,
+            shard_key_selector: r.shard_key_selector.clone(),
+        };
+        let Json::Object(mut out) = recommend_json(&recommend)? else {
+            unreachable!("a recommend body is an object")
+        };
+        group_fields(
+            &mut out,
+            &r.group_by,
+            Some(u64::from(r.group_size)),
+            r.with_lookup.as_ref(),
+        );
+        let v = rest_result(
+            crate::api::groups::recommend_groups(
+                State(self.0.clone()),
+                Path(r.collection_name),
+                Params(read_params(r.timeout)?),
+                body(&Json::Object(out)).into(),
+            )
+            .await,
+        )
+        .await?;
+        Ok(Response::new(pb::RecommendGroupsResponse {
+            result: Some(groups_pb(&v)?),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn discover(
         &self,
-        _request: Request<pb::DiscoverPoints>,
+        request: Request<pb::DiscoverPoints>,
     ) -> Result<Response<pb::DiscoverResponse>, Status> {
-        unimplemented("Points/Discover (use Points/Query with a discover query)")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let mut answers = searches(
+            &self.0,
+            &r.collection_name,
+            SearchKind::Discover,
+            discover_json(&r).map(|b| vec![b]),
+            r.timeout,
+        )
+        .await?;
+        Ok(Response::new(pb::DiscoverResponse {
+            result: answers.pop().unwrap_or_default(),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn discover_batch(
         &self,
-        _request: Request<pb::DiscoverBatchPoints>,
+        request: Request<pb::DiscoverBatchPoints>,
     ) -> Result<Response<pb::DiscoverBatchResponse>, Status> {
-        unimplemented("Points/DiscoverBatch (use Points/QueryBatch with discover queries)")
+        let start = Instant::now();
+        let r = request.into_inner();
+        let bodies = r.discover_points.iter().map(discover_json).collect();
+        let answers = searches(
+            &self.0,
+            &r.collection_name,
+            SearchKind::Discover,
+            bodies,
+            r.timeout,
+        )
+        .await?;
+        Ok(Response::new(pb::DiscoverBatchResponse {
+            result: answers
+                .into_iter()
+                .map(|result| pb::BatchResult { result })
+                .collect(),
+            time: seconds(start),
+            usage: None,
+        }))
     }
 
     async fn count(
@@ -1264,6 +1366,77 @@ fn matrix_request(
         read_params(r.timeout)?,
         parse(&Json::Object(out))?,
     ))
+}
+
+/// A `VectorExample` (an id or a vector) as REST's vector input; `field` names it.
+fn example_json(e: Option<&pb::VectorExample>, field: &str) -> Result<Json, ApiError> {
+    use pb::vector_example::Example;
+    match e.and_then(|e| e.example.as_ref()) {
+        Some(Example::Id(id)) => json::id_json(id, field),
+        Some(Example::Vector(v)) => json::vector_json(v, field),
+        None => Err(invalid(format!("{field}: an id or a vector is required"))),
+    }
+}
+
+/// `DiscoverPoints` (the legacy discovery) as REST's `DiscoverRequest`.
+fn discover_json(r: &pb::DiscoverPoints) -> Result<Json, ApiError> {
+    use pb::target_vector::Target;
+    let mut out = Map::new();
+    put(
+        &mut out,
+        "shard_key",
+        shard_key_json(&r.shard_key_selector)?,
+    );
+    if let Some(t) = &r.target {
+        let Some(Target::Single(example)) = &t.target else {
+            return Err(invalid("target: an example is required"));
+        };
+        out.insert("target".into(), example_json(Some(example), "target")?);
+    }
+    let context = r
+        .context
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            Ok(json!({
+                "positive": example_json(pair.positive.as_ref(), &format!("context[{i}].positive"))?,
+                "negative": example_json(pair.negative.as_ref(), &format!("context[{i}].negative"))?,
+            }))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    out.insert("context".into(), Json::Array(context));
+    out.insert("limit".into(), json!(r.limit));
+    put(&mut out, "offset", r.offset.map(Json::from));
+    put(
+        &mut out,
+        "filter",
+        r.filter.as_ref().map(json::filter_json).transpose()?,
+    );
+    put(
+        &mut out,
+        "params",
+        r.params
+            .as_ref()
+            .map(json::search_params_json)
+            .transpose()?,
+    );
+    put(&mut out, "using", r.using.clone().map(Json::String));
+    put(
+        &mut out,
+        "lookup_from",
+        r.lookup_from.as_ref().map(json::lookup_json).transpose()?,
+    );
+    put(
+        &mut out,
+        "with_payload",
+        r.with_payload.as_ref().map(json::with_payload_json),
+    );
+    put(
+        &mut out,
+        "with_vector",
+        r.with_vectors.as_ref().map(json::with_vectors_json),
+    );
+    Ok(Json::Object(out))
 }
 
 /// `RecommendPoints` (the legacy recommendation) as REST's `RecommendRequest`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import grpc
 import httpx
 import pytest
 from qdrant_client import models
@@ -66,10 +67,15 @@ def everything_agrees(pair: Pair, rng: random.Random, names: dict[str, int], ctx
 
 
 def refused(pair: Pair, name: str, dim: int) -> None:
-    """A search over a vector the collection does not have is refused by both."""
-    with pytest.raises(UnexpectedResponse) as e:
+    """A search over a vector the collection does not have is refused by both (over REST a
+    4xx, over gRPC `INVALID_ARGUMENT`, naming the vector)."""
+    with pytest.raises((UnexpectedResponse, grpc.RpcError)) as e:
         pair.remote.query_points(pair.name, query=[0.5] * dim, using=name, limit=3)
-    assert 400 <= e.value.status_code < 500 and name in str(e.value.content), e.value
+    if isinstance(e.value, UnexpectedResponse):
+        assert 400 <= e.value.status_code < 500 and name in str(e.value.content), e.value
+    else:
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert name in e.value.details(), e.value
     with pytest.raises(ValueError):
         pair.oracle.query_points(pair.name, query=[0.5] * dim, using=name, limit=3)
 

@@ -227,17 +227,311 @@ async fn grpc_errors_keep_their_meaning() {
     assert!(m.contains('2') && m.contains('3') && m.contains('8'), "{m}");
     assert_eq!(router.info("e").await["points_count"], 0);
 
-    // A method not served answers UNIMPLEMENTED and names itself.
+    // An operation not served answers UNIMPLEMENTED and names itself.
     let (c, m) = code(
-        grpc.discover(pb::DiscoverPoints {
+        grpc.update_collection_cluster_setup(pb::UpdateCollectionClusterSetupRequest {
             collection_name: "e".into(),
-            limit: 3,
-            ..Default::default()
+            timeout: None,
+            operation: Some(
+                pb::update_collection_cluster_setup_request::Operation::MoveShard(pb::MoveShard {
+                    shard_id: 0,
+                    to_shard_id: None,
+                    from_peer_id: 0,
+                    to_peer_id: 1,
+                    method: None,
+                }),
+            ),
         })
         .await,
     );
     assert_eq!(c, tonic::Code::Unimplemented, "{m}");
-    assert!(m.contains("Points/Discover"), "{m}");
+    assert!(m.contains("move_shard"), "{m}");
+}
+
+/// A scored point list over gRPC as (id, score) pairs.
+fn scored_pairs(points: &[pb::ScoredPoint]) -> Vec<(Value, f64)> {
+    points
+        .iter()
+        .map(|p| {
+            let id = match p.id.as_ref().and_then(|i| i.point_id_options.clone()) {
+                Some(pb::point_id::PointIdOptions::Num(n)) => json!(n),
+                other => panic!("id {other:?}"),
+            };
+            (id, f64::from(p.score))
+        })
+        .collect()
+}
+
+/// A scored point list over REST as (id, score) pairs.
+fn rest_pairs(v: &Value) -> Vec<(Value, f64)> {
+    v.as_array()
+        .expect("points")
+        .iter()
+        .map(|p| (p["id"].clone(), p["score"].as_f64().unwrap()))
+        .collect()
+}
+
+fn example(id: u64) -> pb::VectorExample {
+    pb::VectorExample {
+        example: Some(pb::vector_example::Example::Id(id.into())),
+    }
+}
+
+fn example_vector(v: Vec<f32>) -> pb::VectorExample {
+    pb::VectorExample {
+        example: Some(pb::vector_example::Example::Vector(v.into())),
+    }
+}
+
+#[tokio::test]
+async fn grpc_discovery_recommend_groups_and_vector_names_equal_rest() {
+    let dirs = DataDirs::new();
+    let router = Router::start(&dirs, &[]);
+    let grpc = client(&router, None);
+    grpc.create_collection(create_request("d"))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(11);
+    let cities = ["berlin", "paris", "rome"];
+    let points: Vec<pb::PointStruct> = (0..400u64)
+        .map(|i| point(i, rng.vector(8), cities[i as usize % 3], i as i64))
+        .collect();
+    grpc.upsert_points(pb::UpsertPoints {
+        collection_name: "d".into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+
+    // Discovery (with a target) and context search (without), by ids and by vectors, with a
+    // filter and an offset, each against REST's legacy discovery on the same body.
+    let mut requests = Vec::new();
+    let mut bodies = Vec::new();
+    for q in 0..6u64 {
+        let (t, p, n) = (q * 7 + 1, q * 11 + 2, q * 13 + 5);
+        let negative = rng.vector(8);
+        let city = cities[q as usize % 3];
+        let target = (q % 3 != 2).then(|| pb::TargetVector {
+            target: Some(pb::target_vector::Target::Single(example(t))),
+        });
+        requests.push(pb::DiscoverPoints {
+            collection_name: "d".into(),
+            target,
+            context: vec![
+                pb::ContextExamplePair {
+                    positive: Some(example(p)),
+                    negative: Some(example_vector(negative.clone())),
+                },
+                pb::ContextExamplePair {
+                    positive: Some(example(p + 1)),
+                    negative: Some(example(n)),
+                },
+            ],
+            filter: (q % 2 == 0).then(|| city_filter(city)),
+            limit: 6,
+            offset: Some(q % 3),
+            params: Some(pb::SearchParams {
+                exact: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let mut body = json!({
+            "context": [{"positive": p, "negative": negative}, {"positive": p + 1, "negative": n}],
+            "limit": 6, "offset": q % 3, "params": {"exact": true}});
+        if q % 3 != 2 {
+            body["target"] = json!(t);
+        }
+        if q % 2 == 0 {
+            body["filter"] = json!({"must": [{"key": "city", "match": {"value": city}}]});
+        }
+        bodies.push(body);
+    }
+    for (q, (r, body)) in requests.iter().zip(&bodies).enumerate() {
+        let got = grpc.discover(r.clone()).await.expect("discover").result;
+        let want = router
+            .post("/collections/d/points/discover", body.clone())
+            .await;
+        assert_eq!(got.len(), 6, "discover {q}");
+        assert_eq!(scored_pairs(&got), rest_pairs(&want), "discover {q}");
+    }
+    let batch = grpc
+        .discover_batch(&pb::DiscoverBatchPoints {
+            collection_name: "d".into(),
+            discover_points: requests.clone(),
+            read_consistency: None,
+            timeout: None,
+        })
+        .await
+        .expect("discover batch");
+    let want = router
+        .post(
+            "/collections/d/points/discover/batch",
+            json!({ "searches": bodies }),
+        )
+        .await;
+    assert_eq!(batch.result.len(), requests.len());
+    for (q, (got, want)) in batch
+        .result
+        .iter()
+        .zip(want.as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(scored_pairs(&got.result), rest_pairs(want), "batch {q}");
+    }
+    // A context pair without its negative side is refused, naming it.
+    let mut bad = requests[0].clone();
+    bad.context[1].negative = None;
+    let (c, m) = code(grpc.discover(bad).await);
+    assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+    assert!(m.contains("context[1].negative"), "{m}");
+
+    // Recommendation by groups, with a negative vector beside the ids.
+    let negative = rng.vector(8);
+    let got = grpc
+        .recommend_groups(pb::RecommendPointGroups {
+            collection_name: "d".into(),
+            positive: vec![1.into(), 2.into()],
+            negative: vec![3.into()],
+            negative_vectors: vec![negative.clone().into()],
+            limit: 3,
+            group_by: "city".into(),
+            group_size: 2,
+            with_payload: Some(true.into()),
+            strategy: Some(pb::RecommendStrategy::BestScore as i32),
+            ..Default::default()
+        })
+        .await
+        .expect("recommend groups")
+        .result
+        .expect("groups");
+    assert_eq!(got.groups.len(), 3);
+    let want = router
+        .post(
+            "/collections/d/points/recommend/groups",
+            json!({"positive": [1, 2], "negative": [3, negative], "limit": 3,
+                   "group_by": "city", "group_size": 2, "with_payload": true,
+                   "strategy": "best_score"}),
+        )
+        .await;
+    let want_groups = want["groups"].as_array().expect("groups");
+    assert_eq!(got.groups.len(), want_groups.len());
+    for (g, w) in got.groups.iter().zip(want_groups) {
+        let id = match g.id.as_ref().and_then(|i| i.kind.clone()) {
+            Some(pb::group_id::Kind::StringValue(s)) => json!(s),
+            other => panic!("group id {other:?}"),
+        };
+        assert_eq!(id, w["id"]);
+        assert_eq!(scored_pairs(&g.hits), rest_pairs(&w["hits"]));
+    }
+
+    // Vector names: created and deleted over gRPC, seen over REST.
+    let mut points_api = pb::points_client::PointsClient::connect(router.grpc.clone())
+        .await
+        .expect("points client");
+    let dense = pb::CreateVectorNameRequest {
+        collection_name: "v".into(),
+        wait: Some(true),
+        vector_name: "b".into(),
+        timeout: None,
+        ordering: None,
+        vector_config: Some(pb::create_vector_name_request::VectorConfig::DenseConfig(
+            pb::DenseVectorCreationConfig {
+                size: 4,
+                distance: pb::Distance::Euclid as i32,
+                multivector_config: None,
+                datatype: None,
+            },
+        )),
+    };
+    router
+        .create(
+            "v",
+            json!({"vectors": {"a": {"size": 8, "distance": "Cosine"}}}),
+        )
+        .await;
+    points_api
+        .create_vector_name(dense.clone())
+        .await
+        .expect("create vector b");
+    points_api
+        .create_vector_name(pb::CreateVectorNameRequest {
+            vector_name: "s".into(),
+            vector_config: Some(pb::create_vector_name_request::VectorConfig::SparseConfig(
+                pb::SparseVectorCreationConfig {
+                    modifier: Some(pb::Modifier::Idf as i32),
+                    datatype: None,
+                },
+            )),
+            ..dense.clone()
+        })
+        .await
+        .expect("create sparse vector s");
+    let info = router.info("v").await;
+    assert_eq!(
+        info["config"]["params"]["vectors"]["b"],
+        json!({"size": 4, "distance": "Euclid"}),
+        "{info}"
+    );
+    assert_eq!(
+        info["config"]["params"]["sparse_vectors"]["s"]["modifier"], "idf",
+        "{info}"
+    );
+    // The same vector again changes nothing; another under its name is refused.
+    points_api
+        .create_vector_name(dense.clone())
+        .await
+        .expect("vector b again, alike");
+    let mut other = dense.clone();
+    other.vector_config = Some(pb::create_vector_name_request::VectorConfig::DenseConfig(
+        pb::DenseVectorCreationConfig {
+            size: 5,
+            distance: pb::Distance::Euclid as i32,
+            multivector_config: None,
+            datatype: None,
+        },
+    ));
+    let status = points_api
+        .create_vector_name(other)
+        .await
+        .expect_err("another vector b");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("vectors.b: exists with another size"),
+        "{status:?}"
+    );
+    let missing = points_api
+        .create_vector_name(pb::CreateVectorNameRequest {
+            vector_name: "c".into(),
+            vector_config: None,
+            ..dense.clone()
+        })
+        .await
+        .expect_err("no configuration");
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument, "{missing:?}");
+    points_api
+        .delete_vector_name(pb::DeleteVectorNameRequest {
+            collection_name: "v".into(),
+            wait: Some(true),
+            vector_name: "b".into(),
+            timeout: None,
+            ordering: None,
+        })
+        .await
+        .expect("delete vector b");
+    let info = router.info("v").await;
+    assert!(
+        info["config"]["params"]["vectors"].get("b").is_none(),
+        "{info}"
+    );
+    assert!(
+        info["config"]["params"]["vectors"].get("a").is_some(),
+        "{info}"
+    );
 }
 
 #[tokio::test]
