@@ -449,16 +449,14 @@ pub(crate) async fn add_shard_key(
     // they were placed by, and an upsert of one of them again would write a second copy
     // under the new key.
     if let (Some(r), Some(field)) = (&region, config.shard_region_field.as_deref()) {
-        let body = serde_json::json!({ "filter": r.covering_filter(field), "exact": true });
-        let count: model::CountRequest = model::parse(body.to_string().as_bytes())?;
-        let held = super::points::count_points(state, c.name(), count, deadline).await?;
-        if held > 0 {
+        if let Some((id, at)) = first_point_in(state, c.name(), r, field, deadline).await? {
             return Err(convert::bad(format!(
-                "Bad request: region: {held} point(s) of collection `{}` already lie in it \
-                 (or within 1e-6° of it) under other shard keys; points do not move between \
-                 keys: create regions before writing points there, or delete those points \
-                 first",
-                c.name()
+                "Bad request: region: point {id} of collection `{}` already lies in it (lat \
+                 {}, lon {}) under another shard key; points do not move between keys: \
+                 create regions before writing points there, or delete the points in it first",
+                c.name(),
+                at.lat,
+                at.lon
             )));
         }
     }
@@ -478,6 +476,37 @@ pub(crate) async fn add_shard_key(
         Ok(r?)
     })
     .await
+}
+
+/// The first point of collection `name` whose location in `field` `region` holds, looked for
+/// a page at a time among the points the region's covering filter passes (its bounds).
+async fn first_point_in(
+    state: &Arc<AppState>,
+    name: &str,
+    region: &shard_router::remote::regions::Region,
+    field: &str,
+    deadline: Instant,
+) -> Result<Option<(serde_json::Value, payload::GeoPoint)>, ApiError> {
+    let mut body = serde_json::json!({"filter": region.covering_filter(field), "limit": 1000,
+                                      "with_payload": [field], "with_vector": false});
+    loop {
+        let req: model::ScrollRequest = model::parse(body.to_string().as_bytes())?;
+        let page = super::points::scroll_page(state, name, req, deadline).await?;
+        for (record, _) in &page.points {
+            let location = record
+                .payload
+                .as_ref()
+                .and_then(|p| p.get(field))
+                .and_then(|v| shard_router::remote::regions::location_of(v).ok().flatten());
+            if let Some(at) = location.filter(|at| region.contains(*at)) {
+                return Ok(Some((payload::point_id_to_json(record.id), at)));
+            }
+        }
+        match page.next {
+            Some(next) => body["offset"] = payload::point_id_to_json(next),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// `POST /collections/{name}/shards/delete`: a shard key and its points deleted.

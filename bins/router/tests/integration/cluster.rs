@@ -2001,7 +2001,33 @@ async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_t
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v.to_string().contains("already lie in it"), "{v}");
+    assert!(v.to_string().contains("already lies in it"), "{v}");
+    // A region whose bounds hold a point but whose shape does not is made: a triangle with a
+    // point of `rest` in its bounding box, beyond its long side, and no point inside.
+    let inside = |(plat, plon): (f64, f64), (lat, lon): (f64, f64)| {
+        let (dlat, dlon) = (lat - plat, lon - plon);
+        dlat >= -2.0 && dlon >= -2.0 && dlat + dlon <= -1.5
+    };
+    let corner = (0..N)
+        .filter(|&i| region_key_of(i) == "rest")
+        .filter_map(region_location)
+        .filter(|&(lat, lon)| (-58.0..25.0).contains(&lat) && (60.0..170.0).contains(&lon))
+        .find(|&p| !(0..N).filter_map(region_location).any(|q| inside(p, q)))
+        .expect("a point of `rest` with an empty triangle beside it");
+    let (lat, lon) = corner;
+    let triangle = json!({"geo_polygon": {"exterior": {"points": [
+        {"lat": lat - 2.0, "lon": lon - 2.0}, {"lat": lat + 0.5, "lon": lon - 2.0},
+        {"lat": lat - 2.0, "lon": lon + 0.5}, {"lat": lat - 2.0, "lon": lon - 2.0}]}}});
+    assert_eq!(
+        cluster
+            .put(
+                "/collections/g/shards",
+                json!({"shard_key": "tri", "region": triangle, "placement": [2]}),
+            )
+            .await,
+        json!(true),
+        "a point at {corner:?} lies in the triangle's bounds, not in it"
+    );
     let empty_box = |west: f64| {
         json!({"geo_bounding_box": {
             "top_left": {"lat": -44.1, "lon": west}, "bottom_right": {"lat": -44.4, "lon": west + 0.3}}})
@@ -2024,7 +2050,8 @@ async fn regions_place_points_by_location_and_geo_reads_reach_only_the_regions_t
     assert_eq!(
         keys["shard_keys"],
         json!([{"key": "am", "region": americas}, {"key": "eu", "region": europe},
-               {"key": "rest"}, {"key": "sa", "region": first}]),
+               {"key": "rest"}, {"key": "sa", "region": first},
+               {"key": "tri", "region": triangle}]),
     );
     let before = searched(1, "am").await;
     let body = json!({"query": vector(60_000, DIM), "limit": 10, "with_payload": true,

@@ -1401,14 +1401,20 @@ impl Cluster {
             };
             listed.push(Some(names.iter().cloned().collect()));
             for node_name in names {
-                if !node_name.contains(keys::KEY_SEPARATOR) || !seen.insert(node_name.clone()) {
+                if !node_name.contains(keys::KEY_SEPARATOR) {
                     continue;
                 }
                 let recheck = match known.get(&node_name) {
                     None => None,
                     Some(None) => continue,
+                    // Read from a node of its group: a copy elsewhere is one a failed delete
+                    // left (a key moved to other nodes is found gone, then found anew).
+                    Some(Some(placed)) if !placed.0.contains(&at) => continue,
                     Some(Some(placed)) => Some(placed),
                 };
+                if !seen.insert(node_name.clone()) {
+                    continue;
+                }
                 let info = match self.nodes[at].collection_info(&node_name, deadline).await {
                     Ok(i) => i,
                     Err(e) => {
@@ -1479,7 +1485,11 @@ impl Cluster {
                 match recheck {
                     None => scan.found.push(found),
                     Some((group, region)) => {
-                        if &found.group != group || found.region.as_ref() != region.as_ref() {
+                        let same_region = match (&found.region, region) {
+                            (Some(a), Some(b)) => a.same_shape(b),
+                            (a, b) => a.is_none() && b.is_none(),
+                        };
+                        if &found.group != group || !same_region {
                             scan.changed.push(found);
                         }
                     }

@@ -115,11 +115,17 @@ impl Region {
         Bounds::of(&self.shape).unwrap_or(Bounds::EMPTY)
     }
 
-    /// A filter on `field` that every location the region holds passes (and some just
-    /// outside it, within `COVER_MARGIN_DEG`): the region's bounds as `geo_bounding_box`
-    /// conditions, whose edges are strict, widened past them; boxes that wrap round the
-    /// antimeridian where a bound reaches ±180°, and a small circle on a pole a bound
-    /// reaches, so that points on those lines pass too.
+    /// Whether the two regions hold the same locations (their shapes are equal, however
+    /// their JSON was written).
+    pub fn same_shape(&self, other: &Region) -> bool {
+        self.shape == other.shape
+    }
+
+    /// A filter on `field` that every location the region holds passes (and others in its
+    /// bounds, or just outside them, within `COVER_MARGIN_DEG`): the region's bounds as
+    /// `geo_bounding_box` conditions, whose edges are strict, widened past them; a thin box
+    /// wrapped round the antimeridian where a bound reaches ±180°, and a small circle on a
+    /// pole a bound reaches, so that points on those lines pass too.
     pub fn covering_filter(&self, field: &str) -> serde_json::Value {
         const E: f64 = COVER_MARGIN_DEG;
         let b = self.bounds();
@@ -130,18 +136,16 @@ impl Region {
                 "top_left": corner(north, west), "bottom_right": corner(south, east)}})
         };
         let mut should = Vec::new();
+        let mut seam = false;
         for &(west, east) in &b.lon {
-            let (west, east) = (west - E, east + E);
-            match (west <= -180.0, east >= 180.0) {
-                (false, false) => should.push(bbox(west, east)),
-                // Wrapping boxes: east of `west`, or west of `east`, each past ±180.
-                (true, false) => should.push(bbox(180.0 - E, east)),
-                (false, true) => should.push(bbox(west, -180.0 + E)),
-                (true, true) => {
-                    should.push(bbox(-180.0, 180.0));
-                    should.push(bbox(180.0 - E, -180.0 + E));
-                }
-            }
+            let (west, east) = ((west - E).max(-180.0), (east + E).min(180.0));
+            should.push(bbox(west, east));
+            seam |= west <= -180.0 || east >= 180.0;
+        }
+        if seam {
+            // The ±180° meridian itself, which a box's strict edge leaves out: a box
+            // wrapped round it, east of 180 - E or west of -180 + E.
+            should.push(bbox(180.0 - E, -180.0 + E));
         }
         for (pole, reached) in [(90.0, north >= 90.0), (-90.0, south <= -90.0)] {
             if reached && !b.lon.is_empty() {
@@ -603,6 +607,9 @@ mod tests {
             Region::from_json(&bbox(72.0, -25.0, 34.0, 45.0)).unwrap(),
             Region::from_json(&bbox(20.0, 170.0, -20.0, -170.0)).unwrap(),
             Region::from_json(&bbox(90.0, -180.0, 60.0, 180.0)).unwrap(),
+            // Boxes wrapping round almost the whole globe, their edges a hair from ±180.
+            Region::from_json(&bbox(10.0, 180.0, -10.0, 179.999_998_5)).unwrap(),
+            Region::from_json(&bbox(10.0, -179.999_998_5, -10.0, 180.0)).unwrap(),
             Region::from_json(&json!({"geo_radius": {
                 "center": {"lat": 0.0, "lon": 179.5}, "radius": 300_000.0}}))
             .unwrap(),
