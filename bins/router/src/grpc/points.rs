@@ -659,18 +659,16 @@ impl pb::points_server::Points for Points {
             Some(u64::from(r.group_size)),
             r.with_lookup.as_ref(),
         );
-        let v = rest_result(
-            crate::api::groups::search_groups(
-                State(self.0.clone()),
-                Path(r.collection_name),
-                Params(read_params(r.timeout)?),
-                body(&Json::Object(out)).into(),
-            )
-            .await,
+        let groups = groups(
+            &self.0,
+            r.collection_name,
+            r.timeout,
+            out,
+            crate::api::groups::search_groups,
         )
         .await?;
         Ok(Response::new(pb::SearchGroupsResponse {
-            result: Some(groups_pb(&v)?),
+            result: Some(groups),
             time: seconds(start),
             usage: None,
         }))
@@ -815,18 +813,16 @@ impl pb::points_server::Points for Points {
             Some(u64::from(r.group_size)),
             r.with_lookup.as_ref(),
         );
-        let v = rest_result(
-            crate::api::groups::recommend_groups(
-                State(self.0.clone()),
-                Path(r.collection_name),
-                Params(read_params(r.timeout)?),
-                body(&Json::Object(out)).into(),
-            )
-            .await,
+        let groups = groups(
+            &self.0,
+            r.collection_name,
+            r.timeout,
+            out,
+            crate::api::groups::recommend_groups,
         )
         .await?;
         Ok(Response::new(pb::RecommendGroupsResponse {
-            result: Some(groups_pb(&v)?),
+            result: Some(groups),
             time: seconds(start),
             usage: None,
         }))
@@ -1020,18 +1016,16 @@ impl pb::points_server::Points for Points {
             r.with_vectors.as_ref().map(json::with_vectors_json),
         );
         group_fields(&mut out, &r.group_by, r.group_size, r.with_lookup.as_ref());
-        let v = rest_result(
-            crate::api::groups::query_groups(
-                State(self.0.clone()),
-                Path(r.collection_name),
-                Params(read_params(r.timeout)?),
-                body(&Json::Object(out)).into(),
-            )
-            .await,
+        let groups = groups(
+            &self.0,
+            r.collection_name,
+            r.timeout,
+            out,
+            crate::api::groups::query_groups,
         )
         .await?;
         Ok(Response::new(pb::QueryGroupsResponse {
-            result: Some(groups_pb(&v)?),
+            result: Some(groups),
             time: seconds(start),
             usage: None,
         }))
@@ -1320,6 +1314,34 @@ fn group_fields(
         );
         out.insert("with_lookup".into(), Json::Object(o));
     }
+}
+
+/// Runs a REST grouped search (`endpoint`) on collection `name` with body `out`; its groups
+/// as gRPC's.
+async fn groups<F, Fut>(
+    state: &Arc<AppState>,
+    name: String,
+    timeout: Option<u64>,
+    out: Map<String, Json>,
+    endpoint: F,
+) -> Result<pb::GroupsResult, ApiError>
+where
+    F: FnOnce(
+        State<Arc<AppState>>,
+        Path<String>,
+        Params<model::ReadParams>,
+        axum::body::Bytes,
+    ) -> Fut,
+    Fut: std::future::Future<Output = crate::api::ApiResult>,
+{
+    let answer = endpoint(
+        State(state.clone()),
+        Path(name),
+        Params(read_params(timeout)?),
+        body(&Json::Object(out)).into(),
+    )
+    .await;
+    groups_pb(&rest_result(answer).await?)
 }
 
 /// REST's `{"groups": [...]}` as gRPC's `GroupsResult`.

@@ -377,8 +377,7 @@ pub fn points_by_field(
     field: &str,
     named: Option<&ShardKey>,
 ) -> Result<Vec<(ShardKey, Vec<storage::PointWrite>)>, String> {
-    let mut out: Vec<(ShardKey, Vec<storage::PointWrite>)> = Vec::new();
-    for (i, p) in points.into_iter().enumerate() {
+    group_by_key(points, |i, p| {
         let own = match p.payload.get(field) {
             None => None,
             Some(v) => Some(key_of_value(v).ok_or_else(|| {
@@ -388,22 +387,29 @@ pub fn points_by_field(
                 )
             })?),
         };
-        let key = match (own, named) {
-            (Some(own), Some(named)) if &own != named => {
-                return Err(format!(
-                    "points[{i}]: its `{field}` is {own} but the request names shard key \
-                     {named}"
-                ))
-            }
-            (Some(k), _) => k,
-            (None, Some(named)) => named.clone(),
-            (None, None) => {
-                return Err(format!(
-                    "points[{i}]: no payload field `{field}` and no shard_key: the point \
-                     cannot be placed"
-                ))
-            }
-        };
+        match (own, named) {
+            (Some(own), Some(named)) if &own != named => Err(format!(
+                "points[{i}]: its `{field}` is {own} but the request names shard key {named}"
+            )),
+            (Some(k), _) => Ok(k),
+            (None, Some(named)) => Ok(named.clone()),
+            (None, None) => Err(format!(
+                "points[{i}]: no payload field `{field}` and no shard_key: the point cannot be \
+                 placed"
+            )),
+        }
+    })
+}
+
+/// Cuts `points` by the key `key_of` gives each (with its position), in first-met order of
+/// the keys; the first error stops the cut.
+pub(crate) fn group_by_key(
+    points: Vec<storage::PointWrite>,
+    mut key_of: impl FnMut(usize, &storage::PointWrite) -> Result<ShardKey, String>,
+) -> Result<Vec<(ShardKey, Vec<storage::PointWrite>)>, String> {
+    let mut out: Vec<(ShardKey, Vec<storage::PointWrite>)> = Vec::new();
+    for (i, p) in points.into_iter().enumerate() {
+        let key = key_of(i, &p)?;
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some((_, list)) => list.push(p),
             None => out.push((key, vec![p])),

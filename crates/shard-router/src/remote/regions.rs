@@ -37,6 +37,8 @@ pub struct Region {
     shape: FieldCheck,
     /// As it was written (kept in the key's marker, and shown).
     json: serde_json::Value,
+    /// The shape's bounds, worked out once: every geo-filtered read compares them.
+    bounds: Bounds,
 }
 
 impl Region {
@@ -77,9 +79,11 @@ impl Region {
             }
             _ => {}
         }
+        let bounds = Bounds::of(&shape).unwrap_or(Bounds::EMPTY);
         Ok(Region {
             shape,
             json: v.clone(),
+            bounds,
         })
     }
 
@@ -111,10 +115,6 @@ impl Region {
         }
     }
 
-    fn bounds(&self) -> Bounds {
-        Bounds::of(&self.shape).unwrap_or(Bounds::EMPTY)
-    }
-
     /// Whether the two regions hold the same locations (their shapes are equal, however
     /// their JSON was written).
     pub fn same_shape(&self, other: &Region) -> bool {
@@ -128,7 +128,7 @@ impl Region {
     /// pole a bound reaches, so that points on those lines pass too.
     pub fn covering_filter(&self, field: &str) -> serde_json::Value {
         const E: f64 = COVER_MARGIN_DEG;
-        let b = self.bounds();
+        let b = &self.bounds;
         let (south, north) = ((b.lat.0 - E).max(-90.0), (b.lat.1 + E).min(90.0));
         let corner = |lat: f64, lon: f64| serde_json::json!({"lat": lat, "lon": lon});
         let bbox = |west: f64, east: f64| {
@@ -376,22 +376,16 @@ pub fn points_by_region(
     regions: &RegionLayout,
     named: Option<&ShardKey>,
 ) -> Result<Vec<(ShardKey, Vec<storage::PointWrite>)>, String> {
-    let mut out: Vec<(ShardKey, Vec<storage::PointWrite>)> = Vec::new();
-    for (i, p) in points.into_iter().enumerate() {
+    super::keys::group_by_key(points, |i, p| {
         let location = match p.payload.get(field) {
             None => None,
             Some(v) => {
                 location_of(v).map_err(|e| format!("points[{i}]: payload field `{field}`: {e}"))?
             }
         };
-        let key = key_for(layout, regions, location, named)
-            .map_err(|e| format!("points[{i}] cannot be placed: {e}"))?;
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(p),
-            None => out.push((key, vec![p])),
-        }
-    }
-    Ok(out)
+        key_for(layout, regions, location, named)
+            .map_err(|e| format!("points[{i}] cannot be placed: {e}"))
+    })
 }
 
 /// The keys a read filtered by `filter` must reach: `Some` when its `must` conditions
@@ -414,10 +408,7 @@ pub fn reached_keys(
             .keys()
             .filter(|k| match regions.get(*k) {
                 None => true,
-                Some(r) => {
-                    let bounds = r.bounds();
-                    shapes.iter().all(|s| s.meets(&bounds))
-                }
+                Some(r) => shapes.iter().all(|s| s.meets(&r.bounds)),
             })
             .cloned()
             .collect(),
@@ -457,6 +448,17 @@ mod tests {
 
     fn pt(lat: f64, lon: f64) -> GeoPoint {
         GeoPoint { lat, lon }
+    }
+
+    /// A point whose `loc` is `p`, for a filter to test.
+    fn located(p: GeoPoint) -> payload::PlainPoint {
+        payload::PlainPoint {
+            id: index_core::PointId::Num(0),
+            payload: json!({"loc": {"lat": p.lat, "lon": p.lon}})
+                .as_object()
+                .cloned(),
+            vectors: Vec::new(),
+        }
     }
 
     /// Europe and the Americas as boxes, Japan as a polygon, the Pacific across the
@@ -643,16 +645,7 @@ mod tests {
             let filter = payload::Filter::from_json(&r.covering_filter("loc")).unwrap();
             let (mut held, mut passed) = (0, 0);
             for p in &probes {
-                let doc = payload::PlainPoint {
-                    id: index_core::PointId::Num(0),
-                    payload: Some(
-                        json!({"loc": {"lat": p.lat, "lon": p.lon}})
-                            .as_object()
-                            .unwrap()
-                            .clone(),
-                    ),
-                    vectors: Vec::new(),
-                };
+                let doc = located(*p);
                 let passes = filter.matches(&doc);
                 passed += usize::from(passes);
                 if r.contains(*p) {
@@ -795,16 +788,7 @@ mod tests {
             let f = payload::Filter::from_json(&filter).unwrap();
             let reached = reached_keys(&f, &field, &layout, &regions).unwrap();
             for (p, key) in &points {
-                let doc = payload::PlainPoint {
-                    id: index_core::PointId::Num(0),
-                    payload: Some(
-                        json!({"loc": {"lat": p.lat, "lon": p.lon}})
-                            .as_object()
-                            .unwrap()
-                            .clone(),
-                    ),
-                    vectors: Vec::new(),
-                };
+                let doc = located(*p);
                 if f.matches(&doc) {
                     checked += 1;
                     assert!(
