@@ -59,5 +59,5 @@ mod persist;
 mod visited;
 
 pub use config::{HnswConfig, StorageKind, EF_CONSTRUCT_RANGE, M_RANGE};
-pub use index::HnswIndex;
+pub use index::{BaseLayer, HnswIndex};
 pub use persist::LoadOptions;

@@ -131,7 +131,8 @@ impl HnswIndex {
     }
 
     /// The links an insert of `offset` (prepared vector `v`, top level `level`) gets on each of
-    /// its levels, top first: a walk per level from the entry down, then the heuristic. With
+    /// its levels down to `lowest`, top first: a walk per level from the entry down, then the
+    /// heuristic. With
     /// `rescore`, `measure` is approximate (8-bit codes) and the candidates a walk found are
     /// measured again exactly before the heuristic picks among them.
     #[allow(clippy::too_many_arguments)]
@@ -145,10 +146,11 @@ impl HnswIndex {
         measure: &M,
         prefetch: &P,
         rescore: bool,
+        lowest: usize,
     ) -> Vec<(usize, Vec<u32>)> {
         let mut entries = vec![self.descend(measure, entry, top, level).offset];
         let mut chosen = Vec::with_capacity(level.min(top) + 1);
-        for l in (0..=level.min(top)).rev() {
+        for l in (lowest..=level.min(top)).rev() {
             let mut found =
                 self.search_level(measure, prefetch, &entries, self.config.ef_construct, l);
             found.retain(|c| c.offset != offset);
@@ -176,6 +178,50 @@ impl HnswIndex {
             }
         }
         chosen
+    }
+
+    /// Builds the levels above 0 over a base layer given whole (`from_graph`): each node
+    /// whose seeded level is above 0 is linked on its upper levels as an insert would link
+    /// it, its base-layer links left as they are.
+    pub(super) fn build_upper_levels(&self) {
+        let end = self.end.load(Ordering::Acquire);
+        for offset in 0..end {
+            let level = self.level_for(offset);
+            if level == 0 {
+                continue;
+            }
+            let words = (0..level * (1 + self.config.m))
+                .map(|_| AtomicU32::new(0))
+                .collect();
+            self.upper
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(offset, words);
+            let Some((entry, top)) = self.entry() else {
+                return;
+            };
+            if top > 0 {
+                let Some(v) = self.vector(offset) else {
+                    continue;
+                };
+                let measure = |n: u32| self.measure_exact(&v, n);
+                let prefetch = |n: u32| self.arena.prefetch(n);
+                let chosen =
+                    self.choose_links(offset, &v, level, entry, top, &measure, &prefetch, false, 1);
+                for (l, selected) in &chosen {
+                    self.set_neighbours(offset, *l, selected);
+                }
+                for (l, selected) in &chosen {
+                    for &n in selected {
+                        self.connect(n, offset, *l);
+                    }
+                }
+            }
+            if level > top {
+                self.entry
+                    .store((level as u64) << 32 | offset as u64, Ordering::Release);
+            }
+        }
     }
 
     pub(super) fn insert_prepared(
@@ -250,7 +296,7 @@ impl HnswIndex {
                     }
                     None => self.arena.prefetch(n),
                 };
-                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, true)
+                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, true, 0)
             }
             None => {
                 let measure = |n: u32| self.measure_exact(v, n);
@@ -263,7 +309,7 @@ impl HnswIndex {
                         self.arena.prefetch_secondary(n);
                     }
                 };
-                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, false)
+                self.choose_links(offset, v, level, entry, top, &measure, &prefetch, false, 0)
             }
         };
         for (l, selected) in &chosen {

@@ -54,6 +54,20 @@ const FILTER_SAMPLE: usize = 256;
 /// results, so with few of them it crawls through most of the graph.
 const FILTER_FIRST_BELOW: f64 = 0.5;
 
+/// A base layer built elsewhere, for [`HnswIndex::from_graph`].
+#[derive(Debug, Clone, Copy)]
+pub struct BaseLayer<'a> {
+    /// Out-links per node (at most the base layer's `2·m`).
+    pub degree: usize,
+    /// `n · degree` links, node after node; `u32::MAX` pads a shorter list.
+    pub links: &'a [u32],
+    /// Where walks start (the entry point, on level 0 or, with `hierarchy`, until an upper
+    /// level exists).
+    pub entry: PointOffset,
+    /// Build the levels above the given one (cuVS's `hierarchy = cpu`).
+    pub hierarchy: bool,
+}
+
 /// How a filtered search runs; see [`HnswIndex::plan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FilterPlan {
@@ -448,6 +462,121 @@ impl HnswIndex {
         // Make every node reachable and findable by a search for its own vector.
         index.link_unreachable();
         Ok(index)
+    }
+
+    /// An index whose base layer is a given graph: `data` (a flat buffer of `n` vectors as
+    /// users send them, offsets `0 .. n`) and `layer` ([`BaseLayer`]). This is how a graph built elsewhere
+    /// (`gpu-cagra`'s, on a CPU or a GPU) is served, as cuVS exports CAGRA to hnswlib:
+    /// without `layer.hierarchy`, every node on level 0 and walks starting at `layer.entry`; with it,
+    /// the levels above are built over the given layer (cuVS's `hierarchy = cpu`), whose
+    /// links stay as given, so that walks descend to the query's region first (one entry
+    /// point on a single layer does not leave its region when the data is in far-apart
+    /// clusters). Later inserts build every level as usual.
+    ///
+    /// Errors: a ragged buffer, `degree` above the base layer's `2·m` links, a link or the
+    /// entry past the vectors, a self-loop.
+    pub fn from_graph(
+        dim: usize,
+        metric: Metric,
+        config: HnswConfig,
+        data: &[f32],
+        layer: BaseLayer<'_>,
+    ) -> Result<HnswIndex> {
+        let BaseLayer {
+            degree,
+            links,
+            entry,
+            hierarchy,
+        } = layer;
+        if dim == 0 || !data.len().is_multiple_of(dim) {
+            return Err(IndexError::InvalidParameter {
+                name: "data",
+                reason: format!(
+                    "{} values are not whole vectors of dimension {dim}",
+                    data.len()
+                ),
+            });
+        }
+        let n = data.len() / dim;
+        if degree == 0 || degree > config.m0() || links.len() != n * degree {
+            return Err(IndexError::InvalidParameter {
+                name: "links",
+                reason: format!(
+                    "{} links are not {n} lists of degree {degree} (at most 2·m = {})",
+                    links.len(),
+                    config.m0()
+                ),
+            });
+        }
+        if n >= u32::MAX as usize || (n > 0 && entry as usize >= n) {
+            return Err(IndexError::OffsetOutOfRange {
+                offset: entry,
+                limit: n,
+            });
+        }
+        for (node, row) in links.chunks_exact(degree).enumerate() {
+            if let Some(&bad) = row
+                .iter()
+                .find(|&&b| b != u32::MAX && (b as usize >= n || b as usize == node))
+            {
+                return Err(IndexError::InvalidParameter {
+                    name: "links",
+                    reason: format!("node {node} links to {bad}: past the vectors or itself"),
+                });
+            }
+        }
+        let index = if config.storage.is_quantized() {
+            HnswIndex::with_training(dim, metric, config, data)?
+        } else {
+            HnswIndex::new(dim, metric, config)?
+        };
+        data.par_chunks_exact(dim)
+            .zip(links.par_chunks_exact(degree))
+            .enumerate()
+            .try_for_each(|(i, (v, row))| {
+                let offset = i as u32;
+                let v = prepared_vector(v, dim, metric)?;
+                let mut payload = Vec::with_capacity(index.codec.payload_bytes(dim));
+                index.codec.encode(&v, &mut payload)?;
+                let Some(mut writer) = index.arena.claim(offset)? else {
+                    unreachable!("a new index has every offset free");
+                };
+                writer.write_payload(&payload);
+                if index.codec.kind().is_quantized() {
+                    writer.write_secondary(bytemuck::cast_slice(&v));
+                }
+                writer.publish();
+                let row: Vec<u32> = row.iter().copied().filter(|&b| b != u32::MAX).collect();
+                index.set_neighbours(offset, 0, &row);
+                Ok::<(), IndexError>(())
+            })?;
+        index.end.store(n as u32, Ordering::Release);
+        index.live.store(n, Ordering::Release);
+        if n > 0 {
+            index.entry.store(entry as u64, Ordering::Release);
+        }
+        // The imported graph is served as it is: the findability repair would add links.
+        index.checked_findable.store(n as u32, Ordering::Release);
+        if hierarchy {
+            index.build_upper_levels();
+        }
+        Ok(index)
+    }
+
+    /// The base layer's links of every offset below the end (empty for one never inserted or
+    /// deleted): what `gpu-cagra`'s `CagraIndex::from_graph` takes.
+    pub fn base_layer(&self) -> Vec<Vec<u32>> {
+        let end = self.end.load(Ordering::Acquire);
+        (0..end)
+            .into_par_iter()
+            .map(|o| {
+                let mut links = Vec::new();
+                if self.arena.state(o) == SlotState::Live {
+                    self.neighbours(o, 0, &mut links);
+                }
+                links
+            })
+            .collect()
     }
 
     /// Inserts the vectors of `data` at offsets `first, first + 1, ...`, in parallel. A batch
