@@ -125,9 +125,10 @@ impl HnswConfigDiff {
 }
 
 /// Which index indexed segments build: an extension of Qdrant's API (Qdrant always builds
-/// HNSW), set collection-wide or per vector as `"index": {"type": "hnsw"}` or
+/// HNSW), set collection-wide or per vector as `"index": {"type": "hnsw"}`,
 /// `"index": {"type": "ivf", "encoding": {"kind": "sq8"}, "nprobe": 32, ...}` (the fields of
-/// `index_ivf::IvfConfig`, FAISS's names).
+/// `index_ivf::IvfConfig`, FAISS's names) or `"index": {"type": "cagra", "graph_degree": 32,
+/// ...}` (the fields of `gpu_cagra::CagraConfig`, cuVS's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum IndexConfig {
@@ -135,6 +136,8 @@ pub enum IndexConfig {
     Hnsw,
     /// Inverted lists.
     Ivf(index_ivf::IvfConfig),
+    /// CAGRA graphs, rebuilt whole as segments grow.
+    Cagra(gpu_cagra::CagraConfig),
 }
 
 /// Qdrant's scalar quantization settings.
@@ -307,6 +310,10 @@ impl VectorParams {
         }
         if let Some(IndexConfig::Ivf(c)) = &self.index {
             c.validate(self.size)
+                .map_err(|e| invalid(format!("{label}.index: {e}")))?;
+        }
+        if let Some(IndexConfig::Cagra(c)) = &self.index {
+            c.validate()
                 .map_err(|e| invalid(format!("{label}.index: {e}")))?;
         }
         if self.multivector_config.is_some() && self.index.is_some() {
@@ -606,6 +613,8 @@ pub struct EffectiveVector {
     pub on_disk: bool,
     /// IVF instead of HNSW, with this configuration (full vectors always kept).
     pub ivf: Option<index_ivf::IvfConfig>,
+    /// CAGRA instead of HNSW, with this configuration.
+    pub cagra: Option<gpu_cagra::CagraConfig>,
 }
 
 impl CollectionConfig {
@@ -653,6 +662,15 @@ impl CollectionConfig {
                 if p.quantization_config.is_some() || self.quantization_config.is_some() {
                     return Err(invalid(
                         "quantization_config applies to HNSW; an IVF index sets its own list encoding"
+                            .into(),
+                    ));
+                }
+            }
+            if let Some(IndexConfig::Cagra(c)) = p.index.as_ref().or(self.index.as_ref()) {
+                c.validate().map_err(|e| invalid(format!("index: {e}")))?;
+                if p.quantization_config.is_some() || self.quantization_config.is_some() {
+                    return Err(invalid(
+                        "quantization_config applies to HNSW; a CAGRA index sets its own `storage`"
                             .into(),
                     ));
                 }
@@ -883,8 +901,13 @@ impl CollectionConfig {
                     }),
                     _ => None,
                 };
+                let cagra = match p.index.as_ref().or(self.index.as_ref()) {
+                    Some(IndexConfig::Cagra(c)) => Some(c.clone()),
+                    _ => None,
+                };
                 EffectiveVector {
                     ivf,
+                    cagra,
                     dim: p.size,
                     distance: p.distance,
                     on_disk: p.on_disk.unwrap_or(false),

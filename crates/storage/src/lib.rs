@@ -46,6 +46,7 @@
 
 mod aliases;
 pub mod archive;
+mod cagra;
 mod collection;
 mod config;
 mod error;

@@ -12,6 +12,7 @@
 //! touching the map. Both change only under the shard's write lock, so a reader holding the
 //! read lock sees each point live in exactly one place.
 
+use crate::cagra::CagraSegment;
 use crate::config::EffectiveVector;
 use crate::Result;
 use index_core::{AllowedSet, VectorIndexWrite};
@@ -229,22 +230,47 @@ pub(crate) enum SegmentIndex {
     /// IVF (configured with `"index": {"type": "ivf", ...}`); always keeps the full vectors, so
     /// that stored vectors can be returned.
     Ivf(IvfIndex),
+    /// CAGRA (configured with `"index": {"type": "cagra", ...}`), with a tail of the rows
+    /// added since its last build.
+    Cagra(CagraSegment),
 }
 
-impl SegmentIndex {
-    /// File extension of the saved form.
-    pub(crate) fn extension(ivf: bool) -> &'static str {
-        if ivf {
-            "ivf"
+/// Which index family a vector's indexed segments use: it names their files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexKind {
+    Hnsw,
+    Ivf,
+    Cagra,
+}
+
+impl IndexKind {
+    /// The kind a vector's settings ask for.
+    pub(crate) fn of(v: &crate::config::EffectiveVector) -> IndexKind {
+        if v.ivf.is_some() {
+            IndexKind::Ivf
+        } else if v.cagra.is_some() {
+            IndexKind::Cagra
         } else {
-            "hnsw"
+            IndexKind::Hnsw
         }
     }
 
+    /// File extension of the saved form.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            IndexKind::Hnsw => "hnsw",
+            IndexKind::Ivf => "ivf",
+            IndexKind::Cagra => "cagra",
+        }
+    }
+}
+
+impl SegmentIndex {
     fn contains(&self, offset: PointOffset) -> bool {
         match self {
             SegmentIndex::Hnsw(g) => g.contains(offset),
             SegmentIndex::Ivf(i) => i.contains(offset),
+            SegmentIndex::Cagra(c) => c.contains(offset),
         }
     }
 
@@ -252,6 +278,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => g.vector(offset),
             SegmentIndex::Ivf(i) => i.stored_vector(offset),
+            SegmentIndex::Cagra(c) => c.vector(offset),
         }
     }
 
@@ -264,6 +291,7 @@ impl SegmentIndex {
         Ok(match self {
             SegmentIndex::Hnsw(g) => g.search(query, params, filter)?,
             SegmentIndex::Ivf(i) => i.search(query, params, filter)?,
+            SegmentIndex::Cagra(c) => c.search(query, params, filter)?,
         })
     }
 
@@ -271,6 +299,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => g.insert(offset, vector),
             SegmentIndex::Ivf(i) => i.insert(offset, vector),
+            SegmentIndex::Cagra(c) => c.insert(offset, vector),
         }
     }
 
@@ -303,11 +332,15 @@ impl SegmentIndex {
             })
     }
 
-    /// Work after a batch of inserts (HNSW: link any node no search could reach).
-    pub(crate) fn finish_batch(&self) {
-        if let SegmentIndex::Hnsw(g) = self {
-            g.link_unreachable();
+    /// Work after a batch of inserts (HNSW: link any node no search could reach; CAGRA:
+    /// rebuild when the rows added since the last build are many).
+    pub(crate) fn finish_batch(&self) -> index_core::Result<()> {
+        match self {
+            SegmentIndex::Hnsw(g) => g.link_unreachable(),
+            SegmentIndex::Ivf(_) => {}
+            SegmentIndex::Cagra(c) => c.finish_batch()?,
         }
+        Ok(())
     }
 
     /// Whether loading this index from its file with `vectors_on_disk` moves its full
@@ -319,7 +352,7 @@ impl SegmentIndex {
     pub(crate) fn maps_full_vectors(&self) -> bool {
         match self {
             SegmentIndex::Hnsw(g) => g.config().storage.is_quantized(),
-            SegmentIndex::Ivf(_) => false,
+            SegmentIndex::Ivf(_) | SegmentIndex::Cagra(_) => false,
         }
     }
 
@@ -327,24 +360,27 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => g.save(path),
             SegmentIndex::Ivf(i) => i.save(path),
+            SegmentIndex::Cagra(c) => c.save(path),
         }
     }
 
+    /// Loads the index of `kind` saved at `path`; `vectors_on_disk` leaves HNSW's and IVF's
+    /// full vectors in the file map (CAGRA walks its vectors and keeps them in RAM).
     pub(crate) fn load(
         path: &Path,
-        ivf: bool,
+        kind: IndexKind,
         vectors_on_disk: bool,
     ) -> index_core::Result<SegmentIndex> {
-        Ok(if ivf {
-            SegmentIndex::Ivf(IvfIndex::load(
+        Ok(match kind {
+            IndexKind::Ivf => SegmentIndex::Ivf(IvfIndex::load(
                 path,
                 index_ivf::LoadOptions { vectors_on_disk },
-            )?)
-        } else {
-            SegmentIndex::Hnsw(HnswIndex::load(
+            )?),
+            IndexKind::Hnsw => SegmentIndex::Hnsw(HnswIndex::load(
                 path,
                 index_hnsw::LoadOptions { vectors_on_disk },
-            )?)
+            )?),
+            IndexKind::Cagra => SegmentIndex::Cagra(CagraSegment::load(path)?),
         })
     }
 }
@@ -850,6 +886,7 @@ mod tests {
             hnsw: index_hnsw::HnswConfig::default(),
             on_disk: false,
             ivf: None,
+            cagra: None,
         }
     }
 

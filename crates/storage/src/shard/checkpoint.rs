@@ -70,7 +70,9 @@ impl LocalShard {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with("seg-")
-                    && (name.ends_with(".hnsw") || name.ends_with(".ivf"))
+                    && (name.ends_with(".hnsw")
+                        || name.ends_with(".ivf")
+                        || name.ends_with(".cagra"))
                     && !referenced.contains(&name)
                 {
                     let _ = std::fs::remove_file(e.path());
@@ -93,7 +95,7 @@ impl LocalShard {
         let mut out = vec![path];
         for seg in &header.indexed {
             for (c, column) in layout.iter().enumerate() {
-                out.push(self.graph_file(seg.id, seg.generation, c, column.ivf));
+                out.push(self.graph_file(seg.id, seg.generation, c, column.kind()));
             }
         }
         Ok(out)
@@ -234,7 +236,7 @@ impl LocalShard {
                     graphs.push(fresh.next().expect("a fresh graph per new column"));
                     continue;
                 };
-                let file = self.graph_file(seg.id, seg.generation, o, layout[o].ivf);
+                let file = self.graph_file(seg.id, seg.generation, o, layout[o].kind());
                 if !file.exists() {
                     return Err(StorageError::corrupt(
                         &file,
@@ -242,7 +244,7 @@ impl LocalShard {
                     ));
                 }
                 graphs.push(
-                    SegmentIndex::load(&file, v.ivf.is_some(), v.on_disk)
+                    SegmentIndex::load(&file, layout[o].kind(), v.on_disk)
                         .map_err(|e| StorageError::corrupt(&file, e.to_string()))?,
                 );
             }

@@ -21,12 +21,13 @@ mod relayout;
 
 pub use relayout::VectorsChange;
 
+use crate::cagra::CagraSegment;
 use crate::config::EffectiveVector;
 use crate::filter_cache::{FilterCache, FilterRows};
 use crate::multi::{MultiVector, StoredMatrix};
 use crate::ops::{Operation, PointWrite};
 use crate::query::Query;
-use crate::segment::SegmentIndex;
+use crate::segment::{IndexKind, SegmentIndex};
 use crate::segment::{Rows, Segment, SegmentVectors, MIN_ROWS_TO_STAGE};
 use crate::sparse::{SparseIndex, SparseVector};
 use crate::wal::Wal;
@@ -385,6 +386,7 @@ impl LocalShard {
                 let m = match &**g {
                     SegmentIndex::Hnsw(h) => h.memory_usage(),
                     SegmentIndex::Ivf(i) => i.memory_usage(),
+                    SegmentIndex::Cagra(c) => c.memory_usage(),
                 };
                 (m.vector_bytes, m.vector_bytes_on_disk)
             })

@@ -133,7 +133,7 @@ impl LocalShard {
             pool.install(|| -> Result<()> {
                 for (c, graph) in graphs.iter().enumerate() {
                     graph.insert_batch(base, &vectors[c])?;
-                    graph.finish_batch();
+                    graph.finish_batch()?;
                 }
                 Ok(())
             })?;
@@ -252,7 +252,7 @@ impl LocalShard {
             };
             if v.on_disk && graph.maps_full_vectors() {
                 let file = self.graph_path(segment.id, generation, c);
-                match SegmentIndex::load(&file, false, true) {
+                match SegmentIndex::load(&file, IndexKind::Hnsw, true) {
                     Ok(graph) => {
                         loaded.push(Arc::new(graph));
                         mapped = true;
@@ -318,6 +318,15 @@ impl LocalShard {
             index.train(&sample())?;
             return Ok(SegmentIndex::Ivf(index));
         }
+        if let Some(cagra) = &v.cagra {
+            let config = gpu_cagra::CagraConfig {
+                seed: cagra.seed ^ self.id as u64,
+                ..cagra.clone()
+            };
+            return Ok(SegmentIndex::Cagra(CagraSegment::new(
+                v.dim, metric, config,
+            )?));
+        }
         let config = HnswConfig {
             seed: 0x5eed ^ self.id as u64,
             ..v.hnsw.clone()
@@ -342,7 +351,7 @@ impl LocalShard {
     }
 
     pub(super) fn extension(&self, column: usize) -> &'static str {
-        SegmentIndex::extension(self.settings().vectors[column].ivf.is_some())
+        IndexKind::of(&self.settings().vectors[column]).extension()
     }
 
     pub(super) fn graph_path(&self, segment: u64, generation: u64, column: usize) -> PathBuf {
@@ -350,21 +359,21 @@ impl LocalShard {
             segment,
             generation,
             column,
-            self.settings().vectors[column].ivf.is_some(),
+            IndexKind::of(&self.settings().vectors[column]),
         )
     }
 
-    /// The file of one graph of an indexed segment (`ivf`: an IVF index's).
+    /// The file of one graph of an indexed segment, of the index family `kind`.
     pub(super) fn graph_file(
         &self,
         segment: u64,
         generation: u64,
         column: usize,
-        ivf: bool,
+        kind: IndexKind,
     ) -> PathBuf {
         self.dir.join(format!(
             "seg-{segment}-{generation}-{column}.{}",
-            SegmentIndex::extension(ivf)
+            kind.extension()
         ))
     }
 }
@@ -378,6 +387,14 @@ fn built_otherwise(segment: &Segment, vectors: &[EffectiveVector]) -> bool {
         return false;
     };
     graphs.iter().zip(vectors).any(|(graph, v)| {
+        if let (SegmentIndex::Cagra(c), Some(want)) = (&**graph, &v.cagra) {
+            // Each segment's seed is the configured one mixed with its id.
+            let unseeded = |c: &gpu_cagra::CagraConfig| gpu_cagra::CagraConfig {
+                seed: 0,
+                ..c.clone()
+            };
+            return unseeded(c.config()) != unseeded(want);
+        }
         let SegmentIndex::Hnsw(h) = &**graph else {
             return false;
         };

@@ -30,6 +30,22 @@ pub(super) struct ColumnHeader {
     /// Its graph files are IVF indexes.
     #[serde(default)]
     pub(super) ivf: bool,
+    /// Its graph files are CAGRA indexes (absent in checkpoints from before CAGRA).
+    #[serde(default)]
+    pub(super) cagra: bool,
+}
+
+impl ColumnHeader {
+    /// The index family of the column's graph files.
+    pub(super) fn kind(&self) -> IndexKind {
+        if self.ivf {
+            IndexKind::Ivf
+        } else if self.cagra {
+            IndexKind::Cagra
+        } else {
+            IndexKind::Hnsw
+        }
+    }
 }
 
 /// The layout of columns for `vectors`.
@@ -41,6 +57,7 @@ pub(super) fn layout_of(vectors: &[EffectiveVector]) -> Vec<ColumnHeader> {
             dim: v.dim,
             distance: v.distance,
             ivf: v.ivf.is_some(),
+            cagra: v.cagra.is_some(),
         })
         .collect()
 }
@@ -142,12 +159,12 @@ impl LocalShard {
         let to = from + 1;
         let mut fresh = fresh.iter();
         for (c, (k, v)) in keep.iter().zip(new).enumerate() {
-            let dest = self.graph_file(seg, to, c, v.ivf.is_some());
+            let dest = self.graph_file(seg, to, c, IndexKind::of(v));
             // A leftover of a change that crashed before its checkpoint: named by none.
             let _ = std::fs::remove_file(&dest);
             match k {
                 Some(o) => {
-                    let src = self.graph_file(seg, from, *o, old[*o].ivf);
+                    let src = self.graph_file(seg, from, *o, old[*o].kind());
                     if std::fs::hard_link(&src, &dest).is_err() {
                         persist::replace_file(&dest, |out| {
                             std::io::copy(&mut std::fs::File::open(&src)?, out).map(|_| ())

@@ -723,6 +723,84 @@ fn ivf_collections_index_search_and_restart() {
 }
 
 #[test]
+fn cagra_collections_index_grow_by_rebuilds_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(29);
+    let mut model = Model::new();
+    let queries: Vec<Vec<f32>> = (0..30)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let store = reopen(dir.path());
+    let config = CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": "Cosine"},
+        "index": {"type": "cagra", "graph_degree": 16, "intermediate_graph_degree": 32},
+        "optimizers_config": {"indexing_threshold": (1000 * DIM * 4) / 1024},
+    }))
+    .unwrap();
+    let c = store.create("cagra", config).unwrap();
+    let check = |c: &Collection, when: &str, model: &Model| {
+        let mut hits = 0;
+        for q in &queries {
+            let truth = brute_force(model, quant::Metric::Cosine, q, 10, None);
+            assert_eq!(
+                ids(&c.search(&request(q.clone(), 10, true, None)).unwrap()),
+                truth,
+                "exact {when}"
+            );
+            let got: HashSet<PointId> =
+                ids(&c.search(&request(q.clone(), 10, false, None)).unwrap())
+                    .into_iter()
+                    .collect();
+            hits += truth.iter().filter(|id| got.contains(id)).count();
+        }
+        let recall = hits as f64 / (10 * queries.len()) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall} {when} (seed 29)");
+    };
+    fill(&c, &mut rng, &mut model, 0, 3000, 500);
+    c.optimize_now().unwrap();
+    assert!(c.stats().indexed_points >= 2000, "{:?}", c.stats());
+    check(&c, "after the first build", &model);
+    // More rows: appended to the indexed segment's tail, then a rebuild over all of them.
+    fill(&c, &mut rng, &mut model, 3000, 1500, 500);
+    c.optimize_now().unwrap();
+    assert!(c.stats().indexed_points >= 4000, "{:?}", c.stats());
+    check(&c, "after growing", &model);
+    let r = c.retrieve(
+        &[PointId::Num(4321)],
+        &PayloadSelector::Nothing,
+        &VectorSelector::All,
+    );
+    let stored = &r[0].vectors.as_ref().unwrap()[0].1;
+    let want = &model[&PointId::Num(4321)].0;
+    assert!(
+        stored.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{stored:?} vs {want:?}"
+    );
+    store.close().unwrap();
+    drop((c, store));
+    let store = reopen(dir.path());
+    check(&store.get("cagra").unwrap(), "after restart", &model);
+    store.close().unwrap();
+    for bad_index in [
+        json!({"type": "cagra", "graph_degree": 0}),
+        json!({"type": "cagra", "graph_degree": 64, "intermediate_graph_degree": 32}),
+        json!({"type": "cagra", "bogus": 1}),
+        json!({"type": "cagra", "storage": "pq"}),
+    ] {
+        let bad = CollectionConfig::from_json(
+            &json!({"vectors": {"size": DIM, "distance": "Cosine"}, "index": bad_index}),
+        );
+        assert!(bad.is_err(), "{bad_index} must be refused: {bad:?}");
+    }
+    let with_quant = CollectionConfig::from_json(&json!({
+        "vectors": {"size": DIM, "distance": "Cosine"},
+        "index": {"type": "cagra"},
+        "quantization_config": {"scalar": {"type": "int8"}},
+    }));
+    assert!(with_quant.is_err());
+}
+
+#[test]
 fn snapshots_taken_while_the_optimizer_runs_are_complete() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
