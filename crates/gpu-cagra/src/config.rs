@@ -263,6 +263,8 @@ impl CagraSearchParams {
             return self.max_iterations;
         }
         let per_pass = self.itopk_size.div_ceil(self.search_width);
-        (per_pass + per_pass / 2 + 16).max(self.min_iterations)
+        per_pass
+            .saturating_add(per_pass / 2 + 16)
+            .max(self.min_iterations)
     }
 }

@@ -154,8 +154,9 @@ impl<T: DType + Copy + Default> DeviceMatrix<T> {
 
     fn to_host(&self) -> Result<Vec<T>> {
         let mut out = vec![T::default(); self.bytes / std::mem::size_of::<T>()];
-        // SAFETY: `out` holds `self.bytes` bytes, the size of the device allocation; the
-        // copy is synchronous and waits for the work queued before it.
+        // SAFETY: `out` holds `self.bytes` bytes, the size of the device allocation. The
+        // caller synchronised the resources' stream (`sync_stream`) after the search that
+        // wrote the allocation, so the copy reads finished results.
         check_cuda("copy to the host", unsafe {
             cudaMemcpy(
                 out.as_mut_ptr().cast(),
@@ -220,8 +221,10 @@ impl<T: DType + Copy + Default> AsDlTensorMut for DeviceMatrix<T> {
 
 /// A CAGRA index built by cuVS on the GPU, over the [`GpuData`] it borrows.
 pub struct GpuCagraIndex<'d> {
-    res: Resources,
+    // Fields drop in order: the index (its device buffers) before the resources it was
+    // built with.
     index: Index<'d>,
+    res: Resources,
     data: &'d GpuData,
 }
 
@@ -258,7 +261,7 @@ impl<'d> GpuCagraIndex<'d> {
         // SAFETY: a plain CUDA call with no arguments; waits for the build's kernels so that
         // a caller's timing covers them.
         check_cuda("synchronise", unsafe { cudaDeviceSynchronize() })?;
-        Ok(GpuCagraIndex { res, index, data })
+        Ok(GpuCagraIndex { index, res, data })
     }
 
     /// Searches a batch of `queries` (`q · dim`, as users send them) on the GPU: the
@@ -299,6 +302,9 @@ impl<'d> GpuCagraIndex<'d> {
             .build()
             .map_err(|e| gpu_error("search parameters", e))?;
         let d_queries = DeviceMatrix::<f32>::from_host(&prepared, q, dim)?;
+        // The copy above ran on the default stream; the search runs on the resources' own.
+        // SAFETY: a plain CUDA call with no arguments.
+        check_cuda("synchronise", unsafe { cudaDeviceSynchronize() })?;
         let mut d_neighbors = DeviceMatrix::<u32>::alloc(q, limit)?;
         let mut d_distances = DeviceMatrix::<f32>::alloc(q, limit)?;
         self.index

@@ -107,10 +107,11 @@ fn check_data(data: &[f32], dim: usize, degree: usize) -> Result<usize> {
             ),
         ));
     }
-    if n >= u32::MAX as usize {
+    // Offsets are `u32`; NN-descent keeps a flag in the top bit of an id while it builds.
+    if n > 1 << 31 {
         return Err(invalid(
             "data",
-            format!("{n} vectors are more than offsets address"),
+            format!("{n} vectors are more than a graph addresses (2^31)"),
         ));
     }
     for (i, v) in data.chunks_exact(dim).enumerate() {
@@ -278,7 +279,8 @@ impl CagraIndex {
         }
     }
 
-    /// Makes every node reachable from the center. A k-NN graph of data in well separated
+    /// Makes every node reachable from the center (or, failing that, from an entry point). A
+    /// k-NN graph of data in well separated
     /// clusters has no link between them, and pruning and reverse edges stay inside them:
     /// a walk (or an export with one entry point) could never leave the cluster it starts
     /// in. For each node no walk reaches, a walk from the center for its vector finds the
@@ -287,19 +289,24 @@ impl CagraIndex {
     fn connect_all(&mut self) {
         let n = self.n;
         let degree = self.degree;
-        let mut indegree = vec![0u32; n];
-        for &b in &self.graph {
-            indegree[b as usize] += 1;
-        }
         let params = CagraSearchParams {
             itopk_size: 32,
             ..CagraSearchParams::default()
         };
+        let mut reached = vec![false; n];
         for _round in 0..8 {
-            let mut reached = vec![false; n];
+            reached.fill(false);
             self.reachable_from(self.center, &mut reached);
             if reached.iter().all(|&r| r) {
                 return;
+            }
+            // Links from reachable nodes only: a target that keeps one of those stays
+            // reachable after giving up another.
+            let mut indegree = vec![0u32; n];
+            for (node, links) in self.graph.chunks_exact(degree).enumerate() {
+                if reached[node] {
+                    links.iter().for_each(|&b| indegree[b as usize] += 1);
+                }
             }
             for u in 0..n as u32 {
                 if reached[u as usize] {
@@ -322,6 +329,21 @@ impl CagraIndex {
                 let old = std::mem::replace(&mut self.graph[row.start + slot], u);
                 indegree[old as usize] -= 1;
                 indegree[u as usize] += 1;
+                self.reachable_from(u, &mut reached);
+            }
+        }
+        // Past the rounds (never seen in the tests), what the center still does not reach
+        // becomes an entry point of every walk, so that nothing is out of a search's reach.
+        reached.fill(false);
+        self.reachable_from(self.center, &mut reached);
+        for entry in self.entries.clone() {
+            if !reached[entry as usize] {
+                self.reachable_from(entry, &mut reached);
+            }
+        }
+        for u in 0..n as u32 {
+            if !reached[u as usize] {
+                self.entries.push(u);
                 self.reachable_from(u, &mut reached);
             }
         }
@@ -427,25 +449,38 @@ impl CagraIndex {
                 format!("{limit} is not between 1 and {}", index_core::MAX_LIMIT),
             ));
         }
+        if let Some(o) = oversampling {
+            if !(o.is_finite() && (1.0..=1_000.0).contains(&o)) {
+                return Err(invalid(
+                    "oversampling",
+                    format!("{o} is not a number between 1 and 1000"),
+                ));
+            }
+        }
         let q = prepared_vector(query, self.dim, self.metric)?;
+        // The share of nodes a result may come from: deleted nodes stay in the graph, so a
+        // walk over many of them needs a wider buffer as a filter does.
+        let live_share = self.len() as f64 / self.n as f64;
         let allowed_share = match filter {
-            None => 1.0,
+            None => live_share,
             Some(f) => {
                 let passing = self.estimate_passing(f);
                 if self.plan(passing) == Plan::Scan {
                     return Ok(self.scan(&q, limit, f));
                 }
-                passing as f64 / self.n as f64
+                passing as f64 / self.n as f64 * live_share
             }
         };
         let rescore = rescore.unwrap_or(true) && matches!(self.vectors, Vectors::Sq8 { .. });
-        let oversampling = oversampling.unwrap_or(self.config.oversampling).max(1.0);
-        // Results wanted from the walk: with rescoring, `limit · oversampling` of them.
+        let oversampling = oversampling.unwrap_or(self.config.oversampling);
+        // Results wanted from the walk: with rescoring, `limit · oversampling` of them; never
+        // more than there are nodes.
         let wanted = if rescore {
             ((limit as f32 * oversampling).ceil() as usize).max(limit)
         } else {
             limit
-        };
+        }
+        .min(self.n);
         // A filtered walk keeps its buffer as wide in allowed points as an unfiltered one
         // (`itopk_size / share`), so that it does not stop with a handful of them.
         let mut walk = *params;
@@ -550,9 +585,14 @@ impl CagraIndex {
         let width = params.search_width;
         let degree = self.degree;
         let cap = params.iteration_cap();
-        let expected_visits = self.entries.len()
+        // Sized for the usual walk (and at most 64 K ids up front); the set grows past that.
+        let expected_visits = (self.entries.len()
             + params.num_random_samplings * width * degree
-            + cap.min(itopk * 2) * width * degree;
+            + cap
+                .min(itopk.saturating_mul(2))
+                .saturating_mul(width * degree))
+        .min(self.n)
+        .min(1 << 16);
         WALK_STATE.with(|state| {
             let mut state = state.borrow_mut();
             let WalkState {

@@ -124,6 +124,13 @@ impl CagraIndex {
         let n = r.u64().ok_or_else(short)? as usize;
         let degree = r.u32().ok_or_else(short)? as usize;
         let center = r.u32().ok_or_else(short)?;
+        // Before any per-link work: a degree the configuration does not have is damage.
+        if degree != config.graph_degree {
+            return Err(corrupt(format!(
+                "degree {degree}, the configuration's is {}",
+                config.graph_degree
+            )));
+        }
         if dim == 0 || dim > quant::MAX_DIMENSION || degree == 0 || n <= degree {
             return Err(corrupt(format!(
                 "dimension {dim}, {n} nodes of degree {degree}"

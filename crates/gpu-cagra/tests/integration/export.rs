@@ -169,6 +169,21 @@ fn an_export_refuses_a_degree_past_the_base_layer_and_links_past_the_points() {
         }
     )
     .is_err());
+    bad[5] = 3; // node 2 to 3, twice
+    bad[4] = 3;
+    assert!(HnswIndex::from_graph(
+        8,
+        Metric::Euclidean,
+        small.clone(),
+        &data,
+        BaseLayer {
+            degree: 2,
+            links: &bad,
+            entry: 0,
+            hierarchy: false
+        }
+    )
+    .is_err());
     assert!(HnswIndex::from_graph(
         8,
         Metric::Euclidean,

@@ -471,7 +471,8 @@ impl HnswIndex {
     /// the levels above are built over the given layer (cuVS's `hierarchy = cpu`), whose
     /// links stay as given, so that walks descend to the query's region first (one entry
     /// point on a single layer does not leave its region when the data is in far-apart
-    /// clusters). Later inserts build every level as usual.
+    /// clusters). Later inserts build every level as usual; without `hierarchy`, the first
+    /// of them that gets a level above 0 becomes the entry point, as in any HNSW.
     ///
     /// Errors: a ragged buffer, `degree` above the base layer's `2·m` links, a link or the
     /// entry past the vectors, a self-loop.
@@ -515,13 +516,14 @@ impl HnswIndex {
             });
         }
         for (node, row) in links.chunks_exact(degree).enumerate() {
-            if let Some(&bad) = row
-                .iter()
-                .find(|&&b| b != u32::MAX && (b as usize >= n || b as usize == node))
-            {
+            if let Some((_, &bad)) = row.iter().enumerate().find(|&(i, &b)| {
+                b != u32::MAX && (b as usize >= n || b as usize == node || row[..i].contains(&b))
+            }) {
                 return Err(IndexError::InvalidParameter {
                     name: "links",
-                    reason: format!("node {node} links to {bad}: past the vectors or itself"),
+                    reason: format!(
+                        "node {node} links to {bad}: past the vectors, itself or twice"
+                    ),
                 });
             }
         }
