@@ -220,7 +220,6 @@ impl CagraIndex {
         knn: &[u32],
         k: usize,
     ) -> Result<Self> {
-        let n = prepared.len() / dim;
         let degree = config.graph_degree;
         let pruned = optimize::prune(knn, k, degree);
         let graph = optimize::add_reverse_edges(&pruned, degree);
@@ -247,12 +246,29 @@ impl CagraIndex {
                 }
             }
         };
-        let mut index = CagraIndex {
+        let mut index = Self::assemble(dim, metric, config, graph, vectors, center, entries);
+        index.connect_all();
+        Ok(index)
+    }
+
+    /// An index of checked parts (`graph` of `config.graph_degree` links a node, as many
+    /// nodes as `vectors` holds), every node live: what a build and a load end with.
+    pub(crate) fn assemble(
+        dim: usize,
+        metric: Metric,
+        config: CagraConfig,
+        graph: Vec<u32>,
+        vectors: Vectors,
+        center: u32,
+        entries: Vec<u32>,
+    ) -> CagraIndex {
+        let n = vectors.full().len() / dim;
+        CagraIndex {
             dim,
             metric,
+            degree: config.graph_degree,
             config,
             n,
-            degree,
             graph,
             vectors,
             center,
@@ -260,9 +276,7 @@ impl CagraIndex {
             deleted: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             live: AtomicUsize::new(n),
             kernels: kernels(),
-        };
-        index.connect_all();
-        Ok(index)
+        }
     }
 
     /// The nodes a walk along the links from `start` reaches.

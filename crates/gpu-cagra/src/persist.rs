@@ -25,24 +25,14 @@ use crate::config::{CagraConfig, CagraStorage};
 use crate::index::{CagraIndex, Vectors};
 use index_core::{IndexError, Result};
 use persist::Cursor;
-use quant::{kernels, Metric, ScalarCodes, ScalarQuantizer};
+use quant::{Metric, ScalarCodes, ScalarQuantizer};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 /// The magic bytes that open an index file.
 pub const MAGIC: [u8; 8] = *b"VRCAGRA\0";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-
-fn metric_tag(m: Metric) -> u32 {
-    match m {
-        Metric::Euclidean => 1,
-        Metric::InnerProduct => 2,
-        Metric::Cosine => 3,
-        Metric::Manhattan => 4,
-    }
-}
 
 impl CagraIndex {
     /// Saves the index to `path` (a temporary file beside it, synced, then renamed: a crash
@@ -60,7 +50,7 @@ impl CagraIndex {
         out.write_all(&MAGIC)?;
         out.u32(FORMAT_VERSION)?;
         out.u32(self.dim as u32)?;
-        out.u32(metric_tag(self.metric))?;
+        out.u32(self.metric.tag())?;
         let config = serde_json::to_vec(&self.config).map_err(std::io::Error::other)?;
         out.u64(config.len() as u64)?;
         out.write_all(&config)?;
@@ -111,10 +101,8 @@ impl CagraIndex {
         let short = || corrupt("file ends early".into());
         let dim = r.u32().ok_or_else(short)? as usize;
         let tag = r.u32().ok_or_else(short)?;
-        let metric = Metric::ALL
-            .into_iter()
-            .find(|&m| metric_tag(m) == tag)
-            .ok_or_else(|| corrupt(format!("unknown metric tag {tag}")))?;
+        let metric =
+            Metric::from_tag(tag).ok_or_else(|| corrupt(format!("unknown metric tag {tag}")))?;
         let config_len = r.len(1).ok_or_else(short)?;
         let config: CagraConfig = serde_json::from_slice(r.bytes(config_len).ok_or_else(short)?)
             .map_err(|e| corrupt(format!("configuration: {e}")))?;
@@ -200,20 +188,7 @@ impl CagraIndex {
         if r.remaining() != 0 {
             return Err(corrupt(format!("{} bytes past the end", r.remaining())));
         }
-        let index = CagraIndex {
-            dim,
-            metric,
-            config,
-            n,
-            degree,
-            graph,
-            vectors,
-            center,
-            entries,
-            deleted: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
-            live: AtomicUsize::new(n),
-            kernels: kernels(),
-        };
+        let index = CagraIndex::assemble(dim, metric, config, graph, vectors, center, entries);
         for o in deleted {
             if o as usize >= n {
                 return Err(corrupt(format!("deleted offset {o} past {n} nodes")));

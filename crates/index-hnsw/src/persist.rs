@@ -45,19 +45,6 @@ pub struct LoadOptions {
     pub vectors_on_disk: bool,
 }
 
-fn metric_tag(m: Metric) -> u32 {
-    match m {
-        Metric::Euclidean => 1,
-        Metric::InnerProduct => 2,
-        Metric::Cosine => 3,
-        Metric::Manhattan => 4,
-    }
-}
-
-fn metric_from_tag(t: u32) -> Option<Metric> {
-    Metric::ALL.into_iter().find(|&m| metric_tag(m) == t)
-}
-
 impl HnswIndex {
     /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
     /// so a crash leaves either the old file or the new one). Inserts running during the save
@@ -76,7 +63,7 @@ impl HnswIndex {
         for v in [
             FORMAT_VERSION,
             self.dim as u32,
-            metric_tag(self.metric),
+            self.metric.tag(),
             c.storage.tag(),
             c.m as u32,
             c.ef_construct as u32,
@@ -152,7 +139,7 @@ impl HnswIndex {
             path,
         };
         let dim = r.u32()? as usize;
-        let metric = metric_from_tag(r.u32()?).ok_or_else(|| corrupt("unknown metric".into()))?;
+        let metric = Metric::from_tag(r.u32()?).ok_or_else(|| corrupt("unknown metric".into()))?;
         let storage = StorageKind::from_tag(r.u32()?)
             .ok_or_else(|| corrupt("unknown storage kind".into()))?;
         let mut config = HnswConfig {

@@ -52,15 +52,6 @@ pub struct LoadOptions {
     pub vectors_on_disk: bool,
 }
 
-fn metric_tag(m: Metric) -> u32 {
-    match m {
-        Metric::Euclidean => 1,
-        Metric::InnerProduct => 2,
-        Metric::Cosine => 3,
-        Metric::Manhattan => 4,
-    }
-}
-
 impl IvfIndex {
     /// Saves the index to `path` (written to a temporary file beside it, synced, then renamed,
     /// so a crash leaves either the old file or the new one). Writes wait for the save.
@@ -76,7 +67,7 @@ impl IvfIndex {
         out.write_all(&MAGIC)?;
         out.u32(FORMAT_VERSION)?;
         out.u32(self.dim as u32)?;
-        out.u32(metric_tag(self.metric))?;
+        out.u32(self.metric.tag())?;
         let config = serde_json::to_vec(&self.config).map_err(std::io::Error::other)?;
         out.u64(config.len() as u64)?;
         out.write_all(&config)?;
@@ -136,10 +127,7 @@ impl IvfIndex {
         let bad = |what: &str| corrupt(what.to_string());
         let dim = r.u32().ok_or_else(|| bad("file ends early"))? as usize;
         let tag = r.u32().ok_or_else(|| bad("file ends early"))?;
-        let metric = Metric::ALL
-            .into_iter()
-            .find(|&m| metric_tag(m) == tag)
-            .ok_or_else(|| bad("unknown metric"))?;
+        let metric = Metric::from_tag(tag).ok_or_else(|| bad("unknown metric"))?;
         let config_len = r.len(1).ok_or_else(|| bad("bad configuration length"))?;
         let config: IvfConfig = serde_json::from_slice(r.bytes(config_len).expect("checked"))
             .map_err(|e| corrupt(format!("configuration: {e}")))?;

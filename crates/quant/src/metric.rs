@@ -102,6 +102,22 @@ impl Metric {
         }
     }
 
+    /// The metric's number in the index files (HNSW, IVF, CAGRA, storage's segments): 1
+    /// Euclidean, 2 inner product, 3 cosine, 4 Manhattan. Written to disk: never renumber.
+    pub fn tag(self) -> u32 {
+        match self {
+            Metric::Euclidean => 1,
+            Metric::InnerProduct => 2,
+            Metric::Cosine => 3,
+            Metric::Manhattan => 4,
+        }
+    }
+
+    /// The metric of a file's tag ([`Metric::tag`]); `None` for a number no metric has.
+    pub fn from_tag(tag: u32) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.tag() == tag)
+    }
+
     /// Whether a larger Qdrant score means closer (dot and cosine) or farther (distances).
     pub fn higher_score_is_closer(self) -> bool {
         matches!(self, Metric::InnerProduct | Metric::Cosine)

@@ -45,15 +45,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// scan of its rows is about as fast as a walk.
 const MIN_GRAPH_FACTOR: usize = 4;
 
-fn metric_tag(m: Metric) -> u32 {
-    match m {
-        Metric::Euclidean => 1,
-        Metric::InnerProduct => 2,
-        Metric::Cosine => 3,
-        Metric::Manhattan => 4,
-    }
-}
-
 #[derive(Default)]
 struct State {
     /// The graph over the rows that had this vector when it was built.
@@ -283,7 +274,7 @@ impl CagraSegment {
         out.write_all(&MAGIC)?;
         out.u32(FORMAT_VERSION)?;
         out.u32(self.dim as u32)?;
-        out.u32(metric_tag(self.metric))?;
+        out.u32(self.metric.tag())?;
         let config = serde_json::to_vec(&self.config).map_err(std::io::Error::other)?;
         out.u64(config.len() as u64)?;
         out.write_all(&config)?;
@@ -319,10 +310,8 @@ impl CagraSegment {
             return Err(corrupt(format!("dimension {dim}")));
         }
         let tag = r.u32().ok_or_else(short)?;
-        let metric = Metric::ALL
-            .into_iter()
-            .find(|&m| metric_tag(m) == tag)
-            .ok_or_else(|| corrupt(format!("unknown metric tag {tag}")))?;
+        let metric =
+            Metric::from_tag(tag).ok_or_else(|| corrupt(format!("unknown metric tag {tag}")))?;
         let config_len = r.len(1).ok_or_else(short)?;
         let config: CagraConfig = serde_json::from_slice(r.bytes(config_len).ok_or_else(short)?)
             .map_err(|e| corrupt(format!("configuration: {e}")))?;

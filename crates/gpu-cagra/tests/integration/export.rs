@@ -107,94 +107,32 @@ fn an_export_refuses_a_degree_past_the_base_layer_and_links_past_the_points() {
     let links: Vec<u32> = (0..200u32)
         .flat_map(|i| [(i + 1) % 200, (i + 2) % 200])
         .collect();
-    let small = HnswConfig {
-        m: 4,
-        ..HnswConfig::default()
+    // A base layer of 2·m = 8 links at most.
+    let import = |degree: usize, links: &[u32], entry: u32| {
+        let config = HnswConfig {
+            m: 4,
+            ..HnswConfig::default()
+        };
+        let layer = BaseLayer {
+            degree,
+            links,
+            entry,
+            hierarchy: false,
+        };
+        HnswIndex::from_graph(8, Metric::Euclidean, config, &data, layer)
     };
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small.clone(),
-        &data,
-        BaseLayer {
-            degree: 2,
-            links: &links,
-            entry: 0,
-            hierarchy: false
-        }
-    )
-    .is_ok());
+    assert!(import(2, &links, 0).is_ok());
     let wide: Vec<u32> = (0..200u32)
         .flat_map(|i| (1..=9).map(move |d| (i + d) % 200))
         .collect();
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small.clone(),
-        &data,
-        BaseLayer {
-            degree: 9,
-            links: &wide,
-            entry: 0,
-            hierarchy: false
-        }
-    )
-    .is_err());
+    assert!(import(9, &wide, 0).is_err());
     let mut bad = links.clone();
     bad[5] = 200;
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small.clone(),
-        &data,
-        BaseLayer {
-            degree: 2,
-            links: &bad,
-            entry: 0,
-            hierarchy: false
-        }
-    )
-    .is_err());
+    assert!(import(2, &bad, 0).is_err());
     bad[5] = 2; // node 2 to itself
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small.clone(),
-        &data,
-        BaseLayer {
-            degree: 2,
-            links: &bad,
-            entry: 0,
-            hierarchy: false
-        }
-    )
-    .is_err());
+    assert!(import(2, &bad, 0).is_err());
     bad[5] = 3; // node 2 to 3, twice
     bad[4] = 3;
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small.clone(),
-        &data,
-        BaseLayer {
-            degree: 2,
-            links: &bad,
-            entry: 0,
-            hierarchy: false
-        }
-    )
-    .is_err());
-    assert!(HnswIndex::from_graph(
-        8,
-        Metric::Euclidean,
-        small,
-        &data,
-        BaseLayer {
-            degree: 2,
-            links: &links,
-            entry: 200,
-            hierarchy: false
-        }
-    )
-    .is_err());
+    assert!(import(2, &bad, 0).is_err());
+    assert!(import(2, &links, 200).is_err());
 }
