@@ -18,6 +18,7 @@ const REQUIREMENTS: &[&str] = &[
     "qdrant-client==1.20.0",
     "pytest==8.3.4",
     "jsonschema==4.23.0",
+    "jsonschema-rs==0.61.2",
 ];
 
 fn repo_root() -> PathBuf {
