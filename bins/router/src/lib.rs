@@ -25,6 +25,8 @@ mod grpc;
 mod listen;
 mod model;
 
+pub use listen::raise_open_file_limit;
+
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -258,25 +260,35 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// Requests a read-only key may make: reads, and POSTs that only read.
-fn is_read_only(method: &Method, path: &str) -> bool {
+/// The POST routes that only read (Qdrant's read-only key may call them), by route template.
+const READING_POSTS: &[&str] = &[
+    "/collections/{name}/points",
+    "/collections/{name}/points/scroll",
+    "/collections/{name}/points/count",
+    "/collections/{name}/facet",
+    "/collections/{name}/points/search/matrix/pairs",
+    "/collections/{name}/points/search/matrix/offsets",
+    "/collections/{name}/points/query",
+    "/collections/{name}/points/query/batch",
+    "/collections/{name}/points/query/groups",
+    "/collections/{name}/points/search",
+    "/collections/{name}/points/search/batch",
+    "/collections/{name}/points/search/groups",
+    "/collections/{name}/points/recommend",
+    "/collections/{name}/points/recommend/batch",
+    "/collections/{name}/points/recommend/groups",
+    "/collections/{name}/points/discover",
+    "/collections/{name}/points/discover/batch",
+];
+
+/// Requests a read-only key may make: reads, and POSTs that only read. Decided on the route
+/// the request matched, not on its path's text (a collection may be named `search`); a path
+/// no route matched is not a read.
+fn is_read_only(method: &Method, route: Option<&str>) -> bool {
     if method == Method::GET || method == Method::HEAD {
         return true;
     }
-    method == Method::POST
-        && [
-            "/points/scroll",
-            "/points/count",
-            "/points/query",
-            "/points/query/batch",
-            "/points/search",
-            "/points/search/batch",
-        ]
-        .iter()
-        .any(|s| path.ends_with(s))
-        || (method == Method::POST
-            && path.ends_with("/points")
-            && path.starts_with("/collections/"))
+    method == Method::POST && route.is_some_and(|r| READING_POSTS.contains(&r))
 }
 
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -300,7 +312,13 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
                 .as_deref()
                 .is_some_and(|ro| same_key(key, ro)) =>
         {
-            (!is_read_only(req.method(), path)).then_some((
+            (!is_read_only(
+                req.method(),
+                req.extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str),
+            ))
+            .then_some((
                 StatusCode::FORBIDDEN,
                 "Forbidden: write access denied to the read-only api-key",
             ))

@@ -533,6 +533,27 @@ pub fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Raises the process's soft open-file limit to its hard limit (capped at 2^20, the kernel's
+/// usual `nr_open`), as servers do at start: distributions set the soft limit to 1,024 for
+/// the sake of `select(2)`, which nothing here uses, while every connection and every
+/// collection's open log file needs a descriptor. The limits before and after; an error
+/// leaves the limit as it was.
+pub fn raise_open_file_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(1 << 20, |hard| hard.min(1 << 20));
+    if limit.current.is_some_and(|soft| soft < target) {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        )?;
+    }
+    Ok((limit.current, getrlimit(Resource::Nofile).current))
+}
+
 /// The most connections the process's descriptor limit allows, keeping `reserve` for files.
 /// Linux's `/proc/self/limits`; `None` where it cannot be read.
 pub fn descriptor_budget(reserve: usize) -> Option<usize> {

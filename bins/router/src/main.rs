@@ -13,6 +13,8 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before the settings: they size the connection cap from the limit.
+    let open_files = router::raise_open_file_limit();
     let settings = match router::config::Settings::resolve(router::config::Args::parse()) {
         Ok(s) => s,
         Err(e) => {
@@ -21,6 +23,13 @@ fn main() -> std::process::ExitCode {
         }
     };
     router::init_logging(&settings.log_level, settings.log_json);
+    match open_files {
+        Ok((before, after)) if before != after => {
+            tracing::info!(?before, ?after, "open-file limit raised")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -91,6 +91,11 @@ pub struct Router {
 impl Router {
     /// The command of a router on `dirs`: a free port, the directories, warnings only.
     pub fn command(dirs: &DataDirs) -> Command {
+        Router::command_logging(dirs, "warn")
+    }
+
+    /// The same, logging at `level`.
+    pub fn command_logging(dirs: &DataDirs, level: &str) -> Command {
         let mut cmd = router_command();
         cmd.arg("--http-port")
             .arg("0")
@@ -98,7 +103,7 @@ impl Router {
             .arg(dirs.storage())
             .arg("--snapshots-path")
             .arg(dirs.snapshots())
-            .args(["--log-level", "warn"]);
+            .args(["--log-level", level]);
         cmd
     }
 
@@ -165,6 +170,11 @@ impl Router {
                 .expect("http client"),
             api_key: None,
         }
+    }
+
+    /// The router's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends `api-key` with every later request of this handle.

@@ -679,3 +679,240 @@ async fn grpc_fields_rest_reads_otherwise_are_mapped_or_refused() {
         "{text}"
     );
 }
+
+/// A codec that sends and receives a message's bytes as they are, so that any method can be
+/// called by its path with any body (an empty message is every request type's all-defaults).
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Calls `method` with `message` (raw bytes) and `key`; the answer's code.
+async fn raw_call(
+    channel: &tonic::transport::Channel,
+    method: &'static str,
+    key: Option<&str>,
+    message: Vec<u8>,
+) -> (tonic::Code, String) {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let mut request = tonic::Request::new(message);
+    if let Some(k) = key {
+        request
+            .metadata_mut()
+            .insert("api-key", k.parse().expect("ascii key"));
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    match grpc.unary(request, path, RawCodec).await {
+        Ok(_) => (tonic::Code::Ok, String::new()),
+        Err(status) => (status.code(), status.message().to_string()),
+    }
+}
+
+/// Every method of Qdrant's gRPC API the router serves, and whether Qdrant's read-only key
+/// may call it.
+const GRPC_METHODS: &[(&str, bool)] = &[
+    ("/qdrant.Collections/Get", true),
+    ("/qdrant.Collections/List", true),
+    ("/qdrant.Collections/ListAliases", true),
+    ("/qdrant.Collections/ListCollectionAliases", true),
+    ("/qdrant.Collections/CollectionExists", true),
+    ("/qdrant.Collections/CollectionClusterInfo", true),
+    ("/qdrant.Collections/ListShardKeys", true),
+    ("/qdrant.Collections/Create", false),
+    ("/qdrant.Collections/Update", false),
+    ("/qdrant.Collections/Delete", false),
+    ("/qdrant.Collections/UpdateAliases", false),
+    ("/qdrant.Collections/UpdateCollectionClusterSetup", false),
+    ("/qdrant.Collections/CreateShardKey", false),
+    ("/qdrant.Collections/DeleteShardKey", false),
+    ("/qdrant.Points/Get", true),
+    ("/qdrant.Points/Search", true),
+    ("/qdrant.Points/SearchBatch", true),
+    ("/qdrant.Points/SearchGroups", true),
+    ("/qdrant.Points/Scroll", true),
+    ("/qdrant.Points/Recommend", true),
+    ("/qdrant.Points/RecommendBatch", true),
+    ("/qdrant.Points/RecommendGroups", true),
+    ("/qdrant.Points/Discover", true),
+    ("/qdrant.Points/DiscoverBatch", true),
+    ("/qdrant.Points/Count", true),
+    ("/qdrant.Points/Query", true),
+    ("/qdrant.Points/QueryBatch", true),
+    ("/qdrant.Points/QueryGroups", true),
+    ("/qdrant.Points/Facet", true),
+    ("/qdrant.Points/SearchMatrixPairs", true),
+    ("/qdrant.Points/SearchMatrixOffsets", true),
+    ("/qdrant.Points/Upsert", false),
+    ("/qdrant.Points/Delete", false),
+    ("/qdrant.Points/UpdateVectors", false),
+    ("/qdrant.Points/DeleteVectors", false),
+    ("/qdrant.Points/SetPayload", false),
+    ("/qdrant.Points/OverwritePayload", false),
+    ("/qdrant.Points/DeletePayload", false),
+    ("/qdrant.Points/ClearPayload", false),
+    ("/qdrant.Points/CreateFieldIndex", false),
+    ("/qdrant.Points/DeleteFieldIndex", false),
+    ("/qdrant.Points/CreateVectorName", false),
+    ("/qdrant.Points/DeleteVectorName", false),
+    ("/qdrant.Points/UpdateBatch", false),
+    ("/qdrant.Snapshots/List", true),
+    ("/qdrant.Snapshots/ListFull", true),
+    ("/qdrant.Snapshots/Create", false),
+    ("/qdrant.Snapshots/Delete", false),
+    ("/qdrant.Snapshots/CreateFull", false),
+    ("/qdrant.Snapshots/DeleteFull", false),
+];
+
+/// Every gRPC method, as the REST routes in `security.rs`: without a key (or with a wrong
+/// one) `UNAUTHENTICATED`, whatever the message; the read-only key `PERMISSION_DENIED` on every
+/// write, before its message (twice the size limit) is read, and through on every read; the
+/// full key through the gate, where the size limit then refuses the oversized message. Nothing
+/// a refused call sent changed the collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grpc_method_is_gated() {
+    let dirs = DataDirs::new();
+    let router = Router::start(
+        &dirs,
+        &[
+            "--api-key",
+            "full-secret",
+            "--read-only-api-key",
+            "read-secret",
+            "--max-request-size-mb",
+            "1",
+        ],
+    );
+    let full = client(&router, Some("full-secret"));
+    full.create_collection(create_request("k"))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(5);
+    let points: Vec<pb::PointStruct> = (0..10u64)
+        .map(|i| point(i, rng.vector(8), "x", i as i64))
+        .collect();
+    full.upsert_points(pb::UpsertPoints {
+        collection_name: "k".into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+    let state = || async {
+        let scroll = full
+            .scroll(pb::ScrollPoints {
+                collection_name: "k".into(),
+                limit: Some(100),
+                with_payload: Some(true.into()),
+                with_vectors: Some(true.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("scroll");
+        let collections = full.list_collections().await.expect("list");
+        let aliases = full.list_aliases().await.expect("aliases");
+        // Payloads are hash maps: compared in key order.
+        let points: Vec<String> = scroll
+            .result
+            .iter()
+            .map(|p| {
+                let payload: std::collections::BTreeMap<_, _> = p.payload.iter().collect();
+                format!("{:?} {payload:?} {:?}", p.id, p.vectors)
+            })
+            .collect();
+        format!(
+            "{points:?} {:?} {:?}",
+            collections.collections, aliases.aliases
+        )
+    };
+    let before = state().await;
+
+    let channel = tonic::transport::Endpoint::from_shared(router.grpc.clone())
+        .expect("gRPC url")
+        .connect()
+        .await
+        .expect("connect");
+    let oversized = vec![0x0a; 2 << 20];
+    for &(method, reads) in GRPC_METHODS {
+        for key in [None, Some("wrong")] {
+            let (c, m) = raw_call(&channel, method, key, oversized.clone()).await;
+            assert_eq!(
+                c,
+                tonic::Code::Unauthenticated,
+                "{method} with {key:?}: {m}"
+            );
+        }
+        let (c, m) = if reads {
+            raw_call(&channel, method, Some("read-secret"), Vec::new()).await
+        } else {
+            raw_call(&channel, method, Some("read-secret"), oversized.clone()).await
+        };
+        if reads {
+            assert!(
+                c != tonic::Code::Unauthenticated && c != tonic::Code::PermissionDenied,
+                "the read-only key refused a read: {method}: {c:?} {m}"
+            );
+        } else {
+            assert_eq!(
+                c,
+                tonic::Code::PermissionDenied,
+                "read-only key: {method}: {m}"
+            );
+        }
+        let (c, m) = raw_call(&channel, method, Some("full-secret"), oversized.clone()).await;
+        assert_eq!(c, tonic::Code::OutOfRange, "full key: {method}: {m}");
+    }
+    let (c, m) = raw_call(&channel, "/qdrant.Qdrant/HealthCheck", None, Vec::new()).await;
+    assert_eq!(c, tonic::Code::Ok, "health needs no key: {m}");
+    let (c, m) = raw_call(
+        &channel,
+        "/qdrant.Points/NoSuchMethod",
+        Some("full-secret"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(c, tonic::Code::Unimplemented, "{m}");
+    assert_eq!(state().await, before, "a refused call changed something");
+}

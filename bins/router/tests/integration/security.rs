@@ -346,3 +346,331 @@ fn tls_without_a_usable_certificate_refuses_to_start() {
         assert!(err.contains(expected), "case {i}: {err}");
     }
 }
+
+/// Whether a read-only key may call an endpoint.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Every route the router serves but the health probes, with what Qdrant's read-only key may
+/// do on it. `c` is a collection that exists; `s.snapshot` a snapshot that does not.
+const ENDPOINTS: &[(&str, &str, Access)] = {
+    use Access::{Read, Write};
+    &[
+        ("GET", "/", Read),
+        ("GET", "/metrics", Read),
+        ("GET", "/collections", Read),
+        ("GET", "/aliases", Read),
+        ("POST", "/collections/aliases", Write),
+        ("GET", "/collections/c/aliases", Read),
+        ("PUT", "/collections/c", Write),
+        ("GET", "/collections/c", Read),
+        ("DELETE", "/collections/c", Write),
+        ("PATCH", "/collections/c", Write),
+        ("GET", "/collections/c/exists", Read),
+        ("PUT", "/collections/c/vectors/v", Write),
+        ("DELETE", "/collections/c/vectors/v", Write),
+        ("PUT", "/collections/c/vectors/", Write),
+        ("DELETE", "/collections/c/vectors/", Write),
+        ("PUT", "/collections/c/shards", Write),
+        ("GET", "/collections/c/shards", Read),
+        ("POST", "/collections/c/shards/delete", Write),
+        ("GET", "/collections/c/cluster", Read),
+        ("POST", "/collections/c/cluster", Write),
+        ("PUT", "/collections/c/index", Write),
+        ("DELETE", "/collections/c/index/f", Write),
+        ("PUT", "/collections/c/points", Write),
+        ("POST", "/collections/c/points", Read),
+        ("GET", "/collections/c/points/1", Read),
+        ("POST", "/collections/c/points/delete", Write),
+        ("POST", "/collections/c/points/batch", Write),
+        ("PUT", "/collections/c/points/vectors", Write),
+        ("POST", "/collections/c/points/vectors/delete", Write),
+        ("POST", "/collections/c/points/payload", Write),
+        ("PUT", "/collections/c/points/payload", Write),
+        ("POST", "/collections/c/points/payload/delete", Write),
+        ("POST", "/collections/c/points/payload/clear", Write),
+        ("POST", "/collections/c/points/scroll", Read),
+        ("POST", "/collections/c/points/count", Read),
+        ("POST", "/collections/c/facet", Read),
+        ("POST", "/collections/c/points/search/matrix/pairs", Read),
+        ("POST", "/collections/c/points/search/matrix/offsets", Read),
+        ("POST", "/collections/c/points/query", Read),
+        ("POST", "/collections/c/points/query/batch", Read),
+        ("POST", "/collections/c/points/search", Read),
+        ("POST", "/collections/c/points/search/batch", Read),
+        ("POST", "/collections/c/points/query/groups", Read),
+        ("POST", "/collections/c/points/search/groups", Read),
+        ("POST", "/collections/c/points/recommend/groups", Read),
+        ("POST", "/collections/c/points/recommend", Read),
+        ("POST", "/collections/c/points/recommend/batch", Read),
+        ("POST", "/collections/c/points/discover", Read),
+        ("POST", "/collections/c/points/discover/batch", Read),
+        ("POST", "/collections/c/snapshots", Write),
+        ("GET", "/collections/c/snapshots", Read),
+        ("PUT", "/collections/c/snapshots/recover", Write),
+        ("POST", "/collections/c/snapshots/upload", Write),
+        ("GET", "/snapshots", Read),
+        ("POST", "/snapshots", Write),
+        ("GET", "/snapshots/s.snapshot", Read),
+        ("DELETE", "/snapshots/s.snapshot", Write),
+        ("GET", "/collections/c/snapshots/s.snapshot", Read),
+        ("DELETE", "/collections/c/snapshots/s.snapshot", Write),
+    ]
+};
+
+/// A body each reading POST accepts on `c` (two-dimensional Dot vectors, ids 1 to 20).
+fn read_body(path: &str) -> serde_json::Value {
+    let q = json!([1.0, 0.5]);
+    match path.rsplit_once("/points").map_or(path, |(_, tail)| tail) {
+        "" => json!({"ids": [1, 2]}),
+        "/scroll" | "/count" => json!({}),
+        "/search/matrix/pairs" | "/search/matrix/offsets" => json!({"sample": 5, "limit": 2}),
+        "/query" => json!({"query": q}),
+        "/query/batch" => json!({"searches": [{"query": q}]}),
+        "/search" => json!({"vector": q, "limit": 3}),
+        "/search/batch" => json!({"searches": [{"vector": q, "limit": 3}]}),
+        "/query/groups" => json!({"query": q, "group_by": "g"}),
+        "/search/groups" => json!({"vector": q, "group_by": "g", "limit": 2, "group_size": 2}),
+        "/recommend/groups" => {
+            json!({"positive": [1], "group_by": "g", "limit": 2, "group_size": 2})
+        }
+        "/recommend" => json!({"positive": [1], "limit": 3}),
+        "/recommend/batch" => json!({"searches": [{"positive": [1], "limit": 3}]}),
+        "/discover" => {
+            json!({"target": 1, "context": [{"positive": 2, "negative": 3}], "limit": 3})
+        }
+        "/discover/batch" => {
+            json!({"searches": [{"target": 1, "context": [{"positive": 2, "negative": 3}], "limit": 3}]})
+        }
+        _ if path.ends_with("/facet") => json!({"key": "g"}),
+        other => panic!("no read body for {other}"),
+    }
+}
+
+/// Every route, under each kind of key: without one (or with a wrong one) everything but the
+/// health probes is 401 before the body is read (the body sent is twice the size limit, which
+/// would otherwise be 413); the read-only key reads everything Qdrant lets it read and is 403
+/// on every write, again before the body; the full key passes the gate everywhere. None of the
+/// refused requests changed anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_is_gated_before_its_body_is_read() {
+    let dirs = DataDirs::new();
+    let r = Router::start(
+        &dirs,
+        &[
+            "--api-key",
+            FULL,
+            "--read-only-api-key",
+            READ,
+            "--max-request-size-mb",
+            "1",
+        ],
+    )
+    .with_key(FULL);
+    let owner = &r;
+    owner
+        .create("c", json!({"vectors": {"size": 2, "distance": "Dot"}}))
+        .await;
+    let points: Vec<_> = (1..=20)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32 / 10.0], "payload": {"g": i % 3}}))
+        .collect();
+    owner.upsert("c", json!({ "points": points })).await;
+    let state = || async {
+        let scroll = json!({"limit": 100, "with_payload": true, "with_vector": true});
+        (
+            owner
+                .ok(Method::POST, "/collections/c/points/scroll", Some(&scroll))
+                .await,
+            owner.get("/collections").await,
+            owner.get("/aliases").await,
+            owner.get("/collections/c/snapshots").await,
+            owner.get("/snapshots").await,
+            owner.get("/collections/c").await["config"].clone(),
+        )
+    };
+    let before = state().await;
+
+    let oversized = vec![b' '; 2 << 20];
+    // Requests of its own: `r`'s carry the full key.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    let send = |method: &str, path: &str, key: Option<&str>, body: Option<Vec<u8>>| {
+        let mut req = http.request(
+            Method::from_bytes(method.as_bytes()).expect("a method"),
+            r.url(path),
+        );
+        if let Some(k) = key {
+            req = req.header("api-key", k);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let what = format!("{method} {path} with {key:?}");
+        async move {
+            let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    let big = |method: &str| (method != "GET").then(|| oversized.clone());
+
+    for &(method, path, access) in ENDPOINTS {
+        let what = format!("{method} {path}");
+        for key in [None, Some("wrong-key")] {
+            let (status, body) = send(method, path, key, big(method)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} with {key:?}");
+            assert!(body["status"]["error"].is_string(), "{what}: {body}");
+        }
+        match access {
+            Access::Write => {
+                let (status, body) = send(method, path, Some(READ), big(method)).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "read-only key: {what}");
+                assert!(body["status"]["error"].is_string(), "{what}: {body}");
+            }
+            Access::Read => {
+                let body = (method == "POST").then(|| read_body(path).to_string().into_bytes());
+                let (status, answer) = send(method, path, Some(READ), body).await;
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "read-only key refused a read: {what}: {status} {answer}"
+                );
+                // Each reading POST is answered, not only let through.
+                if method == "POST" {
+                    assert_eq!(status, StatusCode::OK, "read-only key: {what}: {answer}");
+                }
+            }
+        }
+        // The full key passes the gate; its oversized body then meets the size limit (a
+        // snapshot upload streams to disk under a limit of its own: sent no body, it is refused
+        // for the missing multipart form).
+        let upload = path.ends_with("/snapshots/upload");
+        let body = if upload {
+            Some(Vec::new())
+        } else {
+            big(method)
+        };
+        let (status, answer) = send(method, path, Some(FULL), body).await;
+        if method == "GET" {
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "full key: {what}: {status} {answer}"
+            );
+        } else if upload {
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "full key: {what}: {answer}"
+            );
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "full key: {what}: {answer}"
+            );
+        }
+    }
+    for path in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(
+            send("GET", path, None, None).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    assert_eq!(state().await, before, "a refused request changed something");
+}
+
+/// The keys (the router's two, a wrong one a client tried, and the key a snapshot recovery
+/// passes to the host it downloads from) appear in no log line, even at debug level, in no
+/// answer, and nowhere in `/metrics`, over REST and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_appear_in_no_log_answer_or_metric() {
+    const WRONG: &str = "wrong-key-3141";
+    const REMOTE: &str = "remote-source-key-2718";
+    let dirs = DataDirs::new();
+    let mut cmd = Router::command_logging(&dirs, "debug");
+    cmd.args([
+        "--api-key",
+        FULL,
+        "--read-only-api-key",
+        READ,
+        "--snapshot-allowed-hosts",
+        "127.0.0.1",
+    ]);
+    let r = Router::spawn(cmd, &dirs.log());
+    let mut answers = String::new();
+    let query = json!({"query": [1.0, 0.0]});
+    let requests: Vec<(Method, &str, Option<serde_json::Value>)> = vec![
+        (
+            Method::PUT,
+            "/collections/c",
+            Some(json!({"vectors": {"size": 2, "distance": "Dot"}})),
+        ),
+        (
+            Method::PUT,
+            "/collections/c/points?wait=true",
+            Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0]}]})),
+        ),
+        (Method::POST, "/collections/c/points/query", Some(query)),
+        (Method::DELETE, "/collections/c/points/index/x", None),
+        (
+            Method::PUT,
+            "/collections/c/snapshots/recover",
+            Some(json!({"location": "http://127.0.0.1:1/c.snapshot", "api_key": REMOTE})),
+        ),
+        (Method::GET, "/collections/c", None),
+    ];
+    for key in [FULL, READ, WRONG] {
+        for (header, value) in [
+            ("api-key", key.to_string()),
+            ("authorization", format!("Bearer {key}")),
+        ] {
+            for (method, path, body) in &requests {
+                let mut req = r.request(method.clone(), path).header(header, &value);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                let resp = req.send().await.expect("request");
+                answers.push_str(&format!("{:?}", resp.headers()));
+                answers.push_str(&resp.text().await.expect("answer"));
+            }
+        }
+        let grpc = qdrant_client::Qdrant::from_url(&r.grpc)
+            .skip_compatibility_check()
+            .api_key(key.to_string())
+            .build()
+            .expect("gRPC client");
+        answers.push_str(&format!("{:?}", grpc.list_collections().await));
+        answers.push_str(&format!("{:?}", grpc.delete_collection("nope").await));
+    }
+    let (status, metrics) = r
+        .request(Method::GET, "/metrics")
+        .header("api-key", FULL)
+        .send()
+        .await
+        .map(|resp| (resp.status(), resp))
+        .expect("metrics");
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.text().await.expect("metrics text");
+    assert!(metrics.contains("# TYPE"), "{metrics}");
+    let log = r.log_text();
+    assert!(
+        log.lines().count() > 20,
+        "the debug log is nearly empty:\n{log}"
+    );
+    // The recovery ran as far as the download (refused: nothing listens on port 1).
+    assert!(answers.contains("127.0.0.1:1"), "{answers}");
+    for key in [FULL, READ, WRONG, REMOTE] {
+        for (what, text) in [("log", &log), ("/metrics", &metrics), ("answers", &answers)] {
+            if let Some(at) = text.find(key) {
+                let line = text[..at].rsplit('\n').next().unwrap_or_default();
+                panic!("{key} appears in the {what}: {line}{key}...");
+            }
+        }
+    }
+}

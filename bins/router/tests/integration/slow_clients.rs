@@ -275,31 +275,81 @@ async fn a_client_that_reads_no_answer_is_dropped_after_the_write_timeout() {
     }
 }
 
-#[test]
-fn a_connection_cap_beyond_the_open_file_limit_is_refused() {
-    // The router inherits this process's limit; one of a million descriptors or more would
-    // let it start and serve (nothing to check here then).
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft: Option<u64> = limits
+/// The open-file limits (soft, hard) of `/proc/<pid>/limits`; `None` for "unlimited".
+fn open_file_limits(pid: &str) -> (Option<u64>, Option<u64>) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|n| n.parse().ok());
-    if soft.is_none_or(|n| n >= 1_000_000) {
-        eprintln!("SKIPPED: open-file limit {soft:?}");
-        return;
+        .expect("an open-file line");
+    let mut fields = line.split_whitespace().skip(3).map(|n| n.parse().ok());
+    (fields.next().flatten(), fields.next().flatten())
+}
+
+/// The router's command on `dirs` under `prlimit --nofile=soft:hard` (util-linux), with the
+/// environment `Router::command` sets.
+fn under_open_file_limit(dirs: &DataDirs, soft: u64, hard: u64) -> std::process::Command {
+    let router = Router::command(dirs);
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft}:{hard}"))
+        .arg(router.get_program())
+        .args(router.get_args())
+        .stdin(std::process::Stdio::null());
+    for (k, v) in router.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
     }
+    cmd
+}
+
+/// A hard limit to run the router under: this process's, at most 4,096.
+fn hard_limit_for_tests() -> u64 {
+    let hard = open_file_limits("self").1.unwrap_or(u64::MAX).min(4096);
+    assert!(
+        hard >= 1024,
+        "a hard open-file limit under 1,024 here ({hard}): raise it to run these tests"
+    );
+    hard
+}
+
+/// With the hard limit as low as the soft one, a cap the limit cannot hold is refused at
+/// start, naming the limit.
+#[test]
+fn a_connection_cap_beyond_the_open_file_limit_is_refused() {
+    let hard = hard_limit_for_tests();
     let dirs = DataDirs::new();
-    let out = Router::command(&dirs)
-        .args(["--max-connections", "999999"])
+    let out = under_open_file_limit(&dirs, hard, hard)
+        .args(["--max-connections", &(hard - 100).to_string()])
         .output()
         .expect("run the router");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("max_connections 999999") && err.contains("ulimit -n"),
+        err.contains(&format!("max_connections {}", hard - 100)) && err.contains("ulimit -n"),
         "{err}"
     );
+}
+
+/// A low soft limit under a higher hard one is raised at start (as distributions ship 1,024
+/// soft): a cap that the soft limit could not hold is served.
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let hard = hard_limit_for_tests();
+    let dirs = DataDirs::new();
+    let mut cmd = under_open_file_limit(&dirs, 300, hard);
+    cmd.args(["--max-connections", &(hard - 300).to_string()]);
+    let r = Router::spawn(cmd, &dirs.log());
+    assert_eq!(
+        open_file_limits(&r.pid().to_string()),
+        (Some(hard), Some(hard))
+    );
+    let mut s = TcpStream::connect(authority(&r)).expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&s, Duration::from_secs(10), "health");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 /// The gRPC port shares the connection slots: connections to it that never send HTTP/2's
