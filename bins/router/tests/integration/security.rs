@@ -674,3 +674,142 @@ async fn keys_appear_in_no_log_answer_or_metric() {
         }
     }
 }
+
+/// One request written byte for byte (no client normalises its path: `..` segments and
+/// percent-escapes reach the server as sent); the status and the body.
+fn raw_request(r: &Router, method: &str, target: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let authority = r.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nhost: x\r\napi-key: {FULL}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read the answer");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Collection and snapshot names that would reach outside their directory (`..`, absolute
+/// paths, separators, NUL and control bytes, a leading dot, over 255 bytes) are refused with a
+/// 4xx in Qdrant's error shape, sent as raw bytes so that no client cleans them first; no file
+/// is created, read or removed anywhere under the router's directories.
+#[test]
+fn hostile_names_are_refused_and_touch_no_file() {
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &["--api-key", FULL]);
+    // A collection with a snapshot, which no refused request may remove.
+    assert_eq!(
+        raw_request(
+            &r,
+            "PUT",
+            "/collections/c",
+            r#"{"vectors": {"size": 2, "distance": "Dot"}}"#
+        )
+        .0,
+        200
+    );
+    let (status, made) = raw_request(&r, "POST", "/collections/c/snapshots", "");
+    assert_eq!(status, 200, "{made}");
+    let snapshot = made["result"]["name"]
+        .as_str()
+        .expect("a snapshot name")
+        .to_string();
+    let files = || (files_under(&dirs.storage()), files_under(&dirs.snapshots()));
+    let before = files();
+
+    let long = "x".repeat(256);
+    let names = [
+        "..",
+        ".",
+        "%2E%2E",
+        ".hidden",
+        "..%2F..%2Fetc",
+        "%2Fetc",
+        "a%2Fb",
+        "a%5Cb",
+        "a%00b",
+        "a%07b",
+        "%0A",
+        long.as_str(),
+    ];
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    for name in names {
+        for (method, target, body) in [
+            ("PUT", format!("/collections/{name}"), create),
+            ("GET", format!("/collections/{name}"), ""),
+            ("DELETE", format!("/collections/{name}"), ""),
+            ("POST", format!("/collections/{name}/snapshots"), ""),
+            ("GET", format!("/collections/c/snapshots/{name}"), ""),
+            ("DELETE", format!("/collections/c/snapshots/{name}"), ""),
+            ("GET", format!("/snapshots/{name}"), ""),
+            ("DELETE", format!("/snapshots/{name}"), ""),
+            (
+                "PUT",
+                format!("/collections/{name}/snapshots/recover"),
+                r#"{"location": "file:///etc/passwd"}"#,
+            ),
+        ] {
+            let (status, answer) = raw_request(&r, method, &target, body);
+            // Deleting a collection that does not exist is `false`, as Qdrant answers.
+            if method == "DELETE" && target == format!("/collections/{name}") && status == 200 {
+                assert_eq!(answer["result"], json!(false), "{method} {target}");
+                continue;
+            }
+            assert!(
+                (400..500).contains(&status),
+                "{method} {target}: {status} {answer}"
+            );
+            assert!(
+                answer["status"]["error"].is_string(),
+                "{method} {target}: {status} {answer}"
+            );
+        }
+    }
+    // Snapshot names that walk out of the snapshots directory, with the real one's file name.
+    for target in [
+        format!("/collections/c/snapshots/..%2Fc%2F{snapshot}"),
+        format!("/collections/c/snapshots/%2E%2E%2F..%2Fstorage%2Fc%2F{snapshot}"),
+        format!("/snapshots/c%2F{snapshot}"),
+    ] {
+        for method in ["GET", "DELETE"] {
+            let (status, answer) = raw_request(&r, method, &target, "");
+            assert!(
+                (400..500).contains(&status),
+                "{method} {target}: {status} {answer}"
+            );
+        }
+    }
+    assert_eq!(files(), before, "a refused request changed the files");
+    let (status, listed) = raw_request(&r, "GET", "/collections", "");
+    assert_eq!(status, 200);
+    assert_eq!(listed["result"]["collections"], json!([{"name": "c"}]));
+}
