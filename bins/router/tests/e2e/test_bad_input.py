@@ -58,6 +58,16 @@ ENDPOINTS_WITH_BODY = [
     ("POST", f"/collections/{C}/points/query/groups"),
     ("POST", f"/collections/{C}/points/search/groups"),
     ("POST", f"/collections/{C}/points/recommend/groups"),
+    ("POST", f"/collections/{C}/points/search"),
+    ("POST", f"/collections/{C}/points/search/batch"),
+    ("POST", f"/collections/{C}/points/batch?wait=true"),
+    ("POST", f"/collections/{C}/points/search/matrix/pairs"),
+    ("POST", f"/collections/{C}/points/search/matrix/offsets"),
+    ("PATCH", f"/collections/{C}"),
+    ("PUT", f"/collections/{C}/vectors/extra"),
+    ("PUT", f"/collections/{C}/shards"),
+    ("POST", f"/collections/{C}/shards/delete"),
+    ("POST", f"/collections/{C}/cluster"),
 ]
 
 BAD_FILTERS = [
@@ -250,12 +260,25 @@ def still_serving(http: httpx.Client):
     assert r.json()["result"][0]["vector"] == pytest.approx(GOOD_POINT["vector"])
 
 
+def state(http: httpx.Client):
+    """What a refused request must leave as it was: the points, the configuration, the
+    collections, the aliases and the shard keys."""
+    points = http.post(f"/collections/{C}/points/scroll",
+                       json={"limit": 100, "with_payload": True, "with_vector": True}).json()
+    info = http.get(f"/collections/{C}").json()["result"]
+    return (points["result"], info["config"], info["points_count"],
+            http.get("/collections").json()["result"], http.get("/aliases").json()["result"],
+            http.get(f"/collections/{C}/shards").json()["result"])
+
+
 @pytest.mark.parametrize("method,path", ENDPOINTS_WITH_BODY)
 def test_malformed_json(http, method, path):
+    before = state(http)
     for raw in [b"{", b"{\"points\": [1,]}", b"\xff\xfe", b"[1, 2]", b"\"str\"", b"nan"]:
         r = http.request(method, path, content=raw, headers={"content-type": "application/json"})
         assert_error(r, 400, f"{method} {path} body {raw!r}")
     still_serving(http)
+    assert state(http) == before, f"{method} {path}: a refused body changed something"
 
 
 DEEP = 100_000
