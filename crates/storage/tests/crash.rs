@@ -1,12 +1,13 @@
-//! Crash test of a whole collection: a child process takes a stream of acknowledged upserts,
-//! deletes and payload updates (with the optimizer sealing, indexing, merging and
+//! Crash test of a whole collection: a child process takes streams of acknowledged upserts,
+//! deletes and payload updates from several writer threads at once (with the optimizer sealing, indexing, merging and
 //! checkpointing underneath, readers searching throughout, and snapshots taken and restored
 //! into a second collection in a loop beside it) and is killed with SIGKILL at random
 //! moments, more than 20 times: a quarter of the kills anywhere, the rest aimed, just after
-//! the child reports an optimizer step, a snapshot or a restore starting. After each kill the parent opens the storage and checks that
-//! every acknowledged operation is there (vectors and payloads compared), that the one in
-//! flight is wholly applied or wholly absent, and nothing else; that the restored copy, if
-//! any, is the state after one operation; that every snapshot listed verifies; and that
+//! the child reports an optimizer step, a snapshot or a restore starting. After each kill the
+//! parent opens the storage and checks, for each writer, that every operation it had
+//! acknowledged is there (vectors and payloads compared), that the one it had in flight is
+//! wholly applied or wholly absent, and nothing else; that the restored copy, if any, holds
+//! for each writer the state after one of its operations; that every snapshot listed verifies; and that
 //! approximate search over the recovered graphs keeps its recall on a fixed query set.
 //!
 //! The child is this test binary itself, re-executed with `VR_CRASH_CHILD_DIR` set (an
@@ -107,6 +108,10 @@ impl Phases {
     }
 }
 const BATCH: u64 = 10;
+/// Writer threads in the child, each with its own stream of operations over its own ids.
+const WRITERS: u64 = 3;
+/// Writer `w`'s ids start at `w · ID_SPACE`.
+const ID_SPACE: u64 = 1 << 40;
 const DIM: usize = 16;
 /// Fixed queries for the recall check after each restart.
 const QUERIES: u64 = 100;
@@ -131,8 +136,12 @@ fn op(k: u64) -> Op {
     }
 }
 
-fn batch_ids(k: u64) -> Vec<PointId> {
-    (k * BATCH..(k + 1) * BATCH).map(PointId::Num).collect()
+/// The ids of writer `w`'s batch `k`.
+fn batch_ids(w: u64, k: u64) -> Vec<PointId> {
+    let base = w * ID_SPACE;
+    (base + k * BATCH..base + (k + 1) * BATCH)
+        .map(PointId::Num)
+        .collect()
 }
 
 /// A pseudo-random value in [0, 1) for `(id, d)` (splitmix64): every point its own vector,
@@ -193,10 +202,11 @@ fn recall(c: &storage::Collection) -> f64 {
     }
 }
 
-fn update(k: u64) -> Update {
+/// Writer `w`'s operation `k`.
+fn update(w: u64, k: u64) -> Update {
     match op(k) {
         Op::Upsert(b) => Update::Upsert(
-            batch_ids(b)
+            batch_ids(w, b)
                 .into_iter()
                 .map(|id| {
                     let PointId::Num(n) = id else { unreachable!() };
@@ -212,10 +222,10 @@ fn update(k: u64) -> Update {
                 })
                 .collect(),
         ),
-        Op::Delete(b) => Update::Delete(PointSelector::Ids(batch_ids(b))),
+        Op::Delete(b) => Update::Delete(PointSelector::Ids(batch_ids(w, b))),
         Op::Mark(b) => Update::SetPayload {
             payload: json!({"marked": k}).as_object().unwrap().clone(),
-            selector: PointSelector::Ids(batch_ids(b)),
+            selector: PointSelector::Ids(batch_ids(w, b)),
             key: None,
         },
     }
@@ -225,7 +235,8 @@ fn open(dir: &Path) -> Storage {
     Storage::open(&dir.join("storage"), &dir.join("snapshots")).unwrap()
 }
 
-fn child(dir: &Path, start: u64) {
+/// The child: `start[w]` is writer `w`'s first operation.
+fn child(dir: &Path, start: &[u64]) {
     let store = open(dir);
     let c = match store.get("c") {
         Ok(c) => c,
@@ -290,52 +301,78 @@ fn child(dir: &Path, start: u64) {
                 }
             }
         });
-        let mut k = start;
-        while Instant::now() < deadline {
-            c.update(update(k), true).unwrap();
-            println!("ack {k}");
-            k += 1;
+        // The writers, each acknowledging its own operations in order.
+        for (w, &first) in start.iter().enumerate() {
+            let c = &c;
+            scope.spawn(move || {
+                let mut k = first;
+                while Instant::now() < deadline {
+                    c.update(update(w as u64, k), true).unwrap();
+                    println!("ack {w} {k}");
+                    k += 1;
+                }
+            });
         }
     });
 }
 
-/// The points of collection `c` by id: the `marked` payload value (or none). Checks each
-/// point's vector and `op` payload against what its operation wrote.
-fn contents(c: &storage::Collection, up_to_op: u64, what: &str) -> BTreeMap<PointId, Option<u64>> {
-    let ids: Vec<PointId> = (0..(up_to_op + 1) * BATCH).map(PointId::Num).collect();
-    let records = c.retrieve(&ids, &PayloadSelector::All, &VectorSelector::All);
-    let mut actual = BTreeMap::new();
-    for r in &records {
-        let PointId::Num(n) = r.id else {
-            unreachable!()
-        };
-        let v = &r.vectors.as_ref().unwrap()[0].1;
-        assert_eq!(v, &vector(n), "{what}: vector of point {n}");
-        let p = r.payload.as_ref().unwrap();
-        assert_eq!(p["op"], json!(n / BATCH), "{what}: payload of point {n}");
-        actual.insert(r.id, p.get("marked").and_then(|m| m.as_u64()));
-    }
+/// Each writer's points in collection `c` by id: the `marked` payload value (or none), for
+/// writer `w`'s batches up to `up_to_op[w]`. Checks each point's vector and `op` payload
+/// against what its operation wrote, and that the collection holds no other point.
+fn contents(
+    c: &storage::Collection,
+    up_to_op: &[u64],
+    what: &str,
+) -> Vec<BTreeMap<PointId, Option<u64>>> {
+    let mut found = 0;
+    let by_writer = (0..WRITERS)
+        .map(|w| {
+            let base = w * ID_SPACE;
+            let ids: Vec<PointId> = (base..base + (up_to_op[w as usize] + 1) * BATCH)
+                .map(PointId::Num)
+                .collect();
+            let records = c.retrieve(&ids, &PayloadSelector::All, &VectorSelector::All);
+            found += records.len();
+            let mut actual = BTreeMap::new();
+            for r in &records {
+                let PointId::Num(n) = r.id else {
+                    unreachable!()
+                };
+                let v = &r.vectors.as_ref().unwrap()[0].1;
+                assert_eq!(v, &vector(n), "{what}: vector of point {n}");
+                let p = r.payload.as_ref().unwrap();
+                assert_eq!(
+                    p["op"],
+                    json!((n - base) / BATCH),
+                    "{what}: payload of point {n}"
+                );
+                actual.insert(r.id, p.get("marked").and_then(|m| m.as_u64()));
+            }
+            actual
+        })
+        .collect();
     assert_eq!(
         c.count(None),
-        records.len(),
+        found,
         "{what}: points beyond the operations sent"
     );
-    actual
+    by_writer
 }
 
-/// What the collection must hold after operations `0..=last` (each wholly).
-fn expected(last: Option<u64>) -> BTreeMap<PointId, Option<u64>> {
+/// What writer `w`'s part of the collection must be after its operations `0..=last` (each
+/// wholly).
+fn expected(w: u64, last: Option<u64>) -> BTreeMap<PointId, Option<u64>> {
     let mut m = BTreeMap::new();
     let Some(last) = last else { return m };
     for k in 0..=last {
         match op(k) {
-            Op::Upsert(b) => batch_ids(b).into_iter().for_each(|id| {
+            Op::Upsert(b) => batch_ids(w, b).into_iter().for_each(|id| {
                 m.insert(id, None);
             }),
-            Op::Delete(b) => batch_ids(b).iter().for_each(|id| {
+            Op::Delete(b) => batch_ids(w, b).iter().for_each(|id| {
                 m.remove(id);
             }),
-            Op::Mark(b) => batch_ids(b).into_iter().for_each(|id| {
+            Op::Mark(b) => batch_ids(w, b).into_iter().for_each(|id| {
                 if let Some(v) = m.get_mut(&id) {
                     *v = Some(k);
                 }
@@ -345,52 +382,57 @@ fn expected(last: Option<u64>) -> BTreeMap<PointId, Option<u64>> {
     m
 }
 
-/// The state matches operations `0..=acked` or `0..=acked+1` exactly; returns which, and the
-/// recall of approximate search over the recovered graphs.
-fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> (Option<u64>, f64) {
+/// Each writer's part of the state matches its operations `0..=acked[w]` or
+/// `0..=acked[w]+1` exactly; returns which, per writer, and the recall of approximate search
+/// over the recovered graphs.
+fn verify(dir: &Path, acked: &[Option<u64>], kill: u32) -> (Vec<Option<u64>>, f64) {
     let store = open(dir);
     let Ok(c) = store.get("c") else {
         assert!(
-            acked.is_none(),
+            acked.iter().all(Option::is_none),
             "kill {kill}: the collection vanished after acknowledged writes"
         );
-        return (None, 1.0);
+        return (acked.to_vec(), 1.0);
     };
-    let actual = contents(&c, acked.map_or(0, |a| a + 1), &format!("kill {kill}"));
-    let next = acked.map_or(0, |a| a + 1);
-    let result = if actual == expected(acked) {
-        acked
-    } else if actual == expected(Some(next)) {
-        Some(next)
-    } else {
-        panic!(
-            "kill {kill}: state matches neither operations 0..={acked:?} nor 0..={next} (an acknowledged write was lost or an operation was half applied): {} points",
-            actual.len()
-        );
-    };
-    // A restored copy, if one was made, is a whole snapshot: the state after some operation
-    // (a snapshot is taken between two of them), never a mix.
+    let next: Vec<u64> = acked.iter().map(|a| a.map_or(0, |a| a + 1)).collect();
+    let actual = contents(&c, &next, &format!("kill {kill}"));
+    let result: Vec<Option<u64>> = (0..WRITERS)
+        .map(|w| {
+            let (acked, next, actual) = (acked[w as usize], next[w as usize], &actual[w as usize]);
+            if *actual == expected(w, acked) {
+                acked
+            } else if *actual == expected(w, Some(next)) {
+                Some(next)
+            } else {
+                panic!(
+                    "kill {kill}, writer {w}: state matches neither its operations 0..={acked:?} nor 0..={next} (an acknowledged write was lost or an operation was half applied): {} points",
+                    actual.len()
+                )
+            }
+        })
+        .collect();
+    // A restored copy, if one was made, is a whole snapshot: for each writer, the state after
+    // one of its operations (a snapshot is taken between two of them), never a mix.
     if let Ok(r) = store.get("r") {
-        let copy = contents(
-            &r,
-            result.map_or(0, |a| a + 1),
-            &format!("kill {kill}, restored copy"),
-        );
-        let latest = copy.keys().map(|id| match id {
-            PointId::Num(n) => n / BATCH,
-            PointId::Uuid(_) => unreachable!(),
-        });
-        let marked = copy.values().flatten().copied();
-        let from = latest.chain(marked).max();
-        let consistent = match from {
-            None => copy.is_empty(),
-            Some(m) => (m..=m + 3).any(|k| expected(Some(k)) == copy),
-        };
-        assert!(
-            consistent,
-            "kill {kill}: the restored copy is not the state after any one operation ({} points)",
-            copy.len()
-        );
+        let up_to: Vec<u64> = result.iter().map(|a| a.map_or(0, |a| a + 1)).collect();
+        let copy = contents(&r, &up_to, &format!("kill {kill}, restored copy"));
+        for (w, copy) in copy.iter().enumerate() {
+            let latest = copy.keys().map(|id| match id {
+                PointId::Num(n) => (n - w as u64 * ID_SPACE) / BATCH,
+                PointId::Uuid(_) => unreachable!(),
+            });
+            let marked = copy.values().flatten().copied();
+            let from = latest.chain(marked).max();
+            let consistent = match from {
+                None => copy.is_empty(),
+                Some(m) => (m..=m + 3).any(|k| expected(w as u64, Some(k)) == *copy),
+            };
+            assert!(
+                consistent,
+                "kill {kill}: writer {w}'s part of the restored copy is not the state after any one of its operations ({} points)",
+                copy.len()
+            );
+        }
     }
     // Every snapshot listed is whole (its checksum verifies).
     for snap in store.list_snapshots("c").unwrap() {
@@ -407,15 +449,19 @@ fn verify(dir: &Path, acked: Option<u64>, kill: u32) -> (Option<u64>, f64) {
 #[test]
 fn acknowledged_operations_survive_sigkill() {
     if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
-        let start = std::env::var(CHILD_START_ENV).unwrap().parse().unwrap();
-        child(Path::new(&dir), start);
+        let start: Vec<u64> = std::env::var(CHILD_START_ENV)
+            .unwrap()
+            .split(',')
+            .map(|k| k.parse().unwrap())
+            .collect();
+        child(Path::new(&dir), &start);
         return;
     }
     let mut dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let seed = 0xc0ffee_u64;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut applied: Option<u64> = None;
+    let mut applied: Vec<Option<u64>> = vec![None; WRITERS as usize];
     let mut last_recall: Option<f64> = None;
     let kills: u32 = std::env::var("VR_CRASH_KILLS")
         .ok()
@@ -427,14 +473,17 @@ fn acknowledged_operations_survive_sigkill() {
     for kill in 0..kills {
         if kill > 0 && kill % KILLS_PER_DIR == 0 {
             dir = tempfile::tempdir().unwrap();
-            (applied, last_recall) = (None, None);
+            (applied, last_recall) = (vec![None; WRITERS as usize], None);
         }
         let aim = AIMS[kill as usize % AIMS.len()];
-        let start = applied.map_or(0, |a| a + 1);
+        let start: Vec<String> = applied
+            .iter()
+            .map(|a| a.map_or(0, |a| a + 1).to_string())
+            .collect();
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR_ENV, dir.path())
-            .env(CHILD_START_ENV, start.to_string())
+            .env(CHILD_START_ENV, start.join(","))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -477,14 +526,14 @@ fn acknowledged_operations_survive_sigkill() {
         child.wait().unwrap();
         reader.join().unwrap();
         lines.extend(rx.try_iter());
-        let mut acked = applied;
+        let mut acked = applied.clone();
         let mut phases = Phases {
             snapshot: "none yet",
             ..Phases::default()
         };
         for line in &lines {
-            if let Some(k) = line.strip_prefix("ack ") {
-                acked = Some(k.parse().unwrap());
+            if let Some((w, k)) = line.strip_prefix("ack ").and_then(|a| a.split_once(' ')) {
+                acked[w.parse::<usize>().unwrap()] = Some(k.parse().unwrap());
             }
             phases.read(line);
         }
@@ -492,7 +541,7 @@ fn acknowledged_operations_survive_sigkill() {
         aimed[a] += 1;
         landed[a] += u32::from(phases.inside(aim));
         let recall;
-        (applied, recall) = verify(dir.path(), acked, kill);
+        (applied, recall) = verify(dir.path(), &acked, kill);
         eprintln!(
             "kill {kill} (aimed {aim:?}, landed inside: {}): acknowledged through {acked:?}, state \
              through {applied:?}, optimizer step {}, snapshot loop {}, recall@10 {recall:.3} at ef \
@@ -524,7 +573,7 @@ fn acknowledged_operations_survive_sigkill() {
         );
     }
     assert!(
-        applied.is_some_and(|a| a > 40),
+        applied.iter().all(|a| a.is_some_and(|a| a > 40)),
         "the child made too little progress to test anything: {applied:?}"
     );
 }

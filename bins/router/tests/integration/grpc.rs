@@ -916,3 +916,69 @@ async fn every_grpc_method_is_gated() {
     assert_eq!(c, tonic::Code::Unimplemented, "{m}");
     assert_eq!(state().await, before, "a refused call changed something");
 }
+
+/// Messages no client encoder makes, sent to every method: each is refused as gRPC's status
+/// table prescribes for a request that does not parse (`INTERNAL`, naming the decode error;
+/// tonic answers so before any handler runs, as Qdrant's server does), never by a panic or a
+/// reset stream, the server keeps serving, and nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_are_client_errors_on_every_method() {
+    let dirs = DataDirs::new();
+    let router = Router::start(&dirs, &[]);
+    let grpc = client(&router, None);
+    grpc.create_collection(create_request("k"))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(9);
+    let points: Vec<pb::PointStruct> = (0..5u64)
+        .map(|i| point(i, rng.vector(8), "x", i as i64))
+        .collect();
+    grpc.upsert_points(pb::UpsertPoints {
+        collection_name: "k".into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+    let state = || async {
+        let scroll = grpc
+            .scroll(pb::ScrollPoints {
+                collection_name: "k".into(),
+                limit: Some(100),
+                with_vectors: Some(true.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("scroll");
+        let ids: Vec<_> = scroll
+            .result
+            .iter()
+            .map(|p| format!("{:?}", p.id))
+            .collect();
+        let collections = grpc.list_collections().await.expect("list");
+        format!("{ids:?} {:?}", collections.collections)
+    };
+    let before = state().await;
+    let channel = tonic::transport::Endpoint::from_shared(router.grpc.clone())
+        .expect("gRPC url")
+        .connect()
+        .await
+        .expect("connect");
+    let bodies: [(&str, Vec<u8>); 4] = [
+        ("a truncated varint", vec![0x0a, 0xff]),
+        ("a length past the end", vec![0x0a, 0x7f, b'k']),
+        ("field 0", vec![0x00, 0x01]),
+        ("a group end tag", vec![0x0c]),
+    ];
+    for &(method, _) in GRPC_METHODS {
+        for (what, body) in &bodies {
+            let (c, m) = raw_call(&channel, method, None, body.clone()).await;
+            assert!(
+                c == tonic::Code::Internal && m.contains("decode"),
+                "{method} with {what}: {c:?} {m}"
+            );
+        }
+    }
+    assert_eq!(state().await, before, "a refused message changed something");
+}
