@@ -6,6 +6,8 @@
 #
 #   DURATION=600 RATE=8000 benches/soak.sh                                  # the soak
 #   DURATION=120 RATE=2000 EXTRA="--sweep params.exact=true" benches/soak.sh # overload
+#   DURATION=90 RATE=4000 QUERIES=50000 CACHE_TTL=600 CACHE_MB=16 benches/soak.sh
+#                      # the result cache on, fed distinct queries: its weight limit holds
 #
 # Reports land in $D (default /tmp/soak): load.txt, overload.txt, after.txt, rss.txt.
 set -u
@@ -14,11 +16,14 @@ RATE=${RATE:-8000}
 CONNS=${CONNS:-64}
 PORT=${PORT:-6420}
 D=${D:-/tmp/soak}
+QUERIES=${QUERIES:-2000}
+CACHE_TTL=${CACHE_TTL:-0}
+CACHE_MB=${CACHE_MB:-64}
 rm -rf "$D"; mkdir -p "$D"
 cd "$(dirname "$0")/.."
-DATA=(--generate 100000 --dim 64 --generate-queries 2000)
+DATA=(--generate 100000 --dim 64 --generate-queries "$QUERIES")
 target/release/router --http-port "$PORT" --grpc-port 0 --storage-path "$D/s" --snapshots-path "$D/snap" \
-  --cache-ttl-secs 0 --max-concurrent-requests 8 --log-level warn > "$D/router.out" 2> "$D/router.log" &
+  --cache-ttl-secs "$CACHE_TTL" --cache-max-mb "$CACHE_MB" --max-concurrent-requests 8 --log-level warn > "$D/router.out" 2> "$D/router.log" &
 ROUTER=$!
 trap 'kill $ROUTER 2>/dev/null' EXIT
 sleep 1
