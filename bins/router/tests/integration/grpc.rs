@@ -982,3 +982,281 @@ async fn undecodable_messages_are_client_errors_on_every_method() {
     }
     assert_eq!(state().await, before, "a refused message changed something");
 }
+
+/// Bad requests that decode, table-driven over the gRPC methods that take data: each is a
+/// client error (`INVALID_ARGUMENT`, or `NOT_FOUND` for what does not exist), never a server
+/// error, and none changes the collection or the list of collections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_client_errors_and_change_nothing() {
+    use std::future::Future;
+    use std::pin::Pin;
+    type Call<'a> = Pin<Box<dyn Future<Output = (tonic::Code, String)> + Send + 'a>>;
+    fn call<'a, T: std::fmt::Debug + Send + 'a>(
+        f: impl Future<Output = Result<T, QdrantError>> + Send + 'a,
+    ) -> Call<'a> {
+        Box::pin(async move {
+            match f.await {
+                Ok(answer) => (tonic::Code::Ok, format!("{answer:?}")),
+                Err(QdrantError::ResponseError { status }) => {
+                    (status.code(), status.message().to_string())
+                }
+                Err(e) => (tonic::Code::Unknown, e.to_string()),
+            }
+        })
+    }
+    let dirs = DataDirs::new();
+    let router = Router::start(&dirs, &[]);
+    let grpc = client(&router, None);
+    grpc.create_collection(create_request("e"))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(3);
+    grpc.upsert_points(pb::UpsertPoints {
+        collection_name: "e".into(),
+        wait: Some(true),
+        points: (0..20u64)
+            .map(|i| point(i, rng.vector(8), "x", i as i64))
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+    let state = || async {
+        let scroll = grpc
+            .scroll(pb::ScrollPoints {
+                collection_name: "e".into(),
+                limit: Some(100),
+                with_payload: Some(true.into()),
+                with_vectors: Some(true.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("scroll");
+        let points: Vec<String> = scroll
+            .result
+            .iter()
+            .map(|p| {
+                let payload: std::collections::BTreeMap<_, _> = p.payload.iter().collect();
+                format!("{:?} {payload:?} {:?}", p.id, p.vectors)
+            })
+            .collect();
+        let collections = grpc.list_collections().await.expect("list");
+        let info = grpc.collection_info("e").await.expect("info");
+        format!(
+            "{points:?} {:?} {:?}",
+            collections.collections,
+            info.result.and_then(|r| r.config)
+        )
+    };
+    let before = state().await;
+
+    let upsert = |points: Vec<pb::PointStruct>| pb::UpsertPoints {
+        collection_name: "e".into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    };
+    let query = |q: Vec<f32>, limit: Option<u64>| pb::QueryPoints {
+        collection_name: "e".into(),
+        query: Some(pb::Query::new_nearest(q)),
+        limit,
+        ..Default::default()
+    };
+    let collection = |name: &str, size: u64| {
+        let mut c = create_request(name);
+        if let Some(pb::VectorsConfig {
+            config: Some(pb::vectors_config::Config::Params(p)),
+        }) = &mut c.vectors_config
+        {
+            p.size = size;
+        }
+        c
+    };
+    let ids = |ids: Vec<u64>| pb::PointsSelector {
+        points_selector_one_of: Some(pb::points_selector::PointsSelectorOneOf::Points(
+            pb::PointsIdsList {
+                ids: ids.into_iter().map(Into::into).collect(),
+            },
+        )),
+    };
+    let bad_radius = pb::Filter::must([pb::Condition {
+        condition_one_of: Some(pb::condition::ConditionOneOf::Field(pb::FieldCondition {
+            key: "loc".into(),
+            geo_radius: Some(pb::GeoRadius {
+                center: Some(pb::GeoPoint {
+                    lat: 200.0,
+                    lon: 0.0,
+                }),
+                radius: 10.0,
+            }),
+            ..Default::default()
+        })),
+    }]);
+    let cases: Vec<(&str, Call<'_>, &[tonic::Code])> = vec![
+        (
+            "a NaN in a vector",
+            call(grpc.upsert_points(upsert(vec![point(50, vec![f32::NAN; 8], "x", 1)]))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "an infinity in a vector",
+            call(grpc.upsert_points(upsert(vec![point(50, vec![f32::INFINITY; 8], "x", 1)]))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "an empty vector",
+            call(grpc.upsert_points(upsert(vec![point(50, Vec::new(), "x", 1)]))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a batch with one bad point among good ones",
+            call(grpc.upsert_points(upsert(vec![
+                point(51, vec![0.5; 8], "x", 1),
+                point(52, vec![0.5; 9], "x", 1),
+            ]))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "an upsert into a missing collection",
+            call(grpc.upsert_points(pb::UpsertPoints {
+                collection_name: "absent".into(),
+                ..upsert(vec![point(50, vec![0.5; 8], "x", 1)])
+            })),
+            &[tonic::Code::NotFound],
+        ),
+        (
+            "a query of the wrong dimension",
+            call(grpc.query(query(vec![0.5; 3], None))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a NaN in a query",
+            call(grpc.query(query(vec![f32::NAN; 8], None))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a limit past every bound",
+            call(grpc.query(query(vec![0.5; 8], Some(u64::MAX)))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a scroll limit past every bound",
+            call(grpc.scroll(pb::ScrollPoints {
+                collection_name: "e".into(),
+                limit: Some(u32::MAX),
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a geo radius around latitude 200",
+            call(grpc.query(pb::QueryPoints {
+                filter: Some(bad_radius.clone()),
+                ..query(vec![0.5; 8], None)
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a collection of dimension 0",
+            call(grpc.create_collection(collection("zero", 0))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a collection of a billion dimensions",
+            call(grpc.create_collection(collection("huge", 1_000_000_000))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a collection named ../x",
+            call(grpc.create_collection(collection("../x", 8))),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a delete without a selector",
+            call(grpc.delete_points(pb::DeletePoints {
+                collection_name: "e".into(),
+                wait: Some(true),
+                points: None,
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a payload write selected by an invalid filter",
+            call(grpc.set_payload(pb::SetPayloadPoints {
+                collection_name: "e".into(),
+                wait: Some(true),
+                payload: [("k".to_string(), pb::Value::from(1i64))].into(),
+                points_selector: Some(pb::PointsSelector {
+                    points_selector_one_of: Some(pb::points_selector::PointsSelectorOneOf::Filter(
+                        bad_radius.clone(),
+                    )),
+                }),
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a field index of an unknown type",
+            call(grpc.create_field_index(pb::CreateFieldIndexCollection {
+                collection_name: "e".into(),
+                wait: Some(true),
+                field_name: "city".into(),
+                field_type: Some(99),
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a vector update of the wrong dimension",
+            call(grpc.update_vectors(pb::UpdatePointVectors {
+                collection_name: "e".into(),
+                wait: Some(true),
+                points: vec![pb::PointVectors {
+                    id: Some(1.into()),
+                    vectors: Some(vec![0.5f32; 5].into()),
+                }],
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a recommendation with no examples",
+            call(grpc.query(pb::QueryPoints {
+                collection_name: "e".into(),
+                query: Some(pb::Query::new_recommend(pb::RecommendInput::default())),
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a matrix of a sample past every bound",
+            call(grpc.search_matrix_pairs(pb::SearchMatrixPoints {
+                collection_name: "e".into(),
+                sample: Some(u64::MAX),
+                limit: Some(2),
+                ..Default::default()
+            })),
+            &[tonic::Code::InvalidArgument],
+        ),
+        (
+            "a delete of ids in a missing collection",
+            call(grpc.delete_points(pb::DeletePoints {
+                collection_name: "absent".into(),
+                wait: Some(true),
+                points: Some(ids(vec![1])),
+                ..Default::default()
+            })),
+            &[tonic::Code::NotFound],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, call, allowed) in cases {
+        let (c, m) = call.await;
+        if !allowed.contains(&c) {
+            wrong.push(format!("{what}: {c:?} {m}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(state().await, before, "a refused request changed something");
+}
