@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target until it has had a given number of CPU seconds (user + system), at the
-# lowest priority, then stops it with SIGINT and appends a line to the ledger: the hour of
+# lowest priority, then stops it with SIGINT and appends a line to the ledger (time, target,
+# CPU s, executions, peak RSS MB, exit status, new artifacts): the hour of
 # fuzzing per target (docs/reliability.md) is counted in CPU time, since the runs share the
 # machine with builds and tests.
 #
@@ -18,6 +19,8 @@ bin="target/x86_64-unknown-linux-gnu/release/$target"
 [ -x "$bin" ] || { echo "no release build of $target: cargo fuzz build first" >&2; exit 2; }
 mkdir -p "corpus/$target" "artifacts/$target" logs
 log="logs/$target-$(date -u +%Y%m%dT%H%M%S).log"
+# Artifacts newer than this mark are this run's findings.
+touch "$log.start"
 case "$target" in
   rest_body | checkpoint) leaks=-detect_leaks=0 ;; # background threads outlive an input
   *) leaks=-detect_leaks=1 ;;
@@ -42,9 +45,12 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 status=0
 wait "$pid" || status=$?
-execs=$(grep -o 'stat::number_of_executed_units:[[:space:]]*[0-9]*' "$log" | tail -1 | awk '{print $2}')
-peak=$(grep -o 'stat::peak_rss_mb:[[:space:]]*[0-9]*' "$log" | tail -1 | awk '{print $2}')
-found=$(ls "artifacts/$target" | wc -l)
+# A run killed from outside (the OOM killer) prints no final stats: the line is still written.
+execs=$(grep -o 'stat::number_of_executed_units:[[:space:]]*[0-9]*' "$log" | tail -1 | awk '{print $2}' || true)
+peak=$(grep -o 'stat::peak_rss_mb:[[:space:]]*[0-9]*' "$log" | tail -1 | awk '{print $2}' || true)
+found=$(find "artifacts/$target" -type f -newer "$log.start" | wc -l)
+# 72 is libFuzzer's exit status when stopped by SIGINT, as this script stops it.
+[ "$status" = 72 ] && status=interrupted
 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$cpu" "${execs:-?}" \
   "${peak:-?}" "$status" "$found" >> "$ledger"
 echo "$target: $cpu CPU s, ${execs:-?} executions, peak ${peak:-?} MB, exit $status, artifacts $found"

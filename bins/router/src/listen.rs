@@ -533,15 +533,20 @@ pub fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Raises the process's soft open-file limit to its hard limit (capped at 2^20, the kernel's
-/// usual `nr_open`), as servers do at start: distributions set the soft limit to 1,024 for
+/// Raises the process's soft open-file limit to its hard limit (capped at the kernel's
+/// `fs.nr_open`, 2^20 where it cannot be read), as servers do at start: distributions set the soft limit to 1,024 for
 /// the sake of `select(2)`, which nothing here uses, while every connection and every
 /// collection's open log file needs a descriptor. The limits before and after; an error
 /// leaves the limit as it was.
 pub fn raise_open_file_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
-    let target = limit.maximum.map_or(1 << 20, |hard| hard.min(1 << 20));
+    // An unlimited hard limit still cannot pass nr_open: setrlimit would refuse the raise.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let target = limit.maximum.map_or(nr_open, |hard| hard.min(nr_open));
     if limit.current.is_some_and(|soft| soft < target) {
         setrlimit(
             Resource::Nofile,

@@ -45,13 +45,35 @@ impl From<ApiError> for tonic::Status {
             StatusCode::NOT_IMPLEMENTED => Code::Unimplemented,
             _ => Code::Internal,
         };
-        let mut status = tonic::Status::new(code, e.message);
+        let mut status = tonic::Status::new(code, grpc_message(&e.message));
         // The status REST answers, for the metrics (`Gate`): a code stands for several.
         status.metadata_mut().insert(
             REST_STATUS,
             tonic::metadata::MetadataValue::from(e.status.as_u16()),
         );
         status
+    }
+}
+
+/// An error message as a gRPC client should read it: a gRPC request is mapped onto the REST
+/// request types through JSON, whose parser speaks of a "JSON body" and of its line and column;
+/// the JSON path of the field (`points[0].vector[0]`), which names the same field of the
+/// message, stays.
+fn grpc_message(message: &str) -> String {
+    let message = message.replacen(" in JSON body", " in the request", 1);
+    match message.rfind(" at line ") {
+        Some(at)
+            if message[at + " at line ".len()..]
+                .split_once(" column ")
+                .is_some_and(|(l, c)| {
+                    !l.is_empty()
+                        && !c.is_empty()
+                        && l.bytes().chain(c.bytes()).all(|b| b.is_ascii_digit())
+                }) =>
+        {
+            message[..at].to_string()
+        }
+        _ => message,
     }
 }
 

@@ -262,7 +262,7 @@ def still_serving(http: httpx.Client):
 
 def state(http: httpx.Client):
     """What a refused request must leave as it was: the points, the configuration, the
-    collections, the aliases and the shard keys."""
+    collections, the aliases and the shard keys (none outside cluster mode)."""
     points = http.post(f"/collections/{C}/points/scroll",
                        json={"limit": 100, "with_payload": True, "with_vector": True}).json()
     info = http.get(f"/collections/{C}").json()["result"]

@@ -853,6 +853,8 @@ async fn every_grpc_method_is_gated() {
             .expect("scroll");
         let collections = full.list_collections().await.expect("list");
         let aliases = full.list_aliases().await.expect("aliases");
+        let snapshots = full.list_snapshots("k").await.expect("snapshots");
+        let full_snapshots = full.list_full_snapshots().await.expect("full snapshots");
         // Payloads are hash maps: compared in key order.
         let points: Vec<String> = scroll
             .result
@@ -863,8 +865,11 @@ async fn every_grpc_method_is_gated() {
             })
             .collect();
         format!(
-            "{points:?} {:?} {:?}",
-            collections.collections, aliases.aliases
+            "{points:?} {:?} {:?} {:?} {:?}",
+            collections.collections,
+            aliases.aliases,
+            snapshots.snapshot_descriptions,
+            full_snapshots.snapshot_descriptions
         )
     };
     let before = state().await;
@@ -1253,7 +1258,8 @@ async fn bad_requests_are_client_errors_and_change_nothing() {
     let mut wrong = Vec::new();
     for (what, call, allowed) in cases {
         let (c, m) = call.await;
-        if !allowed.contains(&c) {
+        // A gRPC client is not told of a JSON body it never sent.
+        if !allowed.contains(&c) || m.contains("JSON body") || m.contains(" at line ") {
             wrong.push(format!("{what}: {c:?} {m}"));
         }
     }

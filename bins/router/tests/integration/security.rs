@@ -617,7 +617,7 @@ async fn keys_appear_in_no_log_answer_or_metric() {
             Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0]}]})),
         ),
         (Method::POST, "/collections/c/points/query", Some(query)),
-        (Method::DELETE, "/collections/c/points/index/x", None),
+        (Method::DELETE, "/collections/c/index/x", None),
         (
             Method::PUT,
             "/collections/c/snapshots/recover",

@@ -286,9 +286,17 @@ fn open_file_limits(pid: &str) -> (Option<u64>, Option<u64>) {
     (fields.next().flatten(), fields.next().flatten())
 }
 
-/// The router's command on `dirs` under `prlimit --nofile=soft:hard` (util-linux), with the
-/// environment `Router::command` sets.
+/// The router's command on `dirs` under `prlimit --nofile=soft:hard` (util-linux, essential
+/// in Debian), with the environment `Router::command` sets.
 fn under_open_file_limit(dirs: &DataDirs, soft: u64, hard: u64) -> std::process::Command {
+    let found = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "these tests run the router under prlimit (util-linux): install it"
+    );
     let router = Router::command(dirs);
     let mut cmd = std::process::Command::new("prlimit");
     cmd.arg(format!("--nofile={soft}:{hard}"))
