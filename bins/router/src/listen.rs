@@ -534,10 +534,10 @@ pub fn tls_acceptor(
 }
 
 /// Raises the process's soft open-file limit to its hard limit (capped at the kernel's
-/// `fs.nr_open`, 2^20 where it cannot be read), as servers do at start: distributions set the soft limit to 1,024 for
-/// the sake of `select(2)`, which nothing here uses, while every connection and every
-/// collection's open log file needs a descriptor. The limits before and after; an error
-/// leaves the limit as it was.
+/// `fs.nr_open`, 2^20 where it cannot be read), as servers do at start: distributions set
+/// the soft limit to 1,024 for the sake of `select(2)`, which nothing here uses, while every
+/// connection and every collection's open log file needs a descriptor. The limits before and
+/// after; an error leaves the limit as it was.
 pub fn raise_open_file_limit() -> std::io::Result<(Option<u64>, Option<u64>)> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
