@@ -51,6 +51,63 @@ fn point(id: u64, vector: Vec<f32>, city: &str, n: i64) -> pb::PointStruct {
     pb::PointStruct::new(id, vector, payload)
 }
 
+/// Creates collection `name` (`create_request`) holding `n` points of seeded random vectors.
+async fn seeded_collection(grpc: &Qdrant, name: &str, n: u64, seed: u64) {
+    grpc.create_collection(create_request(name))
+        .await
+        .expect("create");
+    let mut rng = crate::common::Rng::new(seed);
+    grpc.upsert_points(pb::UpsertPoints {
+        collection_name: name.into(),
+        wait: Some(true),
+        points: (0..n)
+            .map(|i| point(i, rng.vector(8), "x", i as i64))
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("upsert");
+}
+
+/// What a refused call must leave as it was, as text to compare: collection `name`'s points
+/// (ids, payloads in key order, vectors) and configuration, the collections, the aliases, and
+/// the collection's and the full snapshots.
+async fn grpc_state(grpc: &Qdrant, name: &str) -> String {
+    let scroll = grpc
+        .scroll(pb::ScrollPoints {
+            collection_name: name.into(),
+            limit: Some(1000),
+            with_payload: Some(true.into()),
+            with_vectors: Some(true.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("scroll");
+    // Payloads are hash maps: compared in key order.
+    let points: Vec<String> = scroll
+        .result
+        .iter()
+        .map(|p| {
+            let payload: std::collections::BTreeMap<_, _> = p.payload.iter().collect();
+            format!("{:?} {payload:?} {:?}", p.id, p.vectors)
+        })
+        .collect();
+    let config = grpc
+        .collection_info(name)
+        .await
+        .expect("info")
+        .result
+        .and_then(|r| r.config);
+    let collections = grpc.list_collections().await.expect("list").collections;
+    let aliases = grpc.list_aliases().await.expect("aliases").aliases;
+    let snapshots = grpc.list_snapshots(name).await.expect("snapshots");
+    let full_snapshots = grpc.list_full_snapshots().await.expect("full snapshots");
+    format!(
+        "{points:?} {config:?} {collections:?} {aliases:?} {:?} {:?}",
+        snapshots.snapshot_descriptions, full_snapshots.snapshot_descriptions
+    )
+}
+
 #[tokio::test]
 async fn grpc_answers_equal_rest_answers() {
     let dirs = DataDirs::new();
@@ -825,53 +882,8 @@ async fn every_grpc_method_is_gated() {
         ],
     );
     let full = client(&router, Some("full-secret"));
-    full.create_collection(create_request("k"))
-        .await
-        .expect("create");
-    let mut rng = crate::common::Rng::new(5);
-    let points: Vec<pb::PointStruct> = (0..10u64)
-        .map(|i| point(i, rng.vector(8), "x", i as i64))
-        .collect();
-    full.upsert_points(pb::UpsertPoints {
-        collection_name: "k".into(),
-        wait: Some(true),
-        points,
-        ..Default::default()
-    })
-    .await
-    .expect("upsert");
-    let state = || async {
-        let scroll = full
-            .scroll(pb::ScrollPoints {
-                collection_name: "k".into(),
-                limit: Some(100),
-                with_payload: Some(true.into()),
-                with_vectors: Some(true.into()),
-                ..Default::default()
-            })
-            .await
-            .expect("scroll");
-        let collections = full.list_collections().await.expect("list");
-        let aliases = full.list_aliases().await.expect("aliases");
-        let snapshots = full.list_snapshots("k").await.expect("snapshots");
-        let full_snapshots = full.list_full_snapshots().await.expect("full snapshots");
-        // Payloads are hash maps: compared in key order.
-        let points: Vec<String> = scroll
-            .result
-            .iter()
-            .map(|p| {
-                let payload: std::collections::BTreeMap<_, _> = p.payload.iter().collect();
-                format!("{:?} {payload:?} {:?}", p.id, p.vectors)
-            })
-            .collect();
-        format!(
-            "{points:?} {:?} {:?} {:?} {:?}",
-            collections.collections,
-            aliases.aliases,
-            snapshots.snapshot_descriptions,
-            full_snapshots.snapshot_descriptions
-        )
-    };
+    seeded_collection(&full, "k", 10, 5).await;
+    let state = || grpc_state(&full, "k");
     let before = state().await;
 
     let channel = tonic::transport::Endpoint::from_shared(router.grpc.clone())
@@ -931,39 +943,8 @@ async fn undecodable_messages_are_client_errors_on_every_method() {
     let dirs = DataDirs::new();
     let router = Router::start(&dirs, &[]);
     let grpc = client(&router, None);
-    grpc.create_collection(create_request("k"))
-        .await
-        .expect("create");
-    let mut rng = crate::common::Rng::new(9);
-    let points: Vec<pb::PointStruct> = (0..5u64)
-        .map(|i| point(i, rng.vector(8), "x", i as i64))
-        .collect();
-    grpc.upsert_points(pb::UpsertPoints {
-        collection_name: "k".into(),
-        wait: Some(true),
-        points,
-        ..Default::default()
-    })
-    .await
-    .expect("upsert");
-    let state = || async {
-        let scroll = grpc
-            .scroll(pb::ScrollPoints {
-                collection_name: "k".into(),
-                limit: Some(100),
-                with_vectors: Some(true.into()),
-                ..Default::default()
-            })
-            .await
-            .expect("scroll");
-        let ids: Vec<_> = scroll
-            .result
-            .iter()
-            .map(|p| format!("{:?}", p.id))
-            .collect();
-        let collections = grpc.list_collections().await.expect("list");
-        format!("{ids:?} {:?}", collections.collections)
-    };
+    seeded_collection(&grpc, "k", 5, 9).await;
+    let state = || grpc_state(&grpc, "k");
     let before = state().await;
     let channel = tonic::transport::Endpoint::from_shared(router.grpc.clone())
         .expect("gRPC url")
@@ -1012,47 +993,8 @@ async fn bad_requests_are_client_errors_and_change_nothing() {
     let dirs = DataDirs::new();
     let router = Router::start(&dirs, &[]);
     let grpc = client(&router, None);
-    grpc.create_collection(create_request("e"))
-        .await
-        .expect("create");
-    let mut rng = crate::common::Rng::new(3);
-    grpc.upsert_points(pb::UpsertPoints {
-        collection_name: "e".into(),
-        wait: Some(true),
-        points: (0..20u64)
-            .map(|i| point(i, rng.vector(8), "x", i as i64))
-            .collect(),
-        ..Default::default()
-    })
-    .await
-    .expect("upsert");
-    let state = || async {
-        let scroll = grpc
-            .scroll(pb::ScrollPoints {
-                collection_name: "e".into(),
-                limit: Some(100),
-                with_payload: Some(true.into()),
-                with_vectors: Some(true.into()),
-                ..Default::default()
-            })
-            .await
-            .expect("scroll");
-        let points: Vec<String> = scroll
-            .result
-            .iter()
-            .map(|p| {
-                let payload: std::collections::BTreeMap<_, _> = p.payload.iter().collect();
-                format!("{:?} {payload:?} {:?}", p.id, p.vectors)
-            })
-            .collect();
-        let collections = grpc.list_collections().await.expect("list");
-        let info = grpc.collection_info("e").await.expect("info");
-        format!(
-            "{points:?} {:?} {:?}",
-            collections.collections,
-            info.result.and_then(|r| r.config)
-        )
-    };
+    seeded_collection(&grpc, "e", 20, 3).await;
+    let state = || grpc_state(&grpc, "e");
     let before = state().await;
 
     let upsert = |points: Vec<pb::PointStruct>| pb::UpsertPoints {
