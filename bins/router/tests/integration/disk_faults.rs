@@ -142,12 +142,17 @@ fn assert_same(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_and_service_resumes_when_space_returns() {
     let dirs = DataDirs::new();
-    let Some(_disk) = Tmpfs::mount(&dirs.storage(), 40) else {
+    // 12 MB to fill, then 84 MB given back. What comes back must hold more than the data
+    // that filled the disk: until the log is truncated, the optimizer's next generation of a
+    // graph sits beside the one it replaces, and a checkpoint beside the one before it
+    // (written whole, then renamed). A 40 MB disk (28 MB given back) was too small for that:
+    // a CI run met a full disk again after space had returned, a real one, not a fault.
+    let Some(_disk) = Tmpfs::mount(&dirs.storage(), 96) else {
         return;
     };
     // Space to give back later.
     let ballast = dirs.storage().join("ballast");
-    std::fs::write(&ballast, vec![0x5a; 28 << 20]).unwrap();
+    std::fs::write(&ballast, vec![0x5a; 84 << 20]).unwrap();
     let mut r = Router::start(&dirs, &["--cache-ttl-secs", "0"]);
     // A low indexing threshold: sealed segments are indexed and their graph files written,
     // so the optimizer meets the full disk too.
