@@ -7,8 +7,10 @@
 //! parent opens the storage and checks, for each writer, that every operation it had
 //! acknowledged is there (vectors and payloads compared), that the one it had in flight is
 //! wholly applied or wholly absent, and nothing else; that the restored copy, if any, holds
-//! for each writer the state after one of its operations; that every snapshot listed verifies; and that
-//! approximate search over the recovered graphs keeps its recall on a fixed query set.
+//! for each writer the state after one of its operations, and across the writers a cut that
+//! real time allows (no operation left out that had finished before one taken in began); that
+//! every snapshot listed verifies; and that approximate search over the recovered graphs keeps
+//! its recall on a fixed query set.
 //!
 //! The child is this test binary itself, re-executed with `VR_CRASH_CHILD_DIR` set (an
 //! example binary has no `CARGO_BIN_EXE_` path to find it by).
@@ -20,7 +22,7 @@ use payload::{Payload, PayloadSelector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -307,6 +309,9 @@ fn child(dir: &Path, start: &[u64]) {
             scope.spawn(move || {
                 let mut k = first;
                 while Instant::now() < deadline {
+                    // Printed under stdout's lock, in the order they happen: the parent reads
+                    // from the lines which operations finished before others began.
+                    println!("begin {w} {k}");
                     c.update(update(w as u64, k), true).unwrap();
                     println!("ack {w} {k}");
                     k += 1;
@@ -382,10 +387,22 @@ fn expected(w: u64, last: Option<u64>) -> BTreeMap<PointId, Option<u64>> {
     m
 }
 
+/// When each operation of a writer began and was acknowledged, in lines of the children's
+/// output counted over the whole directory: writer `w`'s operation `k` → (begin, ack). An
+/// operation re-sent after a kill (it was in flight and not applied) keeps its last begin; one
+/// in flight and applied gets the kill as its acknowledgement (it was finished before anything
+/// the next child began).
+type Timeline = Vec<HashMap<u64, (u64, Option<u64>)>>;
+
 /// Each writer's part of the state matches its operations `0..=acked[w]` or
 /// `0..=acked[w]+1` exactly; returns which, per writer, and the recall of approximate search
 /// over the recovered graphs.
-fn verify(dir: &Path, acked: &[Option<u64>], kill: u32) -> (Vec<Option<u64>>, f64) {
+fn verify(
+    dir: &Path,
+    acked: &[Option<u64>],
+    timeline: &Timeline,
+    kill: u32,
+) -> (Vec<Option<u64>>, f64) {
     let store = open(dir);
     let Ok(c) = store.get("c") else {
         assert!(
@@ -416,22 +433,45 @@ fn verify(dir: &Path, acked: &[Option<u64>], kill: u32) -> (Vec<Option<u64>>, f6
     if let Ok(r) = store.get("r") {
         let up_to: Vec<u64> = result.iter().map(|a| a.map_or(0, |a| a + 1)).collect();
         let copy = contents(&r, &up_to, &format!("kill {kill}, restored copy"));
-        for (w, copy) in copy.iter().enumerate() {
-            let latest = copy.keys().map(|id| match id {
-                PointId::Num(n) => (n - w as u64 * ID_SPACE) / BATCH,
-                PointId::Uuid(_) => unreachable!(),
-            });
-            let marked = copy.values().flatten().copied();
-            let from = latest.chain(marked).max();
-            let consistent = match from {
-                None => copy.is_empty(),
-                Some(m) => (m..=m + 3).any(|k| expected(w as u64, Some(k)) == *copy),
-            };
-            assert!(
-                consistent,
-                "kill {kill}: writer {w}'s part of the restored copy is not the state after any one of its operations ({} points)",
-                copy.len()
-            );
+        // Per writer, the operations the copy may end with: the first and the last that give
+        // its state (an operation that deletes a batch returns the state of three before).
+        let cuts: Vec<(Option<u64>, Option<u64>)> = copy
+            .iter()
+            .enumerate()
+            .map(|(w, copy)| {
+                let latest = copy.keys().map(|id| match id {
+                    PointId::Num(n) => (n - w as u64 * ID_SPACE) / BATCH,
+                    PointId::Uuid(_) => unreachable!(),
+                });
+                let marked = copy.values().flatten().copied();
+                let matching: Vec<u64> = match latest.chain(marked).max() {
+                    None => Vec::new(),
+                    Some(m) => (m..=m + 3)
+                        .filter(|&k| expected(w as u64, Some(k)) == *copy)
+                        .collect(),
+                };
+                assert!(
+                    copy.is_empty() || !matching.is_empty(),
+                    "kill {kill}: writer {w}'s part of the restored copy is not the state after any one of its operations ({} points)",
+                    copy.len()
+                );
+                (matching.first().copied(), matching.last().copied())
+            })
+            .collect();
+        // And across the writers a cut that real time allows: no operation of one writer left
+        // out that was acknowledged before an operation taken in from another began.
+        for (w, &(first_in, _)) in cuts.iter().enumerate() {
+            let Some(taken) = first_in else { continue };
+            let began = timeline[w][&taken].0;
+            for (v, &(_, last_in)) in cuts.iter().enumerate() {
+                let left_out = last_in.map_or(0, |k| k + 1);
+                if let Some(&(_, Some(acked_at))) = timeline[v].get(&left_out) {
+                    assert!(
+                        acked_at > began,
+                        "kill {kill}: the restored copy holds writer {w}'s operation {taken} (begun at line {began}) but not writer {v}'s operation {left_out}, acknowledged before it (line {acked_at}): not a consistent cut"
+                    );
+                }
+            }
         }
     }
     // Every snapshot listed is whole (its checksum verifies).
@@ -462,6 +502,9 @@ fn acknowledged_operations_survive_sigkill() {
     let seed = 0xc0ffee_u64;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut applied: Vec<Option<u64>> = vec![None; WRITERS as usize];
+    let mut timeline: Timeline = vec![HashMap::new(); WRITERS as usize];
+    // Lines read from the children on the current directory.
+    let mut tick = 0u64;
     let mut last_recall: Option<f64> = None;
     let kills: u32 = std::env::var("VR_CRASH_KILLS")
         .ok()
@@ -474,6 +517,7 @@ fn acknowledged_operations_survive_sigkill() {
         if kill > 0 && kill % KILLS_PER_DIR == 0 {
             dir = tempfile::tempdir().unwrap();
             (applied, last_recall) = (vec![None; WRITERS as usize], None);
+            (timeline, tick) = (vec![HashMap::new(); WRITERS as usize], 0);
         }
         let aim = AIMS[kill as usize % AIMS.len()];
         let start: Vec<String> = applied
@@ -532,8 +576,19 @@ fn acknowledged_operations_survive_sigkill() {
             ..Phases::default()
         };
         for line in &lines {
-            if let Some((w, k)) = line.strip_prefix("ack ").and_then(|a| a.split_once(' ')) {
-                acked[w.parse::<usize>().unwrap()] = Some(k.parse().unwrap());
+            tick += 1;
+            let writer_op = |prefix: &str| {
+                let (w, k) = line.strip_prefix(prefix)?.split_once(' ')?;
+                Some((w.parse::<usize>().unwrap(), k.parse::<u64>().unwrap()))
+            };
+            if let Some((w, k)) = writer_op("begin ") {
+                timeline[w].insert(k, (tick, None));
+            } else if let Some((w, k)) = writer_op("ack ") {
+                acked[w] = Some(k);
+                timeline[w]
+                    .get_mut(&k)
+                    .expect("begun before acknowledged")
+                    .1 = Some(tick);
             }
             phases.read(line);
         }
@@ -541,7 +596,14 @@ fn acknowledged_operations_survive_sigkill() {
         aimed[a] += 1;
         landed[a] += u32::from(phases.inside(aim));
         let recall;
-        (applied, recall) = verify(dir.path(), &acked, kill);
+        (applied, recall) = verify(dir.path(), &acked, &timeline, kill);
+        // An operation in flight that the restart found applied was finished at the kill.
+        for (w, (&now, &before)) in applied.iter().zip(&acked).enumerate() {
+            if now != before {
+                let k = now.expect("applied through at least what was acknowledged");
+                timeline[w].get_mut(&k).expect("begun before the kill").1 = Some(tick);
+            }
+        }
         eprintln!(
             "kill {kill} (aimed {aim:?}, landed inside: {}): acknowledged through {acked:?}, state \
              through {applied:?}, optimizer step {}, snapshot loop {}, recall@10 {recall:.3} at ef \
