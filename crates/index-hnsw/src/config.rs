@@ -61,7 +61,8 @@ impl StorageKind {
     }
 }
 
-/// The links per node (`m`) an index may have.
+/// The links per node (`m`) an index with a graph may have; `m` 0 is an index without one
+/// ([`HnswConfig::has_graph`]).
 pub const M_RANGE: std::ops::RangeInclusive<usize> = 2..=256;
 /// The build candidate list sizes (`ef_construct`) an index may have (Qdrant's bounds).
 pub const EF_CONSTRUCT_RANGE: std::ops::RangeInclusive<usize> = 4..=10_000;
@@ -70,7 +71,10 @@ pub const EF_CONSTRUCT_RANGE: std::ops::RangeInclusive<usize> = 4..=10_000;
 /// `hnsw_config` where it has them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HnswConfig {
-    /// `M`: links per node on the upper layers; layer 0 keeps `2·M`. Default 16.
+    /// `M`: links per node on the upper layers; layer 0 keeps `2·M`. Default 16. 0 builds no
+    /// graph: the vectors are stored and every search scans them exactly (Qdrant's `m: 0`,
+    /// which multi-tenant collections set when each tenant's points are few and filtered
+    /// searches by tenant should not pay for a graph).
     pub m: usize,
     /// `efConstruction`: candidate list size while inserting. Default 200.
     pub ef_construct: usize,
@@ -118,11 +122,11 @@ impl HnswConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let invalid = |name, reason: String| Err(IndexError::InvalidParameter { name, reason });
-        if !M_RANGE.contains(&self.m) {
+        if self.m != 0 && !M_RANGE.contains(&self.m) {
             return invalid(
                 "m",
                 format!(
-                    "{} is not between {} and {}",
+                    "{} is not 0 (no graph) or between {} and {}",
                     self.m,
                     M_RANGE.start(),
                     M_RANGE.end()
@@ -169,5 +173,11 @@ impl HnswConfig {
     /// Links kept per node on layer 0.
     pub fn m0(&self) -> usize {
         2 * self.m
+    }
+
+    /// Whether the index builds a graph (`m` is not 0); without one every search is an exact
+    /// scan.
+    pub fn has_graph(&self) -> bool {
+        self.m > 0
     }
 }

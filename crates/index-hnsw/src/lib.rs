@@ -25,6 +25,8 @@
 //!   own vector, and one the walk misses gets a link from where the walk ends. The check walks
 //!   the stored vectors (`f32`, or `f16`) with the default `ef`; quantized storages walk their
 //!   codes at search time, so for them it holds for the graph, not for every code walk.
+//! * **No graph** (`m` 0, as Qdrant allows): vectors are stored without links and every
+//!   search is an exact scan of the live points that pass its filter.
 //! * **Delete** marks a node; [`HnswIndex::repair`] relinks its neighbours so the graph stays
 //!   navigable without it.
 //! * **Persist**: [`HnswIndex::save`] and [`HnswIndex::load`], versioned and checksummed.

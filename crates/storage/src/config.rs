@@ -60,7 +60,8 @@ impl Distance {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HnswConfigDiff {
-    /// Links per node, `M` (default 16).
+    /// Links per node, `M` (default 16); 0 builds no graph, and the vector's searches scan
+    /// exactly (a multivector's: by MaxSim only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub m: Option<usize>,
     /// Candidate list size while building, `efConstruction` (default 100 in Qdrant, 200 here).
@@ -75,7 +76,8 @@ pub struct HnswConfigDiff {
     /// Keep the graph on disk (accepted; graphs stay in memory here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_disk: Option<bool>,
-    /// Links per node for payload-aware subgraphs (accepted, not used).
+    /// Links per node for payload-aware subgraphs (accepted and echoed; no such links are
+    /// built: with `m` 0 a filtered search scans the points its filter passes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_m: Option<usize>,
     /// Qdrant 1.19's memory tier (accepted, not used).
@@ -103,9 +105,9 @@ impl HnswConfigDiff {
 
     fn validate(&self) -> Result<()> {
         if let Some(m) = self.m {
-            if !index_hnsw::M_RANGE.contains(&m) {
+            if m != 0 && !index_hnsw::M_RANGE.contains(&m) {
                 return Err(invalid(format!(
-                    "hnsw_config.m: {m} is not between {} and {}",
+                    "hnsw_config.m: {m} is not 0 (no graph) or between {} and {}",
                     index_hnsw::M_RANGE.start(),
                     index_hnsw::M_RANGE.end()
                 )));
@@ -292,10 +294,7 @@ impl VectorParams {
             )));
         }
         if let Some(h) = &self.hnsw_config {
-            // `m: 0` turns a multivector's graph off (exact MaxSim only), as in Qdrant.
-            if !(self.is_multi() && h.m == Some(0)) {
-                h.validate()?;
-            }
+            h.validate()?;
         }
         if let Some(q) = &self.quantization_config {
             q.validate()?;

@@ -268,6 +268,10 @@ impl HnswIndex {
             }
             Some(e) => e,
         };
+        if !self.config.has_graph() {
+            // No graph (`m` 0): the node is stored and published, and found by scans.
+            return Ok(());
+        }
         if level <= top {
             entry_guard = None;
         }

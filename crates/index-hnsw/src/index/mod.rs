@@ -587,7 +587,8 @@ impl HnswIndex {
     /// [`HnswIndex::link_unreachable`] after it.
     pub fn insert_all(&self, first: PointOffset, data: &[f32]) -> Result<()> {
         let n = data.len() / self.dim;
-        let codes = if n >= BATCH_CODES_MIN {
+        // Codes only speed up the walks that choose links; without a graph there are none.
+        let codes = if n >= BATCH_CODES_MIN && self.config.has_graph() {
             BuildCodes::new(self, first, data)?
         } else {
             None
@@ -647,6 +648,9 @@ impl HnswIndex {
     /// a link from where that search ends; call after a batch of
     /// [`VectorIndexWrite::insert`]s (a bulk [`HnswIndex::build`] does it itself).
     pub fn link_unreachable(&self) {
+        if !self.config.has_graph() {
+            return;
+        }
         let end = self.end.load(Ordering::Acquire);
         self.link_orphans(end);
         let from = self
@@ -681,6 +685,9 @@ impl HnswIndex {
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
         let uniform = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // in (0, 1]
+        if !self.config.has_graph() {
+            return 0;
+        }
         let ml = 1.0 / (self.config.m as f64).ln();
         ((-uniform.ln() * ml) as usize).min(MAX_LEVEL)
     }

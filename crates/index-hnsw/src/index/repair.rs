@@ -11,6 +11,9 @@ impl HnswIndex {
     /// unreachable. Returns the number of lists rebuilt. Safe to run while searches and
     /// inserts go on.
     pub fn repair(&self) -> usize {
+        if !self.config.has_graph() {
+            return 0;
+        }
         let end = self.end.load(Ordering::Acquire);
         let rebuilt = AtomicUsize::new(0);
         (0..end)

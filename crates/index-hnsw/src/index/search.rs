@@ -100,7 +100,7 @@ impl HnswIndex {
         filter: Option<&dyn PointFilter>,
     ) -> Vec<Candidate> {
         let plan = match filter {
-            _ if params.exact => FilterPlan::Scan,
+            _ if params.exact || !self.config.has_graph() => FilterPlan::Scan,
             Some(f) => self.plan(f),
             None => FilterPlan::PassThrough,
         };

@@ -5,6 +5,7 @@ mod concurrency;
 mod delete;
 mod errors;
 mod filter;
+mod no_graph;
 mod persist;
 mod reachability;
 mod recall;

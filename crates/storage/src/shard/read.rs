@@ -364,6 +364,13 @@ impl LocalShard {
                 return false;
             }
         }
+        // A vector without a graph (`m` 0) is scanned whole, at a cost that grows with it.
+        let Ok(col) = Self::column(&st, &req.vector_name) else {
+            return false;
+        };
+        if !self.settings().vectors[col].hnsw.has_graph() {
+            return false;
+        }
         st.segments
             .iter()
             .all(|s| s.is_indexed() || s.row_count() == 0)
