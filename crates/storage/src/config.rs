@@ -113,7 +113,9 @@ impl HnswConfigDiff {
                 )));
             }
         }
-        if let Some(ef) = self.ef_construct {
+        // Without a graph `ef_construct` is unused; a multivector's `m: 0` was stored with any
+        // value before dense vectors could have it.
+        if let Some(ef) = self.ef_construct.filter(|_| self.m != Some(0)) {
             if !index_hnsw::EF_CONSTRUCT_RANGE.contains(&ef) {
                 return Err(invalid(format!(
                     "hnsw_config.ef_construct: {ef} is not between {} and {}",

@@ -575,6 +575,18 @@ impl Segment {
         matches!(self.vectors, SegmentVectors::Indexed { .. })
     }
 
+    /// Whether column `col` of this indexed segment is searched by a walk or lists rather
+    /// than scanned whole (an HNSW built with `m` 0 has no graph).
+    pub(crate) fn walks(&self, col: usize) -> bool {
+        match &self.vectors {
+            SegmentVectors::Indexed { graphs, .. } => graphs.get(col).is_some_and(|g| match &**g {
+                SegmentIndex::Hnsw(h) => h.config().has_graph(),
+                _ => true,
+            }),
+            SegmentVectors::Plain(_) => false,
+        }
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         match &self.vectors {
             SegmentVectors::Indexed { generation, .. } => generation.load(Ordering::Acquire),

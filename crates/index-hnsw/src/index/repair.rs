@@ -266,6 +266,18 @@ impl HnswIndex {
     /// among nodes whose inserts have written their links (a lone node otherwise).
     pub(super) fn choose_live_entry(&self) {
         let _guard = self.entry_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.config.has_graph() {
+            // Any live node serves (searches scan); looking on from the last entry keeps
+            // deletes in offset order linear rather than quadratic.
+            let end = self.end.load(Ordering::Acquire);
+            let last = self.entry().map_or(0, |(e, _)| e);
+            let live = (last..end)
+                .chain(0..last)
+                .find(|&n| self.arena.state(n) == SlotState::Live);
+            self.entry
+                .store(live.map_or(NO_ENTRY, u64::from), Ordering::Release);
+            return;
+        }
         let best_upper = {
             let upper = self.upper.read().unwrap_or_else(|e| e.into_inner());
             upper

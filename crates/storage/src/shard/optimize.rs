@@ -404,7 +404,7 @@ fn built_otherwise(segment: &Segment, vectors: &[EffectiveVector]) -> bool {
             && index_core::VectorIndex::len(h) < want.storage.min_training_vectors();
         (have.storage != want.storage && !untrainable)
             || have.m != want.m
-            || have.ef_construct != want.ef_construct
+            || (want.has_graph() && have.ef_construct != want.ef_construct)
             || (have.storage == StorageKind::Pq
                 && have.pq_subspaces_for(v.dim) != want.pq_subspaces_for(v.dim))
             || (have.storage == StorageKind::Sq8 && have.quantile != want.quantile)

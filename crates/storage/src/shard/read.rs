@@ -364,16 +364,18 @@ impl LocalShard {
                 return false;
             }
         }
-        // A vector without a graph (`m` 0) is scanned whole, at a cost that grows with it.
+        // A vector without a graph (`m` 0) is scanned whole, at a cost that grows with it; so
+        // is a segment built without one until the optimizer rebuilds it after a change of `m`.
         let Ok(col) = Self::column(&st, &req.vector_name) else {
             return false;
         };
-        if !self.settings().vectors[col].hnsw.has_graph() {
+        let v = &self.settings().vectors[col];
+        if !(v.hnsw.has_graph() || v.ivf.is_some() || v.cagra.is_some()) {
             return false;
         }
         st.segments
             .iter()
-            .all(|s| s.is_indexed() || s.row_count() == 0)
+            .all(|s| (s.is_indexed() && s.walks(col)) || s.row_count() == 0)
     }
 
     /// The best points for the query, best first, at most `params.limit`: the nearest
@@ -392,6 +394,19 @@ impl LocalShard {
         let v = &settings.vectors[col];
         let metric = v.distance.metric();
         let filter = req.filter.as_ref();
+        // A vector without a graph (`m` 0) is answered exactly in every segment: the staging
+        // lists of segments waiting for the optimizer are approximate, and so are graphs
+        // built before a change of `m` to 0 until the optimizer rebuilds them.
+        let exact_params;
+        let params = if v.hnsw.has_graph() || v.ivf.is_some() || v.cagra.is_some() {
+            &req.params
+        } else {
+            exact_params = SearchParams {
+                exact: true,
+                ..req.params.clone()
+            };
+            &exact_params
+        };
         // An example query's hits carry their negated score as the distance.
         let (hits, examples) = match (&req.query, &req.candidates) {
             (Query::Nearest(q), Some(ids)) => {
@@ -399,7 +414,7 @@ impl LocalShard {
                 let kernels = quant::kernels();
                 let measure = |v: &[f32]| metric.distance(kernels, &query, v);
                 (
-                    self.candidates(&st, col, ids, &req.params, filter, measure),
+                    self.candidates(&st, col, ids, params, filter, measure),
                     false,
                 )
             }
@@ -408,18 +423,18 @@ impl LocalShard {
                 let kernels = quant::kernels();
                 let measure = |v: &[f32]| -q.score(kernels, v);
                 (
-                    self.candidates(&st, col, ids, &req.params, filter, measure),
+                    self.candidates(&st, col, ids, params, filter, measure),
                     true,
                 )
             }
             (Query::Nearest(q), None) => {
                 let query = prepared_vector(q, v.dim, metric)?;
-                let hits = self.nearest(&st, col, &query, &req.params, filter, |_| true)?;
+                let hits = self.nearest(&st, col, &query, params, filter, |_| true)?;
                 (hits, false)
             }
             (Query::Examples(q), None) => {
                 let q = q.prepare(v.dim, metric)?;
-                (self.best_scoring(&st, col, &q, &req.params, filter)?, true)
+                (self.best_scoring(&st, col, &q, params, filter)?, true)
             }
             (
                 Query::Sparse(_)
