@@ -133,7 +133,8 @@ impl HnswConfig {
                 ),
             );
         }
-        if !EF_CONSTRUCT_RANGE.contains(&self.ef_construct) {
+        // Without a graph nothing is constructed: any `ef_construct` stands, as storage accepts.
+        if self.has_graph() && !EF_CONSTRUCT_RANGE.contains(&self.ef_construct) {
             return invalid(
                 "ef_construct",
                 format!(

@@ -126,11 +126,13 @@ fn no_graph_costs_no_link_memory_and_m_one_is_refused() {
     let (n, dim) = (3_000, 16);
     let data = clustered(n, dim, 0.3, 12);
     let graph = HnswIndex::build(dim, Metric::Euclidean, HnswConfig::default(), &data).unwrap();
+    // `ef_construct` is unused without a graph, so any value stands (storage accepts it too).
     let flat = HnswIndex::build(
         dim,
         Metric::Euclidean,
         HnswConfig {
             m: 0,
+            ef_construct: 1,
             ..HnswConfig::default()
         },
         &data,
