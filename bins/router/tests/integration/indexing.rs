@@ -157,12 +157,12 @@ async fn collections_without_a_graph_answer_exactly() {
         let points = &points;
         let mut rng = Rng::new(SEED + 2);
         async move {
+            let all: Vec<(Value, Vec<f32>)> = points
+                .iter()
+                .map(|(id, v, _)| (id.clone(), v.clone()))
+                .collect();
             for i in 0..12 {
                 let q = rng.vector(DIM);
-                let all: Vec<(Value, Vec<f32>)> = points
-                    .iter()
-                    .map(|(id, v, _)| (id.clone(), v.clone()))
-                    .collect();
                 let got = r
                     .query(
                         "tenants",
