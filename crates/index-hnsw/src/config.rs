@@ -18,6 +18,12 @@ pub enum StorageKind {
     /// Product-quantized codes (one byte per sub-space, [`HnswConfig::pq_subspaces`]), walked
     /// with a per-query lookup table; full vectors kept for rescoring.
     Pq,
+    /// RaBitQ codes of [`HnswConfig::rabitq_bits`] bits a dimension (of the dimension padded
+    /// to a power of two, at least 64) and 12 bytes of factors, walked with the unbiased
+    /// estimate; full vectors kept for rescoring, which re-ranks only the candidates whose
+    /// error bound reaches below the `limit`-th exact distance (unless a search asks for a
+    /// fixed oversampling). Not for the Manhattan metric.
+    Rabitq,
 }
 
 impl StorageKind {
@@ -25,7 +31,7 @@ impl StorageKind {
     pub fn is_quantized(self) -> bool {
         matches!(
             self,
-            StorageKind::Sq8 | StorageKind::Binary | StorageKind::Pq
+            StorageKind::Sq8 | StorageKind::Binary | StorageKind::Pq | StorageKind::Rabitq
         )
     }
 
@@ -45,6 +51,7 @@ impl StorageKind {
             StorageKind::Sq8 => 3,
             StorageKind::Binary => 4,
             StorageKind::Pq => 5,
+            StorageKind::Rabitq => 6,
         }
     }
 
@@ -55,6 +62,7 @@ impl StorageKind {
             StorageKind::Sq8,
             StorageKind::Binary,
             StorageKind::Pq,
+            StorageKind::Rabitq,
         ]
         .into_iter()
         .find(|k| k.tag() == tag)
@@ -97,6 +105,10 @@ pub struct HnswConfig {
     /// 0 picks a quarter of the dimension (16× smaller than `f32`). A loaded index takes it
     /// from its quantizer.
     pub pq_subspaces: usize,
+    /// [`StorageKind::Rabitq`]: bits a dimension, 1 (the original RaBitQ: sign bits, estimated
+    /// with AND-popcounts against a 4-bit query) to 8 (extended codes, a byte a dimension).
+    /// Default 1. A loaded index takes it from its quantizer.
+    pub rabitq_bits: u8,
     /// Seed of the level generator; a node's level depends only on the seed and its offset,
     /// so the same inserts give the same graph shape whatever the thread schedule.
     pub seed: u64,
@@ -113,6 +125,7 @@ impl Default for HnswConfig {
             oversampling: 3.0,
             quantile: 1.0,
             pq_subspaces: 0,
+            rabitq_bits: 1,
             seed: 0x5eed,
         }
     }
@@ -159,6 +172,12 @@ impl HnswConfig {
         }
         if !(self.quantile > 0.0 && self.quantile <= 1.0) {
             return invalid("quantile", format!("{} is not in (0, 1]", self.quantile));
+        }
+        if !(1..=8).contains(&self.rabitq_bits) {
+            return invalid(
+                "rabitq_bits",
+                format!("{} is not between 1 and 8", self.rabitq_bits),
+            );
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! | end (slots saved), live count | 4 + 8 |
 //! | entry (`level << 32 | offset`, or all ones) | 8 |
 //! | primary record bytes, secondary record bytes | 8 + 8 |
-//! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`; a product quantizer gives the sub-space count) | 8 + n |
+//! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`; a product quantizer gives the sub-space count, a RaBitQ one the bits a dimension) | 8 + n |
 //! | upper links: node count, then per node `offset`, word count, words | 8 + … |
 //! | primary records, `end × primary bytes`: state, payload, level-0 links | … |
 //! | secondary records (full vectors of quantized storages), `end × secondary bytes` | … |
@@ -28,7 +28,7 @@ use crate::arena::{map_file, SlotState};
 use crate::config::{HnswConfig, StorageKind};
 use crate::index::{Codec, HnswIndex};
 use index_core::{IndexError, Result};
-use quant::{BinaryQuantizer, Metric, ProductQuantizer, ScalarQuantizer};
+use quant::{BinaryQuantizer, Metric, ProductQuantizer, RabitqQuantizer, ScalarQuantizer};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -86,6 +86,7 @@ impl HnswIndex {
             Codec::Sq8(sq) => sq.write_to(&mut codec).map_err(std::io::Error::other)?,
             Codec::Binary(bq) => bq.write_to(&mut codec).map_err(std::io::Error::other)?,
             Codec::Pq(pq) => pq.write_to(&mut codec).map_err(std::io::Error::other)?,
+            Codec::Rabitq(rq) => rq.write_to(&mut codec).map_err(std::io::Error::other)?,
         }
         out.write_all(&(codec.len() as u64).to_le_bytes())?;
         out.write_all(&codec)?;
@@ -152,6 +153,7 @@ impl HnswIndex {
             seed: r.u64()?,
             storage,
             pq_subspaces: 0,
+            rabitq_bits: 1,
         };
         let end = r.u32()?;
         let live = r.u64()? as usize;
@@ -193,6 +195,17 @@ impl HnswIndex {
                 }
                 config.pq_subspaces = pq.m();
                 Codec::Pq(pq)
+            }
+            StorageKind::Rabitq => {
+                let rq = RabitqQuantizer::read_from(&mut codec_bytes)?;
+                if rq.dim() != dim {
+                    return Err(corrupt(format!(
+                        "RaBitQ quantizer of dimension {} in an index of dimension {dim}",
+                        rq.dim()
+                    )));
+                }
+                config.rabitq_bits = rq.bits();
+                Codec::Rabitq(rq)
             }
         };
         let mut index = HnswIndex::with_codec(dim, metric, config, codec)

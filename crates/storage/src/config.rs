@@ -168,12 +168,48 @@ pub struct BinaryQuantization {
     /// Keep codes in RAM (they always are here).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub always_ram: Option<bool>,
-    /// Qdrant's encoding choice (only one bit per dimension is supported).
+    /// Qdrant's encoding: `one_bit` (the default) is walked as sign bits; `two_bits` and
+    /// `one_and_half_bits` map onto the closest code here, 2-bit RaBitQ codes
+    /// ([`BinaryQuantization::rabitq_bits`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<serde_json::Value>,
-    /// Qdrant's query encoding (the query stays full precision here).
+    pub encoding: Option<String>,
+    /// Qdrant's query encoding (`default`, `binary`, `scalar4bits`, `scalar8bits`): accepted
+    /// and echoed; the query is never coarser than Qdrant's `scalar8bits` here (full
+    /// precision against sign bits, 4-bit planes against 1-bit RaBitQ codes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub query_encoding: Option<serde_json::Value>,
+    pub query_encoding: Option<String>,
+}
+
+impl BinaryQuantization {
+    /// The encodings Qdrant defines.
+    pub const ENCODINGS: [&'static str; 3] = ["one_bit", "two_bits", "one_and_half_bits"];
+    /// The query encodings Qdrant defines.
+    pub const QUERY_ENCODINGS: [&'static str; 4] =
+        ["default", "binary", "scalar4bits", "scalar8bits"];
+
+    /// Bits a dimension of the RaBitQ codes an encoding of more than one bit maps onto;
+    /// `None` for one bit (sign bits).
+    pub fn rabitq_bits(&self) -> Option<u8> {
+        match self.encoding.as_deref() {
+            Some("two_bits" | "one_and_half_bits") => Some(2),
+            _ => None,
+        }
+    }
+}
+
+/// RaBitQ codes (an extension of Qdrant's API): `{"rabitq": {"bits": 1}}`, 1 to 8 bits a
+/// dimension, walked with unbiased estimates and re-ranked with full vectors only where the
+/// estimate's error bound says a candidate may still enter the result (unless the search sets
+/// `quantization.oversampling`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabitqQuantization {
+    /// Bits a dimension, 1 to 8. Default 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u8>,
+    /// Keep codes in RAM (they always are here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_ram: Option<bool>,
 }
 
 /// Qdrant's product quantization settings.
@@ -207,7 +243,7 @@ impl ProductQuantization {
     }
 }
 
-/// Qdrant's quantization config: one of scalar, product or binary.
+/// Qdrant's quantization config: one of scalar, product or binary, or RaBitQ (an extension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum QuantizationConfig {
@@ -216,8 +252,10 @@ pub enum QuantizationConfig {
     /// Product quantization: codes walked through a per-query table, rescored with the full
     /// vectors.
     Product(ProductQuantization),
-    /// One bit per dimension.
+    /// One bit per dimension (or RaBitQ codes of two, for Qdrant's wider encodings).
     Binary(BinaryQuantization),
+    /// RaBitQ codes (an extension).
+    Rabitq(RabitqQuantization),
 }
 
 impl QuantizationConfig {
@@ -246,7 +284,35 @@ impl QuantizationConfig {
                     p.compression
                 ))),
             },
-            QuantizationConfig::Binary(_) => Ok(()),
+            QuantizationConfig::Binary(b) => {
+                if let Some(e) = b
+                    .encoding
+                    .as_deref()
+                    .filter(|e| !BinaryQuantization::ENCODINGS.contains(e))
+                {
+                    return Err(invalid(format!(
+                        "quantization_config.binary.encoding: `{e}` is not one of {}",
+                        BinaryQuantization::ENCODINGS.join(", ")
+                    )));
+                }
+                if let Some(e) = b
+                    .query_encoding
+                    .as_deref()
+                    .filter(|e| !BinaryQuantization::QUERY_ENCODINGS.contains(e))
+                {
+                    return Err(invalid(format!(
+                        "quantization_config.binary.query_encoding: `{e}` is not one of {}",
+                        BinaryQuantization::QUERY_ENCODINGS.join(", ")
+                    )));
+                }
+                Ok(())
+            }
+            QuantizationConfig::Rabitq(r) => match r.bits {
+                Some(b) if !(1..=8).contains(&b) => Err(invalid(format!(
+                    "quantization_config.rabitq.bits: {b} is not between 1 and 8"
+                ))),
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -656,6 +722,21 @@ impl CollectionConfig {
                 )));
             }
             p.validate(name)?;
+            let rabitq = match p
+                .quantization_config
+                .as_ref()
+                .or(self.quantization_config.as_ref())
+            {
+                Some(QuantizationConfig::Rabitq(_)) => true,
+                Some(QuantizationConfig::Binary(b)) => b.rabitq_bits().is_some(),
+                _ => false,
+            };
+            if rabitq && p.distance == Distance::Manhattan {
+                return Err(invalid(format!(
+                    "quantization_config: RaBitQ codes (and binary encodings of more than one bit) estimate inner products; {} uses Manhattan distance",
+                    if name.is_empty() { "the vector".to_string() } else { format!("vector `{name}`") }
+                )));
+            }
             if let Some(IndexConfig::Ivf(c)) = p.index.as_ref().or(self.index.as_ref()) {
                 c.validate(p.size)
                     .and_then(|()| c.check_metric(p.distance.metric()))
@@ -876,7 +957,11 @@ impl CollectionConfig {
                 let defaults = HnswConfig::default();
                 let storage = match quant {
                     Some(QuantizationConfig::Scalar(_)) => StorageKind::Sq8,
+                    Some(QuantizationConfig::Binary(b)) if b.rabitq_bits().is_some() => {
+                        StorageKind::Rabitq
+                    }
                     Some(QuantizationConfig::Binary(_)) => StorageKind::Binary,
+                    Some(QuantizationConfig::Rabitq(_)) => StorageKind::Rabitq,
                     Some(QuantizationConfig::Product(_)) => StorageKind::Pq,
                     _ if p.datatype.as_deref() == Some("float16") => StorageKind::F16,
                     _ => StorageKind::F32,
@@ -886,6 +971,11 @@ impl CollectionConfig {
                         s.quantile.map_or(defaults.quantile, |q| q as f32)
                     }
                     _ => defaults.quantile,
+                };
+                let rabitq_bits = match quant {
+                    Some(QuantizationConfig::Rabitq(r)) => r.bits.unwrap_or(1),
+                    Some(QuantizationConfig::Binary(b)) => b.rabitq_bits().unwrap_or(1),
+                    _ => defaults.rabitq_bits,
                 };
                 let pq_subspaces = match quant {
                     Some(QuantizationConfig::Product(pq)) => pq.subspaces(p.size),
@@ -919,6 +1009,7 @@ impl CollectionConfig {
                         storage,
                         quantile,
                         pq_subspaces,
+                        rabitq_bits,
                         ..defaults
                     },
                     name,

@@ -447,11 +447,30 @@ fn quantization_pb(v: &Json) -> Option<pb::QuantizationConfig> {
             memory: None,
         })
     } else if let Some(b) = v.get("binary") {
+        use pb::binary_quantization_query_encoding::Variant;
+        let encoding = match b.get("encoding").and_then(Json::as_str) {
+            Some("one_bit") => Some(0),
+            Some("two_bits") => Some(1),
+            Some("one_and_half_bits") => Some(2),
+            _ => None,
+        };
+        let query_encoding = match b.get("query_encoding").and_then(Json::as_str) {
+            Some("default") => Some(0),
+            Some("binary") => Some(1),
+            Some("scalar4bits") => Some(2),
+            Some("scalar8bits") => Some(3),
+            _ => None,
+        };
         Q::Binary(pb::BinaryQuantization {
             always_ram: bool_at(b, "always_ram"),
+            encoding,
+            query_encoding: query_encoding.map(|q| pb::BinaryQuantizationQueryEncoding {
+                variant: Some(Variant::Setting(q)),
+            }),
             ..Default::default()
         })
     } else {
+        // RaBitQ codes (an extension) have no form in Qdrant's gRPC schema.
         return None;
     };
     Some(pb::QuantizationConfig {

@@ -17,7 +17,7 @@ use index_core::{
 };
 use quant::{
     kernels, BinaryQuantizer, BinaryQuantizerConfig, Kernels, Metric, ProductQuantizer,
-    ProductQuantizerConfig, ScalarQuantizer, ScalarQuantizerConfig,
+    ProductQuantizerConfig, RabitqConfig, RabitqQuantizer, ScalarQuantizer, ScalarQuantizerConfig,
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -87,6 +87,17 @@ pub(crate) enum Codec {
     Sq8(ScalarQuantizer),
     Binary(BinaryQuantizer),
     Pq(ProductQuantizer),
+    /// Records hold the code, then its three factors (`f32`): see [`rabitq_record`].
+    Rabitq(RabitqQuantizer),
+}
+
+/// Splits a RaBitQ record's payload into its code and its three factors.
+#[inline]
+pub(crate) fn rabitq_record(payload: &[u8], code_bytes: usize) -> (&[u8], &[f32]) {
+    let (code, rest) = payload.split_at(code_bytes);
+    // The code is a multiple of 8 bytes (the padded dimension is at least 64) and records
+    // start 8-aligned, so the factors are 4-aligned.
+    (code, &bytemuck::cast_slice(&rest[..12])[..3])
 }
 
 impl Codec {
@@ -97,6 +108,7 @@ impl Codec {
             Codec::Sq8(_) => StorageKind::Sq8,
             Codec::Binary(_) => StorageKind::Binary,
             Codec::Pq(_) => StorageKind::Pq,
+            Codec::Rabitq(_) => StorageKind::Rabitq,
         }
     }
 
@@ -107,6 +119,7 @@ impl Codec {
             Codec::Sq8(_) => 4 + dim,
             Codec::Binary(_) => dim.div_ceil(64) * 8,
             Codec::Pq(pq) => pq.m(),
+            Codec::Rabitq(rq) => rq.code_bytes() + 12,
         }
     }
 
@@ -128,6 +141,11 @@ impl Codec {
                 out.resize(pq.m(), 0);
                 pq.encode_into(v, out)?;
             }
+            Codec::Rabitq(rq) => {
+                out.resize(rq.code_bytes(), 0);
+                let factors = rq.encode_into(v, out)?;
+                out.extend(factors.iter().flat_map(|f| f.to_le_bytes()));
+            }
         }
         Ok(())
     }
@@ -142,6 +160,9 @@ pub struct HnswIndex {
     pub(crate) metric: Metric,
     pub(crate) config: HnswConfig,
     pub(crate) codec: Codec,
+    /// Candidates re-ranked with full vectors by bound-driven rescoring, over the index's
+    /// life ([`HnswIndex::reranked`]).
+    reranked: AtomicU64,
     pub(crate) arena: Arena,
     /// Links of the levels above 0, for the few nodes that have them: level `l ≥ 1` of a node
     /// is words `(l − 1)·(1 + M) ..` of its entry, a count then ids.
@@ -360,8 +381,8 @@ impl HnswIndex {
         Self::with_codec(dim, metric, config, codec)
     }
 
-    /// An empty index whose quantizer (for [`StorageKind::Sq8`], [`StorageKind::Binary`] and
-    /// [`StorageKind::Pq`]) is trained on `sample`, a flat buffer of vectors as users send
+    /// An empty index whose quantizer (for [`StorageKind::Sq8`], [`StorageKind::Binary`],
+    /// [`StorageKind::Pq`] and [`StorageKind::Rabitq`]) is trained on `sample`, a flat buffer of vectors as users send
     /// them ([`StorageKind::min_training_vectors`] of them at least).
     pub fn with_training(
         dim: usize,
@@ -369,6 +390,8 @@ impl HnswIndex {
         config: HnswConfig,
         sample: &[f32],
     ) -> Result<HnswIndex> {
+        // Before training, so a bad field is named as the index's, not the quantizer's.
+        config.validate()?;
         let mut prepared = sample.to_vec();
         if dim > 0 {
             prepared
@@ -395,6 +418,14 @@ impl HnswIndex {
                 dim,
                 &ProductQuantizerConfig::new(config.pq_subspaces_for(dim)),
             )?),
+            StorageKind::Rabitq => Codec::Rabitq(RabitqQuantizer::train(
+                &prepared,
+                dim,
+                &RabitqConfig {
+                    bits: config.rabitq_bits,
+                    ..RabitqConfig::default()
+                },
+            )?),
         };
         Self::with_codec(dim, metric, config, codec)
     }
@@ -406,6 +437,12 @@ impl HnswIndex {
         codec: Codec,
     ) -> Result<HnswIndex> {
         config.validate()?;
+        if matches!(codec, Codec::Rabitq(_)) && metric == Metric::Manhattan {
+            return Err(IndexError::InvalidParameter {
+                name: "storage",
+                reason: "RaBitQ estimates inner products: Manhattan distance has none".into(),
+            });
+        }
         if dim == 0 || dim > quant::MAX_DIMENSION {
             return Err(IndexError::InvalidParameter {
                 name: "dim",
@@ -423,6 +460,7 @@ impl HnswIndex {
             metric,
             config,
             codec,
+            reranked: AtomicU64::new(0),
             arena,
             upper: RwLock::new(HashMap::new()),
             entry: AtomicU64::new(NO_ENTRY),
@@ -668,6 +706,13 @@ impl HnswIndex {
         &self.config
     }
 
+    /// Candidates re-ranked with full vectors by bound-driven rescoring ([`StorageKind::Rabitq`]
+    /// searches that fix no oversampling) since the index was created or loaded: divided by the
+    /// searches run, what a query reads from the full vectors.
+    pub fn reranked(&self) -> u64 {
+        self.reranked.load(Ordering::Relaxed)
+    }
+
     fn lock_links(&self, node: u32) -> std::sync::MutexGuard<'_, ()> {
         // The guarded data is the node's atomics, which stay consistent whatever a panicking
         // holder did, so a poisoned stripe is still usable.
@@ -757,7 +802,7 @@ impl HnswIndex {
                 .arena
                 .payload(node)
                 .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
-            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) => self
+            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) | Codec::Rabitq(_) => self
                 .arena
                 .secondary(node)
                 .map(|p| &bytemuck::cast_slice(p)[..self.dim]),
@@ -799,7 +844,7 @@ impl HnswIndex {
                 self.metric
                     .distance_f16(self.kernels, query, &bytemuck::cast_slice(p)[..self.dim])
             }
-            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) => {
+            Codec::Sq8(_) | Codec::Binary(_) | Codec::Pq(_) | Codec::Rabitq(_) => {
                 let full = self.arena.secondary(node)?;
                 self.metric
                     .distance(self.kernels, query, &bytemuck::cast_slice(full)[..self.dim])

@@ -286,7 +286,97 @@ impl HnswIndex {
                 );
                 self.rescore(q, found, params, oversampled)
             }
+            Codec::Rabitq(rq) => {
+                // Cosine vectors are unit vectors, for which `−⟨o, q⟩ = ‖o − q‖²/2 − 1`: the
+                // Euclidean estimate's error scales with `‖o − c‖ · ‖q − c‖` where the inner
+                // product's scales with `‖o − c‖ · ‖q‖`, and embeddings that share a mean
+                // direction sit much closer to their centroid than to the origin.
+                let cosine = self.metric == Metric::Cosine;
+                let scorer = rq
+                    .query(
+                        q,
+                        if cosine {
+                            Metric::Euclidean
+                        } else {
+                            self.metric
+                        },
+                    )
+                    .expect("query checked");
+                let code_bytes = rq.code_bytes();
+                let estimate = |n: u32| {
+                    let (p, live) = self.arena.payload_and_liveness(n)?;
+                    let (code, factors) = rabitq_record(p, code_bytes);
+                    let e = scorer.estimate_code(code, factors);
+                    let e = if cosine {
+                        quant::Estimate {
+                            distance: e.distance * 0.5 - 1.0,
+                            bound: e.bound * 0.5,
+                        }
+                    } else {
+                        e
+                    };
+                    Some((e, live))
+                };
+                let measure = |n: u32| {
+                    let (e, live) = estimate(n)?;
+                    Some((e.distance, live && allowed(n)))
+                };
+                // The bound drives re-ranking unless the search fixes an oversampling (or
+                // asks for none): then the walk gathers `limit · oversampling` as for the
+                // other codes.
+                if params.oversampling.is_some() || params.rescore == Some(false) {
+                    let oversampled = self.oversampled(params);
+                    let found = walk(
+                        self,
+                        &measure,
+                        entry,
+                        top,
+                        ef.max(oversampled),
+                        filter_first,
+                    );
+                    return self.rescore(q, found, params, oversampled);
+                }
+                let found = walk(self, &measure, entry, top, ef, filter_first);
+                self.rescore_bounded(q, &found, limit, |n| estimate(n).map(|(e, _)| e.lower()))
+            }
         }
+    }
+
+    /// Re-ranks a walk's candidates by full-precision distance in order of the lower end of
+    /// their estimate's interval, stopping at the first whose lower end is past the
+    /// `limit`-th exact distance so far: the candidates that cannot (but for the few pairs
+    /// outside their bound) enter the top `limit` are never read from the full vectors.
+    pub(super) fn rescore_bounded(
+        &self,
+        q: &[f32],
+        found: &[Candidate],
+        limit: usize,
+        lower: impl Fn(u32) -> Option<f32>,
+    ) -> Vec<Candidate> {
+        // Full vectors are fetched this many candidates ahead of their measurement.
+        const AHEAD: usize = 8;
+        let mut order: Vec<(f32, u32)> = found
+            .iter()
+            .filter_map(|c| Some((lower(c.offset)?, c.offset)))
+            .collect();
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        for &(_, n) in order.iter().take(AHEAD) {
+            self.arena.prefetch_secondary(n);
+        }
+        let mut top = TopK::new(limit);
+        let mut reranked = 0u64;
+        for (i, &(bound, n)) in order.iter().enumerate() {
+            if bound > top.threshold() {
+                break;
+            }
+            if let Some(&(_, next)) = order.get(i + AHEAD) {
+                self.arena.prefetch_secondary(next);
+            }
+            reranked += 1;
+            top.push(Candidate::new(n, self.exact_distance(q, n)));
+        }
+        self.reranked.fetch_add(reranked, Ordering::Relaxed);
+        top.into_sorted_vec()
     }
 
     pub(super) fn oversampled(&self, params: &SearchParams) -> usize {

@@ -7,5 +7,6 @@ mod errors;
 mod filter;
 mod no_graph;
 mod persist;
+mod rabitq;
 mod reachability;
 mod recall;

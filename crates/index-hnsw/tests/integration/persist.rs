@@ -20,6 +20,7 @@ fn round_trip_gives_the_same_results() {
         StorageKind::Sq8,
         StorageKind::Binary,
         StorageKind::Pq,
+        StorageKind::Rabitq,
     ] {
         let config = HnswConfig {
             storage,

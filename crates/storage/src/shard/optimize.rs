@@ -408,5 +408,6 @@ fn built_otherwise(segment: &Segment, vectors: &[EffectiveVector]) -> bool {
             || (have.storage == StorageKind::Pq
                 && have.pq_subspaces_for(v.dim) != want.pq_subspaces_for(v.dim))
             || (have.storage == StorageKind::Sq8 && have.quantile != want.quantile)
+            || (have.storage == StorageKind::Rabitq && have.rabitq_bits != want.rabitq_bits)
     })
 }

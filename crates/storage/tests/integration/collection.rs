@@ -1366,3 +1366,68 @@ fn a_checkpoint_listing_a_point_twice_or_sharing_a_row_is_refused() {
         assert!(err.contains(why) && err.contains("state.bin"), "{err}");
     }
 }
+
+#[test]
+fn rabitq_and_wider_binary_encodings_map_onto_rabitq_storage() {
+    use index_hnsw::StorageKind;
+    let effective = |quantization: Value, distance: &str| {
+        CollectionConfig::from_json(&json!({
+            "vectors": {"size": 64, "distance": distance},
+            "quantization_config": quantization,
+        }))
+        .map(|c| {
+            let v = &c.effective_vectors()[0];
+            (v.hnsw.storage, v.hnsw.rabitq_bits)
+        })
+    };
+    for (quantization, want) in [
+        (json!({"rabitq": {}}), (StorageKind::Rabitq, 1)),
+        (json!({"rabitq": {"bits": 5}}), (StorageKind::Rabitq, 5)),
+        (json!({"binary": {}}), (StorageKind::Binary, 1)),
+        (
+            json!({"binary": {"encoding": "one_bit", "query_encoding": "scalar4bits"}}),
+            (StorageKind::Binary, 1),
+        ),
+        (
+            json!({"binary": {"encoding": "two_bits"}}),
+            (StorageKind::Rabitq, 2),
+        ),
+        (
+            json!({"binary": {"encoding": "one_and_half_bits"}}),
+            (StorageKind::Rabitq, 2),
+        ),
+    ] {
+        assert_eq!(
+            effective(quantization.clone(), "Cosine").unwrap(),
+            want,
+            "{quantization}"
+        );
+    }
+    for (quantization, distance, word) in [
+        (json!({"rabitq": {"bits": 0}}), "Dot", "bits"),
+        (json!({"rabitq": {"bits": 9}}), "Dot", "bits"),
+        (json!({"rabitq": {"bits": 1}}), "Manhattan", "Manhattan"),
+        (
+            json!({"binary": {"encoding": "two_bits"}}),
+            "Manhattan",
+            "Manhattan",
+        ),
+        (
+            json!({"binary": {"encoding": "four_bits"}}),
+            "Dot",
+            "encoding",
+        ),
+        (
+            json!({"binary": {"query_encoding": 4}}),
+            "Dot",
+            "expected a string",
+        ),
+    ] {
+        let Err(e) = effective(quantization.clone(), distance) else {
+            panic!("{quantization} with {distance} accepted");
+        };
+        assert!(e.to_string().contains(word), "{quantization}: {e}");
+    }
+    // Sign bits under Manhattan distance stay allowed, as before.
+    assert!(effective(json!({"binary": {}}), "Manhattan").is_ok());
+}
