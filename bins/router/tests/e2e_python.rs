@@ -198,6 +198,7 @@ const GRPC_FILES: &[&str] = &[
     "test_no_vectors.py",
     "test_order_by.py",
     "test_product_quantization.py",
+    "test_rabitq.py",
     "test_recommend.py",
     "test_search.py",
     "test_shard_keys.py",
@@ -210,7 +211,7 @@ const GRPC_FILES: &[&str] = &[
 /// those also in `GRPC_FILES`, over gRPC. Left out: files built on what cluster mode does not
 /// serve yet: snapshots (`test_snapshot*`), batches of updates (`test_batch`), vector names
 /// created and deleted (`test_vector_names`), quantization (`test_product_quantization`,
-/// `test_edges`), IDF sparse vectors (`test_sparse`); and `test_bad_input.py`, whose
+/// `test_rabitq`, `test_edges`), IDF sparse vectors (`test_sparse`); and `test_bad_input.py`, whose
 /// unknown-collection snapshot calls answer 501 in cluster mode before the 404.
 const CLUSTER_FILES: &[&str] = &[
     "test_aliases.py",

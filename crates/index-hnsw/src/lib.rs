@@ -9,9 +9,12 @@
 //!   [`HnswIndex::build`] runs on the rayon pool) while searches go on. Node records are
 //!   written once and published with release/acquire ordering; link lists are atomics updated
 //!   under striped locks; the record store grows in buckets that never move.
-//! * **Storage** ([`StorageKind`]): `f32`, `f16`, 8-bit scalar codes or bits for the walk;
-//!   quantized walks rescore `limit · oversampling` candidates with full vectors, which can
-//!   stay on disk after a load while codes stay in memory.
+//! * **Storage** ([`StorageKind`]): `f32`, `f16`, 8-bit scalar codes, bits, product codes or
+//!   RaBitQ codes for the walk; quantized walks rescore `limit · oversampling` candidates with
+//!   full vectors, which can stay on disk after a load while codes stay in memory. RaBitQ's
+//!   estimates carry an error bound, so its walks re-rank (unless a search fixes an
+//!   oversampling) only the candidates whose bound reaches below the `limit`-th exact
+//!   distance so far ([`HnswIndex::reranked`] counts them).
 //! * **Filters**: a predicate or bitset of allowed offsets, and a planner that chooses per
 //!   search from the filter's count (a bitset's own, or a sample of a predicate): few allowed
 //!   points (below `full_scan_threshold`) are scanned exactly; when under half of the points

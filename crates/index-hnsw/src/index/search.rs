@@ -287,11 +287,13 @@ impl HnswIndex {
                 self.rescore(q, found, params, oversampled)
             }
             Codec::Rabitq(rq) => {
-                // Cosine vectors are unit vectors, for which `−⟨o, q⟩ = ‖o − q‖²/2 − 1`: the
-                // Euclidean estimate's error scales with `‖o − c‖ · ‖q − c‖` where the inner
-                // product's scales with `‖o − c‖ · ‖q‖`, and embeddings that share a mean
-                // direction sit much closer to their centroid than to the origin.
+                // Cosine vectors are unit vectors (or zero), for which `−⟨o, q⟩ = (‖o − q‖² −
+                // 1 − ‖q‖²)/2`: the Euclidean estimate's error scales with `‖o − c‖ · ‖q − c‖`
+                // where the inner product's scales with `‖o − c‖ · ‖q‖`, and embeddings that
+                // share a mean direction sit closer to their centroid than to the origin. (A
+                // stored zero vector is estimated as if of norm 1, ½ off, until re-ranked.)
                 let cosine = self.metric == Metric::Cosine;
+                let q_sq: f32 = q.iter().map(|x| x * x).sum();
                 let scorer = rq
                     .query(
                         q,
@@ -309,7 +311,7 @@ impl HnswIndex {
                     let e = scorer.estimate_code(code, factors);
                     let e = if cosine {
                         quant::Estimate {
-                            distance: e.distance * 0.5 - 1.0,
+                            distance: (e.distance - 1.0 - q_sq) * 0.5,
                             bound: e.bound * 0.5,
                         }
                     } else {
