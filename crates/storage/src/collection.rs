@@ -489,8 +489,11 @@ impl Collection {
     pub fn open(dir: &Path, name: &str) -> Result<Arc<Collection>> {
         let config_path = dir.join("config.json");
         let bytes = std::fs::read(&config_path).map_err(|e| StorageError::io(&config_path, e))?;
-        let config: CollectionConfig = serde_json::from_slice(&bytes)
+        let mut config: CollectionConfig = serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::corrupt(&config_path, e.to_string()))?;
+        for dropped in config.drop_unknown_binary_encodings() {
+            tracing::warn!(collection = name, setting = %dropped, "not one of Qdrant's names: ignored");
+        }
         config
             .validate()
             .map_err(|e| StorageError::corrupt(&config_path, e.to_string()))?;

@@ -170,14 +170,16 @@ pub struct BinaryQuantization {
     pub always_ram: Option<bool>,
     /// Qdrant's encoding: `one_bit` (the default) is walked as sign bits; `two_bits` and
     /// `one_and_half_bits` map onto the closest code here, 2-bit RaBitQ codes
-    /// ([`BinaryQuantization::rabitq_bits`]).
+    /// ([`BinaryQuantization::rabitq_bits`]). A JSON value, not a string, because configs
+    /// stored before the names were checked may hold anything
+    /// ([`CollectionConfig::drop_unknown_binary_encodings`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
+    pub encoding: Option<serde_json::Value>,
     /// Qdrant's query encoding (`default`, `binary`, `scalar4bits`, `scalar8bits`): accepted
     /// and echoed; the query is never coarser than Qdrant's `scalar8bits` here (full
     /// precision against sign bits, 4-bit planes against 1-bit RaBitQ codes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub query_encoding: Option<String>,
+    pub query_encoding: Option<serde_json::Value>,
 }
 
 impl BinaryQuantization {
@@ -187,13 +189,30 @@ impl BinaryQuantization {
     pub const QUERY_ENCODINGS: [&'static str; 4] =
         ["default", "binary", "scalar4bits", "scalar8bits"];
 
-    /// Bits a dimension of the RaBitQ codes an encoding of more than one bit maps onto;
-    /// `None` for one bit (sign bits).
-    pub fn rabitq_bits(&self) -> Option<u8> {
-        match self.encoding.as_deref() {
-            Some("two_bits" | "one_and_half_bits") => Some(2),
+    /// Bits a dimension of the RaBitQ codes an encoding of more than one bit maps onto, for
+    /// vectors of `distance`; `None` for sign bits: one bit, or Manhattan distance, which
+    /// RaBitQ's inner-product estimates cannot serve (Qdrant accepts a wider encoding there,
+    /// so it stays accepted, as sign bits).
+    pub fn rabitq_bits(&self, distance: Distance) -> Option<u8> {
+        match self.encoding.as_ref().and_then(serde_json::Value::as_str) {
+            Some("two_bits" | "one_and_half_bits") if distance != Distance::Manhattan => Some(2),
             _ => None,
         }
+    }
+
+    /// The encoding, then the query encoding, each when it is not one of Qdrant's names.
+    fn unknown_encodings(&self) -> [Option<(&'static str, &serde_json::Value)>; 2] {
+        fn unknown<'a>(
+            v: &'a Option<serde_json::Value>,
+            names: &[&str],
+        ) -> Option<&'a serde_json::Value> {
+            v.as_ref()
+                .filter(|v| v.as_str().is_none_or(|s| !names.contains(&s)))
+        }
+        [
+            unknown(&self.encoding, &Self::ENCODINGS).map(|v| ("encoding", v)),
+            unknown(&self.query_encoding, &Self::QUERY_ENCODINGS).map(|v| ("query_encoding", v)),
+        ]
     }
 }
 
@@ -285,24 +304,15 @@ impl QuantizationConfig {
                 ))),
             },
             QuantizationConfig::Binary(b) => {
-                if let Some(e) = b
-                    .encoding
-                    .as_deref()
-                    .filter(|e| !BinaryQuantization::ENCODINGS.contains(e))
-                {
+                if let Some((field, v)) = b.unknown_encodings().into_iter().flatten().next() {
+                    let names = if field == "encoding" {
+                        &BinaryQuantization::ENCODINGS[..]
+                    } else {
+                        &BinaryQuantization::QUERY_ENCODINGS[..]
+                    };
                     return Err(invalid(format!(
-                        "quantization_config.binary.encoding: `{e}` is not one of {}",
-                        BinaryQuantization::ENCODINGS.join(", ")
-                    )));
-                }
-                if let Some(e) = b
-                    .query_encoding
-                    .as_deref()
-                    .filter(|e| !BinaryQuantization::QUERY_ENCODINGS.contains(e))
-                {
-                    return Err(invalid(format!(
-                        "quantization_config.binary.query_encoding: `{e}` is not one of {}",
-                        BinaryQuantization::QUERY_ENCODINGS.join(", ")
+                        "quantization_config.binary.{field}: {v} is not one of {}",
+                        names.join(", ")
                     )));
                 }
                 Ok(())
@@ -503,6 +513,14 @@ impl VectorsConfig {
         }
     }
 
+    /// Calls `f` with every vector's name and mutable parameters.
+    fn for_each_params_mut(&mut self, mut f: impl FnMut(&str, &mut VectorParams)) {
+        match self {
+            VectorsConfig::Single(p) => f("", p),
+            VectorsConfig::Multi(m) => m.iter_mut().for_each(|(k, v)| f(k, v)),
+        }
+    }
+
     /// The parameters of the vector called `name`.
     pub fn get(&self, name: &str) -> Option<&VectorParams> {
         match self {
@@ -685,6 +703,35 @@ pub struct EffectiveVector {
 }
 
 impl CollectionConfig {
+    /// Removes binary quantization encodings that are not Qdrant's names, returning a line for
+    /// each: configs stored before the names were checked (any JSON was kept) still open, as
+    /// the one-bit codes they always had.
+    pub fn drop_unknown_binary_encodings(&mut self) -> Vec<String> {
+        let mut dropped = Vec::new();
+        let mut clean = |label: String, q: &mut Option<QuantizationConfig>| {
+            let Some(QuantizationConfig::Binary(b)) = q else {
+                return;
+            };
+            let [encoding, query] = b.unknown_encodings().map(|u| u.map(|(_, v)| v.to_string()));
+            if let Some(v) = encoding {
+                dropped.push(format!("{label}.binary.encoding {v}"));
+                b.encoding = None;
+            }
+            if let Some(v) = query {
+                dropped.push(format!("{label}.binary.query_encoding {v}"));
+                b.query_encoding = None;
+            }
+        };
+        clean("quantization_config".into(), &mut self.quantization_config);
+        self.vectors.for_each_params_mut(|name, p| {
+            clean(
+                format!("vectors.{name}.quantization_config"),
+                &mut p.quantization_config,
+            )
+        });
+        dropped
+    }
+
     /// Parses a `CreateCollection` body.
     pub fn from_json(v: &serde_json::Value) -> Result<CollectionConfig> {
         let c: CollectionConfig = serde_json::from_value(v.clone())
@@ -722,18 +769,15 @@ impl CollectionConfig {
                 )));
             }
             p.validate(name)?;
-            let rabitq = match p
-                .quantization_config
-                .as_ref()
-                .or(self.quantization_config.as_ref())
-            {
-                Some(QuantizationConfig::Rabitq(_)) => true,
-                Some(QuantizationConfig::Binary(b)) => b.rabitq_bits().is_some(),
-                _ => false,
-            };
+            let rabitq = matches!(
+                p.quantization_config
+                    .as_ref()
+                    .or(self.quantization_config.as_ref()),
+                Some(QuantizationConfig::Rabitq(_))
+            );
             if rabitq && p.distance == Distance::Manhattan {
                 return Err(invalid(format!(
-                    "quantization_config: RaBitQ codes (and binary encodings of more than one bit) estimate inner products; {} uses Manhattan distance",
+                    "quantization_config.rabitq: RaBitQ codes estimate inner products; {} uses Manhattan distance",
                     if name.is_empty() { "the vector".to_string() } else { format!("vector `{name}`") }
                 )));
             }
@@ -957,7 +1001,7 @@ impl CollectionConfig {
                 let defaults = HnswConfig::default();
                 let storage = match quant {
                     Some(QuantizationConfig::Scalar(_)) => StorageKind::Sq8,
-                    Some(QuantizationConfig::Binary(b)) if b.rabitq_bits().is_some() => {
+                    Some(QuantizationConfig::Binary(b)) if b.rabitq_bits(p.distance).is_some() => {
                         StorageKind::Rabitq
                     }
                     Some(QuantizationConfig::Binary(_)) => StorageKind::Binary,
@@ -974,7 +1018,7 @@ impl CollectionConfig {
                 };
                 let rabitq_bits = match quant {
                     Some(QuantizationConfig::Rabitq(r)) => r.bits.unwrap_or(1),
-                    Some(QuantizationConfig::Binary(b)) => b.rabitq_bits().unwrap_or(1),
+                    Some(QuantizationConfig::Binary(b)) => b.rabitq_bits(p.distance).unwrap_or(1),
                     _ => defaults.rabitq_bits,
                 };
                 let pq_subspaces = match quant {

@@ -357,6 +357,9 @@ impl HnswIndex {
     ) -> Vec<Candidate> {
         // Full vectors are fetched this many candidates ahead of their measurement.
         const AHEAD: usize = 8;
+        if limit == 0 {
+            return Vec::new();
+        }
         let mut order: Vec<(f32, u32)> = found
             .iter()
             .filter_map(|c| Some((lower(c.offset)?, c.offset)))

@@ -79,11 +79,16 @@ fn one_bit_walk_with_bound_driven_rescoring_reaches_recall() {
             dim * 4,
         );
         assert!(r >= 0.95, "{dim} dimensions: recall@10 {r:.4}");
-        // At least the 10 returned, at most the walk's 128 candidates.
-        assert!(
-            (10.0..=128.0).contains(&per_query),
-            "{dim} dimensions: {per_query} re-ranked a query"
-        );
+        // The bound narrows as `1/√D`: at 1024 dimensions it rules out most of the walk's 128
+        // candidates (about 43 re-ranked when this was written; a fixed re-rank of every
+        // candidate would be 128). At 256 dimensions on this tightly clustered set nearly all
+        // of them overlap the 10th distance, so only recall is asked there.
+        if dim == 1024 {
+            assert!(
+                (10.0..=80.0).contains(&per_query),
+                "{dim} dimensions: {per_query} re-ranked a query"
+            );
+        }
     }
 }
 
@@ -124,6 +129,14 @@ fn extended_codes_rank_well_without_rescoring() {
             "rabitq {bits} bits: recall@10 {r_raw:.4} without re-ranking, {r:.4} with ({per_query:.1} a query)"
         );
         assert!(r >= 0.95, "{bits} bits: recall@10 {r:.4}");
+        // From 4 bits the bound is tight: a few more than the 10 returned (18 and 10 when this
+        // was written), against the walk's 128 candidates.
+        if bits >= 4 {
+            assert!(
+                per_query <= 40.0,
+                "{bits} bits: {per_query} re-ranked a query"
+            );
+        }
         // More bits, better estimates.
         assert!(
             r_raw >= last - 0.01,
@@ -162,7 +175,8 @@ fn fixed_oversampling_and_filters() {
     );
     eprintln!("rabitq 1 bit, oversampling 8: recall@10 = {r:.4}");
     assert!(r >= 0.95, "oversampling 8: recall@10 {r:.4}");
-    for percent in [2u32, 10, 60] {
+    // 6% (1,200 points) is above the full-scan threshold: each share goes through a walk.
+    for percent in [6u32, 10, 60] {
         let pick = |i: u32| (i.wrapping_mul(2654435761) >> 8) % 100 < percent;
         let set: AllowedSet = (0..n as u32).filter(|&i| pick(i)).collect();
         let params = SearchParams {
@@ -180,6 +194,33 @@ fn fixed_oversampling_and_filters() {
         );
         eprintln!("rabitq 1 bit, filter {percent}%: recall@10 = {r:.4}");
         assert!(r >= 0.95, "filter {percent}%: recall@10 {r:.4}");
+    }
+}
+
+/// Extended codes saved and loaded: the bits come back, and so do the same answers.
+#[test]
+fn extended_codes_round_trip() {
+    let (n, dim) = (3_000, 40);
+    let data = clustered(n, dim, 0.3, 45);
+    let qs = queries(30, dim, 0.3);
+    let index = HnswIndex::build(dim, Metric::Euclidean, rabitq(5), &data).unwrap();
+    let path = std::env::temp_dir().join(format!("vr-hnsw-rabitq5-{}.hnsw", std::process::id()));
+    index.save(&path).unwrap();
+    let loaded = HnswIndex::load(&path, Default::default()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.config().rabitq_bits, 5);
+    assert_eq!(loaded.config().storage, StorageKind::Rabitq);
+    for q in qs.chunks_exact(dim) {
+        for rescore in [None, Some(false)] {
+            let params = SearchParams {
+                rescore,
+                ..SearchParams::top(10)
+            };
+            assert_eq!(
+                index.search(q, &params, None).unwrap(),
+                loaded.search(q, &params, None).unwrap()
+            );
+        }
     }
 }
 

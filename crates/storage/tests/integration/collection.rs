@@ -1408,11 +1408,6 @@ fn rabitq_and_wider_binary_encodings_map_onto_rabitq_storage() {
         (json!({"rabitq": {"bits": 9}}), "Dot", "bits"),
         (json!({"rabitq": {"bits": 1}}), "Manhattan", "Manhattan"),
         (
-            json!({"binary": {"encoding": "two_bits"}}),
-            "Manhattan",
-            "Manhattan",
-        ),
-        (
             json!({"binary": {"encoding": "four_bits"}}),
             "Dot",
             "encoding",
@@ -1420,7 +1415,7 @@ fn rabitq_and_wider_binary_encodings_map_onto_rabitq_storage() {
         (
             json!({"binary": {"query_encoding": 4}}),
             "Dot",
-            "expected a string",
+            "query_encoding",
         ),
     ] {
         let Err(e) = effective(quantization.clone(), distance) else {
@@ -1428,6 +1423,43 @@ fn rabitq_and_wider_binary_encodings_map_onto_rabitq_storage() {
         };
         assert!(e.to_string().contains(word), "{quantization}: {e}");
     }
-    // Sign bits under Manhattan distance stay allowed, as before.
-    assert!(effective(json!({"binary": {}}), "Manhattan").is_ok());
+    // Under Manhattan distance, which RaBitQ cannot estimate, a wider encoding stays sign
+    // bits, as it was before it mapped onto RaBitQ (Qdrant accepts it there).
+    assert_eq!(
+        effective(json!({"binary": {"encoding": "two_bits"}}), "Manhattan").unwrap(),
+        (StorageKind::Binary, 1)
+    );
+}
+
+/// A config stored before binary encodings were checked (any JSON was kept) still opens: the
+/// unknown settings are dropped, the known ones kept.
+#[test]
+fn a_stored_config_with_unknown_binary_encodings_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("storage/collections/c/config.json");
+    {
+        let store = open(dir.path());
+        let config = CollectionConfig::from_json(&json!({
+            "vectors": {"v": {"size": DIM, "distance": "Dot",
+                "quantization_config": {"binary": {"encoding": "two_bits"}}}},
+            "quantization_config": {"binary": {"query_encoding": "scalar8bits"}},
+        }))
+        .unwrap();
+        store.create("c", config).unwrap();
+    }
+    let mut stored: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    stored["quantization_config"]["binary"]["encoding"] = json!(7);
+    stored["vectors"]["v"]["quantization_config"]["binary"]["query_encoding"] =
+        json!("scalar2bits");
+    std::fs::write(&config_path, serde_json::to_vec(&stored).unwrap()).unwrap();
+    let store = reopen(dir.path());
+    let config = serde_json::to_value(store.get("c").unwrap().config()).unwrap();
+    assert_eq!(
+        config["quantization_config"],
+        json!({"binary": {"query_encoding": "scalar8bits"}})
+    );
+    assert_eq!(
+        config["vectors"]["v"]["quantization_config"],
+        json!({"binary": {"encoding": "two_bits"}})
+    );
 }
