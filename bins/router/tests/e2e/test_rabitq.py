@@ -14,16 +14,9 @@ import pytest
 from qdrant_client import models
 
 from test_indexed import wait_green
+from test_product_quantization import clustered
 
 DIM = 64
-
-
-def clustered(rng: random.Random, n: int, centers: list) -> list:
-    out = []
-    for _ in range(n):
-        c = rng.choice(centers)
-        out.append([x + rng.gauss(0, 0.35) for x in c])
-    return out
 
 
 def fill(remote, oracle, name: str, rng: random.Random, centers: list) -> list:
