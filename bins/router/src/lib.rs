@@ -237,6 +237,13 @@ impl AppState {
                         .collect()
                 })
                 .unwrap_or_default(),
+            filesystems: [
+                ("storage", self.storage.collections_dir()),
+                ("snapshots", self.storage.snapshots_dir()),
+            ]
+            .into_iter()
+            .filter_map(|(volume, dir)| filesystem_stats(volume, dir))
+            .collect(),
         }
     }
 }
@@ -513,6 +520,26 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
         axum::http::HeaderValue::from_str(&id)
             .ok()
             .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// Space on the filesystem holding `dir`, or `None` where it cannot be read (the directory
+/// gone, or no `statvfs` here): the alert on a filling disk then sees no series rather than a
+/// false figure.
+fn filesystem_stats(volume: &str, dir: &std::path::Path) -> Option<metrics::FilesystemStats> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        Some(metrics::FilesystemStats {
+            volume: volume.to_string(),
+            available_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+            size_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (volume, dir);
+        None
     }
 }
 

@@ -19,6 +19,9 @@ const REQUIREMENTS: &[&str] = &[
     "pytest==8.3.4",
     "jsonschema==4.23.0",
     "jsonschema-rs==0.61.2",
+    // The deployment kit's checks (deploy/tests): Kubernetes' schemas, YAML.
+    "kubernetes-validate==1.37.0",
+    "PyYAML==6.0.3",
 ];
 
 fn repo_root() -> PathBuf {
@@ -462,6 +465,52 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
         );
         assert_eq!(code, Some(0), "cluster router exit status after SIGTERM");
     }
+}
+
+/// The deployment kit's checks (`deploy/tests`): Kubernetes objects against their schemas,
+/// the compose files against the Compose Specification, promtool on the Prometheus
+/// configurations and alert rules, every metric a rule or dashboard panel names read from
+/// live routers, the backup script round-tripping collections, and routers started as the
+/// manifests and compose file configure them. promtool is required where
+/// `VR_REQUIRE_PROMTOOL` is set (CI), skipped with a message elsewhere.
+#[test]
+fn deployment_kit_checks() {
+    let root = repo_root();
+    let venv = std::env::var_os("VR_E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
+    ensure_venv(&venv);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(venv_python(&venv))
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfEs",
+            "--tb=short",
+        ])
+        .arg("--basetemp")
+        .arg(dir.path().join("pytest"))
+        .arg(root.join("deploy/tests"))
+        .current_dir(root.join("deploy/tests"))
+        .env("VR_ROUTER_BIN", env!("CARGO_BIN_EXE_router"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("VR_CLUSTER_NODES")
+        .output()
+        .expect("run pytest on deploy/tests");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{output}");
+    assert!(
+        out.status.success(),
+        "the deployment kit's checks failed ({}):\n{output}",
+        out.status
+    );
 }
 
 fn tail(s: &str, n: usize) -> &str {

@@ -24,6 +24,7 @@
 //!     process: None,
 //!     nodes: Vec::new(),
 //!     reshardings: Vec::new(),
+//!     filesystems: Vec::new(),
 //! };
 //! let text = metrics.render(&snapshot);
 //! assert!(text.contains("# TYPE vector_router_http_requests_total counter"));
@@ -54,7 +55,8 @@ pub use error::{ErrorKind, MetricsError};
 pub use labels::OVERFLOW_LABEL;
 pub use registry::{Metrics, LATENCY_BUCKETS_SECONDS};
 pub use snapshot::{
-    CacheCounters, CollectionStats, NodeStatus, ProcessStats, ReshardingStatus, Snapshot,
+    CacheCounters, CollectionStats, FilesystemStats, NodeStatus, ProcessStats, ReshardingStatus,
+    Snapshot,
 };
 
 /// The prefix of every metric name, before its `_`.

@@ -168,6 +168,28 @@ pub(crate) fn snapshot_families(
         ));
     }
 
+    if !snapshot.filesystems.is_empty() {
+        let each = |f: fn(&crate::FilesystemStats) -> u64| {
+            snapshot
+                .filesystems
+                .iter()
+                .map(|fs| gauge(&[("volume", &fs.volume)], f(fs) as f64))
+                .collect()
+        };
+        families.push(family(
+            "filesystem_available_bytes",
+            "Bytes still free for the router on the filesystem of its storage or snapshot directory.",
+            MetricType::GAUGE,
+            each(|fs| fs.available_bytes),
+        ));
+        families.push(family(
+            "filesystem_size_bytes",
+            "Size in bytes of the filesystem of the router's storage or snapshot directory.",
+            MetricType::GAUGE,
+            each(|fs| fs.size_bytes),
+        ));
+    }
+
     if let Some(process) = &snapshot.process {
         families.push(family(
             "process_uptime_seconds",

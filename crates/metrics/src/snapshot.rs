@@ -17,6 +17,19 @@ pub struct Snapshot {
     pub nodes: Vec<NodeStatus>,
     /// In cluster mode, each resharding under way.
     pub reshardings: Vec<ReshardingStatus>,
+    /// The filesystems the router writes to (its storage and snapshot directories).
+    pub filesystems: Vec<FilesystemStats>,
+}
+
+/// Space on the filesystem holding one of the router's directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesystemStats {
+    /// Which directory (the `volume` label: `storage` or `snapshots`; a fixed set).
+    pub volume: String,
+    /// Bytes an unprivileged writer can still use (`statvfs`'s `f_bavail` blocks).
+    pub available_bytes: u64,
+    /// The filesystem's size in bytes.
+    pub size_bytes: u64,
 }
 
 /// A resharding under way on one collection.

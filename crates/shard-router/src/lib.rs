@@ -580,6 +580,18 @@ pub async fn search(
     metric: Metric,
     deadline: Instant,
 ) -> Result<Vec<ScoredPoint>, ShardError> {
+    search_observed(shards, req, metric, deadline, &|_, _| {}).await
+}
+
+/// [`search`], telling `observe` how long each shard took to answer (its id and the time
+/// from the call to its answer, queueing included; an error's time too), as each answers.
+pub async fn search_observed(
+    shards: &[Arc<dyn Shard>],
+    req: Arc<SearchRequest>,
+    metric: Metric,
+    deadline: Instant,
+    observe: &(dyn Fn(u32, std::time::Duration) + Send + Sync),
+) -> Result<Vec<ScoredPoint>, ShardError> {
     let Some((last, rest)) = shards.split_last() else {
         return Ok(Vec::new());
     };
@@ -588,12 +600,19 @@ pub async fn search(
     // when its future is first polled: every future is awaited together, never one first.
     let ask = |s: &Arc<dyn Shard>| {
         let shard = s.id();
+        let asked = Instant::now();
         let answer = s.search(req.clone(), deadline);
-        async move { (shard, answer.await) }
+        async move {
+            let answer = answer.await;
+            observe(shard, asked.elapsed());
+            (shard, answer)
+        }
     };
     let mut pending: Vec<_> = rest.iter().map(ask).collect();
+    let asked_last = Instant::now();
     let results = match last.search_now(&req) {
         Some(answer) => {
+            observe(last.id(), asked_last.elapsed());
             let mut results = futures::future::join_all(pending).await;
             results.push((last.id(), answer));
             results

@@ -350,6 +350,11 @@ impl Storage {
         Ok(())
     }
 
+    /// Where the collections' directories are.
+    pub fn collections_dir(&self) -> &Path {
+        &self.collections_dir
+    }
+
     /// Where downloaded or uploaded snapshot files may be put before recovery.
     pub fn snapshots_dir(&self) -> &Path {
         &self.snapshots_dir

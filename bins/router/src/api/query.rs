@@ -22,7 +22,7 @@ use index_core::PointId;
 use serde_json::value::RawValue;
 use shard_router::remote::keys::KeySelection;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use storage::Collection;
 
 /// One planned search: the request for the shards, plus what the response needs.
@@ -920,7 +920,19 @@ async fn run_search(
         .params
         .limit
         .saturating_sub(plan.offset + plan.exclude.len());
-    let hits = shard_router::search(&shards, Arc::new(plan.request), plan.metric, deadline).await?;
+    let observe_shard = |shard: u32, took: Duration| {
+        state
+            .metrics
+            .observe_shard_search(name, shard, took.as_secs_f64())
+    };
+    let hits = shard_router::search_observed(
+        &shards,
+        Arc::new(plan.request),
+        plan.metric,
+        deadline,
+        &observe_shard,
+    )
+    .await?;
     state
         .metrics
         .observe_search(name, started.elapsed().as_secs_f64());

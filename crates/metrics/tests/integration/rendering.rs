@@ -1,6 +1,6 @@
 use metrics::{
-    CacheCounters, CollectionStats, Metrics, NodeStatus, ProcessStats, Snapshot, CONTENT_TYPE,
-    LATENCY_BUCKETS_SECONDS,
+    CacheCounters, CollectionStats, FilesystemStats, Metrics, NodeStatus, ProcessStats, Snapshot,
+    CONTENT_TYPE, LATENCY_BUCKETS_SECONDS,
 };
 
 use crate::exposition::Exposition;
@@ -44,6 +44,11 @@ fn full_snapshot() -> Snapshot {
         process: Some(ProcessStats::current(std::time::Instant::now())),
         nodes: Vec::new(),
         reshardings: Vec::new(),
+        filesystems: vec![FilesystemStats {
+            volume: "storage".into(),
+            available_bytes: 1 << 30,
+            size_bytes: 1 << 34,
+        }],
     }
 }
 
@@ -75,6 +80,8 @@ fn every_line_of_a_full_scrape_follows_the_exposition_format() {
         ("vector_router_cache_entries", "gauge"),
         ("vector_router_cache_size_bytes", "gauge"),
         ("vector_router_process_uptime_seconds", "gauge"),
+        ("vector_router_filesystem_available_bytes", "gauge"),
+        ("vector_router_filesystem_size_bytes", "gauge"),
     ];
     for (name, kind) in expected_kinds {
         assert_eq!(exposition.kind(name), Some(kind), "family {name}");
@@ -102,6 +109,15 @@ fn snapshot_figures_appear_as_given_and_label_values_are_escaped() {
     assert_eq!(
         exposition.value("vector_router_collection_segments", &books),
         Some(3.0)
+    );
+    let storage = [("volume", "storage")];
+    assert_eq!(
+        exposition.value("vector_router_filesystem_available_bytes", &storage),
+        Some((1u64 << 30) as f64)
+    );
+    assert_eq!(
+        exposition.value("vector_router_filesystem_size_bytes", &storage),
+        Some((1u64 << 34) as f64)
     );
     assert_eq!(
         exposition.value("vector_router_collection_optimizer_queue_length", &books),

@@ -8,8 +8,8 @@ use index_core::{PointId, SearchParams};
 use payload::{Filter, PayloadSelector};
 use quant::Metric;
 use shard_router::{
-    partial, search, OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard, ShardAnswer,
-    ShardError,
+    partial, search, search_observed, OrderedScrollRequest, RetrieveRequest, ScrollRequest, Shard,
+    ShardAnswer, ShardError,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,4 +211,35 @@ async fn a_shard_down_fails_the_search_unless_partial_answers_are_allowed() {
     let (hits, _) =
         partial::allowing(search(&all_down, request(), Metric::Euclidean, deadline)).await;
     assert!(hits.is_err());
+}
+
+#[tokio::test]
+async fn each_shards_answer_time_is_observed_once_a_failure_too() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let down = shards(4, &[2]);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let observe = |shard: u32, took: Duration| seen.lock().unwrap().push((shard, took));
+    let started = Instant::now();
+    let (hits, missing) = tokio::time::timeout(
+        Duration::from_secs(5),
+        partial::allowing(search_observed(
+            &down,
+            request(),
+            Metric::Euclidean,
+            deadline,
+            &observe,
+        )),
+    )
+    .await
+    .expect("the fan-out waited on one shard before asking the others");
+    let whole = started.elapsed();
+    assert_eq!(ids(&hits.unwrap()), [0u64, 1, 3].map(PointId::Num));
+    assert_eq!(missing, vec![2]);
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_by_key(|(shard, _)| *shard);
+    assert_eq!(
+        seen.iter().map(|(shard, _)| *shard).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert!(seen.iter().all(|(_, took)| *took <= whole), "{seen:?}");
 }

@@ -1,0 +1,209 @@
+"""deploy/kubernetes: every object against Kubernetes' schemas (strict: an unknown field
+fails), the references between objects, and the workloads started here as their manifests
+configure them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import DEPLOY, http, router_env_names, router_flags, start_router, wait_ready
+
+K8S = DEPLOY / "kubernetes"
+# The oldest Kubernetes the manifests claim (autoscaling/v2 and policy/v1 are GA since 1.23;
+# the newest the package knows is checked too).
+VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
+PROBE_PATHS = {"/readyz", "/livez", "/healthz"}
+
+
+def documents() -> dict[str, dict]:
+    docs = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        loaded = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        assert len(loaded) == 1, f"{path.name}: one object a file"
+        docs[path.name] = loaded[0]
+    return docs
+
+
+def by_kind(kind: str) -> list[dict]:
+    return [d for d in documents().values() if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_object_validates_strictly(version):
+    docs = documents()
+    assert {d["kind"] for d in docs.values()} >= {
+        "StatefulSet", "Deployment", "Service", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget", "Secret"}
+    for name, doc in docs.items():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{name} against Kubernetes {version}: {e.message} at {list(e.path)}")
+
+
+def test_a_broken_object_is_refused():
+    """The validator is not vacuous: a misspelt field and a wrong type fail."""
+    service = documents()["router-service.yaml"]
+    bad = {**service, "spec": {**service["spec"], "prots": service["spec"]["ports"]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, VERSIONS[0], strict=True)
+    sts = documents()["node-statefulset.yaml"]
+    bad = {**sts, "spec": {**sts["spec"], "replicas": "three"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, VERSIONS[0], strict=True)
+
+
+def test_the_kustomization_lists_every_object_but_the_example_secret():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    assert listed == set(documents()) - {"secret.example.yaml"}
+
+
+def pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def containers(workload: dict) -> list[dict]:
+    return workload["spec"]["template"]["spec"]["containers"]
+
+
+def test_references_between_objects_hold():
+    workloads = by_kind("StatefulSet") + by_kind("Deployment")
+    secret = by_kind("Secret")[0]
+    for w in workloads:
+        name = w["metadata"]["name"]
+        selector = w["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels(w).items(), f"{name}: selector misses its pods"
+        for c in containers(w):
+            ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+            assert ports == {"http": 6333, "grpc": 6334}, name
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                get = c[probe]["httpGet"]
+                assert get["path"] in PROBE_PATHS, f"{name} {probe}"
+                assert get["port"] in ports, f"{name} {probe} names no port"
+            assert c["resources"]["requests"] and c["resources"]["limits"], name
+            keys = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e]
+            assert any(k["key"] == "api-key" for k in keys), f"{name}: no API key"
+            for ref in keys:
+                assert ref["name"] == secret["metadata"]["name"], name
+                assert ref["key"] in secret["stringData"], f"{name}: {ref['key']}"
+            # The image's user (deploy/Containerfile: USER 10001).
+            sc = w["spec"]["template"]["spec"]["securityContext"]
+            assert sc["runAsUser"] == 10001 and sc["runAsNonRoot"]
+    for svc in by_kind("Service"):
+        matched = [w for w in workloads
+                   if svc["spec"]["selector"].items() <= pod_labels(w).items()]
+        assert matched, f"service {svc['metadata']['name']} selects no pods"
+        for port in svc["spec"]["ports"]:
+            assert all(port["targetPort"] in {p["name"] for c in containers(w) for p in c["ports"]}
+                       for w in matched), f"{svc['metadata']['name']}: {port}"
+    for pdb in by_kind("PodDisruptionBudget"):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        assert any(sel.items() <= pod_labels(w).items() for w in workloads), pdb["metadata"]["name"]
+    for hpa in by_kind("HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert any(w["kind"] == ref["kind"] and w["metadata"]["name"] == ref["name"]
+                   for w in workloads), ref
+    sts = by_kind("StatefulSet")[0]
+    governing = [s for s in by_kind("Service") if s["metadata"]["name"] == sts["spec"]["serviceName"]]
+    assert governing and governing[0]["spec"]["clusterIP"] == "None", "the nodes' DNS names need a headless Service"
+
+
+def node_urls(deployment: dict) -> list[str]:
+    args = containers(deployment)[0]["args"]
+    return args[args.index("--cluster-nodes") + 1].split(",")
+
+
+def test_the_routers_name_each_node_of_the_statefulset_once():
+    sts = by_kind("StatefulSet")[0]
+    deployment = by_kind("Deployment")[0]
+    name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    expected = [f"http://{name}-{k}.{service}:6334" for k in range(sts["spec"]["replicas"])]
+    assert node_urls(deployment) == expected
+
+
+def test_flags_and_environment_are_the_routers():
+    flags, env_names = router_flags(), router_env_names()
+    for w in by_kind("StatefulSet") + by_kind("Deployment"):
+        for c in containers(w):
+            for arg in c.get("args", []):
+                if arg.startswith("--"):
+                    assert arg in flags, f"{w['metadata']['name']}: {arg} is no router flag"
+            for e in c["env"]:
+                assert e["name"] in env_names, f"{w['metadata']['name']}: {e['name']} is not read"
+
+
+def container_config(workload: dict, workdir: Path, hosts: dict[str, str]) -> tuple[list[str], dict]:
+    """The container's args and env with secrets resolved from the example Secret, /data
+    and /tmp moved under `workdir`, and host names replaced as `hosts` says."""
+    secret = by_kind("Secret")[0]["stringData"]
+    c = containers(workload)[0]
+    env = {}
+    for e in c["env"]:
+        value = e.get("value")
+        if value is None:
+            value = secret[e["valueFrom"]["secretKeyRef"]["key"]]
+        env[e["name"]] = value.replace("/data/", f"{workdir}/data/")
+    args = list(c.get("args", []))
+    for i, a in enumerate(args):
+        for host, addr in hosts.items():
+            a = a.replace(host, addr)
+        args[i] = a
+    return args, env
+
+
+def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
+    sts = by_kind("StatefulSet")[0]
+    deployment = by_kind("Deployment")[0]
+    secret = by_kind("Secret")[0]["stringData"]
+    key, ro_key = secret["api-key"], secret["read-only-api-key"]
+    nodes = []
+    try:
+        for k in range(sts["spec"]["replicas"]):
+            args, env = container_config(sts, tmp_path / f"node-{k}", {})
+            nodes.append(start_router(args, env, tmp_path / f"node-{k}"))
+        hosts = {}
+        for url, node in zip(node_urls(deployment), nodes):
+            hosts[re.match(r"http://([^/]+)", url).group(1)] = f"127.0.0.1:{node.grpc_port}"
+        args, env = container_config(deployment, tmp_path / "router", hosts)
+        router = start_router(args, env, tmp_path / "router")
+        nodes.append(router)
+        for r in nodes:
+            c = containers(sts if r is not router else deployment)[0]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                wait_ready(r.url, c[probe]["httpGet"]["path"], deadline_s=10)
+
+        # Keys as the Secret gives them: none is refused, the read-only one reads.
+        assert http("GET", router.url + "/collections")[0] == 401
+        assert http("GET", router.url + "/metrics", key=ro_key)[0] == 200
+        status, body, _ = http("PUT", router.url + "/collections/k8s",
+                               {"vectors": {"size": 4, "distance": "Dot"}}, key=key)
+        assert status == 200, body
+        points = [{"id": i, "vector": [1.0, float(i), 0.0, 0.5], "payload": {"i": i}}
+                  for i in range(60)]
+        status, body, _ = http("PUT", router.url + "/collections/k8s/points?wait=true",
+                               {"points": points}, key=key)
+        assert status == 200, body
+        status, body, _ = http("POST", router.url + "/collections/k8s/points/query",
+                               {"query": [0.0, 1.0, 0.0, 0.0], "limit": 3, "with_payload": True},
+                               key=ro_key)
+        assert status == 200, body
+        assert [p["id"] for p in body["result"]["points"]] == [59, 58, 57]
+        # Every node holds a share of the points (shard k on node k).
+        shares = []
+        for node in nodes[:-1]:
+            status, body, _ = http("POST", node.url + "/collections/k8s/points/count",
+                                   {"exact": True}, key=key)
+            assert status == 200, body
+            shares.append(body["result"]["count"])
+        assert sum(shares) == 60 and all(s > 0 for s in shares), shares
+    finally:
+        codes = [n.stop() for n in reversed(nodes)]
+    assert codes == [0] * len(codes), codes
