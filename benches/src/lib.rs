@@ -176,7 +176,12 @@ pub fn rss_bytes() -> usize {
 /// Prints the best QPS at recall@10 of 0.90, 0.95 and 0.99 from a sweep of
 /// `(knob value, recall, QPS)` rows, naming the knob (`ef`, `nprobe`).
 pub fn print_best_qps(knob: &str, rows: &[(usize, f64, f64)]) {
-    print!("\nbest QPS at recall@10 >=");
+    print_best_qps_at(knob, 10, rows)
+}
+
+/// [`print_best_qps`] for rows of recall@`k`.
+pub fn print_best_qps_at(knob: &str, k: usize, rows: &[(usize, f64, f64)]) {
+    print!("\nbest QPS at recall@{k} >=");
     for level in [0.90, 0.95, 0.99] {
         match rows
             .iter()

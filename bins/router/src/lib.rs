@@ -303,7 +303,11 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/livez" | "/readyz") {
+    // Probes, and the dashboard's static files (no data: the page asks the API with the
+    // key its user types in).
+    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/dashboard")
+        || path.starts_with("/dashboard/")
+    {
         return next.run(req).await;
     }
     // As Qdrant: no key or an unknown one is 401; a read-only key asking to write is 403.

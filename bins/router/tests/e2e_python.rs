@@ -19,9 +19,11 @@ const REQUIREMENTS: &[&str] = &[
     "pytest==8.3.4",
     "jsonschema==4.23.0",
     "jsonschema-rs==0.61.2",
-    // The deployment kit's checks (deploy/tests): Kubernetes' schemas, YAML.
+    // The deployment kit's checks (deploy/tests): Kubernetes' schemas, YAML, and the
+    // browser driver for the dashboard (the browser is Debian's chromium).
     "kubernetes-validate==1.37.0",
     "PyYAML==6.0.3",
+    "selenium==4.27.1",
 ];
 
 fn repo_root() -> PathBuf {
@@ -471,8 +473,9 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
 /// the compose files against the Compose Specification, promtool on the Prometheus
 /// configurations and alert rules, every metric a rule or dashboard panel names read from
 /// live routers, the backup script round-tripping collections, and routers started as the
-/// manifests and compose file configure them. promtool is required where
-/// `VR_REQUIRE_PROMTOOL` is set (CI), skipped with a message elsewhere.
+/// manifests and compose file configure them; and the router's `/dashboard` in a headless
+/// browser. promtool and the browser are required where `VR_REQUIRE_PROMTOOL` and
+/// `VR_REQUIRE_BROWSER` are set (CI), skipped with a message elsewhere.
 #[test]
 fn deployment_kit_checks() {
     let root = repo_root();

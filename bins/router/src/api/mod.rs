@@ -3,6 +3,7 @@
 //! the shard router, and answers in Qdrant's envelope.
 //!
 //! - `service`: `/`, health, readiness, metrics, the fallback;
+//! - `dashboard`: the page at `/dashboard` and its files;
 //! - `collections`: create, read, update, delete, list, exists, payload indexes, aliases;
 //! - `points`: upsert, delete, payload writes, retrieve, scroll, count;
 //! - `query`: query, search, recommend, discover and their batches, through the result
@@ -13,6 +14,7 @@
 //! - `snapshots`: create, list, download, delete, recover.
 
 pub(crate) mod collections;
+mod dashboard;
 mod formula;
 pub(crate) mod groups;
 mod hybrid;
@@ -46,6 +48,9 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/livez", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(service::metrics))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/", get(dashboard::index))
+        .route("/dashboard/{file}", get(dashboard::file))
         .route("/collections", get(collections::list))
         .route("/aliases", get(collections::aliases))
         .route("/collections/aliases", post(collections::change_aliases))
