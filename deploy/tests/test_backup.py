@@ -4,6 +4,8 @@ node that gives back every point (ids, vectors and payloads compared)."""
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import os
 import random
@@ -85,16 +87,19 @@ def test_backup_verify_retention_and_restore_into_a_fresh_node(tmp_path):
         wait_ready(source.url)
         fill(source)
         dest = tmp_path / "backups"
-        runs = []
+        runs, made = [], []
         for _ in range(3):
             out = vr_backup("backup", "--url", source.url, "--dest", str(dest), "--keep", "2")
             assert out.returncode == 0, out.stdout + out.stderr
             runs.append(out)
-        assert "retention: removed" in runs[2].stdout
+            made.append(out.stdout.split("backup complete: ")[1].split()[0])
+        # The oldest went, the two newest stayed.
+        assert f"retention: removed {made[0]}" in runs[2].stdout
         listed = vr_backup("list", "--dest", str(dest))
         assert listed.returncode == 0
         backups = sorted(p for p in dest.iterdir() if not p.name.startswith("."))
-        assert len(backups) == 2 and len(listed.stdout.splitlines()) == 2
+        assert [str(b) for b in backups] == made[1:]
+        assert len(listed.stdout.splitlines()) == 2
         newest = backups[-1]
         manifest = json.loads((newest / "manifest.json").read_text())
         assert set(manifest["collections"]) == {"films", "notes"}
@@ -137,9 +142,23 @@ def test_backup_verify_retention_and_restore_into_a_fresh_node(tmp_path):
         assert (call(target, "POST", "/collections/films/points/query", query)
                 == call(source, "POST", "/collections/films/points/query", query))
 
-        # A second restore over what exists is refused without --overwrite.
+        # A second restore over what exists is refused without --overwrite, and goes with it.
         again = vr_backup("restore", "--url", target.url, "--from", str(newest))
         assert again.returncode == 1 and "--overwrite" in again.stderr
+        call(target, "PUT", "/collections/notes/points?wait=true",
+             {"points": [{"id": 7, "vector": [1.0, 1.0, 1.0]}]})
+        again = vr_backup("restore", "--url", target.url, "--from", str(newest), "--overwrite")
+        assert again.returncode == 0, again.stderr
+        assert everything(target, "notes") == everything(source, "notes")
+        # A name that is an alias on the target would replace the collection behind it:
+        # refused, even with --overwrite.
+        call(target, "DELETE", "/collections/notes")
+        call(target, "POST", "/collections/aliases", {"actions": [
+            {"create_alias": {"collection_name": "films", "alias_name": "notes"}}]})
+        behind = vr_backup("restore", "--url", target.url, "--from", str(newest),
+                           "--collection", "notes", "--overwrite")
+        assert behind.returncode == 1 and "is an alias" in behind.stderr
+        assert everything(target, "films") == everything(source, "films")
     finally:
         codes = [r.stop() for r in (source, target) if r is not None]
     assert codes == [0] * len(codes)
@@ -156,7 +175,14 @@ def test_an_interrupted_backup_never_counts_and_bad_input_fails_clearly(tmp_path
         out = vr_backup("backup", "--url", source.url, "--dest", str(dest), "--collection", "c")
         assert out.returncode == 0, out.stderr
         assert not (dest / ".partial-leftover").exists()
-        assert len([p for p in dest.iterdir()]) == 1
+        assert len([p for p in dest.iterdir() if not p.name.startswith(".")]) == 1
+        # A run while another holds the directory is refused, and removes nothing.
+        with open(dest / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (dest / ".partial-other").mkdir()
+            busy = vr_backup("backup", "--url", source.url, "--dest", str(dest))
+            assert busy.returncode == 1 and "another vr-backup run" in busy.stderr
+            assert (dest / ".partial-other").exists()
         # A wrong key, a collection that does not exist, a directory that is no backup.
         wrong = subprocess.run([sys.executable, str(SCRIPT), "backup", "--url", source.url,
                                 "--dest", str(dest)], env={**os.environ, "VR_API_KEY": "nope"},
@@ -166,5 +192,51 @@ def test_an_interrupted_backup_never_counts_and_bad_input_fails_clearly(tmp_path
         assert missing.returncode == 1 and "no such collection: zz" in missing.stderr
         assert vr_backup("verify", str(tmp_path)).returncode == 1
         assert vr_backup("backup", "--url", source.url, "--dest", str(dest), "--keep", "-1").returncode == 2
+    finally:
+        assert source.stop() == 0
+
+
+def test_retention_by_age_keeps_the_newest_and_the_last_copy_of_each_collection(tmp_path):
+    source = node(tmp_path, "source")
+    try:
+        wait_ready(source.url)
+        call(source, "PUT", "/collections/a", {"vectors": {"size": 2, "distance": "Dot"}})
+        call(source, "PUT", "/collections/a/points?wait=true",
+             {"points": [{"id": 1, "vector": [1.0, 2.0]}]})
+        dest = tmp_path / "backups"
+
+        def run(*extra):
+            out = vr_backup("backup", "--url", source.url, "--dest", str(dest), *extra)
+            assert out.returncode == 0, out.stdout + out.stderr
+            return out.stdout.split("backup complete: ")[1].split()[0]
+
+        def age(backup, days):
+            path = Path(backup) / "manifest.json"
+            m = json.loads(path.read_text())
+            m["created"] = (datetime.datetime.now(datetime.timezone.utc)
+                            - datetime.timedelta(days=days)).isoformat()
+            path.write_text(json.dumps(m))
+
+        def left():
+            return sorted(str(p) for p in dest.iterdir() if not p.name.startswith("."))
+
+        first, second = run("--keep", "0"), run("--keep", "0")
+        age(first, 40)
+        age(second, 35)
+        # Fewer backups than --keep-min: nothing goes, however old.
+        third = run("--keep", "0", "--max-age-days", "30", "--keep-min", "10")
+        assert left() == [first, second, third]
+        # Past the age, beyond the newest --keep-min: the two old ones go.
+        age(third, 31)
+        fourth = run("--keep", "0", "--max-age-days", "30", "--keep-min", "1")
+        assert left() == [fourth]
+
+        # The node comes back empty: its empty backups never push out the last copy of `a`.
+        call(source, "DELETE", "/collections/a")
+        fifth = run("--keep", "1")
+        sixth = run("--keep", "1")
+        assert left() == [fourth, sixth]
+        assert json.loads((Path(sixth) / "manifest.json").read_text())["collections"] == {}
+        assert fifth not in left()
     finally:
         assert source.stop() == 0

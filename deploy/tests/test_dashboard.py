@@ -16,6 +16,7 @@ import pytest
 from conftest import http, start_router, wait_ready
 
 KEY = "dashboard-key"
+BIG_ID = 2**53 + 1
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -91,6 +92,8 @@ def fill_books(url):
     call(url, "PUT", "/collections/pairs/points?wait=true", {"points": [
         {"id": 1, "vector": {"a": [1.0, 0.0], "b": [0.0, 1.0, 2.0]}, "payload": {"k": 1}},
         {"id": 2, "vector": {"a": [0.5, 0.5], "b": [1.0, 1.0, 1.0]}, "payload": {"k": 2}},
+        # Past 2^53: a JavaScript number cannot hold it.
+        {"id": BIG_ID, "vector": {"a": [0.9, 0.1], "b": [2.0, 0.0, 0.0]}, "payload": {"k": 3}},
     ]})
 
 
@@ -219,6 +222,25 @@ def test_the_page_shows_what_the_api_says_and_runs_queries(browser, tmp_path):
         names = [o.get_attribute("value") for o in
                  browser.find_elements("css selector", "#q-using option")]
         assert names == ["a", "b"]
+        # An id past 2^53 is shown and sent exactly.
+        browser.find_element("css selector", "#q-using option[value='a']").click()
+        browser.find_element("id", "q-limit").clear()
+        browser.find_element("id", "q-limit").send_keys("3")
+        browser.find_element("id", "q-input").clear()
+        browser.find_element("id", "q-input").send_keys("[1.0, 0.0]")
+        browser.find_element("id", "q-run").click()
+        wait_for("the three pairs", lambda: [r[1] for r in table_rows(browser, "#hits tr.hit")]
+                 == ["1", str(BIG_ID), "2"])
+        browser.find_element("css selector", "input[name=q-mode][value=id]").click()
+        browser.find_element("id", "q-input").clear()
+        browser.find_element("id", "q-input").send_keys(str(BIG_ID))
+        browser.find_element("id", "q-run").click()
+        answer = call(router.url, "POST", "/collections/pairs/points/query",
+                      {"query": BIG_ID, "using": "a", "limit": 3})["points"]
+        assert [p["id"] for p in answer] == [1, 2]
+        wait_for("the big id's neighbours", lambda: [r[1] for r in table_rows(browser, "#hits tr.hit")]
+                 == ["1", "2"])
+        assert text(browser, "q-error") == ""
     finally:
         stop.set()
         assert router.stop() == 0
@@ -230,26 +252,39 @@ def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
         for k in range(2):
             d = tmp_path / f"node{k}"
             nodes.append(start_router([], {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
-                                           "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap")}, d))
+                                           "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
+                                           "QDRANT__SERVICE__API_KEY": KEY}, d))
         urls = [f"http://127.0.0.1:{n.grpc_port}" for n in nodes]
         d = tmp_path / "router"
         router = start_router(["--cluster-nodes", ",".join(urls)],
                               {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
-                               "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap")}, d)
+                               "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
+                               "QDRANT__SERVICE__API_KEY": KEY, "VR_CLUSTER_API_KEY": KEY}, d)
         wait_ready(router.url)
-        status, body, _ = http("PUT", router.url + "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
-        assert status == 200, body
+        call(router.url, "PUT", "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
+        call(router.url, "PUT", "/collections/c/points?wait=true",
+             {"points": [{"id": i, "vector": [1.0, float(i)]} for i in range(40)]})
         browser.get(router.url + "/dashboard")
+        browser.find_element("id", "api-key").send_keys(KEY)
+        browser.find_element("css selector", "#key-form button").click()
         wait_for("two nodes up", lambda: table_rows(browser, "#nodes-table tbody tr")
                  == [[f"node {k}: {u}", "up"] for k, u in enumerate(urls)])
         assert "Cluster mode over 2 nodes" in text(browser, "mode")
-        cluster = http("GET", router.url + "/collections/c/cluster")[1]["result"]
+        wait_for("the collection's points", lambda: table_rows(
+            browser, "#collections-table tr[data-collection]")[0][2] == "40")
+        cluster = call(router.url, "GET", "/collections/c/cluster")
         shown = table_rows(browser, "#shards-table tbody tr")
         assert [r[1:3] for r in shown] == [[str(s["shard_id"]), f"node {s['peer_id']}"]
                                            for s in cluster["remote_shards"]]
         assert nodes[1].stop() == 0
         wait_for("node 1 down", lambda: table_rows(browser, "#nodes-table tbody tr")
                  == [[f"node 0: {urls[0]}", "up"], [f"node 1: {urls[1]}", "down"]], timeout=30)
+        # The collection, which the router cannot describe without node 1, is shown as such
+        # (as the API answers), and the page goes on refreshing.
+        status, body, _ = http("GET", router.url + "/collections/c", key=KEY)
+        expected = body["result"]["status"] if status == 200 else "unavailable"
+        wait_for(f"the collection {expected}", lambda: table_rows(
+            browser, "#collections-table tr[data-collection]")[0][1] == expected)
     finally:
         codes = [r.stop() for r in ([router] if router else []) + nodes]
     assert codes[0] == 0

@@ -24,16 +24,28 @@ function setStatus(text, bad) {
   s.className = bad ? "bad" : "";
 }
 
+// Point ids are u64: one past 2^53 is kept as its source text (JSON.parse's source access),
+// so that it is shown and sent back exactly.
+function keepBigIds(key, value, context) {
+  if (key === "id" && typeof value === "number" && !Number.isSafeInteger(value)
+      && context && context.source) {
+    return context.source;
+  }
+  return value;
+}
+
+// `body` is an object, or a string of JSON already (a query whose id must stay exact).
 async function api(method, path, body) {
   const headers = {};
   if (state.key) headers["api-key"] = state.key;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const resp = await fetch(path, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await resp.text();
   let json = null;
-  try { json = JSON.parse(text); } catch (_) { /* /metrics is text */ }
+  try { json = JSON.parse(text, keepBigIds); } catch (_) { /* /metrics is text */ }
   if (!resp.ok) {
     const message = json && json.status && json.status.error ? json.status.error : text;
     const err = new Error(`${resp.status}: ${message}`);
@@ -88,13 +100,16 @@ function parseMetrics(text) {
 
 // What the live figures are computed from: counters summed, the query histogram by bucket.
 function totals(samples) {
-  const t = { requests: 0, queries: 0, errors: 0, buckets: new Map(), nodes: [], rss: null };
+  const t = { requests: 0, queries: 0, errors: 0, buckets: new Map(), nodes: [], rss: null, uptime: null };
   for (const s of samples) {
     if (s.name === "vector_router_http_requests_total") {
       t.requests += s.value;
       if (QUERY_ENDPOINT.test(s.labels.endpoint || "")) t.queries += s.value;
       const status = s.labels.status || "";
-      if (status.startsWith("5") && status !== "501" && status !== "503") t.errors += s.value;
+      // Server errors and timeouts, as the alert counts them.
+      if ((status.startsWith("5") || status === "408") && status !== "501" && status !== "503") {
+        t.errors += s.value;
+      }
     } else if (s.name === "vector_router_http_request_duration_seconds_bucket"
                && QUERY_ENDPOINT.test(s.labels.endpoint || "")) {
       const le = s.labels.le === "+Inf" ? Infinity : parseFloat(s.labels.le);
@@ -103,6 +118,8 @@ function totals(samples) {
       t.nodes.push({ url: s.labels.node, up: s.value === 1 });
     } else if (s.name === "vector_router_process_resident_memory_bytes") {
       t.rss = s.value;
+    } else if (s.name === "vector_router_process_uptime_seconds") {
+      t.uptime = s.value;
     }
   }
   return t;
@@ -176,7 +193,12 @@ async function refreshLive() {
   state.previous = now;
   $("rss").textContent = formatBytes(now.totals.rss);
   renderNodes(now.totals.nodes);
-  if (!prev) return;
+  // Counters start again with a process: a router restarted (or, behind a load balancer,
+  // another router answering) gives no rate until the next scrape of the same one.
+  if (!prev || now.totals.uptime === null || prev.totals.uptime === null
+      || now.totals.uptime < prev.totals.uptime || now.totals.requests < prev.totals.requests) {
+    return;
+  }
   const dt = now.at - prev.at;
   const rate = (key) => Math.max(0, now.totals[key] - prev.totals[key]) / dt;
   const increase = new Map();
@@ -224,7 +246,9 @@ function describeVectors(config) {
 async function refreshCollections() {
   const list = await api("GET", "/collections");
   const names = list.result.collections.map((c) => c.name).sort();
-  const infos = await Promise.all(names.map((n) => api("GET", `/collections/${encodeURIComponent(n)}`)));
+  // One collection that cannot be described (deleted meanwhile, or a node down) is shown as
+  // such; the others still are.
+  const infos = await Promise.allSettled(names.map((n) => api("GET", `/collections/${encodeURIComponent(n)}`)));
   const clusters = await Promise.all(names.map((n) =>
     api("GET", `/collections/${encodeURIComponent(n)}/cluster`).catch(() => null)));
   const body = $("collections-table").querySelector("tbody");
@@ -233,7 +257,18 @@ async function refreshCollections() {
   shardBody.replaceChildren();
   $("no-collections").hidden = names.length > 0;
   names.forEach((name, i) => {
-    const info = infos[i].result;
+    if (infos[i].status === "rejected") {
+      const row = document.createElement("tr");
+      row.dataset.collection = name;
+      row.className = "unavailable";
+      cell(row, name, "name");
+      cell(row, "unavailable", "status red");
+      const reason = cell(row, infos[i].reason.message, "error");
+      reason.colSpan = 6;
+      body.appendChild(row);
+      return;
+    }
+    const info = infos[i].value.result;
     const vectorCount = vectorNames(info.config).length || 1;
     const expected = (info.points_count || 0) * vectorCount;
     const indexed = info.indexed_vectors_count || 0;
@@ -359,7 +394,7 @@ function readQuery() {
     }
     query = v;
   } else {
-    if (/^\d+$/.test(raw)) query = Number(raw);
+    if (/^\d{1,20}$/.test(raw)) query = Number(raw);
     else if (/^[0-9a-fA-F-]{32,36}$/.test(raw)) query = raw;
     else throw new Error("a point id is an unsigned integer or a UUID");
   }
@@ -370,7 +405,10 @@ function readQuery() {
   if (filter) {
     try { body.filter = JSON.parse(filter); } catch (_) { throw new Error("the filter is not JSON"); }
   }
-  return body;
+  // A numeric id goes out as its digits: a u64 past 2^53 would change as a JS number.
+  return typeof query === "number"
+    ? JSON.stringify({ ...body, query: 0 }).replace('"query":0', `"query":${raw}`)
+    : body;
 }
 
 async function runQuery(event) {
@@ -434,8 +472,12 @@ async function start() {
     // `/` answers as Qdrant does (its title and API version), for the clients.
     $("version").textContent = root.version ? `Qdrant API ${root.version}` : "";
   } catch (_) { /* shown by the first tick */ }
-  await tick();
-  setInterval(tick, REFRESH_MS);
+  // The next round starts when this one has ended: slow answers never pile up.
+  for (;;) {
+    const started = performance.now();
+    await tick();
+    await new Promise((r) => setTimeout(r, Math.max(0, REFRESH_MS - (performance.now() - started))));
+  }
 }
 
 start();

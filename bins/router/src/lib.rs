@@ -404,9 +404,19 @@ fn is_snapshot_upload(req: &Request) -> bool {
     req.method() == axum::http::Method::POST && req.uri().path().ends_with("/snapshots/upload")
 }
 
-/// The request timeout, for everything but snapshot uploads.
+/// Whether a request makes a snapshot (of a collection, or the full one): it writes and
+/// checksums a copy of the data, which takes as long as the data is large. A timeout would
+/// answer 408 while the snapshot is still written, leaving the client no name to delete it by.
+fn is_snapshot_creation(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == axum::http::Method::POST
+        && (path == "/snapshots"
+            || (path.starts_with("/collections/") && path.ends_with("/snapshots")))
+}
+
+/// The request timeout, for everything but snapshot uploads and creations.
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    if is_snapshot_upload(&req) {
+    if is_snapshot_upload(&req) || is_snapshot_creation(&req) {
         return next.run(req).await;
     }
     match tokio::time::timeout(limit, next.run(req)).await {
@@ -752,9 +762,13 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
     // One signal stops both servers; each then finishes what is in flight.
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();
+    let st = state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests in flight");
+        // Not ready from the signal on: a load balancer polling `/readyz` on a connection
+        // still open sees 503 while requests in flight drain.
+        st.ready.store(false, std::sync::atomic::Ordering::Release);
         signal.cancel();
     });
     let shared = listen::SharedSlots::new(&settings.listen);
