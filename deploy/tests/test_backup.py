@@ -240,3 +240,44 @@ def test_retention_by_age_keeps_the_newest_and_the_last_copy_of_each_collection(
         assert fifth not in left()
     finally:
         assert source.stop() == 0
+
+
+def test_restore_refuses_names_the_target_holds_before_writing_anything(tmp_path):
+    source, target = node(tmp_path, "source"), node(tmp_path, "target")
+    try:
+        wait_ready(source.url)
+        wait_ready(target.url)
+        call(source, "PUT", "/collections/films", {"vectors": {"size": 2, "distance": "Dot"}})
+        call(source, "PUT", "/collections/films/points?wait=true",
+             {"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [0.0, 1.0]}]})
+        call(source, "POST", "/collections/aliases", {"actions": [
+            {"create_alias": {"collection_name": "films", "alias_name": "movies"}}]})
+        out = vr_backup("backup", "--url", source.url, "--dest", str(tmp_path / "b"))
+        assert out.returncode == 0, out.stderr
+        backup = out.stdout.split("backup complete: ")[1].split()[0]
+
+        # The backup's alias names a collection on the target: refused even with
+        # --overwrite, and nothing is uploaded.
+        call(target, "PUT", "/collections/movies", {"vectors": {"size": 2, "distance": "Dot"}})
+        for extra in ([], ["--overwrite"]):
+            out = vr_backup("restore", "--url", target.url, "--from", backup, *extra)
+            assert out.returncode == 1 and "movies is a collection" in out.stderr, out.stderr
+            names = [c["name"] for c in call(target, "GET", "/collections")["collections"]]
+            assert names == ["movies"]
+
+        # The alias exists there, pointing elsewhere: refused without --overwrite, moved with it.
+        call(target, "DELETE", "/collections/movies")
+        call(target, "PUT", "/collections/other", {"vectors": {"size": 2, "distance": "Dot"}})
+        call(target, "POST", "/collections/aliases", {"actions": [
+            {"create_alias": {"collection_name": "other", "alias_name": "movies"}}]})
+        out = vr_backup("restore", "--url", target.url, "--from", backup)
+        assert out.returncode == 1 and "alias movies" in out.stderr, out.stderr
+        assert sorted(c["name"] for c in call(target, "GET", "/collections")["collections"]) == ["other"]
+        out = vr_backup("restore", "--url", target.url, "--from", backup, "--overwrite", "--expect-counts")
+        assert out.returncode == 0, out.stdout + out.stderr
+        aliases = call(target, "GET", "/aliases")["aliases"]
+        assert aliases == [{"alias_name": "movies", "collection_name": "films"}]
+        assert everything(target, "films") == everything(source, "films")
+    finally:
+        codes = [r.stop() for r in (source, target)]
+    assert codes == [0, 0]

@@ -106,10 +106,8 @@ function totals(samples) {
       t.requests += s.value;
       if (QUERY_ENDPOINT.test(s.labels.endpoint || "")) t.queries += s.value;
       const status = s.labels.status || "";
-      // Server errors and timeouts, as the alert counts them.
-      if ((status.startsWith("5") || status === "408") && status !== "501" && status !== "503") {
-        t.errors += s.value;
-      }
+      // Server errors, as the alert counts them (501 and 503 apart).
+      if (status.startsWith("5") && status !== "501" && status !== "503") t.errors += s.value;
     } else if (s.name === "vector_router_http_request_duration_seconds_bucket"
                && QUERY_ENDPOINT.test(s.labels.endpoint || "")) {
       const le = s.labels.le === "+Inf" ? Infinity : parseFloat(s.labels.le);
@@ -188,15 +186,19 @@ function remember(series, value) {
 
 async function refreshLive() {
   const samples = parseMetrics(await api("GET", "/metrics"));
-  const now = { at: performance.now() / 1000, totals: totals(samples) };
+  const at = performance.now() / 1000;
+  const t = totals(samples);
+  // The process the counters belong to, by when it started (to a second or two: the scrape
+  // and the uptime are not read at one instant).
+  const now = { at, totals: t, started: t.uptime === null ? null : at - t.uptime };
   const prev = state.previous;
   state.previous = now;
   $("rss").textContent = formatBytes(now.totals.rss);
   renderNodes(now.totals.nodes);
-  // Counters start again with a process: a router restarted (or, behind a load balancer,
-  // another router answering) gives no rate until the next scrape of the same one.
-  if (!prev || now.totals.uptime === null || prev.totals.uptime === null
-      || now.totals.uptime < prev.totals.uptime || now.totals.requests < prev.totals.requests) {
+  // Counters belong to one process: a router restarted, or behind a load balancer another
+  // router answering, gives no rate until two scrapes in a row come from the same one.
+  if (!prev || now.started === null || prev.started === null
+      || Math.abs(now.started - prev.started) > 2 || now.totals.requests < prev.totals.requests) {
     return;
   }
   const dt = now.at - prev.at;
@@ -406,8 +408,9 @@ function readQuery() {
     try { body.filter = JSON.parse(filter); } catch (_) { throw new Error("the filter is not JSON"); }
   }
   // A numeric id goes out as its digits: a u64 past 2^53 would change as a JS number.
+  // (BigInt drops leading zeros, which JSON does not allow.)
   return typeof query === "number"
-    ? JSON.stringify({ ...body, query: 0 }).replace('"query":0', `"query":${raw}`)
+    ? JSON.stringify({ ...body, query: 0 }).replace('"query":0', `"query":${BigInt(raw)}`)
     : body;
 }
 
@@ -463,7 +466,8 @@ async function start() {
     state.key = $("api-key").value.trim();
     sessionStorage.setItem("vr-api-key", state.key);
     state.previous = null;
-    tick();
+    // The loop below picks the key up in its next round (rounds never overlap).
+    setStatus("key set: reading the server…", false);
   });
   $("q-collection").addEventListener("change", fillUsingSelect);
   $("query-form").addEventListener("submit", runQuery);

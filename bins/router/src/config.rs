@@ -48,8 +48,8 @@ pub struct Args {
     /// Requests served at once; past it requests are shed with 503 and Retry-After. Default 512.
     #[arg(long, env = "VR_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
-    /// Per-request timeout in seconds (snapshot creation and upload are not held by it).
-    /// Default 60.
+    /// Per-request timeout in seconds (snapshot creation, upload and recovery are not held by
+    /// it, over REST or gRPC). Default 60.
     #[arg(long, env = "VR_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
     /// Connections open at once; past it new ones wait to be accepted. Default 4096, or

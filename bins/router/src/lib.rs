@@ -404,19 +404,25 @@ fn is_snapshot_upload(req: &Request) -> bool {
     req.method() == axum::http::Method::POST && req.uri().path().ends_with("/snapshots/upload")
 }
 
-/// Whether a request makes a snapshot (of a collection, or the full one): it writes and
-/// checksums a copy of the data, which takes as long as the data is large. A timeout would
-/// answer 408 while the snapshot is still written, leaving the client no name to delete it by.
-fn is_snapshot_creation(req: &Request) -> bool {
+/// Whether a request makes a snapshot (of a collection, or the full one) or recovers a
+/// collection from one: each copies the data, which takes as long as the data is large, and
+/// goes on once begun. A timeout would answer 408 while the work still finishes: a snapshot
+/// left behind with no name given to delete it by, or a collection replaced after its client
+/// was told the request failed.
+fn is_long_snapshot_operation(req: &Request) -> bool {
     let path = req.uri().path();
-    req.method() == axum::http::Method::POST
+    let method = req.method();
+    (method == axum::http::Method::POST
         && (path == "/snapshots"
-            || (path.starts_with("/collections/") && path.ends_with("/snapshots")))
+            || (path.starts_with("/collections/") && path.ends_with("/snapshots"))))
+        || (method == axum::http::Method::PUT
+            && path.starts_with("/collections/")
+            && path.ends_with("/snapshots/recover"))
 }
 
-/// The request timeout, for everything but snapshot uploads and creations.
+/// The request timeout, for everything but the snapshot operations that copy data.
 async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    if is_snapshot_upload(&req) || is_snapshot_creation(&req) {
+    if is_snapshot_upload(&req) || is_long_snapshot_operation(&req) {
         return next.run(req).await;
     }
     match tokio::time::timeout(limit, next.run(req)).await {

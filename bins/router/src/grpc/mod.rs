@@ -241,10 +241,19 @@ where
             let response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
-                let call = shard_router::remote::gate_scope(tokio::time::timeout(
-                    time_limit,
-                    inner.call(req),
-                ));
+                // Snapshot creation copies the data and goes on once begun: as over REST, it
+                // is not cut off by the time limit (a cut would leave the snapshot behind).
+                let unlimited = matches!(
+                    path.as_str(),
+                    "/qdrant.Snapshots/Create" | "/qdrant.Snapshots/CreateFull"
+                );
+                let call = shard_router::remote::gate_scope(async move {
+                    if unlimited {
+                        Ok(inner.call(req).await)
+                    } else {
+                        tokio::time::timeout(time_limit, inner.call(req)).await
+                    }
+                });
                 let (answer, missing) = if state.partial_answers {
                     shard_router::partial::allowing(call).await
                 } else {
