@@ -98,6 +98,15 @@ fn ensure_venv(venv: &Path) {
     );
 }
 
+/// The suite's venv (`$VR_E2E_VENV` or `<repo>/data/e2e-venv`), with the pinned packages.
+fn ready_venv() -> PathBuf {
+    let venv = std::env::var_os("VR_E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("data").join("e2e-venv"));
+    ensure_venv(&venv);
+    venv
+}
+
 /// The router under test; SIGTERMed (and reaped) when dropped, so a failing test leaves no
 /// process behind.
 struct Router {
@@ -346,11 +355,7 @@ fn pytest(
 
 #[test]
 fn python_client_against_router_matches_in_memory_oracle() {
-    let root = repo_root();
-    let venv = std::env::var_os("VR_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
-    ensure_venv(&venv);
+    let venv = ready_venv();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let (storage, snapshots) = (dir.path().join("storage"), dir.path().join("snapshots"));
@@ -411,11 +416,7 @@ fn python_client_against_router_matches_in_memory_oracle() {
 /// collections on two node routers (reached over gRPC): REST, then gRPC.
 #[test]
 fn python_client_against_cluster_router_matches_in_memory_oracle() {
-    let root = repo_root();
-    let venv = std::env::var_os("VR_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
-    ensure_venv(&venv);
+    let venv = ready_venv();
     let dir = tempfile::tempdir().expect("temp dir");
     for grpc in [false, true] {
         let run = dir.path().join(if grpc { "grpc" } else { "rest" });
@@ -479,10 +480,7 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
 #[test]
 fn deployment_kit_checks() {
     let root = repo_root();
-    let venv = std::env::var_os("VR_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("data").join("e2e-venv"));
-    ensure_venv(&venv);
+    let venv = ready_venv();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(venv_python(&venv))
         .args([
