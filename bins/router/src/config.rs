@@ -138,6 +138,19 @@ pub struct Args {
     /// collection's requests while it moves its points). Default 256.
     #[arg(long, env = "VR_CLUSTER_RESHARD_BATCH")]
     pub cluster_reshard_batch: Option<usize>,
+    /// Replica mode: this node's id in its replica set (a Raft group; unique in the set,
+    /// never reused). With it every write is a Raft entry, committed by a majority of the
+    /// set before it is acknowledged. Unset: a node of its own.
+    #[arg(long, env = "VR_REPLICA_ID")]
+    pub replica_id: Option<u64>,
+    /// Replica mode: log entries between snapshots of the whole storage (after which the
+    /// log before the snapshot is dropped). Default 10000.
+    #[arg(long, env = "VR_REPLICA_SNAPSHOT_ENTRIES")]
+    pub replica_snapshot_entries: Option<u64>,
+    /// Replica mode: the leader's heartbeat interval in milliseconds; a follower that hears
+    /// none for 3 to 6 intervals starts an election. Default 150.
+    #[arg(long, env = "VR_REPLICA_HEARTBEAT_MS")]
+    pub replica_heartbeat_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +282,19 @@ pub struct Settings {
     pub force_snapshot: bool,
     /// Cluster mode: the nodes holding the shards, and how they are reached.
     pub cluster: Option<ClusterSettings>,
+    /// Replica mode: this node's place in its replica set.
+    pub replica: Option<ReplicaSettings>,
+}
+
+/// A replica's settings (`--replica-id`).
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Its id in the set.
+    pub id: u64,
+    /// Log entries between snapshots.
+    pub snapshot_entries: u64,
+    /// The heartbeat interval.
+    pub heartbeat: Duration,
 }
 
 /// The nodes of a cluster-mode router.
@@ -480,6 +506,47 @@ impl Settings {
                 ));
             }
         }
+        let replica = match args.replica_id {
+            None => {
+                if args.replica_snapshot_entries.is_some() || args.replica_heartbeat_ms.is_some() {
+                    return Err("replica settings need a replica id (--replica-id)".into());
+                }
+                None
+            }
+            Some(_) if args.storage_snapshot.is_some() => {
+                return Err(
+                    "a replica (--replica-id) restores snapshots through its replica set, not \
+                     --storage-snapshot"
+                        .into(),
+                )
+            }
+            Some(_) if args.cluster_nodes.is_some() || file.cluster.nodes.is_some() => {
+                return Err(
+                    "a node is a replica (--replica-id) or a cluster router (--cluster-nodes), \
+                     not both"
+                        .into(),
+                )
+            }
+            Some(id) => {
+                let snapshot_entries = args.replica_snapshot_entries.unwrap_or(10_000);
+                if !(100..=100_000_000).contains(&snapshot_entries) {
+                    return Err(format!(
+                        "replica snapshot_entries {snapshot_entries} is not between 100 and 100000000"
+                    ));
+                }
+                let heartbeat_ms = args.replica_heartbeat_ms.unwrap_or(150);
+                if !(20..=10_000).contains(&heartbeat_ms) {
+                    return Err(format!(
+                        "replica heartbeat_ms {heartbeat_ms} is not between 20 and 10000"
+                    ));
+                }
+                Some(ReplicaSettings {
+                    id,
+                    snapshot_entries,
+                    heartbeat: Duration::from_millis(heartbeat_ms),
+                })
+            }
+        };
         let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
             None if partial_asked.is_some()
                 || call_timeout_ms.is_some()
@@ -578,6 +645,7 @@ impl Settings {
             storage_snapshot: args.storage_snapshot,
             force_snapshot: args.force_snapshot,
             cluster,
+            replica,
         })
     }
 }

@@ -24,6 +24,7 @@ mod error;
 mod grpc;
 mod listen;
 mod model;
+pub mod replica;
 
 pub use listen::raise_open_file_limit;
 
@@ -75,6 +76,8 @@ pub struct AppState {
     pub snapshot_allowed_hosts: Vec<String>,
     /// The client snapshot downloads go through.
     pub http_client: reqwest::Client,
+    /// Replica mode: this node's replica of its set (set once at start-up).
+    replica: std::sync::OnceLock<Arc<replica::Replica>>,
 }
 
 impl AppState {
@@ -113,7 +116,25 @@ impl AppState {
             max_upload_bytes: settings.max_upload_bytes,
             snapshot_allowed_hosts: settings.snapshot_allowed_hosts.clone(),
             http_client,
+            replica: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Replica mode: this node's replica.
+    pub fn replica(&self) -> Option<&Arc<replica::Replica>> {
+        self.replica.get()
+    }
+
+    /// Refuses what a replica does not serve (its state changes only through the replica
+    /// set's log): 400, naming it.
+    pub fn not_on_replica(&self, what: &str) -> Result<(), error::ApiError> {
+        match self.replica() {
+            None => Ok(()),
+            Some(_) => Err(error::ApiError::bad_request(format!(
+                "Bad request: {what} not served by a replica (--replica-id): its collections \
+                 change only through its replica set's log"
+            ))),
+        }
     }
 
     /// The cluster, in cluster mode.
@@ -620,10 +641,45 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Replica mode: a read asking Qdrant's `consistency` of `majority`, `quorum`, `all` (or a
+/// number above 1) waits for the replica set's read barrier first (linearizable); other
+/// reads answer from what this replica has applied.
+async fn read_consistency(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(r) = state.replica() else {
+        return next.run(req).await;
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let strong = req.uri().query().is_some_and(|q| {
+        q.split('&').any(|kv| match kv.split_once('=') {
+            Some(("consistency", v)) => {
+                matches!(v, "majority" | "quorum" | "all") || v.parse::<u32>().is_ok_and(|n| n > 1)
+            }
+            _ => false,
+        })
+    });
+    if strong && is_read_only(req.method(), route.as_deref()) {
+        if let Err(e) = r.read_barrier(Instant::now() + state.timeout).await {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The routes with every layer the server puts around them (authentication, limits, timeout,
 /// load shedding, compression, metrics, request ids), over `state`.
 pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
-    api::routes(state.clone())
+    let api = api::routes(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_consistency,
+        ))
         // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
         // would also apply axum's own 2 MB default and refuse bodies the settings allow.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -654,7 +710,22 @@ pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
                     state.in_flight.clone(),
                 )),
+        );
+    // The calls between replicas: under the keys, outside the API's size, time and
+    // concurrency limits (a heartbeat refused under load would start an election).
+    let api = if settings.replica.is_some() {
+        api.merge(
+            replica::internal_routes(state.clone())
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    authenticate,
+                )),
         )
+    } else {
+        api
+    };
+    api
         // Snapshot downloads are streamed files: gzip over that stream cut the body short
         // (the client saw an incomplete chunked read), and an archive gains little from it.
         // Only bodies past `COMPRESS_ABOVE_BYTES`: a search answer of a few hundred bytes costs
@@ -720,6 +791,21 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         }
     };
     let state = Arc::new(AppState::new(storage, &settings, cluster)?);
+    if let Some(rs) = &settings.replica {
+        let r = replica::Replica::start(
+            rs,
+            state.storage.clone(),
+            &settings.storage_path,
+            settings.api_key.clone(),
+        )
+        .await?;
+        r.attach(&state);
+        tracing::info!(
+            id = rs.id,
+            "replica mode: writes go through the replica set's log"
+        );
+        let _ = state.replica.set(Arc::new(r));
+    }
     if let Some(c) = state.cluster().cloned() {
         let added = catalog::import(&state, true)
             .await
@@ -819,6 +905,11 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
     state
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
+    if let Some(r) = state.replica() {
+        if let Err(e) = r.raft.shutdown().await {
+            tracing::warn!(error = %e, "replica: raft did not stop cleanly");
+        }
+    }
     let st = state.clone();
     tokio::task::spawn_blocking(move || st.storage.close())
         .await

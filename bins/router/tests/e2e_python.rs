@@ -479,7 +479,25 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
 /// `VR_REQUIRE_BROWSER` are set (CI), skipped with a message elsewhere.
 #[test]
 fn deployment_kit_checks() {
-    let root = repo_root();
+    run_suite(
+        &repo_root().join("deploy/tests"),
+        "the deployment kit's checks",
+    );
+}
+
+/// Replica sets (`tests/replication`): three router processes in replica mode (Raft) under
+/// writes from several clients, their leader and followers killed with SIGKILL and
+/// restarted; a majority lost; a replica replaced by a new one catching up from a snapshot.
+#[test]
+fn replica_set_survives_kills_and_membership_changes() {
+    run_suite(
+        &repo_root().join("bins/router/tests/replication"),
+        "the replica set's tests",
+    );
+}
+
+/// Runs the pytest suite in `suite` against the router built here; fails with its output.
+fn run_suite(suite: &Path, what: &str) {
     let venv = ready_venv();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(venv_python(&venv))
@@ -494,13 +512,13 @@ fn deployment_kit_checks() {
         ])
         .arg("--basetemp")
         .arg(dir.path().join("pytest"))
-        .arg(root.join("deploy/tests"))
-        .current_dir(root.join("deploy/tests"))
+        .arg(suite)
+        .current_dir(suite)
         .env("VR_ROUTER_BIN", env!("CARGO_BIN_EXE_router"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("VR_CLUSTER_NODES")
         .output()
-        .expect("run pytest on deploy/tests");
+        .unwrap_or_else(|e| panic!("run pytest on {}: {e}", suite.display()));
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -509,7 +527,7 @@ fn deployment_kit_checks() {
     println!("{output}");
     assert!(
         out.status.success(),
-        "the deployment kit's checks failed ({}):\n{output}",
+        "{what} failed ({}):\n{output}",
         out.status
     );
 }

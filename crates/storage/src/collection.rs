@@ -1458,6 +1458,11 @@ impl Collection {
         self.truncate_log()
     }
 
+    /// Fsyncs the log: every update applied so far is durable when it returns.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_log()
+    }
+
     fn sync_log(&self) -> Result<()> {
         let upto = self.unsynced.load(Ordering::Acquire);
         if upto > 0 {

@@ -49,14 +49,14 @@ pub(crate) async fn create_collection(
     name: String,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    // The create body is storage's own config type: it is stored and echoed as sent.
-    let config: storage::CollectionConfig = model::parse(body)?;
-    config.validate()?;
-    if config.sharding_method.as_deref() == Some("custom") && state.cluster().is_none() {
-        return Err(ApiError::not_implemented(
-            "Not implemented: sharding_method `custom` (shard keys) is served in cluster mode \
-             (--cluster-nodes): a router holding its shards in process places points by hash",
-        ));
+    let config = parse_create(body, state.cluster().is_some())?;
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::CreateCollection {
+            name,
+            body: replication::Blob(body.to_vec()),
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(());
     }
     let st = state.clone();
     let (n, cfg) = (name.clone(), config.clone());
@@ -84,6 +84,24 @@ pub(crate) async fn create_collection(
     Ok(())
 }
 
+/// The configuration a REST create body asks for, checked (`in_cluster`: shard keys are
+/// served).
+pub(crate) fn parse_create(
+    body: &[u8],
+    in_cluster: bool,
+) -> Result<storage::CollectionConfig, ApiError> {
+    // The create body is storage's own config type: it is stored and echoed as sent.
+    let config: storage::CollectionConfig = model::parse(body)?;
+    config.validate()?;
+    if config.sharding_method.as_deref() == Some("custom") && !in_cluster {
+        return Err(ApiError::not_implemented(
+            "Not implemented: sharding_method `custom` (shard keys) is served in cluster mode \
+             (--cluster-nodes): a router holding its shards in process places points by hash",
+        ));
+    }
+    Ok(config)
+}
+
 /// Runs a change of the nodes on a task of its own, so that a request given up on (its time
 /// limit, a client gone) cannot stop it half way; its answer, or a 500 if the task died.
 async fn to_completion<T: Send + 'static>(
@@ -101,13 +119,32 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     _params: Params<ManageParams>,
-    Body(body): Body<UpdateCollection>,
+    raw: Bytes,
 ) -> ApiResult {
     let start = Instant::now();
+    let body: UpdateCollection = model::parse(&raw)?;
     state.local_only("updating a collection's parameters is")?;
     let c = collection(&state, &name)?;
     convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
-    blocking(move || {
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::UpdateCollection {
+            name,
+            body: replication::Blob(raw.to_vec()),
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(ok(start, &true));
+    }
+    blocking(move || apply_collection_update(&c, body)).await?;
+    Ok(ok(start, &true))
+}
+
+/// Changes a collection's parameters as a `PATCH /collections/{name}` body asks.
+pub(crate) fn apply_collection_update(
+    c: &storage::Collection,
+    body: UpdateCollection,
+) -> Result<(), ApiError> {
+    convert::refuse_if_set(&body.sparse_vectors, "sparse_vectors", "update collection")?;
+    {
         c.update_config(|cfg| {
             if let Some(q) = body.quantization_config {
                 cfg.quantization_config = q.into_config();
@@ -178,9 +215,7 @@ pub async fn update(
             Ok(())
         })?;
         Ok(())
-    })
-    .await?;
-    Ok(ok(start, &true))
+    }
 }
 
 pub async fn info(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
@@ -259,6 +294,11 @@ pub(crate) async fn delete_collection(
     state: &Arc<AppState>,
     name: String,
 ) -> Result<bool, ApiError> {
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::DeleteCollection { name };
+        let existed = r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(existed.as_bool().unwrap_or(false));
+    }
     // The nodes first: a collection the catalog no longer lists but a node still holds
     // could not be deleted through the router again. On a task of its own, as a create.
     let on_nodes = match state.cluster().cloned() {
@@ -316,6 +356,17 @@ pub(crate) async fn create_payload_index(
         .or(body.field_type)
         .ok_or_else(|| convert::bad("Format error in JSON body: field_schema is required"))?;
     let field = body.field_name;
+    if let Some(r) = state.replica() {
+        payload::FieldSchema::from_json(&schema)
+            .map_err(|e| convert::bad(format!("Wrong input: field_schema: {e}")))?;
+        let command = crate::replica::Command::CreateIndex {
+            collection: c.name().to_string(),
+            field,
+            schema,
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(());
+    }
     if let Some(cluster) = state.cluster() {
         let deadline = Instant::now() + state.timeout;
         let kind = payload::FieldSchema::from_json(&schema)
@@ -361,6 +412,14 @@ pub(crate) async fn delete_payload_index(
     field: String,
 ) -> Result<(), ApiError> {
     let c = collection(state, name)?;
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::DeleteIndex {
+            collection: c.name().to_string(),
+            field,
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(());
+    }
     if let Some(cluster) = state.cluster() {
         let deadline = Instant::now() + state.timeout;
         cluster
@@ -964,10 +1023,17 @@ async fn change_vectors(
 pub async fn change_aliases(
     State(state): State<Arc<AppState>>,
     _params: Params<ManageParams>,
-    Body(body): Body<model::ChangeAliases>,
+    raw: Bytes,
 ) -> ApiResult {
     let start = Instant::now();
-    let changes = convert::alias_changes(body)?;
+    let changes = convert::alias_changes(model::parse(&raw)?)?;
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::Aliases {
+            body: replication::Blob(raw.to_vec()),
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(ok(start, &true));
+    }
     let st = state.clone();
     blocking(move || Ok(st.storage.change_aliases(&changes)?)).await?;
     Ok(ok(start, &true))

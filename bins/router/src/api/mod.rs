@@ -51,6 +51,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(dashboard::index))
         .route("/dashboard/", get(dashboard::index))
         .route("/dashboard/{file}", get(dashboard::file))
+        .merge(crate::replica::admin_routes())
         .route("/collections", get(collections::list))
         .route("/aliases", get(collections::aliases))
         .route("/collections/aliases", post(collections::change_aliases))
@@ -226,6 +227,11 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequestParts<S> for Para
                 ApiError::bad_request(format!("Format error in query string: {}", e.body_text()))
             })
     }
+}
+
+/// The success envelope, for the modules outside `api`.
+pub(crate) fn ok_json<T: Serialize + ?Sized>(start: Instant, result: &T) -> Response {
+    ok(start, result)
 }
 
 /// The success envelope `{"result": ..., "status": "ok", "time": seconds}`.

@@ -6,11 +6,9 @@ use crate::error::ApiError;
 use crate::model::response::{
     CountResult, Id, OrderValue, Record, ScrollResult, UpdateResult, UpdateStatus,
 };
-use crate::model::{
-    self, CountRequest, DeletePayload, PointInsertOperations, PointRequest, PointsSelector,
-    ReadParams, ScrollRequest, SetPayload, WriteParams,
-};
+use crate::model::{self, CountRequest, PointRequest, ReadParams, ScrollRequest, WriteParams};
 use crate::AppState;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use index_core::PointId;
 use shard_router::RetrieveRequest;
@@ -18,17 +16,86 @@ use std::sync::Arc;
 use std::time::Instant;
 use storage::{Update, VectorSelector};
 
-/// Applies an update, then makes every cached answer of the collection unreachable before
+/// A points write by its endpoint: with its REST body, all a replica needs to apply it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteKind {
+    /// `PUT /points`.
+    Upsert,
+    /// `POST /points/delete`.
+    Delete,
+    /// `POST /points/payload`.
+    SetPayload,
+    /// `PUT /points/payload`.
+    OverwritePayload,
+    /// `POST /points/payload/delete`.
+    DeletePayload,
+    /// `POST /points/payload/clear`.
+    ClearPayload,
+    /// `PUT /points/vectors`.
+    UpdateVectors,
+    /// `POST /points/vectors/delete`.
+    DeleteVectors,
+    /// `POST /points/batch`.
+    Batch,
+}
+
+impl WriteKind {
+    /// The update a REST body of this endpoint asks for (a 400 naming the bad field).
+    pub fn update(self, body: &[u8]) -> Result<convert::KeyedUpdate, ApiError> {
+        use model::parse;
+        match self {
+            WriteKind::Upsert => convert::upsert(parse(body)?),
+            WriteKind::Delete => convert::delete(parse(body)?),
+            WriteKind::SetPayload => convert::set_payload(parse(body)?),
+            WriteKind::OverwritePayload => convert::overwrite_payload(parse(body)?),
+            WriteKind::DeletePayload => convert::delete_payload(parse(body)?),
+            WriteKind::ClearPayload => convert::clear_payload(parse(body)?),
+            WriteKind::UpdateVectors => convert::update_vectors(parse(body)?),
+            WriteKind::DeleteVectors => convert::delete_vectors(parse(body)?),
+            WriteKind::Batch => Ok((convert::batch(parse(body)?)?, None)),
+        }
+    }
+}
+
+/// Applies the write a REST body asks for (`kind`'s endpoint); its operation id. On a
+/// replica it is proposed to the replica set, once checked here (a bad body is refused
+/// before it reaches the log).
+pub(crate) async fn write_body(
+    state: &Arc<AppState>,
+    name: &str,
+    kind: WriteKind,
+    body: &[u8],
+    wait: bool,
+) -> Result<u64, ApiError> {
+    let (update, keys) = kind.update(body)?;
+    if let Some(r) = state.replica() {
+        if let Some(k) = keys {
+            return Err(shard_router::remote::not_keyed(name, &k).into());
+        }
+        let command = crate::replica::Command::Points {
+            collection: name.to_string(),
+            kind,
+            body: replication::Blob(body.to_vec()),
+        };
+        let answer = r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(answer.as_u64().unwrap_or(0));
+    }
+    write(state, name, update, keys.as_ref(), wait).await
+}
+
+/// Applies a write, then makes every cached answer of the collection unreachable before
 /// acknowledging (also when storage applied it and then reported a missing point).
 async fn apply_update(
     state: &Arc<AppState>,
     name: &str,
-    (update, keys): convert::KeyedUpdate,
+    kind: WriteKind,
+    body: &[u8],
     params: &WriteParams,
 ) -> ApiResult {
     let start = Instant::now();
     let wait = model::Flag::or(params.wait, false);
-    let seq = write(state, name, update, keys.as_ref(), wait).await?;
+    let seq = write_body(state, name, kind, body, wait).await?;
     Ok(ok(
         start,
         &UpdateResult {
@@ -85,10 +152,9 @@ pub async fn upsert(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<PointInsertOperations>,
+    body: Bytes,
 ) -> ApiResult {
-    let update = convert::upsert(body)?;
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, WriteKind::Upsert, &body, &params).await
 }
 
 /// `PUT /points/vectors`.
@@ -96,10 +162,9 @@ pub async fn update_vectors(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<model::UpdateVectors>,
+    body: Bytes,
 ) -> ApiResult {
-    let update = convert::update_vectors(body)?;
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, WriteKind::UpdateVectors, &body, &params).await
 }
 
 /// `POST /points/vectors/delete`.
@@ -107,55 +172,54 @@ pub async fn delete_vectors(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<model::DeleteVectors>,
+    body: Bytes,
 ) -> ApiResult {
-    let update = convert::delete_vectors(body)?;
-    apply_update(&state, &name, update, &params).await
+    apply_update(&state, &name, WriteKind::DeleteVectors, &body, &params).await
 }
 
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<PointsSelector>,
+    body: Bytes,
 ) -> ApiResult {
-    apply_update(&state, &name, convert::delete(body)?, &params).await
+    apply_update(&state, &name, WriteKind::Delete, &body, &params).await
 }
 
 pub async fn set_payload(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<SetPayload>,
+    body: Bytes,
 ) -> ApiResult {
-    apply_update(&state, &name, convert::set_payload(body)?, &params).await
+    apply_update(&state, &name, WriteKind::SetPayload, &body, &params).await
 }
 
 pub async fn overwrite_payload(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<SetPayload>,
+    body: Bytes,
 ) -> ApiResult {
-    apply_update(&state, &name, convert::overwrite_payload(body)?, &params).await
+    apply_update(&state, &name, WriteKind::OverwritePayload, &body, &params).await
 }
 
 pub async fn delete_payload(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<DeletePayload>,
+    body: Bytes,
 ) -> ApiResult {
-    apply_update(&state, &name, convert::delete_payload(body)?, &params).await
+    apply_update(&state, &name, WriteKind::DeletePayload, &body, &params).await
 }
 
 pub async fn clear_payload(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<PointsSelector>,
+    body: Bytes,
 ) -> ApiResult {
-    apply_update(&state, &name, convert::clear_payload(body)?, &params).await
+    apply_update(&state, &name, WriteKind::ClearPayload, &body, &params).await
 }
 
 /// `POST /points/batch`: the operations applied in order as one logged update; one
@@ -164,18 +228,26 @@ pub async fn batch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(params): Params<WriteParams>,
-    Body(body): Body<model::UpdateOperations>,
+    body: Bytes,
 ) -> ApiResult {
     let start = Instant::now();
-    let n = body.operations.len();
-    let update = convert::batch(body)?;
+    let n = batch_len(&body)?;
     let wait = model::Flag::or(params.wait, false);
-    let seq = write(&state, &name, update, None, wait).await?;
+    let seq = write_body(&state, &name, WriteKind::Batch, &body, wait).await?;
     let result = UpdateResult {
         operation_id: seq,
         status: UpdateStatus::waited(wait),
     };
     Ok(ok(start, &vec![result; n]))
+}
+
+/// The operations a batch body holds (each answers an `UpdateResult`).
+pub(crate) fn batch_len(body: &[u8]) -> Result<usize, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Operations {
+        operations: Vec<serde::de::IgnoredAny>,
+    }
+    Ok(model::parse::<Operations>(body).map_or(0, |o| o.operations.len()))
 }
 
 pub async fn retrieve(

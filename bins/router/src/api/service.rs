@@ -62,7 +62,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&snapshot),
+        {
+            let mut text = state.metrics.render(&snapshot);
+            if let Some(r) = state.replica() {
+                text.push_str(&r.render_metrics());
+            }
+            text
+        },
     )
         .into_response()
 }

@@ -191,6 +191,12 @@ async fn recover_file(
     checksum: Option<String>,
     remove: bool,
 ) -> Result<(), ApiError> {
+    if let Err(e) = state.not_on_replica("recovering a collection from a snapshot is") {
+        if remove {
+            let _ = std::fs::remove_file(&file);
+        }
+        return Err(e);
+    }
     tokio::task::spawn_blocking(move || {
         let r = state.storage.recover(&name, &file, checksum.as_deref());
         if remove {

@@ -12,7 +12,7 @@ use super::json::{self, invalid, put};
 use super::{manage_params, rest_result, seconds};
 use crate::api::collections as rest;
 use crate::api::snapshots;
-use crate::api::{Body, Params};
+use crate::api::Params;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -729,13 +729,13 @@ impl pb::collections_server::Collections for Collections {
     ) -> Result<Response<pb::CollectionOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        let body = parse_model(&update_json(&r)?)?;
+        let body = serde_json::to_vec(&update_json(&r)?).expect("JSON values serialise");
         rest_result(
             rest::update(
                 State(self.0.clone()),
                 Path(r.collection_name),
                 Params(manage_params(None)),
-                Body(body),
+                body.into(),
             )
             .await,
         )
@@ -781,12 +781,13 @@ impl pb::collections_server::Collections for Collections {
                 None => Err(invalid(format!("actions[{i}]: an action without a kind"))),
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        let body = parse_model(&json!({ "actions": actions }))?;
+        let body =
+            serde_json::to_vec(&json!({ "actions": actions })).expect("JSON values serialise");
         rest_result(
             rest::change_aliases(
                 State(self.0.clone()),
                 Params(manage_params(None)),
-                Body(body),
+                body.into(),
             )
             .await,
         )
@@ -1114,10 +1115,6 @@ impl pb::snapshots_server::Snapshots for Snapshots {
             time: seconds(start),
         }))
     }
-}
-
-fn parse_model<T: serde::de::DeserializeOwned>(v: &Json) -> Result<T, ApiError> {
-    crate::model::parse(&serde_json::to_vec(v).expect("JSON values serialise"))
 }
 
 fn aliases_pb(v: &Json, start: Instant) -> pb::ListAliasesResponse {

@@ -3,7 +3,7 @@
 
 use super::json::{self, invalid, put};
 use super::{deadline, read_params, rest_result, seconds, write_params};
-use crate::api::points as rest;
+use crate::api::points::{self as rest, WriteKind};
 use crate::api::query::{search_answers, SearchKind};
 use crate::api::{Body, Params};
 use crate::error::ApiError;
@@ -28,18 +28,18 @@ fn parse<T: serde::de::DeserializeOwned>(v: &Json) -> Result<T, ApiError> {
     model::parse(&body(v))
 }
 
-/// Applies an update and answers as Qdrant does: `Completed` when waited for, else
-/// `Acknowledged`, with the operation id.
+/// Applies a write given as its REST twin's body and answers as Qdrant does: `Completed`
+/// when waited for, else `Acknowledged`, with the operation id.
 async fn apply(
     state: &Arc<AppState>,
     name: &str,
-    update: Result<crate::convert::KeyedUpdate, ApiError>,
+    write: Result<(WriteKind, Json), ApiError>,
     wait: Option<bool>,
 ) -> Result<Response<pb::PointsOperationResponse>, Status> {
     let start = Instant::now();
     let wait = wait.unwrap_or(false);
-    let (update, keys) = update?;
-    let seq = rest::write(state, name, update, keys.as_ref(), wait).await?;
+    let (kind, json) = write?;
+    let seq = rest::write_body(state, name, kind, &body(&json), wait).await?;
     Ok(operation(start, Some(seq), wait))
 }
 
@@ -337,7 +337,7 @@ impl pb::points_server::Points for Points {
                     .transpose()?,
             );
             put(&mut out, "update_mode", update_mode_json(r.update_mode)?);
-            crate::convert::upsert(parse(&Json::Object(out))?)
+            Ok((WriteKind::Upsert, Json::Object(out)))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -349,7 +349,7 @@ impl pb::points_server::Points for Points {
         let r = request.into_inner();
         let update = (|| {
             let sel = json::selector_json(r.points.as_ref(), "points")?;
-            crate::convert::delete(parse(&keyed(sel, &r.shard_key_selector)?)?)
+            Ok((WriteKind::Delete, keyed(sel, &r.shard_key_selector)?))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -435,7 +435,7 @@ impl pb::points_server::Points for Points {
                 "shard_key",
                 shard_key_json(&r.shard_key_selector)?,
             );
-            crate::convert::update_vectors(parse(&Json::Object(out))?)
+            Ok((WriteKind::UpdateVectors, Json::Object(out)))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -456,7 +456,7 @@ impl pb::points_server::Points for Points {
                 .unwrap_or_default();
             out.insert("vector".into(), json!(names));
             let body = with_selector(out, r.points_selector.as_ref(), "points_selector")?;
-            crate::convert::delete_vectors(parse(&body)?)
+            Ok((WriteKind::DeleteVectors, body))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -466,7 +466,7 @@ impl pb::points_server::Points for Points {
         request: Request<pb::SetPayloadPoints>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
-        let update = set_payload_body(&r).and_then(|b| crate::convert::set_payload(parse(&b)?));
+        let update = set_payload_body(&r).map(|b| (WriteKind::SetPayload, b));
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
 
@@ -475,8 +475,7 @@ impl pb::points_server::Points for Points {
         request: Request<pb::SetPayloadPoints>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let r = request.into_inner();
-        let update =
-            set_payload_body(&r).and_then(|b| crate::convert::overwrite_payload(parse(&b)?));
+        let update = set_payload_body(&r).map(|b| (WriteKind::OverwritePayload, b));
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
 
@@ -491,7 +490,7 @@ impl pb::points_server::Points for Points {
             put(&mut out, "shard_key", shard_key);
             out.insert("keys".into(), json!(r.keys));
             let body = with_selector(out, r.points_selector.as_ref(), "points_selector")?;
-            crate::convert::delete_payload(parse(&body)?)
+            Ok((WriteKind::DeletePayload, body))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -503,7 +502,7 @@ impl pb::points_server::Points for Points {
         let r = request.into_inner();
         let update = (|| {
             let sel = json::selector_json(r.points.as_ref(), "points")?;
-            crate::convert::clear_payload(parse(&keyed(sel, &r.shard_key_selector)?)?)
+            Ok((WriteKind::ClearPayload, keyed(sel, &r.shard_key_selector)?))
         })();
         apply(&self.0, &r.collection_name, update, r.wait).await
     }
@@ -919,10 +918,15 @@ impl pb::points_server::Points for Points {
             .map(|(i, op)| batch_operation_json(op, &format!("operations[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let n = operations.len();
-        let body: model::UpdateOperations = parse(&json!({ "operations": operations }))?;
         let wait = r.wait.unwrap_or(false);
-        let update = crate::convert::batch(body)?;
-        let seq = rest::write(&self.0, &r.collection_name, update, None, wait).await?;
+        let seq = rest::write_body(
+            &self.0,
+            &r.collection_name,
+            WriteKind::Batch,
+            &body(&json!({ "operations": operations })),
+            wait,
+        )
+        .await?;
         let status = if wait {
             pb::UpdateStatus::Completed
         } else {

@@ -1,0 +1,821 @@
+//! Replica mode (`--replica-id`): this node is one replica of a replica set, a Raft group
+//! (`crates/replication`, on openraft) whose members hold the same collections.
+//!
+//! Every write (points, collections, payload indexes, aliases) becomes a [`Command`]: the
+//! REST body of the write as the client sent it (a gRPC write is first turned into its REST
+//! twin's body, as the gRPC service always does). The command is proposed to the group; once
+//! a majority has it in its log and the leader has applied it, the client gets the answer the
+//! leader's storage gave. A follower hands a write to the leader (`POST /raft/write`) and
+//! relays the answer, so a client may write to any replica. Every replica applies the same
+//! commands in the same order through the same code the embedded router runs: a write whose
+//! effect depends on the state (a delete by filter, a conditional upsert) does the same on
+//! each.
+//!
+//! Reads are served by the replica asked, from what it has applied (bounded staleness: a
+//! follower applies an entry shortly after the leader commits it). A read asking Qdrant's
+//! `consistency` of `majority`, `quorum` or `all` (REST's query parameter) is linearizable:
+//! it waits until this replica has applied everything the leader had committed when the
+//! read arrived, the leader having confirmed with a majority that it still leads.
+//!
+//! Membership is managed through `/cluster/replica/...` (initialize, add a learner, change
+//! the voters), with openraft's joint consensus; a new replica catches up from a snapshot of
+//! the whole storage, then the log.
+
+use crate::api::points::WriteKind;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use replication::{Blob, Node, NodeId, Raft};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// A write, as replicated.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// A points write: its endpoint and REST body.
+    Points {
+        /// The collection (or an alias), resolved when applied.
+        collection: String,
+        /// Which write.
+        kind: WriteKind,
+        /// The REST body.
+        body: Blob,
+    },
+    /// `PUT /collections/{name}` with its body.
+    CreateCollection {
+        /// The name.
+        name: String,
+        /// The REST body.
+        body: Blob,
+    },
+    /// `DELETE /collections/{name}`.
+    DeleteCollection {
+        /// The name.
+        name: String,
+    },
+    /// `PATCH /collections/{name}` with its body.
+    UpdateCollection {
+        /// The name.
+        name: String,
+        /// The REST body.
+        body: Blob,
+    },
+    /// A payload index created (or replaced).
+    CreateIndex {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+        /// Its schema, as REST gives it.
+        schema: serde_json::Value,
+    },
+    /// A payload index dropped.
+    DeleteIndex {
+        /// The collection.
+        collection: String,
+        /// The field.
+        field: String,
+    },
+    /// `POST /collections/aliases` with its body.
+    Aliases {
+        /// The REST body.
+        body: Blob,
+    },
+}
+
+/// What applying a command answered: its result, or its error as the client gets it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Answer {
+    Ok(serde_json::Value),
+    Err { status: u16, message: String },
+}
+
+impl Answer {
+    fn of(r: Result<serde_json::Value, ApiError>) -> Answer {
+        match r {
+            Ok(v) => Answer::Ok(v),
+            Err(e) => Answer::Err {
+                status: e.status.as_u16(),
+                message: e.message,
+            },
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+        match serde_json::from_slice::<Answer>(bytes) {
+            Ok(Answer::Ok(v)) => Ok(v),
+            Ok(Answer::Err { status, message }) => Err(ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                message,
+            )),
+            Err(e) => Err(internal(format!(
+                "an answer from the replica set unreadable: {e}"
+            ))),
+        }
+    }
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Service internal error: {message}"),
+    )
+}
+
+fn unavailable(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Service unavailable: {}", message.into()),
+    )
+}
+
+/// Applies commands to the node's storage (the state machine's side).
+pub struct StorageApplier {
+    storage: Arc<storage::Storage>,
+    state: OnceLock<Weak<AppState>>,
+    /// Collections written since the last sync.
+    touched: Mutex<HashSet<String>>,
+}
+
+impl StorageApplier {
+    fn new(storage: Arc<storage::Storage>) -> StorageApplier {
+        StorageApplier {
+            storage,
+            state: OnceLock::new(),
+            touched: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The server's state, for what it keeps about collections (cached answers, shard
+    /// handles, metrics): forgotten when a command changes them.
+    fn forget(&self, name: &str, dropped: bool) {
+        if let Some(st) = self.state.get().and_then(Weak::upgrade) {
+            st.cache.invalidate(name);
+            if dropped {
+                st.shards.forget(name);
+                st.metrics.forget_collection(name);
+            }
+        }
+    }
+
+    fn run(&self, command: Command) -> Result<serde_json::Value, ApiError> {
+        use serde_json::json;
+        match command {
+            Command::Points {
+                collection,
+                kind,
+                body,
+            } => {
+                let c = self.storage.get(&collection)?;
+                let (update, keys) = kind.update(&body.0)?;
+                if let Some(k) = keys {
+                    return Err(shard_router::remote::not_keyed(c.name(), &k).into());
+                }
+                self.touched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(c.name().to_string());
+                let r = c.update(update, false);
+                self.forget(c.name(), false);
+                Ok(json!(r?))
+            }
+            Command::CreateCollection { name, body } => {
+                let config = crate::api::collections::parse_create(&body.0, false)?;
+                self.storage.create(&name, config)?;
+                self.forget(&name, true);
+                Ok(json!(true))
+            }
+            Command::DeleteCollection { name } => {
+                let existed = self.storage.delete(&name)?;
+                self.forget(&name, true);
+                Ok(json!(existed))
+            }
+            Command::UpdateCollection { name, body } => {
+                let c = self.storage.get(&name)?;
+                crate::api::collections::apply_collection_update(
+                    &c,
+                    crate::model::parse(&body.0)?,
+                )?;
+                self.forget(c.name(), false);
+                Ok(json!(true))
+            }
+            Command::CreateIndex {
+                collection,
+                field,
+                schema,
+            } => {
+                let c = self.storage.get(&collection)?;
+                c.create_payload_index(&field, schema)?;
+                self.forget(c.name(), false);
+                Ok(json!(true))
+            }
+            Command::DeleteIndex { collection, field } => {
+                let c = self.storage.get(&collection)?;
+                c.delete_payload_index(&field)?;
+                self.forget(c.name(), false);
+                Ok(json!(true))
+            }
+            Command::Aliases { body } => {
+                let changes = crate::convert::alias_changes(crate::model::parse(&body.0)?)?;
+                self.storage.change_aliases(&changes)?;
+                Ok(json!(true))
+            }
+        }
+    }
+
+    /// Drops every alias and collection.
+    fn clear(&self) -> storage::Result<()> {
+        let aliases: Vec<_> = self
+            .storage
+            .aliases()
+            .into_iter()
+            .map(|(alias, _)| storage::AliasChange::Delete { alias })
+            .collect();
+        self.storage.change_aliases(&aliases)?;
+        for name in self.storage.list() {
+            self.storage.delete(&name)?;
+            self.forget(&name, true);
+        }
+        Ok(())
+    }
+}
+
+impl replication::Applier for StorageApplier {
+    fn apply(&self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let answer = match serde_json::from_slice::<Command>(command) {
+            Ok(c) => self.run(c),
+            // Every replica fails it alike: the entry stays in the log, its answer an error.
+            Err(e) => Err(internal(format!(
+                "a replicated command this version cannot read: {e}"
+            ))),
+        };
+        serde_json::to_vec(&Answer::of(answer)).expect("answers serialise")
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        let touched: Vec<String> = self
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for name in touched {
+            // Deleted meanwhile: nothing to make durable.
+            if let Ok(c) = self.storage.get(&name) {
+                c.sync().map_err(std::io::Error::other)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, path: &Path) -> std::io::Result<()> {
+        let d = self
+            .storage
+            .create_full_snapshot()
+            .map_err(std::io::Error::other)?;
+        let made = self.storage.snapshots_dir().join(&d.name);
+        std::fs::rename(&made, path)?;
+        let _ = std::fs::remove_file(made.with_extension("snapshot.sha256"));
+        Ok(())
+    }
+
+    fn restore(&self, path: Option<&Path>) -> std::io::Result<()> {
+        self.clear().map_err(std::io::Error::other)?;
+        if let Some(p) = path {
+            let restored = self
+                .storage
+                .recover_full(p, true)
+                .map_err(std::io::Error::other)?;
+            for name in &restored {
+                self.forget(name, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// This node's replica: its Raft handle and how it reaches the others.
+pub struct Replica {
+    /// The Raft group's handle.
+    pub raft: Raft,
+    /// This replica's id.
+    pub id: NodeId,
+    state_machine: replication::StateMachine<StorageApplier>,
+    applier: Arc<StorageApplier>,
+    http: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl Replica {
+    /// Starts this node's replica over `storage` (its log and state under
+    /// `<storage>/replica`). A storage holding collections with no replica state is refused.
+    pub async fn start(
+        settings: &crate::config::ReplicaSettings,
+        storage: Arc<storage::Storage>,
+        storage_path: &Path,
+        api_key: Option<String>,
+    ) -> Result<Replica, String> {
+        let dir = storage_path.join("replica");
+        let applier = Arc::new(StorageApplier::new(storage.clone()));
+        let (log_dir, sm_dir, a) = (dir.join("log"), dir.join("state"), applier.clone());
+        let fresh = storage.list().is_empty() && storage.aliases().is_empty();
+        let (log, sm) = tokio::task::spawn_blocking(move || {
+            Ok::<_, std::io::Error>((
+                replication::LogStore::open(&log_dir)?,
+                replication::StateMachine::open(&sm_dir, a, fresh)?,
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("replica state in {}: {e}", dir.display()))?;
+        let hb = settings.heartbeat.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "vector-router".into(),
+            heartbeat_interval: hb,
+            election_timeout_min: hb * 3,
+            election_timeout_max: hb * 6,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
+            // Keep a little log behind a snapshot (a tenth of the interval, at most 1000): a
+            // follower a few entries behind catches up from the log instead of a whole
+            // snapshot.
+            max_in_snapshot_log_to_keep: (settings.snapshot_entries / 10).min(1000),
+            // Entries carry whole write requests: a few per append keep a message bounded.
+            max_payload_entries: 64,
+            snapshot_max_chunk_size: 4 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("replica settings: {e}"))?;
+        let network = replication::Network::new(api_key.clone());
+        let raft = Raft::new(settings.id, Arc::new(config), network, log, sm.clone())
+            .await
+            .map_err(|e| format!("cannot start the replica: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Replica {
+            raft,
+            id: settings.id,
+            state_machine: sm,
+            applier,
+            http,
+            api_key,
+        })
+    }
+
+    /// Lets the applier reach the server's caches.
+    pub fn attach(&self, state: &Arc<AppState>) {
+        let _ = self.applier.state.set(Arc::downgrade(state));
+    }
+
+    /// Proposes `command` and waits for its answer (from the leader, through it when this
+    /// replica follows). Retried while the group has no leader, within `deadline`; a write
+    /// handed to a leader that then fails to answer is not retried (it may have been
+    /// committed): that is a 503 saying so.
+    pub async fn propose(
+        &self,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<serde_json::Value, ApiError> {
+        let bytes = serde_json::to_vec(command).expect("commands serialise");
+        // A tenth of the time is left for the answer to get out before the request's own
+        // limit (a 408 would hide why the write failed).
+        let now = Instant::now();
+        let deadline = now + deadline.saturating_duration_since(now).mul_f32(0.9);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let proposed = tokio::time::timeout(left, self.raft.client_write(Blob(bytes.clone())));
+            let Ok(written) = proposed.await else {
+                return Err(unavailable(
+                    "the write was not committed in time (a majority of the replica set did \
+                     not answer); it may or may not be applied later",
+                ));
+            };
+            match written {
+                Ok(r) => return Answer::decode(&r.data.0),
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ForwardToLeader(f),
+                )) => {
+                    if let Some(node) = f.leader_node {
+                        match self.forward_write(&node, &bytes, deadline).await {
+                            Forwarded::Answer(a) => return a,
+                            Forwarded::NotLeader => {}
+                        }
+                    }
+                }
+                Err(e) => return Err(unavailable(format!("the replica set: {e}"))),
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(unavailable(
+                    "the replica set has no leader (an election is under way, or a majority \
+                     of its replicas is down)",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn forward_write(&self, leader: &Node, bytes: &[u8], deadline: Instant) -> Forwarded {
+        let url = format!("{}/raft/write", leader.addr.trim_end_matches('/'));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut r = self
+            .http
+            .post(&url)
+            .timeout(left.max(Duration::from_millis(1)))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec());
+        if let Some(k) = &self.api_key {
+            r = r.header(replication::API_KEY_HEADER, k);
+        }
+        match r.send().await {
+            // Not sent: safe to try again (after an election, or on the next leader).
+            Err(e) if e.is_connect() => Forwarded::NotLeader,
+            Err(e) => Forwarded::Answer(Err(unavailable(format!(
+                "the leader {url} did not answer ({e}); the write may or may not have been \
+                 applied"
+            )))),
+            Ok(a) if a.status() == StatusCode::MISDIRECTED_REQUEST => Forwarded::NotLeader,
+            Ok(a) if a.status().is_success() => match a.bytes().await {
+                Ok(b) => Forwarded::Answer(Answer::decode(&b)),
+                Err(e) => Forwarded::Answer(Err(unavailable(format!(
+                    "the leader's answer was cut ({e}); the write may or may not have been applied"
+                )))),
+            },
+            Ok(a) => {
+                let status = a.status();
+                let text = a.text().await.unwrap_or_default();
+                Forwarded::Answer(Err(unavailable(format!(
+                    "the leader answered {status}: {text}"
+                ))))
+            }
+        }
+    }
+
+    /// Waits until this replica has applied every entry the leader had committed when
+    /// called, the leader having confirmed it leads (a linearizable read).
+    pub async fn read_barrier(&self, deadline: Instant) -> Result<(), ApiError> {
+        let index = loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(read) => break read.map(|l| l.index),
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                )) => {
+                    if let Some(node) = f.leader_node {
+                        if let Some(i) = self.remote_read_index(&node, deadline).await? {
+                            break i;
+                        }
+                    }
+                }
+                Err(e) => return Err(unavailable(format!("the replica set: {e}"))),
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(unavailable(
+                    "the replica set has no leader to confirm a read",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(i) = index {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(i), "linearizable read")
+                .await
+                .map_err(|e| unavailable(format!("this replica is behind: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The leader's read index; `None` when it no longer leads (ask again).
+    async fn remote_read_index(
+        &self,
+        leader: &Node,
+        deadline: Instant,
+    ) -> Result<Option<Option<u64>>, ApiError> {
+        let url = format!("{}/raft/read-index", leader.addr.trim_end_matches('/'));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut r = self
+            .http
+            .post(&url)
+            .timeout(left.max(Duration::from_millis(1)));
+        if let Some(k) = &self.api_key {
+            r = r.header(replication::API_KEY_HEADER, k);
+        }
+        match r.send().await {
+            Err(e) if e.is_connect() => Ok(None),
+            Err(e) => Err(unavailable(format!("the leader {url}: {e}"))),
+            Ok(a) if a.status() == StatusCode::MISDIRECTED_REQUEST => Ok(None),
+            Ok(a) if a.status().is_success() => a
+                .json::<Option<u64>>()
+                .await
+                .map(Some)
+                .map_err(|e| unavailable(format!("the leader {url}: {e}"))),
+            Ok(a) => Err(unavailable(format!(
+                "the leader {url} answered {}",
+                a.status()
+            ))),
+        }
+    }
+
+    /// The replica's view of its set, for `GET /cluster/replica` and the metrics.
+    pub fn status(&self) -> serde_json::Value {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        let nodes: BTreeMap<String, String> = membership
+            .nodes()
+            .map(|(id, n)| (id.to_string(), n.addr.clone()))
+            .collect();
+        let replication = m.replication.as_ref().map(|r| {
+            r.iter()
+                .map(|(id, l)| (id.to_string(), l.map(|l| l.index)))
+                .collect::<BTreeMap<_, _>>()
+        });
+        serde_json::json!({
+            "id": m.id,
+            "state": format!("{:?}", m.state),
+            "term": m.current_term,
+            "leader": m.current_leader,
+            "last_log_index": m.last_log_index,
+            "applied_index": self.state_machine.applied().map(|l| l.index),
+            "snapshot_index": m.snapshot.map(|l| l.index),
+            "voters": voters,
+            "learners": learners,
+            "nodes": nodes,
+            "matched_index": replication,
+        })
+    }
+
+    /// The replica's gauges in Prometheus' text format.
+    pub fn render_metrics(&self) -> String {
+        let m = self.raft.metrics().borrow().clone();
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, labels: &str, v: f64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {v}\n"
+            ));
+        };
+        gauge(
+            "vector_router_replica_term",
+            "The Raft term this replica is in.",
+            "",
+            m.current_term as f64,
+        );
+        gauge(
+            "vector_router_replica_is_leader",
+            "1 when this replica leads its set.",
+            "",
+            (m.current_leader == Some(m.id)) as u8 as f64,
+        );
+        gauge(
+            "vector_router_replica_leader_known",
+            "1 when this replica knows a leader of its set.",
+            "",
+            m.current_leader.is_some() as u8 as f64,
+        );
+        gauge(
+            "vector_router_replica_last_log_index",
+            "The index of this replica's last log entry.",
+            "",
+            m.last_log_index.map_or(-1.0, |i| i as f64),
+        );
+        gauge(
+            "vector_router_replica_applied_index",
+            "The index of the last entry this replica applied.",
+            "",
+            m.last_applied.map_or(-1.0, |l| l.index as f64),
+        );
+        if let Some(r) = &m.replication {
+            let leader_last = m.last_log_index.unwrap_or(0);
+            out.push_str(
+                "# HELP vector_router_replica_lag_entries On the leader: how many log entries each replica lacks.\n# TYPE vector_router_replica_lag_entries gauge\n",
+            );
+            for (id, l) in r {
+                let matched = l.map_or(0, |l| l.index + 1);
+                out.push_str(&format!(
+                    "vector_router_replica_lag_entries{{replica=\"{id}\"}} {}\n",
+                    (leader_last + 1).saturating_sub(matched)
+                ));
+            }
+        }
+        out
+    }
+}
+
+enum Forwarded {
+    Answer(Result<serde_json::Value, ApiError>),
+    NotLeader,
+}
+
+fn replica(state: &AppState) -> Result<&Arc<Replica>, ApiError> {
+    state
+        .replica()
+        .ok_or_else(|| ApiError::not_found("Not found: this node is not a replica (--replica-id)"))
+}
+
+/// openraft's result as JSON (`{"Ok": ...}` / `{"Err": ...}`), as `replication::Network`
+/// reads it.
+fn raft_json<T: Serialize, E: Serialize>(r: Result<T, E>) -> Response {
+    Json(r).into_response()
+}
+
+async fn append(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<openraft::raft::AppendEntriesRequest<replication::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    Ok(raft_json(replica(&state)?.raft.append_entries(req).await))
+}
+
+async fn vote(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<openraft::raft::VoteRequest<NodeId>>,
+) -> Result<Response, ApiError> {
+    Ok(raft_json(replica(&state)?.raft.vote(req).await))
+}
+
+async fn snapshot(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<openraft::raft::InstallSnapshotRequest<replication::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    Ok(raft_json(replica(&state)?.raft.install_snapshot(req).await))
+}
+
+/// A write handed on by a follower: proposed here if this replica leads, else 421.
+async fn write(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let r = replica(&state)?;
+    let written = tokio::time::timeout(state.timeout, r.raft.client_write(Blob(body.to_vec())))
+        .await
+        .map_err(|_| {
+            unavailable(
+                "the write was not committed in time (a majority of the replica set did not \
+                 answer); it may or may not be applied later",
+            )
+        })?;
+    match written {
+        Ok(answer) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            answer.data.0,
+        )
+            .into_response()),
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::ClientWriteError::ForwardToLeader(_),
+        )) => Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected: this replica does not lead its set",
+        )),
+        Err(e) => Err(unavailable(format!("the replica set: {e}"))),
+    }
+}
+
+/// The leader's read index (`null`: nothing committed yet), or 421 on a follower.
+async fn read_index(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let r = replica(&state)?;
+    match r.raft.ensure_linearizable().await {
+        Ok(read) => Ok(Json(read.map(|l| l.index)).into_response()),
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::CheckIsLeaderError::ForwardToLeader(_),
+        )) => Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected: this replica does not lead its set",
+        )),
+        Err(e) => Err(unavailable(format!("the replica set: {e}"))),
+    }
+}
+
+/// The calls between replicas (`/raft/...`), served outside the request-size, time and
+/// concurrency limits of the API: a heartbeat shed under load would start an election.
+pub fn internal_routes(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/write", post(write))
+        .route("/raft/read-index", post(read_index))
+        .with_state(state)
+}
+
+/// `GET /cluster/replica`.
+pub async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    Ok(crate::api::ok_json(start, &replica(&state)?.status()))
+}
+
+/// The body of `POST /cluster/replica/initialize`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitializeBody {
+    /// The first voters: id to REST URL.
+    members: BTreeMap<NodeId, String>,
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Wrong input: `{url}` is not an http(s)://host:port URL"
+        )))
+    }
+}
+
+fn membership_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Bad request: {e}"))
+}
+
+/// `POST /cluster/replica/initialize`: makes a new set of these voters (once, on one of
+/// them; the others learn it from the leader).
+pub async fn initialize(
+    State(state): State<Arc<AppState>>,
+    crate::api::Body(body): crate::api::Body<InitializeBody>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let r = replica(&state)?;
+    if body.members.is_empty() || body.members.len() > 9 {
+        return Err(ApiError::bad_request(
+            "Wrong input: members: between 1 and 9 replicas",
+        ));
+    }
+    if !body.members.contains_key(&r.id) {
+        return Err(ApiError::bad_request(format!(
+            "Wrong input: members: this replica ({}) is not among them",
+            r.id
+        )));
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, url) in body.members {
+        check_url(&url)?;
+        nodes.insert(id, Node::new(url));
+    }
+    r.raft.initialize(nodes).await.map_err(membership_error)?;
+    Ok(crate::api::ok_json(start, &true))
+}
+
+/// The body of `POST /cluster/replica/learners`: the new replica's id and REST URL.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnerBody {
+    id: NodeId,
+    url: String,
+}
+
+/// `POST /cluster/replica/learners`: adds a replica that receives the log without voting,
+/// and answers once it has caught up. On the leader.
+pub async fn add_learner(
+    State(state): State<Arc<AppState>>,
+    crate::api::Body(body): crate::api::Body<LearnerBody>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let r = replica(&state)?;
+    check_url(&body.url)?;
+    r.raft
+        .add_learner(body.id, Node::new(body.url), true)
+        .await
+        .map_err(membership_error)?;
+    Ok(crate::api::ok_json(start, &r.status()))
+}
+
+/// The body of `POST /cluster/replica/membership`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipBody {
+    voters: BTreeSet<NodeId>,
+}
+
+/// `POST /cluster/replica/membership`: the set's voters become these (joint consensus;
+/// a replica dropped from the voters is removed). On the leader.
+pub async fn change_membership(
+    State(state): State<Arc<AppState>>,
+    crate::api::Body(body): crate::api::Body<MembershipBody>,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let r = replica(&state)?;
+    if body.voters.is_empty() {
+        return Err(ApiError::bad_request("Wrong input: voters: at least one"));
+    }
+    r.raft
+        .change_membership(body.voters, false)
+        .await
+        .map_err(membership_error)?;
+    Ok(crate::api::ok_json(start, &r.status()))
+}
+
+/// The admin routes (under the API's limits and keys).
+pub fn admin_routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/cluster/replica", get(status))
+        .route("/cluster/replica/initialize", post(initialize))
+        .route("/cluster/replica/learners", post(add_learner))
+        .route("/cluster/replica/membership", post(change_membership))
+}

@@ -1,0 +1,353 @@
+"""A replica set of three router processes (`--replica-id`, Raft through openraft) on
+loopback, driven by the Python `qdrant-client` over REST.
+
+- Under writes from several clients and a reader, the leader and then a follower are killed
+  with SIGKILL and restarted, three times over. Afterwards every replica holds the same points
+  with the same vectors and payloads, every acknowledged write is there (or a later write of
+  the same point whose answer was lost), and reads kept being answered.
+- A majority down: the one replica left refuses writes (503) instead of acknowledging what
+  it cannot commit.
+- Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
+  storage: the log was purged behind one), replaces a voter, and answers searches exactly as
+  the others do.
+
+Run by `cargo test` (`e2e_python.rs`) with VR_ROUTER_BIN set to the release router.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+from qdrant_client import QdrantClient, models
+
+BIN = os.environ.get("VR_ROUTER_BIN", "target/release/router")
+DIM = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Replica:
+    """One router process in replica mode, on fixed ports (its address is in the set's
+    membership, so a restart must come back on it)."""
+
+    def __init__(self, rid: int, root: pathlib.Path, snapshot_entries: int = 10_000):
+        self.rid = rid
+        self.port = free_port()
+        self.grpc_port = free_port()
+        self.dir = root / f"replica-{rid}"
+        self.snapshot_entries = snapshot_entries
+        self.proc: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        (self.dir / "storage").mkdir(parents=True, exist_ok=True)
+        log = open(self.dir / "log.txt", "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "--host", "127.0.0.1", "--http-port", str(self.port),
+             "--grpc-port", str(self.grpc_port),
+             "--storage-path", str(self.dir / "storage"),
+             "--snapshots-path", str(self.dir / "snapshots"),
+             "--replica-id", str(self.rid),
+             "--replica-snapshot-entries", str(self.snapshot_entries),
+             "--replica-heartbeat-ms", "100",
+             "--request-timeout-secs", "10"],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on "), f"replica {self.rid} did not start: {line!r}"
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=60) == 0
+            self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None
+
+    def status(self) -> dict:
+        return httpx.get(self.url + "/cluster/replica", timeout=5).json()["result"]
+
+    def client(self) -> QdrantClient:
+        return QdrantClient(url=self.url, timeout=10, prefer_grpc=False)
+
+
+def wait_for(what, check, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # a replica restarting answers nothing for a moment
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+def leader_of(replicas) -> Replica:
+    def find():
+        for r in replicas:
+            if r.alive():
+                s = r.status()
+                if s["state"] == "Leader":
+                    return r
+        return None
+    return wait_for("a leader", find)
+
+
+def start_set(root, n=3, snapshot_entries=10_000):
+    replicas = [Replica(i + 1, root, snapshot_entries) for i in range(n)]
+    for r in replicas:
+        r.start()
+    members = {str(r.rid): r.url for r in replicas}
+    answer = httpx.post(replicas[0].url + "/cluster/replica/initialize",
+                        json={"members": members}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    leader_of(replicas)
+    return replicas
+
+
+def vector(i: int, version: int) -> list[float]:
+    rng = random.Random(i * 1_000 + version)
+    return [rng.uniform(-1, 1) for _ in range(DIM)]
+
+
+def all_points(r: Replica) -> dict:
+    c = r.client()
+    out = {}
+    offset = None
+    while True:
+        points, offset = c.scroll("c", limit=1000, offset=offset, with_payload=True,
+                                  with_vectors=True)
+        for p in points:
+            out[p.id] = (p.payload["version"], p.vector, p.payload)
+        if offset is None:
+            return out
+
+
+def converged(replicas) -> bool:
+    """Every replica has applied the same last entry."""
+    applied = {r.status()["applied_index"] for r in replicas}
+    return len(applied) == 1
+
+
+def test_kills_and_restarts_lose_no_acknowledged_write(tmp_path):
+    replicas = start_set(tmp_path)
+    try:
+        replicas[1].client().create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        # Per id, the writes in the order made: (version, acknowledged).
+        history: dict[int, list[tuple[int, bool]]] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+        reads = {"ok": 0, "failed": 0, "longest_gap": 0.0}
+        clients = {r.rid: r.client() for r in replicas}
+
+        def writer(w: int):
+            rng = random.Random(w)
+            next_id = w * 1_000_000
+            while not stop.is_set():
+                live = [r for r in replicas if r.alive()]
+                if not live:
+                    time.sleep(0.05)
+                    continue
+                target = rng.choice(live)
+                with lock:
+                    own = [i for i in history if i // 1_000_000 == w]
+                if own and rng.random() < 0.3:
+                    pid = rng.choice(own)
+                else:
+                    pid = next_id
+                    next_id += 1
+                with lock:
+                    version = len(history.get(pid, [])) + 1
+                batch = [models.PointStruct(id=pid, vector=vector(pid, version),
+                                            payload={"version": version, "writer": w})]
+                try:
+                    clients[target.rid].upsert("c", batch, wait=True)
+                    acked = True
+                except Exception:
+                    acked = False
+                with lock:
+                    history.setdefault(pid, []).append((version, acked))
+
+        def reader():
+            rng = random.Random(99)
+            last_ok = time.monotonic()
+            while not stop.is_set():
+                live = [r for r in replicas if r.alive()]
+                try:
+                    clients[rng.choice(live).rid].query_points("c", query=vector(1, 1), limit=5)
+                    reads["ok"] += 1
+                    now = time.monotonic()
+                    reads["longest_gap"] = max(reads["longest_gap"], now - last_ok)
+                    last_ok = now
+                except Exception:
+                    reads["failed"] += 1
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+        threads.append(threading.Thread(target=reader))
+        for t in threads:
+            t.start()
+        try:
+            for cycle in range(3):
+                time.sleep(1.0)
+                leader = leader_of(replicas)
+                leader.kill()
+                # The others elect a new leader and writes go on.
+                new_leader = leader_of([r for r in replicas if r.alive()])
+                assert new_leader is not leader
+                time.sleep(1.0)
+                leader.start()
+                time.sleep(1.0)
+                follower = next(r for r in replicas if r.alive() and r is not leader_of(replicas))
+                follower.kill()
+                time.sleep(1.0)
+                follower.start()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+
+        wait_for("replicas to converge", lambda: converged(replicas))
+        states = [all_points(r) for r in replicas]
+        # Every replica holds the same points, with the same values.
+        assert states[0] == states[1] == states[2]
+        state = states[0]
+        acked_writes = sum(ok for h in history.values() for _, ok in h)
+        assert acked_writes > 50, f"only {acked_writes} writes acknowledged"
+        for pid, writes in history.items():
+            last_acked = max((k for k, (_, ok) in enumerate(writes) if ok), default=None)
+            if last_acked is None:
+                # Never acknowledged: absent, or one of the versions tried.
+                assert pid not in state or state[pid][0] in {v for v, _ in writes}
+                continue
+            # The last acknowledged version, or a later one whose answer was lost.
+            allowed = {writes[last_acked][0]} | {v for v, _ in writes[last_acked + 1:]}
+            assert pid in state, f"acknowledged point {pid} lost"
+            version, vec, _ = state[pid]
+            assert version in allowed, f"point {pid}: version {version}, allowed {allowed}"
+            # Stored as f32: equal to the f64 sent within f32's precision.
+            assert all(abs(a - b) < 1e-4 for a, b in zip(vec, vector(pid, version))), pid
+        # Reads kept being answered: no pause longer than an election and a retry.
+        assert reads["ok"] > 100 and reads["longest_gap"] < 5.0, reads
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_minority_refuses_writes(tmp_path):
+    replicas = start_set(tmp_path)
+    try:
+        leader = leader_of(replicas)
+        leader.client().create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        leader.client().upsert("c", [models.PointStruct(id=1, vector=vector(1, 1),
+                                                        payload={"version": 1})], wait=True)
+        others = [r for r in replicas if r is not leader]
+        for r in others:
+            r.kill()
+        # Alone, the old leader cannot commit: the write is refused, not acknowledged.
+        answer = httpx.put(leader.url + "/collections/c/points?wait=true", timeout=30,
+                           json={"points": [{"id": 2, "vector": vector(2, 1),
+                                             "payload": {"version": 1}}]})
+        assert answer.status_code == 503, answer.text
+        assert "Service unavailable" in answer.json()["status"]["error"]
+        # Reads of what it holds still answer.
+        assert leader.client().count("c").count == 1
+        for r in others:
+            r.start()
+        leader_of(replicas)
+        replicas[2].client().upsert("c", [models.PointStruct(
+            id=3, vector=vector(3, 1), payload={"version": 1})], wait=True)
+        wait_for("replicas to converge", lambda: converged(replicas))
+        counts = {r.client().count("c", exact=True).count for r in replicas}
+        # Point 2's write was never acknowledged: it may have been committed once the others
+        # came back (Raft keeps the old leader's entry when no other leader replaced it), but
+        # every replica agrees.
+        assert len(counts) == 1 and counts <= {2, 3}, counts
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_new_replica_catches_up_from_a_snapshot_and_replaces_a_voter(tmp_path):
+    replicas = start_set(tmp_path, snapshot_entries=100)
+    try:
+        c = replicas[0].client()
+        c.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+        c.create_payload_index("c", "writer", models.PayloadSchemaType.INTEGER)
+        # Enough entries for a snapshot (every 100) and a purged log behind it.
+        for b in range(30):
+            c.upsert("c", [models.PointStruct(id=b * 50 + i, vector=vector(b * 50 + i, 1),
+                                              payload={"version": 1, "writer": i % 4})
+                           for i in range(50)], wait=True)
+        for i in range(150):
+            c.set_payload("c", {"touched": i}, points=[i], wait=True)
+        leader = leader_of(replicas)
+        wait_for("a snapshot", lambda: leader.status()["snapshot_index"] is not None)
+
+        newcomer = Replica(4, tmp_path)
+        newcomer.start()
+        answer = httpx.post(leader.url + "/cluster/replica/learners",
+                            json={"id": 4, "url": newcomer.url}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        leaving = next(r for r in replicas if r is not leader)
+        voters = sorted({r.rid for r in replicas if r is not leaving} | {4})
+        answer = httpx.post(leader.url + "/cluster/replica/membership",
+                            json={"voters": voters}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert sorted(answer.json()["result"]["voters"]) == voters
+        leaving.stop()
+        members = [r for r in replicas if r is not leaving] + [newcomer]
+        # Writes go on in the new set, and the newcomer votes in it.
+        newcomer.client().upsert("c", [models.PointStruct(
+            id=100_000, vector=vector(100_000, 1), payload={"version": 1, "writer": 9})],
+            wait=True)
+        wait_for("replicas to converge", lambda: converged(members))
+        assert all_points(newcomer) == all_points(leader)
+        query = vector(7, 3)
+        flt = models.Filter(must=[models.FieldCondition(key="writer",
+                                                        match=models.MatchValue(value=2))])
+        expected = leader.client().query_points("c", query=query, limit=10, query_filter=flt,
+                                                with_payload=True).points
+        got = newcomer.client().query_points("c", query=query, limit=10, query_filter=flt,
+                                             with_payload=True).points
+        assert [(p.id, round(p.score, 5), p.payload) for p in got] == \
+            [(p.id, round(p.score, 5), p.payload) for p in expected]
+        assert len(got) == 10
+        # It caught up from a snapshot: the log it needed was purged.
+        log = (newcomer.dir / "log.txt").read_text()
+        assert "raft snapshot installed" in log
+        status = newcomer.status()
+        assert status["state"] == "Follower" and sorted(status["voters"]) == voters
+    finally:
+        for r in replicas + [locals().get("newcomer")]:
+            if r is not None and r.alive():
+                r.kill()

@@ -1,0 +1,138 @@
+//! The Raft calls between replicas, as HTTP requests to a peer's REST port.
+//!
+//! `POST {peer}/raft/append`, `/raft/vote` and `/raft/snapshot` carry openraft's request as
+//! JSON and answer `{"Ok": response}` or `{"Err": raft error}` (the serde form of a
+//! `Result`); the binary serves them with [`openraft::Raft`]'s handlers. A snapshot travels in
+//! chunks of `snapshot_max_chunk_size` bytes (base64 in the JSON). Every call carries the
+//! cluster's API key, when there is one, and gives up after openraft's time-to-live for it.
+
+use crate::{Node, NodeId, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The header carrying the API key (Qdrant's).
+pub const API_KEY_HEADER: &str = "api-key";
+
+/// Reaches the other replicas of a group.
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl Network {
+    /// A network sending `api_key` with every call.
+    pub fn new(api_key: Option<String>) -> Network {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client without TLS settings builds");
+        Network { client, api_key }
+    }
+}
+
+/// One peer.
+pub struct Peer {
+    network: Network,
+    target: NodeId,
+    node: Node,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Peer {
+        Peer {
+            network: self.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("{}/raft/{path}", self.node.addr.trim_end_matches('/'));
+        let mut r = self
+            .network
+            .client
+            .post(&url)
+            .timeout(option.hard_ttl())
+            .json(req);
+        if let Some(k) = &self.network.api_key {
+            r = r.header(API_KEY_HEADER, k);
+        }
+        let answer = r.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        let status = answer.status();
+        if !status.is_success() {
+            let text = answer.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("{url}: HTTP {status}: {text}"));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> = answer
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
