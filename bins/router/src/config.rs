@@ -117,8 +117,10 @@ pub struct Args {
     #[arg(long, env = "VR_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
     /// Cluster mode: the gRPC URLs of the nodes holding the shards (comma-separated,
-    /// `http://host:port`), node k holding shard k of every collection. Unset: the embedded
-    /// single-process router.
+    /// `http://host:port`), node k holding shard k of every collection. A node may be a
+    /// replica set (`--replica-id` nodes): its replicas' URLs joined by `|`; reads go to one
+    /// replica (fewer outstanding of two drawn), writes to the last one that took a write.
+    /// Unset: the embedded single-process router.
     #[arg(long, env = "VR_CLUSTER_NODES", value_delimiter = ',')]
     pub cluster_nodes: Option<Vec<String>>,
     /// The API key the router presents to its nodes, when they want one.
@@ -134,6 +136,11 @@ pub struct Args {
     /// request's own limit). Default: the request's limit.
     #[arg(long, env = "VR_CLUSTER_CALL_TIMEOUT_MS")]
     pub cluster_call_timeout_ms: Option<u64>,
+    /// Cluster mode, nodes that are replica sets: a read a replica has not answered within
+    /// this many milliseconds is sent to a second replica too, and the first answer wins.
+    /// Default: off.
+    #[arg(long, env = "VR_CLUSTER_HEDGE_AFTER_MS")]
+    pub cluster_hedge_after_ms: Option<u64>,
     /// Cluster mode: the points a resharding batch reads at once (each batch holds the
     /// collection's requests while it moves its points). Default 256.
     #[arg(long, env = "VR_CLUSTER_RESHARD_BATCH")]
@@ -547,22 +554,37 @@ impl Settings {
                 })
             }
         };
+        if let Some(ms) = args.cluster_hedge_after_ms {
+            if !(1..=60_000).contains(&ms) {
+                return Err(format!(
+                    "cluster hedge_after_ms {ms} is not between 1 and 60000"
+                ));
+            }
+        }
         let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
             None if partial_asked.is_some()
+                || args.cluster_hedge_after_ms.is_some()
                 || call_timeout_ms.is_some()
                 || reshard_batch.is_some() =>
             {
                 return Err(
-                    "cluster partial answers, call timeout and reshard batch need cluster \
-                     nodes (--cluster-nodes)"
+                    "cluster partial answers, call timeout, hedging and reshard batch need \
+                     cluster nodes (--cluster-nodes)"
                         .into(),
                 )
             }
             None => None,
             Some(nodes) => {
+                // A replica set's members are cleaned one by one.
                 let nodes: Vec<String> = nodes
                     .into_iter()
-                    .map(|n| n.trim().trim_end_matches('/').to_string())
+                    .map(|n| {
+                        n.split('|')
+                            .map(|m| m.trim().trim_end_matches('/'))
+                            .filter(|m| !m.is_empty())
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
                     .filter(|n| !n.is_empty())
                     .collect();
                 if nodes.is_empty() {
@@ -593,6 +615,7 @@ impl Settings {
                             .or(file.cluster.api_key)
                             .filter(|k| !k.is_empty()),
                         call_timeout: call_timeout_ms.map(Duration::from_millis),
+                        hedge_after: args.cluster_hedge_after_ms.map(Duration::from_millis),
                     },
                 })
             }

@@ -251,15 +251,24 @@ impl StorageApplier {
 }
 
 impl replication::Applier for StorageApplier {
-    fn apply(&self, _index: u64, command: &[u8]) -> Vec<u8> {
-        let answer = match serde_json::from_slice::<Command>(command) {
-            Ok(c) => self.run(c),
-            // Every replica fails it alike: the entry stays in the log, its answer an error.
-            Err(e) => Err(internal(format!(
-                "a replicated command this version cannot read: {e}"
-            ))),
-        };
-        serde_json::to_vec(&Answer::of(answer)).expect("answers serialise")
+    fn apply(&self, index: u64, command: &[u8]) -> std::io::Result<Vec<u8>> {
+        let command = serde_json::from_slice::<Command>(command).map_err(|e| {
+            // A newer version's command: this replica cannot apply it, and must not skip it.
+            std::io::Error::other(format!(
+                "raft entry {index}: a command this version cannot read: {e}"
+            ))
+        })?;
+        let answer = self.run(command);
+        // A refusal of what the command asks (4xx) is the same on every replica: its
+        // answer. A failure of this replica's own (5xx: a disk error, a full disk) is not:
+        // the entry must not count as applied here.
+        if let Err(e) = &answer {
+            if e.status.is_server_error() {
+                tracing::error!(index, error = %e.message, "replica: a raft entry could not be applied here; stopping the replica set's state machine on this node (a restart restores the latest snapshot and applies the log again)");
+                return Err(std::io::Error::other(e.message.clone()));
+            }
+        }
+        Ok(serde_json::to_vec(&Answer::of(answer)).expect("answers serialise"))
     }
 
     fn sync(&self) -> std::io::Result<()> {
@@ -284,8 +293,13 @@ impl replication::Applier for StorageApplier {
             .create_full_snapshot()
             .map_err(std::io::Error::other)?;
         let made = self.storage.snapshots_dir().join(&d.name);
-        std::fs::rename(&made, path)?;
         let _ = std::fs::remove_file(made.with_extension("snapshot.sha256"));
+        if std::fs::rename(&made, path).is_err() {
+            // The snapshots directory on another file system: copied (the caller fsyncs it).
+            let copied = std::fs::copy(&made, path);
+            let _ = std::fs::remove_file(&made);
+            copied?;
+        }
         Ok(())
     }
 
@@ -310,7 +324,6 @@ pub struct Replica {
     pub raft: Raft,
     /// This replica's id.
     pub id: NodeId,
-    state_machine: replication::StateMachine<StorageApplier>,
     applier: Arc<StorageApplier>,
     http: reqwest::Client,
     api_key: Option<String>,
@@ -330,10 +343,9 @@ impl Replica {
         let (log_dir, sm_dir, a) = (dir.join("log"), dir.join("state"), applier.clone());
         let fresh = storage.list().is_empty() && storage.aliases().is_empty();
         let (log, sm) = tokio::task::spawn_blocking(move || {
-            Ok::<_, std::io::Error>((
-                replication::LogStore::open(&log_dir)?,
-                replication::StateMachine::open(&sm_dir, a, fresh)?,
-            ))
+            let sm = replication::StateMachine::open(&sm_dir, a, fresh)?;
+            let log = replication::LogStore::open(&log_dir, sm.purge_limit())?;
+            Ok::<_, std::io::Error>((log, sm))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -356,8 +368,8 @@ impl Replica {
         }
         .validate()
         .map_err(|e| format!("replica settings: {e}"))?;
-        let network = replication::Network::new(api_key.clone());
-        let raft = Raft::new(settings.id, Arc::new(config), network, log, sm.clone())
+        let network = replication::Network::new(settings.id, api_key.clone());
+        let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
         let http = reqwest::Client::builder()
@@ -367,7 +379,6 @@ impl Replica {
         Ok(Replica {
             raft,
             id: settings.id,
-            state_machine: sm,
             applier,
             http,
             api_key,
@@ -433,6 +444,7 @@ impl Replica {
             .http
             .post(&url)
             .timeout(left.max(Duration::from_millis(1)))
+            .header(replication::FROM_HEADER, self.id)
             .header("content-type", "application/octet-stream")
             .body(bytes.to_vec());
         if let Some(k) = &self.api_key {
@@ -508,6 +520,7 @@ impl Replica {
         let mut r = self
             .http
             .post(&url)
+            .header(replication::FROM_HEADER, self.id)
             .timeout(left.max(Duration::from_millis(1)));
         if let Some(k) = &self.api_key {
             r = r.header(replication::API_KEY_HEADER, k);
@@ -549,7 +562,7 @@ impl Replica {
             "term": m.current_term,
             "leader": m.current_leader,
             "last_log_index": m.last_log_index,
-            "applied_index": self.state_machine.applied().map(|l| l.index),
+            "applied_index": m.last_applied.map(|l| l.index),
             "snapshot_index": m.snapshot.map(|l| l.index),
             "voters": voters,
             "learners": learners,

@@ -27,7 +27,7 @@ mod network;
 mod state;
 
 pub use log::LogStore;
-pub use network::{Network, API_KEY_HEADER};
+pub use network::{Network, API_KEY_HEADER, FROM_HEADER};
 pub use state::{Applier, StateMachine};
 
 use base64::Engine;

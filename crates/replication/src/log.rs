@@ -38,6 +38,7 @@ use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The segment files' format version.
@@ -71,6 +72,11 @@ struct Segment {
 
 struct Inner {
     dir: PathBuf,
+    /// Entries below this are covered by a published snapshot (`StateMachine::purge_limit`).
+    purge_limit: Arc<AtomicU64>,
+    /// A purge Raft asked for past `purge_limit`: done in memory, recorded on disk (and its
+    /// segments removed) once the snapshot covering it is published.
+    purge_deferred: bool,
     /// By the index of their first entry.
     segments: BTreeMap<u64, Segment>,
     entries: BTreeMap<u64, Loc>,
@@ -93,8 +99,12 @@ fn invalid(what: String) -> io::Error {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, checking every record.
-    pub fn open(dir: &Path) -> io::Result<LogStore> {
+    /// Opens (or creates) the log in `dir`, checking every record. `purge_limit` is how far
+    /// entries are covered by a published snapshot (the state machine's
+    /// [`crate::StateMachine::purge_limit`]): Raft may ask to purge further while a snapshot
+    /// it received is still being installed, and a crash then must not find the log purged
+    /// past the snapshot the state machine restores.
+    pub fn open(dir: &Path, purge_limit: Arc<AtomicU64>) -> io::Result<LogStore> {
         persist::create_dir_durable(dir)?;
         let vote = frame::read(&dir.join("vote"), &VOTE_MAGIC)?;
         let purged: Option<LogId<NodeId>> = frame::read(&dir.join("purged"), &PURGED_MAGIC)?;
@@ -117,6 +127,8 @@ impl LogStore {
         firsts.sort_unstable();
         let mut inner = Inner {
             dir: dir.to_path_buf(),
+            purge_limit,
+            purge_deferred: false,
             segments: BTreeMap::new(),
             entries: BTreeMap::new(),
             purged,
@@ -280,6 +292,12 @@ impl Inner {
     }
 
     fn append(&mut self, entries: Vec<Entry<TypeConfig>>) -> io::Result<()> {
+        if self.waits_for_snapshot() {
+            return Err(io::Error::other(
+                "raft log: an append before the snapshot it follows is published",
+            ));
+        }
+        self.finish_deferred_purge()?;
         let mut next = self.last_log_id().map_or(0, |l| l.index + 1);
         let mut pending: Vec<u8> = Vec::new();
         let mut pending_locs: Vec<Loc> = Vec::new();
@@ -327,6 +345,27 @@ impl Inner {
             pending.extend_from_slice(&body);
         }
         self.flush_pending(&mut pending, &mut pending_locs)
+    }
+
+    /// Whether an append must wait: a purge is deferred until its snapshot is published, and
+    /// entries written after it before then would leave a hole in the log on disk.
+    fn waits_for_snapshot(&self) -> bool {
+        self.purge_deferred
+            && self
+                .purged
+                .is_some_and(|p| p.index >= self.purge_limit.load(Ordering::Acquire))
+    }
+
+    /// Records a purge that waited for its snapshot, once the snapshot is published.
+    fn finish_deferred_purge(&mut self) -> io::Result<()> {
+        match self.purged {
+            Some(p)
+                if self.purge_deferred && p.index < self.purge_limit.load(Ordering::Acquire) =>
+            {
+                self.purge(p)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Writes `pending` at the end of the active segment, fsyncs it, then indexes `locs`.
@@ -377,11 +416,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Records the purge point, then removes the segments wholly below it.
+    /// Records the purge point, then removes the segments wholly below it; past the
+    /// published snapshot, only in memory until it is published.
     fn purge(&mut self, log_id: LogId<NodeId>) -> io::Result<()> {
-        frame::write(&self.dir.join("purged"), &PURGED_MAGIC, &log_id)?;
         self.purged = Some(log_id);
         self.entries = self.entries.split_off(&(log_id.index + 1));
+        if log_id.index >= self.purge_limit.load(Ordering::Acquire) {
+            self.purge_deferred = true;
+            return Ok(());
+        }
+        self.purge_deferred = false;
+        frame::write(&self.dir.join("purged"), &PURGED_MAGIC, &log_id)?;
         let firsts: Vec<u64> = self.segments.keys().copied().collect();
         for w in firsts.windows(2) {
             // Every entry of segment w[0] is below w[1]'s first.
@@ -466,6 +511,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        // After a snapshot received from the leader, Raft appends the entries that follow it
+        // while the state machine may still be installing it: they wait for it.
+        while self.lock().waits_for_snapshot() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let r = blocking(|| self.lock().append(entries));
         match r {
             Ok(()) => {
@@ -496,12 +546,17 @@ mod tests {
     use super::*;
     use crate::Blob;
     use openraft::{CommittedLeaderId, EntryPayload};
+    use std::path::Path;
 
     fn entry(term: u64, index: u64, data: &[u8]) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
             payload: EntryPayload::Normal(Blob(data.to_vec())),
         }
+    }
+
+    fn open(dir: &Path) -> io::Result<LogStore> {
+        LogStore::open(dir, Arc::new(AtomicU64::new(u64::MAX)))
     }
 
     fn raw_append(store: &LogStore, entries: Vec<Entry<TypeConfig>>) {
@@ -524,18 +579,18 @@ mod tests {
     #[test]
     fn entries_survive_reopen_truncate_and_purge() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         raw_append(&store, (0..5).map(|i| entry(1, i, &[i as u8; 3])).collect());
         raw_append(&store, vec![entry(1, 5, b"five")]);
         drop(store);
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         assert_eq!(indexes(&store).len(), 6);
         assert_eq!(indexes(&store)[5], (1, 5, b"five".to_vec()));
         // A new leader's entries replace 3.. .
         store.lock().truncate(3).unwrap();
         raw_append(&store, vec![entry(2, 3, b"new3")]);
         drop(store);
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         let got = indexes(&store);
         assert_eq!(
             got.iter().map(|e| e.1).collect::<Vec<_>>(),
@@ -547,7 +602,7 @@ mod tests {
             .purge(LogId::new(CommittedLeaderId::new(1, 1), 1))
             .unwrap();
         drop(store);
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         assert_eq!(
             indexes(&store).iter().map(|e| e.1).collect::<Vec<_>>(),
             vec![2, 3]
@@ -561,7 +616,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_damage_elsewhere_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         raw_append(&store, (0..3).map(|i| entry(1, i, b"abc")).collect());
         drop(store);
         let seg = segment_path(dir.path(), 0);
@@ -570,7 +625,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         f.set_len(len - 5).unwrap();
         drop(f);
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         assert_eq!(indexes(&store).len(), 2);
         raw_append(&store, vec![entry(1, 2, b"again")]);
         assert_eq!(indexes(&store)[2].2, b"again".to_vec());
@@ -579,13 +634,13 @@ mod tests {
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[HEADER_BYTES as usize + 12] ^= 0x20;
         std::fs::write(&seg, &bytes).unwrap();
-        assert!(LogStore::open(dir.path()).is_err());
+        assert!(open(dir.path()).is_err());
     }
 
     #[test]
     fn segments_roll_and_purge_removes_whole_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         let big = vec![7u8; 3 << 20];
         // base64 makes each entry about 4 MiB: a segment holds about 16.
         for i in 0..40 {
@@ -599,10 +654,48 @@ mod tests {
             .unwrap();
         assert!(store.lock().segments.len() < segments);
         drop(store);
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = open(dir.path()).unwrap();
         assert_eq!(
             indexes(&store).iter().map(|e| e.1).collect::<Vec<_>>(),
             (36..40).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_purge_past_the_published_snapshot_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = Arc::new(AtomicU64::new(3));
+        let store = LogStore::open(dir.path(), limit.clone()).unwrap();
+        raw_append(&store, (0..5).map(|i| entry(1, i, b"x")).collect());
+        // A snapshot of entries 0..=9 is being installed: Raft purges up to 9 at once.
+        store
+            .lock()
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 9))
+            .unwrap();
+        // The entries after the snapshot wait for it: written now, they would follow a hole.
+        assert!(store.lock().waits_for_snapshot());
+        assert!(store.lock().append(vec![entry(1, 10, b"ten")]).is_err());
+        drop(store);
+        // A crash before it is published: the log on disk still starts at 0, whole.
+        let store = LogStore::open(dir.path(), limit.clone()).unwrap();
+        assert_eq!(store.lock().purged, None);
+        assert_eq!(
+            indexes(&store).iter().map(|e| e.1).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        store
+            .lock()
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 9))
+            .unwrap();
+        // Published: the append records the purge first.
+        limit.store(10, Ordering::Release);
+        raw_append(&store, vec![entry(1, 10, b"ten"), entry(1, 11, b"eleven")]);
+        drop(store);
+        let store = LogStore::open(dir.path(), limit).unwrap();
+        assert_eq!(store.lock().purged.unwrap().index, 9);
+        assert_eq!(
+            indexes(&store).iter().map(|e| e.1).collect::<Vec<_>>(),
+            vec![10, 11]
         );
     }
 
@@ -613,12 +706,12 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut store = LogStore::open(dir.path()).unwrap();
+            let mut store = open(dir.path()).unwrap();
             assert_eq!(store.read_vote().await.unwrap(), None);
             let v = Vote::new(3, 2);
             store.save_vote(&v).await.unwrap();
             drop(store);
-            let mut store = LogStore::open(dir.path()).unwrap();
+            let mut store = open(dir.path()).unwrap();
             assert_eq!(store.read_vote().await.unwrap(), Some(v));
         });
     }

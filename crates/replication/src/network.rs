@@ -20,23 +20,32 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The header carrying the API key (Qdrant's).
 pub const API_KEY_HEADER: &str = "api-key";
 
+/// The header naming the replica a call comes from (for logs, and for the fault-injecting
+/// proxies of the tests, which cut a replica off by it).
+pub const FROM_HEADER: &str = "x-vector-router-replica-from";
+
 /// Reaches the other replicas of a group.
 #[derive(Clone)]
 pub struct Network {
     client: reqwest::Client,
     api_key: Option<String>,
+    from: NodeId,
 }
 
 impl Network {
-    /// A network sending `api_key` with every call.
-    pub fn new(api_key: Option<String>) -> Network {
+    /// Replica `from`'s network, sending `api_key` with every call.
+    pub fn new(from: NodeId, api_key: Option<String>) -> Network {
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(1))
             .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("an HTTP client without TLS settings builds");
-        Network { client, api_key }
+        Network {
+            client,
+            api_key,
+            from,
+        }
     }
 }
 
@@ -77,6 +86,7 @@ impl Peer {
             .client
             .post(&url)
             .timeout(option.hard_ttl())
+            .header(FROM_HEADER, self.network.from)
             .json(req);
         if let Some(k) = &self.network.api_key {
             r = r.header(API_KEY_HEADER, k);

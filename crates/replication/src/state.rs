@@ -30,6 +30,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const APPLIED_MAGIC: [u8; 8] = *b"VRRAFTAP";
@@ -37,9 +38,12 @@ const SNAPSHOT_MAGIC: [u8; 8] = *b"VRRAFTSN";
 
 /// What the state machine applies commands to: the binary's storage.
 pub trait Applier: Send + Sync + 'static {
-    /// Applies the command of entry `index`; its answer. A command that fails (a missing
-    /// collection, a bad vector) answers its error: it fails the same way on every replica.
-    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Applies the command of entry `index`; its answer. A command that fails for what it
+    /// asks (a missing collection, a bad vector) answers its error: it fails the same way on
+    /// every replica. A failure of this replica's own (a disk error) is `Err`: the entry is
+    /// not applied here, and the replica stops applying (its next start restores the latest
+    /// snapshot and applies the log again) rather than go on without it.
+    fn apply(&self, index: u64, command: &[u8]) -> io::Result<Vec<u8>>;
     /// Makes every command applied so far durable.
     fn sync(&self) -> io::Result<()>;
     /// Writes an archive of the whole state to `path` (the state does not change meanwhile:
@@ -60,9 +64,14 @@ struct AppliedState {
 struct Inner<A> {
     applier: Arc<A>,
     dir: PathBuf,
-    /// Held while a batch is applied and while a snapshot is taken: a snapshot is the state
-    /// as of exactly its last entry.
+    /// Held while a batch is applied, while a snapshot is built, installed or opened: a
+    /// snapshot is the state as of exactly its last entry, and one snapshot's files are
+    /// never replaced while another is being published or read.
     state: Mutex<AppliedState>,
+    /// The last entry the published snapshot covers, plus one (0: none): the log may drop
+    /// entries only up to it (`LogStore::purge`), so that a start after a crash always finds
+    /// the entries after the snapshot it restores.
+    published: Arc<AtomicU64>,
 }
 
 /// The state machine of one replica (cheap to clone: clones share the state).
@@ -99,8 +108,15 @@ impl<A: Applier> StateMachine<A> {
                 applier,
                 dir: dir.to_path_buf(),
                 state: Mutex::new(AppliedState::default()),
+                published: Arc::new(AtomicU64::new(0)),
             }),
         };
+        if let Some((meta, _)) = sm.current_snapshot()? {
+            sm.inner.published.store(
+                meta.last_log_id.map_or(0, |l| l.index + 1),
+                Ordering::Release,
+            );
+        }
         let state = match found {
             Ok(Some(s)) if s.applying.is_none() => s,
             Ok(None) if fresh => AppliedState::default(),
@@ -161,10 +177,19 @@ impl<A: Applier> StateMachine<A> {
         self.inner.dir.join(format!("snapshot-{id}.data"))
     }
 
+    /// The handle `LogStore::open` takes: how far the log may be purged.
+    pub fn purge_limit(&self) -> Arc<AtomicU64> {
+        self.inner.published.clone()
+    }
+
     /// Makes `meta` (whose archive is at `data_path(meta.snapshot_id)`, durable) the current
-    /// snapshot, and removes older archives.
+    /// snapshot, and removes older archives. Called with the state lock held.
     fn publish(&self, meta: &SnapshotMeta<NodeId, Node>) -> io::Result<()> {
         frame::write(&self.inner.dir.join("snapshot.meta"), &SNAPSHOT_MAGIC, meta)?;
+        self.inner.published.store(
+            meta.last_log_id.map_or(0, |l| l.index + 1),
+            Ordering::Release,
+        );
         let keep = format!("snapshot-{}.data", meta.snapshot_id);
         for e in std::fs::read_dir(&self.inner.dir)? {
             let name = e?.file_name();
@@ -203,7 +228,7 @@ impl<A: Applier> StateMachine<A> {
             match entry.payload {
                 EntryPayload::Blank => answers.push(Blob::default()),
                 EntryPayload::Normal(command) => answers.push(Blob(
-                    self.inner.applier.apply(entry.log_id.index, &command.0),
+                    self.inner.applier.apply(entry.log_id.index, &command.0)?,
                 )),
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -236,17 +261,14 @@ impl<A: Applier> StateMachine<A> {
             last_membership: state.membership.clone(),
             snapshot_id: id,
         };
-        drop(state);
         persist::sync_file(&std::fs::File::open(&tmp)?)?;
         std::fs::rename(&tmp, &path)?;
         persist::sync_dir(&self.inner.dir)?;
+        // Still under the lock: an install cannot publish between, and this snapshot is of
+        // the state as it is (at least as new as any installed before).
         self.publish(&meta)?;
+        drop(state);
         Ok((meta, path))
-    }
-
-    /// The last entry applied (for metrics and read barriers).
-    pub fn applied(&self) -> Option<LogId<NodeId>> {
-        self.lock().applied
     }
 }
 
@@ -310,9 +332,9 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         let incoming = self.inner.dir.join("snapshot-incoming.part");
         let path = self.data_path(&meta.snapshot_id);
         blocking(|| -> io::Result<()> {
+            let mut state = self.lock();
             std::fs::rename(&incoming, &path)?;
             persist::sync_dir(&self.inner.dir)?;
-            let mut state = self.lock();
             // Marked first: a crash while the storage is replaced restores it again.
             let mut marked = state.clone();
             marked.applying = meta.last_log_id.map(|l| l.index);
@@ -334,14 +356,19 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let Some((meta, path)) = blocking(|| self.current_snapshot()).map_err(snapshot_error)?
-        else {
-            return Ok(None);
-        };
-        let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
-        Ok(Some(Snapshot {
+        // Read and opened under the lock: a snapshot published meanwhile cannot remove the
+        // archive between.
+        let found = blocking(|| -> io::Result<_> {
+            let _state = self.lock();
+            match self.current_snapshot()? {
+                None => Ok(None),
+                Some((meta, path)) => Ok(Some((meta, std::fs::File::open(&path)?))),
+            }
+        })
+        .map_err(snapshot_error)?;
+        Ok(found.map(|(meta, file)| Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
@@ -357,10 +384,13 @@ mod tests {
     struct Lines(Mutex<Vec<String>>);
 
     impl Applier for Lines {
-        fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
+        fn apply(&self, index: u64, command: &[u8]) -> io::Result<Vec<u8>> {
+            if command == b"disk error" {
+                return Err(io::Error::other("disk error"));
+            }
             let mut l = self.0.lock().unwrap();
             l.push(format!("{index}:{}", String::from_utf8_lossy(command)));
-            l.len().to_string().into_bytes()
+            Ok(l.len().to_string().into_bytes())
         }
         fn sync(&self) -> io::Result<()> {
             Ok(())
@@ -413,6 +443,11 @@ mod tests {
             assert_eq!(answers[2].0, b"2");
             let snap = sm.build_snapshot().await.unwrap();
             assert_eq!(snap.meta.last_log_id.unwrap().index, 2);
+            assert_eq!(sm.purge_limit().load(Ordering::Acquire), 3);
+            // A failure of the replica's own stops the batch: nothing recorded as applied.
+            assert!(sm.apply(vec![normal(3, "disk error")]).await.is_err());
+            let (applied, _) = sm.applied_state().await.unwrap();
+            assert_eq!(applied.unwrap().index, 2);
             sm.apply(vec![normal(3, "c")]).await.unwrap();
             drop(sm);
 
@@ -443,6 +478,7 @@ mod tests {
             let (applied, _) = sm.applied_state().await.unwrap();
             assert_eq!(applied.unwrap().index, 2);
             assert!(sm.get_current_snapshot().await.unwrap().is_some());
+            assert_eq!(sm.purge_limit().load(Ordering::Acquire), 3);
         });
     }
 

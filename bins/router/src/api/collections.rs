@@ -350,7 +350,6 @@ pub(crate) async fn create_payload_index(
     name: &str,
     body: CreateFieldIndex,
 ) -> Result<(), ApiError> {
-    let c = collection(state, name)?;
     let schema = body
         .field_schema
         .or(body.field_type)
@@ -359,14 +358,17 @@ pub(crate) async fn create_payload_index(
     if let Some(r) = state.replica() {
         payload::FieldSchema::from_json(&schema)
             .map_err(|e| convert::bad(format!("Wrong input: field_schema: {e}")))?;
+        // The name as given: an alias is resolved where the command is applied, in the
+        // log's order.
         let command = crate::replica::Command::CreateIndex {
-            collection: c.name().to_string(),
+            collection: name.to_string(),
             field,
             schema,
         };
         r.propose(&command, Instant::now() + state.timeout).await?;
         return Ok(());
     }
+    let c = collection(state, name)?;
     if let Some(cluster) = state.cluster() {
         let deadline = Instant::now() + state.timeout;
         let kind = payload::FieldSchema::from_json(&schema)
@@ -411,15 +413,15 @@ pub(crate) async fn delete_payload_index(
     name: &str,
     field: String,
 ) -> Result<(), ApiError> {
-    let c = collection(state, name)?;
     if let Some(r) = state.replica() {
         let command = crate::replica::Command::DeleteIndex {
-            collection: c.name().to_string(),
+            collection: name.to_string(),
             field,
         };
         r.propose(&command, Instant::now() + state.timeout).await?;
         return Ok(());
     }
+    let c = collection(state, name)?;
     if let Some(cluster) = state.cluster() {
         let deadline = Instant::now() + state.timeout;
         cluster
@@ -926,6 +928,7 @@ async fn create_vector_named(
 ) -> ApiResult {
     let start = Instant::now();
     state.local_only("creating a vector on a collection is")?;
+    state.not_on_replica("creating a vector on a collection is")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     let dense = match (body.dense, body.sparse) {
@@ -998,6 +1001,7 @@ async fn delete_vector_named(
 ) -> ApiResult {
     let start = Instant::now();
     state.local_only("deleting a vector from a collection is")?;
+    state.not_on_replica("deleting a vector from a collection is")?;
     let wait = model::Flag::or(params.wait, false);
     let c = collection(&state, &name)?;
     change_vectors(state, c, move |c| c.delete_vector(&vector)).await?;

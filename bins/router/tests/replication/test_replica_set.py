@@ -7,6 +7,10 @@ loopback, driven by the Python `qdrant-client` over REST.
   the same point whose answer was lost), and reads kept being answered.
 - A majority down: the one replica left refuses writes (503) instead of acknowledging what
   it cannot commit.
+- A partition: the leader cut off from the others (by fault-injecting proxies on the
+  replicas' Raft traffic). The majority elects a new leader and goes on; the old leader
+  acknowledges nothing; after healing, the writes it took are gone and every acknowledged
+  one is on every replica.
 - Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
   storage: the log was purged behind one), replaces a voter, and answers searches exactly as
   the others do.
@@ -24,6 +28,9 @@ import socket
 import subprocess
 import threading
 import time
+
+import http.client
+import http.server
 
 import httpx
 import pytest
@@ -92,6 +99,54 @@ class Replica:
         return QdrantClient(url=self.url, timeout=10, prefer_grpc=False)
 
 
+class Proxy:
+    """An HTTP proxy in front of one replica's REST port, for the other replicas' Raft calls
+    (the set's membership names the proxies). A call from a replica in `cut` is dropped: the
+    connection closes without an answer, as a partition would leave it."""
+
+    def __init__(self, target_port: int):
+        self.cut: set[str] = set()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.headers.get("x-vector-router-replica-from", "") in proxy.cut:
+                    self.close_connection = True
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("host", "connection")}
+                    conn.request("POST", self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                except OSError:
+                    self.close_connection = True
+                    return
+                finally:
+                    conn.close()
+                self.send_response(answer.status)
+                self.send_header("content-type", answer.getheader("content-type", ""))
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def wait_for(what, check, timeout=30.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -117,11 +172,15 @@ def leader_of(replicas) -> Replica:
     return wait_for("a leader", find)
 
 
-def start_set(root, n=3, snapshot_entries=10_000):
+def start_set(root, n=3, snapshot_entries=10_000, proxies=None):
     replicas = [Replica(i + 1, root, snapshot_entries) for i in range(n)]
     for r in replicas:
         r.start()
-    members = {str(r.rid): r.url for r in replicas}
+    if proxies is not None:
+        proxies.extend(Proxy(r.port) for r in replicas)
+        members = {str(r.rid): p.url for r, p in zip(replicas, proxies)}
+    else:
+        members = {str(r.rid): r.url for r in replicas}
     answer = httpx.post(replicas[0].url + "/cluster/replica/initialize",
                         json={"members": members}, timeout=10)
     assert answer.status_code == 200, answer.text
@@ -351,3 +410,123 @@ def test_a_new_replica_catches_up_from_a_snapshot_and_replaces_a_voter(tmp_path)
         for r in replicas + [locals().get("newcomer")]:
             if r is not None and r.alive():
                 r.kill()
+
+
+def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
+    """The router in cluster mode, its one node a replica set (`a|b|c`): reads and writes
+    through it go on when the set's leader is killed, and land on every replica."""
+    replicas = start_set(tmp_path)
+    router = None
+    try:
+        group = "|".join(f"http://127.0.0.1:{r.grpc_port}" for r in replicas)
+        (tmp_path / "router").mkdir()
+        router = subprocess.Popen(
+            [BIN, "--host", "127.0.0.1", "--http-port", "0",
+             "--storage-path", str(tmp_path / "router" / "storage"),
+             "--snapshots-path", str(tmp_path / "router" / "snapshots"),
+             "--cluster-nodes", group, "--cluster-hedge-after-ms", "200"],
+            stdout=subprocess.PIPE, stderr=open(tmp_path / "router" / "log.txt", "ab"),
+            stdin=subprocess.DEVNULL)
+        line = router.stdout.readline().decode()
+        assert line.startswith("listening on "), line
+        client = QdrantClient(url=line.split("listening on ", 1)[1].strip(), timeout=10)
+        client.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        acked = {}
+
+        def write(pid: int) -> None:
+            # Within an election the set answers 503: the client tries again (a retry of an
+            # upsert of the same values is safe).
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.upsert("c", [models.PointStruct(
+                        id=pid, vector=vector(pid, 1), payload={"version": 1})], wait=True)
+                    acked[pid] = True
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+        for pid in range(100):
+            write(pid)
+        leader = leader_of(replicas)
+        leader.kill()
+        # Reads right after the kill: the dead replica is skipped.
+        for _ in range(30):
+            assert len(client.query_points("c", query=vector(3, 1), limit=5).points) == 5
+        for pid in range(100, 150):
+            write(pid)
+        assert client.count("c", exact=True).count == 150
+        leader.start()
+        wait_for("replicas to converge", lambda: converged(replicas))
+        states = [all_points(r) for r in replicas]
+        assert states[0] == states[1] == states[2]
+        assert sorted(states[0]) == sorted(acked) == list(range(150))
+        expected = replicas[0].client().query_points("c", query=vector(5, 1), limit=10).points
+        got = client.query_points("c", query=vector(5, 1), limit=10).points
+        assert [(p.id, round(p.score, 4)) for p in got] == \
+            [(p.id, round(p.score, 4)) for p in expected]
+    finally:
+        if router is not None:
+            router.kill()
+            router.wait()
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_partitioned_leader_loses_its_unacknowledged_writes(tmp_path):
+    proxies: list[Proxy] = []
+    replicas = start_set(tmp_path, proxies=proxies)
+    try:
+        leader = leader_of(replicas)
+        leader.client().create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        for pid in range(20):
+            leader.client().upsert("c", [models.PointStruct(
+                id=pid, vector=vector(pid, 1), payload={"version": 1})], wait=True)
+        old = leader
+        others = [r for r in replicas if r is not old]
+        # Cut the leader off both ways: its calls to the others, and theirs to it.
+        for r, p in zip(replicas, proxies):
+            if r is old:
+                p.cut |= {str(o.rid) for o in others}
+            else:
+                p.cut.add(str(old.rid))
+        answers = {}
+
+        def write_to_old(pid):
+            answers[pid] = httpx.put(
+                old.url + "/collections/c/points?wait=true", timeout=60,
+                json={"points": [{"id": pid, "vector": vector(pid, 1),
+                                  "payload": {"version": 1}}]}).status_code
+
+        minority = [threading.Thread(target=write_to_old, args=(pid,)) for pid in (1000, 1001)]
+        for t in minority:
+            t.start()
+        # The majority elects a leader of its own and takes writes.
+        new = leader_of(others)
+        assert new is not old
+        for pid in range(2000, 2020):
+            others[pid % 2].client().upsert("c", [models.PointStruct(
+                id=pid, vector=vector(pid, 1), payload={"version": 1})], wait=True)
+        for t in minority:
+            t.join()
+        # The cut-off leader acknowledged neither write.
+        assert answers == {1000: 503, 1001: 503}, answers
+        # Healed: the old leader follows the new one, its own entries replaced.
+        for p in proxies:
+            p.cut.clear()
+        wait_for("the old leader to follow", lambda: old.status()["state"] == "Follower")
+        wait_for("replicas to converge", lambda: converged(replicas))
+        states = [all_points(r) for r in replicas]
+        assert states[0] == states[1] == states[2]
+        assert sorted(states[0]) == list(range(20)) + list(range(2000, 2020))
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+        for p in proxies:
+            p.close()

@@ -16,6 +16,7 @@
 mod cluster;
 pub mod keys;
 pub mod regions;
+pub mod replicas;
 pub mod wire;
 
 pub use cluster::{
@@ -34,11 +35,11 @@ use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use quant::Metric;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use storage::{Query, Record, ScoredPoint, ScrollPage, SearchRequest, Update, VectorSelector};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 /// Where a point lives among a collection's shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,9 @@ pub struct NodeOptions {
     /// The longest one call may take, when shorter than what is left of its request's time:
     /// a node that hangs is then given up on in time for a partial answer.
     pub call_timeout: Option<Duration>,
+    /// A node that is a replica set: a read its first replica has not answered within this
+    /// is sent to a second one too (the first answer wins). `None`: no second request.
+    pub hedge_after: Option<Duration>,
 }
 
 impl Default for NodeOptions {
@@ -107,6 +111,7 @@ impl Default for NodeOptions {
             connect_timeout: Duration::from_secs(2),
             api_key: None,
             call_timeout: None,
+            hedge_after: None,
         }
     }
 }
@@ -114,8 +119,8 @@ impl Default for NodeOptions {
 /// One server holding shards: its gRPC channels and its health.
 pub struct Node {
     url: String,
-    channels: Vec<Channel>,
-    next: AtomicUsize,
+    /// The node's connections (a replica set's: each replica's, behind one service).
+    set: replicas::ReplicaSet,
     api_key: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     call_timeout: Option<Duration>,
     up: AtomicBool,
@@ -128,21 +133,29 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// A node at `url` (`http://host:port`, its gRPC port). Connections are made when first
-    /// used and remade after a failure, so a node that was down is used again once it is
-    /// back; [`Node::probe`] checks it now.
+    /// A node at `url` (`http://host:port`, its gRPC port), or a replica set of nodes
+    /// (`http://a:port|http://b:port|...`, see [`replicas`]). Connections are made when
+    /// first used and remade after a failure, so a node that was down is used again once it
+    /// is back; [`Node::probe`] checks it now.
     pub fn new(url: &str, options: &NodeOptions) -> Result<Node, String> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("node `{url}`: not a URL: {e}"))?
-            .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        if endpoint.uri().scheme_str() != Some("http") {
-            return Err(format!(
-                "node `{url}`: only `http://` node URLs are served (TLS to nodes is not yet)"
-            ));
+        let mut members = Vec::new();
+        for member in url.split('|') {
+            let endpoint = Endpoint::from_shared(member.to_string())
+                .map_err(|e| format!("node `{member}`: not a URL: {e}"))?
+                .connect_timeout(options.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+            if endpoint.uri().scheme_str() != Some("http") {
+                return Err(format!(
+                    "node `{member}`: only `http://` node URLs are served (TLS to nodes is not yet)"
+                ));
+            }
+            let channels = (0..options.connections.max(1))
+                .map(|_| endpoint.connect_lazy())
+                .collect();
+            members.push((member.to_string(), channels));
         }
         let api_key = match &options.api_key {
             Some(k) => Some(
@@ -153,10 +166,7 @@ impl Node {
         };
         Ok(Node {
             url: url.to_string(),
-            channels: (0..options.connections.max(1))
-                .map(|_| endpoint.connect_lazy())
-                .collect(),
-            next: AtomicUsize::new(0),
+            set: replicas::ReplicaSet::new(members, options.hedge_after),
             api_key,
             call_timeout: options.call_timeout,
             up: AtomicBool::new(true),
@@ -173,9 +183,14 @@ impl Node {
         self.up.load(Ordering::Relaxed)
     }
 
-    fn channel(&self) -> Channel {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        self.channels[i].clone()
+    fn channel(&self) -> replicas::ReplicaSet {
+        self.set.clone()
+    }
+
+    /// A replica set's replicas (the node itself when it is not one), each with whether its
+    /// last call reached it.
+    pub fn replicas(&self) -> Vec<(String, bool)> {
+        self.set.health()
     }
 
     /// A read's deadline: the request's, or sooner by the call timeout. Writes and
@@ -230,11 +245,11 @@ impl Node {
         Ok(reply.version)
     }
 
-    fn points(&self) -> PointsClient<Channel> {
+    fn points(&self) -> PointsClient<replicas::ReplicaSet> {
         PointsClient::new(self.channel()).max_decoding_message_size(MAX_ANSWER_BYTES)
     }
 
-    fn collections(&self) -> CollectionsClient<Channel> {
+    fn collections(&self) -> CollectionsClient<replicas::ReplicaSet> {
         CollectionsClient::new(self.channel())
     }
 

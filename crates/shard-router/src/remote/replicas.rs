@@ -1,0 +1,343 @@
+//! A node that is a replica set: one gRPC service over the channels of its replicas (a
+//! node URL of the form `http://a:6334|http://b:6334|http://c:6334`).
+//!
+//! - **Reads** go to one replica picked by the power of two choices: two replicas that
+//!   answered their last call drawn at random, the one with fewer calls outstanding taken.
+//!   A replica that cannot be reached (connection refused, reset, cut) is skipped and the
+//!   read sent to the next; with a hedge delay set, a read not answered within it is sent to
+//!   a second replica too and the first answer wins (a slow replica costs the delay, not its
+//!   whole latency).
+//! - **Writes** go to the replica that took the last write (the leader, most often; any
+//!   replica hands a write on to its leader) and move to the next one only when the first
+//!   could not be connected to: a write that reached a replica and lost its answer is not
+//!   sent twice.
+//!
+//! The request body (one encoded message: every call through here is unary) is read once
+//! and sent as often as needed.
+
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::transport::Channel;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One replica's connections and standing.
+struct Replica {
+    url: String,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+    outstanding: AtomicUsize,
+    up: AtomicBool,
+}
+
+struct Inner {
+    replicas: Vec<Replica>,
+    /// The replica that took the last write.
+    writer: AtomicUsize,
+    hedge_after: Option<Duration>,
+    rng: AtomicU64,
+}
+
+/// The gRPC service of a node: its replicas behind one channel.
+#[derive(Clone)]
+pub struct ReplicaSet {
+    inner: Arc<Inner>,
+}
+
+/// Whether a gRPC method changes state (sent to one replica, moved only when not sent).
+fn is_write(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or("");
+    matches!(
+        method,
+        "Upsert"
+            | "Delete"
+            | "UpdateVectors"
+            | "DeleteVectors"
+            | "SetPayload"
+            | "OverwritePayload"
+            | "DeletePayload"
+            | "ClearPayload"
+            | "UpdateBatch"
+            | "CreateFieldIndex"
+            | "DeleteFieldIndex"
+            | "Create"
+            | "Update"
+            | "UpdateAliases"
+            | "CreateShardKey"
+            | "DeleteShardKey"
+    )
+}
+
+/// Whether a transport error happened before the request left (nothing was sent).
+fn not_sent(e: &BoxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(s) = source {
+        let text = format!("{s:?}");
+        if text.contains("ConnectError") || text.contains("Connection refused") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+impl ReplicaSet {
+    /// The set over `channels` (each replica's connections, with its URL).
+    pub fn new(replicas: Vec<(String, Vec<Channel>)>, hedge_after: Option<Duration>) -> ReplicaSet {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        ReplicaSet {
+            inner: Arc::new(Inner {
+                replicas: replicas
+                    .into_iter()
+                    .map(|(url, channels)| Replica {
+                        url,
+                        channels,
+                        next: AtomicUsize::new(0),
+                        outstanding: AtomicUsize::new(0),
+                        up: AtomicBool::new(true),
+                    })
+                    .collect(),
+                writer: AtomicUsize::new(0),
+                hedge_after,
+                rng: AtomicU64::new(seed),
+            }),
+        }
+    }
+
+    /// Each replica's URL and whether its last call reached it.
+    pub fn health(&self) -> Vec<(String, bool)> {
+        self.inner
+            .replicas
+            .iter()
+            .map(|r| (r.url.clone(), r.up.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+impl Inner {
+    fn random(&self) -> u64 {
+        // xorshift64: a draw per read, no lock.
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// The replicas in the order a read tries them: the power of two choices first, then
+    /// the others that are up, then those that are not (a replica thought down is tried
+    /// last rather than never: it may be back).
+    fn read_order(&self) -> Vec<usize> {
+        let n = self.replicas.len();
+        let up: Vec<usize> = (0..n)
+            .filter(|&i| self.replicas[i].up.load(Ordering::Relaxed))
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        if up.len() >= 2 {
+            let a = up[(self.random() % up.len() as u64) as usize];
+            let mut b = up[(self.random() % (up.len() as u64 - 1)) as usize];
+            if b == a {
+                b = up[up.len() - 1];
+            }
+            let load = |i: usize| self.replicas[i].outstanding.load(Ordering::Relaxed);
+            let (first, second) = if load(b) < load(a) { (b, a) } else { (a, b) };
+            order.push(first);
+            order.push(second);
+        } else {
+            order.extend(&up);
+        }
+        let start = (self.random() % n as u64) as usize;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if up.contains(&i) && !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        for i in 0..n {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        order
+    }
+
+    /// The replicas in the order a write tries them: the last writer first.
+    fn write_order(&self) -> Vec<usize> {
+        let n = self.replicas.len();
+        let first = self.writer.load(Ordering::Relaxed) % n;
+        (0..n).map(|k| (first + k) % n).collect()
+    }
+
+    async fn send(
+        &self,
+        i: usize,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, BoxError> {
+        use tonic::codegen::Service;
+        let r = &self.replicas[i];
+        let mut channel =
+            r.channels[r.next.fetch_add(1, Ordering::Relaxed) % r.channels.len()].clone();
+        r.outstanding.fetch_add(1, Ordering::Relaxed);
+        let result = async {
+            std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+            channel.call(req).await
+        }
+        .await;
+        r.outstanding.fetch_sub(1, Ordering::Relaxed);
+        r.up.store(result.is_ok(), Ordering::Relaxed);
+        result.map_err(|e| Box::new(e) as BoxError)
+    }
+}
+
+fn rebuild(parts: &http::request::Parts, body: &bytes_type::Bytes) -> http::Request<Body> {
+    let mut b = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    if let Some(h) = b.headers_mut() {
+        *h = parts.headers.clone();
+    }
+    b.body(Body::new(Full::new(body.clone())))
+        .expect("parts of a request that was built")
+}
+
+mod bytes_type {
+    pub use tonic::codegen::Bytes;
+}
+
+impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Each call waits for its replica's channel itself.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if inner.replicas.len() == 1 {
+                return inner.send(0, req).await;
+            }
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes();
+            if is_write(parts.uri.path()) {
+                let mut last = None;
+                for i in inner.write_order() {
+                    match inner.send(i, rebuild(&parts, &body)).await {
+                        Err(e) if not_sent(&e) => last = Some(e),
+                        Ok(r) => {
+                            inner.writer.store(i, Ordering::Relaxed);
+                            return Ok(r);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Err(last.unwrap_or_else(|| "no replica to write to".into()));
+            }
+            let order = inner.read_order();
+            let mut last = None;
+            let mut k = 0;
+            while k < order.len() {
+                let first = inner.send(order[k], rebuild(&parts, &body));
+                let hedge = match (inner.hedge_after, order.get(k + 1)) {
+                    (Some(d), Some(&second)) => Some((d, second)),
+                    _ => None,
+                };
+                let result = match hedge {
+                    None => first.await,
+                    Some((delay, second)) => {
+                        tokio::pin!(first);
+                        tokio::select! {
+                            r = &mut first => r,
+                            _ = tokio::time::sleep(delay) => {
+                                // The first is slow: a second replica races it.
+                                k += 1;
+                                let other = inner.send(second, rebuild(&parts, &body));
+                                tokio::pin!(other);
+                                tokio::select! {
+                                    r = &mut first => match r {
+                                        Ok(r) => Ok(r),
+                                        Err(_) => other.await,
+                                    },
+                                    r = &mut other => match r {
+                                        Ok(r) => Ok(r),
+                                        Err(_) => first.await,
+                                    },
+                                }
+                            }
+                        }
+                    }
+                };
+                match result {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = Some(e),
+                }
+                k += 1;
+            }
+            Err(last.unwrap_or_else(|| "no replica to read from".into()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_are_told_apart() {
+        assert!(is_write("/qdrant.Points/Upsert"));
+        assert!(is_write("/qdrant.Collections/Create"));
+        assert!(is_write("/qdrant.Points/UpdateBatch"));
+        assert!(!is_write("/qdrant.Points/Query"));
+        assert!(!is_write("/qdrant.Points/Scroll"));
+        assert!(!is_write("/qdrant.Collections/Get"));
+        assert!(!is_write("/qdrant.Qdrant/HealthCheck"));
+    }
+
+    #[tokio::test]
+    async fn reads_prefer_fewer_outstanding_and_skip_replicas_down() {
+        let ch = |port: u16| {
+            vec![
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect_lazy(),
+            ]
+        };
+        let set = ReplicaSet::new(
+            vec![
+                ("a".into(), ch(1)),
+                ("b".into(), ch(2)),
+                ("c".into(), ch(3)),
+            ],
+            None,
+        );
+        let inner = &set.inner;
+        inner.replicas[0].outstanding.store(10, Ordering::Relaxed);
+        inner.replicas[1].outstanding.store(10, Ordering::Relaxed);
+        // With two of three loaded, the idle one is first whenever it is drawn, and it is
+        // drawn in two draws of two out of three: most of the time.
+        let firsts = (0..300).filter(|_| inner.read_order()[0] == 2).count();
+        assert!(firsts > 150, "{firsts}");
+        inner.replicas[2].up.store(false, Ordering::Relaxed);
+        for _ in 0..50 {
+            let order = inner.read_order();
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2], 2, "a replica down is tried last");
+        }
+        inner.writer.store(1, Ordering::Relaxed);
+        assert_eq!(inner.write_order(), vec![1, 2, 0]);
+    }
+}
