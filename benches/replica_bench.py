@@ -46,8 +46,10 @@ def request(method: str, url: str, body=None, timeout=30.0):
 
 
 class Server:
-    def __init__(self, binary: str, root: pathlib.Path, name: str, replica_id=None):
+    def __init__(self, binary: str, root: pathlib.Path, name: str, replica_id=None,
+                 heartbeat_ms=100):
         self.binary, self.dir, self.replica_id = binary, root / name, replica_id
+        self.heartbeat_ms = heartbeat_ms
         self.port, self.grpc = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -58,7 +60,8 @@ class Server:
                 "--grpc-port", str(self.grpc), "--storage-path", str(self.dir / "storage"),
                 "--snapshots-path", str(self.dir / "snapshots"), "--log-level", "warn"]
         if self.replica_id is not None:
-            args += ["--replica-id", str(self.replica_id)]
+            args += ["--replica-id", str(self.replica_id),
+                     "--replica-heartbeat-ms", str(self.heartbeat_ms)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=open(self.dir / "log.txt", "ab"))
         line = self.proc.stdout.readline().decode()
@@ -114,6 +117,7 @@ def main():
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--heartbeat-ms", type=int, default=100)
     args = p.parse_args()
     root = pathlib.Path(tempfile.mkdtemp(prefix="replica-bench-"))
     servers = []
@@ -124,7 +128,8 @@ def main():
         one = upload_rate(args.loadtest, single.url, root / "lt-single", args)
         single.stop()
 
-        replicas = [Server(args.router, root, f"r{i}", replica_id=i) for i in (1, 2, 3)]
+        replicas = [Server(args.router, root, f"r{i}", replica_id=i,
+                           heartbeat_ms=args.heartbeat_ms) for i in (1, 2, 3)]
         for r in replicas:
             r.start()
             servers.append(r)
@@ -160,7 +165,8 @@ def main():
         print(f"| write throughput, one router | {one:,.0f} points/s |")
         print(f"| write throughput, 3-replica set (to its leader) | {three:,.0f} points/s "
               f"({three / one:.2f}x) |")
-        print(f"| failover over {len(times)} leader kills: p50 / p99 / max | "
+        print(f"| failover over {len(times)} leader kills (heartbeat {args.heartbeat_ms} ms): "
+              f"p50 / p99 / max | "
               f"{statistics.median(times) * 1000:.0f} / {p99 * 1000:.0f} / "
               f"{times[-1] * 1000:.0f} ms |")
     finally:

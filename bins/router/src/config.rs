@@ -155,7 +155,7 @@ pub struct Args {
     #[arg(long, env = "VR_REPLICA_SNAPSHOT_ENTRIES")]
     pub replica_snapshot_entries: Option<u64>,
     /// Replica mode: the leader's heartbeat interval in milliseconds; a follower that hears
-    /// none for 3 to 6 intervals starts an election. Default 150.
+    /// none for 3 to 6 intervals starts an election. Default 100.
     #[arg(long, env = "VR_REPLICA_HEARTBEAT_MS")]
     pub replica_heartbeat_ms: Option<u64>,
 }
@@ -541,7 +541,7 @@ impl Settings {
                         "replica snapshot_entries {snapshot_entries} is not between 100 and 100000000"
                     ));
                 }
-                let heartbeat_ms = args.replica_heartbeat_ms.unwrap_or(150);
+                let heartbeat_ms = args.replica_heartbeat_ms.unwrap_or(100);
                 if !(20..=10_000).contains(&heartbeat_ms) {
                     return Err(format!(
                         "replica heartbeat_ms {heartbeat_ms} is not between 20 and 10000"
