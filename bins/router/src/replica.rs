@@ -361,9 +361,13 @@ impl Replica {
             // follower a few entries behind catches up from the log instead of a whole
             // snapshot.
             max_in_snapshot_log_to_keep: (settings.snapshot_entries / 10).min(1000),
-            // Entries carry whole write requests: a few per append keep a message bounded.
+            // Entries carry whole write requests: a few per append keep a message bounded
+            // (and `Network` asks for fewer when a message grows past its byte bound).
             max_payload_entries: 64,
-            snapshot_max_chunk_size: 4 << 20,
+            snapshot_max_chunk_size: 1 << 20,
+            // Per chunk, and the last chunk's answer waits for the whole storage to be
+            // restored from it.
+            install_snapshot_timeout: 120_000,
             ..Default::default()
         }
         .validate()
@@ -372,6 +376,23 @@ impl Replica {
         let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
+        // A replica whose Raft stopped on an error of its own (a disk failure while applying,
+        // a snapshot it could not install) would go on answering reads from a state that no
+        // longer follows its set: the process exits instead, and its next start restores the
+        // latest snapshot and applies the log again.
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {
+                let state = metrics.borrow().running_state.clone();
+                match state {
+                    Ok(()) | Err(openraft::error::Fatal::Stopped) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "replica: raft stopped on an error; exiting (a restart restores the latest snapshot and applies the log again)");
+                        std::process::exit(70);
+                    }
+                }
+            }
+        });
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .build()

@@ -17,6 +17,10 @@ use openraft::raft::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
+/// The commands an append message carries at most, in bytes (a single larger command is
+/// sent alone).
+const MAX_APPEND_BYTES: usize = 4 << 20;
+
 /// The header carrying the API key (Qdrant's).
 pub const API_KEY_HEADER: &str = "api-key";
 
@@ -124,6 +128,25 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        // openraft 0.9 gives an append one heartbeat interval: a message of many large writes
+        // is split (Raft sends fewer entries at once after `PayloadTooLarge`).
+        let n = rpc.entries.len() as u64;
+        if n > 1 {
+            let bytes: usize = rpc
+                .entries
+                .iter()
+                .map(|e| match &e.payload {
+                    openraft::EntryPayload::Normal(b) => b.0.len(),
+                    _ => 64,
+                })
+                .sum();
+            if bytes > MAX_APPEND_BYTES {
+                let fit = (n * MAX_APPEND_BYTES as u64 / bytes as u64).clamp(1, n - 1);
+                return Err(RPCError::PayloadTooLarge(
+                    openraft::error::PayloadTooLarge::new_entries_hint(fit),
+                ));
+            }
+        }
         self.call("append", &rpc, &option).await
     }
 

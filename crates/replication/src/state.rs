@@ -72,6 +72,8 @@ struct Inner<A> {
     /// entries only up to it (`LogStore::purge`), so that a start after a crash always finds
     /// the entries after the snapshot it restores.
     published: Arc<AtomicU64>,
+    /// Numbers the files snapshots are received into.
+    incoming: AtomicU64,
 }
 
 /// The state machine of one replica (cheap to clone: clones share the state).
@@ -109,6 +111,7 @@ impl<A: Applier> StateMachine<A> {
                 dir: dir.to_path_buf(),
                 state: Mutex::new(AppliedState::default()),
                 published: Arc::new(AtomicU64::new(0)),
+                incoming: AtomicU64::new(0),
             }),
         };
         if let Some((meta, _)) = sm.current_snapshot()? {
@@ -119,7 +122,9 @@ impl<A: Applier> StateMachine<A> {
         }
         let state = match found {
             Ok(Some(s)) if s.applying.is_none() => s,
-            Ok(None) if fresh => AppliedState::default(),
+            // A fresh state with snapshots of its own (its record removed by hand): the
+            // latest is restored, since the log may be purged behind it.
+            Ok(None) if fresh => sm.restore_latest()?,
             Ok(None) => {
                 return Err(io::Error::other(format!(
                     "the storage holds collections but {} has no record of what was applied to \
@@ -171,6 +176,24 @@ impl<A: Applier> StateMachine<A> {
             let path = self.data_path(&m.snapshot_id);
             (m, path)
         }))
+    }
+
+    /// The received file with this inode; other received files (streams given up on) go.
+    fn incoming_file(&self, inode: u64) -> io::Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let mut found = None;
+        for e in std::fs::read_dir(&self.inner.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("snapshot-incoming-") && name.ends_with(".part") {
+                if e.metadata()?.ino() == inode {
+                    found = Some(e.path());
+                } else {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        found.ok_or_else(|| io::Error::other("the received snapshot's file is gone"))
     }
 
     fn data_path(&self, id: &str) -> PathBuf {
@@ -310,7 +333,10 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
     async fn begin_receiving_snapshot(
         &mut self,
     ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
-        let path = self.inner.dir.join("snapshot-incoming.part");
+        // A file of its own per stream (a new stream may begin before the last one's file
+        // is installed), found again at install by its inode.
+        let n = self.inner.incoming.fetch_add(1, Ordering::Relaxed);
+        let path = self.inner.dir.join(format!("snapshot-incoming-{n}.part"));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -328,19 +354,25 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
         snapshot.sync_all().await.map_err(snapshot_error)?;
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            snapshot.metadata().await.map_err(snapshot_error)?.ino()
+        };
         drop(snapshot);
-        let incoming = self.inner.dir.join("snapshot-incoming.part");
         let path = self.data_path(&meta.snapshot_id);
         blocking(|| -> io::Result<()> {
             let mut state = self.lock();
+            let incoming = self.incoming_file(inode)?;
             std::fs::rename(&incoming, &path)?;
             persist::sync_dir(&self.inner.dir)?;
-            // Marked first: a crash while the storage is replaced restores it again.
+            // Marked first: a crash while the storage is replaced restores the snapshot
+            // published before (this one is published only once restored, so an archive
+            // that cannot be restored never replaces it).
             let mut marked = state.clone();
             marked.applying = meta.last_log_id.map(|l| l.index);
             self.write_applied(&marked)?;
-            self.publish(meta)?;
             self.inner.applier.restore(Some(&path))?;
+            self.publish(meta)?;
             *state = AppliedState {
                 applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),

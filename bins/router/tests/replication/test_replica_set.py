@@ -458,7 +458,9 @@ def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
             assert len(client.query_points("c", query=vector(3, 1), limit=5).points) == 5
         for pid in range(100, 150):
             write(pid)
-        assert client.count("c", exact=True).count == 150
+        # Through the router a read may reach a follower a moment behind: wait for it.
+        wait_for("150 points through the router",
+                 lambda: client.count("c", exact=True).count == 150)
         leader.start()
         wait_for("replicas to converge", lambda: converged(replicas))
         states = [all_points(r) for r in replicas]

@@ -7,10 +7,14 @@
 //!   read sent to the next; with a hedge delay set, a read not answered within it is sent to
 //!   a second replica too and the first answer wins (a slow replica costs the delay, not its
 //!   whole latency).
+//!   A read a replica answers with `UNAVAILABLE` (it has no leader to confirm with, or its
+//!   replica set stopped) is sent to the next one too: reads are safe to repeat. A replica
+//!   that failed is drawn again a second later.
 //! - **Writes** go to the replica that took the last write (the leader, most often; any
-//!   replica hands a write on to its leader) and move to the next one only when the first
-//!   could not be connected to: a write that reached a replica and lost its answer is not
-//!   sent twice.
+//!   replica hands a write on to its leader) and move to the next one when the first could
+//!   not be connected to (sent again: nothing left) or answered `UNAVAILABLE` (not sent
+//!   again: it may yet be applied, but the next write goes elsewhere): a write that reached
+//!   a replica is never sent twice.
 //!
 //! The request body (one encoded message: every call through here is unary) is read once
 //! and sent as often as needed.
@@ -34,10 +38,45 @@ struct Replica {
     next: AtomicUsize,
     outstanding: AtomicUsize,
     up: AtomicBool,
+    /// When it last failed, in milliseconds since the set was made: a replica down is drawn
+    /// again after [`RETRY_DOWN_AFTER`].
+    down_since_ms: AtomicU64,
 }
+
+/// How long a replica that failed stays out of the draw.
+const RETRY_DOWN_AFTER: Duration = Duration::from_secs(1);
+
+/// Counts a call outstanding on a replica while it lives: a call dropped half way (a hedge
+/// that lost, a deadline) is uncounted too.
+struct Outstanding<'a>(&'a AtomicUsize);
+
+impl<'a> Outstanding<'a> {
+    fn new(c: &'a AtomicUsize) -> Outstanding<'a> {
+        c.fetch_add(1, Ordering::Relaxed);
+        Outstanding(c)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The gRPC status a response carries in its headers (tonic answers an error as a
+/// trailers-only response); `None` for a success, whose status follows in the trailers.
+fn header_status(r: &http::Response<Body>) -> Option<i32> {
+    r.headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+const UNAVAILABLE: i32 = 14;
 
 struct Inner {
     replicas: Vec<Replica>,
+    made: std::time::Instant,
     /// The replica that took the last write.
     writer: AtomicUsize,
     hedge_after: Option<Duration>,
@@ -74,12 +113,13 @@ fn is_write(path: &str) -> bool {
     )
 }
 
-/// Whether a transport error happened before the request left (nothing was sent).
+/// Whether a transport error happened before the request left (nothing was sent): a
+/// connection that could not be made (tonic's `ConnectError`, which its reconnecting channel
+/// also returns for a call made while it has no connection).
 fn not_sent(e: &BoxError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
     while let Some(s) = source {
-        let text = format!("{s:?}");
-        if text.contains("ConnectError") || text.contains("Connection refused") {
+        if s.downcast_ref::<tonic::ConnectError>().is_some() {
             return true;
         }
         source = s.source();
@@ -104,8 +144,10 @@ impl ReplicaSet {
                         next: AtomicUsize::new(0),
                         outstanding: AtomicUsize::new(0),
                         up: AtomicBool::new(true),
+                        down_since_ms: AtomicU64::new(0),
                     })
                     .collect(),
+                made: std::time::Instant::now(),
                 writer: AtomicUsize::new(0),
                 hedge_after,
                 rng: AtomicU64::new(seed),
@@ -139,8 +181,14 @@ impl Inner {
     /// last rather than never: it may be back).
     fn read_order(&self) -> Vec<usize> {
         let n = self.replicas.len();
+        let now = self.made.elapsed().as_millis() as u64;
         let up: Vec<usize> = (0..n)
-            .filter(|&i| self.replicas[i].up.load(Ordering::Relaxed))
+            .filter(|&i| {
+                let r = &self.replicas[i];
+                r.up.load(Ordering::Relaxed)
+                    || now.saturating_sub(r.down_since_ms.load(Ordering::Relaxed))
+                        >= RETRY_DOWN_AFTER.as_millis() as u64
+            })
             .collect();
         let mut order = Vec::with_capacity(n);
         if up.len() >= 2 {
@@ -187,15 +235,27 @@ impl Inner {
         let r = &self.replicas[i];
         let mut channel =
             r.channels[r.next.fetch_add(1, Ordering::Relaxed) % r.channels.len()].clone();
-        r.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _counted = Outstanding::new(&r.outstanding);
         let result = async {
             std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
             channel.call(req).await
         }
         .await;
-        r.outstanding.fetch_sub(1, Ordering::Relaxed);
-        r.up.store(result.is_ok(), Ordering::Relaxed);
+        let answered = match &result {
+            Ok(resp) => header_status(resp) != Some(UNAVAILABLE),
+            Err(_) => false,
+        };
+        self.mark(i, answered);
         result.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    fn mark(&self, i: usize, answered: bool) {
+        let r = &self.replicas[i];
+        r.up.store(answered, Ordering::Relaxed);
+        if !answered {
+            r.down_since_ms
+                .store(self.made.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -235,20 +295,31 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
             let body = body.collect().await?.to_bytes();
             if is_write(parts.uri.path()) {
                 let mut last = None;
+                let n = inner.replicas.len();
                 for i in inner.write_order() {
                     match inner.send(i, rebuild(&parts, &body)).await {
                         Err(e) if not_sent(&e) => last = Some(e),
+                        Ok(r) if header_status(&r) == Some(UNAVAILABLE) => {
+                            // Reached but could not commit (no leader, cut off): not sent
+                            // again, as it may yet be applied; the next write tries elsewhere.
+                            inner.writer.store((i + 1) % n, Ordering::Relaxed);
+                            return Ok(r);
+                        }
                         Ok(r) => {
                             inner.writer.store(i, Ordering::Relaxed);
                             return Ok(r);
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            inner.writer.store((i + 1) % n, Ordering::Relaxed);
+                            return Err(e);
+                        }
                     }
                 }
                 return Err(last.unwrap_or_else(|| "no replica to write to".into()));
             }
             let order = inner.read_order();
             let mut last = None;
+            let mut last_unavailable = None;
             let mut k = 0;
             while k < order.len() {
                 let first = inner.send(order[k], rebuild(&parts, &body));
@@ -269,12 +340,12 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                                 tokio::pin!(other);
                                 tokio::select! {
                                     r = &mut first => match r {
-                                        Ok(r) => Ok(r),
-                                        Err(_) => other.await,
+                                        Ok(r) if header_status(&r) != Some(UNAVAILABLE) => Ok(r),
+                                        _ => other.await,
                                     },
                                     r = &mut other => match r {
-                                        Ok(r) => Ok(r),
-                                        Err(_) => first.await,
+                                        Ok(r) if header_status(&r) != Some(UNAVAILABLE) => Ok(r),
+                                        _ => first.await,
                                     },
                                 }
                             }
@@ -282,10 +353,17 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                     }
                 };
                 match result {
+                    Ok(r) if header_status(&r) == Some(UNAVAILABLE) && k + 1 < order.len() => {
+                        // Kept in case every replica answers so.
+                        last_unavailable = Some(r);
+                    }
                     Ok(r) => return Ok(r),
                     Err(e) => last = Some(e),
                 }
                 k += 1;
+            }
+            if let Some(r) = last_unavailable {
+                return Ok(r);
             }
             Err(last.unwrap_or_else(|| "no replica to read from".into()))
         })
@@ -331,12 +409,21 @@ mod tests {
         // drawn in two draws of two out of three: most of the time.
         let firsts = (0..300).filter(|_| inner.read_order()[0] == 2).count();
         assert!(firsts > 150, "{firsts}");
-        inner.replicas[2].up.store(false, Ordering::Relaxed);
+        inner.mark(2, false);
         for _ in 0..50 {
             let order = inner.read_order();
             assert_eq!(order.len(), 3);
             assert_eq!(order[2], 2, "a replica down is tried last");
         }
+        // A second later it is drawn again.
+        inner.replicas[2].down_since_ms.store(0, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!((0..100).any(|_| inner.read_order()[0] == 2));
+        {
+            let _a = Outstanding::new(&inner.replicas[0].outstanding);
+            assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 11);
+        }
+        assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 10);
         inner.writer.store(1, Ordering::Relaxed);
         assert_eq!(inner.write_order(), vec![1, 2, 0]);
     }
