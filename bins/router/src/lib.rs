@@ -641,35 +641,45 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Replica mode: a read asking Qdrant's `consistency` of `majority`, `quorum`, `all` (or a
-/// number above 1) waits for the replica set's read barrier first (linearizable); other
-/// reads answer from what this replica has applied.
+/// A read's `consistency` (Qdrant's: `majority`, `quorum`, `all`, or a number of replicas).
+/// In replica mode a level above one replica waits for the replica set's read barrier first
+/// (linearizable), and other reads answer from what this replica has applied. In cluster
+/// mode the level goes with the request's reads to every node (a replica set of ours, a
+/// Qdrant cluster). A level that does not read is refused.
 async fn read_consistency(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(r) = state.replica() else {
-        return next.run(req).await;
-    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let strong = req.uri().query().is_some_and(|q| {
-        q.split('&').any(|kv| match kv.split_once('=') {
-            Some(("consistency", v)) => {
-                matches!(v, "majority" | "quorum" | "all") || v.parse::<u32>().is_ok_and(|n| n > 1)
-            }
-            _ => false,
-        })
-    });
-    if strong && is_read_only(req.method(), route.as_deref()) {
-        if let Err(e) = r.read_barrier(Instant::now() + state.timeout).await {
-            return e.into_response();
-        }
+    if !is_read_only(req.method(), route.as_deref()) {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let asked = req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find_map(|(k, v)| (k == "consistency").then_some(v))
+    });
+    let level = match asked.map(shard_router::remote::parse_read_consistency) {
+        None => None,
+        Some(Ok(level)) => Some(level),
+        Some(Err(e)) => {
+            return ApiError::bad_request(format!("Format error in query string: {e}"))
+                .into_response()
+        }
+    };
+    if let Some(r) = state.replica() {
+        if shard_router::remote::is_strong_read(level.as_ref()) {
+            if let Err(e) = r.read_barrier(Instant::now() + state.timeout).await {
+                return e.into_response();
+            }
+        }
+        return next.run(req).await;
+    }
+    shard_router::remote::with_read_consistency(level, next.run(req)).await
 }
 
 /// The routes with every layer the server puts around them (authentication, limits, timeout,

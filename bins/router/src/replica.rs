@@ -34,6 +34,7 @@ use replication::{Blob, Node, NodeId, Raft};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -327,6 +328,8 @@ pub struct Replica {
     applier: Arc<StorageApplier>,
     http: reqwest::Client,
     api_key: Option<String>,
+    /// Reads answered after the read barrier: those asking a level above one replica.
+    linearizable_reads: AtomicU64,
 }
 
 impl Replica {
@@ -403,6 +406,7 @@ impl Replica {
             applier,
             http,
             api_key,
+            linearizable_reads: AtomicU64::new(0),
         })
     }
 
@@ -527,6 +531,7 @@ impl Replica {
                 .await
                 .map_err(|e| unavailable(format!("this replica is behind: {e}")))?;
         }
+        self.linearizable_reads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -631,6 +636,13 @@ impl Replica {
             "",
             m.last_applied.map_or(-1.0, |l| l.index as f64),
         );
+        out.push_str(&format!(
+            "# HELP vector_router_replica_linearizable_reads_total Reads answered after the \
+             replica set's read barrier (a consistency above one replica).\n\
+             # TYPE vector_router_replica_linearizable_reads_total counter\n\
+             vector_router_replica_linearizable_reads_total {}\n",
+            self.linearizable_reads.load(Ordering::Relaxed)
+        ));
         if let Some(r) = &m.replication {
             let leader_last = m.last_log_index.unwrap_or(0);
             out.push_str(

@@ -893,6 +893,12 @@ fn plan_multi(
     Ok(plan)
 }
 
+/// Whether the request being served asks its nodes for more than one replica's state
+/// (a `consistency` above one replica, in cluster mode).
+fn strong_read() -> bool {
+    shard_router::remote::is_strong_read(shard_router::remote::read_consistency().as_ref())
+}
+
 /// A search answer: the JSON array of scored points, serialised once (and cached as bytes).
 pub(crate) type Answer = Arc<Vec<u8>>;
 
@@ -906,6 +912,9 @@ async fn run_search(
 ) -> Result<Answer, ApiError> {
     let name = c.name();
     let epoch = state.cache.epoch(name);
+    // A read asking nodes for more than one replica's state is not answered from the cache:
+    // a write through another router, or straight to the nodes, is not in it.
+    let key = key.filter(|_| !strong_read());
     if let Some(hit) = key.as_ref().and_then(|k| state.cache.get(name, k)) {
         return Ok(hit);
     }
@@ -1069,6 +1078,9 @@ async fn hybrid_query(
     let name = c.name();
     let key = cached_key(state, "query", name, body);
     let epoch = state.cache.epoch(name);
+    // A read asking nodes for more than one replica's state is not answered from the cache:
+    // a write through another router, or straight to the nodes, is not in it.
+    let key = key.filter(|_| !strong_read());
     if let Some(hit) = key.as_ref().and_then(|k| state.cache.get(name, k)) {
         return Ok(hit);
     }

@@ -297,6 +297,23 @@ fn query_json(q: &pb::QueryPoints) -> Result<Json, ApiError> {
     Ok(Json::Object(out))
 }
 
+/// Runs a read at the consistency its message asks for (Qdrant's `read_consistency`): in
+/// replica mode a level above one replica waits for the replica set's read barrier first
+/// (linearizable); in cluster mode the level goes with the read to every node.
+async fn consistent<T>(
+    state: &Arc<AppState>,
+    level: Option<pb::ReadConsistency>,
+    read: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    if let Some(r) = state.replica() {
+        if shard_router::remote::is_strong_read(level.as_ref()) {
+            r.read_barrier(Instant::now() + state.timeout).await?;
+        }
+        return read.await;
+    }
+    shard_router::remote::with_read_consistency(level, read).await
+}
+
 /// Runs searches given as REST bodies; their answers as gRPC batches.
 async fn searches(
     state: &Arc<AppState>,
@@ -358,44 +375,48 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::GetPoints>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let shard_key = shard_key_json(&r.shard_key_selector)?;
-        let ids = r
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| json::id_json(id, &format!("ids[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Map::new();
-        put(&mut out, "shard_key", shard_key);
-        out.insert("ids".into(), Json::Array(ids));
-        put(
-            &mut out,
-            "with_payload",
-            r.with_payload.as_ref().map(json::with_payload_json),
-        );
-        put(
-            &mut out,
-            "with_vector",
-            r.with_vectors.as_ref().map(json::with_vectors_json),
-        );
-        let req = parse(&Json::Object(out))?;
-        let (named, records) = rest::retrieve_records(
-            &self.0,
-            &r.collection_name,
-            req,
-            deadline(&self.0, r.timeout)?,
-        )
-        .await?;
-        Ok(Response::new(pb::GetResponse {
-            result: records
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
+            let ids = r
+                .ids
                 .iter()
-                .map(|p| json::retrieved_point(named, p, None))
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+                .enumerate()
+                .map(|(i, id)| json::id_json(id, &format!("ids[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
+            out.insert("ids".into(), Json::Array(ids));
+            put(
+                &mut out,
+                "with_payload",
+                r.with_payload.as_ref().map(json::with_payload_json),
+            );
+            put(
+                &mut out,
+                "with_vector",
+                r.with_vectors.as_ref().map(json::with_vectors_json),
+            );
+            let req = parse(&Json::Object(out))?;
+            let (named, records) = rest::retrieve_records(
+                &self.0,
+                &r.collection_name,
+                req,
+                deadline(&self.0, r.timeout)?,
+            )
+            .await?;
+            Ok(Response::new(pb::GetResponse {
+                result: records
+                    .iter()
+                    .map(|p| json::retrieved_point(named, p, None))
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn update_vectors(
@@ -585,324 +606,364 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchPoints>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let mut answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Search,
-            search_json(&r).map(|b| vec![b]),
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::SearchResponse {
-            result: answers.pop().unwrap_or_default(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let mut answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Search,
+                search_json(&r).map(|b| vec![b]),
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::SearchResponse {
+                result: answers.pop().unwrap_or_default(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn search_batch(
         &self,
         request: Request<pb::SearchBatchPoints>,
     ) -> Result<Response<pb::SearchBatchResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let bodies = r.search_points.iter().map(search_json).collect();
-        let answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Search,
-            bodies,
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::SearchBatchResponse {
-            result: answers
-                .into_iter()
-                .map(|result| pb::BatchResult { result })
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let bodies = r.search_points.iter().map(search_json).collect();
+            let answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Search,
+                bodies,
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::SearchBatchResponse {
+                result: answers
+                    .into_iter()
+                    .map(|result| pb::BatchResult { result })
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn search_groups(
         &self,
         request: Request<pb::SearchPointGroups>,
     ) -> Result<Response<pb::SearchGroupsResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let search = pb::SearchPoints {
-            collection_name: String::new(),
-            vector: r.vector.clone(),
-            filter: r.filter.clone(),
-            limit: u64::from(r.limit),
-            with_payload: r.with_payload.clone(),
-            params: r.params,
-            score_threshold: r.score_threshold,
-            offset: None,
-            vector_name: r.vector_name.clone(),
-            with_vectors: r.with_vectors.clone(),
-            read_consistency: None,
-            timeout: None,
-            shard_key_selector: r.shard_key_selector.clone(),
-            sparse_indices: r.sparse_indices.clone(),
-        };
-        let Json::Object(mut out) = search_json(&search)? else {
-            unreachable!("a search body is an object")
-        };
-        group_fields(
-            &mut out,
-            &r.group_by,
-            Some(u64::from(r.group_size)),
-            r.with_lookup.as_ref(),
-        );
-        let groups = groups(
-            &self.0,
-            r.collection_name,
-            r.timeout,
-            out,
-            crate::api::groups::search_groups,
-        )
-        .await?;
-        Ok(Response::new(pb::SearchGroupsResponse {
-            result: Some(groups),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let search = pb::SearchPoints {
+                collection_name: String::new(),
+                vector: r.vector.clone(),
+                filter: r.filter.clone(),
+                limit: u64::from(r.limit),
+                with_payload: r.with_payload.clone(),
+                params: r.params,
+                score_threshold: r.score_threshold,
+                offset: None,
+                vector_name: r.vector_name.clone(),
+                with_vectors: r.with_vectors.clone(),
+                read_consistency: None,
+                timeout: None,
+                shard_key_selector: r.shard_key_selector.clone(),
+                sparse_indices: r.sparse_indices.clone(),
+            };
+            let Json::Object(mut out) = search_json(&search)? else {
+                unreachable!("a search body is an object")
+            };
+            group_fields(
+                &mut out,
+                &r.group_by,
+                Some(u64::from(r.group_size)),
+                r.with_lookup.as_ref(),
+            );
+            let groups = groups(
+                &self.0,
+                r.collection_name,
+                r.timeout,
+                out,
+                crate::api::groups::search_groups,
+            )
+            .await?;
+            Ok(Response::new(pb::SearchGroupsResponse {
+                result: Some(groups),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn scroll(
         &self,
         request: Request<pb::ScrollPoints>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let shard_key = shard_key_json(&r.shard_key_selector)?;
-        let mut out = Map::new();
-        put(&mut out, "shard_key", shard_key);
-        put(
-            &mut out,
-            "filter",
-            r.filter.as_ref().map(json::filter_json).transpose()?,
-        );
-        put(
-            &mut out,
-            "offset",
-            r.offset
-                .as_ref()
-                .map(|id| json::id_json(id, "offset"))
-                .transpose()?,
-        );
-        put(&mut out, "limit", r.limit.map(Json::from));
-        put(
-            &mut out,
-            "with_payload",
-            r.with_payload.as_ref().map(json::with_payload_json),
-        );
-        put(
-            &mut out,
-            "with_vector",
-            r.with_vectors.as_ref().map(json::with_vectors_json),
-        );
-        put(
-            &mut out,
-            "order_by",
-            r.order_by.as_ref().map(json::order_by_json).transpose()?,
-        );
-        let req = parse(&Json::Object(out))?;
-        let page = rest::scroll_page(
-            &self.0,
-            &r.collection_name,
-            req,
-            deadline(&self.0, r.timeout)?,
-        )
-        .await?;
-        Ok(Response::new(pb::ScrollResponse {
-            next_page_offset: page.next.map(json::id_pb),
-            result: page
-                .points
-                .iter()
-                .map(|(p, v)| json::retrieved_point(page.named, p, *v))
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
+            let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
+            put(
+                &mut out,
+                "filter",
+                r.filter.as_ref().map(json::filter_json).transpose()?,
+            );
+            put(
+                &mut out,
+                "offset",
+                r.offset
+                    .as_ref()
+                    .map(|id| json::id_json(id, "offset"))
+                    .transpose()?,
+            );
+            put(&mut out, "limit", r.limit.map(Json::from));
+            put(
+                &mut out,
+                "with_payload",
+                r.with_payload.as_ref().map(json::with_payload_json),
+            );
+            put(
+                &mut out,
+                "with_vector",
+                r.with_vectors.as_ref().map(json::with_vectors_json),
+            );
+            put(
+                &mut out,
+                "order_by",
+                r.order_by.as_ref().map(json::order_by_json).transpose()?,
+            );
+            let req = parse(&Json::Object(out))?;
+            let page = rest::scroll_page(
+                &self.0,
+                &r.collection_name,
+                req,
+                deadline(&self.0, r.timeout)?,
+            )
+            .await?;
+            Ok(Response::new(pb::ScrollResponse {
+                next_page_offset: page.next.map(json::id_pb),
+                result: page
+                    .points
+                    .iter()
+                    .map(|(p, v)| json::retrieved_point(page.named, p, *v))
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn recommend(
         &self,
         request: Request<pb::RecommendPoints>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let mut answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Recommend,
-            recommend_json(&r).map(|b| vec![b]),
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::RecommendResponse {
-            result: answers.pop().unwrap_or_default(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let mut answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Recommend,
+                recommend_json(&r).map(|b| vec![b]),
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::RecommendResponse {
+                result: answers.pop().unwrap_or_default(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn recommend_batch(
         &self,
         request: Request<pb::RecommendBatchPoints>,
     ) -> Result<Response<pb::RecommendBatchResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let bodies = r.recommend_points.iter().map(recommend_json).collect();
-        let answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Recommend,
-            bodies,
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::RecommendBatchResponse {
-            result: answers
-                .into_iter()
-                .map(|result| pb::BatchResult { result })
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let bodies = r.recommend_points.iter().map(recommend_json).collect();
+            let answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Recommend,
+                bodies,
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::RecommendBatchResponse {
+                result: answers
+                    .into_iter()
+                    .map(|result| pb::BatchResult { result })
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn recommend_groups(
         &self,
         request: Request<pb::RecommendPointGroups>,
     ) -> Result<Response<pb::RecommendGroupsResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let recommend = pb::RecommendPoints {
-            collection_name: String::new(),
-            positive: r.positive.clone(),
-            negative: r.negative.clone(),
-            filter: r.filter.clone(),
-            limit: u64::from(r.limit),
-            with_payload: r.with_payload.clone(),
-            params: r.params,
-            score_threshold: r.score_threshold,
-            offset: None,
-            using: r.using.clone(),
-            with_vectors: r.with_vectors.clone(),
-            lookup_from: r.lookup_from.clone(),
-            read_consistency: None,
-            strategy: r.strategy,
-            positive_vectors: r.positive_vectors.clone(),
-            negative_vectors: r.negative_vectors.clone(),
-            timeout: None,
-            shard_key_selector: r.shard_key_selector.clone(),
-        };
-        let Json::Object(mut out) = recommend_json(&recommend)? else {
-            unreachable!("a recommend body is an object")
-        };
-        group_fields(
-            &mut out,
-            &r.group_by,
-            Some(u64::from(r.group_size)),
-            r.with_lookup.as_ref(),
-        );
-        let groups = groups(
-            &self.0,
-            r.collection_name,
-            r.timeout,
-            out,
-            crate::api::groups::recommend_groups,
-        )
-        .await?;
-        Ok(Response::new(pb::RecommendGroupsResponse {
-            result: Some(groups),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let recommend = pb::RecommendPoints {
+                collection_name: String::new(),
+                positive: r.positive.clone(),
+                negative: r.negative.clone(),
+                filter: r.filter.clone(),
+                limit: u64::from(r.limit),
+                with_payload: r.with_payload.clone(),
+                params: r.params,
+                score_threshold: r.score_threshold,
+                offset: None,
+                using: r.using.clone(),
+                with_vectors: r.with_vectors.clone(),
+                lookup_from: r.lookup_from.clone(),
+                read_consistency: None,
+                strategy: r.strategy,
+                positive_vectors: r.positive_vectors.clone(),
+                negative_vectors: r.negative_vectors.clone(),
+                timeout: None,
+                shard_key_selector: r.shard_key_selector.clone(),
+            };
+            let Json::Object(mut out) = recommend_json(&recommend)? else {
+                unreachable!("a recommend body is an object")
+            };
+            group_fields(
+                &mut out,
+                &r.group_by,
+                Some(u64::from(r.group_size)),
+                r.with_lookup.as_ref(),
+            );
+            let groups = groups(
+                &self.0,
+                r.collection_name,
+                r.timeout,
+                out,
+                crate::api::groups::recommend_groups,
+            )
+            .await?;
+            Ok(Response::new(pb::RecommendGroupsResponse {
+                result: Some(groups),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn discover(
         &self,
         request: Request<pb::DiscoverPoints>,
     ) -> Result<Response<pb::DiscoverResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let mut answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Discover,
-            discover_json(&r).map(|b| vec![b]),
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::DiscoverResponse {
-            result: answers.pop().unwrap_or_default(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let mut answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Discover,
+                discover_json(&r).map(|b| vec![b]),
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::DiscoverResponse {
+                result: answers.pop().unwrap_or_default(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn discover_batch(
         &self,
         request: Request<pb::DiscoverBatchPoints>,
     ) -> Result<Response<pb::DiscoverBatchResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let bodies = r.discover_points.iter().map(discover_json).collect();
-        let answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Discover,
-            bodies,
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::DiscoverBatchResponse {
-            result: answers
-                .into_iter()
-                .map(|result| pb::BatchResult { result })
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let bodies = r.discover_points.iter().map(discover_json).collect();
+            let answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Discover,
+                bodies,
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::DiscoverBatchResponse {
+                result: answers
+                    .into_iter()
+                    .map(|result| pb::BatchResult { result })
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn count(
         &self,
         request: Request<pb::CountPoints>,
     ) -> Result<Response<pb::CountResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let shard_key = shard_key_json(&r.shard_key_selector)?;
-        let mut out = Map::new();
-        put(&mut out, "shard_key", shard_key);
-        put(
-            &mut out,
-            "filter",
-            r.filter.as_ref().map(json::filter_json).transpose()?,
-        );
-        put(&mut out, "exact", r.exact.map(Json::from));
-        let req = parse(&Json::Object(out))?;
-        let count = rest::count_points(
-            &self.0,
-            &r.collection_name,
-            req,
-            deadline(&self.0, r.timeout)?,
-        )
-        .await?;
-        Ok(Response::new(pb::CountResponse {
-            result: Some(pb::CountResult {
-                count: count as u64,
-            }),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
+            let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
+            put(
+                &mut out,
+                "filter",
+                r.filter.as_ref().map(json::filter_json).transpose()?,
+            );
+            put(&mut out, "exact", r.exact.map(Json::from));
+            let req = parse(&Json::Object(out))?;
+            let count = rest::count_points(
+                &self.0,
+                &r.collection_name,
+                req,
+                deadline(&self.0, r.timeout)?,
+            )
+            .await?;
+            Ok(Response::new(pb::CountResponse {
+                result: Some(pb::CountResult {
+                    count: count as u64,
+                }),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn update_batch(
@@ -947,215 +1008,240 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::QueryPoints>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let mut answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Query,
-            query_json(&r).map(|b| vec![b]),
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::QueryResponse {
-            result: answers.pop().unwrap_or_default(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let mut answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Query,
+                query_json(&r).map(|b| vec![b]),
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::QueryResponse {
+                result: answers.pop().unwrap_or_default(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn query_batch(
         &self,
         request: Request<pb::QueryBatchPoints>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let bodies = r.query_points.iter().map(query_json).collect();
-        let answers = searches(
-            &self.0,
-            &r.collection_name,
-            SearchKind::Query,
-            bodies,
-            r.timeout,
-        )
-        .await?;
-        Ok(Response::new(pb::QueryBatchResponse {
-            result: answers
-                .into_iter()
-                .map(|result| pb::BatchResult { result })
-                .collect(),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let bodies = r.query_points.iter().map(query_json).collect();
+            let answers = searches(
+                &self.0,
+                &r.collection_name,
+                SearchKind::Query,
+                bodies,
+                r.timeout,
+            )
+            .await?;
+            Ok(Response::new(pb::QueryBatchResponse {
+                result: answers
+                    .into_iter()
+                    .map(|result| pb::BatchResult { result })
+                    .collect(),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn query_groups(
         &self,
         request: Request<pb::QueryPointGroups>,
     ) -> Result<Response<pb::QueryGroupsResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let shard_key = shard_key_json(&r.shard_key_selector)?;
-        let mut out = Map::new();
-        put(&mut out, "shard_key", shard_key);
-        QueryParts {
-            prefetch: &r.prefetch,
-            query: r.query.as_ref(),
-            using: r.using.as_ref(),
-            filter: r.filter.as_ref(),
-            params: r.params.as_ref(),
-            score_threshold: r.score_threshold,
-            limit: r.limit,
-            lookup_from: r.lookup_from.as_ref(),
-        }
-        .write(&mut out)?;
-        put(
-            &mut out,
-            "with_payload",
-            r.with_payload.as_ref().map(json::with_payload_json),
-        );
-        put(
-            &mut out,
-            "with_vector",
-            r.with_vectors.as_ref().map(json::with_vectors_json),
-        );
-        group_fields(&mut out, &r.group_by, r.group_size, r.with_lookup.as_ref());
-        let groups = groups(
-            &self.0,
-            r.collection_name,
-            r.timeout,
-            out,
-            crate::api::groups::query_groups,
-        )
-        .await?;
-        Ok(Response::new(pb::QueryGroupsResponse {
-            result: Some(groups),
-            time: seconds(start),
-            usage: None,
-        }))
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
+            let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
+            QueryParts {
+                prefetch: &r.prefetch,
+                query: r.query.as_ref(),
+                using: r.using.as_ref(),
+                filter: r.filter.as_ref(),
+                params: r.params.as_ref(),
+                score_threshold: r.score_threshold,
+                limit: r.limit,
+                lookup_from: r.lookup_from.as_ref(),
+            }
+            .write(&mut out)?;
+            put(
+                &mut out,
+                "with_payload",
+                r.with_payload.as_ref().map(json::with_payload_json),
+            );
+            put(
+                &mut out,
+                "with_vector",
+                r.with_vectors.as_ref().map(json::with_vectors_json),
+            );
+            group_fields(&mut out, &r.group_by, r.group_size, r.with_lookup.as_ref());
+            let groups = groups(
+                &self.0,
+                r.collection_name,
+                r.timeout,
+                out,
+                crate::api::groups::query_groups,
+            )
+            .await?;
+            Ok(Response::new(pb::QueryGroupsResponse {
+                result: Some(groups),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn facet(
         &self,
         request: Request<pb::FacetCounts>,
     ) -> Result<Response<pb::FacetResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let shard_key = shard_key_json(&r.shard_key_selector)?;
-        let mut out = Map::new();
-        put(&mut out, "shard_key", shard_key);
-        out.insert("key".into(), Json::String(r.key.clone()));
-        put(
-            &mut out,
-            "filter",
-            r.filter.as_ref().map(json::filter_json).transpose()?,
-        );
-        put(&mut out, "limit", r.limit.map(Json::from));
-        put(&mut out, "exact", r.exact.map(Json::from));
-        let body = parse(&Json::Object(out))?;
-        let v = rest_result(
-            rest::facet(
-                State(self.0.clone()),
-                Path(r.collection_name),
-                Params(read_params(r.timeout)?),
-                Body(body),
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let shard_key = shard_key_json(&r.shard_key_selector)?;
+            let mut out = Map::new();
+            put(&mut out, "shard_key", shard_key);
+            out.insert("key".into(), Json::String(r.key.clone()));
+            put(
+                &mut out,
+                "filter",
+                r.filter.as_ref().map(json::filter_json).transpose()?,
+            );
+            put(&mut out, "limit", r.limit.map(Json::from));
+            put(&mut out, "exact", r.exact.map(Json::from));
+            let body = parse(&Json::Object(out))?;
+            let v = rest_result(
+                rest::facet(
+                    State(self.0.clone()),
+                    Path(r.collection_name),
+                    Params(read_params(r.timeout)?),
+                    Body(body),
+                )
+                .await,
             )
-            .await,
-        )
-        .await?;
-        let hits = v["hits"]
-            .as_array()
-            .map(|hits| {
-                hits.iter()
-                    .map(|h| pb::FacetHit {
-                        value: facet_value(&h["value"]),
-                        count: h["count"].as_u64().unwrap_or(0),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Response::new(pb::FacetResponse {
-            hits,
-            time: seconds(start),
-            usage: None,
-        }))
+            .await?;
+            let hits = v["hits"]
+                .as_array()
+                .map(|hits| {
+                    hits.iter()
+                        .map(|h| pb::FacetHit {
+                            value: facet_value(&h["value"]),
+                            count: h["count"].as_u64().unwrap_or(0),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Response::new(pb::FacetResponse {
+                hits,
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn search_matrix_pairs(
         &self,
         request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixPairsResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let (name, params, body) = matrix_request(&r)?;
-        let v = rest_result(
-            crate::api::matrix::pairs(
-                State(self.0.clone()),
-                Path(name),
-                Params(params),
-                Body(body),
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let (name, params, body) = matrix_request(&r)?;
+            let v = rest_result(
+                crate::api::matrix::pairs(
+                    State(self.0.clone()),
+                    Path(name),
+                    Params(params),
+                    Body(body),
+                )
+                .await,
             )
-            .await,
-        )
-        .await?;
-        let pairs = v["pairs"]
-            .as_array()
-            .map(|pairs| {
-                pairs
-                    .iter()
-                    .map(|p| pb::SearchMatrixPair {
-                        a: json::answer_id(&p["a"]),
-                        b: json::answer_id(&p["b"]),
-                        score: p["score"].as_f64().unwrap_or(0.0) as f32,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Response::new(pb::SearchMatrixPairsResponse {
-            result: Some(pb::SearchMatrixPairs { pairs }),
-            time: seconds(start),
-            usage: None,
-        }))
+            .await?;
+            let pairs = v["pairs"]
+                .as_array()
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|p| pb::SearchMatrixPair {
+                            a: json::answer_id(&p["a"]),
+                            b: json::answer_id(&p["b"]),
+                            score: p["score"].as_f64().unwrap_or(0.0) as f32,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Response::new(pb::SearchMatrixPairsResponse {
+                result: Some(pb::SearchMatrixPairs { pairs }),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 
     async fn search_matrix_offsets(
         &self,
         request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixOffsetsResponse>, Status> {
-        let start = Instant::now();
-        let r = request.into_inner();
-        let (name, params, body) = matrix_request(&r)?;
-        let v = rest_result(
-            crate::api::matrix::offsets(
-                State(self.0.clone()),
-                Path(name),
-                Params(params),
-                Body(body),
+        let level = request.get_ref().read_consistency;
+        consistent(&self.0, level, async move {
+            let start = Instant::now();
+            let r = request.into_inner();
+            let (name, params, body) = matrix_request(&r)?;
+            let v = rest_result(
+                crate::api::matrix::offsets(
+                    State(self.0.clone()),
+                    Path(name),
+                    Params(params),
+                    Body(body),
+                )
+                .await,
             )
-            .await,
-        )
-        .await?;
-        let numbers = |key: &str| -> Vec<Json> { v[key].as_array().cloned().unwrap_or_default() };
-        Ok(Response::new(pb::SearchMatrixOffsetsResponse {
-            result: Some(pb::SearchMatrixOffsets {
-                offsets_row: numbers("offsets_row")
-                    .iter()
-                    .filter_map(Json::as_u64)
-                    .collect(),
-                offsets_col: numbers("offsets_col")
-                    .iter()
-                    .filter_map(Json::as_u64)
-                    .collect(),
-                // A score JSON could not carry (null) stays in its place.
-                scores: numbers("scores")
-                    .iter()
-                    .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
-                    .collect(),
-                ids: numbers("ids").iter().filter_map(json::answer_id).collect(),
-            }),
-            time: seconds(start),
-            usage: None,
-        }))
+            .await?;
+            let numbers =
+                |key: &str| -> Vec<Json> { v[key].as_array().cloned().unwrap_or_default() };
+            Ok(Response::new(pb::SearchMatrixOffsetsResponse {
+                result: Some(pb::SearchMatrixOffsets {
+                    offsets_row: numbers("offsets_row")
+                        .iter()
+                        .filter_map(Json::as_u64)
+                        .collect(),
+                    offsets_col: numbers("offsets_col")
+                        .iter()
+                        .filter_map(Json::as_u64)
+                        .collect(),
+                    // A score JSON could not carry (null) stays in its place.
+                    scores: numbers("scores")
+                        .iter()
+                        .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+                        .collect(),
+                    ids: numbers("ids").iter().filter_map(json::answer_id).collect(),
+                }),
+                time: seconds(start),
+                usage: None,
+            }))
+        })
+        .await
     }
 }
 

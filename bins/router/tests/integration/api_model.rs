@@ -137,6 +137,20 @@ async fn the_query_string_is_typed() {
         .await;
         assert!(error.contains("query string"), "{bad}: {error}");
     }
+    // A read's consistency: a level or a number of replicas, nothing else.
+    for bad in ["consistency=most", "consistency=0", "consistency=-2"] {
+        let error = rejection(
+            &r,
+            Method::POST,
+            &format!("/collections/c/points/scroll?{bad}"),
+            json!({}),
+        )
+        .await;
+        assert!(
+            error.contains("query string") && error.contains("consistency"),
+            "{bad}: {error}"
+        );
+    }
     // Known parameters with good values, and parameters this server does not know, pass.
     let done = r
         .put(

@@ -14,202 +14,25 @@ loopback, driven by the Python `qdrant-client` over REST.
 - Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
   storage: the log was purged behind one), replaces a voter, and answers searches exactly as
   the others do.
+- Reads asking `consistency=majority`, over REST and gRPC, straight to a replica or through a
+  router in cluster mode over the set, wait for the read barrier and see every write
+  acknowledged before them.
 
 Run by `cargo test` (`e2e_python.rs`) with VR_ROUTER_BIN set to the release router.
 """
 
 from __future__ import annotations
 
-import os
-import pathlib
 import random
-import signal
-import socket
 import subprocess
 import threading
 import time
 
-import http.client
-import http.server
-
 import httpx
-import pytest
 from qdrant_client import QdrantClient, models
 
-BIN = os.environ.get("VR_ROUTER_BIN", "target/release/router")
-DIM = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Replica:
-    """One router process in replica mode, on fixed ports (its address is in the set's
-    membership, so a restart must come back on it)."""
-
-    def __init__(self, rid: int, root: pathlib.Path, snapshot_entries: int = 10_000):
-        self.rid = rid
-        self.port = free_port()
-        self.grpc_port = free_port()
-        self.dir = root / f"replica-{rid}"
-        self.snapshot_entries = snapshot_entries
-        self.proc: subprocess.Popen | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        (self.dir / "storage").mkdir(parents=True, exist_ok=True)
-        log = open(self.dir / "log.txt", "ab")
-        self.proc = subprocess.Popen(
-            [BIN, "--host", "127.0.0.1", "--http-port", str(self.port),
-             "--grpc-port", str(self.grpc_port),
-             "--storage-path", str(self.dir / "storage"),
-             "--snapshots-path", str(self.dir / "snapshots"),
-             "--replica-id", str(self.rid),
-             "--replica-snapshot-entries", str(self.snapshot_entries),
-             "--replica-heartbeat-ms", "100",
-             "--request-timeout-secs", "10"],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on "), f"replica {self.rid} did not start: {line!r}"
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(timeout=60) == 0
-            self.proc = None
-
-    def alive(self) -> bool:
-        return self.proc is not None
-
-    def status(self) -> dict:
-        return httpx.get(self.url + "/cluster/replica", timeout=5).json()["result"]
-
-    def client(self) -> QdrantClient:
-        return QdrantClient(url=self.url, timeout=10, prefer_grpc=False)
-
-
-class Proxy:
-    """An HTTP proxy in front of one replica's REST port, for the other replicas' Raft calls
-    (the set's membership names the proxies). A call from a replica in `cut` is dropped: the
-    connection closes without an answer, as a partition would leave it."""
-
-    def __init__(self, target_port: int):
-        self.cut: set[str] = set()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.headers.get("x-vector-router-replica-from", "") in proxy.cut:
-                    self.close_connection = True
-                    return
-                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
-                try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("host", "connection")}
-                    conn.request("POST", self.path, body=body, headers=headers)
-                    answer = conn.getresponse()
-                    data = answer.read()
-                except OSError:
-                    self.close_connection = True
-                    return
-                finally:
-                    conn.close()
-                self.send_response(answer.status)
-                self.send_header("content-type", answer.getheader("content-type", ""))
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def wait_for(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:  # a replica restarting answers nothing for a moment
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
-
-
-def leader_of(replicas) -> Replica:
-    def find():
-        for r in replicas:
-            if r.alive():
-                s = r.status()
-                if s["state"] == "Leader":
-                    return r
-        return None
-    return wait_for("a leader", find)
-
-
-def start_set(root, n=3, snapshot_entries=10_000, proxies=None):
-    replicas = [Replica(i + 1, root, snapshot_entries) for i in range(n)]
-    for r in replicas:
-        r.start()
-    if proxies is not None:
-        proxies.extend(Proxy(r.port) for r in replicas)
-        members = {str(r.rid): p.url for r, p in zip(replicas, proxies)}
-    else:
-        members = {str(r.rid): r.url for r in replicas}
-    answer = httpx.post(replicas[0].url + "/cluster/replica/initialize",
-                        json={"members": members}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    leader_of(replicas)
-    return replicas
-
-
-def vector(i: int, version: int) -> list[float]:
-    rng = random.Random(i * 1_000 + version)
-    return [rng.uniform(-1, 1) for _ in range(DIM)]
-
-
-def all_points(r: Replica) -> dict:
-    c = r.client()
-    out = {}
-    offset = None
-    while True:
-        points, offset = c.scroll("c", limit=1000, offset=offset, with_payload=True,
-                                  with_vectors=True)
-        for p in points:
-            out[p.id] = (p.payload["version"], p.vector, p.payload)
-        if offset is None:
-            return out
-
-
-def converged(replicas) -> bool:
-    """Every replica has applied the same last entry."""
-    applied = {r.status()["applied_index"] for r in replicas}
-    return len(applied) == 1
+from harness import (BIN, DIM, Proxy, Replica, all_points, converged, free_port, leader_of,
+                     start_set, vector, wait_for)
 
 
 def test_kills_and_restarts_lose_no_acknowledged_write(tmp_path):
@@ -412,24 +235,103 @@ def test_a_new_replica_catches_up_from_a_snapshot_and_replaces_a_voter(tmp_path)
                 r.kill()
 
 
+def start_router(tmp_path, replicas, flags=()):
+    """A router in cluster mode whose one node is the replica set (`a|b|c`): its process,
+    REST URL and gRPC port."""
+    group = "|".join(f"http://127.0.0.1:{r.grpc_port}" for r in replicas)
+    (tmp_path / "router").mkdir()
+    grpc_port = free_port()
+    router = subprocess.Popen(
+        [BIN, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", str(grpc_port),
+         "--storage-path", str(tmp_path / "router" / "storage"),
+         "--snapshots-path", str(tmp_path / "router" / "snapshots"),
+         "--cluster-nodes", group, *flags],
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "router" / "log.txt", "ab"),
+        stdin=subprocess.DEVNULL)
+    line = router.stdout.readline().decode()
+    assert line.startswith("listening on "), line
+    return router, line.split("listening on ", 1)[1].strip(), grpc_port
+
+
+def linearizable_reads(replicas) -> int:
+    """The reads the replicas answered after their read barrier, all together."""
+    total = 0
+    for r in replicas:
+        for line in httpx.get(r.url + "/metrics", timeout=5).text.splitlines():
+            if line.startswith("vector_router_replica_linearizable_reads_total "):
+                total += int(float(line.split()[1]))
+    return total
+
+
+def test_majority_reads_pass_the_read_barrier_through_a_router_and_over_grpc(tmp_path):
+    """`consistency=majority` through a router in cluster mode (REST and gRPC) reaches the
+    replica set, whose replica answering waits for its read barrier: a read right after an
+    acknowledged write sees it, whichever replica answers. A read asking nothing does not
+    wait, and a level that does not read is refused."""
+    replicas = start_set(tmp_path)
+    router = None
+    try:
+        router, url, grpc_port = start_router(tmp_path, replicas)
+        client = QdrantClient(url=url, timeout=10)
+        client.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        majority = models.ReadConsistencyType.MAJORITY
+        before = linearizable_reads(replicas)
+        for pid in range(30):
+            client.upsert("c", [models.PointStruct(
+                id=pid, vector=vector(pid, 1), payload={"version": pid})], wait=True)
+            got = client.retrieve("c", [pid], with_payload=True, consistency=majority)
+            assert [(p.id, p.payload) for p in got] == [(pid, {"version": pid})]
+            page, _ = client.scroll("c", limit=100, consistency=majority)
+            assert sorted(p.id for p in page) == list(range(pid + 1))
+        # Each read went to one replica (no hedging here) and waited there.
+        assert linearizable_reads(replicas) - before == 60
+        hits = client.query_points("c", query=vector(1, 1), limit=5, consistency=majority)
+        assert len(hits.points) == 5
+        assert linearizable_reads(replicas) - before == 61
+        # Without a level: no barrier.
+        client.query_points("c", query=vector(1, 1), limit=5)
+        client.scroll("c", limit=10)
+        assert linearizable_reads(replicas) - before == 61
+        # gRPC through the router, and straight to a follower.
+        via_grpc = QdrantClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]),
+                                grpc_port=grpc_port, prefer_grpc=True, timeout=10)
+        got = via_grpc.retrieve("c", [7], with_payload=True, consistency=majority)
+        assert [(p.id, p.payload) for p in got] == [(7, {"version": 7})]
+        assert linearizable_reads(replicas) - before == 62
+        leader = leader_of(replicas)
+        follower = next(r for r in replicas if r is not leader)
+        direct = QdrantClient(host="127.0.0.1", port=follower.port,
+                              grpc_port=follower.grpc_port, prefer_grpc=True, timeout=10)
+        leader.client().upsert("c", [models.PointStruct(
+            id=1000, vector=vector(1000, 1), payload={"version": 1000})], wait=True)
+        got = direct.retrieve("c", [1000], with_payload=True, consistency=majority)
+        assert [(p.id, p.payload) for p in got] == [(1000, {"version": 1000})]
+        assert linearizable_reads([follower]) >= 1
+        assert linearizable_reads(replicas) - before == 63
+        # A level that does not read: refused, in Qdrant's error shape.
+        for target in (url, follower.url):
+            answer = httpx.post(target + "/collections/c/points/scroll?consistency=most",
+                                json={"limit": 1}, timeout=10)
+            assert answer.status_code == 400, answer.text
+            assert "consistency `most`" in answer.json()["status"]["error"]
+    finally:
+        if router is not None:
+            router.kill()
+            router.wait()
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
 def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
     """The router in cluster mode, its one node a replica set (`a|b|c`): reads and writes
     through it go on when the set's leader is killed, and land on every replica."""
     replicas = start_set(tmp_path)
     router = None
     try:
-        group = "|".join(f"http://127.0.0.1:{r.grpc_port}" for r in replicas)
-        (tmp_path / "router").mkdir()
-        router = subprocess.Popen(
-            [BIN, "--host", "127.0.0.1", "--http-port", "0",
-             "--storage-path", str(tmp_path / "router" / "storage"),
-             "--snapshots-path", str(tmp_path / "router" / "snapshots"),
-             "--cluster-nodes", group, "--cluster-hedge-after-ms", "200"],
-            stdout=subprocess.PIPE, stderr=open(tmp_path / "router" / "log.txt", "ab"),
-            stdin=subprocess.DEVNULL)
-        line = router.stdout.readline().decode()
-        assert line.startswith("listening on "), line
-        client = QdrantClient(url=line.split("listening on ", 1)[1].strip(), timeout=10)
+        router, url, _ = start_router(tmp_path, replicas, ["--cluster-hedge-after-ms", "200"])
+        client = QdrantClient(url=url, timeout=10)
         client.create_collection(
             "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
         acked = {}

@@ -389,6 +389,61 @@ impl Node {
 /// The largest answer read from a node: a page of large vectors with payloads.
 const MAX_ANSWER_BYTES: usize = 256 << 20;
 
+tokio::task_local! {
+    /// The read consistency the request being served asked for (Qdrant's `consistency`),
+    /// carried to every node its reads reach. A task-local rather than an argument: the
+    /// [`Shard`] calls are the same for local shards, to which a consistency means nothing,
+    /// and the level is the whole request's, set once where the request is read.
+    static READ_CONSISTENCY: Option<pb::ReadConsistency>;
+}
+
+/// Runs `read` (a request's reads, on this task) asking every node it reaches for `level`:
+/// a node that is a replica set of ours then answers only after its read barrier
+/// (linearizable); a Qdrant cluster reads from as many of its replicas as the level says.
+pub async fn with_read_consistency<F: std::future::Future>(
+    level: Option<pb::ReadConsistency>,
+    read: F,
+) -> F::Output {
+    READ_CONSISTENCY.scope(level, read).await
+}
+
+/// The level set by [`with_read_consistency`] around the current task; `None` outside it.
+pub fn read_consistency() -> Option<pb::ReadConsistency> {
+    READ_CONSISTENCY.try_with(|l| *l).ok().flatten()
+}
+
+/// Qdrant's REST `consistency` parameter (`majority`, `quorum`, `all`, or a number of
+/// replicas) as gRPC carries it.
+pub fn parse_read_consistency(text: &str) -> Result<pb::ReadConsistency, String> {
+    use pb::read_consistency::Value;
+    let value = match text {
+        "majority" => Value::Type(pb::ReadConsistencyType::Majority as i32),
+        "quorum" => Value::Type(pb::ReadConsistencyType::Quorum as i32),
+        "all" => Value::Type(pb::ReadConsistencyType::All as i32),
+        n => match n.parse::<u64>() {
+            Ok(n) if n >= 1 => Value::Factor(n),
+            _ => {
+                return Err(format!(
+                    "consistency `{text}`: expected majority, quorum, all or a number of \
+                     replicas of at least 1"
+                ))
+            }
+        },
+    };
+    Ok(pb::ReadConsistency { value: Some(value) })
+}
+
+/// Whether `level` asks more than one replica's own state: such a read waits for a replica
+/// set's read barrier. A factor of 1, or no level, reads whatever the replica asked holds.
+pub fn is_strong_read(level: Option<&pb::ReadConsistency>) -> bool {
+    use pb::read_consistency::Value;
+    match level.and_then(|l| l.value) {
+        None => false,
+        Some(Value::Type(_)) => true,
+        Some(Value::Factor(n)) => n > 1,
+    }
+}
+
 /// A gRPC status as a shard error: the node refused (a 4xx in REST terms), could not be
 /// reached, or failed.
 fn status_error(shard: u32, url: &str, s: tonic::Status) -> ShardError {
@@ -771,6 +826,7 @@ impl Shard for RemoteShard {
         let deadline = node.cap(deadline);
         let metric = self.metric_of(&req);
         let collection = self.collection.clone();
+        let level = read_consistency();
         Box::pin(async move {
             let message = message.map_err(|e| bad_request(shard, e))?;
             let mut p = node.points();
@@ -778,6 +834,7 @@ impl Shard for RemoteShard {
             // of several shard keys hold collections of different names.
             let mut message = (*message).clone();
             message.collection_name = collection;
+            message.read_consistency = level;
             let call = p.query(node.request(message, deadline));
             let answer = node.call(shard, deadline, call).await?;
             let hits = answer
@@ -819,11 +876,13 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<usize, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let m = pb::CountPoints {
                 collection_name: name,
                 filter: filter_pb(shard, filter.as_deref())?,
                 exact: Some(true),
+                read_consistency: level,
                 ..Default::default()
             };
             let mut p = node.points();
@@ -842,6 +901,7 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<Vec<(serde_json::Value, usize)>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let m = pb::FacetCounts {
                 collection_name: name,
@@ -850,6 +910,7 @@ impl Shard for RemoteShard {
                 // As many values as a node gives: the router adds the shards' counts, then cuts.
                 limit: Some(FACET_VALUES_PER_SHARD),
                 exact: Some(true),
+                read_consistency: level,
                 ..Default::default()
             };
             let mut p = node.points();
@@ -875,6 +936,7 @@ impl Shard for RemoteShard {
         // The node draws with its own randomness: Qdrant's protocol carries no seed.
         let (node, shard, collection) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let mut f = filter.as_deref().cloned().unwrap_or_default();
             if let Some(v) = &name {
@@ -889,6 +951,7 @@ impl Shard for RemoteShard {
                 collection_name: collection.clone(),
                 filter: Some(pf.clone()),
                 exact: Some(true),
+                read_consistency: level,
                 ..Default::default()
             };
             let matched = node
@@ -909,6 +972,7 @@ impl Shard for RemoteShard {
                 limit: Some(n as u64),
                 with_vectors: Some(wire::with_vectors(&selector)),
                 with_payload: Some(wire::with_payload(&payload::PayloadSelector::Nothing)),
+                read_consistency: level,
                 ..Default::default()
             };
             let answer = node
@@ -967,6 +1031,7 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<ScrollPage, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
@@ -975,6 +1040,7 @@ impl Shard for RemoteShard {
                 limit: Some(u32::try_from(req.limit).unwrap_or(u32::MAX)),
                 with_payload: Some(wire::with_payload(&req.with_payload)),
                 with_vectors: Some(wire::with_vectors(&req.with_vector)),
+                read_consistency: level,
                 ..Default::default()
             };
             let mut p = node.points();
@@ -1013,6 +1079,7 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<Vec<(Record, storage::OrderValue)>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let m = pb::ScrollPoints {
                 collection_name: name,
@@ -1021,6 +1088,7 @@ impl Shard for RemoteShard {
                 with_payload: Some(wire::with_payload(&req.with_payload)),
                 with_vectors: Some(wire::with_vectors(&req.with_vector)),
                 order_by: Some(wire::order_by(&req.order)),
+                read_consistency: level,
                 ..Default::default()
             };
             let mut p = node.points();
@@ -1056,12 +1124,14 @@ impl Shard for RemoteShard {
     ) -> BoxFuture<'static, Result<Vec<Record>, ShardError>> {
         let (node, shard, name) = (self.node.clone(), self.shard, self.collection.clone());
         let deadline = self.node.cap(deadline);
+        let level = read_consistency();
         Box::pin(async move {
             let m = pb::GetPoints {
                 collection_name: name,
                 ids: ids.into_iter().map(wire::id).collect(),
                 with_payload: Some(wire::with_payload(&req.with_payload)),
                 with_vectors: Some(wire::with_vectors(&req.with_vector)),
+                read_consistency: level,
                 ..Default::default()
             };
             let mut p = node.points();
@@ -1222,6 +1292,38 @@ pub fn split_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_consistency_is_parsed_and_carried_within_its_scope_only() {
+        use pb::read_consistency::Value;
+        let level = |s| parse_read_consistency(s).map(|l| l.value);
+        let majority = pb::ReadConsistencyType::Majority as i32;
+        assert_eq!(level("majority"), Ok(Some(Value::Type(majority))));
+        assert_eq!(
+            level("all"),
+            Ok(Some(Value::Type(pb::ReadConsistencyType::All as i32)))
+        );
+        assert_eq!(level("3"), Ok(Some(Value::Factor(3))));
+        for bad in ["0", "-1", "most", "", "Majority"] {
+            assert!(level(bad).is_err(), "{bad}");
+        }
+        let strong = |s| is_strong_read(Some(&parse_read_consistency(s).unwrap()));
+        assert!(strong("quorum") && strong("2") && !strong("1"));
+        assert!(!is_strong_read(None));
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let asked = parse_read_consistency("quorum").unwrap();
+        let (inside, nested) = rt.block_on(with_read_consistency(Some(asked), async {
+            let inside = read_consistency();
+            let nested = with_read_consistency(None, async { read_consistency() }).await;
+            (inside, nested)
+        }));
+        assert_eq!(inside, Some(asked));
+        assert_eq!(nested, None);
+        assert_eq!(read_consistency(), None);
+    }
 
     #[test]
     fn jump_placement_moves_about_one_in_n_plus_one() {
