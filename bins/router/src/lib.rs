@@ -236,6 +236,18 @@ impl AppState {
                         .map(|n| metrics::NodeStatus {
                             url: n.url().to_string(),
                             up: n.is_up(),
+                            replicas: n
+                                .replicas()
+                                .into_iter()
+                                .map(|r| metrics::ReplicaStatus {
+                                    url: r.url,
+                                    up: r.up,
+                                    outstanding: r.outstanding as u64,
+                                    calls: r.calls,
+                                    failures: r.failures,
+                                })
+                                .collect(),
+                            hedged_reads: n.hedged_reads(),
                         })
                         .collect()
                 })
@@ -645,7 +657,8 @@ async fn shutdown_signal() {
 /// In replica mode a level above one replica waits for the replica set's read barrier first
 /// (linearizable), and other reads answer from what this replica has applied. In cluster
 /// mode the level goes with the request's reads to every node (a replica set of ours, a
-/// Qdrant cluster). A level that does not read is refused.
+/// Qdrant cluster): the reads must be made on this task, inside the scope. A level that does
+/// not read is refused.
 async fn read_consistency(
     State(state): State<Arc<AppState>>,
     req: Request,
@@ -655,7 +668,12 @@ async fn read_consistency(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    if !is_read_only(req.method(), route.as_deref()) {
+    // The collections' reads: probes, metrics and the service routes take no level.
+    let collection_read = route
+        .as_deref()
+        .is_some_and(|r| r.starts_with("/collections/"))
+        && is_read_only(req.method(), route.as_deref());
+    if !collection_read {
         return next.run(req).await;
     }
     let asked = req.uri().query().and_then(|q| {
@@ -677,6 +695,10 @@ async fn read_consistency(
                 return e.into_response();
             }
         }
+        return next.run(req).await;
+    }
+    if state.cluster().is_none() {
+        // One copy of everything: every level reads the same data.
         return next.run(req).await;
     }
     shard_router::remote::with_read_consistency(level, next.run(req)).await

@@ -55,8 +55,8 @@ pub use error::{ErrorKind, MetricsError};
 pub use labels::OVERFLOW_LABEL;
 pub use registry::{Metrics, LATENCY_BUCKETS_SECONDS};
 pub use snapshot::{
-    CacheCounters, CollectionStats, FilesystemStats, NodeStatus, ProcessStats, ReshardingStatus,
-    Snapshot,
+    CacheCounters, CollectionStats, FilesystemStats, NodeStatus, ProcessStats, ReplicaStatus,
+    ReshardingStatus, Snapshot,
 };
 
 /// The prefix of every metric name, before its `_`.

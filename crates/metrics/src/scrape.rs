@@ -138,6 +138,56 @@ pub(crate) fn snapshot_families(
                 .map(|n| gauge(&[("node", &n.url)], if n.up { 1.0 } else { 0.0 }))
                 .collect(),
         ));
+        let sets: Vec<&crate::NodeStatus> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.replicas.len() > 1)
+            .collect();
+        if !sets.is_empty() {
+            let each = |f: &dyn Fn(&crate::ReplicaStatus) -> Metric| {
+                sets.iter()
+                    .flat_map(|n| {
+                        n.replicas.iter().map(move |r| {
+                            with_labels(f(r), &[("node", &n.url), ("replica", &r.url)])
+                        })
+                    })
+                    .collect()
+            };
+            families.push(family(
+                "cluster_replica_up",
+                "Whether a replica of a node that is a replica set answered its last call (1) \
+                 or not (0).",
+                MetricType::GAUGE,
+                each(&|r| gauge(&[], if r.up { 1.0 } else { 0.0 })),
+            ));
+            families.push(family(
+                "cluster_replica_outstanding_calls",
+                "Calls on a replica now (what the power of two choices compares).",
+                MetricType::GAUGE,
+                each(&|r| gauge(&[], r.outstanding as f64)),
+            ));
+            families.push(family(
+                "cluster_replica_calls_total",
+                "Calls sent to a replica.",
+                MetricType::COUNTER,
+                each(&|r| counter(r.calls)),
+            ));
+            families.push(family(
+                "cluster_replica_failures_total",
+                "Calls a replica did not answer (unreachable, or unavailable): each moved a \
+                 read to another replica, or a write to the next one.",
+                MetricType::COUNTER,
+                each(&|r| counter(r.failures)),
+            ));
+            families.push(family(
+                "cluster_hedged_reads_total",
+                "Reads sent to a second replica because the first had not answered in time.",
+                MetricType::COUNTER,
+                sets.iter()
+                    .map(|n| with_labels(counter(n.hedged_reads), &[("node", &n.url)]))
+                    .collect(),
+            ));
+        }
     }
 
     if !snapshot.reshardings.is_empty() {
@@ -241,7 +291,11 @@ fn family(name: &str, help: &str, metric_type: MetricType, metrics: Vec<Metric>)
 fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
     let mut gauge = Gauge::default();
     gauge.set_value(value);
-    let mut metric = Metric::from_gauge(gauge);
+    with_labels(Metric::from_gauge(gauge), labels)
+}
+
+/// `metric` with `labels` (replacing any it had).
+fn with_labels(mut metric: Metric, labels: &[(&str, &str)]) -> Metric {
     metric.set_label(
         labels
             .iter()

@@ -52,6 +52,26 @@ pub struct NodeStatus {
     pub url: String,
     /// Whether it answers.
     pub up: bool,
+    /// When the node is a replica set (more than one replica): each replica as the router
+    /// sees it. Empty for a plain node.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Reads sent to a second replica because the first was slow (a replica set's).
+    pub hedged_reads: u64,
+}
+
+/// One replica of a node that is a replica set, as the router sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// The replica's URL (the `replica` label; configured, so bounded).
+    pub url: String,
+    /// Whether its last call was answered.
+    pub up: bool,
+    /// Calls on it now.
+    pub outstanding: u64,
+    /// Calls sent to it.
+    pub calls: u64,
+    /// Calls it did not answer (unreachable, or unavailable).
+    pub failures: u64,
 }
 
 /// One collection's figures.

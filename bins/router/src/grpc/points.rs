@@ -305,10 +305,16 @@ async fn consistent<T>(
     level: Option<pb::ReadConsistency>,
     read: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
+    if let Some(l) = &level {
+        shard_router::remote::check_read_consistency(l).map_err(Status::invalid_argument)?;
+    }
     if let Some(r) = state.replica() {
         if shard_router::remote::is_strong_read(level.as_ref()) {
             r.read_barrier(Instant::now() + state.timeout).await?;
         }
+        return read.await;
+    }
+    if state.cluster().is_none() {
         return read.await;
     }
     shard_router::remote::with_read_consistency(level, read).await

@@ -358,6 +358,14 @@ def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
         # Reads right after the kill: the dead replica is skipped.
         for _ in range(30):
             assert len(client.query_points("c", query=vector(3, 1), limit=5).points) == 5
+        # The router's metrics say which replica failed it (the power of two choices draws
+        # the dead one first in about one read of three until it fails).
+        dead = f'replica="http://127.0.0.1:{leader.grpc_port}"'
+        failures = [float(line.rsplit(" ", 1)[1])
+                    for line in httpx.get(url + "/metrics", timeout=5).text.splitlines()
+                    if line.startswith("vector_router_cluster_replica_failures_total{")
+                    and dead in line]
+        assert failures and failures[0] >= 1, failures
         for pid in range(100, 150):
             write(pid)
         # Through the router a read may reach a follower a moment behind: wait for it.

@@ -1,6 +1,6 @@
 use metrics::{
-    CacheCounters, CollectionStats, FilesystemStats, Metrics, NodeStatus, ProcessStats, Snapshot,
-    CONTENT_TYPE, LATENCY_BUCKETS_SECONDS,
+    CacheCounters, CollectionStats, FilesystemStats, Metrics, NodeStatus, ProcessStats,
+    ReplicaStatus, Snapshot, CONTENT_TYPE, LATENCY_BUCKETS_SECONDS,
 };
 
 use crate::exposition::Exposition;
@@ -255,10 +255,33 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
             NodeStatus {
                 url: "http://10.0.0.1:6334".into(),
                 up: true,
+                ..NodeStatus::default()
             },
             NodeStatus {
                 url: "http://10.0.0.2:6334".into(),
                 up: false,
+                ..NodeStatus::default()
+            },
+            NodeStatus {
+                url: "http://a:6334|http://b:6334".into(),
+                up: true,
+                replicas: vec![
+                    ReplicaStatus {
+                        url: "http://a:6334".into(),
+                        up: true,
+                        outstanding: 3,
+                        calls: 120,
+                        failures: 0,
+                    },
+                    ReplicaStatus {
+                        url: "http://b:6334".into(),
+                        up: false,
+                        outstanding: 0,
+                        calls: 40,
+                        failures: 7,
+                    },
+                ],
+                hedged_reads: 5,
             },
         ],
         ..Snapshot::default()
@@ -282,6 +305,57 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
         ),
         Some(0.0)
     );
+    // A replica set's replicas, labelled by node and replica; plain nodes have none.
+    let set = [
+        ("node", "http://a:6334|http://b:6334"),
+        ("replica", "http://b:6334"),
+    ];
+    assert_eq!(
+        exposition.value("vector_router_cluster_replica_up", &set),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cluster_replica_failures_total", &set),
+        Some(7.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cluster_replica_calls_total", &set),
+        Some(40.0)
+    );
+    assert_eq!(
+        exposition.kind("vector_router_cluster_replica_calls_total"),
+        Some("counter")
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_replica_outstanding_calls",
+            &[
+                ("node", "http://a:6334|http://b:6334"),
+                ("replica", "http://a:6334")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_hedged_reads_total",
+            &[("node", "http://a:6334|http://b:6334")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_replica_up",
+            &[
+                ("node", "http://10.0.0.1:6334"),
+                ("replica", "http://10.0.0.1:6334")
+            ]
+        ),
+        None
+    );
     let plain = Exposition::parse(&Metrics::new().render(&Snapshot::default()));
     assert!(!plain.families.contains_key("vector_router_cluster_node_up"));
+    assert!(!plain
+        .families
+        .contains_key("vector_router_cluster_replica_up"));
 }

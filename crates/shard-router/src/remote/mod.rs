@@ -187,10 +187,15 @@ impl Node {
         self.set.clone()
     }
 
-    /// A replica set's replicas (the node itself when it is not one), each with whether its
-    /// last call reached it.
-    pub fn replicas(&self) -> Vec<(String, bool)> {
-        self.set.health()
+    /// A replica set's replicas (the node itself when it is not one), each with its
+    /// standing and counts.
+    pub fn replicas(&self) -> Vec<replicas::ReplicaStats> {
+        self.set.stats()
+    }
+
+    /// Reads hedged to a second replica of this node's set.
+    pub fn hedged_reads(&self) -> u64 {
+        self.set.hedged_reads()
     }
 
     /// A read's deadline: the request's, or sooner by the call timeout. Writes and
@@ -431,6 +436,19 @@ pub fn parse_read_consistency(text: &str) -> Result<pb::ReadConsistency, String>
         },
     };
     Ok(pb::ReadConsistency { value: Some(value) })
+}
+
+/// Whether `level`, as a gRPC message carries it, is one Qdrant reads by: a known type, or
+/// a factor of at least 1.
+pub fn check_read_consistency(level: &pb::ReadConsistency) -> Result<(), String> {
+    use pb::read_consistency::Value;
+    match level.value {
+        None => Ok(()),
+        Some(Value::Type(t)) if pb::ReadConsistencyType::try_from(t).is_ok() => Ok(()),
+        Some(Value::Type(t)) => Err(format!("read_consistency: unknown type {t}")),
+        Some(Value::Factor(0)) => Err("read_consistency: a factor of at least 1".to_string()),
+        Some(Value::Factor(_)) => Ok(()),
+    }
 }
 
 /// Whether `level` asks more than one replica's own state: such a read waits for a replica
@@ -1310,6 +1328,12 @@ mod tests {
         let strong = |s| is_strong_read(Some(&parse_read_consistency(s).unwrap()));
         assert!(strong("quorum") && strong("2") && !strong("1"));
         assert!(!is_strong_read(None));
+        use pb::read_consistency::Value as V;
+        let msg = |value| pb::ReadConsistency { value: Some(value) };
+        assert!(check_read_consistency(&msg(V::Type(majority))).is_ok());
+        assert!(check_read_consistency(&msg(V::Factor(2))).is_ok());
+        assert!(check_read_consistency(&msg(V::Factor(0))).is_err());
+        assert!(check_read_consistency(&msg(V::Type(7))).is_err());
 
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -38,6 +38,9 @@ struct Replica {
     next: AtomicUsize,
     outstanding: AtomicUsize,
     up: AtomicBool,
+    /// Calls sent to it, and those it did not answer (unreachable, or `UNAVAILABLE`).
+    calls: AtomicU64,
+    failures: AtomicU64,
     /// When it last failed, in milliseconds since the set was made: a replica down is drawn
     /// again after [`RETRY_DOWN_AFTER`].
     down_since_ms: AtomicU64,
@@ -80,7 +83,24 @@ struct Inner {
     /// The replica that took the last write.
     writer: AtomicUsize,
     hedge_after: Option<Duration>,
+    /// Reads sent to a second replica because the first was slow.
+    hedges: AtomicU64,
     rng: AtomicU64,
+}
+
+/// One replica of a set as the router sees it, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// The replica's URL.
+    pub url: String,
+    /// Whether its last call was answered.
+    pub up: bool,
+    /// Calls on it now.
+    pub outstanding: usize,
+    /// Calls sent to it so far.
+    pub calls: u64,
+    /// Calls it did not answer (unreachable, or `UNAVAILABLE`).
+    pub failures: u64,
 }
 
 /// The gRPC service of a node: its replicas behind one channel.
@@ -144,24 +164,39 @@ impl ReplicaSet {
                         next: AtomicUsize::new(0),
                         outstanding: AtomicUsize::new(0),
                         up: AtomicBool::new(true),
+                        calls: AtomicU64::new(0),
+                        failures: AtomicU64::new(0),
                         down_since_ms: AtomicU64::new(0),
                     })
                     .collect(),
                 made: std::time::Instant::now(),
                 writer: AtomicUsize::new(0),
                 hedge_after,
+                hedges: AtomicU64::new(0),
                 rng: AtomicU64::new(seed),
             }),
         }
     }
 
-    /// Each replica's URL and whether its last call reached it.
-    pub fn health(&self) -> Vec<(String, bool)> {
+    /// Each replica's standing and counts.
+    pub fn stats(&self) -> Vec<ReplicaStats> {
         self.inner
             .replicas
             .iter()
-            .map(|r| (r.url.clone(), r.up.load(Ordering::Relaxed)))
+            .map(|r| ReplicaStats {
+                url: r.url.clone(),
+                up: r.up.load(Ordering::Relaxed),
+                outstanding: r.outstanding.load(Ordering::Relaxed),
+                calls: r.calls.load(Ordering::Relaxed),
+                failures: r.failures.load(Ordering::Relaxed),
+            })
             .collect()
+    }
+
+    /// Reads sent to a second replica because the first had not answered within the hedge
+    /// delay.
+    pub fn hedged_reads(&self) -> u64 {
+        self.inner.hedges.load(Ordering::Relaxed)
     }
 }
 
@@ -236,6 +271,7 @@ impl Inner {
         let mut channel =
             r.channels[r.next.fetch_add(1, Ordering::Relaxed) % r.channels.len()].clone();
         let _counted = Outstanding::new(&r.outstanding);
+        r.calls.fetch_add(1, Ordering::Relaxed);
         let result = async {
             std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
             channel.call(req).await
@@ -253,6 +289,7 @@ impl Inner {
         let r = &self.replicas[i];
         r.up.store(answered, Ordering::Relaxed);
         if !answered {
+            r.failures.fetch_add(1, Ordering::Relaxed);
             r.down_since_ms
                 .store(self.made.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
@@ -336,6 +373,7 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                             _ = tokio::time::sleep(delay) => {
                                 // The first is slow: a second replica races it.
                                 k += 1;
+                                inner.hedges.fetch_add(1, Ordering::Relaxed);
                                 let other = inner.send(second, rebuild(&parts, &body));
                                 tokio::pin!(other);
                                 tokio::select! {
