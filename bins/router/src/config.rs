@@ -141,6 +141,11 @@ pub struct Args {
     /// Default: off.
     #[arg(long, env = "VR_CLUSTER_HEDGE_AFTER_MS")]
     pub cluster_hedge_after_ms: Option<u64>,
+    /// Cluster mode, nodes that are replica sets: hedge a read after this percentile (1 to
+    /// 99.9) of the set's last 256 read latencies instead, never sooner than
+    /// --cluster-hedge-after-ms (default 1 ms). Default: off.
+    #[arg(long, env = "VR_CLUSTER_HEDGE_PERCENTILE")]
+    pub cluster_hedge_percentile: Option<f64>,
     /// Cluster mode: the points a resharding batch reads at once (each batch holds the
     /// collection's requests while it moves its points). Default 256.
     #[arg(long, env = "VR_CLUSTER_RESHARD_BATCH")]
@@ -561,9 +566,26 @@ impl Settings {
                 ));
             }
         }
+        if let Some(p) = args.cluster_hedge_percentile {
+            if !(1.0..=99.9).contains(&p) {
+                return Err(format!(
+                    "cluster hedge_percentile {p} is not between 1 and 99.9"
+                ));
+            }
+        }
+        let hedge = match (args.cluster_hedge_percentile, args.cluster_hedge_after_ms) {
+            (Some(percentile), floor) => Some(shard_router::remote::replicas::Hedge::Percentile {
+                percentile,
+                floor: Duration::from_millis(floor.unwrap_or(1)),
+            }),
+            (None, Some(ms)) => Some(shard_router::remote::replicas::Hedge::After(
+                Duration::from_millis(ms),
+            )),
+            (None, None) => None,
+        };
         let cluster = match args.cluster_nodes.or(file.cluster.nodes) {
             None if partial_asked.is_some()
-                || args.cluster_hedge_after_ms.is_some()
+                || hedge.is_some()
                 || call_timeout_ms.is_some()
                 || reshard_batch.is_some() =>
             {
@@ -615,7 +637,7 @@ impl Settings {
                             .or(file.cluster.api_key)
                             .filter(|k| !k.is_empty()),
                         call_timeout: call_timeout_ms.map(Duration::from_millis),
-                        hedge_after: args.cluster_hedge_after_ms.map(Duration::from_millis),
+                        hedge,
                     },
                 })
             }

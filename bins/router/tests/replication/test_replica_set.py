@@ -24,6 +24,7 @@ Run by `cargo test` (`e2e_python.rs`) with VR_ROUTER_BIN set to the release rout
 from __future__ import annotations
 
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -316,6 +317,47 @@ def test_majority_reads_pass_the_read_barrier_through_a_router_and_over_grpc(tmp
             assert answer.status_code == 400, answer.text
             assert "consistency `most`" in answer.json()["status"]["error"]
     finally:
+        if router is not None:
+            router.kill()
+            router.wait()
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_stopped_replica_is_hedged_around(tmp_path):
+    """A replica that hangs (SIGSTOP: connections accepted, nothing answered) under a router
+    hedging at the 90th percentile of the set's read latencies: every read is answered, by
+    a second replica asked once the first is slower than most reads; the router counts the
+    hedges. Without a hedge, a read drawn to that replica would wait out its deadline."""
+    replicas = start_set(tmp_path)
+    router = None
+    stopped = None
+    try:
+        router, url, _ = start_router(
+            tmp_path, replicas,
+            ["--cluster-hedge-percentile", "90", "--cluster-hedge-after-ms", "20"])
+        client = QdrantClient(url=url, timeout=5)
+        client.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        client.upsert("c", [models.PointStruct(id=i, vector=vector(i, 1),
+                                               payload={"version": 1}) for i in range(50)],
+                      wait=True)
+        # Enough reads for the window to hold a percentile.
+        for i in range(80):
+            client.query_points("c", query=vector(i, 2), limit=5)
+        leader = leader_of(replicas)
+        stopped = next(r for r in replicas if r is not leader)
+        stopped.proc.send_signal(signal.SIGSTOP)
+        for i in range(40):
+            assert len(client.query_points("c", query=vector(i, 3), limit=5).points) == 5
+        hedged = [float(line.rsplit(" ", 1)[1])
+                  for line in httpx.get(url + "/metrics", timeout=5).text.splitlines()
+                  if line.startswith("vector_router_cluster_hedged_reads_total{")]
+        assert hedged and hedged[0] >= 1, hedged
+    finally:
+        if stopped is not None and stopped.alive():
+            stopped.proc.send_signal(signal.SIGCONT)
         if router is not None:
             router.kill()
             router.wait()

@@ -99,9 +99,9 @@ pub struct NodeOptions {
     /// The longest one call may take, when shorter than what is left of its request's time:
     /// a node that hangs is then given up on in time for a partial answer.
     pub call_timeout: Option<Duration>,
-    /// A node that is a replica set: a read its first replica has not answered within this
-    /// is sent to a second one too (the first answer wins). `None`: no second request.
-    pub hedge_after: Option<Duration>,
+    /// A node that is a replica set: when a read its first replica has not answered is sent
+    /// to a second one too (the first answer wins). `None`: no second request.
+    pub hedge: Option<replicas::Hedge>,
 }
 
 impl Default for NodeOptions {
@@ -111,7 +111,7 @@ impl Default for NodeOptions {
             connect_timeout: Duration::from_secs(2),
             api_key: None,
             call_timeout: None,
-            hedge_after: None,
+            hedge: None,
         }
     }
 }
@@ -166,7 +166,7 @@ impl Node {
         };
         Ok(Node {
             url: url.to_string(),
-            set: replicas::ReplicaSet::new(members, options.hedge_after),
+            set: replicas::ReplicaSet::new(members, options.hedge),
             api_key,
             call_timeout: options.call_timeout,
             up: AtomicBool::new(true),

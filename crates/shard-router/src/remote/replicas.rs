@@ -7,6 +7,9 @@
 //!   read sent to the next; with a hedge delay set, a read not answered within it is sent to
 //!   a second replica too and the first answer wins (a slow replica costs the delay, not its
 //!   whole latency).
+//!   The delay is fixed, or a percentile of the set's recent read latencies
+//!   ([`Hedge`]): a replica slower than most of its answers costs that much, whatever the
+//!   load makes "slow" mean.
 //!   A read a replica answers with `UNAVAILABLE` (it has no leader to confirm with, or its
 //!   replica set stopped) is sent to the next one too: reads are safe to repeat. A replica
 //!   that failed is drawn again a second later.
@@ -46,6 +49,75 @@ struct Replica {
     down_since_ms: AtomicU64,
 }
 
+/// When a read is sent to a second replica too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Hedge {
+    /// After a fixed delay.
+    After(Duration),
+    /// After the `percentile` (0 to 100) of the set's last [`LATENCY_WINDOW`] read latencies,
+    /// and never sooner than `floor`. Until the set has answered [`MIN_LATENCY_SAMPLES`]
+    /// reads, after `floor`.
+    Percentile {
+        /// Which percentile, 0 to 100.
+        percentile: f64,
+        /// The shortest delay.
+        floor: Duration,
+    },
+}
+
+/// Read latencies a percentile hedge is computed over.
+pub const LATENCY_WINDOW: usize = 256;
+/// Reads answered before a percentile hedge trusts its window.
+pub const MIN_LATENCY_SAMPLES: usize = 32;
+/// The window's percentile is computed again after this many new samples (a sort of 256
+/// numbers every 32 reads, not one per read).
+const RECOMPUTE_EVERY: usize = 32;
+
+/// The last [`LATENCY_WINDOW`] read latencies of a set, in microseconds, and their
+/// percentile as last computed.
+struct LatencyWindow {
+    samples: std::sync::Mutex<(Vec<u32>, usize)>,
+    /// The percentile in microseconds; 0 until the window holds enough samples.
+    cached_us: AtomicU64,
+}
+
+impl LatencyWindow {
+    fn new() -> LatencyWindow {
+        LatencyWindow {
+            samples: std::sync::Mutex::new((Vec::with_capacity(LATENCY_WINDOW), 0)),
+            cached_us: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, latency: Duration, percentile: f64) {
+        let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        let mut guard = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let (samples, added) = &mut *guard;
+        if samples.len() < LATENCY_WINDOW {
+            samples.push(us);
+        } else {
+            samples[*added % LATENCY_WINDOW] = us;
+        }
+        *added += 1;
+        if samples.len() >= MIN_LATENCY_SAMPLES && *added % RECOMPUTE_EVERY == 0 {
+            let mut sorted = samples.clone();
+            sorted.sort_unstable();
+            let rank = ((percentile / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+            self.cached_us.store(
+                u64::from(sorted[rank.min(sorted.len() - 1)]),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn percentile(&self) -> Option<Duration> {
+        match self.cached_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+}
+
 /// How long a replica that failed stays out of the draw.
 const RETRY_DOWN_AFTER: Duration = Duration::from_secs(1);
 
@@ -82,7 +154,8 @@ struct Inner {
     made: std::time::Instant,
     /// The replica that took the last write.
     writer: AtomicUsize,
-    hedge_after: Option<Duration>,
+    hedge: Option<Hedge>,
+    latencies: LatencyWindow,
     /// Reads sent to a second replica because the first was slow.
     hedges: AtomicU64,
     rng: AtomicU64,
@@ -149,7 +222,7 @@ fn not_sent(e: &BoxError) -> bool {
 
 impl ReplicaSet {
     /// The set over `channels` (each replica's connections, with its URL).
-    pub fn new(replicas: Vec<(String, Vec<Channel>)>, hedge_after: Option<Duration>) -> ReplicaSet {
+    pub fn new(replicas: Vec<(String, Vec<Channel>)>, hedge: Option<Hedge>) -> ReplicaSet {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -171,7 +244,8 @@ impl ReplicaSet {
                     .collect(),
                 made: std::time::Instant::now(),
                 writer: AtomicUsize::new(0),
-                hedge_after,
+                hedge,
+                latencies: LatencyWindow::new(),
                 hedges: AtomicU64::new(0),
                 rng: AtomicU64::new(seed),
             }),
@@ -209,6 +283,16 @@ impl Inner {
         x ^= x << 17;
         self.rng.store(x, Ordering::Relaxed);
         x
+    }
+
+    /// How long a read waits for its replica before a second one is asked too.
+    fn hedge_delay(&self) -> Option<Duration> {
+        match self.hedge? {
+            Hedge::After(d) => Some(d),
+            Hedge::Percentile { floor, .. } => {
+                Some(self.latencies.percentile().map_or(floor, |p| p.max(floor)))
+            }
+        }
     }
 
     /// The replicas in the order a read tries them: the power of two choices first, then
@@ -355,12 +439,20 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                 return Err(last.unwrap_or_else(|| "no replica to write to".into()));
             }
             let order = inner.read_order();
+            let started = std::time::Instant::now();
+            let answered = |r: &http::Response<Body>| {
+                if let Some(Hedge::Percentile { percentile, .. }) = inner.hedge {
+                    if header_status(r).is_none() {
+                        inner.latencies.record(started.elapsed(), percentile);
+                    }
+                }
+            };
             let mut last = None;
             let mut last_unavailable = None;
             let mut k = 0;
             while k < order.len() {
                 let first = inner.send(order[k], rebuild(&parts, &body));
-                let hedge = match (inner.hedge_after, order.get(k + 1)) {
+                let hedge = match (inner.hedge_delay(), order.get(k + 1)) {
                     (Some(d), Some(&second)) => Some((d, second)),
                     _ => None,
                 };
@@ -395,7 +487,10 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                         // Kept in case every replica answers so.
                         last_unavailable = Some(r);
                     }
-                    Ok(r) => return Ok(r),
+                    Ok(r) => {
+                        answered(&r);
+                        return Ok(r);
+                    }
                     Err(e) => last = Some(e),
                 }
                 k += 1;
@@ -421,6 +516,28 @@ mod tests {
         assert!(!is_write("/qdrant.Points/Scroll"));
         assert!(!is_write("/qdrant.Collections/Get"));
         assert!(!is_write("/qdrant.Qdrant/HealthCheck"));
+    }
+
+    #[test]
+    fn a_percentile_hedge_follows_the_recent_latencies() {
+        let w = LatencyWindow::new();
+        // Too few samples: no percentile yet.
+        for _ in 0..MIN_LATENCY_SAMPLES - 1 {
+            w.record(Duration::from_millis(5), 90.0);
+        }
+        assert_eq!(w.percentile(), None);
+        // 1..=256 ms, shuffled by a stride: the 90th percentile is about 231 ms.
+        let w = LatencyWindow::new();
+        for i in 0..LATENCY_WINDOW as u64 {
+            w.record(Duration::from_millis((i * 97) % 256 + 1), 90.0);
+        }
+        let p = w.percentile().unwrap().as_millis();
+        assert!((229..=233).contains(&p), "{p}");
+        // A window of faster reads replaces it.
+        for _ in 0..LATENCY_WINDOW {
+            w.record(Duration::from_millis(2), 90.0);
+        }
+        assert_eq!(w.percentile(), Some(Duration::from_millis(2)));
     }
 
     #[tokio::test]
