@@ -552,7 +552,10 @@ pub fn facet_value(v: Option<pb::FacetValue>) -> Json {
 /// A collection's configuration as the `CreateCollection` message each node receives. The
 /// nodes hold ordinary collections of one shard each; what the message has no field for is
 /// refused by name rather than dropped, so no node holds a collection other than the one
-/// asked for.
+/// asked for. `replication_factor` and `write_consistency_factor` go to the node as given:
+/// a node that is a Qdrant cluster keeps that many copies of its collection and acknowledges
+/// a write once that many hold it (a replica set of ours, replicating everything, and a
+/// single node echo them).
 #[allow(deprecated)] // `on_disk` fields: what REST clients send, which Qdrant 1.20 still reads
 pub fn create_collection(
     name: &str,
@@ -660,6 +663,8 @@ pub fn create_collection(
         wal_config,
         optimizers_config,
         on_disk_payload: c.on_disk_payload,
+        replication_factor: c.replication_factor,
+        write_consistency_factor: c.write_consistency_factor,
         vectors_config: Some(pb::VectorsConfig {
             config: Some(vectors_config),
         }),
@@ -736,6 +741,28 @@ fn vector_params(p: &storage::VectorParams) -> Result<pb::VectorParams, String> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_collection_keeps_its_replication_on_the_node() {
+        let config: storage::CollectionConfig = serde_json::from_value(json!({
+            "vectors": {"size": 4, "distance": "Cosine"},
+            "replication_factor": 3,
+            "write_consistency_factor": 2
+        }))
+        .unwrap();
+        let m = create_collection("c", &config).unwrap();
+        assert_eq!(
+            (m.replication_factor, m.write_consistency_factor),
+            (Some(3), Some(2))
+        );
+        let plain: storage::CollectionConfig =
+            serde_json::from_value(json!({"vectors": {"size": 4, "distance": "Cosine"}})).unwrap();
+        let m = create_collection("c", &plain).unwrap();
+        assert_eq!(
+            (m.replication_factor, m.write_consistency_factor),
+            (None, None)
+        );
+    }
 
     #[test]
     fn filters_keep_every_condition() {
