@@ -178,7 +178,7 @@ def main() -> int:
           f" | {sum(op.ret == math.inf for op in history)} | {not_sent[0]}"
           f" | {sum(op.kind == READ for op in done)} | {'yes' if equal else 'NO'}"
           f" | {len(bad)} of {len(results)}"
-          f" | {max(s for _, s in results.values())} | {soak_s:.0f} s | {check_s:.1f} s |")
+          f" | {max((s for _, s in results.values()), default=0)} | {soak_s:.0f} s | {check_s:.1f} s |")
     if bad:
         print(f"not linearizable: keys {bad}", file=sys.stderr)
     return 0 if equal and not bad else 1

@@ -141,9 +141,9 @@ pub struct Args {
     /// Default: off.
     #[arg(long, env = "VR_CLUSTER_HEDGE_AFTER_MS")]
     pub cluster_hedge_after_ms: Option<u64>,
-    /// Cluster mode, nodes that are replica sets: hedge a read after this percentile (1 to
-    /// 99.9) of the set's last 256 read latencies instead, never sooner than
-    /// --cluster-hedge-after-ms (default 1 ms). Default: off.
+    /// Cluster mode, nodes that are replica sets: hedge a read after this percentile (50 to
+    /// 99.5) of the set's last 256 read latencies instead; --cluster-hedge-after-ms is then
+    /// the shortest delay (default 1 ms). Default: off.
     #[arg(long, env = "VR_CLUSTER_HEDGE_PERCENTILE")]
     pub cluster_hedge_percentile: Option<f64>,
     /// Cluster mode: the points a resharding batch reads at once (each batch holds the
@@ -191,6 +191,8 @@ struct FileCluster {
     partial_answers: Option<bool>,
     call_timeout_ms: Option<u64>,
     reshard_batch: Option<usize>,
+    hedge_after_ms: Option<u64>,
+    hedge_percentile: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -559,21 +561,27 @@ impl Settings {
                 })
             }
         };
-        if let Some(ms) = args.cluster_hedge_after_ms {
+        let hedge_after_ms = args.cluster_hedge_after_ms.or(file.cluster.hedge_after_ms);
+        let hedge_percentile = args
+            .cluster_hedge_percentile
+            .or(file.cluster.hedge_percentile);
+        if let Some(ms) = hedge_after_ms {
             if !(1..=60_000).contains(&ms) {
                 return Err(format!(
                     "cluster hedge_after_ms {ms} is not between 1 and 60000"
                 ));
             }
         }
-        if let Some(p) = args.cluster_hedge_percentile {
-            if !(1.0..=99.9).contains(&p) {
+        if let Some(p) = hedge_percentile {
+            // Below the median most reads would be sent twice; above 99.5 the "percentile"
+            // of 256 samples is their maximum, one outlier.
+            if !(50.0..=99.5).contains(&p) {
                 return Err(format!(
-                    "cluster hedge_percentile {p} is not between 1 and 99.9"
+                    "cluster hedge_percentile {p} is not between 50 and 99.5"
                 ));
             }
         }
-        let hedge = match (args.cluster_hedge_percentile, args.cluster_hedge_after_ms) {
+        let hedge = match (hedge_percentile, hedge_after_ms) {
             (Some(percentile), floor) => Some(shard_router::remote::replicas::Hedge::Percentile {
                 percentile,
                 floor: Duration::from_millis(floor.unwrap_or(1)),
@@ -611,6 +619,13 @@ impl Settings {
                     .collect();
                 if nodes.is_empty() {
                     return Err("cluster nodes: the list is empty".into());
+                }
+                for n in &nodes {
+                    let members: Vec<&str> = n.split('|').collect();
+                    let distinct: std::collections::HashSet<&&str> = members.iter().collect();
+                    if distinct.len() != members.len() {
+                        return Err(format!("cluster node {n}: a replica is listed twice"));
+                    }
                 }
                 if nodes.len() > MAX_CLUSTER_NODES {
                     return Err(format!(

@@ -245,6 +245,7 @@ impl AppState {
                                     outstanding: r.outstanding as u64,
                                     calls: r.calls,
                                     failures: r.failures,
+                                    hedges_lost: r.hedges_lost,
                                 })
                                 .collect(),
                             hedged_reads: n.hedged_reads(),

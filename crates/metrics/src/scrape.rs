@@ -180,6 +180,13 @@ pub(crate) fn snapshot_families(
                 each(&|r| counter(r.failures)),
             ));
             families.push(family(
+                "cluster_replica_hedges_lost_total",
+                "Reads a replica was asked first that a second replica answered sooner (one \
+                 that loses three in a row, answering nothing, leaves the draw for a second).",
+                MetricType::COUNTER,
+                each(&|r| counter(r.hedges_lost)),
+            ));
+            families.push(family(
                 "cluster_hedged_reads_total",
                 "Reads sent to a second replica because the first had not answered in time.",
                 MetricType::COUNTER,

@@ -72,6 +72,8 @@ pub struct ReplicaStatus {
     pub calls: u64,
     /// Calls it did not answer (unreachable, or unavailable).
     pub failures: u64,
+    /// Reads it was asked first that a second replica answered sooner.
+    pub hedges_lost: u64,
 }
 
 /// One collection's figures.

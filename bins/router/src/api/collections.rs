@@ -93,6 +93,18 @@ pub(crate) fn parse_create(
     // The create body is storage's own config type: it is stored and echoed as sent.
     let config: storage::CollectionConfig = model::parse(body)?;
     config.validate()?;
+    // As Qdrant: copies and acknowledgements are counted from one (a Qdrant cluster behind
+    // a cluster router would refuse 0 itself, after the router had made its own record).
+    for (field, value) in [
+        ("replication_factor", config.replication_factor),
+        ("write_consistency_factor", config.write_consistency_factor),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::bad_request(format!(
+                "Validation error in JSON body: {field}: value 0 invalid, must be 1 or larger"
+            )));
+        }
+    }
     if config.sharding_method.as_deref() == Some("custom") && !in_cluster {
         return Err(ApiError::not_implemented(
             "Not implemented: sharding_method `custom` (shard keys) is served in cluster mode \
@@ -476,7 +488,9 @@ pub(crate) async fn add_shard_key(
         .map_err(|e| convert::bad(format!("Validation error in JSON body: shard_key: {e}")))?;
     if body.replication_factor.is_some_and(|r| r != 1) {
         return Err(ApiError::not_implemented(
-            "Not implemented: replication_factor above 1 (replica sets are not served yet)",
+            "Not implemented: a shard key's own replication_factor (a key's nodes keep as many \
+             copies as they are: a replica set, or a Qdrant cluster with the collection's \
+             replication_factor)",
         ));
     }
     if body

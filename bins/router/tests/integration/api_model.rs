@@ -280,3 +280,33 @@ async fn nulls_and_optional_fields_read_as_absent() {
     .await;
     assert!(error.contains("timeout"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_factors_are_counted_from_one() {
+    let dirs = DataDirs::new();
+    let r = Router::start(&dirs, &[]);
+    for field in ["replication_factor", "write_consistency_factor"] {
+        let error = rejection(
+            &r,
+            Method::PUT,
+            "/collections/rf",
+            json!({"vectors": {"size": 2, "distance": "Dot"}, field: 0}),
+        )
+        .await;
+        assert!(
+            error.contains(field) && error.contains("1 or larger"),
+            "{error}"
+        );
+    }
+    // Nothing was made; with 1 and above it is, and both are echoed.
+    r.create(
+        "rf",
+        json!({"vectors": {"size": 2, "distance": "Dot"},
+               "replication_factor": 2, "write_consistency_factor": 1}),
+    )
+    .await;
+    let info = r.get("/collections/rf").await;
+    let params = &info["config"]["params"];
+    assert_eq!(params["replication_factor"], 2, "{info}");
+    assert_eq!(params["write_consistency_factor"], 1, "{info}");
+}

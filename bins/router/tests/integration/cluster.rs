@@ -615,8 +615,12 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     let node_dirs = DataDirs::new();
     let node = Router::start(&node_dirs, &[]);
     let unreachable = format!("http://127.0.0.1:{}", free_port());
-    let cases: [(Vec<String>, &str); 3] = [
+    let cases: [(Vec<String>, &str); 4] = [
         (vec![node.grpc.clone(), node.grpc.clone()], "listed twice"),
+        (
+            vec![format!("{}|{}", node.grpc, node.grpc)],
+            "a replica is listed twice",
+        ),
         (vec![node.grpc.clone(), unreachable.clone()], &unreachable),
         (vec!["ftp://127.0.0.1:1".to_string()], "http://"),
     ];
@@ -638,12 +642,29 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     let dirs = DataDirs::new();
     let file = dirs.root().join("router.toml");
     std::fs::write(&file, format!("[cluster]\nnodes = [\"{unreachable}\"]\n")).unwrap();
+    let hedged = dirs.root().join("hedged.toml");
+    std::fs::write(
+        &hedged,
+        format!(
+            "[cluster]\nnodes = [\"{}|{unreachable}\"]\nhedge_percentile = 99.9\n",
+            node.grpc
+        ),
+    )
+    .unwrap();
     for (args, expected) in [
         (
             vec!["--config", file.to_str().unwrap()],
             unreachable.as_str(),
         ),
         (vec!["--cluster-partial-answers"], "need cluster nodes"),
+        (
+            vec!["--cluster-hedge-percentile", "95"],
+            "need cluster nodes",
+        ),
+        (
+            vec!["--config", hedged.to_str().unwrap()],
+            "between 50 and 99.5",
+        ),
     ] {
         let output = router_command()
             .args(["--http-port", "0"])
@@ -1764,6 +1785,17 @@ async fn a_real_qdrant_cluster_is_one_shard_group() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     compare("a node down", "").await;
+    // The router moved past the dead node: its metrics count calls it did not answer.
+    let (_, metrics) = coord.text("/metrics").await;
+    let dead = format!("replica=\"{}\"", urls.last().unwrap());
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("vector_router_cluster_replica_failures_total{") && l.contains(&dead)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no failures counted for {dead}:\n{metrics}"));
+    assert!(failures >= 1.0, "{failures}");
     // Qdrant's `majority` asks every replica it holds active and fails when one does not
     // answer (then, once a write found it down, refuses: too few active replicas); `quorum`
     // asks a majority of them.

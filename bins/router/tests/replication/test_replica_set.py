@@ -346,15 +346,29 @@ def test_a_stopped_replica_is_hedged_around(tmp_path):
         # Enough reads for the window to hold a percentile.
         for i in range(80):
             client.query_points("c", query=vector(i, 2), limit=5)
+        def metric(name, replica=None):
+            found = [float(line.rsplit(" ", 1)[1])
+                     for line in httpx.get(url + "/metrics", timeout=5).text.splitlines()
+                     if line.startswith(name + "{")
+                     and (replica is None or f'replica="{replica}"' in line)]
+            assert len(found) == 1, (name, found)
+            return found[0]
+
         leader = leader_of(replicas)
         stopped = next(r for r in replicas if r is not leader)
+        stopped_url = f"http://127.0.0.1:{stopped.grpc_port}"
+        hedged_before = metric("vector_router_cluster_hedged_reads_total")
         stopped.proc.send_signal(signal.SIGSTOP)
+        began = time.monotonic()
         for i in range(40):
             assert len(client.query_points("c", query=vector(i, 3), limit=5).points) == 5
-        hedged = [float(line.rsplit(" ", 1)[1])
-                  for line in httpx.get(url + "/metrics", timeout=5).text.splitlines()
-                  if line.startswith("vector_router_cluster_hedged_reads_total{")]
-        assert hedged and hedged[0] >= 1, hedged
+        seconds = time.monotonic() - began
+        hedged = metric("vector_router_cluster_hedged_reads_total") - hedged_before
+        lost = metric("vector_router_cluster_replica_hedges_lost_total", stopped_url)
+        # It lost its hedges, and after three in a row left the draw: drawn again once a
+        # second, it costs a hedge then, not one read in three (about 13 of 40).
+        assert lost >= 3 and hedged >= lost, (lost, hedged)
+        assert hedged <= 4 + seconds, (hedged, seconds)
     finally:
         if stopped is not None and stopped.alive():
             stopped.proc.send_signal(signal.SIGCONT)

@@ -272,6 +272,7 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
                         outstanding: 3,
                         calls: 120,
                         failures: 0,
+                        hedges_lost: 0,
                     },
                     ReplicaStatus {
                         url: "http://b:6334".into(),
@@ -279,6 +280,7 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
                         outstanding: 0,
                         calls: 40,
                         failures: 7,
+                        hedges_lost: 9,
                     },
                 ],
                 hedged_reads: 5,
@@ -321,6 +323,10 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
     assert_eq!(
         exposition.value("vector_router_cluster_replica_calls_total", &set),
         Some(40.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cluster_replica_hedges_lost_total", &set),
+        Some(9.0)
     );
     assert_eq!(
         exposition.kind("vector_router_cluster_replica_calls_total"),

@@ -44,6 +44,10 @@ struct Replica {
     /// Calls sent to it, and those it did not answer (unreachable, or `UNAVAILABLE`).
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Reads it was asked first and another replica answered sooner (a hedge it lost), and
+    /// how many in a row without an answer of its own in between.
+    hedges_lost: AtomicU64,
+    lost_streak: AtomicU64,
     /// When it last failed, in milliseconds since the set was made: a replica down is drawn
     /// again after [`RETRY_DOWN_AFTER`].
     down_since_ms: AtomicU64,
@@ -56,7 +60,7 @@ pub enum Hedge {
     After(Duration),
     /// After the `percentile` (0 to 100) of the set's last [`LATENCY_WINDOW`] read latencies,
     /// and never sooner than `floor`. Until the set has answered [`MIN_LATENCY_SAMPLES`]
-    /// reads, after `floor`.
+    /// reads, after `floor` or [`WARMUP_HEDGE_AFTER`], whichever is longer.
     Percentile {
         /// Which percentile, 0 to 100.
         percentile: f64,
@@ -64,6 +68,13 @@ pub enum Hedge {
         floor: Duration,
     },
 }
+
+/// A percentile hedge's delay until its window holds a percentile (a new set, a restarted
+/// router): long enough that a set's first reads are not all sent twice.
+pub const WARMUP_HEDGE_AFTER: Duration = Duration::from_millis(50);
+
+/// Hedges a replica loses in a row, answering nothing in between, before it leaves the draw.
+const LOST_HEDGES_BEFORE_DOWN: u64 = 3;
 
 /// Read latencies a percentile hedge is computed over.
 pub const LATENCY_WINDOW: usize = 256;
@@ -174,6 +185,8 @@ pub struct ReplicaStats {
     pub calls: u64,
     /// Calls it did not answer (unreachable, or `UNAVAILABLE`).
     pub failures: u64,
+    /// Reads it was asked first that a second replica answered sooner.
+    pub hedges_lost: u64,
 }
 
 /// The gRPC service of a node: its replicas behind one channel.
@@ -239,6 +252,8 @@ impl ReplicaSet {
                         up: AtomicBool::new(true),
                         calls: AtomicU64::new(0),
                         failures: AtomicU64::new(0),
+                        hedges_lost: AtomicU64::new(0),
+                        lost_streak: AtomicU64::new(0),
                         down_since_ms: AtomicU64::new(0),
                     })
                     .collect(),
@@ -263,6 +278,7 @@ impl ReplicaSet {
                 outstanding: r.outstanding.load(Ordering::Relaxed),
                 calls: r.calls.load(Ordering::Relaxed),
                 failures: r.failures.load(Ordering::Relaxed),
+                hedges_lost: r.hedges_lost.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -289,9 +305,25 @@ impl Inner {
     fn hedge_delay(&self) -> Option<Duration> {
         match self.hedge? {
             Hedge::After(d) => Some(d),
-            Hedge::Percentile { floor, .. } => {
-                Some(self.latencies.percentile().map_or(floor, |p| p.max(floor)))
-            }
+            Hedge::Percentile { floor, .. } => Some(
+                self.latencies
+                    .percentile()
+                    .map_or(floor.max(WARMUP_HEDGE_AFTER), |p| p.max(floor)),
+            ),
+        }
+    }
+
+    /// Replica `i` was asked a read first and another answered it sooner. A replica that
+    /// loses [`LOST_HEDGES_BEFORE_DOWN`] in a row without answering anything in between
+    /// hangs (a stopped process, a connection that swallows calls): it leaves the draw as
+    /// one that failed would, instead of costing a hedge delay on every read drawn to it.
+    fn lost_hedge(&self, i: usize) {
+        let r = &self.replicas[i];
+        r.hedges_lost.fetch_add(1, Ordering::Relaxed);
+        if r.lost_streak.fetch_add(1, Ordering::Relaxed) + 1 >= LOST_HEDGES_BEFORE_DOWN {
+            r.up.store(false, Ordering::Relaxed);
+            r.down_since_ms
+                .store(self.made.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
     }
 
@@ -372,7 +404,9 @@ impl Inner {
     fn mark(&self, i: usize, answered: bool) {
         let r = &self.replicas[i];
         r.up.store(answered, Ordering::Relaxed);
-        if !answered {
+        if answered {
+            r.lost_streak.store(0, Ordering::Relaxed);
+        } else {
             r.failures.fetch_add(1, Ordering::Relaxed);
             r.down_since_ms
                 .store(self.made.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -439,43 +473,51 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                 return Err(last.unwrap_or_else(|| "no replica to write to".into()));
             }
             let order = inner.read_order();
-            let started = std::time::Instant::now();
-            let answered = |r: &http::Response<Body>| {
+            let answered = |r: &http::Response<Body>, since: std::time::Instant| {
                 if let Some(Hedge::Percentile { percentile, .. }) = inner.hedge {
                     if header_status(r).is_none() {
-                        inner.latencies.record(started.elapsed(), percentile);
+                        inner.latencies.record(since.elapsed(), percentile);
                     }
                 }
             };
+            let usable = |r: &http::Response<Body>| header_status(r) != Some(UNAVAILABLE);
             let mut last = None;
             let mut last_unavailable = None;
             let mut k = 0;
             while k < order.len() {
-                let first = inner.send(order[k], rebuild(&parts, &body));
+                let first_replica = order[k];
+                // Each answer's latency is counted from its own call: a read that waited for
+                // a failed or hung replica first would otherwise push the percentile up.
+                let first_at = std::time::Instant::now();
+                let first = inner.send(first_replica, rebuild(&parts, &body));
                 let hedge = match (inner.hedge_delay(), order.get(k + 1)) {
                     (Some(d), Some(&second)) => Some((d, second)),
                     _ => None,
                 };
-                let result = match hedge {
-                    None => first.await,
+                let (result, since) = match hedge {
+                    None => (first.await, first_at),
                     Some((delay, second)) => {
                         tokio::pin!(first);
                         tokio::select! {
-                            r = &mut first => r,
+                            r = &mut first => (r, first_at),
                             _ = tokio::time::sleep(delay) => {
                                 // The first is slow: a second replica races it.
                                 k += 1;
                                 inner.hedges.fetch_add(1, Ordering::Relaxed);
+                                let second_at = std::time::Instant::now();
                                 let other = inner.send(second, rebuild(&parts, &body));
                                 tokio::pin!(other);
                                 tokio::select! {
                                     r = &mut first => match r {
-                                        Ok(r) if header_status(&r) != Some(UNAVAILABLE) => Ok(r),
-                                        _ => other.await,
+                                        Ok(r) if usable(&r) => (Ok(r), first_at),
+                                        _ => (other.await, second_at),
                                     },
                                     r = &mut other => match r {
-                                        Ok(r) if header_status(&r) != Some(UNAVAILABLE) => Ok(r),
-                                        _ => first.await,
+                                        Ok(r) if usable(&r) => {
+                                            inner.lost_hedge(first_replica);
+                                            (Ok(r), second_at)
+                                        }
+                                        _ => (first.await, first_at),
                                     },
                                 }
                             }
@@ -483,12 +525,12 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                     }
                 };
                 match result {
-                    Ok(r) if header_status(&r) == Some(UNAVAILABLE) && k + 1 < order.len() => {
+                    Ok(r) if !usable(&r) && k + 1 < order.len() => {
                         // Kept in case every replica answers so.
                         last_unavailable = Some(r);
                     }
                     Ok(r) => {
-                        answered(&r);
+                        answered(&r, since);
                         return Ok(r);
                     }
                     Err(e) => last = Some(e),
