@@ -49,7 +49,7 @@ def monitoring_copy(tmp_path):
 def test_prometheus_accepts_the_configuration(monitoring_copy, config):
     out = run([promtool(), "check", "config", str(monitoring_copy / config)])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 10 rules found" in out.stdout + out.stderr
+    assert "SUCCESS: 13 rules found" in out.stdout + out.stderr
 
 
 def test_promtool_refuses_a_broken_rule(monitoring_copy):
@@ -119,7 +119,8 @@ def exported(text: str) -> set[str]:
 
 def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
     """A node and a cluster router over three nodes, queried, one collection resharded
-    while /metrics is read: the union of what they export holds every name used."""
+    while /metrics is read; a replica leading its set, and a router whose node is a replica
+    set: the union of what they export holds every name used."""
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
     used = {}
     for group in rules["groups"]:
@@ -163,6 +164,29 @@ def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
         deadline = time.monotonic() + 30
         while "vector_router_resharding_points_moved" not in seen and time.monotonic() < deadline:
             seen |= exported(http("GET", router.url + "/metrics")[1])
+
+        # A replica (a set of one, leading it), and a router whose one node is a replica set.
+        def env(name):
+            return {"QDRANT__STORAGE__STORAGE_PATH": str(tmp_path / name / "s"),
+                    "QDRANT__STORAGE__SNAPSHOTS_PATH": str(tmp_path / name / "snap")}
+        replica = start_router(["--replica-id", "1"], env("replica"), tmp_path / "replica")
+        routers.append(replica)
+        status, body, _ = http("POST", replica.url + "/cluster/replica/initialize",
+                               {"members": {"1": replica.url}})
+        assert status == 200, body
+        deadline = time.monotonic() + 30
+        while http("GET", replica.url + "/cluster/replica")[1]["result"]["state"] != "Leader":
+            assert time.monotonic() < deadline, "the replica did not become leader"
+            time.sleep(0.1)
+        plain = start_router([], env("plain"), tmp_path / "plain")
+        routers.append(plain)
+        members = f"http://127.0.0.1:{replica.grpc_port}|http://127.0.0.1:{plain.grpc_port}"
+        set_router = start_router(["--cluster-nodes", members], env("set-router"),
+                                  tmp_path / "set-router")
+        routers.append(set_router)
+        wait_ready(set_router.url)
+        for r in (replica, set_router):
+            seen |= exported(http("GET", r.url + "/metrics")[1])
     finally:
         codes = [r.stop() for r in reversed(routers)]
     assert codes == [0] * len(codes)
