@@ -28,11 +28,11 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "bins/router/tests/replication"))
 
-import httpx  # noqa: E402
 from qdrant_client import QdrantClient, models  # noqa: E402
 
 import harness  # noqa: E402
-from harness import DIM, Proxy, leader_of, start_set, wait_for  # noqa: E402
+from harness import (DIM, Proxy, heal, isolate, leader_of, register_step,  # noqa: E402
+                     start_set, wait_for)
 from linearizability import READ, WRITE, Op, check  # noqa: E402
 
 
@@ -68,32 +68,17 @@ def main() -> int:
             while not stop.is_set():
                 target = rng.choice([r for r in replicas if r.alive()])
                 key = rng.randrange(args.keys) + 1
-                call = time.monotonic()
+                value = None
                 if writes:
                     written += 1
                     value = cid * 10_000_000 + written
-                    try:
-                        clients[target.rid].upsert("c", [models.PointStruct(
-                            id=key, vector=[1.0] * DIM, payload={"v": value})], wait=True)
-                        ret = time.monotonic()
-                    except Exception as e:
-                        if isinstance(getattr(e, "source", None), httpx.ConnectError):
-                            with lock:
-                                not_sent[0] += 1
-                            time.sleep(0.05)
-                            continue
-                        ret = math.inf
-                    op = Op(key, WRITE, value, call, ret, cid)
-                else:
-                    try:
-                        points = clients[target.rid].retrieve(
-                            "c", [key], with_payload=True,
-                            consistency=models.ReadConsistencyType.MAJORITY)
-                    except Exception:
-                        time.sleep(0.05)
-                        continue
-                    op = Op(key, READ, points[0].payload["v"] if points else None, call,
-                            time.monotonic(), cid)
+                op = register_step(clients[target.rid], key, value, cid)
+                if op is None:
+                    if writes:
+                        with lock:
+                            not_sent[0] += 1
+                    time.sleep(0.05)
+                    continue
                 with lock:
                     history.append(op)
                 if op.ret == math.inf:
@@ -123,13 +108,10 @@ def main() -> int:
                     faults["follower killed"] += 1
                 else:
                     old = leader_of(replicas)
-                    others = {str(o.rid) for o in replicas if o is not old}
-                    for rep, proxy in zip(replicas, proxies):
-                        proxy.cut = set(others) if rep is old else {str(old.rid)}
+                    isolate(old, replicas, proxies)
                     leader_of([o for o in replicas if o is not old])
                     time.sleep(1.0)
-                    for proxy in proxies:
-                        proxy.cut = set()
+                    heal(proxies)
                     faults["leader partitioned"] += 1
                 print(f"cycle {cycle + 1}/{args.cycles}: {len(history)} operations",
                       file=sys.stderr, flush=True)

@@ -142,6 +142,29 @@ impl AppState {
         self.shards.cluster()
     }
 
+    /// Runs `read` at a read consistency (REST's `consistency`, gRPC's `read_consistency`,
+    /// already checked). In replica mode a level above one replica waits for the replica
+    /// set's read barrier first (linearizable); other reads answer from what this replica
+    /// has applied. In cluster mode the level goes with the reads to every node (a replica
+    /// set of ours, a Qdrant cluster): they must be made on this task, inside the scope. One
+    /// router holding everything reads the same data at every level.
+    pub async fn read_at<T>(
+        &self,
+        level: Option<qdrant_client::qdrant::ReadConsistency>,
+        read: impl std::future::Future<Output = T>,
+    ) -> Result<T, error::ApiError> {
+        if let Some(r) = self.replica() {
+            if shard_router::remote::is_strong_read(level.as_ref()) {
+                r.read_barrier(Instant::now() + self.timeout).await?;
+            }
+            return Ok(read.await);
+        }
+        if self.cluster().is_none() {
+            return Ok(read.await);
+        }
+        Ok(shard_router::remote::with_read_consistency(level, read).await)
+    }
+
     /// Refuses an operation cluster mode does not serve yet (501, naming it: `what` is the
     /// sentence's subject and verb, "snapshots are").
     pub fn local_only(&self, what: &str) -> Result<(), error::ApiError> {
@@ -654,12 +677,8 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// A read's `consistency` (Qdrant's: `majority`, `quorum`, `all`, or a number of replicas).
-/// In replica mode a level above one replica waits for the replica set's read barrier first
-/// (linearizable), and other reads answer from what this replica has applied. In cluster
-/// mode the level goes with the request's reads to every node (a replica set of ours, a
-/// Qdrant cluster): the reads must be made on this task, inside the scope. A level that does
-/// not read is refused.
+/// A read's `consistency` (Qdrant's: `majority`, `quorum`, `all`, or a number of replicas),
+/// read by [`AppState::read_at`]. A level that does not read is refused.
 async fn read_consistency(
     State(state): State<Arc<AppState>>,
     req: Request,
@@ -690,19 +709,10 @@ async fn read_consistency(
                 .into_response()
         }
     };
-    if let Some(r) = state.replica() {
-        if shard_router::remote::is_strong_read(level.as_ref()) {
-            if let Err(e) = r.read_barrier(Instant::now() + state.timeout).await {
-                return e.into_response();
-            }
-        }
-        return next.run(req).await;
-    }
-    if state.cluster().is_none() {
-        // One copy of everything: every level reads the same data.
-        return next.run(req).await;
-    }
-    shard_router::remote::with_read_consistency(level, next.run(req)).await
+    state
+        .read_at(level, next.run(req))
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The routes with every layer the server puts around them (authentication, limits, timeout,

@@ -297,9 +297,8 @@ fn query_json(q: &pb::QueryPoints) -> Result<Json, ApiError> {
     Ok(Json::Object(out))
 }
 
-/// Runs a read at the consistency its message asks for (Qdrant's `read_consistency`): in
-/// replica mode a level above one replica waits for the replica set's read barrier first
-/// (linearizable); in cluster mode the level goes with the read to every node.
+/// Runs a read at the consistency its message asks for (Qdrant's `read_consistency`),
+/// checked first: [`AppState::read_at`].
 async fn consistent<T>(
     state: &Arc<AppState>,
     level: Option<pb::ReadConsistency>,
@@ -308,16 +307,7 @@ async fn consistent<T>(
     if let Some(l) = &level {
         shard_router::remote::check_read_consistency(l).map_err(Status::invalid_argument)?;
     }
-    if let Some(r) = state.replica() {
-        if shard_router::remote::is_strong_read(level.as_ref()) {
-            r.read_barrier(Instant::now() + state.timeout).await?;
-        }
-        return read.await;
-    }
-    if state.cluster().is_none() {
-        return read.await;
-    }
-    shard_router::remote::with_read_consistency(level, read).await
+    state.read_at(level, read).await?
 }
 
 /// Runs searches given as REST bodies; their answers as gRPC batches.

@@ -1,5 +1,6 @@
 """The pieces the replica-set tests share: router processes in replica mode on loopback, a
-fault-injecting proxy for their Raft traffic, and waiting for a set to settle."""
+fault-injecting proxy for their Raft traffic (a partition: `isolate`, `heal`), waiting for a
+set to settle, and one step of the register workload a linearizability check reads."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import http.client
 import http.server
 
 import httpx
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
+
+from linearizability import READ, WRITE, Op
 
 BIN = os.environ.get("VR_ROUTER_BIN", "target/release/router")
 DIM = 8
@@ -198,3 +201,43 @@ def converged(replicas) -> bool:
     return len(applied) == 1
 
 
+
+
+def isolate(replica, replicas, proxies) -> None:
+    """Cuts `replica` off from the rest of its set both ways (its Raft calls to the others,
+    and theirs to it), through the proxies `start_set` put in front of each replica."""
+    others = {str(o.rid) for o in replicas if o is not replica}
+    for r, p in zip(replicas, proxies):
+        p.cut = set(others) if r is replica else {str(replica.rid)}
+
+
+def heal(proxies) -> None:
+    """Ends every cut."""
+    for p in proxies:
+        p.cut = set()
+
+
+def register_step(client: QdrantClient, key: int, value=None, owner: int = 0):
+    """One operation of the register workload (a point's payload `v` as a register): with
+    `value`, a write of it to point `key`; without, a `consistency=majority` read of it.
+    The operation as the client saw it, for `linearizability.check`; `None` when it tells
+    nothing: a read whose answer was lost, or a write refused before a connection was made
+    (the replica was down: nothing was sent, so it is no write). A write whose answer was
+    lost may have been applied: it returns at infinity."""
+    call = time.monotonic()
+    if value is not None:
+        try:
+            client.upsert("c", [models.PointStruct(id=key, vector=[1.0] * DIM,
+                                                   payload={"v": value})], wait=True)
+            return Op(key, WRITE, value, call, time.monotonic(), owner)
+        except Exception as e:
+            if isinstance(getattr(e, "source", None), httpx.ConnectError):
+                return None
+            return Op(key, WRITE, value, call, float("inf"), owner)
+    try:
+        points = client.retrieve("c", [key], with_payload=True,
+                                 consistency=models.ReadConsistencyType.MAJORITY)
+    except Exception:
+        return None
+    return Op(key, READ, points[0].payload["v"] if points else None, call, time.monotonic(),
+              owner)

@@ -19,10 +19,9 @@ import random
 import threading
 import time
 
-import httpx
 from qdrant_client import QdrantClient, models
 
-from harness import DIM, Proxy, leader_of, start_set, wait_for
+from harness import DIM, Proxy, heal, isolate, leader_of, register_step, start_set, wait_for
 from linearizability import READ, WRITE, Op, check, check_key
 
 
@@ -99,35 +98,17 @@ def test_a_history_under_kills_and_partitions_is_linearizable(tmp_path):
             clients = {r.rid: QdrantClient(url=r.url, timeout=3) for r in replicas}
             written = 0
             while not stop.is_set():
-                live = [r for r in replicas if r.alive()]
-                target = rng.choice(live)
+                target = rng.choice([r for r in replicas if r.alive()])
                 key = rng.randrange(KEYS) + 1
-                call = time.monotonic()
+                value = None
                 if rng.random() < 0.5:
                     written += 1
                     value = cid * 1_000_000 + written
-                    try:
-                        clients[target.rid].upsert("c", [models.PointStruct(
-                            id=key, vector=[1.0] * DIM, payload={"v": value})], wait=True)
-                        ret = time.monotonic()
-                    except Exception as e:
-                        if isinstance(getattr(e, "source", None), httpx.ConnectError):
-                            # Refused before anything was sent (a replica restarting): not
-                            # a write.
-                            time.sleep(0.05)
-                            continue
-                        ret = math.inf  # lost answer: applied or not, we cannot tell
-                    op = Op(key, WRITE, value, call, ret, cid)
-                else:
-                    try:
-                        points = clients[target.rid].retrieve(
-                            "c", [key], with_payload=True,
-                            consistency=models.ReadConsistencyType.MAJORITY)
-                    except Exception:
-                        time.sleep(0.05)
-                        continue
-                    op = Op(key, READ, points[0].payload["v"] if points else None, call,
-                            time.monotonic(), cid)
+                op = register_step(clients[target.rid], key, value, cid)
+                if op is None:
+                    # Told nothing (a replica restarting, a read lost): try again shortly.
+                    time.sleep(0.05)
+                    continue
                 with lock:
                     served[len(history)] = target.rid
                     history.append(op)
@@ -157,13 +138,10 @@ def test_a_history_under_kills_and_partitions_is_linearizable(tmp_path):
                 # reach the old one, which must neither acknowledge a write nor answer a
                 # majority read from its own state.
                 old = leader_of(replicas)
-                others = {str(o.rid) for o in replicas if o is not old}
-                for rep, proxy in zip(replicas, proxies):
-                    proxy.cut = set(others) if rep is old else {str(old.rid)}
+                isolate(old, replicas, proxies)
                 leader_of([o for o in replicas if o is not old])
                 time.sleep(1.5)
-                for proxy in proxies:
-                    proxy.cut = set()
+                heal(proxies)
                 time.sleep(1.5)
                 follower = next(o for o in replicas if o is not leader_of(replicas))
                 follower.kill()

@@ -32,8 +32,8 @@ import time
 import httpx
 from qdrant_client import QdrantClient, models
 
-from harness import (BIN, DIM, Proxy, Replica, all_points, converged, free_port, leader_of,
-                     start_set, vector, wait_for)
+from harness import (BIN, DIM, Proxy, Replica, all_points, converged, free_port, heal,
+                     isolate, leader_of, start_set, vector, wait_for)
 
 
 def test_kills_and_restarts_lose_no_acknowledged_write(tmp_path):
@@ -457,12 +457,7 @@ def test_a_partitioned_leader_loses_its_unacknowledged_writes(tmp_path):
                 id=pid, vector=vector(pid, 1), payload={"version": 1})], wait=True)
         old = leader
         others = [r for r in replicas if r is not old]
-        # Cut the leader off both ways: its calls to the others, and theirs to it.
-        for r, p in zip(replicas, proxies):
-            if r is old:
-                p.cut |= {str(o.rid) for o in others}
-            else:
-                p.cut.add(str(old.rid))
+        isolate(old, replicas, proxies)
         answers = {}
 
         def write_to_old(pid):
@@ -485,8 +480,7 @@ def test_a_partitioned_leader_loses_its_unacknowledged_writes(tmp_path):
         # The cut-off leader acknowledged neither write.
         assert answers == {1000: 503, 1001: 503}, answers
         # Healed: the old leader follows the new one, its own entries replaced.
-        for p in proxies:
-            p.cut.clear()
+        heal(proxies)
         wait_for("the old leader to follow", lambda: old.status()["state"] == "Follower")
         wait_for("replicas to converge", lambda: converged(replicas))
         states = [all_points(r) for r in replicas]
