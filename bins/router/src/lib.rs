@@ -151,11 +151,17 @@ impl AppState {
     pub async fn read_at<T>(
         &self,
         level: Option<qdrant_client::qdrant::ReadConsistency>,
+        timeout: Option<u64>,
         read: impl std::future::Future<Output = T>,
     ) -> Result<T, error::ApiError> {
         if let Some(r) = self.replica() {
             if shard_router::remote::is_strong_read(level.as_ref()) {
-                r.read_barrier(Instant::now() + self.timeout).await?;
+                // Within the read's own `timeout` when it asks a shorter one (a timeout of 0
+                // is left for the read to refuse).
+                let limit = timeout
+                    .filter(|&s| s >= 1)
+                    .map_or(self.timeout, |s| Duration::from_secs(s).min(self.timeout));
+                r.read_barrier(Instant::now() + limit).await?;
             }
             return Ok(read.await);
         }
@@ -269,6 +275,7 @@ impl AppState {
                                     calls: r.calls,
                                     failures: r.failures,
                                     hedges_lost: r.hedges_lost,
+                                    write_target: r.writes_to,
                                 })
                                 .collect(),
                             hedged_reads: n.hedged_reads(),
@@ -677,6 +684,14 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// The value of the query-string parameter `name`, as sent.
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
 /// A read's `consistency` (Qdrant's: `majority`, `quorum`, `all`, or a number of replicas),
 /// read by [`AppState::read_at`]. A level that does not read is refused.
 async fn read_consistency(
@@ -696,21 +711,20 @@ async fn read_consistency(
     if !collection_read {
         return next.run(req).await;
     }
-    let asked = req.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find_map(|(k, v)| (k == "consistency").then_some(v))
-    });
-    let level = match asked.map(shard_router::remote::parse_read_consistency) {
-        None => None,
-        Some(Ok(level)) => Some(level),
-        Some(Err(e)) => {
-            return ApiError::bad_request(format!("Format error in query string: {e}"))
-                .into_response()
-        }
-    };
+    let query = req.uri().query();
+    // A malformed timeout is the handler's to refuse.
+    let timeout = query_param(query, "timeout").and_then(|t| t.parse::<u64>().ok());
+    let level =
+        match query_param(query, "consistency").map(shard_router::remote::parse_read_consistency) {
+            None => None,
+            Some(Ok(level)) => Some(level),
+            Some(Err(e)) => {
+                return ApiError::bad_request(format!("Format error in query string: {e}"))
+                    .into_response()
+            }
+        };
     state
-        .read_at(level, next.run(req))
+        .read_at(level, timeout, next.run(req))
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

@@ -330,6 +330,8 @@ pub struct Replica {
     api_key: Option<String>,
     /// Reads answered after the read barrier: those asking a level above one replica.
     linearizable_reads: AtomicU64,
+    /// Writes this replica handed to its leader (it followed when they came).
+    forwarded_writes: AtomicU64,
 }
 
 impl Replica {
@@ -407,6 +409,7 @@ impl Replica {
             http,
             api_key,
             linearizable_reads: AtomicU64::new(0),
+            forwarded_writes: AtomicU64::new(0),
         })
     }
 
@@ -445,7 +448,10 @@ impl Replica {
                 )) => {
                     if let Some(node) = f.leader_node {
                         match self.forward_write(&node, &bytes, deadline).await {
-                            Forwarded::Answer(a) => return a,
+                            Forwarded::Answer(a) => {
+                                self.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+                                return a;
+                            }
                             Forwarded::NotLeader => {}
                         }
                     }
@@ -567,6 +573,22 @@ impl Replica {
         }
     }
 
+    /// Its id, term and the leader it knows, as a router over its set reads them
+    /// ([`shard_router::remote::replicas::ReplicaView`]).
+    pub fn view_header(&self) -> axum::http::HeaderValue {
+        let view = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            shard_router::remote::replicas::ReplicaView {
+                id: m.id,
+                term: m.current_term,
+                leader: m.current_leader,
+            }
+        };
+        axum::http::HeaderValue::from_str(&view.to_header())
+            .expect("digits, spaces and a dash are a header value")
+    }
+
     /// The replica's view of its set, for `GET /cluster/replica` and the metrics.
     pub fn status(&self) -> serde_json::Value {
         let m = self.raft.metrics().borrow().clone();
@@ -642,6 +664,13 @@ impl Replica {
              # TYPE vector_router_replica_linearizable_reads_total counter\n\
              vector_router_replica_linearizable_reads_total {}\n",
             self.linearizable_reads.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP vector_router_replica_forwarded_writes_total Writes this replica handed \
+             to its leader (sent to it while it followed).\n\
+             # TYPE vector_router_replica_forwarded_writes_total counter\n\
+             vector_router_replica_forwarded_writes_total {}\n",
+            self.forwarded_writes.load(Ordering::Relaxed)
         ));
         if let Some(r) = &m.replication {
             let leader_last = m.last_log_index.unwrap_or(0);

@@ -161,6 +161,14 @@ pub(crate) fn snapshot_families(
                 each(&|r| gauge(&[], if r.up { 1.0 } else { 0.0 })),
             ));
             families.push(family(
+                "cluster_replica_write_target",
+                "1 for the replica a set's writes are sent to first: the leader of the highest \
+                 term its replicas reported (for a set that reports none, the replica that \
+                 took the last write).",
+                MetricType::GAUGE,
+                each(&|r| gauge(&[], if r.write_target { 1.0 } else { 0.0 })),
+            ));
+            families.push(family(
                 "cluster_replica_outstanding_calls",
                 "Calls on a replica now (what the power of two choices compares).",
                 MetricType::GAUGE,

@@ -74,6 +74,8 @@ pub struct ReplicaStatus {
     pub failures: u64,
     /// Reads it was asked first that a second replica answered sooner.
     pub hedges_lost: u64,
+    /// Whether the router sends the set's writes to it first.
+    pub write_target: bool,
 }
 
 /// One collection's figures.

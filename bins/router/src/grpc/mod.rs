@@ -238,7 +238,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = if let Some(status) = refusal(&state, &req, &path) {
+            let mut response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
                 // Snapshot creation copies the data and goes on once begun: as over REST, it
@@ -301,6 +301,14 @@ where
                 .metrics
                 .observe_request(endpoint, "POST", status, seconds);
             tracing::info!(target: "access", method = "POST", endpoint = path, grpc_status = code, status, ms = seconds * 1e3);
+            // A replica names its set's leader in every answer: a router over the set sends
+            // its writes there (refusals too: they are answers the router learns from).
+            if let Some(r) = state.replica() {
+                response.headers_mut().insert(
+                    shard_router::remote::replicas::REPLICA_VIEW_HEADER,
+                    r.view_header(),
+                );
+            }
             Ok(response)
         })
     }

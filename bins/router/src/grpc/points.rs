@@ -298,16 +298,17 @@ fn query_json(q: &pb::QueryPoints) -> Result<Json, ApiError> {
 }
 
 /// Runs a read at the consistency its message asks for (Qdrant's `read_consistency`),
-/// checked first: [`AppState::read_at`].
+/// checked first, within its `timeout`: [`AppState::read_at`].
 async fn consistent<T>(
     state: &Arc<AppState>,
     level: Option<pb::ReadConsistency>,
+    timeout: Option<u64>,
     read: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     if let Some(l) = &level {
         shard_router::remote::check_read_consistency(l).map_err(Status::invalid_argument)?;
     }
-    state.read_at(level, read).await?
+    state.read_at(level, timeout, read).await?
 }
 
 /// Runs searches given as REST bodies; their answers as gRPC batches.
@@ -371,8 +372,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::GetPoints>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let shard_key = shard_key_json(&r.shard_key_selector)?;
@@ -602,8 +606,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchPoints>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let mut answers = searches(
@@ -627,8 +634,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchBatchPoints>,
     ) -> Result<Response<pb::SearchBatchResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let bodies = r.search_points.iter().map(search_json).collect();
@@ -656,8 +666,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchPointGroups>,
     ) -> Result<Response<pb::SearchGroupsResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let search = pb::SearchPoints {
@@ -706,8 +719,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::ScrollPoints>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let shard_key = shard_key_json(&r.shard_key_selector)?;
@@ -768,8 +784,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::RecommendPoints>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let mut answers = searches(
@@ -793,8 +812,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::RecommendBatchPoints>,
     ) -> Result<Response<pb::RecommendBatchResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let bodies = r.recommend_points.iter().map(recommend_json).collect();
@@ -822,8 +844,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::RecommendPointGroups>,
     ) -> Result<Response<pb::RecommendGroupsResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let recommend = pb::RecommendPoints {
@@ -876,8 +901,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::DiscoverPoints>,
     ) -> Result<Response<pb::DiscoverResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let mut answers = searches(
@@ -901,8 +929,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::DiscoverBatchPoints>,
     ) -> Result<Response<pb::DiscoverBatchResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let bodies = r.discover_points.iter().map(discover_json).collect();
@@ -930,8 +961,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::CountPoints>,
     ) -> Result<Response<pb::CountResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let shard_key = shard_key_json(&r.shard_key_selector)?;
@@ -1004,8 +1038,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::QueryPoints>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let mut answers = searches(
@@ -1029,8 +1066,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::QueryBatchPoints>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let bodies = r.query_points.iter().map(query_json).collect();
@@ -1058,8 +1098,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::QueryPointGroups>,
     ) -> Result<Response<pb::QueryGroupsResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let shard_key = shard_key_json(&r.shard_key_selector)?;
@@ -1108,8 +1151,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::FacetCounts>,
     ) -> Result<Response<pb::FacetResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let shard_key = shard_key_json(&r.shard_key_selector)?;
@@ -1158,8 +1204,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixPairsResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let (name, params, body) = matrix_request(&r)?;
@@ -1199,8 +1248,11 @@ impl pb::points_server::Points for Points {
         &self,
         request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixOffsetsResponse>, Status> {
-        let level = request.get_ref().read_consistency;
-        consistent(&self.0, level, async move {
+        let (level, timeout) = (
+            request.get_ref().read_consistency,
+            request.get_ref().timeout,
+        );
+        consistent(&self.0, level, timeout, async move {
             let start = Instant::now();
             let r = request.into_inner();
             let (name, params, body) = matrix_request(&r)?;

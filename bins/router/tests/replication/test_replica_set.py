@@ -6,7 +6,8 @@ loopback, driven by the Python `qdrant-client` over REST.
   with the same vectors and payloads, every acknowledged write is there (or a later write of
   the same point whose answer was lost), and reads kept being answered.
 - A majority down: the one replica left refuses writes (503) instead of acknowledging what
-  it cannot commit.
+  it cannot commit. A majority read on a follower left without a leader gives up within the
+  read's own `timeout` (REST and gRPC), not the server's longer limit.
 - A partition: the leader cut off from the others (by fault-injecting proxies on the
   replicas' Raft traffic). The majority elects a new leader and goes on; the old leader
   acknowledges nothing; after healing, the writes it took are gone and every acknowledged
@@ -179,6 +180,43 @@ def test_a_minority_refuses_writes(tmp_path):
                 r.kill()
 
 
+def test_a_majority_read_with_no_leader_gives_up_within_its_own_timeout(tmp_path):
+    """The leader and a follower killed: the follower left has no leader to confirm a read
+    with. A read asking `consistency=majority` and `timeout=1` is refused (503) after about a
+    second, over REST and gRPC; without the timeout it would wait out the server's limit
+    (10 s here), past the client's own 5 s."""
+    replicas = start_set(tmp_path)
+    try:
+        leader = leader_of(replicas)
+        leader.client().create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        leader.client().upsert("c", [models.PointStruct(id=1, vector=vector(1, 1))], wait=True)
+        followers = [r for r in replicas if r is not leader]
+        left = followers[0]
+        wait_for("the follower to apply the write", lambda: left.client().count("c").count == 1)
+        leader.kill()
+        followers[1].kill()
+        answer = httpx.post(left.url + "/collections/c/points/scroll",
+                            params={"consistency": "majority", "timeout": 1},
+                            json={"limit": 10}, timeout=5)
+        assert answer.status_code == 503, answer.text
+        assert "no leader to confirm a read" in answer.json()["status"]["error"]
+        direct = QdrantClient(host="127.0.0.1", port=left.port, grpc_port=left.grpc_port,
+                              prefer_grpc=True, timeout=5)
+        try:
+            direct.scroll("c", limit=10, consistency=models.ReadConsistencyType.MAJORITY,
+                          timeout=1)
+            raise AssertionError("a majority read without a leader was answered")
+        except Exception as e:  # grpc.RpcError
+            assert "no leader to confirm a read" in str(e), e
+        # A read asking no level answers from what the follower holds.
+        assert left.client().count("c").count == 1
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
 def test_a_new_replica_catches_up_from_a_snapshot_and_replaces_a_voter(tmp_path):
     replicas = start_set(tmp_path, snapshot_entries=100)
     try:
@@ -262,6 +300,26 @@ def linearizable_reads(replicas) -> int:
             if line.startswith("vector_router_replica_linearizable_reads_total "):
                 total += int(float(line.split()[1]))
     return total
+
+
+def forwarded_writes(replicas) -> int:
+    """The writes the replicas handed to their leader, all together."""
+    total = 0
+    for r in replicas:
+        for line in httpx.get(r.url + "/metrics", timeout=5).text.splitlines():
+            if line.startswith("vector_router_replica_forwarded_writes_total "):
+                total += int(float(line.split()[1]))
+    return total
+
+
+def write_target(router_url: str) -> str:
+    """The replica URL the router sends the set's writes to first."""
+    targets = [line.split('replica="', 1)[1].split('"', 1)[0]
+               for line in httpx.get(router_url + "/metrics", timeout=5).text.splitlines()
+               if line.startswith("vector_router_cluster_replica_write_target{")
+               and line.endswith(" 1")]
+    assert len(targets) == 1, targets
+    return targets[0]
 
 
 def test_majority_reads_pass_the_read_barrier_through_a_router_and_over_grpc(tmp_path):
@@ -382,11 +440,16 @@ def test_a_stopped_replica_is_hedged_around(tmp_path):
 
 def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
     """The router in cluster mode, its one node a replica set (`a|b|c`): reads and writes
-    through it go on when the set's leader is killed, and land on every replica."""
+    through it go on when the set's leader is killed, and land on every replica. Writes go
+    to the leader itself, before the kill and after it: no follower hands them on."""
     replicas = start_set(tmp_path)
     router = None
     try:
-        router, url, _ = start_router(tmp_path, replicas, ["--cluster-hedge-after-ms", "200"])
+        # The leader listed last: a router that wrote to the first replica it lists (or to
+        # the last one that took a write) would send every write to a follower.
+        first = leader_of(replicas)
+        listed = [r for r in replicas if r is not first] + [first]
+        router, url, _ = start_router(tmp_path, listed, ["--cluster-hedge-after-ms", "200"])
         client = QdrantClient(url=url, timeout=10)
         client.create_collection(
             "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
@@ -407,9 +470,14 @@ def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
                         raise
                     time.sleep(0.2)
 
-        for pid in range(100):
+        for pid in range(80):
             write(pid)
         leader = leader_of(replicas)
+        assert write_target(url) == f"http://127.0.0.1:{leader.grpc_port}"
+        forwarded = forwarded_writes(replicas)
+        for pid in range(80, 100):
+            write(pid)
+        assert forwarded_writes(replicas) == forwarded
         leader.kill()
         # Reads right after the kill: the dead replica is skipped.
         for _ in range(30):
@@ -422,8 +490,16 @@ def test_a_cluster_router_over_a_replica_set_fails_over(tmp_path):
                     if line.startswith("vector_router_cluster_replica_failures_total{")
                     and dead in line]
         assert failures and failures[0] >= 1, failures
-        for pid in range(100, 150):
+        for pid in range(100, 130):
             write(pid)
+        # The new leader was found (from the replicas' answers) and takes the writes.
+        live = [r for r in replicas if r is not leader]
+        new_leader = leader_of(live)
+        assert write_target(url) == f"http://127.0.0.1:{new_leader.grpc_port}"
+        forwarded = forwarded_writes(live)
+        for pid in range(130, 150):
+            write(pid)
+        assert forwarded_writes(live) == forwarded
         # Through the router a read may reach a follower a moment behind: wait for it.
         wait_for("150 points through the router",
                  lambda: client.count("c", exact=True).count == 150)

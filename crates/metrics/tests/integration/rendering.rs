@@ -273,6 +273,7 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
                         calls: 120,
                         failures: 0,
                         hedges_lost: 0,
+                        write_target: true,
                     },
                     ReplicaStatus {
                         url: "http://b:6334".into(),
@@ -281,6 +282,7 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
                         calls: 40,
                         failures: 7,
                         hedges_lost: 9,
+                        write_target: false,
                     },
                 ],
                 hedged_reads: 5,
@@ -327,6 +329,20 @@ fn cluster_nodes_are_reported_up_or_down_and_absent_outside_cluster_mode() {
     assert_eq!(
         exposition.value("vector_router_cluster_replica_hedges_lost_total", &set),
         Some(9.0)
+    );
+    assert_eq!(
+        exposition.value("vector_router_cluster_replica_write_target", &set),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition.value(
+            "vector_router_cluster_replica_write_target",
+            &[
+                ("node", "http://a:6334|http://b:6334"),
+                ("replica", "http://a:6334")
+            ]
+        ),
+        Some(1.0)
     );
     assert_eq!(
         exposition.kind("vector_router_cluster_replica_calls_total"),

@@ -13,11 +13,17 @@
 //!   A read a replica answers with `UNAVAILABLE` (it has no leader to confirm with, or its
 //!   replica set stopped) is sent to the next one too: reads are safe to repeat. A replica
 //!   that failed is drawn again a second later.
-//! - **Writes** go to the replica that took the last write (the leader, most often; any
-//!   replica hands a write on to its leader) and move to the next one when the first could
-//!   not be connected to (sent again: nothing left) or answered `UNAVAILABLE` (not sent
-//!   again: it may yet be applied, but the next write goes elsewhere): a write that reached
-//!   a replica is never sent twice.
+//! - **Writes** go to the set's leader. Each replica of a vector-router set names its own
+//!   Raft id, its term and the leader it knows in a header of every answer
+//!   ([`REPLICA_VIEW_HEADER`]); the router follows the leader of the highest term it has
+//!   heard of, from reads and writes alike. A write answered by a follower (which hands it on
+//!   to its leader, so it is not lost) moves the next write to the leader it names, or, while
+//!   that leader's replica has not been heard from, to the next replica: a redirect followed
+//!   one write late, never by sending a write twice. Without the header (a Qdrant node) the
+//!   replica that took the last write is tried first. A write moves to the next replica when
+//!   the first could not be connected to (sent again: nothing left) or answered
+//!   `UNAVAILABLE` (not sent again: it may yet be applied, but the next write goes
+//!   elsewhere): a write that reached a replica is never sent twice.
 //!
 //! The request body (one encoded message: every call through here is unary) is read once
 //! and sent as often as needed.
@@ -51,7 +57,61 @@ struct Replica {
     /// When it last failed, in milliseconds since the set was made: a replica down is drawn
     /// again after [`RETRY_DOWN_AFTER`].
     down_since_ms: AtomicU64,
+    /// Its Raft id, from its last answer's [`REPLICA_VIEW_HEADER`] ([`NO_ID`] before one).
+    raft_id: AtomicU64,
 }
+
+/// Where writes go: the replica first tried, and the term of the leader it was learned
+/// from (0 when it is only the replica that took the last write).
+#[derive(Debug, Clone, Copy)]
+struct Writer {
+    replica: usize,
+    term: u64,
+}
+
+/// The header a replica of a vector-router replica set adds to its gRPC answers: what it
+/// knows of its set ([`ReplicaView`]).
+pub const REPLICA_VIEW_HEADER: &str = "x-vector-router-replica";
+
+/// A replica's view of its set, as [`REPLICA_VIEW_HEADER`] carries it: `<id> <term> <leader>`,
+/// the leader `-` while it knows none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The replica's own Raft id.
+    pub id: u64,
+    /// The term it is in.
+    pub term: u64,
+    /// The leader it knows in that term.
+    pub leader: Option<u64>,
+}
+
+impl ReplicaView {
+    /// The header's value.
+    pub fn to_header(&self) -> String {
+        match self.leader {
+            Some(l) => format!("{} {} {l}", self.id, self.term),
+            None => format!("{} {} -", self.id, self.term),
+        }
+    }
+
+    /// Reads a header's value; `None` when it is not one.
+    pub fn parse(value: &str) -> Option<ReplicaView> {
+        let mut parts = value.split(' ');
+        let id = parts.next()?.parse().ok()?;
+        let term = parts.next()?.parse().ok()?;
+        let leader = match parts.next()? {
+            "-" => None,
+            l => Some(l.parse().ok()?),
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(ReplicaView { id, term, leader })
+    }
+}
+
+/// No Raft id heard from a replica yet.
+const NO_ID: u64 = u64::MAX;
 
 /// When a read is sent to a second replica too.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,8 +223,8 @@ const UNAVAILABLE: i32 = 14;
 struct Inner {
     replicas: Vec<Replica>,
     made: std::time::Instant,
-    /// The replica that took the last write.
-    writer: AtomicUsize,
+    /// The replica writes are sent to first.
+    writer: std::sync::Mutex<Writer>,
     hedge: Option<Hedge>,
     latencies: LatencyWindow,
     /// Reads sent to a second replica because the first was slow.
@@ -187,6 +247,8 @@ pub struct ReplicaStats {
     pub failures: u64,
     /// Reads it was asked first that a second replica answered sooner.
     pub hedges_lost: u64,
+    /// Whether writes go to it first (the leader its set last reported).
+    pub writes_to: bool,
 }
 
 /// The gRPC service of a node: its replicas behind one channel.
@@ -255,10 +317,14 @@ impl ReplicaSet {
                         hedges_lost: AtomicU64::new(0),
                         lost_streak: AtomicU64::new(0),
                         down_since_ms: AtomicU64::new(0),
+                        raft_id: AtomicU64::new(NO_ID),
                     })
                     .collect(),
                 made: std::time::Instant::now(),
-                writer: AtomicUsize::new(0),
+                writer: std::sync::Mutex::new(Writer {
+                    replica: 0,
+                    term: 0,
+                }),
                 hedge,
                 latencies: LatencyWindow::new(),
                 hedges: AtomicU64::new(0),
@@ -269,16 +335,19 @@ impl ReplicaSet {
 
     /// Each replica's standing and counts.
     pub fn stats(&self) -> Vec<ReplicaStats> {
+        let writer = self.inner.writer().replica;
         self.inner
             .replicas
             .iter()
-            .map(|r| ReplicaStats {
+            .enumerate()
+            .map(|(i, r)| ReplicaStats {
                 url: r.url.clone(),
                 up: r.up.load(Ordering::Relaxed),
                 outstanding: r.outstanding.load(Ordering::Relaxed),
                 calls: r.calls.load(Ordering::Relaxed),
                 failures: r.failures.load(Ordering::Relaxed),
                 hedges_lost: r.hedges_lost.load(Ordering::Relaxed),
+                writes_to: i == writer,
             })
             .collect()
     }
@@ -370,11 +439,46 @@ impl Inner {
         order
     }
 
-    /// The replicas in the order a write tries them: the last writer first.
+    fn writer(&self) -> Writer {
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replicas in the order a write tries them: the one writes go to first.
     fn write_order(&self) -> Vec<usize> {
         let n = self.replicas.len();
-        let first = self.writer.load(Ordering::Relaxed) % n;
+        let first = self.writer().replica % n;
         (0..n).map(|k| (first + k) % n).collect()
+    }
+
+    /// Writes go to replica `to` next, learned at `term` (0: from no leader's word, which
+    /// any leader heard of since overrules, and which overrules nothing newer).
+    fn write_to(&self, to: usize, term: u64) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if term >= w.term {
+            *w = Writer { replica: to, term };
+        }
+    }
+
+    /// Reads replica `i`'s [`REPLICA_VIEW_HEADER`] in an answer: its id, and the leader it
+    /// names if that leader is one of this set's replicas heard from before. Returns the
+    /// view, `None` when the answer has none (not a vector-router replica).
+    fn observe(&self, i: usize, r: &http::Response<Body>) -> Option<ReplicaView> {
+        let view = r
+            .headers()
+            .get(REPLICA_VIEW_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ReplicaView::parse)?;
+        self.replicas[i].raft_id.store(view.id, Ordering::Relaxed);
+        if let Some(j) = view.leader.and_then(|l| self.by_raft_id(l)) {
+            self.write_to(j, view.term);
+        }
+        Some(view)
+    }
+
+    fn by_raft_id(&self, id: u64) -> Option<usize> {
+        self.replicas
+            .iter()
+            .position(|r| r.raft_id.load(Ordering::Relaxed) == id)
     }
 
     async fn send(
@@ -394,7 +498,10 @@ impl Inner {
         }
         .await;
         let answered = match &result {
-            Ok(resp) => header_status(resp) != Some(UNAVAILABLE),
+            Ok(resp) => {
+                self.observe(i, resp);
+                header_status(resp) != Some(UNAVAILABLE)
+            }
             Err(_) => false,
         };
         self.mark(i, answered);
@@ -452,20 +559,34 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                 let mut last = None;
                 let n = inner.replicas.len();
                 for i in inner.write_order() {
+                    let term = inner.writer().term;
                     match inner.send(i, rebuild(&parts, &body)).await {
                         Err(e) if not_sent(&e) => last = Some(e),
                         Ok(r) if header_status(&r) == Some(UNAVAILABLE) => {
                             // Reached but could not commit (no leader, cut off): not sent
-                            // again, as it may yet be applied; the next write tries elsewhere.
-                            inner.writer.store((i + 1) % n, Ordering::Relaxed);
+                            // again, as it may yet be applied; the next write tries elsewhere
+                            // (unless a leader was heard of meanwhile).
+                            inner.write_to((i + 1) % n, term);
                             return Ok(r);
                         }
                         Ok(r) => {
-                            inner.writer.store(i, Ordering::Relaxed);
+                            match inner.observe(i, &r) {
+                                // A Qdrant node: the replica that took it takes the next.
+                                None => inner.write_to(i, term),
+                                // A follower handed it on to a leader not heard from yet:
+                                // the next write tries the next replica.
+                                Some(v)
+                                    if v.leader != Some(v.id)
+                                        && v.leader.and_then(|l| inner.by_raft_id(l)).is_none() =>
+                                {
+                                    inner.write_to((i + 1) % n, term)
+                                }
+                                Some(_) => {}
+                            }
                             return Ok(r);
                         }
                         Err(e) => {
-                            inner.writer.store((i + 1) % n, Ordering::Relaxed);
+                            inner.write_to((i + 1) % n, term);
                             return Err(e);
                         }
                     }
@@ -621,7 +742,83 @@ mod tests {
             assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 11);
         }
         assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 10);
-        inner.writer.store(1, Ordering::Relaxed);
+        inner.write_to(1, 0);
         assert_eq!(inner.write_order(), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_replica_view_reads_back_what_was_written() {
+        for view in [
+            ReplicaView {
+                id: 2,
+                term: 7,
+                leader: Some(3),
+            },
+            ReplicaView {
+                id: 1,
+                term: 0,
+                leader: None,
+            },
+        ] {
+            assert_eq!(ReplicaView::parse(&view.to_header()), Some(view));
+        }
+        for bad in ["", "1", "1 2", "1 2 x", "a 2 3", "1 2 3 4", "1  2 3"] {
+            assert_eq!(ReplicaView::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_follow_the_leader_of_the_highest_term_heard_of() {
+        let ch = |port: u16| {
+            vec![
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect_lazy(),
+            ]
+        };
+        let set = ReplicaSet::new(
+            vec![
+                ("a".into(), ch(1)),
+                ("b".into(), ch(2)),
+                ("c".into(), ch(3)),
+            ],
+            None,
+        );
+        let inner = &set.inner;
+        let answer = |id: u64, term: u64, leader: Option<u64>| {
+            http::Response::builder()
+                .header(
+                    REPLICA_VIEW_HEADER,
+                    ReplicaView { id, term, leader }.to_header(),
+                )
+                .body(Body::empty())
+                .unwrap()
+        };
+        // Replica 0 (Raft id 10) names leader 30, not heard from yet: nothing to follow.
+        assert!(inner.observe(0, &answer(10, 4, Some(30))).is_some());
+        assert_eq!(inner.write_order()[0], 0);
+        // Replica 2 answers as 30, the leader of term 4.
+        inner.observe(2, &answer(30, 4, Some(30)));
+        assert_eq!(inner.write_order(), vec![2, 0, 1]);
+        assert!(set.stats()[2].writes_to && !set.stats()[0].writes_to);
+        // Replica 1 (20) leads term 5; an older view naming 30 afterwards changes nothing.
+        inner.observe(1, &answer(20, 5, Some(20)));
+        assert_eq!(inner.write_order()[0], 1);
+        inner.observe(0, &answer(10, 4, Some(30)));
+        assert_eq!(inner.write_order()[0], 1);
+        // A replica that knows no leader says nothing of one.
+        inner.observe(2, &answer(30, 6, None));
+        assert_eq!(inner.write_order()[0], 1);
+        // A failure moves writes on at the term they were learned at: a view of a newer
+        // term still overrules it, one of an older term does not.
+        inner.write_to(2, 5);
+        assert_eq!(inner.write_order()[0], 2);
+        inner.observe(0, &answer(10, 6, Some(10)));
+        assert_eq!(inner.write_order()[0], 0);
+        inner.write_to(1, 5);
+        assert_eq!(inner.write_order()[0], 0);
+        // An answer without the header (a Qdrant node) is not a view.
+        let plain = http::Response::builder().body(Body::empty()).unwrap();
+        assert!(inner.observe(1, &plain).is_none());
     }
 }
