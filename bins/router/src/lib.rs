@@ -157,11 +157,13 @@ impl AppState {
         if let Some(r) = self.replica() {
             if shard_router::remote::is_strong_read(level.as_ref()) {
                 // Within the read's own `timeout` when it asks a shorter one (a timeout of 0
-                // is left for the read to refuse).
+                // is left for the read to refuse), less a tenth: a gRPC client's deadline is
+                // its timeout too, and the barrier's refusal says why, where a deadline
+                // passed would not. The read then has its own timeout.
                 let limit = timeout
                     .filter(|&s| s >= 1)
                     .map_or(self.timeout, |s| Duration::from_secs(s).min(self.timeout));
-                r.read_barrier(Instant::now() + limit).await?;
+                r.read_barrier(Instant::now() + limit.mul_f32(0.9)).await?;
             }
             return Ok(read.await);
         }
@@ -839,10 +841,12 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
             let cluster = shard_router::remote::Cluster::new(&c.nodes, &c.options)
                 .map_err(|e| format!("cluster: {e}"))?;
             cluster.set_reshard_batch(c.reshard_batch);
-            cluster
-                .probe(std::time::Duration::from_secs(5))
-                .await
-                .map_err(|e| format!("cluster: {e}"))?;
+            // A node down does not stop the router: what the others hold is served, and the
+            // node's collections once it answers (the probes below, every 2 s, and the
+            // catalog's checks, every 10 s). Its metrics say it is down meanwhile.
+            for down in cluster.probe(std::time::Duration::from_secs(5)).await {
+                tracing::warn!(%down, "cluster: a node does not answer at start");
+            }
             tracing::info!(nodes = ?c.nodes, "cluster mode: every collection's shards are on these nodes");
             Some(Arc::new(cluster))
         }

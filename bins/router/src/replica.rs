@@ -359,8 +359,8 @@ impl Replica {
         let config = openraft::Config {
             cluster_name: "vector-router".into(),
             heartbeat_interval: hb,
-            election_timeout_min: hb * 3,
-            election_timeout_max: hb * 6,
+            election_timeout_min: hb * 2,
+            election_timeout_max: hb * 4,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
             // Keep a little log behind a snapshot (a tenth of the interval, at most 1000): a
             // follower a few entries behind catches up from the log instead of a whole

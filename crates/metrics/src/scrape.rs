@@ -163,8 +163,8 @@ pub(crate) fn snapshot_families(
             families.push(family(
                 "cluster_replica_write_target",
                 "1 for the replica a set's writes are sent to first: the leader of the highest \
-                 term its replicas reported (for a set that reports none, the replica that \
-                 took the last write).",
+                 term its replicas reported, or the one tried next after a write failed (for \
+                 a set that reports no leader, the replica that took the last write).",
                 MetricType::GAUGE,
                 each(&|r| gauge(&[], if r.write_target { 1.0 } else { 0.0 })),
             ));

@@ -74,7 +74,8 @@ pub struct ReplicaStatus {
     pub failures: u64,
     /// Reads it was asked first that a second replica answered sooner.
     pub hedges_lost: u64,
-    /// Whether the router sends the set's writes to it first.
+    /// Whether the router sends the set's writes to it first (the leader, as far as the
+    /// router knows).
     pub write_target: bool,
 }
 

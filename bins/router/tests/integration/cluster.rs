@@ -6,7 +6,7 @@
 //! coordinator is told to (never a partial answer presented as whole) and, once
 //! restarted on its port, serves again identically, with every write it acknowledged,
 //! without a restart of the cluster router; bad node lists stop the router with a clear
-//! error.
+//! error, a node down does not (its collections are served once it answers).
 
 use crate::common::{router_command, DataDirs, Router};
 use reqwest::{Method, StatusCode};
@@ -615,13 +615,12 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     let node_dirs = DataDirs::new();
     let node = Router::start(&node_dirs, &[]);
     let unreachable = format!("http://127.0.0.1:{}", free_port());
-    let cases: [(Vec<String>, &str); 4] = [
+    let cases: [(Vec<String>, &str); 3] = [
         (vec![node.grpc.clone(), node.grpc.clone()], "listed twice"),
         (
             vec![format!("{}|{}", node.grpc, node.grpc)],
             "a replica is listed twice",
         ),
-        (vec![node.grpc.clone(), unreachable.clone()], &unreachable),
         (vec!["ftp://127.0.0.1:1".to_string()], "http://"),
     ];
     for (list, expected) in cases {
@@ -641,7 +640,11 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     // The same list from the configuration file; and cluster options without nodes.
     let dirs = DataDirs::new();
     let file = dirs.root().join("router.toml");
-    std::fs::write(&file, format!("[cluster]\nnodes = [\"{unreachable}\"]\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("[cluster]\nnodes = [\"{unreachable}\", \"{unreachable}\"]\n"),
+    )
+    .unwrap();
     let hedged = dirs.root().join("hedged.toml");
     std::fs::write(
         &hedged,
@@ -652,10 +655,7 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     )
     .unwrap();
     for (args, expected) in [
-        (
-            vec!["--config", file.to_str().unwrap()],
-            unreachable.as_str(),
-        ),
+        (vec!["--config", file.to_str().unwrap()], "listed twice"),
         (vec!["--cluster-partial-answers"], "need cluster nodes"),
         (
             vec!["--cluster-hedge-percentile", "95"],
@@ -679,6 +679,83 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// A node down when a coordinator starts does not stop it. The first node (shard 0, which
+/// describes the collection's layout) killed: the coordinator restarted on its own catalog
+/// starts, says the node is down, and answers the collection's requests 503 (where its
+/// shards are is not known); a coordinator on an empty disk starts too, not knowing the
+/// collection yet. The node back on its ports: both serve the collection, with the answers
+/// the cluster gave before.
+#[tokio::test]
+async fn a_coordinator_starts_with_a_node_down_and_serves_it_once_it_answers() {
+    let node_dirs: Vec<DataDirs> = (0..2).map(|_| DataDirs::new()).collect();
+    let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+    let mut nodes: Vec<Router> = node_dirs
+        .iter()
+        .zip(&ports)
+        .map(|(d, &(h, g))| start_node(d, h, g))
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let coord_dirs = DataDirs::new();
+    let mut coord = start_cluster_router(&coord_dirs, &urls, &[]);
+    coord
+        .create("c", json!({"vectors": {"size": DIM, "distance": "Cosine"}}))
+        .await;
+    for chunk in points(0, 600).chunks(300) {
+        coord.upsert("c", json!({ "points": chunk })).await;
+    }
+    let query = json!({"query": vector(7, DIM), "limit": 10, "with_payload": true});
+    let path = "/collections/c/points/query";
+    let before = coord.ok(Method::POST, path, Some(&query)).await;
+    assert_eq!(before["points"].as_array().map(Vec::len), Some(10));
+
+    nodes[0].kill();
+    assert!(coord.terminate(Duration::from_secs(20)).is_some());
+    let coord = start_cluster_router(&coord_dirs, &urls, &[]);
+    let fresh_dirs = DataDirs::new();
+    let fresh = start_cluster_router(&fresh_dirs, &urls, &[]);
+    let up = |url: &str| format!("vector_router_cluster_node_up{{node=\"{url}\"}}");
+    for r in [&coord, &fresh] {
+        assert_eq!(r.metric(&up(&urls[0])).await, 0.0);
+        assert_eq!(r.metric(&up(&urls[1])).await, 1.0);
+    }
+    let (status, body) = coord.call(Method::POST, path, Some(&query)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("where its shards are is not known yet")),
+        "{body}"
+    );
+    let (status, body) = fresh.call(Method::GET, "/collections/c", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    nodes[0] = start_node(&node_dirs[0], ports[0].0, ports[0].1);
+    // Placed again by the catalog's next check (every 10 s).
+    for r in [&coord, &fresh] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (status, body) = r.call(Method::POST, path, Some(&query)).await;
+            if status == StatusCode::OK {
+                assert_eq!(
+                    body["result"], before,
+                    "answered otherwise after the restart"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the collection is not served again: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(r.metric(&up(&urls[0])).await, 1.0);
+    }
+    let counted = coord
+        .post("/collections/c/points/count", json!({"exact": true}))
+        .await;
+    assert_eq!(counted["count"], json!(600));
 }
 
 /// Qdrant's custom sharding over the cluster: each shard key's points live only on its

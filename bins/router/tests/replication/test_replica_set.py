@@ -30,8 +30,9 @@ import subprocess
 import threading
 import time
 
+import grpc
 import httpx
-from qdrant_client import QdrantClient, models
+from qdrant_client import QdrantClient, grpc as grpc_types, models
 
 from harness import (BIN, DIM, Proxy, Replica, all_points, converged, free_port, heal,
                      isolate, leader_of, start_set, vector, wait_for)
@@ -201,14 +202,20 @@ def test_a_majority_read_with_no_leader_gives_up_within_its_own_timeout(tmp_path
                             json={"limit": 10}, timeout=5)
         assert answer.status_code == 503, answer.text
         assert "no leader to confirm a read" in answer.json()["status"]["error"]
+        # gRPC: the message's timeout, under a client deadline of 5 s (qdrant-client's
+        # `scroll` would make its deadline the same second).
         direct = QdrantClient(host="127.0.0.1", port=left.port, grpc_port=left.grpc_port,
                               prefer_grpc=True, timeout=5)
+        majority = grpc_types.ReadConsistency(type=grpc_types.ReadConsistencyType.Majority)
         try:
-            direct.scroll("c", limit=10, consistency=models.ReadConsistencyType.MAJORITY,
-                          timeout=1)
+            direct.grpc_points.Scroll(
+                grpc_types.ScrollPoints(collection_name="c", limit=10,
+                                        read_consistency=majority, timeout=1),
+                timeout=5)
             raise AssertionError("a majority read without a leader was answered")
-        except Exception as e:  # grpc.RpcError
-            assert "no leader to confirm a read" in str(e), e
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+            assert "no leader to confirm a read" in e.details(), e
         # A read asking no level answers from what the follower holds.
         assert left.client().count("c").count == 1
     finally:

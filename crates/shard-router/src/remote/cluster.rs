@@ -278,15 +278,19 @@ impl Cluster {
         &self.nodes
     }
 
-    /// Probes every node at once; the first that does not answer is an error naming it.
-    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+    /// Probes every node at once: why each that does not answer does not, naming it (none
+    /// when all answer).
+    pub async fn probe(&self, timeout: Duration) -> Vec<String> {
         let answers = futures::future::join_all(self.nodes.iter().map(|n| n.probe(timeout))).await;
-        for (node, answer) in self.nodes.iter().zip(answers) {
-            if let Err(e) = answer {
-                return Err(format!("node {} does not answer: {e}", node.url()));
-            }
-        }
-        Ok(())
+        self.nodes
+            .iter()
+            .zip(answers)
+            .filter_map(|(node, answer)| {
+                answer
+                    .err()
+                    .map(|e| format!("node {} does not answer: {e}", node.url()))
+            })
+            .collect()
     }
 
     /// The shards of hash-placed collection `name`, whose dense vectors are measured by

@@ -247,7 +247,8 @@ pub struct ReplicaStats {
     pub failures: u64,
     /// Reads it was asked first that a second replica answered sooner.
     pub hedges_lost: u64,
-    /// Whether writes go to it first (the leader its set last reported).
+    /// Whether writes go to it first: the leader of the highest term heard of, or the
+    /// replica tried next after a write failed or was handed on to a leader not heard from.
     pub writes_to: bool,
 }
 
@@ -396,20 +397,22 @@ impl Inner {
         }
     }
 
+    /// Whether replica `i` is tried in its turn: it answered its last call, or failed more
+    /// than [`RETRY_DOWN_AFTER`] ago (`now` in milliseconds since the set was made).
+    fn drawable(&self, i: usize, now: u64) -> bool {
+        let r = &self.replicas[i];
+        r.up.load(Ordering::Relaxed)
+            || now.saturating_sub(r.down_since_ms.load(Ordering::Relaxed))
+                >= RETRY_DOWN_AFTER.as_millis() as u64
+    }
+
     /// The replicas in the order a read tries them: the power of two choices first, then
     /// the others that are up, then those that are not (a replica thought down is tried
     /// last rather than never: it may be back).
     fn read_order(&self) -> Vec<usize> {
         let n = self.replicas.len();
         let now = self.made.elapsed().as_millis() as u64;
-        let up: Vec<usize> = (0..n)
-            .filter(|&i| {
-                let r = &self.replicas[i];
-                r.up.load(Ordering::Relaxed)
-                    || now.saturating_sub(r.down_since_ms.load(Ordering::Relaxed))
-                        >= RETRY_DOWN_AFTER.as_millis() as u64
-            })
-            .collect();
+        let up: Vec<usize> = (0..n).filter(|&i| self.drawable(i, now)).collect();
         let mut order = Vec::with_capacity(n);
         if up.len() >= 2 {
             let a = up[(self.random() % up.len() as u64) as usize];
@@ -443,25 +446,43 @@ impl Inner {
         *self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The replicas in the order a write tries them: the one writes go to first.
+    /// The replicas in the order a write tries them: the one writes go to first, the
+    /// others after it in turn; those that failed within [`RETRY_DOWN_AFTER`] last (a
+    /// leader the router cannot reach costs a connection attempt a second, not one a write:
+    /// a follower hands the writes on meanwhile).
     fn write_order(&self) -> Vec<usize> {
         let n = self.replicas.len();
+        let now = self.made.elapsed().as_millis() as u64;
         let first = self.writer().replica % n;
-        (0..n).map(|k| (first + k) % n).collect()
+        let turn = (0..n).map(|k| (first + k) % n);
+        let (mut order, down): (Vec<usize>, Vec<usize>) =
+            turn.partition(|&i| self.drawable(i, now));
+        order.extend(down);
+        order
     }
 
-    /// Writes go to replica `to` next, learned at `term` (0: from no leader's word, which
-    /// any leader heard of since overrules, and which overrules nothing newer).
-    fn write_to(&self, to: usize, term: u64) {
+    /// Writes go to replica `to`, the leader of `term`, unless a leader of a later term was
+    /// heard of.
+    fn follow(&self, to: usize, term: u64) {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if term >= w.term {
             *w = Writer { replica: to, term };
         }
     }
 
+    /// Writes go to the replica after `from` if they still went to `from` (it failed one,
+    /// or named a leader not heard from yet); not when another was learned meanwhile.
+    fn move_on(&self, from: usize) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.replica == from {
+            w.replica = (from + 1) % self.replicas.len();
+        }
+    }
+
     /// Reads replica `i`'s [`REPLICA_VIEW_HEADER`] in an answer: its id, and the leader it
-    /// names if that leader is one of this set's replicas heard from before. Returns the
-    /// view, `None` when the answer has none (not a vector-router replica).
+    /// names. A leader heard from before (its id known) takes the writes; one not heard from
+    /// yet still makes views of older terms stale. Returns the view, `None` when the answer
+    /// has none (not a vector-router replica).
     fn observe(&self, i: usize, r: &http::Response<Body>) -> Option<ReplicaView> {
         let view = r
             .headers()
@@ -469,8 +490,13 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .and_then(ReplicaView::parse)?;
         self.replicas[i].raft_id.store(view.id, Ordering::Relaxed);
-        if let Some(j) = view.leader.and_then(|l| self.by_raft_id(l)) {
-            self.write_to(j, view.term);
+        match view.leader.map(|l| self.by_raft_id(l)) {
+            Some(Some(j)) => self.follow(j, view.term),
+            Some(None) => {
+                let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                w.term = w.term.max(view.term);
+            }
+            None => {}
         }
         Some(view)
     }
@@ -557,36 +583,41 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
             let body = body.collect().await?.to_bytes();
             if is_write(parts.uri.path()) {
                 let mut last = None;
-                let n = inner.replicas.len();
                 for i in inner.write_order() {
-                    let term = inner.writer().term;
                     match inner.send(i, rebuild(&parts, &body)).await {
                         Err(e) if not_sent(&e) => last = Some(e),
                         Ok(r) if header_status(&r) == Some(UNAVAILABLE) => {
                             // Reached but could not commit (no leader, cut off): not sent
                             // again, as it may yet be applied; the next write tries elsewhere
                             // (unless a leader was heard of meanwhile).
-                            inner.write_to((i + 1) % n, term);
+                            inner.move_on(i);
                             return Ok(r);
                         }
                         Ok(r) => {
-                            match inner.observe(i, &r) {
+                            // `send` read the view already; only whether there was one, and
+                            // whom it names, matter here.
+                            let view = r
+                                .headers()
+                                .get(REPLICA_VIEW_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(ReplicaView::parse);
+                            match view {
                                 // A Qdrant node: the replica that took it takes the next.
-                                None => inner.write_to(i, term),
+                                None => inner.follow(i, 0),
                                 // A follower handed it on to a leader not heard from yet:
                                 // the next write tries the next replica.
                                 Some(v)
                                     if v.leader != Some(v.id)
                                         && v.leader.and_then(|l| inner.by_raft_id(l)).is_none() =>
                                 {
-                                    inner.write_to((i + 1) % n, term)
+                                    inner.move_on(i)
                                 }
                                 Some(_) => {}
                             }
                             return Ok(r);
                         }
                         Err(e) => {
-                            inner.write_to((i + 1) % n, term);
+                            inner.move_on(i);
                             return Err(e);
                         }
                     }
@@ -742,7 +773,14 @@ mod tests {
             assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 11);
         }
         assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 10);
-        inner.write_to(1, 0);
+        inner.follow(1, 0);
+        inner.mark(2, false);
+        assert_eq!(
+            inner.write_order(),
+            vec![1, 0, 2],
+            "the replica down goes last"
+        );
+        inner.replicas[2].up.store(true, Ordering::Relaxed);
         assert_eq!(inner.write_order(), vec![1, 2, 0]);
     }
 
@@ -809,14 +847,27 @@ mod tests {
         // A replica that knows no leader says nothing of one.
         inner.observe(2, &answer(30, 6, None));
         assert_eq!(inner.write_order()[0], 1);
-        // A failure moves writes on at the term they were learned at: a view of a newer
-        // term still overrules it, one of an older term does not.
-        inner.write_to(2, 5);
+        // A failure moves writes on, keeping the term: a view of a newer term still
+        // overrules it; moving on from a replica writes no longer go to changes nothing.
+        inner.move_on(1);
+        assert_eq!(inner.write_order()[0], 2);
+        inner.move_on(1);
         assert_eq!(inner.write_order()[0], 2);
         inner.observe(0, &answer(10, 6, Some(10)));
         assert_eq!(inner.write_order()[0], 0);
-        inner.write_to(1, 5);
+        // A leader of term 7 not heard from yet (id 40): views of term 6 are stale now.
+        inner.observe(1, &answer(20, 7, Some(40)));
         assert_eq!(inner.write_order()[0], 0);
+        inner.move_on(0);
+        inner.observe(0, &answer(10, 6, Some(10)));
+        assert_eq!(
+            inner.write_order()[0],
+            1,
+            "a view of an older term is not followed"
+        );
+        // A replica that answered last failed: tried after the others.
+        inner.mark(1, false);
+        assert_eq!(inner.write_order(), vec![2, 0, 1]);
         // An answer without the header (a Qdrant node) is not a view.
         let plain = http::Response::builder().body(Body::empty()).unwrap();
         assert!(inner.observe(1, &plain).is_none());
