@@ -86,6 +86,22 @@ pub enum Command {
         /// The field.
         field: String,
     },
+    /// A vector added to a collection (`PUT /collections/{name}/vectors/{vector}`).
+    CreateVector {
+        /// The collection (or an alias).
+        collection: String,
+        /// The vector's name (`""`: the unnamed one).
+        vector: String,
+        /// What it is, checked.
+        params: crate::api::collections::NewVector,
+    },
+    /// A vector dropped from a collection and its points.
+    DeleteVector {
+        /// The collection (or an alias).
+        collection: String,
+        /// The vector's name.
+        vector: String,
+    },
     /// `POST /collections/aliases` with its body.
     Aliases {
         /// The REST body.
@@ -225,6 +241,24 @@ impl StorageApplier {
                 c.delete_payload_index(&field)?;
                 self.forget(c.name(), false);
                 Ok(json!(true))
+            }
+            Command::CreateVector {
+                collection,
+                vector,
+                params,
+            } => {
+                let c = self.storage.get(&collection)?;
+                let changed = params.create(&c, &vector);
+                // Cached answers go whatever the outcome: a change that failed after its
+                // commit point took effect.
+                self.forget(c.name(), false);
+                Ok(json!(changed?))
+            }
+            Command::DeleteVector { collection, vector } => {
+                let c = self.storage.get(&collection)?;
+                let changed = c.delete_vector(&vector);
+                self.forget(c.name(), false);
+                Ok(json!(changed?))
             }
             Command::Aliases { body } => {
                 let changes = crate::convert::alias_changes(crate::model::parse(&body.0)?)?;

@@ -942,11 +942,8 @@ async fn create_vector_named(
 ) -> ApiResult {
     let start = Instant::now();
     state.local_only("creating a vector on a collection is")?;
-    state.not_on_replica("creating a vector on a collection is")?;
     let wait = model::Flag::or(params.wait, false);
-    let c = collection(&state, &name)?;
-    let dense = match (body.dense, body.sparse) {
-        (Some(dense), None) => dense,
+    let new = match (body.dense, body.sparse) {
         (None, Some(sparse)) => {
             if let Some(d) = sparse.datatype.as_deref() {
                 if !matches!(d, "float32" | "float16" | "uint8") {
@@ -956,36 +953,66 @@ async fn create_vector_named(
                     )));
                 }
             }
-            let params = storage::SparseVectorParams {
+            NewVector::Sparse(storage::SparseVectorParams {
                 modifier: sparse.modifier,
                 index: sparse.datatype.map(|d| storage::SparseIndexParams {
                     datatype: Some(d),
                     full_scan_threshold: None,
                     on_disk: None,
                 }),
-            };
-            change_vectors(state, c, move |c| c.create_sparse_vector(&vector, params)).await?;
-            return Ok(index_changed(start, wait));
+            })
         }
+        (Some(dense), None) => NewVector::Dense(storage::VectorParams {
+            size: dense.size,
+            distance: dense.distance,
+            on_disk: None,
+            hnsw_config: None,
+            quantization_config: None,
+            datatype: dense.datatype,
+            multivector_config: dense.multivector_config,
+            memory: None,
+            index: None,
+        }),
         _ => {
             return Err(convert::bad(
                 "Format error in JSON body: exactly one of `dense` and `sparse` is expected",
             ))
         }
     };
-    let params = storage::VectorParams {
-        size: dense.size,
-        distance: dense.distance,
-        on_disk: None,
-        hnsw_config: None,
-        quantization_config: None,
-        datatype: dense.datatype,
-        multivector_config: dense.multivector_config,
-        memory: None,
-        index: None,
-    };
-    change_vectors(state, c, move |c| c.create_vector(&vector, params)).await?;
+    if let Some(r) = state.replica() {
+        // The name as given: an alias is resolved where the command is applied.
+        let command = crate::replica::Command::CreateVector {
+            collection: name,
+            vector,
+            params: new,
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(index_changed(start, wait));
+    }
+    let c = collection(&state, &name)?;
+    change_vectors(state, c, move |c| new.create(c, &vector)).await?;
     Ok(index_changed(start, wait))
+}
+
+/// A vector added to a collection: what `PUT /collections/{name}/vectors/{vector}` asks,
+/// checked (and, on a replica, what the log carries).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewVector {
+    /// A dense vector.
+    Dense(storage::VectorParams),
+    /// A sparse vector.
+    Sparse(storage::SparseVectorParams),
+}
+
+impl NewVector {
+    /// Adds it to `c` as `vector`; whether anything changed.
+    pub fn create(self, c: &storage::Collection, vector: &str) -> storage::Result<bool> {
+        match self {
+            NewVector::Dense(p) => c.create_vector(vector, p),
+            NewVector::Sparse(p) => c.create_sparse_vector(vector, p),
+        }
+    }
 }
 
 /// `DELETE /collections/{name}/vectors/{vector_name}`: deletes a named vector from the
@@ -1015,8 +1042,15 @@ async fn delete_vector_named(
 ) -> ApiResult {
     let start = Instant::now();
     state.local_only("deleting a vector from a collection is")?;
-    state.not_on_replica("deleting a vector from a collection is")?;
     let wait = model::Flag::or(params.wait, false);
+    if let Some(r) = state.replica() {
+        let command = crate::replica::Command::DeleteVector {
+            collection: name,
+            vector,
+        };
+        r.propose(&command, Instant::now() + state.timeout).await?;
+        return Ok(index_changed(start, wait));
+    }
     let c = collection(&state, &name)?;
     change_vectors(state, c, move |c| c.delete_vector(&vector)).await?;
     Ok(index_changed(start, wait))

@@ -12,6 +12,7 @@ loopback, driven by the Python `qdrant-client` over REST.
   replicas' Raft traffic). The majority elects a new leader and goes on; the old leader
   acknowledges nothing; after healing, the writes it took are gone and every acknowledged
   one is on every replica.
+- Adding and dropping a collection's vectors, sent to a follower, lands on every replica.
 - Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
   storage: the log was purged behind one), replaces a voter, and answers searches exactly as
   the others do.
@@ -32,6 +33,7 @@ import time
 
 import grpc
 import httpx
+import pytest
 from qdrant_client import QdrantClient, grpc as grpc_types, models
 
 from harness import (BIN, DIM, Proxy, Replica, all_points, converged, free_port, heal,
@@ -218,6 +220,62 @@ def test_a_majority_read_with_no_leader_gives_up_within_its_own_timeout(tmp_path
             assert "no leader to confirm a read" in e.details(), e
         # A read asking no level answers from what the follower holds.
         assert left.client().count("c").count == 1
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_vector_changes_go_through_the_log(tmp_path):
+    """Adding and dropping a collection's vectors (dense and sparse), sent to a follower, is
+    applied on every replica: the same configuration and the same points, vectors included,
+    everywhere. A change the collection refuses is refused alike, and changes nothing."""
+    replicas = start_set(tmp_path)
+    try:
+        leader = leader_of(replicas)
+        follower = next(r for r in replicas if r is not leader)
+        leader.client().create_collection("v", vectors_config={
+            "a": models.VectorParams(size=DIM, distance=models.Distance.DOT)})
+        leader.client().upsert("v", [models.PointStruct(id=i, vector={"a": vector(i, 1)},
+                                                        payload={"n": i}) for i in range(20)],
+                               wait=True)
+
+        def put_vector(name, body):
+            return httpx.put(follower.url + f"/collections/v/vectors/{name}?wait=true",
+                             json=body, timeout=10)
+
+        answer = put_vector("b", {"dense": {"size": 3, "distance": "Cosine"}})
+        assert answer.status_code == 200, answer.text
+        answer = put_vector("s", {"sparse": {"modifier": "idf"}})
+        assert answer.status_code == 200, answer.text
+        # The same name again: refused by the collection on every replica, as one answer.
+        again = put_vector("b", {"dense": {"size": 5, "distance": "Dot"}})
+        assert 400 <= again.status_code < 500, again.text
+        follower.client().upsert("v", [models.PointStruct(
+            id=i, vector={"a": vector(i, 2), "b": [1.0, float(i), 2.0],
+                          "s": models.SparseVector(indices=[i, 100], values=[1.0, 0.5])},
+            payload={"n": i}) for i in range(10, 30)], wait=True)
+        answer = httpx.delete(follower.url + "/collections/v/vectors/a?wait=true", timeout=10)
+        assert answer.status_code == 200, answer.text
+        wait_for("replicas to converge", lambda: converged(replicas))
+
+        def state(r):
+            info = httpx.get(r.url + "/collections/v", timeout=10).json()["result"]
+            params = info["config"]["params"]
+            points, _ = r.client().scroll("v", limit=100, with_payload=True, with_vectors=True)
+            return (params["vectors"], params.get("sparse_vectors"),
+                    [(p.id, p.payload, p.vector) for p in points])
+
+        states = [state(r) for r in replicas]
+        assert states[0] == states[1] == states[2]
+        vectors, sparse, points = states[0]
+        assert vectors == {"b": {"size": 3, "distance": "Cosine"}}, vectors
+        assert set(sparse) == {"s"} and sparse["s"]["modifier"] == "idf", sparse
+        assert [p[0] for p in points] == list(range(30))
+        assert all("a" not in p[2] for p in points)
+        assert points[15][2]["b"] == pytest.approx(
+            [x / (1 + 15 ** 2 + 4) ** 0.5 for x in (1.0, 15.0, 2.0)])
+        assert "b" not in points[5][2]
     finally:
         for r in replicas:
             if r.alive():
