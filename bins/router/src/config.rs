@@ -119,7 +119,7 @@ pub struct Args {
     /// Cluster mode: the gRPC URLs of the nodes holding the shards (comma-separated,
     /// `http://host:port`), node k holding shard k of every collection. A node may be a
     /// replica set (`--replica-id` nodes): its replicas' URLs joined by `|`; reads go to one
-    /// replica (fewer outstanding of two drawn), writes to the last one that took a write.
+    /// replica (fewer outstanding of two drawn), writes to the leader the replicas name.
     /// Unset: the embedded single-process router.
     #[arg(long, env = "VR_CLUSTER_NODES", value_delimiter = ',')]
     pub cluster_nodes: Option<Vec<String>>,
@@ -160,9 +160,16 @@ pub struct Args {
     #[arg(long, env = "VR_REPLICA_SNAPSHOT_ENTRIES")]
     pub replica_snapshot_entries: Option<u64>,
     /// Replica mode: the leader's heartbeat interval in milliseconds; a follower that hears
-    /// none for 3 to 6 intervals starts an election. Default 100.
+    /// none for 6 to 8 intervals starts an election. Default 100.
     #[arg(long, env = "VR_REPLICA_HEARTBEAT_MS")]
     pub replica_heartbeat_ms: Option<u64>,
+    /// Replica mode: the set's first voters, `id=REST URL` joined by commas
+    /// (`0=http://node-0:6333,1=http://node-1:6333,2=http://node-2:6333`), the same on each
+    /// of them. A replica with no state yet forms the set with them at start (as
+    /// `POST /cluster/replica/initialize` would); one that has state ignores it. Never give it
+    /// to a replica that lost its disk: it would join again as a voter that forgot its votes.
+    #[arg(long, env = "VR_REPLICA_INITIAL_MEMBERS")]
+    pub replica_initial_members: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +316,45 @@ pub struct ReplicaSettings {
     pub snapshot_entries: u64,
     /// The heartbeat interval.
     pub heartbeat: Duration,
+    /// The set's first voters (id and REST URL), when the set forms itself at start.
+    pub initial_members: Option<std::collections::BTreeMap<u64, String>>,
+}
+
+/// Reads `--replica-initial-members` (`id=url,...`): 1 to 9 voters, each id once, this
+/// replica (`own`) among them.
+fn parse_initial_members(
+    list: &str,
+    own: u64,
+) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut members = std::collections::BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, url) = item.split_once('=').ok_or_else(|| {
+            format!("replica initial members: `{item}` is not id=http://host:port")
+        })?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("replica initial members: `{id}` is not an id"))?;
+        let url = url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "replica initial members: `{url}` is not an http(s)://host:port URL"
+            ));
+        }
+        if members.insert(id, url.to_string()).is_some() {
+            return Err(format!("replica initial members: id {id} is listed twice"));
+        }
+    }
+    if members.is_empty() || members.len() > 9 {
+        return Err("replica initial members: between 1 and 9 voters".into());
+    }
+    if !members.contains_key(&own) {
+        return Err(format!(
+            "replica initial members: this replica ({own}) is not among them (a replica added \
+             later joins as a learner, through the leader)"
+        ));
+    }
+    Ok(members)
 }
 
 /// The nodes of a cluster-mode router.
@@ -522,7 +568,10 @@ impl Settings {
         }
         let replica = match args.replica_id {
             None => {
-                if args.replica_snapshot_entries.is_some() || args.replica_heartbeat_ms.is_some() {
+                if args.replica_snapshot_entries.is_some()
+                    || args.replica_heartbeat_ms.is_some()
+                    || args.replica_initial_members.is_some()
+                {
                     return Err("replica settings need a replica id (--replica-id)".into());
                 }
                 None
@@ -554,10 +603,15 @@ impl Settings {
                         "replica heartbeat_ms {heartbeat_ms} is not between 20 and 10000"
                     ));
                 }
+                let initial_members = match &args.replica_initial_members {
+                    None => None,
+                    Some(list) => Some(parse_initial_members(list, id)?),
+                };
                 Some(ReplicaSettings {
                     id,
                     snapshot_entries,
                     heartbeat: Duration::from_millis(heartbeat_ms),
+                    initial_members,
                 })
             }
         };
@@ -707,5 +761,33 @@ impl Settings {
             cluster,
             replica,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_initial_members;
+
+    #[test]
+    fn initial_members_are_read_and_checked() {
+        let m =
+            parse_initial_members("0=http://a:6333, 1=http://b:6333,2=https://c:6333", 1).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[&2], "https://c:6333");
+        for (list, own, error) in [
+            ("0=http://a:6333,1=http://b:6333", 5, "not among them"),
+            ("0=http://a:6333,0=http://b:6333", 0, "listed twice"),
+            ("0=a:6333", 0, "not an http(s)"),
+            ("x=http://a:6333", 0, "not an id"),
+            ("http://a:6333", 0, "not id="),
+            ("", 0, "between 1 and 9"),
+        ] {
+            let e = parse_initial_members(list, own).unwrap_err();
+            assert!(e.contains(error), "{list}: {e}");
+        }
+        let ten: Vec<String> = (0..10).map(|i| format!("{i}=http://n{i}:6333")).collect();
+        assert!(parse_initial_members(&ten.join(","), 0)
+            .unwrap_err()
+            .contains("between 1 and 9"));
     }
 }

@@ -415,6 +415,21 @@ impl Replica {
         let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
+        // The set forms itself: every first voter proposes the same membership (openraft:
+        // safe from several of them, when the same); a replica with state already refuses.
+        if let Some(members) = &settings.initial_members {
+            let nodes: BTreeMap<NodeId, Node> = members
+                .iter()
+                .map(|(id, url)| (*id, Node::new(url.clone())))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) => tracing::info!(?members, "replica set formed with its initial members"),
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(_),
+                )) => {}
+                Err(e) => return Err(format!("cannot form the replica set: {e}")),
+            }
+        }
         // A replica whose Raft stopped on an error of its own (a disk failure while applying,
         // a snapshot it could not install) would go on answering reads from a state that no
         // longer follows its set: the process exits instead, and its next start restores the

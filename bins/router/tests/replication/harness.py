@@ -43,6 +43,8 @@ class Replica:
         self.snapshot_entries = snapshot_entries
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
+        # Flags added at each start.
+        self.extra: list[str] = []
 
     def start(self) -> None:
         (self.dir / "storage").mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ class Replica:
              "--replica-id", str(self.rid),
              "--replica-snapshot-entries", str(self.snapshot_entries),
              "--replica-heartbeat-ms", "100",
-             "--request-timeout-secs", "10"],
+             "--request-timeout-secs", "10", *self.extra],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -12,6 +12,8 @@ loopback, driven by the Python `qdrant-client` over REST.
   replicas' Raft traffic). The majority elects a new leader and goes on; the old leader
   acknowledges nothing; after healing, the writes it took are gone and every acknowledged
   one is on every replica.
+- A set formed by its replicas themselves at start (`--replica-initial-members`), and
+  restarted with it, keeps one history.
 - Adding and dropping a collection's vectors, sent to a follower, lands on every replica.
 - Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
   storage: the log was purged behind one), replaces a voter, and answers searches exactly as
@@ -276,6 +278,55 @@ def test_vector_changes_go_through_the_log(tmp_path):
         assert points[15][2]["b"] == pytest.approx(
             [x / (1 + 15 ** 2 + 4) ** 0.5 for x in (1.0, 15.0, 2.0)])
         assert "b" not in points[5][2]
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_set_forms_itself_from_its_initial_members(tmp_path):
+    """Three replicas started with the same `--replica-initial-members` and no call to
+    `initialize`: one is elected and the set takes writes on every replica. Restarted with
+    the same flag (their state kept), they do not form a new set: the data stays, and a
+    replica listing a set it is not in does not start."""
+    replicas = [Replica(i, tmp_path) for i in (1, 2, 3)]
+    members = ",".join(f"{r.rid}={r.url}" for r in replicas)
+    try:
+        for r in replicas:
+            r.extra = ["--replica-initial-members", members]
+            r.start()
+        leader = leader_of(replicas)
+        wait_for("every replica to know the leader",
+                 lambda: {r.status()["leader"] for r in replicas} == {leader.rid})
+        assert set(leader.status()["voters"]) == {1, 2, 3}
+        follower = next(r for r in replicas if r is not leader)
+        follower.client().create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        follower.client().upsert("c", [models.PointStruct(id=i, vector=vector(i, 1),
+                                                          payload={"version": 1})
+                                       for i in range(10)], wait=True)
+        wait_for("replicas to converge", lambda: converged(replicas))
+        for r in replicas:
+            r.kill()
+        for r in replicas:
+            r.start()
+        # One history: a set formed anew would have dropped the points (or refused them).
+        again = leader_of(replicas)
+        assert set(again.status()["voters"]) == {1, 2, 3}
+        wait_for("the follower to know the leader", lambda: follower.status()["leader"])
+        follower.client().upsert("c", [models.PointStruct(id=10, vector=vector(10, 1),
+                                                          payload={"version": 1})], wait=True)
+        wait_for("replicas to converge", lambda: converged(replicas))
+        states = [all_points(r) for r in replicas]
+        assert states[0] == states[1] == states[2] and sorted(states[0]) == list(range(11))
+        stranger = Replica(7, tmp_path)
+        stranger.extra = ["--replica-initial-members", members]
+        try:
+            stranger.start()
+            raise AssertionError("a replica not among the initial members started")
+        except AssertionError as e:
+            assert "did not start" in str(e), e
+        assert "not among them" in (stranger.dir / "log.txt").read_text()
     finally:
         for r in replicas:
             if r.alive():
