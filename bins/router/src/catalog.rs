@@ -11,13 +11,14 @@
 //! carries a marker (`shard k of n`) written when a cluster router created it. At start-up
 //! every collection, listed already or found, is checked against the node list, and a
 //! mismatch (nodes listed in another order or number) stops the router: writes would land
-//! where no read looks. A collection a node cannot describe (a node down) waits, unplaced:
-//! its requests answer 503 until a later check places it; one the first node holds without
-//! a marker is the node's own (a Qdrant server's other collections), left alone. A first
-//! node down at start-up leaves the collections the catalog does not list yet to be found
-//! later. Every 10 s, collections created meanwhile through another coordinator, and those
-//! not placed yet, are checked and added; one that fails a check then is left out, with a
-//! warning.
+//! where no read looks. A collection a node cannot describe (a node failing meanwhile)
+//! waits, unplaced: its requests answer 503 until a later check places it; one the first
+//! node holds without a marker is the node's own (a Qdrant server's other collections), left
+//! alone. The start-up check runs once every node answers (a router started with a node down
+//! loads its catalog then, answering the collections' requests 503 until it has: it cannot
+//! tell a collection from none, nor a shard key from one missing). Every 10 s, collections
+//! created meanwhile through another coordinator, and those not placed yet, are checked and
+//! added; one that fails a check then is left out, with a warning.
 
 use crate::AppState;
 use qdrant_client::qdrant as pb;
@@ -32,22 +33,10 @@ pub(crate) async fn import(state: &Arc<AppState>, startup: bool) -> Result<Vec<S
     };
     let node = &cluster.nodes()[0];
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut names = match node.list_collections(deadline).await {
-        Ok(names) => names,
-        // Down at start-up: the catalog's own collections are still checked below (each
-        // waits, unplaced, for its nodes), and the ones it does not list are found once the
-        // node answers.
-        Err(e) if startup => {
-            tracing::warn!(node = %node.url(), error = %e, "cannot list the first node's collections at start: looked for again every 10 s");
-            Vec::new()
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot list the collections of node {}: {e}",
-                node.url()
-            ))
-        }
-    };
+    let mut names = node
+        .list_collections(deadline)
+        .await
+        .map_err(|e| format!("cannot list the collections of node {}: {e}", node.url()))?;
     // A shard key's collection on a node is not a collection of its own: the keys are
     // imported below.
     names.retain(|n| !n.contains(shard_router::remote::keys::KEY_SEPARATOR));

@@ -160,7 +160,7 @@ pub struct Args {
     #[arg(long, env = "VR_REPLICA_SNAPSHOT_ENTRIES")]
     pub replica_snapshot_entries: Option<u64>,
     /// Replica mode: the leader's heartbeat interval in milliseconds; a follower that hears
-    /// none for 6 to 8 intervals starts an election. Default 100.
+    /// none for 6.5 to 8 intervals starts an election. Default 100.
     #[arg(long, env = "VR_REPLICA_HEARTBEAT_MS")]
     pub replica_heartbeat_ms: Option<u64>,
     /// Replica mode: the set's first voters, `id=REST URL` joined by commas

@@ -65,6 +65,10 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Whether `/readyz` answers ready (false while shutting down).
     pub ready: AtomicBool,
+    /// Cluster mode: whether the catalog was loaded from the nodes (false while a node has
+    /// not answered since start), and why not.
+    catalog_loaded: AtomicBool,
+    catalog_pending: std::sync::Mutex<String>,
     /// When the server started (uptime in the metrics).
     pub started: Instant,
     api_key: Option<String>,
@@ -109,6 +113,8 @@ impl AppState {
                 settings.max_concurrent_requests,
             )),
             ready: AtomicBool::new(true),
+            catalog_loaded: AtomicBool::new(true),
+            catalog_pending: std::sync::Mutex::new(String::new()),
             started: Instant::now(),
             api_key: settings.api_key.clone(),
             read_only_api_key: settings.read_only_api_key.clone(),
@@ -123,6 +129,33 @@ impl AppState {
     /// Replica mode: this node's replica.
     pub fn replica(&self) -> Option<&Arc<replica::Replica>> {
         self.replica.get()
+    }
+
+    /// Cluster mode: why the catalog is not loaded yet, while it is not (the collections'
+    /// requests answer 503 meanwhile).
+    pub fn catalog_unavailable(&self) -> Option<String> {
+        if self
+            .catalog_loaded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        Some(
+            self.catalog_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// The catalog is not loaded, for `why`.
+    fn catalog_waits(&self, why: String) {
+        *self
+            .catalog_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = why;
+        self.catalog_loaded
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Refuses what a replica does not serve (its state changes only through the replica
@@ -686,6 +719,29 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Cluster mode, the catalog not loaded yet: the collections', aliases' and snapshots'
+/// requests answer 503, saying why.
+async fn catalog_gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let gated = ["/collections", "/aliases", "/snapshots"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if gated {
+        if let Some(why) = state.catalog_unavailable() {
+            return catalog_error(&why).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The answer while the catalog is not loaded.
+pub(crate) fn catalog_error(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Service unavailable: the cluster's catalog is not loaded yet: {why}"),
+    )
+}
+
 /// The value of the query-string parameter `name`, as sent.
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
@@ -738,6 +794,10 @@ pub fn app(state: Arc<AppState>, settings: &config::Settings) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             read_consistency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            catalog_gate,
         ))
         // `limit_body` enforces max_request_size_mb; without this the `Bytes` extractor
         // would also apply axum's own 2 MB default and refuse bodies the settings allow.
@@ -841,9 +901,8 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
             let cluster = shard_router::remote::Cluster::new(&c.nodes, &c.options)
                 .map_err(|e| format!("cluster: {e}"))?;
             cluster.set_reshard_batch(c.reshard_batch);
-            // A node down does not stop the router: what the others hold is served, and the
-            // node's collections once it answers (the probes below, every 2 s, and the
-            // catalog's checks, every 10 s). Its metrics say it is down meanwhile.
+            // A node down does not stop the router: it starts, says so in its metrics and
+            // logs, and loads its catalog once every node answers (below).
             for down in cluster.probe(std::time::Duration::from_secs(5)).await {
                 tracing::warn!(%down, "cluster: a node does not answer at start");
             }
@@ -868,11 +927,28 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         let _ = state.replica.set(Arc::new(r));
     }
     if let Some(c) = state.cluster().cloned() {
-        let added = catalog::import(&state, true)
-            .await
-            .map_err(|e| format!("cluster: {e}"))?;
-        if !added.is_empty() {
-            tracing::info!(?added, "collections the nodes hold added to the catalog");
+        let down: Vec<String> = c
+            .nodes()
+            .iter()
+            .filter(|n| !n.is_up())
+            .map(|n| n.url().to_string())
+            .collect();
+        if down.is_empty() {
+            let added = catalog::import(&state, true)
+                .await
+                .map_err(|e| format!("cluster: {e}"))?;
+            if !added.is_empty() {
+                tracing::info!(?added, "collections the nodes hold added to the catalog");
+            }
+        } else {
+            // Which collections and shard keys the nodes hold is known only from all of
+            // them: until then a collection missing would read as none (404, or a create
+            // of a name that exists), and a key missing as an answer without its points.
+            state.catalog_waits(format!(
+                "node {} has not answered since the router started (tried every 2 s)",
+                down.join(", ")
+            ));
+            tracing::warn!(?down, "cluster: the catalog is loaded once every node answers; the collections' requests answer 503 until then");
         }
         // Nodes' health, probed in the background: a node down is reported in the metrics
         // and is used again once it answers. Every fifth round also picks up collections
@@ -883,6 +959,34 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 for node in c.nodes() {
                     let _ = node.probe(std::time::Duration::from_secs(1)).await;
+                }
+                if st.catalog_unavailable().is_some() {
+                    let down: Vec<&str> = c
+                        .nodes()
+                        .iter()
+                        .filter(|n| !n.is_up())
+                        .map(|n| n.url())
+                        .collect();
+                    if !down.is_empty() {
+                        continue;
+                    }
+                    match catalog::import(&st, true).await {
+                        Ok(added) => {
+                            st.catalog_loaded
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            tracing::info!(
+                                ?added,
+                                "cluster: every node answers; the catalog is loaded"
+                            );
+                        }
+                        // Kept unloaded, with the reason: a check failing at start (nodes
+                        // listed in another order) would have stopped the router.
+                        Err(e) => {
+                            tracing::error!(error = %e, "cluster: the catalog cannot be loaded");
+                            st.catalog_waits(e);
+                        }
+                    }
+                    continue;
                 }
                 if round % 5 == 0 {
                     if let Err(e) = catalog::import(&st, false).await {

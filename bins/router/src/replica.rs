@@ -393,7 +393,10 @@ impl Replica {
         let config = openraft::Config {
             cluster_name: "vector-router".into(),
             heartbeat_interval: hb,
-            election_timeout_min: hb * 2,
+            // A follower campaigns after the leader's lease (openraft: the maximum) and its
+            // own timeout: 6.5 to 8 heartbeats without one. The minimum is also the vote
+            // call's time limit (which covers the voter's fsync).
+            election_timeout_min: hb * 5 / 2,
             election_timeout_max: hb * 4,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
             // Keep a little log behind a snapshot (a tenth of the interval, at most 1000): a

@@ -39,7 +39,9 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(std::sync::atomic::Ordering::Acquire) {
+    if state.ready.load(std::sync::atomic::Ordering::Acquire)
+        && state.catalog_unavailable().is_none()
+    {
         text(StatusCode::OK, "all shards are ready")
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, "some shards are not ready")

@@ -240,6 +240,16 @@ where
         Box::pin(async move {
             let mut response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
+            } else if let Some(why) = state.catalog_unavailable().filter(|_| {
+                [
+                    "/qdrant.Collections/",
+                    "/qdrant.Points/",
+                    "/qdrant.Snapshots/",
+                ]
+                .iter()
+                .any(|p| path.starts_with(p))
+            }) {
+                tonic::Status::from(crate::catalog_error(&why)).into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
                 // Snapshot creation copies the data and goes on once begun: as over REST, it
                 // is not cut off by the time limit (a cut would leave the snapshot behind).

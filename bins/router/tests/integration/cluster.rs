@@ -681,12 +681,13 @@ fn bad_node_lists_stop_the_router_with_a_clear_error() {
     }
 }
 
-/// A node down when a coordinator starts does not stop it. The first node (shard 0, which
-/// describes the collection's layout) killed: the coordinator restarted on its own catalog
-/// starts, says the node is down, and answers the collection's requests 503 (where its
-/// shards are is not known); a coordinator on an empty disk starts too, not knowing the
-/// collection yet. The node back on its ports: both serve the collection, with the answers
-/// the cluster gave before.
+/// A node down when a coordinator starts does not stop it: it starts, says the node is down,
+/// is not ready, and answers the collections' requests 503 (REST and gRPC) until it has
+/// loaded its catalog from every node (a collection missing would read as none, a 404 or a
+/// create of a name that exists). The first node (shard 0, which describes the collection's
+/// layout) killed: the coordinator restarted on its own catalog, and one on an empty disk,
+/// both wait; the node back on its ports, both serve the collection with the answers the
+/// cluster gave before.
 #[tokio::test]
 async fn a_coordinator_starts_with_a_node_down_and_serves_it_once_it_answers() {
     let node_dirs: Vec<DataDirs> = (0..2).map(|_| DataDirs::new()).collect();
@@ -720,19 +721,51 @@ async fn a_coordinator_starts_with_a_node_down_and_serves_it_once_it_answers() {
         assert_eq!(r.metric(&up(&urls[0])).await, 0.0);
         assert_eq!(r.metric(&up(&urls[1])).await, 1.0);
     }
-    let (status, body) = coord.call(Method::POST, path, Some(&query)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let waiting = |body: &Value| {
+        body["status"]["error"].as_str().is_some_and(|e| {
+            e.contains("the cluster's catalog is not loaded yet") && e.contains(&urls[0])
+        })
+    };
+    for r in [&coord, &fresh] {
+        assert_eq!(r.text("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.text("/livez").await.0, StatusCode::OK);
+        let (status, body) = r.call(Method::POST, path, Some(&query)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(waiting(&body), "{body}");
+        let (status, body) = r.call(Method::GET, "/collections/c", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let (status, body) = r
+            .call(
+                Method::PUT,
+                "/collections/c",
+                Some(&json!({"vectors": {"size": DIM, "distance": "Dot"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(waiting(&body), "{body}");
+    }
+    // gRPC too.
+    let channel = tonic::transport::Endpoint::from_shared(fresh.grpc.clone())
+        .expect("a gRPC URL")
+        .connect()
+        .await
+        .expect("connect over gRPC");
+    let mut grpc_client = qdrant_client::qdrant::points_client::PointsClient::new(channel);
+    let refused = grpc_client
+        .count(qdrant_client::qdrant::CountPoints {
+            collection_name: "c".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a count before the catalog is loaded");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(
-        body["status"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("where its shards are is not known yet")),
-        "{body}"
+        refused.message().contains("catalog is not loaded yet"),
+        "{refused:?}"
     );
-    let (status, body) = fresh.call(Method::GET, "/collections/c", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     nodes[0] = start_node(&node_dirs[0], ports[0].0, ports[0].1);
-    // Placed again by the catalog's next check (every 10 s).
+    // Loaded once the node answers a probe (every 2 s).
     for r in [&coord, &fresh] {
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         loop {
@@ -751,6 +784,7 @@ async fn a_coordinator_starts_with_a_node_down_and_serves_it_once_it_answers() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert_eq!(r.metric(&up(&urls[0])).await, 1.0);
+        assert_eq!(r.text("/readyz").await.0, StatusCode::OK);
     }
     let counted = coord
         .post("/collections/c/points/count", json!({"exact": true}))

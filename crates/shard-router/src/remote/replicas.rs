@@ -59,7 +59,14 @@ struct Replica {
     down_since_ms: AtomicU64,
     /// Its Raft id, from its last answer's [`REPLICA_VIEW_HEADER`] ([`NO_ID`] before one).
     raft_id: AtomicU64,
+    /// When a write to it last failed (milliseconds since the set was made; [`NEVER`] when
+    /// it answered a call since): writes try it last for [`RETRY_DOWN_AFTER`], then one
+    /// write tries it in its turn again. Only writes and answers move it, not slow reads.
+    unwritable_since_ms: AtomicU64,
 }
+
+/// No write failed on a replica since it last answered.
+const NEVER: u64 = u64::MAX;
 
 /// Where writes go: the replica first tried, and the term of the leader it was learned
 /// from (0 when it is only the replica that took the last write).
@@ -272,6 +279,8 @@ fn is_write(path: &str) -> bool {
             | "DeletePayload"
             | "ClearPayload"
             | "UpdateBatch"
+            | "CreateVectorName"
+            | "DeleteVectorName"
             | "CreateFieldIndex"
             | "DeleteFieldIndex"
             | "Create"
@@ -319,6 +328,7 @@ impl ReplicaSet {
                         lost_streak: AtomicU64::new(0),
                         down_since_ms: AtomicU64::new(0),
                         raft_id: AtomicU64::new(NO_ID),
+                        unwritable_since_ms: AtomicU64::new(NEVER),
                     })
                     .collect(),
                 made: std::time::Instant::now(),
@@ -447,18 +457,38 @@ impl Inner {
     }
 
     /// The replicas in the order a write tries them: the one writes go to first, the
-    /// others after it in turn; those that failed within [`RETRY_DOWN_AFTER`] last (a
-    /// leader the router cannot reach costs a connection attempt a second, not one a write:
-    /// a follower hands the writes on meanwhile).
+    /// others after it in turn; one a write failed on last. A leader the router cannot reach
+    /// costs one write's attempt every [`RETRY_DOWN_AFTER`] (the write that claims the retry),
+    /// not one a write: a follower hands the writes on meanwhile.
     fn write_order(&self) -> Vec<usize> {
         let n = self.replicas.len();
         let now = self.made.elapsed().as_millis() as u64;
         let first = self.writer().replica % n;
-        let turn = (0..n).map(|k| (first + k) % n);
-        let (mut order, down): (Vec<usize>, Vec<usize>) =
-            turn.partition(|&i| self.drawable(i, now));
-        order.extend(down);
+        let mut order = Vec::with_capacity(n);
+        let mut last = Vec::new();
+        for i in (0..n).map(|k| (first + k) % n) {
+            let failed = &self.replicas[i].unwritable_since_ms;
+            let since = failed.load(Ordering::Relaxed);
+            let retry = since != NEVER
+                && now.saturating_sub(since) >= RETRY_DOWN_AFTER.as_millis() as u64
+                && failed
+                    .compare_exchange(since, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok();
+            if since == NEVER || retry {
+                order.push(i);
+            } else {
+                last.push(i);
+            }
+        }
+        order.extend(last);
         order
+    }
+
+    /// A write to replica `i` failed (not connected, cut, or refused for want of a leader).
+    fn unwritable(&self, i: usize) {
+        self.replicas[i]
+            .unwritable_since_ms
+            .store(self.made.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Writes go to replica `to`, the leader of `term`, unless a leader of a later term was
@@ -492,9 +522,17 @@ impl Inner {
         self.replicas[i].raft_id.store(view.id, Ordering::Relaxed);
         match view.leader.map(|l| self.by_raft_id(l)) {
             Some(Some(j)) => self.follow(j, view.term),
+            // A newer term whose leader is not heard from yet: views of older terms are stale,
+            // and the replica that answered (which hands writes on to that leader) takes them
+            // meanwhile, rather than a replica of an older term.
             Some(None) => {
                 let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-                w.term = w.term.max(view.term);
+                if view.term > w.term {
+                    *w = Writer {
+                        replica: i,
+                        term: view.term,
+                    };
+                }
             }
             None => {}
         }
@@ -539,6 +577,7 @@ impl Inner {
         r.up.store(answered, Ordering::Relaxed);
         if answered {
             r.lost_streak.store(0, Ordering::Relaxed);
+            r.unwritable_since_ms.store(NEVER, Ordering::Relaxed);
         } else {
             r.failures.fetch_add(1, Ordering::Relaxed);
             r.down_since_ms
@@ -585,11 +624,15 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                 let mut last = None;
                 for i in inner.write_order() {
                     match inner.send(i, rebuild(&parts, &body)).await {
-                        Err(e) if not_sent(&e) => last = Some(e),
+                        Err(e) if not_sent(&e) => {
+                            inner.unwritable(i);
+                            last = Some(e);
+                        }
                         Ok(r) if header_status(&r) == Some(UNAVAILABLE) => {
                             // Reached but could not commit (no leader, cut off): not sent
                             // again, as it may yet be applied; the next write tries elsewhere
                             // (unless a leader was heard of meanwhile).
+                            inner.unwritable(i);
                             inner.move_on(i);
                             return Ok(r);
                         }
@@ -617,6 +660,7 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                             return Ok(r);
                         }
                         Err(e) => {
+                            inner.unwritable(i);
                             inner.move_on(i);
                             return Err(e);
                         }
@@ -774,13 +818,21 @@ mod tests {
         }
         assert_eq!(inner.replicas[0].outstanding.load(Ordering::Relaxed), 10);
         inner.follow(1, 0);
-        inner.mark(2, false);
-        assert_eq!(
-            inner.write_order(),
-            vec![1, 0, 2],
-            "the replica down goes last"
-        );
-        inner.replicas[2].up.store(true, Ordering::Relaxed);
+        assert_eq!(inner.write_order(), vec![1, 2, 0]);
+        // A replica a write failed on goes last...
+        inner.unwritable(2);
+        assert_eq!(inner.write_order(), vec![1, 0, 2]);
+        // ... until a second has passed (the set is over a second old here): then one write
+        // tries it in its turn, the others still last.
+        let now = inner.made.elapsed().as_millis() as u64;
+        inner.replicas[2]
+            .unwritable_since_ms
+            .store(now - 1_050, Ordering::Relaxed);
+        assert_eq!(inner.write_order(), vec![1, 2, 0]);
+        assert_eq!(inner.write_order(), vec![1, 0, 2]);
+        // An answer makes it writable again; a slow read does not make it unwritable.
+        inner.mark(2, true);
+        inner.lost_hedge(2);
         assert_eq!(inner.write_order(), vec![1, 2, 0]);
     }
 
@@ -855,18 +907,18 @@ mod tests {
         assert_eq!(inner.write_order()[0], 2);
         inner.observe(0, &answer(10, 6, Some(10)));
         assert_eq!(inner.write_order()[0], 0);
-        // A leader of term 7 not heard from yet (id 40): views of term 6 are stale now.
+        // A leader of term 7 not heard from yet (id 40): the replica naming it takes the
+        // writes (it hands them on), and views of term 6 are stale now.
         inner.observe(1, &answer(20, 7, Some(40)));
-        assert_eq!(inner.write_order()[0], 0);
-        inner.move_on(0);
+        assert_eq!(inner.write_order()[0], 1);
         inner.observe(0, &answer(10, 6, Some(10)));
         assert_eq!(
             inner.write_order()[0],
             1,
             "a view of an older term is not followed"
         );
-        // A replica that answered last failed: tried after the others.
-        inner.mark(1, false);
+        // A replica a write failed on: tried after the others.
+        inner.unwritable(1);
         assert_eq!(inner.write_order(), vec![2, 0, 1]);
         // An answer without the header (a Qdrant node) is not a view.
         let plain = http::Response::builder().body(Body::empty()).unwrap();
