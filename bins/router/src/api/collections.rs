@@ -962,7 +962,7 @@ async fn create_vector_named(
                 }),
             })
         }
-        (Some(dense), None) => NewVector::Dense(storage::VectorParams {
+        (Some(dense), None) => NewVector::Dense(Box::new(storage::VectorParams {
             size: dense.size,
             distance: dense.distance,
             on_disk: None,
@@ -972,7 +972,7 @@ async fn create_vector_named(
             multivector_config: dense.multivector_config,
             memory: None,
             index: None,
-        }),
+        })),
         _ => {
             return Err(convert::bad(
                 "Format error in JSON body: exactly one of `dense` and `sparse` is expected",
@@ -999,8 +999,8 @@ async fn create_vector_named(
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NewVector {
-    /// A dense vector.
-    Dense(storage::VectorParams),
+    /// A dense vector (boxed: its parameters are large beside a sparse vector's).
+    Dense(Box<storage::VectorParams>),
     /// A sparse vector.
     Sparse(storage::SparseVectorParams),
 }
@@ -1009,7 +1009,7 @@ impl NewVector {
     /// Adds it to `c` as `vector`; whether anything changed.
     pub fn create(self, c: &storage::Collection, vector: &str) -> storage::Result<bool> {
         match self {
-            NewVector::Dense(p) => c.create_vector(vector, p),
+            NewVector::Dense(p) => c.create_vector(vector, *p),
             NewVector::Sparse(p) => c.create_sparse_vector(vector, p),
         }
     }
