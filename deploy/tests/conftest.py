@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -44,13 +45,21 @@ class RunningRouter:
         return self.proc.returncode
 
 
-def start_router(args: list[str], env: dict[str, str], workdir: Path) -> RunningRouter:
-    """Starts the router with `args` and exactly `env` (on top of PATH), REST and gRPC on
-    free ports; waits for its address lines."""
+def free_port() -> int:
+    """A loopback port free now (for a process whose peers must know its port first)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_router(args: list[str], env: dict[str, str], workdir: Path,
+                 http_port: int = 0) -> RunningRouter:
+    """Starts the router with `args` and exactly `env` (on top of PATH), REST on `http_port`
+    (a free one by default) and gRPC on a free port; waits for its address lines."""
     workdir.mkdir(parents=True, exist_ok=True)
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     full_env.update(env)
-    full_env["QDRANT__SERVICE__HTTP_PORT"] = "0"
+    full_env["QDRANT__SERVICE__HTTP_PORT"] = str(http_port)
     full_env["QDRANT__SERVICE__GRPC_PORT"] = "0"
     log = workdir / "router.log"
     proc = subprocess.Popen([router_bin(), *args], env=full_env, cwd=workdir,

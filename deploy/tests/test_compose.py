@@ -10,13 +10,15 @@ import json
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from conftest import DEPLOY, REPO, http, router_env_names, start_router, wait_ready
+from conftest import (DEPLOY, REPO, free_port, http, router_env_names, start_router,
+                      wait_ready)
 
 COMPOSE = DEPLOY / "compose"
 FILES = sorted(COMPOSE.glob("*.yml"))
@@ -94,14 +96,33 @@ def test_compose_file_names_what_exists(path):
     for config in doc.get("configs", {}).values():
         if "file" in config:
             assert (COMPOSE / config["file"]).is_file(), config
-    # A router in cluster mode names services of this file, on their gRPC port.
+    # A router in cluster mode names services of this file, on their gRPC port (a node that
+    # is a replica set or a Qdrant cluster: its members joined by `|`), each once.
     for name, svc in services.items():
         nodes = svc.get("environment", {}).get("VR_CLUSTER_NODES")
         if nodes:
-            for url in nodes.split(","):
+            named = [url for node in nodes.split(",") for url in node.split("|")]
+            assert len(set(named)) == len(named), f"{name}: {nodes}"
+            for url in named:
                 m = re.fullmatch(r"http://([a-z0-9-]+):6334", url)
                 assert m and m.group(1) in services, f"{name}: {url}"
-            assert svc["environment"]["VR_CLUSTER_API_KEY"] == services[m.group(1)]["environment"]["QDRANT__SERVICE__API_KEY"]
+                assert svc["environment"]["VR_CLUSTER_API_KEY"] == services[m.group(1)]["environment"]["QDRANT__SERVICE__API_KEY"]
+    # Replicas of our own name the same first voters, each its own id among them, by the
+    # REST URL of a service of this file; a Qdrant cluster's nodes join its first one.
+    replicas = {n: s for n, s in services.items() if "VR_REPLICA_ID" in s.get("environment", {})}
+    member_lists = {s["environment"]["VR_REPLICA_INITIAL_MEMBERS"] for s in replicas.values()}
+    assert len(member_lists) <= 1, member_lists
+    for members in member_lists:
+        listed = dict(item.split("=", 1) for item in members.split(","))
+        assert sorted(listed) == sorted(s["environment"]["VR_REPLICA_ID"] for s in replicas.values())
+        for n, svc in replicas.items():
+            assert listed[svc["environment"]["VR_REPLICA_ID"]] == f"http://{n}:6333"
+    for n, svc in services.items():
+        command = svc.get("command", "")
+        for peer in re.findall(r"--(?:bootstrap|uri) http://([a-z0-9-]+):6335", command):
+            assert peer in services and services[peer]["image"].startswith("qdrant/"), (n, peer)
+        if "--uri" in command:
+            assert f"--uri http://{n}:6335" in command, n
 
 
 def test_prometheus_scrapes_the_cluster_files_services():
@@ -125,17 +146,25 @@ def resolve(value: str, variables: dict[str, str]) -> str:
 
 
 def test_the_cluster_files_routers_start_and_serve_as_configured(tmp_path):
+    """The three nodes as the file configures them (a replica set forming itself), and the
+    router over them: a collection created, written and queried through the router is on
+    every replica."""
     doc = load(COMPOSE / "cluster.yml")
     variables = {"VR_API_KEY": "full-key-for-compose", "VR_READ_ONLY_API_KEY": "ro-key"}
     services = doc["services"]
     node_names = [n for n in services if n.startswith("node-")]
     image_env = containerfile_env()
+    # Each node's REST port, fixed before any starts: the set's members name them.
+    rest_ports = {name: free_port() for name in node_names}
     started = {}
     try:
         for name in node_names:
             env = {**image_env, **{k: resolve(v, variables) for k, v in services[name]["environment"].items()}}
             env = {k: v.replace("/data/", f"{tmp_path / name}/") for k, v in env.items()}
-            started[name] = start_router([], env, tmp_path / name)
+            for other, port in rest_ports.items():
+                env = {k: v.replace(f"http://{other}:6333", f"http://127.0.0.1:{port}")
+                       for k, v in env.items()}
+            started[name] = start_router([], env, tmp_path / name, http_port=rest_ports[name])
         env = {**image_env, **{k: resolve(v, variables) for k, v in services["router"]["environment"].items()}}
         env = {k: v.replace("/data/", f"{tmp_path / 'router'}/") for k, v in env.items()}
         for name, node in started.items():
@@ -154,6 +183,17 @@ def test_the_cluster_files_routers_start_and_serve_as_configured(tmp_path):
                                {"query": [10.2, 0.0], "limit": 3}, key=variables["VR_READ_ONLY_API_KEY"])
         assert status == 200, body
         assert [p["id"] for p in body["result"]["points"]] == [10, 11, 9]
+        # Every replica holds every point (once it has applied the write).
+        for name in node_names:
+            node = started[name]
+            deadline = time.monotonic() + 30
+            while True:
+                status, body, _ = http("POST", node.url + "/collections/compose/points/count",
+                                       {"exact": True}, key=key)
+                if status == 200 and body["result"]["count"] == 30:
+                    break
+                assert time.monotonic() < deadline, (name, status, body)
+                time.sleep(0.1)
     finally:
         codes = {n: r.stop() for n, r in reversed(list(started.items()))}
     assert set(codes.values()) == {0}, codes

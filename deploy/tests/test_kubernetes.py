@@ -5,13 +5,15 @@ configure them."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import DEPLOY, http, router_env_names, router_flags, start_router, wait_ready
+from conftest import (DEPLOY, free_port, http, router_env_names, router_flags, start_router,
+                      wait_ready)
 
 K8S = DEPLOY / "kubernetes"
 # The oldest Kubernetes the manifests claim (autoscaling/v2 and policy/v1 are GA since 1.23;
@@ -89,7 +91,13 @@ def test_references_between_objects_hold():
                 assert get["path"] in PROBE_PATHS, f"{name} {probe}"
                 assert get["port"] in ports, f"{name} {probe} names no port"
             assert c["resources"]["requests"] and c["resources"]["limits"], name
-            keys = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e]
+            keys = [e["valueFrom"]["secretKeyRef"] for e in c["env"]
+                    if "secretKeyRef" in e.get("valueFrom", {})]
+            fields = [e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]
+                      if "fieldRef" in e.get("valueFrom", {})]
+            # The pod's ordinal (Kubernetes 1.28 or later), a label a StatefulSet's pods have.
+            assert set(fields) <= {"metadata.labels['apps.kubernetes.io/pod-index']"}, fields
+            assert not fields or w["kind"] == "StatefulSet", name
             assert any(k["key"] == "api-key" for k in keys), f"{name}: no API key"
             for ref in keys:
                 assert ref["name"] == secret["metadata"]["name"], name
@@ -117,16 +125,41 @@ def test_references_between_objects_hold():
 
 
 def node_urls(deployment: dict) -> list[str]:
+    """Every replica's gRPC URL the routers list (nodes by commas, replicas by `|`)."""
     args = containers(deployment)[0]["args"]
-    return args[args.index("--cluster-nodes") + 1].split(",")
+    return [url for node in args[args.index("--cluster-nodes") + 1].split(",")
+            for url in node.split("|")]
 
 
-def test_the_routers_name_each_node_of_the_statefulset_once():
+def node_env(k: int) -> dict[str, str]:
+    """The plain values of the StatefulSet's pod k's environment (the pod-index label read
+    as k)."""
+    env = {}
+    for e in containers(by_kind("StatefulSet")[0])[0]["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif e["valueFrom"].get("fieldRef", {}).get("fieldPath") == \
+                "metadata.labels['apps.kubernetes.io/pod-index']":
+            env[e["name"]] = str(k)
+    return env
+
+
+def test_the_routers_name_each_node_of_the_statefulset_once_as_one_replica_set():
     sts = by_kind("StatefulSet")[0]
     deployment = by_kind("Deployment")[0]
     name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
     expected = [f"http://{name}-{k}.{service}:6334" for k in range(sts["spec"]["replicas"])]
     assert node_urls(deployment) == expected
+    args = containers(deployment)[0]["args"]
+    assert args[args.index("--cluster-nodes") + 1] == "|".join(expected)
+    # Pod k is replica k, and every pod names the same first voters: each pod by its REST
+    # URL under the governing Service.
+    members = {node_env(k)["VR_REPLICA_INITIAL_MEMBERS"] for k in range(sts["spec"]["replicas"])}
+    assert len(members) == 1
+    listed = dict(item.split("=", 1) for item in members.pop().split(","))
+    assert listed == {str(k): f"http://{name}-{k}.{service}:6333"
+                      for k in range(sts["spec"]["replicas"])}
+    assert [node_env(k)["VR_REPLICA_ID"] for k in range(3)] == ["0", "1", "2"]
 
 
 def test_flags_and_environment_are_the_routers():
@@ -140,16 +173,26 @@ def test_flags_and_environment_are_the_routers():
                 assert e["name"] in env_names, f"{w['metadata']['name']}: {e['name']} is not read"
 
 
-def container_config(workload: dict, workdir: Path, hosts: dict[str, str]) -> tuple[list[str], dict]:
-    """The container's args and env with secrets resolved from the example Secret, /data
-    and /tmp moved under `workdir`, and host names replaced as `hosts` says."""
+def container_config(workload: dict, workdir: Path, hosts: dict[str, str],
+                     pod_index: int | None = None) -> tuple[list[str], dict]:
+    """The container's args and env with secrets resolved from the example Secret, the
+    pod-index label read as `pod_index`, /data and /tmp moved under `workdir`, and host names
+    replaced as `hosts` says."""
     secret = by_kind("Secret")[0]["stringData"]
     c = containers(workload)[0]
     env = {}
     for e in c["env"]:
         value = e.get("value")
-        if value is None:
+        if value is None and "secretKeyRef" in e["valueFrom"]:
             value = secret[e["valueFrom"]["secretKeyRef"]["key"]]
+        elif value is None:
+            # The pod-index label: the pod's ordinal.
+            assert e["valueFrom"]["fieldRef"]["fieldPath"] == \
+                "metadata.labels['apps.kubernetes.io/pod-index']", e
+            assert pod_index is not None, e
+            value = str(pod_index)
+        for host, addr in hosts.items():
+            value = value.replace(host, addr)
         env[e["name"]] = value.replace("/data/", f"{workdir}/data/")
     args = list(c.get("args", []))
     for i, a in enumerate(args):
@@ -165,10 +208,15 @@ def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
     secret = by_kind("Secret")[0]["stringData"]
     key, ro_key = secret["api-key"], secret["read-only-api-key"]
     nodes = []
+    name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    count = sts["spec"]["replicas"]
+    # The pods' REST ports, fixed first: the replica set's members name them.
+    rest = {f"{name}-{k}.{service}:6333": f"127.0.0.1:{free_port()}" for k in range(count)}
     try:
-        for k in range(sts["spec"]["replicas"]):
-            args, env = container_config(sts, tmp_path / f"node-{k}", {})
-            nodes.append(start_router(args, env, tmp_path / f"node-{k}"))
+        for k in range(count):
+            args, env = container_config(sts, tmp_path / f"node-{k}", rest, pod_index=k)
+            port = int(rest[f"{name}-{k}.{service}:6333"].rsplit(":", 1)[1])
+            nodes.append(start_router(args, env, tmp_path / f"node-{k}", http_port=port))
         hosts = {}
         for url, node in zip(node_urls(deployment), nodes):
             hosts[re.match(r"http://([^/]+)", url).group(1)] = f"127.0.0.1:{node.grpc_port}"
@@ -196,14 +244,16 @@ def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
                                key=ro_key)
         assert status == 200, body
         assert [p["id"] for p in body["result"]["points"]] == [59, 58, 57]
-        # Every node holds a share of the points (shard k on node k).
-        shares = []
+        # Every replica holds every point, once it has applied the write.
         for node in nodes[:-1]:
-            status, body, _ = http("POST", node.url + "/collections/k8s/points/count",
-                                   {"exact": True}, key=key)
-            assert status == 200, body
-            shares.append(body["result"]["count"])
-        assert sum(shares) == 60 and all(s > 0 for s in shares), shares
+            deadline = time.monotonic() + 30
+            while True:
+                status, body, _ = http("POST", node.url + "/collections/k8s/points/count",
+                                       {"exact": True}, key=key)
+                if status == 200 and body["result"]["count"] == 60:
+                    break
+                assert time.monotonic() < deadline, (status, body)
+                time.sleep(0.1)
     finally:
         codes = [n.stop() for n in reversed(nodes)]
     assert codes == [0] * len(codes), codes

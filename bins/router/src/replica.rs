@@ -593,6 +593,30 @@ impl Replica {
         Ok(())
     }
 
+    /// Waits until this replica has applied log entry `index` (a router's last write, as a
+    /// replica answered it), at most `limit`; a 503 past it (the router asks another).
+    pub async fn wait_applied(&self, index: u64, limit: Duration) -> Result<(), ApiError> {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(limit))
+            .applied_index_at_least(Some(index), "a router's last write")
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                unavailable(format!(
+                    "this replica has not applied entry {index} (the router's last write) yet: {e}"
+                ))
+            })
+    }
+
     /// The leader's read index; `None` when it no longer leads (ask again).
     async fn remote_read_index(
         &self,
@@ -635,6 +659,7 @@ impl Replica {
                 id: m.id,
                 term: m.current_term,
                 leader: m.current_leader,
+                applied: m.last_applied.map_or(0, |l| l.index),
             }
         };
         axum::http::HeaderValue::from_str(&view.to_header())

@@ -237,6 +237,7 @@ where
         // The ready inner service answers this call; a clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let applied_floor = applied_floor(&state, &req, &path);
         Box::pin(async move {
             let mut response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
@@ -250,6 +251,8 @@ where
                 .any(|p| path.starts_with(p))
             }) {
                 tonic::Status::from(crate::catalog_error(&why)).into_http()
+            } else if let Some(status) = read_your_writes(&state, applied_floor, time_limit).await {
+                status.into_http()
             } else if let Ok(_permit) = state.in_flight.clone().try_acquire_owned() {
                 // Snapshot creation copies the data and goes on once begun: as over REST, it
                 // is not cut off by the time limit (a cut would leave the snapshot behind).
@@ -322,6 +325,39 @@ where
             Ok(response)
         })
     }
+}
+
+/// How long a replica waits for a router's last write before refusing a read (the router
+/// then asks another replica): a follower applies an entry within a heartbeat or two.
+const APPLIED_WAIT: Duration = Duration::from_secs(1);
+
+/// On a replica, the log index a read must wait for: that of a router's last write, sent
+/// with its reads ([`shard_router::remote::replicas::APPLIED_AT_LEAST_HEADER`]).
+fn applied_floor(state: &AppState, req: &HttpRequest, path: &str) -> Option<u64> {
+    state.replica()?;
+    if !READ_METHODS.contains(&path) {
+        return None;
+    }
+    req.headers()
+        .get(shard_router::remote::replicas::APPLIED_AT_LEAST_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Waits until this replica has applied `floor` ([`applied_floor`]); `UNAVAILABLE` when it
+/// has not within [`APPLIED_WAIT`] (the router then asks another replica).
+async fn read_your_writes(
+    state: &AppState,
+    floor: Option<u64>,
+    time_limit: Duration,
+) -> Option<tonic::Status> {
+    let (r, index) = (state.replica()?, floor?);
+    r.wait_applied(index, APPLIED_WAIT.min(time_limit))
+        .await
+        .err()
+        .map(tonic::Status::from)
 }
 
 /// The HTTP status REST answers for what a gRPC code says.

@@ -18,6 +18,7 @@ loopback, driven by the Python `qdrant-client` over REST.
 - Membership: a fourth replica joins as a learner (catching up from a snapshot of the whole
   storage: the log was purged behind one), replaces a voter, and answers searches exactly as
   the others do.
+- Through a router, a read asking no level still sees the router's own last write.
 - Reads asking `consistency=majority`, over REST and gRPC, straight to a replica or through a
   router in cluster mode over the set, wait for the read barrier and see every write
   acknowledged before them.
@@ -467,6 +468,16 @@ def test_majority_reads_pass_the_read_barrier_through_a_router_and_over_grpc(tmp
         # Without a level: no barrier.
         client.query_points("c", query=vector(1, 1), limit=5)
         client.scroll("c", limit=10)
+        assert linearizable_reads(replicas) - before == 61
+        # Still, a read through the router sees the router's own last write, whichever
+        # replica answers: it waits until it has applied the index the write was answered at
+        # (without that, a follower a moment behind answers without it).
+        for pid in range(200, 240):
+            client.upsert("c", [models.PointStruct(
+                id=pid, vector=vector(pid, 1), payload={"version": pid})], wait=True)
+            got = client.retrieve("c", [pid], with_payload=True)
+            assert [(p.id, p.payload) for p in got] == [(pid, {"version": pid})]
+            assert client.count("c", exact=True).count == pid - 200 + 31
         assert linearizable_reads(replicas) - before == 61
         # gRPC through the router, and straight to a follower.
         via_grpc = QdrantClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]),

@@ -25,6 +25,15 @@
 //!   `UNAVAILABLE` (not sent again: it may yet be applied, but the next write goes
 //!   elsewhere): a write that reached a replica is never sent twice.
 //!
+//! - **Reads see the router's own writes.** A replica's answer to a write names the log
+//!   index it has applied (the write's, or later: the leader answers once it applied it);
+//!   the router sends the highest such index with every read
+//!   ([`APPLIED_AT_LEAST_HEADER`]), and a replica behind it waits for it (briefly; else it
+//!   answers `UNAVAILABLE` and the read moves on). So a search right after an acknowledged
+//!   upsert through the same router finds the point on whichever replica answers. Writes
+//!   through other routers are seen once the replica asked has applied them (bounded
+//!   staleness), or at once with a `consistency` level.
+//!
 //! The request body (one encoded message: every call through here is unary) is read once
 //! and sent as often as needed.
 
@@ -80,8 +89,13 @@ struct Writer {
 /// knows of its set ([`ReplicaView`]).
 pub const REPLICA_VIEW_HEADER: &str = "x-vector-router-replica";
 
-/// A replica's view of its set, as [`REPLICA_VIEW_HEADER`] carries it: `<id> <term> <leader>`,
-/// the leader `-` while it knows none.
+/// The header a router sends with a read to a replica set: the highest log index a replica
+/// had applied when it answered one of this router's writes. A replica that has not applied
+/// it yet waits for it before reading.
+pub const APPLIED_AT_LEAST_HEADER: &str = "x-vector-router-applied-at-least";
+
+/// A replica's view of its set, as [`REPLICA_VIEW_HEADER`] carries it:
+/// `<id> <term> <leader> <applied>`, the leader `-` while it knows none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaView {
     /// The replica's own Raft id.
@@ -90,14 +104,16 @@ pub struct ReplicaView {
     pub term: u64,
     /// The leader it knows in that term.
     pub leader: Option<u64>,
+    /// The index of the last log entry it applied (0 before any).
+    pub applied: u64,
 }
 
 impl ReplicaView {
     /// The header's value.
     pub fn to_header(&self) -> String {
         match self.leader {
-            Some(l) => format!("{} {} {l}", self.id, self.term),
-            None => format!("{} {} -", self.id, self.term),
+            Some(l) => format!("{} {} {l} {}", self.id, self.term, self.applied),
+            None => format!("{} {} - {}", self.id, self.term, self.applied),
         }
     }
 
@@ -110,10 +126,16 @@ impl ReplicaView {
             "-" => None,
             l => Some(l.parse().ok()?),
         };
+        let applied = parts.next()?.parse().ok()?;
         if parts.next().is_some() {
             return None;
         }
-        Some(ReplicaView { id, term, leader })
+        Some(ReplicaView {
+            id,
+            term,
+            leader,
+            applied,
+        })
     }
 }
 
@@ -233,6 +255,9 @@ struct Inner {
     /// The replica writes are sent to first.
     writer: std::sync::Mutex<Writer>,
     hedge: Option<Hedge>,
+    /// The highest log index a replica had applied when it answered a write from here:
+    /// what reads ask a replica to have applied ([`APPLIED_AT_LEAST_HEADER`]).
+    written_up_to: AtomicU64,
     latencies: LatencyWindow,
     /// Reads sent to a second replica because the first was slow.
     hedges: AtomicU64,
@@ -337,6 +362,7 @@ impl ReplicaSet {
                     term: 0,
                 }),
                 hedge,
+                written_up_to: AtomicU64::new(0),
                 latencies: LatencyWindow::new(),
                 hedges: AtomicU64::new(0),
                 rng: AtomicU64::new(seed),
@@ -644,6 +670,9 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                                 .get(REPLICA_VIEW_HEADER)
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(ReplicaView::parse);
+                            if let Some(v) = view {
+                                inner.written_up_to.fetch_max(v.applied, Ordering::Relaxed);
+                            }
                             match view {
                                 // A Qdrant node: the replica that took it takes the next.
                                 None => inner.follow(i, 0),
@@ -667,6 +696,14 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                     }
                 }
                 return Err(last.unwrap_or_else(|| "no replica to write to".into()));
+            }
+            // This router's writes, as far as a replica answered them: a read waits for them.
+            let mut parts = parts;
+            let written = inner.written_up_to.load(Ordering::Relaxed);
+            if written > 0 {
+                parts
+                    .headers
+                    .insert(APPLIED_AT_LEAST_HEADER, http::HeaderValue::from(written));
             }
             let order = inner.read_order();
             let answered = |r: &http::Response<Body>, since: std::time::Instant| {
@@ -843,16 +880,27 @@ mod tests {
                 id: 2,
                 term: 7,
                 leader: Some(3),
+                applied: 120,
             },
             ReplicaView {
                 id: 1,
                 term: 0,
                 leader: None,
+                applied: 0,
             },
         ] {
             assert_eq!(ReplicaView::parse(&view.to_header()), Some(view));
         }
-        for bad in ["", "1", "1 2", "1 2 x", "a 2 3", "1 2 3 4", "1  2 3"] {
+        for bad in [
+            "",
+            "1",
+            "1 2",
+            "1 2 3",
+            "1 2 x 4",
+            "a 2 3 4",
+            "1 2 3 4 5",
+            "1  2 3 4",
+        ] {
             assert_eq!(ReplicaView::parse(bad), None, "{bad:?}");
         }
     }
@@ -879,7 +927,13 @@ mod tests {
             http::Response::builder()
                 .header(
                     REPLICA_VIEW_HEADER,
-                    ReplicaView { id, term, leader }.to_header(),
+                    ReplicaView {
+                        id,
+                        term,
+                        leader,
+                        applied: 0,
+                    }
+                    .to_header(),
                 )
                 .body(Body::empty())
                 .unwrap()
