@@ -166,8 +166,10 @@ pub struct Args {
     /// Replica mode: the set's first voters, `id=REST URL` joined by commas
     /// (`0=http://node-0:6333,1=http://node-1:6333,2=http://node-2:6333`), the same on each
     /// of them. A replica with no state yet forms the set with them at start (as
-    /// `POST /cluster/replica/initialize` would); one that has state ignores it. Never give it
-    /// to a replica that lost its disk: it would join again as a voter that forgot its votes.
+    /// `POST /cluster/replica/initialize` would), unless another member says it has a set
+    /// already; one that has state ignores it; one the list does not name waits to be
+    /// added. A replica that lost its disk should be removed and added anew, not restarted
+    /// under its id (it would vote again in terms it forgot).
     #[arg(long, env = "VR_REPLICA_INITIAL_MEMBERS")]
     pub replica_initial_members: Option<String>,
 }
@@ -320,12 +322,9 @@ pub struct ReplicaSettings {
     pub initial_members: Option<std::collections::BTreeMap<u64, String>>,
 }
 
-/// Reads `--replica-initial-members` (`id=url,...`): 1 to 9 voters, each id once, this
-/// replica (`own`) among them.
-fn parse_initial_members(
-    list: &str,
-    own: u64,
-) -> Result<std::collections::BTreeMap<u64, String>, String> {
+/// Reads `--replica-initial-members` (`id=url,...`): 1 to 9 voters, each id once (this
+/// replica may be missing: it then waits to be added).
+fn parse_initial_members(list: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
     let mut members = std::collections::BTreeMap::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (id, url) = item.split_once('=').ok_or_else(|| {
@@ -347,12 +346,6 @@ fn parse_initial_members(
     }
     if members.is_empty() || members.len() > 9 {
         return Err("replica initial members: between 1 and 9 voters".into());
-    }
-    if !members.contains_key(&own) {
-        return Err(format!(
-            "replica initial members: this replica ({own}) is not among them (a replica added \
-             later joins as a learner, through the leader)"
-        ));
     }
     Ok(members)
 }
@@ -605,7 +598,7 @@ impl Settings {
                 }
                 let initial_members = match &args.replica_initial_members {
                     None => None,
-                    Some(list) => Some(parse_initial_members(list, id)?),
+                    Some(list) => Some(parse_initial_members(list)?),
                 };
                 Some(ReplicaSettings {
                     id,
@@ -770,23 +763,21 @@ mod tests {
 
     #[test]
     fn initial_members_are_read_and_checked() {
-        let m =
-            parse_initial_members("0=http://a:6333, 1=http://b:6333,2=https://c:6333", 1).unwrap();
+        let m = parse_initial_members("0=http://a:6333, 1=http://b:6333,2=https://c:6333").unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m[&2], "https://c:6333");
-        for (list, own, error) in [
-            ("0=http://a:6333,1=http://b:6333", 5, "not among them"),
-            ("0=http://a:6333,0=http://b:6333", 0, "listed twice"),
-            ("0=a:6333", 0, "not an http(s)"),
-            ("x=http://a:6333", 0, "not an id"),
-            ("http://a:6333", 0, "not id="),
-            ("", 0, "between 1 and 9"),
+        for (list, error) in [
+            ("0=http://a:6333,0=http://b:6333", "listed twice"),
+            ("0=a:6333", "not an http(s)"),
+            ("x=http://a:6333", "not an id"),
+            ("http://a:6333", "not id="),
+            ("", "between 1 and 9"),
         ] {
-            let e = parse_initial_members(list, own).unwrap_err();
+            let e = parse_initial_members(list).unwrap_err();
             assert!(e.contains(error), "{list}: {e}");
         }
         let ten: Vec<String> = (0..10).map(|i| format!("{i}=http://n{i}:6333")).collect();
-        assert!(parse_initial_members(&ten.join(","), 0)
+        assert!(parse_initial_members(&ten.join(","))
             .unwrap_err()
             .contains("between 1 and 9"));
     }

@@ -968,6 +968,10 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
                         .map(|n| n.url())
                         .collect();
                     if !down.is_empty() {
+                        st.catalog_waits(format!(
+                            "node {} does not answer (tried every 2 s)",
+                            down.join(", ")
+                        ));
                         continue;
                     }
                     match catalog::import(&st, true).await {

@@ -38,6 +38,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+tokio::task_local! {
+    /// The highest log index a write made on this task was committed at: a call's answer
+    /// names it (the leader answers a write before its metrics show it applied).
+    static WRITTEN_AT: std::cell::Cell<u64>;
+}
+
+/// Runs `call`, recording the log index of the writes it makes: its output and that index
+/// (0 when it wrote nothing).
+pub async fn recording_writes<F: std::future::Future>(call: F) -> (F::Output, u64) {
+    WRITTEN_AT
+        .scope(std::cell::Cell::new(0), async move {
+            let out = call.await;
+            (out, WRITTEN_AT.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+fn note_written(index: u64) {
+    let _ = WRITTEN_AT.try_with(|c| c.set(c.get().max(index)));
+}
+
+/// The header in which the leader tells a follower that handed it a write the log index the
+/// write was committed at.
+const WRITTEN_AT_HEADER: &str = "x-vector-router-written-at";
+
 /// A write, as replicated.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -418,19 +443,36 @@ impl Replica {
         let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
         // The set forms itself: every first voter proposes the same membership (openraft:
         // safe from several of them, when the same); a replica with state already refuses.
+        // Not when another member answers that it has a set already (this replica lost its
+        // state, or started after the others formed it): it then waits for the leader's log.
+        // A replica the list does not name waits to be added (as a learner, by the leader).
         if let Some(members) = &settings.initial_members {
-            let nodes: BTreeMap<NodeId, Node> = members
-                .iter()
-                .map(|(id, url)| (*id, Node::new(url.clone())))
-                .collect();
-            match raft.initialize(nodes).await {
-                Ok(()) => tracing::info!(?members, "replica set formed with its initial members"),
-                Err(openraft::error::RaftError::APIError(
-                    openraft::error::InitializeError::NotAllowed(_),
-                )) => {}
-                Err(e) => return Err(format!("cannot form the replica set: {e}")),
+            if !members.contains_key(&settings.id) {
+                tracing::warn!(id = settings.id, "this replica is not among the initial members: it waits to be added to the set, through its leader");
+            } else if let Some(peer) =
+                formed_elsewhere(&http, members, settings.id, api_key.as_deref()).await
+            {
+                tracing::info!(%peer, "the replica set is formed already: this replica waits for its leader");
+            } else {
+                let nodes: BTreeMap<NodeId, Node> = members
+                    .iter()
+                    .map(|(id, url)| (*id, Node::new(url.clone())))
+                    .collect();
+                match raft.initialize(nodes).await {
+                    Ok(()) => {
+                        tracing::info!(?members, "replica set formed with its initial members")
+                    }
+                    Err(openraft::error::RaftError::APIError(
+                        openraft::error::InitializeError::NotAllowed(_),
+                    )) => {}
+                    Err(e) => return Err(format!("cannot form the replica set: {e}")),
+                }
             }
         }
         // A replica whose Raft stopped on an error of its own (a disk failure while applying,
@@ -450,10 +492,6 @@ impl Replica {
                 }
             }
         });
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Replica {
             raft,
             id: settings.id,
@@ -494,7 +532,10 @@ impl Replica {
                 ));
             };
             match written {
-                Ok(r) => return Answer::decode(&r.data.0),
+                Ok(r) => {
+                    note_written(r.log_id.index);
+                    return Answer::decode(&r.data.0);
+                }
                 Err(openraft::error::RaftError::APIError(
                     openraft::error::ClientWriteError::ForwardToLeader(f),
                 )) => {
@@ -541,12 +582,22 @@ impl Replica {
                  applied"
             )))),
             Ok(a) if a.status() == StatusCode::MISDIRECTED_REQUEST => Forwarded::NotLeader,
-            Ok(a) if a.status().is_success() => match a.bytes().await {
+            Ok(a) if a.status().is_success() => {
+                if let Some(i) = a
+                    .headers()
+                    .get(WRITTEN_AT_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                {
+                    note_written(i);
+                }
+                match a.bytes().await {
                 Ok(b) => Forwarded::Answer(Answer::decode(&b)),
-                Err(e) => Forwarded::Answer(Err(unavailable(format!(
-                    "the leader's answer was cut ({e}); the write may or may not have been applied"
-                )))),
-            },
+                    Err(e) => Forwarded::Answer(Err(unavailable(format!(
+                        "the leader's answer was cut ({e}); the write may or may not have been applied"
+                    )))),
+                }
+            }
             Ok(a) => {
                 let status = a.status();
                 let text = a.text().await.unwrap_or_default();
@@ -596,13 +647,18 @@ impl Replica {
     /// Waits until this replica has applied log entry `index` (a router's last write, as a
     /// replica answered it), at most `limit`; a 503 past it (the router asks another).
     pub async fn wait_applied(&self, index: u64, limit: Duration) -> Result<(), ApiError> {
-        let applied = self
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
-        if applied >= index {
+        let (applied, beyond_the_log) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let leads = m.current_leader == Some(m.id);
+            (
+                m.last_applied.map_or(0, |l| l.index),
+                // The leader holds every committed entry: an index past its log was never
+                // committed in this set (a router's mark from a set formed anew since).
+                leads && index > m.last_log_index.unwrap_or(0),
+            )
+        };
+        if applied >= index || beyond_the_log {
             return Ok(());
         }
         self.raft
@@ -649,9 +705,10 @@ impl Replica {
         }
     }
 
-    /// Its id, term and the leader it knows, as a router over its set reads them
-    /// ([`shard_router::remote::replicas::ReplicaView`]).
-    pub fn view_header(&self) -> axum::http::HeaderValue {
+    /// Its id, term, the leader it knows and what it has applied (at least `written_at`,
+    /// the index of a write this call made, applied on the leader before it was answered),
+    /// as a router over its set reads them ([`shard_router::remote::replicas::ReplicaView`]).
+    pub fn view_header(&self, written_at: u64) -> axum::http::HeaderValue {
         let view = {
             let m = self.raft.metrics();
             let m = m.borrow();
@@ -659,11 +716,17 @@ impl Replica {
                 id: m.id,
                 term: m.current_term,
                 leader: m.current_leader,
-                applied: m.last_applied.map_or(0, |l| l.index),
+                applied: m.last_applied.map_or(0, |l| l.index).max(written_at),
             }
         };
         axum::http::HeaderValue::from_str(&view.to_header())
             .expect("digits, spaces and a dash are a header value")
+    }
+
+    /// Whether it knows a leader of its set (what its `/readyz` asks: a replica with none
+    /// takes no write, and may be far behind).
+    pub fn knows_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
     }
 
     /// The replica's view of its set, for `GET /cluster/replica` and the metrics.
@@ -766,6 +829,40 @@ impl Replica {
     }
 }
 
+/// The first of the other `members` (id and REST URL) that answers it has a replica set
+/// already (voters in its membership); `None` when none does or none answers.
+async fn formed_elsewhere(
+    http: &reqwest::Client,
+    members: &BTreeMap<NodeId, String>,
+    own: NodeId,
+    api_key: Option<&str>,
+) -> Option<String> {
+    for (id, url) in members {
+        if *id == own {
+            continue;
+        }
+        let mut r = http
+            .get(format!("{}/cluster/replica", url.trim_end_matches('/')))
+            .timeout(Duration::from_secs(2));
+        if let Some(k) = api_key {
+            r = r.header("api-key", k);
+        }
+        let Ok(answer) = r.send().await else {
+            continue;
+        };
+        let Ok(body) = answer.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if body["result"]["voters"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Some(url.clone());
+        }
+    }
+    None
+}
+
 enum Forwarded {
     Answer(Result<serde_json::Value, ApiError>),
     NotLeader,
@@ -817,7 +914,16 @@ async fn write(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respon
         })?;
     match written {
         Ok(answer) => Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                ),
+                (
+                    axum::http::HeaderName::from_static(WRITTEN_AT_HEADER),
+                    axum::http::HeaderValue::from(answer.log_id.index),
+                ),
+            ],
             answer.data.0,
         )
             .into_response()),

@@ -39,8 +39,11 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    // A replica is ready once it knows a leader of its set; a cluster router once its
+    // catalog is loaded.
     if state.ready.load(std::sync::atomic::Ordering::Acquire)
         && state.catalog_unavailable().is_none()
+        && state.replica().is_none_or(|r| r.knows_leader())
     {
         text(StatusCode::OK, "all shards are ready")
     } else {

@@ -239,6 +239,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let applied_floor = applied_floor(&state, &req, &path);
         Box::pin(async move {
+            // The log index of a write this call made (on a replica), for its answer's view.
+            let mut written_at = 0;
             let mut response = if let Some(status) = refusal(&state, &req, &path) {
                 status.into_http()
             } else if let Some(why) = state.catalog_unavailable().filter(|_| {
@@ -260,18 +262,21 @@ where
                     path.as_str(),
                     "/qdrant.Snapshots/Create" | "/qdrant.Snapshots/CreateFull"
                 );
-                let call = shard_router::remote::gate_scope(async move {
-                    if unlimited {
-                        Ok(inner.call(req).await)
-                    } else {
-                        tokio::time::timeout(time_limit, inner.call(req)).await
-                    }
-                });
-                let (answer, missing) = if state.partial_answers {
+                let call = crate::replica::recording_writes(shard_router::remote::gate_scope(
+                    async move {
+                        if unlimited {
+                            Ok(inner.call(req).await)
+                        } else {
+                            tokio::time::timeout(time_limit, inner.call(req)).await
+                        }
+                    },
+                ));
+                let ((answer, written), missing) = if state.partial_answers {
                     shard_router::partial::allowing(call).await
                 } else {
                     (call.await, Vec::new())
                 };
+                written_at = written;
                 match answer {
                     Ok(answer) => {
                         let mut answer = answer?;
@@ -319,7 +324,7 @@ where
             if let Some(r) = state.replica() {
                 response.headers_mut().insert(
                     shard_router::remote::replicas::REPLICA_VIEW_HEADER,
-                    r.view_header(),
+                    r.view_header(written_at),
                 );
             }
             Ok(response)
@@ -335,7 +340,8 @@ const APPLIED_WAIT: Duration = Duration::from_secs(1);
 /// with its reads ([`shard_router::remote::replicas::APPLIED_AT_LEAST_HEADER`]).
 fn applied_floor(state: &AppState, req: &HttpRequest, path: &str) -> Option<u64> {
     state.replica()?;
-    if !READ_METHODS.contains(&path) {
+    // A health check answers at once: the router's probes are not reads of its writes.
+    if !READ_METHODS.contains(&path) || path == "/qdrant.Qdrant/HealthCheck" {
         return None;
     }
     req.headers()

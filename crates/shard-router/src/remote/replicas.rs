@@ -565,6 +565,21 @@ impl Inner {
         Some(view)
     }
 
+    /// Every replica refused a read that asked for `written` applied: the set may have been
+    /// formed anew (its log counting from 0 again, never reaching the router's mark), or
+    /// be far behind. The mark is dropped (unless a write raised it meanwhile), so the next
+    /// read does not wait for it; the next write sets it again.
+    fn no_replica_caught_up(&self, written: u64) {
+        if written > 0 {
+            let _ = self.written_up_to.compare_exchange(
+                written,
+                0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     fn by_raft_id(&self, id: u64) -> Option<usize> {
         self.replicas
             .iter()
@@ -700,7 +715,7 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
             // This router's writes, as far as a replica answered them: a read waits for them.
             let mut parts = parts;
             let written = inner.written_up_to.load(Ordering::Relaxed);
-            if written > 0 {
+            if written > 0 && parts.uri.path() != "/qdrant.Qdrant/HealthCheck" {
                 parts
                     .headers
                     .insert(APPLIED_AT_LEAST_HEADER, http::HeaderValue::from(written));
@@ -763,6 +778,9 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                         last_unavailable = Some(r);
                     }
                     Ok(r) => {
+                        if !usable(&r) {
+                            inner.no_replica_caught_up(written);
+                        }
                         answered(&r, since);
                         return Ok(r);
                     }
@@ -771,6 +789,7 @@ impl tonic::codegen::Service<http::Request<Body>> for ReplicaSet {
                 k += 1;
             }
             if let Some(r) = last_unavailable {
+                inner.no_replica_caught_up(written);
                 return Ok(r);
             }
             Err(last.unwrap_or_else(|| "no replica to read from".into()))
