@@ -592,9 +592,10 @@ impl Replica {
                     note_written(i);
                 }
                 match a.bytes().await {
-                Ok(b) => Forwarded::Answer(Answer::decode(&b)),
+                    Ok(b) => Forwarded::Answer(Answer::decode(&b)),
                     Err(e) => Forwarded::Answer(Err(unavailable(format!(
-                        "the leader's answer was cut ({e}); the write may or may not have been applied"
+                        "the leader's answer was cut ({e}); the write may or may not have been \
+                         applied"
                     )))),
                 }
             }
@@ -705,9 +706,10 @@ impl Replica {
         }
     }
 
-    /// Its id, term, the leader it knows and what it has applied (at least `written_at`,
-    /// the index of a write this call made, applied on the leader before it was answered),
-    /// as a router over its set reads them ([`shard_router::remote::replicas::ReplicaView`]).
+    /// Its id, term, the leader it knows, and the index a router's reads must find applied:
+    /// what this replica applied, or `written_at` if later (the index of a write this call
+    /// made, applied on the leader before it was answered, here or through this replica), as
+    /// a router over its set reads them ([`shard_router::remote::replicas::ReplicaView`]).
     pub fn view_header(&self, written_at: u64) -> axum::http::HeaderValue {
         let view = {
             let m = self.raft.metrics();

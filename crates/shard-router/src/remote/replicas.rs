@@ -104,7 +104,9 @@ pub struct ReplicaView {
     pub term: u64,
     /// The leader it knows in that term.
     pub leader: Option<u64>,
-    /// The index of the last log entry it applied (0 before any).
+    /// The index of the last log entry it applied (0 before any), or, in the answer to a
+    /// write, the write's own index if later (the leader applied it; a follower that handed
+    /// it on may not have yet).
     pub applied: u64,
 }
 
