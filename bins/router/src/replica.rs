@@ -30,6 +30,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
+use openraft::storage::RaftLogStorage;
 use replication::{Blob, Node, NodeId, Raft};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -406,7 +407,7 @@ impl Replica {
         let applier = Arc::new(StorageApplier::new(storage.clone()));
         let (log_dir, sm_dir, a) = (dir.join("log"), dir.join("state"), applier.clone());
         let fresh = storage.list().is_empty() && storage.aliases().is_empty();
-        let (log, sm) = tokio::task::spawn_blocking(move || {
+        let (mut log, sm) = tokio::task::spawn_blocking(move || {
             let sm = replication::StateMachine::open(&sm_dir, a, fresh)?;
             let log = replication::LogStore::open(&log_dir, sm.purge_limit())?;
             Ok::<_, std::io::Error>((log, sm))
@@ -414,6 +415,38 @@ impl Replica {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("replica state in {}: {e}", dir.display()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
+        // A replica that has never saved a vote is new, or lost its disk. Its initial members
+        // tell which: a set that counts it among its voters means the disk was lost.
+        let blank = log.read_vote().await.map_err(|e| e.to_string())?.is_none();
+        let mut formed_elsewhere = None;
+        if let (true, Some(members)) = (blank, &settings.initial_members) {
+            match survey_peers(&http, members, settings.id, api_key.as_deref()).await? {
+                Survey::NoSet => {}
+                Survey::NotAVoter { peer } => formed_elsewhere = Some(peer),
+                Survey::Voter {
+                    peer,
+                    greatest,
+                    forming,
+                } => {
+                    // It may have voted in a term it no longer remembers, and granting a
+                    // second vote in that term could elect two leaders of one term (each
+                    // overwriting the other's committed entries). Taking the greatest vote
+                    // any voter holds as its own grants nothing below what it may have
+                    // granted: every vote it gave is held by the candidate it went to.
+                    if forming {
+                        tracing::info!(%peer, vote = %greatest, "the replica set is forming: this replica joins it holding the greatest vote of the others");
+                    } else {
+                        tracing::warn!(%peer, vote = %greatest, "this replica's state is gone but its set counts it as a voter: it rejoins holding the greatest vote of the other voters, and catches up from the leader");
+                    }
+                    log.save_vote(&greatest).await.map_err(|e| e.to_string())?;
+                    formed_elsewhere = Some(peer);
+                }
+            }
+        }
         let hb = settings.heartbeat.as_millis() as u64;
         let config = openraft::Config {
             cluster_name: "vector-router".into(),
@@ -443,10 +476,6 @@ impl Replica {
         let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| e.to_string())?;
         // The set forms itself: every first voter proposes the same membership (openraft:
         // safe from several of them, when the same); a replica with state already refuses.
         // Not when another member answers that it has a set already (this replica lost its
@@ -455,10 +484,10 @@ impl Replica {
         if let Some(members) = &settings.initial_members {
             if !members.contains_key(&settings.id) {
                 tracing::warn!(id = settings.id, "this replica is not among the initial members: it waits to be added to the set, through its leader");
-            } else if let Some(peer) =
-                formed_elsewhere(&http, members, settings.id, api_key.as_deref()).await
-            {
+            } else if let Some(peer) = formed_elsewhere {
                 tracing::info!(%peer, "the replica set is formed already: this replica waits for its leader");
+            } else if !blank {
+                // Its own log holds the set it belongs to.
             } else {
                 let nodes: BTreeMap<NodeId, Node> = members
                     .iter()
@@ -754,6 +783,7 @@ impl Replica {
             "last_log_index": m.last_log_index,
             "applied_index": m.last_applied.map(|l| l.index),
             "snapshot_index": m.snapshot.map(|l| l.index),
+            "vote": m.vote,
             "voters": voters,
             "learners": learners,
             "nodes": nodes,
@@ -831,38 +861,145 @@ impl Replica {
     }
 }
 
-/// The first of the other `members` (id and REST URL) that answers it has a replica set
-/// already (voters in its membership); `None` when none does or none answers.
-async fn formed_elsewhere(
+/// What a replica with no vote on disk learns from its set before it starts.
+#[derive(Debug)]
+enum Survey {
+    /// No other member answers that it has a set: this replica may form one.
+    NoSet,
+    /// A set exists (`peer` answered so) and does not count this replica among its voters:
+    /// it is new and waits for its leader.
+    NotAVoter { peer: String },
+    /// A set exists and counts this replica among its voters: it lost its state (`forming`
+    /// false: every other voter answered), or the set is still forming (`forming`: it has
+    /// never had a leader). `greatest` is the greatest vote any of those who answered holds.
+    Voter {
+        peer: String,
+        greatest: openraft::Vote<NodeId>,
+        forming: bool,
+    },
+}
+
+/// How long a replica that lost its state waits for every other voter of its set to answer
+/// before it gives up starting (it is started again, by its supervisor or by hand).
+const LOST_STATE_SURVEY: Duration = Duration::from_secs(10);
+
+/// One replica's `GET /cluster/replica`, as far as the survey reads it.
+#[derive(Deserialize)]
+struct PeerView {
+    id: NodeId,
+    vote: openraft::Vote<NodeId>,
+    last_log_index: Option<u64>,
+    voters: BTreeSet<NodeId>,
+    nodes: BTreeMap<String, String>,
+}
+
+async fn peer_view(
+    http: &reqwest::Client,
+    url: &str,
+    api_key: Option<&str>,
+) -> Result<PeerView, String> {
+    let mut r = http
+        .get(format!("{}/cluster/replica", url.trim_end_matches('/')))
+        .timeout(Duration::from_secs(2));
+    if let Some(k) = api_key {
+        r = r.header("api-key", k);
+    }
+    let answer = r.send().await.map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("answered {}", answer.status()));
+    }
+    let body: serde_json::Value = answer.json().await.map_err(|e| e.to_string())?;
+    serde_json::from_value(body["result"].clone()).map_err(|e| e.to_string())
+}
+
+/// Asks the other initial `members` what set they have, for a replica (`own`) that has no
+/// vote on disk. When their set counts it as a voter and has had a leader, it asks every
+/// other voter (the union of the voters they name, at the addresses they give) for its vote,
+/// until all have answered or [`LOST_STATE_SURVEY`] has passed: a voter that does not answer
+/// may hold the one vote this replica must not grant twice, so then it refuses to start.
+/// A set that has never had a leader (no answer shows a committed vote or a log entry past
+/// the initial membership) is still forming: its first members start at different times,
+/// and those that answered are enough.
+async fn survey_peers(
     http: &reqwest::Client,
     members: &BTreeMap<NodeId, String>,
     own: NodeId,
     api_key: Option<&str>,
-) -> Option<String> {
+) -> Result<Survey, String> {
+    let mut views: BTreeMap<NodeId, PeerView> = BTreeMap::new();
+    let mut formed_at = None;
     for (id, url) in members {
         if *id == own {
             continue;
         }
-        let mut r = http
-            .get(format!("{}/cluster/replica", url.trim_end_matches('/')))
-            .timeout(Duration::from_secs(2));
-        if let Some(k) = api_key {
-            r = r.header("api-key", k);
-        }
-        let Ok(answer) = r.send().await else {
-            continue;
-        };
-        let Ok(body) = answer.json::<serde_json::Value>().await else {
-            continue;
-        };
-        if body["result"]["voters"]
-            .as_array()
-            .is_some_and(|v| !v.is_empty())
-        {
-            return Some(url.clone());
+        if let Ok(v) = peer_view(http, url, api_key).await {
+            if !v.voters.is_empty() && formed_at.is_none() {
+                formed_at = Some(url.clone());
+            }
+            views.insert(v.id, v);
         }
     }
-    None
+    let Some(peer) = formed_at else {
+        return Ok(Survey::NoSet);
+    };
+    let deadline = Instant::now() + LOST_STATE_SURVEY;
+    loop {
+        let voters: BTreeSet<NodeId> = views.values().flat_map(|v| v.voters.clone()).collect();
+        if !voters.contains(&own) {
+            return Ok(Survey::NotAVoter { peer });
+        }
+        let mut addresses: BTreeMap<NodeId, String> = members.clone();
+        for v in views.values() {
+            for (id, url) in &v.nodes {
+                if let Ok(id) = id.parse::<NodeId>() {
+                    addresses.entry(id).or_insert_with(|| url.clone());
+                }
+            }
+        }
+        let missing: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|id| *id != own && !views.contains_key(id))
+            .collect();
+        let has_led = views
+            .values()
+            .any(|v| v.vote.committed || v.last_log_index.is_some_and(|i| i > 0));
+        if missing.is_empty() || !has_led {
+            let greatest = views
+                .values()
+                .map(|v| v.vote)
+                .max_by_key(|v| (v.leader_id.term, v.leader_id.node_id, v.committed))
+                .expect("a voter other than this replica answered");
+            return Ok(Survey::Voter {
+                peer,
+                greatest,
+                forming: !has_led,
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "this replica has no state on disk, but its replica set counts it as a voter \
+                 (it lost its disk): it rejoins only once every other voter has told it its \
+                 vote, so that it never grants a second vote in a term it forgot, and voters \
+                 {missing:?} did not answer in {}s. Start it again once they answer, or \
+                 remove them from the set (through its leader) if they are gone for good",
+                LOST_STATE_SURVEY.as_secs()
+            ));
+        }
+        for id in &missing {
+            if let Some(url) = addresses.get(id) {
+                if let Ok(v) = peer_view(http, url, api_key).await {
+                    views.insert(v.id, v);
+                }
+            }
+        }
+        if voters
+            .iter()
+            .any(|id| *id != own && !views.contains_key(id))
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 enum Forwarded {

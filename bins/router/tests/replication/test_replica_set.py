@@ -291,7 +291,8 @@ def test_a_set_forms_itself_from_its_initial_members(tmp_path):
     `initialize`: one is elected and the set takes writes on every replica. Restarted with
     the same flag (their state kept), they do not form a new set: the data stays. A replica
     whose state was lost, started again with the flag, does not form a set of its own (the
-    others say they have one): it catches up from the leader. A replica the list does not
+    others say they have one): it refuses to start while another voter is down, and once
+    every voter answers it rejoins and catches up from the leader. A replica the list does not
     name starts and waits to be added, changing nothing."""
     replicas = [Replica(i, tmp_path) for i in (1, 2, 3)]
     members = ",".join(f"{r.rid}={r.url}" for r in replicas)
@@ -323,12 +324,27 @@ def test_a_set_forms_itself_from_its_initial_members(tmp_path):
         wait_for("replicas to converge", lambda: converged(replicas))
         states = [all_points(r) for r in replicas]
         assert states[0] == states[1] == states[2] and sorted(states[0]) == list(range(11))
-        # A follower's disk lost: it comes back empty under the same flag.
+        # A follower's disk lost while the third voter is down: the lost vote may be one only
+        # that voter holds (it was its candidate), so the replica refuses to rejoin rather
+        # than risk granting a second vote in a term it forgot.
         lost = next(r for r in replicas if r is not again)
+        third = next(r for r in replicas if r is not again and r is not lost)
         lost.kill()
+        third.kill()
         shutil.rmtree(lost.dir / "storage")
+        with pytest.raises(AssertionError, match="did not start"):
+            lost.start()
+        assert lost.proc.wait(timeout=60) != 0
+        lost.proc = None
+        assert f"voters [{third.rid}] did not answer" in (lost.dir / "log.txt").read_text()
+        # Once every other voter answers, it comes back empty under the same flag, holding
+        # the greatest vote among theirs.
+        third.start()
+        wait_for("the leader to be known again", lambda: leader_of([again, third]))
         lost.start()
-        assert "formed already" in (lost.dir / "log.txt").read_text()
+        log = (lost.dir / "log.txt").read_text()
+        assert "formed already" in log and "rejoins holding the greatest vote" in log
+        again = leader_of(replicas)
         wait_for("the emptied replica to catch up", lambda: converged(replicas))
         assert all_points(lost) == states[0]
         assert again.status()["leader"] == again.rid
