@@ -1,7 +1,7 @@
 //! Shutdown and restart: SIGTERM drains requests in flight and exits 0, a restart on the same
 //! directories gives the same answers, and after SIGKILL every acknowledged write is there.
 
-use crate::common::{DataDirs, Rng, Router};
+use crate::common::{signal, DataDirs, Rng, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,7 +143,27 @@ async fn sigterm_drains_then_restart_answers_the_same() {
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
     let signalled = Instant::now();
-    let status = tokio::task::block_in_place(|| r.terminate(Duration::from_secs(30)))
+    signal(r.pid(), "-TERM");
+    // Not ready from the signal on, while the slow request drains: a probe gets 503 or finds
+    // the listener closed, never 200 (a load balancer would keep sending it requests).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(r.url("/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    let probed = Instant::now();
+    if let Ok(answer) = &probe {
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "/readyz while draining"
+        );
+    }
+    let status = tokio::task::block_in_place(|| r.wait_exit(Duration::from_secs(30)))
         .expect("router did not exit within 30 s of SIGTERM");
     let exited = Instant::now();
     assert!(
@@ -161,8 +181,8 @@ async fn sigterm_drains_then_restart_answers_the_same() {
         .as_array()
         .is_some_and(|p| p.len() == 5));
     assert!(
-        answered > signalled,
-        "the slow request finished before SIGTERM was sent; it must be made slower"
+        answered > probed,
+        "the slow request finished before the readiness probe; it must be made slower"
     );
     assert!(
         exited.duration_since(signalled) < Duration::from_secs(15),

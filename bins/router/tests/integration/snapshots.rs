@@ -4,6 +4,7 @@
 use crate::common::{ids, DataDirs, Rng, Router};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_round_trip() {
@@ -153,4 +154,151 @@ async fn snapshot_round_trip() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!file.exists());
+}
+
+/// Writes `head` then `body` to a new connection to `addr`, the body in `pieces` parts
+/// `pause` apart, and returns all the server sent until it closed (or 60 s).
+fn send_slowly(addr: &str, head: &str, body: &[u8], pieces: usize, pause: Duration) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for piece in body.chunks(body.len().div_ceil(pieces)) {
+        std::thread::sleep(pause);
+        if s.write_all(piece).is_err() {
+            // The server answered and closed (the control's 408).
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Serves one GET with `bytes` as its body, in `pieces` parts `pause` apart.
+async fn serve_slowly(
+    listener: tokio::net::TcpListener,
+    bytes: Vec<u8>,
+    pieces: usize,
+    pause: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the router closed before its request was complete");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    s.write_all(answer.as_bytes()).await.unwrap();
+    for piece in bytes.chunks(bytes.len().div_ceil(pieces)) {
+        tokio::time::sleep(pause).await;
+        s.write_all(piece).await.unwrap();
+    }
+    s.shutdown().await.unwrap();
+}
+
+/// Snapshot transfers are exempt from the request timeout (they take as long as the data and
+/// the network need, and go on once begun): an upload whose body arrives over 2.4 s and a
+/// recovery whose download takes as long both succeed under a 1 s limit, and give the
+/// collection back value for value; a body trickled as slowly to any other endpoint gets 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_transfers_outlast_the_request_timeout() {
+    let dirs = DataDirs::new();
+    let r = Router::start(
+        &dirs,
+        &[
+            "--request-timeout-secs",
+            "1",
+            "--snapshot-allowed-hosts",
+            "127.0.0.1",
+        ],
+    );
+    r.create("src", json!({"vectors": {"size": 6, "distance": "Dot"}}))
+        .await;
+    let mut rng = Rng::new(5);
+    let points: Vec<(Value, Vec<f32>)> = (0u64..300).map(|i| (json!(i), rng.vector(6))).collect();
+    r.upsert_vectors("src", &points).await;
+    r.post(
+        "/collections/src/points/payload?wait=true",
+        json!({"payload": {"tag": "kept"}, "points": [7, 8]}),
+    )
+    .await;
+    let query =
+        json!({"query": rng.vector(6), "limit": 20, "with_payload": true, "with_vector": true});
+    let expected = r.query("src", query.clone()).await;
+    let desc = r
+        .post("/collections/src/snapshots?wait=true", json!({}))
+        .await;
+    let name = desc["name"].as_str().unwrap().to_string();
+    let snapshot = r
+        .request(Method::GET, &format!("/collections/src/snapshots/{name}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let addr = r.base.trim_start_matches("http://").to_string();
+    let (pieces, pause) = (12, Duration::from_millis(200));
+
+    // Upload, the body over 2.4 s.
+    let boundary = "vr-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"snapshot\"; filename=\"s.snapshot\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&snapshot);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /collections/uploaded/snapshots/upload?wait=true HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let (a, started) = (addr.clone(), std::time::Instant::now());
+    let uploaded =
+        tokio::task::spawn_blocking(move || send_slowly(&a, &head, &body, pieces, pause))
+            .await
+            .unwrap();
+    assert!(uploaded.starts_with("HTTP/1.1 200"), "{uploaded}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(r.query("uploaded", query.clone()).await, expected);
+
+    // Recovery from a URL whose download takes 2.4 s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/s.snapshot", listener.local_addr().unwrap());
+    let server = tokio::spawn(serve_slowly(listener, snapshot, pieces, pause));
+    let started = std::time::Instant::now();
+    let (status, answer) = r
+        .call(
+            Method::PUT,
+            "/collections/recovered/snapshots/recover?wait=true",
+            Some(&json!({ "location": url })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    server.await.unwrap();
+    assert_eq!(r.query("recovered", query.clone()).await, expected);
+
+    // The control: the same pace to an endpoint under the limit.
+    let body = br#"{"exact": true}"#.to_vec();
+    let head = format!(
+        "POST /collections/src/points/count HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let counted =
+        tokio::task::spawn_blocking(move || send_slowly(&addr, &head, &body, 5, pause * 2))
+            .await
+            .unwrap();
+    assert!(counted.starts_with("HTTP/1.1 408"), "{counted}");
 }
