@@ -168,10 +168,15 @@ pub struct Args {
     /// of them. A replica with no state yet forms the set with them at start (as
     /// `POST /cluster/replica/initialize` would), unless another member says it has a set
     /// already; one that has state ignores it; one the list does not name waits to be
-    /// added. A replica that lost its disk should be removed and added anew, not restarted
-    /// under its id (it would vote again in terms it forgot).
+    /// added. A replica that lost its disk asks the other voters for their votes before it
+    /// rejoins (it must never grant a vote below one it gave and forgot).
     #[arg(long, env = "VR_REPLICA_INITIAL_MEMBERS")]
     pub replica_initial_members: Option<String>,
+    /// Voters (ids, comma-separated) that a replica which lost its disk does not wait for
+    /// when it rejoins: voters gone for good, or that lost their disks too. Each one left
+    /// out is a vote this replica may have given and cannot recover; an operator's decision.
+    #[arg(long, env = "VR_REPLICA_REJOIN_WITHOUT", value_delimiter = ',')]
+    pub replica_rejoin_without: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,6 +325,8 @@ pub struct ReplicaSettings {
     pub heartbeat: Duration,
     /// The set's first voters (id and REST URL), when the set forms itself at start.
     pub initial_members: Option<std::collections::BTreeMap<u64, String>>,
+    /// Voters a replica that lost its disk does not wait for (`--replica-rejoin-without`).
+    pub rejoin_without: std::collections::BTreeSet<u64>,
 }
 
 /// Reads `--replica-initial-members` (`id=url,...`): 1 to 9 voters, each id once (this
@@ -564,6 +571,7 @@ impl Settings {
                 if args.replica_snapshot_entries.is_some()
                     || args.replica_heartbeat_ms.is_some()
                     || args.replica_initial_members.is_some()
+                    || args.replica_rejoin_without.is_some()
                 {
                     return Err("replica settings need a replica id (--replica-id)".into());
                 }
@@ -600,11 +608,24 @@ impl Settings {
                     None => None,
                     Some(list) => Some(parse_initial_members(list)?),
                 };
+                if args.replica_rejoin_without.is_some() && initial_members.is_none() {
+                    return Err(
+                        "--replica-rejoin-without applies to a replica rejoining its initial \
+                         members (--replica-initial-members)"
+                            .into(),
+                    );
+                }
                 Some(ReplicaSettings {
                     id,
                     snapshot_entries,
                     heartbeat: Duration::from_millis(heartbeat_ms),
                     initial_members,
+                    rejoin_without: args
+                        .replica_rejoin_without
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
                 })
             }
         };

@@ -392,7 +392,13 @@ pub struct Replica {
     linearizable_reads: AtomicU64,
     /// Writes this replica handed to its leader (it followed when they came).
     forwarded_writes: AtomicU64,
+    /// The log index this replica must hold before it votes again ([`NO_VOTE_GATE`]: none),
+    /// after it lost its disk.
+    vote_gate: AtomicU64,
 }
+
+/// [`Replica::vote_gate`] when the replica votes freely.
+const NO_VOTE_GATE: u64 = u64::MAX;
 
 impl Replica {
     /// Starts this node's replica over `storage` (its log and state under
@@ -423,26 +429,50 @@ impl Replica {
         // tell which: a set that counts it among its voters means the disk was lost.
         let blank = log.read_vote().await.map_err(|e| e.to_string())?.is_none();
         let mut formed_elsewhere = None;
+        let mut vote_gate = NO_VOTE_GATE;
         if let (true, Some(members)) = (blank, &settings.initial_members) {
-            match survey_peers(&http, members, settings.id, api_key.as_deref()).await? {
+            let survey = survey_peers(
+                &http,
+                members,
+                settings.id,
+                &settings.rejoin_without,
+                api_key.as_deref(),
+            )
+            .await?;
+            match survey {
                 Survey::NoSet => {}
                 Survey::NotAVoter { peer } => formed_elsewhere = Some(peer),
                 Survey::Voter {
                     peer,
                     greatest,
-                    forming,
+                    catch_up_to,
                 } => {
-                    // It may have voted in a term it no longer remembers, and granting a
-                    // second vote in that term could elect two leaders of one term (each
-                    // overwriting the other's committed entries). Taking the greatest vote
-                    // any voter holds as its own grants nothing below what it may have
-                    // granted: every vote it gave is held by the candidate it went to.
-                    if forming {
-                        tracing::info!(%peer, vote = %greatest, "the replica set is forming: this replica joins it holding the greatest vote of the others");
-                    } else {
-                        tracing::warn!(%peer, vote = %greatest, "this replica's state is gone but its set counts it as a voter: it rejoins holding the greatest vote of the other voters, and catches up from the leader");
+                    // It may have granted a vote it no longer remembers, and granting one
+                    // below it could elect two leaders whose terms overlap (each overwriting
+                    // the other's committed entries). Taking the greatest vote any voter
+                    // holds as its own grants nothing below what it may have granted: every
+                    // vote it gave is held by the candidate it went to. Not as committed:
+                    // it has heard from no leader yet (a committed vote names openraft's
+                    // current leader, and this replica would call itself ready, or even the
+                    // leader when that vote is its own).
+                    let held = openraft::Vote {
+                        committed: false,
+                        ..greatest
+                    };
+                    match catch_up_to {
+                        None => {
+                            tracing::info!(%peer, vote = %held, "the replica set is forming: this replica joins it holding the greatest vote of the others")
+                        }
+                        Some(index) => {
+                            // Its log was part of the majorities that committed entries:
+                            // until it holds as much log as the longest it was told of, it
+                            // votes for no one (an empty log would elect any candidate,
+                            // one missing entries committed with this replica's help).
+                            vote_gate = index;
+                            tracing::warn!(%peer, vote = %held, catch_up_to = index, "this replica's state is gone but its set counts it as a voter: it rejoins holding the greatest vote of the other voters, and votes again once it has caught up from the leader");
+                        }
                     }
-                    log.save_vote(&greatest).await.map_err(|e| e.to_string())?;
+                    log.save_vote(&held).await.map_err(|e| e.to_string())?;
                     formed_elsewhere = Some(peer);
                 }
             }
@@ -529,7 +559,31 @@ impl Replica {
             api_key,
             linearizable_reads: AtomicU64::new(0),
             forwarded_writes: AtomicU64::new(0),
+            vote_gate: AtomicU64::new(vote_gate),
         })
+    }
+
+    /// Whether this replica may answer a vote request: not while it rejoins after losing
+    /// its disk with less log than the longest its set told it of.
+    fn may_vote(&self) -> bool {
+        let gate = self.vote_gate.load(Ordering::Acquire);
+        if gate == NO_VOTE_GATE {
+            return true;
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let held = m
+            .last_log_index
+            .max(m.snapshot.map(|l| l.index))
+            .max(m.last_applied.map(|l| l.index));
+        if held.is_some_and(|i| i >= gate) {
+            self.vote_gate.store(NO_VOTE_GATE, Ordering::Release);
+            tracing::info!(
+                log_index = gate,
+                "this replica has caught up after losing its disk: it votes again"
+            );
+            return true;
+        }
+        false
     }
 
     /// Lets the applier reach the server's caches.
@@ -784,6 +838,7 @@ impl Replica {
             "applied_index": m.last_applied.map(|l| l.index),
             "snapshot_index": m.snapshot.map(|l| l.index),
             "vote": m.vote,
+            "votes": self.may_vote(),
             "voters": voters,
             "learners": learners,
             "nodes": nodes,
@@ -869,13 +924,15 @@ enum Survey {
     /// A set exists (`peer` answered so) and does not count this replica among its voters:
     /// it is new and waits for its leader.
     NotAVoter { peer: String },
-    /// A set exists and counts this replica among its voters: it lost its state (`forming`
-    /// false: every other voter answered), or the set is still forming (`forming`: it has
-    /// never had a leader). `greatest` is the greatest vote any of those who answered holds.
+    /// A set exists and counts this replica among its voters. It is still forming (it has
+    /// never had a leader: `catch_up_to` is `None`), or this replica lost its state: every
+    /// other voter answered (or was let off by `--replica-rejoin-without`), and
+    /// `catch_up_to` is the longest log among theirs. `greatest` is the greatest vote any of
+    /// those who answered holds.
     Voter {
         peer: String,
         greatest: openraft::Vote<NodeId>,
-        forming: bool,
+        catch_up_to: Option<u64>,
     },
 }
 
@@ -883,63 +940,98 @@ enum Survey {
 /// before it gives up starting (it is started again, by its supervisor or by hand).
 const LOST_STATE_SURVEY: Duration = Duration::from_secs(10);
 
-/// One replica's `GET /cluster/replica`, as far as the survey reads it.
+/// One replica's `GET /cluster/replica`, as far as the survey reads it. The fields are
+/// optional so that an answer without them (a replica of an older version) is told apart
+/// from no answer.
 #[derive(Deserialize)]
 struct PeerView {
     id: NodeId,
-    vote: openraft::Vote<NodeId>,
+    #[serde(default)]
+    vote: Option<openraft::Vote<NodeId>>,
+    #[serde(default)]
     last_log_index: Option<u64>,
+    #[serde(default)]
     voters: BTreeSet<NodeId>,
+    #[serde(default)]
     nodes: BTreeMap<String, String>,
+}
+
+/// Why a member's view was not had.
+enum NoView {
+    /// Nothing answered there, or it is not a replica (404): no set is known there.
+    Silent,
+    /// It answered something else (refused the key, failed, an answer not understood): a
+    /// set may exist there.
+    Unclear(String),
 }
 
 async fn peer_view(
     http: &reqwest::Client,
     url: &str,
     api_key: Option<&str>,
-) -> Result<PeerView, String> {
+) -> Result<PeerView, NoView> {
     let mut r = http
         .get(format!("{}/cluster/replica", url.trim_end_matches('/')))
         .timeout(Duration::from_secs(2));
     if let Some(k) = api_key {
         r = r.header("api-key", k);
     }
-    let answer = r.send().await.map_err(|e| e.to_string())?;
-    if !answer.status().is_success() {
-        return Err(format!("answered {}", answer.status()));
+    let answer = r.send().await.map_err(|_| NoView::Silent)?;
+    let status = answer.status();
+    if status == StatusCode::NOT_FOUND {
+        return Err(NoView::Silent);
     }
-    let body: serde_json::Value = answer.json().await.map_err(|e| e.to_string())?;
-    serde_json::from_value(body["result"].clone()).map_err(|e| e.to_string())
+    if !status.is_success() {
+        return Err(NoView::Unclear(format!("answered {status}")));
+    }
+    let body: serde_json::Value = answer
+        .json()
+        .await
+        .map_err(|e| NoView::Unclear(e.to_string()))?;
+    serde_json::from_value(body["result"].clone()).map_err(|e| NoView::Unclear(e.to_string()))
 }
 
 /// Asks the other initial `members` what set they have, for a replica (`own`) that has no
 /// vote on disk. When their set counts it as a voter and has had a leader, it asks every
 /// other voter (the union of the voters they name, at the addresses they give) for its vote,
 /// until all have answered or [`LOST_STATE_SURVEY`] has passed: a voter that does not answer
-/// may hold the one vote this replica must not grant twice, so then it refuses to start.
-/// A set that has never had a leader (no answer shows a committed vote or a log entry past
-/// the initial membership) is still forming: its first members start at different times,
-/// and those that answered are enough.
+/// may hold the one vote this replica must not grant twice, so then it refuses to start
+/// (voters in `let_off` are not waited for). A set that has never had a leader (no answer
+/// shows a committed vote or a log entry past the initial membership) is still forming: its
+/// first members start at different times, and those that answered are enough.
 async fn survey_peers(
     http: &reqwest::Client,
     members: &BTreeMap<NodeId, String>,
     own: NodeId,
+    let_off: &BTreeSet<NodeId>,
     api_key: Option<&str>,
 ) -> Result<Survey, String> {
     let mut views: BTreeMap<NodeId, PeerView> = BTreeMap::new();
     let mut formed_at = None;
+    let mut unclear = Vec::new();
     for (id, url) in members {
         if *id == own {
             continue;
         }
-        if let Ok(v) = peer_view(http, url, api_key).await {
-            if !v.voters.is_empty() && formed_at.is_none() {
-                formed_at = Some(url.clone());
+        match peer_view(http, url, api_key).await {
+            Ok(v) => {
+                if !v.voters.is_empty() && formed_at.is_none() {
+                    formed_at = Some(url.clone());
+                }
+                views.insert(v.id, v);
             }
-            views.insert(v.id, v);
+            Err(NoView::Unclear(why)) => unclear.push(format!("{url} {why}")),
+            Err(NoView::Silent) => {}
         }
     }
     let Some(peer) = formed_at else {
+        if !unclear.is_empty() {
+            return Err(format!(
+                "this replica has no state on disk and cannot tell whether its set exists \
+                 already, so it does not form one: {}",
+                unclear.join("; ")
+            ));
+        }
         return Ok(Survey::NoSet);
     };
     let deadline = Instant::now() + LOST_STATE_SURVEY;
@@ -948,41 +1040,52 @@ async fn survey_peers(
         if !voters.contains(&own) {
             return Ok(Survey::NotAVoter { peer });
         }
+        // Where the set says its members are, before what the flag said.
         let mut addresses: BTreeMap<NodeId, String> = members.clone();
         for v in views.values() {
             for (id, url) in &v.nodes {
                 if let Ok(id) = id.parse::<NodeId>() {
-                    addresses.entry(id).or_insert_with(|| url.clone());
+                    addresses.insert(id, url.clone());
                 }
             }
         }
+        let has_led = views.values().any(|v| {
+            v.vote.is_some_and(|v| v.committed) || v.last_log_index.is_some_and(|i| i > 0)
+        });
+        // A voter whose answer names no vote (an older version) has not answered.
         let missing: Vec<NodeId> = voters
             .iter()
             .copied()
-            .filter(|id| *id != own && !views.contains_key(id))
+            .filter(|id| {
+                *id != own
+                    && !let_off.contains(id)
+                    && views.get(id).is_none_or(|v| v.vote.is_none())
+            })
             .collect();
-        let has_led = views
-            .values()
-            .any(|v| v.vote.committed || v.last_log_index.is_some_and(|i| i > 0));
         if missing.is_empty() || !has_led {
             let greatest = views
                 .values()
-                .map(|v| v.vote)
-                .max_by_key(|v| (v.leader_id.term, v.leader_id.node_id, v.committed))
-                .expect("a voter other than this replica answered");
-            return Ok(Survey::Voter {
-                peer,
-                greatest,
-                forming: !has_led,
-            });
+                .filter_map(|v| v.vote)
+                .max_by_key(|v| (v.leader_id.term, v.leader_id.node_id, v.committed));
+            if let Some(greatest) = greatest {
+                return Ok(Survey::Voter {
+                    peer,
+                    greatest,
+                    catch_up_to: has_led
+                        .then(|| views.values().filter_map(|v| v.last_log_index).max())
+                        .flatten(),
+                });
+            }
         }
         if Instant::now() >= deadline {
             return Err(format!(
                 "this replica has no state on disk, but its replica set counts it as a voter \
                  (it lost its disk): it rejoins only once every other voter has told it its \
-                 vote, so that it never grants a second vote in a term it forgot, and voters \
-                 {missing:?} did not answer in {}s. Start it again once they answer, or \
-                 remove them from the set (through its leader) if they are gone for good",
+                 vote, so that it never grants a vote below one it gave and forgot, and voters \
+                 {missing:?} did not answer in {}s. Start it again once they answer; a voter \
+                 gone for good, or that lost its disk too, may be let off with \
+                 --replica-rejoin-without (each one let off is a vote this replica may have \
+                 given and cannot recover)",
                 LOST_STATE_SURVEY.as_secs()
             ));
         }
@@ -993,12 +1096,7 @@ async fn survey_peers(
                 }
             }
         }
-        if voters
-            .iter()
-            .any(|id| *id != own && !views.contains_key(id))
-        {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -1030,7 +1128,15 @@ async fn vote(
     State(state): State<Arc<AppState>>,
     Json(req): Json<openraft::raft::VoteRequest<NodeId>>,
 ) -> Result<Response, ApiError> {
-    Ok(raft_json(replica(&state)?.raft.vote(req).await))
+    let r = replica(&state)?;
+    if !r.may_vote() {
+        // An error, not a refusal: the candidate counts no vote from this replica and
+        // learns nothing from it.
+        return Err(unavailable(
+            "this replica lost its disk and has not caught up with its set yet: it does not vote",
+        ));
+    }
+    Ok(raft_json(r.raft.vote(req).await))
 }
 
 async fn snapshot(

@@ -340,14 +340,21 @@ def test_a_set_forms_itself_from_its_initial_members(tmp_path):
         # Once every other voter answers, it comes back empty under the same flag, holding
         # the greatest vote among theirs.
         third.start()
-        wait_for("the leader to be known again", lambda: leader_of([again, third]))
+        again = leader_of([again, third])
+        wait_for("both to know the leader",
+                 lambda: {r.status()["leader"] for r in (again, third)} == {again.rid})
+        before = again.status()
         lost.start()
         log = (lost.dir / "log.txt").read_text()
-        assert "formed already" in log and "rejoins holding the greatest vote" in log
-        again = leader_of(replicas)
+        assert log.count("rejoins holding the greatest vote") == 1, log
         wait_for("the emptied replica to catch up", lambda: converged(replicas))
         assert all_points(lost) == states[0]
-        assert again.status()["leader"] == again.rid
+        # It held the leader's vote (not committed: it had heard from no leader), so the
+        # rejoin cost no election; caught up, it votes again.
+        after, rejoined = again.status(), lost.status()
+        assert (after["leader"], after["term"]) == (before["leader"], before["term"]), (before, after)
+        assert rejoined["vote"]["leader_id"] == before["vote"]["leader_id"], (before, rejoined)
+        wait_for("the rejoined replica to vote again", lambda: lost.status()["votes"])
         stranger = Replica(7, tmp_path)
         stranger.extra = ["--replica-initial-members", members]
         try:
@@ -359,6 +366,53 @@ def test_a_set_forms_itself_from_its_initial_members(tmp_path):
         finally:
             if stranger.alive():
                 stranger.kill()
+    finally:
+        for r in replicas:
+            if r.alive():
+                r.kill()
+
+
+def test_a_replica_that_lost_its_disk_votes_only_once_caught_up(tmp_path):
+    """An empty log would vote for any candidate, one missing entries that were committed
+    with the lost replica's help among them. Here the leader is down and a follower's disk
+    is lost; the follower comes back letting the dead leader off its survey
+    (`--replica-rejoin-without`): the remaining voter campaigns, and wins only with the
+    emptied replica's vote, which it does not get until that replica has caught up. Once
+    the old leader is back, a leader is elected, the emptied replica catches up and votes
+    again, and every replica holds the same points."""
+    replicas = [Replica(i, tmp_path) for i in (1, 2, 3)]
+    members = ",".join(f"{r.rid}={r.url}" for r in replicas)
+    try:
+        for r in replicas:
+            r.extra = ["--replica-initial-members", members]
+            r.start()
+        leader = leader_of(replicas)
+        c = leader.client()
+        c.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        c.upsert("c", [models.PointStruct(id=i, vector=vector(i, 1), payload={"version": 1})
+                       for i in range(20)], wait=True)
+        wait_for("replicas to converge", lambda: converged(replicas))
+        expected = all_points(leader)
+        lost, other = [r for r in replicas if r is not leader]
+        leader.kill()
+        lost.kill()
+        shutil.rmtree(lost.dir / "storage")
+        lost.extra = ["--replica-initial-members", members,
+                      "--replica-rejoin-without", str(leader.rid)]
+        lost.start()
+        assert "votes again once it has caught up" in (lost.dir / "log.txt").read_text()
+        # Three seconds are some four election timeouts at this heartbeat.
+        time.sleep(3)
+        states = {r.rid: r.status() for r in (lost, other)}
+        assert all(s["state"] != "Leader" and s["leader"] is None for s in states.values()), states
+        assert states[lost.rid]["votes"] is False, states
+        leader.start()
+        again = leader_of(replicas)
+        wait_for("replicas to converge", lambda: converged(replicas))
+        wait_for("the emptied replica to vote again", lambda: lost.status()["votes"])
+        assert all_points(lost) == expected
+        assert again.status()["leader"] == again.rid
     finally:
         for r in replicas:
             if r.alive():
