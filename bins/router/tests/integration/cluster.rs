@@ -1762,21 +1762,28 @@ fn qdrant_reads(consistency: &str) -> Vec<(String, Value)> {
     ]
 }
 
-/// Issue 13's second part: a real Qdrant cluster (three or more nodes, Raft inside Qdrant)
-/// as one shard group of a cluster router, its nodes' addresses joined by `|` like a replica
-/// set of ours. The collection is made through the router with `replication_factor: 3` and
-/// `write_consistency_factor: 1`, which reach Qdrant (every node holds a replica of every
-/// shard); written, queried and compared with an embedded router holding the same points;
-/// then one Qdrant node is killed (SIGKILL) and reads (plain and `consistency=quorum`) and
-/// writes through the router go on, compared again. (Qdrant answers `majority` reads with a
-/// replica of the shard down with an error: it asks every replica for them.)
+/// Issue 13's second part: real Qdrant clusters (three or more nodes each, Raft inside
+/// Qdrant), each one shard group of a cluster router, its nodes' addresses joined by `|` like
+/// a replica set of ours. The collection is made through the router with one shard per
+/// cluster, `replication_factor: 3` and `write_consistency_factor: 1`, which reach Qdrant
+/// (every node of a cluster holds a replica of every shard it has); written, queried and
+/// compared with an embedded router holding the same points (each cluster holding a part of
+/// them, the parts adding up). Then the last node of every cluster is killed (SIGKILL), and
+/// reads (plain and `consistency=quorum`) and writes through the router go on, compared
+/// again. (Qdrant answers `majority` reads with a replica of the shard down with an error: it
+/// asks every replica for them.) With `QDRANT_CLUSTER_RESTART`, the killed nodes come back:
+/// once Qdrant reports every replica active, the first node of every cluster is killed, so
+/// that `quorum` reads need the nodes that came back (and see the writes made while they
+/// were down only if they caught up); then those come back too.
 ///
-/// Runs when `QDRANT_CLUSTER_URLS` names the nodes' gRPC addresses (comma-separated) and
-/// `QDRANT_CLUSTER_PIDS` their processes in the same order (the last is killed); CI cannot
-/// build Qdrant in its time, so the last run is kept in `docs/qdrant-backend.md`, with the
-/// commands that start such a cluster.
+/// Runs when `QDRANT_CLUSTER_URLS` names the nodes' gRPC addresses (comma-separated; clusters
+/// separated by `;`) and `QDRANT_CLUSTER_PIDS` their processes in the same order.
+/// `QDRANT_CLUSTER_RESTART` is a shell command that, given a node's position in that order
+/// (1-based, across the clusters) as its last word, starts that node again on its storage.
+/// CI cannot build Qdrant in its time, so the last run is kept in `docs/qdrant-backend.md`,
+/// with the commands that start such clusters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_real_qdrant_cluster_is_one_shard_group() {
+async fn real_qdrant_clusters_are_shard_groups() {
     let (Ok(urls), Ok(pids)) = (
         std::env::var("QDRANT_CLUSTER_URLS"),
         std::env::var("QDRANT_CLUSTER_PIDS"),
@@ -1784,18 +1791,30 @@ async fn a_real_qdrant_cluster_is_one_shard_group() {
         eprintln!("skipped: QDRANT_CLUSTER_URLS and QDRANT_CLUSTER_PIDS are not set");
         return;
     };
-    let urls: Vec<String> = urls.split(',').map(str::to_string).collect();
-    let pids: Vec<String> = pids.split(',').map(str::to_string).collect();
+    let split = |s: &str| -> Vec<Vec<String>> {
+        s.split(';')
+            .map(|g| g.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let (groups, pids) = (split(&urls), split(&pids));
     assert!(
-        urls.len() >= 3 && urls.len() == pids.len(),
-        "{urls:?} {pids:?}"
+        groups.len() == pids.len()
+            && groups
+                .iter()
+                .zip(&pids)
+                .all(|(g, p)| g.len() >= 3 && g.len() == p.len()),
+        "{groups:?} {pids:?}"
     );
+    // A node's position across the clusters (1-based), as QDRANT_CLUSTER_RESTART takes it.
+    let position = |g: usize, i: usize| groups[..g].iter().map(Vec::len).sum::<usize>() + i + 1;
     let embedded_dirs = DataDirs::new();
     let embedded = Router::start(&embedded_dirs, &["--cache-ttl-secs", "0"]);
     let coord_dirs = DataDirs::new();
-    let coord = start_cluster_router(&coord_dirs, &[urls.join("|")], &[]);
+    let nodes: Vec<String> = groups.iter().map(|g| g.join("|")).collect();
+    let coord = start_cluster_router(&coord_dirs, &nodes, &[]);
     coord.call(Method::DELETE, "/collections/qdc", None).await;
     let config = json!({"vectors": {"size": DIM, "distance": "Cosine"},
+                        "shard_number": groups.len(),
                         "replication_factor": 3, "write_consistency_factor": 1});
     for r in [&coord, &embedded] {
         r.create("qdc", config.clone()).await;
@@ -1813,45 +1832,75 @@ async fn a_real_qdrant_cluster_is_one_shard_group() {
         )
         .await;
     }
-    // Qdrant holds the collection as asked: a replica of every shard on every node.
-    let channel = tonic::transport::Endpoint::from_shared(urls[0].clone())
-        .unwrap()
-        .connect()
-        .await
-        .expect("the first Qdrant node");
-    let mut collections =
-        qdrant_client::qdrant::collections_client::CollectionsClient::new(channel);
-    let info = collections
-        .get(qdrant_client::qdrant::GetCollectionInfoRequest {
-            collection_name: "qdc".into(),
-        })
-        .await
-        .expect("collection info")
-        .into_inner();
-    let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
-    let params = params.expect("the collection's parameters");
+    // Qdrant holds the collection as asked: a replica of every shard on every node of each
+    // cluster, and each cluster a part of the points.
+    let mut held = Vec::new();
+    for g in &groups {
+        let channel = tonic::transport::Endpoint::from_shared(g[0].clone())
+            .unwrap()
+            .connect()
+            .await
+            .expect("the first Qdrant node of a cluster");
+        let mut collections =
+            qdrant_client::qdrant::collections_client::CollectionsClient::new(channel);
+        let info = collections
+            .get(qdrant_client::qdrant::GetCollectionInfoRequest {
+                collection_name: "qdc".into(),
+            })
+            .await
+            .expect("collection info")
+            .into_inner();
+        let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+        let params = params.expect("the collection's parameters");
+        assert_eq!(
+            (params.replication_factor, params.write_consistency_factor),
+            (Some(3), Some(1))
+        );
+        let cluster = collections
+            .collection_cluster_info(qdrant_client::qdrant::CollectionClusterInfoRequest {
+                collection_name: "qdc".into(),
+            })
+            .await
+            .expect("collection cluster info")
+            .into_inner();
+        let mut replicas: std::collections::BTreeMap<u32, usize> = Default::default();
+        for s in &cluster.local_shards {
+            *replicas.entry(s.shard_id).or_default() += 1;
+        }
+        for s in &cluster.remote_shards {
+            *replicas.entry(s.shard_id).or_default() += 1;
+        }
+        assert!(
+            !replicas.is_empty() && replicas.values().all(|&n| n == 3),
+            "replicas per shard: {replicas:?}"
+        );
+        let mut points = qdrant_client::qdrant::points_client::PointsClient::new(
+            tonic::transport::Endpoint::from_shared(g[0].clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+        let count = points
+            .count(qdrant_client::qdrant::CountPoints {
+                collection_name: "qdc".into(),
+                exact: Some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("count")
+            .into_inner()
+            .result
+            .unwrap()
+            .count;
+        held.push(count);
+    }
     assert_eq!(
-        (params.replication_factor, params.write_consistency_factor),
-        (Some(3), Some(1))
+        held.iter().sum::<u64>(),
+        POINTS,
+        "points per cluster: {held:?}"
     );
-    let cluster = collections
-        .collection_cluster_info(qdrant_client::qdrant::CollectionClusterInfoRequest {
-            collection_name: "qdc".into(),
-        })
-        .await
-        .expect("collection cluster info")
-        .into_inner();
-    let mut replicas: std::collections::BTreeMap<u32, usize> = Default::default();
-    for s in &cluster.local_shards {
-        *replicas.entry(s.shard_id).or_default() += 1;
-    }
-    for s in &cluster.remote_shards {
-        *replicas.entry(s.shard_id).or_default() += 1;
-    }
-    assert!(
-        !replicas.is_empty() && replicas.values().all(|&n| n == 3),
-        "replicas per shard: {replicas:?}"
-    );
+    assert!(held.iter().all(|&n| n > 0), "points per cluster: {held:?}");
     let compare = |stage: &'static str, consistency: &'static str| {
         let (coord, embedded) = (&coord, &embedded);
         async move {
@@ -1866,26 +1915,176 @@ async fn a_real_qdrant_cluster_is_one_shard_group() {
             }
         }
     };
-    compare("three Qdrant nodes", "").await;
+    compare("every Qdrant node up", "").await;
     compare(
-        "three Qdrant nodes, majority reads",
+        "every Qdrant node up, majority reads",
         "?consistency=majority",
     )
     .await;
 
-    // One Qdrant node down.
+    // The last node of every cluster down.
+    for (g, p) in groups.iter().zip(&pids) {
+        kill_qdrant_node(p.last().unwrap(), g.last().unwrap()).await;
+    }
+    compare("a node down", "").await;
+    // The router moved past the dead nodes: its metrics count calls they did not answer.
+    let (_, metrics) = coord.text("/metrics").await;
+    for g in &groups {
+        let dead = format!("replica=\"{}\"", g.last().unwrap());
+        let failures: f64 = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("vector_router_cluster_replica_failures_total{") && l.contains(&dead)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no failures counted for {dead}:\n{metrics}"));
+        assert!(failures >= 1.0, "{failures}");
+    }
+    // Qdrant's `majority` asks every replica it holds active and fails when one does not
+    // answer (then, once a write found it down, refuses: too few active replicas); `quorum`
+    // asks a majority of them.
+    compare("a node down, quorum reads", "?consistency=quorum").await;
+    // Writes go on: Qdrant marks the dead node's replicas and takes the write on the others
+    // (a write may fail while it finds out; the same write again is the same write).
+    let writes: Vec<(Method, String, Value)> = vec![
+        (
+            Method::PUT,
+            "/collections/qdc/points?wait=true".into(),
+            json!({"points": points(POINTS, POINTS + 500)}),
+        ),
+        (
+            Method::POST,
+            "/collections/qdc/points/delete?wait=true".into(),
+            json!({"points": [3, 4, 5]}),
+        ),
+        (
+            Method::POST,
+            "/collections/qdc/points/payload?wait=true".into(),
+            json!({"payload": {"star": false}, "points": [11, 1999]}),
+        ),
+    ];
+    for (method, path, body) in &writes {
+        write_until_taken(&coord, &embedded, method.clone(), path, body, "a node down").await;
+    }
+    compare("written with a node down", "").await;
+    compare(
+        "written with a node down, quorum reads",
+        "?consistency=quorum",
+    )
+    .await;
+    let Ok(restart) = std::env::var("QDRANT_CLUSTER_RESTART") else {
+        eprintln!("not run: a node coming back (QDRANT_CLUSTER_RESTART is not set)");
+        assert_eq!(
+            coord.ok(Method::DELETE, "/collections/qdc", None).await,
+            json!(true)
+        );
+        return;
+    };
+    // The killed nodes come back. Once Qdrant has recovered their replicas (every replica of
+    // every shard active again), the first node of every cluster is killed: reads at
+    // `quorum` then need the nodes that came back, so they hold the writes made while those
+    // were down only if they caught up.
+    for (k, g) in groups.iter().enumerate() {
+        restart_qdrant_node(&restart, position(k, g.len() - 1), g.last().unwrap()).await;
+    }
+    let started = std::time::Instant::now();
+    for g in &groups {
+        wait_all_replicas_active(&g[0], 3, Duration::from_secs(180)).await;
+    }
+    eprintln!(
+        "the killed nodes back: every replica active after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    compare("the nodes back", "").await;
+    compare("the nodes back, majority reads", "?consistency=majority").await;
+    for (g, p) in groups.iter().zip(&pids) {
+        kill_qdrant_node(&p[0], &g[0]).await;
+    }
+    compare("the nodes back, the first down", "").await;
+    compare(
+        "the nodes back, the first down, quorum reads",
+        "?consistency=quorum",
+    )
+    .await;
+    write_until_taken(
+        &coord,
+        &embedded,
+        Method::POST,
+        "/collections/qdc/points/payload?wait=true",
+        &json!({"payload": {"star": "again"}, "points": [20, 21, 22, 23]}),
+        "the first down",
+    )
+    .await;
+    compare(
+        "written with the first down, quorum reads",
+        "?consistency=quorum",
+    )
+    .await;
+    // The first nodes come back too: the clusters are left whole for the next run.
+    for (k, g) in groups.iter().enumerate() {
+        restart_qdrant_node(&restart, position(k, 0), &g[0]).await;
+    }
+    for g in &groups {
+        wait_all_replicas_active(&g[1], 3, Duration::from_secs(180)).await;
+    }
+    compare("every node back, majority reads", "?consistency=majority").await;
+    assert_eq!(
+        coord.ok(Method::DELETE, "/collections/qdc", None).await,
+        json!(true)
+    );
+    eprintln!(
+        "{} Qdrant cluster(s) of {:?} nodes served as shard groups: a node of each down, back \
+         and caught up",
+        groups.len(),
+        groups.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+}
+
+/// Sends a write through the coordinator until it is taken (at most 60 s: Qdrant may refuse
+/// while it finds a node down; the same write again is the same write), then to the
+/// embedded router.
+async fn write_until_taken(
+    coord: &Router,
+    embedded: &Router,
+    method: Method,
+    path: &str,
+    body: &Value,
+    stage: &str,
+) {
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let mut refused = Vec::new();
+    loop {
+        let (status, answer) = coord.call(method.clone(), path, Some(body)).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} with {stage}: {status} {answer}"
+        );
+        refused.push(format!("{status} {}", answer["status"]["error"]));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{path} with {stage}: written after {:.1} s, {} refusal(s) first {refused:?}",
+        started.elapsed().as_secs_f64(),
+        refused.len()
+    );
+    let (status, answer) = embedded.call(method, path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// Kills a Qdrant node (SIGKILL to `pid`) and waits for its port (`url`) to refuse
+/// connections: a PID of a wrapper (a shell that started Qdrant) would leave it serving and
+/// the test proving nothing.
+async fn kill_qdrant_node(pid: &str, url: &str) {
     let killed = std::process::Command::new("kill")
-        .args(["-9", pids.last().unwrap()])
+        .args(["-9", pid])
         .status()
         .expect("kill");
     assert!(killed.success());
-    // The node is down only when its port refuses connections: a PID of a wrapper (a shell
-    // that started Qdrant) would leave it serving and this test proving nothing.
-    let addr = urls
-        .last()
-        .unwrap()
-        .trim_start_matches("http://")
-        .to_string();
+    let addr = url.trim_start_matches("http://").to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(&addr).await.is_ok() {
         assert!(
@@ -1895,81 +2094,83 @@ async fn a_real_qdrant_cluster_is_one_shard_group() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    compare("a node down", "").await;
-    // The router moved past the dead node: its metrics count calls it did not answer.
-    let (_, metrics) = coord.text("/metrics").await;
-    let dead = format!("replica=\"{}\"", urls.last().unwrap());
-    let failures: f64 = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("vector_router_cluster_replica_failures_total{") && l.contains(&dead)
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no failures counted for {dead}:\n{metrics}"));
-    assert!(failures >= 1.0, "{failures}");
-    // Qdrant's `majority` asks every replica it holds active and fails when one does not
-    // answer (then, once a write found it down, refuses: too few active replicas); `quorum`
-    // asks a majority of them.
-    compare("a node down, quorum reads", "?consistency=quorum").await;
-    // Writes go on: Qdrant marks the dead node's replicas and takes the write on the others
-    // (a write may fail while it finds out; the same write again is the same write).
-    let writes: Vec<(String, Value)> = vec![
-        (
-            "/collections/qdc/points?wait=true".into(),
-            json!({"points": points(POINTS, POINTS + 500)}),
-        ),
-        (
-            "/collections/qdc/points/delete?wait=true".into(),
-            json!({"points": [3, 4, 5]}),
-        ),
-        (
-            "/collections/qdc/points/payload?wait=true".into(),
-            json!({"payload": {"star": false}, "points": [11, 1999]}),
-        ),
-    ];
-    for (path, body) in &writes {
-        let method = if path.starts_with("/collections/qdc/points?") {
-            Method::PUT
-        } else {
-            Method::POST
-        };
-        let started = std::time::Instant::now();
-        let deadline = started + Duration::from_secs(60);
-        let mut refused = Vec::new();
-        loop {
-            let (status, answer) = coord.call(method.clone(), path, Some(body)).await;
-            if status == StatusCode::OK {
-                break;
+}
+
+/// Starts Qdrant node `position` (1-based, in `QDRANT_CLUSTER_URLS`' order) again through
+/// `restart` (a shell command given the position as its last word), then waits for its
+/// gRPC port (`url`) to answer.
+async fn restart_qdrant_node(restart: &str, position: usize, url: &str) {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{restart} {position}"))
+        .status()
+        .expect("QDRANT_CLUSTER_RESTART");
+    assert!(status.success(), "{restart} {position}: {status}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_string()) {
+            if let Ok(channel) = endpoint.connect().await {
+                let mut q = qdrant_client::qdrant::qdrant_client::QdrantClient::new(channel);
+                if q.health_check(qdrant_client::qdrant::HealthCheckRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{path} with a node down: {status} {answer}"
-            );
-            refused.push(format!("{status} {}", answer["status"]["error"]));
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        eprintln!(
-            "{path} with a node down: written after {:.1} s, {} refusal(s) first {refused:?}",
-            started.elapsed().as_secs_f64(),
-            refused.len()
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Qdrant node {position} ({url}) did not come back"
         );
-        let (status, answer) = embedded.call(method, path, Some(body)).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    compare("written with a node down", "").await;
-    compare(
-        "written with a node down, quorum reads",
-        "?consistency=quorum",
-    )
-    .await;
-    assert_eq!(
-        coord.ok(Method::DELETE, "/collections/qdc", None).await,
-        json!(true)
-    );
-    eprintln!(
-        "a Qdrant cluster of {} nodes served as one shard group, one node down",
-        urls.len()
-    );
+}
+
+/// Waits until the Qdrant node at `url` sees `replicas` replicas of every shard of `qdc`, all
+/// active (Qdrant recovers a replica that was down by a shard transfer).
+async fn wait_all_replicas_active(url: &str, replicas: usize, limit: Duration) {
+    use qdrant_client::qdrant::ReplicaState;
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline {
+        let info = async {
+            let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut c = qdrant_client::qdrant::collections_client::CollectionsClient::new(channel);
+            c.collection_cluster_info(qdrant_client::qdrant::CollectionClusterInfoRequest {
+                collection_name: "qdc".into(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+        }
+        .await;
+        if let Some(info) = info {
+            let mut states: std::collections::BTreeMap<u32, Vec<i32>> = Default::default();
+            for s in &info.local_shards {
+                states.entry(s.shard_id).or_default().push(s.state);
+            }
+            for s in &info.remote_shards {
+                states.entry(s.shard_id).or_default().push(s.state);
+            }
+            let active = ReplicaState::Active as i32;
+            if !states.is_empty()
+                && info.shard_transfers.is_empty()
+                && states
+                    .values()
+                    .all(|s| s.len() == replicas && s.iter().all(|&x| x == active))
+            {
+                return;
+            }
+            seen = format!("{states:?}, transfers {:?}", info.shard_transfers);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the replicas of qdc did not all become active in {limit:?} at {url}: {seen}");
 }
 
 /// A coordinator killed in the one window where a batch has moved its points and not yet
