@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import http, start_router, wait_ready
+from conftest import free_port, http, start_router, wait_ready
 
 KEY = "dashboard-key"
 BIG_ID = 2**53 + 1
@@ -268,8 +268,9 @@ def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
         browser.find_element("id", "api-key").send_keys(KEY)
         browser.find_element("css selector", "#key-form button").click()
         wait_for("two nodes up", lambda: table_rows(browser, "#nodes-table tbody tr")
-                 == [[f"node {k}: {u}", "up"] for k, u in enumerate(urls)])
+                 == [[f"node {k}: {u}", "up", "–"] for k, u in enumerate(urls)])
         assert "Cluster mode over 2 nodes" in text(browser, "mode")
+        assert "No replicas" in text(browser, "mode")
         wait_for("the collection's points", lambda: table_rows(
             browser, "#collections-table tr[data-collection]")[0][2] == "40")
         cluster = call(router.url, "GET", "/collections/c/cluster")
@@ -278,7 +279,8 @@ def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
                                            for s in cluster["remote_shards"]]
         assert nodes[1].stop() == 0
         wait_for("node 1 down", lambda: table_rows(browser, "#nodes-table tbody tr")
-                 == [[f"node 0: {urls[0]}", "up"], [f"node 1: {urls[1]}", "down"]], timeout=30)
+                 == [[f"node 0: {urls[0]}", "up", "–"], [f"node 1: {urls[1]}", "down", "–"]],
+                 timeout=30)
         # The collection, which the router cannot describe without node 1, is shown as such
         # (as the API answers), and the page goes on refreshing.
         status, body, _ = http("GET", router.url + "/collections/c", key=KEY)
@@ -287,4 +289,68 @@ def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
             browser, "#collections-table tr[data-collection]")[0][1] == "unavailable")
     finally:
         codes = [r.stop() for r in ([router] if router else []) + nodes]
+    assert codes[0] == 0
+
+
+def test_the_page_shows_a_replica_set_and_a_replica_going_down(browser, tmp_path):
+    """A cluster router whose one node is a replica set of three (the deployment kit's
+    topology): the page shows the set's replicas, each up, one taking the writes (the one
+    the router's metrics name), three replicas for each shard, and a replica stopped as down
+    while the node stays up."""
+    ports = [free_port() for _ in range(3)]
+    members = ",".join(f"{k}=http://127.0.0.1:{p}" for k, p in enumerate(ports))
+    replicas, router = [], None
+    try:
+        for k, port in enumerate(ports):
+            d = tmp_path / f"replica{k}"
+            replicas.append(start_router([], {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
+                                              "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
+                                              "QDRANT__SERVICE__API_KEY": KEY,
+                                              "VR_REPLICA_ID": str(k),
+                                              "VR_REPLICA_INITIAL_MEMBERS": members},
+                                        d, http_port=port))
+        for r in replicas:
+            wait_ready(r.url)
+        grpc = [f"http://127.0.0.1:{r.grpc_port}" for r in replicas]
+        node = "|".join(grpc)
+        d = tmp_path / "router"
+        router = start_router(["--cluster-nodes", node],
+                              {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
+                               "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
+                               "QDRANT__SERVICE__API_KEY": KEY, "VR_CLUSTER_API_KEY": KEY}, d)
+        wait_ready(router.url)
+        call(router.url, "PUT", "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
+        call(router.url, "PUT", "/collections/c/points?wait=true",
+             {"points": [{"id": i, "vector": [1.0, float(i)]} for i in range(30)]})
+        browser.get(router.url + "/dashboard")
+        browser.find_element("id", "api-key").send_keys(KEY)
+        browser.find_element("css selector", "#key-form button").click()
+
+        def shown_replicas():
+            rows = table_rows(browser, "#nodes-table tbody tr")
+            assert len(rows) == 1 and rows[0][:2] == [f"node 0: {node}", "up"], rows
+            return rows[0][2].split("\n")
+
+        wait_for("three replicas up", lambda: sorted(
+            line.split(",")[0].split(" ") for line in shown_replicas())
+            == sorted([u, "up"] for u in grpc))
+        assert "1 of them replica sets" in text(browser, "mode")
+        _, metrics, _ = http("GET", router.url + "/metrics", key=KEY)
+        writes = [line for line in metrics.splitlines()
+                  if line.startswith("vector_router_cluster_replica_write_target{")
+                  and line.endswith(" 1")]
+        assert len(writes) == 1, writes
+        target = writes[0].split('replica="')[1].split('"')[0]
+        wait_for("the write target shown", lambda: [line for line in shown_replicas()
+                                                    if line.endswith(", takes writes")]
+                 == [f"{target} up, takes writes"])
+        wait_for("three replicas for each shard", lambda: [r[3] for r in table_rows(
+            browser, "#shards-table tbody tr")] == ["3"])
+        stopped = next(k for k, u in enumerate(grpc) if u != target)
+        assert replicas[stopped].stop() == 0
+        wait_for("the stopped replica down", lambda: f"{grpc[stopped]} down" in shown_replicas(),
+                 timeout=30)
+        assert table_rows(browser, "#nodes-table tbody tr")[0][1] == "up"
+    finally:
+        codes = [r.stop() for r in ([router] if router else []) + replicas]
     assert codes[0] == 0

@@ -100,7 +100,16 @@ function parseMetrics(text) {
 
 // What the live figures are computed from: counters summed, the query histogram by bucket.
 function totals(samples) {
-  const t = { requests: 0, queries: 0, errors: 0, buckets: new Map(), nodes: [], rss: null, uptime: null };
+  const t = { requests: 0, queries: 0, errors: 0, buckets: new Map(), nodes: [], replicas: new Map(),
+              rss: null, uptime: null };
+  // A node that is a replica set: its replicas by URL, each up or not, and the one its writes
+  // go to first.
+  const replica = (s) => {
+    if (!t.replicas.has(s.labels.node)) t.replicas.set(s.labels.node, new Map());
+    const set = t.replicas.get(s.labels.node);
+    if (!set.has(s.labels.replica)) set.set(s.labels.replica, { url: s.labels.replica, up: false, writes: false });
+    return set.get(s.labels.replica);
+  };
   for (const s of samples) {
     if (s.name === "vector_router_http_requests_total") {
       t.requests += s.value;
@@ -114,6 +123,10 @@ function totals(samples) {
       t.buckets.set(le, (t.buckets.get(le) || 0) + s.value);
     } else if (s.name === "vector_router_cluster_node_up") {
       t.nodes.push({ url: s.labels.node, up: s.value === 1 });
+    } else if (s.name === "vector_router_cluster_replica_up") {
+      replica(s).up = s.value === 1;
+    } else if (s.name === "vector_router_cluster_replica_write_target") {
+      replica(s).writes = s.value === 1;
     } else if (s.name === "vector_router_process_resident_memory_bytes") {
       t.rss = s.value;
     } else if (s.name === "vector_router_process_uptime_seconds") {
@@ -194,7 +207,7 @@ async function refreshLive() {
   const prev = state.previous;
   state.previous = now;
   $("rss").textContent = formatBytes(now.totals.rss);
-  renderNodes(now.totals.nodes);
+  renderNodes(now.totals.nodes, now.totals.replicas);
   // Counters belong to one process: a router restarted, or behind a load balancer another
   // router answering, gives no rate until two scrapes in a row come from the same one.
   if (!prev || now.started === null || prev.started === null
@@ -324,7 +337,8 @@ async function refreshCollections() {
       for (const s of cluster.remote_shards || []) {
         const r = document.createElement("tr");
         cell(r, name); cell(r, String(s.shard_id));
-        cell(r, `node ${s.peer_id}`); cell(r, "1"); cell(r, s.state, `state ${s.state}`); cell(r, "–");
+        cell(r, `node ${s.peer_id}`); cell(r, String((state.replicaCounts || [])[s.peer_id] ?? 1));
+        cell(r, s.state, `state ${s.state}`); cell(r, "–");
         shardBody.appendChild(r);
       }
     }
@@ -335,18 +349,36 @@ async function refreshCollections() {
   }
 }
 
-function renderNodes(nodes) {
+function renderNodes(nodes, replicas) {
   const table = $("nodes-table");
   const body = table.querySelector("tbody");
   body.replaceChildren();
   table.hidden = nodes.length === 0;
+  const sets = nodes.filter((n) => replicas.has(n.url)).length;
   $("mode").textContent = nodes.length === 0
     ? "Embedded: every shard lives in this router's process."
-    : `Cluster mode over ${nodes.length} nodes (node k holds shard k). No replicas: a node down takes its shard with it.`;
+    : sets === 0
+      ? `Cluster mode over ${nodes.length} nodes (node k holds shard k). No replicas: a node down takes its shard with it.`
+      : `Cluster mode over ${nodes.length} nodes (node k holds shard k), ${sets} of them replica sets: a set answers while a majority of its replicas does.`;
+  state.replicaCounts = nodes.map((n) => (replicas.has(n.url) ? replicas.get(n.url).size : 1));
   nodes.forEach((n, k) => {
     const r = document.createElement("tr");
     cell(r, `node ${k}: ${n.url}`, "node");
     cell(r, n.up ? "up" : "down", n.up ? "health up" : "health down");
+    const set = replicas.get(n.url);
+    const td = document.createElement("td");
+    td.className = "replicas";
+    if (!set) {
+      td.textContent = "–";
+    } else {
+      for (const rep of set.values()) {
+        const span = document.createElement("span");
+        span.className = rep.up ? "replica health up" : "replica health down";
+        span.textContent = `${rep.url} ${rep.up ? "up" : "down"}${rep.writes ? ", takes writes" : ""}`;
+        td.appendChild(span);
+      }
+    }
+    r.appendChild(td);
     body.appendChild(r);
   });
 }
