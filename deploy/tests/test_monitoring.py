@@ -49,7 +49,7 @@ def monitoring_copy(tmp_path):
 def test_prometheus_accepts_the_configuration(monitoring_copy, config):
     out = run([promtool(), "check", "config", str(monitoring_copy / config)])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 13 rules found" in out.stdout + out.stderr
+    assert "SUCCESS: 14 rules found" in out.stdout + out.stderr
 
 
 def test_promtool_refuses_a_broken_rule(monitoring_copy):

@@ -662,6 +662,10 @@ fn filesystem_stats(volume: &str, dir: &std::path::Path) -> Option<metrics::File
     }
 }
 
+/// REST requests refused because `--max-concurrent-requests` were in flight (one process,
+/// one count: `/metrics` shows it as `vector_router_http_requests_shed_total`).
+pub static REQUESTS_SHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn map_layer_error(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
         ApiError::new(
@@ -670,6 +674,7 @@ async fn map_layer_error(err: tower::BoxError) -> Response {
         )
         .into_response()
     } else if err.is::<tower::load_shed::error::Overloaded>() {
+        REQUESTS_SHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service unavailable: too many requests in flight, retry later",

@@ -69,6 +69,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         )],
         {
             let mut text = state.metrics.render(&snapshot);
+            // Apart from the 503 answers: those also count a cluster node that could not
+            // answer, and shedding wants its own alert (add capacity, not mend a node).
+            text.push_str(&format!(
+                "# HELP vector_router_http_requests_shed_total REST requests refused with 503 \
+                 because --max-concurrent-requests were in flight.\n\
+                 # TYPE vector_router_http_requests_shed_total counter\n\
+                 vector_router_http_requests_shed_total {}\n",
+                crate::REQUESTS_SHED.load(std::sync::atomic::Ordering::Relaxed)
+            ));
             if let Some(r) = state.replica() {
                 text.push_str(&r.render_metrics());
             }

@@ -43,6 +43,8 @@ async fn one_request_at_a_time_sheds_the_rest_with_retry_after() {
             assert!(body["time"].is_number(), "{body}");
             // The slot is free again.
             r.get("/collections").await;
+            // Counted apart from other 503s, for its own alert.
+            assert!(r.metric("vector_router_http_requests_shed_total").await >= 1.0);
             return;
         }
     }
