@@ -58,8 +58,16 @@ class Conn:
         if body is not None and not isinstance(body, (bytes, bytearray)):
             body = json.dumps(body).encode()
         headers = {"content-type": "application/json"} if body is not None else {}
-        self.conn.request(method, path, body=body, headers=headers)
-        r = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            r = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # A server closed the connection while it sat idle (Qdrant's keep-alive is 5 s,
+            # shorter than the windows of queries sent meanwhile): once more, on a new one.
+            # Only requests that were never answered are sent again.
+            self.conn.close()
+            self.conn.request(method, path, body=body, headers=headers)
+            r = self.conn.getresponse()
         data = r.read()
         if r.status >= 300:
             raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
