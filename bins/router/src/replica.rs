@@ -393,8 +393,10 @@ pub struct Replica {
     /// Writes this replica handed to its leader (it followed when they came).
     forwarded_writes: AtomicU64,
     /// The log index this replica must hold before it votes again ([`NO_VOTE_GATE`]: none),
-    /// after it lost its disk.
+    /// after it lost its disk (kept on disk too, by the log).
     vote_gate: AtomicU64,
+    /// The log's store (shared with Raft), for the vote gate.
+    log: replication::LogStore,
 }
 
 /// [`Replica::vote_gate`] when the replica votes freely.
@@ -429,7 +431,11 @@ impl Replica {
         // tell which: a set that counts it among its voters means the disk was lost.
         let blank = log.read_vote().await.map_err(|e| e.to_string())?.is_none();
         let mut formed_elsewhere = None;
-        let mut vote_gate = NO_VOTE_GATE;
+        // A gate left by an earlier start that had not caught up when it stopped.
+        let mut vote_gate = log
+            .vote_gate()
+            .map_err(|e| format!("replica state in {}: {e}", dir.display()))?
+            .unwrap_or(NO_VOTE_GATE);
         if let (true, Some(members)) = (blank, &settings.initial_members) {
             let survey = survey_peers(
                 &http,
@@ -468,6 +474,10 @@ impl Replica {
                             // until it holds as much log as the longest it was told of, it
                             // votes for no one (an empty log would elect any candidate,
                             // one missing entries committed with this replica's help).
+                            // On disk before the vote: a restart that finds the vote
+                            // finds the gate too.
+                            log.set_vote_gate(Some(index))
+                                .map_err(|e| format!("replica state in {}: {e}", dir.display()))?;
                             vote_gate = index;
                             tracing::warn!(%peer, vote = %held, catch_up_to = index, "this replica's state is gone but its set counts it as a voter: it rejoins holding the greatest vote of the other voters, and votes again once it has caught up from the leader");
                         }
@@ -503,6 +513,7 @@ impl Replica {
         .validate()
         .map_err(|e| format!("replica settings: {e}"))?;
         let network = replication::Network::new(settings.id, api_key.clone());
+        let log_store = log.clone();
         let raft = Raft::new(settings.id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| format!("cannot start the replica: {e}"))?;
@@ -560,6 +571,7 @@ impl Replica {
             linearizable_reads: AtomicU64::new(0),
             forwarded_writes: AtomicU64::new(0),
             vote_gate: AtomicU64::new(vote_gate),
+            log: log_store,
         })
     }
 
@@ -576,6 +588,11 @@ impl Replica {
             .max(m.snapshot.map(|l| l.index))
             .max(m.last_applied.map(|l| l.index));
         if held.is_some_and(|i| i >= gate) {
+            // Lifted on disk first; where that fails, the gate stays for the next start
+            // (which only delays its votes) and this process votes.
+            if let Err(e) = self.log.set_vote_gate(None) {
+                tracing::warn!(error = %e, "cannot record that the vote gate is lifted");
+            }
             self.vote_gate.store(NO_VOTE_GATE, Ordering::Release);
             tracing::info!(
                 log_index = gate,
@@ -958,7 +975,7 @@ struct PeerView {
 
 /// Why a member's view was not had.
 enum NoView {
-    /// Nothing answered there, or it is not a replica (404): no set is known there.
+    /// Nothing listens there, or it is not a replica (404): no set is known there.
     Silent,
     /// It answered something else (refused the key, failed, an answer not understood): a
     /// set may exist there.
@@ -976,7 +993,15 @@ async fn peer_view(
     if let Some(k) = api_key {
         r = r.header("api-key", k);
     }
-    let answer = r.send().await.map_err(|_| NoView::Silent)?;
+    // Refused: nothing listens there. A timeout or a broken answer is not silence: a set
+    // may exist there.
+    let answer = r.send().await.map_err(|e| {
+        if e.is_connect() {
+            NoView::Silent
+        } else {
+            NoView::Unclear(e.to_string())
+        }
+    })?;
     let status = answer.status();
     if status == StatusCode::NOT_FOUND {
         return Err(NoView::Silent);

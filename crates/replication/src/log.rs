@@ -7,6 +7,9 @@
 //! - `vote`: the vote (term, candidate, committed), a frame (`frame.rs`, magic `VRRAFTVO`).
 //! - `purged`: the id of the last entry purged (dropped after a snapshot), a frame (magic
 //!   `VRRAFTPU`).
+//! - `vote-gate`: the log index a replica that lost its disk must hold before it votes again
+//!   (`null` once it has), a frame (magic `VRRAFTVG`); absent on a replica that never lost
+//!   its disk.
 //!
 //! A segment opens with a 24-byte header (integers little-endian): magic `b"VRRAFTLG"`,
 //! format version (`u32`, [`FORMAT_VERSION`]), the index of its first entry (`u64`), and the
@@ -52,6 +55,7 @@ pub const MAX_RECORD_BYTES: u32 = 1 << 30;
 const MAGIC: [u8; 8] = *b"VRRAFTLG";
 const HEADER_BYTES: u64 = 24;
 const VOTE_MAGIC: [u8; 8] = *b"VRRAFTVO";
+const VOTE_GATE_MAGIC: [u8; 8] = *b"VRRAFTVG";
 const PURGED_MAGIC: [u8; 8] = *b"VRRAFTPU";
 
 /// Where an entry's record is.
@@ -463,6 +467,22 @@ impl Inner {
     }
 }
 
+impl LogStore {
+    /// The log index this replica must hold before it votes again, after it lost its disk
+    /// and rejoined its set (`None`: it votes freely). Kept on disk beside the vote, so that
+    /// a restart before it has caught up keeps the gate.
+    pub fn vote_gate(&self) -> io::Result<Option<u64>> {
+        let path = self.lock().dir.join("vote-gate");
+        Ok(frame::read::<Option<u64>>(&path, &VOTE_GATE_MAGIC)?.flatten())
+    }
+
+    /// Records (`Some`) or lifts (`None`) the vote gate, durably.
+    pub fn set_vote_gate(&self, gate: Option<u64>) -> io::Result<()> {
+        let path = self.lock().dir.join("vote-gate");
+        blocking(|| frame::write(&path, &VOTE_GATE_MAGIC, &gate))
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
         &mut self,
@@ -697,6 +717,17 @@ mod tests {
             indexes(&store).iter().map(|e| e.1).collect::<Vec<_>>(),
             vec![10, 11]
         );
+    }
+
+    #[test]
+    fn the_vote_gate_is_kept_and_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let reopened = || open(dir.path()).unwrap();
+        assert_eq!(reopened().vote_gate().unwrap(), None);
+        reopened().set_vote_gate(Some(42)).unwrap();
+        assert_eq!(reopened().vote_gate().unwrap(), Some(42));
+        reopened().set_vote_gate(None).unwrap();
+        assert_eq!(reopened().vote_gate().unwrap(), None);
     }
 
     #[test]

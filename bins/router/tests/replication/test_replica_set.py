@@ -379,7 +379,8 @@ def test_a_replica_that_lost_its_disk_votes_only_once_caught_up(tmp_path):
     (`--replica-rejoin-without`): the remaining voter campaigns, and wins only with the
     emptied replica's vote, which it does not get until that replica has caught up. Once
     the old leader is back, a leader is elected, the emptied replica catches up and votes
-    again, and every replica holds the same points."""
+    again, and every replica holds the same points. A restart before it has caught up
+    keeps it from voting (the gate is on disk)."""
     replicas = [Replica(i, tmp_path) for i in (1, 2, 3)]
     members = ",".join(f"{r.rid}={r.url}" for r in replicas)
     try:
@@ -403,6 +404,14 @@ def test_a_replica_that_lost_its_disk_votes_only_once_caught_up(tmp_path):
         lost.start()
         assert "votes again once it has caught up" in (lost.dir / "log.txt").read_text()
         # Three seconds are some four election timeouts at this heartbeat.
+        time.sleep(3)
+        states = {r.rid: r.status() for r in (lost, other)}
+        assert all(s["state"] != "Leader" and s["leader"] is None for s in states.values()), states
+        assert states[lost.rid]["votes"] is False, states
+        # Restarted before it caught up (its vote is on disk now, so it is not surveyed
+        # again): the gate was kept on disk with the vote.
+        lost.kill()
+        lost.start()
         time.sleep(3)
         states = {r.rid: r.status() for r in (lost, other)}
         assert all(s["state"] != "Leader" and s["leader"] is None for s in states.values()), states
