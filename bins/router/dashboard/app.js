@@ -14,6 +14,7 @@ const state = {
   history: { rps: [], qps: [], p99: [] },
   collections: [],          // names, for the query box
   vectorNames: {},          // collection -> [vector names] ("" for the unnamed one)
+  replicaCounts: [],        // node k -> its replicas (1 for a node that is no replica set)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -337,7 +338,7 @@ async function refreshCollections() {
       for (const s of cluster.remote_shards || []) {
         const r = document.createElement("tr");
         cell(r, name); cell(r, String(s.shard_id));
-        cell(r, `node ${s.peer_id}`); cell(r, String((state.replicaCounts || [])[s.peer_id] ?? 1));
+        cell(r, `node ${s.peer_id}`); cell(r, String(state.replicaCounts[s.peer_id] ?? 1));
         cell(r, s.state, `state ${s.state}`); cell(r, "–");
         shardBody.appendChild(r);
       }
@@ -482,7 +483,9 @@ async function runQuery(event) {
 
 async function tick() {
   try {
-    await Promise.all([refreshLive(), refreshCollections()]);
+    // The metrics first: the shard rows take their replica counts from them.
+    await refreshLive();
+    await refreshCollections();
     setStatus(`updated ${new Date().toLocaleTimeString()}`, false);
   } catch (e) {
     setStatus(e.status === 401 || e.status === 403
