@@ -880,6 +880,8 @@ pub async fn serve(settings: config::Settings) -> Result<(), String> {
         settings.storage_path.clone(),
         settings.snapshots_path.clone(),
     );
+    // Before any collection starts its optimizer threads.
+    storage::priority::set_background_nice(settings.optimizer_nice);
     let storage = tokio::task::spawn_blocking(move || storage::Storage::open(&sp, &snp))
         .await
         .map_err(|e| e.to_string())?

@@ -535,6 +535,8 @@ impl Collection {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.optimizer_threads())
             .thread_name(|i| format!("optimizer-{i}"))
+            .start_handler(|_| crate::priority::register_this_thread())
+            .exit_handler(|_| crate::priority::unregister_this_thread())
             .build()
             .map_err(|e| StorageError::InvalidInput(format!("optimizer threads: {e}")))?;
         let collection = Arc::new(Collection {
@@ -643,6 +645,7 @@ impl Collection {
             self.unsynced.fetch_max(seq, Ordering::AcqRel);
             self.last_write_ms
                 .store(self.opened.elapsed().as_millis() as u64, Ordering::Release);
+            crate::priority::write_arrived();
             if sealed {
                 self.kick();
             }

@@ -41,7 +41,7 @@
 //! store.close().unwrap();
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod aliases;
@@ -55,6 +55,8 @@ pub mod matrix;
 pub mod multi;
 mod ops;
 mod order;
+#[allow(unsafe_code)] // The crate's only `unsafe`: three system calls, see their SAFETY arguments.
+pub mod priority;
 mod query;
 mod segment;
 mod shard;

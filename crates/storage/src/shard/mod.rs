@@ -499,6 +499,8 @@ impl LocalShard {
                 let Ok(pool) = rayon::ThreadPoolBuilder::new()
                     .num_threads(1)
                     .thread_name(|_| "stage-build".into())
+                    .start_handler(|_| crate::priority::register_this_thread())
+                    .exit_handler(|_| crate::priority::unregister_this_thread())
                     .build()
                 else {
                     return;
