@@ -246,6 +246,28 @@ def test_the_page_shows_what_the_api_says_and_runs_queries(browser, tmp_path):
         assert router.stop() == 0
 
 
+def start_cluster_router(tmp_path, nodes):
+    """A cluster router over `nodes` (its --cluster-nodes), ready, with the nodes' key."""
+    d = tmp_path / "router"
+    router = start_router(["--cluster-nodes", nodes],
+                          {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
+                           "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
+                           "QDRANT__SERVICE__API_KEY": KEY, "VR_CLUSTER_API_KEY": KEY}, d)
+    wait_ready(router.url)
+    return router
+
+
+def load_and_open(browser, url, n):
+    """Collection `c` with `n` points through the router at `url`, then its dashboard, the
+    key entered."""
+    call(url, "PUT", "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
+    call(url, "PUT", "/collections/c/points?wait=true",
+         {"points": [{"id": i, "vector": [1.0, float(i)]} for i in range(n)]})
+    browser.get(url + "/dashboard")
+    browser.find_element("id", "api-key").send_keys(KEY)
+    browser.find_element("css selector", "#key-form button").click()
+
+
 def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
     nodes, router = [], None
     try:
@@ -255,18 +277,8 @@ def test_the_page_shows_cluster_nodes_and_a_node_going_down(browser, tmp_path):
                                            "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
                                            "QDRANT__SERVICE__API_KEY": KEY}, d))
         urls = [f"http://127.0.0.1:{n.grpc_port}" for n in nodes]
-        d = tmp_path / "router"
-        router = start_router(["--cluster-nodes", ",".join(urls)],
-                              {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
-                               "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
-                               "QDRANT__SERVICE__API_KEY": KEY, "VR_CLUSTER_API_KEY": KEY}, d)
-        wait_ready(router.url)
-        call(router.url, "PUT", "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
-        call(router.url, "PUT", "/collections/c/points?wait=true",
-             {"points": [{"id": i, "vector": [1.0, float(i)]} for i in range(40)]})
-        browser.get(router.url + "/dashboard")
-        browser.find_element("id", "api-key").send_keys(KEY)
-        browser.find_element("css selector", "#key-form button").click()
+        router = start_cluster_router(tmp_path, ",".join(urls))
+        load_and_open(browser, router.url, 40)
         wait_for("two nodes up", lambda: table_rows(browser, "#nodes-table tbody tr")
                  == [[f"node {k}: {u}", "up", "–"] for k, u in enumerate(urls)])
         assert "Cluster mode over 2 nodes" in text(browser, "mode")
@@ -313,18 +325,8 @@ def test_the_page_shows_a_replica_set_and_a_replica_going_down(browser, tmp_path
             wait_ready(r.url)
         grpc = [f"http://127.0.0.1:{r.grpc_port}" for r in replicas]
         node = "|".join(grpc)
-        d = tmp_path / "router"
-        router = start_router(["--cluster-nodes", node],
-                              {"QDRANT__STORAGE__STORAGE_PATH": str(d / "s"),
-                               "QDRANT__STORAGE__SNAPSHOTS_PATH": str(d / "snap"),
-                               "QDRANT__SERVICE__API_KEY": KEY, "VR_CLUSTER_API_KEY": KEY}, d)
-        wait_ready(router.url)
-        call(router.url, "PUT", "/collections/c", {"vectors": {"size": 2, "distance": "Dot"}})
-        call(router.url, "PUT", "/collections/c/points?wait=true",
-             {"points": [{"id": i, "vector": [1.0, float(i)]} for i in range(30)]})
-        browser.get(router.url + "/dashboard")
-        browser.find_element("id", "api-key").send_keys(KEY)
-        browser.find_element("css selector", "#key-form button").click()
+        router = start_cluster_router(tmp_path, node)
+        load_and_open(browser, router.url, 30)
 
         def shown_replicas():
             rows = table_rows(browser, "#nodes-table tbody tr")
