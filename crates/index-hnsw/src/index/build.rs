@@ -52,12 +52,32 @@ impl HnswIndex {
         }
     }
 
+    /// Hints the CPU to load what [`HnswIndex::node_vector`] reads for `node`.
+    #[inline]
+    fn prefetch_node_vector(&self, node: u32) {
+        match &self.codec {
+            Codec::F32 | Codec::F16 => self.arena.prefetch(node),
+            _ => self.arena.prefetch_secondary(node),
+        }
+    }
+
     /// The heuristic's choice for `node`'s list at `level` among `ids`, measured from `node`.
     pub(super) fn select_among(&self, node: u32, ids: &[u32], level: usize) -> Vec<u32> {
         let base = self.node_vector(node);
+        // A full list pruned on a backlink (most calls) reads `2·m` vectors scattered over the
+        // graph: load a few ahead of the one being measured, as the walks do.
+        for &n in ids.iter().take(PREFETCH_AHEAD) {
+            self.prefetch_node_vector(n);
+        }
         let mut scored: Vec<Candidate> = ids
             .iter()
-            .map(|&n| Candidate::new(n, self.pair_distance(base, self.node_vector(n))))
+            .enumerate()
+            .map(|(k, &n)| {
+                if let Some(&ahead) = ids.get(k + PREFETCH_AHEAD) {
+                    self.prefetch_node_vector(ahead);
+                }
+                Candidate::new(n, self.pair_distance(base, self.node_vector(n)))
+            })
             .collect();
         scored.sort();
         self.select_neighbours(&scored, self.max_links(level))

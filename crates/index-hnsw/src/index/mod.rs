@@ -44,6 +44,9 @@ const BATCH_CODES_MIN: usize = 1_000;
 /// Rounds of [`HnswIndex::link_unfindable`] at most (each after the first checks only the
 /// nodes the one before changed, a handful).
 const UNFINDABLE_ROUNDS: usize = 8;
+/// The beam of the findability check's middle step, between the greedy walk and the full
+/// walk with the default `ef` (see [`HnswIndex::link_unfindable`]).
+const SCREEN_EF: usize = 16;
 /// `entry` when the graph is empty.
 const NO_ENTRY: u64 = u64::MAX;
 /// Offsets a filter that cannot count itself is tried on to estimate how many points pass.
