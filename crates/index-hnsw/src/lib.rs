@@ -2,7 +2,9 @@
 //! default index of vector-router.
 //!
 //! * **Build** with the usual parameters ([`HnswConfig`]: `m`, layer 0 keeping `2·m` links,
-//!   `ef_construct`), seeded levels, and the paper's neighbour-selection heuristic. A batch
+//!   `ef_construct`), seeded levels, and the paper's neighbour-selection heuristic: a new
+//!   node chooses `m` links on each of its levels, and its level-0 list fills towards `2·m`
+//!   with backlinks from the nodes inserted after it (as hnswlib does). A batch
 //!   of 1,000 vectors or more ([`HnswIndex::build`], [`HnswIndex::insert_all`]) walks 8-bit
 //!   codes of its vectors and measures each walk's candidates exactly before choosing links.
 //! * **Concurrent**: every method takes `&self`. Inserts from many threads (a bulk
