@@ -79,7 +79,8 @@ pub const EF_CONSTRUCT_RANGE: std::ops::RangeInclusive<usize> = 4..=10_000;
 /// `hnsw_config` where it has them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HnswConfig {
-    /// `M`: links per node on the upper layers; layer 0 keeps `2·M`. Default 16. 0 builds no
+    /// `M`: links per node on the upper layers; layer 0 keeps up to `2·M` (a new node chooses
+    /// `M`, backlinks from later nodes fill the rest). Default 16. 0 builds no
     /// graph: the vectors are stored and every search scans them exactly (Qdrant's `m: 0`,
     /// which multi-tenant collections set when each tenant's points are few and filtered
     /// searches by tenant should not pay for a graph).

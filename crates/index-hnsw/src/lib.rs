@@ -28,7 +28,8 @@
 //!   links to it, so a concurrent insert never descends onto a node with empty lists; after a
 //!   build (or a batch, [`HnswIndex::link_unreachable`]) every node is searched for with its
 //!   own vector, and one the walk misses gets a link from where the walk ends. The check walks
-//!   the stored vectors (`f32`, or `f16`) with the default `ef`; quantized storages walk their
+//!   the stored vectors (`f32`, or `f16`) with the default `ef` (a narrower walk first, which
+//!   spares that one when it finds the node); quantized storages walk their
 //!   codes at search time, so for them it holds for the graph, not for every code walk.
 //! * **No graph** (`m` 0, as Qdrant allows): vectors are stored without links and every
 //!   search is an exact scan of the live points that pass its filter.

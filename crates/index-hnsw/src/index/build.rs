@@ -194,10 +194,10 @@ impl HnswIndex {
             }
             // A new node chooses `m` links on every level, level 0 included; its level-0 list
             // grows towards `2·m` only through backlinks from later nodes (hnswlib's rule).
-            // Choosing `2·m` at once, as we did before, gave glove-50 the same QPS at recall
-            // 0.95 and a 384-dimensional set 0.8x of it, and cost builds 1.25x (glove) to
-            // 1.7x (384-d) the time, each insert then pruning twice the backlinks
-            // (docs/benchmarks.md, 2026-12-07).
+            // Choosing `2·m` at once, as we did before, gave glove-50 1.04x the QPS at recall
+            // 0.95 (and more at 0.99) but a 384-dimensional set 0.82x of it, and cost builds
+            // 1.25x (glove) to 1.7x (384-d) the time, each insert then making twice the
+            // level-0 backlinks (docs/benchmarks.md, 2026-12-07).
             chosen.push((l, self.select_neighbours(&found, self.config.m)));
             if !found.is_empty() {
                 entries = found.iter().map(|c| c.offset).collect();

@@ -70,21 +70,23 @@ impl HnswIndex {
         rebuilt.into_inner()
     }
 
-    /// Makes every live node findable by a walk for its own vector with the default `ef`.
+    /// Makes every live node findable by a walk for its own vector with the default `ef`
+    /// (checked with that walk, or with a narrower one where that already finds the node).
     ///
     /// The link heuristic keeps a candidate only if no kept neighbour is closer to it. A node
     /// alone in its neighbourhood (an outlier of real embeddings: its nearest neighbours are
     /// far and in different directions) keeps links to them, but a walk for it can settle on
     /// another node nearby that it never linked to, with nothing better in reach: the node is
-    /// reachable, yet not found. This happens on one thread as on many (glove-50: 15 to 24 of
-    /// 390,000 points). The repair searches for every node with its own vector; when the walk
-    /// ends elsewhere, the closest node it found gets a link to the node (in place of its
-    /// farthest link when its list is full), so the same walk now finds it. A greedy walk on
-    /// level 0 is tried first and spares the full walk when it reaches the node (two thirds
-    /// of them on glove), then a walk with an `ef` of 16 (almost all of the rest). Later
-    /// rounds search again for every node relinked or displaced in the round before, since the
-    /// repairs of one round run in parallel and change each other's walks; they stop when a
-    /// round finds every node it checks.
+    /// reachable, yet not found. This happens on one thread as on many (glove-50, when a new
+    /// node chose `2·m` level-0 links: 15 to 24 of 390,000 points). The repair searches for
+    /// every node with its own vector; when the walk ends elsewhere, the closest node it found
+    /// gets a link to the node (in place of its farthest link when its list is full), so the
+    /// same walk now finds it. A greedy walk on level 0 is tried first and spares the full walk
+    /// when it reaches the node (two thirds of them on glove), then a walk with an `ef` of 16
+    /// (on glove, fewer than 10,000 nodes were left for the full walk). Later rounds search
+    /// again for every node relinked or displaced in the round before, since the repairs of
+    /// one round run in parallel and change each other's walks; they stop when a round finds
+    /// every node it checks.
     pub(crate) fn link_unfindable(&self, from: u32, end: u32) -> usize {
         let mut relinked = 0;
         let mut check: Vec<u32> = (from..end).collect();
@@ -113,7 +115,7 @@ impl HnswIndex {
     }
 
     /// One node of [`HnswIndex::link_unfindable`]: `screen` skips the full walk when the
-    /// greedy one reaches the node. Returns whether a link was added; then the node,
+    /// greedy walk, or failing that a walk with `ef` [`SCREEN_EF`], finds the node. Returns whether a link was added; then the node,
     /// and a node that lost a link to make room, are pushed to `touched`.
     pub(super) fn relink_if_unfindable(
         &self,
