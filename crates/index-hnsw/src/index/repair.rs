@@ -115,8 +115,9 @@ impl HnswIndex {
     }
 
     /// One node of [`HnswIndex::link_unfindable`]: `screen` skips the full walk when the
-    /// greedy walk, or failing that a walk with `ef` [`SCREEN_EF`], finds the node. Returns whether a link was added; then the node,
-    /// and a node that lost a link to make room, are pushed to `touched`.
+    /// greedy walk, or failing that a walk with `ef` [`SCREEN_EF`], finds the node. Returns
+    /// whether a link was added; then the node, and a node that lost a link to make room, are
+    /// pushed to `touched`.
     pub(super) fn relink_if_unfindable(
         &self,
         node: u32,
