@@ -260,6 +260,15 @@ impl Arena {
         }
     }
 
+    /// Hints the CPU to load the line of the slot's state word alone: what reading its
+    /// secondary record checks first.
+    #[inline]
+    pub fn prefetch_state(&self, slot: u32) {
+        if let Some((bucket, i)) = self.bucket(slot) {
+            quant::kernels::prefetch(bucket.primary_base.wrapping_add(i * self.primary_bytes), 1);
+        }
+    }
+
     /// Hints the CPU to load the slot's level-0 links (before the walk expands it).
     #[inline]
     pub fn prefetch_links(&self, slot: u32) {

@@ -52,29 +52,20 @@ impl HnswIndex {
         }
     }
 
-    /// Hints the CPU to load what [`HnswIndex::node_vector`] reads for `node`.
-    #[inline]
-    fn prefetch_node_vector(&self, node: u32) {
-        match &self.codec {
-            Codec::F32 | Codec::F16 => self.arena.prefetch(node),
-            _ => self.arena.prefetch_secondary(node),
-        }
-    }
-
     /// The heuristic's choice for `node`'s list at `level` among `ids`, measured from `node`.
     pub(super) fn select_among(&self, node: u32, ids: &[u32], level: usize) -> Vec<u32> {
         let base = self.node_vector(node);
         // A full list pruned on a backlink (most calls) reads `2·m` vectors scattered over the
         // graph: load a few ahead of the one being measured, as the walks do.
         for &n in ids.iter().take(PREFETCH_AHEAD) {
-            self.prefetch_node_vector(n);
+            self.prefetch_exact(n);
         }
         let mut scored: Vec<Candidate> = ids
             .iter()
             .enumerate()
             .map(|(k, &n)| {
                 if let Some(&ahead) = ids.get(k + PREFETCH_AHEAD) {
-                    self.prefetch_node_vector(ahead);
+                    self.prefetch_exact(ahead);
                 }
                 Candidate::new(n, self.pair_distance(base, self.node_vector(n)))
             })
@@ -176,12 +167,12 @@ impl HnswIndex {
             found.retain(|c| c.offset != offset);
             if rescore {
                 for c in found.iter().take(PREFETCH_AHEAD) {
-                    self.arena.prefetch(c.offset);
+                    self.prefetch_exact(c.offset);
                 }
                 let mut exact: Vec<Candidate> = Vec::with_capacity(found.len());
                 for (k, c) in found.iter().enumerate() {
                     if let Some(ahead) = found.get(k + PREFETCH_AHEAD) {
-                        self.arena.prefetch(ahead.offset);
+                        self.prefetch_exact(ahead.offset);
                     }
                     // The codes do not know deletes: a node deleted during the walk is dropped
                     // here, as the exact walk would not have kept it.
@@ -324,21 +315,13 @@ impl HnswIndex {
                         quant::kernels::prefetch(code.as_ptr(), 1);
                         quant::kernels::prefetch(code.as_ptr().wrapping_add(code.len() - 1), 1);
                     }
-                    None => self.arena.prefetch(n),
+                    None => self.prefetch_exact(n),
                 };
                 self.choose_links(offset, v, level, entry, top, &measure, &prefetch, true, 0)
             }
             None => {
                 let measure = |n: u32| self.measure_exact(v, n);
-                // Inserts measure quantized storages by their full vectors, kept apart from
-                // the codes: prefetch those too.
-                let quantized = self.codec.kind().is_quantized();
-                let prefetch = |n: u32| {
-                    self.arena.prefetch(n);
-                    if quantized {
-                        self.arena.prefetch_secondary(n);
-                    }
-                };
+                let prefetch = |n: u32| self.prefetch_exact(n);
                 self.choose_links(offset, v, level, entry, top, &measure, &prefetch, false, 0)
             }
         };

@@ -833,6 +833,19 @@ impl HnswIndex {
         }
     }
 
+    /// Hints the CPU to load what [`HnswIndex::measure_exact`] and [`HnswIndex::node_vector`]
+    /// read for `node`: the record's state and vector, or, for a quantized storage, the line of
+    /// its state word and its full vector, which lives apart from the codes.
+    #[inline]
+    pub(super) fn prefetch_exact(&self, node: u32) {
+        if self.codec.kind().is_quantized() {
+            self.arena.prefetch_state(node);
+            self.arena.prefetch_secondary(node);
+        } else {
+            self.arena.prefetch(node);
+        }
+    }
+
     /// Exact distance from a prepared query to a published node, and whether it is live: one
     /// record lookup for what an insert's walk needs.
     #[inline]

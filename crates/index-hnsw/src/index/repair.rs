@@ -145,7 +145,7 @@ impl HnswIndex {
         let walk = |ef: usize| {
             self.search_level(
                 &measure,
-                &|n| self.arena.prefetch(n),
+                &|n| self.prefetch_exact(n),
                 &[start.offset],
                 ef,
                 0,
@@ -250,7 +250,7 @@ impl HnswIndex {
                 };
                 let found = self.search_level(
                     &measure,
-                    &|n| self.arena.prefetch(n),
+                    &|n| self.prefetch_exact(n),
                     &[entry],
                     self.config.ef_construct,
                     0,

@@ -20,7 +20,6 @@ impl HnswIndex {
             Some(it) => {
                 // Listed offsets are scattered over the records: load a few ahead of the one
                 // being measured, as the walk does, so that the misses overlap.
-                let quantized = self.codec.kind().is_quantized();
                 let listed: Vec<u32> = if listed_pass {
                     it.collect()
                 } else {
@@ -28,10 +27,7 @@ impl HnswIndex {
                 };
                 for (k, &n) in listed.iter().enumerate() {
                     if let Some(&ahead) = listed.get(k + SCAN_PREFETCH_AHEAD) {
-                        self.arena.prefetch(ahead);
-                        if quantized {
-                            self.arena.prefetch_secondary(ahead);
-                        }
+                        self.prefetch_exact(ahead);
                     }
                     if let Some((d, true)) = self.measure_exact(query, n) {
                         top.push(Candidate::new(n, d));
