@@ -575,19 +575,31 @@ impl Replica {
         })
     }
 
-    /// Whether this replica may answer a vote request: not while it rejoins after losing
-    /// its disk with less log than the longest its set told it of.
-    fn may_vote(&self) -> bool {
+    /// The vote gate and whether this replica has caught up with it: `None` when no gate is
+    /// set (it votes), else the gate's log index and whether the log it holds reaches it.
+    /// Reads only; [`Replica::may_vote`] lifts a gate that is reached.
+    fn vote_gate_reached(&self) -> Option<(u64, bool)> {
         let gate = self.vote_gate.load(Ordering::Acquire);
         if gate == NO_VOTE_GATE {
-            return true;
+            return None;
         }
         let m = self.raft.metrics().borrow().clone();
         let held = m
             .last_log_index
             .max(m.snapshot.map(|l| l.index))
             .max(m.last_applied.map(|l| l.index));
-        if held.is_some_and(|i| i >= gate) {
+        Some((gate, held.is_some_and(|i| i >= gate)))
+    }
+
+    /// Whether this replica may answer a vote request: not while it rejoins after losing
+    /// its disk with less log than the longest its set told it of. Once it has caught up,
+    /// the gate is lifted here, on disk first: this is called on the vote path only, so a
+    /// status read never writes.
+    fn may_vote(&self) -> bool {
+        let Some((gate, reached)) = self.vote_gate_reached() else {
+            return true;
+        };
+        if reached {
             // Lifted on disk first; where that fails, the gate stays for the next start
             // (which only delays its votes) and this process votes.
             if let Err(e) = self.log.set_vote_gate(None) {
@@ -855,7 +867,8 @@ impl Replica {
             "applied_index": m.last_applied.map(|l| l.index),
             "snapshot_index": m.snapshot.map(|l| l.index),
             "vote": m.vote,
-            "votes": self.may_vote(),
+            // What a vote request would be answered now, without lifting the gate.
+            "votes": self.vote_gate_reached().is_none_or(|(_, reached)| reached),
             "voters": voters,
             "learners": learners,
             "nodes": nodes,
