@@ -261,7 +261,7 @@ impl Arena {
     }
 
     /// Hints the CPU to load the line of the slot's state word alone: what reading its
-    /// secondary record checks first.
+    /// secondary record from the buckets checks first (a frozen secondary is read without it).
     #[inline]
     pub fn prefetch_state(&self, slot: u32) {
         if let Some((bucket, i)) = self.bucket(slot) {

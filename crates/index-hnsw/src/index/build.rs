@@ -222,7 +222,7 @@ impl HnswIndex {
                     continue;
                 };
                 let measure = |n: u32| self.measure_exact(&v, n);
-                let prefetch = |n: u32| self.arena.prefetch(n);
+                let prefetch = |n: u32| self.prefetch_exact(n);
                 let chosen =
                     self.choose_links(offset, &v, level, entry, top, &measure, &prefetch, false, 1);
                 for (l, selected) in &chosen {
