@@ -1,7 +1,9 @@
 """deploy/monitoring: Prometheus' own checks of the configurations and rules (promtool,
 Debian's `prometheus` package), the alerts' unit tests, and every metric that a rule or a
 Grafana panel names read from the live /metrics of routers that export it: a node and a
-cluster router after traffic, during a resharding."""
+cluster router after traffic, during a resharding; and every label a rule or panel names
+(in a selector, a grouping, a legend, an alert's text, a variable) carried by those live
+series."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ MONITORING = DEPLOY / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "vector-router.json"
 # Series Prometheus makes itself for every target, not the router.
 PROMETHEUS_MADE = {"up"}
+# Labels Prometheus attaches to every scraped series (the target's), and `up`'s.
+TARGET_LABELS = {"instance", "job"}
 
 
 def promtool() -> str:
@@ -117,6 +121,135 @@ def exported(text: str) -> set[str]:
     return set(re.findall(r"^# TYPE (\S+) ", text, re.M))
 
 
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+\S+(?:\s+\d+)?$")
+LABEL_PAIR = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"(?:[^"\\]|\\.)*"\s*,?')
+
+
+def labels_of_series(text: str) -> dict[str, set[str]]:
+    """Each series name of an exposition (histograms' `_bucket`, `_sum`, `_count` apart) with
+    the label names it carries in any sample."""
+    labels: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        names = labels.setdefault(m.group(1), set())
+        body = m.group(2) or ""
+        pos = 0
+        while pos < len(body):
+            pair = LABEL_PAIR.match(body, pos)
+            assert pair, f"labels not understood at {pos}: {line!r}"
+            names.add(pair.group(1))
+            pos = pair.end()
+    return labels
+
+
+AGGREGATION = re.compile(
+    r"\b(sum|avg|min|max|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*"
+    r"(?:(by|without)\s*\(([^)]*)\))?\s*\(")
+GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+SELECTOR_START = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
+MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
+TEMPLATE_LABEL = re.compile(r"\{\{\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+
+
+def split_names(listed: str) -> set[str]:
+    return {n.strip() for n in listed.split(",") if n.strip()}
+
+
+def selectors(expr: str) -> list[tuple[str, set[str]]]:
+    """Each `metric{matchers}` of a PromQL expression: the metric and its matchers' label
+    names (values are quoted strings, which may hold braces)."""
+    found = []
+    for m in SELECTOR_START.finditer(expr):
+        pos, names = m.end(), set()
+        while True:
+            rest = expr[pos:].lstrip()
+            if rest.startswith("}"):
+                break
+            matcher = MATCHER.match(expr, pos)
+            assert matcher, f"matchers not understood at {pos}: {expr!r}"
+            names.add(matcher.group(1))
+            pos = matcher.end()
+        found.append((m.group(1), names))
+    return found
+
+
+def label_problems(expr: str, shown: set[str], series_labels: dict[str, set[str]]) -> list[str]:
+    """What an expression asks of labels that the live series do not carry.
+
+    - A selector's matcher must name a label of that series (or a target's label).
+    - A grouping (`by`, `on`, `group_left`, ...) must name a label of a series the expression
+      reads.
+    - `shown` (a legend's `{{label}}`, an alert's `{{ $labels.x }}`) must be a label of the
+      result: after an aggregation, only what its `by` keeps (`le` is consumed by
+      `histogram_quantile`); with no aggregation, a label of a series read.
+    An approximation of PromQL's label flow that holds for the expressions of these files:
+    it reads aggregations in prefix form and does not follow `label_replace`."""
+    assert "label_replace" not in expr and "label_join" not in expr, expr
+    problems = []
+    read = set()
+    for name, matchers in selectors(expr):
+        carried = TARGET_LABELS | series_labels.get(name, set())
+        read |= carried
+        for label in sorted(matchers - carried):
+            problems.append(f"{name} has no label {label!r}")
+    for name in re.findall(r"\bvector_router_[a-z_]+", expr):
+        read |= series_labels.get(name, set())
+    if re.search(r"\bup\b", expr):
+        read |= TARGET_LABELS
+    read |= TARGET_LABELS
+    for _, listed in GROUPING.findall(expr):
+        for label in sorted(split_names(listed) - read):
+            problems.append(f"grouping by {label!r}, which no series read carries")
+    aggregations = AGGREGATION.findall(expr)
+    if aggregations:
+        kept = set()
+        for _, mode, listed in aggregations:
+            assert mode != "without", f"`without` is not followed here: {expr!r}"
+            kept |= split_names(listed)
+        if "histogram_quantile" in expr:
+            kept.discard("le")
+        result = kept
+    else:
+        result = read
+    for label in sorted(shown - result):
+        problems.append(f"shows {label!r}, which the result does not carry (it has {sorted(result)})")
+    return problems
+
+
+def used_labels(series_labels: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Every rule's, panel's and variable's label problems against the live series."""
+    problems: dict[str, list[str]] = {}
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            text = " ".join(rule.get("annotations", {}).values())
+            shown = set(TEMPLATE_LABEL.findall(text))
+            found = label_problems(rule["expr"], shown, series_labels)
+            if found:
+                problems[f"alert {rule['alert']}"] = found
+    dash = json.loads(DASHBOARD.read_text())
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "5m")
+            shown = set(LEGEND_LABEL.findall(target.get("legendFormat", "")))
+            found = label_problems(expr, shown, series_labels)
+            if found:
+                problems[f"panel {panel['title']} {target['refId']}"] = found
+    for var in dash["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["query"]["query"])
+        assert m, var["query"]["query"]
+        metric, label = m.groups()
+        if label not in TARGET_LABELS | series_labels.get(metric, set()):
+            problems[f"variable {var['name']}"] = [f"{metric} has no label {label!r}"]
+    return problems
+
+
 def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
     """A node and a cluster router over three nodes, queried, one collection resharded
     while /metrics is read; a replica leading its set, and a router whose node is a replica
@@ -133,6 +266,15 @@ def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
     assert len(used) >= 20
 
     seen: set[str] = set()
+    series_labels: dict[str, set[str]] = {}
+
+    def scrape(url: str) -> None:
+        status, text, _ = http("GET", url + "/metrics")
+        assert status == 200
+        seen.update(exported(text))
+        for name, names in labels_of_series(text).items():
+            series_labels.setdefault(name, set()).update(names)
+
     routers = []
     try:
         for k in range(3):
@@ -155,15 +297,13 @@ def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
                                    {"query": [1.0, 0.2, 0.5], "limit": 5})
             assert status == 200, body
         for r in routers:
-            status, text, _ = http("GET", r.url + "/metrics")
-            assert status == 200
-            seen |= exported(text)
+            scrape(r.url)
         status, body, _ = http("POST", router.url + "/collections/m/cluster",
                                {"start_resharding": {"direction": "down"}})
         assert status == 200, body
         deadline = time.monotonic() + 30
         while "vector_router_resharding_points_moved" not in seen and time.monotonic() < deadline:
-            seen |= exported(http("GET", router.url + "/metrics")[1])
+            scrape(router.url)
 
         # A replica (a set of one, leading it), and a router whose one node is a replica set.
         def env(name):
@@ -186,13 +326,29 @@ def test_every_metric_a_rule_or_panel_names_is_exported(tmp_path):
         routers.append(set_router)
         wait_ready(set_router.url)
         for r in (replica, set_router):
-            seen |= exported(http("GET", r.url + "/metrics")[1])
+            scrape(r.url)
     finally:
         codes = [r.stop() for r in reversed(routers)]
     assert codes == [0] * len(codes)
     missing = {n: sorted(set(w)) for n, w in used.items()
                if n not in seen and n not in PROMETHEUS_MADE}
     assert not missing, f"named but not exported: {missing}"
+
+    # Labels: every one a rule, panel or variable names is on the live series.
+    problems = used_labels(series_labels)
+    assert not problems, f"labels not on the live series: {problems}"
+    # The check is not vacuous: a misspelt matcher, grouping, legend and alert label fail.
+    expr = 'sum by (collection) (vector_router_collection_points{collection=~"a"})'
+    assert label_problems(expr, {"collection"}, series_labels) == []
+    assert label_problems(expr.replace("collection=~", "colection=~"), set(), series_labels)
+    assert label_problems(expr.replace("by (collection)", "by (colection)"), set(), series_labels)
+    assert label_problems(expr, {"node"}, series_labels)
+    assert label_problems("vector_router_cluster_node_up == 0", {"nodes"}, series_labels)
+    assert label_problems("vector_router_cluster_node_up == 0", {"node", "instance"},
+                          series_labels) == []
+    assert label_problems('histogram_quantile(0.99, sum by (le) (rate('
+                          'vector_router_search_duration_seconds_bucket[5m])))', {"le"},
+                          series_labels)
 
 
 def test_a_live_scrape_passes_promtools_lint(tmp_path):
