@@ -1,6 +1,7 @@
 """deploy/backup/vr-backup against real routers: every collection backed up with its
 aliases, retention, verification that catches a changed byte, and a restore into a fresh
-node that gives back every point (ids, vectors and payloads compared)."""
+node that gives back every point (ids, vectors and payloads compared); and its systemd timer
+and service, checked by systemd's own `systemd-analyze verify` and run as the unit says."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import fcntl
 import json
 import os
 import random
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +23,10 @@ from conftest import DEPLOY, http, start_router, wait_ready
 
 SCRIPT = DEPLOY / "backup" / "vr-backup"
 KEY = "backup-test-key"
+BACKUP_SERVICE = DEPLOY / "vector-router-backup.service"
+BACKUP_TIMER = DEPLOY / "vector-router-backup.timer"
+# Where the service's ExecStart expects the script (its install steps put it there).
+INSTALLED_SCRIPT = "/usr/local/bin/vr-backup"
 
 
 def vr_backup(*args: str) -> subprocess.CompletedProcess:
@@ -281,3 +289,102 @@ def test_restore_refuses_names_the_target_holds_before_writing_anything(tmp_path
     finally:
         codes = [r.stop() for r in (source, target)]
     assert codes == [0, 0]
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    """A unit file's settings, each key with its values in order (sections merged: the keys
+    read here occur in one section each)."""
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;[":
+            continue
+        key, value = line.split("=", 1)
+        settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        if os.environ.get("VR_REQUIRE_SYSTEMD_ANALYZE"):
+            pytest.fail("VR_REQUIRE_SYSTEMD_ANALYZE is set and systemd-analyze is not installed")
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    return path
+
+
+def verify_units(directory: Path, service_text: str, timer_text: str) -> subprocess.CompletedProcess:
+    """`systemd-analyze verify` on copies of the two units in `directory`, the service's
+    script where this checkout has it (verify requires an executable that exists)."""
+    service = directory / BACKUP_SERVICE.name
+    timer = directory / BACKUP_TIMER.name
+    service.write_text(service_text.replace(INSTALLED_SCRIPT, str(SCRIPT)))
+    timer.write_text(timer_text)
+    return subprocess.run([systemd_analyze(), "verify", str(service), str(timer)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_systemd_accepts_the_backup_timer_and_service(tmp_path):
+    service_text, timer_text = BACKUP_SERVICE.read_text(), BACKUP_TIMER.read_text()
+    assert INSTALLED_SCRIPT in unit_settings(BACKUP_SERVICE)["ExecStart"][0]
+    out = verify_units(tmp_path, service_text, timer_text)
+    # Nothing said: an unknown key or a value systemd cannot parse is only a warning.
+    said = [line for line in (out.stdout + out.stderr).splitlines() if "vector-router-backup" in line]
+    assert out.returncode == 0 and not said, out.stdout + out.stderr
+    for spec in unit_settings(BACKUP_TIMER)["OnCalendar"]:
+        cal = subprocess.run([systemd_analyze(), "calendar", spec], capture_output=True,
+                             text=True, timeout=60)
+        assert cal.returncode == 0, cal.stdout + cal.stderr
+    # The check is not vacuous: a misspelt key and a bad calendar are named.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    out = verify_units(broken, service_text.replace("Type=oneshot", "Typ=oneshot"),
+                       timer_text.replace("Persistent=", "Persistant=").replace("03:15", "27:15"))
+    said = out.stdout + out.stderr
+    assert "Unknown key 'Typ'" in said and "Unknown key 'Persistant'" in said, said
+    assert "calendar" in said, said
+
+
+def test_the_backup_service_runs_as_its_unit_says(tmp_path):
+    """The service's ExecStart against a real router, twice: two backups that verify, in
+    the directory systemd makes for it (StateDirectory), as the router's own user."""
+    settings = unit_settings(BACKUP_SERVICE)
+    router_unit = unit_settings(DEPLOY / "vector-router.service")
+    assert settings["Type"] == ["oneshot"]
+    assert settings["User"] == router_unit["User"]
+    command = shlex.split(settings["ExecStart"][0])
+    assert command[0] == INSTALLED_SCRIPT and command[1] == "backup"
+    dest = command[command.index("--dest") + 1]
+    assert dest == "/var/lib/" + settings["StateDirectory"][0]
+    url = command[command.index("--url") + 1]
+    # The router's own address and port as its example configuration sets them.
+    assert re.match(r"http://127\.0\.0\.1:6333$", url), url
+    config = (DEPLOY / "router.toml").read_text()
+    assert re.search(r"^http_port\s*=\s*6333\b", config, re.M), "router.toml's port changed"
+    assert re.search(r'^host\s*=\s*"127\.0\.0\.1"', config, re.M), "router.toml's host changed"
+    assert settings["EnvironmentFile"], "the key comes from an environment file"
+
+    source = node(tmp_path, "source")
+    try:
+        wait_ready(source.url)
+        call(source, "PUT", "/collections/timer", {"vectors": {"size": 3, "distance": "Cosine"}})
+        call(source, "PUT", "/collections/timer/points?wait=true",
+             {"points": [{"id": i, "vector": [1.0, i / 10, 0.5]} for i in range(40)]})
+        local = tmp_path / "state"
+        run = [sys.executable, str(SCRIPT), *command[1:]]
+        run[run.index("--url") + 1] = source.url
+        run[run.index("--dest") + 1] = str(local)
+        for _ in range(2):
+            # The environment file's one line, VR_API_KEY=..., as systemd would load it.
+            out = subprocess.run(run, env={"PATH": os.environ["PATH"], "VR_API_KEY": KEY},
+                                 capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        assert source.stop() == 0
+    made = sorted(p for p in local.iterdir() if not p.name.startswith("."))
+    assert len(made) == 2
+    for backup in made:
+        manifest = json.loads((backup / "manifest.json").read_text())
+        assert manifest["collections"]["timer"]["points"] == 40
+        out = vr_backup("verify", str(backup))
+        assert out.returncode == 0, out.stdout + out.stderr

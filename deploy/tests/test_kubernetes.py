@@ -4,7 +4,10 @@ configure them."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +45,7 @@ def test_every_object_validates_strictly(version):
     docs = documents()
     assert {d["kind"] for d in docs.values()} >= {
         "StatefulSet", "Deployment", "Service", "HorizontalPodAutoscaler",
-        "PodDisruptionBudget", "Secret"}
+        "PodDisruptionBudget", "Secret", "CronJob", "PersistentVolumeClaim"}
     for name, doc in docs.items():
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -122,6 +125,64 @@ def test_references_between_objects_hold():
     sts = by_kind("StatefulSet")[0]
     governing = [s for s in by_kind("Service") if s["metadata"]["name"] == sts["spec"]["serviceName"]]
     assert governing and governing[0]["spec"]["clusterIP"] == "None", "the nodes' DNS names need a headless Service"
+
+
+def backup_pod(cronjob: dict) -> dict:
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def mounts(container: dict) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+
+
+def backup_urls(cronjob: dict) -> list[str]:
+    command = backup_pod(cronjob)["containers"][0]["command"]
+    return [command[i + 1] for i, a in enumerate(command) if a == "--url"]
+
+
+def test_the_backup_cronjob_refers_to_what_exists():
+    """The script it runs is the one the image carries, the nodes it names are the
+    StatefulSet's pods, its key and volume exist, and it runs as the image's user."""
+    cronjob = by_kind("CronJob")[0]
+    sts = by_kind("StatefulSet")[0]
+    secret = by_kind("Secret")[0]
+    claims = {c["metadata"]["name"] for c in by_kind("PersistentVolumeClaim")}
+    pod = backup_pod(cronjob)
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["runAsNonRoot"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (init,) = pod["initContainers"]
+    (backup,) = pod["containers"]
+    # The init container copies the script out of the router's own image, where the
+    # Containerfile puts it, into a volume the backup container mounts.
+    assert init["image"] == containers(sts)[0]["image"]
+    source, target = init["command"][-2:]
+    assert init["command"][0] == "cp"
+    containerfile = (DEPLOY / "Containerfile").read_text()
+    assert re.search(rf"^COPY deploy/backup/vr-backup {re.escape(source)}$", containerfile, re.M)
+    (shared,) = [n for n, path in mounts(init).items() if target.startswith(path + "/")]
+    assert volumes[shared].get("emptyDir") is not None
+    command = backup["command"]
+    assert command[0] == "python3" and command[2] == "backup"
+    # The same file, seen through the backup container's mount of that volume.
+    assert command[1] == mounts(backup)[shared] + target[len(mounts(init)[shared]):]
+    # Python's image, pinned to a version the script supports (3.9 or later).
+    m = re.fullmatch(r"python:3\.(\d+)-slim(-\w+)?", backup["image"])
+    assert m and int(m.group(1)) >= 9, backup["image"]
+    # Every replica of the set, in order, by its REST port.
+    name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    assert backup_urls(cronjob) == [f"http://{name}-{k}.{service}:6333"
+                                    for k in range(sts["spec"]["replicas"])]
+    dest = command[command.index("--dest") + 1]
+    (claim_volume,) = [n for n, v in volumes.items() if "persistentVolumeClaim" in v]
+    assert volumes[claim_volume]["persistentVolumeClaim"]["claimName"] in claims
+    assert dest.startswith(mounts(backup)[claim_volume] + "/")
+    (ref,) = [e["valueFrom"]["secretKeyRef"] for e in backup["env"] if e["name"] == "VR_API_KEY"]
+    assert ref["name"] == secret["metadata"]["name"] and ref["key"] == "api-key"
+    for c in (init, backup):
+        assert c["resources"]["requests"] and c["resources"]["limits"], c["name"]
+        assert c["securityContext"]["readOnlyRootFilesystem"], c["name"]
 
 
 def node_urls(deployment: dict) -> list[str]:
@@ -254,6 +315,32 @@ def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
                     break
                 assert time.monotonic() < deadline, (status, body)
                 time.sleep(0.1)
+
+        # The backup CronJob's command, as its pod runs it, with the first replica down:
+        # the backup is taken from the next that is ready, and verifies.
+        assert nodes[0].stop() == 0
+        for node in nodes[1:count]:
+            wait_ready(node.url, deadline_s=30)
+        cronjob = by_kind("CronJob")[0]
+        command = list(backup_pod(cronjob)["containers"][0]["command"])
+        backups = tmp_path / "backups"
+        command[command.index("--dest") + 1] = command[command.index("--dest") + 1].replace(
+            "/backups/", f"{backups}/", 1)
+        command[:2] = [sys.executable, str(DEPLOY / "backup" / "vr-backup")]
+        command = [next((a.replace(h, addr) for h, addr in rest.items() if h in a), a)
+                   for a in command]
+        ran = subprocess.run(command, env={"VR_API_KEY": key, "PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        dest = Path(command[command.index("--dest") + 1])
+        (made,) = [p for p in dest.iterdir() if not p.name.startswith(".")]
+        manifest = json.loads((made / "manifest.json").read_text())
+        assert manifest["source"] == nodes[1].url
+        assert manifest["collections"]["k8s"]["points"] == 60
+        verified = subprocess.run([sys.executable, str(DEPLOY / "backup" / "vr-backup"),
+                                   "verify", str(made)], capture_output=True, text=True,
+                                  timeout=300)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         codes = [n.stop() for n in reversed(nodes)]
     assert codes == [0] * len(codes), codes

@@ -473,10 +473,13 @@ fn python_client_against_cluster_router_matches_in_memory_oracle() {
 /// The deployment kit's checks (`deploy/tests`): Kubernetes objects against their schemas,
 /// the compose files against the Compose Specification, promtool on the Prometheus
 /// configurations and alert rules, every metric a rule or dashboard panel names read from
-/// live routers, the backup script round-tripping collections, and routers started as the
-/// manifests and compose file configure them; and the router's `/dashboard` in a headless
-/// browser. promtool and the browser are required where `VR_REQUIRE_PROMTOOL` and
-/// `VR_REQUIRE_BROWSER` are set (CI), skipped with a message elsewhere.
+/// live routers (and every label they name on the live series), the backup script
+/// round-tripping collections (also as its CronJob and systemd service run it, the units
+/// checked by `systemd-analyze verify`), and routers started as the manifests and compose
+/// file configure them; and the router's `/dashboard` in a headless browser. promtool, the
+/// browser and systemd-analyze are required where `VR_REQUIRE_PROMTOOL`,
+/// `VR_REQUIRE_BROWSER` and `VR_REQUIRE_SYSTEMD_ANALYZE` are set (CI), skipped with a
+/// message elsewhere.
 #[test]
 fn deployment_kit_checks() {
     run_suite(
