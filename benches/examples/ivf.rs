@@ -1,4 +1,4 @@
-//! Builds an IVF index on a TexMex dataset and sweeps `nprobe`: recall@10, single-thread QPS,
+//! Builds an IVF index on a TexMex dataset and sweeps `nprobe`: recall@k (k 10 unless `--k`), single-thread QPS,
 //! train and add time and bytes per vector, one row per `nprobe` (the layout of
 //! `../shared/bench/peers.py`, so both can be read side by side).
 //!
@@ -9,6 +9,7 @@
 //! cargo run --release -p vr-benches --example ivf -- --encoding rabitq:1             # bound-driven re-rank
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --save-and-reload data/g.ivf
 //! cargo run --release -p vr-benches --example ivf -- --encoding fs:50 --index data/g.ivf   # build once, then reuse
+//! cargo run --release -p vr-benches --example ivf -- --encoding rabitq:1 --k 100            # recall@100
 //! ```
 
 use index_core::{SearchParams, VectorIndex};
@@ -30,6 +31,7 @@ fn main() {
     let mut passes = 3;
     let mut reload: Option<PathBuf> = None;
     let mut cache: Option<PathBuf> = None;
+    let mut k = 10;
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -70,6 +72,7 @@ fn main() {
             "--refine" => refine = value == "true",
             "--save-and-reload" => reload = Some(PathBuf::from(value)),
             "--index" => cache = Some(PathBuf::from(value)),
+            "--k" => k = num(&value).clamp(1, 100),
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -158,13 +161,13 @@ fn main() {
         mem.index_bytes as f64 / mem.points as f64,
         mem.vector_bytes_on_disk as f64 / mem.points as f64,
     );
-    println!("\n| nprobe | recall@10 | QPS (1 thread) | mean latency us | re-ranked a query |");
+    println!("\n| nprobe | recall@{k} | QPS (1 thread) | mean latency us | re-ranked a query |");
     println!("|---|---|---|---|---|");
     let mut rows: Vec<(usize, f64, f64)> = Vec::new();
     for &nprobe in &nprobes {
         let params = SearchParams {
             ivf_nprobe: Some(nprobe),
-            ..SearchParams::top(10)
+            ..SearchParams::top(k)
         };
         // Best of `passes` timed passes over all queries on this thread, as peers.py does.
         let mut best = f64::INFINITY;
@@ -176,7 +179,7 @@ fn main() {
             for i in 0..w.num_queries() {
                 let found = index.search(w.query(i), &params, None).expect("search");
                 let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
-                total += recall_at(&ids, &w.truth[i], 10);
+                total += recall_at(&ids, &w.truth[i], k);
             }
             best = best.min(t.elapsed().as_secs_f64());
             recall = total / w.num_queries() as f64;
