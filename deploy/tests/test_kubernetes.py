@@ -316,11 +316,25 @@ def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
                 assert time.monotonic() < deadline, (status, body)
                 time.sleep(0.1)
 
-        # The backup CronJob's command, as its pod runs it, with the first replica down:
-        # the backup is taken from the next that is ready, and verifies.
+        # The backup CronJob's command and arguments (run by this Python, as this user,
+        # the hosts and paths mapped here), with the first replica down: the backup is
+        # taken from the set's leader among the others, and verifies.
         assert nodes[0].stop() == 0
-        for node in nodes[1:count]:
-            wait_ready(node.url, deadline_s=30)
+
+        def states() -> dict[str, str]:
+            found = {}
+            for node in nodes[1:count]:
+                status, body, _ = http("GET", node.url + "/cluster/replica", key=key)
+                assert status == 200, body
+                found[node.url] = body["result"]["state"]
+            return found
+
+        # Until the two have a leader of their own (node 0 may have led): a replica is ready
+        # while it still knows a leader, even one that has just stopped.
+        deadline = time.monotonic() + 30
+        while "Leader" not in states().values():
+            assert time.monotonic() < deadline, states()
+            time.sleep(0.1)
         cronjob = by_kind("CronJob")[0]
         command = list(backup_pod(cronjob)["containers"][0]["command"])
         backups = tmp_path / "backups"
@@ -329,18 +343,30 @@ def test_the_nodes_and_a_router_start_and_serve_as_configured(tmp_path):
         command[:2] = [sys.executable, str(DEPLOY / "backup" / "vr-backup")]
         command = [next((a.replace(h, addr) for h, addr in rest.items() if h in a), a)
                    for a in command]
-        ran = subprocess.run(command, env={"VR_API_KEY": key, "PATH": "/usr/bin:/bin"},
-                             capture_output=True, text=True, timeout=300)
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        # Then with the replicas named in the reverse order, so that in one of the two runs
+        # the leader is not the first ready: both back up the leader.
+        urls = [i + 1 for i, a in enumerate(command) if a == "--url"]
+        reverse = list(command)
+        for i, j in zip(urls, reversed(urls)):
+            reverse[i] = command[j]
         dest = Path(command[command.index("--dest") + 1])
-        (made,) = [p for p in dest.iterdir() if not p.name.startswith(".")]
-        manifest = json.loads((made / "manifest.json").read_text())
-        assert manifest["source"] == nodes[1].url
-        assert manifest["collections"]["k8s"]["points"] == 60
-        verified = subprocess.run([sys.executable, str(DEPLOY / "backup" / "vr-backup"),
-                                   "verify", str(made)], capture_output=True, text=True,
-                                  timeout=300)
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+        for run in (command, reverse):
+            before = {p.name for p in dest.iterdir()} if dest.exists() else set()
+            ran = subprocess.run(run, env={"VR_API_KEY": key, "PATH": "/usr/bin:/bin"},
+                                 capture_output=True, text=True, timeout=300)
+            assert ran.returncode == 0, ran.stdout + ran.stderr
+            (made,) = [p for p in dest.iterdir()
+                       if not p.name.startswith(".") and p.name not in before]
+            manifest = json.loads((made / "manifest.json").read_text())
+            now = states()
+            assert now.get(manifest["source"]) == "Leader", (manifest["source"], now)
+            assert manifest["replica"]["state"] == "Leader"
+            assert manifest["replica"]["applied_index"] > 0
+            assert manifest["collections"]["k8s"]["points"] == 60
+            verified = subprocess.run([sys.executable, str(DEPLOY / "backup" / "vr-backup"),
+                                       "verify", str(made)], capture_output=True, text=True,
+                                      timeout=300)
+            assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         codes = [n.stop() for n in reversed(nodes)]
     assert codes == [0] * len(codes), codes
