@@ -193,5 +193,5 @@ fn main() {
         );
         rows.push((nprobe, recall, qps));
     }
-    vr_benches::print_best_qps("nprobe", &rows);
+    vr_benches::print_best_qps_at("nprobe", k, &rows);
 }
