@@ -27,6 +27,10 @@ fn main() {
     let mut queries = 10_000;
     let mut threads = 2;
     let mut oversampling = 4.0f32;
+    // An explicit `--oversampling` also fixes it per search, so that it holds for a loaded
+    // index (whose configuration comes from its file); RaBitQ then re-ranks `limit ·
+    // oversampling` instead of by its bound, as the hnsw example does.
+    let mut fixed_oversampling: Option<f32> = None;
     let mut refine = true;
     let mut passes = 3;
     let mut reload: Option<PathBuf> = None;
@@ -67,7 +71,8 @@ fn main() {
             "--oversampling" => {
                 oversampling = value
                     .parse()
-                    .unwrap_or_else(|e| fail(format!("{flag}: {e}")))
+                    .unwrap_or_else(|e| fail(format!("{flag}: {e}")));
+                fixed_oversampling = Some(oversampling);
             }
             "--refine" => refine = value == "true",
             "--save-and-reload" => reload = Some(PathBuf::from(value)),
@@ -167,6 +172,7 @@ fn main() {
     for &nprobe in &nprobes {
         let params = SearchParams {
             ivf_nprobe: Some(nprobe),
+            oversampling: fixed_oversampling,
             ..SearchParams::top(k)
         };
         // Best of `passes` timed passes over all queries on this thread, as peers.py does.
