@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,17 @@ import pytest
 
 DEPLOY = Path(__file__).resolve().parent.parent
 REPO = DEPLOY.parent
+
+
+def required_tool(name: str, require_env: str, package: str) -> str:
+    """The path of the command `name`; where it is missing, a skip that names the Debian
+    `package`, or a failure where `require_env` is set (as .ci/run sets it)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get(require_env):
+            pytest.fail(f"{require_env} is set and {name} is not installed")
+        pytest.skip(f"{name} is not installed (Debian: apt-get install {package})")
+    return path
 
 
 def router_bin() -> str:

@@ -12,14 +12,13 @@ import os
 import random
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, http, start_router, wait_ready
+from conftest import DEPLOY, http, required_tool, start_router, wait_ready
 
 SCRIPT = DEPLOY / "backup" / "vr-backup"
 KEY = "backup-test-key"
@@ -305,12 +304,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 
 
 def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        if os.environ.get("VR_REQUIRE_SYSTEMD_ANALYZE"):
-            pytest.fail("VR_REQUIRE_SYSTEMD_ANALYZE is set and systemd-analyze is not installed")
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
-    return path
+    return required_tool("systemd-analyze", "VR_REQUIRE_SYSTEMD_ANALYZE", "systemd")
 
 
 def verify_units(directory: Path, service_text: str, timer_text: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ series."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DEPLOY, http, start_router, wait_ready
+from conftest import DEPLOY, http, required_tool, start_router, wait_ready
 
 MONITORING = DEPLOY / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "vector-router.json"
@@ -28,12 +27,7 @@ TARGET_LABELS = {"instance", "job"}
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("VR_REQUIRE_PROMTOOL"):
-            pytest.fail("VR_REQUIRE_PROMTOOL is set and promtool is not installed")
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
-    return path
+    return required_tool("promtool", "VR_REQUIRE_PROMTOOL", "prometheus")
 
 
 def run(args, **kw) -> subprocess.CompletedProcess:
