@@ -15,9 +15,13 @@
 //! | primary record bytes, secondary record bytes | 8 + 8 |
 //! | quantizer: length, then `quant`'s own framed format (absent for `f32`/`f16`; a product quantizer gives the sub-space count, a RaBitQ one the bits a dimension) | 8 + n |
 //! | upper links: node count, then per node `offset`, word count, words | 8 + … |
-//! | primary records, `end × primary bytes`: state, payload, level-0 links | … |
+//! | primary records, `end × primary bytes`: state (`u32`, then 4 bytes of padding), payload, level-0 links (count, ids), then padding to the record size | … |
 //! | secondary records (full vectors of quantized storages), `end × secondary bytes` | … |
 //! | CRC-32 (IEEE) of everything above | 4 |
+//!
+//! Versions: 1 padded each primary record to whole cache lines (64 bytes); 2 writes the arena's
+//! own record size, which pads less (`arena::record_stride`). The fields sit at the same
+//! offsets in both, so this build reads either and keeps the arena's size in memory.
 //!
 //! The loader maps the file, checks the magic, version and checksum before it trusts a single
 //! field, then rebuilds the record store. With [`LoadOptions::vectors_on_disk`], the secondary
@@ -35,8 +39,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The magic bytes that open an index file.
 pub const MAGIC: [u8; 8] = *b"VRHNSW\0\0";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (it also reads version 1).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How [`HnswIndex::load`] places what it reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,10 +135,13 @@ impl HnswIndex {
         };
         let file = std::fs::File::open(path)?;
         let map = map_file(&file)?;
-        let body = persist::check_frame(&map, &MAGIC, FORMAT_VERSION).map_err(|e| match e {
-            persist::FrameError::BadMagic => corrupt("not an HNSW index file (bad magic)".into()),
-            e => corrupt(e.to_string()),
-        })?;
+        let (body, version) = persist::check_frame_versions(&map, &MAGIC, 1..=FORMAT_VERSION)
+            .map_err(|e| match e {
+                persist::FrameError::BadMagic => {
+                    corrupt("not an HNSW index file (bad magic)".into())
+                }
+                e => corrupt(e.to_string()),
+            })?;
         let mut r = Reader {
             cursor: persist::Cursor::new(body, 12),
             path,
@@ -210,8 +217,12 @@ impl HnswIndex {
         };
         let mut index = HnswIndex::with_codec(dim, metric, config, codec)
             .map_err(|e| corrupt(e.to_string()))?;
-        if index.arena.primary_bytes() != primary_bytes
-            || index.arena.secondary_bytes() != secondary_bytes
+        let link_words = 1 + index.config.m0();
+        let saved_primary_bytes = match version {
+            1 => (index.arena.links_offset() + 4 * link_words).next_multiple_of(64),
+            _ => index.arena.primary_bytes(),
+        };
+        if primary_bytes != saved_primary_bytes || index.arena.secondary_bytes() != secondary_bytes
         {
             return Err(corrupt(
                 "record sizes do not match the configuration".into(),
@@ -254,7 +265,6 @@ impl HnswIndex {
         }
         let secondary_on_disk = options.vectors_on_disk && secondary_bytes > 0;
         let payload_bytes = index.codec.payload_bytes(dim);
-        let link_words = 1 + index.config.m0();
         let mut published = 0usize;
         for slot in 0..end {
             let rec = &body[records_start + slot as usize * primary_bytes..][..primary_bytes];

@@ -139,7 +139,9 @@ pub enum FrameError {
     Version {
         /// What the file says.
         found: u32,
-        /// What this build reads.
+        /// The oldest version this build reads.
+        oldest: u32,
+        /// The version this build writes (the newest it reads).
         expected: u32,
     },
     /// The trailing CRC-32 does not match the contents.
@@ -157,7 +159,19 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::BadMagic => f.write_str("bad magic"),
-            FrameError::Version { found, expected } => {
+            FrameError::Version {
+                found,
+                oldest,
+                expected,
+            } if oldest < expected => {
+                write!(
+                    f,
+                    "format version {found}, this build reads {oldest} to {expected}"
+                )
+            }
+            FrameError::Version {
+                found, expected, ..
+            } => {
                 write!(f, "format version {found}, this build reads {expected}")
             }
             FrameError::Checksum {
@@ -183,14 +197,25 @@ pub fn check_frame<'a>(
     magic: &[u8; 8],
     version: u32,
 ) -> Result<&'a [u8], FrameError> {
+    check_frame_versions(bytes, magic, version..=version).map(|(body, _)| body)
+}
+
+/// [`check_frame`] for a format whose reader also takes older versions: any version in
+/// `versions`. Returns the contents and the version found.
+pub fn check_frame_versions<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    versions: std::ops::RangeInclusive<u32>,
+) -> Result<(&'a [u8], u32), FrameError> {
     if bytes.len() < magic.len() + 8 || bytes[..8] != magic[..] {
         return Err(FrameError::BadMagic);
     }
     let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if found != version {
+    if !versions.contains(&found) {
         return Err(FrameError::Version {
             found,
-            expected: version,
+            oldest: *versions.start(),
+            expected: *versions.end(),
         });
     }
     let (body, trailer) = bytes.split_at(bytes.len() - 4);
@@ -203,7 +228,7 @@ pub fn check_frame<'a>(
             covered: body.len(),
         });
     }
-    Ok(body)
+    Ok((body, found))
 }
 
 /// Little-endian fields read from a byte slice; `None` when the slice ends first.

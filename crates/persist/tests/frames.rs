@@ -1,7 +1,9 @@
 //! The frame refuses every damaged or foreign file, the cursor never reads past the end,
 //! and a failed replacement leaves the old file.
 
-use persist::{check_frame, replace_file, ChecksumWriter, Cursor, FrameError};
+use persist::{
+    check_frame, check_frame_versions, replace_file, ChecksumWriter, Cursor, FrameError,
+};
 use std::io::Write;
 
 const MAGIC: [u8; 8] = *b"TESTFMT\0";
@@ -59,8 +61,27 @@ fn every_damaged_byte_and_every_truncation_is_refused() {
         check_frame(&bytes, &MAGIC, 4),
         Err(FrameError::Version {
             found: 3,
+            oldest: 4,
             expected: 4
         })
+    );
+    // A reader of several versions takes each of them, says which, and refuses the others.
+    assert_eq!(
+        check_frame_versions(&bytes, &MAGIC, 2..=3).map(|(b, v)| (b.len(), v)),
+        Ok((bytes.len() - 4, 3))
+    );
+    let refused = check_frame_versions(&bytes, &MAGIC, 4..=5).unwrap_err();
+    assert_eq!(
+        refused,
+        FrameError::Version {
+            found: 3,
+            oldest: 4,
+            expected: 5
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "format version 3, this build reads 4 to 5"
     );
 }
 

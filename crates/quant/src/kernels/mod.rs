@@ -444,8 +444,12 @@ pub(crate) fn check_pq4(lut: usize, codes: usize, out: usize) {
     );
 }
 
-/// Asks the CPU to start loading the cache lines of `len` bytes from `ptr` (at most 512), so
-/// that a graph walk can fetch the next vectors while it measures the current one.
+/// Asks the CPU to start loading the cache lines that hold the `len` bytes from `ptr` (at
+/// most 8 lines), so that a graph walk can fetch the next vectors while it measures the
+/// current one.
+///
+/// Every line the range touches is asked for, also when `ptr` is not at the start of a line
+/// (a range of 200 bytes may span 5 lines, not 4).
 ///
 /// Safe for any pointer: a prefetch is a hint that never faults, reads nothing the program can
 /// observe and changes no memory. A no-op on targets without a prefetch hint.
@@ -454,13 +458,18 @@ pub fn prefetch(ptr: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let mut line = 0;
-        while line < len.min(512) {
+        let into_line = ptr as usize & 63;
+        let lines = if len == 0 {
+            0
+        } else {
+            (into_line + len).div_ceil(64).min(8)
+        };
+        let first = ptr.wrapping_sub(into_line);
+        for line in 0..lines {
             // SAFETY: `_mm_prefetch` never faults, even on an invalid address, and has no
             // effect on program semantics; `wrapping_add` computes the address without any
             // in-bounds requirement.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(line) as *const i8) };
-            line += 64;
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * 64) as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
