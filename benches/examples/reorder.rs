@@ -2,7 +2,8 @@
 //!
 //! Loads a saved `f32` index (`--index`, as `examples/hnsw --index` writes it), takes its
 //! base layer, and serves the same layer under three numberings through
-//! [`HnswIndex::from_graph`] (the levels above rebuilt over it, identically for each):
+//! [`HnswIndex::from_graph`], which rebuilds the levels above over it (a node's level is drawn
+//! from its number, so each numbering gets other upper levels and its recall differs a little):
 //!
 //! * `identity`: the order the points were inserted in;
 //! * `bfs`: breadth-first from node 0 over the base layer (the Cuthill-McKee family);

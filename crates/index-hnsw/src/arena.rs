@@ -96,12 +96,13 @@ pub(crate) struct Arena {
 /// measuring any node (its first `measured` bytes: state and payload) touches no more cache
 /// lines than it would in a record that starts a line.
 ///
-/// Records padded to whole lines waste up to 63 bytes each (48 a vector at 384 dimensions,
-/// 40 at 50 dimensions with 32 links). A stride that is a multiple of `g` (a power of two)
-/// puts records at every multiple of `g` within a line, so the worst start is `64 - g` bytes
-/// into one; the smallest `g` whose worst start still fits `measured` in the aligned line
-/// count is kept. The links, read for the far fewer nodes a walk expands, may straddle one
-/// more line.
+/// Records padded to whole lines waste up to 63 bytes each (52 at 384 dimensions of `f32` with
+/// 32 links, 44 at 50; this stride pads them by 4 and 12). A stride that is a multiple of `g`
+/// (a power of two) puts records at every multiple of `g` within a line, so the worst start
+/// is `64 - g` bytes into one; the smallest `g` whose worst start still fits `measured` in
+/// the aligned line count is kept. The links, read for the far fewer nodes a walk expands,
+/// may straddle one more line, and the last of them share a line with the next record's
+/// state: a concurrent insert's link write invalidates a line another thread's walk may read.
 pub(crate) fn record_stride(measured: usize, bytes: usize) -> usize {
     let lines = measured.div_ceil(64);
     let mut g = 8;

@@ -836,7 +836,7 @@ impl HnswIndex {
     /// Hints the CPU to load what [`HnswIndex::measure_exact`] and [`HnswIndex::node_vector`]
     /// read for `node`: the record's state and vector, or, for a quantized storage, the line of
     /// its state word and its full vector, which lives apart from the codes (of a long vector,
-    /// the first 512 bytes: `quant::kernels::prefetch` loads no more).
+    /// the first 8 cache lines: `quant::kernels::prefetch` loads no more).
     #[inline]
     pub(super) fn prefetch_exact(&self, node: u32) {
         if self.codec.kind().is_quantized() {

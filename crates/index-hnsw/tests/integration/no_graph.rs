@@ -140,7 +140,7 @@ fn no_graph_costs_no_link_memory_and_m_one_is_refused() {
     .unwrap();
     let (g, f) = (graph.memory_usage(), flat.memory_usage());
     assert_eq!(f.vector_bytes, g.vector_bytes);
-    // Without links a record holds its state word and the vector, padded to a cache line.
+    // Without links a record holds its state word and the vector, and at most a line of padding.
     assert!(
         f.index_bytes <= n * 64 && f.index_bytes * 3 <= g.index_bytes,
         "links kept without a graph: {} bytes against {}",
