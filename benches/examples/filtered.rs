@@ -31,17 +31,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use storage::{CollectionConfig, PointWrite, SearchRequest, Storage, Update, VectorSelector};
-use vr_benches::Workload;
+use vr_benches::{splitmix64, Workload};
 
 /// Selectivities in hundredths of a percent, and their field names.
 const FIELDS: [(u64, &str); 4] = [(5000, "s5000"), (1000, "s1000"), (100, "s100"), (10, "s10")];
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// Whether point `i` passes field `f` (index into `FIELDS`).
 fn passes(i: u64, f: usize) -> bool {

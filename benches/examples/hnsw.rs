@@ -9,9 +9,17 @@
 //! cargo run --release -p vr-benches --example hnsw -- --storage rabitq:1 --ef 64,128,256   # bound-driven re-ranking
 //! cargo run --release -p vr-benches --example hnsw -- --index data/glove.hnsw   # build once, then reuse
 //! cargo run --release -p vr-benches --example hnsw -- --k 100 --ef 128,256   # recall@100, 100 results
+//! cargo run --release -p vr-benches --example hnsw -- --index data/glove.hnsw --filter-share 10,3,25
 //! ```
+//!
+//! `--filter-share P,...` adds, after the unfiltered sweep, one sweep per share: a seeded
+//! random bitset passing `P` percent of the points (point `i` passes when
+//! `splitmix64(i) % 1,000,000 < P · 10,000`), recall against an exact scan of the passing
+//! points, `--filter-queries` queries (default 1,000), and the QPS of an exact scan of the
+//! passing points beside it. It measures the index's own filter planner (scan, filter-first
+//! walk or plain walk, by the bitset's count) on a saved graph, at any share and on any set.
 
-use index_core::{SearchParams, VectorIndex};
+use index_core::{AllowedSet, PointFilter, SearchParams, VectorIndex};
 use index_hnsw::{HnswConfig, HnswIndex, LoadOptions, StorageKind};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +46,8 @@ fn main() {
     let mut self_check = false;
     // Results asked for, and the k of recall@k (the ground truth holds 100).
     let mut k = 10;
+    let mut filter_shares: Vec<f64> = Vec::new();
+    let mut filter_queries = 1_000;
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -86,6 +96,18 @@ fn main() {
             "--index" => cache = Some(PathBuf::from(value)),
             "--self-check" => self_check = value == "yes",
             "--k" => k = num(&value).clamp(1, 100),
+            "--filter-share" => {
+                filter_shares = value
+                    .split(',')
+                    .map(|v| match v.parse::<f64>() {
+                        Ok(p) if p > 0.0 && p <= 100.0 => p,
+                        _ => fail(format!(
+                            "--filter-share: {v} is not a percentage in (0, 100]"
+                        )),
+                    })
+                    .collect()
+            }
+            "--filter-queries" => filter_queries = num(&value).max(1),
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -222,4 +244,96 @@ fn main() {
         rows.push((ef, recall, qps));
     }
     vr_benches::print_best_qps_at("ef", k, &rows);
+    let unfiltered = rows;
+
+    for share in filter_shares {
+        let n = w.len() as u32;
+        let mut allowed = AllowedSet::with_capacity(n as usize);
+        let cut = (share * 10_000.0).round() as u64;
+        for i in 0..n {
+            if vr_benches::splitmix64(i as u64) % 1_000_000 < cut {
+                allowed.insert(i);
+            }
+        }
+        let passing: Vec<u32> = allowed.iter().collect();
+        let nq = filter_queries.min(w.num_queries());
+        // The filtered ground truth: an exact scan of the passing points, the same distance.
+        let truth: Vec<Vec<u32>> = pool.install(|| {
+            use rayon::prelude::*;
+            (0..nq)
+                .into_par_iter()
+                .map(|i| {
+                    let found = index
+                        .exact_search(w.query(i), &passing, k)
+                        .expect("exact search");
+                    found.iter().map(|s| s.offset).collect()
+                })
+                .collect()
+        });
+        println!(
+            "\nfilter: {share}% of the points pass ({} of {n}), {nq} queries",
+            passing.len()
+        );
+        println!("\n| ef | recall@{k} | QPS (1 thread) | QPS unfiltered at this recall |");
+        println!("|---|---|---|---|");
+        let filter: &dyn PointFilter = &allowed;
+        let mut rows: Vec<(usize, f64, f64)> = Vec::new();
+        for &ef in &efs {
+            let params = SearchParams {
+                hnsw_ef: Some(ef),
+                oversampling: fixed_oversampling,
+                ..SearchParams::top(k)
+            };
+            let mut best = f64::INFINITY;
+            let mut recall = 0.0;
+            for _ in 0..3 {
+                let t = Instant::now();
+                let mut total = 0.0;
+                for (i, want) in truth.iter().enumerate() {
+                    let found = index
+                        .search(w.query(i), &params, Some(filter))
+                        .expect("search");
+                    let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
+                    total += recall_at(&ids, want, k.min(want.len()));
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+                recall = total / nq as f64;
+            }
+            let qps = nq as f64 / best;
+            let level = vr_benches::qps_at_recall(&unfiltered, recall)
+                .map_or("-".to_string(), |q| format!("{q:.0}"));
+            println!("| {ef} | {recall:.4} | {qps:.0} | {level} |");
+            rows.push((ef, recall, qps));
+        }
+        vr_benches::print_best_qps_at("ef", k, &rows);
+        // What the planner's other path would serve: an exact scan of the passing points
+        // (recall 1), on at most 200 queries, one pass (it is slow at wide shares).
+        let scanned = nq.min(200);
+        let exact = SearchParams {
+            exact: true,
+            ..SearchParams::top(k)
+        };
+        let t = Instant::now();
+        for i in 0..scanned {
+            index
+                .search(w.query(i), &exact, Some(filter))
+                .expect("exact search");
+        }
+        println!(
+            "exact scan of the passing points: {:.0} QPS ({scanned} queries)",
+            scanned as f64 / t.elapsed().as_secs_f64()
+        );
+        for level in [0.95, 0.99] {
+            match (
+                vr_benches::qps_at_recall(&rows, level),
+                vr_benches::qps_at_recall(&unfiltered, level),
+            ) {
+                (Some(f), Some(u)) => println!(
+                    "at recall@{k} {level}, interpolated: {f:.0} QPS filtered, {u:.0} unfiltered, ratio {:.2}",
+                    f / u
+                ),
+                _ => println!("at recall@{k} {level}: not bracketed by the sweeps"),
+            }
+        }
+    }
 }

@@ -160,6 +160,33 @@ pub fn recall_at(found: &[u32], truth: &[u32], k: usize) -> f64 {
     found.iter().take(k).filter(|i| truth.contains(i)).count() as f64 / k as f64
 }
 
+/// QPS at `recall` read off a sweep of `(knob value, recall, QPS)` rows, linearly
+/// interpolated between the two rows whose recalls bracket it (the way `docs/benchmarks.md`
+/// compares sweeps whose knobs land on different recalls); `None` when no two rows do.
+pub fn qps_at_recall(rows: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
+    let mut sorted: Vec<(f64, f64)> = rows.iter().map(|r| (r.1, r.2)).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sorted.windows(2).find_map(|pair| {
+        let ((r0, q0), (r1, q1)) = (pair[0], pair[1]);
+        if !(r0..=r1).contains(&recall) {
+            return None;
+        }
+        if r1 == r0 {
+            return Some(q0.max(q1));
+        }
+        Some(q0 + (q1 - q0) * (recall - r0) / (r1 - r0))
+    })
+}
+
+/// SplitMix64's output function: the seeded payloads and filters of the benchmarks, which
+/// any language reproduces (`benches/filtered_peer.py` does).
+pub fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// Resident set size of this process, from /proc (0 where it cannot be read).
 pub fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/status")
@@ -193,4 +220,30 @@ pub fn print_best_qps_at(knob: &str, k: usize, rows: &[(usize, f64, f64)]) {
         }
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qps_at_recall_interpolates_between_bracketing_rows() {
+        // Rows in knob order, recall rising and QPS falling, as a sweep of `ef` gives them.
+        let rows = [(32, 0.90, 4000.0), (64, 0.94, 3000.0), (128, 0.98, 1000.0)];
+        assert_eq!(qps_at_recall(&rows, 0.94), Some(3000.0));
+        let mid = qps_at_recall(&rows, 0.96).unwrap();
+        assert!((mid - 2000.0).abs() < 1e-6, "{mid}");
+        let low = qps_at_recall(&rows, 0.91).unwrap();
+        assert!((low - 3750.0).abs() < 1e-6, "{low}");
+        assert_eq!(qps_at_recall(&rows, 0.99), None);
+        assert_eq!(qps_at_recall(&rows, 0.85), None);
+        assert_eq!(qps_at_recall(&rows[..1], 0.90), None);
+    }
+
+    #[test]
+    fn splitmix64_matches_the_reference_sequence() {
+        // The first outputs of Vigna's splitmix64 seeded with 0: state + golden gamma, mixed.
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0x6E78_9E6A_A1B9_65F4);
+    }
 }
