@@ -100,9 +100,10 @@ fn main() {
                 filter_shares = value
                     .split(',')
                     .map(|v| match v.parse::<f64>() {
-                        Ok(p) if p > 0.0 && p <= 100.0 => p,
+                        // One point in a million is the finest share the filter draws.
+                        Ok(p) if (0.0001..=100.0).contains(&p) => p,
                         _ => fail(format!(
-                            "--filter-share: {v} is not a percentage in (0, 100]"
+                            "--filter-share: {v} is not a percentage from 0.0001 to 100"
                         )),
                     })
                     .collect()
@@ -256,6 +257,10 @@ fn main() {
             }
         }
         let passing: Vec<u32> = allowed.iter().collect();
+        if passing.is_empty() {
+            println!("\nfilter: {share}% of the points pass: none here, no sweep");
+            continue;
+        }
         let nq = filter_queries.min(w.num_queries());
         // The filtered ground truth: an exact scan of the passing points, the same distance.
         let truth: Vec<Vec<u32>> = pool.install(|| {
