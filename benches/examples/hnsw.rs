@@ -17,10 +17,12 @@
 //! `splitmix64(i) % 1,000,000 < P · 10,000`), recall against an exact scan of the passing
 //! points, `--filter-queries` queries (default 1,000), and the QPS of an exact scan of the
 //! passing points beside it. It measures the index's own filter planner (scan, filter-first
-//! walk or plain walk, by the bitset's count) on a saved graph, at any share and on any set.
+//! walk or plain walk, by the bitset's count and the asked `ef`; each row names the path) on
+//! a saved graph, at any share and on any set. `--filter-walk yes` sweeps the filter-first
+//! walk as well, at every `ef`, where the planner would scan.
 
 use index_core::{AllowedSet, PointFilter, SearchParams, VectorIndex};
-use index_hnsw::{HnswConfig, HnswIndex, LoadOptions, StorageKind};
+use index_hnsw::{FilterPlan, HnswConfig, HnswIndex, LoadOptions, StorageKind};
 use std::path::PathBuf;
 use std::time::Instant;
 use vr_benches::{recall_at, Workload};
@@ -48,6 +50,7 @@ fn main() {
     let mut k = 10;
     let mut filter_shares: Vec<f64> = Vec::new();
     let mut filter_queries = 1_000;
+    let mut filter_walk = false;
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -109,6 +112,7 @@ fn main() {
                     .collect()
             }
             "--filter-queries" => filter_queries = num(&value).max(1),
+            "--filter-walk" => filter_walk = value == "yes",
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -221,7 +225,8 @@ fn main() {
             ..SearchParams::top(k)
         };
         let reranked_before = index.reranked();
-        let (recall, qps) = timed_sweep(&index, &w, &w.truth[..w.num_queries()], &params, None);
+        let (recall, qps) =
+            timed_sweep(&index, &w, &w.truth[..w.num_queries()], &params, None, None);
         // Bound-driven re-ranks (RaBitQ); a fixed oversampling re-ranks `limit · oversampling`.
         let reranked = (index.reranked() - reranked_before) as f64 / (3 * w.num_queries()) as f64;
         println!(
@@ -265,8 +270,10 @@ fn main() {
             "\nfilter: {share}% of the points pass ({} of {n}), {nq} queries",
             passing.len()
         );
-        println!("\n| ef | recall@{k} | QPS (1 thread) | QPS unfiltered at this recall |");
-        println!("|---|---|---|---|");
+        println!(
+            "\n| ef | path the planner takes | recall@{k} | QPS (1 thread) | QPS unfiltered at this recall |"
+        );
+        println!("|---|---|---|---|---|");
         let filter: &dyn PointFilter = &allowed;
         let mut rows: Vec<(usize, f64, f64)> = Vec::new();
         for &ef in &efs {
@@ -275,13 +282,32 @@ fn main() {
                 oversampling: fixed_oversampling,
                 ..SearchParams::top(k)
             };
-            let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter));
+            let path = index.filter_plan(&params, Some(filter));
+            let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), None);
             let level = vr_benches::qps_at_recall(&unfiltered, recall)
                 .map_or("-".to_string(), |q| format!("{q:.0}"));
-            println!("| {ef} | {recall:.4} | {qps:.0} | {level} |");
+            println!("| {ef} | {path:?} | {recall:.4} | {qps:.0} | {level} |");
             rows.push((ef, recall, qps));
         }
         vr_benches::print_best_qps_at("ef", k, &rows);
+        // The filter-first walk at every `ef`, where the planner may have scanned instead.
+        let mut walk_rows: Vec<(usize, f64, f64)> = Vec::new();
+        if filter_walk {
+            println!("\nthe filter-first walk at every ef (told to walk):\n");
+            println!("| ef | recall@{k} | QPS (1 thread) |");
+            println!("|---|---|---|");
+            for &ef in &efs {
+                let params = SearchParams {
+                    hnsw_ef: Some(ef),
+                    oversampling: fixed_oversampling,
+                    ..SearchParams::top(k)
+                };
+                let walk = Some(FilterPlan::FilterFirst);
+                let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), walk);
+                println!("| {ef} | {recall:.4} | {qps:.0} |");
+                walk_rows.push((ef, recall, qps));
+            }
+        }
         // What the planner's other path would serve: an exact scan of the passing points
         // (recall 1), on at most 200 queries, one pass (it is slow at wide shares).
         let scanned = nq.min(200);
@@ -300,15 +326,19 @@ fn main() {
             scanned as f64 / t.elapsed().as_secs_f64()
         );
         for level in [0.95, 0.99] {
+            let walk = vr_benches::qps_at_least_recall(&walk_rows, level)
+                .map_or(String::new(), |q| format!(" (the walk alone: {q:.0})"));
             match (
-                vr_benches::qps_at_recall(&rows, level),
+                vr_benches::qps_at_least_recall(&rows, level),
                 vr_benches::qps_at_recall(&unfiltered, level),
             ) {
                 (Some(f), Some(u)) => println!(
-                    "at recall@{k} {level}, interpolated: {f:.0} QPS filtered, {u:.0} unfiltered, ratio {:.2}",
+                    "at recall@{k} {level}: {f:.0} QPS filtered (at least {level}){walk}, {u:.0} unfiltered (interpolated), ratio {:.2}",
                     f / u
                 ),
-                _ => println!("at recall@{k} {level}: not bracketed by the sweeps"),
+                _ => println!(
+                    "at recall@{k} {level}: not reached or not bracketed by the sweeps{walk}"
+                ),
             }
         }
     }
@@ -323,6 +353,7 @@ fn timed_sweep(
     truth: &[Vec<u32>],
     params: &SearchParams,
     filter: Option<&dyn PointFilter>,
+    plan: Option<FilterPlan>,
 ) -> (f64, f64) {
     let mut best = f64::INFINITY;
     let mut recall = 0.0;
@@ -330,7 +361,9 @@ fn timed_sweep(
         let t = Instant::now();
         let mut total = 0.0;
         for (i, want) in truth.iter().enumerate() {
-            let found = index.search(w.query(i), params, filter).expect("search");
+            let found = index
+                .search_with_plan(w.query(i), params, filter, plan)
+                .expect("search");
             let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
             total += recall_at(&ids, want, params.limit.min(want.len()));
         }

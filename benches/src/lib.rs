@@ -178,6 +178,26 @@ pub fn qps_at_recall(rows: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
     })
 }
 
+/// The most QPS a sweep offers at a recall of at least `recall`: [`qps_at_recall`] where two
+/// rows bracket it, or any row at or above it if that is more; `None` when no row reaches it.
+///
+/// A sweep through a planner is not one trade-off curve: past some knob value a filtered
+/// search switches from the walk to an exact scan (recall 1), which may serve more QPS than
+/// the walk's last rows below it, and every row may already lie above `recall`. The figure
+/// can only understate what an interpolation on the faster path would give, so a ratio with
+/// it in the numerator is conservative.
+pub fn qps_at_least_recall(rows: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
+    let above = rows
+        .iter()
+        .filter(|r| r.1 >= recall)
+        .map(|r| r.2)
+        .max_by(f64::total_cmp);
+    match (qps_at_recall(rows, recall), above) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// SplitMix64's output function: the seeded payloads and filters of the benchmarks, which
 /// any language reproduces (`benches/filtered_peer.py` does).
 pub fn splitmix64(mut x: u64) -> u64 {
@@ -238,6 +258,26 @@ mod tests {
         assert_eq!(qps_at_recall(&rows, 0.99), None);
         assert_eq!(qps_at_recall(&rows, 0.85), None);
         assert_eq!(qps_at_recall(&rows[..1], 0.90), None);
+    }
+
+    #[test]
+    fn qps_at_least_recall_takes_a_faster_row_above_the_level() {
+        // A walk, then an exact scan from ef 128 on: recall 1, faster than the walk's ef 96.
+        let rows = [
+            (64, 0.92, 3000.0),
+            (96, 0.96, 2000.0),
+            (128, 1.0, 2300.0),
+            (256, 1.0, 2250.0),
+        ];
+        assert_eq!(qps_at_least_recall(&rows, 0.95), Some(2300.0));
+        // Below where the scan starts paying, the interpolation on the walk wins.
+        let walk = qps_at_least_recall(&rows, 0.93).unwrap();
+        assert!((walk - 2750.0).abs() < 1e-6, "{walk}");
+        // Every row above the level (all scans) or none reaching it.
+        let scans = [(16, 1.0, 5300.0), (32, 1.0, 5100.0)];
+        assert_eq!(qps_at_least_recall(&scans, 0.95), Some(5300.0));
+        assert_eq!(qps_at_recall(&scans, 0.95), None);
+        assert_eq!(qps_at_least_recall(&rows[..2], 0.99), None);
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub struct HnswConfig {
     /// `ef` used when a search does not give one. Default 64.
     pub ef_search: usize,
     /// Below this many allowed points a filtered search scans them exactly instead of walking
-    /// the graph (Qdrant's `full_scan_threshold`, here in points). Default 10,000.
+    /// the graph (Qdrant's `full_scan_threshold`, here in points). Default 10,000. Above it
+    /// the planner still scans where its cost model finds the scan cheaper than the walk at
+    /// the asked `ef`, or the allowed points too sparse for the walk to keep its recall.
     pub full_scan_threshold: usize,
     /// How vectors are stored for the walk. Default [`StorageKind::F32`].
     pub storage: StorageKind,

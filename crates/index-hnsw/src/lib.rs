@@ -18,12 +18,15 @@
 //!   oversampling) only the candidates whose bound reaches below the `limit`-th exact
 //!   distance so far ([`HnswIndex::reranked`] counts them).
 //! * **Filters**: a predicate or bitset of allowed offsets, and a planner that chooses per
-//!   search from the filter's count (a bitset's own, or a sample of a predicate): few allowed
-//!   points (below `full_scan_threshold`) are scanned exactly; when under half of the points
-//!   pass, the walk moves through allowed nodes only, looking through disallowed neighbours
-//!   to theirs (two hops, as ACORN-1 does), so a narrow filter neither cuts the walk off nor
-//!   makes it crawl the graph; when most pass, the walk goes through every node and keeps the
-//!   allowed ones. A bitset filter is tested inline.
+//!   search from the filter's count (a bitset's own, or a sample of a predicate) and the
+//!   asked `ef`: allowed points below `full_scan_threshold`, or too sparse for the walk to
+//!   keep its recall, are scanned exactly; so are they where a cost model, in bytes of
+//!   memory traffic, says the scan costs less than the walk; otherwise, when under half of
+//!   the points pass, the walk moves through allowed nodes only, looking through disallowed
+//!   neighbours to theirs (two hops, as ACORN-1 does), with `ef` raised as the share falls so
+//!   that its recall holds; when most pass, the walk goes through every node and keeps the
+//!   allowed ones. [`HnswIndex::filter_plan`] says which path a search takes, and
+//!   [`HnswIndex::search_with_plan`] runs a given one. A bitset filter is tested inline.
 //! * **Every point findable**: an insert writes its own lists on every level before any node
 //!   links to it, so a concurrent insert never descends onto a node with empty lists; after a
 //!   build (or a batch, [`HnswIndex::link_unreachable`]) every node is searched for with its
@@ -67,5 +70,5 @@ mod persist;
 mod visited;
 
 pub use config::{HnswConfig, StorageKind, EF_CONSTRUCT_RANGE, M_RANGE};
-pub use index::{BaseLayer, HnswIndex};
+pub use index::{BaseLayer, FilterPlan, HnswIndex};
 pub use persist::LoadOptions;

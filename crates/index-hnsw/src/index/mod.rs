@@ -56,6 +56,25 @@ const FILTER_SAMPLE: usize = 256;
 /// and keeping the allowed ones: the plain walk's stopping rule waits for `ef` allowed
 /// results, so with few of them it crawls through most of the graph.
 const FILTER_FIRST_BELOW: f64 = 0.5;
+/// Allowed nodes an expansion of the filter-first walk must measure, by the planner's
+/// estimate ([`HnswIndex::filter_first_expansion`]), for the planner to walk at all: with
+/// `m0` 32, about 0.75% of the points passing.
+const MIN_MEASURED_PER_EXPANSION: f64 = 3.0;
+/// The planner's cost model ([`HnswIndex::scan_is_cheaper`]), in bytes of memory traffic
+/// (one byte read in sequence costs 1): what a scanned point costs beside its vector's bytes
+/// (its state, the distance, the heap).
+const SCAN_POINT_OVERHEAD: f64 = 64.0;
+/// Testing a predicate filter on one point during a scan: the record's state line, read in
+/// sequence, and the call.
+const PREDICATE_SCAN_COST: f64 = 100.0;
+/// A record read at random: the miss before its first byte arrives (about 60 ns, where a
+/// core streams about 10 bytes a nanosecond).
+const RANDOM_READ_COST: f64 = 600.0;
+/// A byte of a record read at random: its lines come one after another, a little slower
+/// than a stream.
+const RANDOM_BYTE_COST: f64 = 1.2;
+/// Looking through a disallowed node: a miss for its link list, and a test of each link.
+const LOOK_THROUGH_COST: f64 = 1_000.0;
 
 /// A base layer built elsewhere, for [`HnswIndex::from_graph`].
 #[derive(Debug, Clone, Copy)]
@@ -71,9 +90,10 @@ pub struct BaseLayer<'a> {
     pub hierarchy: bool,
 }
 
-/// How a filtered search runs; see [`HnswIndex::plan`].
+/// How a filtered search runs: what the planner chooses ([`HnswIndex::filter_plan`]), or
+/// what [`HnswIndex::search_with_plan`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FilterPlan {
+pub enum FilterPlan {
     /// Exact distances to every allowed point.
     Scan,
     /// The walk over allowed nodes only, with two-hop expansion past disallowed ones.
@@ -894,13 +914,7 @@ impl VectorIndex for HnswIndex {
         params: &SearchParams,
         filter: Option<&dyn PointFilter>,
     ) -> Result<Vec<ScoredOffset>> {
-        params.validate()?;
-        let q = prepared_vector(query, self.dim, self.metric)?;
-        let mut found = self.search_prepared(&q, params, filter);
-        if let Some(max) = params.max_distance {
-            found.retain(|c| c.distance <= max);
-        }
-        Ok(found)
+        self.search_with_plan(query, params, filter, None)
     }
 
     fn memory_usage(&self) -> MemoryUsage {

@@ -1,22 +1,33 @@
-//! Filtered search equals filtered brute force at 1%, 10% and 50% selectivity.
+//! Filtered search equals filtered brute force at 1% to 50% selectivity, down the planner's
+//! path and down the filter-first walk; the planner's choices.
 
 use crate::common::{brute_force, clustered, queries, recall};
 use index_core::{AllowedSet, PointFilter, SearchParams, VectorIndex};
-use index_hnsw::{HnswConfig, HnswIndex};
+use index_hnsw::{FilterPlan, HnswConfig, HnswIndex};
 use quant::Metric;
 
 #[test]
 fn filtered_recall_at_several_selectivities() {
-    let (n, dim) = (20_000, 32);
-    let data = clustered(n, dim, 0.3, 5);
-    let qs = queries(100, dim, 0.3);
-    // A small full-scan threshold so that 10% and 50% go through the graph walk.
+    let (n, dim) = (100_000, 32);
+    let data = clustered(n, dim, 1.0, 5);
+    let qs = queries(100, dim, 1.0);
     let config = HnswConfig {
         full_scan_threshold: 1_000,
         ..HnswConfig::default()
     };
     let index = HnswIndex::build(dim, Metric::Euclidean, config, &data).unwrap();
-    for percent in [1u32, 10, 50] {
+    // Each share down the planner's path, and at 10% and 25% down the filter-first walk as
+    // well, where the planner scans 10% of the points: the walk is told to run. At `ef` 64
+    // it measures about 1,700 of the 10,000 points passing at 10% (64 expansions of some
+    // 26), so recall is the approximate path's.
+    let cases = [
+        (1u32, None),
+        (10, None),
+        (10, Some(FilterPlan::FilterFirst)),
+        (25, Some(FilterPlan::FilterFirst)),
+        (50, None),
+    ];
+    for (percent, plan) in cases {
         // Allowed: a hash-scattered subset, so it is not correlated with the clusters.
         let pick = |i: u32| (i.wrapping_mul(2654435761) >> 8) % 100 < percent;
         let set: AllowedSet = (0..n as u32).filter(|&i| pick(i)).collect();
@@ -24,16 +35,19 @@ fn filtered_recall_at_several_selectivities() {
             ("bitset", &set as &dyn PointFilter),
             ("predicate", &pick as &dyn PointFilter),
         ] {
+            let params = SearchParams {
+                hnsw_ef: Some(64),
+                ..SearchParams::top(10)
+            };
+            let path = plan.unwrap_or_else(|| index.filter_plan(&params, Some(filter)));
             let mut total = 0.0;
             for q in qs.chunks_exact(dim) {
-                let params = SearchParams {
-                    hnsw_ef: Some(64),
-                    ..SearchParams::top(10)
-                };
-                let found = index.search(q, &params, Some(filter)).unwrap();
+                let found = index
+                    .search_with_plan(q, &params, Some(filter), plan)
+                    .unwrap();
                 assert!(
                     found.iter().all(|s| pick(s.offset)),
-                    "{percent}% {name}: a disallowed point was returned"
+                    "{percent}% {name} ({path:?}): a disallowed point was returned"
                 );
                 total += recall(
                     &found,
@@ -41,9 +55,96 @@ fn filtered_recall_at_several_selectivities() {
                 );
             }
             let r = total / 100.0;
-            eprintln!("filter {percent}% ({name}): recall@10 = {r:.4}");
-            assert!(r >= 0.95, "{percent}% {name}: recall@10 {r:.4}");
+            eprintln!("filter {percent}% ({name}, {path:?}): recall@10 = {r:.4}");
+            assert!(r >= 0.95, "{percent}% {name} ({path:?}): recall@10 {r:.4}");
         }
+    }
+}
+
+/// The planner's choices where the cost model's two sides differ several times over (the
+/// model is in `index/search.rs`): the floor, the scan of a narrow bitset, the walk at a
+/// small `ef`, the plain walk when most points pass, and a predicate (which a scan must
+/// test on every point) kept on the walk where a bitset of the same share is scanned.
+#[test]
+fn the_planner_scans_where_scanning_costs_less_than_the_walk() {
+    let (n, dim) = (20_000, 32);
+    let data = clustered(n, dim, 0.3, 7);
+    let build = |full_scan_threshold| {
+        let config = HnswConfig {
+            full_scan_threshold,
+            ..HnswConfig::default()
+        };
+        HnswIndex::build(dim, Metric::Euclidean, config, &data).unwrap()
+    };
+    let index = build(0);
+    let share = |percent: u32| {
+        let pick = move |i: u32| (i.wrapping_mul(2654435761) >> 8) % 100 < percent;
+        let set: AllowedSet = (0..n as u32).filter(|&i| pick(i)).collect();
+        (pick, set)
+    };
+    let ef = |ef| SearchParams {
+        hnsw_ef: Some(ef),
+        ..SearchParams::top(10)
+    };
+    let (_, set10) = share(10);
+    let (pick20, set20) = share(20);
+    let (_, set40) = share(40);
+    let (_, set60) = share(60);
+    // 2,000 points scanned in order cost less than a walk of `ef` 64 through them (about 64
+    // expansions, each measuring some 26 allowed nodes at random and looking through 15).
+    assert_eq!(index.filter_plan(&ef(64), Some(&set10)), FilterPlan::Scan);
+    // The walk's cost grows with `ef`, the scan's does not: a wide `ef` scans even 40%.
+    assert_eq!(
+        index.filter_plan(&ef(4_000), Some(&set40)),
+        FilterPlan::Scan
+    );
+    // At the smallest `ef` the walk is the cheaper path at 20% and 40%.
+    assert_eq!(
+        index.filter_plan(&ef(10), Some(&set20)),
+        FilterPlan::FilterFirst
+    );
+    assert_eq!(
+        index.filter_plan(&ef(10), Some(&set40)),
+        FilterPlan::FilterFirst
+    );
+    // A predicate that passes 20% cannot list its points: scanning it tests all 20,000, so
+    // it walks where the bitset of the same points is scanned.
+    assert_eq!(index.filter_plan(&ef(64), Some(&set20)), FilterPlan::Scan);
+    assert_eq!(
+        index.filter_plan(&ef(64), Some(&pick20)),
+        FilterPlan::FilterFirst
+    );
+    // Most points pass: the plain walk, whatever `ef`.
+    for e in [10, 64, 4_000] {
+        assert_eq!(
+            index.filter_plan(&ef(e), Some(&set60)),
+            FilterPlan::PassThrough
+        );
+    }
+    // Below `full_scan_threshold` the scan, even where the model would walk.
+    let floored = build(5_000);
+    assert_eq!(floored.filter_plan(&ef(10), Some(&set20)), FilterPlan::Scan);
+    assert_eq!(
+        floored.filter_plan(&ef(10), Some(&set40)),
+        FilterPlan::FilterFirst
+    );
+    // The planned scan is exact: the same points and distances as a brute-force scan.
+    let qs = queries(20, dim, 0.3);
+    for q in qs.chunks_exact(dim) {
+        let found = index.search(q, &ef(64), Some(&set10)).unwrap();
+        let exact = index
+            .search(
+                q,
+                &SearchParams {
+                    exact: true,
+                    ..ef(64)
+                },
+                Some(&set10),
+            )
+            .unwrap();
+        assert_eq!(found, exact);
+        let want = brute_force(&data, dim, Metric::Euclidean, q, 10, |_| true, Some(&set10));
+        assert_eq!(found.iter().map(|s| s.offset).collect::<Vec<_>>(), want);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::common::{brute_force, clustered, queries, recall};
 use index_core::{AllowedSet, IndexError, PointFilter, SearchParams, VectorIndex};
-use index_hnsw::{HnswConfig, HnswIndex, StorageKind};
+use index_hnsw::{FilterPlan, HnswConfig, HnswIndex, StorageKind};
 use quant::{kernels, Metric};
 
 fn rabitq(bits: u8) -> HnswConfig {
@@ -20,15 +20,16 @@ fn rabitq(bits: u8) -> HnswConfig {
 fn check(
     index: &HnswIndex,
     data: &[f32],
-    dim: usize,
     metric: Metric,
     qs: &[f32],
     params: &SearchParams,
     filter: Option<&dyn PointFilter>,
+    plan: Option<FilterPlan>,
 ) -> f64 {
+    let dim = index.dim();
     let mut total = 0.0;
     for q in qs.chunks_exact(dim) {
-        let found = index.search(q, params, filter).unwrap();
+        let found = index.search_with_plan(q, params, filter, plan).unwrap();
         let mut pq = q.to_vec();
         metric.prepare(&mut pq);
         for s in &found {
@@ -70,7 +71,7 @@ fn one_bit_walk_with_bound_driven_rescoring_reaches_recall() {
             ..SearchParams::top(10)
         };
         let before = index.reranked();
-        let r = check(&index, &data, dim, metric, &qs, &params, None);
+        let r = check(&index, &data, metric, &qs, &params, None, None);
         let per_query = (index.reranked() - before) as f64 / 100.0;
         let mem = index.memory_usage();
         eprintln!(
@@ -123,7 +124,7 @@ fn extended_codes_rank_well_without_rescoring() {
             ..SearchParams::top(10)
         };
         let before = index.reranked();
-        let r = check(&index, &data, dim, Metric::Cosine, &qs, &params, None);
+        let r = check(&index, &data, Metric::Cosine, &qs, &params, None, None);
         let per_query = (index.reranked() - before) as f64 / 100.0;
         eprintln!(
             "rabitq {bits} bits: recall@10 {r_raw:.4} without re-ranking, {r:.4} with ({per_query:.1} a query)"
@@ -167,7 +168,7 @@ fn fixed_oversampling_and_filters() {
         ..SearchParams::top(10)
     };
     let before = index.reranked();
-    let r = check(&index, &data, dim, Metric::Euclidean, &qs, &fixed, None);
+    let r = check(&index, &data, Metric::Euclidean, &qs, &fixed, None, None);
     assert_eq!(
         index.reranked(),
         before,
@@ -175,22 +176,33 @@ fn fixed_oversampling_and_filters() {
     );
     eprintln!("rabitq 1 bit, oversampling 8: recall@10 = {r:.4}");
     assert!(r >= 0.95, "oversampling 8: recall@10 {r:.4}");
-    // 6% (1,200 points) is above the full-scan threshold: each share goes through a walk.
-    for percent in [6u32, 10, 60] {
+    // Each share goes through a walk: the filter-first walk at 6% and 10% (told to: on 20,000
+    // points the planner would scan 1,200 or 2,000 of them), the plain walk at 60%.
+    for (percent, plan) in [
+        (6u32, Some(FilterPlan::FilterFirst)),
+        (10, Some(FilterPlan::FilterFirst)),
+        (60, None),
+    ] {
         let pick = |i: u32| (i.wrapping_mul(2654435761) >> 8) % 100 < percent;
         let set: AllowedSet = (0..n as u32).filter(|&i| pick(i)).collect();
         let params = SearchParams {
             hnsw_ef: Some(128),
             ..SearchParams::top(10)
         };
+        if plan.is_none() {
+            assert_eq!(
+                index.filter_plan(&params, Some(&set)),
+                FilterPlan::PassThrough
+            );
+        }
         let r = check(
             &index,
             &data,
-            dim,
             Metric::Euclidean,
             &qs,
             &params,
             Some(&set),
+            plan,
         );
         eprintln!("rabitq 1 bit, filter {percent}%: recall@10 = {r:.4}");
         assert!(r >= 0.95, "filter {percent}%: recall@10 {r:.4}");
