@@ -18,8 +18,9 @@
 //! points, `--filter-queries` queries (default 1,000), and the QPS of an exact scan of the
 //! passing points beside it. It measures the index's own filter planner (scan, filter-first
 //! walk or plain walk, by the bitset's count and the asked `ef`; each row names the path) on
-//! a saved graph, at any share and on any set. `--filter-walk yes` sweeps the filter-first
-//! walk as well, at every `ef`, where the planner would scan.
+//! a saved graph, at any share and on any set. `--filter-walk filter-first,plain` (`yes` for
+//! `filter-first`) sweeps those walks as well, each at every `ef`, whatever the planner
+//! would take.
 
 use index_core::{AllowedSet, PointFilter, SearchParams, VectorIndex};
 use index_hnsw::{FilterPlan, HnswConfig, HnswIndex, LoadOptions, StorageKind};
@@ -50,7 +51,8 @@ fn main() {
     let mut k = 10;
     let mut filter_shares: Vec<f64> = Vec::new();
     let mut filter_queries = 1_000;
-    let mut filter_walk = false;
+    // Paths swept on their own after the planner's, at every `ef` (`--filter-walk`).
+    let mut forced_paths: Vec<FilterPlan> = Vec::new();
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("error: {msg}");
@@ -112,7 +114,18 @@ fn main() {
                     .collect()
             }
             "--filter-queries" => filter_queries = num(&value).max(1),
-            "--filter-walk" => filter_walk = value == "yes",
+            "--filter-walk" => {
+                forced_paths = value
+                    .split(',')
+                    .map(|v| match v {
+                        "yes" | "filter-first" => FilterPlan::FilterFirst,
+                        "plain" => FilterPlan::PassThrough,
+                        _ => fail(format!(
+                            "--filter-walk: {v} is not filter-first (or yes) or plain"
+                        )),
+                    })
+                    .collect()
+            }
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -290,23 +303,25 @@ fn main() {
             rows.push((ef, recall, qps));
         }
         vr_benches::print_best_qps_at("ef", k, &rows);
-        // The filter-first walk at every `ef`, where the planner may have scanned instead.
-        let mut walk_rows: Vec<(usize, f64, f64)> = Vec::new();
-        if filter_walk {
-            println!("\nthe filter-first walk at every ef (told to walk):\n");
+        // Each forced walk at every `ef`, where the planner may have taken another path.
+        let mut forced_rows: Vec<(FilterPlan, Vec<(usize, f64, f64)>)> = Vec::new();
+        for &path in &forced_paths {
+            println!("\n{path:?} at every ef (told to take it):\n");
             println!("| ef | recall@{k} | QPS (1 thread) |");
             println!("|---|---|---|");
+            let mut path_rows = Vec::new();
             for &ef in &efs {
                 let params = SearchParams {
                     hnsw_ef: Some(ef),
                     oversampling: fixed_oversampling,
                     ..SearchParams::top(k)
                 };
-                let walk = Some(FilterPlan::FilterFirst);
-                let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), walk);
+                let forced = Some(path);
+                let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), forced);
                 println!("| {ef} | {recall:.4} | {qps:.0} |");
-                walk_rows.push((ef, recall, qps));
+                path_rows.push((ef, recall, qps));
             }
+            forced_rows.push((path, path_rows));
         }
         // What the planner's other path would serve: an exact scan of the passing points
         // (recall 1), on at most 200 queries, one pass (it is slow at wide shares).
@@ -326,8 +341,15 @@ fn main() {
             scanned as f64 / t.elapsed().as_secs_f64()
         );
         for level in [0.95, 0.99] {
-            let walk = vr_benches::qps_at_least_recall(&walk_rows, level)
-                .map_or(String::new(), |q| format!(" (the walk alone: {q:.0})"));
+            let walk: String = forced_rows
+                .iter()
+                .map(|(path, rows)| {
+                    vr_benches::qps_at_least_recall(rows, level)
+                        .map_or(format!(" ({path:?} alone: not reached)"), |q| {
+                            format!(" ({path:?} alone: {q:.0})")
+                        })
+                })
+                .collect();
             match (
                 vr_benches::qps_at_least_recall(&rows, level),
                 vr_benches::qps_at_recall(&unfiltered, level),

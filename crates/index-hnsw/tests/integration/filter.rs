@@ -61,10 +61,10 @@ fn filtered_recall_at_several_selectivities() {
     }
 }
 
-/// The planner's choices where the cost model's two sides differ several times over (the
-/// model is in `index/search.rs`): the floor, the scan of a narrow bitset, the walk at a
-/// small `ef`, the plain walk when most points pass, and a predicate (which a scan must
-/// test on every point) kept on the walk where a bitset of the same share is scanned.
+/// The planner's choices where the cost model's two sides differ well apart (the model is in
+/// `index/search.rs`): the floor, the scan of a narrow bitset, the walk at a small `ef`, the
+/// plain walk from a fifth of the points on, and a predicate (which a scan must test on
+/// every point) kept on the walk where a bitset of the same share is scanned.
 #[test]
 fn the_planner_scans_where_scanning_costs_less_than_the_walk() {
     let (n, dim) = (20_000, 32);
@@ -87,45 +87,47 @@ fn the_planner_scans_where_scanning_costs_less_than_the_walk() {
         ..SearchParams::top(10)
     };
     let (_, set10) = share(10);
-    let (pick20, set20) = share(20);
-    let (_, set40) = share(40);
+    let (pick15, set15) = share(15);
+    let (_, set19) = share(19);
+    let (_, set25) = share(25);
     let (_, set60) = share(60);
     // 2,000 points scanned in order cost less than a walk of `ef` 64 through them (about 64
     // expansions, each measuring some 26 allowed nodes at random and looking through 15).
     assert_eq!(index.filter_plan(&ef(64), Some(&set10)), FilterPlan::Scan);
-    // The walk's cost grows with `ef`, the scan's does not: a wide `ef` scans even 40%.
+    // The walk's cost grows with `ef`, the scan's does not: a wide `ef` scans 15%.
     assert_eq!(
-        index.filter_plan(&ef(4_000), Some(&set40)),
+        index.filter_plan(&ef(4_000), Some(&set15)),
         FilterPlan::Scan
     );
-    // At the smallest `ef` the walk is the cheaper path at 20% and 40%.
-    assert_eq!(
-        index.filter_plan(&ef(10), Some(&set20)),
-        FilterPlan::FilterFirst
-    );
-    assert_eq!(
-        index.filter_plan(&ef(10), Some(&set40)),
-        FilterPlan::FilterFirst
-    );
-    // A predicate that passes 20% cannot list its points: scanning it tests all 20,000, so
-    // it walks where the bitset of the same points is scanned.
-    assert_eq!(index.filter_plan(&ef(64), Some(&set20)), FilterPlan::Scan);
-    assert_eq!(
-        index.filter_plan(&ef(64), Some(&pick20)),
-        FilterPlan::FilterFirst
-    );
-    // Most points pass: the plain walk, whatever `ef`.
-    for e in [10, 64, 4_000] {
+    // At the smallest `ef` the walk is the cheaper path at 15% and 19%.
+    for set in [&set15, &set19] {
         assert_eq!(
-            index.filter_plan(&ef(e), Some(&set60)),
-            FilterPlan::PassThrough
+            index.filter_plan(&ef(10), Some(set)),
+            FilterPlan::FilterFirst
         );
     }
-    // Below `full_scan_threshold` the scan, even where the model would walk.
-    let floored = build(5_000);
-    assert_eq!(floored.filter_plan(&ef(10), Some(&set20)), FilterPlan::Scan);
+    // A predicate that passes 15% cannot list its points: scanning it tests all 20,000, so
+    // it walks where the bitset of the same points is scanned.
+    assert_eq!(index.filter_plan(&ef(64), Some(&set15)), FilterPlan::Scan);
     assert_eq!(
-        floored.filter_plan(&ef(10), Some(&set40)),
+        index.filter_plan(&ef(64), Some(&pick15)),
+        FilterPlan::FilterFirst
+    );
+    // From a fifth of the points on: the plain walk, whatever `ef`.
+    for set in [&set25, &set60] {
+        for e in [10, 64, 4_000] {
+            assert_eq!(
+                index.filter_plan(&ef(e), Some(set)),
+                FilterPlan::PassThrough
+            );
+        }
+    }
+    // Below `full_scan_threshold` the scan, even where the model would walk; above it the
+    // model's choice.
+    let floored = build(3_500);
+    assert_eq!(floored.filter_plan(&ef(10), Some(&set15)), FilterPlan::Scan);
+    assert_eq!(
+        floored.filter_plan(&ef(10), Some(&set19)),
         FilterPlan::FilterFirst
     );
     // The planned scan is exact: the same points and distances as a brute-force scan.
