@@ -304,7 +304,7 @@ fn main() {
         }
         vr_benches::print_best_qps_at("ef", k, &rows);
         // Each forced walk at every `ef`, where the planner may have taken another path.
-        let mut forced_rows: Vec<(FilterPlan, Vec<(usize, f64, f64)>)> = Vec::new();
+        let mut forced_rows: Vec<(FilterPlan, Vec<SweepRow>)> = Vec::new();
         for &path in &forced_paths {
             println!("\n{path:?} at every ef (told to take it):\n");
             println!("| ef | recall@{k} | QPS (1 thread) |");
@@ -365,6 +365,9 @@ fn main() {
         }
     }
 }
+
+/// One row of an `ef` sweep: `ef`, recall, QPS.
+type SweepRow = (usize, f64, f64);
 
 /// Recall@`params.limit` and single-thread QPS over the first `truth.len()` queries: the best
 /// of three timed passes, as peers.py does. A query whose truth holds fewer than `limit`
