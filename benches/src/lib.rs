@@ -178,24 +178,20 @@ pub fn qps_at_recall(rows: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
     })
 }
 
-/// The most QPS a sweep offers at a recall of at least `recall`: [`qps_at_recall`] where two
-/// rows bracket it, or any row at or above it if that is more; `None` when no row reaches it.
+/// The most QPS a sweep offers at a recall of at least `recall`, where the sweep's rows fall
+/// into `runs` by the path that served them (an `ef` sweep through a planner may walk at some
+/// `ef` and scan at others): [`qps_at_recall`] within a run whose rows bracket the level, or
+/// any row at or above it if that is more; `None` when no row reaches it.
 ///
-/// A sweep through a planner is not one trade-off curve: past some knob value a filtered
-/// search switches from the walk to an exact scan (recall 1), which may serve more QPS than
-/// the walk's last rows below it, and every row may already lie above `recall`. The figure
-/// can only understate what an interpolation on the faster path would give, so a ratio with
-/// it in the numerator is conservative.
-pub fn qps_at_least_recall(rows: &[(usize, f64, f64)], recall: f64) -> Option<f64> {
-    let above = rows
-        .iter()
-        .filter(|r| r.1 >= recall)
-        .map(|r| r.2)
-        .max_by(f64::total_cmp);
-    match (qps_at_recall(rows, recall), above) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+/// Interpolating between a walk's row and a scan's would give a figure no setting serves:
+/// between them lies the `ef` where the planner switches, not a blend of the two.
+pub fn qps_at_least_recall(runs: &[Vec<(usize, f64, f64)>], recall: f64) -> Option<f64> {
+    runs.iter()
+        .flat_map(|run| {
+            let above = run.iter().filter(|r| r.1 >= recall).map(|r| r.2);
+            qps_at_recall(run, recall).into_iter().chain(above)
+        })
+        .max_by(f64::total_cmp)
 }
 
 /// SplitMix64's output function: the seeded payloads and filters of the benchmarks, which
@@ -261,23 +257,23 @@ mod tests {
     }
 
     #[test]
-    fn qps_at_least_recall_takes_a_faster_row_above_the_level() {
-        // A walk, then an exact scan from ef 128 on: recall 1, faster than the walk's ef 96.
-        let rows = [
-            (64, 0.92, 3000.0),
-            (96, 0.96, 2000.0),
-            (128, 1.0, 2300.0),
-            (256, 1.0, 2250.0),
-        ];
-        assert_eq!(qps_at_least_recall(&rows, 0.95), Some(2300.0));
-        // Below where the scan starts paying, the interpolation on the walk wins.
-        let walk = qps_at_least_recall(&rows, 0.93).unwrap();
-        assert!((walk - 2750.0).abs() < 1e-6, "{walk}");
-        // Every row above the level (all scans) or none reaching it.
-        let scans = [(16, 1.0, 5300.0), (32, 1.0, 5100.0)];
-        assert_eq!(qps_at_least_recall(&scans, 0.95), Some(5300.0));
-        assert_eq!(qps_at_recall(&scans, 0.95), None);
-        assert_eq!(qps_at_least_recall(&rows[..2], 0.99), None);
+    fn qps_at_least_recall_interpolates_within_a_path_only() {
+        // A walk to ef 96, then an exact scan from ef 128 on (recall 1).
+        let walk = vec![(64, 0.92, 3000.0), (96, 0.96, 2000.0)];
+        let scan = vec![(128, 1.0, 2300.0), (256, 1.0, 2250.0)];
+        let runs = [walk.clone(), scan.clone()];
+        // The scan's row beats the walk's interpolation at 0.95 (2,250).
+        assert_eq!(qps_at_least_recall(&runs, 0.95), Some(2300.0));
+        // Below where the scan starts paying, the walk's interpolation wins.
+        let low = qps_at_least_recall(&runs, 0.93).unwrap();
+        assert!((low - 2750.0).abs() < 1e-6, "{low}");
+        // The walk's last row and the scan's first are never blended: with the scan slower
+        // than the walk's interpolation the walk's figure stands, not one between the paths.
+        let slow_scan = [walk.clone(), vec![(128, 1.0, 1000.0)]];
+        let mid = qps_at_least_recall(&slow_scan, 0.94).unwrap();
+        assert!((mid - 2500.0).abs() < 1e-6, "{mid}");
+        assert_eq!(qps_at_least_recall(&[walk, vec![]], 0.97), None);
+        assert_eq!(qps_at_least_recall(&[scan], 0.95), Some(2300.0));
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //!   memory traffic, says the scan costs less than the walk; otherwise, when under a fifth
 //!   of the points pass, the walk moves through allowed nodes only, looking through disallowed
 //!   neighbours to theirs (two hops, as ACORN-1 does), with `ef` raised as the share falls so
-//!   that its recall holds; when most pass, the walk goes through every node and keeps the
+//!   that its recall holds; from a fifth on, the walk goes through every node and keeps the
 //!   allowed ones. [`HnswIndex::filter_plan`] says which path a search takes, and
 //!   [`HnswIndex::search_with_plan`] runs a given one. A bitset filter is tested inline.
 //! * **Every point findable**: an insert writes its own lists on every level before any node

@@ -89,10 +89,16 @@ impl HnswIndex {
     /// exact scan of the allowed points when they are few (below `full_scan_threshold`), so
     /// sparse among the points that the walk cannot keep its recall, or when the cost model
     /// says scanning them is cheaper than the filter-first walk
-    /// ([`HnswIndex::scan_is_cheaper`]); the filter-first walk when a minority of the points
-    /// pass, at the `ef` that keeps its recall ([`HnswIndex::filter_first_ef`]); the plain
-    /// walk that keeps only allowed results when most do.
-    pub(super) fn plan(&self, filter: &dyn PointFilter, ef: usize) -> (FilterPlan, usize) {
+    /// ([`HnswIndex::scan_is_cheaper`]); the filter-first walk when fewer than a fifth of the
+    /// points pass ([`FILTER_FIRST_BELOW`]), at the `ef` that keeps its recall
+    /// ([`HnswIndex::filter_first_ef`]); the plain walk that keeps only allowed results from
+    /// a fifth on.
+    pub(super) fn plan(
+        &self,
+        filter: &dyn PointFilter,
+        ef: usize,
+        rescored: usize,
+    ) -> (FilterPlan, usize) {
         let (allowed, allowed_low) = self.estimate_allowed(filter);
         if allowed < self.config.full_scan_threshold {
             return (FilterPlan::Scan, ef);
@@ -104,14 +110,16 @@ impl HnswIndex {
         // Too few allowed nodes an expansion and the walk's beam dries up before it finds
         // the nearest: at 0.5% of the points passing (`M` about 2), `ef` 1,024 gave recall@10
         // 0.79 and 0.80 on glove-50 and a clustered 384-d set. Only the scan holds recall.
-        let (_, measured) = self.filter_first_expansion(allowed_low as f64 / live as f64);
+        let (_, measured) = self.filter_first_expansion(allowed as f64 / live as f64);
         if measured < MIN_MEASURED_PER_EXPANSION {
             return (FilterPlan::Scan, ef);
         }
-        let walk_ef = self.filter_first_ef(allowed_low, live, ef);
+        // The rise takes the low bound (a sampled predicate may pass fewer than it seems);
+        // the cap the estimate.
+        let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef);
         // A filter that cannot list its offsets is scanned by testing every point.
         let tests_every_point = filter.allowed_offsets().is_none();
-        if self.scan_is_cheaper(allowed, live, walk_ef, tests_every_point) {
+        if self.scan_is_cheaper(allowed, live, walk_ef, rescored, tests_every_point) {
             (FilterPlan::Scan, ef)
         } else {
             (FilterPlan::FilterFirst, walk_ef)
@@ -137,8 +145,8 @@ impl HnswIndex {
         (looked, measured)
     }
 
-    /// The `ef` the filter-first walk runs with when `allowed` of `live` points pass and the
-    /// search asks for `ef`.
+    /// The `ef` the filter-first walk runs with when `allowed` of `live` points pass (no
+    /// more than `cap`) and the search asks for `ef`.
     ///
     /// When an expansion measures fewer than `m0/2` allowed nodes (`M`, from
     /// [`HnswIndex::filter_first_expansion`]), the walk reaches fewer of them than the
@@ -146,15 +154,23 @@ impl HnswIndex {
     /// Measured without this rise (200 queries; `ef` for recall@10 0.95, against 110 and 190
     /// at 5% of the points passing, where `M` is about `m0/2`): at 2% (`M` ≈ 8) glove-50 took
     /// 2.4 times the `ef` and a clustered 384-d set 2.4 times, at 1% (`M` ≈ 4) 7.7 and 5.3
-    /// times. So the walk's `ef` is raised by `(m0 / (2·M))^1.5` (2.9 times at 2%, 7.1 at
-    /// 1%); no higher than `allowed` (a beam that wide holds every allowed point it meets)
-    /// and never below the asked `ef`.
-    pub(super) fn filter_first_ef(&self, allowed: usize, live: usize, ef: usize) -> usize {
+    /// times. So the walk's `ef` is raised by `(m0 / (2·M))^1.5` (2.8 times at 2%, 8 at 1%,
+    /// with `m0` 32), taking `M` as no less than [`MIN_MEASURED_PER_EXPANSION`]; no higher
+    /// than `cap` (a beam that wide holds every allowed point it meets) and never below the
+    /// asked `ef`.
+    pub(super) fn filter_first_ef(
+        &self,
+        allowed: usize,
+        cap: usize,
+        live: usize,
+        ef: usize,
+    ) -> usize {
         let (_, measured) = self.filter_first_expansion(allowed as f64 / live.max(1) as f64);
+        let measured = measured.max(MIN_MEASURED_PER_EXPANSION);
         let factor = (self.config.m0() as f64 / (2.0 * measured))
             .max(1.0)
             .powf(1.5);
-        ((ef as f64 * factor).ceil() as usize).min(allowed).max(ef)
+        ((ef as f64 * factor).ceil() as usize).min(cap).max(ef)
     }
 
     /// Whether an exact scan of `allowed` of `live` points costs less than the filter-first
@@ -171,13 +187,17 @@ impl HnswIndex {
     ///   the disallowed neighbours it looks through ([`LOOK_THROUGH_COST`] each), as many as
     ///   [`HnswIndex::filter_first_expansion`] says.
     ///
-    /// The walk runs at the `ef` raised for its recall ([`HnswIndex::filter_first_ef`]), so
-    /// both paths are compared at about the recall the caller asked for (the scan's is exact).
+    /// A quantized walk also re-reads the full vectors of the `rescored` candidates it
+    /// re-ranks. The walk runs at the `ef` raised for its recall
+    /// ([`HnswIndex::filter_first_ef`]), so both paths are compared at about the recall the
+    /// caller asked for (the scan's is exact). Not priced: full vectors left on disk after a
+    /// load (`LoadOptions`), which the scan reads through a file map.
     pub(super) fn scan_is_cheaper(
         &self,
         allowed: usize,
         live: usize,
         walk_ef: usize,
+        rescored: usize,
         tests_every_point: bool,
     ) -> bool {
         let (looked, measured) = self.filter_first_expansion(allowed as f64 / live.max(1) as f64);
@@ -188,7 +208,8 @@ impl HnswIndex {
         } as f64;
         let walk = walk_ef as f64
             * (measured * (RANDOM_READ_COST + RANDOM_BYTE_COST * walk_bytes)
-                + looked * LOOK_THROUGH_COST);
+                + looked * LOOK_THROUGH_COST)
+            + rescored as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * scan_bytes);
         let mut scan = allowed as f64 * (scan_bytes + SCAN_POINT_OVERHEAD);
         if tests_every_point {
             scan += live as f64 * PREDICATE_SCAN_COST;
@@ -205,21 +226,32 @@ impl HnswIndex {
         filter: Option<&dyn PointFilter>,
         forced: Option<FilterPlan>,
     ) -> (FilterPlan, usize) {
-        let ef = params
+        let mut ef = params
             .hnsw_ef
             .unwrap_or(self.config.ef_search)
             .max(params.limit);
+        // A quantized walk keeps at least the candidates it re-ranks: the rise applies to that.
+        if self.codec.kind().is_quantized() {
+            ef = ef.max(self.oversampled(params));
+        }
         match (forced, filter) {
-            _ if !self.config.has_graph() => (FilterPlan::Scan, ef),
+            _ if !self.config.has_graph() || params.exact => (FilterPlan::Scan, ef),
             (Some(FilterPlan::FilterFirst), Some(f)) => {
                 let live = self.live.load(Ordering::Acquire);
-                let walk_ef = self.filter_first_ef(self.estimate_allowed(f).1, live, ef);
+                let (allowed, allowed_low) = self.estimate_allowed(f);
+                let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef);
                 (FilterPlan::FilterFirst, walk_ef)
             }
             (Some(FilterPlan::FilterFirst), None) => (FilterPlan::PassThrough, ef),
             (Some(plan), _) => (plan, ef),
-            _ if params.exact => (FilterPlan::Scan, ef),
-            (None, Some(f)) => self.plan(f, ef),
+            (None, Some(f)) => {
+                let rescored = if self.codec.kind().is_quantized() {
+                    self.oversampled(params)
+                } else {
+                    0
+                };
+                self.plan(f, ef, rescored)
+            }
             (None, None) => (FilterPlan::PassThrough, ef),
         }
     }
@@ -239,7 +271,7 @@ impl HnswIndex {
     /// runs at the raised `ef` the planner would give it.
     ///
     /// [`FilterPlan::FilterFirst`] without a filter walks as [`FilterPlan::PassThrough`];
-    /// an index without a graph always scans.
+    /// an index without a graph, or a search that asks to be exact, always scans.
     pub fn search_with_plan(
         &self,
         query: &[f32],

@@ -4,7 +4,7 @@
 use crate::common::{brute_force, clustered, queries, recall};
 use index_core::{AllowedSet, PointFilter, SearchParams, VectorIndex};
 use index_hnsw::{FilterPlan, HnswConfig, HnswIndex};
-use quant::Metric;
+use quant::{kernels, Metric};
 
 #[test]
 fn filtered_recall_at_several_selectivities() {
@@ -16,12 +16,14 @@ fn filtered_recall_at_several_selectivities() {
         ..HnswConfig::default()
     };
     let index = HnswIndex::build(dim, Metric::Euclidean, config, &data).unwrap();
-    // Each share down the planner's path, and at 10% and 25% down the filter-first walk as
-    // well, where the planner scans 10% of the points: the walk is told to run. At `ef` 64
+    // Each share down the planner's path, and at 2%, 10% and 25% down the filter-first walk
+    // as well (at 2% with its `ef` raised 2.8 times), where the planner scans 2% and 10% of
+    // the points: the walk is told to run. At `ef` 64
     // it measures about 1,700 of the 10,000 points passing at 10% (64 expansions of some
     // 26), so recall is the approximate path's.
     let cases = [
         (1u32, None),
+        (2, Some(FilterPlan::FilterFirst)),
         (10, None),
         (10, Some(FilterPlan::FilterFirst)),
         (25, Some(FilterPlan::FilterFirst)),
@@ -130,23 +132,43 @@ fn the_planner_scans_where_scanning_costs_less_than_the_walk() {
         floored.filter_plan(&ef(10), Some(&set19)),
         FilterPlan::FilterFirst
     );
-    // The planned scan is exact: the same points and distances as a brute-force scan.
+    // A share too sparse to walk (0.5%: about 2 allowed nodes an expansion) is scanned at
+    // any `ef`, where the cost model alone would walk at the smallest.
+    let (_, set_sparse) = share(1);
+    let sparse: AllowedSet = set_sparse.iter().filter(|&i| i % 2 == 0).collect();
+    for e in [10, 64] {
+        assert_eq!(
+            index.filter_plan(&ef(e), Some(&sparse)),
+            FilterPlan::Scan,
+            "{} points",
+            sparse.len()
+        );
+    }
+    // The planned scan, and a forced walk with `exact` set, are exact: the same points and
+    // distances as a brute-force scan.
     let qs = queries(20, dim, 0.3);
+    let exact = SearchParams {
+        exact: true,
+        ..ef(64)
+    };
     for q in qs.chunks_exact(dim) {
-        let found = index.search(q, &ef(64), Some(&set10)).unwrap();
-        let exact = index
-            .search(
-                q,
-                &SearchParams {
-                    exact: true,
-                    ..ef(64)
-                },
-                Some(&set10),
-            )
-            .unwrap();
-        assert_eq!(found, exact);
         let want = brute_force(&data, dim, Metric::Euclidean, q, 10, |_| true, Some(&set10));
-        assert_eq!(found.iter().map(|s| s.offset).collect::<Vec<_>>(), want);
+        for found in [
+            index.search(q, &ef(64), Some(&set10)).unwrap(),
+            index
+                .search_with_plan(q, &exact, Some(&set10), Some(FilterPlan::FilterFirst))
+                .unwrap(),
+        ] {
+            assert_eq!(found.iter().map(|s| s.offset).collect::<Vec<_>>(), want);
+            for s in &found {
+                let v = &data[s.offset as usize * dim..][..dim];
+                let d = Metric::Euclidean.distance(kernels(), q, v);
+                assert!(
+                    (s.distance - d).abs() <= 1e-4 * d.max(1.0),
+                    "{s:?}: exact {d}"
+                );
+            }
+        }
     }
 }
 
