@@ -226,32 +226,33 @@ impl HnswIndex {
         filter: Option<&dyn PointFilter>,
         forced: Option<FilterPlan>,
     ) -> (FilterPlan, usize) {
-        let mut ef = params
+        let ef = params
             .hnsw_ef
             .unwrap_or(self.config.ef_search)
             .max(params.limit);
-        // A quantized walk keeps at least the candidates it re-ranks: the rise applies to that.
-        if self.codec.kind().is_quantized() {
-            ef = ef.max(self.oversampled(params));
-        }
+        // A quantized walk that gathers the candidates it re-ranks (every code but RaBitQ's
+        // bound-driven re-rank) walks with at least that many: the rise applies to that, and
+        // the model prices their full-vector reads.
+        let rescored = match self.codec {
+            Codec::F32 | Codec::F16 => 0,
+            Codec::Rabitq(_) if params.oversampling.is_none() && params.rescore != Some(false) => 0,
+            _ => self.oversampled(params),
+        };
         match (forced, filter) {
             _ if !self.config.has_graph() || params.exact => (FilterPlan::Scan, ef),
             (Some(FilterPlan::FilterFirst), Some(f)) => {
                 let live = self.live.load(Ordering::Acquire);
                 let (allowed, allowed_low) = self.estimate_allowed(f);
-                let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef);
+                let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef.max(rescored));
                 (FilterPlan::FilterFirst, walk_ef)
             }
             (Some(FilterPlan::FilterFirst), None) => (FilterPlan::PassThrough, ef),
             (Some(plan), _) => (plan, ef),
-            (None, Some(f)) => {
-                let rescored = if self.codec.kind().is_quantized() {
-                    self.oversampled(params)
-                } else {
-                    0
-                };
-                self.plan(f, ef, rescored)
-            }
+            (None, Some(f)) => match self.plan(f, ef.max(rescored), rescored) {
+                // The other paths take the asked `ef`; the walk applies its own floor.
+                (FilterPlan::FilterFirst, walk_ef) => (FilterPlan::FilterFirst, walk_ef),
+                (plan, _) => (plan, ef),
+            },
             (None, None) => (FilterPlan::PassThrough, ef),
         }
     }
