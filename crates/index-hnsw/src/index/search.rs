@@ -117,8 +117,9 @@ impl HnswIndex {
         // The rise takes the low bound (a sampled predicate may pass fewer than it seems);
         // the cap the estimate.
         let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef);
-        // A filter that cannot list its offsets is scanned by testing every point.
-        let tests_every_point = filter.allowed_offsets().is_none();
+        // A filter that cannot list its offsets is scanned by testing every point. A bitset
+        // lists them: asking it would box an iterator on every planned search.
+        let tests_every_point = filter.as_bitset().is_none() && filter.allowed_offsets().is_none();
         if self.scan_is_cheaper(allowed, live, walk_ef, rescored, tests_every_point) {
             (FilterPlan::Scan, ef)
         } else {
