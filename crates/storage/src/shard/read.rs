@@ -808,11 +808,18 @@ impl LocalShard {
             }
         };
         match candidates {
-            Some(ids) => ids.into_iter().for_each(|id| {
-                if let Some(e) = st.points.get(&id) {
-                    test(id, e);
+            Some(ids) => {
+                // In id order: the points map is a B-tree, and lookups in the hash set's order
+                // miss the cache on every level of it (a keyword index's 195,000 candidates
+                // of 390,000 points took 380 ms that way, most of it waiting on tree nodes).
+                let mut ids: Vec<PointId> = ids.into_iter().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    if let Some(e) = st.points.get(&id) {
+                        test(id, e);
+                    }
                 }
-            }),
+            }
             None => st.points.iter().for_each(|(id, e)| test(*id, e)),
         }
         let rows = Arc::new(rows);
