@@ -438,6 +438,11 @@ impl FieldIndex {
         }
     }
 
+    /// Whether this is a keyword index (its postings list every string at its path).
+    pub(crate) fn is_keyword(&self) -> bool {
+        matches!(self.data, IndexData::Keyword(_))
+    }
+
     /// Points whose value is exactly this string (keyword), or this UUID in any spelling (uuid),
     /// or that hold all of its tokens (text). `None` where this index cannot bound the answer.
     pub(crate) fn keyword(&self, s: &str) -> Option<HashSet<PointId>> {

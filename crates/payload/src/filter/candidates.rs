@@ -30,6 +30,33 @@ impl Filter {
     pub fn indexed_candidates(&self, indexes: &PayloadIndexes) -> Option<HashSet<PointId>> {
         filter_candidates(self, indexes, &Scope::Point)
     }
+
+    /// Whether [`Filter::indexed_candidates`] gives exactly the points this filter matches,
+    /// so that a caller may skip [`Filter::matches`] on them: the filter is only `must`
+    /// conditions, each a `match` of a string or of any of some strings on a field with a
+    /// keyword index. A keyword index holds every string among the values at its path (the
+    /// values [`Filter::matches`] compares), so its posting list for a string is the set of
+    /// points whose values include it. Anything else (`should`, `must_not`, an unindexed or
+    /// differently indexed condition, a text, UUID or numeric index, a nested scope) is a
+    /// superset at best, and answers `false`.
+    pub fn indexed_candidates_exact(&self, indexes: &PayloadIndexes) -> bool {
+        !self.must.is_empty()
+            && self.should.is_empty()
+            && self.must_not.is_empty()
+            && self.min_should.is_none()
+            && self.must.iter().all(|c| match c {
+                Condition::Field(field) => {
+                    matches!(
+                        field.check,
+                        FieldCheck::Match(
+                            Match::Value(MatchValue::Keyword(_))
+                                | Match::Any(AnyValues::Keywords(_))
+                        )
+                    ) && indexes.get(&field.key).is_some_and(|i| i.is_keyword())
+                }
+                _ => false,
+            })
+    }
 }
 
 /// Where conditions are evaluated: on the point itself, or on the elements of arrays at a path

@@ -578,3 +578,112 @@ fn has_id_candidates_need_no_index() {
     let got: HashSet<PointId> = f.indexed_candidates(&PayloadIndexes::new()).unwrap();
     assert_eq!(got, HashSet::from([PointId::Num(1), PointId::Num(2)]));
 }
+
+/// Where `indexed_candidates_exact` says so, the candidates are exactly the matching points
+/// (storage then skips testing each one's payload); over random payloads with arrays, nulls,
+/// values of other types and nested arrays of objects, before and after writes. Everything it
+/// must not call exact is refused.
+#[test]
+fn exact_candidates_are_the_matches() {
+    let keyword_filter = |rng: &mut StdRng| -> Value {
+        let conditions: Vec<Value> = (0..rng.random_range(1..3))
+            .map(|_| {
+                let key = *["kw", "items[].sku"].choose(rng).unwrap();
+                if rng.random_bool(0.5) {
+                    json!({"key": key, "match": {"value": *WORDS.choose(rng).unwrap()}})
+                } else {
+                    let any: Vec<&str> = (0..rng.random_range(1..4))
+                        .map(|_| *WORDS.choose(rng).unwrap())
+                        .collect();
+                    json!({"key": key, "match": {"any": any}})
+                }
+            })
+            .collect();
+        json!({ "must": conditions })
+    };
+    let check = |rng: &mut StdRng,
+                 seed: u64,
+                 points: &BTreeMap<PointId, Payload>,
+                 indexes: &PayloadIndexes| {
+        let mut nonempty = 0;
+        for _ in 0..300 {
+            let json = keyword_filter(rng);
+            let filter = Filter::from_json(&json).unwrap();
+            assert!(
+                filter.indexed_candidates_exact(indexes),
+                "seed {seed}: {json}"
+            );
+            let candidates = filter.indexed_candidates(indexes).unwrap();
+            let matches: HashSet<PointId> = points
+                .iter()
+                .filter(|(id, p)| {
+                    filter.matches(&PlainPoint {
+                        id: **id,
+                        payload: Some((*p).clone()),
+                        vectors: vec![],
+                    })
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(candidates, matches, "seed {seed}: {json}");
+            nonempty += usize::from(!matches.is_empty() && matches.len() < points.len());
+        }
+        assert!(
+            nonempty > 150,
+            "seed {seed}: only {nonempty} of 300 filters split the points; the test would prove little"
+        );
+    };
+    for seed in [1u64, 2, 3] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut points: BTreeMap<PointId, Payload> = (0..300u64)
+            .map(|i| (PointId::Num(i), random_payload(&mut rng)))
+            .collect();
+        let mut indexes = PayloadIndexes::new();
+        for (field, schema) in INDEXED {
+            indexes
+                .create(field, schema, points.iter().map(|(id, p)| (*id, p)))
+                .unwrap();
+        }
+        check(&mut rng, seed, &points, &indexes);
+        for _ in 0..200 {
+            let id = PointId::Num(rng.random_range(0..350));
+            let old = points.remove(&id);
+            let new = rng.random_bool(0.8).then(|| random_payload(&mut rng));
+            indexes.update(id, old.as_ref(), new.as_ref());
+            if let Some(new) = new {
+                points.insert(id, new);
+            }
+        }
+        check(&mut rng, seed, &points, &indexes);
+
+        for json in [
+            json!({"must": []}),
+            json!({"should": [{"key": "kw", "match": {"value": "red"}}]}),
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}],
+                   "must_not": [{"key": "kw", "match": {"value": "blue"}}]}),
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}],
+                   "should": [{"key": "kw", "match": {"value": "blue"}}]}),
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}],
+                   "min_should": {"conditions": [{"key": "kw", "match": {"value": "blue"}}], "min_count": 1}}),
+            // A keyword condition beside one the index does not answer exactly.
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}, {"key": "num", "range": {"gt": 1}}]}),
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}, {"has_id": [1, 2]}]}),
+            json!({"must": [{"key": "kw", "match": {"value": "red"}}, {"key": "other", "match": {"value": "red"}}]}),
+            // Other matches on a keyword index, and keyword matches on other index types.
+            json!({"must": [{"key": "kw", "match": {"prefix": "re"}}]}),
+            json!({"must": [{"key": "kw", "match": {"except": ["red"]}}]}),
+            json!({"must": [{"key": "txt", "match": {"value": "red"}}]}),
+            json!({"must": [{"key": "u", "match": {"value": UUIDS[0]}}]}),
+            json!({"must": [{"key": "num", "match": {"value": 2}}]}),
+            json!({"must": [{"key": "flag", "match": {"value": true}}]}),
+            json!({"must": [{"nested": {"key": "items", "filter": {"must": [{"key": "sku", "match": {"value": "red"}}]}}}]}),
+            json!({"must": [{"must": [{"key": "kw", "match": {"value": "red"}}]}]}),
+        ] {
+            let filter = Filter::from_json(&json).unwrap();
+            assert!(
+                !filter.indexed_candidates_exact(&indexes),
+                "seed {seed}: {json} called exact"
+            );
+        }
+    }
+}

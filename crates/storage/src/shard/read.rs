@@ -790,6 +790,9 @@ impl LocalShard {
             return Some(rows);
         }
         let candidates = filter.indexed_candidates(&st.indexes);
+        // Keyword matches on keyword indexes: the candidates are the answer, and testing each
+        // one's payload again (most of what is left of the cost) would change nothing.
+        let exact = candidates.is_some() && filter.indexed_candidates_exact(&st.indexes);
         let narrow = candidates.is_some() || self.sampled_share(st, filter) < NARROW_BELOW;
         if !st.filters.lock().should_materialise(filter, narrow) {
             return None;
@@ -797,15 +800,12 @@ impl LocalShard {
         // Computed without the cache's lock: searches with other filters go on meanwhile.
         // The state's read lock keeps writers out, so the result is current when cached.
         let mut rows = FilterRows::default();
-        let mut test = |id: PointId, e: &PointEntry| {
-            let view = View {
+        let passes = |id: PointId, e: &PointEntry| {
+            filter.matches(&View {
                 id,
                 entry: e,
                 columns: &st.columns,
-            };
-            if filter.matches(&view) {
-                rows.set(e.seg.id, e.row, true);
-            }
+            })
         };
         match candidates {
             Some(ids) => {
@@ -816,11 +816,19 @@ impl LocalShard {
                 ids.sort_unstable();
                 for id in ids {
                     if let Some(e) = st.points.get(&id) {
-                        test(id, e);
+                        if exact || passes(id, e) {
+                            rows.set(e.seg.id, e.row, true);
+                        }
                     }
                 }
             }
-            None => st.points.iter().for_each(|(id, e)| test(*id, e)),
+            None => {
+                for (id, e) in &st.points {
+                    if passes(*id, e) {
+                        rows.set(e.seg.id, e.row, true);
+                    }
+                }
+            }
         }
         let rows = Arc::new(rows);
         st.filters.lock().insert(filter.clone(), rows.clone());
