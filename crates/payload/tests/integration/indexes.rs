@@ -513,6 +513,35 @@ fn expected_counts(points: &BTreeMap<PointId, Payload>) -> Value {
     Value::Object(out)
 }
 
+/// An index on every field of [`INDEXED`] over `points`.
+fn index_all(points: &BTreeMap<PointId, Payload>) -> PayloadIndexes {
+    let mut indexes = PayloadIndexes::new();
+    for (field, schema) in INDEXED {
+        indexes
+            .create(field, schema, points.iter().map(|(id, p)| (*id, p)))
+            .unwrap();
+    }
+    indexes
+}
+
+/// 200 writes to `points` and `indexes` alike: overwrite some payloads, delete some points,
+/// add new ones.
+fn random_writes(
+    rng: &mut StdRng,
+    points: &mut BTreeMap<PointId, Payload>,
+    indexes: &mut PayloadIndexes,
+) {
+    for _ in 0..200 {
+        let id = PointId::Num(rng.random_range(0..350));
+        let old = points.remove(&id);
+        let new = rng.random_bool(0.8).then(|| random_payload(rng));
+        indexes.update(id, old.as_ref(), new.as_ref());
+        if let Some(new) = new {
+            points.insert(id, new);
+        }
+    }
+}
+
 #[test]
 fn candidates_are_a_superset_of_matches() {
     for seed in [1u64, 2, 3] {
@@ -520,12 +549,7 @@ fn candidates_are_a_superset_of_matches() {
         let mut points: BTreeMap<PointId, Payload> = (0..300u64)
             .map(|i| (PointId::Num(i), random_payload(&mut rng)))
             .collect();
-        let mut indexes = PayloadIndexes::new();
-        for (field, schema) in INDEXED {
-            indexes
-                .create(field, schema, points.iter().map(|(id, p)| (*id, p)))
-                .unwrap();
-        }
+        let mut indexes = index_all(&points);
         assert_eq!(indexes.schema(), expected_counts(&points), "seed {seed}");
         let narrowed = check_superset(&mut rng, seed, &points, &indexes);
         assert!(
@@ -533,16 +557,7 @@ fn candidates_are_a_superset_of_matches() {
             "seed {seed}: only {narrowed} of 400 filters narrowed; the test would prove little"
         );
 
-        // Writes: overwrite some payloads, delete some points, add new ones.
-        for _ in 0..200 {
-            let id = PointId::Num(rng.random_range(0..350));
-            let old = points.remove(&id);
-            let new = rng.random_bool(0.8).then(|| random_payload(&mut rng));
-            indexes.update(id, old.as_ref(), new.as_ref());
-            if let Some(new) = new {
-                points.insert(id, new);
-            }
-        }
+        random_writes(&mut rng, &mut points, &mut indexes);
         assert_eq!(
             indexes.schema(),
             expected_counts(&points),
@@ -551,12 +566,7 @@ fn candidates_are_a_superset_of_matches() {
         check_superset(&mut rng, seed, &points, &indexes);
 
         // An index rebuilt from the final payloads gives the same candidates as the updated one.
-        let mut rebuilt = PayloadIndexes::new();
-        for (field, schema) in INDEXED {
-            rebuilt
-                .create(field, schema, points.iter().map(|(id, p)| (*id, p)))
-                .unwrap();
-        }
+        let rebuilt = index_all(&points);
         for _ in 0..200 {
             let json = random_filter(&mut rng, 0, false);
             let filter = Filter::from_json(&json).unwrap();
@@ -638,22 +648,9 @@ fn exact_candidates_are_the_matches() {
         let mut points: BTreeMap<PointId, Payload> = (0..300u64)
             .map(|i| (PointId::Num(i), random_payload(&mut rng)))
             .collect();
-        let mut indexes = PayloadIndexes::new();
-        for (field, schema) in INDEXED {
-            indexes
-                .create(field, schema, points.iter().map(|(id, p)| (*id, p)))
-                .unwrap();
-        }
+        let mut indexes = index_all(&points);
         check(&mut rng, seed, &points, &indexes);
-        for _ in 0..200 {
-            let id = PointId::Num(rng.random_range(0..350));
-            let old = points.remove(&id);
-            let new = rng.random_bool(0.8).then(|| random_payload(&mut rng));
-            indexes.update(id, old.as_ref(), new.as_ref());
-            if let Some(new) = new {
-                points.insert(id, new);
-            }
-        }
+        random_writes(&mut rng, &mut points, &mut indexes);
         check(&mut rng, seed, &points, &indexes);
 
         for json in [
