@@ -25,15 +25,21 @@ impl LocalShard {
             None => Box::new(st.points.keys().copied()),
             Some(f) => {
                 if let Some(cands) = f.indexed_candidates(&st.indexes) {
+                    // Keyword matches on keyword indexes: the candidates are the answer (see
+                    // `materialised_filter`), so a count, scroll or delete by such a filter
+                    // reads no payload.
+                    let exact = f.indexed_candidates_exact(&st.indexes);
+                    // In id order: the caller's order, and the points map's (a B-tree).
                     let mut ids: Vec<PointId> = cands.into_iter().collect();
-                    ids.sort();
+                    ids.sort_unstable();
                     Box::new(ids.into_iter().filter(move |id| {
                         st.points.get(id).is_some_and(|e| {
-                            f.matches(&View {
-                                id: *id,
-                                entry: e,
-                                columns: &st.columns,
-                            })
+                            exact
+                                || f.matches(&View {
+                                    id: *id,
+                                    entry: e,
+                                    columns: &st.columns,
+                                })
                         })
                     }))
                 } else {

@@ -335,6 +335,40 @@ fn filtered_search_and_count_equal_brute_force_with_and_without_payload_indexes(
             c.create_payload_index("color", json!("keyword")).unwrap();
             c.create_payload_index("n", json!("integer")).unwrap();
             assert_eq!(c.payload_schema()["color"]["data_type"], json!("keyword"));
+            // Writes under the indexes: overwrites that change colours, then a delete and a
+            // payload update selected by keyword filters, which the index answers without
+            // reading payloads (`Filter::indexed_candidates_exact`).
+            fill(&c, &mut rng, &mut model, 1200, 400, 100);
+            let black = json!({"must": {"key": "color", "match": {"value": "black"}}});
+            let deleted = c.count(Some(&Filter::from_json(&black).unwrap()));
+            c.update(
+                Update::Delete(PointSelector::Filter(Arc::new(
+                    Filter::from_json(&black).unwrap(),
+                ))),
+                true,
+            )
+            .unwrap();
+            let before = model.len();
+            model.retain(|_, (_, p)| p.get("color") != Some(&json!("black")));
+            assert_eq!(before - model.len(), deleted);
+            let blue = json!({"must": {"key": "color", "match": {"any": ["blue"]}}});
+            c.update(
+                Update::SetPayload {
+                    payload: json!({"color": "green"}).as_object().unwrap().clone(),
+                    selector: PointSelector::Filter(Arc::new(Filter::from_json(&blue).unwrap())),
+                    key: None,
+                },
+                true,
+            )
+            .unwrap();
+            for (_, p) in model.values_mut() {
+                if p.get("color") == Some(&json!("blue")) {
+                    p.insert("color".into(), json!("green"));
+                }
+            }
+            assert_eq!(c.count(Some(&Filter::from_json(&blue).unwrap())), 0);
+            assert_eq!(c.count(Some(&Filter::from_json(&black).unwrap())), 0);
+            c.optimize_now().unwrap();
         }
         for i in 0..40 {
             let fj = random_filter(&mut rng);
