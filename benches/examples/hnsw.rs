@@ -12,6 +12,10 @@
 //! cargo run --release -p vr-benches --example hnsw -- --index data/glove.hnsw --filter-share 10,3,25
 //! ```
 //!
+//! `--cold N` (with `--save-and-reload`) adds single-query latencies with the full vectors on
+//! disk: N queries each started from a cold page cache, then warm, and the bytes read from
+//! the disk a query.
+//!
 //! `--filter-share P,...` adds, after the unfiltered sweep, one sweep per share: a seeded
 //! random bitset passing `P` percent of the points (point `i` passes when
 //! `splitmix64(i) % 1,000,000 < P · 10,000`), recall against an exact scan of the passing
@@ -47,6 +51,8 @@ fn main() {
     let mut reload: Option<PathBuf> = None;
     let mut cache: Option<PathBuf> = None;
     let mut self_check = false;
+    // Queries of the cold and warm latency passes (`--cold`, with `--save-and-reload`).
+    let mut cold_queries = 0;
     // Results asked for, and the k of recall@k (the ground truth holds 100).
     let mut k = 10;
     let mut filter_shares: Vec<f64> = Vec::new();
@@ -100,6 +106,7 @@ fn main() {
             "--save-and-reload" => reload = Some(PathBuf::from(value)),
             "--index" => cache = Some(PathBuf::from(value)),
             "--self-check" => self_check = value == "yes",
+            "--cold" => cold_queries = num(&value),
             "--k" => k = num(&value).clamp(1, 100),
             "--filter-share" => {
                 filter_shares = value
@@ -174,20 +181,21 @@ fn main() {
             .save(path)
             .unwrap_or_else(|e| fail(format!("save: {e}")));
     }
-    if let Some(path) = reload {
+    if let Some(path) = &reload {
         index
-            .save(&path)
+            .save(path)
             .unwrap_or_else(|e| fail(format!("save: {e}")));
         index = HnswIndex::load(
-            &path,
+            path,
             LoadOptions {
                 vectors_on_disk: true,
             },
         )
         .unwrap_or_else(|e| fail(format!("load: {e}")));
         println!(
-            "saved to and reloaded from {} with vectors on disk",
-            path.display()
+            "saved to and reloaded from {} with vectors on disk; process RSS {:.0} MB",
+            path.display(),
+            vr_benches::rss_bytes() as f64 / 1e6
         );
     }
     let mem = index.memory_usage();
@@ -250,6 +258,12 @@ fn main() {
     }
     vr_benches::print_best_qps_at("ef", k, &rows);
     let unfiltered = rows;
+    if cold_queries > 0 {
+        let Some(path) = &reload else {
+            fail("--cold needs --save-and-reload (the vectors on disk)".into())
+        };
+        cold_and_warm(&index, &w, path, &efs, k, fixed_oversampling, cold_queries);
+    }
 
     for share in filter_shares {
         let n = w.len() as u32;
@@ -370,6 +384,88 @@ fn main() {
                 ),
             }
         }
+    }
+}
+
+/// Single-query latencies with the full vectors on disk: each query of the cold pass starts
+/// with none of them in memory (unmapped by the index, then dropped from the page cache), the
+/// warm pass runs the same queries again after one pass to load what they read. Also the
+/// bytes the process read from the disk a query (`read_bytes` of `/proc/self/io`).
+fn cold_and_warm(
+    index: &HnswIndex,
+    w: &Workload,
+    file: &std::path::Path,
+    efs: &[usize],
+    k: usize,
+    oversampling: Option<f32>,
+    queries: usize,
+) {
+    use std::os::fd::AsRawFd;
+    let queries = queries.min(w.num_queries());
+    let file = std::fs::File::open(file).expect("the saved index");
+    let evict = || {
+        index.release_vectors_on_disk();
+        // SAFETY: a plain system call on a file descriptor this function owns; it reads no
+        // memory of ours.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "posix_fadvise");
+    };
+    let read_bytes = || -> u64 {
+        std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("read_bytes: ")?.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    println!(
+        "\ncold and warm single queries ({queries} each), full vectors on disk; re-ranks a query as above\n"
+    );
+    println!("| ef | recall@{k} | cold p50 us | cold p99 us | disk KB read a cold query | warm p50 us | warm p99 us |");
+    println!("|---|---|---|---|---|---|---|");
+    for &ef in efs {
+        let params = SearchParams {
+            hnsw_ef: Some(ef),
+            oversampling,
+            ..SearchParams::top(k)
+        };
+        let mut cold = Vec::with_capacity(queries);
+        let mut read = 0u64;
+        let mut recall = 0.0;
+        for i in 0..queries {
+            evict();
+            let before = read_bytes();
+            let t = Instant::now();
+            let found = index.search(w.query(i), &params, None).expect("search");
+            cold.push(t.elapsed().as_secs_f64() * 1e6);
+            read += read_bytes() - before;
+            let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
+            recall += recall_at(&ids, &w.truth[i], k);
+        }
+        for i in 0..queries {
+            index.search(w.query(i), &params, None).expect("search");
+        }
+        let mut warm: Vec<f64> = (0..queries)
+            .map(|i| {
+                let t = Instant::now();
+                index.search(w.query(i), &params, None).expect("search");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        println!(
+            "| {ef} | {:.4} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
+            recall / queries as f64,
+            pct(&mut cold, 0.5),
+            pct(&mut cold, 0.99),
+            read as f64 / queries as f64 / 1024.0,
+            pct(&mut warm, 0.5),
+            pct(&mut warm, 0.99),
+        );
     }
 }
 

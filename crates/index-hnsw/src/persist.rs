@@ -26,7 +26,9 @@
 //! The loader maps the file, checks the magic, version and checksum before it trusts a single
 //! field, then rebuilds the record store. With [`LoadOptions::vectors_on_disk`], the secondary
 //! records stay in the file map and are read from there (the page cache), so only codes and
-//! links take RAM.
+//! links take RAM: the map is advised for random access (a search reads a few vectors, and
+//! read-ahead around each would read megabytes), and the pages the checksum mapped in are
+//! unmapped again once it has passed.
 
 use crate::arena::{map_file, SlotState};
 use crate::config::{HnswConfig, StorageKind};
@@ -115,6 +117,7 @@ impl HnswIndex {
             out.write_all(&record)?;
         }
         let zeros = vec![0u8; self.arena.secondary_bytes()];
+        self.arena.read_ahead_frozen_secondary();
         for slot in 0..end {
             match self.arena.secondary(slot) {
                 Some(s) => out.write_all(s)?,
@@ -325,6 +328,11 @@ impl HnswIndex {
             index
                 .arena
                 .freeze_secondary(map, secondary_start, end as usize);
+            // The checksum read every page of the file through the map, so every vector
+            // left on disk was mapped into the process (and counted in its resident memory,
+            // the size of the vectors at 1024 dimensions). Searches map back in only the
+            // few they re-rank.
+            index.arena.release_frozen_secondary();
         }
         *index.upper.get_mut().unwrap_or_else(|e| e.into_inner()) = upper;
         index.entry.store(entry, Ordering::Release);

@@ -736,6 +736,17 @@ impl HnswIndex {
         &self.config
     }
 
+    /// Unmaps the full vectors served from the index file (after a load with
+    /// [`LoadOptions::vectors_on_disk`](crate::LoadOptions)); the kernel keeps their pages
+    /// cached while it has the memory, and searches map back in the ones they re-rank. A
+    /// load does this itself once it has checked the file. Returns the bytes released (0
+    /// when the vectors are in RAM). With the file's pages also dropped from the page cache
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)` on it, as `examples/hnsw --cold` does), the
+    /// next searches read from the disk: a cold cache.
+    pub fn release_vectors_on_disk(&self) -> usize {
+        self.arena.release_frozen_secondary()
+    }
+
     /// Candidates re-ranked with full vectors by bound-driven rescoring ([`StorageKind::Rabitq`]
     /// searches that fix no oversampling) since the index was created or loaded: divided by the
     /// searches run, what a query reads from the full vectors.
