@@ -31,6 +31,30 @@ pub(crate) fn map_file(file: &std::fs::File) -> std::io::Result<Mmap> {
 }
 
 impl FullVectors {
+    /// The `slots` vectors of `dim` values from byte `start` of `map`, served from the map.
+    ///
+    /// A re-rank reads a few vectors at random: the map is advised so, or each page fault
+    /// would read the device's whole read-ahead window around it (megabytes on some disks;
+    /// measured on HNSW's mapped vectors, which share the pattern). The pages the load's
+    /// checksum mapped in are unmapped again, so that the vectors do not count in the
+    /// process's resident memory until read (the page cache keeps them while it can).
+    pub(crate) fn mapped(map: Mmap, start: usize, slots: usize, dim: usize) -> FullVectors {
+        let len = slots * dim * 4;
+        #[cfg(unix)]
+        {
+            let _ = map.advise_range(memmap2::Advice::Random, start, len);
+            // SAFETY: a read-only shared map of a file this project never writes in place
+            // (see `map_file`): `MADV_DONTNEED` drops only the page-table entries, and a later
+            // read of any of these addresses faults the same bytes in again from the page
+            // cache or the file.
+            #[allow(unsafe_code)]
+            unsafe {
+                let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len);
+            }
+        }
+        FullVectors::Mapped { map, start, slots }
+    }
+
     pub(crate) fn is_some(&self) -> bool {
         !matches!(self, FullVectors::None)
     }
@@ -74,6 +98,11 @@ impl FullVectors {
                 FullVectors::Mapped { slots, .. } => *slots,
                 _ => 0,
             };
+            // Read in order: ask for the whole region ahead (the map is advised random).
+            #[cfg(unix)]
+            if let FullVectors::Mapped { map, start, .. } = self {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, *start, slots * dim * 4);
+            }
             let mut ram = Vec::with_capacity(slots * dim);
             for o in 0..slots {
                 ram.extend_from_slice(self.get(o as u32, dim).expect("below slots"));
@@ -95,6 +124,9 @@ impl FullVectors {
             FullVectors::None => &[],
             FullVectors::Ram(v) => v,
             FullVectors::Mapped { map, start, slots } => {
+                // Read in order by the caller: ask for the whole region ahead.
+                #[cfg(unix)]
+                let _ = map.advise_range(memmap2::Advice::WillNeed, *start, slots * dim * 4);
                 bytemuck::cast_slice(&map[*start..*start + slots * dim * 4])
             }
         }

@@ -254,7 +254,7 @@ impl IvfIndex {
             FullVectors::None
         } else if options.vectors_on_disk && slots > 0 {
             drop(file);
-            FullVectors::Mapped { map, start, slots }
+            FullVectors::mapped(map, start, slots, dim)
         } else {
             let mut reader = Cursor::new(body, start);
             FullVectors::Ram(reader.f32s(slots * dim).expect("length checked"))
