@@ -53,6 +53,8 @@ fn main() {
     let mut self_check = false;
     // Queries of the cold and warm latency passes (`--cold`, with `--save-and-reload`).
     let mut cold_queries = 0;
+    // `--rescore no`: quantized walks answer with their estimates, no full vector read.
+    let mut rescore: Option<bool> = None;
     // Results asked for, and the k of recall@k (the ground truth holds 100).
     let mut k = 10;
     let mut filter_shares: Vec<f64> = Vec::new();
@@ -107,6 +109,7 @@ fn main() {
             "--index" => cache = Some(PathBuf::from(value)),
             "--self-check" => self_check = value == "yes",
             "--cold" => cold_queries = num(&value),
+            "--rescore" => rescore = Some(value == "yes"),
             "--k" => k = num(&value).clamp(1, 100),
             "--filter-share" => {
                 filter_shares = value
@@ -243,6 +246,7 @@ fn main() {
         let params = SearchParams {
             hnsw_ef: Some(ef),
             oversampling: fixed_oversampling,
+            rescore,
             ..SearchParams::top(k)
         };
         let reranked_before = index.reranked();
@@ -262,7 +266,7 @@ fn main() {
         let Some(path) = &reload else {
             fail("--cold needs --save-and-reload (the vectors on disk)".into())
         };
-        cold_and_warm(&index, &w, path, &efs, k, fixed_oversampling, cold_queries);
+        cold_and_warm(&index, &w, path, &efs, k, (fixed_oversampling, rescore), cold_queries);
     }
 
     for share in filter_shares {
@@ -309,6 +313,7 @@ fn main() {
             let params = SearchParams {
                 hnsw_ef: Some(ef),
                 oversampling: fixed_oversampling,
+                rescore,
                 ..SearchParams::top(k)
             };
             let path = index.filter_plan(&params, Some(filter));
@@ -334,6 +339,7 @@ fn main() {
                 let params = SearchParams {
                     hnsw_ef: Some(ef),
                     oversampling: fixed_oversampling,
+                    rescore,
                     ..SearchParams::top(k)
                 };
                 let forced = Some(path);
@@ -397,7 +403,7 @@ fn cold_and_warm(
     file: &std::path::Path,
     efs: &[usize],
     k: usize,
-    oversampling: Option<f32>,
+    (oversampling, rescore): (Option<f32>, Option<bool>),
     queries: usize,
 ) {
     use std::os::fd::AsRawFd;
@@ -432,6 +438,7 @@ fn cold_and_warm(
         let params = SearchParams {
             hnsw_ef: Some(ef),
             oversampling,
+            rescore,
             ..SearchParams::top(k)
         };
         let mut cold = Vec::with_capacity(queries);
