@@ -397,18 +397,25 @@ impl Arena {
         self.frozen_secondary = Some(FrozenSecondary { map, offset, count });
     }
 
-    /// Asks the kernel to read the whole file region of the secondary records ahead, for a
-    /// pass that reads them all in order (a save): with the random-access advice alone each
-    /// page would be a synchronous read of its own.
-    pub fn read_ahead_frozen_secondary(&self) {
+    /// Advises the file region of the secondary records for reads in order (`true`: a pass
+    /// over all of them, such as a save or a copy, reads far ahead) or at random (`false`, the
+    /// default: each fault reads its own page). Under the random advice alone, a pass in order
+    /// would read page after page synchronously.
+    pub fn advise_frozen_secondary(&self, in_order: bool) {
         #[cfg(unix)]
         if let Some(frozen) = &self.frozen_secondary {
-            let _ = frozen.map.advise_range(
-                memmap2::Advice::WillNeed,
-                frozen.offset,
-                frozen.count * self.secondary_bytes,
-            );
+            let advice = if in_order {
+                memmap2::Advice::Sequential
+            } else {
+                memmap2::Advice::Random
+            };
+            let _ =
+                frozen
+                    .map
+                    .advise_range(advice, frozen.offset, frozen.count * self.secondary_bytes);
         }
+        #[cfg(not(unix))]
+        let _ = in_order;
     }
 
     /// Unmaps the pages of the secondary records served from the file map; the page cache

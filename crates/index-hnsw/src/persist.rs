@@ -117,13 +117,16 @@ impl HnswIndex {
             out.write_all(&record)?;
         }
         let zeros = vec![0u8; self.arena.secondary_bytes()];
-        self.arena.read_ahead_frozen_secondary();
-        for slot in 0..end {
-            match self.arena.secondary(slot) {
-                Some(s) => out.write_all(s)?,
-                None => out.write_all(&zeros)?,
-            }
-        }
+        // Vectors left on disk are read in order here: read ahead while the pass lasts, then
+        // unmap what it mapped in (searches read a few at random).
+        self.arena.advise_frozen_secondary(true);
+        let written = (0..end).try_for_each(|slot| match self.arena.secondary(slot) {
+            Some(s) => out.write_all(s),
+            None => out.write_all(&zeros),
+        });
+        self.arena.advise_frozen_secondary(false);
+        self.arena.release_frozen_secondary();
+        written?;
         out.finish()?;
         Ok(())
     }

@@ -276,6 +276,14 @@ impl IvfIndex {
         self.model.is_some()
     }
 
+    /// Tells the kernel how the full vectors left on disk will be read: `true` before a pass
+    /// that reads them all in offset order ([`IvfIndex::stored_vector`] after
+    /// [`IvfIndex::stored_vector`]), `false` after it, back to the random access of re-ranks.
+    /// A save does this itself; nothing happens when the vectors are in RAM.
+    pub fn vectors_read_in_order(&self, in_order: bool) {
+        self.read().full.advise(in_order, self.dim);
+    }
+
     /// The stored full-precision vector of a live point (as prepared at insert: normalised
     /// for cosine), when the index keeps vectors ([`IvfConfig::keeps_full_vectors`]).
     pub fn stored_vector(&self, offset: PointOffset) -> Option<Vec<f32>> {

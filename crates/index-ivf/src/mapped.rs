@@ -20,7 +20,7 @@ pub(crate) enum FullVectors {
 
 /// Maps a file read-only.
 pub(crate) fn map_file(file: &std::fs::File) -> std::io::Result<Mmap> {
-    // SAFETY: the map is read-only and private to this process. A file changed under the map
+    // SAFETY: the map is read-only (`PROT_READ`, `MAP_SHARED`). A file changed under the map
     // by another process would change what we read (never memory safety of our own data
     // structures beyond the values read); index files are written to a temporary name and
     // renamed, never rewritten in place, so a file we map is not modified by this project.
@@ -39,20 +39,49 @@ impl FullVectors {
     /// checksum mapped in are unmapped again, so that the vectors do not count in the
     /// process's resident memory until read (the page cache keeps them while it can).
     pub(crate) fn mapped(map: Mmap, start: usize, slots: usize, dim: usize) -> FullVectors {
-        let len = slots * dim * 4;
+        let full = FullVectors::Mapped { map, start, slots };
+        full.advise(false, dim);
+        full.release(dim);
+        full
+    }
+
+    /// Advises a mapped store for reads in order (`true`: a pass over every vector reads far
+    /// ahead) or at random (`false`, what re-ranks do). Nothing for a store in RAM.
+    pub(crate) fn advise(&self, in_order: bool, dim: usize) {
         #[cfg(unix)]
-        {
-            let _ = map.advise_range(memmap2::Advice::Random, start, len);
-            // SAFETY: a read-only shared map of a file this project never writes in place
-            // (see `map_file`): `MADV_DONTNEED` drops only the page-table entries, and a later
-            // read of any of these addresses faults the same bytes in again from the page
-            // cache or the file.
+        if let FullVectors::Mapped { map, start, slots } = self {
+            let advice = if in_order {
+                memmap2::Advice::Sequential
+            } else {
+                memmap2::Advice::Random
+            };
+            let _ = map.advise_range(advice, *start, slots * dim * 4);
+        }
+        #[cfg(not(unix))]
+        let _ = (in_order, dim);
+    }
+
+    /// Unmaps a mapped store's pages from the process (the page cache keeps them while it
+    /// can; the next read maps them again).
+    pub(crate) fn release(&self, dim: usize) {
+        #[cfg(unix)]
+        if let FullVectors::Mapped { map, start, slots } = self {
+            // SAFETY: a read-only shared map (`PROT_READ`, `MAP_SHARED`) of a file this
+            // project never writes in place (see `map_file`): `MADV_DONTNEED` drops only the
+            // page-table entries, and a later read of any of these addresses, through a slice
+            // held meanwhile included, faults the same bytes in again from the page cache or
+            // the file.
             #[allow(unsafe_code)]
             unsafe {
-                let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len);
+                let _ = map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    *start,
+                    slots * dim * 4,
+                );
             }
         }
-        FullVectors::Mapped { map, start, slots }
+        #[cfg(not(unix))]
+        let _ = dim;
     }
 
     pub(crate) fn is_some(&self) -> bool {
@@ -98,11 +127,8 @@ impl FullVectors {
                 FullVectors::Mapped { slots, .. } => *slots,
                 _ => 0,
             };
-            // Read in order: ask for the whole region ahead (the map is advised random).
-            #[cfg(unix)]
-            if let FullVectors::Mapped { map, start, .. } = self {
-                let _ = map.advise_range(memmap2::Advice::WillNeed, *start, slots * dim * 4);
-            }
+            // Read in order: the map drops right after.
+            self.advise(true, dim);
             let mut ram = Vec::with_capacity(slots * dim);
             for o in 0..slots {
                 ram.extend_from_slice(self.get(o as u32, dim).expect("below slots"));
@@ -124,9 +150,6 @@ impl FullVectors {
             FullVectors::None => &[],
             FullVectors::Ram(v) => v,
             FullVectors::Mapped { map, start, slots } => {
-                // Read in order by the caller: ask for the whole region ahead.
-                #[cfg(unix)]
-                let _ = map.advise_range(memmap2::Advice::WillNeed, *start, slots * dim * 4);
                 bytemuck::cast_slice(&map[*start..*start + slots * dim * 4])
             }
         }

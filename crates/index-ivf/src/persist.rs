@@ -104,7 +104,13 @@ impl IvfIndex {
         out.u64((full.len() / self.dim) as u64)?;
         let pad = (64 - out.written() % 64) % 64;
         out.write_all(&vec![0u8; pad as usize])?;
-        out.f32s(full)?;
+        // Vectors left on disk are read in order here: read ahead while the pass lasts, then
+        // unmap what it mapped in.
+        state.full.advise(true, self.dim);
+        let written = out.f32s(full);
+        state.full.advise(false, self.dim);
+        state.full.release(self.dim);
+        written?;
         out.finish()?;
         Ok(())
     }

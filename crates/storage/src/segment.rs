@@ -274,6 +274,17 @@ impl SegmentIndex {
         }
     }
 
+    /// Advises full vectors left on disk for a pass in order (`true`) or back to random
+    /// access (`false`): see `HnswIndex::vectors_read_in_order`.
+    fn vectors_read_in_order(&self, in_order: bool) {
+        match self {
+            SegmentIndex::Hnsw(g) => g.vectors_read_in_order(in_order),
+            SegmentIndex::Ivf(i) => i.vectors_read_in_order(in_order),
+            // Its vectors are in RAM.
+            SegmentIndex::Cagra(_) => {}
+        }
+    }
+
     fn vector(&self, offset: PointOffset) -> Option<Vec<f32>> {
         match self {
             SegmentIndex::Hnsw(g) => g.vector(offset),
@@ -730,6 +741,16 @@ impl Segment {
     }
 
     /// The stored (prepared) vector of a row in column `col`.
+    /// Advises the graphs' vectors left on disk for a copy of every row in order (`true`),
+    /// or back to the random access of searches (`false`).
+    pub(crate) fn vectors_read_in_order(&self, in_order: bool) {
+        if let SegmentVectors::Indexed { graphs, .. } = &self.vectors {
+            graphs
+                .iter()
+                .for_each(|g| g.vectors_read_in_order(in_order));
+        }
+    }
+
     pub(crate) fn vector(&self, col: usize, row: u32) -> Option<Vec<f32>> {
         match &self.vectors {
             SegmentVectors::Plain(columns) => {

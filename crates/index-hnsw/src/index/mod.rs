@@ -747,6 +747,15 @@ impl HnswIndex {
         self.arena.release_frozen_secondary()
     }
 
+    /// Tells the kernel how the full vectors left on disk will be read: `true` before a pass
+    /// that reads them all in offset order (a copy of every vector, [`HnswIndex::vector`]
+    /// after [`HnswIndex::vector`]), so that it reads far ahead; `false` after it, back to
+    /// the random access of searches, which read a few vectors each. A save does this itself.
+    /// Nothing happens when the vectors are in RAM.
+    pub fn vectors_read_in_order(&self, in_order: bool) {
+        self.arena.advise_frozen_secondary(in_order);
+    }
+
     /// Candidates re-ranked with full vectors by bound-driven rescoring ([`StorageKind::Rabitq`]
     /// searches that fix no oversampling) since the index was created or loaded: divided by the
     /// searches run, what a query reads from the full vectors.

@@ -105,9 +105,12 @@ impl LocalShard {
                 .map(|r| (r, rows.ids[r as usize]))
                 .collect();
             drop(rows);
+            // Rows in order: vectors left on disk are read far ahead, not page by page.
+            src.vectors_read_in_order(true);
             let vectors = (0..self.settings().vectors.len())
                 .map(|c| moving.iter().map(|&(r, _)| src.vector(c, r)).collect())
                 .collect();
+            src.vectors_read_in_order(false);
             (moving, vectors)
         };
         let target = match (target, fresh_id) {
