@@ -22,6 +22,8 @@ def main():
                     help="keyword fields, each counted where it is \"in\"")
     ap.add_argument("--repeat", type=int, default=20, help="timed requests after the first")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     url = urllib.parse.urlparse(args.url)
     conn = http.client.HTTPConnection(url.hostname, url.port or 80)
     path = f"/collections/{args.collection}/points/count"
@@ -33,11 +35,11 @@ def main():
             t = time.perf_counter()
             conn.request("POST", path, body, {"content-type": "application/json"})
             response = conn.getresponse()
-            answer = json.loads(response.read())
+            raw = response.read()
             times.append((time.perf_counter() - t) * 1000)
             if response.status != 200:
-                raise SystemExit(f"{field}: HTTP {response.status}: {answer}")
-            count = answer["result"]["count"]
+                raise SystemExit(f"{field}: HTTP {response.status}: {raw[:500]!r}")
+            count = json.loads(raw)["result"]["count"]
         print(f"{field}: count {count}, first {times[0]:.1f} ms, "
               f"median of the next {args.repeat} {statistics.median(times[1:]):.2f} ms", flush=True)
 

@@ -109,7 +109,13 @@ fn main() {
             "--index" => cache = Some(PathBuf::from(value)),
             "--self-check" => self_check = value == "yes",
             "--cold" => cold_queries = num(&value),
-            "--rescore" => rescore = Some(value == "yes"),
+            "--rescore" => {
+                rescore = match value.as_str() {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    other => fail(format!("--rescore: {other} is not yes or no")),
+                }
+            }
             "--k" => k = num(&value).clamp(1, 100),
             "--filter-share" => {
                 filter_shares = value
@@ -266,7 +272,15 @@ fn main() {
         let Some(path) = &reload else {
             fail("--cold needs --save-and-reload (the vectors on disk)".into())
         };
-        cold_and_warm(&index, &w, path, &efs, k, (fixed_oversampling, rescore), cold_queries);
+        cold_and_warm(
+            &index,
+            &w,
+            path,
+            &efs,
+            k,
+            (fixed_oversampling, rescore),
+            cold_queries,
+        );
     }
 
     for share in filter_shares {

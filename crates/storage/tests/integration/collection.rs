@@ -368,6 +368,8 @@ fn filtered_search_and_count_equal_brute_force_with_and_without_payload_indexes(
             }
             assert_eq!(c.count(Some(&Filter::from_json(&blue).unwrap())), 0);
             assert_eq!(c.count(Some(&Filter::from_json(&black).unwrap())), 0);
+            // New points of every colour again, so that the filters below split the points.
+            fill(&c, &mut rng, &mut model, 1700, 300, 100);
             c.optimize_now().unwrap();
         }
         for i in 0..40 {
