@@ -84,7 +84,7 @@ def main():
     ap.add_argument("--dim", type=int, default=50)
     ap.add_argument("--sizes", default="1000000,5000000,10000000")
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--efs", default="32,48,64,96,128,192,256,384")
+    ap.add_argument("--efs", default="32,48,64,96,128,192,256,384,512,768")
     ap.add_argument("--recall", type=float, default=0.95)
     ap.add_argument("--port", type=int, default=6397)
     ap.add_argument("--scratch", default=os.path.join(ROOT, "data"), help="where storage directories are made")
