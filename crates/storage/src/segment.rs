@@ -740,7 +740,6 @@ impl Segment {
         }
     }
 
-    /// The stored (prepared) vector of a row in column `col`.
     /// Advises the graphs' vectors left on disk for a copy of every row in order (`true`),
     /// or back to the random access of searches (`false`).
     pub(crate) fn vectors_read_in_order(&self, in_order: bool) {
@@ -751,6 +750,7 @@ impl Segment {
         }
     }
 
+    /// The stored (prepared) vector of a row in column `col`.
     pub(crate) fn vector(&self, col: usize, row: u32) -> Option<Vec<f32>> {
         match &self.vectors {
             SegmentVectors::Plain(columns) => {

@@ -26,8 +26,8 @@ impl LocalShard {
             Some(f) => {
                 if let Some(cands) = f.indexed_candidates(&st.indexes) {
                     // Keyword matches on keyword indexes: the candidates are the answer (see
-                    // `materialised_filter`), so a count, scroll or delete by such a filter
-                    // reads no payload.
+                    // `materialised_filter`), so a count, an ordered scroll, a facet or a
+                    // write selected by such a filter reads no payload.
                     let exact = f.indexed_candidates_exact(&st.indexes);
                     // In id order: the caller's order, and the points map's (a B-tree).
                     let mut ids: Vec<PointId> = cands.into_iter().collect();
