@@ -513,6 +513,15 @@ fn expected_counts(points: &BTreeMap<PointId, Payload>) -> Value {
     Value::Object(out)
 }
 
+/// 300 points with random payloads, and an index on every field of [`INDEXED`] over them.
+fn indexed_points(rng: &mut StdRng) -> (BTreeMap<PointId, Payload>, PayloadIndexes) {
+    let points: BTreeMap<PointId, Payload> = (0..300u64)
+        .map(|i| (PointId::Num(i), random_payload(rng)))
+        .collect();
+    let indexes = index_all(&points);
+    (points, indexes)
+}
+
 /// An index on every field of [`INDEXED`] over `points`.
 fn index_all(points: &BTreeMap<PointId, Payload>) -> PayloadIndexes {
     let mut indexes = PayloadIndexes::new();
@@ -546,10 +555,7 @@ fn random_writes(
 fn candidates_are_a_superset_of_matches() {
     for seed in [1u64, 2, 3] {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut points: BTreeMap<PointId, Payload> = (0..300u64)
-            .map(|i| (PointId::Num(i), random_payload(&mut rng)))
-            .collect();
-        let mut indexes = index_all(&points);
+        let (mut points, mut indexes) = indexed_points(&mut rng);
         assert_eq!(indexes.schema(), expected_counts(&points), "seed {seed}");
         let narrowed = check_superset(&mut rng, seed, &points, &indexes);
         assert!(
@@ -645,10 +651,7 @@ fn exact_candidates_are_the_matches() {
     };
     for seed in [1u64, 2, 3] {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut points: BTreeMap<PointId, Payload> = (0..300u64)
-            .map(|i| (PointId::Num(i), random_payload(&mut rng)))
-            .collect();
-        let mut indexes = index_all(&points);
+        let (mut points, mut indexes) = indexed_points(&mut rng);
         check(&mut rng, seed, &points, &indexes);
         random_writes(&mut rng, &mut points, &mut indexes);
         check(&mut rng, seed, &points, &indexes);
