@@ -101,7 +101,8 @@ pub struct BaseLayer<'a> {
 /// what [`HnswIndex::search_with_plan`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterPlan {
-    /// Exact distances to every allowed point.
+    /// Every allowed point measured: by its full vector, or, in a quantized storage where
+    /// that costs less, by its code, the best then re-ranked as a walk's candidates are.
     Scan,
     /// The walk over allowed nodes only, with two-hop expansion past disallowed ones.
     FilterFirst,

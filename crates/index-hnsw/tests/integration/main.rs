@@ -7,6 +7,7 @@ mod errors;
 mod filter;
 mod no_graph;
 mod persist;
+mod quantized_scan;
 mod rabitq;
 mod reachability;
 mod recall;
