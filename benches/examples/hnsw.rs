@@ -14,13 +14,15 @@
 //!
 //! `--cold N` (with `--save-and-reload`) adds single-query latencies with the full vectors on
 //! disk: N queries each started from a cold page cache, then warm, and the bytes read from
-//! the disk a query.
+//! the disk a query; with `--filter-share`, for each share as well.
 //!
 //! `--filter-share P,...` adds, after the unfiltered sweep, one sweep per share: a seeded
 //! random bitset passing `P` percent of the points (point `i` passes when
 //! `splitmix64(i) % 1,000,000 < P · 10,000`), recall against an exact scan of the passing
 //! points, `--filter-queries` queries (default 1,000), and the QPS of an exact scan of the
-//! passing points beside it. It measures the index's own filter planner (scan, filter-first
+//! passing points beside it. `--filter-sets N` draws N such bitsets per share (set `j` by
+//! `splitmix64(j·2^40 + i)`) and gives them to the queries in turn, so that one filter's
+//! points do not stay in the processor's caches from query to query. It measures the index's own filter planner (scan, filter-first
 //! walk or plain walk, by the bitset's count and the asked `ef`; each row names the path) on
 //! a saved graph, at any share and on any set. `--filter-walk filter-first,plain` (`yes` for
 //! `filter-first`) sweeps those walks as well, each at every `ef`, whatever the planner
@@ -59,6 +61,8 @@ fn main() {
     let mut k = 10;
     let mut filter_shares: Vec<f64> = Vec::new();
     let mut filter_queries = 1_000;
+    // Bitsets a share is drawn as, the queries taking them in turn (`--filter-sets`).
+    let mut filter_sets = 1usize;
     // Paths swept on their own after the planner's, at every `ef` (`--filter-walk`).
     let mut forced_paths: Vec<FilterPlan> = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -130,6 +134,7 @@ fn main() {
                     .collect()
             }
             "--filter-queries" => filter_queries = num(&value).max(1),
+            "--filter-sets" => filter_sets = num(&value).max(1),
             "--filter-walk" => {
                 forced_paths = value
                     .split(',')
@@ -257,7 +262,7 @@ fn main() {
         };
         let reranked_before = index.reranked();
         let (recall, qps) =
-            timed_sweep(&index, &w, &w.truth[..w.num_queries()], &params, None, None);
+            timed_sweep(&index, &w, &w.truth[..w.num_queries()], &params, &[], None);
         // Bound-driven re-ranks (RaBitQ); a fixed oversampling re-ranks `limit · oversampling`.
         let reranked = (index.reranked() - reranked_before) as f64 / (3 * w.num_queries()) as f64;
         println!(
@@ -280,20 +285,29 @@ fn main() {
             k,
             (fixed_oversampling, rescore),
             cold_queries,
+            &[],
+            &w.truth,
         );
     }
 
     for share in filter_shares {
         let n = w.len() as u32;
-        let mut allowed = AllowedSet::with_capacity(n as usize);
         let cut = (share * 10_000.0).round() as u64;
-        for i in 0..n {
-            if vr_benches::splitmix64(i as u64) % 1_000_000 < cut {
-                allowed.insert(i);
-            }
-        }
-        let passing: Vec<u32> = allowed.iter().collect();
-        if passing.is_empty() {
+        // Set `j` passes point `i` when `splitmix64(j·2^40 + i)` falls under the cut: set 0
+        // is the one bitset of a run without `--filter-sets`.
+        let sets: Vec<AllowedSet> = (0..filter_sets as u64)
+            .map(|j| {
+                let mut allowed = AllowedSet::with_capacity(n as usize);
+                for i in 0..n {
+                    if vr_benches::splitmix64(j << 40 | i as u64) % 1_000_000 < cut {
+                        allowed.insert(i);
+                    }
+                }
+                allowed
+            })
+            .collect();
+        let passing: Vec<Vec<u32>> = sets.iter().map(|s| s.iter().collect()).collect();
+        if passing[0].is_empty() {
             println!("\nfilter: {share}% of the points pass: none here, no sweep");
             continue;
         }
@@ -305,21 +319,27 @@ fn main() {
                 .into_par_iter()
                 .map(|i| {
                     let found = index
-                        .exact_search(w.query(i), &passing, k)
+                        .exact_search(w.query(i), &passing[i % filter_sets], k)
                         .expect("exact search");
                     found.iter().map(|s| s.offset).collect()
                 })
                 .collect()
         });
         println!(
-            "\nfilter: {share}% of the points pass ({} of {n}), {nq} queries",
-            passing.len()
+            "\nfilter: {share}% of the points pass ({} of {n}{}), {nq} queries",
+            passing[0].len(),
+            if filter_sets > 1 {
+                format!(" in set 0 of {filter_sets}, taken in turn")
+            } else {
+                String::new()
+            }
         );
         println!(
-            "\n| ef | path the planner takes | recall@{k} | QPS (1 thread) | QPS unfiltered at this recall |"
+            "\n| ef | path the planner takes | recall@{k} | QPS (1 thread) | QPS unfiltered at this recall | re-ranked a query |"
         );
-        println!("|---|---|---|---|---|");
-        let filter: &dyn PointFilter = &allowed;
+        println!("|---|---|---|---|---|---|");
+        let filters: Vec<&dyn PointFilter> = sets.iter().map(|s| s as &dyn PointFilter).collect();
+        let filter = filters[0];
         let mut rows: Vec<SweepRow> = Vec::new();
         // The same rows by the path the planner took, for the QPS at a recall.
         let mut runs: Vec<(FilterPlan, Vec<SweepRow>)> = Vec::new();
@@ -331,10 +351,12 @@ fn main() {
                 ..SearchParams::top(k)
             };
             let path = index.filter_plan(&params, Some(filter));
-            let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), None);
+            let reranked_before = index.reranked();
+            let (recall, qps) = timed_sweep(&index, &w, &truth, &params, &filters, None);
+            let reranked = (index.reranked() - reranked_before) as f64 / (3 * nq) as f64;
             let level = vr_benches::qps_at_recall(&unfiltered, recall)
                 .map_or("-".to_string(), |q| format!("{q:.0}"));
-            println!("| {ef} | {path:?} | {recall:.4} | {qps:.0} | {level} |");
+            println!("| {ef} | {path:?} | {recall:.4} | {qps:.0} | {level} | {reranked:.1} |");
             rows.push((ef, recall, qps));
             match runs.iter_mut().find(|(p, _)| *p == path) {
                 Some((_, run)) => run.push((ef, recall, qps)),
@@ -357,7 +379,7 @@ fn main() {
                     ..SearchParams::top(k)
                 };
                 let forced = Some(path);
-                let (recall, qps) = timed_sweep(&index, &w, &truth, &params, Some(filter), forced);
+                let (recall, qps) = timed_sweep(&index, &w, &truth, &params, &filters, forced);
                 println!("| {ef} | {recall:.4} | {qps:.0} |");
                 path_rows.push((ef, recall, qps));
             }
@@ -373,13 +395,28 @@ fn main() {
         let t = Instant::now();
         for i in 0..scanned {
             index
-                .search(w.query(i), &exact, Some(filter))
+                .search(w.query(i), &exact, Some(filters[i % filter_sets]))
                 .expect("exact search");
         }
         println!(
             "exact scan of the passing points: {:.0} QPS ({scanned} queries)",
             scanned as f64 / t.elapsed().as_secs_f64()
         );
+        if cold_queries > 0 {
+            if let Some(path) = &reload {
+                cold_and_warm(
+                    &index,
+                    &w,
+                    path,
+                    &efs,
+                    k,
+                    (fixed_oversampling, rescore),
+                    cold_queries,
+                    &filters,
+                    &truth,
+                );
+            }
+        }
         let by_path: Vec<Vec<SweepRow>> = runs.into_iter().map(|(_, run)| run).collect();
         for level in [0.95, 0.99] {
             let walk: String = forced_rows
@@ -410,7 +447,10 @@ fn main() {
 /// Single-query latencies with the full vectors on disk: each query of the cold pass starts
 /// with none of them in memory (unmapped by the index, then dropped from the page cache), the
 /// warm pass runs the same queries again after one pass to load what they read. Also the
-/// bytes the process read from the disk a query (`read_bytes` of `/proc/self/io`).
+/// bytes the process read from the disk a query (`read_bytes` of `/proc/self/io`). Query
+/// `i` passes `filters[i % filters.len()]` (none when empty), and is scored against
+/// `truth`.
+#[allow(clippy::too_many_arguments)]
 fn cold_and_warm(
     index: &HnswIndex,
     w: &Workload,
@@ -419,9 +459,12 @@ fn cold_and_warm(
     k: usize,
     (oversampling, rescore): (Option<f32>, Option<bool>),
     queries: usize,
+    filters: &[&dyn PointFilter],
+    truth: &[Vec<u32>],
 ) {
+    let filter_of = |i: usize| (!filters.is_empty()).then(|| filters[i % filters.len()]);
     use std::os::fd::AsRawFd;
-    let queries = queries.min(w.num_queries());
+    let queries = queries.min(truth.len());
     let file = std::fs::File::open(file).expect("the saved index");
     let evict = || {
         index.release_vectors_on_disk();
@@ -446,8 +489,8 @@ fn cold_and_warm(
     println!(
         "\ncold and warm single queries ({queries} each), full vectors on disk; re-ranks a query as above\n"
     );
-    println!("| ef | recall@{k} | cold p50 us | cold p99 us | disk KB read a cold query | warm p50 us | warm p99 us |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| ef | path | recall@{k} | cold p50 us | cold p99 us | disk KB read a cold query | warm p50 us | warm p99 us |");
+    println!("|---|---|---|---|---|---|---|---|");
     for &ef in efs {
         let params = SearchParams {
             hnsw_ef: Some(ef),
@@ -458,28 +501,37 @@ fn cold_and_warm(
         let mut cold = Vec::with_capacity(queries);
         let mut read = 0u64;
         let mut recall = 0.0;
-        for i in 0..queries {
+        for (i, want) in truth[..queries].iter().enumerate() {
             evict();
             let before = read_bytes();
             let t = Instant::now();
-            let found = index.search(w.query(i), &params, None).expect("search");
+            let found = index
+                .search(w.query(i), &params, filter_of(i))
+                .expect("search");
             cold.push(t.elapsed().as_secs_f64() * 1e6);
             read += read_bytes() - before;
             let ids: Vec<u32> = found.iter().map(|s| s.offset).collect();
-            recall += recall_at(&ids, &w.truth[i], k);
+            recall += recall_at(&ids, want, k.min(want.len()));
         }
         for i in 0..queries {
-            index.search(w.query(i), &params, None).expect("search");
+            index
+                .search(w.query(i), &params, filter_of(i))
+                .expect("search");
         }
         let mut warm: Vec<f64> = (0..queries)
             .map(|i| {
                 let t = Instant::now();
-                index.search(w.query(i), &params, None).expect("search");
+                index
+                    .search(w.query(i), &params, filter_of(i))
+                    .expect("search");
                 t.elapsed().as_secs_f64() * 1e6
             })
             .collect();
+        let path = filter_of(0).map_or("unfiltered".to_string(), |f| {
+            format!("{:?}", index.filter_plan(&params, Some(f)))
+        });
         println!(
-            "| {ef} | {:.4} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
+            "| {ef} | {path} | {:.4} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
             recall / queries as f64,
             pct(&mut cold, 0.5),
             pct(&mut cold, 0.99),
@@ -494,14 +546,15 @@ fn cold_and_warm(
 type SweepRow = (usize, f64, f64);
 
 /// Recall@`params.limit` and single-thread QPS over the first `truth.len()` queries: the best
-/// of three timed passes, as peers.py does. A query whose truth holds fewer than `limit`
-/// points (a narrow filter) is scored on those it has.
+/// of three timed passes, as peers.py does. Query `i` passes `filters[i % filters.len()]`
+/// (none when empty). A query whose truth holds fewer than `limit` points (a narrow filter)
+/// is scored on those it has.
 fn timed_sweep(
     index: &HnswIndex,
     w: &Workload,
     truth: &[Vec<u32>],
     params: &SearchParams,
-    filter: Option<&dyn PointFilter>,
+    filters: &[&dyn PointFilter],
     plan: Option<FilterPlan>,
 ) -> (f64, f64) {
     let mut best = f64::INFINITY;
@@ -510,6 +563,7 @@ fn timed_sweep(
         let t = Instant::now();
         let mut total = 0.0;
         for (i, want) in truth.iter().enumerate() {
+            let filter = (!filters.is_empty()).then(|| filters[i % filters.len()]);
             let found = index
                 .search_with_plan(w.query(i), params, filter, plan)
                 .expect("search");
