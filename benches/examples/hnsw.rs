@@ -22,9 +22,10 @@
 //! points, `--filter-queries` queries (default 1,000), and the QPS of an exact scan of the
 //! passing points beside it. `--filter-sets N` draws N such bitsets per share (set `j` by
 //! `splitmix64(j·2^40 + i)`) and gives them to the queries in turn, so that one filter's
-//! points do not stay in the processor's caches from query to query. It measures the index's own filter planner (scan, filter-first
-//! walk or plain walk, by the bitset's count and the asked `ef`; each row names the path) on
-//! a saved graph, at any share and on any set. `--filter-walk filter-first,plain` (`yes` for
+//! points do not stay in the processor's caches from query to query. It measures the
+//! index's own filter planner (scan, filter-first walk or plain walk, by the bitset's count
+//! and the asked `ef`; each row names the path, set 0's with several sets) on a saved
+//! graph, at any share and on any set. `--filter-walk filter-first,plain` (`yes` for
 //! `filter-first`) sweeps those walks as well, each at every `ef`, whatever the planner
 //! would take.
 
@@ -307,8 +308,8 @@ fn main() {
             })
             .collect();
         let passing: Vec<Vec<u32>> = sets.iter().map(|s| s.iter().collect()).collect();
-        if passing[0].is_empty() {
-            println!("\nfilter: {share}% of the points pass: none here, no sweep");
+        if passing.iter().any(Vec::is_empty) {
+            println!("\nfilter: {share}% of the points pass: none in a set here, no sweep");
             continue;
         }
         let nq = filter_queries.min(w.num_queries());
@@ -464,7 +465,7 @@ fn cold_and_warm(
 ) {
     let filter_of = |i: usize| (!filters.is_empty()).then(|| filters[i % filters.len()]);
     use std::os::fd::AsRawFd;
-    let queries = queries.min(truth.len());
+    let queries = queries.min(truth.len()).min(w.num_queries());
     let file = std::fs::File::open(file).expect("the saved index");
     let evict = || {
         index.release_vectors_on_disk();

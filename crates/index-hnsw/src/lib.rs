@@ -20,8 +20,9 @@
 //! * **Filters**: a predicate or bitset of allowed offsets, and a planner that chooses per
 //!   search from the filter's count (a bitset's own, or a sample of a predicate) and the
 //!   asked `ef`: allowed points below `full_scan_threshold`, or too sparse for the walk to
-//!   keep its recall, are scanned exactly; so are they where a cost model, in bytes of
-//!   memory traffic, says the scan costs less than the walk; otherwise, when under a fifth
+//!   keep its recall, are scanned; so are they where a cost model, in bytes of memory
+//!   traffic, says the scan costs less than the walk (a quantized storage scans their codes
+//!   and re-ranks the best, where that costs less than their full vectors); otherwise, when under a fifth
 //!   of the points pass, the walk moves through allowed nodes only, looking through disallowed
 //!   neighbours to theirs (two hops, as ACORN-1 does), with `ef` raised as the share falls so
 //!   that its recall holds; from a fifth on, the walk goes through every node and keeps the

