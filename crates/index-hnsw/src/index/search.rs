@@ -124,15 +124,18 @@ impl HnswIndex {
     /// the points' saved bytes outweigh those two (from about 190 points at 50 dimensions in
     /// `sq8`, and 130 at 1024 in 1-bit RaBitQ, re-ranking 30); below, the exact scan costs
     /// about as little and its answer is exact.
-    pub(super) fn scan_cost(&self, allowed: usize, reranked: usize) -> (f64, bool) {
+    ///
+    /// `reranked` is `None` where a scan reads full vectors only: a storage of full vectors,
+    /// or a search that asks for no re-rank ([`HnswIndex::reranked_estimate`]).
+    pub(super) fn scan_cost(&self, allowed: usize, reranked: Option<usize>) -> (f64, bool) {
         let full_bytes = match self.codec {
             Codec::F16 => 2 * self.dim,
             _ => 4 * self.dim,
         } as f64;
         let exact = allowed as f64 * (full_bytes + SCAN_POINT_OVERHEAD);
-        if !self.codec.kind().is_quantized() {
+        let Some(reranked) = reranked else {
             return (exact, false);
-        }
+        };
         let code_bytes = self.codec.payload_bytes(self.dim) as f64;
         let codes = self.code_query_cost()
             + allowed as f64 * (code_bytes + self.code_estimate_cost() + SCAN_POINT_OVERHEAD)
@@ -194,7 +197,8 @@ impl HnswIndex {
     /// points pass ([`FILTER_FIRST_BELOW`]), at the `ef` that keeps its recall
     /// ([`HnswIndex::filter_first_ef`]); the plain walk that keeps only allowed results from
     /// a fifth on. A search over codes re-ranks about `reranked` candidates by their full
-    /// vectors, down either path ([`HnswIndex::reranked_estimate`]).
+    /// vectors, down either path (`None`: none, and a scan reads full vectors;
+    /// [`HnswIndex::reranked_estimate`]).
     ///
     /// Also returns the estimate of the allowed points, which a scan's choice between codes
     /// and full vectors takes ([`HnswIndex::scan_cost`]).
@@ -202,7 +206,7 @@ impl HnswIndex {
         &self,
         filter: &dyn PointFilter,
         ef: usize,
-        reranked: usize,
+        reranked: Option<usize>,
     ) -> (FilterPlan, usize, usize) {
         let (allowed, allowed_low) = self.estimate_allowed(filter);
         if allowed < self.config.full_scan_threshold {
@@ -306,7 +310,7 @@ impl HnswIndex {
         allowed: usize,
         live: usize,
         walk_ef: usize,
-        reranked: usize,
+        reranked: Option<usize>,
         tests_every_point: bool,
     ) -> bool {
         let (looked, measured) = self.filter_first_expansion(allowed as f64 / live.max(1) as f64);
@@ -322,7 +326,7 @@ impl HnswIndex {
                         + RANDOM_BYTE_COST * walk_bytes
                         + self.code_estimate_cost())
                     + looked * LOOK_THROUGH_COST)
-            + reranked as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
+            + reranked.unwrap_or(0) as f64 * (RANDOM_READ_COST + RANDOM_BYTE_COST * full_bytes);
         let (mut scan, _) = self.scan_cost(allowed, reranked);
         if tests_every_point {
             scan += live as f64 * PREDICATE_SCAN_COST;
@@ -429,7 +433,8 @@ impl HnswIndex {
     /// full vector ([`HnswIndex::scan_cost`]): `ef` and the re-rank's parameters then bound
     /// its recall as they bound a walk's, and it gathers the nearest codes of all, where a
     /// walk gathers those it reaches. An index without a graph, and a search that asks to be
-    /// exact, read the full vectors: their answer is the exact one.
+    /// exact, read the full vectors: their answer is the exact one; so does a search that
+    /// asks for no re-rank ([`HnswIndex::reranked_estimate`]).
     pub(super) fn search_planned<A: Fn(u32) -> bool>(
         &self,
         q: &[f32],
@@ -731,16 +736,16 @@ impl HnswIndex {
     }
 
     /// The full vectors a search over codes re-reads for a search with `params`, walk or
-    /// scan: none for a storage of full vectors or a search that asks for no re-rank;
-    /// otherwise what a walk gathers for its re-rank ([`HnswIndex::oversampled`]), which
-    /// for RaBitQ's bound-driven re-rank stands for about the count it reads (31 a query at
-    /// `limit` 10 on a 1024-dimensional set, unfiltered).
-    fn reranked_estimate(&self, params: &SearchParams) -> usize {
-        if !self.codec.kind().is_quantized() || params.rescore == Some(false) {
-            0
-        } else {
-            self.oversampled(params)
-        }
+    /// scan: what a walk gathers for its re-rank ([`HnswIndex::oversampled`]), which for
+    /// RaBitQ's bound-driven re-rank stands for about the count it reads (31 a query at
+    /// `limit` 10 on a 1024-dimensional set, unfiltered). `None` for a storage of full
+    /// vectors, and for a search that asks for no re-rank: its scan reads the full vectors
+    /// and answers exactly, as it did before scans read codes (Qdrant's plain search would
+    /// answer with the codes' scores; the end-to-end suite's floors on the recall of such
+    /// searches were set on exact scans).
+    fn reranked_estimate(&self, params: &SearchParams) -> Option<usize> {
+        (self.codec.kind().is_quantized() && params.rescore != Some(false))
+            .then(|| self.oversampled(params))
     }
 
     pub(super) fn oversampled(&self, params: &SearchParams) -> usize {
